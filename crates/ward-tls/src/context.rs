@@ -1,0 +1,252 @@
+//! OpenSSL contexts from a policy: the server side (one per HTTPS listener) and the client
+//! side (the agent, the scanner). This is where ward-tls touches OpenSSL; the policy model in
+//! [`crate::conf`] and [`crate::protocol`] stays free of it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use openssl::error::ErrorStack;
+use openssl::ssl::{
+    SslConnector, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslMode, SslOptions,
+    SslSessionCacheMode, SslVerifyMode, SslVersion,
+};
+use openssl::x509::X509;
+
+use crate::conf::{Location, TlsPolicy};
+use crate::protocol::TlsVersion;
+
+/// Why a policy could not become an OpenSSL context; names the directive at fault when there
+/// is one, so the operator sees `file:line`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetupError {
+    pub location: Option<Location>,
+    pub message: String,
+}
+
+impl SetupError {
+    fn at(location: Option<&Location>, message: impl Into<String>) -> SetupError {
+        SetupError {
+            location: location.cloned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(location) => write!(f, "{location}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// OpenSSL's name for a version.
+pub fn ssl_version(version: TlsVersion) -> SslVersion {
+    match version {
+        TlsVersion::Tls1_0 => SslVersion::TLS1,
+        TlsVersion::Tls1_1 => SslVersion::TLS1_1,
+        TlsVersion::Tls1_2 => SslVersion::TLS1_2,
+        TlsVersion::Tls1_3 => SslVersion::TLS1_3,
+    }
+}
+
+/// The version OpenSSL reports for a connection (`SslRef::version_str`), back in ward's terms.
+pub fn version_from_openssl(name: &str) -> Option<TlsVersion> {
+    TlsVersion::ALL.into_iter().find(|v| v.name() == name)
+}
+
+fn first_error(stack: &ErrorStack) -> String {
+    stack
+        .errors()
+        .first()
+        .and_then(|e| e.reason().map(str::to_string))
+        .unwrap_or_else(|| stack.to_string())
+}
+
+/// Applies everything of the policy except the certificate and key.
+fn apply_policy(builder: &mut SslContextBuilder, policy: &TlsPolicy) -> Result<(), SetupError> {
+    let range = policy.protocol.range;
+    let protocol_location = policy.protocol_location.as_ref();
+    let internal = |e: ErrorStack| SetupError::at(protocol_location, first_error(&e));
+    builder
+        .set_min_proto_version(Some(ssl_version(range.min)))
+        .map_err(internal)?;
+    builder
+        .set_max_proto_version(Some(ssl_version(range.max)))
+        .map_err(internal)?;
+    if let Some(level) = policy.forced_security_level() {
+        builder.set_security_level(level);
+    }
+    let mut options = SslOptions::NO_COMPRESSION;
+    if policy.honor_cipher_order {
+        options |= SslOptions::CIPHER_SERVER_PREFERENCE;
+    }
+    builder.set_options(options);
+    builder.clear_options(SslOptions::NO_TICKET);
+    builder.set_mode(SslMode::RELEASE_BUFFERS);
+    builder.set_session_cache_mode(SslSessionCacheMode::SERVER);
+    builder.set_session_id_context(b"ward").map_err(internal)?;
+    if let Some(list) = &policy.cipher_list {
+        builder.set_cipher_list(&list.value).map_err(|e| {
+            SetupError::at(
+                Some(&list.location),
+                format!(
+                    "SSLCipherSuite: OpenSSL rejects the cipher list '{}': {}",
+                    list.value,
+                    first_error(&e)
+                ),
+            )
+        })?;
+    }
+    if let Some(list) = &policy.tls13_ciphersuites {
+        builder.set_ciphersuites(&list.value).map_err(|e| {
+            SetupError::at(
+                Some(&list.location),
+                format!(
+                    "SSLCipherSuite: OpenSSL rejects the TLSv1.3 ciphersuites '{}': {}",
+                    list.value,
+                    first_error(&e)
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks what OpenSSL thinks of a policy without needing its certificate: the cipher lists
+/// and the version range. configtest uses it.
+pub fn check_policy(policy: &TlsPolicy) -> Result<(), SetupError> {
+    let mut builder = SslContextBuilder::new(SslMethod::tls_server())
+        .map_err(|e| SetupError::at(None, first_error(&e)))?;
+    apply_policy(&mut builder, policy)
+}
+
+/// Resolves a path from a conf file the way Apache resolves it against `ServerRoot`.
+pub fn resolve(server_root: &Path, path: &str) -> PathBuf {
+    let path = Path::new(path);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        server_root.join(path)
+    }
+}
+
+/// Builds the server context of a listener. Relative certificate paths are resolved against
+/// `server_root` (ward's data dir).
+pub fn build_acceptor(policy: &TlsPolicy, server_root: &Path) -> Result<SslContext, SetupError> {
+    let mut builder = SslContextBuilder::new(SslMethod::tls_server())
+        .map_err(|e| SetupError::at(None, first_error(&e)))?;
+    apply_policy(&mut builder, policy)?;
+    let Some(cert) = &policy.certificate_file else {
+        return Err(SetupError::at(
+            policy.protocol_location.as_ref(),
+            "no SSLCertificateFile: the listener has no certificate",
+        ));
+    };
+    let key = policy.certificate_key_file.as_ref().unwrap_or(cert);
+    let cert_path = resolve(server_root, &cert.value);
+    builder
+        .set_certificate_chain_file(&cert_path)
+        .map_err(|e| {
+            SetupError::at(
+                Some(&cert.location),
+                format!(
+                    "SSLCertificateFile: cannot load '{}': {}",
+                    cert_path.display(),
+                    first_error(&e)
+                ),
+            )
+        })?;
+    let key_path = resolve(server_root, &key.value);
+    builder
+        .set_private_key_file(&key_path, SslFiletype::PEM)
+        .map_err(|e| {
+            SetupError::at(
+                Some(&key.location),
+                format!(
+                    "SSLCertificateKeyFile: cannot load '{}': {}",
+                    key_path.display(),
+                    first_error(&e)
+                ),
+            )
+        })?;
+    builder.check_private_key().map_err(|e| {
+        SetupError::at(
+            Some(&key.location),
+            format!(
+                "SSLCertificateKeyFile: the key does not match the certificate: {}",
+                first_error(&e)
+            ),
+        )
+    })?;
+    Ok(builder.build())
+}
+
+/// How a client checks the server's certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerVerification {
+    /// Against this CA certificate (PEM), including the host name.
+    Ca(Vec<u8>),
+    /// Not at all: the scanner, and server list entries with `verify_certificate = false`.
+    None,
+}
+
+/// A client-side TLS configuration: the agent's and the scanner's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientTls {
+    /// Lowest version to offer; `None` is OpenSSL's lowest (TLSv1).
+    pub min: Option<TlsVersion>,
+    /// Highest version to offer; `Some(Tls1_0)` reproduces a Windows XP client.
+    pub max: Option<TlsVersion>,
+    pub verification: ServerVerification,
+    /// TLS <= 1.2 cipher list; `None` is OpenSSL's default, at security level 0 when the range
+    /// reaches below TLSv1.2.
+    pub cipher_list: Option<String>,
+}
+
+impl ClientTls {
+    /// A client that speaks `min..=max` and checks nothing: the scanner's probe.
+    pub fn probe(version: TlsVersion) -> ClientTls {
+        ClientTls {
+            min: Some(version),
+            max: Some(version),
+            verification: ServerVerification::None,
+            cipher_list: Some("ALL:COMPLEMENTOFALL:@SECLEVEL=0".into()),
+        }
+    }
+
+    fn reaches_legacy(&self) -> bool {
+        self.min.is_none_or(|min| min < TlsVersion::Tls1_2)
+            && self.max.is_none_or(|max| max >= TlsVersion::Tls1_0)
+    }
+}
+
+/// Builds a client connector. The client session cache is on; a caller that wants resumption
+/// keeps the `SslSession` of a connection and sets it on the next one.
+pub fn build_connector(config: &ClientTls) -> Result<SslConnector, ErrorStack> {
+    let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+    builder.set_min_proto_version(config.min.map(ssl_version))?;
+    builder.set_max_proto_version(config.max.map(ssl_version))?;
+    match &config.cipher_list {
+        Some(list) => builder.set_cipher_list(list)?,
+        None if config.reaches_legacy() => builder.set_cipher_list("DEFAULT:@SECLEVEL=0")?,
+        None => {}
+    }
+    match &config.verification {
+        ServerVerification::Ca(pem) => {
+            for cert in X509::stack_from_pem(pem)? {
+                builder.cert_store_mut().add_cert(cert)?;
+            }
+            builder.set_verify(SslVerifyMode::PEER);
+        }
+        ServerVerification::None => builder.set_verify(SslVerifyMode::NONE),
+    }
+    builder.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+    Ok(builder.build())
+}
+
+#[cfg(test)]
+mod tests;

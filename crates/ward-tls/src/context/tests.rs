@@ -1,0 +1,157 @@
+use super::*;
+use crate::conf::listener_conf;
+use crate::pki;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::thread;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    ca_pem: Vec<u8>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::new_ca("ward test CA").unwrap();
+    let server = pki::new_server_cert(&ca, &["localhost"], &[Ipv4Addr::LOCALHOST.into()]).unwrap();
+    std::fs::write(dir.path().join("server.pem"), server.cert_pem().unwrap()).unwrap();
+    std::fs::write(dir.path().join("server.key"), server.key_pem().unwrap()).unwrap();
+    Fixture {
+        ca_pem: ca.cert_pem().unwrap(),
+        dir,
+    }
+}
+
+fn policy(words: &str) -> TlsPolicy {
+    let text = format!(
+        "SSLProtocol {words}\nSSLCertificateFile server.pem\nSSLCertificateKeyFile server.key\n"
+    );
+    listener_conf("test.conf", &text).policy.unwrap()
+}
+
+/// Serves one handshake with `policy` and returns the version a client capped at `max`
+/// negotiated, or `None` when the handshake failed.
+fn negotiate(fixture: &Fixture, policy: &TlsPolicy, client: ClientTls) -> Option<String> {
+    let context = build_acceptor(policy, fixture.dir.path()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let ssl = openssl::ssl::Ssl::new(&context).unwrap();
+        ssl.accept(stream).map(|_| ()).is_ok()
+    });
+    let connector = build_connector(&client).unwrap();
+    let stream = TcpStream::connect(address).unwrap();
+    let result = connector
+        .connect("localhost", stream)
+        .ok()
+        .map(|tls| tls.ssl().version_str().to_string());
+    let _ = server.join();
+    result
+}
+
+#[test]
+fn acceptor_serves_exactly_the_policy_range() {
+    let fixture = fixture();
+    let cases = [
+        // (SSLProtocol, client max, negotiated)
+        ("all -SSLv2 -SSLv3", TlsVersion::Tls1_0, Some("TLSv1")),
+        ("all -SSLv2 -SSLv3", TlsVersion::Tls1_1, Some("TLSv1.1")),
+        ("all -SSLv2 -SSLv3", TlsVersion::Tls1_3, Some("TLSv1.3")),
+        (
+            "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
+            TlsVersion::Tls1_0,
+            None,
+        ),
+        (
+            "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
+            TlsVersion::Tls1_1,
+            None,
+        ),
+        (
+            "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
+            TlsVersion::Tls1_2,
+            Some("TLSv1.2"),
+        ),
+        ("TLSv1.2", TlsVersion::Tls1_3, Some("TLSv1.2")),
+        ("all -TLSv1.1", TlsVersion::Tls1_0, None),
+        ("TLSv1", TlsVersion::Tls1_3, Some("TLSv1")),
+    ];
+    for (words, max, expected) in cases {
+        let client = ClientTls {
+            min: None,
+            max: Some(max),
+            verification: ServerVerification::Ca(fixture.ca_pem.clone()),
+            cipher_list: None,
+        };
+        let negotiated = negotiate(&fixture, &policy(words), client);
+        assert_eq!(
+            negotiated.as_deref(),
+            expected,
+            "SSLProtocol {words}, client max {max}"
+        );
+    }
+}
+
+#[test]
+fn explicit_seclevel_is_respected() {
+    // With @SECLEVEL=1 named by the operator, OpenSSL 3 refuses TLSv1 even though it is in
+    // the range: ward does not override an explicit choice.
+    let fixture = fixture();
+    let text = "SSLProtocol all\nSSLCipherSuite DEFAULT:@SECLEVEL=1\n\
+                SSLCertificateFile server.pem\nSSLCertificateKeyFile server.key\n";
+    let policy = listener_conf("t", text).policy.unwrap();
+    assert_eq!(policy.forced_security_level(), None);
+    let client = ClientTls {
+        min: None,
+        max: Some(TlsVersion::Tls1_0),
+        verification: ServerVerification::None,
+        cipher_list: None,
+    };
+    assert_eq!(negotiate(&fixture, &policy, client), None);
+}
+
+#[test]
+fn verification_against_another_ca_fails() {
+    let fixture = fixture();
+    let other = pki::new_ca("someone else").unwrap();
+    let client = ClientTls {
+        min: None,
+        max: None,
+        verification: ServerVerification::Ca(other.cert_pem().unwrap()),
+        cipher_list: None,
+    };
+    assert_eq!(negotiate(&fixture, &policy("all"), client), None);
+}
+
+#[test]
+fn setup_errors_name_the_directive() {
+    let fixture = fixture();
+    let text = "SSLProtocol all\nSSLCipherSuite NOSUCHCIPHER\n\
+                SSLCertificateFile server.pem\nSSLCertificateKeyFile server.key\n";
+    let policy = listener_conf("x.conf", text).policy.unwrap();
+    let error = check_policy(&policy).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("x.conf:2: SSLCipherSuite: OpenSSL rejects the cipher list 'NOSUCHCIPHER:!aNULL:!eNULL:!EXP'"),
+        "{error}"
+    );
+    let text = "SSLCertificateFile missing.pem\n";
+    let policy = listener_conf("y.conf", text).policy.unwrap();
+    let error = build_acceptor(&policy, fixture.dir.path()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("y.conf:1: SSLCertificateFile: cannot load"),
+        "{error}"
+    );
+    let text = "SSLCipherSuite TLSv1.3 NOPE\n";
+    let policy = listener_conf("z.conf", text).policy.unwrap();
+    let error = check_policy(&policy).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("z.conf:1: SSLCipherSuite: OpenSSL rejects the TLSv1.3"),
+        "{error}"
+    );
+}

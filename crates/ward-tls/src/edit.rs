@@ -1,0 +1,274 @@
+//! Editing a conf file in place, the way the seed's upgrade wizard does it: the old directive is
+//! commented out under a dated marker line, the new one follows, and every other byte stays.
+//!
+//! [`replace_ssl_protocol`] is the pure part. [`edit_file`] adds the I/O: a backup beside the
+//! file, then an atomic replace (temp file, fsync, rename, fsync of the directory), so a crash
+//! leaves either the old file or the new one. [`restore_backup`] undoes an edit byte for byte.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::conf::{self, Diagnostic};
+use crate::protocol::{self, ProtocolError};
+
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EditError {
+    /// The file has errors of its own; ward does not edit a file it cannot read correctly.
+    BrokenFile(Vec<Diagnostic>),
+    /// The new value is not a valid `SSLProtocol`.
+    InvalidValue(ProtocolError),
+    Io {
+        path: PathBuf,
+        error: io::Error,
+    },
+    NotUtf8(PathBuf),
+}
+
+impl fmt::Display for EditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EditError::BrokenFile(errors) => {
+                f.write_str("the file has errors; fix them before editing it")?;
+                for error in errors {
+                    write!(f, "\n  {error}")?;
+                }
+                Ok(())
+            }
+            EditError::InvalidValue(error) => write!(f, "new value refused: {error}"),
+            EditError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            EditError::NotUtf8(path) => write!(f, "{}: not a UTF-8 text file", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for EditError {}
+
+/// The marker line written above a replaced directive, e.g.
+/// `#:Overridden_by_ward_tls_harden 2026-11-28 15:04:05 UTC#`.
+pub fn marker_line(label: &str, now: SystemTime) -> String {
+    format!("#:Overridden_by_{label} {}#", format_utc(now))
+}
+
+/// Replaces the `SSLProtocol` that applies to the file's listener (the first vhost's own, or
+/// else the last global one) with `new_args`. Returns `None` when the directive already says
+/// exactly that (same words), so running an edit twice changes nothing.
+pub fn replace_ssl_protocol(
+    file: &str,
+    text: &str,
+    new_args: &str,
+    marker: &str,
+) -> Result<Option<String>, EditError> {
+    protocol::parse_ssl_protocol(&protocol::split_words(new_args))
+        .map_err(EditError::InvalidValue)?;
+    let parsed = conf::parse_conf(file, text);
+    if parsed.has_errors() {
+        let errors = parsed
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.severity == conf::Severity::Error)
+            .collect();
+        return Err(EditError::BrokenFile(errors));
+    }
+    let is_protocol = |d: &&conf::Directive| d.name.eq_ignore_ascii_case("SSLProtocol");
+    let vhost = parsed.virtual_hosts.first();
+    let target = vhost
+        .and_then(|v| v.directives.iter().rfind(is_protocol))
+        .or_else(|| parsed.global.iter().rfind(is_protocol));
+
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut out = String::with_capacity(text.len() + marker.len() + new_args.len() + 32);
+    match target {
+        Some(directive) => {
+            if protocol::split_words(&directive.raw_args) == protocol::split_words(new_args) {
+                return Ok(None);
+            }
+            let first = directive.location.line - 1;
+            let last = directive.last_line - 1;
+            let (indent, eol) = shape_of(lines[first]);
+            out.extend(lines[..first].iter().copied());
+            push_line(&mut out, indent, marker, eol);
+            for line in &lines[first..=last] {
+                let content = line.trim_start();
+                out.push_str(&line[..line.len() - content.len()]);
+                out.push('#');
+                out.push_str(content);
+            }
+            // The last commented line may lack a newline at the end of the file.
+            if !out.ends_with('\n') {
+                out.push_str(if eol.is_empty() { "\n" } else { eol });
+            }
+            push_line(
+                &mut out,
+                indent,
+                &format!("{} {new_args}", directive.name),
+                eol,
+            );
+            out.extend(lines[last + 1..].iter().copied());
+        }
+        None => {
+            // Insert where it applies: inside the first vhost, or at the end of the file.
+            let insert_at = vhost.map_or(lines.len(), |v| v.end_line - 1);
+            let eol = lines.first().map_or("\n", |l| shape_of(l).1);
+            let eol = if eol.is_empty() { "\n" } else { eol };
+            let indent = if vhost.is_some() { "    " } else { "" };
+            out.extend(lines[..insert_at].iter().copied());
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push_str(eol);
+            }
+            push_line(&mut out, indent, marker, eol);
+            push_line(&mut out, indent, &format!("SSLProtocol {new_args}"), eol);
+            out.extend(lines[insert_at..].iter().copied());
+        }
+    }
+    Ok(Some(out))
+}
+
+/// A line's leading whitespace and its line ending (`"\r\n"`, `"\n"` or `""` at end of file).
+fn shape_of(line: &str) -> (&str, &str) {
+    let content = line.trim_start_matches([' ', '\t']);
+    let indent = &line[..line.len() - content.len()];
+    let eol = if line.ends_with("\r\n") {
+        "\r\n"
+    } else if line.ends_with('\n') {
+        "\n"
+    } else {
+        ""
+    };
+    (indent, eol)
+}
+
+fn push_line(out: &mut String, indent: &str, content: &str, eol: &str) {
+    out.push_str(indent);
+    out.push_str(content);
+    out.push_str(if eol.is_empty() { "\n" } else { eol });
+}
+
+/// What [`edit_file`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EditOutcome {
+    /// The directive already had that value; the file was not touched.
+    Unchanged,
+    /// The file was replaced; `backup` holds the bytes it had before.
+    Changed { backup: PathBuf },
+}
+
+/// Edits `SSLProtocol` in the file at `path`, keeping a backup beside it named
+/// `<file>.<UTC stamp>.bak`. Nothing is written if the file or the new value is invalid.
+pub fn edit_file(
+    path: &Path,
+    new_args: &str,
+    label: &str,
+    now: SystemTime,
+) -> Result<EditOutcome, EditError> {
+    let io_error = |error| EditError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let bytes = fs::read(path).map_err(io_error)?;
+    let text = String::from_utf8(bytes).map_err(|_| EditError::NotUtf8(path.to_path_buf()))?;
+    let marker = marker_line(label, now);
+    let Some(new_text) =
+        replace_ssl_protocol(&path.display().to_string(), &text, new_args, &marker)?
+    else {
+        return Ok(EditOutcome::Unchanged);
+    };
+    let backup = unused_backup_path(path, now);
+    write_atomic(&backup, text.as_bytes()).map_err(|error| EditError::Io {
+        path: backup.clone(),
+        error,
+    })?;
+    write_atomic(path, new_text.as_bytes()).map_err(io_error)?;
+    Ok(EditOutcome::Changed { backup })
+}
+
+/// Puts a backup's bytes back in place of `path`, atomically.
+pub fn restore_backup(path: &Path, backup: &Path) -> io::Result<()> {
+    let bytes = fs::read(backup)?;
+    write_atomic(path, &bytes)
+}
+
+fn unused_backup_path(path: &Path, now: SystemTime) -> PathBuf {
+    let (year, month, day, hour, minute, second) = utc_fields(now);
+    let stamp = format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z");
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut candidate = path.with_file_name(format!("{name}.{stamp}.bak"));
+    let mut counter = 1;
+    while candidate.exists() {
+        candidate = path.with_file_name(format!("{name}.{stamp}-{counter}.bak"));
+        counter += 1;
+    }
+    candidate
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one: a temp
+/// file in the same directory, fsync, rename over, fsync of the directory. The file keeps its
+/// permissions when it existed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let temp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut file = fs::File::create(&temp)?;
+        if let Ok(meta) = fs::metadata(path) {
+            file.set_permissions(meta.permissions())?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temp, path)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// `2026-11-28 15:04:05 UTC`. Hand-rolled (days to civil date, H. Hinnant's algorithm) to
+/// avoid a date crate for one line of text.
+pub fn format_utc(time: SystemTime) -> String {
+    let (year, month, day, hour, minute, second) = utc_fields(time);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC")
+}
+
+fn utc_fields(time: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+use super::*;
+use std::time::Duration;
+
+const MARKER: &str = "#:Overridden_by_ward_test 2026-11-28 15:04:05 UTC#";
+
+fn replace(text: &str, new_args: &str) -> String {
+    replace_ssl_protocol("ssl.conf", text, new_args, MARKER)
+        .unwrap()
+        .expect("a change")
+}
+
+#[test]
+fn seed_edit_comments_out_the_old_line_under_a_marker() {
+    let before = "# TLS for port 443\nSSLProtocol all -SSLv2 -SSLv3\nSSLHonorCipherOrder on\n";
+    let after = replace(before, "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1");
+    assert_eq!(
+        after,
+        "# TLS for port 443\n\
+         #:Overridden_by_ward_test 2026-11-28 15:04:05 UTC#\n\
+         #SSLProtocol all -SSLv2 -SSLv3\n\
+         SSLProtocol all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1\n\
+         SSLHonorCipherOrder on\n"
+    );
+    let policy = conf::listener_conf("x", &after).policy.unwrap();
+    assert_eq!(policy.protocol.range.to_string(), "TLSv1.2-TLSv1.3");
+}
+
+#[test]
+fn edit_keeps_indentation_crlf_and_the_directive_spelling() {
+    let before = "<VirtualHost _default_:8445>\r\n    sslprotocol all\r\n</VirtualHost>\r\n";
+    let after = replace(before, "TLSv1.2");
+    assert_eq!(
+        after,
+        "<VirtualHost _default_:8445>\r\n    \
+         #:Overridden_by_ward_test 2026-11-28 15:04:05 UTC#\r\n    \
+         #sslprotocol all\r\n    \
+         sslprotocol TLSv1.2\r\n\
+         </VirtualHost>\r\n"
+    );
+}
+
+#[test]
+fn edit_targets_the_directive_that_applies() {
+    // The vhost's own SSLProtocol applies, not the global one.
+    let before = "SSLProtocol all\n<VirtualHost a:1>\nSSLProtocol TLSv1\n</VirtualHost>\n";
+    let after = replace(before, "TLSv1.2");
+    assert!(
+        after.starts_with("SSLProtocol all\n<VirtualHost a:1>\n#:Over"),
+        "{after}"
+    );
+    assert!(after.contains("#SSLProtocol TLSv1\nSSLProtocol TLSv1.2\n</VirtualHost>"));
+    // Of two global lines, the last applies.
+    let after = replace("SSLProtocol all\nSSLProtocol TLSv1.3\n", "TLSv1.2");
+    assert!(after.starts_with("SSLProtocol all\n#:Over"), "{after}");
+}
+
+#[test]
+fn edit_of_a_continued_directive_comments_every_line() {
+    let before = "SSLProtocol all \\\n  -TLSv1\nX_after\n";
+    // X_after is not a directive ward knows; use a real one to keep the file valid.
+    let before = before.replace("X_after", "ServerName a");
+    let after = replace(&before, "TLSv1.2");
+    assert_eq!(
+        after,
+        format!("{MARKER}\n#SSLProtocol all \\\n  #-TLSv1\nSSLProtocol TLSv1.2\nServerName a\n")
+    );
+    let policy = conf::listener_conf("x", &after).policy.unwrap();
+    assert_eq!(policy.protocol.range.to_string(), "TLSv1.2");
+}
+
+#[test]
+fn edit_without_final_newline() {
+    let after = replace("SSLProtocol all", "TLSv1.2");
+    assert_eq!(
+        after,
+        format!("{MARKER}\n#SSLProtocol all\nSSLProtocol TLSv1.2\n")
+    );
+}
+
+#[test]
+fn edit_inserts_when_there_is_no_directive() {
+    assert_eq!(
+        replace("ServerName a\n", "TLSv1.2"),
+        format!("ServerName a\n{MARKER}\nSSLProtocol TLSv1.2\n")
+    );
+    assert_eq!(
+        replace("<VirtualHost a:1>\nSSLEngine on\n</VirtualHost>\n", "TLSv1.2"),
+        format!("<VirtualHost a:1>\nSSLEngine on\n    {MARKER}\n    SSLProtocol TLSv1.2\n</VirtualHost>\n")
+    );
+    assert_eq!(
+        replace("", "TLSv1.2"),
+        format!("{MARKER}\nSSLProtocol TLSv1.2\n")
+    );
+}
+
+#[test]
+fn same_words_are_no_change() {
+    let text = "SSLProtocol  all   -SSLv2 -SSLv3\n";
+    assert_eq!(
+        replace_ssl_protocol("x", text, "all -SSLv2 -SSLv3", MARKER).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn refusals_change_nothing() {
+    let error = replace_ssl_protocol("x", "SSLProtocol all\n", "TLSv1.0", MARKER).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "new value refused: SSLProtocol: Illegal protocol 'TLSv1.0'"
+    );
+    let error =
+        replace_ssl_protocol("x", "SSLProtocol all\nBogus\n", "TLSv1.2", MARKER).unwrap_err();
+    assert!(
+        error.to_string().contains("x:2: Invalid command 'Bogus'"),
+        "{error}"
+    );
+}
+
+#[test]
+fn file_edit_and_rollback_are_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sslforclients.conf");
+    let original =
+        "# keep me\r\n  SSLProtocol all -SSLv2 -SSLv3\r\n\tSSLHonorCipherOrder on \n# tail";
+    fs::write(&path, original).unwrap();
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+    let outcome = edit_file(&path, "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1", "ward_test", now).unwrap();
+    let EditOutcome::Changed { backup } = outcome else {
+        panic!("expected a change");
+    };
+    assert_eq!(fs::read_to_string(&backup).unwrap(), original);
+    let edited = fs::read_to_string(&path).unwrap();
+    assert!(
+        edited.contains("#:Overridden_by_ward_test 2026-11-18 "),
+        "{edited}"
+    );
+    // Running the same edit again changes nothing.
+    assert_eq!(
+        edit_file(&path, "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1", "ward_test", now).unwrap(),
+        EditOutcome::Unchanged
+    );
+    restore_backup(&path, &backup).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), original.as_bytes());
+    // A second edit in the same second gets its own backup.
+    let first = edit_file(&path, "TLSv1.2", "ward_test", now).unwrap();
+    restore_backup(
+        &path,
+        match &first {
+            EditOutcome::Changed { backup } => backup,
+            EditOutcome::Unchanged => panic!("expected a change"),
+        },
+    )
+    .unwrap();
+    let second = edit_file(&path, "TLSv1.3", "ward_test", now).unwrap();
+    assert_ne!(first, second);
+}
+
+#[test]
+fn failed_edit_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ssl.conf");
+    fs::write(&path, "SSLProtocol all\n").unwrap();
+    assert!(edit_file(&path, "+SSLv3", "t", SystemTime::now()).is_err());
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("ssl.conf")]);
+    assert_eq!(fs::read_to_string(&path).unwrap(), "SSLProtocol all\n");
+}
+
+#[test]
+fn utc_formatting() {
+    let cases = [
+        (0, "1970-01-01 00:00:00 UTC"),
+        (951_782_400, "2000-02-29 00:00:00 UTC"),
+        (1_795_000_000, "2026-11-18 11:06:40 UTC"),
+        (4_102_444_799, "2099-12-31 23:59:59 UTC"),
+    ];
+    for (secs, expected) in cases {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(format_utc(time), expected);
+    }
+}

@@ -1,0 +1,330 @@
+//! ClientHello parsing: what a client offered, read from the first bytes of a connection before
+//! OpenSSL sees them. This is how ward can say "this client offers only TLSv1" about a
+//! handshake that failed.
+//!
+//! Pure and total: any input gives a value or an error, never a panic. Handles a ClientHello
+//! fragmented across several records and the SSLv2-compatible format that old Windows clients
+//! send. [`HelloError::Incomplete`] tells a caller that peeks to wait for more bytes.
+
+use std::fmt;
+
+use crate::protocol::TlsVersion;
+
+/// What a client offered in its ClientHello.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientHello {
+    /// The version in the (first) record header; 0x0002 for an SSLv2-format hello.
+    pub record_version: u16,
+    /// `legacy_version` (`client_version` before TLS 1.3).
+    pub legacy_version: u16,
+    /// The `supported_versions` extension, GREASE values removed; empty when absent.
+    pub supported_versions: Vec<u16>,
+    /// The `server_name` extension's host name.
+    pub server_name: Option<String>,
+    /// Offered cipher suites, in the client's order.
+    pub cipher_suites: Vec<u16>,
+    /// True for the SSLv2-compatible ClientHello format.
+    pub sslv2_format: bool,
+}
+
+impl ClientHello {
+    /// The highest version the client offers, as on the wire (0x0300 is SSLv3).
+    pub fn max_version(&self) -> u16 {
+        self.supported_versions
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(self.legacy_version)
+    }
+
+    /// The TLS versions the client offers: the `supported_versions` list when present,
+    /// otherwise every version from TLSv1 up to `legacy_version` (the pre-1.3 rule).
+    pub fn offered_versions(&self) -> Vec<TlsVersion> {
+        if self.supported_versions.is_empty() {
+            TlsVersion::ALL
+                .into_iter()
+                .filter(|v| v.wire() <= self.legacy_version)
+                .collect()
+        } else {
+            TlsVersion::ALL
+                .into_iter()
+                .filter(|v| self.supported_versions.contains(&v.wire()))
+                .collect()
+        }
+    }
+}
+
+/// A version number as people write it: `SSLv3`, `TLSv1.2`, or hex for anything else.
+pub fn version_name(wire: u16) -> String {
+    match wire {
+        0x0002 => "SSLv2".into(),
+        0x0300 => "SSLv3".into(),
+        _ => match TlsVersion::from_wire(wire) {
+            Some(version) => version.name().into(),
+            None => format!("0x{wire:04x}"),
+        },
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HelloError {
+    /// The bytes end before the ClientHello does; more may come.
+    Incomplete,
+    /// The first byte is no TLS handshake record (e.g. plain HTTP on a TLS port).
+    NotTls,
+    /// The bytes are a handshake, but not a well-formed ClientHello.
+    Malformed(&'static str),
+}
+
+impl fmt::Display for HelloError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HelloError::Incomplete => f.write_str("ClientHello incomplete"),
+            HelloError::NotTls => f.write_str("not a TLS handshake"),
+            HelloError::Malformed(what) => write!(f, "malformed ClientHello: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for HelloError {}
+
+/// The largest record payload TLS allows (2^14 plus expansion).
+const MAX_RECORD: usize = 16_384 + 2_048;
+/// A ClientHello larger than this is refused rather than buffered.
+pub const MAX_HELLO: usize = 64 * 1024;
+
+const HANDSHAKE: u8 = 22;
+const CLIENT_HELLO: u8 = 1;
+const EXT_SERVER_NAME: u16 = 0x0000;
+const EXT_SUPPORTED_VERSIONS: u16 = 0x002b;
+
+/// Parses the ClientHello at the start of `bytes`.
+pub fn parse_client_hello(bytes: &[u8]) -> Result<ClientHello, HelloError> {
+    let Some(&first) = bytes.first() else {
+        return Err(HelloError::Incomplete);
+    };
+    if first & 0x80 != 0 {
+        return parse_sslv2_hello(bytes);
+    }
+    if first != HANDSHAKE {
+        return Err(HelloError::NotTls);
+    }
+    // Gather the handshake message from as many records as it spans.
+    let mut message = Vec::new();
+    let mut rest = bytes;
+    let mut record_version = None;
+    loop {
+        if let Some(length) = handshake_length(&message) {
+            if length > MAX_HELLO {
+                return Err(HelloError::Malformed("ClientHello too large"));
+            }
+            if message.len() >= 4 + length {
+                break;
+            }
+        }
+        let mut record = Reader::new(rest);
+        let content_type = record.u8()?;
+        if content_type != HANDSHAKE {
+            return Err(HelloError::Malformed(
+                "a non-handshake record inside the ClientHello",
+            ));
+        }
+        let version = record.u16()?;
+        record_version.get_or_insert(version);
+        let length = usize::from(record.u16()?);
+        if length == 0 || length > MAX_RECORD {
+            return Err(HelloError::Malformed("record length out of range"));
+        }
+        message.extend_from_slice(record.bytes(length)?);
+        if message.len() > MAX_HELLO {
+            return Err(HelloError::Malformed("ClientHello too large"));
+        }
+        rest = record.remaining();
+    }
+    let record_version = record_version.unwrap_or_default();
+    let mut header = Reader::complete(&message);
+    if header.u8()? != CLIENT_HELLO {
+        return Err(HelloError::Malformed(
+            "first handshake message is not a ClientHello",
+        ));
+    }
+    let length = header.u24()?;
+    parse_hello_body(Reader::complete(header.bytes(length)?), record_version)
+}
+
+fn handshake_length(message: &[u8]) -> Option<usize> {
+    match message {
+        [_, a, b, c, ..] => Some(usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c)),
+        _ => None,
+    }
+}
+
+fn parse_hello_body(mut body: Reader<'_>, record_version: u16) -> Result<ClientHello, HelloError> {
+    let legacy_version = body.u16()?;
+    body.bytes(32)?; // random
+    let session_id_length = usize::from(body.u8()?);
+    if session_id_length > 32 {
+        return Err(HelloError::Malformed("session id longer than 32 bytes"));
+    }
+    body.bytes(session_id_length)?;
+    let suites_length = usize::from(body.u16()?);
+    if suites_length % 2 != 0 {
+        return Err(HelloError::Malformed("odd cipher suites length"));
+    }
+    let mut suites = Reader::complete(body.bytes(suites_length)?);
+    let mut cipher_suites = Vec::with_capacity(suites_length / 2);
+    while !suites.is_empty() {
+        cipher_suites.push(suites.u16()?);
+    }
+    let compression_length = usize::from(body.u8()?);
+    body.bytes(compression_length)?;
+
+    let mut hello = ClientHello {
+        record_version,
+        legacy_version,
+        supported_versions: Vec::new(),
+        server_name: None,
+        cipher_suites,
+        sslv2_format: false,
+    };
+    if body.is_empty() {
+        return Ok(hello); // no extensions: SSLv3 and early TLS
+    }
+    let extensions_length = usize::from(body.u16()?);
+    let mut extensions = Reader::complete(body.bytes(extensions_length)?);
+    while !extensions.is_empty() {
+        let kind = extensions.u16()?;
+        let length = usize::from(extensions.u16()?);
+        let mut data = Reader::complete(extensions.bytes(length)?);
+        match kind {
+            EXT_SUPPORTED_VERSIONS => {
+                let list_length = usize::from(data.u8()?);
+                if list_length % 2 != 0 {
+                    return Err(HelloError::Malformed("odd supported_versions length"));
+                }
+                let mut list = Reader::complete(data.bytes(list_length)?);
+                while !list.is_empty() {
+                    let version = list.u16()?;
+                    if !is_grease(version) {
+                        hello.supported_versions.push(version);
+                    }
+                }
+            }
+            EXT_SERVER_NAME => {
+                let list_length = usize::from(data.u16()?);
+                let mut list = Reader::complete(data.bytes(list_length)?);
+                while !list.is_empty() {
+                    let name_type = list.u8()?;
+                    let name_length = usize::from(list.u16()?);
+                    let name = list.bytes(name_length)?;
+                    if name_type == 0 && hello.server_name.is_none() {
+                        hello.server_name = Some(String::from_utf8_lossy(name).into_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(hello)
+}
+
+/// RFC 8701 GREASE values: 0x?a?a with both bytes equal.
+fn is_grease(value: u16) -> bool {
+    value & 0x0f0f == 0x0a0a && value >> 8 == value & 0xff
+}
+
+/// The SSLv2-compatible ClientHello (RFC 5246 appendix E.2): a two-byte header with the high
+/// bit set, then message type 1, the client version, and 3-byte cipher specs.
+fn parse_sslv2_hello(bytes: &[u8]) -> Result<ClientHello, HelloError> {
+    let mut header = Reader::new(bytes);
+    let length = usize::from(header.u16()? & 0x7fff);
+    let mut body = Reader::complete(header.bytes(length)?);
+    if body.u8()? != CLIENT_HELLO {
+        return Err(HelloError::Malformed("SSLv2 record is not a ClientHello"));
+    }
+    let legacy_version = body.u16()?;
+    let specs_length = usize::from(body.u16()?);
+    let session_id_length = usize::from(body.u16()?);
+    let challenge_length = usize::from(body.u16()?);
+    if specs_length % 3 != 0 {
+        return Err(HelloError::Malformed(
+            "cipher spec length not a multiple of 3",
+        ));
+    }
+    let mut specs = Reader::complete(body.bytes(specs_length)?);
+    body.bytes(session_id_length)?;
+    body.bytes(challenge_length)?;
+    let mut cipher_suites = Vec::new();
+    while !specs.is_empty() {
+        let high = specs.u8()?;
+        let low = specs.u16()?;
+        if high == 0 {
+            cipher_suites.push(low);
+        }
+    }
+    Ok(ClientHello {
+        record_version: 0x0002,
+        legacy_version,
+        supported_versions: Vec::new(),
+        server_name: None,
+        cipher_suites,
+        sslv2_format: true,
+    })
+}
+
+/// A bounds-checked reader. Running out of bytes means `Incomplete` for the connection's byte
+/// stream, but `Malformed` inside a message whose length is already known.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    short: HelloError,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader {
+            bytes,
+            short: HelloError::Incomplete,
+        }
+    }
+
+    fn complete(bytes: &'a [u8]) -> Reader<'a> {
+        Reader {
+            bytes,
+            short: HelloError::Malformed("a length runs past its enclosing structure"),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn remaining(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    fn bytes(&mut self, count: usize) -> Result<&'a [u8], HelloError> {
+        if self.bytes.len() < count {
+            return Err(self.short.clone());
+        }
+        let (head, tail) = self.bytes.split_at(count);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, HelloError> {
+        Ok(self.bytes(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, HelloError> {
+        let b = self.bytes(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u24(&mut self) -> Result<usize, HelloError> {
+        let b = self.bytes(3)?;
+        Ok(usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]))
+    }
+}
+
+#[cfg(test)]
+mod tests;

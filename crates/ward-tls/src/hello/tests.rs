@@ -1,0 +1,218 @@
+use super::*;
+use crate::context::{build_connector, ClientTls, ServerVerification};
+use std::io::{self, Read, Write};
+
+/// A stream that records what OpenSSL writes and never answers, so a client handshake stops
+/// right after sending its ClientHello.
+#[derive(Debug, Default)]
+struct Capture(Vec<u8>);
+
+impl Read for Capture {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The ClientHello real OpenSSL sends for a client capped at `min..=max`.
+fn openssl_hello(min: Option<TlsVersion>, max: Option<TlsVersion>, sni: &str) -> Vec<u8> {
+    let connector = build_connector(&ClientTls {
+        min,
+        max,
+        verification: ServerVerification::None,
+        cipher_list: None,
+    })
+    .unwrap();
+    match connector.connect(sni, Capture::default()) {
+        Err(openssl::ssl::HandshakeError::WouldBlock(mid)) => mid.get_ref().0.clone(),
+        other => panic!("expected the handshake to wait for the server, got {other:?}"),
+    }
+}
+
+#[test]
+fn openssl_hellos_by_version_cap() {
+    use TlsVersion::*;
+    let cases = [
+        // (min, max, legacy_version, supported_versions, offered)
+        (
+            None,
+            None,
+            0x0303,
+            vec![0x0304, 0x0303, 0x0302, 0x0301],
+            vec![Tls1_0, Tls1_1, Tls1_2, Tls1_3],
+        ),
+        (None, Some(Tls1_0), 0x0301, vec![], vec![Tls1_0]),
+        (None, Some(Tls1_1), 0x0302, vec![], vec![Tls1_0, Tls1_1]),
+        (
+            Some(Tls1_2),
+            Some(Tls1_2),
+            0x0303,
+            vec![],
+            vec![Tls1_0, Tls1_1, Tls1_2],
+        ),
+        (
+            Some(Tls1_2),
+            None,
+            0x0303,
+            vec![0x0304, 0x0303],
+            vec![Tls1_2, Tls1_3],
+        ),
+        (Some(Tls1_3), None, 0x0303, vec![0x0304], vec![Tls1_3]),
+    ];
+    for (min, max, legacy, supported, offered) in cases {
+        let bytes = openssl_hello(min, max, "agent.example");
+        let hello = parse_client_hello(&bytes).unwrap();
+        assert_eq!(hello.legacy_version, legacy, "{min:?}..{max:?}");
+        assert_eq!(hello.supported_versions, supported, "{min:?}..{max:?}");
+        assert_eq!(hello.offered_versions(), offered, "{min:?}..{max:?}");
+        assert_eq!(hello.server_name.as_deref(), Some("agent.example"));
+        assert!(!hello.cipher_suites.is_empty());
+        assert!(!hello.sslv2_format);
+    }
+}
+
+#[test]
+fn every_prefix_is_incomplete_not_an_error() {
+    let bytes = openssl_hello(None, None, "x");
+    for end in 0..bytes.len() {
+        assert_eq!(
+            parse_client_hello(&bytes[..end]),
+            Err(HelloError::Incomplete),
+            "{end}"
+        );
+    }
+    assert!(parse_client_hello(&bytes).is_ok());
+}
+
+/// Splits one ClientHello record into records of at most `size` bytes of payload.
+fn fragment(bytes: &[u8], size: usize) -> Vec<u8> {
+    let version = [bytes[1], bytes[2]];
+    let payload = &bytes[5..];
+    let mut out = Vec::new();
+    for chunk in payload.chunks(size) {
+        out.push(22);
+        out.extend_from_slice(&version);
+        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+#[test]
+fn fragmented_across_records() {
+    let bytes = openssl_hello(None, None, "frag.example");
+    let whole = parse_client_hello(&bytes).unwrap();
+    for size in [1, 2, 3, 5, 64, 200] {
+        let fragmented = fragment(&bytes, size);
+        assert_eq!(
+            parse_client_hello(&fragmented).as_ref(),
+            Ok(&whole),
+            "size {size}"
+        );
+        for end in 0..fragmented.len() {
+            assert_eq!(
+                parse_client_hello(&fragmented[..end]),
+                Err(HelloError::Incomplete),
+                "size {size}, end {end}"
+            );
+        }
+    }
+}
+
+#[test]
+fn garbage_and_not_tls() {
+    let cases: &[(&[u8], HelloError)] = &[
+        (b"GET / HTTP/1.1\r\n", HelloError::NotTls),
+        (
+            &[0x16, 3, 1, 0, 0],
+            HelloError::Malformed("record length out of range"),
+        ),
+        (
+            &[0x16, 3, 1, 0xff, 0xff],
+            HelloError::Malformed("record length out of range"),
+        ),
+        (
+            &[0x16, 3, 1, 0, 4, 2, 0, 0, 0],
+            HelloError::Malformed("first handshake message is not a ClientHello"),
+        ),
+        (
+            &[0x16, 3, 1, 0, 4, 1, 0, 0, 1, 0x17],
+            HelloError::Malformed("a non-handshake record inside the ClientHello"),
+        ),
+        (
+            &[0x16, 3, 1, 0, 4, 1, 0, 0, 0],
+            HelloError::Malformed("a length runs past its enclosing structure"),
+        ),
+        (
+            &[0x16, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff],
+            HelloError::Malformed("ClientHello too large"),
+        ),
+    ];
+    for (bytes, expected) in cases {
+        assert_eq!(
+            parse_client_hello(bytes).unwrap_err(),
+            *expected,
+            "{bytes:?}"
+        );
+    }
+}
+
+#[test]
+fn corrupted_bytes_never_panic() {
+    let bytes = openssl_hello(None, Some(TlsVersion::Tls1_2), "x");
+    // Flip every byte of a real hello in turn; any answer is fine, a panic is not.
+    for index in 0..bytes.len() {
+        for flip in [0x01, 0x80, 0xff] {
+            let mut corrupt = bytes.clone();
+            corrupt[index] ^= flip;
+            let _ = parse_client_hello(&corrupt);
+        }
+    }
+}
+
+#[test]
+fn sslv2_format_hello() {
+    // An SSLv2-compatible hello offering TLSv1 with two TLS suites and one SSLv2 spec.
+    let mut body = vec![1, 3, 1, 0, 9, 0, 0, 0, 16];
+    body.extend_from_slice(&[0, 0, 0x2f, 0, 0, 0x0a, 0x07, 0x00, 0xc0]);
+    body.extend_from_slice(&[0xaa; 16]);
+    let mut bytes = vec![0x80 | (body.len() >> 8) as u8, body.len() as u8];
+    bytes.extend_from_slice(&body);
+    let hello = parse_client_hello(&bytes).unwrap();
+    assert!(hello.sslv2_format);
+    assert_eq!(hello.legacy_version, 0x0301);
+    assert_eq!(hello.cipher_suites, vec![0x002f, 0x000a]);
+    assert_eq!(hello.offered_versions(), vec![TlsVersion::Tls1_0]);
+    assert_eq!(parse_client_hello(&bytes[..5]), Err(HelloError::Incomplete));
+}
+
+#[test]
+fn grease_is_ignored() {
+    assert!(is_grease(0x0a0a));
+    assert!(is_grease(0xfafa));
+    assert!(!is_grease(0x0a1a));
+    assert!(!is_grease(0x0304));
+}
+
+#[test]
+fn version_names() {
+    let cases = [
+        (0x0300, "SSLv3"),
+        (0x0301, "TLSv1"),
+        (0x0303, "TLSv1.2"),
+        (0x0304, "TLSv1.3"),
+        (0x7f1c, "0x7f1c"),
+    ];
+    for (wire, name) in cases {
+        assert_eq!(version_name(wire), name);
+    }
+}

@@ -1,0 +1,120 @@
+//! A private CA and server certificates (ECDSA P-256), for `ward server init` and for tests.
+
+use std::net::IpAddr;
+
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::error::ErrorStack;
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::extension::{
+    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
+};
+use openssl::x509::{X509Builder, X509NameBuilder, X509};
+
+/// A certificate with its private key, both PEM.
+#[derive(Clone)]
+pub struct Issued {
+    pub cert: X509,
+    pub key: PKey<Private>,
+}
+
+impl Issued {
+    pub fn cert_pem(&self) -> Result<Vec<u8>, ErrorStack> {
+        self.cert.to_pem()
+    }
+
+    pub fn key_pem(&self) -> Result<Vec<u8>, ErrorStack> {
+        self.key.private_key_to_pem_pkcs8()
+    }
+}
+
+fn p256_key() -> Result<PKey<Private>, ErrorStack> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    PKey::from_ec_key(EcKey::generate(&group)?)
+}
+
+/// A builder with version, serial, subject, key and validity set.
+fn base_builder(
+    common_name: &str,
+    key: &PKey<Private>,
+    days: u32,
+) -> Result<X509Builder, ErrorStack> {
+    let name = common_name_only(common_name)?;
+    let mut builder = X509Builder::new()?;
+    builder.set_version(2)?;
+    let mut serial = BigNum::new()?;
+    serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
+    let serial = serial.to_asn1_integer()?;
+    builder.set_serial_number(&serial)?;
+    builder.set_subject_name(&name)?;
+    builder.set_pubkey(key)?;
+    let not_before = Asn1Time::days_from_now(0)?;
+    let not_after = Asn1Time::days_from_now(days)?;
+    builder.set_not_before(&not_before)?;
+    builder.set_not_after(&not_after)?;
+    Ok(builder)
+}
+
+fn common_name_only(common_name: &str) -> Result<openssl::x509::X509Name, ErrorStack> {
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
+    Ok(name.build())
+}
+
+/// A self-signed CA valid for ten years.
+pub fn new_ca(common_name: &str) -> Result<Issued, ErrorStack> {
+    let key = p256_key()?;
+    let mut builder = base_builder(common_name, &key, 3650)?;
+    let issuer = common_name_only(common_name)?;
+    builder.set_issuer_name(&issuer)?;
+    builder.append_extension(BasicConstraints::new().critical().ca().build()?)?;
+    builder.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build()?,
+    )?;
+    let ski = SubjectKeyIdentifier::new().build(&builder.x509v3_context(None, None))?;
+    builder.append_extension(ski)?;
+    builder.sign(&key, MessageDigest::sha256())?;
+    Ok(Issued {
+        cert: builder.build(),
+        key,
+    })
+}
+
+/// A server certificate signed by `ca` for the given DNS names and IP addresses, valid for
+/// two years.
+pub fn new_server_cert(ca: &Issued, dns: &[&str], ips: &[IpAddr]) -> Result<Issued, ErrorStack> {
+    let key = p256_key()?;
+    let common_name = dns.first().copied().unwrap_or("ward server");
+    let mut builder = base_builder(common_name, &key, 730)?;
+    builder.set_issuer_name(ca.cert.subject_name())?;
+    builder.append_extension(BasicConstraints::new().build()?)?;
+    builder.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .key_agreement()
+            .build()?,
+    )?;
+    builder.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
+    let mut san = SubjectAlternativeName::new();
+    for name in dns {
+        san.dns(name);
+    }
+    for ip in ips {
+        san.ip(&ip.to_string());
+    }
+    let san = san.build(&builder.x509v3_context(Some(&ca.cert), None))?;
+    builder.append_extension(san)?;
+    builder.sign(&ca.key, MessageDigest::sha256())?;
+    Ok(Issued {
+        cert: builder.build(),
+        key,
+    })
+}

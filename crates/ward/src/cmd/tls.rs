@@ -1,0 +1,385 @@
+//! `ward tls ...`: explain an SSLProtocol value or a conf file, edit a conf file, scan a
+//! listener.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use ward_tls::conf::{self, ListenerConf, TlsPolicy};
+use ward_tls::edit::{self, EditOutcome};
+use ward_tls::protocol::{self, ProtocolDecision};
+use ward_tls::scan::{self, Outcome, ScanConfig, ScanReport};
+use ward_tls::{context, Diagnostic, Severity};
+
+use super::CmdResult;
+
+#[derive(Subcommand)]
+pub enum TlsCommand {
+    /// Show what Apache httpd 2.4 would enable for an SSLProtocol value, or for a conf file
+    ///
+    /// Values often begin with a dash; both `ward tls explain '-all +TLSv1.2'` and
+    /// `ward tls explain -- -all +TLSv1.2` work.
+    Explain(ExplainArgs),
+    /// Change SSLProtocol in a conf file in place, commenting out the old line under a dated
+    /// marker and keeping a backup beside the file
+    Edit(EditArgs),
+    /// Put a conf file back as a backup made by `ward tls edit` has it
+    Restore(RestoreArgs),
+    /// Probe a TLS endpoint with one handshake per protocol version (SSLv3 to TLSv1.3)
+    Scan(ScanArgs),
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// Explain the listener policy a conf file decides (ssl.conf, sslforclients.conf)
+    #[arg(long, short, value_name = "FILE", conflicts_with = "words")]
+    file: Option<PathBuf>,
+    /// Print JSON: {"enabled": [...], "warnings": [...], "error": null, ...}
+    #[arg(long)]
+    json: bool,
+    /// The SSLProtocol value, e.g. 'all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1'
+    #[arg(
+        value_name = "WORDS",
+        allow_hyphen_values = true,
+        num_args = 1..,
+        required_unless_present = "file"
+    )]
+    words: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct EditArgs {
+    /// The conf file to edit
+    file: PathBuf,
+    /// The new SSLProtocol value (may begin with a dash: --protocol '-all +TLSv1.2')
+    #[arg(long, value_name = "WORDS", allow_hyphen_values = true)]
+    protocol: String,
+    /// Print JSON: {"file": ..., "changed": bool, "backup": path or null}
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// The conf file to restore
+    file: PathBuf,
+    /// The backup to restore from (printed by `ward tls edit`)
+    #[arg(long, value_name = "BACKUP")]
+    backup: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ScanArgs {
+    /// HOST:PORT, e.g. 127.0.0.1:443 or [::1]:8445
+    target: String,
+    /// Seconds allowed for each probe
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    timeout: f64,
+    /// Server name to send as SNI (default: the host, unless it is an address)
+    #[arg(long, value_name = "NAME")]
+    sni: Option<String>,
+    /// Print JSON: {"target": ..., "protocols": {"TLSv1.2": {"accepted": true, "cipher": ...}}}
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(command: TlsCommand) -> CmdResult {
+    match command {
+        TlsCommand::Explain(args) => explain(args),
+        TlsCommand::Edit(args) => edit_file(args),
+        TlsCommand::Restore(args) => restore(args),
+        TlsCommand::Scan(args) => scan(args),
+    }
+}
+
+fn explain(args: ExplainArgs) -> CmdResult {
+    // The words take everything after them, dashes included, so `--json` written last arrives
+    // as a word. It can never be an SSLProtocol word, so it is taken as the flag.
+    let json = args.json || args.words.iter().any(|w| w == "--json");
+    let words: Vec<&str> = args
+        .words
+        .iter()
+        .map(String::as_str)
+        .filter(|w| *w != "--json")
+        .collect();
+    match &args.file {
+        Some(path) => explain_file(path, json),
+        None => explain_words(&words.join(" "), json),
+    }
+}
+
+fn versions_json(decision: &ProtocolDecision) -> Value {
+    json!(decision
+        .range
+        .versions()
+        .map(|v| v.name())
+        .collect::<Vec<_>>())
+}
+
+fn explain_words(value: &str, as_json: bool) -> CmdResult {
+    let words = protocol::split_words(value);
+    let decision = protocol::parse_ssl_protocol(&words);
+    let policy = decision.as_ref().ok().map(|decision| TlsPolicy {
+        protocol: decision.clone(),
+        protocol_location: Some(conf::Location {
+            file: "command line".into(),
+            line: 1,
+        }),
+        ..TlsPolicy::apache_default()
+    });
+    let notes = policy
+        .as_ref()
+        .map(TlsPolicy::explanation)
+        .unwrap_or_default();
+    if as_json {
+        let output = match &decision {
+            Ok(decision) => json!({
+                "value": value,
+                "enabled": versions_json(decision),
+                "warnings": decision.warnings,
+                "error": null,
+                "notes": notes,
+                "security_level": policy.as_ref().and_then(TlsPolicy::forced_security_level),
+            }),
+            Err(error) => json!({
+                "value": value,
+                "enabled": [],
+                "warnings": [],
+                "error": error.to_string(),
+                "notes": [],
+                "security_level": null,
+            }),
+        };
+        println!("{output:#}");
+    } else {
+        println!("SSLProtocol {value}");
+        match &decision {
+            Ok(decision) => {
+                print_decision(decision);
+                for warning in &decision.warnings {
+                    println!("warning: {warning}");
+                }
+                for note in &notes {
+                    println!("note: {note}");
+                }
+            }
+            Err(error) => println!("error: {error}"),
+        }
+    }
+    Ok(exit_code(decision.is_err()))
+}
+
+fn print_decision(decision: &ProtocolDecision) {
+    let enabled: Vec<&str> = decision.range.versions().map(|v| v.name()).collect();
+    println!("enabled: {}", enabled.join(", "));
+    println!(
+        "OpenSSL: min {}, max {}",
+        decision.range.min, decision.range.max
+    );
+}
+
+fn exit_code(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn read_conf(path: &Path) -> Result<ListenerConf, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut listener = conf::listener_conf(&path.display().to_string(), &text);
+    // OpenSSL's own verdict on the cipher lists, so configtest and explain agree.
+    if let Some(policy) = &listener.policy {
+        if let Err(error) = context::check_policy(policy) {
+            if let Some(location) = error.location.clone() {
+                listener.diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    location,
+                    message: error.message,
+                });
+                listener.policy = None;
+            } else {
+                return Err(error.to_string());
+            }
+        }
+    }
+    Ok(listener)
+}
+
+fn diagnostic_json(diagnostic: &Diagnostic) -> Value {
+    json!({
+        "severity": diagnostic.severity.to_string(),
+        "file": &*diagnostic.location.file,
+        "line": diagnostic.location.line,
+        "message": diagnostic.message,
+    })
+}
+
+fn explain_file(path: &Path, as_json: bool) -> CmdResult {
+    let listener = read_conf(path)?;
+    let of_severity = |severity: Severity| -> Vec<String> {
+        listener
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == severity)
+            .map(ToString::to_string)
+            .collect()
+    };
+    let errors = of_severity(Severity::Error);
+    if as_json {
+        let policy = listener.policy.as_ref();
+        let output = json!({
+            "file": path.display().to_string(),
+            "enabled": policy.map_or(json!([]), |p| versions_json(&p.protocol)),
+            "warnings": of_severity(Severity::Warning),
+            "error": errors.first(),
+            "errors": errors,
+            "notes": policy.map(TlsPolicy::explanation).unwrap_or_default(),
+            "security_level": policy.and_then(TlsPolicy::forced_security_level),
+            "protocol_source": policy.and_then(|p| p.protocol_location.as_ref()).map(ToString::to_string),
+            "cipher_list": policy.and_then(|p| p.cipher_list.as_ref()).map(|c| &c.value),
+            "tls13_ciphersuites": policy.and_then(|p| p.tls13_ciphersuites.as_ref()).map(|c| &c.value),
+            "honor_cipher_order": policy.map(|p| p.honor_cipher_order),
+            "diagnostics": listener.diagnostics.iter().map(diagnostic_json).collect::<Vec<_>>(),
+        });
+        println!("{output:#}");
+    } else {
+        println!("{}", path.display());
+        for diagnostic in &listener.diagnostics {
+            println!("{}: {}", diagnostic.severity, diagnostic);
+        }
+        if let Some(policy) = &listener.policy {
+            match &policy.protocol_location {
+                Some(location) => println!("SSLProtocol from {location}"),
+                None => println!("SSLProtocol not set"),
+            }
+            print_decision(&policy.protocol);
+            if let Some(list) = &policy.cipher_list {
+                println!("cipher list (TLSv1.2 and below): {}", list.value);
+            }
+            if let Some(list) = &policy.tls13_ciphersuites {
+                println!("TLSv1.3 ciphersuites: {}", list.value);
+            }
+            println!(
+                "server cipher order: {}",
+                if policy.honor_cipher_order {
+                    "on"
+                } else {
+                    "off"
+                }
+            );
+            for note in policy.explanation() {
+                println!("note: {note}");
+            }
+        }
+    }
+    Ok(exit_code(!errors.is_empty()))
+}
+
+fn edit_file(args: EditArgs) -> CmdResult {
+    let outcome = edit::edit_file(
+        &args.file,
+        &args.protocol,
+        "ward_tls_edit",
+        SystemTime::now(),
+    )
+    .map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let backup = match &outcome {
+        EditOutcome::Changed { backup } => Some(backup.display().to_string()),
+        EditOutcome::Unchanged => None,
+    };
+    if args.json {
+        let output = json!({
+            "file": args.file.display().to_string(),
+            "changed": backup.is_some(),
+            "backup": backup,
+        });
+        println!("{output:#}");
+    } else {
+        match &backup {
+            Some(backup) => println!(
+                "{}: SSLProtocol {}\nbackup: {backup}\nundo with: ward tls restore {} --backup {backup}",
+                args.file.display(),
+                args.protocol,
+                args.file.display()
+            ),
+            None => println!(
+                "{}: SSLProtocol already {}; nothing changed",
+                args.file.display(),
+                args.protocol
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(args: RestoreArgs) -> CmdResult {
+    edit::restore_backup(&args.file, &args.backup).map_err(|e| {
+        format!(
+            "cannot restore {} from {}: {e}",
+            args.file.display(),
+            args.backup.display()
+        )
+    })?;
+    println!(
+        "{}: restored from {}",
+        args.file.display(),
+        args.backup.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scan(args: ScanArgs) -> CmdResult {
+    if !(args.timeout > 0.0 && args.timeout <= 600.0) {
+        return Err(format!(
+            "--timeout {}: expected seconds between 0 and 600",
+            args.timeout
+        ));
+    }
+    let config = ScanConfig {
+        timeout: Duration::from_secs_f64(args.timeout),
+        server_name: args.sni,
+    };
+    let report = scan::scan(&args.target, &config).map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{:#}", scan_json(&report));
+    } else {
+        print_scan(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scan_json(report: &ScanReport) -> Value {
+    let mut protocols = serde_json::Map::new();
+    for (probe, outcome) in &report.results {
+        let entry = match outcome {
+            Outcome::Accepted { cipher } => json!({"accepted": true, "cipher": cipher}),
+            Outcome::Refused { reason } => json!({"accepted": false, "reason": reason}),
+        };
+        protocols.insert(probe.name().to_string(), entry);
+    }
+    json!({
+        "target": report.target,
+        "address": report.address.to_string(),
+        "protocols": protocols,
+    })
+}
+
+fn print_scan(report: &ScanReport) {
+    println!("{} ({})", report.target, report.address);
+    println!("{:<9} {:<9} cipher or reason", "protocol", "result");
+    for (probe, outcome) in &report.results {
+        match outcome {
+            Outcome::Accepted { cipher } => {
+                println!("{:<9} {:<9} {cipher}", probe.name(), "accepted")
+            }
+            Outcome::Refused { reason } => {
+                println!("{:<9} {:<9} {reason}", probe.name(), "refused")
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! `ward`: the one binary. Each subcommand lives in its own module under `cmd/`; this file only
+//! parses the command line and maps failures to exit codes.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ward",
+    version,
+    about = "Fleet management server and agent, with a TLS channel you can see and change safely",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// TLS policy tools: explain SSLProtocol lines, edit conf files, scan listeners
+    #[command(subcommand)]
+    Tls(cmd::tls::TlsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Tls(command) => cmd::tls::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ward: error: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
