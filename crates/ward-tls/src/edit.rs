@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use crate::conf::{self, Diagnostic};
 use crate::protocol::{self, ProtocolError};
+use crate::utc::{format_utc, utc_fields};
 
 #[derive(Debug)]
 #[non_exhaustive]
@@ -238,36 +239,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     result
-}
-
-/// `2026-11-28 15:04:05 UTC`. Hand-rolled (days to civil date, H. Hinnant's algorithm) to
-/// avoid a date crate for one line of text.
-pub fn format_utc(time: SystemTime) -> String {
-    let (year, month, day, hour, minute, second) = utc_fields(time);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC")
-}
-
-fn utc_fields(time: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
-    let secs = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

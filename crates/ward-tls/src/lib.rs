@@ -8,6 +8,7 @@
 //! - [`scan`]: the protocol scanner (sockets).
 //! - [`pki`]: a private CA and server certificates.
 //! - [`defaults`]: the conf files ward ships.
+//! - [`utc`]: UTC timestamps as text.
 
 pub mod conf;
 pub mod context;
@@ -17,6 +18,7 @@ pub mod hello;
 pub mod pki;
 pub mod protocol;
 pub mod scan;
+pub mod utc;
 
 pub use conf::{listener_conf, Diagnostic, ListenerConf, Location, Severity, TlsPolicy};
 pub use protocol::{parse_ssl_protocol, ProtocolError, ProtocolSet, TlsVersion, VersionRange};

@@ -201,7 +201,7 @@ fn ward_decides_every_line_as_apache_does() {
         .collect();
     let conf_path = dir.path().join("httpd.conf");
     std::fs::write(&conf_path, apache_conf(dir.path(), &certs, "", &vhosts)).unwrap();
-    let apache = spawn(
+    let mut apache = spawn(
         "apache2",
         Command::new(tool("apache2", "apache2"))
             .arg("-X")
@@ -211,7 +211,8 @@ fn ward_decides_every_line_as_apache_does() {
     for (port, line, ward_versions) in &served {
         assert!(
             wait_for_port(*port, Duration::from_secs(10)),
-            "Apache did not listen on {port} ({line}); error log:\n{}",
+            "Apache did not listen on {port} ({line}): {}; error log:\n{}",
+            apache.exit_report(),
             std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
         );
         let apache_versions = accepted_versions(*port);

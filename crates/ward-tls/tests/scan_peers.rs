@@ -63,7 +63,8 @@ fn apache_conf(dir: &Path, certs: &Certs, vhosts: &[(u16, &str)]) -> String {
 
 /// Scans every port and compares each TLS version with `openssl s_client`; returns the
 /// disagreements, and checks that the scanner found at least one accepted version per port.
-fn compare(server: &str, ports: &[(u16, &str)]) -> Vec<String> {
+fn compare(daemon: &mut support::Daemon, ports: &[(u16, &str)]) -> Vec<String> {
+    let server = daemon.name;
     let mut failures = Vec::new();
     let config = ScanConfig {
         timeout: Duration::from_secs(5),
@@ -72,7 +73,8 @@ fn compare(server: &str, ports: &[(u16, &str)]) -> Vec<String> {
     for (port, protocols) in ports {
         assert!(
             wait_for_port(*port, Duration::from_secs(10)),
-            "{server} is not listening on {port}"
+            "{server} is not listening on {port}: {}",
+            daemon.exit_report()
         );
         let report = scan(&format!("127.0.0.1:{port}"), &config).unwrap();
         assert_eq!(report.results.len(), Probe::ALL.len());
@@ -121,7 +123,7 @@ fn scanner_agrees_with_s_client_on_nginx() {
     let servers: Vec<(u16, &str)> = sets.iter().map(|s| (free_port(), *s)).collect();
     let path = dir.path().join("nginx.conf");
     std::fs::write(&path, nginx_conf(dir.path(), &certs, &servers)).unwrap();
-    let _nginx = spawn(
+    let mut nginx = spawn(
         "nginx",
         Command::new(tool("nginx", "nginx"))
             .arg("-c")
@@ -129,7 +131,7 @@ fn scanner_agrees_with_s_client_on_nginx() {
             .arg("-e")
             .arg(dir.path().join("error.log")),
     );
-    let failures = compare("nginx", &servers);
+    let failures = compare(&mut nginx, &servers);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -148,14 +150,14 @@ fn scanner_agrees_with_s_client_on_apache() {
     let vhosts: Vec<(u16, &str)> = sets.iter().map(|s| (free_port(), *s)).collect();
     let path = dir.path().join("httpd.conf");
     std::fs::write(&path, apache_conf(dir.path(), &certs, &vhosts)).unwrap();
-    let _apache = spawn(
+    let mut apache = spawn(
         "apache2",
         Command::new(tool("apache2", "apache2"))
             .arg("-X")
             .arg("-f")
             .arg(&path),
     );
-    let failures = compare("apache", &vhosts);
+    let failures = compare(&mut apache, &vhosts);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

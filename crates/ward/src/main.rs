@@ -1,6 +1,7 @@
 //! `ward`: the one binary. Each subcommand lives in its own module under `cmd/`; this file only
 //! parses the command line and maps failures to exit codes.
 
+mod client;
 mod cmd;
 
 use std::process::ExitCode;
@@ -21,7 +22,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// TLS policy tools: explain SSLProtocol lines, edit conf files, scan listeners
+    /// Run the management server (initialising its data dir on first start), or init,
+    /// configtest, reload it
+    Server(cmd::server::ServerArgs),
+    /// TLS policy tools: explain SSLProtocol lines, edit conf files, scan listeners, see what
+    /// the listeners negotiated
     #[command(subcommand)]
     Tls(cmd::tls::TlsCommand),
 }
@@ -29,6 +34,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Server(args) => cmd::server::run(args),
         Command::Tls(command) => cmd::tls::run(command),
     };
     match result {

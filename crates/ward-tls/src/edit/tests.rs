@@ -169,17 +169,3 @@ fn failed_edit_leaves_no_file_behind() {
     assert_eq!(names, vec![std::ffi::OsString::from("ssl.conf")]);
     assert_eq!(fs::read_to_string(&path).unwrap(), "SSLProtocol all\n");
 }
-
-#[test]
-fn utc_formatting() {
-    let cases = [
-        (0, "1970-01-01 00:00:00 UTC"),
-        (951_782_400, "2000-02-29 00:00:00 UTC"),
-        (1_795_000_000, "2026-11-18 11:06:40 UTC"),
-        (4_102_444_799, "2099-12-31 23:59:59 UTC"),
-    ];
-    for (secs, expected) in cases {
-        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-        assert_eq!(format_utc(time), expected);
-    }
-}

@@ -23,13 +23,28 @@ pub fn tool(name: &str, package: &str) -> PathBuf {
     panic!("{name} not found: install it with `apt-get install {package}` (scripts/test does)");
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, chosen below the kernel's ephemeral range so
+/// that the outgoing connections of tests running in parallel cannot take it in between.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_start.clamp(10_001, 65_535));
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    loop {
+        let n = seed.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919));
+        let port = (low + n % (high - low)) as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Waits until something accepts TCP on 127.0.0.1:`port`.
@@ -72,6 +87,22 @@ pub fn certs() -> Certs {
 pub struct Daemon {
     pub child: Child,
     pub name: &'static str,
+}
+
+impl Daemon {
+    /// What the process wrote to stderr, if it has already exited (for failure messages).
+    pub fn exit_report(&mut self) -> String {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                }
+                format!("{} exited with {status}: {stderr}", self.name)
+            }
+            _ => format!("{} is still running", self.name),
+        }
+    }
 }
 
 impl Drop for Daemon {

@@ -14,6 +14,7 @@ use ward_tls::protocol::{self, ProtocolDecision};
 use ward_tls::scan::{self, Outcome, ScanConfig, ScanReport};
 use ward_tls::{context, Diagnostic, Severity};
 
+use super::server::DataArg;
 use super::CmdResult;
 
 #[derive(Subcommand)]
@@ -30,6 +31,23 @@ pub enum TlsCommand {
     Restore(RestoreArgs),
     /// Probe a TLS endpoint with one handshake per protocol version (SSLv3 to TLSv1.3)
     Scan(ScanArgs),
+    /// Summarise what the server's listeners saw: versions negotiated and refused, by peer
+    Handshakes(HandshakesArgs),
+}
+
+#[derive(Args)]
+pub struct HandshakesArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// How far back to look (e.g. 15m, 1h, 7d)
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    since: String,
+    /// At most this many refused handshakes are listed one by one
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    /// Print JSON: {"since", "negotiated": [...], "refused": [...], "peers": [...]}
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -92,6 +110,7 @@ pub fn run(command: TlsCommand) -> CmdResult {
         TlsCommand::Edit(args) => edit_file(args),
         TlsCommand::Restore(args) => restore(args),
         TlsCommand::Scan(args) => scan(args),
+        TlsCommand::Handshakes(args) => handshakes(args),
     }
 }
 
@@ -382,4 +401,166 @@ fn print_scan(report: &ScanReport) {
             }
         }
     }
+}
+
+fn handshakes(args: HandshakesArgs) -> CmdResult {
+    let since =
+        ward_server::config::parse_duration(&args.since).map_err(|e| format!("--since: {e}"))?;
+    let data = ward_server::DataDir::new(&args.data.data);
+    let config = ward_server::config::load(&data.config()).map_err(|e| e.to_string())?;
+    let store =
+        ward_store::SqliteStore::open(&data.database(&config)).map_err(|e| e.to_string())?;
+    let since_time = SystemTime::now() - since;
+    let since_ms = since_time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let report = ward_store::Store::handshake_report(&store, since_ms, args.limit)
+        .map_err(|e| e.to_string())?;
+    let peers = peer_summary(&report);
+    let time = |ms: i64| {
+        ward_tls::utc::format_rfc3339(
+            SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64),
+        )
+    };
+    if args.json {
+        let negotiated: Vec<Value> = report
+            .handshakes
+            .iter()
+            .map(|h| {
+                json!({
+                    "listener": h.key.listener, "peer": h.key.peer, "version": h.key.version,
+                    "cipher": h.key.cipher, "resumed": h.key.resumed, "count": h.count,
+                })
+            })
+            .collect();
+        let refused: Vec<Value> = report
+            .failures
+            .iter()
+            .map(|f| {
+                json!({
+                    "at": time(f.at_ms), "listener": f.listener, "peer": f.peer,
+                    "offered_max": f.offered_max, "offered_versions": f.offered_versions,
+                    "server_name": f.server_name, "kind": f.kind, "reason": f.reason,
+                })
+            })
+            .collect();
+        let output = json!({
+            "since": ward_tls::utc::format_rfc3339(since_time),
+            "negotiated": negotiated,
+            "refused": refused,
+            "refused_not_recorded": report.dropped_failures,
+            "peers": peers.iter().map(|p| json!({
+                "peer": p.peer, "negotiated": p.negotiated, "refused": p.refused,
+                "offered_max": p.offered_max, "last_reason": p.last_reason,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{output:#}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "TLS handshakes since {} ({})",
+        ward_tls::utc::format_utc(since_time),
+        args.since
+    );
+    if report.handshakes.is_empty() && report.failures.is_empty() {
+        println!("none recorded");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("\nby peer:");
+    println!(
+        "  {:<40} {:<28} {:>7}  last refusal",
+        "peer", "negotiated", "refused"
+    );
+    for peer in &peers {
+        let negotiated: Vec<String> = peer
+            .negotiated
+            .iter()
+            .map(|(v, n)| format!("{v}\u{d7}{n}"))
+            .collect();
+        println!(
+            "  {:<40} {:<28} {:>7}  {}",
+            peer.peer,
+            negotiated.join(" "),
+            peer.refused,
+            peer.last_reason.as_deref().unwrap_or("")
+        );
+    }
+    println!("\nnegotiated:");
+    for h in &report.handshakes {
+        println!(
+            "  {:<13} {:<40} {:<8} {:<30} {}{}",
+            h.key.listener,
+            h.key.peer,
+            h.key.version,
+            h.key.cipher,
+            h.count,
+            if h.key.resumed { " resumed" } else { "" }
+        );
+    }
+    if !report.failures.is_empty() {
+        println!("\nrefused:");
+        for f in &report.failures {
+            println!(
+                "  {} {:<13} {:<46} {}",
+                time(f.at_ms),
+                f.listener,
+                f.peer,
+                f.reason
+            );
+        }
+    }
+    if report.dropped_failures > 0 {
+        println!(
+            "\n{} more refusals were counted but not recorded one by one (rate limit)",
+            report.dropped_failures
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What one peer address did in the window.
+struct PeerSummary {
+    peer: String,
+    negotiated: std::collections::BTreeMap<String, u64>,
+    refused: u64,
+    offered_max: Option<String>,
+    last_reason: Option<String>,
+}
+
+fn peer_summary(report: &ward_store::HandshakeReport) -> Vec<PeerSummary> {
+    fn entry<'a>(
+        peers: &'a mut std::collections::BTreeMap<String, PeerSummary>,
+        peer: &str,
+    ) -> &'a mut PeerSummary {
+        peers
+            .entry(peer.to_string())
+            .or_insert_with(|| PeerSummary {
+                peer: peer.to_string(),
+                negotiated: Default::default(),
+                refused: 0,
+                offered_max: None,
+                last_reason: None,
+            })
+    }
+    let mut peers = std::collections::BTreeMap::new();
+    for h in &report.handshakes {
+        *entry(&mut peers, &h.key.peer)
+            .negotiated
+            .entry(h.key.version.clone())
+            .or_default() += h.count;
+    }
+    for f in &report.failures {
+        // Failures carry ip:port; group by the address.
+        let ip = f
+            .peer
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|_| f.peer.clone());
+        let summary = entry(&mut peers, &ip);
+        summary.refused += 1;
+        summary.offered_max = f.offered_max.clone();
+        summary.last_reason = Some(f.reason.clone());
+    }
+    peers.into_values().collect()
 }

@@ -1,0 +1,387 @@
+//! `ward.toml`: the server's own settings (listener addresses, database, intervals, limits).
+//! TLS settings are not here: they live in the Apache-style conf files, as in the seed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The three listeners of the seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Port 8445, `ssl.conf`: the admin API and the web console. Never the agent API.
+    Console,
+    /// Port 443, `sslforclients.conf`: the HTTPS agent API.
+    Clients,
+    /// Port 8014: the plain-HTTP agent API for legacy agents.
+    ClientsHttp,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Console, Role::Clients, Role::ClientsHttp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Console => "console",
+            Role::Clients => "clients",
+            Role::ClientsHttp => "clients-http",
+        }
+    }
+
+    /// The command-line flag that overrides this listener's address.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Role::Console => "--console-addr",
+            Role::Clients => "--clients-addr",
+            Role::ClientsHttp => "--clients-http-addr",
+        }
+    }
+
+    /// The `[listeners]` key in ward.toml.
+    pub fn toml_key(self) -> &'static str {
+        match self {
+            Role::Console => "console",
+            Role::Clients => "clients",
+            Role::ClientsHttp => "clients_http",
+        }
+    }
+
+    pub fn is_tls(self) -> bool {
+        self != Role::ClientsHttp
+    }
+
+    /// Whether the agent API is served here. Never on the console.
+    pub fn serves_agent_api(self) -> bool {
+        self != Role::Console
+    }
+
+    /// Whether the admin API is served here. Only on the console.
+    pub fn serves_admin_api(self) -> bool {
+        self == Role::Console
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub console: SocketAddr,
+    pub clients: SocketAddr,
+    pub clients_http: SocketAddr,
+    pub database: String,
+    pub agent_interval: Duration,
+    pub agent_randomize: Duration,
+    pub limits: Limits,
+    /// Failed handshakes recorded one by one per second at most; the rest are only counted.
+    pub failures_per_second: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Concurrent connections per listener; beyond it a connection gets a 503.
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_body_bytes: usize,
+    /// How long SIGTERM waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    pub fn address(&self, role: Role) -> SocketAddr {
+        match role {
+            Role::Console => self.console,
+            Role::Clients => self.clients,
+            Role::ClientsHttp => self.clients_http,
+        }
+    }
+
+    pub fn set_address(&mut self, role: Role, address: SocketAddr) {
+        match role {
+            Role::Console => self.console = address,
+            Role::Clients => self.clients = address,
+            Role::ClientsHttp => self.clients_http = address,
+        }
+    }
+}
+
+/// The file `ward server init` writes, with the seed's ports.
+pub fn default_toml(addresses: [SocketAddr; 3]) -> String {
+    format!(
+        r#"# ward server settings. TLS settings are in conf/ssl/ssl.conf (console) and
+# conf/ssl/sslforclients.conf (clients), in Apache's syntax.
+# Check with `ward server configtest`, apply listener TLS changes with `ward server reload`.
+# Changing an address here needs a restart; --console-addr, --clients-addr and
+# --clients-http-addr override these for one run.
+
+[listeners]
+# HTTPS admin API and web console (the seed's port 8445, TLS from conf/ssl/ssl.conf).
+console = "{}"
+# HTTPS agent API (the seed's port 443, TLS from conf/ssl/sslforclients.conf).
+clients = "{}"
+# Plain-HTTP agent API for legacy agents that cannot speak a modern TLS (the seed's port 8014).
+clients_http = "{}"
+
+[database]
+# SQLite file, relative to the data directory.
+path = "ward.db"
+
+[agents]
+# Default check-in interval and randomisation window for the root group.
+interval = "5m"
+randomize = "1m"
+
+[limits]
+# Concurrent connections per listener; beyond it new connections get 503 Service Unavailable.
+max_connections = 10000
+# A client must finish its TLS handshake, and send each request's headers, within these.
+handshake_timeout = "10s"
+header_timeout = "10s"
+# A keep-alive connection with no traffic for this long is closed.
+idle_timeout = "60s"
+# Largest request body accepted, in bytes.
+max_body_bytes = 1048576
+# On SIGTERM, in-flight requests get this long to finish.
+shutdown_grace = "10s"
+
+[telemetry]
+# Failed TLS handshakes recorded individually per second at most; the rest are counted.
+failures_per_second = 50
+"#,
+        addresses[0], addresses[1], addresses[2]
+    )
+}
+
+pub const DEFAULT_ADDRESSES: [&str; 3] = ["0.0.0.0:8445", "0.0.0.0:443", "0.0.0.0:8014"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    listeners: Listeners,
+    #[serde(default)]
+    database: Database,
+    #[serde(default)]
+    agents: Agents,
+    #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
+    telemetry: Telemetry,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Listeners {
+    console: String,
+    clients: String,
+    clients_http: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Database {
+    path: String,
+}
+
+impl Default for Database {
+    fn default() -> Database {
+        Database {
+            path: "ward.db".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Agents {
+    interval: String,
+    randomize: String,
+}
+
+impl Default for Agents {
+    fn default() -> Agents {
+        Agents {
+            interval: "5m".into(),
+            randomize: "1m".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LimitsFile {
+    max_connections: usize,
+    handshake_timeout: String,
+    header_timeout: String,
+    idle_timeout: String,
+    max_body_bytes: usize,
+    shutdown_grace: String,
+}
+
+impl Default for LimitsFile {
+    fn default() -> LimitsFile {
+        LimitsFile {
+            max_connections: 10_000,
+            handshake_timeout: "10s".into(),
+            header_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
+            max_body_bytes: 1 << 20,
+            shutdown_grace: "10s".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Telemetry {
+    failures_per_second: u32,
+}
+
+impl Default for Telemetry {
+    fn default() -> Telemetry {
+        Telemetry {
+            failures_per_second: 50,
+        }
+    }
+}
+
+/// A ward.toml problem, named `file:line: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and checks ward.toml.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: None,
+        message: e.to_string(),
+    })?;
+    parse(&path.display().to_string(), &text)
+}
+
+/// Parses ward.toml's text; `file` names it in errors.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let error_at = |offset: Option<usize>, message: String| ConfigError {
+        file: file.to_string(),
+        line: offset.map(|o| text[..o.min(text.len())].matches('\n').count() + 1),
+        message,
+    };
+    let parsed: File = toml::from_str(text).map_err(|e| {
+        error_at(
+            e.span().map(|s| s.start),
+            e.message().trim_end_matches('\n').to_string(),
+        )
+    })?;
+    // Values are checked after parsing; point at the line that holds the key.
+    let line_of = |key: &str| {
+        text.lines()
+            .position(|l| {
+                let l = l.trim_start();
+                l.starts_with(key) && l[key.len()..].trim_start().starts_with('=')
+            })
+            .map(|i| i + 1)
+    };
+    let invalid = |key: &str, message: String| ConfigError {
+        file: file.to_string(),
+        line: line_of(key),
+        message: format!("{key}: {message}"),
+    };
+    let address = |key: &str, value: &str| {
+        value.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                key,
+                format!("'{value}' is not an address:port (e.g. 0.0.0.0:8445 or [::]:443)"),
+            )
+        })
+    };
+    let duration =
+        |key: &str, value: &str| parse_duration(value).map_err(|message| invalid(key, message));
+    let limits = &parsed.limits;
+    if limits.max_connections == 0 {
+        return Err(invalid("max_connections", "must be at least 1".into()));
+    }
+    Ok(Config {
+        console: address("console", &parsed.listeners.console)?,
+        clients: address("clients", &parsed.listeners.clients)?,
+        clients_http: address("clients_http", &parsed.listeners.clients_http)?,
+        database: parsed.database.path,
+        agent_interval: duration("interval", &parsed.agents.interval)?,
+        agent_randomize: duration("randomize", &parsed.agents.randomize)?,
+        limits: Limits {
+            max_connections: limits.max_connections,
+            handshake_timeout: duration("handshake_timeout", &limits.handshake_timeout)?,
+            header_timeout: duration("header_timeout", &limits.header_timeout)?,
+            idle_timeout: duration("idle_timeout", &limits.idle_timeout)?,
+            max_body_bytes: limits.max_body_bytes,
+            shutdown_grace: duration("shutdown_grace", &limits.shutdown_grace)?,
+        },
+        failures_per_second: parsed.telemetry.failures_per_second,
+    })
+}
+
+/// Parses `500ms`, `10s`, `5m`, `2h`, `7d`, or a sum of them (`1h30m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration (expected e.g. 10s, 5m, 1h)".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(format!(
+                "'{text}' is not a duration (expected e.g. 10s, 5m, 1h)"
+            ));
+        }
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("'{text}': number too large"))?;
+        rest = rest[digits..].trim_start();
+        let unit_length = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let unit = &rest[..unit_length];
+        rest = rest[unit_length..].trim_start();
+        let part = match unit {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number.saturating_mul(60)),
+            "h" => Duration::from_secs(number.saturating_mul(3600)),
+            "d" => Duration::from_secs(number.saturating_mul(86_400)),
+            "" => return Err(format!("'{text}': a unit is missing (ms, s, m, h or d)")),
+            other => {
+                return Err(format!(
+                    "'{text}': unknown unit '{other}' (ms, s, m, h or d)"
+                ))
+            }
+        };
+        total = total.saturating_add(part);
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,72 @@
+use super::*;
+
+fn default_text() -> String {
+    default_toml(DEFAULT_ADDRESSES.map(|a| a.parse().unwrap()))
+}
+
+#[test]
+fn default_file_parses_to_the_seed_ports() {
+    let config = parse("ward.toml", &default_text()).unwrap();
+    assert_eq!(config.console.to_string(), "0.0.0.0:8445");
+    assert_eq!(config.clients.to_string(), "0.0.0.0:443");
+    assert_eq!(config.clients_http.to_string(), "0.0.0.0:8014");
+    assert_eq!(config.agent_interval, Duration::from_secs(300));
+    assert_eq!(config.limits.max_connections, 10_000);
+}
+
+#[test]
+fn errors_name_file_and_line() {
+    let cases = [
+        (
+            default_text().replace("console = \"0.0.0.0:8445\"", "console = \"nowhere\""),
+            "ward.toml:9: console: 'nowhere' is not an address:port (e.g. 0.0.0.0:8445 or [::]:443)",
+        ),
+        (
+            default_text().replace("interval = \"5m\"", "interval = \"5 minutes\""),
+            "ward.toml:21: interval: '5 minutes': unknown unit 'minutes' (ms, s, m, h or d)",
+        ),
+        (
+            default_text().replace("max_connections = 10000", "max_connections = 0"),
+            "ward.toml:26: max_connections: must be at least 1",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(parse("ward.toml", &text).unwrap_err().to_string(), expected);
+    }
+    let error = parse(
+        "ward.toml",
+        &default_text().replace("[agents]", "[agents]\ncolour = 1"),
+    )
+    .unwrap_err();
+    assert_eq!(error.line, Some(20), "{error}");
+    assert!(error.message.contains("unknown field `colour`"), "{error}");
+    let error = parse("w.toml", "[listeners\n").unwrap_err();
+    assert_eq!(error.line, Some(1), "{error}");
+}
+
+#[test]
+fn durations() {
+    let cases = [
+        ("500ms", Ok(Duration::from_millis(500))),
+        ("10s", Ok(Duration::from_secs(10))),
+        ("5m", Ok(Duration::from_secs(300))),
+        ("1h30m", Ok(Duration::from_secs(5400))),
+        ("1h 30m", Ok(Duration::from_secs(5400))),
+        ("10 s", Ok(Duration::from_secs(10))),
+        ("7d", Ok(Duration::from_secs(604_800))),
+        ("", Err("empty duration (expected e.g. 10s, 5m, 1h)")),
+        ("10", Err("'10': a unit is missing (ms, s, m, h or d)")),
+        ("3w", Err("'3w': unknown unit 'w' (ms, s, m, h or d)")),
+        (
+            "m",
+            Err("'m' is not a duration (expected e.g. 10s, 5m, 1h)"),
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(
+            parse_duration(text),
+            expected.map_err(str::to_string),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! One connection, from accept to close: the connection cap, the ClientHello read, the TLS
+//! handshake with its timeout and telemetry, then HTTP/1.1 with keep-alive, header and idle
+//! timeouts, and graceful shutdown.
+//!
+//! Everything here runs in the connection's own task, never in the accept loop, so one silent
+//! client stalls nobody.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use openssl::ssl::{ErrorCode, Ssl};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_openssl::SslStream;
+use tracing::{debug, info_span, Instrument};
+use ward_tls::context::version_from_openssl;
+use ward_tls::hello::{self, ClientHello, HelloError};
+
+use crate::config::Role;
+use crate::failure::{self, HandshakeEnd};
+use crate::http;
+use crate::io::{Activity, Prefixed, Tracked};
+use crate::server::Shared;
+use crate::telemetry::FailureReport;
+
+/// Closes the gauge when the connection ends, however it ends.
+struct OpenGuard {
+    shared: Arc<Shared>,
+    role: Role,
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.shared.telemetry.metrics.connection_closed(self.role);
+    }
+}
+
+/// Serves an accepted connection that holds a slot under the listener's cap.
+pub async fn serve(
+    shared: Arc<Shared>,
+    role: Role,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    shared.telemetry.metrics.connection_opened(role);
+    let _guard = OpenGuard {
+        shared: shared.clone(),
+        role,
+    };
+    let _permit = permit;
+    let _ = tcp.set_nodelay(true);
+    let span = info_span!("connection", listener = role.name(), %peer);
+    async move {
+        if role.is_tls() {
+            if let Some(stream) = handshake(&shared, role, tcp, peer).await {
+                serve_http(shared, role, peer, stream).await;
+            }
+        } else {
+            serve_http(shared, role, peer, tcp).await;
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Reads from `tcp` until `buffer` holds a whole ClientHello, or the peer stops.
+async fn read_client_hello(
+    tcp: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+) -> Result<ClientHello, HelloError> {
+    loop {
+        match hello::parse_client_hello(buffer) {
+            Err(HelloError::Incomplete) if buffer.len() <= hello::MAX_HELLO + 1024 => {}
+            result => return result,
+        }
+        buffer.reserve(4096);
+        match tcp.read_buf(buffer).await {
+            Ok(0) | Err(_) => return Err(HelloError::Incomplete),
+            Ok(_) => {}
+        }
+    }
+}
+
+type TlsStream = SslStream<Prefixed<TcpStream>>;
+
+/// The TLS handshake, bounded by the handshake timeout, with telemetry either way.
+async fn handshake(
+    shared: &Arc<Shared>,
+    role: Role,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<TlsStream> {
+    let timeout = shared.config.limits.handshake_timeout;
+    let deadline = Instant::now() + timeout;
+    let mut buffer = Vec::with_capacity(1024);
+    let hello = match tokio::time::timeout(timeout, read_client_hello(&mut tcp, &mut buffer)).await
+    {
+        Ok(result) => result,
+        Err(_) => {
+            report_failure(
+                shared,
+                role,
+                peer,
+                Err(&HelloError::Incomplete),
+                &HandshakeEnd::TimedOut,
+            );
+            return None;
+        }
+    };
+    if buffer.is_empty() {
+        // Connected and closed without a byte: a TCP health check or a port probe. Counted,
+        // not recorded one by one.
+        shared
+            .telemetry
+            .metrics
+            .failure_only(role, crate::failure::FailureKind::Closed);
+        return None;
+    }
+    // The listener's settings are taken once, here: a reload later does not touch this
+    // connection.
+    let tls = shared.tls.current(role);
+    let hello = match hello {
+        Ok(hello) => hello,
+        Err(error) => {
+            if error == HelloError::NotTls && looks_like_http(&buffer) {
+                let _ = tcp
+                    .write_all(&plain_response(400, "this port speaks HTTPS: use https://"))
+                    .await;
+            }
+            report_failure(shared, role, peer, Err(&error), &HandshakeEnd::Closed);
+            return None;
+        }
+    };
+    let ssl = match Ssl::new(&tls.context) {
+        Ok(ssl) => ssl,
+        Err(error) => {
+            tracing::error!(%error, "cannot create a TLS session");
+            return None;
+        }
+    };
+    let mut stream = SslStream::new(ssl, Prefixed::new(buffer, tcp)).ok()?;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let end = match tokio::time::timeout(remaining, Pin::new(&mut stream).accept()).await {
+        Ok(Ok(())) => {
+            let ssl = stream.ssl();
+            let cipher = ssl
+                .current_cipher()
+                .map(|c| c.name().to_string())
+                .unwrap_or_default();
+            if let Some(version) = version_from_openssl(ssl.version_str()) {
+                debug!(
+                    version = version.name(),
+                    cipher,
+                    resumed = ssl.session_reused(),
+                    "handshake"
+                );
+                shared.telemetry.handshake(
+                    role,
+                    peer.ip().to_string(),
+                    version,
+                    cipher,
+                    ssl.session_reused(),
+                );
+            }
+            return Some(stream);
+        }
+        Ok(Err(error)) => {
+            let reason = error
+                .ssl_error()
+                .and_then(|stack| stack.errors().first())
+                .and_then(|e| e.reason())
+                .map(str::to_string);
+            if reason.is_none()
+                && (error.code() == ErrorCode::SYSCALL || error.code() == ErrorCode::ZERO_RETURN)
+            {
+                HandshakeEnd::Closed
+            } else {
+                HandshakeEnd::OpenSsl(reason)
+            }
+        }
+        Err(_) => HandshakeEnd::TimedOut,
+    };
+    report_failure(shared, role, peer, Ok(&hello), &end);
+    None
+}
+
+fn report_failure(
+    shared: &Shared,
+    role: Role,
+    peer: SocketAddr,
+    hello: Result<&ClientHello, &HelloError>,
+    end: &HandshakeEnd,
+) {
+    let range = shared.tls.current(role).policy.protocol.range;
+    let timeout_secs = shared.config.limits.handshake_timeout.as_secs();
+    let (kind, reason) = failure::classify(hello, range, end, timeout_secs);
+    let (offered_max, offered_versions) = match hello {
+        Ok(hello) => {
+            let (max, versions) = failure::offered(hello);
+            (Some(max), versions)
+        }
+        Err(_) => (None, Vec::new()),
+    };
+    tracing::info!(
+        kind = kind.name(),
+        reason,
+        offered = offered_max.as_deref().unwrap_or("-"),
+        "handshake failed"
+    );
+    shared.telemetry.failure(FailureReport {
+        role,
+        peer: peer.to_string(),
+        offered_max,
+        offered_versions,
+        server_name: hello.ok().and_then(|h| h.server_name.clone()),
+        kind,
+        reason,
+    });
+}
+
+fn looks_like_http(buffer: &[u8]) -> bool {
+    [
+        "GET ", "POST ", "HEAD ", "PUT ", "DELETE ", "OPTIONS ", "PATCH ",
+    ]
+    .iter()
+    .any(|m| buffer.starts_with(m.as_bytes()))
+}
+
+/// A complete HTTP/1.1 response written by hand, for the moments before or instead of hyper:
+/// the connection cap and plain HTTP on a TLS port.
+pub fn plain_response(status: u16, message: &str) -> Vec<u8> {
+    let (reason, code) = match status {
+        400 => ("Bad Request", "bad_request"),
+        _ => ("Service Unavailable", "too_busy"),
+    };
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Retry-After: 5\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// HTTP/1.1 on an established stream until the client goes, the idle timeout passes, or the
+/// server shuts down (in-flight requests finish first).
+async fn serve_http<S>(shared: Arc<Shared>, role: Role, peer: SocketAddr, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let limits = shared.config.limits.clone();
+    let service_shared = shared.clone();
+    let service = service_fn(move |request| {
+        let shared = service_shared.clone();
+        async move { Ok::<_, Infallible>(http::handle(&shared, role, peer, request).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut closing = *shutdown.borrow();
+    if closing {
+        connection.as_mut().graceful_shutdown();
+    }
+    let tick = (limits.idle_timeout / 4).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            changed = shutdown.changed(), if !closing => {
+                let _ = changed;
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(tick), if !closing => {
+                if activity.idle_for() >= limits.idle_timeout {
+                    debug!("idle timeout");
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// A connection beyond the listener's cap: a clear 503 (after the handshake on TLS listeners,
+/// so the client can read it), then close.
+pub async fn refuse(shared: Arc<Shared>, role: Role, tcp: TcpStream, permit: OwnedSemaphorePermit) {
+    let _permit = permit;
+    shared.telemetry.metrics.connection_refused(role);
+    let message = format!(
+        "the {role} listener is at its limit of {} connections; retry later",
+        shared.config.limits.max_connections
+    );
+    let response = plain_response(503, &message);
+    let timeout = shared.config.limits.handshake_timeout;
+    let _ = tokio::time::timeout(timeout, async {
+        if role.is_tls() {
+            let tls = shared.tls.current(role);
+            let Ok(ssl) = Ssl::new(&tls.context) else {
+                return;
+            };
+            let Ok(mut stream) = SslStream::new(ssl, tcp) else {
+                return;
+            };
+            if Pin::new(&mut stream).accept().await.is_ok() {
+                let _ = stream.write_all(&response).await;
+                let _ = stream.shutdown().await;
+            }
+        } else {
+            let mut tcp = tcp;
+            let _ = tcp.write_all(&response).await;
+            let _ = tcp.shutdown().await;
+        }
+    })
+    .await;
+}

@@ -1,0 +1,239 @@
+//! The data directory: where everything of one server lives, and its first initialisation.
+//!
+//! ```text
+//! DIR/ward.toml                     listener addresses, database, intervals, limits
+//! DIR/conf/ssl/ssl.conf             console listener TLS (Apache syntax)
+//! DIR/conf/ssl/sslforclients.conf   clients listener TLS (Apache syntax)
+//! DIR/certs/ca.pem, ca.key          the private CA (key 0600)
+//! DIR/certs/server.pem, server.key  the listeners' certificate, signed by the CA (key 0600)
+//! DIR/keys/signing.pem              the server's long-term Ed25519 key (0600)
+//! DIR/admin.token                   the local admin credential (0600)
+//! DIR/ward.db                       the SQLite database
+//! DIR/ward.pid                      the running server's pid
+//! ```
+
+use std::fs;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use openssl::pkey::PKey;
+use ward_store::SqliteStore;
+use ward_tls::edit::write_atomic;
+use ward_tls::{defaults, pki};
+
+use crate::config;
+
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.root.join("ward.toml")
+    }
+
+    pub fn ssl_conf(&self) -> PathBuf {
+        self.root.join("conf/ssl/ssl.conf")
+    }
+
+    pub fn clients_conf(&self) -> PathBuf {
+        self.root.join("conf/ssl/sslforclients.conf")
+    }
+
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("certs/ca.pem")
+    }
+
+    pub fn ca_key(&self) -> PathBuf {
+        self.root.join("certs/ca.key")
+    }
+
+    pub fn server_cert(&self) -> PathBuf {
+        self.root.join("certs/server.pem")
+    }
+
+    pub fn server_key(&self) -> PathBuf {
+        self.root.join("certs/server.key")
+    }
+
+    pub fn signing_key(&self) -> PathBuf {
+        self.root.join("keys/signing.pem")
+    }
+
+    pub fn admin_token(&self) -> PathBuf {
+        self.root.join("admin.token")
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("ward.pid")
+    }
+
+    /// The database path from ward.toml, relative to the data dir unless absolute.
+    pub fn database(&self, config: &config::Config) -> PathBuf {
+        self.root.join(&config.database)
+    }
+
+    /// ward.toml is written last by [`initialise`], so its presence means a complete init.
+    pub fn is_initialised(&self) -> bool {
+        self.config().exists()
+    }
+
+    /// Reads the local admin credential.
+    pub fn read_admin_token(&self) -> io::Result<String> {
+        Ok(fs::read_to_string(self.admin_token())?.trim().to_string())
+    }
+}
+
+/// What [`initialise`] wrote, for the one-time message.
+#[derive(Debug)]
+pub struct InitReport {
+    pub root: PathBuf,
+    pub addresses: [SocketAddr; 3],
+    pub host_names: Vec<String>,
+}
+
+impl InitReport {
+    /// The message printed once, after the first initialisation.
+    pub fn message(&self, data: &DataDir) -> String {
+        let [console, clients, clients_http] = self.addresses;
+        format!(
+            "ward: initialised {root}\n\
+             \x20 settings        {toml}\n\
+             \x20 console TLS     {ssl} (listener {console})\n\
+             \x20 clients TLS     {clients_conf} (listener {clients}; plain HTTP on {clients_http})\n\
+             \x20 CA certificate  {ca}  (give this to agents and browsers)\n\
+             \x20 server cert     {cert} for {names}\n\
+             \x20 signing key     {signing}\n\
+             \x20 database        {db}\n\
+             \x20 admin token     {token} (mode 0600)\n\
+             Log in on this host: ward commands take --data {root} and use the admin token.\n\
+             Remotely: curl --cacert {ca} -H \"Authorization: Bearer $(cat {token})\" https://HOST:{port}/api/v1/server\n",
+            root = data.root().display(),
+            toml = data.config().display(),
+            ssl = data.ssl_conf().display(),
+            clients_conf = data.clients_conf().display(),
+            ca = data.ca_cert().display(),
+            cert = data.server_cert().display(),
+            names = self.host_names.join(", "),
+            signing = data.signing_key().display(),
+            db = data.root().join("ward.db").display(),
+            token = data.admin_token().display(),
+            port = console.port(),
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct InitError(pub String);
+
+impl std::fmt::Display for InitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InitError {}
+
+fn io_error(path: &Path) -> impl Fn(io::Error) -> InitError + '_ {
+    move |e| InitError(format!("{}: {e}", path.display()))
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InitError> {
+    if let Some(parent) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io_error(parent))?;
+    }
+    // Create with the final mode before any secret is written.
+    fs::write(path, b"").map_err(io_error(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_error(path))?;
+    write_atomic(path, bytes).map_err(io_error(path))
+}
+
+fn host_names() -> Vec<String> {
+    let mut names = vec!["localhost".to_string()];
+    if let Ok(name) = fs::read_to_string("/proc/sys/kernel/hostname") {
+        let name = name.trim();
+        if !name.is_empty() && name != "localhost" {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// Initialises `data` unless it already is. `addresses` are written into ward.toml. Safe to
+/// run again after a crash half-way: ward.toml comes last, so a partial init is redone.
+pub fn initialise(
+    data: &DataDir,
+    addresses: [SocketAddr; 3],
+) -> Result<Option<InitReport>, InitError> {
+    if data.is_initialised() {
+        return Ok(None);
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data.root())
+        .map_err(io_error(data.root()))?;
+    let openssl = |e: openssl::error::ErrorStack| InitError(format!("OpenSSL: {e}"));
+
+    let ca = pki::new_ca("ward private CA").map_err(openssl)?;
+    let names = host_names();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let ips: [IpAddr; 2] = [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+    let server = pki::new_server_cert(&ca, &name_refs, &ips).map_err(openssl)?;
+    let signing = PKey::generate_ed25519().map_err(openssl)?;
+    let mut token = [0u8; 32];
+    openssl::rand::rand_bytes(&mut token).map_err(openssl)?;
+    let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+
+    write_file(&data.ca_cert(), &ca.cert_pem().map_err(openssl)?, 0o644)?;
+    write_file(&data.ca_key(), &ca.key_pem().map_err(openssl)?, 0o600)?;
+    write_file(
+        &data.server_cert(),
+        &server.cert_pem().map_err(openssl)?,
+        0o644,
+    )?;
+    write_file(
+        &data.server_key(),
+        &server.key_pem().map_err(openssl)?,
+        0o600,
+    )?;
+    write_file(
+        &data.signing_key(),
+        &signing.private_key_to_pem_pkcs8().map_err(openssl)?,
+        0o600,
+    )?;
+    write_file(&data.admin_token(), format!("{token}\n").as_bytes(), 0o600)?;
+    write_file(&data.ssl_conf(), defaults::SSL_CONF.as_bytes(), 0o644)?;
+    write_file(
+        &data.clients_conf(),
+        defaults::SSL_FOR_CLIENTS_CONF.as_bytes(),
+        0o644,
+    )?;
+    let database = data.root().join("ward.db");
+    SqliteStore::open(&database).map_err(|e| InitError(e.to_string()))?;
+    write_file(
+        &data.config(),
+        config::default_toml(addresses).as_bytes(),
+        0o644,
+    )?;
+    Ok(Some(InitReport {
+        root: data.root().to_path_buf(),
+        addresses,
+        host_names: names,
+    }))
+}

@@ -1,0 +1,52 @@
+//! ward-server: the management server's runtime.
+//!
+//! Three listeners (console 8445, clients 443, clients-http 8014), each HTTPS one with TLS from
+//! its Apache-style conf file; hot reload without dropping connections; TLS telemetry (what
+//! every client negotiated, and what every refused client offered).
+//!
+//! - [`config`]: ward.toml and the listener roles.
+//! - [`datadir`]: the data directory and its first initialisation.
+//! - [`listener_tls`]: building, checking and swapping each listener's acceptor.
+//! - [`server`]: start, accept loops, reload, graceful shutdown.
+//! - `conn`: one connection: ClientHello, handshake, HTTP.
+//! - `http`: routing by role and the handlers.
+//! - [`failure`]: why a handshake failed, in words (pure).
+//! - [`telemetry`]: metrics and the batched telemetry writer.
+
+pub mod config;
+mod conn;
+pub mod datadir;
+pub mod failure;
+mod http;
+mod io;
+pub mod listener_tls;
+pub mod server;
+pub mod telemetry;
+
+use ward_tls::Severity;
+
+pub use config::Role;
+pub use datadir::DataDir;
+pub use listener_tls::Finding;
+pub use server::{run, Overrides, ServerError};
+
+/// `ward server configtest`: checks ward.toml and both conf files (including what OpenSSL
+/// says of cipher lists and certificates) and returns every finding. The settings are good
+/// when no finding is an error.
+pub fn configtest(data: &DataDir) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let config = match config::load(&data.config()) {
+        Ok(config) => config,
+        Err(error) => {
+            findings.push(Finding {
+                severity: Severity::Error,
+                text: error.to_string(),
+            });
+            let addresses = config::DEFAULT_ADDRESSES.map(|a| a.parse().expect("valid default"));
+            config::parse("defaults", &config::default_toml(addresses)).expect("defaults parse")
+        }
+    };
+    let (_, more) = listener_tls::load_all(data, &config);
+    findings.extend(more);
+    findings
+}

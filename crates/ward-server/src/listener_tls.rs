@@ -1,0 +1,193 @@
+//! Each HTTPS listener's TLS, built from its conf file: loading, checking (configtest) and the
+//! atomically swappable slot that reload replaces.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use openssl::ssl::SslContext;
+use ward_tls::conf::{self, Located, Severity, TlsPolicy};
+use ward_tls::context;
+
+use crate::config::{Config, Role};
+use crate::datadir::DataDir;
+
+/// A built, checked acceptor and the policy it came from.
+pub struct ListenerTls {
+    pub context: SslContext,
+    pub policy: TlsPolicy,
+    pub file: PathBuf,
+}
+
+/// One line of configtest or reload output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// `file:line: message`, or `file: message` when no line applies.
+    pub text: String,
+}
+
+impl Finding {
+    fn new(severity: Severity, text: impl Into<String>) -> Finding {
+        Finding {
+            severity,
+            text: text.into(),
+        }
+    }
+}
+
+pub fn conf_file(data: &DataDir, role: Role) -> Option<PathBuf> {
+    match role {
+        Role::Console => Some(data.ssl_conf()),
+        Role::Clients => Some(data.clients_conf()),
+        Role::ClientsHttp => None,
+    }
+}
+
+/// Reads `file` and builds its listener's acceptor. Every diagnostic comes back as a finding;
+/// the acceptor only when there is no error.
+pub fn load(
+    role: Role,
+    file: &Path,
+    data: &DataDir,
+    address: SocketAddr,
+) -> (Option<ListenerTls>, Vec<Finding>) {
+    let mut findings = Vec::new();
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            findings.push(Finding::new(
+                Severity::Error,
+                format!("{}: {e}", file.display()),
+            ));
+            return (None, findings);
+        }
+    };
+    let listener = conf::listener_conf(&file.display().to_string(), &text);
+    for diagnostic in &listener.diagnostics {
+        findings.push(Finding::new(diagnostic.severity, diagnostic.to_string()));
+    }
+    findings.extend(address_mismatches(
+        role,
+        address,
+        &listener.listen,
+        listener.virtual_host.as_ref(),
+    ));
+    let Some(policy) = listener.policy else {
+        return (None, findings);
+    };
+    if policy.forced_security_level().is_some() {
+        findings.push(Finding::new(
+            Severity::Note,
+            format!(
+                "{}: {role} listener serves {}; OpenSSL security level lowered to 0 so that \
+                 {} clients can handshake",
+                file.display(),
+                policy.protocol.range,
+                policy.protocol.range.min
+            ),
+        ));
+    }
+    match context::build_acceptor(&policy, data.root()) {
+        Ok(context) => (
+            Some(ListenerTls {
+                context,
+                policy,
+                file: file.to_path_buf(),
+            }),
+            findings,
+        ),
+        Err(error) => {
+            let text = match &error.location {
+                Some(_) => error.to_string(),
+                None => format!("{}: {error}", file.display()),
+            };
+            findings.push(Finding::new(Severity::Error, text));
+            (None, findings)
+        }
+    }
+}
+
+/// `Listen` and `<VirtualHost>` are accepted so a real Apache file can be dropped in, but
+/// ward.toml decides the address: say so when they disagree.
+fn address_mismatches(
+    role: Role,
+    address: SocketAddr,
+    listen: &[Located<String>],
+    virtual_host: Option<&Located<Vec<String>>>,
+) -> Vec<Finding> {
+    let port_of =
+        |value: &str| -> Option<u16> { value.rsplit(':').next().and_then(|p| p.parse().ok()) };
+    let mut findings = Vec::new();
+    let mut check = |value: &str, location: &conf::Location, what: &str| {
+        if let Some(port) = port_of(value) {
+            if port != address.port() {
+                findings.push(Finding::new(
+                    Severity::Warning,
+                    format!(
+                        "{location}: {what} {value} differs from the {role} address {address} in \
+                         ward.toml, which is the one ward uses"
+                    ),
+                ));
+            }
+        }
+    };
+    for item in listen {
+        check(&item.value, &item.location, "Listen");
+    }
+    if let Some(vhost) = virtual_host {
+        for value in &vhost.value {
+            check(value, &vhost.location, "<VirtualHost>");
+        }
+    }
+    findings
+}
+
+/// The acceptors in service. A reload builds new ones first and swaps them in only when all
+/// are good; a connection takes an `Arc` at accept time and keeps it, so open connections keep
+/// their settings.
+pub struct TlsSlots {
+    console: RwLock<Arc<ListenerTls>>,
+    clients: RwLock<Arc<ListenerTls>>,
+}
+
+impl TlsSlots {
+    pub fn new(console: ListenerTls, clients: ListenerTls) -> TlsSlots {
+        TlsSlots {
+            console: RwLock::new(Arc::new(console)),
+            clients: RwLock::new(Arc::new(clients)),
+        }
+    }
+
+    fn slot(&self, role: Role) -> &RwLock<Arc<ListenerTls>> {
+        match role {
+            Role::Console => &self.console,
+            Role::Clients | Role::ClientsHttp => &self.clients,
+        }
+    }
+
+    pub fn current(&self, role: Role) -> Arc<ListenerTls> {
+        self.slot(role)
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn replace(&self, role: Role, tls: ListenerTls) {
+        *self.slot(role).write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tls);
+    }
+}
+
+/// Loads both HTTPS listeners' TLS. All or nothing: `None` when either has an error.
+pub fn load_all(
+    data: &DataDir,
+    config: &Config,
+) -> (Option<(ListenerTls, ListenerTls)>, Vec<Finding>) {
+    let (console, mut findings) = load(Role::Console, &data.ssl_conf(), data, config.console);
+    let (clients, more) = load(Role::Clients, &data.clients_conf(), data, config.clients);
+    findings.extend(more);
+    match (console, clients) {
+        (Some(console), Some(clients)) => (Some((console, clients)), findings),
+        _ => (None, findings),
+    }
+}

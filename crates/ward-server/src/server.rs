@@ -1,0 +1,336 @@
+//! The server's life: start (bind the three listeners), accept, reload, shut down.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use openssl::pkey::PKey;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{watch, Semaphore};
+use tracing::{error, info, warn};
+use ward_store::{SqliteStore, Store};
+use ward_tls::Severity;
+
+use crate::config::{self, Config, Role};
+use crate::conn;
+use crate::datadir::DataDir;
+use crate::listener_tls::{self, Finding, TlsSlots};
+use crate::telemetry::Telemetry;
+
+/// What every connection task shares.
+pub struct Shared {
+    pub data: DataDir,
+    pub config: Config,
+    pub tls: TlsSlots,
+    pub telemetry: Arc<Telemetry>,
+    pub admin_token: String,
+    pub signing_public_hex: String,
+    pub started: SystemTime,
+    pub shutdown: watch::Sender<bool>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+/// Why the server did not start, or stopped.
+#[derive(Debug)]
+pub enum ServerError {
+    Config(String),
+    /// One of the conf files has errors; every finding is listed.
+    Tls(Vec<Finding>),
+    Bind {
+        role: Role,
+        address: SocketAddr,
+        error: io::Error,
+    },
+    Other(String),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Config(message) | ServerError::Other(message) => f.write_str(message),
+            ServerError::Tls(findings) => {
+                f.write_str("the TLS settings have errors:")?;
+                for finding in findings.iter().filter(|f| f.severity == Severity::Error) {
+                    write!(f, "\n  {}", finding.text)?;
+                }
+                Ok(())
+            }
+            ServerError::Bind {
+                role,
+                address,
+                error,
+            } => {
+                let fix = match error.kind() {
+                    io::ErrorKind::PermissionDenied => format!(
+                        "ports below 1024 need root or CAP_NET_BIND_SERVICE; choose another port with \
+                         {} or in [listeners] {} of ward.toml (e.g. {}:{})",
+                        role.flag(),
+                        role.toml_key(),
+                        address.ip(),
+                        match role {
+                            Role::Clients => 8443,
+                            _ => address.port().max(1024),
+                        }
+                    ),
+                    io::ErrorKind::AddrInUse => format!(
+                        "another process listens there (see `ss -ltnp 'sport = :{}'`); stop it, or \
+                         choose another address with {}",
+                        address.port(),
+                        role.flag()
+                    ),
+                    io::ErrorKind::AddrNotAvailable => format!(
+                        "this host has no such address; use one of its addresses or 0.0.0.0 with {}",
+                        role.flag()
+                    ),
+                    _ => format!("check the address, or choose another with {}", role.flag()),
+                };
+                write!(
+                    f,
+                    "cannot listen on {address} for the {role} listener: {error}: {fix}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// Command-line overrides of ward.toml's listener addresses.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub console: Option<SocketAddr>,
+    pub clients: Option<SocketAddr>,
+    pub clients_http: Option<SocketAddr>,
+}
+
+impl Overrides {
+    pub fn get(&self, role: Role) -> Option<SocketAddr> {
+        match role {
+            Role::Console => self.console,
+            Role::Clients => self.clients,
+            Role::ClientsHttp => self.clients_http,
+        }
+    }
+}
+
+/// The addresses to write into a new ward.toml: the overrides, else the seed's ports.
+pub fn init_addresses(overrides: &Overrides) -> [SocketAddr; 3] {
+    let mut addresses = config::DEFAULT_ADDRESSES.map(|a| a.parse().expect("valid default"));
+    for (index, role) in Role::ALL.into_iter().enumerate() {
+        if let Some(address) = overrides.get(role) {
+            addresses[index] = address;
+        }
+    }
+    addresses
+}
+
+fn bind(role: Role, address: SocketAddr) -> Result<TcpListener, ServerError> {
+    let bind_error = |error| ServerError::Bind {
+        role,
+        address,
+        error,
+    };
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(bind_error)?;
+    socket.set_reuseaddr(true).map_err(bind_error)?;
+    socket.bind(address).map_err(bind_error)?;
+    socket.listen(4096).map_err(bind_error)
+}
+
+/// Re-reads both conf files, builds and checks new acceptors, and swaps them in only if both
+/// are good. Open connections keep the settings they started with.
+pub async fn reload(shared: &Shared) -> Result<Vec<Finding>, Vec<Finding>> {
+    let _one_at_a_time = shared.reload_lock.lock().await;
+    let data = shared.data.clone();
+    let config = shared.config.clone();
+    let (loaded, findings) =
+        tokio::task::spawn_blocking(move || listener_tls::load_all(&data, &config))
+            .await
+            .map_err(|e| {
+                vec![Finding {
+                    severity: Severity::Error,
+                    text: format!("reload task failed: {e}"),
+                }]
+            })?;
+    match loaded {
+        Some((console, clients)) => {
+            let ranges = (console.policy.protocol.range, clients.policy.protocol.range);
+            shared.tls.replace(Role::Console, console);
+            shared.tls.replace(Role::Clients, clients);
+            shared.telemetry.metrics.reload(true);
+            info!(console = %ranges.0, clients = %ranges.1, "reloaded TLS settings");
+            for finding in &findings {
+                info!(severity = %finding.severity, "{}", finding.text);
+            }
+            Ok(findings)
+        }
+        None => {
+            shared.telemetry.metrics.reload(false);
+            for finding in findings.iter().filter(|f| f.severity == Severity::Error) {
+                error!(
+                    "reload refused, the old settings keep serving: {}",
+                    finding.text
+                );
+            }
+            Err(findings)
+        }
+    }
+}
+
+fn load_signing_public(data: &DataDir) -> Result<String, ServerError> {
+    let path = data.signing_key();
+    let pem =
+        std::fs::read(&path).map_err(|e| ServerError::Other(format!("{}: {e}", path.display())))?;
+    let key = PKey::private_key_from_pem(&pem)
+        .map_err(|e| ServerError::Other(format!("{}: not a private key: {e}", path.display())))?;
+    let raw = key
+        .raw_public_key()
+        .map_err(|e| ServerError::Other(format!("{}: {e}", path.display())))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Starts the server on an initialised data dir and runs until SIGTERM or SIGINT.
+pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError> {
+    // Signal handlers first: a SIGTERM that arrives once the ports are open must find them.
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| ServerError::Other(e.to_string()))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| ServerError::Other(e.to_string()))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| ServerError::Other(e.to_string()))?;
+    let mut config =
+        config::load(&data.config()).map_err(|e| ServerError::Config(e.to_string()))?;
+    for role in Role::ALL {
+        if let Some(address) = overrides.get(role) {
+            config.set_address(role, address);
+        }
+    }
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&data.database(&config))
+            .map_err(|e| ServerError::Other(e.to_string()))?,
+    );
+    let (loaded, findings) = listener_tls::load_all(&data, &config);
+    for finding in &findings {
+        match finding.severity {
+            Severity::Error => error!("{}", finding.text),
+            Severity::Warning => warn!("{}", finding.text),
+            Severity::Note => info!("{}", finding.text),
+        }
+    }
+    let Some((console_tls, clients_tls)) = loaded else {
+        return Err(ServerError::Tls(findings));
+    };
+    let admin_token = data
+        .read_admin_token()
+        .map_err(|e| ServerError::Other(format!("{}: {e}", data.admin_token().display())))?;
+    let signing_public_hex = load_signing_public(&data)?;
+
+    // Bind all three before serving any, so a start either fully works or says why not.
+    let mut listeners = Vec::new();
+    for role in Role::ALL {
+        listeners.push((role, bind(role, config.address(role))?));
+    }
+    let pid_file = data.pid_file();
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .map_err(|e| ServerError::Other(format!("{}: {e}", pid_file.display())))?;
+
+    let (shutdown, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        telemetry: Telemetry::start(store, config.failures_per_second),
+        tls: TlsSlots::new(console_tls, clients_tls),
+        data,
+        admin_token,
+        signing_public_hex,
+        started: SystemTime::now(),
+        shutdown,
+        reload_lock: tokio::sync::Mutex::new(()),
+        config,
+    });
+
+    let mut accept_tasks = Vec::new();
+    for (role, listener) in listeners {
+        let address = listener
+            .local_addr()
+            .map_err(|e| ServerError::Other(e.to_string()))?;
+        info!(listener = role.name(), %address, "listening");
+        accept_tasks.push(tokio::spawn(accept_loop(shared.clone(), role, listener)));
+    }
+
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                info!("SIGHUP: reloading");
+                let _ = reload(&shared).await;
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+
+    info!("shutting down: no new connections, finishing in-flight requests");
+    let _ = shared.shutdown.send(true);
+    for task in accept_tasks {
+        let _ = task.await;
+    }
+    let grace = shared.config.limits.shutdown_grace;
+    let deadline = Instant::now() + grace;
+    while shared.telemetry.metrics.open_connections() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = shared.telemetry.metrics.open_connections();
+    if left > 0 {
+        warn!(
+            connections = left,
+            ?grace,
+            "closing connections still open after the grace period"
+        );
+    }
+    let telemetry = shared.telemetry.clone();
+    let _ = tokio::task::spawn_blocking(move || telemetry.flush_and_stop()).await;
+    let _ = std::fs::remove_file(shared.data.pid_file());
+    info!("stopped");
+    Ok(())
+}
+
+/// Connections beyond the cap that may wait for their 503 at the same time.
+const REFUSALS_IN_FLIGHT: usize = 256;
+
+async fn accept_loop(shared: Arc<Shared>, role: Role, listener: TcpListener) {
+    let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and the like: wait a little rather than spin.
+                    warn!(listener = role.name(), %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(conn::serve(shared.clone(), role, tcp, peer, permit));
+            }
+            Err(_) => match refusals.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(conn::refuse(shared.clone(), role, tcp, permit));
+                }
+                Err(_) => {
+                    shared.telemetry.metrics.connection_refused(role);
+                    drop(tcp);
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! TLS telemetry and metrics.
+//!
+//! Connection tasks report every handshake here. Counters for `/metrics` are atomics updated
+//! in place. Records for the database go over a bounded channel to one writer thread, which
+//! sums successful handshakes per minute and key and writes a batch at most every
+//! [`FLUSH_INTERVAL`] (or sooner when [`MAX_BATCH_FAILURES`] failures are waiting). Failed
+//! handshakes are recorded one by one up to a rate (token bucket); beyond it they are only
+//! counted, so a flood cannot fill the disk.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ward_store::{HandshakeCount, HandshakeFailure, HandshakeKey, Store, TelemetryBatch};
+use ward_tls::TlsVersion;
+
+use crate::config::Role;
+use crate::failure::FailureKind;
+
+/// The batching window of the telemetry writer (stated in ARCHITECTURE.md).
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// A batch is written early when this many failures wait.
+pub const MAX_BATCH_FAILURES: usize = 1000;
+/// Records waiting for the writer; beyond it records are dropped and counted.
+const CHANNEL_CAPACITY: usize = 65_536;
+
+fn role_index(role: Role) -> usize {
+    match role {
+        Role::Console => 0,
+        Role::Clients => 1,
+        Role::ClientsHttp => 2,
+    }
+}
+
+fn version_index(version: TlsVersion) -> usize {
+    version as usize
+}
+
+fn kind_index(kind: FailureKind) -> usize {
+    FailureKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(0)
+}
+
+/// Counters and gauges for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    handshakes: [[AtomicU64; 4]; 3],
+    resumed: [AtomicU64; 3],
+    failures: [[AtomicU64; 7]; 3],
+    connections_open: [AtomicU64; 3],
+    connections_total: [AtomicU64; 3],
+    connections_refused: [AtomicU64; 3],
+    requests: [AtomicU64; 3],
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    telemetry_dropped: AtomicU64,
+}
+
+impl Metrics {
+    pub fn connection_opened(&self, role: Role) {
+        self.connections_open[role_index(role)].fetch_add(1, Ordering::Relaxed);
+        self.connections_total[role_index(role)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self, role: Role) {
+        self.connections_open[role_index(role)].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_refused(&self, role: Role) {
+        self.connections_refused[role_index(role)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed handshake that is not worth a record of its own.
+    pub fn failure_only(&self, role: Role, kind: FailureKind) {
+        self.failures[role_index(role)][kind_index(kind)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn request(&self, role: Role) {
+        self.requests[role_index(role)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let counter = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_failed.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn open_connections(&self) -> u64 {
+        self.connections_open
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        out.push_str(
+            "# HELP ward_tls_handshakes_total Completed TLS handshakes by listener and version.\n",
+        );
+        out.push_str("# TYPE ward_tls_handshakes_total counter\n");
+        for role in [Role::Console, Role::Clients] {
+            for version in TlsVersion::ALL {
+                let value = get(&self.handshakes[role_index(role)][version_index(version)]);
+                let _ = writeln!(
+                    out,
+                    "ward_tls_handshakes_total{{listener=\"{role}\",version=\"{version}\"}} {value}"
+                );
+            }
+        }
+        out.push_str(
+            "# HELP ward_tls_resumed_total Completed TLS handshakes that resumed a session.\n",
+        );
+        out.push_str("# TYPE ward_tls_resumed_total counter\n");
+        for role in [Role::Console, Role::Clients] {
+            let value = get(&self.resumed[role_index(role)]);
+            let _ = writeln!(out, "ward_tls_resumed_total{{listener=\"{role}\"}} {value}");
+        }
+        out.push_str("# HELP ward_tls_handshake_failures_total Failed TLS handshakes by listener and reason.\n");
+        out.push_str("# TYPE ward_tls_handshake_failures_total counter\n");
+        for role in [Role::Console, Role::Clients] {
+            for kind in FailureKind::ALL {
+                let value = get(&self.failures[role_index(role)][kind_index(kind)]);
+                let _ = writeln!(
+                    out,
+                    "ward_tls_handshake_failures_total{{listener=\"{role}\",reason=\"{}\"}} {value}",
+                    kind.name()
+                );
+            }
+        }
+        let per_listener: [(&str, &str, &str, &[AtomicU64; 3]); 4] = [
+            ("ward_connections_open", "gauge", "Open connections by listener.", &self.connections_open),
+            ("ward_connections_total", "counter", "Accepted connections by listener.", &self.connections_total),
+            (
+                "ward_connections_refused_total",
+                "counter",
+                "Connections answered 503 or closed because the listener was at its connection cap.",
+                &self.connections_refused,
+            ),
+            ("ward_http_requests_total", "counter", "HTTP requests by listener.", &self.requests),
+        ];
+        for (name, kind, help, values) in per_listener {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for role in Role::ALL {
+                let _ = writeln!(
+                    out,
+                    "{name}{{listener=\"{role}\"}} {}",
+                    get(&values[role_index(role)])
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ward_reloads_total Configuration reloads by result.\n\
+             # TYPE ward_reloads_total counter\n\
+             ward_reloads_total{{result=\"ok\"}} {}\n\
+             ward_reloads_total{{result=\"error\"}} {}",
+            get(&self.reloads_ok),
+            get(&self.reloads_failed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ward_telemetry_dropped_total Telemetry records dropped because the writer fell behind.\n\
+             # TYPE ward_telemetry_dropped_total counter\n\
+             ward_telemetry_dropped_total {}",
+            get(&self.telemetry_dropped)
+        );
+        out
+    }
+}
+
+enum Record {
+    Handshake(HandshakeKey),
+    Failure(HandshakeFailure),
+    Dropped(i64),
+}
+
+/// A token bucket: `rate` per second, bursts up to `rate` (at least 1).
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let capacity = self.rate.max(1.0);
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(capacity);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub struct Telemetry {
+    pub metrics: Metrics,
+    sender: Mutex<Option<SyncSender<Record>>>,
+    bucket: Mutex<Bucket>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A handshake that failed, as the connection task describes it.
+pub struct FailureReport {
+    pub role: Role,
+    pub peer: String,
+    pub offered_max: Option<String>,
+    pub offered_versions: Vec<String>,
+    pub server_name: Option<String>,
+    pub kind: FailureKind,
+    pub reason: String,
+}
+
+impl Telemetry {
+    /// Starts the writer thread that owns the database side.
+    pub fn start(store: Arc<dyn Store>, failures_per_second: u32) -> Arc<Telemetry> {
+        let (sender, receiver) = mpsc::sync_channel(CHANNEL_CAPACITY);
+        let writer = std::thread::Builder::new()
+            .name("ward-telemetry".into())
+            .spawn(move || write_loop(&*store, receiver))
+            .expect("the telemetry thread starts");
+        Arc::new(Telemetry {
+            metrics: Metrics::default(),
+            sender: Mutex::new(Some(sender)),
+            bucket: Mutex::new(Bucket {
+                rate: f64::from(failures_per_second),
+                tokens: f64::from(failures_per_second.max(1)),
+                last: Instant::now(),
+            }),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    fn send(&self, record: Record) {
+        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(sender) = sender.as_ref() else {
+            return;
+        };
+        if let Err(TrySendError::Full(_)) = sender.try_send(record) {
+            self.metrics
+                .telemetry_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn handshake(
+        &self,
+        role: Role,
+        peer_ip: String,
+        version: TlsVersion,
+        cipher: String,
+        resumed: bool,
+    ) {
+        let r = role_index(role);
+        self.metrics.handshakes[r][version_index(version)].fetch_add(1, Ordering::Relaxed);
+        if resumed {
+            self.metrics.resumed[r].fetch_add(1, Ordering::Relaxed);
+        }
+        self.send(Record::Handshake(HandshakeKey {
+            minute: now_ms().div_euclid(60_000),
+            listener: role.name().to_string(),
+            peer: peer_ip,
+            version: version.name().to_string(),
+            cipher,
+            resumed,
+        }));
+    }
+
+    pub fn failure(&self, report: FailureReport) {
+        self.metrics.failure_only(report.role, report.kind);
+        let at_ms = now_ms();
+        let allowed = self
+            .bucket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(Instant::now());
+        if !allowed {
+            self.send(Record::Dropped(at_ms.div_euclid(60_000)));
+            return;
+        }
+        self.send(Record::Failure(HandshakeFailure {
+            at_ms,
+            listener: report.role.name().to_string(),
+            peer: report.peer,
+            offered_max: report.offered_max,
+            offered_versions: report.offered_versions,
+            server_name: report.server_name,
+            kind: report.kind.name().to_string(),
+            reason: report.reason,
+        }));
+    }
+
+    /// Stops the writer after it has written everything sent so far.
+    pub fn flush_and_stop(&self) {
+        drop(self.sender.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(writer) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn write_loop(store: &dyn Store, receiver: mpsc::Receiver<Record>) {
+    let mut counts: HashMap<HandshakeKey, u64> = HashMap::new();
+    let mut failures = Vec::new();
+    let mut dropped: HashMap<i64, u64> = HashMap::new();
+    let mut deadline = Instant::now() + FLUSH_INTERVAL;
+    loop {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let disconnected = match receiver.recv_timeout(timeout) {
+            Ok(Record::Handshake(key)) => {
+                *counts.entry(key).or_default() += 1;
+                false
+            }
+            Ok(Record::Failure(failure)) => {
+                failures.push(failure);
+                false
+            }
+            Ok(Record::Dropped(minute)) => {
+                *dropped.entry(minute).or_default() += 1;
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        let due = Instant::now() >= deadline || failures.len() >= MAX_BATCH_FAILURES;
+        if due || disconnected {
+            let batch = TelemetryBatch {
+                handshakes: counts
+                    .drain()
+                    .map(|(key, count)| HandshakeCount { key, count })
+                    .collect(),
+                failures: std::mem::take(&mut failures),
+                dropped_failures: dropped.drain().collect(),
+            };
+            if let Err(error) = store.record_telemetry(&batch) {
+                tracing::error!(%error, "telemetry not written");
+            }
+            deadline = Instant::now() + FLUSH_INTERVAL;
+        }
+        if disconnected {
+            return;
+        }
+    }
+}

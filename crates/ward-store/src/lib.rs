@@ -1,0 +1,121 @@
+//! ward-store: persistence behind one trait.
+//!
+//! Everything above this crate talks to a [`Store`]; only this crate writes SQL. SQLite (one
+//! file in the data dir, WAL) is the engine today; PostgreSQL, for several servers sharing one
+//! database, is meant to slot in as a second implementation of the same trait.
+
+mod migrate;
+mod sqlite;
+
+use std::fmt;
+
+pub use sqlite::SqliteStore;
+
+/// Successful handshakes, counted per minute and per distinct
+/// (listener, peer address, version, cipher, resumed).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HandshakeKey {
+    /// Unix time in minutes.
+    pub minute: i64,
+    pub listener: String,
+    /// The peer's IP address, without port.
+    pub peer: String,
+    pub version: String,
+    pub cipher: String,
+    pub resumed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandshakeCount {
+    pub key: HandshakeKey,
+    pub count: u64,
+}
+
+/// One failed handshake: who, what it offered, and why it failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandshakeFailure {
+    /// Unix time in milliseconds.
+    pub at_ms: i64,
+    pub listener: String,
+    /// `ip:port` of the peer.
+    pub peer: String,
+    /// The highest version in the ClientHello (`TLSv1`, `SSLv3`, ...), when one was read.
+    pub offered_max: Option<String>,
+    /// The versions the ClientHello offered, lowest first.
+    pub offered_versions: Vec<String>,
+    pub server_name: Option<String>,
+    /// A short class for metrics: `protocol_version`, `timeout`, `not_tls`, ...
+    pub kind: String,
+    /// The sentence for the operator.
+    pub reason: String,
+}
+
+/// What the server's telemetry writer hands to the store in one transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TelemetryBatch {
+    pub handshakes: Vec<HandshakeCount>,
+    pub failures: Vec<HandshakeFailure>,
+    /// Failures that the rate limit kept out of `failures`, per minute.
+    pub dropped_failures: Vec<(i64, u64)>,
+}
+
+impl TelemetryBatch {
+    pub fn is_empty(&self) -> bool {
+        self.handshakes.is_empty() && self.failures.is_empty() && self.dropped_failures.is_empty()
+    }
+}
+
+/// What `ward tls handshakes` shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HandshakeReport {
+    /// Counts summed over the minutes in range, one row per distinct key minus the minute.
+    pub handshakes: Vec<HandshakeCount>,
+    /// Failures in range, oldest first, at most the requested number.
+    pub failures: Vec<HandshakeFailure>,
+    /// Failures in range that were not recorded one by one (rate limit).
+    pub dropped_failures: u64,
+}
+
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database was written by a newer ward.
+    TooNew { found: i64, supported: i64 },
+    /// The engine failed (I/O, corruption, lock held too long).
+    Database(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::TooNew { found, supported } => write!(
+                f,
+                "the database has schema version {found}, but this ward knows versions up to \
+                 {supported}: it was written by a newer ward; run that version, or restore a \
+                 backup"
+            ),
+            StoreError::Database(message) => write!(f, "database: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Database(error.to_string())
+    }
+}
+
+/// ward's persistence. Implementations are safe to share between threads.
+pub trait Store: Send + Sync {
+    /// Adds one batch of telemetry, atomically.
+    fn record_telemetry(&self, batch: &TelemetryBatch) -> Result<(), StoreError>;
+
+    /// Telemetry from `since_ms` (unix milliseconds) on; at most `max_failures` failures.
+    fn handshake_report(
+        &self,
+        since_ms: i64,
+        max_failures: usize,
+    ) -> Result<HandshakeReport, StoreError>;
+}

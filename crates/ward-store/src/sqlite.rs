@@ -1,0 +1,174 @@
+//! The SQLite engine: one file, WAL journal, `synchronous = FULL` so that a committed
+//! transaction survives a crash or power loss. One connection behind a mutex serves the
+//! process; a busy database is waited for (busy timeout), never reported as a failure at once.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags};
+
+use crate::{
+    migrate, HandshakeCount, HandshakeFailure, HandshakeKey, HandshakeReport, Store, StoreError,
+    TelemetryBatch,
+};
+
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it to the latest schema.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
+        connection.busy_timeout(Duration::from_secs(10))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        migrate::migrate(&mut connection)?;
+        Ok(SqliteStore {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// The schema version this build writes.
+    pub fn schema_version() -> i64 {
+        migrate::latest()
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(f(&mut connection)?)
+    }
+}
+
+impl Store for SqliteStore {
+    fn record_telemetry(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.with(|connection| {
+            let transaction = connection.transaction()?;
+            {
+                let mut upsert = transaction.prepare_cached(
+                    "INSERT INTO tls_handshakes
+                        (minute, listener, peer, version, cipher, resumed, count)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (minute, listener, peer, version, cipher, resumed)
+                     DO UPDATE SET count = count + excluded.count",
+                )?;
+                for HandshakeCount { key, count } in &batch.handshakes {
+                    upsert.execute(params![
+                        key.minute,
+                        key.listener,
+                        key.peer,
+                        key.version,
+                        key.cipher,
+                        key.resumed,
+                        *count as i64
+                    ])?;
+                }
+                let mut insert = transaction.prepare_cached(
+                    "INSERT INTO tls_failures
+                        (at_ms, listener, peer, offered_max, offered_versions, server_name, kind, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for failure in &batch.failures {
+                    insert.execute(params![
+                        failure.at_ms,
+                        failure.listener,
+                        failure.peer,
+                        failure.offered_max,
+                        failure.offered_versions.join(","),
+                        failure.server_name,
+                        failure.kind,
+                        failure.reason
+                    ])?;
+                }
+                let mut dropped = transaction.prepare_cached(
+                    "INSERT INTO tls_failures_dropped (minute, count) VALUES (?1, ?2)
+                     ON CONFLICT (minute) DO UPDATE SET count = count + excluded.count",
+                )?;
+                for (minute, count) in &batch.dropped_failures {
+                    dropped.execute(params![minute, *count as i64])?;
+                }
+            }
+            transaction.commit()
+        })
+    }
+
+    fn handshake_report(
+        &self,
+        since_ms: i64,
+        max_failures: usize,
+    ) -> Result<HandshakeReport, StoreError> {
+        let since_minute = since_ms.div_euclid(60_000);
+        self.with(|connection| {
+            let mut report = HandshakeReport::default();
+            let mut statement = connection.prepare_cached(
+                "SELECT listener, peer, version, cipher, resumed, SUM(count)
+                 FROM tls_handshakes WHERE minute >= ?1
+                 GROUP BY listener, peer, version, cipher, resumed
+                 ORDER BY listener, peer, version, cipher, resumed",
+            )?;
+            let rows = statement.query_map(params![since_minute], |row| {
+                Ok(HandshakeCount {
+                    key: HandshakeKey {
+                        minute: since_minute,
+                        listener: row.get(0)?,
+                        peer: row.get(1)?,
+                        version: row.get(2)?,
+                        cipher: row.get(3)?,
+                        resumed: row.get(4)?,
+                    },
+                    count: row.get::<_, i64>(5)? as u64,
+                })
+            })?;
+            report.handshakes = rows.collect::<Result<_, _>>()?;
+
+            let mut statement = connection.prepare_cached(
+                "SELECT at_ms, listener, peer, offered_max, offered_versions, server_name, kind, reason
+                 FROM tls_failures WHERE at_ms >= ?1 ORDER BY at_ms, id LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![since_ms, max_failures as i64], |row| {
+                let versions: String = row.get(4)?;
+                Ok(HandshakeFailure {
+                    at_ms: row.get(0)?,
+                    listener: row.get(1)?,
+                    peer: row.get(2)?,
+                    offered_max: row.get(3)?,
+                    offered_versions: versions
+                        .split(',')
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    server_name: row.get(5)?,
+                    kind: row.get(6)?,
+                    reason: row.get(7)?,
+                })
+            })?;
+            report.failures = rows.collect::<Result<_, _>>()?;
+            report.dropped_failures = connection.query_row(
+                "SELECT COALESCE(SUM(count), 0) FROM tls_failures_dropped WHERE minute >= ?1",
+                params![since_minute],
+                |row| row.get::<_, i64>(0),
+            )? as u64;
+            Ok(report)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

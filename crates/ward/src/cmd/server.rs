@@ -1,0 +1,216 @@
+//! `ward server ...`: run, initialise, check and reload the management server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+use ward_server::{DataDir, Overrides};
+use ward_tls::Severity;
+
+use super::CmdResult;
+use crate::client::AdminClient;
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServerArgs {
+    #[command(subcommand)]
+    action: Option<ServerAction>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Where the server keeps everything; shared by every `ward server` command.
+#[derive(Args, Clone)]
+pub struct DataArg {
+    /// The data directory (created and initialised on first start)
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "WARD_DATA",
+        default_value = "ward-data"
+    )]
+    pub data: PathBuf,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    data: DataArg,
+    #[command(flatten)]
+    addresses: AddressArgs,
+    /// Log format on stderr
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Args, Clone)]
+pub struct AddressArgs {
+    /// Console listener address (admin API, TLS from conf/ssl/ssl.conf) [ward.toml: 0.0.0.0:8445]
+    #[arg(long, value_name = "ADDR:PORT")]
+    console_addr: Option<SocketAddr>,
+    /// Clients listener address (HTTPS agent API, conf/ssl/sslforclients.conf) [ward.toml: 0.0.0.0:443]
+    #[arg(long, value_name = "ADDR:PORT")]
+    clients_addr: Option<SocketAddr>,
+    /// Clients-http listener address (plain-HTTP agent API for legacy agents) [ward.toml: 0.0.0.0:8014]
+    #[arg(long, value_name = "ADDR:PORT")]
+    clients_http_addr: Option<SocketAddr>,
+}
+
+impl AddressArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            console: self.console_addr,
+            clients: self.clients_addr,
+            clients_http: self.clients_http_addr,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum ServerAction {
+    /// Initialise the data directory (ward.toml, conf files, CA and certificates, keys,
+    /// database, admin token) and exit; does nothing if it is already initialised
+    Init {
+        #[command(flatten)]
+        data: DataArg,
+        #[command(flatten)]
+        addresses: AddressArgs,
+    },
+    /// Check ward.toml and both TLS conf files; print every error and warning with file:line
+    Configtest {
+        #[command(flatten)]
+        data: DataArg,
+        /// Print JSON: {"ok": bool, "findings": [{"severity", "message"}]}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the running server re-read its TLS conf files, without a restart (same as SIGHUP)
+    Reload {
+        #[command(flatten)]
+        data: DataArg,
+        /// Print JSON: the server's answer
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: ServerArgs) -> CmdResult {
+    match args.action {
+        None => serve(args.run),
+        Some(ServerAction::Init { data, addresses }) => {
+            let data = DataDir::new(data.data);
+            initialise(&data, &addresses.overrides())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(ServerAction::Configtest { data, json }) => configtest(&DataDir::new(data.data), json),
+        Some(ServerAction::Reload { data, json }) => reload(&DataDir::new(data.data), json),
+    }
+}
+
+fn initialise(data: &DataDir, overrides: &Overrides) -> Result<(), String> {
+    let addresses = ward_server::server::init_addresses(overrides);
+    match ward_server::datadir::initialise(data, addresses).map_err(|e| e.to_string())? {
+        Some(report) => eprint!("{}", report.message(data)),
+        None => eprintln!("ward: {} is already initialised", data.root().display()),
+    }
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(args: RunArgs) -> CmdResult {
+    let data = DataDir::new(args.data.data);
+    let overrides = args.addresses.overrides();
+    if !data.is_initialised() {
+        initialise(&data, &overrides)?;
+    }
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ward-server")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime
+        .block_on(ward_server::run(data, overrides))
+        .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn configtest(data: &DataDir, as_json: bool) -> CmdResult {
+    if !data.is_initialised() {
+        return Err(format!(
+            "{} is not initialised: run `ward server init --data {}`",
+            data.root().display(),
+            data.root().display()
+        ));
+    }
+    let findings = ward_server::configtest(data);
+    let ok = findings.iter().all(|f| f.severity != Severity::Error);
+    if as_json {
+        let findings: Vec<_> = findings
+            .iter()
+            .map(|f| json!({"severity": f.severity.to_string(), "message": f.text}))
+            .collect();
+        println!("{:#}", json!({"ok": ok, "findings": findings}));
+    } else {
+        for finding in &findings {
+            println!("{}: {}", finding.severity, finding.text);
+        }
+        println!("{}", if ok { "Syntax OK" } else { "configtest failed" });
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn reload(data: &DataDir, as_json: bool) -> CmdResult {
+    let client = AdminClient::local(data)?;
+    let reply = client.request("POST", "/api/v1/server/reload", None)?;
+    if as_json {
+        println!("{:#}", reply.body);
+    } else {
+        for finding in reply.body["findings"].as_array().into_iter().flatten() {
+            println!(
+                "{}: {}",
+                finding["severity"].as_str().unwrap_or(""),
+                finding["message"].as_str().unwrap_or("")
+            );
+        }
+        match reply.status {
+            200 => println!("reloaded: new connections get the new settings"),
+            _ => println!(
+                "reload refused ({}): {}",
+                reply.status,
+                reply.body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+            ),
+        }
+    }
+    Ok(if reply.status == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,354 @@
+//! Running the real `ward server` process in tests, and talking to it as clients do.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use openssl::ssl::{SslConnector, SslMethod, SslStream, SslVerifyMode, SslVersion};
+
+pub fn ward_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ward")
+}
+
+pub fn ward(args: &[&str]) -> Output {
+    Command::new(ward_bin()).args(args).output().unwrap()
+}
+
+/// A loopback port that was free a moment ago, chosen below the kernel's ephemeral range so
+/// that the outgoing connections of tests running in parallel cannot take it in between.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_start.clamp(10_001, 65_535));
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    loop {
+        let n = seed.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919));
+        let port = (low + n % (high - low)) as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A real `ward server` process on loopback ports, stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub console: u16,
+    pub clients: u16,
+    pub clients_http: u16,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Initialises a data dir on three free loopback ports; `edit` may change files before
+    /// the server starts.
+    pub fn init() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let (console, clients, clients_http) = (free_port(), free_port(), free_port());
+        let data = dir.path().join("data");
+        let output = ward(&[
+            "server",
+            "init",
+            "--data",
+            data.to_str().unwrap(),
+            "--console-addr",
+            &format!("127.0.0.1:{console}"),
+            "--clients-addr",
+            &format!("127.0.0.1:{clients}"),
+            "--clients-http-addr",
+            &format!("127.0.0.1:{clients_http}"),
+        ]);
+        assert!(output.status.success(), "init failed: {output:?}");
+        let log = dir.path().join("server.log");
+        Server {
+            dir,
+            console,
+            clients,
+            clients_http,
+            child: None,
+            log,
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn data_str(&self) -> String {
+        self.data().display().to_string()
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.data().join(relative)
+    }
+
+    /// Replaces `from` with `to` in a file of the data dir.
+    pub fn replace_in(&self, relative: &str, from: &str, to: &str) {
+        let path = self.path(relative);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{relative} does not contain {from:?}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// Sets the applied SSLProtocol of a conf file with the real editor (`ward tls edit`).
+    pub fn set_protocol(&self, relative: &str, words: &str) {
+        let output = ward(&[
+            "tls",
+            "edit",
+            self.path(relative).to_str().unwrap(),
+            "--protocol",
+            words,
+        ]);
+        assert!(output.status.success(), "{output:?}");
+    }
+
+    /// Starts the server and waits until every listener answers.
+    pub fn start(&mut self) {
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(ward_bin())
+            .args(["server", "--data", &self.data_str()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in [self.console, self.clients, self.clients_http] {
+            while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("ward server exited with {status}:\n{}", self.log_text());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "server did not start:\n{}",
+                    self.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// SIGTERM, and the exit status within `bound`.
+    pub fn terminate(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        unsafe { libc_kill(child.id() as i32, 15) };
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.path("certs/ca.pem")).unwrap()
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.path("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.terminate(Duration::from_secs(10));
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+pub fn send_signal(pid: i32, signal: i32) {
+    unsafe { libc_kill(pid, signal) };
+}
+
+/// `openssl s_client` pinned to one version (`-tls1`, `-tls1_2`, ...): the negotiated
+/// protocol, or `None` when refused.
+pub fn s_client(port: u16, flag: &str) -> Option<String> {
+    let output = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), flag])
+        .args(["-cipher", "DEFAULT:@SECLEVEL=0", "-brief"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl is installed (scripts/test installs it)");
+    let text = String::from_utf8_lossy(&output.stderr).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Protocol version:"))
+        .map(|v| v.trim().to_string())
+        .filter(|_| output.status.success())
+}
+
+/// A keep-alive HTTP/1.1 client over any stream.
+pub struct HttpConnection<S> {
+    reader: BufReader<S>,
+}
+
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+impl<S: Read + Write> HttpConnection<S> {
+    pub fn new(stream: S) -> HttpConnection<S> {
+        HttpConnection {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn stream(&mut self) -> &mut S {
+        self.reader.get_mut()
+    }
+
+    /// Sends one request and reads its response; `None` when the server closed the connection.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Option<HttpReply> {
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        self.reader.get_mut().write_all(request.as_bytes()).ok()?;
+        self.read_reply()
+    }
+
+    pub fn read_reply(&mut self) -> Option<HttpReply> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let status = line.split_whitespace().nth(1)?.parse().ok()?;
+        let mut headers = Vec::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).ok()?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':')?;
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            }
+            headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).ok()?;
+        Some(HttpReply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+/// A TLS connection to 127.0.0.1:`port`, capped at `max` (e.g. TLS1 for an XP-like client),
+/// verifying the server against `ca_pem`.
+pub fn tls_connect(
+    port: u16,
+    ca_pem: &[u8],
+    max: Option<SslVersion>,
+) -> Result<SslStream<TcpStream>, String> {
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    builder.set_max_proto_version(max).unwrap();
+    builder.set_cipher_list("DEFAULT:@SECLEVEL=0").unwrap();
+    for cert in openssl::x509::X509::stack_from_pem(ca_pem).unwrap() {
+        builder.cert_store_mut().add_cert(cert).unwrap();
+    }
+    builder.set_verify(SslVerifyMode::PEER);
+    let connector = builder.build();
+    let tcp = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    connector
+        .connect("localhost", tcp)
+        .map_err(|e| e.to_string())
+}
+
+pub fn http_connect(port: u16) -> HttpConnection<TcpStream> {
+    let tcp = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    HttpConnection::new(tcp)
+}
+
+/// One HTTPS GET on a fresh connection.
+pub fn https_get(port: u16, ca_pem: &[u8], path: &str, token: Option<&str>) -> HttpReply {
+    let stream = tls_connect(port, ca_pem, None).unwrap();
+    let mut connection = HttpConnection::new(stream);
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = authorization
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
+        .unwrap_or_default();
+    connection.request("GET", path, &headers, "").unwrap()
+}
+
+/// Polls `check` until it returns `Some`, for at most `bound`.
+pub fn eventually<T>(bound: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn socket(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
