@@ -151,10 +151,7 @@ async fn handshake(
     let end = match tokio::time::timeout(remaining, Pin::new(&mut stream).accept()).await {
         Ok(Ok(())) => {
             let ssl = stream.ssl();
-            let cipher = ssl
-                .current_cipher()
-                .map(|c| c.name().to_string())
-                .unwrap_or_default();
+            let cipher = ssl.current_cipher().map(|c| c.name()).unwrap_or("");
             if let Some(version) = version_from_openssl(ssl.version_str()) {
                 debug!(
                     version = version.name(),
@@ -162,13 +159,9 @@ async fn handshake(
                     resumed = ssl.session_reused(),
                     "handshake"
                 );
-                shared.telemetry.handshake(
-                    role,
-                    peer.ip().to_string(),
-                    version,
-                    cipher,
-                    ssl.session_reused(),
-                );
+                shared
+                    .telemetry
+                    .handshake(role, peer.ip(), version, cipher, ssl.session_reused());
             }
             return Some(stream);
         }

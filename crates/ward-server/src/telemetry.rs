@@ -1,17 +1,18 @@
 //! TLS telemetry and metrics.
 //!
 //! Connection tasks report every handshake here. Counters for `/metrics` are atomics updated
-//! in place. Records for the database go over a bounded channel to one writer thread, which
-//! sums successful handshakes per minute and key and writes a batch at most every
-//! [`FLUSH_INTERVAL`] (or sooner when [`MAX_BATCH_FAILURES`] failures are waiting). Failed
+//! in place. For the database, successful handshakes are summed in memory per minute and key
+//! (no allocation, no wake-up), failures are queued, and one writer thread takes the lot and
+//! writes it as one transaction every [`FLUSH_INTERVAL`] (sooner when [`MAX_BATCH_FAILURES`]
+//! failures are waiting). Failed
 //! handshakes are recorded one by one up to a rate (token bucket); beyond it they are only
 //! counted, so a flood cannot fill the disk.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,8 +26,8 @@ use crate::failure::FailureKind;
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// A batch is written early when this many failures wait.
 pub const MAX_BATCH_FAILURES: usize = 1000;
-/// Records waiting for the writer; beyond it records are dropped and counted.
-const CHANNEL_CAPACITY: usize = 65_536;
+/// Distinct handshake keys waiting for the writer; beyond it new keys are dropped and counted.
+const MAX_PENDING_KEYS: usize = 1_000_000;
 
 fn role_index(role: Role) -> usize {
     match role {
@@ -186,10 +187,54 @@ impl Metrics {
     }
 }
 
-enum Record {
-    Handshake(HandshakeKey),
-    Failure(HandshakeFailure),
-    Dropped(i64),
+/// A successful handshake as counted in memory: all `Copy`, so counting allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct CountKey {
+    minute: i64,
+    role: Role,
+    peer: IpAddr,
+    version: TlsVersion,
+    cipher: &'static str,
+    resumed: bool,
+}
+
+impl CountKey {
+    fn to_store(self) -> HandshakeKey {
+        HandshakeKey {
+            minute: self.minute,
+            listener: self.role.name().to_string(),
+            peer: self.peer.to_string(),
+            version: self.version.name().to_string(),
+            cipher: self.cipher.to_string(),
+            resumed: self.resumed,
+        }
+    }
+}
+
+/// What waits for the next write.
+#[derive(Default)]
+struct Pending {
+    counts: HashMap<CountKey, u64>,
+    failures: Vec<HandshakeFailure>,
+    dropped: HashMap<i64, u64>,
+    stopping: bool,
+}
+
+impl Pending {
+    fn take_batch(&mut self) -> TelemetryBatch {
+        TelemetryBatch {
+            handshakes: self
+                .counts
+                .drain()
+                .map(|(key, count)| HandshakeCount {
+                    key: key.to_store(),
+                    count,
+                })
+                .collect(),
+            failures: std::mem::take(&mut self.failures),
+            dropped_failures: self.dropped.drain().collect(),
+        }
+    }
 }
 
 /// A token bucket: `rate` per second, bursts up to `rate` (at least 1).
@@ -214,9 +259,12 @@ impl Bucket {
     }
 }
 
+/// Telemetry of one server: recording is a short critical section on an in-memory batch;
+/// the writer thread wakes on its own timer (not per record) and writes what accumulated.
 pub struct Telemetry {
     pub metrics: Metrics,
-    sender: Mutex<Option<SyncSender<Record>>>,
+    pending: Mutex<Pending>,
+    wake: Condvar,
     bucket: Mutex<Bucket>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -242,41 +290,36 @@ pub struct FailureReport {
 impl Telemetry {
     /// Starts the writer thread that owns the database side.
     pub fn start(store: Arc<dyn Store>, failures_per_second: u32) -> Arc<Telemetry> {
-        let (sender, receiver) = mpsc::sync_channel(CHANNEL_CAPACITY);
-        let writer = std::thread::Builder::new()
-            .name("ward-telemetry".into())
-            .spawn(move || write_loop(&*store, receiver))
-            .expect("the telemetry thread starts");
-        Arc::new(Telemetry {
+        let telemetry = Arc::new(Telemetry {
             metrics: Metrics::default(),
-            sender: Mutex::new(Some(sender)),
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
             bucket: Mutex::new(Bucket {
                 rate: f64::from(failures_per_second),
                 tokens: f64::from(failures_per_second.max(1)),
                 last: Instant::now(),
             }),
-            writer: Mutex::new(Some(writer)),
-        })
+            writer: Mutex::new(None),
+        });
+        let for_writer = telemetry.clone();
+        let writer = std::thread::Builder::new()
+            .name("ward-telemetry".into())
+            .spawn(move || for_writer.write_loop(&*store))
+            .expect("the telemetry thread starts");
+        *telemetry.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
+        telemetry
     }
 
-    fn send(&self, record: Record) {
-        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(sender) = sender.as_ref() else {
-            return;
-        };
-        if let Err(TrySendError::Full(_)) = sender.try_send(record) {
-            self.metrics
-                .telemetry_dropped
-                .fetch_add(1, Ordering::Relaxed);
-        }
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn handshake(
         &self,
         role: Role,
-        peer_ip: String,
+        peer: IpAddr,
         version: TlsVersion,
-        cipher: String,
+        cipher: &'static str,
         resumed: bool,
     ) {
         let r = role_index(role);
@@ -284,14 +327,23 @@ impl Telemetry {
         if resumed {
             self.metrics.resumed[r].fetch_add(1, Ordering::Relaxed);
         }
-        self.send(Record::Handshake(HandshakeKey {
+        let key = CountKey {
             minute: now_ms().div_euclid(60_000),
-            listener: role.name().to_string(),
-            peer: peer_ip,
-            version: version.name().to_string(),
+            role,
+            peer,
+            version,
             cipher,
             resumed,
-        }));
+        };
+        let mut pending = self.pending();
+        if pending.counts.len() >= MAX_PENDING_KEYS && !pending.counts.contains_key(&key) {
+            drop(pending);
+            self.metrics
+                .telemetry_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *pending.counts.entry(key).or_default() += 1;
     }
 
     pub fn failure(&self, report: FailureReport) {
@@ -302,11 +354,12 @@ impl Telemetry {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take(Instant::now());
+        let mut pending = self.pending();
         if !allowed {
-            self.send(Record::Dropped(at_ms.div_euclid(60_000)));
+            *pending.dropped.entry(at_ms.div_euclid(60_000)).or_default() += 1;
             return;
         }
-        self.send(Record::Failure(HandshakeFailure {
+        pending.failures.push(HandshakeFailure {
             at_ms,
             listener: report.role.name().to_string(),
             peer: report.peer,
@@ -315,58 +368,41 @@ impl Telemetry {
             server_name: report.server_name,
             kind: report.kind.name().to_string(),
             reason: report.reason,
-        }));
+        });
+        if pending.failures.len() >= MAX_BATCH_FAILURES {
+            self.wake.notify_one();
+        }
     }
 
-    /// Stops the writer after it has written everything sent so far.
+    /// Stops the writer after it has written everything recorded so far.
     pub fn flush_and_stop(&self) {
-        drop(self.sender.lock().unwrap_or_else(|p| p.into_inner()).take());
+        self.pending().stopping = true;
+        self.wake.notify_one();
         if let Some(writer) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = writer.join();
         }
     }
-}
 
-fn write_loop(store: &dyn Store, receiver: mpsc::Receiver<Record>) {
-    let mut counts: HashMap<HandshakeKey, u64> = HashMap::new();
-    let mut failures = Vec::new();
-    let mut dropped: HashMap<i64, u64> = HashMap::new();
-    let mut deadline = Instant::now() + FLUSH_INTERVAL;
-    loop {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let disconnected = match receiver.recv_timeout(timeout) {
-            Ok(Record::Handshake(key)) => {
-                *counts.entry(key).or_default() += 1;
-                false
-            }
-            Ok(Record::Failure(failure)) => {
-                failures.push(failure);
-                false
-            }
-            Ok(Record::Dropped(minute)) => {
-                *dropped.entry(minute).or_default() += 1;
-                false
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-            Err(RecvTimeoutError::Disconnected) => true,
-        };
-        let due = Instant::now() >= deadline || failures.len() >= MAX_BATCH_FAILURES;
-        if due || disconnected {
-            let batch = TelemetryBatch {
-                handshakes: counts
-                    .drain()
-                    .map(|(key, count)| HandshakeCount { key, count })
-                    .collect(),
-                failures: std::mem::take(&mut failures),
-                dropped_failures: dropped.drain().collect(),
+    fn write_loop(&self, store: &dyn Store) {
+        loop {
+            let (batch, stopping) = {
+                let pending = self.pending();
+                let (mut pending, _) = self
+                    .wake
+                    .wait_timeout_while(pending, FLUSH_INTERVAL, |p| {
+                        !p.stopping && p.failures.len() < MAX_BATCH_FAILURES
+                    })
+                    .unwrap_or_else(|p| p.into_inner());
+                (pending.take_batch(), pending.stopping)
             };
-            if let Err(error) = store.record_telemetry(&batch) {
-                tracing::error!(%error, "telemetry not written");
+            if !batch.is_empty() {
+                if let Err(error) = store.record_telemetry(&batch) {
+                    tracing::error!(%error, "telemetry not written");
+                }
             }
-            deadline = Instant::now() + FLUSH_INTERVAL;
-        }
-        if disconnected {
-            return;
+            if stopping {
+                return;
+            }
         }
     }
 }

@@ -384,11 +384,13 @@ fn check_arguments(directive: &Directive, diagnostics: &mut Vec<Diagnostic>) {
             2 => error(format!("protocol '{}' not supported", args[0])),
             _ => error("SSLCipherSuite takes one or two arguments".into()),
         }
-    } else if directive.is("SSLHonorCipherOrder") {
-        let ok = args.len() == 1
-            && (args[0].eq_ignore_ascii_case("on") || args[0].eq_ignore_ascii_case("off"));
-        if !ok {
-            error("SSLHonorCipherOrder must be On or Off".into());
+    } else if directive.is("SSLHonorCipherOrder") || directive.is("SSLSessionTickets") {
+        if parse_flag(args).is_none() {
+            error(format!("{} must be On or Off", directive.name));
+        }
+    } else if directive.is("SSLSessionCache") {
+        if args.len() != 1 {
+            error("SSLSessionCache takes one argument".into());
         }
     } else if directive.is("SSLCertificateFile") || directive.is("SSLCertificateKeyFile") {
         if args.len() != 1 {
@@ -396,6 +398,15 @@ fn check_arguments(directive: &Directive, diagnostics: &mut Vec<Diagnostic>) {
         }
     } else if directive.is("Listen") && !(1..=2).contains(&args.len()) {
         error("Listen requires 1 or 2 arguments".into());
+    }
+}
+
+/// Apache's FLAG arguments: `on` or `off`, any case.
+fn parse_flag(args: &[String]) -> Option<bool> {
+    match args {
+        [flag] if flag.eq_ignore_ascii_case("on") => Some(true),
+        [flag] if flag.eq_ignore_ascii_case("off") => Some(false),
+        _ => None,
     }
 }
 
@@ -418,6 +429,12 @@ pub struct TlsPolicy {
     /// The TLS 1.3 ciphersuites (`SSLCipherSuite TLSv1.3 ...`).
     pub tls13_ciphersuites: Option<Located<String>>,
     pub honor_cipher_order: bool,
+    /// `SSLSessionTickets`; on unless the file says off.
+    pub session_tickets: bool,
+    /// `SSLSessionCache`: ward keeps an in-process session cache unless the file says `none`
+    /// or `nonenotnull` (Apache's default is no cache; ward's is a cache, for agents that
+    /// resume).
+    pub session_cache: bool,
     pub certificate_file: Option<Located<String>>,
     pub certificate_key_file: Option<Located<String>>,
 }
@@ -436,6 +453,8 @@ impl TlsPolicy {
             cipher_list: None,
             tls13_ciphersuites: None,
             honor_cipher_order: false,
+            session_tickets: true,
+            session_cache: true,
             certificate_file: None,
             certificate_key_file: None,
         }
@@ -543,8 +562,17 @@ pub fn listener_conf(file: &str, text: &str) -> ListenerConf {
                 _ => {}
             }
         } else if directive.is("SSLHonorCipherOrder") {
-            if let [flag] = directive.args.as_slice() {
-                policy.honor_cipher_order = flag.eq_ignore_ascii_case("on");
+            if let Some(flag) = parse_flag(&directive.args) {
+                policy.honor_cipher_order = flag;
+            }
+        } else if directive.is("SSLSessionTickets") {
+            if let Some(flag) = parse_flag(&directive.args) {
+                policy.session_tickets = flag;
+            }
+        } else if directive.is("SSLSessionCache") {
+            if let [kind] = directive.args.as_slice() {
+                policy.session_cache = !(kind.eq_ignore_ascii_case("none")
+                    || kind.eq_ignore_ascii_case("nonenotnull"));
             }
         } else if directive.is("SSLCertificateFile") {
             if let [path] = directive.args.as_slice() {

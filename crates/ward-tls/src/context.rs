@@ -84,10 +84,18 @@ fn apply_policy(builder: &mut SslContextBuilder, policy: &TlsPolicy) -> Result<(
     if policy.honor_cipher_order {
         options |= SslOptions::CIPHER_SERVER_PREFERENCE;
     }
+    if policy.session_tickets {
+        builder.clear_options(SslOptions::NO_TICKET);
+    } else {
+        options |= SslOptions::NO_TICKET;
+    }
     builder.set_options(options);
-    builder.clear_options(SslOptions::NO_TICKET);
     builder.set_mode(SslMode::RELEASE_BUFFERS);
-    builder.set_session_cache_mode(SslSessionCacheMode::SERVER);
+    builder.set_session_cache_mode(if policy.session_cache {
+        SslSessionCacheMode::SERVER
+    } else {
+        SslSessionCacheMode::OFF
+    });
     builder.set_session_id_context(b"ward").map_err(internal)?;
     if let Some(list) = &policy.cipher_list {
         builder.set_cipher_list(&list.value).map_err(|e| {

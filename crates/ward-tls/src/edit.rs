@@ -102,6 +102,7 @@ pub fn replace_ssl_protocol(
             if !out.ends_with('\n') {
                 out.push_str(if eol.is_empty() { "\n" } else { eol });
             }
+            end_dangling_continuation(&mut out, eol);
             push_line(
                 &mut out,
                 indent,
@@ -120,12 +121,23 @@ pub fn replace_ssl_protocol(
             if !out.is_empty() && !out.ends_with('\n') {
                 out.push_str(eol);
             }
+            end_dangling_continuation(&mut out, eol);
             push_line(&mut out, indent, marker, eol);
             push_line(&mut out, indent, &format!("SSLProtocol {new_args}"), eol);
             out.extend(lines[insert_at..].iter().copied());
         }
     }
     Ok(Some(out))
+}
+
+/// A last line that ends with `\` continues into whatever follows it: a file whose final line
+/// dangles like that would swallow the line ward writes next (found by fuzzing). An empty line
+/// ends the continuation; nothing else changes.
+fn end_dangling_continuation(out: &mut String, eol: &str) {
+    let last = out.trim_end_matches(['\n', '\r']);
+    if last.len() < out.len() && last.ends_with('\\') {
+        out.push_str(if eol.is_empty() { "\n" } else { eol });
+    }
 }
 
 /// A line's leading whitespace and its line ending (`"\r\n"`, `"\n"` or `""` at end of file).

@@ -7,15 +7,13 @@
 //!   one running Apache;
 //! - lines that leave no version: Apache refuses to start, and ward reports the same error.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{certs, free_port, spawn, tool, wait_for_port, Certs};
+use ward_testkit::{certs, free_port, spawn, tool, wait_for_port, Certs};
 use ward_tls::context::{build_connector, ClientTls};
 use ward_tls::protocol::{parse_ssl_protocol, split_words, ProtocolError};
 use ward_tls::TlsVersion;

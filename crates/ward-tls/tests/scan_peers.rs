@@ -1,14 +1,12 @@
 //! The scanner against real servers: nginx and Apache httpd, each with several protocol sets,
 //! must agree with `openssl s_client` on every version (accepted or not, and the cipher).
 
-mod support;
-
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{certs, free_port, s_client, spawn, tool, wait_for_port, Certs};
+use ward_testkit::{certs, free_port, s_client, spawn, tool, wait_for_port, Certs};
 use ward_tls::scan::{scan, Outcome, Probe, ScanConfig};
 use ward_tls::TlsVersion;
 
@@ -63,7 +61,7 @@ fn apache_conf(dir: &Path, certs: &Certs, vhosts: &[(u16, &str)]) -> String {
 
 /// Scans every port and compares each TLS version with `openssl s_client`; returns the
 /// disagreements, and checks that the scanner found at least one accepted version per port.
-fn compare(daemon: &mut support::Daemon, ports: &[(u16, &str)]) -> Vec<String> {
+fn compare(daemon: &mut ward_testkit::Daemon, ports: &[(u16, &str)]) -> Vec<String> {
     let server = daemon.name;
     let mut failures = Vec::new();
     let config = ScanConfig {
@@ -108,6 +106,17 @@ fn compare(daemon: &mut support::Daemon, ports: &[(u16, &str)]) -> Vec<String> {
     failures
 }
 
+fn start_nginx(dir: &Path, conf: &Path) -> ward_testkit::Daemon {
+    spawn(
+        "nginx",
+        Command::new(tool("nginx", "nginx"))
+            .arg("-c")
+            .arg(conf)
+            .arg("-e")
+            .arg(dir.join("error.log")),
+    )
+}
+
 #[test]
 fn scanner_agrees_with_s_client_on_nginx() {
     let certs = certs();
@@ -123,14 +132,7 @@ fn scanner_agrees_with_s_client_on_nginx() {
     let servers: Vec<(u16, &str)> = sets.iter().map(|s| (free_port(), *s)).collect();
     let path = dir.path().join("nginx.conf");
     std::fs::write(&path, nginx_conf(dir.path(), &certs, &servers)).unwrap();
-    let mut nginx = spawn(
-        "nginx",
-        Command::new(tool("nginx", "nginx"))
-            .arg("-c")
-            .arg(&path)
-            .arg("-e")
-            .arg(dir.path().join("error.log")),
-    );
+    let mut nginx = start_nginx(dir.path(), &path);
     let failures = compare(&mut nginx, &servers);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -169,14 +171,7 @@ fn scanner_sees_a_tls1_only_server_the_way_an_xp_client_would() {
     let port = free_port();
     let path = dir.path().join("nginx.conf");
     std::fs::write(&path, nginx_conf(dir.path(), &certs, &[(port, "TLSv1")])).unwrap();
-    let _nginx = spawn(
-        "nginx",
-        Command::new(tool("nginx", "nginx"))
-            .arg("-c")
-            .arg(&path)
-            .arg("-e")
-            .arg(dir.path().join("error.log")),
-    );
+    let _nginx = start_nginx(dir.path(), &path);
     assert!(wait_for_port(port, Duration::from_secs(10)));
     let report = scan(&format!("127.0.0.1:{port}"), &ScanConfig::default()).unwrap();
     let accepted: Vec<Probe> = report.accepted().collect();

@@ -1,6 +1,5 @@
 //! `ward tls ...` as an operator runs it: the real binary, real files, a real TLS peer.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -165,11 +164,7 @@ fn scan_json_against_openssl_s_server() {
     let key = dir.path().join("key.pem");
     std::fs::write(&cert, server.cert_pem().unwrap()).unwrap();
     std::fs::write(&key, server.key_pem().unwrap()).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ward_testkit::free_port();
     let _server = Server(
         Command::new("openssl")
             .args(["s_server", "-quiet", "-www", "-tls1_2", "-accept"])
@@ -224,11 +219,7 @@ fn scan_json_against_openssl_s_server() {
 
 #[test]
 fn scan_of_a_dead_target_is_an_error() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ward_testkit::free_port();
     let output = ward(&["tls", "scan", &format!("127.0.0.1:{port}"), "--json"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty(), "no table for a dead target");

@@ -9,21 +9,22 @@ use std::time::Duration;
 
 use openssl::ssl::SslVersion;
 use support::*;
-
-const VERSIONS: [(&str, &str); 4] = [
-    ("-tls1", "TLSv1"),
-    ("-tls1_1", "TLSv1.1"),
-    ("-tls1_2", "TLSv1.2"),
-    ("-tls1_3", "TLSv1.3"),
-];
+use ward_tls::TlsVersion;
 
 /// Which versions `openssl s_client` can negotiate on a port.
 fn accepted(port: u16) -> Vec<&'static str> {
-    VERSIONS
-        .iter()
-        .filter(|(flag, name)| s_client(port, flag).as_deref() == Some(*name))
-        .map(|(_, name)| *name)
+    TlsVersion::ALL
+        .into_iter()
+        .filter(|version| s_client(port, *version).as_deref() == Some(version.name()))
+        .map(TlsVersion::name)
         .collect()
+}
+
+/// The seed's edit of both files, with the real editor.
+fn set_both(server: &Server, words: &str) {
+    for file in ["conf/ssl/ssl.conf", "conf/ssl/sslforclients.conf"] {
+        server.set_protocol(file, words);
+    }
 }
 
 #[test]
@@ -63,16 +64,7 @@ fn seed_edit_and_reload_change_new_connections_and_keep_open_ones() {
     assert_eq!(old.request("GET", "/healthz", &[], "").unwrap().status, 200);
 
     // The seed's step 5 on both files, then a reload instead of a restart.
-    for file in ["conf/ssl/ssl.conf", "conf/ssl/sslforclients.conf"] {
-        let output = ward(&[
-            "tls",
-            "edit",
-            server.path(file).to_str().unwrap(),
-            "--protocol",
-            "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
-        ]);
-        assert!(output.status.success(), "{output:?}");
-    }
+    set_both(&server, "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1");
     let output = ward(&["server", "reload", "--data", &server.data_str()]);
     assert!(output.status.success(), "{output:?}\n{}", server.log_text());
 
@@ -88,19 +80,10 @@ fn seed_edit_and_reload_change_new_connections_and_keep_open_ones() {
     assert!(tls_connect(server.clients, &ca, Some(SslVersion::TLS1)).is_err());
 
     // The seed's reverse procedure brings TLS 1.0 back, again without a restart.
-    for file in ["conf/ssl/ssl.conf", "conf/ssl/sslforclients.conf"] {
-        let output = ward(&[
-            "tls",
-            "edit",
-            server.path(file).to_str().unwrap(),
-            "--protocol",
-            "all -SSLv2 -SSLv3",
-        ]);
-        assert!(output.status.success(), "{output:?}");
-    }
+    set_both(&server, "all -SSLv2 -SSLv3");
     send_signal(server.pid(), 1); // SIGHUP
     let back = eventually(Duration::from_secs(10), || {
-        (s_client(server.clients, "-tls1").as_deref() == Some("TLSv1")).then_some(())
+        (s_client(server.clients, TlsVersion::Tls1_0).as_deref() == Some("TLSv1")).then_some(())
     });
     assert!(
         back.is_some(),
@@ -250,9 +233,9 @@ fn refused_tls1_client_shows_up_in_telemetry_with_its_offer_and_the_reason() {
         "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
     );
     server.start();
-    assert_eq!(s_client(server.clients, "-tls1"), None);
+    assert_eq!(s_client(server.clients, TlsVersion::Tls1_0), None);
     assert_eq!(
-        s_client(server.clients, "-tls1_2").as_deref(),
+        s_client(server.clients, TlsVersion::Tls1_2).as_deref(),
         Some("TLSv1.2")
     );
     let report = eventually(Duration::from_secs(10), || {

@@ -29,6 +29,8 @@ const TLS: &[&str] = &[
     "SSLHonorCipherOrder",
     "SSLCertificateFile",
     "SSLCertificateKeyFile",
+    "SSLSessionTickets",
+    "SSLSessionCache",
 ];
 
 /// Directives of Apache httpd 2.4's core and common modules, so that a real `ssl.conf` can be
@@ -39,7 +41,7 @@ const KNOWN_APACHE: &[&str] = &[
     "SSLEngine", "SSLCertificateChainFile", "SSLCACertificateFile", "SSLCACertificatePath",
     "SSLCADNRequestFile", "SSLCADNRequestPath", "SSLCARevocationFile", "SSLCARevocationPath",
     "SSLCARevocationCheck", "SSLVerifyClient", "SSLVerifyDepth", "SSLOptions", "SSLRequire",
-    "SSLRequireSSL", "SSLSessionCache", "SSLSessionCacheTimeout", "SSLSessionTickets",
+    "SSLRequireSSL", "SSLSessionCacheTimeout",
     "SSLSessionTicketKeyFile", "SSLRandomSeed", "SSLPassPhraseDialog", "SSLMutex",
     "SSLCompression", "SSLInsecureRenegotiation", "SSLUseStapling", "SSLStaplingCache",
     "SSLStaplingResponderTimeout", "SSLStaplingReturnResponderErrors", "SSLStaplingStandardCacheTimeout",

@@ -317,3 +317,18 @@ fn garbage_never_panics() {
         let _ = listener_conf("x", text);
     }
 }
+
+#[test]
+fn session_directives() {
+    let policy = |text: &str| listener_conf("x", text).policy.unwrap();
+    let default = policy("");
+    assert!(default.session_tickets && default.session_cache);
+    let off = policy("SSLSessionTickets off\nSSLSessionCache none\n");
+    assert!(!off.session_tickets && !off.session_cache);
+    let on = policy("SSLSessionTickets On\nSSLSessionCache shmcb:/run/ssl_scache(512000)\n");
+    assert!(on.session_tickets && on.session_cache);
+    check(
+        "SSLSessionTickets maybe\n",
+        &["no policy", "error 1: SSLSessionTickets must be On or Off"],
+    );
+}

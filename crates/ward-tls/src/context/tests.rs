@@ -155,3 +155,57 @@ fn setup_errors_name_the_directive() {
         "{error}"
     );
 }
+
+#[test]
+fn resumption_follows_the_session_directives() {
+    let fixture = fixture();
+    // Two connections from one client session: the second resumes only when the listener
+    // allows it.
+    let resumed = |extra: &str| {
+        let text = format!(
+            "SSLProtocol TLSv1.2\n{extra}\nSSLCertificateFile server.pem\nSSLCertificateKeyFile server.key\n"
+        );
+        let policy = listener_conf("t", &text).policy.unwrap();
+        let context = build_acceptor(&policy, fixture.dir.path()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            for _ in 0..2 {
+                let (stream, _) = listener.accept().unwrap();
+                let ssl = openssl::ssl::Ssl::new(&context).unwrap();
+                if let Ok(mut tls) = ssl.accept(stream) {
+                    let _ = tls.shutdown();
+                }
+            }
+        });
+        let connector = build_connector(&ClientTls {
+            min: None,
+            max: None,
+            verification: ServerVerification::Ca(fixture.ca_pem.clone()),
+            cipher_list: None,
+        })
+        .unwrap();
+        let mut session: Option<openssl::ssl::SslSession> = None;
+        let mut reused = false;
+        for _ in 0..2 {
+            let mut config = connector.configure().unwrap();
+            if let Some(session) = &session {
+                unsafe { config.set_session(session).unwrap() };
+            }
+            let mut tls = config
+                .connect("localhost", TcpStream::connect(address).unwrap())
+                .unwrap();
+            reused = tls.ssl().session_reused();
+            session = tls.ssl().session().map(|s| s.to_owned());
+            let _ = tls.shutdown();
+        }
+        server.join().unwrap();
+        reused
+    };
+    assert!(resumed(""));
+    assert!(
+        resumed("SSLSessionTickets off"),
+        "session cache alone resumes"
+    );
+    assert!(!resumed("SSLSessionTickets off\nSSLSessionCache none"));
+}

@@ -94,6 +94,31 @@ fn edit_inserts_when_there_is_no_directive() {
 }
 
 #[test]
+fn dangling_continuation_at_the_end_does_not_swallow_the_new_line() {
+    // Found by the conf_parser fuzz target: the last line ends with a backslash.
+    for input in [
+        "SSLProtocol TLSv1 \\\n",
+        "SSLProtocol TLSv1 \\",
+        "SSLHonorCipherOrder on \\\n",
+    ] {
+        let after = replace(input, "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1");
+        let conf = conf::listener_conf("x", &after);
+        let policy = conf
+            .policy
+            .unwrap_or_else(|| panic!("{input:?} became {after:?}: {:?}", conf.diagnostics));
+        assert_eq!(
+            policy.protocol.range.to_string(),
+            "TLSv1.2-TLSv1.3",
+            "{input:?} became {after:?}"
+        );
+    }
+    assert_eq!(
+        replace("SSLProtocol TLSv1 \\\n", "TLSv1.2"),
+        format!("{MARKER}\n#SSLProtocol TLSv1 \\\n\nSSLProtocol TLSv1.2\n")
+    );
+}
+
+#[test]
 fn same_words_are_no_change() {
     let text = "SSLProtocol  all   -SSLv2 -SSLv3\n";
     assert_eq!(

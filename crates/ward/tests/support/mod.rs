@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,29 +18,7 @@ pub fn ward(args: &[&str]) -> Output {
     Command::new(ward_bin()).args(args).output().unwrap()
 }
 
-/// A loopback port that was free a moment ago, chosen below the kernel's ephemeral range so
-/// that the outgoing connections of tests running in parallel cannot take it in between.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (10_000u32, ephemeral_start.clamp(10_001, 65_535));
-    let seed = std::process::id().wrapping_mul(2_654_435_761)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-    loop {
-        let n = seed.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919));
-        let port = (low + n % (high - low)) as u16;
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-}
+pub use ward_testkit::free_port;
 
 /// A real `ward server` process on loopback ports, stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Server {
@@ -195,20 +173,9 @@ pub fn send_signal(pid: i32, signal: i32) {
     unsafe { libc_kill(pid, signal) };
 }
 
-/// `openssl s_client` pinned to one version (`-tls1`, `-tls1_2`, ...): the negotiated
-/// protocol, or `None` when refused.
-pub fn s_client(port: u16, flag: &str) -> Option<String> {
-    let output = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), flag])
-        .args(["-cipher", "DEFAULT:@SECLEVEL=0", "-brief"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl is installed (scripts/test installs it)");
-    let text = String::from_utf8_lossy(&output.stderr).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix("Protocol version:"))
-        .map(|v| v.trim().to_string())
-        .filter(|_| output.status.success())
+/// `openssl s_client` pinned to one version: the negotiated protocol, or `None` when refused.
+pub fn s_client(port: u16, version: ward_tls::TlsVersion) -> Option<String> {
+    ward_testkit::s_client(port, version).map(|(protocol, _)| protocol)
 }
 
 /// A keep-alive HTTP/1.1 client over any stream.

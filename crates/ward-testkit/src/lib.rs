@@ -1,8 +1,7 @@
-//! Helpers for tests that run real peers: Apache httpd, nginx, `openssl s_client`.
+//! ward-testkit: helpers for ward's tests that run real peers (Apache httpd, nginx,
+//! `openssl s_client`) and real ward processes, on loopback ports.
 //!
 //! A missing tool fails the test with the command that installs it; tests never skip.
-
-#![allow(dead_code)]
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
