@@ -26,7 +26,7 @@ use ward_tls::hello::{self, ClientHello, HelloError};
 use crate::config::Role;
 use crate::failure::{self, HandshakeEnd};
 use crate::http;
-use crate::io::{Activity, Prefixed, Tracked};
+use crate::io::{Activity, Buffered, Tracked};
 use crate::server::Shared;
 use crate::telemetry::FailureReport;
 
@@ -89,7 +89,7 @@ async fn read_client_hello(
     }
 }
 
-type TlsStream = SslStream<Prefixed<TcpStream>>;
+type TlsStream = SslStream<Buffered<TcpStream>>;
 
 /// The TLS handshake, bounded by the handshake timeout, with telemetry either way.
 async fn handshake(
@@ -146,7 +146,7 @@ async fn handshake(
             return None;
         }
     };
-    let mut stream = SslStream::new(ssl, Prefixed::new(buffer, tcp)).ok()?;
+    let mut stream = SslStream::new(ssl, Buffered::new(buffer, tcp)).ok()?;
     let remaining = deadline.saturating_duration_since(Instant::now());
     let end = match tokio::time::timeout(remaining, Pin::new(&mut stream).accept()).await {
         Ok(Ok(())) => {

@@ -10,46 +10,77 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// A stream that first yields `prefix`, then reads from `inner`. The ClientHello is read
-/// before OpenSSL gets the connection; this hands OpenSSL the very same bytes.
-pub struct Prefixed<S> {
-    prefix: Vec<u8>,
+/// How much one read from the socket may take ahead of what OpenSSL asked for.
+const READ_AHEAD: usize = 4096;
+
+/// A read-ahead buffer in front of a stream, which first yields `prefix` (the ClientHello,
+/// read before OpenSSL got the connection).
+///
+/// OpenSSL reads a TLS record in two small reads (header, then body); straight on a socket
+/// that is two `recv` calls per record. Here one `recv` of up to [`READ_AHEAD`] bytes serves
+/// them. The buffer is freed whenever it is drained, so an idle connection holds none.
+pub struct Buffered<S> {
+    buffer: Vec<u8>,
     position: usize,
     inner: S,
 }
 
-impl<S> Prefixed<S> {
-    pub fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
-        Prefixed {
-            prefix,
+impl<S> Buffered<S> {
+    pub fn new(prefix: Vec<u8>, inner: S) -> Buffered<S> {
+        Buffered {
+            buffer: prefix,
             position: 0,
             inner,
         }
     }
-}
 
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.position < self.prefix.len() {
-            let rest = &self.prefix[self.position..];
-            let n = rest.len().min(buf.remaining());
-            buf.put_slice(&rest[..n]);
-            self.position += n;
-            if self.position == self.prefix.len() {
-                self.prefix = Vec::new();
-                self.position = 0;
-            }
-            return Poll::Ready(Ok(()));
+    /// Copies buffered bytes into `out`; frees the buffer once it is drained.
+    fn drain_into(&mut self, out: &mut ReadBuf<'_>) {
+        let rest = &self.buffer[self.position..];
+        let n = rest.len().min(out.remaining());
+        out.put_slice(&rest[..n]);
+        self.position += n;
+        if self.position == self.buffer.len() {
+            self.buffer = Vec::new();
+            self.position = 0;
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Buffered<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.position < this.buffer.len() {
+            this.drain_into(out);
+            return Poll::Ready(Ok(()));
+        }
+        // A large read goes straight to the caller's buffer.
+        if out.remaining() >= READ_AHEAD {
+            return Pin::new(&mut this.inner).poll_read(cx, out);
+        }
+        let mut chunk = vec![0u8; READ_AHEAD];
+        let mut chunk_buf = ReadBuf::new(&mut chunk);
+        match Pin::new(&mut this.inner).poll_read(cx, &mut chunk_buf) {
+            Poll::Ready(Ok(())) => {
+                let filled = chunk_buf.filled().len();
+                chunk.truncate(filled);
+                this.buffer = chunk;
+                this.position = 0;
+                if filled > 0 {
+                    this.drain_into(out);
+                }
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Buffered<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -64,6 +95,42 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn buffered_yields_the_prefix_then_the_stream_in_order() {
+        let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let writer = payload.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            client.write_all(&writer[100..]).await.unwrap();
+        });
+        let mut reader = Buffered::new(payload[..100].to_vec(), server);
+        let mut out = Vec::new();
+        // Small reads, as OpenSSL makes them, then a large one.
+        let mut small = [0u8; 5];
+        for _ in 0..50 {
+            let n = reader.read(&mut small).await.unwrap();
+            out.extend_from_slice(&small[..n]);
+        }
+        let mut rest = vec![0u8; payload.len()];
+        while out.len() < payload.len() {
+            let n = reader.read(&mut rest).await.unwrap();
+            assert!(n > 0, "stream ended early at {}", out.len());
+            out.extend_from_slice(&rest[..n]);
+        }
+        assert_eq!(out, payload);
+        assert!(
+            reader.buffer.capacity() <= READ_AHEAD,
+            "no buffer kept beyond a chunk"
+        );
     }
 }
 
