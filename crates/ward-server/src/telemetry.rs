@@ -406,3 +406,98 @@ impl Telemetry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_the_rate_then_refuses_until_time_passes() {
+        let start = Instant::now();
+        let mut bucket = Bucket {
+            rate: 5.0,
+            tokens: 5.0,
+            last: start,
+        };
+        let allowed = (0..20).filter(|_| bucket.take(start)).count();
+        assert_eq!(allowed, 5, "a burst of the rate, no more");
+        assert!(
+            !bucket.take(start + Duration::from_millis(100)),
+            "half a token is not one"
+        );
+        assert!(bucket.take(start + Duration::from_millis(250)));
+        // A long pause refills to the burst size, not beyond.
+        let later = start + Duration::from_secs(60);
+        assert_eq!((0..20).filter(|_| bucket.take(later)).count(), 5);
+    }
+
+    struct Recorder(Mutex<Vec<TelemetryBatch>>);
+
+    impl Store for Recorder {
+        fn record_telemetry(&self, batch: &TelemetryBatch) -> Result<(), ward_store::StoreError> {
+            self.0.lock().unwrap().push(batch.clone());
+            Ok(())
+        }
+        fn handshake_report(
+            &self,
+            _: i64,
+            _: usize,
+        ) -> Result<ward_store::HandshakeReport, ward_store::StoreError> {
+            unreachable!("not used by the writer")
+        }
+    }
+
+    fn failure(kind: FailureKind) -> FailureReport {
+        FailureReport {
+            role: Role::Clients,
+            peer: "127.0.0.1:1".into(),
+            offered_max: Some("TLSv1".into()),
+            offered_versions: vec!["TLSv1".into()],
+            server_name: None,
+            kind,
+            reason: "client offers only TLSv1, listener accepts TLSv1.2".into(),
+        }
+    }
+
+    #[test]
+    fn a_flood_of_failures_is_counted_not_recorded() {
+        let store = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let telemetry = Telemetry::start(store.clone(), 10);
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..3 {
+            telemetry.handshake(
+                Role::Clients,
+                peer,
+                TlsVersion::Tls1_2,
+                "ECDHE-ECDSA-AES128-GCM-SHA256",
+                false,
+            );
+        }
+        for _ in 0..1000 {
+            telemetry.failure(failure(FailureKind::ProtocolVersion));
+        }
+        telemetry.flush_and_stop();
+        let batches = store.0.lock().unwrap();
+        let recorded: usize = batches.iter().map(|b| b.failures.len()).sum();
+        let dropped: u64 = batches
+            .iter()
+            .flat_map(|b| &b.dropped_failures)
+            .map(|(_, n)| n)
+            .sum();
+        let counted: u64 = batches
+            .iter()
+            .flat_map(|b| &b.handshakes)
+            .map(|h| h.count)
+            .sum();
+        assert!((10..=12).contains(&recorded), "recorded {recorded}");
+        assert_eq!(
+            recorded as u64 + dropped,
+            1000,
+            "every failure recorded or counted"
+        );
+        assert_eq!(counted, 3, "handshakes summed under one key");
+        assert!(telemetry.metrics.render().contains(
+            "ward_tls_handshake_failures_total{listener=\"clients\",reason=\"protocol_version\"} 1000"
+        ));
+    }
+}

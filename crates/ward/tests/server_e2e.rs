@@ -328,6 +328,57 @@ fn silent_clients_time_out_without_stalling_others() {
 }
 
 #[test]
+fn slow_request_headers_are_cut_off() {
+    let mut server = Server::init();
+    server.replace_in(
+        "ward.toml",
+        "header_timeout = \"10s\"",
+        "header_timeout = \"1s\"",
+    );
+    server.start();
+    let mut tcp = TcpStream::connect(socket(server.clients_http)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Half a request line, then nothing: a slowloris.
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x").unwrap();
+    let mut rest = Vec::new();
+    let read = std::io::Read::read_to_end(&mut tcp, &mut rest);
+    assert!(
+        read.is_ok(),
+        "closed by the server, not by our 10 s read timeout: {read:?}"
+    );
+    // The server is still fine for others.
+    assert_eq!(
+        http_connect(server.clients_http)
+            .request("GET", "/healthz", &[], "")
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut server = Server::init();
+    server.start_with(&["--log-format", "json"]);
+    assert_eq!(
+        s_client(server.clients, TlsVersion::Tls1_2).as_deref(),
+        Some("TLSv1.2")
+    );
+    server.terminate(Duration::from_secs(15)).expect("stops");
+    let log = server.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(lines.iter().any(|l| l.contains("listening")), "{log}");
+    for line in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            value["level"].is_string() && value["fields"].is_object(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn connection_cap_answers_503_and_oversized_bodies_413() {
     let mut server = Server::init();
     server.replace_in(

@@ -95,9 +95,15 @@ impl Server {
 
     /// Starts the server and waits until every listener answers.
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts the server with extra arguments and waits until every listener answers.
+    pub fn start_with(&mut self, extra: &[&str]) {
         let log = std::fs::File::create(&self.log).unwrap();
         let child = Command::new(ward_bin())
             .args(["server", "--data", &self.data_str()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
