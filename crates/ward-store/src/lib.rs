@@ -4,12 +4,18 @@
 //! file in the data dir, WAL) is the engine today; PostgreSQL, for several servers sharing one
 //! database, is meant to slot in as a second implementation of the same trait.
 
+pub mod fleet;
 mod migrate;
 mod sqlite;
 
 use std::fmt;
 
+pub use fleet::{
+    Account, AgentFilter, AgentRecord, Applied, AuditEntry, Change, Mutation, Session, TokenRecord,
+};
 pub use sqlite::SqliteStore;
+
+use ward_fleet::{Group, ServerList};
 
 /// Successful handshakes, counted per minute and per distinct
 /// (listener, peer address, version, cipher, resumed).
@@ -83,6 +89,12 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     /// The engine failed (I/O, corruption, lock held too long).
     Database(String),
+    /// The change names something that does not exist.
+    NotFound(String),
+    /// The change would make two things with one name.
+    Conflict(String),
+    /// The change would remove something still in use.
+    InUse(String),
 }
 
 impl fmt::Display for StoreError {
@@ -95,6 +107,9 @@ impl fmt::Display for StoreError {
                  backup"
             ),
             StoreError::Database(message) => write!(f, "database: {message}"),
+            StoreError::NotFound(message)
+            | StoreError::Conflict(message)
+            | StoreError::InUse(message) => f.write_str(message),
         }
     }
 }
@@ -118,4 +133,35 @@ pub trait Store: Send + Sync {
         since_ms: i64,
         max_failures: usize,
     ) -> Result<HandshakeReport, StoreError>;
+
+    /// Creates the root group and the default server list when there are no groups yet;
+    /// returns whether it did.
+    fn initialise_fleet(&self, root: &Group, default_list: &ServerList)
+        -> Result<bool, StoreError>;
+
+    fn groups(&self) -> Result<Vec<Group>, StoreError>;
+
+    fn server_lists(&self) -> Result<Vec<ServerList>, StoreError>;
+
+    fn agents(&self, filter: &AgentFilter) -> Result<Vec<AgentRecord>, StoreError>;
+
+    fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
+
+    /// Adds agents (enrollment; also the simulator and benchmarks), in one transaction.
+    fn insert_agents(&self, agents: &[AgentRecord]) -> Result<(), StoreError>;
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Audit entries from `since_ms` on, oldest first, at most `limit`.
+    fn audit(&self, since_ms: i64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    fn account(&self, name: &str) -> Result<Option<Account>, StoreError>;
+
+    fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+
+    fn session(&self, token_sha256: &str) -> Result<Option<Session>, StoreError>;
+
+    /// Applies an admin change with its serial bumps and audit entry, in one transaction that
+    /// is durable when this returns.
+    fn apply(&self, change: &Change) -> Result<Applied, StoreError>;
 }

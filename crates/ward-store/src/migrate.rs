@@ -35,6 +35,75 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         minute INTEGER PRIMARY KEY,
         count INTEGER NOT NULL
     );",
+    // 2: the fleet model.
+    "CREATE TABLE groups (
+        id INTEGER PRIMARY KEY,
+        parent INTEGER REFERENCES groups (id),
+        name TEXT NOT NULL,
+        server_list TEXT REFERENCES server_lists (name),
+        interval_ms INTEGER,
+        randomize_ms INTEGER,
+        mode TEXT,
+        policy TEXT
+    );
+    CREATE UNIQUE INDEX groups_sibling_names ON groups (COALESCE(parent, 0), name);
+    CREATE TABLE server_lists (
+        name TEXT PRIMARY KEY,
+        entries TEXT NOT NULL
+    );
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        hostname TEXT NOT NULL,
+        os_name TEXT NOT NULL,
+        os_version TEXT NOT NULL,
+        agent_version TEXT NOT NULL,
+        tls_versions TEXT NOT NULL,
+        tls_rank INTEGER NOT NULL,
+        group_id INTEGER NOT NULL REFERENCES groups (id),
+        last_checkin_ms INTEGER,
+        channel TEXT,
+        server TEXT,
+        tls_version TEXT,
+        serial INTEGER NOT NULL,
+        acked_serial INTEGER NOT NULL,
+        enrolled_ms INTEGER NOT NULL
+    );
+    CREATE INDEX agents_group ON agents (group_id);
+    CREATE INDEX agents_pending ON agents (id) WHERE acked_serial < serial;
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY,
+        group_id INTEGER NOT NULL REFERENCES groups (id),
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER,
+        uses_left INTEGER,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        before TEXT,
+        after TEXT
+    );
+    CREATE INDEX audit_at ON audit (at_ms);
+    CREATE TABLE accounts (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'auditor'))
+    );
+    CREATE TABLE sessions (
+        token_sha256 TEXT PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES accounts (name) ON DELETE CASCADE,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    INSERT INTO counters (name, value) VALUES ('serial', 1);",
 ];
 
 pub(crate) fn latest() -> i64 {

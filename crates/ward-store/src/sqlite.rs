@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags};
 
+use ward_fleet::{Group, ServerList};
+
 use crate::{
-    migrate, HandshakeCount, HandshakeFailure, HandshakeKey, HandshakeReport, Store, StoreError,
-    TelemetryBatch,
+    migrate, Account, AgentFilter, AgentRecord, Applied, AuditEntry, Change, HandshakeCount,
+    HandshakeFailure, HandshakeKey, HandshakeReport, Session, Store, StoreError, TelemetryBatch,
+    TokenRecord,
 };
+
+mod fleet;
 
 pub struct SqliteStore {
     connection: Mutex<Connection>,
@@ -167,6 +172,77 @@ impl Store for SqliteStore {
             )? as u64;
             Ok(report)
         })
+    }
+
+    fn initialise_fleet(
+        &self,
+        root: &Group,
+        default_list: &ServerList,
+    ) -> Result<bool, StoreError> {
+        self.write(|t| fleet::initialise(t, root, default_list))
+    }
+
+    fn groups(&self) -> Result<Vec<Group>, StoreError> {
+        self.with(|c| fleet::groups(c))
+    }
+
+    fn server_lists(&self) -> Result<Vec<ServerList>, StoreError> {
+        self.with(|c| fleet::server_lists(c))
+    }
+
+    fn agents(&self, filter: &AgentFilter) -> Result<Vec<AgentRecord>, StoreError> {
+        self.with(|c| fleet::agents(c, filter))
+    }
+
+    fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        self.with(|c| fleet::agent(c, id))
+    }
+
+    fn insert_agents(&self, agents: &[AgentRecord]) -> Result<(), StoreError> {
+        self.write(|t| fleet::insert_agents(t, agents).map_err(StoreError::from))
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.with(|c| fleet::tokens(c))
+    }
+
+    fn audit(&self, since_ms: i64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with(|c| fleet::audit(c, since_ms, limit))
+    }
+
+    fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        self.with(|c| fleet::account(c, name))
+    }
+
+    fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        self.with(|c| fleet::create_session(c, session))
+    }
+
+    fn session(&self, token_sha256: &str) -> Result<Option<Session>, StoreError> {
+        self.with(|c| fleet::session(c, token_sha256))
+    }
+
+    fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+        self.write(|t| fleet::apply(t, change))
+    }
+}
+
+impl SqliteStore {
+    /// A write transaction, committed when `f` succeeds. `IMMEDIATE` takes the write lock at
+    /// the start, so a busy database is waited for (busy timeout) instead of failing later.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let value = f(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
     }
 }
 

@@ -1,0 +1,143 @@
+//! The fleet's records as the store keeps them: agents, enrollment tokens, the audit log,
+//! admin accounts and sessions, and the changes an admin makes. Groups and server lists are
+//! ward-fleet's own types.
+
+use serde_json::Value;
+use ward_fleet::{Group, GroupId, ServerList};
+
+/// An enrolled agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub id: String,
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub agent_version: String,
+    /// The TLS versions the agent says it can speak (`TLSv1`, ..., `TLSv1.3`).
+    pub tls_versions: Vec<String>,
+    pub group: GroupId,
+    /// Unix milliseconds of the last check-in; `None` before the first.
+    pub last_checkin_ms: Option<i64>,
+    /// `https` or `http`, for the last check-in.
+    pub channel: Option<String>,
+    /// The server URL used last.
+    pub server: Option<String>,
+    /// The TLS version negotiated last (`None` over plain HTTP).
+    pub tls_version: Option<String>,
+    /// The settings serial the agent should have.
+    pub serial: i64,
+    /// The settings serial the agent acknowledged.
+    pub acked_serial: i64,
+    pub enrolled_ms: i64,
+}
+
+impl AgentRecord {
+    /// An agent is pending while it has not acknowledged its current serial.
+    pub fn pending(&self) -> bool {
+        self.acked_serial < self.serial
+    }
+}
+
+/// Which agents `agents()` returns. Every condition given must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentFilter {
+    /// Only agents in these groups.
+    pub groups: Option<Vec<GroupId>>,
+    pub pending: bool,
+    /// Only agents whose highest reported TLS version is at most this one (by name order
+    /// `TLSv1` < `TLSv1.1` < `TLSv1.2` < `TLSv1.3`), or that reported none.
+    pub tls_max: Option<String>,
+    /// Only agents whose last check-in is before this unix millisecond (or never).
+    pub offline_before_ms: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+/// A per-group enrollment token. The token itself is never stored, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub group: GroupId,
+    pub token_sha256: String,
+    pub created_ms: i64,
+    pub expires_ms: Option<i64>,
+    pub uses_left: Option<i64>,
+    pub revoked: bool,
+}
+
+/// One admin change: who, when, what, and the state before and after.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    /// An argon2id PHC string.
+    pub password_hash: String,
+    /// `admin` or `auditor`.
+    pub role: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub token_sha256: String,
+    pub account: String,
+    pub expires_ms: i64,
+}
+
+/// What an admin change does to the records.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mutation {
+    /// A new group; its `id` is assigned by the store.
+    CreateGroup(Group),
+    /// A group's name or own settings.
+    UpdateGroup(Group),
+    MoveGroup {
+        id: GroupId,
+        parent: GroupId,
+    },
+    /// Refused while the group has children or agents.
+    DeleteGroup(GroupId),
+    CreateServerList(ServerList),
+    /// Refused while a group uses the list.
+    DeleteServerList(String),
+    /// A new token; its `id` is assigned by the store.
+    CreateToken(TokenRecord),
+    RevokeToken(i64),
+    MoveAgents {
+        agents: Vec<String>,
+        group: GroupId,
+    },
+    CreateAccount(Account),
+}
+
+/// A mutation, the serial bumps it causes, and its audit entry: applied in one transaction,
+/// durable before `apply` returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub mutation: Mutation,
+    /// Agents in these groups get a new serial.
+    pub bump_groups: Vec<GroupId>,
+    /// These agents get a new serial.
+    pub bump_agents: Vec<String>,
+    /// Written with the change; `id` is assigned by the store.
+    pub audit: AuditEntry,
+}
+
+/// What `apply` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The id given to a new group or token.
+    pub new_id: Option<i64>,
+    /// The serial given to bumped agents, if any were.
+    pub serial: Option<i64>,
+    /// How many agents got it.
+    pub bumped_agents: u64,
+}

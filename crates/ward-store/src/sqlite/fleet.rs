@@ -1,0 +1,550 @@
+//! The fleet tables in SQLite: reads, bulk agent inserts, and admin changes applied with their
+//! serial bumps and audit entry in one transaction.
+
+use std::time::Duration;
+
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
+use serde_json::{json, Value};
+use ward_fleet::{Group, Mode, OwnSettings, Protocol, ServerEntry, ServerList};
+
+use crate::fleet::*;
+use crate::StoreError;
+
+/// `TLSv1` = 1 ... `TLSv1.3` = 4; 0 for nothing known.
+pub(crate) fn tls_rank(name: &str) -> i64 {
+    match name {
+        "TLSv1" => 1,
+        "TLSv1.1" => 2,
+        "TLSv1.2" => 3,
+        "TLSv1.3" => 4,
+        _ => 0,
+    }
+}
+
+fn millis(duration: Option<Duration>) -> Option<i64> {
+    duration.map(|d| d.as_millis() as i64)
+}
+
+fn from_millis(value: Option<i64>) -> Option<Duration> {
+    value.map(|ms| Duration::from_millis(ms.max(0) as u64))
+}
+
+fn group_from_row(row: &Row<'_>) -> rusqlite::Result<Group> {
+    let mode: Option<String> = row.get(6)?;
+    let policy: Option<String> = row.get(7)?;
+    Ok(Group {
+        id: row.get(0)?,
+        parent: row.get(1)?,
+        name: row.get(2)?,
+        own: OwnSettings {
+            server_list: row.get(3)?,
+            interval: from_millis(row.get(4)?),
+            randomize: from_millis(row.get(5)?),
+            mode: mode.as_deref().and_then(Mode::parse),
+            policy: policy.and_then(|p| serde_json::from_str(&p).ok()),
+        },
+    })
+}
+
+pub(crate) fn groups(connection: &Connection) -> rusqlite::Result<Vec<Group>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, parent, name, server_list, interval_ms, randomize_ms, mode, policy FROM groups ORDER BY id",
+    )?;
+    let rows = statement.query_map([], group_from_row)?;
+    rows.collect()
+}
+
+fn entries_json(list: &ServerList) -> String {
+    let entries: Vec<Value> = list
+        .levels
+        .iter()
+        .enumerate()
+        .flat_map(|(index, level)| {
+            level.iter().map(move |entry| {
+                json!({
+                    "priority": index + 1,
+                    "address": entry.address,
+                    "protocol": entry.protocol.name(),
+                    "port": entry.port,
+                    "verify_certificate": entry.verify_certificate,
+                })
+            })
+        })
+        .collect();
+    Value::Array(entries).to_string()
+}
+
+fn list_from_json(name: String, entries: &str) -> ServerList {
+    let mut levels: Vec<(u64, Vec<ServerEntry>)> = Vec::new();
+    let parsed: Vec<Value> = serde_json::from_str(entries).unwrap_or_default();
+    for entry in parsed {
+        let priority = entry["priority"].as_u64().unwrap_or(1);
+        let server = ServerEntry {
+            address: entry["address"].as_str().unwrap_or_default().to_string(),
+            protocol: entry["protocol"]
+                .as_str()
+                .and_then(Protocol::parse)
+                .unwrap_or(Protocol::Https),
+            port: entry["port"].as_u64().unwrap_or(443) as u16,
+            verify_certificate: entry["verify_certificate"].as_bool().unwrap_or(true),
+        };
+        match levels.iter_mut().find(|(p, _)| *p == priority) {
+            Some((_, level)) => level.push(server),
+            None => levels.push((priority, vec![server])),
+        }
+    }
+    levels.sort_by_key(|(p, _)| *p);
+    ServerList {
+        name,
+        levels: levels.into_iter().map(|(_, l)| l).collect(),
+    }
+}
+
+pub(crate) fn server_lists(connection: &Connection) -> rusqlite::Result<Vec<ServerList>> {
+    let mut statement =
+        connection.prepare_cached("SELECT name, entries FROM server_lists ORDER BY name")?;
+    let rows = statement.query_map([], |row| {
+        let entries: String = row.get(1)?;
+        Ok(list_from_json(row.get(0)?, &entries))
+    })?;
+    rows.collect()
+}
+
+const AGENT_COLUMNS: &str =
+    "id, hostname, os_name, os_version, agent_version, tls_versions, group_id, \
+     last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms";
+
+fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
+    let versions: String = row.get(5)?;
+    Ok(AgentRecord {
+        id: row.get(0)?,
+        hostname: row.get(1)?,
+        os_name: row.get(2)?,
+        os_version: row.get(3)?,
+        agent_version: row.get(4)?,
+        tls_versions: versions
+            .split(',')
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .collect(),
+        group: row.get(6)?,
+        last_checkin_ms: row.get(7)?,
+        channel: row.get(8)?,
+        server: row.get(9)?,
+        tls_version: row.get(10)?,
+        serial: row.get(11)?,
+        acked_serial: row.get(12)?,
+        enrolled_ms: row.get(13)?,
+    })
+}
+
+pub(crate) fn agents(
+    connection: &Connection,
+    filter: &AgentFilter,
+) -> rusqlite::Result<Vec<AgentRecord>> {
+    let mut sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE 1");
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    if filter.pending {
+        sql.push_str(" AND acked_serial < serial");
+    }
+    if let Some(groups) = &filter.groups {
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        sql.push_str(&format!(
+            " AND group_id IN ({})",
+            vec!["?"; groups.len()].join(",")
+        ));
+        values.extend(groups.iter().map(|g| rusqlite::types::Value::Integer(*g)));
+    }
+    if let Some(max) = &filter.tls_max {
+        sql.push_str(" AND tls_rank <= ?");
+        values.push(rusqlite::types::Value::Integer(tls_rank(max)));
+    }
+    if let Some(before) = filter.offline_before_ms {
+        sql.push_str(" AND (last_checkin_ms IS NULL OR last_checkin_ms < ?)");
+        values.push(rusqlite::types::Value::Integer(before));
+    }
+    sql.push_str(" ORDER BY id");
+    if let Some(limit) = filter.limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    let mut statement = connection.prepare(&sql)?;
+    let rows = statement.query_map(params_from_iter(values), agent_from_row)?;
+    rows.collect()
+}
+
+pub(crate) fn agent(connection: &Connection, id: &str) -> rusqlite::Result<Option<AgentRecord>> {
+    connection
+        .query_row(
+            &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?1"),
+            params![id],
+            agent_from_row,
+        )
+        .optional()
+}
+
+pub(crate) fn insert_agents(
+    transaction: &Transaction<'_>,
+    agents: &[AgentRecord],
+) -> rusqlite::Result<()> {
+    let mut insert = transaction.prepare_cached(
+        "INSERT INTO agents (id, hostname, os_name, os_version, agent_version, tls_versions, tls_rank, \
+         group_id, last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?;
+    for agent in agents {
+        let rank = agent
+            .tls_versions
+            .iter()
+            .map(|v| tls_rank(v))
+            .max()
+            .unwrap_or(0);
+        insert.execute(params![
+            agent.id,
+            agent.hostname,
+            agent.os_name,
+            agent.os_version,
+            agent.agent_version,
+            agent.tls_versions.join(","),
+            rank,
+            agent.group,
+            agent.last_checkin_ms,
+            agent.channel,
+            agent.server,
+            agent.tls_version,
+            agent.serial,
+            agent.acked_serial,
+            agent.enrolled_ms
+        ])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn tokens(connection: &Connection) -> rusqlite::Result<Vec<TokenRecord>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, group_id, token_sha256, created_ms, expires_ms, uses_left, revoked FROM tokens ORDER BY id",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok(TokenRecord {
+            id: row.get(0)?,
+            group: row.get(1)?,
+            token_sha256: row.get(2)?,
+            created_ms: row.get(3)?,
+            expires_ms: row.get(4)?,
+            uses_left: row.get(5)?,
+            revoked: row.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub(crate) fn audit(
+    connection: &Connection,
+    since_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<AuditEntry>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, at_ms, actor, action, target, before, after FROM audit WHERE at_ms >= ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![since_ms, limit as i64], |row| {
+        let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
+        Ok(AuditEntry {
+            id: row.get(0)?,
+            at_ms: row.get(1)?,
+            actor: row.get(2)?,
+            action: row.get(3)?,
+            target: row.get(4)?,
+            before: parse(row.get(5)?),
+            after: parse(row.get(6)?),
+        })
+    })?;
+    rows.collect()
+}
+
+pub(crate) fn account(connection: &Connection, name: &str) -> rusqlite::Result<Option<Account>> {
+    connection
+        .query_row(
+            "SELECT name, password_hash, role FROM accounts WHERE name = ?1",
+            params![name],
+            |row| {
+                Ok(Account {
+                    name: row.get(0)?,
+                    password_hash: row.get(1)?,
+                    role: row.get(2)?,
+                })
+            },
+        )
+        .optional()
+}
+
+pub(crate) fn session(
+    connection: &Connection,
+    token_sha256: &str,
+) -> rusqlite::Result<Option<Session>> {
+    connection
+        .query_row(
+            "SELECT token_sha256, account, expires_ms FROM sessions WHERE token_sha256 = ?1",
+            params![token_sha256],
+            |row| {
+                Ok(Session {
+                    token_sha256: row.get(0)?,
+                    account: row.get(1)?,
+                    expires_ms: row.get(2)?,
+                })
+            },
+        )
+        .optional()
+}
+
+fn write_group(
+    transaction: &Transaction<'_>,
+    group: &Group,
+    insert: bool,
+) -> rusqlite::Result<i64> {
+    let own = &group.own;
+    let values = params![
+        group.parent,
+        group.name,
+        own.server_list,
+        millis(own.interval),
+        millis(own.randomize),
+        own.mode.map(Mode::name),
+        own.policy.as_ref().map(Value::to_string),
+        group.id
+    ];
+    if insert {
+        transaction.execute(
+            "INSERT INTO groups (parent, name, server_list, interval_ms, randomize_ms, mode, policy) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            &values[..7],
+        )?;
+        Ok(transaction.last_insert_rowid())
+    } else {
+        transaction.execute(
+            "UPDATE groups SET parent = ?1, name = ?2, server_list = ?3, interval_ms = ?4, \
+             randomize_ms = ?5, mode = ?6, policy = ?7 WHERE id = ?8",
+            values,
+        )?;
+        Ok(group.id)
+    }
+}
+
+/// Maps SQLite's constraint failures to what the caller did wrong.
+fn constraint(error: rusqlite::Error, what: &str) -> StoreError {
+    match &error {
+        rusqlite::Error::SqliteFailure(e, message)
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            let message = message.clone().unwrap_or_default();
+            if message.contains("UNIQUE") || message.contains("PRIMARY KEY") {
+                StoreError::Conflict(format!("{what} already exists"))
+            } else if message.contains("FOREIGN KEY") {
+                StoreError::NotFound(format!("{what} refers to something that does not exist"))
+            } else {
+                StoreError::Database(error.to_string())
+            }
+        }
+        _ => StoreError::from(error),
+    }
+}
+
+fn count(
+    transaction: &Transaction<'_>,
+    sql: &str,
+    value: &dyn rusqlite::ToSql,
+) -> rusqlite::Result<i64> {
+    transaction.query_row(sql, [value], |row| row.get(0))
+}
+
+fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i64>, StoreError> {
+    match mutation {
+        Mutation::CreateGroup(group) => write_group(transaction, group, true)
+            .map(Some)
+            .map_err(|e| constraint(e, &format!("group '{}'", group.name))),
+        Mutation::UpdateGroup(group) => {
+            let changed = write_group(transaction, group, false)
+                .map_err(|e| constraint(e, &format!("group '{}'", group.name)))?;
+            Ok(Some(changed))
+        }
+        Mutation::MoveGroup { id, parent } => {
+            let rows = transaction
+                .execute(
+                    "UPDATE groups SET parent = ?1 WHERE id = ?2",
+                    params![parent, id],
+                )
+                .map_err(|e| constraint(e, "a group of that name under the new parent"))?;
+            if rows == 0 {
+                return Err(StoreError::NotFound(format!("no group {id}")));
+            }
+            Ok(None)
+        }
+        Mutation::DeleteGroup(id) => {
+            if count(
+                transaction,
+                "SELECT COUNT(*) FROM groups WHERE parent = ?1",
+                id,
+            )? > 0
+            {
+                return Err(StoreError::InUse(
+                    "the group has subgroups; delete or move them first".into(),
+                ));
+            }
+            if count(
+                transaction,
+                "SELECT COUNT(*) FROM agents WHERE group_id = ?1",
+                id,
+            )? > 0
+            {
+                return Err(StoreError::InUse(
+                    "the group has agents; move them first".into(),
+                ));
+            }
+            transaction.execute("DELETE FROM tokens WHERE group_id = ?1", params![id])?;
+            if transaction.execute("DELETE FROM groups WHERE id = ?1", params![id])? == 0 {
+                return Err(StoreError::NotFound(format!("no group {id}")));
+            }
+            Ok(None)
+        }
+        Mutation::CreateServerList(list) => {
+            transaction
+                .execute(
+                    "INSERT INTO server_lists (name, entries) VALUES (?1, ?2)",
+                    params![list.name, entries_json(list)],
+                )
+                .map_err(|e| constraint(e, &format!("server list '{}'", list.name)))?;
+            Ok(None)
+        }
+        Mutation::DeleteServerList(name) => {
+            let users = count(
+                transaction,
+                "SELECT COUNT(*) FROM groups WHERE server_list = ?1",
+                name,
+            )?;
+            if users > 0 {
+                return Err(StoreError::InUse(format!(
+                    "server list '{name}' is assigned to {users} group(s); assign another list first"
+                )));
+            }
+            if transaction.execute("DELETE FROM server_lists WHERE name = ?1", params![name])? == 0
+            {
+                return Err(StoreError::NotFound(format!("no server list '{name}'")));
+            }
+            Ok(None)
+        }
+        Mutation::CreateToken(token) => {
+            transaction
+                .execute(
+                    "INSERT INTO tokens (group_id, token_sha256, created_ms, expires_ms, uses_left, revoked) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+                    params![token.group, token.token_sha256, token.created_ms, token.expires_ms, token.uses_left],
+                )
+                .map_err(|e| constraint(e, "the token"))?;
+            Ok(Some(transaction.last_insert_rowid()))
+        }
+        Mutation::RevokeToken(id) => {
+            if transaction.execute("UPDATE tokens SET revoked = 1 WHERE id = ?1", params![id])? == 0
+            {
+                return Err(StoreError::NotFound(format!("no token {id}")));
+            }
+            Ok(None)
+        }
+        Mutation::MoveAgents { agents, group } => {
+            let mut update =
+                transaction.prepare_cached("UPDATE agents SET group_id = ?1 WHERE id = ?2")?;
+            for agent in agents {
+                let rows = update
+                    .execute(params![group, agent])
+                    .map_err(|e| constraint(e, "the target group"))?;
+                if rows == 0 {
+                    return Err(StoreError::NotFound(format!("no agent '{agent}'")));
+                }
+            }
+            Ok(None)
+        }
+        Mutation::CreateAccount(account) => {
+            transaction
+                .execute(
+                    "INSERT INTO accounts (name, password_hash, role) VALUES (?1, ?2, ?3)",
+                    params![account.name, account.password_hash, account.role],
+                )
+                .map_err(|e| constraint(e, &format!("account '{}'", account.name)))?;
+            Ok(None)
+        }
+    }
+}
+
+/// Applies a change; the caller commits.
+pub(crate) fn apply(transaction: &Transaction<'_>, change: &Change) -> Result<Applied, StoreError> {
+    let new_id = mutate(transaction, &change.mutation)?;
+    let mut applied = Applied {
+        new_id: match change.mutation {
+            Mutation::CreateGroup(_) | Mutation::CreateToken(_) => new_id,
+            _ => None,
+        },
+        ..Applied::default()
+    };
+    if !change.bump_groups.is_empty() || !change.bump_agents.is_empty() {
+        let serial: i64 = transaction.query_row(
+            "UPDATE counters SET value = value + 1 WHERE name = 'serial' RETURNING value",
+            [],
+            |row| row.get(0),
+        )?;
+        let mut bumped = 0;
+        if !change.bump_groups.is_empty() {
+            let sql = format!(
+                "UPDATE agents SET serial = ?1 WHERE group_id IN ({})",
+                vec!["?"; change.bump_groups.len()].join(",")
+            );
+            let mut values = vec![serial];
+            values.extend(&change.bump_groups);
+            bumped += transaction.execute(&sql, params_from_iter(values))? as u64;
+        }
+        let mut update = transaction
+            .prepare_cached("UPDATE agents SET serial = ?1 WHERE id = ?2 AND serial <> ?1")?;
+        for agent in &change.bump_agents {
+            bumped += update.execute(params![serial, agent])? as u64;
+        }
+        applied.serial = Some(serial);
+        applied.bumped_agents = bumped;
+    }
+    let audit = &change.audit;
+    transaction.execute(
+        "INSERT INTO audit (at_ms, actor, action, target, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            audit.at_ms,
+            audit.actor,
+            audit.action,
+            audit.target,
+            audit.before.as_ref().map(Value::to_string),
+            audit.after.as_ref().map(Value::to_string)
+        ],
+    )?;
+    Ok(applied)
+}
+
+/// Creates the root and the default list if there are no groups.
+pub(crate) fn initialise(
+    transaction: &Transaction<'_>,
+    root: &Group,
+    list: &ServerList,
+) -> Result<bool, StoreError> {
+    let groups: i64 = transaction.query_row("SELECT COUNT(*) FROM groups", [], |row| row.get(0))?;
+    if groups > 0 {
+        return Ok(false);
+    }
+    mutate(transaction, &Mutation::CreateServerList(list.clone()))?;
+    write_group(transaction, root, true)?;
+    Ok(true)
+}
+
+pub(crate) fn create_session(connection: &Connection, session: &Session) -> rusqlite::Result<()> {
+    connection.execute(
+        "INSERT INTO sessions (token_sha256, account, expires_ms) VALUES (?1, ?2, ?3)",
+        params![session.token_sha256, session.account, session.expires_ms],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

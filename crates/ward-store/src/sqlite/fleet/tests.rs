@@ -1,0 +1,329 @@
+use std::time::Duration;
+
+use serde_json::json;
+use ward_fleet::{serverlist, Group, Mode, OwnSettings};
+
+use crate::{
+    AgentFilter, AgentRecord, AuditEntry, Change, Mutation, SqliteStore, Store, StoreError,
+};
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("ward.db")).unwrap();
+    let root = Group {
+        id: 0,
+        parent: None,
+        name: "My Company".into(),
+        own: OwnSettings {
+            server_list: Some("Default".into()),
+            interval: Some(Duration::from_secs(300)),
+            randomize: Some(Duration::from_secs(60)),
+            mode: Some(Mode::Pull),
+            policy: Some(json!({})),
+        },
+    };
+    let list = serverlist::build(
+        "Default",
+        vec![serverlist::parse_spec("1:https://mgr1:443").unwrap()],
+    )
+    .unwrap();
+    assert!(store.initialise_fleet(&root, &list).unwrap());
+    assert!(!store.initialise_fleet(&root, &list).unwrap(), "only once");
+    (dir, store)
+}
+
+fn audit(action: &str) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        at_ms: 1000,
+        actor: "test".into(),
+        action: action.into(),
+        target: "x".into(),
+        before: None,
+        after: Some(json!({"a": 1})),
+    }
+}
+
+fn change(mutation: Mutation) -> Change {
+    Change {
+        mutation,
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit("test"),
+    }
+}
+
+fn agent(id: &str, group: i64, versions: &[&str]) -> AgentRecord {
+    AgentRecord {
+        id: id.into(),
+        hostname: format!("host-{id}"),
+        os_name: "Windows".into(),
+        os_version: "XP".into(),
+        agent_version: "0.1.0".into(),
+        tls_versions: versions.iter().map(|v| v.to_string()).collect(),
+        group,
+        last_checkin_ms: None,
+        channel: None,
+        server: None,
+        tls_version: None,
+        serial: 1,
+        acked_serial: 1,
+        enrolled_ms: 0,
+    }
+}
+
+fn root_id(store: &SqliteStore) -> i64 {
+    store
+        .groups()
+        .unwrap()
+        .iter()
+        .find(|g| g.parent.is_none())
+        .unwrap()
+        .id
+}
+
+#[test]
+fn groups_round_trip_and_names_are_unique_among_siblings() {
+    let (_dir, store) = store();
+    let root = root_id(&store);
+    let legacy = Group {
+        id: 0,
+        parent: Some(root),
+        name: "Legacy XP".into(),
+        own: OwnSettings {
+            mode: Some(Mode::Push),
+            policy: Some(json!({"x": [1, 2]})),
+            ..Default::default()
+        },
+    };
+    let applied = store
+        .apply(&change(Mutation::CreateGroup(legacy.clone())))
+        .unwrap();
+    let id = applied.new_id.unwrap();
+    let stored = store
+        .groups()
+        .unwrap()
+        .into_iter()
+        .find(|g| g.id == id)
+        .unwrap();
+    assert_eq!(
+        stored,
+        Group {
+            id,
+            ..legacy.clone()
+        }
+    );
+    let error = store
+        .apply(&change(Mutation::CreateGroup(legacy)))
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+    assert_eq!(
+        store.groups().unwrap().len(),
+        2,
+        "nothing added by the refused change"
+    );
+    // Two roots named alike would also clash.
+    let second_root = Group {
+        id: 0,
+        parent: None,
+        name: "My Company".into(),
+        own: OwnSettings::default(),
+    };
+    assert!(matches!(
+        store.apply(&change(Mutation::CreateGroup(second_root))),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[test]
+fn a_list_in_use_cannot_be_deleted() {
+    let (_dir, store) = store();
+    let error = store
+        .apply(&change(Mutation::DeleteServerList("Default".into())))
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "server list 'Default' is assigned to 1 group(s); assign another list first"
+    );
+    assert_eq!(store.server_lists().unwrap().len(), 1);
+    let other = serverlist::build(
+        "Other",
+        vec![serverlist::parse_spec("2:http://mgr1:8014").unwrap()],
+    )
+    .unwrap();
+    store
+        .apply(&change(Mutation::CreateServerList(other.clone())))
+        .unwrap();
+    assert_eq!(store.server_lists().unwrap()[1], other);
+    store
+        .apply(&change(Mutation::DeleteServerList("Other".into())))
+        .unwrap();
+    assert!(matches!(
+        store.apply(&change(Mutation::DeleteServerList("Other".into()))),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn serial_bumps_make_agents_pending_and_filters_find_them() {
+    let (_dir, store) = store();
+    let root = root_id(&store);
+    store
+        .insert_agents(&[
+            agent("a1", root, &["TLSv1"]),
+            agent("a2", root, &["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]),
+            agent("a3", root, &[]),
+        ])
+        .unwrap();
+    assert!(store
+        .agents(&AgentFilter {
+            pending: true,
+            ..Default::default()
+        })
+        .unwrap()
+        .is_empty());
+    let applied = store
+        .apply(&Change {
+            bump_agents: vec!["a1".into()],
+            ..change(Mutation::RevokeToken(-1))
+        })
+        .unwrap_err();
+    assert!(
+        matches!(applied, StoreError::NotFound(_)),
+        "a failing mutation bumps nobody"
+    );
+    let created = store
+        .apply(&Change {
+            bump_groups: vec![root],
+            ..change(Mutation::CreateServerList(
+                serverlist::build("L", vec![serverlist::parse_spec("1:https://x:1").unwrap()])
+                    .unwrap(),
+            ))
+        })
+        .unwrap();
+    assert_eq!(created.bumped_agents, 3);
+    let serial = created.serial.unwrap();
+    let pending = store
+        .agents(&AgentFilter {
+            pending: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        pending.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        vec!["a1", "a2", "a3"]
+    );
+    assert!(pending.iter().all(|a| a.serial == serial && a.pending()));
+    let legacy = store
+        .agents(&AgentFilter {
+            tls_max: Some("TLSv1.1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        legacy.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        vec!["a1", "a3"]
+    );
+    let never_seen = store
+        .agents(&AgentFilter {
+            offline_before_ms: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(never_seen.len(), 3);
+    let limited = store
+        .agents(&AgentFilter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+}
+
+#[test]
+fn moving_an_unknown_agent_changes_nothing() {
+    let (_dir, store) = store();
+    let root = root_id(&store);
+    let child = store
+        .apply(&change(Mutation::CreateGroup(Group {
+            id: 0,
+            parent: Some(root),
+            name: "Legacy".into(),
+            own: OwnSettings::default(),
+        })))
+        .unwrap()
+        .new_id
+        .unwrap();
+    store.insert_agents(&[agent("a1", root, &[])]).unwrap();
+    let error = store
+        .apply(&change(Mutation::MoveAgents {
+            agents: vec!["a1".into(), "ghost".into()],
+            group: child,
+        }))
+        .unwrap_err();
+    assert_eq!(error.to_string(), "no agent 'ghost'");
+    assert_eq!(
+        store.agent("a1").unwrap().unwrap().group,
+        root,
+        "rolled back"
+    );
+    let audit_before = store.audit(0, 100).unwrap().len();
+    store
+        .apply(&Change {
+            bump_agents: vec!["a1".into()],
+            ..change(Mutation::MoveAgents {
+                agents: vec!["a1".into()],
+                group: child,
+            })
+        })
+        .unwrap();
+    let moved = store.agent("a1").unwrap().unwrap();
+    assert_eq!(moved.group, child);
+    assert!(moved.pending());
+    assert_eq!(
+        store.audit(0, 100).unwrap().len(),
+        audit_before + 1,
+        "audited with the change"
+    );
+    // A group with agents cannot be deleted.
+    assert!(matches!(
+        store.apply(&change(Mutation::DeleteGroup(child))),
+        Err(StoreError::InUse(_))
+    ));
+}
+
+#[test]
+fn audit_keeps_before_and_after() {
+    let (_dir, store) = store();
+    store
+        .apply(&Change {
+            audit: audit("group.create"),
+            ..change(Mutation::RevokeToken(0))
+        })
+        .unwrap_err();
+    assert!(
+        store.audit(0, 10).unwrap().is_empty(),
+        "a refused change is not audited"
+    );
+    let root = root_id(&store);
+    store
+        .apply(&Change {
+            audit: audit("group.create"),
+            ..change(Mutation::CreateGroup(Group {
+                id: 0,
+                parent: Some(root),
+                name: "G".into(),
+                own: OwnSettings::default(),
+            }))
+        })
+        .unwrap();
+    let entries = store.audit(0, 10).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].action, "group.create");
+    assert_eq!(entries[0].after, Some(json!({"a": 1})));
+    assert_eq!(
+        store.audit(2000, 10).unwrap().len(),
+        0,
+        "since filters by time"
+    );
+}
