@@ -163,7 +163,8 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InitError> {
     write_atomic(path, bytes).map_err(io_error(path))
 }
 
-fn host_names() -> Vec<String> {
+/// `localhost`, then the host's own name when it has one.
+pub fn host_names() -> Vec<String> {
     let mut names = vec!["localhost".to_string()];
     if let Ok(name) = fs::read_to_string("/proc/sys/kernel/hostname") {
         let name = name.trim();

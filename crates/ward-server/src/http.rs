@@ -7,7 +7,6 @@
 //! A path that belongs to another listener's API is answered 404 as if it did not exist.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -16,8 +15,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::admin;
 use crate::config::Role;
-use crate::server::{self, Shared};
+use crate::server::Shared;
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -73,7 +73,8 @@ pub async fn handle(
     let method = request.method().clone();
     tracing::debug!(%method, path, %peer, "request");
 
-    // Refuse an oversized body before reading it; read the rest under the same bound.
+    // Refuse a body announced as too large before anything else. A body is only read by the
+    // handlers that use one, after authentication, under the size limit and a time limit.
     let limit = shared.config.limits.max_body_bytes;
     let declared = request
         .headers()
@@ -83,18 +84,6 @@ pub async fn handle(
     if declared.is_some_and(|length| length > limit as u64) {
         return too_large(limit);
     }
-    let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(limit),
-        Err(_) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                "the request body could not be read",
-            )
-        }
-    };
 
     if path == "/healthz" {
         return match method {
@@ -117,7 +106,17 @@ pub async fn handle(
             };
         }
         if path == "/api/v1" || path.starts_with("/api/v1/") {
-            return admin(shared, &method, &path, &parts.headers, &body).await;
+            let (parts, body) = request.into_parts();
+            return admin::handle(
+                shared,
+                peer,
+                &parts.method,
+                &path,
+                parts.uri.query(),
+                &parts.headers,
+                body,
+            )
+            .await;
         }
     }
     if role.serves_agent_api() && (path == "/agent/v1" || path.starts_with("/agent/v1/")) {
@@ -126,112 +125,36 @@ pub async fn handle(
     not_found()
 }
 
+/// Reads a request body under the size limit and the header timeout: a client that announces
+/// a body and stalls gets 408, not a connection held open.
+pub async fn read_body(shared: &Shared, body: Incoming) -> Result<Bytes, HttpResponse> {
+    let limit = shared.config.limits.max_body_bytes;
+    let timeout = shared.config.limits.header_timeout;
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
+        Ok(Err(_)) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "the request body could not be read",
+        )),
+        Err(_) => Err(error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            &format!(
+                "the request body did not arrive within {}s",
+                timeout.as_secs()
+            ),
+        )),
+    }
+}
+
 fn too_large(limit: usize) -> HttpResponse {
     error_response(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
         &format!("the request body exceeds {limit} bytes"),
     )
-}
-
-fn authorized(shared: &Shared, headers: &hyper::HeaderMap) -> bool {
-    let Some(presented) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let expected = shared.admin_token.as_bytes();
-    presented.len() == expected.len() && openssl::memcmp::eq(presented.as_bytes(), expected)
-}
-
-async fn admin(
-    shared: &Shared,
-    method: &Method,
-    path: &str,
-    headers: &hyper::HeaderMap,
-    _body: &Bytes,
-) -> HttpResponse {
-    if !authorized(shared, headers) {
-        let mut response = error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this API needs 'Authorization: Bearer TOKEN' (on the server host: the admin.token file of the data dir)",
-        );
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
-    }
-    match path {
-        "/api/v1/server" => match *method {
-            Method::GET => json_response(StatusCode::OK, &server_status(shared)),
-            _ => method_not_allowed("GET"),
-        },
-        "/api/v1/server/reload" => match *method {
-            Method::POST => match server::reload(shared).await {
-                Ok(findings) => json_response(
-                    StatusCode::OK,
-                    &json!({"reloaded": true, "findings": findings_json(&findings)}),
-                ),
-                Err(findings) => json_response(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &json!({
-                        "error": {
-                            "code": "config_invalid",
-                            "message": "the new settings have errors; the old ones keep serving",
-                        },
-                        "findings": findings_json(&findings),
-                    }),
-                ),
-            },
-            _ => method_not_allowed("POST"),
-        },
-        _ => not_found(),
-    }
-}
-
-pub fn findings_json(findings: &[crate::listener_tls::Finding]) -> Value {
-    json!(findings
-        .iter()
-        .map(|f| json!({"severity": f.severity.to_string(), "message": f.text}))
-        .collect::<Vec<_>>())
-}
-
-fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn server_status(shared: &Shared) -> Value {
-    let listener = |role: Role| {
-        let mut value = json!({"address": shared.config.address(role).to_string(), "tls": null});
-        if role.is_tls() {
-            let tls = shared.tls.current(role);
-            let policy = &tls.policy;
-            value["tls"] = json!({
-                "file": tls.file.display().to_string(),
-                "enabled": policy.protocol.range.versions().map(|v| v.name()).collect::<Vec<_>>(),
-                "security_level": policy.forced_security_level(),
-            });
-        }
-        value
-    };
-    let (reloads_ok, reloads_failed) = shared.telemetry.metrics.reloads();
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "started": unix_seconds(shared.started),
-        "uptime_seconds": shared.started.elapsed().unwrap_or(Duration::ZERO).as_secs(),
-        "data_dir": shared.data.root().display().to_string(),
-        "listeners": {
-            "console": listener(Role::Console),
-            "clients": listener(Role::Clients),
-            "clients-http": listener(Role::ClientsHttp),
-        },
-        "reloads": {"ok": reloads_ok, "failed": reloads_failed},
-    })
 }
 
 fn agent(shared: &Shared, role: Role, method: &Method, path: &str) -> HttpResponse {

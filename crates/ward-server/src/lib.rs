@@ -9,10 +9,12 @@
 //! - [`listener_tls`]: building, checking and swapping each listener's acceptor.
 //! - [`server`]: start, accept loops, reload, graceful shutdown.
 //! - `conn`: one connection: ClientHello, handshake, HTTP.
-//! - `http`: routing by role and the handlers.
+//! - `http`: routing by role, health, metrics, the agent API.
+//! - [`admin`]: the admin API (`/api/v1/` on the console): auth, fleet handlers, OpenAPI.
 //! - [`failure`]: why a handshake failed, in words (pure).
 //! - [`telemetry`]: metrics and the batched telemetry writer.
 
+pub mod admin;
 pub mod config;
 mod conn;
 pub mod datadir;

@@ -23,6 +23,10 @@ use crate::telemetry::Telemetry;
 /// What every connection task shares.
 pub struct Shared {
     pub data: DataDir,
+    pub store: Arc<dyn Store>,
+    /// Admin writes run one at a time, so a change is checked against the state it applies to.
+    pub fleet_lock: tokio::sync::Mutex<()>,
+    pub login_limiter: std::sync::Mutex<crate::admin::auth::LoginLimiter>,
     pub config: Config,
     pub tls: TlsSlots,
     pub telemetry: Arc<Telemetry>,
@@ -215,6 +219,15 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         SqliteStore::open(&data.database(&config))
             .map_err(|e| ServerError::Other(e.to_string()))?,
     );
+    let host = if config.clients.ip().is_unspecified() {
+        crate::datadir::host_names()
+            .pop()
+            .unwrap_or_else(|| "localhost".into())
+    } else {
+        config.clients.ip().to_string()
+    };
+    crate::admin::initialise_fleet(&store, &host, config.clients.port())
+        .map_err(ServerError::Other)?;
     let (loaded, findings) = listener_tls::load_all(&data, &config);
     for finding in &findings {
         match finding.severity {
@@ -242,7 +255,14 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
 
     let (shutdown, _) = watch::channel(false);
     let shared = Arc::new(Shared {
-        telemetry: Telemetry::start(store, config.failures_per_second),
+        telemetry: Telemetry::start(store.clone(), config.failures_per_second),
+        store,
+        fleet_lock: tokio::sync::Mutex::new(()),
+        login_limiter: std::sync::Mutex::new(crate::admin::auth::LoginLimiter::new(
+            Duration::from_secs(300),
+            5,
+            20,
+        )),
         tls: TlsSlots::new(console_tls, clients_tls),
         data,
         admin_token,

@@ -116,6 +116,8 @@ pub enum Mutation {
         group: GroupId,
     },
     CreateAccount(Account),
+    /// Changes no record: an audited action such as a reload.
+    Nothing,
 }
 
 /// A mutation, the serial bumps it causes, and its audit entry: applied in one transaction,

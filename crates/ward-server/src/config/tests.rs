@@ -70,3 +70,19 @@ fn durations() {
         );
     }
 }
+
+#[test]
+fn durations_format_and_read_back() {
+    for (secs, text) in [
+        (0, "0s"),
+        (90, "1m30s"),
+        (300, "5m"),
+        (5400, "1h30m"),
+        (86_400, "1d"),
+    ] {
+        let duration = Duration::from_secs(secs);
+        assert_eq!(format_duration(duration), text);
+        assert_eq!(parse_duration(text), Ok(duration));
+    }
+    assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+}

@@ -462,6 +462,7 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
             }
             Ok(None)
         }
+        Mutation::Nothing => Ok(None),
         Mutation::CreateAccount(account) => {
             transaction
                 .execute(

@@ -1,0 +1,827 @@
+//! Handlers for groups, server lists, clients, tokens, accounts and the audit log.
+//!
+//! Every write takes the server's fleet lock, reads the tree, checks the change with
+//! ward-fleet, computes the serial bumps, and hands one `Change` to the store, so the check
+//! and the write see the same state.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+use ward_fleet::group::Field;
+use ward_fleet::serverlist::{self, Protocol};
+use ward_fleet::{name, serial, Group, GroupId, Mode, OwnSettings, ServerList, Tree};
+use ward_store::{Account, AgentFilter, AuditEntry, Change, Mutation, Store, TokenRecord};
+
+use super::auth::{self, Caller, Role};
+use super::{blocking, now_ms, object, query_pairs, since_ms, wire, ApiError, ApiResult};
+use crate::config::parse_duration;
+use crate::http::json_response;
+use crate::server::Shared;
+
+pub struct Request<'a> {
+    pub shared: &'a Shared,
+    pub caller: &'a Caller,
+    pub method: &'a Method,
+    pub segments: &'a [&'a str],
+    pub query: &'a str,
+    pub body: &'a Bytes,
+}
+
+fn ok(value: Value) -> ApiResult {
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+fn created(value: Value) -> ApiResult {
+    Ok(json_response(StatusCode::CREATED, &value))
+}
+
+fn method_not_allowed(allowed: &str) -> ApiResult {
+    Err(ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!("this resource allows {allowed}"),
+    })
+}
+
+fn tree_of(store: &dyn Store) -> Result<Tree, ApiError> {
+    Tree::new(store.groups()?).map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "internal",
+        message: format!("the stored group tree is inconsistent: {e}"),
+    })
+}
+
+fn find_group(tree: &Tree, path: &str) -> Result<GroupId, ApiError> {
+    match tree.find(path) {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(ApiError::not_found(format!("no group '{path}'"))),
+        Err(e) => Err(ApiError::bad_request(format!("group path '{path}': {e}"))),
+    }
+}
+
+fn group_id(tree: &Tree, segment: &str) -> Result<GroupId, ApiError> {
+    segment
+        .parse::<GroupId>()
+        .ok()
+        .filter(|id| tree.get(*id).is_some())
+        .ok_or_else(|| ApiError::not_found(format!("no group {segment}")))
+}
+
+fn string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("'{key}' must be a string"))),
+    }
+}
+
+fn required(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
+    string(body, key)?
+        .ok_or_else(|| ApiError::bad_request(format!("'{key}' (a string) is required")))
+}
+
+fn only_keys(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
+    match body.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(key) => Err(ApiError::bad_request(format!(
+            "unknown field '{key}' (expected {})",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn audit(
+    caller: &Caller,
+    action: &str,
+    target: String,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        at_ms: now_ms(),
+        actor: caller.name.clone(),
+        action: action.into(),
+        target,
+        before,
+        after,
+    }
+}
+
+pub async fn route(request: Request<'_>) -> Option<ApiResult> {
+    let Request {
+        shared,
+        caller,
+        method,
+        segments,
+        query,
+        body,
+    } = request;
+    let store = shared.store.clone();
+    let caller = caller.clone();
+    let body = body.clone();
+    let query = query.to_string();
+    let segments: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
+    let method = method.clone();
+    let _write_guard = if method == Method::GET || method == Method::HEAD {
+        None
+    } else {
+        Some(shared.fleet_lock.lock().await)
+    };
+    let result = blocking(move || {
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let store: &dyn Store = &*store;
+        match segments.as_slice() {
+            ["groups"] => Ok(Some(groups(store, &caller, &method, &body)?)),
+            ["groups", id] => Ok(Some(group(store, &caller, &method, id, &body)?)),
+            ["groups", id, "move"] if method == Method::POST => {
+                Ok(Some(move_group(store, &caller, id, &body)?))
+            }
+            ["serverlists"] => Ok(Some(server_lists(store, &caller, &method, &body)?)),
+            ["serverlists", name] => Ok(Some(server_list(store, &caller, &method, name)?)),
+            ["serverlists", name, "copy"] if method == Method::POST => {
+                Ok(Some(copy_list(store, &caller, name, &body)?))
+            }
+            ["clients"] if method == Method::GET => Ok(Some(clients(store, &query)?)),
+            ["clients", "move"] if method == Method::POST => {
+                Ok(Some(move_clients(store, &caller, &body)?))
+            }
+            ["clients", id] if method == Method::GET => Ok(Some(client(store, id)?)),
+            ["tokens"] => Ok(Some(tokens(store, &caller, &method, &body)?)),
+            ["tokens", id, "revoke"] if method == Method::POST => {
+                Ok(Some(revoke_token(store, &caller, id)?))
+            }
+            ["audit"] if method == Method::GET => Ok(Some(audit_log(store, &query)?)),
+            ["accounts"] if method == Method::POST => {
+                Ok(Some(create_account(store, &caller, &body)?))
+            }
+            ["clients" | "audit" | "accounts", ..]
+            | ["groups" | "serverlists" | "tokens", _, _] => Ok(Some(method_not_allowed(
+                "the methods listed in /api/v1/openapi.json",
+            )?)),
+            _ => Ok(None),
+        }
+    })
+    .await;
+    match result {
+        Ok(Some(response)) => Some(Ok(response)),
+        Ok(None) => None,
+        Err(error) => Some(Err(error)),
+    }
+}
+
+// ---- groups ------------------------------------------------------------------------------
+
+fn groups(store: &dyn Store, caller: &Caller, method: &Method, body: &Bytes) -> ApiResult {
+    let tree = tree_of(store)?;
+    match *method {
+        Method::GET => {
+            let effective = tree.effective_all();
+            let mut list: Vec<&Group> = tree.groups().collect();
+            list.sort_by_key(|g| tree.path(g.id));
+            ok(Value::Array(
+                list.iter()
+                    .map(|g| wire::group_json(&tree, g, effective.get(&g.id)))
+                    .collect(),
+            ))
+        }
+        Method::POST => {
+            let body = object(body)?;
+            only_keys(&body, &["name", "parent"])?;
+            let group_name = required(&body, "name")?;
+            name::check_name(&group_name)
+                .map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
+            let parent = match string(&body, "parent")? {
+                Some(path) => find_group(&tree, &path)?,
+                None => tree.root(),
+            };
+            let group = Group {
+                id: 0,
+                parent: Some(parent),
+                name: group_name,
+                own: OwnSettings::default(),
+            };
+            let placeholder = Group {
+                id: i64::MAX,
+                ..group.clone()
+            };
+            tree.with_group(placeholder).map_err(conflict)?;
+            let path = format!("{}/{}", tree.path(parent).unwrap_or_default(), group.name);
+            let applied = store.apply(&Change {
+                mutation: Mutation::CreateGroup(group),
+                bump_groups: vec![],
+                bump_agents: vec![],
+                audit: audit(
+                    caller,
+                    "group.create",
+                    path,
+                    None,
+                    Some(json!({"parent": tree.path(parent)})),
+                ),
+            })?;
+            let tree = tree_of(store)?;
+            let id = applied.new_id.unwrap_or_default();
+            let group = tree
+                .get(id)
+                .ok_or_else(|| ApiError::not_found("the new group vanished"))?;
+            created(wire::group_json(&tree, group, tree.effective(id).as_ref()))
+        }
+        _ => method_not_allowed("GET, POST"),
+    }
+}
+
+fn conflict(error: ward_fleet::TreeError) -> ApiError {
+    use ward_fleet::TreeError::*;
+    let status = match error {
+        DuplicateName { .. } | Cycle(_) => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError {
+        status,
+        code: if status == StatusCode::CONFLICT {
+            "conflict"
+        } else {
+            "bad_request"
+        },
+        message: error.to_string(),
+    }
+}
+
+/// Applies `own` changes from a PATCH body to `group`.
+fn patch_settings(
+    store: &dyn Store,
+    group: &mut Group,
+    body: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    only_keys(
+        body,
+        &[
+            "name",
+            "server_list",
+            "interval",
+            "randomize",
+            "mode",
+            "policy",
+            "inherit",
+        ],
+    )?;
+    if let Some(new_name) = string(body, "name")? {
+        if group.parent.is_none() && new_name.is_empty() {
+            return Err(ApiError::bad_request("name: a name cannot be empty"));
+        }
+        name::check_name(&new_name).map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
+        group.name = new_name;
+    }
+    if let Some(list) = string(body, "server_list")? {
+        if !store.server_lists()?.iter().any(|l| l.name == list) {
+            return Err(ApiError::not_found(format!("no server list '{list}'")));
+        }
+        group.own.server_list = Some(list);
+    }
+    for (key, slot) in [
+        ("interval", &mut group.own.interval),
+        ("randomize", &mut group.own.randomize),
+    ] {
+        if let Some(text) = string(body, key)? {
+            let duration =
+                parse_duration(&text).map_err(|e| ApiError::bad_request(format!("{key}: {e}")))?;
+            if key == "interval" && duration.is_zero() {
+                return Err(ApiError::bad_request("interval: must be more than 0s"));
+            }
+            *slot = Some(duration);
+        }
+    }
+    if let Some(mode) = string(body, "mode")? {
+        group.own.mode =
+            Some(Mode::parse(&mode).ok_or_else(|| {
+                ApiError::bad_request(format!("mode: '{mode}' is not pull or push"))
+            })?);
+    }
+    match body.get("policy") {
+        None | Some(Value::Null) => {}
+        Some(policy @ Value::Object(_)) => group.own.policy = Some(policy.clone()),
+        Some(_) => return Err(ApiError::bad_request("policy: must be a JSON object")),
+    }
+    match body.get("inherit") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(fields)) => {
+            for field in fields {
+                let name = field.as_str().unwrap_or_default();
+                let field = Field::parse(name).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "inherit: '{name}' is not one of server_list, interval, randomize, mode, policy"
+                    ))
+                })?;
+                if group.parent.is_none() {
+                    return Err(ApiError::bad_request(format!(
+                        "inherit: the root group has nothing to inherit {} from",
+                        field.name()
+                    )));
+                }
+                group.own.clear(field);
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "inherit: must be a list of field names",
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn group(store: &dyn Store, caller: &Caller, method: &Method, id: &str, body: &Bytes) -> ApiResult {
+    let tree = tree_of(store)?;
+    let id = group_id(&tree, id)?;
+    let current = tree
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("no such group"))?;
+    let path = tree.path(id).unwrap_or_default();
+    match *method {
+        Method::GET => ok(wire::group_json(
+            &tree,
+            &current,
+            tree.effective(id).as_ref(),
+        )),
+        Method::PATCH => {
+            let body = object(body)?;
+            let mut changed = current.clone();
+            patch_settings(store, &mut changed, &body)?;
+            let after = tree.with_group(changed.clone()).map_err(conflict)?;
+            let bump_groups = serial::affected_groups(&tree, &after, &[]);
+            let before_json = wire::group_json(&tree, &current, None);
+            let after_json = wire::group_json(&after, &changed, None);
+            store.apply(&Change {
+                mutation: Mutation::UpdateGroup(changed),
+                bump_groups,
+                bump_agents: vec![],
+                audit: audit(
+                    caller,
+                    "group.update",
+                    path,
+                    Some(before_json["own"].clone()),
+                    Some(after_json["own"].clone()),
+                ),
+            })?;
+            let tree = tree_of(store)?;
+            let group = tree
+                .get(id)
+                .ok_or_else(|| ApiError::not_found("the group vanished"))?;
+            ok(wire::group_json(&tree, group, tree.effective(id).as_ref()))
+        }
+        Method::DELETE => {
+            if id == tree.root() {
+                return Err(ApiError {
+                    status: StatusCode::CONFLICT,
+                    code: "in_use",
+                    message: "the root group cannot be deleted".into(),
+                });
+            }
+            store.apply(&Change {
+                mutation: Mutation::DeleteGroup(id),
+                bump_groups: vec![],
+                bump_agents: vec![],
+                audit: audit(
+                    caller,
+                    "group.delete",
+                    path.clone(),
+                    Some(wire::group_json(&tree, &current, None)),
+                    None,
+                ),
+            })?;
+            ok(json!({"deleted": path}))
+        }
+        _ => method_not_allowed("GET, PATCH, DELETE"),
+    }
+}
+
+fn move_group(store: &dyn Store, caller: &Caller, id: &str, body: &Bytes) -> ApiResult {
+    let tree = tree_of(store)?;
+    let id = group_id(&tree, id)?;
+    let body = object(body)?;
+    only_keys(&body, &["parent"])?;
+    let parent = find_group(&tree, &required(&body, "parent")?)?;
+    let after = tree.moved(id, parent).map_err(conflict)?;
+    let before_path = tree.path(id).unwrap_or_default();
+    let bump_groups = serial::affected_groups(&tree, &after, &[]);
+    store.apply(&Change {
+        mutation: Mutation::MoveGroup { id, parent },
+        bump_groups,
+        bump_agents: vec![],
+        audit: audit(
+            caller,
+            "group.move",
+            before_path.clone(),
+            Some(json!({"path": before_path})),
+            Some(json!({"path": after.path(id)})),
+        ),
+    })?;
+    let group = after
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("the group vanished"))?;
+    ok(wire::group_json(
+        &after,
+        group,
+        after.effective(id).as_ref(),
+    ))
+}
+
+// ---- server lists ------------------------------------------------------------------------
+
+fn used_by(tree: &Tree, list: &str) -> Vec<String> {
+    let mut paths: Vec<String> = tree
+        .groups()
+        .filter(|g| g.own.server_list.as_deref() == Some(list))
+        .filter_map(|g| tree.path(g.id))
+        .collect();
+    paths.sort();
+    paths
+}
+
+fn create_list(store: &dyn Store, caller: &Caller, list: ServerList) -> ApiResult {
+    let tree = tree_of(store)?;
+    let value = wire::list_json(&list, vec![]);
+    store.apply(&Change {
+        mutation: Mutation::CreateServerList(list.clone()),
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(
+            caller,
+            "serverlist.create",
+            list.name.clone(),
+            None,
+            Some(value.clone()),
+        ),
+    })?;
+    created(wire::list_json(&list, used_by(&tree, &list.name)))
+}
+
+fn server_lists(store: &dyn Store, caller: &Caller, method: &Method, body: &Bytes) -> ApiResult {
+    match *method {
+        Method::GET => {
+            let tree = tree_of(store)?;
+            let lists = store.server_lists()?;
+            ok(Value::Array(
+                lists
+                    .iter()
+                    .map(|l| wire::list_json(l, used_by(&tree, &l.name)))
+                    .collect(),
+            ))
+        }
+        Method::POST => {
+            let body = object(body)?;
+            only_keys(&body, &["name", "servers"])?;
+            let list_name = required(&body, "name")?;
+            let specs = match body.get("servers") {
+                Some(Value::Array(specs)) => specs,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "'servers' (a list of 'PRIORITY:PROTO://ADDRESS:PORT') is required",
+                    ))
+                }
+            };
+            let mut entries = Vec::new();
+            for spec in specs {
+                let spec = spec.as_str().ok_or_else(|| {
+                    ApiError::bad_request("each server is a string like 1:https://mgr1:443")
+                })?;
+                entries.push(
+                    serverlist::parse_spec(spec)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                );
+            }
+            let list = serverlist::build(&list_name, entries)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            create_list(store, caller, list)
+        }
+        _ => method_not_allowed("GET, POST"),
+    }
+}
+
+fn find_list(store: &dyn Store, name: &str) -> Result<ServerList, ApiError> {
+    store
+        .server_lists()?
+        .into_iter()
+        .find(|l| l.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no server list '{name}'")))
+}
+
+fn server_list(store: &dyn Store, caller: &Caller, method: &Method, name: &str) -> ApiResult {
+    let tree = tree_of(store)?;
+    let list = find_list(store, name)?;
+    match *method {
+        Method::GET => ok(wire::list_json(&list, used_by(&tree, name))),
+        Method::DELETE => {
+            store.apply(&Change {
+                mutation: Mutation::DeleteServerList(name.to_string()),
+                bump_groups: vec![],
+                bump_agents: vec![],
+                audit: audit(
+                    caller,
+                    "serverlist.delete",
+                    name.to_string(),
+                    Some(wire::list_json(&list, vec![])),
+                    None,
+                ),
+            })?;
+            ok(json!({"deleted": name}))
+        }
+        _ => method_not_allowed("GET, DELETE"),
+    }
+}
+
+fn copy_list(store: &dyn Store, caller: &Caller, name: &str, body: &Bytes) -> ApiResult {
+    let list = find_list(store, name)?;
+    let body = object(body)?;
+    only_keys(&body, &["name", "protocol", "port"])?;
+    let new_name = required(&body, "name")?;
+    let protocol = match string(&body, "protocol")? {
+        Some(p) => Protocol::parse(&p).ok_or_else(|| {
+            ApiError::bad_request(format!("protocol: '{p}' is not http or https"))
+        })?,
+        None => Protocol::Http,
+    };
+    let port = match body.get("port") {
+        None | Some(Value::Null) => 8014,
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .filter(|p| (1..=65535).contains(p))
+            .ok_or_else(|| ApiError::bad_request("port: a number from 1 to 65535"))?
+            as u16,
+        Some(_) => return Err(ApiError::bad_request("port: a number from 1 to 65535")),
+    };
+    let copy = serverlist::http_copy(&list, &new_name, protocol, port)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    create_list(store, caller, copy)
+}
+
+// ---- clients -----------------------------------------------------------------------------
+
+fn clients(store: &dyn Store, query: &str) -> ApiResult {
+    let tree = tree_of(store)?;
+    let mut filter = AgentFilter::default();
+    for (key, value) in query_pairs(query) {
+        match key.as_str() {
+            "group" => filter.groups = Some(tree.descendants(find_group(&tree, &value)?)),
+            "pending" => {
+                filter.pending = match value.as_str() {
+                    "" | "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(ApiError::bad_request("pending: true or false")),
+                }
+            }
+            "tls_max" => {
+                let version = ward_tls::TlsVersion::parse_loose(&value).ok_or_else(|| {
+                    ApiError::bad_request(format!("tls_max: '{value}' is not a TLS version"))
+                })?;
+                filter.tls_max = Some(version.name().to_string());
+            }
+            "offline" => {
+                filter.offline_before_ms = Some(since_ms(&value).map_err(|_| {
+                    ApiError::bad_request(format!("offline: '{value}' is not a duration (e.g. 1h)"))
+                })?)
+            }
+            "limit" => {
+                filter.limit = Some(
+                    value
+                        .parse()
+                        .map_err(|_| ApiError::bad_request("limit: a number"))?,
+                )
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter '{other}'"
+                )))
+            }
+        }
+    }
+    let agents = store.agents(&filter)?;
+    ok(Value::Array(
+        agents.iter().map(|a| wire::agent_json(&tree, a)).collect(),
+    ))
+}
+
+fn client(store: &dyn Store, id: &str) -> ApiResult {
+    let tree = tree_of(store)?;
+    let agent = store
+        .agent(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no client '{id}'")))?;
+    let mut value = wire::agent_json(&tree, &agent);
+    if let Some(effective) = tree.effective(agent.group) {
+        value["settings"] = json!({
+            "server_list": effective.server_list,
+            "interval": crate::config::format_duration(effective.interval),
+            "mode": effective.mode.name(),
+        });
+    }
+    ok(value)
+}
+
+fn move_clients(store: &dyn Store, caller: &Caller, body: &Bytes) -> ApiResult {
+    let tree = tree_of(store)?;
+    let body = object(body)?;
+    only_keys(&body, &["ids", "group"])?;
+    let group = find_group(&tree, &required(&body, "group")?)?;
+    let ids: Vec<String> = match body.get("ids") {
+        Some(Value::Array(ids)) if !ids.is_empty() => ids
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::bad_request("ids: a list of client ids"))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(ApiError::bad_request(
+                "'ids' (a non-empty list of client ids) is required",
+            ))
+        }
+    };
+    let applied = store.apply(&Change {
+        mutation: Mutation::MoveAgents {
+            agents: ids.clone(),
+            group,
+        },
+        bump_groups: vec![],
+        bump_agents: ids.clone(),
+        audit: audit(
+            caller,
+            "client.move",
+            ids.join(","),
+            None,
+            Some(json!({"group": tree.path(group)})),
+        ),
+    })?;
+    ok(json!({"moved": ids, "group": tree.path(group), "serial": applied.serial}))
+}
+
+// ---- tokens, accounts, audit -------------------------------------------------------------
+
+fn tokens(store: &dyn Store, caller: &Caller, method: &Method, body: &Bytes) -> ApiResult {
+    let tree = tree_of(store)?;
+    match *method {
+        Method::GET => ok(Value::Array(
+            store
+                .tokens()?
+                .iter()
+                .map(|t| wire::token_json(&tree, t))
+                .collect(),
+        )),
+        Method::POST => {
+            let body = object(body)?;
+            only_keys(&body, &["group", "expires", "uses"])?;
+            let group = find_group(&tree, &required(&body, "group")?)?;
+            let expires_ms = match string(&body, "expires")? {
+                Some(text) => Some(
+                    now_ms()
+                        + parse_duration(&text)
+                            .map_err(|e| ApiError::bad_request(format!("expires: {e}")))?
+                            .as_millis() as i64,
+                ),
+                None => None,
+            };
+            let uses_left = match body.get("uses") {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(n)) => Some(
+                    n.as_i64()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| ApiError::bad_request("uses: a number of at least 1"))?,
+                ),
+                Some(_) => return Err(ApiError::bad_request("uses: a number of at least 1")),
+            };
+            let (token, hash) = auth::new_token();
+            let record = TokenRecord {
+                id: 0,
+                group,
+                token_sha256: hash,
+                created_ms: now_ms(),
+                expires_ms,
+                uses_left,
+                revoked: false,
+            };
+            let applied = store.apply(&Change {
+                mutation: Mutation::CreateToken(record.clone()),
+                bump_groups: vec![],
+                bump_agents: vec![],
+                audit: audit(
+                    caller,
+                    "token.create",
+                    tree.path(group).unwrap_or_default(),
+                    None,
+                    Some(json!({"expires_ms": expires_ms, "uses": uses_left})),
+                ),
+            })?;
+            let mut value = wire::token_json(
+                &tree,
+                &TokenRecord {
+                    id: applied.new_id.unwrap_or_default(),
+                    ..record
+                },
+            );
+            value["token"] = Value::String(token);
+            created(value)
+        }
+        _ => method_not_allowed("GET, POST"),
+    }
+}
+
+fn revoke_token(store: &dyn Store, caller: &Caller, id: &str) -> ApiResult {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("no token {id}")))?;
+    store.apply(&Change {
+        mutation: Mutation::RevokeToken(id),
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(caller, "token.revoke", id.to_string(), None, None),
+    })?;
+    ok(json!({"revoked": id}))
+}
+
+fn create_account(store: &dyn Store, caller: &Caller, body: &Bytes) -> ApiResult {
+    let body = object(body)?;
+    only_keys(&body, &["name", "password", "role"])?;
+    let account_name = required(&body, "name")?;
+    name::check_name(&account_name).map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
+    let password = required(&body, "password")?;
+    if password.chars().count() < 12 {
+        return Err(ApiError::bad_request("password: at least 12 characters"));
+    }
+    let role = required(&body, "role")?;
+    let role = Role::parse(&role)
+        .ok_or_else(|| ApiError::bad_request(format!("role: '{role}' is not admin or auditor")))?;
+    let password_hash = auth::hash_password(&password).map_err(ApiError::bad_request)?;
+    store.apply(&Change {
+        mutation: Mutation::CreateAccount(Account {
+            name: account_name.clone(),
+            password_hash,
+            role: role.name().into(),
+        }),
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(
+            caller,
+            "account.create",
+            account_name.clone(),
+            None,
+            Some(json!({"role": role.name()})),
+        ),
+    })?;
+    created(json!({"name": account_name, "role": role.name()}))
+}
+
+fn audit_log(store: &dyn Store, query: &str) -> ApiResult {
+    let mut since = 0;
+    let mut limit = 1000;
+    for (key, value) in query_pairs(query) {
+        match key.as_str() {
+            "since" => since = since_ms(&value)?,
+            "limit" => {
+                limit = value
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("limit: a number"))?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter '{other}'"
+                )))
+            }
+        }
+    }
+    ok(Value::Array(
+        store
+            .audit(since, limit)?
+            .iter()
+            .map(wire::audit_json)
+            .collect(),
+    ))
+}
+
+/// Creates the root group and the default server list on a new database.
+pub fn initialise(
+    store: &Arc<dyn Store>,
+    clients_url_host: &str,
+    clients_port: u16,
+) -> Result<bool, String> {
+    let spec = format!("1:https://{clients_url_host}:{clients_port}");
+    let entry = serverlist::parse_spec(&spec).map_err(|e| e.to_string())?;
+    let list = serverlist::build("Default", vec![entry]).map_err(|e| e.to_string())?;
+    let root = Group {
+        id: 0,
+        parent: None,
+        name: "My Company".into(),
+        own: OwnSettings {
+            server_list: Some("Default".into()),
+            interval: Some(std::time::Duration::from_secs(300)),
+            randomize: Some(std::time::Duration::from_secs(60)),
+            mode: Some(Mode::Pull),
+            policy: Some(json!({})),
+        },
+    };
+    store
+        .initialise_fleet(&root, &list)
+        .map_err(|e| e.to_string())
+}

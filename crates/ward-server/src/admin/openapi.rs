@@ -1,0 +1,182 @@
+//! The OpenAPI 3 description of the admin API, served without authentication at
+//! `/api/v1/openapi.json`.
+
+use serde_json::{json, Value};
+
+fn error_responses() -> Value {
+    let error = json!({"$ref": "#/components/responses/Error"});
+    json!({
+        "400": error, "401": error, "403": error, "404": error, "405": error,
+        "409": error, "413": error, "422": error, "429": error,
+    })
+}
+
+fn operation(summary: &str, body: Option<Value>, ok_status: &str) -> Value {
+    let mut responses = error_responses();
+    responses[ok_status] =
+        json!({"description": "success", "content": {"application/json": {"schema": {}}}});
+    let mut op = json!({"summary": summary, "responses": responses});
+    if let Some(schema) = body {
+        op["requestBody"] =
+            json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    }
+    op
+}
+
+fn path_param(name: &str, kind: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": kind}})
+}
+
+fn query_param(name: &str, kind: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": {"type": kind}, "description": description})
+}
+
+fn object(properties: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+pub fn document() -> Value {
+    let string = json!({"type": "string"});
+    let duration = json!({"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d)$", "example": "5m"});
+    let group_patch = object(
+        json!({
+            "name": string,
+            "server_list": string,
+            "interval": duration,
+            "randomize": duration,
+            "mode": {"type": "string", "enum": ["pull", "push"]},
+            "policy": {"type": "object"},
+            "inherit": {"type": "array", "items": {"type": "string", "enum": ["server_list", "interval", "randomize", "mode", "policy"]}},
+        }),
+        &[],
+    );
+    let mut group_id_get = operation("a group, with own and effective settings", None, "200");
+    group_id_get["parameters"] = json!([path_param("id", "integer")]);
+    let mut group_id_patch = operation(
+        "set or inherit a group's settings, or rename it",
+        Some(group_patch),
+        "200",
+    );
+    group_id_patch["parameters"] = json!([path_param("id", "integer")]);
+    let mut group_id_delete = operation("delete an empty group", None, "200");
+    group_id_delete["parameters"] = json!([path_param("id", "integer")]);
+    let mut group_move = operation(
+        "move a group under another parent",
+        Some(object(json!({"parent": string}), &["parent"])),
+        "200",
+    );
+    group_move["parameters"] = json!([path_param("id", "integer")]);
+    let mut list_get = operation("a server list", None, "200");
+    list_get["parameters"] = json!([path_param("name", "string")]);
+    let mut list_delete = operation("delete a server list no group uses", None, "200");
+    list_delete["parameters"] = json!([path_param("name", "string")]);
+    let mut list_copy = operation(
+        "copy a list with every server on one protocol and port (the seed's HTTP 8014 list)",
+        Some(object(
+            json!({"name": string, "protocol": {"type": "string", "enum": ["http", "https"]}, "port": {"type": "integer", "minimum": 1, "maximum": 65535}}),
+            &["name"],
+        )),
+        "201",
+    );
+    list_copy["parameters"] = json!([path_param("name", "string")]);
+    let mut clients_get = operation("clients (agents), filtered", None, "200");
+    clients_get["parameters"] = json!([
+        query_param(
+            "group",
+            "string",
+            "a group path; its subgroups are included"
+        ),
+        query_param(
+            "pending",
+            "boolean",
+            "only clients that have not acknowledged their serial"
+        ),
+        query_param(
+            "tls_max",
+            "string",
+            "only clients whose best TLS version is at most this"
+        ),
+        query_param(
+            "offline",
+            "string",
+            "only clients not seen for this long, e.g. 1h"
+        ),
+        query_param("limit", "integer", "at most this many"),
+    ]);
+    let mut client_get = operation("one client", None, "200");
+    client_get["parameters"] = json!([path_param("id", "string")]);
+    let mut token_revoke = operation("revoke an enrollment token", None, "200");
+    token_revoke["parameters"] = json!([path_param("id", "integer")]);
+    let mut audit_get = operation("the audit log, oldest first", None, "200");
+    audit_get["parameters"] = json!([
+        query_param("since", "string", "how far back, e.g. 24h"),
+        query_param("limit", "integer", "at most this many entries"),
+    ]);
+
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "ward admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Served on the console listener only. Every path except /login and this document needs 'Authorization: Bearer TOKEN'; the auditor role may only read."
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                "Error": {
+                    "description": "refused, with a stable code and a sentence",
+                    "content": {"application/json": {"schema": object(
+                        json!({"error": object(json!({"code": string, "message": string}), &["code", "message"])}),
+                        &["error"],
+                    )}}
+                }
+            }
+        },
+        "paths": {
+            "/login": {"post": {
+                "security": [],
+                "summary": "log in; returns a bearer token with an expiry",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": object(json!({"user": string, "password": string}), &["user", "password"])}}},
+                "responses": {"200": {"description": "a token"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/Error"}}
+            }},
+            "/server": {"get": operation("server status: listeners, TLS, reloads", None, "200")},
+            "/server/reload": {"post": operation("re-read the TLS conf files", None, "200")},
+            "/groups": {
+                "get": operation("every group, with own and effective settings", None, "200"),
+                "post": operation("create a group", Some(object(json!({"name": string, "parent": string}), &["name"])), "201"),
+            },
+            "/groups/{id}": {"get": group_id_get, "patch": group_id_patch, "delete": group_id_delete},
+            "/groups/{id}/move": {"post": group_move},
+            "/serverlists": {
+                "get": operation("every server list and the groups that use it", None, "200"),
+                "post": operation("create a server list", Some(object(
+                    json!({"name": string, "servers": {"type": "array", "minItems": 1, "items": {"type": "string", "example": "1:https://mgr1:443"}}}),
+                    &["name", "servers"],
+                )), "201"),
+            },
+            "/serverlists/{name}": {"get": list_get, "delete": list_delete},
+            "/serverlists/{name}/copy": {"post": list_copy},
+            "/clients": {"get": clients_get},
+            "/clients/{id}": {"get": client_get},
+            "/clients/move": {"post": operation("move clients to a group", Some(object(
+                json!({"ids": {"type": "array", "minItems": 1, "items": string}, "group": string}),
+                &["ids", "group"],
+            )), "200")},
+            "/tokens": {
+                "get": operation("enrollment tokens (never the token itself)", None, "200"),
+                "post": operation("create an enrollment token for a group; the token is shown once", Some(object(
+                    json!({"group": string, "expires": duration, "uses": {"type": "integer", "minimum": 1}}),
+                    &["group"],
+                )), "201"),
+            },
+            "/tokens/{id}/revoke": {"post": token_revoke},
+            "/audit": {"get": audit_get},
+            "/accounts": {"post": operation("create an admin or auditor account", Some(object(
+                json!({"name": string, "password": {"type": "string", "minLength": 12}, "role": {"type": "string", "enum": ["admin", "auditor"]}}),
+                &["name", "password", "role"],
+            )), "201")},
+        }
+    })
+}
