@@ -80,6 +80,8 @@ pub struct Config {
     pub limits: Limits,
     /// Failed handshakes recorded one by one per second at most; the rest are only counted.
     pub failures_per_second: u32,
+    /// Telemetry older than this is deleted.
+    pub telemetry_retention: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,12 +156,19 @@ shutdown_grace = "10s"
 [telemetry]
 # Failed TLS handshakes recorded individually per second at most; the rest are counted.
 failures_per_second = 50
+# Telemetry older than this is deleted (checked every hour).
+retention = "30d"
 "#,
         addresses[0], addresses[1], addresses[2]
     )
 }
 
 pub const DEFAULT_ADDRESSES: [&str; 3] = ["0.0.0.0:8445", "0.0.0.0:443", "0.0.0.0:8014"];
+
+/// The seed's listener addresses, in `Role::ALL` order.
+pub fn default_addresses() -> [SocketAddr; 3] {
+    DEFAULT_ADDRESSES.map(|a| a.parse().expect("valid default address"))
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -241,12 +250,14 @@ impl Default for LimitsFile {
 #[serde(deny_unknown_fields, default)]
 struct Telemetry {
     failures_per_second: u32,
+    retention: String,
 }
 
 impl Default for Telemetry {
     fn default() -> Telemetry {
         Telemetry {
             failures_per_second: 50,
+            retention: "30d".into(),
         }
     }
 }
@@ -317,6 +328,13 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     };
     let duration =
         |key: &str, value: &str| parse_duration(value).map_err(|message| invalid(key, message));
+    let positive = |key: &str, value: &str| {
+        let duration = duration(key, value)?;
+        if duration.is_zero() {
+            return Err(invalid(key, "must be more than 0s".into()));
+        }
+        Ok(duration)
+    };
     let limits = &parsed.limits;
     if limits.max_connections == 0 {
         return Err(invalid("max_connections", "must be at least 1".into()));
@@ -326,17 +344,18 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         clients: address("clients", &parsed.listeners.clients)?,
         clients_http: address("clients_http", &parsed.listeners.clients_http)?,
         database: parsed.database.path,
-        agent_interval: duration("interval", &parsed.agents.interval)?,
+        agent_interval: positive("interval", &parsed.agents.interval)?,
         agent_randomize: duration("randomize", &parsed.agents.randomize)?,
         limits: Limits {
             max_connections: limits.max_connections,
-            handshake_timeout: duration("handshake_timeout", &limits.handshake_timeout)?,
-            header_timeout: duration("header_timeout", &limits.header_timeout)?,
-            idle_timeout: duration("idle_timeout", &limits.idle_timeout)?,
+            handshake_timeout: positive("handshake_timeout", &limits.handshake_timeout)?,
+            header_timeout: positive("header_timeout", &limits.header_timeout)?,
+            idle_timeout: positive("idle_timeout", &limits.idle_timeout)?,
             max_body_bytes: limits.max_body_bytes,
             shutdown_grace: duration("shutdown_grace", &limits.shutdown_grace)?,
         },
         failures_per_second: parsed.telemetry.failures_per_second,
+        telemetry_retention: positive("retention", &parsed.telemetry.retention)?,
     })
 }
 

@@ -71,15 +71,16 @@ pub async fn serve(
     .await
 }
 
-/// Reads from `tcp` until `buffer` holds a whole ClientHello, or the peer stops.
+/// Reads from `tcp` until `buffer` holds a whole ClientHello, or the peer stops. The record
+/// headers say how much is needed; the hello is parsed once, when it is all there.
 async fn read_client_hello(
     tcp: &mut TcpStream,
     buffer: &mut Vec<u8>,
 ) -> Result<ClientHello, HelloError> {
     loop {
-        match hello::parse_client_hello(buffer) {
-            Err(HelloError::Incomplete) if buffer.len() <= hello::MAX_HELLO + 1024 => {}
-            result => return result,
+        match hello::needed_len(buffer)? {
+            Some(needed) if buffer.len() >= needed => return hello::parse_client_hello(buffer),
+            _ => {}
         }
         buffer.reserve(4096);
         match tcp.read_buf(buffer).await {
@@ -105,9 +106,11 @@ async fn handshake(
     {
         Ok(result) => result,
         Err(_) => {
+            let range = shared.tls.current(role).policy.protocol.range;
             report_failure(
                 shared,
                 role,
+                range,
                 peer,
                 Err(&HelloError::Incomplete),
                 &HandshakeEnd::TimedOut,
@@ -127,6 +130,7 @@ async fn handshake(
     // The listener's settings are taken once, here: a reload later does not touch this
     // connection.
     let tls = shared.tls.current(role);
+    let range = tls.policy.protocol.range;
     let hello = match hello {
         Ok(hello) => hello,
         Err(error) => {
@@ -135,7 +139,14 @@ async fn handshake(
                     .write_all(&plain_response(400, "this port speaks HTTPS: use https://"))
                     .await;
             }
-            report_failure(shared, role, peer, Err(&error), &HandshakeEnd::Closed);
+            report_failure(
+                shared,
+                role,
+                range,
+                peer,
+                Err(&error),
+                &HandshakeEnd::Closed,
+            );
             return None;
         }
     };
@@ -181,18 +192,18 @@ async fn handshake(
         }
         Err(_) => HandshakeEnd::TimedOut,
     };
-    report_failure(shared, role, peer, Ok(&hello), &end);
+    report_failure(shared, role, range, peer, Ok(&hello), &end);
     None
 }
 
 fn report_failure(
     shared: &Shared,
     role: Role,
+    range: ward_tls::VersionRange,
     peer: SocketAddr,
     hello: Result<&ClientHello, &HelloError>,
     end: &HandshakeEnd,
 ) {
-    let range = shared.tls.current(role).policy.protocol.range;
     let timeout_secs = shared.config.limits.handshake_timeout.as_secs();
     let (kind, reason) = failure::classify(hello, range, end, timeout_secs);
     let (offered_max, offered_versions) = match hello {
@@ -202,21 +213,20 @@ fn report_failure(
         }
         Err(_) => (None, Vec::new()),
     };
-    tracing::info!(
-        kind = kind.name(),
-        reason,
-        offered = offered_max.as_deref().unwrap_or("-"),
-        "handshake failed"
-    );
-    shared.telemetry.failure(FailureReport {
+    let offered = offered_max.clone().unwrap_or_else(|| "-".into());
+    let report = FailureReport {
         role,
         peer: peer.to_string(),
         offered_max,
         offered_versions,
         server_name: hello.ok().and_then(|h| h.server_name.clone()),
         kind,
-        reason,
-    });
+        reason: reason.clone(),
+    };
+    // Logged when recorded: the same rate limit keeps a flood out of the log.
+    if shared.telemetry.failure(report) {
+        tracing::info!(kind = kind.name(), reason, offered, "handshake failed");
+    }
 }
 
 fn looks_like_http(buffer: &[u8]) -> bool {
@@ -270,6 +280,9 @@ where
         connection.as_mut().graceful_shutdown();
     }
     let tick = (limits.idle_timeout / 4).max(Duration::from_millis(50));
+    // Once closing, the connection gets the shutdown grace to finish its request; then it is
+    // dropped, so a client that stalls mid-request cannot keep its slot.
+    let mut hard_deadline = closing.then(|| tokio::time::Instant::now() + limits.shutdown_grace);
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -281,14 +294,20 @@ where
             changed = shutdown.changed(), if !closing => {
                 let _ = changed;
                 closing = true;
+                hard_deadline = Some(tokio::time::Instant::now() + limits.shutdown_grace);
                 connection.as_mut().graceful_shutdown();
             }
             _ = tokio::time::sleep(tick), if !closing => {
                 if activity.idle_for() >= limits.idle_timeout {
                     debug!("idle timeout");
                     closing = true;
+                    hard_deadline = Some(tokio::time::Instant::now() + limits.shutdown_grace);
                     connection.as_mut().graceful_shutdown();
                 }
+            }
+            _ = tokio::time::sleep_until(hard_deadline.unwrap_or_else(tokio::time::Instant::now)), if hard_deadline.is_some() => {
+                debug!("closing deadline passed; dropping the connection");
+                return;
             }
         }
     }

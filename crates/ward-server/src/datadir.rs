@@ -163,6 +163,23 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InitError> {
     write_atomic(path, bytes).map_err(io_error(path))
 }
 
+/// Refuses a data dir that other users could write to: it holds keys and the admin token.
+pub fn check_private(root: &Path) -> Result<(), InitError> {
+    let mode = fs::metadata(root)
+        .map_err(io_error(root))?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(InitError(format!(
+            "{}: the data directory is writable by other users (mode {:o}); run `chmod go-w {}`",
+            root.display(),
+            mode & 0o777,
+            root.display()
+        )));
+    }
+    Ok(())
+}
+
 /// `localhost`, then the host's own name when it has one.
 pub fn host_names() -> Vec<String> {
     let mut names = vec!["localhost".to_string()];
@@ -189,6 +206,14 @@ pub fn initialise(
         .mode(0o700)
         .create(data.root())
         .map_err(io_error(data.root()))?;
+    check_private(data.root())?;
+    // One initialisation at a time: a second `init` or start waits, then finds it done.
+    let lock_path = data.root().join(".init.lock");
+    let lock = fs::File::create(&lock_path).map_err(io_error(&lock_path))?;
+    lock.lock().map_err(io_error(&lock_path))?;
+    if data.is_initialised() {
+        return Ok(None);
+    }
     let openssl = |e: openssl::error::ErrorStack| InitError(format!("OpenSSL: {e}"));
 
     let ca = pki::new_ca("ward private CA").map_err(openssl)?;

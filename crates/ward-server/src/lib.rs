@@ -44,8 +44,11 @@ pub fn configtest(data: &DataDir) -> Vec<Finding> {
                 severity: Severity::Error,
                 text: error.to_string(),
             });
-            let addresses = config::DEFAULT_ADDRESSES.map(|a| a.parse().expect("valid default"));
-            config::parse("defaults", &config::default_toml(addresses)).expect("defaults parse")
+            config::parse(
+                "defaults",
+                &config::default_toml(config::default_addresses()),
+            )
+            .expect("defaults parse")
         }
     };
     let (_, more) = listener_tls::load_all(data, &config);

@@ -19,6 +19,14 @@ pub struct ListenerTls {
     pub file: PathBuf,
 }
 
+/// Findings as JSON: `[{"severity", "message"}]`, for the API and the CLI.
+pub fn findings_json(findings: &[Finding]) -> serde_json::Value {
+    serde_json::json!(findings
+        .iter()
+        .map(|f| serde_json::json!({"severity": f.severity.to_string(), "message": f.text}))
+        .collect::<Vec<_>>())
+}
+
 /// One line of configtest or reload output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
@@ -143,38 +151,33 @@ fn address_mismatches(
     findings
 }
 
-/// The acceptors in service. A reload builds new ones first and swaps them in only when all
-/// are good; a connection takes an `Arc` at accept time and keeps it, so open connections keep
-/// their settings.
+/// The acceptors in service, both behind one lock so a reload swaps them together. A reload
+/// builds new ones first and swaps them in only when both are good; a connection takes an
+/// `Arc` at accept time and keeps it, so open connections keep their settings.
 pub struct TlsSlots {
-    console: RwLock<Arc<ListenerTls>>,
-    clients: RwLock<Arc<ListenerTls>>,
+    both: RwLock<(Arc<ListenerTls>, Arc<ListenerTls>)>,
 }
 
 impl TlsSlots {
     pub fn new(console: ListenerTls, clients: ListenerTls) -> TlsSlots {
         TlsSlots {
-            console: RwLock::new(Arc::new(console)),
-            clients: RwLock::new(Arc::new(clients)),
+            both: RwLock::new((Arc::new(console), Arc::new(clients))),
         }
     }
 
-    fn slot(&self, role: Role) -> &RwLock<Arc<ListenerTls>> {
-        match role {
-            Role::Console => &self.console,
-            Role::Clients | Role::ClientsHttp => &self.clients,
-        }
-    }
-
+    /// The acceptor of an HTTPS listener.
     pub fn current(&self, role: Role) -> Arc<ListenerTls> {
-        self.slot(role)
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let both = self.both.read().unwrap_or_else(|p| p.into_inner());
+        match role {
+            Role::Console => both.0.clone(),
+            Role::Clients => both.1.clone(),
+            Role::ClientsHttp => unreachable!("the clients-http listener has no TLS"),
+        }
     }
 
-    pub fn replace(&self, role: Role, tls: ListenerTls) {
-        *self.slot(role).write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tls);
+    pub fn replace(&self, console: ListenerTls, clients: ListenerTls) {
+        *self.both.write().unwrap_or_else(|p| p.into_inner()) =
+            (Arc::new(console), Arc::new(clients));
     }
 }
 

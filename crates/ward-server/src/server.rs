@@ -122,7 +122,7 @@ impl Overrides {
 
 /// The addresses to write into a new ward.toml: the overrides, else the seed's ports.
 pub fn init_addresses(overrides: &Overrides) -> [SocketAddr; 3] {
-    let mut addresses = config::DEFAULT_ADDRESSES.map(|a| a.parse().expect("valid default"));
+    let mut addresses = config::default_addresses();
     for (index, role) in Role::ALL.into_iter().enumerate() {
         if let Some(address) = overrides.get(role) {
             addresses[index] = address;
@@ -166,8 +166,7 @@ pub async fn reload(shared: &Shared) -> Result<Vec<Finding>, Vec<Finding>> {
     match loaded {
         Some((console, clients)) => {
             let ranges = (console.policy.protocol.range, clients.policy.protocol.range);
-            shared.tls.replace(Role::Console, console);
-            shared.tls.replace(Role::Clients, clients);
+            shared.tls.replace(console, clients);
             shared.telemetry.metrics.reload(true);
             info!(console = %ranges.0, clients = %ranges.1, "reloaded TLS settings");
             for finding in &findings {
@@ -250,12 +249,21 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         listeners.push((role, bind(role, config.address(role))?));
     }
     let pid_file = data.pid_file();
-    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+    let console = listeners[0]
+        .1
+        .local_addr()
+        .map_err(|e| ServerError::Other(e.to_string()))?;
+    // The pid, then the console address in use (flags may differ from ward.toml).
+    std::fs::write(&pid_file, format!("{}\n{console}\n", std::process::id()))
         .map_err(|e| ServerError::Other(format!("{}: {e}", pid_file.display())))?;
 
     let (shutdown, _) = watch::channel(false);
     let shared = Arc::new(Shared {
-        telemetry: Telemetry::start(store.clone(), config.failures_per_second),
+        telemetry: Telemetry::start(
+            store.clone(),
+            config.failures_per_second,
+            config.telemetry_retention,
+        ),
         store,
         fleet_lock: tokio::sync::Mutex::new(()),
         login_limiter: std::sync::Mutex::new(crate::admin::auth::LoginLimiter::new(
@@ -316,6 +324,12 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     let _ = std::fs::remove_file(shared.data.pid_file());
     info!("stopped");
     Ok(())
+}
+
+/// The console address of the server running on `data`, from its pid file.
+pub fn running_console(data: &DataDir) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(data.pid_file()).ok()?;
+    text.lines().nth(1)?.trim().parse().ok()
 }
 
 /// Connections beyond the cap that may wait for their 503 at the same time.

@@ -24,6 +24,8 @@ use crate::failure::FailureKind;
 
 /// The batching window of the telemetry writer (stated in ARCHITECTURE.md).
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often telemetry older than the retention is deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// A batch is written early when this many failures wait.
 pub const MAX_BATCH_FAILURES: usize = 1000;
 /// Distinct handshake keys waiting for the writer; beyond it new keys are dropped and counted.
@@ -289,7 +291,11 @@ pub struct FailureReport {
 
 impl Telemetry {
     /// Starts the writer thread that owns the database side.
-    pub fn start(store: Arc<dyn Store>, failures_per_second: u32) -> Arc<Telemetry> {
+    pub fn start(
+        store: Arc<dyn Store>,
+        failures_per_second: u32,
+        retention: Duration,
+    ) -> Arc<Telemetry> {
         let telemetry = Arc::new(Telemetry {
             metrics: Metrics::default(),
             pending: Mutex::new(Pending::default()),
@@ -304,7 +310,7 @@ impl Telemetry {
         let for_writer = telemetry.clone();
         let writer = std::thread::Builder::new()
             .name("ward-telemetry".into())
-            .spawn(move || for_writer.write_loop(&*store))
+            .spawn(move || for_writer.write_loop(&*store, retention))
             .expect("the telemetry thread starts");
         *telemetry.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
         telemetry
@@ -346,7 +352,9 @@ impl Telemetry {
         *pending.counts.entry(key).or_default() += 1;
     }
 
-    pub fn failure(&self, report: FailureReport) {
+    /// Counts a failed handshake and records it unless the rate limit says no; returns
+    /// whether it was recorded.
+    pub fn failure(&self, report: FailureReport) -> bool {
         self.metrics.failure_only(report.role, report.kind);
         let at_ms = now_ms();
         let allowed = self
@@ -357,7 +365,7 @@ impl Telemetry {
         let mut pending = self.pending();
         if !allowed {
             *pending.dropped.entry(at_ms.div_euclid(60_000)).or_default() += 1;
-            return;
+            return false;
         }
         pending.failures.push(HandshakeFailure {
             at_ms,
@@ -372,6 +380,7 @@ impl Telemetry {
         if pending.failures.len() >= MAX_BATCH_FAILURES {
             self.wake.notify_one();
         }
+        true
     }
 
     /// Stops the writer after it has written everything recorded so far.
@@ -383,8 +392,18 @@ impl Telemetry {
         }
     }
 
-    fn write_loop(&self, store: &dyn Store) {
+    fn write_loop(&self, store: &dyn Store, retention: Duration) {
+        let mut next_prune = Instant::now();
         loop {
+            if Instant::now() >= next_prune {
+                let before = now_ms() - retention.as_millis().min(i64::MAX as u128) as i64;
+                match store.prune_telemetry(before) {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::info!(rows, "old telemetry deleted"),
+                    Err(error) => tracing::error!(%error, "old telemetry not deleted"),
+                }
+                next_prune = Instant::now() + PRUNE_INTERVAL;
+            }
             let (batch, stopping) = {
                 let pending = self.pending();
                 let (mut pending, _) = self
@@ -447,7 +466,7 @@ mod tests {
     fn a_flood_of_failures_is_counted_not_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(ward_store::SqliteStore::open(&dir.path().join("ward.db")).unwrap());
-        let telemetry = Telemetry::start(store.clone(), 10);
+        let telemetry = Telemetry::start(store.clone(), 10, Duration::from_secs(86_400));
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..3 {
             telemetry.handshake(

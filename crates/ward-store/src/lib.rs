@@ -76,10 +76,21 @@ impl TelemetryBatch {
 pub struct HandshakeReport {
     /// Counts summed over the minutes in range, one row per distinct key minus the minute.
     pub handshakes: Vec<HandshakeCount>,
-    /// Failures in range, oldest first, at most the requested number.
+    /// Failures in range, newest first, at most the requested number.
     pub failures: Vec<HandshakeFailure>,
+    /// Every failure in range, summed per peer address (without port): the address, how
+    /// many, and the newest failure's reason and offered version.
+    pub refusals_by_peer: Vec<PeerRefusals>,
     /// Failures in range that were not recorded one by one (rate limit).
     pub dropped_failures: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerRefusals {
+    pub peer: String,
+    pub count: u64,
+    pub last_reason: String,
+    pub last_offered_max: Option<String>,
 }
 
 #[derive(Debug)]
@@ -95,6 +106,10 @@ pub enum StoreError {
     Conflict(String),
     /// The change would remove something still in use.
     InUse(String),
+    /// A value the schema does not accept.
+    Invalid(String),
+    /// A database older than this ward, opened read-only: the server upgrades it on start.
+    TooOld { found: i64, supported: i64 },
 }
 
 impl fmt::Display for StoreError {
@@ -109,7 +124,13 @@ impl fmt::Display for StoreError {
             StoreError::Database(message) => write!(f, "database: {message}"),
             StoreError::NotFound(message)
             | StoreError::Conflict(message)
-            | StoreError::InUse(message) => f.write_str(message),
+            | StoreError::InUse(message)
+            | StoreError::Invalid(message) => f.write_str(message),
+            StoreError::TooOld { found, supported } => write!(
+                f,
+                "the database has schema version {found}, this ward writes {supported}: start \
+                 `ward server` once to upgrade it"
+            ),
         }
     }
 }
@@ -133,6 +154,9 @@ pub trait Store: Send + Sync {
         since_ms: i64,
         max_failures: usize,
     ) -> Result<HandshakeReport, StoreError>;
+
+    /// Deletes telemetry older than `before_ms`; returns how many rows went.
+    fn prune_telemetry(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     /// Creates the root group and the default server list when there are no groups yet;
     /// returns whether it did.

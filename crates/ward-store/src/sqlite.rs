@@ -42,6 +42,28 @@ impl SqliteStore {
         })
     }
 
+    /// Opens an existing database for reading only, without migrating it: for commands that
+    /// look while a server runs. A database of another schema version is refused.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
+        connection.busy_timeout(Duration::from_secs(10))?;
+        let found: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let supported = migrate::latest();
+        if found > supported {
+            return Err(StoreError::TooNew { found, supported });
+        }
+        if found < supported {
+            return Err(StoreError::TooOld { found, supported });
+        }
+        Ok(SqliteStore {
+            connection: Mutex::new(connection),
+        })
+    }
+
     /// The schema version this build writes.
     pub fn schema_version() -> i64 {
         migrate::latest()
@@ -145,7 +167,7 @@ impl Store for SqliteStore {
 
             let mut statement = connection.prepare_cached(
                 "SELECT at_ms, listener, peer, offered_max, offered_versions, server_name, kind, reason
-                 FROM tls_failures WHERE at_ms >= ?1 ORDER BY at_ms, id LIMIT ?2",
+                 FROM tls_failures WHERE at_ms >= ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
             )?;
             let rows = statement.query_map(params![since_ms, max_failures as i64], |row| {
                 let versions: String = row.get(4)?;
@@ -165,12 +187,59 @@ impl Store for SqliteStore {
                 })
             })?;
             report.failures = rows.collect::<Result<_, _>>()?;
+            // Every failure in range, by address, newest first so the first seen is the last.
+            let mut statement = connection.prepare_cached(
+                "SELECT peer, reason, offered_max FROM tls_failures WHERE at_ms >= ?1
+                 ORDER BY at_ms DESC, id DESC",
+            )?;
+            let mut rows = statement.query(params![since_ms])?;
+            let mut by_peer: Vec<crate::PeerRefusals> = Vec::new();
+            let mut index: std::collections::HashMap<String, usize> = Default::default();
+            while let Some(row) = rows.next()? {
+                let peer: String = row.get(0)?;
+                let address = peer
+                    .parse::<std::net::SocketAddr>()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or(peer);
+                match index.get(&address) {
+                    Some(&at) => by_peer[at].count += 1,
+                    None => {
+                        index.insert(address.clone(), by_peer.len());
+                        by_peer.push(crate::PeerRefusals {
+                            peer: address,
+                            count: 1,
+                            last_reason: row.get(1)?,
+                            last_offered_max: row.get(2)?,
+                        });
+                    }
+                }
+            }
+            report.refusals_by_peer = by_peer;
             report.dropped_failures = connection.query_row(
                 "SELECT COALESCE(SUM(count), 0) FROM tls_failures_dropped WHERE minute >= ?1",
                 params![since_minute],
                 |row| row.get::<_, i64>(0),
             )? as u64;
             Ok(report)
+        })
+    }
+
+    fn prune_telemetry(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.write(|t| {
+            let minute = before_ms.div_euclid(60_000);
+            let mut removed = t.execute(
+                "DELETE FROM tls_handshakes WHERE minute < ?1",
+                params![minute],
+            )?;
+            removed += t.execute(
+                "DELETE FROM tls_failures WHERE at_ms < ?1",
+                params![before_ms],
+            )?;
+            removed += t.execute(
+                "DELETE FROM tls_failures_dropped WHERE minute < ?1",
+                params![minute],
+            )?;
+            Ok(removed as u64)
         })
     }
 

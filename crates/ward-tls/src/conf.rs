@@ -127,6 +127,16 @@ pub struct ConfFile {
 }
 
 impl ConfFile {
+    /// The directive named `name` that applies to the file's listener: the first vhost's last
+    /// one, else the main server's last one (a vhost's own replaces the global one).
+    pub fn applied(&self, name: &str) -> Option<&Directive> {
+        let is = |d: &&Directive| d.is(name);
+        self.virtual_hosts
+            .first()
+            .and_then(|v| v.directives.iter().rfind(is))
+            .or_else(|| self.global.iter().rfind(is))
+    }
+
     pub fn has_errors(&self) -> bool {
         self.diagnostics
             .iter()
@@ -207,7 +217,7 @@ pub fn parse_conf(file: &str, text: &str) -> ConfFile {
             file: file.clone(),
             line: line.first,
         };
-        let trimmed = line.text.trim();
+        let trimmed = line.text.trim_matches(protocol::is_apache_space);
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
@@ -219,7 +229,7 @@ pub fn parse_conf(file: &str, text: &str) -> ConfFile {
                 ));
                 continue;
             };
-            let name = name.trim();
+            let name = name.trim_matches(protocol::is_apache_space);
             match stack.pop() {
                 Some(open) if open.name.eq_ignore_ascii_case(name) => {
                     if open.mode == SectionMode::VirtualHost {
@@ -359,9 +369,12 @@ fn invalid_command(name: &str) -> String {
 }
 
 fn split_name(text: &str) -> (&str, &str) {
-    let text = text.trim();
-    match text.find(char::is_whitespace) {
-        Some(end) => (&text[..end], text[end..].trim_start()),
+    let text = text.trim_matches(protocol::is_apache_space);
+    match text.find(protocol::is_apache_space) {
+        Some(end) => (
+            &text[..end],
+            text[end..].trim_start_matches(protocol::is_apache_space),
+        ),
         None => (text, ""),
     }
 }
@@ -531,7 +544,6 @@ pub fn listener_conf(file: &str, text: &str) -> ListenerConf {
     let conf = parse_conf(file, text);
     let mut diagnostics = conf.diagnostics.clone();
     let mut policy = TlsPolicy::apache_default();
-    let mut protocol_directive: Option<&Directive> = None;
     let mut listen = Vec::new();
 
     let vhost = conf.virtual_hosts.first();
@@ -548,9 +560,7 @@ pub fn listener_conf(file: &str, text: &str) -> ListenerConf {
             value,
             location: directive.location.clone(),
         };
-        if directive.is("SSLProtocol") {
-            protocol_directive = Some(directive);
-        } else if directive.is("SSLCipherSuite") {
+        if directive.is("SSLCipherSuite") {
             match directive.args.as_slice() {
                 [list] => policy.cipher_list = Some(located(apache_cipher_list(list))),
                 [protocol, list] if protocol == "SSL" => {
@@ -589,7 +599,7 @@ pub fn listener_conf(file: &str, text: &str) -> ListenerConf {
         }
     }
 
-    if let Some(directive) = protocol_directive {
+    if let Some(directive) = conf.applied("SSLProtocol") {
         policy.protocol_location = Some(directive.location.clone());
         match protocol::parse_ssl_protocol(&directive.args) {
             Ok(decision) => {

@@ -10,6 +10,7 @@ use openssl::ssl::{
     SslConnector, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslMode, SslOptions,
     SslSessionCacheMode, SslVerifyMode, SslVersion,
 };
+use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
 
 use crate::conf::{Location, TlsPolicy};
@@ -226,9 +227,9 @@ impl ClientTls {
         }
     }
 
+    /// Whether TLSv1 or TLSv1.1 may be offered.
     fn reaches_legacy(&self) -> bool {
         self.min.is_none_or(|min| min < TlsVersion::Tls1_2)
-            && self.max.is_none_or(|max| max >= TlsVersion::Tls1_0)
     }
 }
 
@@ -245,9 +246,13 @@ pub fn build_connector(config: &ClientTls) -> Result<SslConnector, ErrorStack> {
     }
     match &config.verification {
         ServerVerification::Ca(pem) => {
+            // Only this CA: a fresh store, without the system's trust anchors that
+            // `SslConnector::builder` loads.
+            let mut store = X509StoreBuilder::new()?;
             for cert in X509::stack_from_pem(pem)? {
-                builder.cert_store_mut().add_cert(cert)?;
+                store.add_cert(cert)?;
             }
+            builder.set_cert_store(store.build());
             builder.set_verify(SslVerifyMode::PEER);
         }
         ServerVerification::None => builder.set_verify(SslVerifyMode::NONE),

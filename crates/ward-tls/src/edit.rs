@@ -27,6 +27,10 @@ pub enum EditError {
         error: io::Error,
     },
     NotUtf8(PathBuf),
+    /// The new value spans lines, which would write a second, broken directive.
+    MultiLine,
+    /// The edited text would not apply the new value (a bug; nothing was written).
+    Unverified(String),
 }
 
 impl fmt::Display for EditError {
@@ -42,6 +46,8 @@ impl fmt::Display for EditError {
             EditError::InvalidValue(error) => write!(f, "new value refused: {error}"),
             EditError::Io { path, error } => write!(f, "{}: {error}", path.display()),
             EditError::NotUtf8(path) => write!(f, "{}: not a UTF-8 text file", path.display()),
+            EditError::MultiLine => f.write_str("new value refused: it must be one line"),
+            EditError::Unverified(why) => write!(f, "edit refused, nothing written: {why}"),
         }
     }
 }
@@ -63,7 +69,10 @@ pub fn replace_ssl_protocol(
     new_args: &str,
     marker: &str,
 ) -> Result<Option<String>, EditError> {
-    protocol::parse_ssl_protocol(&protocol::split_words(new_args))
+    if new_args.contains(['\n', '\r']) {
+        return Err(EditError::MultiLine);
+    }
+    let decision = protocol::parse_ssl_protocol(&protocol::split_words(new_args))
         .map_err(EditError::InvalidValue)?;
     let parsed = conf::parse_conf(file, text);
     if parsed.has_errors() {
@@ -74,11 +83,8 @@ pub fn replace_ssl_protocol(
             .collect();
         return Err(EditError::BrokenFile(errors));
     }
-    let is_protocol = |d: &&conf::Directive| d.name.eq_ignore_ascii_case("SSLProtocol");
     let vhost = parsed.virtual_hosts.first();
-    let target = vhost
-        .and_then(|v| v.directives.iter().rfind(is_protocol))
-        .or_else(|| parsed.global.iter().rfind(is_protocol));
+    let target = parsed.applied("SSLProtocol");
 
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let mut out = String::with_capacity(text.len() + marker.len() + new_args.len() + 32);
@@ -127,7 +133,23 @@ pub fn replace_ssl_protocol(
             out.extend(lines[insert_at..].iter().copied());
         }
     }
-    Ok(Some(out))
+    // The edited file must apply exactly the new value; check before anyone writes it.
+    let edited = conf::listener_conf(file, &out);
+    match &edited.policy {
+        Some(policy) if policy.protocol.set == decision.set => Ok(Some(out)),
+        Some(policy) => Err(EditError::Unverified(format!(
+            "the edited file would apply {} instead of {}",
+            policy.protocol.range, decision.range
+        ))),
+        None => Err(EditError::Unverified(format!(
+            "the edited file would have errors: {}",
+            edited
+                .errors()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
+    }
 }
 
 /// A last line that ends with `\` continues into whatever follows it: a file whose final line

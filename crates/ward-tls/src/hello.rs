@@ -93,6 +93,9 @@ const MAX_RECORD: usize = 16_384 + 2_048;
 /// A ClientHello larger than this is refused rather than buffered.
 pub const MAX_HELLO: usize = 64 * 1024;
 
+/// A ClientHello split into more records than this is refused (real clients use one or two).
+pub const MAX_RECORDS: usize = 64;
+
 const HANDSHAKE: u8 = 22;
 const CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0x0000;
@@ -113,6 +116,7 @@ pub fn parse_client_hello(bytes: &[u8]) -> Result<ClientHello, HelloError> {
     let mut message = Vec::new();
     let mut rest = bytes;
     let mut record_version = None;
+    let mut records = 0;
     loop {
         if let Some(length) = handshake_length(&message) {
             if length > MAX_HELLO {
@@ -121,6 +125,12 @@ pub fn parse_client_hello(bytes: &[u8]) -> Result<ClientHello, HelloError> {
             if message.len() >= 4 + length {
                 break;
             }
+        }
+        records += 1;
+        if records > MAX_RECORDS {
+            return Err(HelloError::Malformed(
+                "ClientHello split into too many records",
+            ));
         }
         let mut record = Reader::new(rest);
         let content_type = record.u8()?;
@@ -150,6 +160,66 @@ pub fn parse_client_hello(bytes: &[u8]) -> Result<ClientHello, HelloError> {
     }
     let length = header.u24()?;
     parse_hello_body(Reader::complete(header.bytes(length)?), record_version)
+}
+
+/// How many bytes from the start of `bytes` hold the whole ClientHello, judged from the
+/// record headers alone, without copying: `Ok(Some(n))` once known (wait until `n` bytes
+/// are there, then call [`parse_client_hello`]), `Ok(None)` while more bytes are needed to
+/// tell. Cheap enough to call after every read, so a client that sends its hello a byte at a
+/// time costs linear work, not quadratic.
+pub fn needed_len(bytes: &[u8]) -> Result<Option<usize>, HelloError> {
+    let Some(&first) = bytes.first() else {
+        return Ok(None);
+    };
+    if first & 0x80 != 0 {
+        return Ok(match bytes {
+            [high, low, ..] => Some(2 + usize::from(u16::from_be_bytes([*high, *low]) & 0x7fff)),
+            _ => None,
+        });
+    }
+    if first != HANDSHAKE {
+        return Err(HelloError::NotTls);
+    }
+    let mut position = 0;
+    let mut payload = 0;
+    let mut header = [0u8; 4];
+    for _ in 0..MAX_RECORDS {
+        let Some(record_header) = bytes.get(position..position + 5) else {
+            return Ok(None);
+        };
+        if record_header[0] != HANDSHAKE {
+            return Err(HelloError::Malformed(
+                "a non-handshake record inside the ClientHello",
+            ));
+        }
+        let length = usize::from(u16::from_be_bytes([record_header[3], record_header[4]]));
+        if length == 0 || length > MAX_RECORD {
+            return Err(HelloError::Malformed("record length out of range"));
+        }
+        let body = position + 5;
+        for (index, byte) in bytes.iter().skip(body).take(length).enumerate() {
+            if payload + index < 4 {
+                header[payload + index] = *byte;
+            }
+        }
+        if payload < 4 && bytes.len() < body + (4 - payload).min(length) {
+            return Ok(None);
+        }
+        payload += length;
+        position = body + length;
+        if payload >= 4 {
+            let message = 4 + handshake_length(&header).expect("four bytes");
+            if message > MAX_HELLO {
+                return Err(HelloError::Malformed("ClientHello too large"));
+            }
+            if payload >= message {
+                return Ok(Some(position));
+            }
+        }
+    }
+    Err(HelloError::Malformed(
+        "ClientHello split into too many records",
+    ))
 }
 
 fn handshake_length(message: &[u8]) -> Option<usize> {

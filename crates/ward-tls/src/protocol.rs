@@ -302,13 +302,20 @@ pub fn parse_ssl_protocol<S: AsRef<str>>(words: &[S]) -> Result<ProtocolDecision
     })
 }
 
+/// Whitespace as Apache's `apr_isspace` (C `isspace` in the C locale) sees it: ASCII only.
+/// A no-break or ideographic space is part of a word, so `all\u{3000}-TLSv1` is one
+/// (illegal) word for Apache, and for ward.
+pub fn is_apache_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
 /// Splits a directive's arguments the way Apache's `ap_getword_conf()` does: on whitespace,
 /// with `"..."` or `'...'` quoting and a backslash escaping the quote character inside quotes.
 pub fn split_words(args: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut chars = args.chars().peekable();
     loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+        while chars.peek().is_some_and(|c| is_apache_space(*c)) {
             chars.next();
         }
         let Some(&first) = chars.peek() else {
@@ -329,7 +336,7 @@ pub fn split_words(args: &str) -> Vec<String> {
             }
         } else {
             while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
+                if is_apache_space(c) {
                     break;
                 }
                 word.push(c);

@@ -61,7 +61,7 @@ impl Outcome {
 
 #[derive(Clone, Debug)]
 pub struct ScanConfig {
-    /// Bound on each probe: connect, handshake and reads together.
+    /// Bound on each socket operation of a probe (connect, each read, each write).
     pub timeout: Duration,
     /// The name sent as SNI; defaults to the target's host part when it is not an address.
     pub server_name: Option<String>,

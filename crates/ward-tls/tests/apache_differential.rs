@@ -154,6 +154,18 @@ fn accepted_versions(port: u16) -> Vec<TlsVersion> {
         .collect()
 }
 
+/// The exit status of `child` if it exits within `bound`.
+fn wait_exit(child: &mut std::process::Child, bound: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + bound;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 #[test]
 fn ward_decides_every_line_as_apache_does() {
     let certs = certs();
@@ -232,15 +244,22 @@ fn ward_decides_every_line_as_apache_does() {
         let path = dir.path().join("empty.conf");
         std::fs::write(&path, apache_conf(dir.path(), &certs, "", &[(port, line)])).unwrap();
         let _ = std::fs::remove_file(dir.path().join("error.log"));
-        let output = Command::new(tool("apache2", "apache2"))
-            .args(["-X", "-f"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-            + &String::from_utf8_lossy(&output.stderr);
+        // Apache must refuse to start; if it starts after all, the daemon guard stops it.
+        let mut apache = spawn(
+            "apache2",
+            Command::new(tool("apache2", "apache2"))
+                .args(["-X", "-f"])
+                .arg(&path),
+        );
+        let status = wait_exit(&mut apache.child, Duration::from_secs(20));
+        let mut stderr = String::new();
+        if let Some(mut pipe) = apache.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        let log =
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default() + &stderr;
         let expected = ProtocolError::NoneAvailable.to_string();
-        if output.status.success() || !log.contains(&expected) {
+        if status.is_none_or(|s| s.success()) || !log.contains(&expected) {
             failures.push(format!(
                 "{line}: Apache did not stop with {expected:?}: {log}"
             ));

@@ -26,8 +26,15 @@ pub struct Reply {
 impl AdminClient {
     /// The client for the server whose data dir is `data`.
     pub fn local(data: &DataDir) -> Result<AdminClient, String> {
-        let config = ward_server::config::load(&data.config()).map_err(|e| e.to_string())?;
-        let mut address = config.console;
+        // The address the running server really uses (flags may override ward.toml).
+        let mut address = match ward_server::server::running_console(data) {
+            Some(address) => address,
+            None => {
+                ward_server::config::load(&data.config())
+                    .map_err(|e| e.to_string())?
+                    .console
+            }
+        };
         // A listener on every address is reached through loopback.
         if address.ip().is_unspecified() {
             address.set_ip(match address.ip() {
@@ -65,11 +72,9 @@ impl AdminClient {
             .map_err(|e| unreachable(&e))?;
         tcp.set_read_timeout(Some(Duration::from_secs(120)))
             .map_err(|e| e.to_string())?;
-        let host = match self.address.ip() {
-            IpAddr::V4(ip) if ip.is_loopback() => "localhost".to_string(),
-            IpAddr::V6(ip) if ip.is_loopback() => "localhost".to_string(),
-            ip => ip.to_string(),
-        };
+        // The server's own certificate always names localhost; on the server host that is the
+        // name to check, whatever address the console listens on.
+        let host = "localhost".to_string();
         let mut tls = connector.connect(&host, tcp).map_err(|e| unreachable(&e))?;
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let request = format!(

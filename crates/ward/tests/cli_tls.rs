@@ -235,6 +235,11 @@ fn every_command_has_help() {
         &["tls", "edit", "--help"][..],
         &["tls", "restore", "--help"][..],
         &["tls", "scan", "--help"][..],
+        &["tls", "handshakes", "--help"][..],
+        &["server", "--help"][..],
+        &["server", "init", "--help"][..],
+        &["server", "configtest", "--help"][..],
+        &["server", "reload", "--help"][..],
     ] {
         let output = ward(args);
         assert!(output.status.success(), "{args:?}");

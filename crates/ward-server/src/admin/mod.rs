@@ -66,6 +66,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             StoreError::InUse(_) => (StatusCode::CONFLICT, "in_use"),
+            StoreError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             // A database that stays busy past the busy timeout: the caller may retry.
             StoreError::Database(message)
                 if message.contains("locked") || message.contains("busy") =>

@@ -7,13 +7,6 @@ use serde_json::{json, Value};
 use crate::config::Role;
 use crate::server::Shared;
 
-pub fn findings_json(findings: &[crate::listener_tls::Finding]) -> Value {
-    json!(findings
-        .iter()
-        .map(|f| json!({"severity": f.severity.to_string(), "message": f.text}))
-        .collect::<Vec<_>>())
-}
-
 fn unix_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -56,7 +49,7 @@ pub async fn reload(shared: &Shared, caller: &super::auth::Caller) -> crate::htt
     let (status, body, outcome) = match &result {
         Ok(findings) => (
             StatusCode::OK,
-            json!({"reloaded": true, "findings": findings_json(findings)}),
+            json!({"reloaded": true, "findings": crate::listener_tls::findings_json(findings)}),
             "ok",
         ),
         Err(findings) => (
@@ -66,7 +59,7 @@ pub async fn reload(shared: &Shared, caller: &super::auth::Caller) -> crate::htt
                     "code": "config_invalid",
                     "message": "the new settings have errors; the old ones keep serving",
                 },
-                "findings": findings_json(findings),
+                "findings": crate::listener_tls::findings_json(findings),
             }),
             "refused",
         ),

@@ -1,7 +1,7 @@
 use super::*;
 
 fn default_text() -> String {
-    default_toml(DEFAULT_ADDRESSES.map(|a| a.parse().unwrap()))
+    default_toml(default_addresses())
 }
 
 #[test]
@@ -28,6 +28,10 @@ fn errors_name_file_and_line() {
         (
             default_text().replace("max_connections = 10000", "max_connections = 0"),
             "ward.toml:26: max_connections: must be at least 1",
+        ),
+        (
+            default_text().replace("handshake_timeout = \"10s\"", "handshake_timeout = \"0s\""),
+            "ward.toml:28: handshake_timeout: must be more than 0s",
         ),
     ];
     for (text, expected) in cases {

@@ -29,9 +29,26 @@ fn from_millis(value: Option<i64>) -> Option<Duration> {
     value.map(|ms| Duration::from_millis(ms.max(0) as u64))
 }
 
+/// A stored value that does not decode: corruption, reported rather than guessed around.
+fn corrupt(column: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("stored {what} does not decode").into(),
+    )
+}
+
 fn group_from_row(row: &Row<'_>) -> rusqlite::Result<Group> {
     let mode: Option<String> = row.get(6)?;
     let policy: Option<String> = row.get(7)?;
+    let policy = match policy {
+        Some(text) => Some(serde_json::from_str(&text).map_err(|_| corrupt(7, "policy"))?),
+        None => None,
+    };
+    let mode = match mode {
+        Some(text) => Some(Mode::parse(&text).ok_or_else(|| corrupt(6, "mode"))?),
+        None => None,
+    };
     Ok(Group {
         id: row.get(0)?,
         parent: row.get(1)?,
@@ -40,8 +57,8 @@ fn group_from_row(row: &Row<'_>) -> rusqlite::Result<Group> {
             server_list: row.get(3)?,
             interval: from_millis(row.get(4)?),
             randomize: from_millis(row.get(5)?),
-            mode: mode.as_deref().and_then(Mode::parse),
-            policy: policy.and_then(|p| serde_json::from_str(&p).ok()),
+            mode,
+            policy,
         },
     })
 }
@@ -74,30 +91,33 @@ fn entries_json(list: &ServerList) -> String {
     Value::Array(entries).to_string()
 }
 
-fn list_from_json(name: String, entries: &str) -> ServerList {
+fn list_from_json(name: String, entries: &str) -> rusqlite::Result<ServerList> {
     let mut levels: Vec<(u64, Vec<ServerEntry>)> = Vec::new();
-    let parsed: Vec<Value> = serde_json::from_str(entries).unwrap_or_default();
+    let parsed: Vec<Value> =
+        serde_json::from_str(entries).map_err(|_| corrupt(1, "server list"))?;
     for entry in parsed {
-        let priority = entry["priority"].as_u64().unwrap_or(1);
-        let server = ServerEntry {
-            address: entry["address"].as_str().unwrap_or_default().to_string(),
-            protocol: entry["protocol"]
-                .as_str()
-                .and_then(Protocol::parse)
-                .unwrap_or(Protocol::Https),
-            port: entry["port"].as_u64().unwrap_or(443) as u16,
-            verify_certificate: entry["verify_certificate"].as_bool().unwrap_or(true),
+        let decode = || -> Option<(u64, ServerEntry)> {
+            Some((
+                entry["priority"].as_u64()?,
+                ServerEntry {
+                    address: entry["address"].as_str()?.to_string(),
+                    protocol: Protocol::parse(entry["protocol"].as_str()?)?,
+                    port: u16::try_from(entry["port"].as_u64()?).ok()?,
+                    verify_certificate: entry["verify_certificate"].as_bool()?,
+                },
+            ))
         };
+        let (priority, server) = decode().ok_or_else(|| corrupt(1, "server list entry"))?;
         match levels.iter_mut().find(|(p, _)| *p == priority) {
             Some((_, level)) => level.push(server),
             None => levels.push((priority, vec![server])),
         }
     }
     levels.sort_by_key(|(p, _)| *p);
-    ServerList {
+    Ok(ServerList {
         name,
         levels: levels.into_iter().map(|(_, l)| l).collect(),
-    }
+    })
 }
 
 pub(crate) fn server_lists(connection: &Connection) -> rusqlite::Result<Vec<ServerList>> {
@@ -105,7 +125,7 @@ pub(crate) fn server_lists(connection: &Connection) -> rusqlite::Result<Vec<Serv
         connection.prepare_cached("SELECT name, entries FROM server_lists ORDER BY name")?;
     let rows = statement.query_map([], |row| {
         let entries: String = row.get(1)?;
-        Ok(list_from_json(row.get(0)?, &entries))
+        list_from_json(row.get(0)?, &entries)
     })?;
     rows.collect()
 }
@@ -342,7 +362,7 @@ fn constraint(error: rusqlite::Error, what: &str) -> StoreError {
             } else if message.contains("FOREIGN KEY") {
                 StoreError::NotFound(format!("{what} refers to something that does not exist"))
             } else {
-                StoreError::Database(error.to_string())
+                StoreError::Invalid(format!("{what} is not valid: {message}"))
             }
         }
         _ => StoreError::from(error),
@@ -363,6 +383,14 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
             .map(Some)
             .map_err(|e| constraint(e, &format!("group '{}'", group.name))),
         Mutation::UpdateGroup(group) => {
+            let exists = count(
+                transaction,
+                "SELECT COUNT(*) FROM groups WHERE id = ?1",
+                &group.id,
+            )?;
+            if exists == 0 {
+                return Err(StoreError::NotFound(format!("no group {}", group.id)));
+            }
             let changed = write_group(transaction, group, false)
                 .map_err(|e| constraint(e, &format!("group '{}'", group.name)))?;
             Ok(Some(changed))

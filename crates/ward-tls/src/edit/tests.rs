@@ -143,6 +143,12 @@ fn refusals_change_nothing() {
 }
 
 #[test]
+fn a_value_on_several_lines_is_refused() {
+    let error = replace_ssl_protocol("x", "SSLProtocol all\n", "all\n-TLSv1", MARKER).unwrap_err();
+    assert_eq!(error.to_string(), "new value refused: it must be one line");
+}
+
+#[test]
 fn file_edit_and_rollback_are_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sslforclients.conf");

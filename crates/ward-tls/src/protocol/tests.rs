@@ -227,6 +227,10 @@ fn split_words_table() {
         ("'a \\' b'", &["a ' b"]),
         ("\"unterminated", &["unterminated"]),
         ("tab\tsep", &["tab", "sep"]),
+        ("vt\x0bsep", &["vt", "sep"]),
+        // Apache splits on ASCII whitespace only.
+        ("all\u{3000}-TLSv1", &["all\u{3000}-TLSv1"]),
+        ("all\u{a0}-TLSv1", &["all\u{a0}-TLSv1"]),
     ];
     for (input, expected) in cases {
         assert_eq!(split_words(input), *expected, "{input:?}");

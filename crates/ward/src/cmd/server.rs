@@ -166,10 +166,7 @@ fn configtest(data: &DataDir, as_json: bool) -> CmdResult {
     let findings = ward_server::configtest(data);
     let ok = findings.iter().all(|f| f.severity != Severity::Error);
     if as_json {
-        let findings: Vec<_> = findings
-            .iter()
-            .map(|f| json!({"severity": f.severity.to_string(), "message": f.text}))
-            .collect();
+        let findings = ward_server::listener_tls::findings_json(&findings);
         println!("{:#}", json!({"ok": ok, "findings": findings}));
     } else {
         for finding in &findings {

@@ -550,17 +550,11 @@ fn peer_summary(report: &ward_store::HandshakeReport) -> Vec<PeerSummary> {
             .entry(h.key.version.clone())
             .or_default() += h.count;
     }
-    for f in &report.failures {
-        // Failures carry ip:port; group by the address.
-        let ip = f
-            .peer
-            .parse::<std::net::SocketAddr>()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|_| f.peer.clone());
-        let summary = entry(&mut peers, &ip);
-        summary.refused += 1;
-        summary.offered_max = f.offered_max.clone();
-        summary.last_reason = Some(f.reason.clone());
+    for refusals in &report.refusals_by_peer {
+        let summary = entry(&mut peers, &refusals.peer);
+        summary.refused = refusals.count;
+        summary.offered_max = refusals.last_offered_max.clone();
+        summary.last_reason = Some(refusals.last_reason.clone());
     }
     peers.into_values().collect()
 }
