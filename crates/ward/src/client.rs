@@ -1,18 +1,26 @@
-//! A small blocking HTTPS client for the admin API, for the CLI on the server host: it finds
-//! the console address, the CA and the local admin token in the data dir.
+//! A small blocking HTTPS client for the admin API.
+//!
+//! On the server host it finds the console address, the CA and the local admin token in the
+//! data dir. From elsewhere it uses what `ward login` saved: the server URL, the CA file and a
+//! session token, in `$XDG_CONFIG_HOME/ward/login.json` (mode 0600).
 //!
 //! One request per connection (`Connection: close`), JSON in and out.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream, ToSocketAddrs};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use ward_server::DataDir;
 use ward_tls::context::{build_connector, ClientTls, ServerVerification};
 
 pub struct AdminClient {
-    address: SocketAddr,
+    /// `host:port` to connect to.
+    address: String,
+    /// The name the server certificate must carry.
+    host: String,
     ca_pem: Vec<u8>,
     token: String,
 }
@@ -21,6 +29,55 @@ pub struct AdminClient {
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+}
+
+impl Reply {
+    /// The body on success; otherwise the server's error sentence.
+    pub fn into_result(self) -> Result<Value, String> {
+        if (200..300).contains(&self.status) {
+            Ok(self.body)
+        } else {
+            Err(match self.body["error"]["message"].as_str() {
+                Some(message) => format!("{message} ({})", self.status),
+                None => format!("the server answered {}", self.status),
+            })
+        }
+    }
+}
+
+/// `https://HOST:PORT` → (`HOST:PORT`, `HOST`).
+fn split_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("{url}: the console URL starts with https://"))?
+        .trim_end_matches('/');
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, port) = bracketed
+                .split_once("]:")
+                .ok_or_else(|| format!("{url}: expected https://[ADDRESS]:PORT"))?;
+            (host.to_string(), port)
+        }
+        None => {
+            let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "8445"));
+            (host.to_string(), port)
+        }
+    };
+    let port: u16 = port.parse().map_err(|_| format!("{url}: bad port"))?;
+    let address = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok((address, host))
+}
+
+fn login_file() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("ward").join("login.json")
 }
 
 impl AdminClient {
@@ -47,11 +104,71 @@ impl AdminClient {
         let token = data
             .read_admin_token()
             .map_err(|e| format!("{}: {e}", data.admin_token().display()))?;
+        // The server's own certificate always names localhost: the name to check on its host.
         Ok(AdminClient {
-            address,
+            address: address.to_string(),
+            host: "localhost".into(),
             ca_pem,
             token,
         })
+    }
+
+    /// The client `ward login` saved.
+    pub fn saved() -> Result<AdminClient, String> {
+        let path = login_file();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|_| "not logged in: run `ward login --server https://HOST:8445 --user NAME`, or use --data DIR on the server host".to_string())?;
+        let saved: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let url = saved["server"]
+            .as_str()
+            .ok_or_else(|| format!("{}: no server", path.display()))?;
+        let (address, host) = split_url(url)?;
+        Ok(AdminClient {
+            address,
+            host,
+            ca_pem: saved["ca_pem"]
+                .as_str()
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec(),
+            token: saved["token"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// Logs in with a password and saves the session for later commands.
+    pub fn login(url: &str, ca_pem: Vec<u8>, user: &str, password: &str) -> Result<Value, String> {
+        let (address, host) = split_url(url)?;
+        let client = AdminClient {
+            address,
+            host,
+            ca_pem,
+            token: String::new(),
+        };
+        let reply = client
+            .request(
+                "POST",
+                "/api/v1/login",
+                Some(&json!({"user": user, "password": password})),
+            )?
+            .into_result()?;
+        let saved = json!({
+            "server": url,
+            "user": user,
+            "token": reply["token"],
+            "expires": reply["expires"],
+            "ca_pem": String::from_utf8_lossy(&client.ca_pem),
+        });
+        let path = login_file();
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, b"").map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        ward_tls::edit::write_atomic(&path, saved.to_string().as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(reply)
     }
 
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
@@ -68,18 +185,24 @@ impl AdminClient {
             cipher_list: None,
         })
         .map_err(|e| e.to_string())?;
-        let tcp = TcpStream::connect_timeout(&self.address, Duration::from_secs(10))
+        let address = self
+            .address
+            .to_socket_addrs()
+            .map_err(|e| unreachable(&e))?
+            .next()
+            .ok_or_else(|| unreachable(&"no address"))?;
+        let tcp = TcpStream::connect_timeout(&address, Duration::from_secs(10))
             .map_err(|e| unreachable(&e))?;
         tcp.set_read_timeout(Some(Duration::from_secs(120)))
             .map_err(|e| e.to_string())?;
-        // The server's own certificate always names localhost; on the server host that is the
-        // name to check, whatever address the console listens on.
-        let host = "localhost".to_string();
-        let mut tls = connector.connect(&host, tcp).map_err(|e| unreachable(&e))?;
+        let mut tls = connector
+            .connect(&self.host, tcp)
+            .map_err(|e| unreachable(&e))?;
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.host,
             self.token,
             body.len()
         );
@@ -93,6 +216,11 @@ impl AdminClient {
             Err(e) => return Err(format!("reading the response: {e}")),
         }
         parse_response(&response)
+    }
+
+    /// A request whose failure is the command's failure.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+        self.request(method, path, body)?.into_result()
     }
 }
 
@@ -110,4 +238,42 @@ fn parse_response(bytes: &[u8]) -> Result<Reply, String> {
         status,
         body: serde_json::from_str(body).unwrap_or(Value::Null),
     })
+}
+
+/// Percent-encodes one path segment (a server list name may hold spaces).
+pub fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            split_url("https://mgr1:8445").unwrap(),
+            ("mgr1:8445".into(), "mgr1".into())
+        );
+        assert_eq!(
+            split_url("https://mgr1").unwrap(),
+            ("mgr1:8445".into(), "mgr1".into())
+        );
+        assert_eq!(
+            split_url("https://[::1]:9/").unwrap(),
+            ("[::1]:9".into(), "::1".into())
+        );
+        assert!(split_url("http://mgr1:8445").is_err());
+        assert_eq!(
+            segment("Default (HTTP 8014)"),
+            "Default%20%28HTTP%208014%29"
+        );
+    }
 }

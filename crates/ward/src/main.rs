@@ -34,6 +34,44 @@ enum Command {
     /// the listeners negotiated
     #[command(subcommand)]
     Tls(cmd::tls::TlsCommand),
+    /// Log in to a remote server's admin API and save the session
+    Login(cmd::fleet::LoginArgs),
+    /// Groups: the tree, settings and inheritance, enrollment tokens
+    Group {
+        #[command(flatten)]
+        target: cmd::fleet::Target,
+        #[command(subcommand)]
+        command: cmd::fleet::GroupCommand,
+    },
+    /// Management server lists
+    #[command(name = "serverlist")]
+    ServerList {
+        #[command(flatten)]
+        target: cmd::fleet::Target,
+        #[command(subcommand)]
+        command: cmd::fleet::ServerListCommand,
+    },
+    /// Clients (agents): list, show, move between groups
+    Client {
+        #[command(flatten)]
+        target: cmd::fleet::Target,
+        #[command(subcommand)]
+        command: cmd::fleet::ClientCommand,
+    },
+    /// Admin and auditor accounts
+    Account {
+        #[command(flatten)]
+        target: cmd::fleet::Target,
+        #[command(subcommand)]
+        command: cmd::fleet::AccountCommand,
+    },
+    /// The audit log of admin changes
+    Audit {
+        #[command(flatten)]
+        target: cmd::fleet::Target,
+        #[command(flatten)]
+        args: cmd::fleet::AuditArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +79,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => cmd::server::run(args),
         Command::Tls(command) => cmd::tls::run(command),
+        Command::Login(args) => cmd::fleet::login(args),
+        Command::Group { target, command } => cmd::fleet::group(&target, command),
+        Command::ServerList { target, command } => cmd::fleet::server_list(&target, command),
+        Command::Client { target, command } => cmd::fleet::client(&target, command),
+        Command::Account { target, command } => cmd::fleet::account(&target, command),
+        Command::Audit { target, args } => cmd::fleet::audit(&target, args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,602 @@
+//! `ward login`, `ward group ...`, `ward serverlist ...`, `ward client ...`, `ward account`,
+//! `ward audit`: clients of the admin API. On the server host `--data DIR` uses the local
+//! admin token; elsewhere, what `ward login` saved.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::CmdResult;
+use crate::client::{segment, AdminClient};
+
+/// Which server to talk to.
+#[derive(Args, Clone)]
+pub struct Target {
+    /// The server's data dir, on the server host (uses its local admin token) [default:
+    /// ward-data, or the saved login when there is none]
+    #[arg(long, value_name = "DIR", env = "WARD_DATA", global = true)]
+    data: Option<PathBuf>,
+    /// Print JSON for scripts
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Target {
+    fn client(&self) -> Result<AdminClient, String> {
+        match &self.data {
+            Some(dir) => AdminClient::local(&ward_server::DataDir::new(dir)),
+            None => {
+                let default = ward_server::DataDir::new("ward-data");
+                if default.is_initialised() {
+                    AdminClient::local(&default)
+                } else {
+                    AdminClient::saved()
+                }
+            }
+        }
+    }
+}
+
+fn print(target: &Target, value: &Value, human: impl FnOnce(&Value)) -> CmdResult {
+    if target.json {
+        println!("{value:#}");
+    } else {
+        human(value);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text<'a>(value: &'a Value, key: &str) -> &'a str {
+    value[key].as_str().unwrap_or("-")
+}
+
+// ---- login -------------------------------------------------------------------------------
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// The console URL, e.g. https://mgr1:8445
+    #[arg(long)]
+    server: String,
+    #[arg(long)]
+    user: String,
+    /// The CA that signed the server's certificate (the server's certs/ca.pem)
+    #[arg(long, value_name = "FILE")]
+    ca: PathBuf,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn login(args: LoginArgs) -> CmdResult {
+    let ca_pem = std::fs::read(&args.ca).map_err(|e| format!("{}: {e}", args.ca.display()))?;
+    eprint!("password for {}: ", args.user);
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    let reply = AdminClient::login(
+        &args.server,
+        ca_pem,
+        &args.user,
+        password.trim_end_matches(['\n', '\r']),
+    )?;
+    if args.json {
+        println!(
+            "{:#}",
+            json!({"user": reply["user"], "role": reply["role"], "expires": reply["expires"]})
+        );
+    } else {
+        println!(
+            "logged in to {} as {} ({}) until {}",
+            args.server,
+            text(&reply, "user"),
+            text(&reply, "role"),
+            text(&reply, "expires")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- groups ------------------------------------------------------------------------------
+
+#[derive(Subcommand)]
+pub enum GroupCommand {
+    /// Create a group (under the root unless --parent)
+    Create {
+        name: String,
+        /// The parent group's path, e.g. 'My Company/Servers'
+        #[arg(long)]
+        parent: Option<String>,
+    },
+    /// List every group with its path and parent
+    List,
+    /// A group's own and effective settings
+    Show { path: String },
+    /// Set, or go back to inheriting, a group's settings
+    Set {
+        path: String,
+        #[arg(long)]
+        server_list: Option<String>,
+        /// Check-in interval, e.g. 5m
+        #[arg(long)]
+        interval: Option<String>,
+        /// Randomisation window, e.g. 1m
+        #[arg(long)]
+        randomize: Option<String>,
+        /// pull or push
+        #[arg(long)]
+        mode: Option<String>,
+        /// A JSON file with the policy document
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Inherit this field from the parent again (server_list, interval, randomize, mode,
+        /// policy); may be repeated
+        #[arg(long, value_name = "FIELD")]
+        inherit: Vec<String>,
+        /// A new name
+        #[arg(long)]
+        rename: Option<String>,
+    },
+    /// Move a group under another parent
+    Move {
+        path: String,
+        #[arg(long)]
+        parent: String,
+    },
+    /// Delete an empty group
+    Delete { path: String },
+    /// Enrollment tokens of a group
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create an enrollment token for a group; the token is printed once
+    Create {
+        path: String,
+        /// Expiry, e.g. 7d
+        #[arg(long)]
+        expires: Option<String>,
+        /// How many enrollments it allows
+        #[arg(long)]
+        uses: Option<u64>,
+    },
+    /// List tokens (never the tokens themselves)
+    List,
+    /// Revoke a token by id
+    Revoke { id: i64 },
+}
+
+/// The group id behind a path.
+fn group_id(client: &AdminClient, path: &str) -> Result<i64, String> {
+    let groups = client.call("GET", "/api/v1/groups", None)?;
+    groups
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["path"] == path)
+        .and_then(|g| g["id"].as_i64())
+        .ok_or_else(|| format!("no group '{path}'"))
+}
+
+fn print_group(group: &Value) {
+    println!("{}", text(group, "path"));
+    let own = &group["own"];
+    let effective = &group["effective"];
+    for field in ["server_list", "interval", "randomize", "mode", "policy"] {
+        let own_value = match &own[field] {
+            Value::Null => "(inherit)".to_string(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let effective_value = match &effective[field] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        println!(
+            "  {field:<12} own: {own_value:<24} effective: {effective_value}  (from {})",
+            text(&effective["inherited_from"], field)
+        );
+    }
+}
+
+pub fn group(target: &Target, command: GroupCommand) -> CmdResult {
+    let client = target.client()?;
+    match command {
+        GroupCommand::Create { name, parent } => {
+            let created = client.call(
+                "POST",
+                "/api/v1/groups",
+                Some(&json!({"name": name, "parent": parent})),
+            )?;
+            print(target, &created, |g| {
+                println!("created {}", text(g, "path"))
+            })
+        }
+        GroupCommand::List => {
+            let groups = client.call("GET", "/api/v1/groups", None)?;
+            let list: Vec<Value> = groups
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|g| json!({"path": g["path"], "name": g["name"], "parent": g["parent"], "id": g["id"], "effective": g["effective"]}))
+                .collect();
+            print(target, &Value::Array(list), |list| {
+                for g in list.as_array().into_iter().flatten() {
+                    let e = &g["effective"];
+                    println!(
+                        "{:<40} list {:<24} {:>5} {}",
+                        text(g, "path"),
+                        text(e, "server_list"),
+                        text(e, "interval"),
+                        text(e, "mode")
+                    );
+                }
+            })
+        }
+        GroupCommand::Show { path } => {
+            let id = group_id(&client, &path)?;
+            let group = client.call("GET", &format!("/api/v1/groups/{id}"), None)?;
+            print(target, &group, print_group)
+        }
+        GroupCommand::Set {
+            path,
+            server_list,
+            interval,
+            randomize,
+            mode,
+            policy,
+            inherit,
+            rename,
+        } => {
+            let id = group_id(&client, &path)?;
+            let mut body = json!({});
+            if let Some(v) = server_list {
+                body["server_list"] = json!(v);
+            }
+            if let Some(v) = interval {
+                body["interval"] = json!(v);
+            }
+            if let Some(v) = randomize {
+                body["randomize"] = json!(v);
+            }
+            if let Some(v) = mode {
+                body["mode"] = json!(v);
+            }
+            if let Some(file) = policy {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                body["policy"] = serde_json::from_str(&text)
+                    .map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
+            }
+            if !inherit.is_empty() {
+                body["inherit"] = json!(inherit);
+            }
+            if let Some(v) = rename {
+                body["name"] = json!(v);
+            }
+            let group = client.call("PATCH", &format!("/api/v1/groups/{id}"), Some(&body))?;
+            print(target, &group, print_group)
+        }
+        GroupCommand::Move { path, parent } => {
+            let id = group_id(&client, &path)?;
+            let group = client.call(
+                "POST",
+                &format!("/api/v1/groups/{id}/move"),
+                Some(&json!({"parent": parent})),
+            )?;
+            print(target, &group, |g| println!("moved to {}", text(g, "path")))
+        }
+        GroupCommand::Delete { path } => {
+            let id = group_id(&client, &path)?;
+            let deleted = client.call("DELETE", &format!("/api/v1/groups/{id}"), None)?;
+            print(target, &deleted, |_| println!("deleted {path}"))
+        }
+        GroupCommand::Token(command) => token(target, &client, command),
+    }
+}
+
+fn token(target: &Target, client: &AdminClient, command: TokenCommand) -> CmdResult {
+    match command {
+        TokenCommand::Create {
+            path,
+            expires,
+            uses,
+        } => {
+            let token = client.call(
+                "POST",
+                "/api/v1/tokens",
+                Some(&json!({"group": path, "expires": expires, "uses": uses})),
+            )?;
+            print(target, &token, |t| {
+                println!("{}", text(t, "token"));
+                eprintln!(
+                    "enrollment token {} for {} (shown once; expires {})",
+                    t["id"],
+                    text(t, "group"),
+                    text(t, "expires")
+                );
+            })
+        }
+        TokenCommand::List => {
+            let tokens = client.call("GET", "/api/v1/tokens", None)?;
+            print(target, &tokens, |list| {
+                for t in list.as_array().into_iter().flatten() {
+                    println!(
+                        "{:>4} {:<40} expires {:<22} uses left {:<6} {}",
+                        t["id"],
+                        text(t, "group"),
+                        text(t, "expires"),
+                        t["uses_left"],
+                        if t["revoked"] == true { "revoked" } else { "" }
+                    );
+                }
+            })
+        }
+        TokenCommand::Revoke { id } => {
+            let revoked = client.call("POST", &format!("/api/v1/tokens/{id}/revoke"), None)?;
+            print(target, &revoked, |_| println!("revoked token {id}"))
+        }
+    }
+}
+
+// ---- server lists ------------------------------------------------------------------------
+
+#[derive(Subcommand)]
+pub enum ServerListCommand {
+    /// Create a list: --server 'PRIORITY:PROTO://ADDRESS:PORT', repeated
+    Create {
+        name: String,
+        #[arg(long = "server", value_name = "SPEC", required = true)]
+        servers: Vec<String>,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    /// Delete a list no group uses
+    Delete {
+        name: String,
+    },
+    /// Copy a list with every server on one protocol and port (the seed's HTTP 8014 list)
+    Copy {
+        name: String,
+        new_name: String,
+        #[arg(long, default_value = "http")]
+        protocol: String,
+        #[arg(long, default_value_t = 8014)]
+        port: u16,
+    },
+}
+
+fn print_list(list: &Value) {
+    println!("{}", text(list, "name"));
+    for server in list["servers"].as_array().into_iter().flatten() {
+        println!("  priority {} {}", server["priority"], text(server, "url"));
+    }
+    let used: Vec<&str> = list["used_by"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !used.is_empty() {
+        println!("  used by: {}", used.join(", "));
+    }
+}
+
+pub fn server_list(target: &Target, command: ServerListCommand) -> CmdResult {
+    let client = target.client()?;
+    match command {
+        ServerListCommand::Create { name, servers } => {
+            let list = client.call(
+                "POST",
+                "/api/v1/serverlists",
+                Some(&json!({"name": name, "servers": servers})),
+            )?;
+            print(target, &list, print_list)
+        }
+        ServerListCommand::List => {
+            let lists = client.call("GET", "/api/v1/serverlists", None)?;
+            print(target, &lists, |lists| {
+                lists.as_array().into_iter().flatten().for_each(print_list)
+            })
+        }
+        ServerListCommand::Show { name } => {
+            let list = client.call(
+                "GET",
+                &format!("/api/v1/serverlists/{}", segment(&name)),
+                None,
+            )?;
+            print(target, &list, print_list)
+        }
+        ServerListCommand::Delete { name } => {
+            let deleted = client.call(
+                "DELETE",
+                &format!("/api/v1/serverlists/{}", segment(&name)),
+                None,
+            )?;
+            print(target, &deleted, |_| println!("deleted {name}"))
+        }
+        ServerListCommand::Copy {
+            name,
+            new_name,
+            protocol,
+            port,
+        } => {
+            let list = client.call(
+                "POST",
+                &format!("/api/v1/serverlists/{}/copy", segment(&name)),
+                Some(&json!({"name": new_name, "protocol": protocol, "port": port})),
+            )?;
+            print(target, &list, print_list)
+        }
+    }
+}
+
+// ---- clients -----------------------------------------------------------------------------
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// List clients (agents)
+    List {
+        /// Only this group and its subgroups
+        #[arg(long)]
+        group: Option<String>,
+        /// Only clients that have not acknowledged their settings serial
+        #[arg(long)]
+        pending: bool,
+        /// Only clients whose best TLS version is at most this (e.g. TLSv1.1)
+        #[arg(long)]
+        tls_max: Option<String>,
+        /// Only clients not seen for this long (e.g. 1h)
+        #[arg(long)]
+        offline: Option<String>,
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// One client
+    Show { id: String },
+    /// Move clients to a group
+    Move {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        group: String,
+    },
+}
+
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", segment(v))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+pub fn client(target: &Target, command: ClientCommand) -> CmdResult {
+    let client = target.client()?;
+    match command {
+        ClientCommand::List {
+            group,
+            pending,
+            tls_max,
+            offline,
+            limit,
+        } => {
+            let path = format!(
+                "/api/v1/clients{}",
+                query(&[
+                    ("group", group),
+                    ("pending", pending.then(|| "true".to_string())),
+                    ("tls_max", tls_max),
+                    ("offline", offline),
+                    ("limit", limit.map(|l| l.to_string())),
+                ])
+            );
+            let clients = client.call("GET", &path, None)?;
+            print(target, &clients, |list| {
+                for c in list.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<36} {:<20} {:<30} {:<8} {:<8} serial {}/{}",
+                        text(c, "id"),
+                        text(c, "hostname"),
+                        text(c, "group"),
+                        text(c, "channel"),
+                        text(c, "tls_version"),
+                        c["acked_serial"],
+                        c["serial"]
+                    );
+                }
+            })
+        }
+        ClientCommand::Show { id } => {
+            let shown = client.call("GET", &format!("/api/v1/clients/{}", segment(&id)), None)?;
+            print(target, &shown, |c| println!("{c:#}"))
+        }
+        ClientCommand::Move { ids, group } => {
+            let moved = client.call(
+                "POST",
+                "/api/v1/clients/move",
+                Some(&json!({"ids": ids, "group": group})),
+            )?;
+            print(target, &moved, |m| {
+                println!("moved {} client(s) to {}", ids.len(), text(m, "group"))
+            })
+        }
+    }
+}
+
+// ---- accounts and audit ------------------------------------------------------------------
+
+#[derive(Subcommand)]
+pub enum AccountCommand {
+    /// Create an account; the password is read from standard input
+    Create {
+        name: String,
+        /// admin or auditor
+        #[arg(long)]
+        role: String,
+    },
+}
+
+pub fn account(target: &Target, command: AccountCommand) -> CmdResult {
+    let client = target.client()?;
+    match command {
+        AccountCommand::Create { name, role } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .map_err(|e| format!("reading the password: {e}"))?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            let created = client.call(
+                "POST",
+                "/api/v1/accounts",
+                Some(&json!({"name": name, "password": password, "role": role})),
+            )?;
+            print(target, &created, |a| {
+                println!("created {} ({})", text(a, "name"), text(a, "role"))
+            })
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// How far back (e.g. 24h); everything when absent
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long, default_value_t = 1000)]
+    limit: u64,
+}
+
+pub fn audit(target: &Target, args: AuditArgs) -> CmdResult {
+    let client = target.client()?;
+    let path = format!(
+        "/api/v1/audit{}",
+        query(&[
+            ("since", args.since),
+            ("limit", Some(args.limit.to_string()))
+        ])
+    );
+    let entries = client.call("GET", &path, None)?;
+    print(target, &entries, |list| {
+        for e in list.as_array().into_iter().flatten() {
+            println!(
+                "{} {:<14} {:<18} {}",
+                text(e, "at"),
+                text(e, "actor"),
+                text(e, "action"),
+                text(e, "target")
+            );
+        }
+    })
+}

@@ -1,0 +1,745 @@
+//! The fleet model through the admin API and the CLI, against the real server process and its
+//! real SQLite file: every command, authentication and roles, bad input, and a crash.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+/// Runs `ward ARGS --data DIR --json` and returns the parsed output, or the stderr on failure.
+fn run(server: &Server, args: &[&str]) -> Result<Value, String> {
+    let mut all: Vec<&str> = args.to_vec();
+    let data = server.data_str();
+    all.extend(["--data", &data, "--json"]);
+    let output = ward(&all);
+    if output.status.success() {
+        Ok(serde_json::from_slice(&output.stdout).unwrap_or(Value::Null))
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+fn ok(server: &Server, args: &[&str]) -> Value {
+    run(server, args).unwrap_or_else(|e| panic!("ward {args:?}: {e}"))
+}
+
+fn started() -> Server {
+    let mut server = Server::init();
+    server.start();
+    server
+}
+
+/// An HTTPS request to the console with an optional bearer token.
+fn api(server: &Server, method: &str, path: &str, token: Option<&str>, body: &str) -> HttpReply {
+    let stream = tls_connect(server.console, &server.ca_pem(), None).unwrap();
+    let mut connection = HttpConnection::new(stream);
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer));
+    }
+    connection
+        .request(method, path, &headers, body)
+        .expect("an answer")
+}
+
+fn insert_agents(server: &Server, agents: &[(&str, &str, &[&str])]) {
+    use ward_store::{AgentRecord, Store};
+    let store = ward_store::SqliteStore::open(&server.path("ward.db")).unwrap();
+    let root = store
+        .groups()
+        .unwrap()
+        .into_iter()
+        .find(|g| g.parent.is_none())
+        .unwrap()
+        .id;
+    let records: Vec<AgentRecord> = agents
+        .iter()
+        .map(|(id, host, versions)| AgentRecord {
+            id: id.to_string(),
+            hostname: host.to_string(),
+            os_name: "Windows".into(),
+            os_version: "XP".into(),
+            agent_version: "0.1.0".into(),
+            tls_versions: versions.iter().map(|v| v.to_string()).collect(),
+            group: root,
+            last_checkin_ms: None,
+            channel: None,
+            server: None,
+            tls_version: None,
+            serial: 1,
+            acked_serial: 1,
+            enrolled_ms: 0,
+        })
+        .collect();
+    store.insert_agents(&records).unwrap();
+}
+
+#[test]
+fn every_command_works() {
+    let server = started();
+    // Groups.
+    let created = ok(&server, &["group", "create", "Legacy XP"]);
+    assert_eq!(created["path"], "My Company/Legacy XP");
+    ok(
+        &server,
+        &[
+            "group",
+            "create",
+            "Kiosks",
+            "--parent",
+            "My Company/Legacy XP",
+        ],
+    );
+    let list = ok(&server, &["group", "list"]);
+    let paths: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            "My Company",
+            "My Company/Legacy XP",
+            "My Company/Legacy XP/Kiosks"
+        ]
+    );
+    assert_eq!(list[0]["parent"], Value::Null);
+    assert_eq!(list[2]["parent"], "My Company/Legacy XP");
+    // Server lists, including the seed's HTTP copy.
+    ok(
+        &server,
+        &[
+            "serverlist",
+            "create",
+            "Main",
+            "--server",
+            "1:https://mgr1:443",
+            "--server",
+            "1:https://mgr2:443",
+            "--server",
+            "2:http://mgr1:8014",
+        ],
+    );
+    let copy = ok(
+        &server,
+        &[
+            "serverlist",
+            "copy",
+            "Main",
+            "Main HTTP",
+            "--protocol",
+            "http",
+            "--port",
+            "8014",
+        ],
+    );
+    assert_eq!(copy["servers"][0]["url"], "http://mgr1:8014");
+    assert_eq!(copy["servers"].as_array().unwrap().len(), 2);
+    let shown = ok(&server, &["serverlist", "show", "Main HTTP"]);
+    assert_eq!(shown["name"], "Main HTTP");
+    // Settings and inheritance.
+    let policy = server.dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"antivirus": "legacy"}"#).unwrap();
+    ok(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Legacy XP",
+            "--server-list",
+            "Main HTTP",
+            "--interval",
+            "10m",
+            "--mode",
+            "push",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    let kiosks = ok(&server, &["group", "show", "My Company/Legacy XP/Kiosks"]);
+    assert_eq!(kiosks["effective"]["server_list"], "Main HTTP");
+    assert_eq!(kiosks["effective"]["interval"], "10m");
+    assert_eq!(kiosks["effective"]["mode"], "push");
+    assert_eq!(
+        kiosks["effective"]["policy"],
+        json!({"antivirus": "legacy"})
+    );
+    assert_eq!(
+        kiosks["effective"]["inherited_from"]["mode"],
+        "My Company/Legacy XP"
+    );
+    let back = ok(
+        &server,
+        &["group", "set", "My Company/Legacy XP", "--inherit", "mode"],
+    );
+    assert_eq!(back["own"]["mode"], Value::Null);
+    assert_eq!(back["effective"]["mode"], "pull");
+    // A list in use cannot be deleted.
+    let refused = run(&server, &["serverlist", "delete", "Main HTTP"]).unwrap_err();
+    assert!(refused.contains("is assigned to 1 group(s)"), "{refused}");
+    // Move and delete.
+    let moved = ok(
+        &server,
+        &[
+            "group",
+            "move",
+            "My Company/Legacy XP/Kiosks",
+            "--parent",
+            "My Company",
+        ],
+    );
+    assert_eq!(moved["path"], "My Company/Kiosks");
+    ok(&server, &["group", "delete", "My Company/Kiosks"]);
+    // Tokens.
+    let token = ok(
+        &server,
+        &[
+            "group",
+            "token",
+            "create",
+            "My Company/Legacy XP",
+            "--expires",
+            "7d",
+            "--uses",
+            "5",
+        ],
+    );
+    assert_eq!(token["token"].as_str().unwrap().len(), 64);
+    assert_eq!(token["uses_left"], 5);
+    let tokens = ok(&server, &["group", "token", "list"]);
+    assert!(
+        tokens[0].get("token").is_none(),
+        "a token is shown once only"
+    );
+    let id = token["id"].as_i64().unwrap().to_string();
+    ok(&server, &["group", "token", "revoke", &id]);
+    assert_eq!(ok(&server, &["group", "token", "list"])[0]["revoked"], true);
+    // Clients: list with filters, show, move (which makes them pending).
+    insert_agents(
+        &server,
+        &[
+            ("agent-xp", "xp-01", &["TLSv1"]),
+            ("agent-w10", "w10-01", &["TLSv1.2", "TLSv1.3"]),
+        ],
+    );
+    let clients = ok(&server, &["client", "list"]);
+    let first = &clients[0];
+    for key in [
+        "id",
+        "hostname",
+        "group",
+        "last_checkin",
+        "channel",
+        "tls_version",
+        "serial",
+        "acked_serial",
+    ] {
+        assert!(
+            first.get(key).is_some(),
+            "client list --json has {key}: {first}"
+        );
+    }
+    assert_eq!(first["group"], "My Company");
+    let legacy = ok(&server, &["client", "list", "--tls-max", "TLSv1.1"]);
+    assert_eq!(legacy.as_array().unwrap().len(), 1);
+    assert_eq!(legacy[0]["hostname"], "xp-01");
+    assert!(ok(&server, &["client", "list", "--pending"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    ok(
+        &server,
+        &[
+            "client",
+            "move",
+            "agent-xp",
+            "--group",
+            "My Company/Legacy XP",
+        ],
+    );
+    let pending = ok(&server, &["client", "list", "--pending"]);
+    assert_eq!(pending.as_array().unwrap().len(), 1);
+    assert_eq!(pending[0]["group"], "My Company/Legacy XP");
+    assert!(pending[0]["serial"].as_i64() > pending[0]["acked_serial"].as_i64());
+    let shown = ok(&server, &["client", "show", "agent-xp"]);
+    assert_eq!(shown["settings"]["server_list"], "Main HTTP");
+    assert_eq!(
+        ok(
+            &server,
+            &["client", "list", "--group", "My Company/Legacy XP"]
+        )
+        .as_array()
+        .unwrap()
+        .len(),
+        1
+    );
+    assert_eq!(
+        ok(&server, &["client", "list", "--offline", "1h"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // A change to the group's settings reaches its agents' serials.
+    let before = pending[0]["serial"].as_i64().unwrap();
+    ok(
+        &server,
+        &["group", "set", "My Company/Legacy XP", "--interval", "15m"],
+    );
+    let after = ok(&server, &["client", "show", "agent-xp"])["serial"]
+        .as_i64()
+        .unwrap();
+    assert!(after > before, "serial bumped: {before} -> {after}");
+    // Everything above is in the audit log, with who and what.
+    let audit = ok(&server, &["audit"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "group.create",
+        "serverlist.create",
+        "group.update",
+        "group.move",
+        "group.delete",
+        "token.create",
+        "token.revoke",
+        "client.move",
+    ] {
+        assert!(actions.contains(&action), "{action} audited: {actions:?}");
+    }
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor"] == "local-admin"));
+}
+
+#[test]
+fn authentication_and_roles() {
+    let server = started();
+    let token = server.token();
+    let groups = |t: Option<&str>| api(&server, "GET", "/api/v1/groups", t, "");
+    assert_eq!(groups(None).status, 401);
+    assert_eq!(groups(Some("nope")).status, 401);
+    assert_eq!(groups(Some(&token)).status, 200);
+    // The OpenAPI document needs no token.
+    let openapi = api(&server, "GET", "/api/v1/openapi.json", None, "");
+    assert_eq!(openapi.status, 200);
+    assert_eq!(openapi.json()["openapi"], "3.0.3");
+    // An auditor may read, not write.
+    let created = api(
+        &server,
+        "POST",
+        "/api/v1/accounts",
+        Some(&token),
+        r#"{"name":"audrey","password":"a long enough password","role":"auditor"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let login = api(
+        &server,
+        "POST",
+        "/api/v1/login",
+        None,
+        r#"{"user":"audrey","password":"a long enough password"}"#,
+    );
+    assert_eq!(login.status, 200, "{}", login.body);
+    let session = login.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(groups(Some(&session)).status, 200);
+    let write = api(
+        &server,
+        "POST",
+        "/api/v1/groups",
+        Some(&session),
+        r#"{"name":"X"}"#,
+    );
+    assert_eq!(write.status, 403);
+    assert_eq!(write.json()["error"]["code"], "forbidden");
+    let unauthenticated = api(&server, "POST", "/api/v1/groups", None, r#"{"name":"X"}"#);
+    assert_eq!(unauthenticated.status, 401);
+    assert_eq!(
+        groups(Some(&token)).json().as_array().unwrap().len(),
+        1,
+        "nothing was created"
+    );
+    // Failed logins are limited per account.
+    for _ in 0..5 {
+        let failed = api(
+            &server,
+            "POST",
+            "/api/v1/login",
+            None,
+            r#"{"user":"audrey","password":"wrong"}"#,
+        );
+        assert_eq!(failed.status, 401);
+    }
+    let limited = api(
+        &server,
+        "POST",
+        "/api/v1/login",
+        None,
+        r#"{"user":"audrey","password":"a long enough password"}"#,
+    );
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(limited
+        .headers
+        .iter()
+        .any(|(name, _)| name == "retry-after"));
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let server = started();
+    let token = server.token();
+    let t = Some(token.as_str());
+    assert_eq!(
+        api(&server, "POST", "/api/v1/groups", t, r#"{"name":"A"}"#).status,
+        201
+    );
+    assert_eq!(
+        api(
+            &server,
+            "POST",
+            "/api/v1/groups",
+            t,
+            r#"{"name":"B","parent":"My Company/A"}"#
+        )
+        .status,
+        201
+    );
+    let snapshot = || {
+        (
+            api(&server, "GET", "/api/v1/groups", t, "").body,
+            api(&server, "GET", "/api/v1/serverlists", t, "").body,
+            api(&server, "GET", "/api/v1/tokens", t, "").body,
+        )
+    };
+    let before = snapshot();
+    let a = 2; // ids: root 1, A 2, B 3
+    let cases: Vec<(&str, String, &str, u16, &str)> = vec![
+        (
+            "POST",
+            "/api/v1/groups".into(),
+            r#"{"name":"C","parent":"My Company/Nope"}"#,
+            404,
+            "no group 'My Company/Nope'",
+        ),
+        (
+            "POST",
+            "/api/v1/groups".into(),
+            r#"{"name":"A"}"#,
+            409,
+            "already exists",
+        ),
+        (
+            "POST",
+            "/api/v1/groups".into(),
+            r#"{"name":"a/b"}"#,
+            400,
+            "cannot contain '/'",
+        ),
+        (
+            "POST",
+            "/api/v1/groups".into(),
+            r#"{"name":5}"#,
+            400,
+            "'name' must be a string",
+        ),
+        (
+            "POST",
+            "/api/v1/groups".into(),
+            r#"{"name":"C","colour":"red"}"#,
+            400,
+            "unknown field 'colour'",
+        ),
+        (
+            "POST",
+            "/api/v1/groups".into(),
+            r#"[1,2]"#,
+            400,
+            "must be a JSON object",
+        ),
+        (
+            "POST",
+            "/api/v1/groups".into(),
+            r#"{"name":"#,
+            400,
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            format!("/api/v1/groups/{a}/move"),
+            r#"{"parent":"My Company/A/B"}"#,
+            409,
+            "its own ancestor",
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/groups/{a}"),
+            r#"{"interval":"soon"}"#,
+            400,
+            "interval:",
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/groups/{a}"),
+            r#"{"mode":"sometimes"}"#,
+            400,
+            "is not pull or push",
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/groups/{a}"),
+            r#"{"server_list":"Nope"}"#,
+            404,
+            "no server list 'Nope'",
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/groups/{a}"),
+            r#"{"policy":[1]}"#,
+            400,
+            "policy: must be a JSON object",
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/groups/{a}"),
+            r#"{"inherit":["colour"]}"#,
+            400,
+            "is not one of",
+        ),
+        (
+            "PATCH",
+            "/api/v1/groups/999".into(),
+            r#"{"mode":"push"}"#,
+            404,
+            "no group 999",
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/groups/{a}"),
+            "",
+            409,
+            "has subgroups",
+        ),
+        (
+            "DELETE",
+            "/api/v1/groups/1".into(),
+            "",
+            409,
+            "root group cannot be deleted",
+        ),
+        (
+            "POST",
+            "/api/v1/serverlists".into(),
+            r#"{"name":"L","servers":["1:ftp://x:1"]}"#,
+            400,
+            "the protocol is http or https",
+        ),
+        (
+            "POST",
+            "/api/v1/serverlists".into(),
+            r#"{"name":"L","servers":["https://x:1"]}"#,
+            400,
+            "the priority is a number",
+        ),
+        (
+            "POST",
+            "/api/v1/serverlists".into(),
+            r#"{"name":"L","servers":[]}"#,
+            400,
+            "at least one server",
+        ),
+        (
+            "POST",
+            "/api/v1/serverlists".into(),
+            r#"{"name":"L","servers":"1:https://x:1"}"#,
+            400,
+            "'servers'",
+        ),
+        (
+            "POST",
+            "/api/v1/serverlists".into(),
+            r#"{"name":"Default","servers":["1:https://x:1"]}"#,
+            409,
+            "already exists",
+        ),
+        (
+            "DELETE",
+            "/api/v1/serverlists/Default".into(),
+            "",
+            409,
+            "is assigned to 1 group(s)",
+        ),
+        (
+            "POST",
+            "/api/v1/tokens".into(),
+            r#"{"group":"My Company","uses":0}"#,
+            400,
+            "uses: a number of at least 1",
+        ),
+        (
+            "POST",
+            "/api/v1/tokens".into(),
+            r#"{"group":"My Company","expires":"7 weeks"}"#,
+            400,
+            "expires:",
+        ),
+        (
+            "POST",
+            "/api/v1/tokens/99/revoke".into(),
+            "",
+            404,
+            "no token 99",
+        ),
+        (
+            "POST",
+            "/api/v1/clients/move".into(),
+            r#"{"ids":["ghost"],"group":"My Company"}"#,
+            404,
+            "no agent 'ghost'",
+        ),
+        (
+            "GET",
+            "/api/v1/clients?tls_max=TLSv9".into(),
+            "",
+            400,
+            "is not a TLS version",
+        ),
+        (
+            "GET",
+            "/api/v1/clients?colour=red".into(),
+            "",
+            400,
+            "unknown parameter",
+        ),
+        (
+            "POST",
+            "/api/v1/accounts".into(),
+            r#"{"name":"x","password":"short","role":"admin"}"#,
+            400,
+            "at least 12 characters",
+        ),
+        (
+            "POST",
+            "/api/v1/accounts".into(),
+            r#"{"name":"x","password":"long enough password","role":"root"}"#,
+            400,
+            "is not admin or auditor",
+        ),
+        ("PUT", "/api/v1/groups".into(), "", 405, "allows"),
+        ("GET", "/api/v1/nothing".into(), "", 404, "no such resource"),
+    ];
+    for (method, path, body, status, message) in &cases {
+        let reply = api(&server, method, path, t, body);
+        assert_eq!(
+            reply.status, *status,
+            "{method} {path} {body:.80}: {}",
+            reply.body
+        );
+        let error = reply.json();
+        let text = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            text.contains(message),
+            "{method} {path}: {text:?} lacks {message:?}"
+        );
+        assert!(error["error"]["code"].is_string());
+    }
+    // A body announced larger than the limit is refused before it is sent.
+    let stream = tls_connect(server.console, &server.ca_pem(), None).unwrap();
+    let mut connection = HttpConnection::new(stream);
+    let request = format!(
+        "POST /api/v1/groups HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 2000000\r\n\r\n"
+    );
+    std::io::Write::write_all(connection.stream(), request.as_bytes()).unwrap();
+    let reply = connection.read_reply().unwrap();
+    assert_eq!(reply.status, 413);
+    assert!(reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("exceeds"));
+    assert_eq!(snapshot(), before, "refused requests changed nothing");
+}
+
+#[test]
+fn a_kill_9_loses_no_acknowledged_change() {
+    let mut server = started();
+    let token = server.token();
+    let console = server.console;
+    let ca = server.ca_pem();
+    // A stream of changes from another thread; each answered 201 is noted.
+    let writer = std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        for index in 0..400 {
+            let Ok(stream) = tls_connect(console, &ca, None) else {
+                break;
+            };
+            let mut connection = HttpConnection::new(stream);
+            let name = format!("g{index}");
+            let body = format!(r#"{{"name":"{name}"}}"#);
+            let bearer = format!("Bearer {token}");
+            let reply = connection.request(
+                "POST",
+                "/api/v1/groups",
+                &[("Authorization", &bearer)],
+                &body,
+            );
+            match reply {
+                Some(reply) if reply.status == 201 => acknowledged.push(name),
+                _ => break,
+            }
+        }
+        acknowledged
+    });
+    // Kill the server in the middle of the stream.
+    let enough = eventually(Duration::from_secs(30), || {
+        let groups = api(&server, "GET", "/api/v1/groups", Some(&server.token()), "");
+        (groups.json().as_array().map_or(0, Vec::len) > 20).then_some(())
+    });
+    assert!(enough.is_some(), "changes were being made");
+    send_signal(server.pid(), 9);
+    let acknowledged = writer.join().unwrap();
+    assert!(!acknowledged.is_empty());
+    let _ = server.child.take().map(|mut c| c.wait());
+    server.start();
+    let groups = api(&server, "GET", "/api/v1/groups", Some(&server.token()), "").json();
+    let paths: Vec<String> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_string())
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|name| !paths.contains(name))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged changes lost: {lost:?}",
+        lost.len()
+    );
+    // And the audit log has one entry per acknowledged change.
+    let audit = api(
+        &server,
+        "GET",
+        "/api/v1/audit?limit=10000",
+        Some(&server.token()),
+        "",
+    )
+    .json();
+    let created = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "group.create")
+        .count();
+    assert!(created >= acknowledged.len());
+}
