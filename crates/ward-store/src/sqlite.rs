@@ -169,7 +169,7 @@ impl Store for SqliteStore {
                 "SELECT at_ms, listener, peer, offered_max, offered_versions, server_name, kind, reason
                  FROM tls_failures WHERE at_ms >= ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
             )?;
-            let rows = statement.query_map(params![since_ms, max_failures as i64], |row| {
+            let rows = statement.query_map(params![since_ms, max_failures.min(i64::MAX as usize) as i64], |row| {
                 let versions: String = row.get(4)?;
                 Ok(HandshakeFailure {
                     at_ms: row.get(0)?,

@@ -65,6 +65,9 @@ enum Command {
         #[command(subcommand)]
         command: cmd::fleet::AccountCommand,
     },
+    /// Benchmarks that report figures
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
     /// The audit log of admin changes
     Audit {
         #[command(flatten)]
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Client { target, command } => cmd::fleet::client(&target, command),
         Command::Account { target, command } => cmd::fleet::account(&target, command),
         Command::Audit { target, args } => cmd::fleet::audit(&target, args),
+        Command::Bench(command) => cmd::bench::run(command),
     };
     match result {
         Ok(code) => code,

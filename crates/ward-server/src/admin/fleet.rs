@@ -584,13 +584,7 @@ fn clients(store: &dyn Store, query: &str) -> ApiResult {
                     ApiError::bad_request(format!("offline: '{value}' is not a duration (e.g. 1h)"))
                 })?)
             }
-            "limit" => {
-                filter.limit = Some(
-                    value
-                        .parse()
-                        .map_err(|_| ApiError::bad_request("limit: a number"))?,
-                )
-            }
+            "limit" => filter.limit = Some(limit(&value)?),
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter '{other}'"
@@ -773,17 +767,24 @@ fn create_account(store: &dyn Store, caller: &Caller, body: &Bytes) -> ApiResult
     created(json!({"name": account_name, "role": role.name()}))
 }
 
+/// The largest `limit` a listing takes.
+const MAX_LIMIT: usize = 10_000_000;
+
+fn limit(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| ApiError::bad_request(format!("limit: a number from 1 to {MAX_LIMIT}")))
+}
+
 fn audit_log(store: &dyn Store, query: &str) -> ApiResult {
     let mut since = 0;
     let mut limit = 1000;
     for (key, value) in query_pairs(query) {
         match key.as_str() {
             "since" => since = since_ms(&value)?,
-            "limit" => {
-                limit = value
-                    .parse()
-                    .map_err(|_| ApiError::bad_request("limit: a number"))?
-            }
+            "limit" => limit = self::limit(&value)?,
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter '{other}'"

@@ -187,7 +187,7 @@ pub(crate) fn agents(
     }
     sql.push_str(" ORDER BY id");
     if let Some(limit) = filter.limit {
-        sql.push_str(&format!(" LIMIT {limit}"));
+        sql.push_str(&format!(" LIMIT {}", limit.min(i64::MAX as usize)));
     }
     let mut statement = connection.prepare(&sql)?;
     let rows = statement.query_map(params_from_iter(values), agent_from_row)?;
@@ -267,7 +267,8 @@ pub(crate) fn audit(
     let mut statement = connection.prepare_cached(
         "SELECT id, at_ms, actor, action, target, before, after FROM audit WHERE at_ms >= ?1 ORDER BY id LIMIT ?2",
     )?;
-    let rows = statement.query_map(params![since_ms, limit as i64], |row| {
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let rows = statement.query_map(params![since_ms, limit], |row| {
         let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
         Ok(AuditEntry {
             id: row.get(0)?,

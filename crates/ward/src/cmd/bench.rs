@@ -1,0 +1,176 @@
+//! `ward bench ...`: benchmarks that report figures (they are not tests).
+//!
+//! `ward bench fleet` fills a stopped server's database with a large fleet (groups through
+//! the same one-transaction changes the API makes, agents as enrollment will insert them) and
+//! times the pure effective-settings computation over the whole tree.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use ward_fleet::{Group, OwnSettings, Tree};
+use ward_store::{AgentRecord, AuditEntry, Change, Mutation, SqliteStore, Store};
+
+use super::server::DataArg;
+use super::CmdResult;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Fill a (stopped) server's database with groups and agents, then time the effective
+    /// settings of every group
+    Fleet(FleetArgs),
+}
+
+#[derive(Args)]
+pub struct FleetArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Agents to add
+    #[arg(long, default_value_t = 1_000_000)]
+    agents: u64,
+    /// Groups to add (a tree ten wide)
+    #[arg(long, default_value_t = 1000)]
+    groups: u64,
+    /// How many of the agents are left pending (their serial not acknowledged)
+    #[arg(long, default_value_t = 10_000)]
+    pending: u64,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(command: BenchCommand) -> CmdResult {
+    match command {
+        BenchCommand::Fleet(args) => fleet(args),
+    }
+}
+
+fn fleet(args: FleetArgs) -> CmdResult {
+    let data = ward_server::DataDir::new(&args.data.data);
+    if data.pid_file().exists() {
+        return Err(format!(
+            "{} has a running server (ward.pid): stop it first",
+            data.root().display()
+        ));
+    }
+    let config = ward_server::config::load(&data.config()).map_err(|e| e.to_string())?;
+    let store = SqliteStore::open(&data.database(&config)).map_err(|e| e.to_string())?;
+    let groups = store.groups().map_err(|e| e.to_string())?;
+    if groups.is_empty() {
+        return Err(
+            "the database has no group tree yet: start `ward server` once, then stop it".into(),
+        );
+    }
+    let root = groups
+        .iter()
+        .find(|g| g.parent.is_none())
+        .map(|g| g.id)
+        .unwrap_or(1);
+
+    let started = Instant::now();
+    let mut ids = vec![root];
+    for index in 0..args.groups {
+        // Group n hangs under group n/10: ten children each, a tree about four deep.
+        let parent = ids[index as usize / 10];
+        let applied = store
+            .apply(&Change {
+                mutation: Mutation::CreateGroup(Group {
+                    id: 0,
+                    parent: Some(parent),
+                    name: format!("bench-{index}"),
+                    own: OwnSettings {
+                        interval: (index % 7 == 0).then(|| Duration::from_secs(60 + index % 600)),
+                        ..OwnSettings::default()
+                    },
+                }),
+                bump_groups: vec![],
+                bump_agents: vec![],
+                audit: AuditEntry {
+                    id: 0,
+                    at_ms: 0,
+                    actor: "bench".into(),
+                    action: "group.create".into(),
+                    target: format!("bench-{index}"),
+                    before: None,
+                    after: None,
+                },
+            })
+            .map_err(|e| e.to_string())?;
+        ids.push(applied.new_id.unwrap_or(root));
+    }
+    let groups_time = started.elapsed();
+
+    let started = Instant::now();
+    let batch = 50_000;
+    let mut inserted = 0;
+    while inserted < args.agents {
+        let count = batch.min(args.agents - inserted);
+        let agents: Vec<AgentRecord> = (inserted..inserted + count)
+            .map(|n| AgentRecord {
+                id: format!("bench-{n:08}"),
+                hostname: format!("host-{n}"),
+                os_name: "Windows".into(),
+                os_version: if n % 10 == 0 {
+                    "XP".into()
+                } else {
+                    "10".into()
+                },
+                agent_version: "0.1.0".into(),
+                tls_versions: if n % 10 == 0 {
+                    vec!["TLSv1".into()]
+                } else {
+                    vec!["TLSv1.2".into(), "TLSv1.3".into()]
+                },
+                group: ids[(n % ids.len() as u64) as usize],
+                last_checkin_ms: Some(1_795_000_000_000 + n as i64),
+                channel: Some("https".into()),
+                server: Some("https://mgr1:443".into()),
+                tls_version: Some("TLSv1.3".into()),
+                serial: if n < args.pending { 2 } else { 1 },
+                acked_serial: 1,
+                enrolled_ms: 1_795_000_000_000,
+            })
+            .collect();
+        store.insert_agents(&agents).map_err(|e| e.to_string())?;
+        inserted += count;
+        eprint!("\ragents: {inserted}/{}", args.agents);
+    }
+    eprintln!();
+    let agents_time = started.elapsed();
+
+    // The pure computation: the checked tree and every group's effective settings.
+    let started = Instant::now();
+    let tree = Tree::new(store.groups().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let loaded = started.elapsed();
+    let started = Instant::now();
+    let effective = tree.effective_all();
+    let computed = started.elapsed();
+
+    let report = json!({
+        "groups": tree.len(),
+        "agents_added": args.agents,
+        "pending": args.pending.min(args.agents),
+        "groups_insert_seconds": groups_time.as_secs_f64(),
+        "agents_insert_seconds": agents_time.as_secs_f64(),
+        "tree_load_ms": loaded.as_secs_f64() * 1000.0,
+        "effective_all_ms": computed.as_secs_f64() * 1000.0,
+        "effective_groups": effective.len(),
+    });
+    if args.json {
+        println!("{report:#}");
+    } else {
+        println!(
+            "{} groups, {} agents added ({} pending) in {:.1}s + {:.1}s; tree load {:.1} ms, \
+             effective settings of every group {:.2} ms",
+            tree.len(),
+            args.agents,
+            args.pending.min(args.agents),
+            groups_time.as_secs_f64(),
+            agents_time.as_secs_f64(),
+            loaded.as_secs_f64() * 1000.0,
+            computed.as_secs_f64() * 1000.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
