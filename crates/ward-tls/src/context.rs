@@ -197,8 +197,10 @@ pub fn build_acceptor(policy: &TlsPolicy, server_root: &Path) -> Result<SslConte
 /// How a client checks the server's certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServerVerification {
-    /// Against this CA certificate (PEM), including the host name.
+    /// Against this CA certificate (PEM) only, including the host name.
     Ca(Vec<u8>),
+    /// Against the system's trust store, including the host name.
+    System,
     /// Not at all: the scanner, and server list entries with `verify_certificate = false`.
     None,
 }
@@ -255,6 +257,8 @@ pub fn build_connector(config: &ClientTls) -> Result<SslConnector, ErrorStack> {
             builder.set_cert_store(store.build());
             builder.set_verify(SslVerifyMode::PEER);
         }
+        // `SslConnector::builder` has loaded the system's trust store already.
+        ServerVerification::System => builder.set_verify(SslVerifyMode::PEER),
         ServerVerification::None => builder.set_verify(SslVerifyMode::NONE),
     }
     builder.set_session_cache_mode(SslSessionCacheMode::CLIENT);

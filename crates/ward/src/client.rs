@@ -21,6 +21,7 @@ pub struct AdminClient {
     address: String,
     /// The name the server certificate must carry.
     host: String,
+    /// The CA to trust; empty for the system's trust store.
     ca_pem: Vec<u8>,
     token: String,
 }
@@ -181,7 +182,11 @@ impl AdminClient {
         let connector = build_connector(&ClientTls {
             min: None,
             max: None,
-            verification: ServerVerification::Ca(self.ca_pem.clone()),
+            verification: if self.ca_pem.is_empty() {
+                ServerVerification::System
+            } else {
+                ServerVerification::Ca(self.ca_pem.clone())
+            },
             cipher_list: None,
         })
         .map_err(|e| e.to_string())?;

@@ -743,3 +743,103 @@ fn a_kill_9_loses_no_acknowledged_change() {
         .count();
     assert!(created >= acknowledged.len());
 }
+
+#[test]
+fn login_from_elsewhere_then_use_the_saved_session() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let server = started();
+    ok(&server, &["group", "create", "Remote"]);
+    let mut create = Command::new(ward_bin())
+        .args([
+            "account",
+            "create",
+            "remy",
+            "--role",
+            "admin",
+            "--data",
+            &server.data_str(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    create
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long enough password\n")
+        .unwrap();
+    assert!(create.wait().unwrap().success());
+    // A fresh home and working directory: no data dir to find, only the saved login.
+    let home = tempfile::tempdir().unwrap();
+    let ward_elsewhere = |args: &[&str], input: &[u8]| {
+        let mut child = Command::new(ward_bin())
+            .args(args)
+            .current_dir(home.path())
+            .env("XDG_CONFIG_HOME", home.path())
+            .env_remove("WARD_DATA")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let before = ward_elsewhere(&["group", "list", "--json"], b"");
+    assert!(!before.status.success());
+    assert!(String::from_utf8_lossy(&before.stderr).contains("not logged in"));
+    let url = format!("https://localhost:{}", server.console);
+    let ca = server.path("certs/ca.pem");
+    let wrong = ward_elsewhere(
+        &[
+            "login",
+            "--server",
+            &url,
+            "--user",
+            "remy",
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        b"nope\n",
+    );
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("invalid user or password"));
+    let login = ward_elsewhere(
+        &[
+            "login",
+            "--server",
+            &url,
+            "--user",
+            "remy",
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        b"a long enough password\n",
+    );
+    assert!(login.status.success(), "{login:?}");
+    let saved = home.path().join("ward/login.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let listed = ward_elsewhere(&["group", "list", "--json"], b"");
+    assert!(listed.status.success(), "{listed:?}");
+    let groups: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert!(groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["path"] == "My Company/Remote"));
+    // Changes made with the session are audited under the account's name.
+    let created = ward_elsewhere(&["group", "create", "By Remy", "--json"], b"");
+    assert!(created.status.success(), "{created:?}");
+    let audit = ok(&server, &["audit"]);
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["actor"] == "remy" && e["action"] == "group.create"));
+}

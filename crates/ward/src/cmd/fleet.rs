@@ -62,16 +62,20 @@ pub struct LoginArgs {
     server: String,
     #[arg(long)]
     user: String,
-    /// The CA that signed the server's certificate (the server's certs/ca.pem)
+    /// The CA that signed the server's certificate (the server's certs/ca.pem); without it,
+    /// the system's trust store decides
     #[arg(long, value_name = "FILE")]
-    ca: PathBuf,
+    ca: Option<PathBuf>,
     /// Print JSON
     #[arg(long)]
     json: bool,
 }
 
 pub fn login(args: LoginArgs) -> CmdResult {
-    let ca_pem = std::fs::read(&args.ca).map_err(|e| format!("{}: {e}", args.ca.display()))?;
+    let ca_pem = match &args.ca {
+        Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => Vec::new(),
+    };
     eprint!("password for {}: ", args.user);
     let mut password = String::new();
     std::io::stdin()
