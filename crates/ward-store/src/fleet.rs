@@ -62,6 +62,27 @@ pub struct TokenRecord {
     pub expires_ms: Option<i64>,
     pub uses_left: Option<i64>,
     pub revoked: bool,
+    /// Whether this token may enroll over the plain-HTTP listener.
+    pub allow_http: bool,
+}
+
+/// What an agent reports at each check-in, and what the server saw of the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkin {
+    pub agent: String,
+    pub at_ms: i64,
+    pub acked_serial: i64,
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub agent_version: String,
+    pub tls_versions: Vec<String>,
+    /// `https` or `http`.
+    pub channel: String,
+    /// The server URL the agent used.
+    pub server: String,
+    /// The TLS version negotiated (`None` over plain HTTP).
+    pub tls_version: Option<String>,
 }
 
 /// One admin change: who, when, what, and the state before and after.
@@ -118,6 +139,12 @@ pub enum Mutation {
     CreateAccount(Account),
     /// Changes no record: an audited action such as a reload.
     Nothing,
+    /// A new agent enrolled with a token (whose use count goes down by one).
+    Enroll {
+        agent: AgentRecord,
+        public_key: String,
+        token: i64,
+    },
 }
 
 /// A mutation, the serial bumps it causes, and its audit entry: applied in one transaction,

@@ -11,7 +11,8 @@ mod sqlite;
 use std::fmt;
 
 pub use fleet::{
-    Account, AgentFilter, AgentRecord, Applied, AuditEntry, Change, Mutation, Session, TokenRecord,
+    Account, AgentFilter, AgentRecord, Applied, AuditEntry, Change, Checkin, Mutation, Session,
+    TokenRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -184,6 +185,12 @@ pub trait Store: Send + Sync {
     fn create_session(&self, session: &Session) -> Result<(), StoreError>;
 
     fn session(&self, token_sha256: &str) -> Result<Option<Session>, StoreError>;
+
+    /// An agent's X25519 public key (hex), to derive its key.
+    fn agent_public_key(&self, id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Records a check-in; returns the agent's current record.
+    fn record_checkin(&self, checkin: &Checkin) -> Result<Option<AgentRecord>, StoreError>;
 
     /// Applies an admin change with its serial bumps and audit entry, in one transaction that
     /// is durable when this returns.

@@ -104,6 +104,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     );
     INSERT INTO counters (name, value) VALUES ('serial', 1);",
+    // 3: agent keys, and tokens that allow enrollment over plain HTTP.
+    "ALTER TABLE agents ADD COLUMN public_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN allow_http INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) fn latest() -> i64 {

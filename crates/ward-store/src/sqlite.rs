@@ -291,6 +291,14 @@ impl Store for SqliteStore {
         self.with(|c| fleet::session(c, token_sha256))
     }
 
+    fn agent_public_key(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.with(|c| fleet::agent_public_key(c, id))
+    }
+
+    fn record_checkin(&self, checkin: &crate::Checkin) -> Result<Option<AgentRecord>, StoreError> {
+        self.write(|t| fleet::record_checkin(t, checkin))
+    }
+
     fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
         self.write(|t| fleet::apply(t, change))
     }

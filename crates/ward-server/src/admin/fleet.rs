@@ -666,7 +666,12 @@ fn tokens(store: &dyn Store, caller: &Caller, method: &Method, body: &Bytes) -> 
         )),
         Method::POST => {
             let body = object(body)?;
-            only_keys(&body, &["group", "expires", "uses"])?;
+            only_keys(&body, &["group", "expires", "uses", "allow_http"])?;
+            let allow_http = match body.get("allow_http") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(ApiError::bad_request("allow_http: true or false")),
+            };
             let group = find_group(&tree, &required(&body, "group")?)?;
             let expires_ms = match string(&body, "expires")? {
                 Some(text) => Some(
@@ -695,6 +700,7 @@ fn tokens(store: &dyn Store, caller: &Caller, method: &Method, body: &Bytes) -> 
                 expires_ms,
                 uses_left,
                 revoked: false,
+                allow_http,
             };
             let applied = store.apply(&Change {
                 mutation: Mutation::CreateToken(record.clone()),

@@ -167,7 +167,7 @@ pub fn document() -> Value {
             "/tokens": {
                 "get": operation("enrollment tokens (never the token itself)", None, "200"),
                 "post": operation("create an enrollment token for a group; the token is shown once", Some(object(
-                    json!({"group": string, "expires": duration, "uses": {"type": "integer", "minimum": 1}}),
+                    json!({"group": string, "expires": duration, "uses": {"type": "integer", "minimum": 1}, "allow_http": {"type": "boolean"}}),
                     &["group"],
                 )), "201"),
             },

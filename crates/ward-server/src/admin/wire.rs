@@ -107,6 +107,7 @@ pub fn token_json(tree: &Tree, token: &TokenRecord) -> Value {
         "expires": optional_time(token.expires_ms),
         "uses_left": token.uses_left,
         "revoked": token.revoked,
+        "allow_http": token.allow_http,
     })
 }
 

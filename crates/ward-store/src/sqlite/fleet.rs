@@ -243,7 +243,7 @@ pub(crate) fn insert_agents(
 
 pub(crate) fn tokens(connection: &Connection) -> rusqlite::Result<Vec<TokenRecord>> {
     let mut statement = connection.prepare_cached(
-        "SELECT id, group_id, token_sha256, created_ms, expires_ms, uses_left, revoked FROM tokens ORDER BY id",
+        "SELECT id, group_id, token_sha256, created_ms, expires_ms, uses_left, revoked, allow_http FROM tokens ORDER BY id",
     )?;
     let rows = statement.query_map([], |row| {
         Ok(TokenRecord {
@@ -254,6 +254,7 @@ pub(crate) fn tokens(connection: &Connection) -> rusqlite::Result<Vec<TokenRecor
             expires_ms: row.get(4)?,
             uses_left: row.get(5)?,
             revoked: row.get(6)?,
+            allow_http: row.get(7)?,
         })
     })?;
     rows.collect()
@@ -464,9 +465,9 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
         Mutation::CreateToken(token) => {
             transaction
                 .execute(
-                    "INSERT INTO tokens (group_id, token_sha256, created_ms, expires_ms, uses_left, revoked) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 0)",
-                    params![token.group, token.token_sha256, token.created_ms, token.expires_ms, token.uses_left],
+                    "INSERT INTO tokens (group_id, token_sha256, created_ms, expires_ms, uses_left, revoked, allow_http) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+                    params![token.group, token.token_sha256, token.created_ms, token.expires_ms, token.uses_left, token.allow_http],
                 )
                 .map_err(|e| constraint(e, "the token"))?;
             Ok(Some(transaction.last_insert_rowid()))
@@ -492,6 +493,30 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
             Ok(None)
         }
         Mutation::Nothing => Ok(None),
+        Mutation::Enroll {
+            agent,
+            public_key,
+            token,
+        } => {
+            // The token's use: refused when it ran out meanwhile.
+            let used = transaction.execute(
+                "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND revoked = 0 \
+                 AND (uses_left IS NULL OR uses_left > 0)",
+                params![token],
+            )?;
+            if used == 0 {
+                return Err(StoreError::InUse(
+                    "the enrollment token is revoked or used up".into(),
+                ));
+            }
+            insert_agents(transaction, std::slice::from_ref(agent))
+                .map_err(|e| constraint(e, &format!("agent '{}'", agent.id)))?;
+            transaction.execute(
+                "UPDATE agents SET public_key = ?1 WHERE id = ?2",
+                params![public_key, agent.id],
+            )?;
+            Ok(None)
+        }
         Mutation::CreateAccount(account) => {
             transaction
                 .execute(
@@ -578,3 +603,48 @@ pub(crate) fn create_session(connection: &Connection, session: &Session) -> rusq
 
 #[cfg(test)]
 mod tests;
+
+pub(crate) fn agent_public_key(
+    connection: &Connection,
+    id: &str,
+) -> rusqlite::Result<Option<String>> {
+    connection
+        .query_row(
+            "SELECT public_key FROM agents WHERE id = ?1",
+            params![id],
+            |row| row.get(0),
+        )
+        .optional()
+}
+
+pub(crate) fn record_checkin(
+    transaction: &Transaction<'_>,
+    checkin: &Checkin,
+) -> Result<Option<AgentRecord>, StoreError> {
+    let rank = checkin
+        .tls_versions
+        .iter()
+        .map(|v| tls_rank(v))
+        .max()
+        .unwrap_or(0);
+    transaction.execute(
+        "UPDATE agents SET last_checkin_ms = ?2, acked_serial = MIN(?3, serial), hostname = ?4, \
+         os_name = ?5, os_version = ?6, agent_version = ?7, tls_versions = ?8, tls_rank = ?9, \
+         channel = ?10, server = ?11, tls_version = ?12 WHERE id = ?1",
+        params![
+            checkin.agent,
+            checkin.at_ms,
+            checkin.acked_serial,
+            checkin.hostname,
+            checkin.os_name,
+            checkin.os_version,
+            checkin.agent_version,
+            checkin.tls_versions.join(","),
+            rank,
+            checkin.channel,
+            checkin.server,
+            checkin.tls_version
+        ],
+    )?;
+    Ok(agent(transaction, &checkin.agent)?)
+}

@@ -168,6 +168,9 @@ pub enum TokenCommand {
         /// How many enrollments it allows
         #[arg(long)]
         uses: Option<u64>,
+        /// Allow enrollment over the plain-HTTP listener (legacy agents)
+        #[arg(long)]
+        allow_http: bool,
     },
     /// List tokens (never the tokens themselves)
     List,
@@ -310,12 +313,11 @@ fn token(target: &Target, client: &AdminClient, command: TokenCommand) -> CmdRes
             path,
             expires,
             uses,
+            allow_http,
         } => {
-            let token = client.call(
-                "POST",
-                "/api/v1/tokens",
-                Some(&json!({"group": path, "expires": expires, "uses": uses})),
-            )?;
+            let body =
+                json!({"group": path, "expires": expires, "uses": uses, "allow_http": allow_http});
+            let token = client.call("POST", "/api/v1/tokens", Some(&body))?;
             print(target, &token, |t| {
                 println!("{}", text(t, "token"));
                 eprintln!(
