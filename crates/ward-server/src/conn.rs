@@ -60,11 +60,11 @@ pub async fn serve(
     let span = info_span!("connection", listener = role.name(), %peer);
     async move {
         if role.is_tls() {
-            if let Some(stream) = handshake(&shared, role, tcp, peer).await {
-                serve_http(shared, role, peer, stream).await;
+            if let Some((stream, version)) = handshake(&shared, role, tcp, peer).await {
+                serve_http(shared, role, version, peer, stream).await;
             }
         } else {
-            serve_http(shared, role, peer, tcp).await;
+            serve_http(shared, role, None, peer, tcp).await;
         }
     }
     .instrument(span)
@@ -98,7 +98,7 @@ async fn handshake(
     role: Role,
     mut tcp: TcpStream,
     peer: SocketAddr,
-) -> Option<TlsStream> {
+) -> Option<(TlsStream, Option<ward_tls::TlsVersion>)> {
     let timeout = shared.config.limits.handshake_timeout;
     let deadline = Instant::now() + timeout;
     let mut buffer = Vec::with_capacity(1024);
@@ -163,7 +163,8 @@ async fn handshake(
         Ok(Ok(())) => {
             let ssl = stream.ssl();
             let cipher = ssl.current_cipher().map(|c| c.name()).unwrap_or("");
-            if let Some(version) = version_from_openssl(ssl.version_str()) {
+            let negotiated = version_from_openssl(ssl.version_str());
+            if let Some(version) = negotiated {
                 debug!(
                     version = version.name(),
                     cipher,
@@ -174,7 +175,7 @@ async fn handshake(
                     .telemetry
                     .handshake(role, peer.ip(), version, cipher, ssl.session_reused());
             }
-            return Some(stream);
+            return Some((stream, negotiated));
         }
         Ok(Err(error)) => {
             let reason = error
@@ -255,8 +256,13 @@ pub fn plain_response(status: u16, message: &str) -> Vec<u8> {
 
 /// HTTP/1.1 on an established stream until the client goes, the idle timeout passes, or the
 /// server shuts down (in-flight requests finish first).
-async fn serve_http<S>(shared: Arc<Shared>, role: Role, peer: SocketAddr, stream: S)
-where
+async fn serve_http<S>(
+    shared: Arc<Shared>,
+    role: Role,
+    tls_version: Option<ward_tls::TlsVersion>,
+    peer: SocketAddr,
+    stream: S,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Activity::new();
@@ -265,7 +271,7 @@ where
     let service_shared = shared.clone();
     let service = service_fn(move |request| {
         let shared = service_shared.clone();
-        async move { Ok::<_, Infallible>(http::handle(&shared, role, peer, request).await) }
+        async move { Ok::<_, Infallible>(http::handle(&shared, role, tls_version, peer, request).await) }
     });
     let mut builder = http1::Builder::new();
     builder

@@ -71,6 +71,33 @@ impl DataDir {
         self.root.join("keys/signing.pem")
     }
 
+    /// The server's X25519 key for agent key agreement (hex of the raw private key).
+    pub fn agreement_key(&self) -> PathBuf {
+        self.root.join("keys/agreement.key")
+    }
+
+    /// Reads the agreement key, creating it on first use (data dirs made before it existed).
+    pub fn load_agreement_key(&self) -> Result<ward_proto::KeyPair, InitError> {
+        let path = self.agreement_key();
+        if let Ok(text) = fs::read_to_string(&path) {
+            let bytes: Vec<u8> = (0..text.trim().len() / 2)
+                .filter_map(|i| u8::from_str_radix(text.trim().get(2 * i..2 * i + 2)?, 16).ok())
+                .collect();
+            return ward_proto::KeyPair::from_private_bytes(&bytes)
+                .map_err(|e| InitError(format!("{}: not an X25519 key: {e}", path.display())));
+        }
+        let pair =
+            ward_proto::KeyPair::generate().map_err(|e| InitError(format!("OpenSSL: {e}")))?;
+        let hex: String = pair
+            .private_bytes()
+            .map_err(|e| InitError(format!("OpenSSL: {e}")))?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        write_file(&path, format!("{hex}\n").as_bytes(), 0o600)?;
+        Ok(pair)
+    }
+
     pub fn admin_token(&self) -> PathBuf {
         self.root.join("admin.token")
     }
@@ -244,6 +271,7 @@ pub fn initialise(
         0o600,
     )?;
     write_file(&data.admin_token(), format!("{token}\n").as_bytes(), 0o600)?;
+    data.load_agreement_key()?;
     write_file(&data.ssl_conf(), defaults::SSL_CONF.as_bytes(), 0o644)?;
     write_file(
         &data.clients_conf(),

@@ -31,7 +31,12 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes
 }
 
 pub fn json_response(status: StatusCode, value: &Value) -> HttpResponse {
-    respond(status, "application/json", format!("{value}\n"))
+    json_text(status, format!("{value}\n"))
+}
+
+/// A JSON response from text already serialised (the agent API signs these exact bytes).
+pub fn json_text(status: StatusCode, text: String) -> HttpResponse {
+    respond(status, "application/json", text)
 }
 
 /// The error shape of every API: a stable code and a sentence.
@@ -65,6 +70,7 @@ fn method_not_allowed(allowed: &'static str) -> HttpResponse {
 pub async fn handle(
     shared: &Shared,
     role: Role,
+    tls_version: Option<ward_tls::TlsVersion>,
     peer: SocketAddr,
     request: Request<Incoming>,
 ) -> HttpResponse {
@@ -119,6 +125,21 @@ pub async fn handle(
             .await;
         }
     }
+    if role.serves_agent_api() && (path == "/agent/v1/enroll" || path == "/agent/v1/checkin") {
+        if method != Method::POST {
+            return method_not_allowed("POST");
+        }
+        let (parts, body) = request.into_parts();
+        let body = match read_body(shared, body).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        return if path == "/agent/v1/enroll" {
+            crate::agent_api::enroll(shared, role, body).await
+        } else {
+            crate::agent_api::checkin(shared, role, tls_version, &path, &parts.headers, body).await
+        };
+    }
     if role.serves_agent_api() && (path == "/agent/v1" || path.starts_with("/agent/v1/")) {
         return agent(shared, role, &method, &path);
     }
@@ -168,6 +189,8 @@ fn agent(shared: &Shared, role: Role, method: &Method, path: &str) -> HttpRespon
                     "version": env!("CARGO_PKG_VERSION"),
                     "listener": role.name(),
                     "signing_key": shared.signing_public_hex,
+                    "agreement_key": crate::agent_api::hex(&shared.agreement_public),
+                    "agreement_key_sha256": crate::agent_api::hex(&openssl::sha::sha256(&shared.agreement_public)),
                 }),
             ),
             _ => method_not_allowed("GET"),

@@ -27,6 +27,14 @@ pub struct Shared {
     /// Admin writes run one at a time, so a change is checked against the state it applies to.
     pub fleet_lock: tokio::sync::Mutex<()>,
     pub login_limiter: std::sync::Mutex<crate::admin::auth::LoginLimiter>,
+    /// The server's X25519 pair for agent key agreement, and its public half.
+    pub agreement: ward_proto::KeyPair,
+    pub agreement_public: Vec<u8>,
+    /// Per-agent keys derived so far.
+    pub agent_keys: std::sync::Mutex<std::collections::HashMap<String, ward_proto::AgentKey>>,
+    pub replay: std::sync::Mutex<crate::agent_api::Replays>,
+    /// Bumped after every admin change; push agents wait on it.
+    pub fleet_version: watch::Sender<u64>,
     pub config: Config,
     pub tls: TlsSlots,
     pub telemetry: Arc<Telemetry>,
@@ -242,6 +250,12 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         .read_admin_token()
         .map_err(|e| ServerError::Other(format!("{}: {e}", data.admin_token().display())))?;
     let signing_public_hex = load_signing_public(&data)?;
+    let agreement = data
+        .load_agreement_key()
+        .map_err(|e| ServerError::Other(e.to_string()))?;
+    let agreement_public = agreement
+        .public_bytes()
+        .map_err(|e| ServerError::Other(e.to_string()))?;
 
     // Bind all three before serving any, so a start either fully works or says why not.
     let mut listeners = Vec::new();
@@ -265,6 +279,11 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
             config.telemetry_retention,
         ),
         store,
+        agreement,
+        agreement_public,
+        agent_keys: Default::default(),
+        replay: Default::default(),
+        fleet_version: watch::channel(0).0,
         fleet_lock: tokio::sync::Mutex::new(()),
         login_limiter: std::sync::Mutex::new(crate::admin::auth::LoginLimiter::new(
             Duration::from_secs(300),

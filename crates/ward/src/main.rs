@@ -34,6 +34,9 @@ enum Command {
     /// the listeners negotiated
     #[command(subcommand)]
     Tls(cmd::tls::TlsCommand),
+    /// The managed client: enroll, run, start, stop, status
+    #[command(subcommand)]
+    Agent(cmd::agent::AgentCommand),
     /// Log in to a remote server's admin API and save the session
     Login(cmd::fleet::LoginArgs),
     /// Groups: the tree, settings and inheritance, enrollment tokens
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Server(args) => cmd::server::run(args),
         Command::Tls(command) => cmd::tls::run(command),
         Command::Login(args) => cmd::fleet::login(args),
+        Command::Agent(command) => cmd::agent::run(command),
         Command::Group { target, command } => cmd::fleet::group(&target, command),
         Command::ServerList { target, command } => cmd::fleet::server_list(&target, command),
         Command::Client { target, command } => cmd::fleet::client(&target, command),

@@ -23,6 +23,7 @@ use auth::{Caller, Role};
 use hyper::body::Incoming;
 
 pub use fleet::initialise as initialise_fleet;
+pub use wire::entry_json;
 
 /// A refusal, with the status, a stable code and a sentence.
 #[derive(Debug)]
@@ -247,8 +248,15 @@ pub async fn handle(
         query: query.unwrap_or(""),
         body: &body,
     };
+    let writes = !read_only;
     match fleet::route(request).await {
-        Some(Ok(response)) => response,
+        Some(Ok(response)) => {
+            // Wake push agents: what they should do may have changed.
+            if writes && response.status().is_success() {
+                shared.fleet_version.send_modify(|v| *v += 1);
+            }
+            response
+        }
         Some(Err(error)) => error.response(),
         None => error_response(StatusCode::NOT_FOUND, "not_found", "no such resource"),
     }

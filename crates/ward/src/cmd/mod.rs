@@ -1,5 +1,6 @@
 //! The subcommands. Each returns the process exit code, or an error that `main` prints.
 
+pub mod agent;
 pub mod bench;
 pub mod fleet;
 pub mod server;

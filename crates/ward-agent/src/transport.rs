@@ -1,0 +1,200 @@
+//! One HTTP/1.1 exchange with a server, over HTTPS (with the agent's TLS cap, the CA from its
+//! settings, and session resumption) or plain HTTP. I/O at the edge.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use openssl::ssl::{SslConnector, SslSession};
+use ward_tls::context::{build_connector, ClientTls, ServerVerification};
+use ward_tls::TlsVersion;
+
+/// A server's answer.
+#[derive(Debug)]
+pub struct Exchange {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// `https` or `http`.
+    pub channel: &'static str,
+    /// The TLS version negotiated, over HTTPS.
+    pub tls_version: Option<String>,
+}
+
+impl Exchange {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request: method, path, extra headers, body.
+pub struct Call<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: &'a [(&'a str, String)],
+    pub body: &'a [u8],
+}
+
+pub struct Transport {
+    verified: SslConnector,
+    unverified: SslConnector,
+    /// The last session per server, for resumption.
+    sessions: HashMap<String, SslSession>,
+}
+
+/// `https://host:port` → (scheme, host, port).
+pub fn split_url(url: &str) -> Result<(&str, String, u16), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url}: not a URL"))?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(b) => {
+            let (h, p) = b
+                .split_once("]:")
+                .ok_or_else(|| format!("{url}: bad address"))?;
+            (h.to_string(), p)
+        }
+        None => {
+            let (h, p) = rest
+                .rsplit_once(':')
+                .ok_or_else(|| format!("{url}: no port"))?;
+            (h.to_string(), p)
+        }
+    };
+    let port = port.parse().map_err(|_| format!("{url}: bad port"))?;
+    match scheme {
+        "http" | "https" => Ok((scheme, host, port)),
+        _ => Err(format!("{url}: http or https only")),
+    }
+}
+
+impl Transport {
+    pub fn new(ca_pem: &[u8], tls_max: Option<TlsVersion>) -> Result<Transport, String> {
+        let config = |verification| ClientTls {
+            min: None,
+            max: tls_max,
+            verification,
+            cipher_list: None,
+        };
+        let verification = if ca_pem.is_empty() {
+            ServerVerification::System
+        } else {
+            ServerVerification::Ca(ca_pem.to_vec())
+        };
+        Ok(Transport {
+            verified: build_connector(&config(verification)).map_err(|e| e.to_string())?,
+            unverified: build_connector(&config(ServerVerification::None))
+                .map_err(|e| e.to_string())?,
+            sessions: HashMap::new(),
+        })
+    }
+
+    /// Sends `method path` with `headers` and `body` to `url`; `Connection: close`.
+    pub fn exchange(
+        &mut self,
+        url: &str,
+        verify: bool,
+        call: &Call<'_>,
+        timeout: Duration,
+    ) -> Result<Exchange, String> {
+        let Call {
+            method,
+            path,
+            headers,
+            body,
+        } = *call;
+        let (scheme, host, port) = split_url(url)?;
+        let address = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| format!("{url}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{url}: no address"))?;
+        let tcp = TcpStream::connect_timeout(&address, Duration::from_secs(10))
+            .map_err(|e| format!("{url}: {e}"))?;
+        tcp.set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        tcp.set_write_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        let mut raw = Vec::new();
+        let (channel, tls_version) = if scheme == "https" {
+            let connector = if verify {
+                &self.verified
+            } else {
+                &self.unverified
+            };
+            let mut config = connector.configure().map_err(|e| e.to_string())?;
+            if let Some(session) = self.sessions.get(url) {
+                // The session comes from this same connector's context, as OpenSSL requires.
+                unsafe { config.set_session(session).map_err(|e| e.to_string())? };
+            }
+            let mut tls = config
+                .connect(&host, tcp)
+                .map_err(|e| format!("{url}: TLS: {e}"))?;
+            let version = tls.ssl().version_str().to_string();
+            if let Some(session) = tls.ssl().session() {
+                self.sessions.insert(url.to_string(), session.to_owned());
+            }
+            tls.write_all(request.as_bytes())
+                .and_then(|_| tls.write_all(body))
+                .map_err(|e| format!("{url}: {e}"))?;
+            read_all(&mut tls, &mut raw).map_err(|e| format!("{url}: {e}"))?;
+            ("https", Some(version))
+        } else {
+            let mut tcp = tcp;
+            tcp.write_all(request.as_bytes())
+                .and_then(|_| tcp.write_all(body))
+                .map_err(|e| format!("{url}: {e}"))?;
+            read_all(&mut tcp, &mut raw).map_err(|e| format!("{url}: {e}"))?;
+            ("http", None)
+        };
+        let mut exchange = parse(&raw).ok_or_else(|| format!("{url}: malformed HTTP response"))?;
+        exchange.channel = channel;
+        exchange.tls_version = tls_version;
+        Ok(exchange)
+    }
+}
+
+fn read_all(stream: &mut impl Read, out: &mut Vec<u8>) -> std::io::Result<()> {
+    match stream.read_to_end(out) {
+        Ok(_) => Ok(()),
+        // A peer that closes without close_notify still sent a whole response.
+        Err(_) if !out.is_empty() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse(raw: &[u8]) -> Option<Exchange> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if let Some(length) = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        body.truncate(length);
+    }
+    Some(Exchange {
+        status,
+        headers,
+        body,
+        channel: "http",
+        tls_version: None,
+    })
+}

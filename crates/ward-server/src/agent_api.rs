@@ -1,0 +1,500 @@
+//! The agent API under `/agent/v1/` on the clients and clients-http listeners: enrollment and
+//! check-in, authenticated with ward-proto (no reusable secret on the wire, responses bound to
+//! their request), so the plain-HTTP listener is as safe against tampering as HTTPS.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+use hyper::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+use ward_fleet::group::Effective;
+use ward_fleet::Tree;
+use ward_proto::{AgentKey, RequestAuth};
+use ward_store::{AgentRecord, AuditEntry, Change, Checkin, Mutation};
+use ward_tls::TlsVersion;
+
+use crate::admin::{auth, blocking, now_ms, ApiError};
+use crate::config::Role;
+use crate::http::{error_response, HttpResponse};
+use crate::server::Shared;
+
+/// The longest a push agent's check-in is held open waiting for a change.
+pub const MAX_WAIT: Duration = Duration::from_secs(55);
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// What an agent sends to name its token without sending it: derived from the token's
+/// SHA-256, which the server stores.
+pub fn token_lookup(token_sha256: &str) -> String {
+    auth::sha256_hex(&format!("{token_sha256}:lookup"))
+}
+
+/// The settings an agent follows, as the agent API sends them.
+pub fn settings_json(
+    tree: &Tree,
+    group: i64,
+    effective: &Effective,
+    lists: &[ward_fleet::ServerList],
+    serial: i64,
+) -> Value {
+    let list = lists.iter().find(|l| l.name == effective.server_list);
+    let servers: Vec<Value> = list
+        .map(|l| {
+            l.levels
+                .iter()
+                .enumerate()
+                .flat_map(|(index, level)| {
+                    level
+                        .iter()
+                        .map(move |e| crate::admin::entry_json(index + 1, e))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "serial": serial,
+        "group": tree.path(group),
+        "server_list": {"name": effective.server_list, "servers": servers},
+        "interval": crate::config::format_duration(effective.interval),
+        "randomize": crate::config::format_duration(effective.randomize),
+        "mode": effective.mode.name(),
+        "policy": effective.policy,
+    })
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    error_response(status, code, message)
+}
+
+fn signed(key: &AgentKey, nonce: &str, status: StatusCode, body: &Value) -> HttpResponse {
+    let text = format!("{body}\n");
+    let mac = ward_proto::sign_response(key, nonce, status.as_u16(), text.as_bytes());
+    let mut response = crate::http::json_text(status, text);
+    if let Ok(value) = HeaderValue::from_str(&mac) {
+        response.headers_mut().insert("x-ward-mac", value);
+    }
+    response
+}
+
+fn agent_key(shared: &Shared, agent_public: &[u8]) -> Option<AgentKey> {
+    let server_public = shared.agreement_public.as_slice();
+    ward_proto::agree(&shared.agreement, agent_public, agent_public, server_public).ok()
+}
+
+fn field<'a>(body: &'a Value, key: &str) -> Result<&'a str, String> {
+    body[key]
+        .as_str()
+        .ok_or_else(|| format!("'{key}' (a string) is required"))
+}
+
+fn versions(body: &Value) -> Vec<String> {
+    body["tls_versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(TlsVersion::parse_loose)
+        .map(|v| v.name().to_string())
+        .collect()
+}
+
+pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(Value::Object(map)) => Value::Object(map),
+        _ => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the body must be a JSON object",
+            )
+        }
+    };
+    let parsed = (|| -> Result<_, String> {
+        let public = unhex(field(&body, "agent_public")?)
+            .filter(|b| b.len() == 32)
+            .ok_or("agent_public: 32 bytes, hex")?;
+        let proof = field(&body, "proof")?.to_string();
+        let nonce = field(&body, "nonce")?.to_string();
+        let time_ms = body["time_ms"]
+            .as_i64()
+            .ok_or("'time_ms' (a number) is required")?;
+        let lookup = field(&body, "token_lookup")?.to_string();
+        Ok((public, proof, nonce, time_ms, lookup))
+    })();
+    let (public, proof, nonce, time_ms, lookup) = match parsed {
+        Ok(parsed) => parsed,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, "bad_request", &message),
+    };
+    let now = now_ms();
+    if (now - time_ms).abs() > ward_proto::MAX_SKEW_MS {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "stale",
+            "the enrollment time is too far from the server's clock",
+        );
+    }
+    let Some(key) = agent_key(shared, &public) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "agent_public is not a usable X25519 key",
+        );
+    };
+    let store = shared.store.clone();
+    let tokens = match blocking(move || Ok(store.tokens()?)).await {
+        Ok(tokens) => tokens,
+        Err(error) => return refuse(error.status, error.code, &error.message),
+    };
+    let Some(token) = tokens
+        .into_iter()
+        .find(|t| token_lookup(&t.token_sha256) == lookup)
+    else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "unknown_token",
+            "unknown enrollment token",
+        );
+    };
+    let expected = hex(&ward_proto::enrollment_proof(
+        &key,
+        &format!("{}:{nonce}:{time_ms}", token.token_sha256),
+    ));
+    if expected.len() != proof.len() || !openssl::memcmp::eq(expected.as_bytes(), proof.as_bytes())
+    {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "bad_proof",
+            "the enrollment proof does not match the token",
+        );
+    }
+    if token.revoked || token.expires_ms.is_some_and(|e| e <= now) || token.uses_left == Some(0) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "token_unusable",
+            "the enrollment token is revoked, expired or used up",
+        );
+    }
+    if role == Role::ClientsHttp && !token.allow_http {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "https_required",
+            "this token does not allow enrollment over plain HTTP: enroll over HTTPS, or use a token created with --allow-http",
+        );
+    }
+    if !shared
+        .replay
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remember_enrollment(&hex(&public), &nonce, now)
+    {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "replayed",
+            "this enrollment was already received (replay)",
+        );
+    }
+    let mut id = [0u8; 16];
+    openssl::rand::rand_bytes(&mut id).expect("the system has randomness");
+    let id = hex(&id);
+    let record = AgentRecord {
+        id: id.clone(),
+        hostname: body["hostname"]
+            .as_str()
+            .unwrap_or("unknown")
+            .chars()
+            .take(255)
+            .collect(),
+        os_name: body["os_name"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(64)
+            .collect(),
+        os_version: body["os_version"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(64)
+            .collect(),
+        agent_version: body["agent_version"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(64)
+            .collect(),
+        tls_versions: versions(&body),
+        group: token.group,
+        last_checkin_ms: None,
+        channel: None,
+        server: None,
+        tls_version: None,
+        serial: 1,
+        acked_serial: 0,
+        enrolled_ms: now,
+    };
+    let store = shared.store.clone();
+    let public_hex = hex(&public);
+    let agent_id = id.clone();
+    let group = token.group;
+    let result = blocking(move || {
+        store.apply(&Change {
+            mutation: Mutation::Enroll {
+                agent: record,
+                public_key: public_hex,
+                token: token.id,
+            },
+            bump_groups: vec![],
+            bump_agents: vec![],
+            audit: AuditEntry {
+                id: 0,
+                at_ms: now,
+                actor: format!("agent:{agent_id}"),
+                action: "agent.enroll".into(),
+                target: agent_id.clone(),
+                before: None,
+                after: Some(json!({"token": token.id})),
+            },
+        })?;
+        let tree = Tree::new(store.groups()?).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let lists = store.server_lists()?;
+        let effective = tree
+            .effective(group)
+            .ok_or_else(|| ApiError::not_found("the group vanished"))?;
+        Ok(settings_json(&tree, group, &effective, &lists, 1))
+    })
+    .await;
+    match result {
+        Ok(settings) => {
+            shared
+                .agent_keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), key.clone());
+            let body = json!({"agent": id, "settings": settings});
+            signed(&key, &nonce, StatusCode::OK, &body)
+        }
+        Err(error) => refuse(error.status, error.code, &error.message),
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Finds the agent's key: from the cache, else from its stored public key.
+async fn key_of(shared: &Shared, agent: &str) -> Result<Option<AgentKey>, ApiError> {
+    if let Some(key) = shared
+        .agent_keys
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(agent)
+    {
+        return Ok(Some(key.clone()));
+    }
+    let store = shared.store.clone();
+    let id = agent.to_string();
+    let public = blocking(move || Ok(store.agent_public_key(&id)?)).await?;
+    let key = public
+        .and_then(|p| unhex(&p))
+        .and_then(|p| agent_key(shared, &p));
+    if let Some(key) = &key {
+        shared
+            .agent_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agent.to_string(), key.clone());
+    }
+    Ok(key)
+}
+
+pub async fn checkin(
+    shared: &Shared,
+    role: Role,
+    tls_version: Option<TlsVersion>,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> HttpResponse {
+    let (Some(agent), Some(time), Some(nonce), Some(mac)) = (
+        header(headers, "x-ward-agent"),
+        header(headers, "x-ward-time").and_then(|t| t.parse::<i64>().ok()),
+        header(headers, "x-ward-nonce"),
+        header(headers, "x-ward-mac"),
+    ) else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "unsigned",
+            "a check-in must carry X-Ward-Agent, X-Ward-Time, X-Ward-Nonce and X-Ward-Mac",
+        );
+    };
+    let key = match key_of(shared, agent).await {
+        Ok(Some(key)) => key,
+        Ok(None) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "unknown_agent",
+                "unknown agent: enroll again, or import a settings package",
+            )
+        }
+        Err(error) => return refuse(error.status, error.code, &error.message),
+    };
+    let auth = RequestAuth {
+        agent: agent.to_string(),
+        time_ms: time,
+        nonce: nonce.to_string(),
+    };
+    let request = ward_proto::Request {
+        method: "POST",
+        path,
+        auth: &auth,
+        body: &body,
+    };
+    let verified = {
+        let mut replay = shared.replay.lock().unwrap_or_else(|p| p.into_inner());
+        ward_proto::verify_request(&key, &request, mac, now_ms(), &mut replay.requests)
+    };
+    if let Err(error) = verified {
+        tracing::warn!(agent, %error, "check-in refused");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            &error.to_string(),
+        );
+    }
+    let report: Value = match serde_json::from_slice(&body) {
+        Ok(Value::Object(map)) => Value::Object(map),
+        _ => {
+            return signed(
+                &key,
+                nonce,
+                StatusCode::BAD_REQUEST,
+                &json!({"error": {"code": "bad_request", "message": "the body must be a JSON object"}}),
+            )
+        }
+    };
+    let checkin = Checkin {
+        agent: agent.to_string(),
+        at_ms: now_ms(),
+        acked_serial: report["acked_serial"].as_i64().unwrap_or(0),
+        hostname: report["hostname"]
+            .as_str()
+            .unwrap_or("unknown")
+            .chars()
+            .take(255)
+            .collect(),
+        os_name: report["os_name"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(64)
+            .collect(),
+        os_version: report["os_version"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(64)
+            .collect(),
+        agent_version: report["agent_version"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(64)
+            .collect(),
+        tls_versions: versions(&report),
+        channel: if role.is_tls() {
+            "https".into()
+        } else {
+            "http".into()
+        },
+        server: report["server"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(255)
+            .collect(),
+        tls_version: tls_version.map(|v| v.name().to_string()),
+    };
+    let wait = Duration::from_millis(report["wait_ms"].as_u64().unwrap_or(0)).min(MAX_WAIT);
+    let mut changes = shared.fleet_version.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    let store = shared.store.clone();
+    let first = checkin.clone();
+    let mut record = match blocking(move || Ok(store.record_checkin(&first)?)).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "unknown_agent", "unknown agent"),
+        Err(error) => return refuse(error.status, error.code, &error.message),
+    };
+    // Push: hold the request until the agent's settings change, or the wait runs out.
+    while record.serial <= checkin.acked_serial && tokio::time::Instant::now() < deadline {
+        let mut shutdown = shared.shutdown.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = changes.changed() => {}
+            _ = shutdown.changed() => break,
+        }
+        let store = shared.store.clone();
+        let id = agent.to_string();
+        match blocking(move || Ok(store.agent(&id)?)).await {
+            Ok(Some(updated)) => record = updated,
+            _ => break,
+        }
+    }
+    let body = if record.serial > checkin.acked_serial {
+        let store = shared.store.clone();
+        let group = record.group;
+        let serial = record.serial;
+        match blocking(move || {
+            let tree =
+                Tree::new(store.groups()?).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let lists = store.server_lists()?;
+            let effective = tree
+                .effective(group)
+                .ok_or_else(|| ApiError::not_found("the group vanished"))?;
+            Ok(settings_json(&tree, group, &effective, &lists, serial))
+        })
+        .await
+        {
+            Ok(settings) => json!({"serial": record.serial, "settings": settings}),
+            Err(error) => return refuse(error.status, error.code, &error.message),
+        }
+    } else {
+        json!({"serial": record.serial, "settings": null})
+    };
+    signed(&key, nonce, StatusCode::OK, &body)
+}
+
+/// Replay protection for the agent API: request nonces per agent, enrollment nonces per key.
+#[derive(Default)]
+pub struct Replays {
+    pub requests: ward_proto::ReplayCache,
+    enrollments: std::collections::HashMap<String, (i64, String)>,
+}
+
+impl Replays {
+    fn remember_enrollment(&mut self, public: &str, nonce: &str, now_ms: i64) -> bool {
+        self.enrollments
+            .retain(|_, (at, _)| now_ms - *at <= 2 * ward_proto::MAX_SKEW_MS);
+        if self
+            .enrollments
+            .get(public)
+            .is_some_and(|(_, n)| n == nonce)
+        {
+            return false;
+        }
+        self.enrollments
+            .insert(public.to_string(), (now_ms, nonce.to_string()));
+        true
+    }
+}

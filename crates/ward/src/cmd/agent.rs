@@ -1,0 +1,255 @@
+//! `ward agent ...`: the managed client (the seed's `smc`): enroll, run in the foreground, or
+//! start, stop and query a background agent through its control socket.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use ward_agent::{RunConfig, Status, Stopper, Trust};
+use ward_tls::TlsVersion;
+
+use super::CmdResult;
+
+#[derive(Subcommand)]
+pub enum AgentCommand {
+    /// Enroll with a server using a group's token; writes the settings file in --state
+    Enroll(EnrollArgs),
+    /// Run the agent in the foreground
+    Run(RunArgs),
+    /// Run the agent in the background (like `smc -start`)
+    Start(RunArgs),
+    /// Stop the background agent (like `smc -stop`)
+    Stop(StateArg),
+    /// Show the running agent's server, channel, TLS version, serial and check-ins
+    Status(StatusArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct StateArg {
+    /// The agent's state directory (settings file, policy, control socket, log)
+    #[arg(long, value_name = "DIR")]
+    state: PathBuf,
+}
+
+#[derive(Args)]
+pub struct EnrollArgs {
+    /// The server's clients URL, e.g. https://mgr1:443 or http://mgr1:8014
+    #[arg(long)]
+    server: String,
+    /// The enrollment token (`ward group token create`)
+    #[arg(long)]
+    token: String,
+    /// The CA of the server's certificates (its certs/ca.pem)
+    #[arg(long, value_name = "FILE", conflicts_with = "pin")]
+    ca: Option<PathBuf>,
+    /// Instead of a CA: the SHA-256 of the server's agreement key (agreement_key_sha256 of
+    /// GET /agent/v1/hello)
+    #[arg(long, value_name = "SHA256")]
+    pin: Option<String>,
+    #[command(flatten)]
+    state: StateArg,
+    /// The highest TLS version to offer (TLSv1 reproduces a Windows XP client)
+    #[arg(long, value_name = "VERSION")]
+    tls_max: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    state: StateArg,
+    /// The highest TLS version to offer (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)
+    #[arg(long, value_name = "VERSION")]
+    tls_max: Option<String>,
+    /// A shell command run after each change of settings (WARD_SERIAL, WARD_POLICY set)
+    #[arg(long, value_name = "CMD")]
+    on_change: Option<String>,
+    /// After this long on a lower-priority server, try the higher priorities again
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    return_after: String,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    state: StateArg,
+    /// Print JSON: {"id", "server", "channel", "tls_version", "serial", "last_checkin", "next_checkin"}
+    #[arg(long)]
+    json: bool,
+}
+
+fn tls_max(text: &Option<String>) -> Result<Option<TlsVersion>, String> {
+    text.as_deref()
+        .map(|t| {
+            TlsVersion::parse_loose(t).ok_or_else(|| {
+                format!("--tls-max {t}: expected TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3")
+            })
+        })
+        .transpose()
+}
+
+pub fn run(command: AgentCommand) -> CmdResult {
+    match command {
+        AgentCommand::Enroll(args) => enroll(args),
+        AgentCommand::Run(args) => run_foreground(args),
+        AgentCommand::Start(args) => start(args),
+        AgentCommand::Stop(args) => stop(args),
+        AgentCommand::Status(args) => status(args),
+    }
+}
+
+fn enroll(args: EnrollArgs) -> CmdResult {
+    let trust = match (&args.ca, &args.pin) {
+        (Some(path), _) => {
+            Trust::Ca(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        (None, Some(pin)) => Trust::Pin(pin.clone()),
+        (None, None) => {
+            return Err("give the server's CA (--ca FILE) or its key pin (--pin SHA256)".into())
+        }
+    };
+    let state = ward_agent::enroll(
+        &args.server,
+        &args.token,
+        trust,
+        &args.state.state,
+        tls_max(&args.tls_max)?,
+    )?;
+    if args.json {
+        println!(
+            "{:#}",
+            serde_json::json!({"id": state.agent, "group": state.settings.raw["group"], "serial": state.settings.serial()})
+        );
+    } else {
+        println!(
+            "enrolled as {} in {}",
+            state.agent,
+            state.settings.raw["group"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_foreground(args: RunArgs) -> CmdResult {
+    let return_after = ward_server::config::parse_duration(&args.return_after)
+        .map_err(|e| format!("--return-after: {e}"))?;
+    let config = RunConfig {
+        dir: args.state.state.clone(),
+        tls_max: tls_max(&args.tls_max)?,
+        on_change: args.on_change.clone(),
+        return_after,
+    };
+    let stopper = Arc::new(Stopper::default());
+    let status = Arc::new(Mutex::new(Status::default()));
+    let control = ward_agent::serve_control(&config.dir, stopper.clone(), status.clone())?;
+    // A stop is prompt even during a held push check-in: after a short grace the process
+    // ends; the settings file is only ever replaced atomically, so nothing is left torn.
+    let watchdog = stopper.clone();
+    std::thread::spawn(move || {
+        while !watchdog.is_stopped() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        let _ = std::fs::remove_file(ward_agent::socket_path(&args.state.state));
+        std::process::exit(0);
+    });
+    let result = ward_agent::run(&config, &stopper, &status);
+    stopper.stop();
+    let _ = control.join();
+    result.map(|_| ExitCode::SUCCESS)
+}
+
+fn start(args: RunArgs) -> CmdResult {
+    use std::os::unix::process::CommandExt;
+    let dir = &args.state.state;
+    if ward_agent::control(dir, "status").is_ok() {
+        return Err(format!("an agent already runs on {}", dir.display()));
+    }
+    let log_path = dir.join("agent.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut command = Command::new(exe);
+    command
+        .args(["agent", "run", "--state"])
+        .arg(dir)
+        .args(["--return-after", &args.return_after]);
+    if let Some(max) = &args.tls_max {
+        command.args(["--tls-max", max]);
+    }
+    if let Some(on_change) = &args.on_change {
+        command.args(["--on-change", on_change]);
+    }
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start the agent: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if ward_agent::control(dir, "status").is_ok() {
+            println!(
+                "agent started (pid {}); log: {}",
+                child.id(),
+                log_path.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Ok(Some(exit)) = child.try_wait() {
+            return Err(format!(
+                "the agent exited at once ({exit}); see {}",
+                log_path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "the agent did not answer within 10 s; see {}",
+        log_path.display()
+    ))
+}
+
+fn stop(args: StateArg) -> CmdResult {
+    ward_agent::control(&args.state, "stop")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ward_agent::socket_path(&args.state).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("agent stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(args: StatusArgs) -> CmdResult {
+    let value = ward_agent::control(&args.state.state, "status")?;
+    if args.json {
+        println!("{value:#}");
+    } else {
+        let text = |k: &str| value[k].as_str().unwrap_or("-").to_string();
+        println!("agent {}", text("id"));
+        println!(
+            "  server       {} ({}, {})",
+            text("server"),
+            text("channel"),
+            text("tls_version")
+        );
+        println!("  mode         {}", text("mode"));
+        println!("  serial       {}", value["serial"]);
+        println!("  last checkin {}", text("last_checkin"));
+        println!("  next checkin {}", text("next_checkin"));
+        if let Some(error) = value["last_error"].as_str() {
+            println!("  last error   {error}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,740 @@
+//! Real agent processes against the real server: enrollment, pull and push check-ins, moves
+//! between groups and server lists, TLS caps, the plain-HTTP channel, and attacks on it.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+fn cli(server: &Server, args: &[&str]) -> Value {
+    let data = server.data_str();
+    let mut all = args.to_vec();
+    all.extend(["--data", &data, "--json"]);
+    let output = ward(&all);
+    assert!(
+        output.status.success(),
+        "ward {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+}
+
+/// A running `ward agent run` process, killed on drop.
+struct Agent {
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Agent {
+    fn state(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    fn status(&self) -> Option<Value> {
+        let output = ward(&["agent", "status", "--state", &self.state(), "--json"]);
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&output.stdout).unwrap())
+    }
+
+    fn id(&self) -> String {
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(self.dir.path().join("agent.json")).unwrap())
+                .unwrap();
+        state["agent"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until the status satisfies `check`.
+    fn until(&self, bound: Duration, check: impl Fn(&Value) -> bool) -> Value {
+        eventually(bound, || self.status().filter(|s| check(s))).unwrap_or_else(|| {
+            panic!(
+                "agent status never matched; last: {:?}\nlog:\n{}",
+                self.status(),
+                std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+            )
+        })
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn enroll(server: &Server, url: &str, token: &str, tls_max: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = server.path("certs/ca.pem");
+    let mut args = vec![
+        "agent",
+        "enroll",
+        "--server",
+        url,
+        "--token",
+        token,
+        "--ca",
+        ca.to_str().unwrap(),
+        "--state",
+    ];
+    let state = dir.path().display().to_string();
+    args.push(&state);
+    if let Some(max) = tls_max {
+        args.extend(["--tls-max", max]);
+    }
+    let output = ward(&args);
+    assert!(
+        output.status.success(),
+        "enroll: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dir
+}
+
+fn run_agent(dir: tempfile::TempDir, tls_max: Option<&str>) -> Agent {
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let mut command = Command::new(ward_bin());
+    command
+        .args(["agent", "run", "--state"])
+        .arg(dir.path())
+        .args(["--return-after", "2s"]);
+    if let Some(max) = tls_max {
+        command.args(["--tls-max", max]);
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let agent = Agent { dir, child };
+    agent.until(Duration::from_secs(15), |s| !s["last_checkin"].is_null());
+    agent
+}
+
+fn token(server: &Server, group: &str, allow_http: bool) -> String {
+    let mut args = vec!["group", "token", "create", group];
+    if allow_http {
+        args.push("--allow-http");
+    }
+    cli(server, &args)["token"].as_str().unwrap().to_string()
+}
+
+fn fast_server() -> Server {
+    let mut server = Server::init();
+    server.start();
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company",
+            "--interval",
+            "1s",
+            "--randomize",
+            "0s",
+        ],
+    );
+    server
+}
+
+#[test]
+fn pull_and_push_agents_follow_moves_to_another_server_list() {
+    let server = fast_server();
+    let https = format!("https://localhost:{}", server.clients);
+    let http = format!("http://127.0.0.1:{}", server.clients_http);
+    let tok = token(&server, "My Company", false);
+    let pull = run_agent(enroll(&server, &https, &tok, None), None);
+    let push = run_agent(enroll(&server, &https, &tok, None), None);
+    let status = pull.until(Duration::from_secs(10), |s| s["channel"] == "https");
+    assert_eq!(status["tls_version"], "TLSv1.3");
+    assert_eq!(status["id"], Value::String(pull.id()));
+    // The server sees both, over HTTPS.
+    let clients = cli(&server, &["client", "list"]);
+    assert_eq!(clients.as_array().unwrap().len(), 2);
+    assert!(clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["channel"] == "https" && c["tls_version"] == "TLSv1.3"));
+
+    // The seed's legacy path: an HTTP list on the clients-http port, in its own groups.
+    cli(
+        &server,
+        &[
+            "serverlist",
+            "create",
+            "Legacy HTTP",
+            "--server",
+            &format!("1:{http}"),
+        ],
+    );
+    cli(&server, &["group", "create", "Legacy pull"]);
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Legacy pull",
+            "--server-list",
+            "Legacy HTTP",
+        ],
+    );
+    cli(&server, &["group", "create", "Legacy push"]);
+    // A long interval: only push can deliver the next change quickly.
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Legacy push",
+            "--server-list",
+            "Legacy HTTP",
+            "--mode",
+            "push",
+        ],
+    );
+    cli(
+        &server,
+        &[
+            "client",
+            "move",
+            &push.id(),
+            "--group",
+            "My Company/Legacy push",
+        ],
+    );
+    push.until(Duration::from_secs(10), |s| {
+        s["channel"] == "http" && s["mode"] == "push"
+    });
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Legacy push",
+            "--interval",
+            "10m",
+        ],
+    );
+    // A pull agent picks its move up within an interval and then uses the new list.
+    cli(
+        &server,
+        &[
+            "client",
+            "move",
+            &pull.id(),
+            "--group",
+            "My Company/Legacy pull",
+        ],
+    );
+    let moved = pull.until(Duration::from_secs(10), |s| s["channel"] == "http");
+    assert!(
+        moved["tls_version"].is_null(),
+        "plain HTTP has no TLS version"
+    );
+    // A policy change reaches the push agent at once (its interval is ten minutes).
+    let policy = server.dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"antivirus": "strict"}"#).unwrap();
+    let before = push.status().unwrap()["serial"].as_i64().unwrap();
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Legacy push",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    push.until(Duration::from_secs(5), |s| {
+        s["serial"].as_i64().unwrap() > before
+    });
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(push.dir.path().join("policy.json")).unwrap())
+            .unwrap();
+    assert_eq!(written["antivirus"], "strict");
+    // Both acknowledged: nobody pending.
+    let settled = eventually(Duration::from_secs(10), || {
+        let pending = cli(&server, &["client", "list", "--pending"]);
+        pending.as_array().unwrap().is_empty().then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "pending: {}",
+        cli(&server, &["client", "list", "--pending"])
+    );
+}
+
+#[test]
+fn a_tls1_capped_agent_and_the_listeners() {
+    let mut server = Server::init();
+    server.start();
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company",
+            "--interval",
+            "1s",
+            "--randomize",
+            "0s",
+        ],
+    );
+    let https = format!("https://localhost:{}", server.clients);
+    let http = format!("http://127.0.0.1:{}", server.clients_http);
+    let tok = token(&server, "My Company", false);
+    // The seed's legacy group: its server list is plain HTTP, its token allows HTTP enrollment.
+    cli(
+        &server,
+        &[
+            "serverlist",
+            "create",
+            "Legacy HTTP",
+            "--server",
+            &format!("1:{http}"),
+        ],
+    );
+    cli(&server, &["group", "create", "Legacy"]);
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Legacy",
+            "--server-list",
+            "Legacy HTTP",
+        ],
+    );
+    let legacy_token = token(&server, "My Company/Legacy", true);
+    // Plain-HTTP enrollment needs a token that allows it.
+    let refused = ward(&[
+        "agent",
+        "enroll",
+        "--server",
+        &http,
+        "--token",
+        &tok,
+        "--ca",
+        server.path("certs/ca.pem").to_str().unwrap(),
+        "--state",
+        server.dir.path().join("refused").to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr)
+        .contains("does not allow enrollment over plain HTTP"));
+    // Over the default policy (all -SSLv2 -SSLv3) the XP-like agent speaks TLSv1.
+    let xp = run_agent(enroll(&server, &https, &tok, Some("TLSv1")), Some("TLSv1"));
+    let status = xp.until(Duration::from_secs(10), |s| s["tls_version"] == "TLSv1");
+    assert_eq!(status["channel"], "https");
+    let client = cli(&server, &["client", "show", &xp.id()]);
+    assert_eq!(client["tls_versions"], serde_json::json!(["TLSv1"]));
+    // Enrolled over plain HTTP into the legacy group, it checks in over HTTP.
+    let xp_http = run_agent(
+        enroll(&server, &http, &legacy_token, Some("TLSv1")),
+        Some("TLSv1"),
+    );
+    xp_http.until(Duration::from_secs(10), |s| s["channel"] == "http");
+    // After the seed's edit, the TLSv1 agent on HTTPS can no longer check in, and the server
+    // records what it offered.
+    for file in ["conf/ssl/ssl.conf", "conf/ssl/sslforclients.conf"] {
+        server.set_protocol(file, "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1");
+    }
+    assert!(ward(&["server", "reload", "--data", &server.data_str()])
+        .status
+        .success());
+    xp.until(Duration::from_secs(15), |s| {
+        s["last_error"].as_str().is_some_and(|e| e.contains("TLS"))
+    });
+    let refused = eventually(Duration::from_secs(10), || {
+        let report = cli(&server, &["tls", "handshakes"]);
+        report["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["listener"] == "clients" && r["offered_max"] == "TLSv1")
+            .cloned()
+    })
+    .expect("the refusal is in the telemetry");
+    assert_eq!(
+        refused["reason"],
+        "client offers only TLSv1, listener accepts TLSv1.2-TLSv1.3"
+    );
+    // The HTTP one keeps checking in.
+    let last = xp_http.status().unwrap()["last_checkin"].clone();
+    xp_http.until(Duration::from_secs(10), |s| {
+        s["last_checkin"] != last && s["last_error"].is_null()
+    });
+}
+
+/// A TCP relay between the agent and the clients-http listener that records every byte and
+/// can rewrite what the server sends.
+struct Proxy {
+    port: u16,
+    seen: Arc<Mutex<Vec<u8>>>,
+    mode: Arc<Mutex<ProxyMode>>,
+}
+
+#[derive(Clone, PartialEq)]
+enum ProxyMode {
+    Pass,
+    /// Flip one byte of the response body.
+    Tamper,
+    /// Answer with the first response ever relayed, whatever was asked.
+    Replay,
+}
+
+fn proxy(target: u16) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mode = Arc::new(Mutex::new(ProxyMode::Pass));
+    let first: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let (seen_in, mode_in) = (seen.clone(), mode.clone());
+    std::thread::spawn(move || {
+        for client in listener.incoming().take(10_000) {
+            let Ok(mut client) = client else { continue };
+            let (seen, mode, first) = (seen_in.clone(), mode_in.clone(), first.clone());
+            std::thread::spawn(move || {
+                client
+                    .set_read_timeout(Some(Duration::from_secs(70)))
+                    .unwrap();
+                let mut request = vec![0u8; 65536];
+                let Ok(n) = client.read(&mut request) else {
+                    return;
+                };
+                request.truncate(n);
+                seen.lock().unwrap().extend_from_slice(&request);
+                let mut upstream = TcpStream::connect(("127.0.0.1", target)).unwrap();
+                upstream.write_all(&request).unwrap();
+                let mut response = Vec::new();
+                let _ = upstream.read_to_end(&mut response);
+                seen.lock().unwrap().extend_from_slice(&response);
+                let mut first = first.lock().unwrap();
+                if first.is_none() && response.windows(8).any(|w| w == b"settings") {
+                    *first = Some(response.clone());
+                }
+                let out = match mode.lock().unwrap().clone() {
+                    ProxyMode::Pass => response,
+                    ProxyMode::Tamper => {
+                        let mut tampered = response;
+                        if let Some(at) = tampered.windows(8).position(|w| w == b"\"serial\"") {
+                            tampered[at + 1] ^= 0x20; // "Serial"
+                        }
+                        tampered
+                    }
+                    ProxyMode::Replay => first.clone().unwrap_or(response),
+                };
+                let _ = client.write_all(&out);
+            });
+        }
+    });
+    Proxy { port, seen, mode }
+}
+
+#[test]
+fn the_http_channel_leaks_nothing_and_resists_tampering_and_replay() {
+    let server = fast_server();
+    let relay = proxy(server.clients_http);
+    let via_proxy = format!("http://127.0.0.1:{}", relay.port);
+    cli(
+        &server,
+        &[
+            "serverlist",
+            "create",
+            "Via proxy",
+            "--server",
+            &format!("1:{via_proxy}"),
+        ],
+    );
+    cli(&server, &["group", "create", "Watched"]);
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Watched",
+            "--server-list",
+            "Via proxy",
+        ],
+    );
+    let tok = token(&server, "My Company/Watched", true);
+    let agent = run_agent(enroll(&server, &via_proxy, &tok, Some("TLSv1")), None);
+    agent.until(Duration::from_secs(10), |s| {
+        s["channel"] == "http" && s["serial"].as_i64() > Some(0)
+    });
+
+    // Nothing that crossed the wire lets a third party check in as the agent: not the
+    // token, not the agent's private key.
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(agent.dir.path().join("agent.json")).unwrap())
+            .unwrap();
+    let private_key = state["private_key"].as_str().unwrap().to_string();
+    let captured = String::from_utf8_lossy(&relay.seen.lock().unwrap()).into_owned();
+    assert!(
+        captured.contains("/agent/v1/checkin"),
+        "the capture has the traffic"
+    );
+    assert!(
+        !captured.contains(&tok),
+        "the enrollment token crossed the wire"
+    );
+    assert!(
+        !captured.contains(&private_key),
+        "the private key crossed the wire"
+    );
+
+    // A tampered response is refused by the agent.
+    *relay.mode.lock().unwrap() = ProxyMode::Tamper;
+    let before = agent.status().unwrap()["serial"].as_i64().unwrap();
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Watched",
+            "--randomize",
+            "0s",
+            "--interval",
+            "2s",
+        ],
+    );
+    agent.until(Duration::from_secs(10), |s| {
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("response refused"))
+    });
+    assert_eq!(
+        agent.status().unwrap()["serial"].as_i64().unwrap(),
+        before,
+        "nothing applied"
+    );
+    // A replayed old response is refused too.
+    *relay.mode.lock().unwrap() = ProxyMode::Replay;
+    agent.until(Duration::from_secs(10), |s| {
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("response refused"))
+    });
+    // Back to honest relaying: the change arrives.
+    *relay.mode.lock().unwrap() = ProxyMode::Pass;
+    agent.until(Duration::from_secs(10), |s| {
+        s["serial"].as_i64().unwrap() > before && s["last_error"].is_null()
+    });
+}
+
+#[test]
+fn forged_replayed_and_foreign_requests_are_refused_and_change_nothing() {
+    let server = fast_server();
+    let https = format!("https://localhost:{}", server.clients);
+    let tok = token(&server, "My Company", true);
+    let dir = enroll(&server, &https, &tok, None);
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("agent.json")).unwrap()).unwrap();
+    let agent = state["agent"].as_str().unwrap().to_string();
+    let unhex = |t: &str| {
+        (0..t.len() / 2)
+            .map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+    };
+    let pair =
+        ward_proto::KeyPair::from_private_bytes(&unhex(state["private_key"].as_str().unwrap()))
+            .unwrap();
+    let server_public = unhex(state["server_public"].as_str().unwrap());
+    let key = ward_proto::agree(
+        &pair,
+        &server_public,
+        &pair.public_bytes().unwrap(),
+        &server_public,
+    )
+    .unwrap();
+    let send = |agent_id: &str, body: &str, auth: &ward_proto::RequestAuth, mac: &str| {
+        let mut connection = http_connect(server.clients_http);
+        let time = auth.time_ms.to_string();
+        connection
+            .request(
+                "POST",
+                "/agent/v1/checkin",
+                &[
+                    ("X-Ward-Agent", agent_id),
+                    ("X-Ward-Time", &time),
+                    ("X-Ward-Nonce", &auth.nonce),
+                    ("X-Ward-Mac", mac),
+                ],
+                body,
+            )
+            .unwrap()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let body = r#"{"acked_serial": 1, "hostname": "forged", "server": "x"}"#;
+    let auth = ward_proto::RequestAuth::new(&agent, now);
+    let request = ward_proto::Request {
+        method: "POST",
+        path: "/agent/v1/checkin",
+        auth: &auth,
+        body: body.as_bytes(),
+    };
+    let mac = ward_proto::sign_request(&key, &request);
+    // Genuine once.
+    let reply = send(&agent, body, &auth, &mac);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let mac_header = reply
+        .headers
+        .iter()
+        .find(|(n, _)| n == "x-ward-mac")
+        .unwrap()
+        .1
+        .clone();
+    assert!(ward_proto::verify_response(
+        &key,
+        &auth.nonce,
+        200,
+        reply.body.as_bytes(),
+        &mac_header
+    )
+    .is_ok());
+    let after_genuine = cli(&server, &["client", "show", &agent]);
+    let cases: Vec<(&str, String, String, ward_proto::RequestAuth, String)> = vec![
+        (
+            "replayed",
+            agent.clone(),
+            body.to_string(),
+            auth.clone(),
+            mac.clone(),
+        ),
+        (
+            "bad MAC",
+            agent.clone(),
+            body.to_string(),
+            ward_proto::RequestAuth::new(&agent, now),
+            "00".repeat(32),
+        ),
+        (
+            "altered body",
+            agent.clone(),
+            body.replace("forged", "altered"),
+            ward_proto::RequestAuth {
+                nonce: "ab".repeat(16),
+                ..auth.clone()
+            },
+            mac.clone(),
+        ),
+        (
+            "another agent's id",
+            "ffffffffffffffffffffffffffffffff".into(),
+            body.to_string(),
+            ward_proto::RequestAuth::new("x", now),
+            mac.clone(),
+        ),
+    ];
+    for (what, id, body, auth, mac) in cases {
+        let reply = send(&id, &body, &auth, &mac);
+        assert_eq!(reply.status, 401, "{what}: {}", reply.body);
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(!message.is_empty(), "{what}: a reason");
+    }
+    assert_eq!(
+        cli(&server, &["client", "show", &agent]),
+        after_genuine,
+        "refused requests changed nothing"
+    );
+    // Unsigned requests get a clear reason.
+    let reply = http_connect(server.clients_http)
+        .request("POST", "/agent/v1/checkin", &[], "{}")
+        .unwrap();
+    assert_eq!(reply.status, 401);
+    assert!(reply.body.contains("X-Ward-Mac"));
+}
+
+#[test]
+fn kill_9_never_leaves_a_torn_settings_file_and_stop_is_clean() {
+    let server = fast_server();
+    let https = format!("https://localhost:{}", server.clients);
+    let tok = token(&server, "My Company", false);
+    let dir = enroll(&server, &https, &tok, None);
+    let state_dir = dir.path().to_path_buf();
+    // Settings keep changing while the agent is killed at varied moments.
+    for round in 0..6 {
+        let log = std::fs::File::create(state_dir.join("agent.log")).unwrap();
+        let mut child = Command::new(ward_bin())
+            .args(["agent", "run", "--state"])
+            .arg(&state_dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        cli(
+            &server,
+            &[
+                "group",
+                "set",
+                "My Company",
+                "--randomize",
+                &format!("{round}ms"),
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(150 * round + 50));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let text = std::fs::read_to_string(state_dir.join("agent.json")).unwrap();
+        let parsed: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("round {round}: torn file: {e}\n{text}"));
+        assert!(parsed["agent"].is_string());
+        let _ = std::fs::remove_file(state_dir.join("agent.sock"));
+    }
+    // start, status, stop: the service commands.
+    let start = ward(&["agent", "start", "--state", state_dir.to_str().unwrap()]);
+    assert!(start.status.success(), "{start:?}");
+    let status = eventually(Duration::from_secs(10), || {
+        let out = ward(&[
+            "agent",
+            "status",
+            "--state",
+            state_dir.to_str().unwrap(),
+            "--json",
+        ]);
+        let value: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (!value["last_checkin"].is_null()).then_some(value)
+    })
+    .expect("the started agent checks in");
+    for key in [
+        "id",
+        "server",
+        "channel",
+        "tls_version",
+        "serial",
+        "last_checkin",
+        "next_checkin",
+    ] {
+        assert!(status.get(key).is_some(), "status --json has {key}");
+    }
+    let stop = ward(&["agent", "stop", "--state", state_dir.to_str().unwrap()]);
+    assert!(stop.status.success(), "{stop:?}");
+    assert!(
+        !ward_agent_socket(&state_dir).exists(),
+        "the control socket is gone"
+    );
+    let text = std::fs::read_to_string(state_dir.join("agent.json")).unwrap();
+    assert!(serde_json::from_str::<Value>(&text).is_ok());
+    let after = ward(&["agent", "status", "--state", state_dir.to_str().unwrap()]);
+    assert!(!after.status.success());
+    assert!(String::from_utf8_lossy(&after.stderr).contains("no agent runs"));
+}
+
+fn ward_agent_socket(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("agent.sock")
+}
