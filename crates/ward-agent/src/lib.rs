@@ -25,6 +25,15 @@ use transport::{Call, Exchange, Transport};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// How a check-in error says the server is too busy: the rest is `Retry-After` seconds.
+const BUSY: &str = "the server is busy (503); retry after ";
+
+/// The `Retry-After` a busy server asked for, from a check-in error.
+fn retry_after(error: &str) -> Option<Duration> {
+    let seconds = error.strip_prefix(BUSY)?.strip_suffix('s')?.parse().ok()?;
+    Some(Duration::from_secs(seconds).min(Duration::from_secs(3600)))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -344,8 +353,11 @@ fn checkin(
     let timeout = wait + Duration::from_secs(30);
     let exchange = transport.exchange(&server.url, server.verify_certificate, &call, timeout)?;
     if exchange.status == 503 {
-        let retry = exchange.header("retry-after").unwrap_or("5").to_string();
-        return Err(format!("busy; retry after {retry}s"));
+        let seconds = exchange
+            .header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(5);
+        return Err(format!("{BUSY}{seconds}s"));
     }
     let answer = verify_signed(key, &auth.nonce, &exchange)?;
     let settings = match &answer["settings"] {
@@ -402,6 +414,7 @@ pub fn run(config: &RunConfig, stopper: &Stopper, status: &Mutex<Status>) -> Res
             prefer_higher,
         );
         let mut outcome = Err("the server list is empty".to_string());
+        let mut asked_to_wait = Duration::ZERO;
         for server in &servers {
             if stopper.is_stopped() {
                 return Ok(());
@@ -410,7 +423,10 @@ pub fn run(config: &RunConfig, stopper: &Stopper, status: &Mutex<Status>) -> Res
                 .map(|r| (server.clone(), r));
             match &outcome {
                 Ok(_) => break,
-                Err(error) => eprintln!("ward agent: {}: {error}", server.url),
+                Err(error) => {
+                    eprintln!("ward agent: {}: {error}", server.url);
+                    asked_to_wait = asked_to_wait.max(retry_after(error).unwrap_or_default());
+                }
             }
         }
         let pause = match outcome {
@@ -454,12 +470,14 @@ pub fn run(config: &RunConfig, stopper: &Stopper, status: &Mutex<Status>) -> Res
             }
             Err(error) => {
                 failures += 1;
+                // Back off, but never sooner than a busy server asked (Retry-After).
                 let pause = select::backoff(
                     failures - 1,
                     Duration::from_secs(1),
                     state.settings.interval().max(Duration::from_secs(1)),
                     random_fraction(),
-                );
+                )
+                .max(asked_to_wait);
                 let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
                 s.last_error = Some(error);
                 s.next_checkin_ms = Some(now_ms() + pause.as_millis() as i64);
@@ -538,4 +556,28 @@ pub fn control(dir: &Path, command: &str) -> Result<Value, String> {
         .read_line(&mut line)
         .map_err(|e| e.to_string())?;
     serde_json::from_str(&line).map_err(|e| format!("agent answer: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_back_from_the_error() {
+        assert_eq!(
+            retry_after(&format!("{BUSY}7s")),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after(&format!("{BUSY}99999s")),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(retry_after("connection refused"), None);
+    }
+
+    #[test]
+    fn speakable_versions_follow_the_cap() {
+        assert_eq!(speakable(Some(TlsVersion::Tls1_0)), vec!["TLSv1"]);
+        assert_eq!(speakable(None).len(), 4);
+    }
 }

@@ -7,7 +7,9 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use openssl::ssl::{SslConnector, SslSession};
-use ward_tls::context::{build_connector, ClientTls, ServerVerification};
+use std::sync::{Arc, Mutex};
+
+use ward_tls::context::{connector_builder, ClientTls, ServerVerification};
 use ward_tls::TlsVersion;
 
 /// A server's answer.
@@ -44,6 +46,8 @@ pub struct Transport {
     unverified: SslConnector,
     /// The last session per server, for resumption.
     sessions: HashMap<String, SslSession>,
+    /// Where the connectors' new-session callback puts each session OpenSSL makes resumable.
+    latest: Arc<Mutex<Option<SslSession>>>,
 }
 
 /// `https://host:port` → (scheme, host, port).
@@ -86,11 +90,21 @@ impl Transport {
         } else {
             ServerVerification::Ca(ca_pem.to_vec())
         };
+        let latest: Arc<Mutex<Option<SslSession>>> = Arc::default();
+        let build = |verification| -> Result<SslConnector, String> {
+            let mut builder =
+                connector_builder(&config(verification)).map_err(|e| e.to_string())?;
+            let slot = latest.clone();
+            builder.set_new_session_callback(move |_, session| {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
+            });
+            Ok(builder.build())
+        };
         Ok(Transport {
-            verified: build_connector(&config(verification)).map_err(|e| e.to_string())?,
-            unverified: build_connector(&config(ServerVerification::None))
-                .map_err(|e| e.to_string())?,
+            verified: build(verification)?,
+            unverified: build(ServerVerification::None)?,
             sessions: HashMap::new(),
+            latest,
         })
     }
 
@@ -141,13 +155,15 @@ impl Transport {
                 .connect(&host, tcp)
                 .map_err(|e| format!("{url}: TLS: {e}"))?;
             let version = tls.ssl().version_str().to_string();
-            if let Some(session) = tls.ssl().session() {
-                self.sessions.insert(url.to_string(), session.to_owned());
-            }
             tls.write_all(request.as_bytes())
                 .and_then(|_| tls.write_all(body))
                 .map_err(|e| format!("{url}: {e}"))?;
             read_all(&mut tls, &mut raw).map_err(|e| format!("{url}: {e}"))?;
+            // The session OpenSSL handed to the callback during this exchange (a TLS 1.3
+            // ticket arrives after the handshake), kept for the next connection to this URL.
+            if let Some(session) = self.latest.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                self.sessions.insert(url.to_string(), session);
+            }
             ("https", Some(version))
         } else {
             let mut tcp = tcp;

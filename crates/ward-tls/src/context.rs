@@ -238,6 +238,14 @@ impl ClientTls {
 /// Builds a client connector. The client session cache is on; a caller that wants resumption
 /// keeps the `SslSession` of a connection and sets it on the next one.
 pub fn build_connector(config: &ClientTls) -> Result<SslConnector, ErrorStack> {
+    Ok(connector_builder(config)?.build())
+}
+
+/// The builder behind [`build_connector`], for callers that add to it (a new-session
+/// callback, which TLS 1.3 resumption needs: its tickets arrive after the handshake).
+pub fn connector_builder(
+    config: &ClientTls,
+) -> Result<openssl::ssl::SslConnectorBuilder, ErrorStack> {
     let mut builder = SslConnector::builder(SslMethod::tls_client())?;
     builder.set_min_proto_version(config.min.map(ssl_version))?;
     builder.set_max_proto_version(config.max.map(ssl_version))?;
@@ -262,7 +270,7 @@ pub fn build_connector(config: &ClientTls) -> Result<SslConnector, ErrorStack> {
         ServerVerification::None => builder.set_verify(SslVerifyMode::NONE),
     }
     builder.set_session_cache_mode(SslSessionCacheMode::CLIENT);
-    Ok(builder.build())
+    Ok(builder)
 }
 
 #[cfg(test)]

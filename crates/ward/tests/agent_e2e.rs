@@ -156,6 +156,9 @@ fn pull_and_push_agents_follow_moves_to_another_server_list() {
     let status = pull.until(Duration::from_secs(10), |s| s["channel"] == "https");
     assert_eq!(status["tls_version"], "TLSv1.3");
     assert_eq!(status["id"], Value::String(pull.id()));
+    // FIXME: the agent keeps each server's session for resumption, but the server does not
+    // count resumed handshakes from it yet (openssl s_client does resume against the same
+    // server); assert ward_tls_resumed_total{listener="clients"} > 0 here once found.
     // The server sees both, over HTTPS.
     let clients = cli(&server, &["client", "list"]);
     assert_eq!(clients.as_array().unwrap().len(), 2);
@@ -393,7 +396,12 @@ enum ProxyMode {
 }
 
 fn proxy(target: u16) -> Proxy {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy_on(0, target)
+}
+
+/// A relay listening on `port` (0 for any free one).
+fn proxy_on(port: u16, target: u16) -> Proxy {
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mode = Arc::new(Mutex::new(ProxyMode::Pass));
@@ -407,11 +415,9 @@ fn proxy(target: u16) -> Proxy {
                 client
                     .set_read_timeout(Some(Duration::from_secs(70)))
                     .unwrap();
-                let mut request = vec![0u8; 65536];
-                let Ok(n) = client.read(&mut request) else {
+                let Some(request) = read_request(&mut client) else {
                     return;
                 };
-                request.truncate(n);
                 seen.lock().unwrap().extend_from_slice(&request);
                 let mut upstream = TcpStream::connect(("127.0.0.1", target)).unwrap();
                 upstream.write_all(&request).unwrap();
@@ -438,6 +444,31 @@ fn proxy(target: u16) -> Proxy {
         }
     });
     Proxy { port, seen, mode }
+}
+
+/// One whole HTTP request: the headers, then as many body bytes as Content-Length says (the
+/// agent may send them in separate segments).
+fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                return Some(request);
+            }
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        request.extend_from_slice(&chunk[..n]);
+    }
 }
 
 #[test]
@@ -737,4 +768,46 @@ fn kill_9_never_leaves_a_torn_settings_file_and_stop_is_clean() {
 
 fn ward_agent_socket(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join("agent.sock")
+}
+
+#[test]
+fn failover_to_priority_2_and_back_to_priority_1() {
+    let server = fast_server();
+    let http = format!("http://127.0.0.1:{}", server.clients_http);
+    let down = free_port();
+    let first = format!("http://127.0.0.1:{down}");
+    cli(
+        &server,
+        &[
+            "serverlist",
+            "create",
+            "Two levels",
+            "--server",
+            &format!("1:{first}"),
+            "--server",
+            &format!("2:{http}"),
+        ],
+    );
+    cli(&server, &["group", "create", "Failover"]);
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Failover",
+            "--server-list",
+            "Two levels",
+        ],
+    );
+    let tok = token(&server, "My Company/Failover", true);
+    let agent = run_agent(enroll(&server, &http, &tok, None), None);
+    // Priority 1 is down: the agent uses priority 2.
+    agent.until(Duration::from_secs(15), |s| {
+        s["server"] == Value::String(http.clone())
+    });
+    // Priority 1 comes back; after --return-after (2 s here) the agent returns to it.
+    let _relay = proxy_on(down, server.clients_http);
+    agent.until(Duration::from_secs(20), |s| {
+        s["server"] == Value::String(first.clone()) && s["last_error"].is_null()
+    });
 }
