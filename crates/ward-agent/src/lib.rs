@@ -130,6 +130,18 @@ pub fn enroll(
     dir: &Path,
     tls_max: Option<TlsVersion>,
 ) -> Result<AgentState, String> {
+    enroll_as(url, token, trust, dir, tls_max, None)
+}
+
+/// Enrollment, or with `existing` (id and key pair) a re-registration that keeps the identity.
+fn enroll_as(
+    url: &str,
+    token: &str,
+    trust: Trust,
+    dir: &Path,
+    tls_max: Option<TlsVersion>,
+    existing: Option<(String, KeyPair)>,
+) -> Result<AgentState, String> {
     let (ca_pem, pin) = match trust {
         Trust::Ca(pem) => (pem, None),
         Trust::Pin(pin) => (Vec::new(), Some(pin.to_ascii_lowercase())),
@@ -158,7 +170,10 @@ pub fn enroll(
             ));
         }
     }
-    let pair = KeyPair::generate().map_err(|e| e.to_string())?;
+    let (existing_id, pair) = match existing {
+        Some((id, pair)) => (Some(id), pair),
+        None => (None, KeyPair::generate().map_err(|e| e.to_string())?),
+    };
     let agent_public = pair.public_bytes().map_err(|e| e.to_string())?;
     let key = ward_proto::agree(&pair, &server_public, &agent_public, &server_public)
         .map_err(|e| e.to_string())?;
@@ -180,6 +195,7 @@ pub fn enroll(
         "os_version": os_version,
         "agent_version": VERSION,
         "tls_versions": speakable(tls_max),
+        "agent": existing_id,
     })
     .to_string();
     let headers = [("Content-Type", "application/json".to_string())];
@@ -214,6 +230,49 @@ fn write_policy(dir: &Path, settings: &Settings) -> Result<(), String> {
     let text = format!("{:#}\n", settings.raw["policy"]);
     ward_tls::edit::write_atomic(&path, text.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `ward agent import-settings`: the seed's communication-settings drop for an agent that
+/// lost contact. Takes the servers, the server key and the CA from a package made by
+/// `ward group export-settings` and registers with its token: an agent the server still knows
+/// (same id, same key) moves into the package's group and keeps its identity; otherwise (or
+/// with no agent yet) it enrolls anew. Returns the state and whether the identity was kept.
+pub fn import_settings(
+    package: &Value,
+    dir: &Path,
+    tls_max: Option<TlsVersion>,
+) -> Result<(AgentState, bool), String> {
+    if package["format"] != "ward-settings-1" {
+        return Err("not a ward settings package (format ward-settings-1)".into());
+    }
+    let server_public = package["server_public"]
+        .as_str()
+        .ok_or("the package has no server key")?
+        .to_string();
+    let ca_pem = package["ca_pem"].as_str().unwrap_or_default().to_string();
+    let settings = Settings {
+        raw: package["settings"].clone(),
+    };
+    let servers = settings.servers();
+    if servers.is_empty() {
+        return Err("the package lists no server".into());
+    }
+    let existing = AgentState::load(dir).ok().and_then(|state| {
+        let pair = KeyPair::from_private_bytes(&unhex(&state.private_key).ok()?).ok()?;
+        Some((state.agent, pair))
+    });
+    let previous = existing.as_ref().map(|(id, _)| id.clone());
+    let token = package["token"]
+        .as_str()
+        .ok_or("the package has no enrollment token")?;
+    let trust = if ca_pem.is_empty() {
+        Trust::Pin(hex(&openssl::sha::sha256(&unhex(&server_public)?)))
+    } else {
+        Trust::Ca(ca_pem.into_bytes())
+    };
+    let state = enroll_as(&servers[0].url, token, trust, dir, tls_max, existing)?;
+    let kept = previous.as_deref() == Some(state.agent.as_str());
+    Ok((state, kept))
 }
 
 /// What `ward agent status` shows.

@@ -42,7 +42,7 @@ pub fn token_lookup(token_sha256: &str) -> String {
 }
 
 /// The settings an agent follows, as the agent API sends them.
-pub fn settings_json(
+pub(crate) fn settings_json(
     tree: &Tree,
     group: i64,
     effective: &Effective,
@@ -204,6 +204,46 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
             "replayed",
             "this enrollment was already received (replay)",
         );
+    }
+    // Re-registration: an agent that proves it holds the key on record for its id moves into
+    // the token's group and keeps its identity (the seed's communication-settings drop).
+    if let Some(existing) = body["agent"].as_str() {
+        let store = shared.store.clone();
+        let id = existing.to_string();
+        let public_hex = hex(&public);
+        let result = blocking(move || {
+            if store.agent_public_key(&id)?.as_deref() != Some(public_hex.as_str()) {
+                return Ok(None);
+            }
+            let applied = store.apply(&Change {
+                mutation: Mutation::MoveAgents { agents: vec![id.clone()], group: token.group },
+                bump_groups: vec![],
+                bump_agents: vec![id.clone()],
+                audit: AuditEntry {
+                    id: 0,
+                    at_ms: now,
+                    actor: format!("agent:{id}"),
+                    action: "agent.reregister".into(),
+                    target: id.clone(),
+                    before: None,
+                    after: Some(json!({"token": token.id})),
+                },
+            })?;
+            let tree = Tree::new(store.groups()?).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let lists = store.server_lists()?;
+            let effective = tree.effective(token.group).ok_or_else(|| ApiError::not_found("the group vanished"))?;
+            let serial = applied.serial.unwrap_or(1);
+            Ok(Some(json!({"agent": id, "settings": settings_json(&tree, token.group, &effective, &lists, serial)})))
+        })
+        .await;
+        match result {
+            Ok(Some(body)) => {
+                shared.fleet_version.send_modify(|v| *v += 1);
+                return signed(&key, &nonce, StatusCode::OK, &body);
+            }
+            Ok(None) => {} // not that agent's key: a new enrollment below
+            Err(error) => return refuse(error.status, error.code, &error.message),
+        }
     }
     let mut id = [0u8; 16];
     openssl::rand::rand_bytes(&mut id).expect("the system has randomness");

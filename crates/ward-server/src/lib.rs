@@ -15,7 +15,7 @@
 //! - [`telemetry`]: metrics and the batched telemetry writer.
 
 pub mod admin;
-mod agent_api;
+pub(crate) mod agent_api;
 pub mod config;
 mod conn;
 pub mod datadir;

@@ -125,6 +125,10 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
     let query = query.to_string();
     let segments: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
     let method = method.clone();
+    let identity = (
+        crate::agent_api::hex(&shared.agreement_public),
+        std::fs::read_to_string(shared.data.ca_cert()).unwrap_or_default(),
+    );
     let _write_guard = if method == Method::GET || method == Method::HEAD {
         None
     } else {
@@ -138,6 +142,9 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
             ["groups", id] => Ok(Some(group(store, &caller, &method, id, &body)?)),
             ["groups", id, "move"] if method == Method::POST => {
                 Ok(Some(move_group(store, &caller, id, &body)?))
+            }
+            ["groups", id, "export"] if method == Method::POST => {
+                Ok(Some(export_settings(store, &caller, id, &identity)?))
             }
             ["serverlists"] => Ok(Some(server_lists(store, &caller, &method, &body)?)),
             ["serverlists", name] => Ok(Some(server_list(store, &caller, &method, name)?)),
@@ -427,6 +434,55 @@ fn move_group(store: &dyn Store, caller: &Caller, id: &str, body: &Bytes) -> Api
         group,
         after.effective(id).as_ref(),
     ))
+}
+
+/// The seed's communication-settings package for a group: its server list, the server's
+/// agreement key and CA, and a new enrollment token (30 days, may enroll over HTTP), so an
+/// orphaned agent can be brought back with `ward agent import-settings`.
+fn export_settings(
+    store: &dyn Store,
+    caller: &Caller,
+    id: &str,
+    identity: &(String, String),
+) -> ApiResult {
+    let tree = tree_of(store)?;
+    let id = group_id(&tree, id)?;
+    let effective = tree
+        .effective(id)
+        .ok_or_else(|| ApiError::not_found("no such group"))?;
+    let lists = store.server_lists()?;
+    let (token, hash) = auth::new_token();
+    let record = TokenRecord {
+        id: 0,
+        group: id,
+        token_sha256: hash,
+        created_ms: now_ms(),
+        expires_ms: Some(now_ms() + 30 * 86_400_000),
+        uses_left: None,
+        revoked: false,
+        allow_http: true,
+    };
+    let path = tree.path(id).unwrap_or_default();
+    store.apply(&Change {
+        mutation: Mutation::CreateToken(record),
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(
+            caller,
+            "group.export_settings",
+            path.clone(),
+            None,
+            Some(json!({"token_expires_days": 30})),
+        ),
+    })?;
+    ok(json!({
+        "format": "ward-settings-1",
+        "group": path,
+        "server_public": identity.0,
+        "ca_pem": identity.1,
+        "token": token,
+        "settings": crate::agent_api::settings_json(&tree, id, &effective, &lists, 0),
+    }))
 }
 
 // ---- server lists ------------------------------------------------------------------------

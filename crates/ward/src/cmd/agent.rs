@@ -24,6 +24,21 @@ pub enum AgentCommand {
     Stop(StateArg),
     /// Show the running agent's server, channel, TLS version, serial and check-ins
     Status(StatusArgs),
+    /// Replace the agent's communication settings from a package made by
+    /// `ward group export-settings` (recovers an orphaned agent); keeps its identity when the
+    /// server still knows it
+    ImportSettings(ImportArgs),
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The package file
+    file: PathBuf,
+    #[command(flatten)]
+    state: StateArg,
+    /// The highest TLS version to offer
+    #[arg(long, value_name = "VERSION")]
+    tls_max: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -99,6 +114,7 @@ pub fn run(command: AgentCommand) -> CmdResult {
         AgentCommand::Start(args) => start(args),
         AgentCommand::Stop(args) => stop(args),
         AgentCommand::Status(args) => status(args),
+        AgentCommand::ImportSettings(args) => import(args),
     }
 }
 
@@ -250,6 +266,21 @@ fn status(args: StatusArgs) -> CmdResult {
         if let Some(error) = value["last_error"].as_str() {
             println!("  last error   {error}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(args: ImportArgs) -> CmdResult {
+    let text =
+        std::fs::read_to_string(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let package: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let (state, kept) =
+        ward_agent::import_settings(&package, &args.state.state, tls_max(&args.tls_max)?)?;
+    if kept {
+        println!("settings imported; agent {} kept its identity", state.agent);
+    } else {
+        println!("settings imported; enrolled as {}", state.agent);
     }
     Ok(ExitCode::SUCCESS)
 }

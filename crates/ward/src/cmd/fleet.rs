@@ -152,6 +152,13 @@ pub enum GroupCommand {
     },
     /// Delete an empty group
     Delete { path: String },
+    /// Write the group's communication-settings package (server list, server key and CA, a
+    /// new enrollment token) for `ward agent import-settings`
+    ExportSettings {
+        path: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Enrollment tokens of a group
     #[command(subcommand)]
     Token(TokenCommand),
@@ -304,6 +311,26 @@ pub fn group(target: &Target, command: GroupCommand) -> CmdResult {
             print(target, &deleted, |_| println!("deleted {path}"))
         }
         GroupCommand::Token(command) => token(target, &client, command),
+        GroupCommand::ExportSettings { path, out } => {
+            use std::os::unix::fs::PermissionsExt;
+            let id = group_id(&client, &path)?;
+            let package = client.call("POST", &format!("/api/v1/groups/{id}/export"), None)?;
+            std::fs::write(&out, b"").map_err(|e| format!("{}: {e}", out.display()))?;
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            std::fs::write(&out, format!("{package:#}\n"))
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            print(
+                target,
+                &serde_json::json!({"group": path, "file": out.display().to_string()}),
+                |_| {
+                    println!(
+                        "wrote {} (mode 0600; it holds an enrollment token)",
+                        out.display()
+                    )
+                },
+            )
+        }
     }
 }
 
