@@ -718,6 +718,32 @@ fn forged_replayed_and_foreign_requests_are_refused_and_change_nothing() {
             .to_string();
         assert!(!message.is_empty(), "{what}: a reason");
     }
+    // Agent B's key cannot sign for agent A's id.
+    let other_dir = enroll(&server, &https, &tok, None);
+    let other: Value =
+        serde_json::from_slice(&std::fs::read(other_dir.path().join("agent.json")).unwrap())
+            .unwrap();
+    let other_pair =
+        ward_proto::KeyPair::from_private_bytes(&unhex(other["private_key"].as_str().unwrap()))
+            .unwrap();
+    let other_public = other_pair.public_bytes().unwrap();
+    let other_key =
+        ward_proto::agree(&other_pair, &server_public, &other_public, &server_public).unwrap();
+    let posing = ward_proto::RequestAuth::new(&agent, now);
+    let request = ward_proto::Request {
+        method: "POST",
+        path: "/agent/v1/checkin",
+        auth: &posing,
+        body: body.as_bytes(),
+    };
+    let reply = send(
+        &agent,
+        body,
+        &posing,
+        &ward_proto::sign_request(&other_key, &request),
+    );
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert!(reply.body.contains("does not match"), "{}", reply.body);
     assert_eq!(
         cli(&server, &["client", "show", &agent]),
         after_genuine,
