@@ -159,6 +159,9 @@ impl Transport {
                 .and_then(|_| tls.write_all(body))
                 .map_err(|e| format!("{url}: {e}"))?;
             read_all(&mut tls, &mut raw).map_err(|e| format!("{url}: {e}"))?;
+            // A clean close_notify: OpenSSL marks the session of a connection dropped without
+            // one as not resumable.
+            let _ = tls.shutdown();
             // The session OpenSSL handed to the callback during this exchange (a TLS 1.3
             // ticket arrives after the handshake), kept for the next connection to this URL.
             if let Some(session) = self.latest.lock().unwrap_or_else(|p| p.into_inner()).take() {
