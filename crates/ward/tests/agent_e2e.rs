@@ -800,8 +800,17 @@ fn kill_9_never_leaves_a_torn_settings_file_and_stop_is_clean() {
         assert!(parsed["agent"].is_string());
         let _ = std::fs::remove_file(state_dir.join("agent.sock"));
     }
-    // start, status, stop: the service commands.
-    let start = ward(&["agent", "start", "--state", state_dir.to_str().unwrap()]);
+    // start, status, stop: the service commands; --on-change runs after each change.
+    let marker = state_dir.join("changed-serial");
+    let on_change = format!("echo $WARD_SERIAL > {}", marker.display());
+    let start = ward(&[
+        "agent",
+        "start",
+        "--state",
+        state_dir.to_str().unwrap(),
+        "--on-change",
+        &on_change,
+    ]);
     assert!(start.status.success(), "{start:?}");
     let status = eventually(Duration::from_secs(10), || {
         let out = ward(&[
@@ -826,6 +835,18 @@ fn kill_9_never_leaves_a_torn_settings_file_and_stop_is_clean() {
     ] {
         assert!(status.get(key).is_some(), "status --json has {key}");
     }
+    cli(
+        &server,
+        &["group", "set", "My Company", "--randomize", "999ms"],
+    );
+    let ran = eventually(Duration::from_secs(10), || {
+        let written = std::fs::read_to_string(&marker).ok()?;
+        written.trim().parse::<i64>().ok()
+    });
+    assert!(
+        ran.is_some_and(|serial| serial > 1),
+        "--on-change ran with WARD_SERIAL"
+    );
     let stop = ward(&["agent", "stop", "--state", state_dir.to_str().unwrap()]);
     assert!(stop.status.success(), "{stop:?}");
     assert!(
