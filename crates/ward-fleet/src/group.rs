@@ -110,6 +110,23 @@ impl OwnSettings {
     }
 }
 
+/// A new root group: it sets every field, with ward's defaults (a 5-minute interval, a
+/// 1-minute randomisation window, pull mode, an empty policy) and the given server list.
+pub fn default_root(name: &str, server_list: &str) -> Group {
+    Group {
+        id: 0,
+        parent: None,
+        name: name.to_string(),
+        own: OwnSettings {
+            server_list: Some(server_list.to_string()),
+            interval: Some(Duration::from_secs(300)),
+            randomize: Some(Duration::from_secs(60)),
+            mode: Some(Mode::Pull),
+            policy: Some(Value::Object(Default::default())),
+        },
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Group {
     pub id: GroupId,

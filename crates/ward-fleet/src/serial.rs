@@ -31,21 +31,11 @@ pub fn affected_groups(before: &Tree, after: &Tree, changed_lists: &[&str]) -> V
 mod tests {
     use super::*;
     use crate::group::{Group, Mode, OwnSettings};
-    use serde_json::json;
-    use std::time::Duration;
 
     fn tree(servers_mode: Option<Mode>, web_mode: Option<Mode>) -> Tree {
         let root = Group {
             id: 1,
-            parent: None,
-            name: "Root".into(),
-            own: OwnSettings {
-                server_list: Some("Default".into()),
-                interval: Some(Duration::from_secs(300)),
-                randomize: Some(Duration::from_secs(60)),
-                mode: Some(Mode::Pull),
-                policy: Some(json!({})),
-            },
+            ..crate::group::default_root("Root", "Default")
         };
         let child = |id, parent, name: &str, own| Group {
             id,

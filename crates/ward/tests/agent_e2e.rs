@@ -285,20 +285,7 @@ fn pull_and_push_agents_follow_moves_to_another_server_list() {
 
 #[test]
 fn a_tls1_capped_agent_and_the_listeners() {
-    let mut server = Server::init();
-    server.start();
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company",
-            "--interval",
-            "1s",
-            "--randomize",
-            "0s",
-        ],
-    );
+    let server = fast_server();
     let https = format!("https://localhost:{}", server.clients);
     let http = format!("http://127.0.0.1:{}", server.clients_http);
     let tok = token(&server, "My Company", false);

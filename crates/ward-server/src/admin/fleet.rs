@@ -872,18 +872,7 @@ pub fn initialise(
     let spec = format!("1:https://{clients_url_host}:{clients_port}");
     let entry = serverlist::parse_spec(&spec).map_err(|e| e.to_string())?;
     let list = serverlist::build("Default", vec![entry]).map_err(|e| e.to_string())?;
-    let root = Group {
-        id: 0,
-        parent: None,
-        name: "My Company".into(),
-        own: OwnSettings {
-            server_list: Some("Default".into()),
-            interval: Some(std::time::Duration::from_secs(300)),
-            randomize: Some(std::time::Duration::from_secs(60)),
-            mode: Some(Mode::Pull),
-            policy: Some(json!({})),
-        },
-    };
+    let root = ward_fleet::group::default_root("My Company", "Default");
     store
         .initialise_fleet(&root, &list)
         .map_err(|e| e.to_string())

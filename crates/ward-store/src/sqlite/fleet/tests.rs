@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use serde_json::json;
 use ward_fleet::{serverlist, Group, Mode, OwnSettings};
 
@@ -10,18 +8,7 @@ use crate::{
 fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("ward.db")).unwrap();
-    let root = Group {
-        id: 0,
-        parent: None,
-        name: "My Company".into(),
-        own: OwnSettings {
-            server_list: Some("Default".into()),
-            interval: Some(Duration::from_secs(300)),
-            randomize: Some(Duration::from_secs(60)),
-            mode: Some(Mode::Pull),
-            policy: Some(json!({})),
-        },
-    };
+    let root = ward_fleet::group::default_root("My Company", "Default");
     let list = serverlist::build(
         "Default",
         vec![serverlist::parse_spec("1:https://mgr1:443").unwrap()],
