@@ -23,24 +23,37 @@ pub fn tool(name: &str, package: &str) -> PathBuf {
 }
 
 /// A loopback port that was free a moment ago, chosen below the kernel's ephemeral range so
-/// that the outgoing connections of tests running in parallel cannot take it in between.
+/// that the outgoing connections of tests running in parallel cannot take it in between, and
+/// never the same port twice in one test process.
 pub fn free_port() -> u16 {
+    use std::collections::HashSet;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Mutex;
     static COUNTER: AtomicU32 = AtomicU32::new(0);
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
         .unwrap_or(32768);
     let (low, high) = (10_000u32, ephemeral_start.clamp(10_001, 65_535));
-    let seed = std::process::id().wrapping_mul(2_654_435_761)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+    // One seed per process, so that parallel test processes start at different places.
+    static SEED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        std::process::id().wrapping_mul(2_654_435_761)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+    });
     loop {
         let n = seed.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919));
         let port = (low + n % (high - low)) as u16;
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.get_or_insert_with(HashSet::new).contains(&port) {
+            continue;
+        }
         if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            given.get_or_insert_with(HashSet::new).insert(port);
             return port;
         }
     }
