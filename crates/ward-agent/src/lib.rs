@@ -88,11 +88,27 @@ fn key_of(state: &AgentState) -> Result<AgentKey, String> {
 }
 
 /// How the agent learns to trust the server at enrollment.
-pub enum Trust {
-    /// The CA certificate (PEM) of the server's TLS certificates.
-    Ca(Vec<u8>),
-    /// The SHA-256 (hex) of the server's agreement key, as `ward server` prints it.
-    Pin(String),
+pub struct Trust {
+    /// The CA certificate (PEM) of the server's TLS certificates; empty for the system's.
+    pub ca_pem: Vec<u8>,
+    /// The SHA-256 (hex) of the server's agreement key (`agreement_key_sha256` of
+    /// `/agent/v1/hello`). Required over plain HTTP, which cannot prove who answers.
+    pub pin: Option<String>,
+}
+
+/// The text both sides put under the enrollment proof: the token, the request's freshness,
+/// and everything in the request that decides what the enrollment does.
+pub fn enrollment_statement(
+    token_sha256: &str,
+    nonce: &str,
+    time_ms: i64,
+    agent_public_hex: &str,
+    existing: Option<&str>,
+) -> String {
+    format!(
+        "{token_sha256}:{nonce}:{time_ms}:{agent_public_hex}:{}",
+        existing.unwrap_or("")
+    )
 }
 
 fn verify_signed(key: &AgentKey, nonce: &str, exchange: &Exchange) -> Result<Value, String> {
@@ -142,10 +158,14 @@ fn enroll_as(
     tls_max: Option<TlsVersion>,
     existing: Option<(String, KeyPair)>,
 ) -> Result<AgentState, String> {
-    let (ca_pem, pin) = match trust {
-        Trust::Ca(pem) => (pem, None),
-        Trust::Pin(pin) => (Vec::new(), Some(pin.to_ascii_lowercase())),
-    };
+    let Trust { ca_pem, pin } = trust;
+    let pin = pin.map(|p| p.to_ascii_lowercase());
+    if url.starts_with("http://") && pin.is_none() {
+        return Err(
+            "enrolling over plain HTTP needs --pin (the server's agreement_key_sha256): HTTP cannot prove which server answers"
+                .into(),
+        );
+    }
     let mut transport = Transport::new(&ca_pem, tls_max)?;
     let verify = pin.is_none();
     let call = Call {
@@ -179,10 +199,14 @@ fn enroll_as(
         .map_err(|e| e.to_string())?;
     let token_sha = sha256_hex(token.trim());
     let auth = RequestAuth::new("", now_ms());
-    let proof = hex(&ward_proto::enrollment_proof(
-        &key,
-        &format!("{token_sha}:{}:{}", auth.nonce, auth.time_ms),
-    ));
+    let statement = enrollment_statement(
+        &token_sha,
+        &auth.nonce,
+        auth.time_ms,
+        &hex(&agent_public),
+        existing_id.as_deref(),
+    );
+    let proof = hex(&ward_proto::enrollment_proof(&key, &statement));
     let (hostname, os_name, os_version) = host_facts();
     let body = json!({
         "agent_public": hex(&agent_public),
@@ -265,10 +289,10 @@ pub fn import_settings(
     let token = package["token"]
         .as_str()
         .ok_or("the package has no enrollment token")?;
-    let trust = if ca_pem.is_empty() {
-        Trust::Pin(hex(&openssl::sha::sha256(&unhex(&server_public)?)))
-    } else {
-        Trust::Ca(ca_pem.into_bytes())
+    // The package names the server's key: pin it, whatever channel the first server uses.
+    let trust = Trust {
+        pin: Some(hex(&openssl::sha::sha256(&unhex(&server_public)?))),
+        ca_pem: ca_pem.into_bytes(),
     };
     let state = enroll_as(&servers[0].url, token, trust, dir, tls_max, existing)?;
     let kept = previous.as_deref() == Some(state.agent.as_str());

@@ -138,7 +138,7 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
         Err(message) => return refuse(StatusCode::BAD_REQUEST, "bad_request", &message),
     };
     let now = now_ms();
-    if (now - time_ms).abs() > ward_proto::MAX_SKEW_MS {
+    if now.abs_diff(time_ms) > ward_proto::MAX_SKEW_MS as u64 {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "stale",
@@ -167,10 +167,15 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
             "unknown enrollment token",
         );
     };
-    let expected = hex(&ward_proto::enrollment_proof(
-        &key,
-        &format!("{}:{nonce}:{time_ms}", token.token_sha256),
-    ));
+    // The proof covers the token, the freshness, the key and the identity claimed, so none of
+    // them can be changed on the way.
+    let statement = format!(
+        "{}:{nonce}:{time_ms}:{}:{}",
+        token.token_sha256,
+        hex(&public),
+        body["agent"].as_str().unwrap_or("")
+    );
+    let expected = hex(&ward_proto::enrollment_proof(&key, &statement));
     if expected.len() != proof.len() || !openssl::memcmp::eq(expected.as_bytes(), proof.as_bytes())
     {
         return refuse(

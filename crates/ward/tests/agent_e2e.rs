@@ -70,6 +70,12 @@ impl Drop for Agent {
     }
 }
 
+/// The server's agreement-key pin, learned over HTTPS (where the CA proves who answers).
+fn pin(server: &Server) -> String {
+    let hello = https_get(server.clients, &server.ca_pem(), "/agent/v1/hello", None).json();
+    hello["agreement_key_sha256"].as_str().unwrap().to_string()
+}
+
 fn enroll(server: &Server, url: &str, token: &str, tls_max: Option<&str>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let ca = server.path("certs/ca.pem");
@@ -88,6 +94,10 @@ fn enroll(server: &Server, url: &str, token: &str, tls_max: Option<&str>) -> tem
     args.push(&state);
     if let Some(max) = tls_max {
         args.extend(["--tls-max", max]);
+    }
+    let pinned = pin(server);
+    if url.starts_with("http://") {
+        args.extend(["--pin", &pinned]);
     }
     let output = ward(&args);
     assert!(
@@ -313,7 +323,8 @@ fn a_tls1_capped_agent_and_the_listeners() {
     );
     let legacy_token = token(&server, "My Company/Legacy", true);
     // Plain-HTTP enrollment needs a token that allows it.
-    let refused = ward(&[
+    let refused_dir = server.dir.path().join("refused");
+    let unpinned = ward(&[
         "agent",
         "enroll",
         "--server",
@@ -323,7 +334,25 @@ fn a_tls1_capped_agent_and_the_listeners() {
         "--ca",
         server.path("certs/ca.pem").to_str().unwrap(),
         "--state",
-        server.dir.path().join("refused").to_str().unwrap(),
+        refused_dir.to_str().unwrap(),
+    ]);
+    assert!(!unpinned.status.success());
+    assert!(
+        String::from_utf8_lossy(&unpinned.stderr).contains("needs --pin"),
+        "{unpinned:?}"
+    );
+    let server_pin = pin(&server);
+    let refused = ward(&[
+        "agent",
+        "enroll",
+        "--server",
+        &http,
+        "--token",
+        &tok,
+        "--pin",
+        &server_pin,
+        "--state",
+        refused_dir.to_str().unwrap(),
     ]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr)

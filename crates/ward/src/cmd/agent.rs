@@ -57,10 +57,10 @@ pub struct EnrollArgs {
     #[arg(long)]
     token: String,
     /// The CA of the server's certificates (its certs/ca.pem)
-    #[arg(long, value_name = "FILE", conflicts_with = "pin")]
+    #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
-    /// Instead of a CA: the SHA-256 of the server's agreement key (agreement_key_sha256 of
-    /// GET /agent/v1/hello)
+    /// The SHA-256 of the server's agreement key (agreement_key_sha256 of GET
+    /// /agent/v1/hello); required when enrolling over plain HTTP
     #[arg(long, value_name = "SHA256")]
     pin: Option<String>,
     #[command(flatten)]
@@ -119,14 +119,16 @@ pub fn run(command: AgentCommand) -> CmdResult {
 }
 
 fn enroll(args: EnrollArgs) -> CmdResult {
-    let trust = match (&args.ca, &args.pin) {
-        (Some(path), _) => {
-            Trust::Ca(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)
-        }
-        (None, Some(pin)) => Trust::Pin(pin.clone()),
-        (None, None) => {
-            return Err("give the server's CA (--ca FILE) or its key pin (--pin SHA256)".into())
-        }
+    if args.ca.is_none() && args.pin.is_none() {
+        return Err("give the server's CA (--ca FILE) or its key pin (--pin SHA256)".into());
+    }
+    let ca_pem = match &args.ca {
+        Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => Vec::new(),
+    };
+    let trust = Trust {
+        ca_pem,
+        pin: args.pin.clone(),
     };
     let state = ward_agent::enroll(
         &args.server,
