@@ -113,8 +113,9 @@ pub struct ReplayCache {
 }
 
 impl ReplayCache {
-    /// Records `nonce`; false when it was seen within the window.
-    fn check_and_remember(&mut self, agent: &str, nonce: &str, now_ms: i64) -> bool {
+    /// Records `nonce` under `key` (an agent id, or an enrolling key); false when it was seen
+    /// within the window.
+    pub fn check_and_remember(&mut self, agent: &str, nonce: &str, now_ms: i64) -> bool {
         let list = self.seen.entry(agent.to_string()).or_default();
         while list
             .front()

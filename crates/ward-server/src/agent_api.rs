@@ -198,12 +198,13 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
             "this token does not allow enrollment over plain HTTP: enroll over HTTPS, or use a token created with --allow-http",
         );
     }
-    if !shared
+    let fresh = shared
         .replay
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .remember_enrollment(&hex(&public), &nonce, now)
-    {
+        .requests
+        .check_and_remember(&format!("enroll:{}", hex(&public)), &nonce, now);
+    if !fresh {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "replayed",
@@ -221,7 +222,7 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
                 return Ok(None);
             }
             let applied = store.apply(&Change {
-                mutation: Mutation::MoveAgents { agents: vec![id.clone()], group: token.group },
+                mutation: Mutation::Reregister { agent: id.clone(), group: token.group, token: token.id },
                 bump_groups: vec![],
                 bump_agents: vec![id.clone()],
                 audit: AuditEntry {
@@ -520,26 +521,8 @@ pub async fn checkin(
     signed(&key, nonce, StatusCode::OK, &body)
 }
 
-/// Replay protection for the agent API: request nonces per agent, enrollment nonces per key.
+/// Replay protection for the agent API: nonces per agent id, and per enrolling key.
 #[derive(Default)]
 pub struct Replays {
     pub requests: ward_proto::ReplayCache,
-    enrollments: std::collections::HashMap<String, (i64, String)>,
-}
-
-impl Replays {
-    fn remember_enrollment(&mut self, public: &str, nonce: &str, now_ms: i64) -> bool {
-        self.enrollments
-            .retain(|_, (at, _)| now_ms - *at <= 2 * ward_proto::MAX_SKEW_MS);
-        if self
-            .enrollments
-            .get(public)
-            .is_some_and(|(_, n)| n == nonce)
-        {
-            return false;
-        }
-        self.enrollments
-            .insert(public.to_string(), (now_ms, nonce.to_string()));
-        true
-    }
 }

@@ -145,6 +145,13 @@ pub enum Mutation {
         public_key: String,
         token: i64,
     },
+    /// A known agent re-registered with a token: it moves into `group`, and the token's use
+    /// count goes down by one.
+    Reregister {
+        agent: String,
+        group: GroupId,
+        token: i64,
+    },
 }
 
 /// A mutation, the serial bumps it causes, and its audit entry: applied in one transaction,

@@ -107,6 +107,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 3: agent keys, and tokens that allow enrollment over plain HTTP.
     "ALTER TABLE agents ADD COLUMN public_key TEXT NOT NULL DEFAULT '';
     ALTER TABLE tokens ADD COLUMN allow_http INTEGER NOT NULL DEFAULT 0;",
+    // 4: one agent per key, so a replayed enrollment cannot make a second one.
+    "CREATE UNIQUE INDEX agents_public_key ON agents (public_key) WHERE public_key <> '';",
 ];
 
 pub(crate) fn latest() -> i64 {
@@ -116,6 +118,11 @@ pub(crate) fn latest() -> i64 {
 /// Brings the database up to the latest version, or refuses one from a newer ward.
 pub(crate) fn migrate(connection: &mut Connection) -> Result<i64, StoreError> {
     let found: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found < 0 {
+        return Err(StoreError::Database(format!(
+            "schema version {found} is not valid"
+        )));
+    }
     if found > latest() {
         return Err(StoreError::TooNew {
             found,

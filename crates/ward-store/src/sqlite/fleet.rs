@@ -493,6 +493,26 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
             Ok(None)
         }
         Mutation::Nothing => Ok(None),
+        Mutation::Reregister {
+            agent,
+            group,
+            token,
+        } => {
+            let now: i64 = transaction.query_row(
+                "SELECT CAST(strftime('%s','now') AS INTEGER) * 1000",
+                [],
+                |row| row.get(0),
+            )?;
+            use_token(transaction, *token, now)?;
+            let moved = transaction.execute(
+                "UPDATE agents SET group_id = ?1 WHERE id = ?2",
+                params![group, agent],
+            )?;
+            if moved == 0 {
+                return Err(StoreError::NotFound(format!("no agent '{agent}'")));
+            }
+            Ok(None)
+        }
         Mutation::Enroll {
             agent,
             public_key,
@@ -511,10 +531,12 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
             }
             insert_agents(transaction, std::slice::from_ref(agent))
                 .map_err(|e| constraint(e, &format!("agent '{}'", agent.id)))?;
-            transaction.execute(
-                "UPDATE agents SET public_key = ?1 WHERE id = ?2",
-                params![public_key, agent.id],
-            )?;
+            transaction
+                .execute(
+                    "UPDATE agents SET public_key = ?1 WHERE id = ?2",
+                    params![public_key, agent.id],
+                )
+                .map_err(|e| constraint(e, "an agent with this key"))?;
             Ok(None)
         }
         Mutation::CreateAccount(account) => {
@@ -527,6 +549,22 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
             Ok(None)
         }
     }
+}
+
+/// Takes one use of an enrollment token, in the same transaction as what it allows; refused
+/// when the token is revoked, expired or used up by then.
+fn use_token(transaction: &Transaction<'_>, token: i64, now_ms: i64) -> Result<(), StoreError> {
+    let used = transaction.execute(
+        "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND revoked = 0 \
+         AND (uses_left IS NULL OR uses_left > 0) AND (expires_ms IS NULL OR expires_ms > ?2)",
+        params![token, now_ms],
+    )?;
+    if used == 0 {
+        return Err(StoreError::InUse(
+            "the enrollment token is revoked, expired or used up".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Applies a change; the caller commits.
