@@ -27,6 +27,8 @@ pub struct Shared {
     /// Admin writes run one at a time, so a change is checked against the state it applies to.
     pub fleet_lock: tokio::sync::Mutex<()>,
     pub login_limiter: std::sync::Mutex<crate::admin::auth::LoginLimiter>,
+    /// Password checks running at once (each holds argon2's memory).
+    pub argon2_permits: tokio::sync::Semaphore,
     /// The server's X25519 pair for agent key agreement, and its public half.
     pub agreement: ward_proto::KeyPair,
     pub agreement_public: Vec<u8>,
@@ -285,6 +287,7 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         replay: Default::default(),
         fleet_version: watch::channel(0).0,
         fleet_lock: tokio::sync::Mutex::new(()),
+        argon2_permits: tokio::sync::Semaphore::new(2),
         login_limiter: std::sync::Mutex::new(crate::admin::auth::LoginLimiter::new(
             Duration::from_secs(300),
             5,

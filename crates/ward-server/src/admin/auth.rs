@@ -43,6 +43,9 @@ pub struct Caller {
 /// The name the local admin token acts under in the audit log.
 pub const LOCAL_ADMIN: &str = "local-admin";
 
+/// Longest user name a login takes (account names are at most 64 characters).
+pub const MAX_USER_CHARS: usize = 64;
+
 /// How long a login session lasts.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
@@ -82,13 +85,37 @@ pub fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
-/// Failed logins in a sliding window, per account and per address.
+/// Failed logins in a sliding window, per account and per address (IPv6 by /64). Attempts
+/// still being checked count too, so parallel guesses cannot slip past the limit.
 pub struct LoginLimiter {
     window: Duration,
     per_account: usize,
     per_address: usize,
-    accounts: HashMap<String, VecDeque<Instant>>,
-    addresses: HashMap<IpAddr, VecDeque<Instant>>,
+    accounts: HashMap<String, Tries>,
+    addresses: HashMap<IpAddr, Tries>,
+}
+
+/// Recent failures and attempts in flight, for one account or address.
+#[derive(Default)]
+struct Tries {
+    failures: VecDeque<Instant>,
+    in_flight: usize,
+}
+
+/// Beyond this many tracked keys, expired entries are dropped and new names are not tracked
+/// (their address still is), so a flood of made-up names cannot reset anyone's lockout.
+const MAX_TRACKED: usize = 100_000;
+
+/// IPv4 as is; IPv6 by its /64, which one host usually controls whole.
+fn address_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::V6(octets.into())
+        }
+        v4 => v4,
+    }
 }
 
 impl LoginLimiter {
@@ -102,51 +129,77 @@ impl LoginLimiter {
         }
     }
 
-    fn recent(list: &mut VecDeque<Instant>, now: Instant, window: Duration) -> usize {
-        while list
+    fn busy(tries: &mut Tries, now: Instant, window: Duration, limit: usize) -> Option<Duration> {
+        while tries
+            .failures
             .front()
             .is_some_and(|t| now.duration_since(*t) >= window)
         {
-            list.pop_front();
+            tries.failures.pop_front();
         }
-        list.len()
+        (tries.failures.len() + tries.in_flight >= limit).then(|| {
+            tries.failures.front().map_or(Duration::from_secs(1), |t| {
+                window.saturating_sub(now.duration_since(*t))
+            })
+        })
     }
 
-    /// `Some(wait)` when this account or address has failed too often lately.
-    pub fn blocked(&mut self, account: &str, address: IpAddr, now: Instant) -> Option<Duration> {
-        let window = self.window;
+    fn prune<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Tries>, now: Instant, window: Duration) {
+        map.retain(|_, tries| {
+            tries.in_flight > 0
+                || tries
+                    .failures
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < window)
+        });
+    }
+
+    /// Starts a login attempt: `Err(wait)` when this account or address is locked out.
+    pub fn begin(&mut self, account: &str, address: IpAddr, now: Instant) -> Result<(), Duration> {
+        let (window, address) = (self.window, address_key(address));
+        if self.accounts.len() >= MAX_TRACKED {
+            Self::prune(&mut self.accounts, now, window);
+        }
+        if self.addresses.len() >= MAX_TRACKED {
+            Self::prune(&mut self.addresses, now, window);
+        }
         let mut wait = None;
-        if let Some(list) = self.accounts.get_mut(account) {
-            if Self::recent(list, now, window) >= self.per_account {
-                wait = list
-                    .front()
-                    .map(|t| window.saturating_sub(now.duration_since(*t)));
-            }
+        if let Some(tries) = self.accounts.get_mut(account) {
+            wait = wait.max(Self::busy(tries, now, window, self.per_account));
         }
-        if let Some(list) = self.addresses.get_mut(&address) {
-            if Self::recent(list, now, window) >= self.per_address {
-                let address_wait = list
-                    .front()
-                    .map(|t| window.saturating_sub(now.duration_since(*t)));
-                wait = wait.max(address_wait);
-            }
+        if let Some(tries) = self.addresses.get_mut(&address) {
+            wait = wait.max(Self::busy(tries, now, window, self.per_address));
         }
-        wait
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
+        if self.accounts.len() < MAX_TRACKED || self.accounts.contains_key(account) {
+            self.accounts
+                .entry(account.to_string())
+                .or_default()
+                .in_flight += 1;
+        }
+        if self.addresses.len() < MAX_TRACKED || self.addresses.contains_key(&address) {
+            self.addresses.entry(address).or_default().in_flight += 1;
+        }
+        Ok(())
     }
 
-    pub fn failed(&mut self, account: &str, address: IpAddr, now: Instant) {
-        // Bound the memory a flood of made-up account names can take.
-        if self.accounts.len() > 100_000 {
-            self.accounts.clear();
+    /// Ends an attempt begun with [`LoginLimiter::begin`]; a failure counts for the window.
+    pub fn finish(&mut self, account: &str, address: IpAddr, now: Instant, failed: bool) {
+        let address = address_key(address);
+        for tries in [self.accounts.get_mut(account)].into_iter().flatten() {
+            tries.in_flight = tries.in_flight.saturating_sub(1);
+            if failed {
+                tries.failures.push_back(now);
+            }
         }
-        if self.addresses.len() > 100_000 {
-            self.addresses.clear();
+        for tries in [self.addresses.get_mut(&address)].into_iter().flatten() {
+            tries.in_flight = tries.in_flight.saturating_sub(1);
+            if failed {
+                tries.failures.push_back(now);
+            }
         }
-        self.accounts
-            .entry(account.to_string())
-            .or_default()
-            .push_back(now);
-        self.addresses.entry(address).or_default().push_back(now);
     }
 }
 
@@ -170,24 +223,63 @@ mod tests {
         let start = Instant::now();
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let fail = |limiter: &mut LoginLimiter, who: &str, from: IpAddr| {
+            limiter.begin(who, from, start).unwrap();
+            limiter.finish(who, from, start, true);
+        };
         for _ in 0..3 {
-            assert_eq!(limiter.blocked("alice", a, start), None);
-            limiter.failed("alice", a, start);
+            fail(&mut limiter, "alice", a);
         }
         // Alice is blocked from any address; others from this address are not (yet).
         assert_eq!(
-            limiter.blocked("alice", b, start),
-            Some(Duration::from_secs(300))
+            limiter.begin("alice", b, start),
+            Err(Duration::from_secs(300))
         );
-        assert_eq!(limiter.blocked("bob", a, start), None);
-        limiter.failed("bob", a, start);
-        limiter.failed("carol", a, start);
+        fail(&mut limiter, "bob", a);
+        fail(&mut limiter, "carol", a);
         // Five failures from one address block everyone there.
-        assert!(limiter.blocked("dave", a, start).is_some());
-        assert_eq!(limiter.blocked("dave", b, start), None);
+        assert!(limiter.begin("dave", a, start).is_err());
+        assert!(limiter.begin("dave", b, start).is_ok());
+        limiter.finish("dave", b, start, false);
         // The window passes.
         let later = start + Duration::from_secs(301);
-        assert_eq!(limiter.blocked("alice", a, later), None);
+        assert!(limiter.begin("alice", a, later).is_ok());
+    }
+
+    #[test]
+    fn parallel_attempts_count_before_they_finish() {
+        let mut limiter = LoginLimiter::new(Duration::from_secs(300), 3, 100);
+        let now = Instant::now();
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limiter.begin("eve", a, now).is_ok());
+        }
+        assert!(
+            limiter.begin("eve", a, now).is_err(),
+            "a fourth guess while three are checked"
+        );
+        for _ in 0..3 {
+            limiter.finish("eve", a, now, false);
+        }
+        assert!(
+            limiter.begin("eve", a, now).is_ok(),
+            "successful attempts leave no mark"
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_64() {
+        let mut limiter = LoginLimiter::new(Duration::from_secs(300), 100, 2);
+        let now = Instant::now();
+        for host in ["2001:db8::1", "2001:db8::2"] {
+            let ip: IpAddr = host.parse().unwrap();
+            limiter.begin("x", ip, now).unwrap();
+            limiter.finish("x", ip, now, true);
+        }
+        let same_64: IpAddr = "2001:db8::ffff".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        assert!(limiter.begin("y", same_64, now).is_err());
+        assert!(limiter.begin("y", other_64, now).is_ok());
     }
 
     #[test]

@@ -274,12 +274,15 @@ async fn login(shared: &Shared, peer: SocketAddr, body: &Bytes) -> ApiResult {
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad_request("'password' (a string) is required"))?
         .to_string();
-    let blocked = shared
+    if user.chars().count() > crate::admin::auth::MAX_USER_CHARS {
+        return Err(ApiError::bad_request("'user' is too long"));
+    }
+    let begun = shared
         .login_limiter
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .blocked(&user, peer.ip(), Instant::now());
-    if let Some(wait) = blocked {
+        .begin(&user, peer.ip(), Instant::now());
+    if let Err(wait) = begun {
         let mut response = error_response(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_failures",
@@ -291,6 +294,8 @@ async fn login(shared: &Shared, peer: SocketAddr, body: &Bytes) -> ApiResult {
         }
         return Ok(response);
     }
+    // Few password checks at once: each takes argon2's memory and a blocking thread.
+    let permit = shared.argon2_permits.acquire().await;
     let store = shared.store.clone();
     let account_name = user.clone();
     let verified = blocking(move || {
@@ -302,13 +307,24 @@ async fn login(shared: &Shared, peer: SocketAddr, body: &Bytes) -> ApiResult {
             .unwrap_or_else(|| DUMMY_HASH.to_string());
         Ok(account.filter(|_| auth::verify_password(&password, &hash)))
     })
-    .await?;
-    let Some(account) = verified else {
+    .await;
+    drop(permit);
+    let finish = |failed: bool| {
         shared
             .login_limiter
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .failed(&user, peer.ip(), Instant::now());
+            .finish(&user, peer.ip(), Instant::now(), failed);
+    };
+    let verified = match verified {
+        Ok(verified) => verified,
+        Err(error) => {
+            finish(false);
+            return Err(error);
+        }
+    };
+    finish(verified.is_none());
+    let Some(account) = verified else {
         tracing::warn!(user, %peer, "failed login");
         return Err(ApiError {
             status: StatusCode::UNAUTHORIZED,
