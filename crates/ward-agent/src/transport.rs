@@ -44,8 +44,9 @@ pub struct Call<'a> {
 pub struct Transport {
     verified: SslConnector,
     unverified: SslConnector,
-    /// The last session per server, for resumption.
-    sessions: HashMap<String, SslSession>,
+    /// The last session per server and connector (verified or not), for resumption: a
+    /// session may only be resumed on the context that made it.
+    sessions: HashMap<(String, bool), SslSession>,
     /// Where the connectors' new-session callback puts each session OpenSSL makes resumable.
     latest: Arc<Mutex<Option<SslSession>>>,
 }
@@ -147,7 +148,7 @@ impl Transport {
                 &self.unverified
             };
             let mut config = connector.configure().map_err(|e| e.to_string())?;
-            if let Some(session) = self.sessions.get(url) {
+            if let Some(session) = self.sessions.get(&(url.to_string(), verify)) {
                 // The session comes from this same connector's context, as OpenSSL requires.
                 unsafe { config.set_session(session).map_err(|e| e.to_string())? };
             }
@@ -165,7 +166,7 @@ impl Transport {
             // The session OpenSSL handed to the callback during this exchange (a TLS 1.3
             // ticket arrives after the handshake), kept for the next connection to this URL.
             if let Some(session) = self.latest.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                self.sessions.insert(url.to_string(), session);
+                self.sessions.insert((url.to_string(), verify), session);
             }
             ("https", Some(version))
         } else {
@@ -183,8 +184,12 @@ impl Transport {
     }
 }
 
+/// The largest answer the agent reads; a server (or an attacker on plain HTTP) cannot make
+/// it buffer more.
+const MAX_RESPONSE: u64 = 4 << 20;
+
 fn read_all(stream: &mut impl Read, out: &mut Vec<u8>) -> std::io::Result<()> {
-    match stream.read_to_end(out) {
+    match stream.take(MAX_RESPONSE).read_to_end(out) {
         Ok(_) => Ok(()),
         // A peer that closes without close_notify still sent a whole response.
         Err(_) if !out.is_empty() => Ok(()),

@@ -483,8 +483,11 @@ pub async fn checkin(
         Err(error) => return refuse(error.status, error.code, &error.message),
     };
     // Push: hold the request until the agent's settings change, or the wait runs out.
+    let mut shutdown = shared.shutdown.subscribe();
     while record.serial <= checkin.acked_serial && tokio::time::Instant::now() < deadline {
-        let mut shutdown = shared.shutdown.subscribe();
+        if *shutdown.borrow() {
+            break;
+        }
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
             _ = changes.changed() => {}

@@ -279,6 +279,8 @@ pub fn initialise(
         0o644,
     )?;
     let database = data.root().join("ward.db");
+    // The database holds token hashes and password hashes: private, like the keys.
+    write_file(&database, b"", 0o600)?;
     SqliteStore::open(&database).map_err(|e| InitError(e.to_string()))?;
     write_file(
         &data.config(),

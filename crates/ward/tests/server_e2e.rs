@@ -548,12 +548,10 @@ fn init_writes_everything_once_with_private_modes() {
         ("keys/signing.pem", 0o600),
         ("certs/ca.pem", 0o644),
         ("ward.toml", 0o644),
-        ("ward.db", 0o644),
+        ("ward.db", 0o600),
     ] {
         let meta = std::fs::metadata(server.path(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-        if file != "ward.db" {
-            assert_eq!(meta.permissions().mode() & 0o777, mode, "{file}");
-        }
+        assert_eq!(meta.permissions().mode() & 0o777, mode, "{file}");
     }
     let conf = std::fs::read_to_string(server.path("conf/ssl/sslforclients.conf")).unwrap();
     assert!(conf.contains("\nSSLProtocol all -SSLv2 -SSLv3\n"));

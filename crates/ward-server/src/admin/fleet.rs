@@ -730,12 +730,16 @@ fn tokens(store: &dyn Store, caller: &Caller, method: &Method, body: &Bytes) -> 
             };
             let group = find_group(&tree, &required(&body, "group")?)?;
             let expires_ms = match string(&body, "expires")? {
-                Some(text) => Some(
-                    now_ms()
-                        + parse_duration(&text)
-                            .map_err(|e| ApiError::bad_request(format!("expires: {e}")))?
-                            .as_millis() as i64,
-                ),
+                Some(text) => {
+                    let duration = parse_duration(&text)
+                        .map_err(|e| ApiError::bad_request(format!("expires: {e}")))?;
+                    let millis = i64::try_from(duration.as_millis()).ok();
+                    Some(
+                        millis
+                            .and_then(|m| now_ms().checked_add(m))
+                            .ok_or_else(|| ApiError::bad_request("expires: too far away"))?,
+                    )
+                }
                 None => None,
             };
             let uses_left = match body.get("uses") {
