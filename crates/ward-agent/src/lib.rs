@@ -598,11 +598,13 @@ pub fn serve_control(
         while !stopper.is_stopped() {
             match listener.accept() {
                 Ok((stream, _)) => {
+                    // A silent or endless client cannot wedge the socket: short, bounded reads.
                     let _ = stream.set_nonblocking(false);
-                    let mut reader = BufReader::new(stream);
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut reader = BufReader::new(std::io::Read::take(&stream, 256));
                     let mut line = String::new();
                     let _ = reader.read_line(&mut line);
-                    let mut stream = reader.into_inner();
+                    let mut stream = &stream;
                     match line.trim() {
                         "status" => {
                             let value = status.lock().unwrap_or_else(|p| p.into_inner()).to_json();
