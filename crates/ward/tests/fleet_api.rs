@@ -330,6 +330,19 @@ fn authentication_and_roles() {
     assert_eq!(groups(None).status, 401);
     assert_eq!(groups(Some("nope")).status, 401);
     assert_eq!(groups(Some(&token)).status, 200);
+    // HEAD reads like GET, without a body.
+    let mut stream = tls_connect(server.console, &server.ca_pem(), None).unwrap();
+    let request = format!(
+        "HEAD /api/v1/groups HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\n"),
+        "no body after the headers: {answer:?}"
+    );
     // The OpenAPI document needs no token.
     let openapi = api(&server, "GET", "/api/v1/openapi.json", None, "");
     assert_eq!(openapi.status, 200);
