@@ -44,14 +44,6 @@ impl Finding {
     }
 }
 
-pub fn conf_file(data: &DataDir, role: Role) -> Option<PathBuf> {
-    match role {
-        Role::Console => Some(data.ssl_conf()),
-        Role::Clients => Some(data.clients_conf()),
-        Role::ClientsHttp => None,
-    }
-}
-
 /// Reads `file` and builds its listener's acceptor. Every diagnostic comes back as a finding;
 /// the acceptor only when there is no error.
 pub fn load(

@@ -137,6 +137,18 @@ fn token(server: &Server, group: &str, allow_http: bool) -> String {
     cli(server, &args)["token"].as_str().unwrap().to_string()
 }
 
+/// A server list made of `specs` (`PRIORITY:URL`), and a group under the root that uses it.
+fn group_on_list(server: &Server, group: &str, list: &str, specs: &[String]) {
+    let mut args = vec!["serverlist", "create", list];
+    for spec in specs {
+        args.extend(["--server", spec.as_str()]);
+    }
+    cli(server, &args);
+    cli(server, &["group", "create", group]);
+    let path = format!("My Company/{group}");
+    cli(server, &["group", "set", &path, "--server-list", list]);
+}
+
 fn fast_server() -> Server {
     let mut server = Server::init();
     server.start();
@@ -186,26 +198,11 @@ fn pull_and_push_agents_follow_moves_to_another_server_list() {
         .all(|c| c["channel"] == "https" && c["tls_version"] == "TLSv1.3"));
 
     // The seed's legacy path: an HTTP list on the clients-http port, in its own groups.
-    cli(
+    group_on_list(
         &server,
-        &[
-            "serverlist",
-            "create",
-            "Legacy HTTP",
-            "--server",
-            &format!("1:{http}"),
-        ],
-    );
-    cli(&server, &["group", "create", "Legacy pull"]);
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company/Legacy pull",
-            "--server-list",
-            "Legacy HTTP",
-        ],
+        "Legacy pull",
+        "Legacy HTTP",
+        &[format!("1:{http}")],
     );
     cli(&server, &["group", "create", "Legacy push"]);
     // A long interval: only push can deliver the next change quickly.
@@ -300,27 +297,7 @@ fn a_tls1_capped_agent_and_the_listeners() {
     let http = format!("http://127.0.0.1:{}", server.clients_http);
     let tok = token(&server, "My Company", false);
     // The seed's legacy group: its server list is plain HTTP, its token allows HTTP enrollment.
-    cli(
-        &server,
-        &[
-            "serverlist",
-            "create",
-            "Legacy HTTP",
-            "--server",
-            &format!("1:{http}"),
-        ],
-    );
-    cli(&server, &["group", "create", "Legacy"]);
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company/Legacy",
-            "--server-list",
-            "Legacy HTTP",
-        ],
-    );
+    group_on_list(&server, "Legacy", "Legacy HTTP", &[format!("1:{http}")]);
     let legacy_token = token(&server, "My Company/Legacy", true);
     // Plain-HTTP enrollment needs a token that allows it.
     let refused_dir = server.dir.path().join("refused");
@@ -539,27 +516,7 @@ fn the_http_channel_leaks_nothing_and_resists_tampering_and_replay() {
     let server = fast_server();
     let relay = proxy(server.clients_http);
     let via_proxy = format!("http://127.0.0.1:{}", relay.port);
-    cli(
-        &server,
-        &[
-            "serverlist",
-            "create",
-            "Via proxy",
-            "--server",
-            &format!("1:{via_proxy}"),
-        ],
-    );
-    cli(&server, &["group", "create", "Watched"]);
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company/Watched",
-            "--server-list",
-            "Via proxy",
-        ],
-    );
+    group_on_list(&server, "Watched", "Via proxy", &[format!("1:{via_proxy}")]);
     let tok = token(&server, "My Company/Watched", true);
     let agent = run_agent(enroll(&server, &via_proxy, &tok, Some("TLSv1")), None);
     agent.until(Duration::from_secs(10), |s| {
@@ -886,28 +843,11 @@ fn failover_to_priority_2_and_back_to_priority_1() {
     let http = format!("http://127.0.0.1:{}", server.clients_http);
     let down = free_port();
     let first = format!("http://127.0.0.1:{down}");
-    cli(
+    group_on_list(
         &server,
-        &[
-            "serverlist",
-            "create",
-            "Two levels",
-            "--server",
-            &format!("1:{first}"),
-            "--server",
-            &format!("2:{http}"),
-        ],
-    );
-    cli(&server, &["group", "create", "Failover"]);
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company/Failover",
-            "--server-list",
-            "Two levels",
-        ],
+        "Failover",
+        "Two levels",
+        &[format!("1:{first}"), format!("2:{http}")],
     );
     let tok = token(&server, "My Company/Failover", true);
     let agent = run_agent(enroll(&server, &http, &tok, None), None);

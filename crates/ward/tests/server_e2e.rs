@@ -512,7 +512,7 @@ fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
         .terminate(Duration::from_secs(15))
         .unwrap_or_else(|| panic!("exits within the grace period:\n{}", server.log_text()));
     assert!(status.success(), "{status}");
-    assert!(!exists(&server.path("ward.pid")), "pid file removed");
+    assert!(!server.path("ward.pid").exists(), "pid file removed");
     assert!(server.log_text().contains("stopped"));
     assert!(
         TcpStream::connect(socket(server.clients_http)).is_err(),

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -320,8 +320,4 @@ pub fn eventually<T>(bound: Duration, mut check: impl FnMut() -> Option<T>) -> O
 
 pub fn socket(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }
