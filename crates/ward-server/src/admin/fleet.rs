@@ -125,10 +125,13 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
     let query = query.to_string();
     let segments: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
     let method = method.clone();
-    let identity = (
-        crate::agent_api::hex(&shared.agreement_public),
-        std::fs::read_to_string(shared.data.ca_cert()).unwrap_or_default(),
-    );
+    // Only a settings export needs the server's identity (and reads the CA file).
+    let identity = (segments.last().map(String::as_str) == Some("export")).then(|| {
+        (
+            crate::agent_api::hex(&shared.agreement_public),
+            std::fs::read_to_string(shared.data.ca_cert()).unwrap_or_default(),
+        )
+    });
     let _write_guard = if method == Method::GET || method == Method::HEAD {
         None
     } else {
@@ -144,7 +147,8 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
                 Ok(Some(move_group(store, &caller, id, &body)?))
             }
             ["groups", id, "export"] if method == Method::POST => {
-                Ok(Some(export_settings(store, &caller, id, &identity)?))
+                let identity = identity.as_ref().expect("read for export routes");
+                Ok(Some(export_settings(store, &caller, id, identity)?))
             }
             ["serverlists"] => Ok(Some(server_lists(store, &caller, &method, &body)?)),
             ["serverlists", name] => Ok(Some(server_list(store, &caller, &method, name)?)),
