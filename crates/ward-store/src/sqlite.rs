@@ -18,6 +18,20 @@ use crate::{
 
 mod fleet;
 
+/// A list of TLS version names as stored in one TEXT column: comma-separated.
+fn join_versions(versions: &[String]) -> String {
+    versions.join(",")
+}
+
+/// The inverse of [`join_versions`]; an empty column is an empty list.
+fn split_versions(column: &str) -> Vec<String> {
+    column
+        .split(',')
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 pub struct SqliteStore {
     connection: Mutex<Connection>,
 }
@@ -118,7 +132,7 @@ impl Store for SqliteStore {
                         failure.listener,
                         failure.peer,
                         failure.offered_max,
-                        failure.offered_versions.join(","),
+                        join_versions(&failure.offered_versions),
                         failure.server_name,
                         failure.kind,
                         failure.reason
@@ -176,11 +190,7 @@ impl Store for SqliteStore {
                     listener: row.get(1)?,
                     peer: row.get(2)?,
                     offered_max: row.get(3)?,
-                    offered_versions: versions
-                        .split(',')
-                        .filter(|v| !v.is_empty())
-                        .map(str::to_string)
-                        .collect(),
+                    offered_versions: split_versions(&versions),
                     server_name: row.get(5)?,
                     kind: row.get(6)?,
                     reason: row.get(7)?,

@@ -7,6 +7,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Tra
 use serde_json::{json, Value};
 use ward_fleet::{Group, Mode, OwnSettings, Protocol, ServerEntry, ServerList};
 
+use super::{join_versions, split_versions};
 use crate::fleet::*;
 use crate::StoreError;
 
@@ -142,11 +143,7 @@ fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
         os_name: row.get(2)?,
         os_version: row.get(3)?,
         agent_version: row.get(4)?,
-        tls_versions: versions
-            .split(',')
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-            .collect(),
+        tls_versions: split_versions(&versions),
         group: row.get(6)?,
         last_checkin_ms: row.get(7)?,
         channel: row.get(8)?,
@@ -226,7 +223,7 @@ pub(crate) fn insert_agents(
             agent.os_name,
             agent.os_version,
             agent.agent_version,
-            agent.tls_versions.join(","),
+            join_versions(&agent.tls_versions),
             rank,
             agent.group,
             agent.last_checkin_ms,
@@ -677,7 +674,7 @@ pub(crate) fn record_checkin(
             checkin.os_name,
             checkin.os_version,
             checkin.agent_version,
-            checkin.tls_versions.join(","),
+            join_versions(&checkin.tls_versions),
             rank,
             checkin.channel,
             checkin.server,
