@@ -327,6 +327,10 @@ fn authentication_and_roles() {
     let server = started();
     let token = server.token();
     let groups = |t: Option<&str>| api(&server, "GET", "/api/v1/groups", t, "");
+    let login = |password: &str| {
+        let body = json!({"user": "audrey", "password": password}).to_string();
+        api(&server, "POST", "/api/v1/login", None, &body)
+    };
     assert_eq!(groups(None).status, 401);
     assert_eq!(groups(Some("nope")).status, 401);
     assert_eq!(groups(Some(&token)).status, 200);
@@ -356,15 +360,9 @@ fn authentication_and_roles() {
         r#"{"name":"audrey","password":"a long enough password","role":"auditor"}"#,
     );
     assert_eq!(created.status, 201, "{}", created.body);
-    let login = api(
-        &server,
-        "POST",
-        "/api/v1/login",
-        None,
-        r#"{"user":"audrey","password":"a long enough password"}"#,
-    );
-    assert_eq!(login.status, 200, "{}", login.body);
-    let session = login.json()["token"].as_str().unwrap().to_string();
+    let accepted = login("a long enough password");
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let session = accepted.json()["token"].as_str().unwrap().to_string();
     assert_eq!(groups(Some(&session)).status, 200);
     let write = api(
         &server,
@@ -384,22 +382,9 @@ fn authentication_and_roles() {
     );
     // Failed logins are limited per account.
     for _ in 0..5 {
-        let failed = api(
-            &server,
-            "POST",
-            "/api/v1/login",
-            None,
-            r#"{"user":"audrey","password":"wrong"}"#,
-        );
-        assert_eq!(failed.status, 401);
+        assert_eq!(login("wrong").status, 401);
     }
-    let limited = api(
-        &server,
-        "POST",
-        "/api/v1/login",
-        None,
-        r#"{"user":"audrey","password":"a long enough password"}"#,
-    );
+    let limited = login("a long enough password");
     assert_eq!(limited.status, 429, "{}", limited.body);
     assert!(limited
         .headers
