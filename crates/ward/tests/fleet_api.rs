@@ -790,32 +790,15 @@ fn login_from_elsewhere_then_use_the_saved_session() {
     assert!(String::from_utf8_lossy(&before.stderr).contains("not logged in"));
     let url = format!("https://localhost:{}", server.console);
     let ca = server.path("certs/ca.pem");
-    let wrong = ward_elsewhere(
-        &[
-            "login",
-            "--server",
-            &url,
-            "--user",
-            "remy",
-            "--ca",
-            ca.to_str().unwrap(),
-        ],
-        b"nope\n",
-    );
+    let login_with = |password: &[u8]| {
+        let ca = ca.to_str().unwrap();
+        let args = ["login", "--server", &url, "--user", "remy", "--ca", ca];
+        ward_elsewhere(&args, password)
+    };
+    let wrong = login_with(b"nope\n");
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("invalid user or password"));
-    let login = ward_elsewhere(
-        &[
-            "login",
-            "--server",
-            &url,
-            "--user",
-            "remy",
-            "--ca",
-            ca.to_str().unwrap(),
-        ],
-        b"a long enough password\n",
-    );
+    let login = login_with(b"a long enough password\n");
     assert!(login.status.success(), "{login:?}");
     let saved = home.path().join("ward/login.json");
     use std::os::unix::fs::PermissionsExt;
