@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use ward_fleet::group::Effective;
 use ward_fleet::Tree;
 use ward_proto::{AgentKey, RequestAuth};
-use ward_store::{AgentRecord, AuditEntry, Change, Checkin, Mutation};
+use ward_store::{AgentRecord, AuditEntry, Change, Checkin, Mutation, Store};
 use ward_tls::TlsVersion;
 
 use crate::admin::{auth, blocking, now_ms, ApiError};
@@ -39,6 +39,17 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
 /// SHA-256, which the server stores.
 pub fn token_lookup(token_sha256: &str) -> String {
     auth::sha256_hex(&format!("{token_sha256}:lookup"))
+}
+
+/// The settings an agent in `group` is sent, read from the store: the group tree, the server
+/// lists and the group's effective settings, at `serial`.
+fn group_settings(store: &dyn Store, group: i64, serial: i64) -> Result<Value, ApiError> {
+    let tree = Tree::new(store.groups()?).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let lists = store.server_lists()?;
+    let effective = tree
+        .effective(group)
+        .ok_or_else(|| ApiError::not_found("the group vanished"))?;
+    Ok(settings_json(&tree, group, &effective, &lists, serial))
 }
 
 /// The settings an agent follows, as the agent API sends them.
@@ -222,7 +233,11 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
                 return Ok(None);
             }
             let applied = store.apply(&Change {
-                mutation: Mutation::Reregister { agent: id.clone(), group: token.group, token: token.id },
+                mutation: Mutation::Reregister {
+                    agent: id.clone(),
+                    group: token.group,
+                    token: token.id,
+                },
                 bump_groups: vec![],
                 bump_agents: vec![id.clone()],
                 audit: AuditEntry {
@@ -235,11 +250,8 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
                     after: Some(json!({"token": token.id})),
                 },
             })?;
-            let tree = Tree::new(store.groups()?).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let lists = store.server_lists()?;
-            let effective = tree.effective(token.group).ok_or_else(|| ApiError::not_found("the group vanished"))?;
-            let serial = applied.serial.unwrap_or(1);
-            Ok(Some(json!({"agent": id, "settings": settings_json(&tree, token.group, &effective, &lists, serial)})))
+            let settings = group_settings(&*store, token.group, applied.serial.unwrap_or(1))?;
+            Ok(Some(json!({"agent": id, "settings": settings})))
         })
         .await;
         match result {
@@ -313,12 +325,7 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
                 after: Some(json!({"token": token.id})),
             },
         })?;
-        let tree = Tree::new(store.groups()?).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let lists = store.server_lists()?;
-        let effective = tree
-            .effective(group)
-            .ok_or_else(|| ApiError::not_found("the group vanished"))?;
-        Ok(settings_json(&tree, group, &effective, &lists, 1))
+        group_settings(&*store, group, 1)
     })
     .await;
     match result {
@@ -504,17 +511,7 @@ pub async fn checkin(
         let store = shared.store.clone();
         let group = record.group;
         let serial = record.serial;
-        match blocking(move || {
-            let tree =
-                Tree::new(store.groups()?).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let lists = store.server_lists()?;
-            let effective = tree
-                .effective(group)
-                .ok_or_else(|| ApiError::not_found("the group vanished"))?;
-            Ok(settings_json(&tree, group, &effective, &lists, serial))
-        })
-        .await
-        {
+        match blocking(move || group_settings(&*store, group, serial)).await {
             Ok(settings) => json!({"serial": record.serial, "settings": settings}),
             Err(error) => return refuse(error.status, error.code, &error.message),
         }
