@@ -124,13 +124,23 @@ impl Transport {
             body,
         } = *call;
         let (scheme, host, port) = split_url(url)?;
-        let address = (host.as_str(), port)
+        // Every address the name has, in turn (`localhost` may be ::1 first, with the
+        // server listening on 127.0.0.1 only).
+        let mut last_error = format!("{url}: no address");
+        let mut connected = None;
+        for address in (host.as_str(), port)
             .to_socket_addrs()
             .map_err(|e| format!("{url}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{url}: no address"))?;
-        let tcp = TcpStream::connect_timeout(&address, Duration::from_secs(10))
-            .map_err(|e| format!("{url}: {e}"))?;
+        {
+            match TcpStream::connect_timeout(&address, Duration::from_secs(10)) {
+                Ok(tcp) => {
+                    connected = Some(tcp);
+                    break;
+                }
+                Err(e) => last_error = format!("{url}: {e}"),
+            }
+        }
+        let tcp = connected.ok_or(last_error)?;
         tcp.set_read_timeout(Some(timeout))
             .map_err(|e| e.to_string())?;
         tcp.set_write_timeout(Some(Duration::from_secs(30)))

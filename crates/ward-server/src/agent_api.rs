@@ -375,7 +375,8 @@ async fn key_of(shared: &Shared, agent: &str) -> Result<Option<AgentKey>, ApiErr
 pub async fn checkin(
     shared: &Shared,
     role: Role,
-    tls_version: Option<TlsVersion>,
+    peer: std::net::SocketAddr,
+    tls: Option<crate::http::Tls>,
     path: &str,
     headers: &HeaderMap,
     body: Bytes,
@@ -477,10 +478,12 @@ pub async fn checkin(
             .chars()
             .take(255)
             .collect(),
-        tls_version: tls_version.map(|v| v.name().to_string()),
+        tls_version: tls.map(|t| t.version.name().to_string()),
+        peer: Some(peer.ip().to_canonical().to_string()),
     };
     let wait = Duration::from_millis(report["wait_ms"].as_u64().unwrap_or(0)).min(MAX_WAIT);
     let mut changes = shared.fleet_version.subscribe();
+    let mut reloads = shared.tls_generation.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
     let store = shared.store.clone();
     let first = checkin.clone();
@@ -490,15 +493,22 @@ pub async fn checkin(
         Err(error) => return refuse(error.status, error.code, &error.message),
     };
     // Push: hold the request until the agent's settings change, or the wait runs out.
+    let _held = (!wait.is_zero()).then(|| Held::new(shared, agent));
     let mut shutdown = shared.shutdown.subscribe();
+    // A connection accepted under settings a reload has replaced is not held: the agent
+    // reconnects under the new ones (which may refuse it: that is the point).
+    let outdated = |reloads: &tokio::sync::watch::Receiver<u64>| {
+        tls.is_some_and(|t| t.generation != *reloads.borrow())
+    };
     while record.serial <= checkin.acked_serial && tokio::time::Instant::now() < deadline {
-        if *shutdown.borrow() {
+        if *shutdown.borrow() || outdated(&reloads) {
             break;
         }
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
             _ = changes.changed() => {}
             _ = shutdown.changed() => break,
+            _ = reloads.changed() => {}
         }
         let store = shared.store.clone();
         let id = agent.to_string();
@@ -519,6 +529,35 @@ pub async fn checkin(
         json!({"serial": record.serial, "settings": null})
     };
     signed(&key, nonce, StatusCode::OK, &body)
+}
+
+/// Marks an agent as held (connected, waiting for a change) while it lives.
+struct Held<'a> {
+    shared: &'a Shared,
+    agent: String,
+}
+
+impl<'a> Held<'a> {
+    fn new(shared: &'a Shared, agent: &str) -> Held<'a> {
+        let mut held = shared.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held.entry(agent.to_string()).or_default() += 1;
+        Held {
+            shared,
+            agent: agent.to_string(),
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut held = self.shared.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.agent) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.agent);
+            }
+        }
+    }
 }
 
 /// Replay protection for the agent API: nonces per agent id, and per enrolling key.

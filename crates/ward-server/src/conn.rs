@@ -60,8 +60,15 @@ pub async fn serve(
     let span = info_span!("connection", listener = role.name(), %peer);
     async move {
         if role.is_tls() {
+            // Read before the acceptor is taken: a connection never pairs old settings with
+            // a newer generation (reload swaps the settings first, then bumps it).
+            let generation = *shared.tls_generation.borrow();
             if let Some((stream, version)) = handshake(&shared, role, tcp, peer).await {
-                serve_http(shared, role, version, peer, stream).await;
+                let tls = version.map(|version| http::Tls {
+                    version,
+                    generation,
+                });
+                serve_http(shared, role, tls, peer, stream).await;
             }
         } else {
             serve_http(shared, role, None, peer, tcp).await;
@@ -259,7 +266,7 @@ pub fn plain_response(status: u16, message: &str) -> Vec<u8> {
 async fn serve_http<S>(
     shared: Arc<Shared>,
     role: Role,
-    tls_version: Option<ward_tls::TlsVersion>,
+    tls: Option<http::Tls>,
     peer: SocketAddr,
     stream: S,
 ) where
@@ -271,7 +278,7 @@ async fn serve_http<S>(
     let service_shared = shared.clone();
     let service = service_fn(move |request| {
         let shared = service_shared.clone();
-        async move { Ok::<_, Infallible>(http::handle(&shared, role, tls_version, peer, request).await) }
+        async move { Ok::<_, Infallible>(http::handle(&shared, role, tls, peer, request).await) }
     });
     let mut builder = http1::Builder::new();
     builder

@@ -67,10 +67,18 @@ fn method_not_allowed(allowed: &'static str) -> HttpResponse {
     response
 }
 
+/// What a TLS connection negotiated, and the generation of the settings it was accepted
+/// under.
+#[derive(Clone, Copy, Debug)]
+pub struct Tls {
+    pub version: ward_tls::TlsVersion,
+    pub generation: u64,
+}
+
 pub async fn handle(
     shared: &Shared,
     role: Role,
-    tls_version: Option<ward_tls::TlsVersion>,
+    tls: Option<Tls>,
     peer: SocketAddr,
     request: Request<Incoming>,
 ) -> HttpResponse {
@@ -137,7 +145,7 @@ pub async fn handle(
         return if path == "/agent/v1/enroll" {
             crate::agent_api::enroll(shared, role, body).await
         } else {
-            crate::agent_api::checkin(shared, role, tls_version, &path, &parts.headers, body).await
+            crate::agent_api::checkin(shared, role, peer, tls, &path, &parts.headers, body).await
         };
     }
     if role.serves_agent_api() && (path == "/agent/v1" || path.starts_with("/agent/v1/")) {

@@ -12,6 +12,8 @@
 //! - `http`: routing by role, health, metrics, the agent API.
 //! - [`admin`]: the admin API (`/api/v1/` on the console): auth, fleet handlers, OpenAPI.
 //! - [`failure`]: why a handshake failed, in words (pure).
+//! - [`harden`]: TLS readiness, plans, and the steps of `ward tls harden` ([`harden::model`] is
+//!   the pure part).
 //! - [`telemetry`]: metrics and the batched telemetry writer.
 
 pub mod admin;
@@ -20,6 +22,7 @@ pub mod config;
 mod conn;
 pub mod datadir;
 pub mod failure;
+pub mod harden;
 mod http;
 mod io;
 pub mod listener_tls;

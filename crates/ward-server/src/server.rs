@@ -37,6 +37,12 @@ pub struct Shared {
     pub replay: std::sync::Mutex<crate::agent_api::Replays>,
     /// Bumped after every admin change; push agents wait on it.
     pub fleet_version: watch::Sender<u64>,
+    /// Bumped after every successful reload: held push check-ins end, so
+    /// push agents reconnect under the new settings instead of keeping a connection that the
+    /// new policy would refuse.
+    pub tls_generation: watch::Sender<u64>,
+    /// Push agents whose check-in the server holds right now: connected, so not silent.
+    pub held: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     pub config: Config,
     pub tls: TlsSlots,
     pub telemetry: Arc<Telemetry>,
@@ -177,6 +183,7 @@ pub async fn reload(shared: &Shared) -> Result<Vec<Finding>, Vec<Finding>> {
         Some((console, clients)) => {
             let ranges = (console.policy.protocol.range, clients.policy.protocol.range);
             shared.tls.replace(console, clients);
+            shared.tls_generation.send_modify(|g| *g += 1);
             shared.telemetry.metrics.reload(true);
             info!(console = %ranges.0, clients = %ranges.1, "reloaded TLS settings");
             for finding in &findings {
@@ -286,6 +293,8 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         agent_keys: Default::default(),
         replay: Default::default(),
         fleet_version: watch::channel(0).0,
+        tls_generation: watch::channel(0).0,
+        held: Default::default(),
         fleet_lock: tokio::sync::Mutex::new(()),
         argon2_permits: tokio::sync::Semaphore::new(2),
         login_limiter: std::sync::Mutex::new(crate::admin::auth::LoginLimiter::new(

@@ -83,6 +83,29 @@ pub struct Checkin {
     pub server: String,
     /// The TLS version negotiated (`None` over plain HTTP).
     pub tls_version: Option<String>,
+    /// The IP address (without port) the check-in came from.
+    pub peer: Option<String>,
+}
+
+/// What TLS readiness and hardening plans read of every agent: one lean row each, so a
+/// million agents are read in one pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentTls {
+    pub id: String,
+    pub hostname: String,
+    pub group: GroupId,
+    /// The TLS versions the agent reported it can speak.
+    pub tls_versions: Vec<String>,
+    /// The version negotiated at its last check-in (`None` over plain HTTP, or never).
+    pub tls_version: Option<String>,
+    /// `https` or `http`, for the last check-in.
+    pub channel: Option<String>,
+    /// The IP address of the last check-in.
+    pub peer: Option<String>,
+    pub last_checkin_ms: Option<i64>,
+    pub enrolled_ms: i64,
+    pub serial: i64,
+    pub acked_serial: i64,
 }
 
 /// One admin change: who, when, what, and the state before and after.

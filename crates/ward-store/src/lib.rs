@@ -11,8 +11,8 @@ mod sqlite;
 use std::fmt;
 
 pub use fleet::{
-    Account, AgentFilter, AgentRecord, Applied, AuditEntry, Change, Checkin, Mutation, Session,
-    TokenRecord,
+    Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change, Checkin, Mutation,
+    Session, TokenRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -171,6 +171,9 @@ pub trait Store: Send + Sync {
     fn agents(&self, filter: &AgentFilter) -> Result<Vec<AgentRecord>, StoreError>;
 
     fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
+
+    /// Every agent's TLS facts, ordered by id.
+    fn agents_tls(&self) -> Result<Vec<AgentTls>, StoreError>;
 
     /// Adds agents (enrollment; also the simulator and benchmarks), in one transaction.
     fn insert_agents(&self, agents: &[AgentRecord]) -> Result<(), StoreError>;

@@ -109,6 +109,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE tokens ADD COLUMN allow_http INTEGER NOT NULL DEFAULT 0;",
     // 4: one agent per key, so a replayed enrollment cannot make a second one.
     "CREATE UNIQUE INDEX agents_public_key ON agents (public_key) WHERE public_key <> '';",
+    // 5: the address an agent last checked in from, to match refused handshakes to agents.
+    "ALTER TABLE agents ADD COLUMN peer TEXT;",
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -11,9 +11,9 @@ use rusqlite::{params, Connection, OpenFlags};
 use ward_fleet::{Group, ServerList};
 
 use crate::{
-    migrate, Account, AgentFilter, AgentRecord, Applied, AuditEntry, Change, HandshakeCount,
-    HandshakeFailure, HandshakeKey, HandshakeReport, Session, Store, StoreError, TelemetryBatch,
-    TokenRecord,
+    migrate, Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change,
+    HandshakeCount, HandshakeFailure, HandshakeKey, HandshakeReport, Session, Store, StoreError,
+    TelemetryBatch, TokenRecord,
 };
 
 mod fleet;
@@ -275,6 +275,10 @@ impl Store for SqliteStore {
 
     fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
         self.with(|c| fleet::agent(c, id))
+    }
+
+    fn agents_tls(&self) -> Result<Vec<AgentTls>, StoreError> {
+        self.with(|c| fleet::agents_tls(c))
     }
 
     fn insert_agents(&self, agents: &[AgentRecord]) -> Result<(), StoreError> {

@@ -45,7 +45,7 @@ fn method_not_allowed(allowed: &str) -> ApiResult {
     })
 }
 
-fn tree_of(store: &dyn Store) -> Result<Tree, ApiError> {
+pub(crate) fn tree_of(store: &dyn Store) -> Result<Tree, ApiError> {
     Tree::new(store.groups()?).map_err(|e| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "internal",
@@ -53,7 +53,7 @@ fn tree_of(store: &dyn Store) -> Result<Tree, ApiError> {
     })
 }
 
-fn find_group(tree: &Tree, path: &str) -> Result<GroupId, ApiError> {
+pub(crate) fn find_group(tree: &Tree, path: &str) -> Result<GroupId, ApiError> {
     match tree.find(path) {
         Ok(Some(id)) => Ok(id),
         Ok(None) => Err(ApiError::not_found(format!("no group '{path}'"))),
@@ -69,7 +69,7 @@ fn group_id(tree: &Tree, segment: &str) -> Result<GroupId, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no group {segment}")))
 }
 
-fn string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -77,12 +77,12 @@ fn string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiErr
     }
 }
 
-fn required(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
+pub(crate) fn required(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
     string(body, key)?
         .ok_or_else(|| ApiError::bad_request(format!("'{key}' (a string) is required")))
 }
 
-fn only_keys(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn only_keys(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
     match body.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(key) => Err(ApiError::bad_request(format!(
             "unknown field '{key}' (expected {})",
@@ -92,7 +92,7 @@ fn only_keys(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError
     }
 }
 
-fn audit(
+pub(crate) fn audit(
     caller: &Caller,
     action: &str,
     target: String,
@@ -214,26 +214,15 @@ fn groups(store: &dyn Store, caller: &Caller, method: &Method, body: &Bytes) -> 
                 name: group_name,
                 own: OwnSettings::default(),
             };
-            let placeholder = Group {
-                id: i64::MAX,
-                ..group.clone()
-            };
-            tree.with_group(placeholder).map_err(conflict)?;
-            let path = format!("{}/{}", tree.path(parent).unwrap_or_default(), group.name);
-            let applied = store.apply(&Change {
-                mutation: Mutation::CreateGroup(group),
-                bump_groups: vec![],
-                bump_agents: vec![],
-                audit: audit(
-                    caller,
-                    "group.create",
-                    path,
-                    None,
-                    Some(json!({"parent": tree.path(parent)})),
-                ),
-            })?;
+            let id = create_group(
+                store,
+                &tree,
+                caller,
+                group,
+                "group.create",
+                json!({"parent": tree.path(parent)}),
+            )?;
             let tree = tree_of(store)?;
-            let id = applied.new_id.unwrap_or_default();
             let group = tree
                 .get(id)
                 .ok_or_else(|| ApiError::not_found("the new group vanished"))?;
@@ -241,6 +230,36 @@ fn groups(store: &dyn Store, caller: &Caller, method: &Method, body: &Bytes) -> 
         }
         _ => method_not_allowed("GET, POST"),
     }
+}
+
+/// Adds `group` (its id is assigned) after checking it against `tree`, audited as `action`
+/// with `after`; returns the new id.
+pub(crate) fn create_group(
+    store: &dyn Store,
+    tree: &Tree,
+    caller: &Caller,
+    group: Group,
+    action: &str,
+    after: Value,
+) -> Result<GroupId, ApiError> {
+    let parent = group.parent.unwrap_or(tree.root());
+    tree.with_group(Group {
+        id: i64::MAX,
+        ..group.clone()
+    })
+    .map_err(conflict)?;
+    let path = format!("{}/{}", tree.path(parent).unwrap_or_default(), group.name);
+    let applied = store.apply(&Change {
+        mutation: Mutation::CreateGroup(group),
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(caller, action, path, None, Some(after)),
+    })?;
+    applied.new_id.ok_or_else(|| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "internal",
+        message: "the store gave the new group no id".into(),
+    })
 }
 
 fn conflict(error: ward_fleet::TreeError) -> ApiError {

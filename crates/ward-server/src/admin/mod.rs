@@ -3,10 +3,10 @@
 //! and audit entry in one store transaction.
 
 pub mod auth;
-mod fleet;
+pub(crate) mod fleet;
 mod openapi;
 mod status;
-mod wire;
+pub(crate) mod wire;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -218,7 +218,8 @@ pub async fn handle(
         Ok(body) => body,
         Err(response) => return response,
     };
-    let read_only = matches!(*method, Method::GET | Method::HEAD);
+    // A plan is a question, not a change: auditors may ask it.
+    let read_only = matches!(*method, Method::GET | Method::HEAD) || path == "/api/v1/tls/plan";
     if !read_only && caller.role != Role::Admin {
         return error_response(
             StatusCode::FORBIDDEN,
@@ -246,6 +247,18 @@ pub async fn handle(
             )
         }
         _ => {}
+    }
+    if let Some(result) = crate::harden::route(
+        shared,
+        &caller,
+        method,
+        &segments,
+        query.unwrap_or(""),
+        &body,
+    )
+    .await
+    {
+        return result.unwrap_or_else(|e| e.response());
     }
     let request = fleet::Request {
         shared,

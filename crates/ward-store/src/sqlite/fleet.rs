@@ -191,6 +191,30 @@ pub(crate) fn agents(
     rows.collect()
 }
 
+pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentTls>> {
+    let mut statement = connection.prepare(
+        "SELECT id, group_id, tls_versions, tls_version, channel, peer, last_checkin_ms, \
+         enrolled_ms, serial, acked_serial, hostname FROM agents ORDER BY id",
+    )?;
+    let rows = statement.query_map([], |row| {
+        let versions: String = row.get(2)?;
+        Ok(AgentTls {
+            id: row.get(0)?,
+            group: row.get(1)?,
+            tls_versions: split_versions(&versions),
+            tls_version: row.get(3)?,
+            channel: row.get(4)?,
+            peer: row.get(5)?,
+            last_checkin_ms: row.get(6)?,
+            enrolled_ms: row.get(7)?,
+            serial: row.get(8)?,
+            acked_serial: row.get(9)?,
+            hostname: row.get(10)?,
+        })
+    })?;
+    rows.collect()
+}
+
 pub(crate) fn agent(connection: &Connection, id: &str) -> rusqlite::Result<Option<AgentRecord>> {
     connection
         .query_row(
@@ -665,7 +689,7 @@ pub(crate) fn record_checkin(
     transaction.execute(
         "UPDATE agents SET last_checkin_ms = ?2, acked_serial = MIN(?3, serial), hostname = ?4, \
          os_name = ?5, os_version = ?6, agent_version = ?7, tls_versions = ?8, tls_rank = ?9, \
-         channel = ?10, server = ?11, tls_version = ?12 WHERE id = ?1",
+         channel = ?10, server = ?11, tls_version = ?12, peer = ?13 WHERE id = ?1",
         params![
             checkin.agent,
             checkin.at_ms,
@@ -678,7 +702,8 @@ pub(crate) fn record_checkin(
             rank,
             checkin.channel,
             checkin.server,
-            checkin.tls_version
+            checkin.tls_version,
+            checkin.peer
         ],
     )?;
     Ok(agent(transaction, &checkin.agent)?)

@@ -21,11 +21,11 @@ pub struct Target {
     data: Option<PathBuf>,
     /// Print JSON for scripts
     #[arg(long, global = true)]
-    json: bool,
+    pub json: bool,
 }
 
 impl Target {
-    fn client(&self) -> Result<AdminClient, String> {
+    pub fn client(&self) -> Result<AdminClient, String> {
         match &self.data {
             Some(dir) => AdminClient::local(&ward_server::DataDir::new(dir)),
             None => {

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod bench;
 pub mod fleet;
+pub mod harden;
 pub mod server;
 pub mod tls;
 

@@ -33,6 +33,21 @@ pub enum TlsCommand {
     Scan(ScanArgs),
     /// Summarise what the server's listeners saw: versions negotiated and refused, by peer
     Handshakes(HandshakesArgs),
+    /// The fleet by TLS capability: per listener and per group, how sure ward is, and the
+    /// agents that stopped checking in with the ClientHello they offered
+    Readiness(super::harden::ReadinessArgs),
+    /// Who a proposed SSLProtocol value would cut off or put at risk (exit 2 when anyone)
+    ///
+    /// WORDS may begin with a dash: --protocol '-all +TLSv1.2'.
+    Plan(super::harden::PlanArgs),
+    /// Carry out the seed's procedure: stage legacy agents on HTTP, wait for them, edit the
+    /// conf files and reload, then verify by scanning and watching the fleet
+    ///
+    /// Running it twice is harmless; an interrupted run is finished by --resume or undone by
+    /// `ward tls rollback`.
+    Harden(super::harden::HardenArgs),
+    /// Put the conf files back as they were before the last harden, and reload
+    Rollback(super::harden::RollbackArgs),
 }
 
 #[derive(Args)]
@@ -111,6 +126,10 @@ pub fn run(command: TlsCommand) -> CmdResult {
         TlsCommand::Restore(args) => restore(args),
         TlsCommand::Scan(args) => scan(args),
         TlsCommand::Handshakes(args) => handshakes(args),
+        TlsCommand::Readiness(args) => super::harden::readiness(args),
+        TlsCommand::Plan(args) => super::harden::plan(args),
+        TlsCommand::Harden(args) => super::harden::harden(args),
+        TlsCommand::Rollback(args) => super::harden::rollback(args),
     }
 }
 

@@ -321,3 +321,140 @@ pub fn eventually<T>(bound: Duration, mut check: impl FnMut() -> Option<T>) -> O
 pub fn socket(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
+
+/// A running `ward agent run` process, killed on drop.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub child: Child,
+    /// Run with `--tls-max`.
+    pub capped: bool,
+}
+
+impl Agent {
+    pub fn state(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let output = ward(&["agent", "status", "--state", &self.state(), "--json"]);
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&output.stdout).unwrap())
+    }
+
+    pub fn id(&self) -> String {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.dir.path().join("agent.json")).unwrap())
+                .unwrap();
+        state["agent"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until the status satisfies `check`.
+    pub fn until(
+        &self,
+        bound: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        eventually(bound, || self.status().filter(|s| check(s))).unwrap_or_else(|| {
+            panic!(
+                "agent {} status never matched; last: {:?}\nlog:\n{}",
+                self.id(),
+                self.status(),
+                std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+            )
+        })
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ward ARGS --data DIR` against the test server.
+pub fn run_cli(server: &Server, args: &[&str]) -> Output {
+    let data = server.data_str();
+    let mut all = args.to_vec();
+    all.extend(["--data", &data]);
+    ward(&all)
+}
+
+/// `ward ARGS --data DIR --json`, which must succeed; its JSON.
+pub fn cli(server: &Server, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let output = run_cli(server, &all);
+    assert!(
+        output.status.success(),
+        "ward {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// The server's agreement-key pin, learned over HTTPS (where the CA proves who answers).
+pub fn pin(server: &Server) -> String {
+    let hello = https_get(server.clients, &server.ca_pem(), "/agent/v1/hello", None).json();
+    hello["agreement_key_sha256"].as_str().unwrap().to_string()
+}
+
+pub fn enroll(server: &Server, url: &str, token: &str, tls_max: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = server.path("certs/ca.pem");
+    let mut args = vec![
+        "agent",
+        "enroll",
+        "--server",
+        url,
+        "--token",
+        token,
+        "--ca",
+        ca.to_str().unwrap(),
+        "--state",
+    ];
+    let state = dir.path().display().to_string();
+    args.push(&state);
+    if let Some(max) = tls_max {
+        args.extend(["--tls-max", max]);
+    }
+    let pinned = pin(server);
+    if url.starts_with("http://") {
+        args.extend(["--pin", &pinned]);
+    }
+    let output = ward(&args);
+    assert!(
+        output.status.success(),
+        "enroll: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dir
+}
+
+/// Starts `ward agent run` on an enrolled state dir and waits for its first check-in.
+pub fn run_agent(dir: tempfile::TempDir, tls_max: Option<&str>) -> Agent {
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let mut command = Command::new(ward_bin());
+    command
+        .args(["agent", "run", "--state"])
+        .arg(dir.path())
+        .args(["--return-after", "2s"]);
+    if let Some(max) = tls_max {
+        command.args(["--tls-max", max]);
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let agent = Agent {
+        dir,
+        child,
+        capped: tls_max.is_some(),
+    };
+    agent.until(Duration::from_secs(15), |s| !s["last_checkin"].is_null());
+    agent
+}

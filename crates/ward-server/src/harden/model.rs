@@ -1,0 +1,263 @@
+//! The hardening engine's domain logic, without I/O: what ward knows of each agent's TLS
+//! capability, and whether an agent would keep a working path to the server under a proposed
+//! `SSLProtocol`. Table tests are in `model/tests.rs`.
+
+use std::fmt;
+
+use ward_fleet::serverlist::Protocol;
+use ward_fleet::{GroupId, ServerList};
+use ward_tls::{ProtocolSet, TlsVersion, VersionRange};
+
+/// How ward knows what an agent can speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Knowledge {
+    /// The agent said so at check-in (the TLS versions its build and `--tls-max` allow).
+    Reported,
+    /// Only seen: the version negotiated at its last check-in (the server picks the highest
+    /// both sides share, so that is the agent's highest while the listener allowed more).
+    Observed,
+    /// Never reported and never seen over TLS.
+    Unknown,
+}
+
+impl Knowledge {
+    pub fn name(self) -> &'static str {
+        match self {
+            Knowledge::Reported => "reported",
+            Knowledge::Observed => "observed",
+            Knowledge::Unknown => "unknown",
+        }
+    }
+}
+
+/// What an agent can speak, and how sure ward is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capability {
+    pub versions: ProtocolSet,
+    pub knowledge: Knowledge,
+}
+
+impl Capability {
+    /// From the versions an agent reported and the version negotiated at its last check-in.
+    /// Names ward does not know are ignored.
+    pub fn of(reported: &[String], negotiated: Option<&str>) -> Capability {
+        let versions: ProtocolSet = reported
+            .iter()
+            .filter_map(|v| TlsVersion::parse_loose(v))
+            .collect();
+        if !versions.is_empty() {
+            return Capability {
+                versions,
+                knowledge: Knowledge::Reported,
+            };
+        }
+        match negotiated.and_then(TlsVersion::parse_loose) {
+            Some(version) => Capability {
+                versions: ProtocolSet::only(version),
+                knowledge: Knowledge::Observed,
+            },
+            None => Capability {
+                versions: ProtocolSet::EMPTY,
+                knowledge: Knowledge::Unknown,
+            },
+        }
+    }
+
+    /// The highest version, `None` when unknown.
+    pub fn highest(self) -> Option<TlsVersion> {
+        self.versions.iter().last()
+    }
+
+    /// Whether the agent can complete a handshake with a listener serving `range`; `None`
+    /// when ward does not know.
+    pub fn can_reach(self, range: VersionRange) -> Option<bool> {
+        match self.knowledge {
+            Knowledge::Unknown => None,
+            _ => Some(self.versions.iter().any(|v| range.contains(v))),
+        }
+    }
+}
+
+/// An agent as the plan sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentFacts {
+    pub id: String,
+    pub group: GroupId,
+    pub capability: Capability,
+    /// The agent has not acknowledged its current settings serial.
+    pub pending: bool,
+    /// Milliseconds since the agent was last heard from (check-in, else enrollment).
+    pub silent_ms: i64,
+}
+
+/// What the agent's group gives it, as far as the plan cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupFacts<'a> {
+    pub list: Option<&'a ServerList>,
+    /// After this long without a check-in, the agent counts as offline: it would not pick up
+    /// new settings before the change.
+    pub offline_after_ms: i64,
+}
+
+/// Why an agent is at risk rather than plainly fine or cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Risk {
+    /// ward does not know what it can speak, and it has no HTTP path.
+    Unknown,
+    /// It would be cut off, and it is offline: it would not be moved in time.
+    Offline,
+    /// Only the settings it has not acknowledged yet give it a working path.
+    Pending,
+}
+
+impl Risk {
+    pub fn name(self) -> &'static str {
+        match self {
+            Risk::Unknown => "capability_unknown",
+            Risk::Offline => "offline",
+            Risk::Pending => "pending",
+        }
+    }
+}
+
+/// The plan's answer for one agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It keeps a working path; `via` says which.
+    Unaffected {
+        via: Via,
+    },
+    /// It would lose contact.
+    CutOff,
+    AtRisk(Risk),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Via {
+    Https,
+    Http,
+}
+
+impl Verdict {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Unaffected { .. } => "unaffected",
+            Verdict::CutOff => "cut_off",
+            Verdict::AtRisk(_) => "at_risk",
+        }
+    }
+}
+
+fn has(list: Option<&ServerList>, protocol: Protocol) -> bool {
+    list.is_some_and(|l| l.levels.iter().flatten().any(|e| e.protocol == protocol))
+}
+
+/// Whether `agent` keeps a path to the server when the clients listener serves `range`. HTTPS
+/// entries reach a listener with that range; HTTP entries reach clients-http, which has no TLS
+/// to refuse.
+pub fn judge(agent: &AgentFacts, group: GroupFacts<'_>, range: VersionRange) -> Verdict {
+    let https = has(group.list, Protocol::Https);
+    let http = has(group.list, Protocol::Http);
+    let reach = agent.capability.can_reach(range);
+    if https && reach == Some(true) {
+        return Verdict::Unaffected { via: Via::Https };
+    }
+    let offline = agent.silent_ms > group.offline_after_ms;
+    if http {
+        if agent.pending {
+            // Silent too long, it will not pick the new list up in time.
+            return Verdict::AtRisk(if offline {
+                Risk::Offline
+            } else {
+                Risk::Pending
+            });
+        }
+        return Verdict::Unaffected { via: Via::Http };
+    }
+    match reach {
+        None => Verdict::AtRisk(Risk::Unknown),
+        Some(_) if offline => Verdict::AtRisk(Risk::Offline),
+        Some(_) => Verdict::CutOff,
+    }
+}
+
+/// The sentence that says why, for the operator.
+pub fn explain(
+    agent: &AgentFacts,
+    group: GroupFacts<'_>,
+    range: VersionRange,
+    verdict: &Verdict,
+) -> String {
+    let speaks = Speaks(agent.capability);
+    let list = group.list.map(|l| l.name.as_str()).unwrap_or("(none)");
+    match verdict {
+        Verdict::Unaffected { via: Via::Https } => {
+            format!("{speaks}; the clients listener would accept {range}")
+        }
+        Verdict::Unaffected { via: Via::Http } => {
+            format!("server list '{list}' has an HTTP entry (clients-http has no TLS to refuse)")
+        }
+        Verdict::CutOff => {
+            format!("{speaks}, below {range}, and server list '{list}' has no HTTP entry")
+        }
+        Verdict::AtRisk(Risk::Unknown) => format!(
+            "ward has no record of its TLS versions (never reported, never seen over TLS), and \
+             server list '{list}' has no HTTP entry"
+        ),
+        Verdict::AtRisk(Risk::Offline) => format!(
+            "{speaks}, it has no working path to a listener serving {range} in the settings it \
+             acknowledged, and it has been silent for {}: more than the {} after which it would \
+             not pick new settings up in time",
+            human(agent.silent_ms),
+            human(group.offline_after_ms)
+        ),
+        Verdict::AtRisk(Risk::Pending) => format!(
+            "{speaks}; only its new server list '{list}' has an HTTP entry, and it has not \
+             acknowledged those settings yet"
+        ),
+    }
+}
+
+struct Speaks(Capability);
+
+impl fmt::Display for Speaks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0.knowledge, self.0.highest()) {
+            (Knowledge::Unknown, _) | (_, None) => f.write_str("its TLS versions are unknown"),
+            (Knowledge::Reported, Some(max)) => write!(f, "it speaks {max} at most (reported)"),
+            (Knowledge::Observed, Some(max)) => {
+                write!(f, "it negotiated {max} (observed, not reported)")
+            }
+        }
+    }
+}
+
+/// `3h 5m`, `42s`, `1d 2h`: the two largest units.
+pub fn human(ms: i64) -> String {
+    let seconds = (ms.max(0) / 1000) as u64;
+    let units = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)];
+    let parts: Vec<String> = units
+        .iter()
+        .scan(seconds, |left, (name, size)| {
+            let count = *left / size;
+            *left %= size;
+            Some((count, name))
+        })
+        .filter(|(count, _)| *count > 0)
+        .take(2)
+        .map(|(count, name)| format!("{count}{name}"))
+        .collect();
+    if parts.is_empty() {
+        "0s".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// The name of the HTTP variant of a server list: the seed's "list that uses HTTP on 8014".
+pub fn http_list_name(list: &str) -> String {
+    format!("{list}-http")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,291 @@
+use ward_fleet::serverlist::{self, ServerEntry};
+
+use super::*;
+
+fn list(name: &str, urls: &[&str]) -> ServerList {
+    let entries = urls
+        .iter()
+        .map(|spec| serverlist::parse_spec(spec).expect("spec"))
+        .collect::<Vec<(u32, ServerEntry)>>();
+    serverlist::build(name, entries).expect("list")
+}
+
+fn versions(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+const TLS12_UP: VersionRange = VersionRange {
+    min: TlsVersion::Tls1_2,
+    max: TlsVersion::Tls1_3,
+};
+
+#[test]
+fn capability_table() {
+    use Knowledge::*;
+    /// (reported, negotiated, knowledge, highest)
+    type Case<'a> = (
+        &'a [&'a str],
+        Option<&'a str>,
+        Knowledge,
+        Option<TlsVersion>,
+    );
+    let cases: &[Case] = &[
+        (&["TLSv1"], None, Reported, Some(TlsVersion::Tls1_0)),
+        (
+            &["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+            Some("TLSv1.3"),
+            Reported,
+            Some(TlsVersion::Tls1_3),
+        ),
+        // A report wins over what was seen.
+        (
+            &["TLSv1"],
+            Some("TLSv1.2"),
+            Reported,
+            Some(TlsVersion::Tls1_0),
+        ),
+        (&[], Some("TLSv1.2"), Observed, Some(TlsVersion::Tls1_2)),
+        (&[], None, Unknown, None),
+        // Names ward does not know count as nothing.
+        (&["SSLv2", "bogus"], None, Unknown, None),
+        (
+            &["bogus"],
+            Some("TLSv1.1"),
+            Observed,
+            Some(TlsVersion::Tls1_1),
+        ),
+    ];
+    for (reported, negotiated, knowledge, highest) in cases {
+        let capability = Capability::of(&versions(reported), *negotiated);
+        assert_eq!(
+            (capability.knowledge, capability.highest()),
+            (*knowledge, *highest),
+            "{reported:?} {negotiated:?}"
+        );
+    }
+}
+
+#[test]
+fn judge_table() {
+    use Verdict::*;
+    let https = list("default", &["1:https://mgr1:443"]);
+    let both = list("mixed", &["1:https://mgr1:443", "2:http://mgr1:8014"]);
+    let http = list("default-http", &["1:http://mgr1:8014"]);
+    let tls1 = versions(&["TLSv1"]);
+    let modern = versions(&["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]);
+    let hour = 3_600_000;
+    // (case, reported, negotiated, list, pending, silent, verdict)
+    type Case<'a> = (
+        &'a str,
+        &'a [String],
+        Option<&'a str>,
+        Option<&'a ServerList>,
+        bool,
+        i64,
+        Verdict,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "modern over https",
+            &modern,
+            None,
+            Some(&https),
+            false,
+            0,
+            Unaffected { via: Via::Https },
+        ),
+        (
+            "capped at TLSv1, https only",
+            &tls1,
+            None,
+            Some(&https),
+            false,
+            0,
+            CutOff,
+        ),
+        (
+            "capped, an HTTP fallback entry",
+            &tls1,
+            None,
+            Some(&both),
+            false,
+            0,
+            Unaffected { via: Via::Http },
+        ),
+        (
+            "capped, HTTP list",
+            &tls1,
+            None,
+            Some(&http),
+            false,
+            0,
+            Unaffected { via: Via::Http },
+        ),
+        (
+            "capped, HTTP list not acknowledged",
+            &tls1,
+            None,
+            Some(&http),
+            true,
+            0,
+            AtRisk(Risk::Pending),
+        ),
+        (
+            "capped, HTTP list not acknowledged, silent",
+            &tls1,
+            None,
+            Some(&http),
+            true,
+            4 * hour,
+            AtRisk(Risk::Offline),
+        ),
+        (
+            "capped, HTTP list acknowledged, silent",
+            &tls1,
+            None,
+            Some(&http),
+            false,
+            4 * hour,
+            Unaffected { via: Via::Http },
+        ),
+        (
+            "modern, pending, https still works",
+            &modern,
+            None,
+            Some(&https),
+            true,
+            0,
+            Unaffected { via: Via::Https },
+        ),
+        (
+            "capped and silent for 4 h",
+            &tls1,
+            None,
+            Some(&https),
+            false,
+            4 * hour,
+            AtRisk(Risk::Offline),
+        ),
+        (
+            "capped, silent exactly the limit",
+            &tls1,
+            None,
+            Some(&https),
+            false,
+            3 * hour,
+            CutOff,
+        ),
+        (
+            "unknown, https only",
+            &[],
+            None,
+            Some(&https),
+            false,
+            0,
+            AtRisk(Risk::Unknown),
+        ),
+        (
+            "unknown, HTTP entry",
+            &[],
+            None,
+            Some(&both),
+            false,
+            0,
+            Unaffected { via: Via::Http },
+        ),
+        (
+            "observed TLSv1.2",
+            &[],
+            Some("TLSv1.2"),
+            Some(&https),
+            false,
+            0,
+            Unaffected { via: Via::Https },
+        ),
+        (
+            "observed TLSv1 only",
+            &[],
+            Some("TLSv1"),
+            Some(&https),
+            false,
+            0,
+            CutOff,
+        ),
+        (
+            "modern, no list at all",
+            &modern,
+            None,
+            None,
+            false,
+            0,
+            CutOff,
+        ),
+        (
+            "modern, HTTP list",
+            &modern,
+            None,
+            Some(&http),
+            false,
+            0,
+            Unaffected { via: Via::Http },
+        ),
+    ];
+    for (case, reported, negotiated, list, pending, silent_ms, expected) in cases {
+        let agent = AgentFacts {
+            id: "a".into(),
+            group: 1,
+            capability: Capability::of(reported, negotiated),
+            pending,
+            silent_ms,
+        };
+        let group = GroupFacts {
+            list,
+            offline_after_ms: 3 * hour,
+        };
+        let verdict = judge(&agent, group, TLS12_UP);
+        assert_eq!(verdict, expected, "{case}");
+        assert!(!explain(&agent, group, TLS12_UP, &verdict).is_empty());
+    }
+}
+
+#[test]
+fn the_old_range_keeps_capped_agents() {
+    let https = list("default", &["1:https://mgr1:443"]);
+    let agent = AgentFacts {
+        id: "xp".into(),
+        group: 1,
+        capability: Capability::of(&versions(&["TLSv1"]), None),
+        pending: false,
+        silent_ms: 0,
+    };
+    let group = GroupFacts {
+        list: Some(&https),
+        offline_after_ms: 1,
+    };
+    let all = VersionRange::new(TlsVersion::Tls1_0, TlsVersion::Tls1_3);
+    assert_eq!(
+        judge(&agent, group, all),
+        Verdict::Unaffected { via: Via::Https }
+    );
+    let reason = explain(&agent, group, TLS12_UP, &judge(&agent, group, TLS12_UP));
+    assert_eq!(
+        reason,
+        "it speaks TLSv1 at most (reported), below TLSv1.2-TLSv1.3, and server list 'default' \
+         has no HTTP entry"
+    );
+}
+
+#[test]
+fn human_durations() {
+    for (ms, text) in [
+        (0, "0s"),
+        (999, "0s"),
+        (42_000, "42s"),
+        (3_600_000, "1h"),
+        (11_100_000, "3h 5m"),
+        (93_784_000, "1d 2h"),
+        (-5, "0s"),
+    ] {
+        assert_eq!(human(ms), text, "{ms}");
+    }
+}

@@ -1,0 +1,678 @@
+//! `ward tls readiness | plan | harden | rollback`: the seed's procedure as one command, a
+//! client of the server's hardening engine (`/api/v1/tls/`). Progress goes to stderr; with
+//! `--json` the result goes to stdout as one JSON document.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use ward_tls::scan::{self, ScanConfig};
+
+use super::fleet::Target;
+use super::CmdResult;
+use crate::client::AdminClient;
+
+/// Exit code when someone would be cut off or is at risk, so scripts can gate on it.
+const EXIT_AFFECTED: u8 = 2;
+
+#[derive(Args)]
+pub struct ReadinessArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Agents listed per version and per lost list
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// An agent silent for more than this many check-in intervals counts as lost
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    offline_intervals: u32,
+}
+
+#[derive(Args, Clone)]
+pub struct ProposalArgs {
+    /// The proposed SSLProtocol value (may begin with a dash: --protocol '-all +TLSv1.2')
+    #[arg(long, value_name = "WORDS", allow_hyphen_values = true)]
+    protocol: Option<String>,
+    /// Which listener's file the value is for
+    #[arg(long, default_value = "all", value_parser = ["clients", "console", "all"])]
+    listener: String,
+    /// An agent silent for more than this many check-in intervals would not be moved in time
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    offline_intervals: u32,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    proposal: ProposalArgs,
+    /// Agents listed per category
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+#[derive(Args)]
+pub struct HardenArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    proposal: ProposalArgs,
+    /// Move every agent that would be cut off into this one group (created under its parent
+    /// when missing) instead of a legacy subgroup under each agent's group
+    #[arg(long, value_name = "PATH")]
+    legacy_group: Option<String>,
+    /// The name of the legacy subgroups
+    #[arg(long, default_value = "Legacy TLS", value_name = "NAME")]
+    legacy_name: String,
+    /// How long to wait for moved agents to acknowledge their new settings
+    #[arg(long, default_value = "2h", value_name = "DURATION")]
+    timeout: String,
+    /// How long to watch the fleet check in after the change [default: the longest check-in
+    /// interval in the tree]
+    #[arg(long, value_name = "DURATION")]
+    watch: Option<String>,
+    /// Print the steps without doing them
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask for confirmation
+    #[arg(long, short)]
+    yes: bool,
+    /// Go on with agents at risk (capability unknown, offline): they may lose contact
+    #[arg(long)]
+    accept_risk: bool,
+    /// Finish the harden that was interrupted, with its recorded settings
+    #[arg(long, conflicts_with = "protocol")]
+    resume: bool,
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Also move the agents harden moved back to the groups they came from
+    #[arg(long)]
+    move_back: bool,
+}
+
+fn count(value: &Value, key: &str) -> u64 {
+    value["counts"][key].as_u64().unwrap_or(0)
+}
+
+fn list_names(value: &Value) -> String {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+fn print_agent_lines(title: &str, agents: &Value, total: u64) {
+    let Some(agents) = agents.as_array().filter(|a| !a.is_empty()) else {
+        return;
+    };
+    println!("{title} ({total}):");
+    for agent in agents {
+        let risk = agent["risk"]
+            .as_str()
+            .map(|r| format!(" [{r}]"))
+            .unwrap_or_default();
+        println!(
+            "  {} {} in {}{risk}: {}",
+            agent["id"].as_str().unwrap_or("-"),
+            agent["hostname"].as_str().unwrap_or("-"),
+            agent["group"].as_str().unwrap_or("-"),
+            agent["reason"].as_str().unwrap_or("-"),
+        );
+    }
+    if total as usize > agents.len() {
+        println!(
+            "  ... and {} more (--limit, --json)",
+            total as usize - agents.len()
+        );
+    }
+}
+
+fn print_plan(plan: &Value) {
+    for warning in plan["warnings"].as_array().into_iter().flatten() {
+        println!("warning: {}", warning.as_str().unwrap_or_default());
+    }
+    for (name, listener) in plan["listeners"].as_object().into_iter().flatten() {
+        let change = if listener["changes"].as_bool().unwrap_or(false) {
+            "changes"
+        } else {
+            "unchanged"
+        };
+        println!(
+            "{name:<8} {}: {} -> {} ({change})",
+            listener["file"].as_str().unwrap_or("-"),
+            list_names(&listener["current"]),
+            list_names(&listener["planned"]),
+        );
+    }
+    println!(
+        "agents: {} — {} cut off, {} at risk, {} unaffected ({} over HTTPS, {} over HTTP)",
+        plan["agents"],
+        count(plan, "cut_off"),
+        count(plan, "at_risk"),
+        count(plan, "unaffected"),
+        count(plan, "unaffected_over_https"),
+        count(plan, "unaffected_over_http"),
+    );
+    print_agent_lines("would be cut off", &plan["cut_off"], count(plan, "cut_off"));
+    print_agent_lines("at risk", &plan["at_risk"], count(plan, "at_risk"));
+}
+
+fn request_plan(
+    client: &AdminClient,
+    proposal: &ProposalArgs,
+    words: &str,
+    limit: usize,
+) -> Result<Value, String> {
+    client.call(
+        "POST",
+        "/api/v1/tls/plan",
+        Some(&json!({
+            "protocol": words,
+            "listener": proposal.listener,
+            "offline_intervals": proposal.offline_intervals,
+            "limit": limit,
+        })),
+    )
+}
+
+pub fn readiness(args: ReadinessArgs) -> CmdResult {
+    let client = args.target.client()?;
+    let value = client.call(
+        "GET",
+        &format!(
+            "/api/v1/tls/readiness?limit={}&offline_intervals={}",
+            args.limit, args.offline_intervals
+        ),
+        None,
+    )?;
+    if args.target.json {
+        println!("{value:#}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "agents: {} ({})",
+        value["agents"],
+        knowledge_line(&value["knowledge"])
+    );
+    let versions = ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1", "unknown"];
+    for (listener, buckets) in value["listeners"].as_object().into_iter().flatten() {
+        println!("{listener}:");
+        for version in versions {
+            let bucket = &buckets[version];
+            if let Some(n) = bucket["count"].as_u64() {
+                println!("  {version:<8} {n:>8}  {}", list_names(&bucket["agents"]));
+            }
+        }
+    }
+    println!("by group (highest version each agent can speak):");
+    for (group, counts) in value["groups"].as_object().into_iter().flatten() {
+        let parts: Vec<String> = versions
+            .iter()
+            .filter_map(|v| counts[*v].as_u64().map(|n| format!("{v} {n}")))
+            .collect();
+        println!("  {group}: {}", parts.join(", "));
+    }
+    let lost = value["lost"].as_array().cloned().unwrap_or_default();
+    if !lost.is_empty() {
+        println!(
+            "lost (silent for more than {} intervals): {}",
+            value["offline_intervals"], value["lost_count"]
+        );
+        for agent in &lost {
+            println!("  {}", lost_line(agent));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn knowledge_line(knowledge: &Value) -> String {
+    ["reported", "observed", "unknown"]
+        .iter()
+        .map(|k| format!("{} {k}", knowledge[*k].as_u64().unwrap_or(0)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An agent that stopped checking in, with the ClientHello it last offered when one was
+/// refused from its address.
+fn lost_line(agent: &Value) -> String {
+    let mut line = format!(
+        "{} {} in {}: last check-in {}{}",
+        agent["id"].as_str().unwrap_or("-"),
+        agent["hostname"].as_str().unwrap_or("-"),
+        agent["group"].as_str().unwrap_or("-"),
+        agent["last_checkin"].as_str().unwrap_or("never"),
+        agent["silent_for"]
+            .as_str()
+            .map(|s| format!(" ({s} ago)"))
+            .unwrap_or_default(),
+    );
+    if let Some(refused) = agent["refused"].as_object() {
+        line.push_str(&format!(
+            "; refused at {} on {}: offered {} ({}): {}",
+            refused["at"].as_str().unwrap_or("-"),
+            refused["listener"].as_str().unwrap_or("-"),
+            refused["offered_max"]
+                .as_str()
+                .unwrap_or("nothing readable"),
+            list_names(&refused["offered_versions"]),
+            refused["reason"].as_str().unwrap_or("-"),
+        ));
+    }
+    line
+}
+
+pub fn plan(args: PlanArgs) -> CmdResult {
+    let words = args.proposal.protocol.clone().ok_or(
+        "--protocol WORDS is required, e.g. --protocol 'all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1'",
+    )?;
+    let client = args.target.client()?;
+    let plan = request_plan(&client, &args.proposal, &words, args.limit)?;
+    if args.target.json {
+        println!("{plan:#}");
+    } else {
+        print_plan(&plan);
+    }
+    Ok(if plan["ok"].as_bool() == Some(true) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_AFFECTED)
+    })
+}
+
+fn duration(flag: &str, text: &str) -> Result<Duration, String> {
+    ward_server::config::parse_duration(text).map_err(|e| format!("{flag} {text}: {e}"))
+}
+
+fn step(number: u32, title: &str) {
+    eprintln!("step {number}/4: {title}");
+}
+
+fn spinner(message: String) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("  {spinner} {elapsed_precise} {wide_msg}").expect("template"),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn confirm(question: &str) -> Result<bool, String> {
+    if !std::io::stdin().is_terminal() {
+        return Err(format!(
+            "{question}: no terminal to ask; pass --yes to go on"
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| e.to_string())?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// The agents a plan says harden cannot bring along: capability unknown, or offline.
+fn risky(plan: &Value) -> Vec<Value> {
+    plan["at_risk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["risk"] != "pending")
+        .cloned()
+        .collect()
+}
+
+/// The agents the wait step is for: moved (or still to be moved) and not yet acknowledged.
+fn waiting_for(plan: &Value) -> Vec<Value> {
+    let mut agents: Vec<Value> = plan["cut_off"].as_array().cloned().unwrap_or_default();
+    agents.extend(
+        plan["at_risk"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["risk"] == "pending")
+            .cloned(),
+    );
+    agents
+}
+
+fn longest_interval(client: &AdminClient) -> Result<Duration, String> {
+    let groups = client.call("GET", "/api/v1/groups", None)?;
+    let mut longest = Duration::ZERO;
+    for group in groups.as_array().into_iter().flatten() {
+        let effective = &group["effective"];
+        let interval = effective["interval"]
+            .as_str()
+            .and_then(|t| ward_server::config::parse_duration(t).ok());
+        let randomize = effective["randomize"]
+            .as_str()
+            .and_then(|t| ward_server::config::parse_duration(t).ok());
+        longest = longest.max(interval.unwrap_or_default() + randomize.unwrap_or_default());
+    }
+    Ok(longest)
+}
+
+fn reachable(address: &str) -> Result<SocketAddr, String> {
+    let mut address: SocketAddr = address.parse().map_err(|_| {
+        format!("the server reported a listener address '{address}' ward cannot read")
+    })?;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address.ip() {
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Ok(address)
+}
+
+/// Scans both HTTPS listeners and compares what they accept with the plan.
+fn verify_listeners(client: &AdminClient, plan: &Value) -> Result<Vec<Value>, String> {
+    let status = client.call("GET", "/api/v1/server", None)?;
+    let mut results = Vec::new();
+    let mut mismatches = Vec::new();
+    for name in ["console", "clients"] {
+        let address = reachable(status["listeners"][name]["address"].as_str().unwrap_or(""))?;
+        let expected: Vec<String> = plan["listeners"][name]["planned"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let config = ScanConfig {
+            timeout: Duration::from_secs(5),
+            server_name: Some("localhost".into()),
+        };
+        let report = scan::scan(&address.to_string(), &config)
+            .map_err(|e| format!("scanning {name} at {address}: {e}"))?;
+        let accepted: Vec<String> = report.accepted().map(|p| p.name().to_string()).collect();
+        let ok = accepted == expected;
+        eprintln!(
+            "  {name:<8} {address}: accepts {} — {}",
+            if accepted.is_empty() {
+                "nothing".into()
+            } else {
+                accepted.join(", ")
+            },
+            if ok {
+                "as planned".to_string()
+            } else {
+                format!("PLANNED {}", expected.join(", "))
+            }
+        );
+        if !ok {
+            mismatches.push(name);
+        }
+        results.push(json!({"listener": name, "address": address.to_string(), "accepted": accepted, "planned": expected, "ok": ok}));
+    }
+    if mismatches.is_empty() {
+        Ok(results)
+    } else {
+        Err(format!(
+            "verify: {} accept(s) other versions than planned; `ward tls rollback` puts the files back",
+            mismatches.join(" and ")
+        ))
+    }
+}
+
+pub fn harden(args: HardenArgs) -> CmdResult {
+    let client = args.target.client()?;
+    let timeout = duration("--timeout", &args.timeout)?;
+    let mut proposal = args.proposal.clone();
+    let mut legacy_group = args.legacy_group.clone();
+    let mut legacy_name = args.legacy_name.clone();
+    if args.resume {
+        let state = client.call("GET", "/api/v1/tls/harden", None)?["state"].clone();
+        if state.is_null() || state["step"] == "rolled_back" {
+            return Err("--resume: no interrupted harden to finish (see `ward tls harden --protocol WORDS`)".into());
+        }
+        proposal.protocol = state["protocol"].as_str().map(str::to_string);
+        proposal.listener = state["listener"].as_str().unwrap_or("all").to_string();
+        legacy_group = state["legacy_group"].as_str().map(str::to_string);
+        legacy_name = state["legacy_name"]
+            .as_str()
+            .unwrap_or("Legacy TLS")
+            .to_string();
+        eprintln!(
+            "resuming the harden to '{}' on {} (last step: {})",
+            proposal.protocol.as_deref().unwrap_or_default(),
+            proposal.listener,
+            state["step"].as_str().unwrap_or("-")
+        );
+    }
+    let words = proposal
+        .protocol
+        .clone()
+        .ok_or("--protocol WORDS is required (or --resume)")?;
+    let mut summary = json!({"protocol": words, "listener": proposal.listener});
+
+    let plan = request_plan(&client, &proposal, &words, 100_000)?;
+    if !args.target.json {
+        print_plan(&plan);
+    }
+    summary["plan"] = plan["counts"].clone();
+    let risky = risky(&plan);
+    if !risky.is_empty() && !args.accept_risk {
+        return Err(format!(
+            "{} agent(s) at risk that harden cannot bring along (capability unknown, or offline): \
+             {}; nothing was changed. Bring them online, or rerun with --accept-risk",
+            risky.len(),
+            risky
+                .iter()
+                .filter_map(|a| a["id"].as_str())
+                .take(20)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let to_move = count(&plan, "cut_off");
+    let legacy = legacy_group
+        .clone()
+        .map(|p| format!("group '{p}'"))
+        .unwrap_or_else(|| format!("a '{legacy_name}' subgroup of each agent's group"));
+    let steps = [
+        format!("stage: copy server lists to HTTP variants on the clients-http port and move {to_move} agent(s) into {legacy}"),
+        format!("wait: up to {} for every moved agent to acknowledge its new settings", args.timeout),
+        format!("apply: set SSLProtocol {words} in the {} listener file(s), configtest, reload", proposal.listener),
+        "verify: scan both HTTPS listeners, then watch the fleet check in".to_string(),
+    ];
+    if args.dry_run {
+        for (i, text) in steps.iter().enumerate() {
+            println!("{}. {text}", i + 1);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes && !confirm(&format!("harden: {}", steps.join("; ")))? {
+        return Err("stopped: nothing was changed".into());
+    }
+
+    // 1. Stage.
+    step(1, "stage");
+    let stage_body = json!({
+        "protocol": words, "listener": proposal.listener, "legacy_group": legacy_group,
+        "legacy_name": legacy_name, "offline_intervals": proposal.offline_intervals,
+    });
+    let staged = client.call("POST", "/api/v1/tls/harden/stage", Some(&stage_body))?;
+    for line in staged["steps"].as_array().into_iter().flatten() {
+        eprintln!("  {}", line.as_str().unwrap_or_default());
+    }
+    if staged["steps"].as_array().is_none_or(|s| s.is_empty()) {
+        eprintln!("  nothing to stage: no agent would be cut off");
+    }
+    summary["staged"] = staged["steps"].clone();
+
+    // 2. Wait.
+    step(2, "wait for moved agents to acknowledge their new settings");
+    let started = Instant::now();
+    let expected = longest_interval(&client)?;
+    let mut total = staged["moved"].as_array().map_or(0, |m| m.len() as u64);
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "  [{bar:30}] {pos}/{len} acknowledged, {elapsed_precise} {wide_msg}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    loop {
+        let plan = request_plan(&client, &proposal, &words, 100_000)?;
+        if count(&plan, "cut_off") > 0 {
+            // Someone new would be cut off (enrolled meanwhile): stage again, harmlessly.
+            client.call("POST", "/api/v1/tls/harden/stage", Some(&stage_body))?;
+        }
+        let waiting = waiting_for(&plan);
+        total = total.max(waiting.len() as u64);
+        bar.set_length(total);
+        bar.set_position(total - waiting.len() as u64);
+        if waiting.is_empty() {
+            bar.finish_and_clear();
+            eprintln!(
+                "  all {total} moved agent(s) acknowledged in {:.1?}",
+                started.elapsed()
+            );
+            break;
+        }
+        let names: Vec<&str> = waiting
+            .iter()
+            .filter_map(|a| a["id"].as_str())
+            .take(5)
+            .collect();
+        bar.set_message(format!(
+            "waiting for {} (expected within {}s)",
+            names.join(", "),
+            expected.as_secs().max(1)
+        ));
+        if started.elapsed() >= timeout {
+            bar.abandon();
+            return Err(format!(
+                "wait: timed out after {}: {} agent(s) did not acknowledge their new settings: {}. \
+                 TLS was not touched. Run `ward tls harden --resume` to keep waiting, or \
+                 `ward tls rollback --move-back` to undo the moves",
+                args.timeout,
+                waiting.len(),
+                waiting.iter().filter_map(|a| a["id"].as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    summary["waited_seconds"] = json!(started.elapsed().as_secs_f64());
+
+    // 3. Apply.
+    step(3, "apply");
+    let applied = client.call(
+        "POST",
+        "/api/v1/tls/harden/apply",
+        Some(&json!({"protocol": words, "listener": proposal.listener})),
+    )?;
+    let changed = applied["changed"].as_array().cloned().unwrap_or_default();
+    for file in &changed {
+        eprintln!(
+            "  edited {} (backup {})",
+            file["file"].as_str().unwrap_or("-"),
+            file["backup"].as_str().unwrap_or("-")
+        );
+    }
+    if changed.is_empty() {
+        eprintln!("  the files already say SSLProtocol {words}: nothing to edit");
+    }
+    eprintln!("  configtest passed, reloaded: {}", applied["ranges"]);
+    summary["applied"] = applied["changed"].clone();
+    let applied_ms = applied["state"]["applied_ms"].as_i64().unwrap_or(0);
+
+    // 4. Verify.
+    step(4, "verify");
+    summary["scan"] = json!(verify_listeners(&client, &plan)?);
+    let watch = match &args.watch {
+        Some(text) => duration("--watch", text)?,
+        None => expected.min(timeout),
+    };
+    let bar = spinner(format!(
+        "watching the fleet check in for {}s",
+        watch.as_secs().max(1)
+    ));
+    let watch_start = Instant::now();
+    let silent = loop {
+        let readiness = client.call(
+            "GET",
+            &format!(
+                "/api/v1/tls/readiness?limit=1000&offline_intervals={}&silent_since={applied_ms}",
+                proposal.offline_intervals
+            ),
+            None,
+        )?;
+        let silent = readiness["silent_since"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        bar.set_message(format!(
+            "{} agent(s) not heard from since the change; watching for {}s",
+            silent.len(),
+            watch.saturating_sub(watch_start.elapsed()).as_secs()
+        ));
+        if silent.is_empty() || watch_start.elapsed() >= watch {
+            break silent;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    bar.finish_and_clear();
+    summary["silent_after_change"] = json!(silent);
+    summary["finished"] = json!(ward_tls::utc::format_rfc3339(SystemTime::now()));
+    if args.target.json {
+        println!("{summary:#}");
+    }
+    if silent.is_empty() {
+        eprintln!("done: every agent that was online has checked in since the change");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{} agent(s) have not checked in since the change:",
+            silent.len()
+        );
+        for agent in &silent {
+            eprintln!("  {}", lost_line(agent));
+        }
+        eprintln!("`ward tls rollback` puts the files back; `ward tls readiness` shows the fleet");
+        Ok(ExitCode::from(EXIT_AFFECTED))
+    }
+}
+
+pub fn rollback(args: RollbackArgs) -> CmdResult {
+    let client = args.target.client()?;
+    let value = client.call(
+        "POST",
+        "/api/v1/tls/rollback",
+        Some(&json!({"move_back": args.move_back})),
+    )?;
+    if args.target.json {
+        println!("{value:#}");
+    } else {
+        for line in value["steps"].as_array().into_iter().flatten() {
+            println!("{}", line.as_str().unwrap_or_default());
+        }
+        let kept = value["state"]["moved"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0);
+        if kept > 0 {
+            println!(
+                "{kept} moved agent(s) stay in their legacy groups (--move-back moves them back)"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

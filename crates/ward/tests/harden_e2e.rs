@@ -1,0 +1,390 @@
+//! The seed's scenario with real processes: a server at `SSLProtocol all -SSLv2 -SSLv3`, real
+//! agent processes (pull and push, some capped at TLSv1), `ward tls plan` and `ward tls
+//! harden`; the control case (the same edit by hand orphans the capped agents); rollback.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+use ward_tls::TlsVersion;
+
+const SEED_HARDENED: &str = "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1";
+const CONF_FILES: [&str; 2] = ["conf/ssl/ssl.conf", "conf/ssl/sslforclients.conf"];
+
+/// `ward tls harden --protocol WORDS --yes --watch WATCH`.
+fn harden(server: &Server, words: &str, watch: &str) -> Output {
+    run_cli(
+        server,
+        &[
+            "tls",
+            "harden",
+            "--protocol",
+            words,
+            "--yes",
+            "--watch",
+            watch,
+        ],
+    )
+}
+
+/// A server whose root checks in every second, with a pull group and a push group, and
+/// `per_group` agents in each of which half are capped at TLSv1.
+fn fleet(per_group: usize) -> (Server, Vec<Agent>) {
+    let mut server = Server::init();
+    server.start();
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company",
+            "--interval",
+            "1s",
+            "--randomize",
+            "0s",
+        ],
+    );
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let mut agents = Vec::new();
+    for (group, mode) in [("Pull", "pull"), ("Push", "push")] {
+        cli(&server, &["group", "create", group]);
+        let path = format!("My Company/{group}");
+        cli(&server, &["group", "set", &path, "--mode", mode]);
+        let token = cli(&server, &["group", "token", "create", &path])["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for index in 0..per_group {
+            let capped = index % 2 == 1;
+            let cap = capped.then_some("TLSv1");
+            agents.push(run_agent(enroll(&server, &url, &token, cap), cap));
+        }
+    }
+    (server, agents)
+}
+
+fn capped_ids(agents: &[Agent]) -> BTreeSet<String> {
+    agents.iter().filter(|a| a.capped).map(Agent::id).collect()
+}
+
+fn ids(list: &Value) -> BTreeSet<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn conf_bytes(server: &Server) -> Vec<Vec<u8>> {
+    CONF_FILES
+        .iter()
+        .map(|f| std::fs::read(server.path(f)).unwrap())
+        .collect()
+}
+
+fn seed_scenario(words: &str, expect_modern: &[&str]) {
+    let (server, agents) = fleet(4);
+    assert_eq!(agents.len(), 8);
+    let capped = capped_ids(&agents);
+    assert_eq!(capped.len(), 4);
+    let before = conf_bytes(&server);
+
+    // The plan names exactly the capped agents, and gates with exit code 2.
+    let plan = run_cli(&server, &["tls", "plan", "--protocol", words, "--json"]);
+    assert_eq!(plan.status.code(), Some(2), "{plan:?}");
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(ids(&plan["cut_off"]), capped, "{plan:#}");
+    assert_eq!(plan["counts"]["at_risk"], 0, "{plan:#}");
+    assert_eq!(plan["counts"]["unaffected"], 4);
+    assert_eq!(plan["listeners"]["clients"]["changes"], true);
+
+    // Harden finishes.
+    let first = harden(&server, words, "3s");
+    assert!(
+        first.status.success(),
+        "harden failed:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&first.stderr),
+        server.log_text()
+    );
+    let progress = String::from_utf8_lossy(&first.stderr);
+    for step in ["step 1/4", "step 2/4", "step 3/4", "step 4/4"] {
+        assert!(progress.contains(step), "{progress}");
+    }
+
+    // The capped agents were moved into a legacy subgroup of their own group, and use HTTP;
+    // the others stay where they were, over TLS 1.2 or 1.3 (what the server saw of each
+    // agent's latest check-in: a push agent's own status may still describe the held
+    // check-in that the reload ended).
+    for agent in &agents {
+        let channel = if agent.capped { "http" } else { "https" };
+        let client = eventually(Duration::from_secs(20), || {
+            let client = cli(&server, &["client", "show", &agent.id()]);
+            (client["channel"] == channel).then_some(client)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "agent {} (capped: {}) is not on {channel}: {:?}\nharden: {progress}\n\
+                 server log:\n{}",
+                agent.id(),
+                agent.capped,
+                agent.status(),
+                server.log_text()
+            )
+        });
+        if agent.capped {
+            assert!(
+                client["group"].as_str().unwrap().ends_with("/Legacy TLS"),
+                "{client}"
+            );
+        } else {
+            assert!(
+                expect_modern.contains(&client["tls_version"].as_str().unwrap()),
+                "{client}"
+            );
+            assert!(!client["group"].as_str().unwrap().contains("Legacy"));
+        }
+    }
+    // Every agent keeps checking in: a policy change reaches all of them (push agents at
+    // once, pull agents within their interval) and each acknowledges it.
+    let policy = server.dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"hardened": true}"#).unwrap();
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    let acknowledged = eventually(Duration::from_secs(20), || {
+        let clients = cli(&server, &["client", "list"]);
+        let all = clients.as_array().unwrap();
+        (all.len() == agents.len() && all.iter().all(|c| c["pending"] == false)).then_some(())
+    });
+    assert!(
+        acknowledged.is_some(),
+        "not every agent acknowledged the change after harden: {:#}",
+        cli(&server, &["client", "list"])
+    );
+    for agent in &agents {
+        agent.until(Duration::from_secs(20), |s| s["last_error"].is_null());
+    }
+    // Legacy groups inherit the mode: the push agents are still push agents.
+    let legacy = cli(&server, &["group", "show", "My Company/Push/Legacy TLS"]);
+    assert_eq!(legacy["effective"]["mode"], "push", "{legacy}");
+    assert_eq!(legacy["effective"]["server_list"], "Default-http");
+
+    // TLS 1.0 is refused on both HTTPS listeners.
+    for port in [server.console, server.clients] {
+        assert_eq!(s_client(port, TlsVersion::Tls1_0), None, "port {port}");
+    }
+
+    // Nobody would be cut off now, and a second harden is harmless.
+    let again = run_cli(&server, &["tls", "plan", "--protocol", words]);
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    let hardened = conf_bytes(&server);
+    let twice = harden(&server, words, "1s");
+    assert!(twice.status.success(), "{twice:?}");
+    assert_eq!(
+        conf_bytes(&server),
+        hardened,
+        "a second harden edited the files"
+    );
+
+    // Rollback: the files are byte for byte what they were, and TLS 1.0 is back.
+    let rollback = run_cli(&server, &["tls", "rollback", "--move-back"]);
+    assert!(rollback.status.success(), "{rollback:?}");
+    assert_eq!(conf_bytes(&server), before);
+    assert!(s_client(server.clients, TlsVersion::Tls1_0).is_some());
+    for agent in agents.iter().filter(|a| a.capped) {
+        let back = eventually(Duration::from_secs(20), || {
+            agent.status().filter(|s| s["channel"] == "https")
+        });
+        assert!(
+            back.is_some(),
+            "agent {} did not return to HTTPS: {:?}\nclients: {:#}\nserver log:\n{}",
+            agent.id(),
+            agent.status(),
+            cli(&server, &["client", "list"]),
+            server.log_text()
+        );
+    }
+}
+
+#[test]
+fn harden_to_the_seeds_line_keeps_every_agent() {
+    seed_scenario(SEED_HARDENED, &["TLSv1.2", "TLSv1.3"]);
+}
+
+#[test]
+fn harden_to_tls12_only_keeps_every_agent() {
+    seed_scenario("TLSv1.2", &["TLSv1.2"]);
+}
+
+#[test]
+fn the_same_edit_by_hand_orphans_the_capped_agents() {
+    let (server, agents) = fleet(2);
+    for file in CONF_FILES {
+        server.set_protocol(file, SEED_HARDENED);
+    }
+    assert!(run_cli(&server, &["server", "reload"]).status.success());
+    let capped = capped_ids(&agents);
+    for agent in agents.iter().filter(|a| a.capped) {
+        agent.until(Duration::from_secs(20), |s| {
+            s["last_error"].as_str().is_some_and(|e| e.contains("TLS"))
+        });
+    }
+    // Readiness shows them as lost, with the ClientHello they offered.
+    let lost = eventually(Duration::from_secs(20), || {
+        let readiness = cli(&server, &["tls", "readiness", "--offline-intervals", "2"]);
+        let lost = readiness["lost"].clone();
+        (ids(&lost) == capped).then_some(lost)
+    })
+    .expect("readiness never listed exactly the capped agents as lost");
+    for agent in lost.as_array().unwrap() {
+        assert_eq!(agent["highest"], "TLSv1");
+        assert_eq!(agent["refused"]["offered_max"], "TLSv1", "{agent}");
+        assert_eq!(agent["refused"]["listener"], "clients");
+    }
+    // The others keep working over HTTPS.
+    for agent in agents.iter().filter(|a| !a.capped) {
+        agent.until(Duration::from_secs(20), |s| {
+            s["channel"] == "https" && s["last_error"].is_null()
+        });
+    }
+    // The seed's recovery: an HTTP server list in a legacy group, its settings exported and
+    // imported on the agent, which keeps its identity.
+    cli(
+        &server,
+        &[
+            "serverlist",
+            "copy",
+            "Default",
+            "Default-http",
+            "--port",
+            &server.clients_http.to_string(),
+        ],
+    );
+    cli(&server, &["group", "create", "Legacy"]);
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Legacy",
+            "--server-list",
+            "Default-http",
+        ],
+    );
+    let mut orphan = agents.into_iter().find(|a| a.capped).unwrap();
+    let orphan_id = orphan.id();
+    let package = server.dir.path().join("legacy.json");
+    cli(
+        &server,
+        &[
+            "group",
+            "export-settings",
+            "My Company/Legacy",
+            "--out",
+            package.to_str().unwrap(),
+        ],
+    );
+    let dir = std::mem::replace(&mut orphan.dir, tempfile::tempdir().unwrap());
+    drop(orphan);
+    let imported = ward(&[
+        "agent",
+        "import-settings",
+        package.to_str().unwrap(),
+        "--state",
+        dir.path().to_str().unwrap(),
+        "--tls-max",
+        "TLSv1",
+    ]);
+    assert!(imported.status.success(), "{imported:?}");
+    let back = run_agent(dir, Some("TLSv1"));
+    let status = back.until(Duration::from_secs(20), |s| {
+        s["channel"] == "http" && s["last_error"].is_null()
+    });
+    assert_eq!(status["id"], Value::String(orphan_id));
+}
+
+#[test]
+fn rollback_restores_the_files_byte_for_byte() {
+    let mut server = Server::init();
+    server.start();
+    let before = conf_bytes(&server);
+    // Nothing to roll back yet.
+    let early = run_cli(&server, &["tls", "rollback"]);
+    assert!(!early.status.success());
+    assert!(String::from_utf8_lossy(&early.stderr).contains("nothing to roll back"));
+    // A dry run changes nothing.
+    let dry = run_cli(
+        &server,
+        &["tls", "harden", "--protocol", "TLSv1.2", "--dry-run"],
+    );
+    assert!(dry.status.success(), "{dry:?}");
+    assert_eq!(conf_bytes(&server), before);
+    // A bad value is refused in Apache's words, and changes nothing.
+    let bad = run_cli(
+        &server,
+        &["tls", "harden", "--protocol", "all -TLSv1.0", "--yes"],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("Illegal protocol 'TLSv1.0'"),
+        "{bad:?}"
+    );
+    assert_eq!(conf_bytes(&server), before);
+
+    let harden = run_cli(
+        &server,
+        &[
+            "tls",
+            "harden",
+            "--protocol",
+            "-all +TLSv1.3",
+            "--yes",
+            "--watch",
+            "0s",
+            "--json",
+        ],
+    );
+    assert!(harden.status.success(), "{harden:?}");
+    let summary: Value = serde_json::from_slice(&harden.stdout).unwrap();
+    assert_eq!(
+        summary["applied"].as_array().unwrap().len(),
+        2,
+        "{summary:#}"
+    );
+    assert!(summary["scan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["ok"] == true));
+    assert_eq!(s_client(server.clients, TlsVersion::Tls1_2), None);
+    let edited = conf_bytes(&server);
+    assert_ne!(edited, before);
+    let text = String::from_utf8(edited[1].clone()).unwrap();
+    assert!(text.contains("#:Overridden_by_ward_harden"), "{text}");
+    assert!(text.contains("SSLProtocol -all +TLSv1.3"), "{text}");
+
+    let rollback = run_cli(&server, &["tls", "rollback"]);
+    assert!(rollback.status.success(), "{rollback:?}");
+    assert_eq!(conf_bytes(&server), before);
+    assert!(s_client(server.clients, TlsVersion::Tls1_2).is_some());
+    let audit = cli(&server, &["audit"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"tls.harden.apply"), "{actions:?}");
+    assert!(actions.contains(&"tls.rollback"), "{actions:?}");
+}
