@@ -34,18 +34,24 @@ fn retry_after(error: &str) -> Option<Duration> {
     Some(Duration::from_secs(seconds).min(Duration::from_secs(3600)))
 }
 
-fn now_ms() -> i64 {
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Result<Vec<u8>, String> {
+/// The bytes of a hex string; anything but pairs of hex digits is an error.
+pub fn unhex(text: &str) -> Result<Vec<u8>, String> {
+    if !text.len().is_multiple_of(2) {
+        return Err("bad hex: odd length".into());
+    }
     (0..text.len() / 2)
         .map(|i| {
             u8::from_str_radix(text.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)
@@ -67,14 +73,29 @@ pub fn speakable(max: Option<TlsVersion>) -> Vec<String> {
         .collect()
 }
 
-fn host_facts() -> (String, String, String) {
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    let os_version = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|v| v.trim().to_string())
-        .unwrap_or_default();
-    (hostname, std::env::consts::OS.to_string(), os_version)
+/// What an agent says of its host at enrollment and check-in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostFacts {
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+}
+
+impl HostFacts {
+    /// This machine's.
+    pub fn local() -> HostFacts {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        let os_version = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default();
+        HostFacts {
+            hostname,
+            os_name: std::env::consts::OS.to_string(),
+            os_version,
+        }
+    }
 }
 
 /// The agent's per-server key, from its settings file.
@@ -111,7 +132,9 @@ pub fn enrollment_statement(
     )
 }
 
-fn verify_signed(key: &AgentKey, nonce: &str, exchange: &Exchange) -> Result<Value, String> {
+/// Checks a signed answer (bound to the request's `nonce`) and returns its JSON; an error
+/// answer or a bad signature is an error.
+pub fn verify_signed(key: &AgentKey, nonce: &str, exchange: &Exchange) -> Result<Value, String> {
     let Some(mac) = exchange.header("x-ward-mac") else {
         let message = serde_json::from_slice::<Value>(&exchange.body)
             .ok()
@@ -194,34 +217,15 @@ fn enroll_as(
         Some((id, pair)) => (Some(id), pair),
         None => (None, KeyPair::generate().map_err(|e| e.to_string())?),
     };
-    let agent_public = pair.public_bytes().map_err(|e| e.to_string())?;
-    let key = ward_proto::agree(&pair, &server_public, &agent_public, &server_public)
-        .map_err(|e| e.to_string())?;
-    let token_sha = sha256_hex(token.trim());
-    let auth = RequestAuth::new("", now_ms());
-    let statement = enrollment_statement(
-        &token_sha,
-        &auth.nonce,
-        auth.time_ms,
-        &hex(&agent_public),
+    let request = enroll_request(
+        &server_public,
+        &pair,
+        token,
+        tls_max,
         existing_id.as_deref(),
-    );
-    let proof = hex(&ward_proto::enrollment_proof(&key, &statement));
-    let (hostname, os_name, os_version) = host_facts();
-    let body = json!({
-        "agent_public": hex(&agent_public),
-        "token_lookup": sha256_hex(&format!("{token_sha}:lookup")),
-        "proof": proof,
-        "nonce": auth.nonce,
-        "time_ms": auth.time_ms,
-        "hostname": hostname,
-        "os_name": os_name,
-        "os_version": os_version,
-        "agent_version": VERSION,
-        "tls_versions": speakable(tls_max),
-        "agent": existing_id,
-    })
-    .to_string();
+        &HostFacts::local(),
+    )?;
+    let (body, key, auth_nonce) = (request.body, request.key, request.nonce);
     let headers = [("Content-Type", "application/json".to_string())];
     let call = Call {
         method: "POST",
@@ -230,7 +234,7 @@ fn enroll_as(
         body: body.as_bytes(),
     };
     let answer = transport.exchange(url, verify, &call, Duration::from_secs(30))?;
-    let answer = verify_signed(&key, &auth.nonce, &answer)?;
+    let answer = verify_signed(&key, &auth_nonce, &answer)?;
     let state = AgentState {
         agent: answer["agent"]
             .as_str()
@@ -248,6 +252,112 @@ fn enroll_as(
     write_policy(dir, &state.settings)?;
     Ok(state)
 }
+
+/// A signed request, ready to send: its body and headers, and the nonce its answer must be
+/// bound to.
+pub struct SignedRequest {
+    pub body: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub nonce: String,
+}
+
+/// An enrollment request for the key `pair` against the server's agreement key, proving
+/// `token` without sending it; also the agent key that checks the answer.
+pub struct EnrollRequest {
+    pub body: String,
+    pub nonce: String,
+    pub key: AgentKey,
+}
+
+pub fn enroll_request(
+    server_public: &[u8],
+    pair: &KeyPair,
+    token: &str,
+    tls_max: Option<TlsVersion>,
+    existing: Option<&str>,
+    host: &HostFacts,
+) -> Result<EnrollRequest, String> {
+    let agent_public = pair.public_bytes().map_err(|e| e.to_string())?;
+    let key = ward_proto::agree(pair, server_public, &agent_public, server_public)
+        .map_err(|e| e.to_string())?;
+    let token_sha = sha256_hex(token.trim());
+    let auth = RequestAuth::new("", now_ms());
+    let statement = enrollment_statement(
+        &token_sha,
+        &auth.nonce,
+        auth.time_ms,
+        &hex(&agent_public),
+        existing,
+    );
+    let proof = hex(&ward_proto::enrollment_proof(&key, &statement));
+    let body = json!({
+        "agent_public": hex(&agent_public),
+        "token_lookup": sha256_hex(&format!("{token_sha}:lookup")),
+        "proof": proof,
+        "nonce": auth.nonce,
+        "time_ms": auth.time_ms,
+        "hostname": host.hostname,
+        "os_name": host.os_name,
+        "os_version": host.os_version,
+        "agent_version": VERSION,
+        "tls_versions": speakable(tls_max),
+        "agent": existing,
+    })
+    .to_string();
+    Ok(EnrollRequest {
+        body,
+        nonce: auth.nonce,
+        key,
+    })
+}
+
+/// A signed check-in: what the agent acknowledges and reports, and how long the server may
+/// hold it (push).
+pub fn checkin_request(
+    agent: &str,
+    key: &AgentKey,
+    acked_serial: i64,
+    host: &HostFacts,
+    tls_max: Option<TlsVersion>,
+    server_url: &str,
+    wait: Duration,
+) -> SignedRequest {
+    let body = json!({
+        "acked_serial": acked_serial,
+        "hostname": host.hostname,
+        "os_name": host.os_name,
+        "os_version": host.os_version,
+        "agent_version": VERSION,
+        "tls_versions": speakable(tls_max),
+        "server": server_url,
+        "wait_ms": wait.as_millis() as u64,
+    })
+    .to_string();
+    let auth = RequestAuth::new(agent, now_ms());
+    let mac = ward_proto::sign_request(
+        key,
+        &ward_proto::Request {
+            method: "POST",
+            path: CHECKIN_PATH,
+            auth: &auth,
+            body: body.as_bytes(),
+        },
+    );
+    let headers = vec![
+        ("Content-Type", "application/json".to_string()),
+        ("X-Ward-Agent", auth.agent.clone()),
+        ("X-Ward-Time", auth.time_ms.to_string()),
+        ("X-Ward-Nonce", auth.nonce.clone()),
+        ("X-Ward-Mac", mac),
+    ];
+    SignedRequest {
+        body,
+        headers,
+        nonce: auth.nonce,
+    }
+}
+
+pub const CHECKIN_PATH: &str = "/agent/v1/checkin";
 
 fn write_policy(dir: &Path, settings: &Settings) -> Result<(), String> {
     let path = dir.join("policy.json");
@@ -375,7 +485,8 @@ impl Stopper {
     }
 }
 
-fn random_fraction() -> f64 {
+/// A uniform random number in [0, 1), from OpenSSL's generator.
+pub fn random_fraction() -> f64 {
     let mut b = [0u8; 8];
     let _ = openssl::rand::rand_bytes(&mut b);
     (u64::from_be_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
@@ -397,41 +508,20 @@ fn checkin(
     tls_max: Option<TlsVersion>,
     wait: Duration,
 ) -> Result<(Exchange, Option<Settings>), String> {
-    let (hostname, os_name, os_version) = host_facts();
-    let body = json!({
-        "acked_serial": state.acked_serial,
-        "hostname": hostname,
-        "os_name": os_name,
-        "os_version": os_version,
-        "agent_version": VERSION,
-        "tls_versions": speakable(tls_max),
-        "server": server.url,
-        "wait_ms": wait.as_millis() as u64,
-    })
-    .to_string();
-    let auth = RequestAuth::new(&state.agent, now_ms());
-    let path = "/agent/v1/checkin";
-    let mac = ward_proto::sign_request(
+    let request = checkin_request(
+        &state.agent,
         key,
-        &ward_proto::Request {
-            method: "POST",
-            path,
-            auth: &auth,
-            body: body.as_bytes(),
-        },
+        state.acked_serial,
+        &HostFacts::local(),
+        tls_max,
+        &server.url,
+        wait,
     );
-    let headers = [
-        ("Content-Type", "application/json".to_string()),
-        ("X-Ward-Agent", auth.agent.clone()),
-        ("X-Ward-Time", auth.time_ms.to_string()),
-        ("X-Ward-Nonce", auth.nonce.clone()),
-        ("X-Ward-Mac", mac),
-    ];
     let call = Call {
         method: "POST",
-        path,
-        headers: &headers,
-        body: body.as_bytes(),
+        path: CHECKIN_PATH,
+        headers: &request.headers,
+        body: request.body.as_bytes(),
     };
     let timeout = wait + Duration::from_secs(30);
     let exchange = transport.exchange(&server.url, server.verify_certificate, &call, timeout)?;
@@ -442,7 +532,7 @@ fn checkin(
             .unwrap_or(5);
         return Err(format!("{BUSY}{seconds}s"));
     }
-    let answer = verify_signed(key, &auth.nonce, &exchange)?;
+    let answer = verify_signed(key, &request.nonce, &exchange)?;
     let settings = match &answer["settings"] {
         Value::Null => None,
         raw => Some(Settings { raw: raw.clone() }),

@@ -145,11 +145,7 @@ impl Transport {
             .map_err(|e| e.to_string())?;
         tcp.set_write_timeout(Some(Duration::from_secs(30)))
             .map_err(|e| e.to_string())?;
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
+        let request = request_head(method, path, &host, headers, body.len());
         let mut raw = Vec::new();
         let (channel, tls_version) = if scheme == "https" {
             let connector = if verify {
@@ -187,7 +183,8 @@ impl Transport {
             read_all(&mut tcp, &mut raw).map_err(|e| format!("{url}: {e}"))?;
             ("http", None)
         };
-        let mut exchange = parse(&raw).ok_or_else(|| format!("{url}: malformed HTTP response"))?;
+        let mut exchange =
+            parse_response(&raw).ok_or_else(|| format!("{url}: malformed HTTP response"))?;
         exchange.channel = channel;
         exchange.tls_version = tls_version;
         Ok(exchange)
@@ -207,7 +204,27 @@ fn read_all(stream: &mut impl Read, out: &mut Vec<u8>) -> std::io::Result<()> {
     }
 }
 
-fn parse(raw: &[u8]) -> Option<Exchange> {
+/// An HTTP/1.1 request head (`Connection: close`), up to and including the blank line.
+pub fn request_head(
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, String)],
+    body_len: usize,
+) -> String {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {body_len}\r\nConnection: close\r\n"
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// A whole HTTP/1.1 response, as read to the end of a `Connection: close` exchange;
+/// `channel` and `tls_version` are left for the caller.
+pub fn parse_response(raw: &[u8]) -> Option<Exchange> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..split]).ok()?;
     let mut lines = head.split("\r\n");

@@ -71,6 +71,9 @@ enum Command {
     /// Benchmarks that report figures
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Run many simulated agents against a server (real protocol, real TLS): rehearse a
+    /// change on a copy of a fleet, or measure the server
+    Simulate(cmd::simulate::SimulateArgs),
     /// The audit log of admin changes
     Audit {
         #[command(flatten)]
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Account { target, command } => cmd::fleet::account(&target, command),
         Command::Audit { target, args } => cmd::fleet::audit(&target, args),
         Command::Bench(command) => cmd::bench::run(command),
+        Command::Simulate(args) => cmd::simulate::run(args),
     };
     match result {
         Ok(code) => code,

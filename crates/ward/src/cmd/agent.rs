@@ -48,21 +48,28 @@ pub struct StateArg {
     state: PathBuf,
 }
 
+/// Where an agent enrolls, with which token, and how it knows the server.
 #[derive(Args)]
-pub struct EnrollArgs {
+pub struct EnrollTarget {
     /// The server's clients URL, e.g. https://mgr1:443 or http://mgr1:8014
     #[arg(long)]
-    server: String,
+    pub server: String,
     /// The enrollment token (`ward group token create`)
     #[arg(long)]
-    token: String,
+    pub token: String,
     /// The CA of the server's certificates (its certs/ca.pem)
     #[arg(long, value_name = "FILE")]
-    ca: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
     /// The SHA-256 of the server's agreement key (agreement_key_sha256 of GET
     /// /agent/v1/hello); required when enrolling over plain HTTP
     #[arg(long, value_name = "SHA256")]
-    pin: Option<String>,
+    pub pin: Option<String>,
+}
+
+#[derive(Args)]
+pub struct EnrollArgs {
+    #[command(flatten)]
+    target: EnrollTarget,
     #[command(flatten)]
     state: StateArg,
     /// The highest TLS version to offer (TLSv1 reproduces a Windows XP client)
@@ -119,20 +126,20 @@ pub fn run(command: AgentCommand) -> CmdResult {
 }
 
 fn enroll(args: EnrollArgs) -> CmdResult {
-    if args.ca.is_none() && args.pin.is_none() {
+    if args.target.ca.is_none() && args.target.pin.is_none() {
         return Err("give the server's CA (--ca FILE) or its key pin (--pin SHA256)".into());
     }
-    let ca_pem = match &args.ca {
+    let ca_pem = match &args.target.ca {
         Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
         None => Vec::new(),
     };
     let trust = Trust {
         ca_pem,
-        pin: args.pin.clone(),
+        pin: args.target.pin.clone(),
     };
     let state = ward_agent::enroll(
-        &args.server,
-        &args.token,
+        &args.target.server,
+        &args.target.token,
         trust,
         &args.state.state,
         tls_max(&args.tls_max)?,

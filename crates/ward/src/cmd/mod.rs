@@ -5,6 +5,7 @@ pub mod bench;
 pub mod fleet;
 pub mod harden;
 pub mod server;
+pub mod simulate;
 pub mod tls;
 
 /// A failure a command reports to the operator: already worded for them.

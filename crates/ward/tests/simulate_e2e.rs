@@ -1,0 +1,150 @@
+//! `ward simulate` against a real server: simulated agents enroll with their own identities,
+//! check in over real TLS (legacy ones capped at TLSv1), and a harden rehearsed on them keeps
+//! every one in contact.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+fn simulate(server: &Server, token: &str, extra: &[&str]) -> Command {
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let ca = server.path("certs/ca.pem");
+    let mut command = Command::new(ward_bin());
+    command
+        .args(["simulate", "--server", &url, "--token", token, "--ca"])
+        .arg(&ca)
+        .args(["--json"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn report(output: std::process::Output) -> Value {
+    assert!(
+        output.status.success(),
+        "simulate: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn started_server() -> (Server, String) {
+    let mut server = Server::init();
+    server.start();
+    let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (server, token)
+}
+
+#[test]
+fn simulated_agents_enroll_and_check_in_over_real_tls() {
+    let (server, token) = started_server();
+    let ids = server.dir.path().join("ids.json");
+    let args = [
+        "--agents",
+        "20",
+        "--legacy-share",
+        "0.25",
+        "--interval",
+        "1s",
+        "--duration",
+        "3s",
+        "--identities",
+        ids.to_str().unwrap(),
+    ];
+    let first = report(simulate(&server, &token, &args).output().unwrap());
+    assert_eq!(first["agents"], 20);
+    assert_eq!(first["legacy_agents"], 5);
+    assert_eq!(first["lost"]["count"], 0, "{first:#}");
+    assert!(first["checkins"].as_u64().unwrap() >= 20, "{first:#}");
+    let versions = &first["tls"]["versions"];
+    assert!(versions["TLSv1"].as_u64().unwrap() > 0, "{first:#}");
+    assert!(versions["TLSv1.3"].as_u64().unwrap() > 0, "{first:#}");
+    assert!(first["tls"]["resumed"].as_u64().unwrap() > 0, "{first:#}");
+    // Each has its own identity on the server, with what it can speak.
+    let clients = cli(&server, &["client", "list"]);
+    let mut by_versions: BTreeMap<String, usize> = BTreeMap::new();
+    for client in clients.as_array().unwrap() {
+        *by_versions
+            .entry(client["tls_versions"].to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(by_versions.get(r#"["TLSv1"]"#), Some(&5), "{by_versions:?}");
+    assert_eq!(clients.as_array().unwrap().len(), 20);
+
+    // A second run reuses the identities: nobody enrolls again.
+    let second = report(simulate(&server, &token, &args).output().unwrap());
+    assert_eq!(second["lost"]["count"], 0, "{second:#}");
+    assert_eq!(
+        cli(&server, &["client", "list"]).as_array().unwrap().len(),
+        20
+    );
+}
+
+#[test]
+fn a_harden_rehearsed_on_simulated_agents_keeps_them_all() {
+    let (server, token) = started_server();
+    let args = [
+        "--agents",
+        "30",
+        "--legacy-share",
+        "0.2",
+        "--interval",
+        "1s",
+        "--duration",
+        "15s",
+    ];
+    let running = simulate(&server, &token, &args).spawn().unwrap();
+    // Wait until all 30 have enrolled and checked in.
+    let enrolled = eventually(Duration::from_secs(20), || {
+        let clients = cli(&server, &["client", "list"]);
+        let all = clients.as_array().unwrap();
+        (all.len() == 30 && all.iter().all(|c| !c["last_checkin"].is_null())).then_some(())
+    });
+    assert!(
+        enrolled.is_some(),
+        "the simulated agents did not all enroll"
+    );
+    let plan = run_cli(
+        &server,
+        &[
+            "tls",
+            "plan",
+            "--protocol",
+            "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
+            "--json",
+        ],
+    );
+    let plan_json: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(plan_json["counts"]["cut_off"], 6, "{plan_json:#}");
+    let harden = run_cli(
+        &server,
+        &[
+            "tls",
+            "harden",
+            "--protocol",
+            "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
+            "--yes",
+            "--watch",
+            "3s",
+        ],
+    );
+    assert!(harden.status.success(), "{harden:?}");
+    let result = report(running.wait_with_output().unwrap());
+    // Every simulated agent kept in contact; the legacy ones went over plain HTTP.
+    assert_eq!(result["lost"]["count"], 0, "{result:#}");
+    assert!(
+        result["tls"]["versions"]["plain HTTP"].as_u64().unwrap() > 0,
+        "{result:#}"
+    );
+}
