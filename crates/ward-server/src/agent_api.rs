@@ -485,12 +485,13 @@ pub async fn checkin(
     let mut changes = shared.fleet_version.subscribe();
     let mut reloads = shared.tls_generation.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
-    let store = shared.store.clone();
-    let first = checkin.clone();
-    let mut record = match blocking(move || Ok(store.record_checkin(&first)?)).await {
+    let mut record = match shared.checkins.record(checkin.clone()).await {
         Ok(Some(record)) => record,
         Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "unknown_agent", "unknown agent"),
-        Err(error) => return refuse(error.status, error.code, &error.message),
+        Err(error) => {
+            let error = ApiError::from(error);
+            return refuse(error.status, error.code, &error.message);
+        }
     };
     // Push: hold the request until the agent's settings change, or the wait runs out.
     let _held = (!wait.is_zero()).then(|| Held::new(shared, agent));
@@ -518,10 +519,7 @@ pub async fn checkin(
         }
     }
     let body = if record.serial > checkin.acked_serial {
-        let store = shared.store.clone();
-        let group = record.group;
-        let serial = record.serial;
-        match blocking(move || group_settings(&*store, group, serial)).await {
+        match cached_settings(shared, record.group, record.serial).await {
             Ok(settings) => json!({"serial": record.serial, "settings": settings}),
             Err(error) => return refuse(error.status, error.code, &error.message),
         }
@@ -529,6 +527,47 @@ pub async fn checkin(
         json!({"serial": record.serial, "settings": null})
     };
     signed(&key, nonce, StatusCode::OK, &body)
+}
+
+/// Settings by (group, serial), for one `fleet_version`.
+#[derive(Default)]
+pub struct SettingsCache {
+    version: u64,
+    entries: std::collections::HashMap<(i64, i64), Value>,
+}
+
+/// The most entries kept; beyond it the cache starts over.
+const SETTINGS_CACHE_ENTRIES: usize = 10_000;
+
+/// `group_settings`, computed once per (group, serial) while no admin change intervenes.
+async fn cached_settings(shared: &Shared, group: i64, serial: i64) -> Result<Value, ApiError> {
+    let version = *shared.fleet_version.borrow();
+    {
+        let cache = shared
+            .settings_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if cache.version == version {
+            if let Some(settings) = cache.entries.get(&(group, serial)) {
+                return Ok(settings.clone());
+            }
+        }
+    }
+    let store = shared.store.clone();
+    let settings = blocking(move || group_settings(&*store, group, serial)).await?;
+    let mut cache = shared
+        .settings_cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    // Only forward: an answer computed under an older version never replaces newer entries.
+    if version > cache.version || cache.entries.len() >= SETTINGS_CACHE_ENTRIES {
+        cache.version = version;
+        cache.entries.clear();
+    }
+    if version == cache.version {
+        cache.entries.insert((group, serial), settings.clone());
+    }
+    Ok(settings)
 }
 
 /// Marks an agent as held (connected, waiting for a change) while it lives.

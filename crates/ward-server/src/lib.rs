@@ -10,6 +10,7 @@
 //! - [`server`]: start, accept loops, reload, graceful shutdown.
 //! - `conn`: one connection: ClientHello, handshake, HTTP.
 //! - `http`: routing by role, health, metrics, the agent API.
+//! - `checkins`: group commit of agents' check-ins (one transaction per batch).
 //! - [`admin`]: the admin API (`/api/v1/` on the console): auth, fleet handlers, OpenAPI.
 //! - [`failure`]: why a handshake failed, in words (pure).
 //! - [`harden`]: TLS readiness, plans, and the steps of `ward tls harden` ([`harden::model`] is
@@ -18,6 +19,7 @@
 
 pub mod admin;
 pub(crate) mod agent_api;
+mod checkins;
 pub mod config;
 mod conn;
 pub mod datadir;

@@ -41,11 +41,16 @@ pub struct Shared {
     /// push agents reconnect under the new settings instead of keeping a connection that the
     /// new policy would refuse.
     pub tls_generation: watch::Sender<u64>,
+    /// The settings sent per (group, serial), valid while `fleet_version` stays the same: a
+    /// change that wakes 10,000 held check-ins computes each group's settings once.
+    pub settings_cache: std::sync::Mutex<crate::agent_api::SettingsCache>,
     /// Push agents whose check-in the server holds right now: connected, so not silent.
     pub held: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     pub config: Config,
     pub tls: TlsSlots,
     pub telemetry: Arc<Telemetry>,
+    /// Check-ins, written in batches (group commit).
+    pub checkins: crate::checkins::CheckinWriter,
     pub admin_token: String,
     pub signing_public_hex: String,
     pub started: SystemTime,
@@ -287,6 +292,7 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
             config.failures_per_second,
             config.telemetry_retention,
         ),
+        checkins: crate::checkins::CheckinWriter::start(store.clone()),
         store,
         agreement,
         agreement_public,
@@ -295,6 +301,7 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         fleet_version: watch::channel(0).0,
         tls_generation: watch::channel(0).0,
         held: Default::default(),
+        settings_cache: Default::default(),
         fleet_lock: tokio::sync::Mutex::new(()),
         argon2_permits: tokio::sync::Semaphore::new(2),
         login_limiter: std::sync::Mutex::new(crate::admin::auth::LoginLimiter::new(

@@ -192,8 +192,18 @@ pub trait Store: Send + Sync {
     /// An agent's X25519 public key (hex), to derive its key.
     fn agent_public_key(&self, id: &str) -> Result<Option<String>, StoreError>;
 
-    /// Records a check-in; returns the agent's current record.
-    fn record_checkin(&self, checkin: &Checkin) -> Result<Option<AgentRecord>, StoreError>;
+    /// Records a check-in; returns the agent's current record (`None` for an unknown agent).
+    fn record_checkin(&self, checkin: &Checkin) -> Result<Option<AgentRecord>, StoreError> {
+        Ok(self
+            .record_checkins(std::slice::from_ref(checkin))?
+            .pop()
+            .flatten())
+    }
+
+    /// Records several check-ins in one transaction (one sync to disk for all); returns each
+    /// agent's current record, in order.
+    fn record_checkins(&self, checkins: &[Checkin])
+        -> Result<Vec<Option<AgentRecord>>, StoreError>;
 
     /// Applies an admin change with its serial bumps and audit entry, in one transaction that
     /// is durable when this returns.

@@ -309,8 +309,16 @@ impl Store for SqliteStore {
         self.with(|c| fleet::agent_public_key(c, id))
     }
 
-    fn record_checkin(&self, checkin: &crate::Checkin) -> Result<Option<AgentRecord>, StoreError> {
-        self.write(|t| fleet::record_checkin(t, checkin))
+    fn record_checkins(
+        &self,
+        checkins: &[crate::Checkin],
+    ) -> Result<Vec<Option<AgentRecord>>, StoreError> {
+        self.write(|t| {
+            checkins
+                .iter()
+                .map(|checkin| fleet::record_checkin(t, checkin))
+                .collect()
+        })
     }
 
     fn apply(&self, change: &Change) -> Result<Applied, StoreError> {

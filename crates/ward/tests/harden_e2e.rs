@@ -388,3 +388,87 @@ fn rollback_restores_the_files_byte_for_byte() {
     assert!(actions.contains(&"tls.harden.apply"), "{actions:?}");
     assert!(actions.contains(&"tls.rollback"), "{actions:?}");
 }
+
+#[test]
+fn an_interrupted_harden_is_resumed() {
+    let mut server = Server::init();
+    server.start();
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company",
+            "--interval",
+            "1s",
+            "--randomize",
+            "0s",
+        ],
+    );
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let modern = run_agent(enroll(&server, &url, &token, None), None);
+    let mut capped = run_agent(enroll(&server, &url, &token, Some("TLSv1")), Some("TLSv1"));
+    let capped_id = capped.id();
+    // The capped agent stops (a machine switched off mid-procedure): it is moved, but cannot
+    // acknowledge, so the wait times out and TLS is left alone.
+    let dir = std::mem::replace(&mut capped.dir, tempfile::tempdir().unwrap());
+    drop(capped);
+    let before = conf_bytes(&server);
+    let words = SEED_HARDENED;
+    let timed_out = run_cli(
+        &server,
+        &[
+            "tls",
+            "harden",
+            "--protocol",
+            words,
+            "--yes",
+            "--timeout",
+            "3s",
+            "--offline-intervals",
+            "1000",
+        ],
+    );
+    assert!(!timed_out.status.success());
+    let stderr = String::from_utf8_lossy(&timed_out.stderr);
+    assert!(stderr.contains("timed out"), "{stderr}");
+    assert!(stderr.contains(&capped_id), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    assert_eq!(conf_bytes(&server), before, "TLS was touched");
+    assert!(s_client(server.clients, TlsVersion::Tls1_0).is_some());
+    let state = cli(&server, &["tls", "readiness"]);
+    assert_eq!(state["agents"], 2);
+
+    // It comes back; the harden is resumed with its recorded words and finishes.
+    let back = run_agent(dir, Some("TLSv1"));
+    let resumed = run_cli(
+        &server,
+        &[
+            "tls",
+            "harden",
+            "--resume",
+            "--yes",
+            "--watch",
+            "2s",
+            "--offline-intervals",
+            "1000",
+        ],
+    );
+    assert!(resumed.status.success(), "{resumed:?}");
+    assert_ne!(conf_bytes(&server), before);
+    assert_eq!(s_client(server.clients, TlsVersion::Tls1_0), None);
+    back.until(Duration::from_secs(20), |s| {
+        s["channel"] == "http" && s["last_error"].is_null()
+    });
+    modern.until(Duration::from_secs(20), |s| {
+        s["channel"] == "https" && s["last_error"].is_null()
+    });
+    // Nothing is left to resume once it finished... but the state stays for rollback.
+    let rollback = run_cli(&server, &["tls", "rollback", "--move-back"]);
+    assert!(rollback.status.success(), "{rollback:?}");
+    assert_eq!(conf_bytes(&server), before);
+}

@@ -113,6 +113,58 @@ pub fn document() -> Value {
         query_param("limit", "integer", "at most this many entries"),
     ]);
 
+    let mut readiness = operation(
+        "the fleet by TLS capability, per listener and group; lost agents with the ClientHello \
+         they offered",
+        None,
+        "200",
+    );
+    readiness["parameters"] = json!([
+        query_param("limit", "integer", "agents listed per bucket"),
+        query_param(
+            "offline_intervals",
+            "integer",
+            "silent this many intervals = lost"
+        ),
+        query_param(
+            "silent_since",
+            "integer",
+            "also list agents not heard from since this unix ms"
+        ),
+    ]);
+    let listener = json!({"type": "string", "enum": ["clients", "console", "all"]});
+    let words = json!({"type": "string", "example": "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1"});
+    let intervals = json!({"type": "integer", "minimum": 1, "maximum": 1000});
+    let plan = operation(
+        "who a proposed SSLProtocol value would cut off or put at risk (read-only)",
+        Some(object(
+            json!({"protocol": words, "listener": listener, "offline_intervals": intervals, "limit": {"type": "integer", "minimum": 0}}),
+            &["protocol"],
+        )),
+        "200",
+    );
+    let stage = operation(
+        "harden step 1: HTTP server lists, legacy groups, and the moves of agents that would be cut off",
+        Some(object(
+            json!({"protocol": words, "listener": listener, "legacy_group": string, "legacy_name": string, "offline_intervals": intervals}),
+            &["protocol"],
+        )),
+        "200",
+    );
+    let apply = operation(
+        "harden step 3: edit SSLProtocol in the listener files, configtest, reload",
+        Some(object(
+            json!({"protocol": words, "listener": listener}),
+            &["protocol"],
+        )),
+        "200",
+    );
+    let rollback = operation(
+        "restore the conf files from before the last harden, reload; optionally move agents back",
+        Some(object(json!({"move_back": {"type": "boolean"}}), &[])),
+        "200",
+    );
+
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -173,6 +225,12 @@ pub fn document() -> Value {
             },
             "/tokens/{id}/revoke": {"post": token_revoke},
             "/audit": {"get": audit_get},
+            "/tls/readiness": {"get": readiness},
+            "/tls/plan": {"post": plan},
+            "/tls/harden": {"get": operation("the state of the last harden, for --resume and rollback", None, "200")},
+            "/tls/harden/stage": {"post": stage},
+            "/tls/harden/apply": {"post": apply},
+            "/tls/rollback": {"post": rollback},
             "/accounts": {"post": operation("create an admin or auditor account", Some(object(
                 json!({"name": string, "password": {"type": "string", "minLength": 12}, "role": {"type": "string", "enum": ["admin", "auditor"]}}),
                 &["name", "password", "role"],

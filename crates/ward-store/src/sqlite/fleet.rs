@@ -217,11 +217,8 @@ pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentT
 
 pub(crate) fn agent(connection: &Connection, id: &str) -> rusqlite::Result<Option<AgentRecord>> {
     connection
-        .query_row(
-            &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?1"),
-            params![id],
-            agent_from_row,
-        )
+        .prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?1"))?
+        .query_row(params![id], agent_from_row)
         .optional()
 }
 
@@ -686,11 +683,12 @@ pub(crate) fn record_checkin(
         .map(|v| tls_rank(v))
         .max()
         .unwrap_or(0);
-    transaction.execute(
+    transaction.prepare_cached(
         "UPDATE agents SET last_checkin_ms = ?2, acked_serial = MIN(?3, serial), hostname = ?4, \
          os_name = ?5, os_version = ?6, agent_version = ?7, tls_versions = ?8, tls_rank = ?9, \
          channel = ?10, server = ?11, tls_version = ?12, peer = ?13 WHERE id = ?1",
-        params![
+    )?
+    .execute(params![
             checkin.agent,
             checkin.at_ms,
             checkin.acked_serial,
@@ -704,7 +702,6 @@ pub(crate) fn record_checkin(
             checkin.server,
             checkin.tls_version,
             checkin.peer
-        ],
-    )?;
+        ])?;
     Ok(agent(transaction, &checkin.agent)?)
 }

@@ -339,14 +339,16 @@ fn risky(plan: &Value) -> Vec<Value> {
 }
 
 /// The agents the wait step is for: moved (or still to be moved) and not yet acknowledged.
-fn waiting_for(plan: &Value) -> Vec<Value> {
+/// Without `--accept-risk` that includes agents that went silent or unknown meanwhile (at the
+/// start there were none, or harden stopped): TLS is not touched while they would be lost.
+fn waiting_for(plan: &Value, accept_risk: bool) -> Vec<Value> {
     let mut agents: Vec<Value> = plan["cut_off"].as_array().cloned().unwrap_or_default();
     agents.extend(
         plan["at_risk"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|a| a["risk"] == "pending")
+            .filter(|a| !accept_risk || a["risk"] == "pending")
             .cloned(),
     );
     agents
@@ -535,7 +537,7 @@ pub fn harden(args: HardenArgs) -> CmdResult {
             // Someone new would be cut off (enrolled meanwhile): stage again, harmlessly.
             client.call("POST", "/api/v1/tls/harden/stage", Some(&stage_body))?;
         }
-        let waiting = waiting_for(&plan);
+        let waiting = waiting_for(&plan, args.accept_risk);
         total = total.max(waiting.len() as u64);
         bar.set_length(total);
         bar.set_position(total - waiting.len() as u64);

@@ -147,6 +147,9 @@ fn serve(args: RunArgs) -> CmdResult {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ward-server")
+        // Store work is serialised by the database anyway; more blocking threads would only
+        // hold memory (each keeps allocator caches) when 10,000 held check-ins wake at once.
+        .max_blocking_threads(64)
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime
