@@ -32,24 +32,6 @@ fn group_on_list(server: &Server, group: &str, list: &str, specs: &[String]) {
     cli(server, &["group", "set", &path, "--server-list", list]);
 }
 
-fn fast_server() -> Server {
-    let mut server = Server::init();
-    server.start();
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company",
-            "--interval",
-            "1s",
-            "--randomize",
-            "0s",
-        ],
-    );
-    server
-}
-
 #[test]
 fn pull_and_push_agents_follow_moves_to_another_server_list() {
     let server = fast_server();

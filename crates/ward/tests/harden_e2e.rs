@@ -34,20 +34,7 @@ fn harden(server: &Server, words: &str, watch: &str) -> Output {
 /// A server whose root checks in every second, with a pull group and a push group, and
 /// `per_group` agents in each of which half are capped at TLSv1.
 fn fleet(per_group: usize) -> (Server, Vec<Agent>) {
-    let mut server = Server::init();
-    server.start();
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company",
-            "--interval",
-            "1s",
-            "--randomize",
-            "0s",
-        ],
-    );
+    let server = fast_server();
     let url = format!("https://127.0.0.1:{}", server.clients);
     let mut agents = Vec::new();
     for (group, mode) in [("Pull", "pull"), ("Push", "push")] {
@@ -391,20 +378,7 @@ fn rollback_restores_the_files_byte_for_byte() {
 
 #[test]
 fn an_interrupted_harden_is_resumed() {
-    let mut server = Server::init();
-    server.start();
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company",
-            "--interval",
-            "1s",
-            "--randomize",
-            "0s",
-        ],
-    );
+    let server = fast_server();
     let url = format!("https://127.0.0.1:{}", server.clients);
     let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
         .as_str()

@@ -458,3 +458,22 @@ pub fn run_agent(dir: tempfile::TempDir, tls_max: Option<&str>) -> Agent {
     agent.until(Duration::from_secs(15), |s| !s["last_checkin"].is_null());
     agent
 }
+
+/// A started server whose root group checks in every second, without randomisation.
+pub fn fast_server() -> Server {
+    let mut server = Server::init();
+    server.start();
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company",
+            "--interval",
+            "1s",
+            "--randomize",
+            "0s",
+        ],
+    );
+    server
+}
