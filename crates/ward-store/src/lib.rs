@@ -172,8 +172,14 @@ pub trait Store: Send + Sync {
 
     fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
 
-    /// Every agent's TLS facts, ordered by id.
+    /// Every agent's TLS facts, in no particular order.
     fn agents_tls(&self) -> Result<Vec<AgentTls>, StoreError>;
+
+    /// The host names of the agents `ids` (unknown ids are left out).
+    fn hostnames(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError>;
 
     /// Adds agents (enrollment; also the simulator and benchmarks), in one transaction.
     fn insert_agents(&self, agents: &[AgentRecord]) -> Result<(), StoreError>;

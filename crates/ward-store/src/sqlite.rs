@@ -281,6 +281,13 @@ impl Store for SqliteStore {
         self.with(|c| fleet::agents_tls(c))
     }
 
+    fn hostnames(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        self.with(|c| fleet::hostnames(c, ids))
+    }
+
     fn insert_agents(&self, agents: &[AgentRecord]) -> Result<(), StoreError> {
         self.write(|t| fleet::insert_agents(t, agents).map_err(StoreError::from))
     }

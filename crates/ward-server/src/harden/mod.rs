@@ -10,6 +10,7 @@
 pub mod model;
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -22,7 +23,7 @@ use ward_fleet::{Group, GroupId, OwnSettings, ServerList, Tree};
 use ward_store::{AgentTls, Change, Mutation, Store};
 use ward_tls::edit::{self, EditOutcome};
 use ward_tls::protocol::ProtocolDecision;
-use ward_tls::VersionRange;
+use ward_tls::{ProtocolSet, TlsVersion, VersionRange};
 
 use crate::admin::fleet::{audit, create_group, find_group, only_keys, string, tree_of};
 use crate::admin::{auth::Caller, blocking, now_ms, object, query_pairs, ApiError, ApiResult};
@@ -233,18 +234,54 @@ impl Fleet {
 
 fn facts(fleet: &Fleet, agent: &AgentTls, now: i64) -> AgentFacts {
     // A push agent whose check-in the server holds is connected: not silent at all.
-    let silent_ms = if fleet.held.contains(&agent.id) {
+    let silent_ms = if !fleet.held.is_empty() && fleet.held.contains(&agent.id) {
         0
     } else {
         now - agent.last_checkin_ms.unwrap_or(agent.enrolled_ms)
     };
     AgentFacts {
-        id: agent.id.clone(),
         group: agent.group,
-        capability: Capability::of(&agent.tls_versions, agent.tls_version.as_deref()),
+        capability: Capability::of(
+            version_set(agent.versions),
+            agent.negotiated.and_then(rank_version),
+        ),
         pending: agent.acked_serial < agent.serial,
         silent_ms,
     }
+}
+
+/// The store's rank bits (bit 0 `TLSv1` ... bit 3 `TLSv1.3`) as a set.
+fn version_set(bits: u8) -> ProtocolSet {
+    TlsVersion::ALL
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| bits & (1 << index) != 0)
+        .map(|(_, version)| version)
+        .collect()
+}
+
+/// The store's rank (1 `TLSv1` ... 4 `TLSv1.3`) as a version.
+fn rank_version(rank: u8) -> Option<TlsVersion> {
+    TlsVersion::ALL
+        .get(usize::from(rank).checked_sub(1)?)
+        .copied()
+}
+
+/// Fills in `"hostname"` of every agent line in `arrays` of `value`, in one store read.
+fn fill_hostnames(store: &dyn Store, value: &mut Value, arrays: &[&str]) -> Result<(), ApiError> {
+    let ids: Vec<String> = arrays
+        .iter()
+        .flat_map(|key| value[*key].as_array().into_iter().flatten())
+        .filter_map(|line| line["id"].as_str().map(str::to_string))
+        .collect();
+    let names = store.hostnames(&ids)?;
+    for key in arrays {
+        for line in value[*key].as_array_mut().into_iter().flatten() {
+            let name = line["id"].as_str().and_then(|id| names.get(id)).cloned();
+            line["hostname"] = json!(name);
+        }
+    }
+    Ok(())
 }
 
 /// The agents whose push check-in is held right now.
@@ -257,13 +294,12 @@ fn held(shared: &Shared) -> HashSet<String> {
 fn agent_json(fleet: &Fleet, agent: &AgentTls, facts: &AgentFacts) -> Value {
     json!({
         "id": agent.id,
-        "hostname": agent.hostname,
         "group": fleet.tree.path(agent.group),
         "highest": facts.capability.highest().map(|v| v.name()),
         "versions": facts.capability.versions.iter().map(|v| v.name()).collect::<Vec<_>>(),
         "knowledge": facts.capability.knowledge.name(),
-        "channel": agent.channel,
-        "tls_version": agent.tls_version,
+        "channel": agent.https.map(|https| if https { "https" } else { "http" }),
+        "tls_version": agent.negotiated.and_then(rank_version).map(|v| v.name()),
         "last_checkin": agent.last_checkin_ms.map(crate::admin::wire::time),
         "serial": agent.serial,
         "acked_serial": agent.acked_serial,
@@ -272,8 +308,8 @@ fn agent_json(fleet: &Fleet, agent: &AgentTls, facts: &AgentFacts) -> Value {
 
 /// Each agent's verdict under `range`: the full answer for the plan and for staging.
 struct Assessment {
-    /// (index into `fleet.agents`, verdict, reason) for every agent that is not unaffected.
-    flagged: Vec<(usize, Verdict, String)>,
+    /// (index into `fleet.agents`, verdict) for every agent that is not unaffected, by id.
+    flagged: Vec<(usize, Verdict)>,
     unaffected_https: u64,
     unaffected_http: u64,
 }
@@ -290,12 +326,13 @@ fn assess(fleet: &Fleet, range: VersionRange, now: i64) -> Assessment {
         match model::judge(&facts, group, range) {
             Verdict::Unaffected { via: Via::Https } => assessment.unaffected_https += 1,
             Verdict::Unaffected { via: Via::Http } => assessment.unaffected_http += 1,
-            verdict => {
-                let reason = model::explain(&facts, group, range, &verdict);
-                assessment.flagged.push((index, verdict, reason));
-            }
+            verdict => assessment.flagged.push((index, verdict)),
         }
     }
+    // Stable output: by id (the store reads in storage order).
+    assessment
+        .flagged
+        .sort_by(|a, b| fleet.agents[a.0].id.cmp(&fleet.agents[b.0].id));
     assessment
 }
 
@@ -323,11 +360,13 @@ fn listeners_json(shared: &Shared, proposal: &Proposal) -> Value {
     Value::Object(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_json(
-    shared: &Shared,
+    listeners: Value,
     proposal: &Proposal,
     fleet: &Fleet,
     assessment: &Assessment,
+    range: VersionRange,
     intervals: u32,
     limit: usize,
     now: i64,
@@ -336,23 +375,29 @@ fn plan_json(
     let mut at_risk = Vec::new();
     let mut risks: HashMap<&str, u64> = HashMap::new();
     let (mut cut_count, mut risk_count) = (0u64, 0u64);
-    for (index, verdict, reason) in &assessment.flagged {
-        let agent = &fleet.agents[*index];
+    // Only the agents listed get their line and sentence written.
+    let line = |index: usize, verdict: &Verdict| {
+        let agent = &fleet.agents[index];
         let facts = facts(fleet, agent, now);
+        let group = fleet.group_facts(agent.group);
         let mut line = agent_json(fleet, agent, &facts);
-        line["reason"] = json!(reason);
+        line["reason"] = json!(model::explain(&facts, group, range, verdict));
+        line
+    };
+    for (index, verdict) in &assessment.flagged {
         match verdict {
             Verdict::CutOff => {
                 cut_count += 1;
                 if cut_off.len() < limit {
-                    cut_off.push(line);
+                    cut_off.push(line(*index, verdict));
                 }
             }
             Verdict::AtRisk(risk) => {
                 risk_count += 1;
                 *risks.entry(risk.name()).or_default() += 1;
-                line["risk"] = json!(risk.name());
                 if at_risk.len() < limit {
+                    let mut line = line(*index, verdict);
+                    line["risk"] = json!(risk.name());
                     at_risk.push(line);
                 }
             }
@@ -363,7 +408,7 @@ fn plan_json(
         "protocol": proposal.words,
         "listener": proposal.listener,
         "warnings": proposal.decision.warnings,
-        "listeners": listeners_json(shared, proposal),
+        "listeners": listeners,
         "offline_intervals": intervals,
         "agents": fleet.agents.len(),
         "counts": {
@@ -421,33 +466,36 @@ async fn plan(shared: &Shared, body: &Bytes) -> ApiResult {
     let intervals = offline_intervals(&body)?;
     let limit = limit(&body)?;
     let range = proposal.clients_range(shared);
+    let listeners = listeners_json(shared, &proposal);
     let held = held(shared);
     let store = shared.store.clone();
-    let (fleet, assessment, now) = blocking(move || {
+    let value = blocking(move || {
         let now = now_ms();
         let fleet = Fleet::read(&*store, intervals, held)?;
         let assessment = assess(&fleet, range, now);
-        Ok((fleet, assessment, now))
+        let mut value = plan_json(
+            listeners,
+            &proposal,
+            &fleet,
+            &assessment,
+            range,
+            intervals,
+            limit,
+            now,
+        );
+        fill_hostnames(&*store, &mut value, &["cut_off", "at_risk"])?;
+        Ok(value)
     })
     .await?;
-    let value = plan_json(
-        shared,
-        &proposal,
-        &fleet,
-        &assessment,
-        intervals,
-        limit,
-        now,
-    );
     Ok(json_response(StatusCode::OK, &value))
 }
 
 /// Which listener an agent reached the server through last.
-fn listener_of(channel: Option<&str>) -> &'static str {
-    match channel {
-        Some("https") => "clients",
-        Some("http") => "clients-http",
-        _ => "never_checked_in",
+fn listener_of(https: Option<bool>) -> &'static str {
+    match https {
+        Some(true) => "clients",
+        Some(false) => "clients-http",
+        None => "never_checked_in",
     }
 }
 
@@ -481,14 +529,16 @@ async fn readiness(shared: &Shared, query: &str) -> ApiResult {
         let fleet = Fleet::read(&*store, intervals, held)?;
         // Refused handshakes of the last day, newest first: the lost agents' ClientHellos.
         let report = store.handshake_report(now - 86_400_000, 10_000)?;
-        Ok(readiness_json(
+        let mut value = readiness_json(
             &fleet,
             &report.failures,
             intervals,
             limit,
             silent_since,
             now,
-        ))
+        );
+        fill_hostnames(&*store, &mut value, &["lost", "silent_since"])?;
+        Ok(value)
     })
     .await?;
     Ok(json_response(StatusCode::OK, &value))
@@ -503,16 +553,16 @@ fn readiness_json(
     now: i64,
 ) -> Value {
     // The newest refusal per peer address.
-    let mut refused: HashMap<String, &ward_store::HandshakeFailure> = HashMap::new();
+    let mut refused: HashMap<IpAddr, &ward_store::HandshakeFailure> = HashMap::new();
     for failure in failures {
-        let address = failure
-            .peer
-            .parse::<std::net::SocketAddr>()
-            .map(|a| a.ip().to_canonical().to_string())
-            .unwrap_or_else(|_| failure.peer.clone());
-        refused.entry(address).or_insert(failure);
+        if let Ok(address) = failure.peer.parse::<std::net::SocketAddr>() {
+            refused
+                .entry(address.ip().to_canonical())
+                .or_insert(failure);
+        }
     }
-    let mut by_listener: HashMap<&str, HashMap<&str, Vec<&str>>> = HashMap::new();
+    // Per listener and highest version: how many, and the first `limit` ids.
+    let mut by_listener: HashMap<&str, HashMap<&str, (usize, Vec<&str>)>> = HashMap::new();
     let mut by_group: HashMap<GroupId, HashMap<&str, u64>> = HashMap::new();
     let mut knowledge: HashMap<&str, u64> = HashMap::new();
     let mut lost = Vec::new();
@@ -525,12 +575,15 @@ fn readiness_json(
             .highest()
             .map(|v| v.name())
             .unwrap_or("unknown");
-        by_listener
-            .entry(listener_of(agent.channel.as_deref()))
+        let bucket = by_listener
+            .entry(listener_of(agent.https))
             .or_default()
             .entry(highest)
-            .or_default()
-            .push(&agent.id);
+            .or_default();
+        bucket.0 += 1;
+        if bucket.1.len() < limit {
+            bucket.1.push(&agent.id);
+        }
         *by_group
             .entry(agent.group)
             .or_default()
@@ -542,8 +595,7 @@ fn readiness_json(
         let last = agent.last_checkin_ms.unwrap_or(agent.enrolled_ms);
         let refusal = agent
             .peer
-            .as_ref()
-            .and_then(|peer| refused.get(peer))
+            .and_then(|peer| refused.get(&peer.to_canonical()))
             .filter(|f| f.at_ms > last);
         let offline_after = fleet.group_facts(agent.group).offline_after_ms;
         let with_refusal = |mut line: Value| {
@@ -582,12 +634,8 @@ fn readiness_json(
         .map(|(listener, buckets)| {
             let buckets: Map<String, Value> = buckets
                 .into_iter()
-                .map(|(version, ids)| {
-                    let shown: Vec<&str> = ids.iter().take(limit).copied().collect();
-                    (
-                        version.to_string(),
-                        json!({"count": ids.len(), "agents": shown}),
-                    )
+                .map(|(version, (count, ids))| {
+                    (version.to_string(), json!({"count": count, "agents": ids}))
                 })
                 .collect();
             (listener.to_string(), Value::Object(buckets))
@@ -868,7 +916,7 @@ async fn stage(shared: &Shared, caller: &Caller, body: &Bytes) -> ApiResult {
         // Everyone who would lose contact moves, offline ones too: they find the HTTP list
         // if they come back before the change.
         let mut targets: HashMap<GroupId, Vec<String>> = HashMap::new();
-        for (index, verdict, _) in &assessment.flagged {
+        for (index, verdict) in &assessment.flagged {
             if matches!(verdict, Verdict::CutOff | Verdict::AtRisk(Risk::Offline)) {
                 let agent = &fleet.agents[*index];
                 targets.entry(agent.group).or_default().push(agent.id.clone());

@@ -39,19 +39,14 @@ pub struct Capability {
 
 impl Capability {
     /// From the versions an agent reported and the version negotiated at its last check-in.
-    /// Names ward does not know are ignored.
-    pub fn of(reported: &[String], negotiated: Option<&str>) -> Capability {
-        let versions: ProtocolSet = reported
-            .iter()
-            .filter_map(|v| TlsVersion::parse_loose(v))
-            .collect();
-        if !versions.is_empty() {
+    pub fn of(reported: ProtocolSet, negotiated: Option<TlsVersion>) -> Capability {
+        if !reported.is_empty() {
             return Capability {
-                versions,
+                versions: reported,
                 knowledge: Knowledge::Reported,
             };
         }
-        match negotiated.and_then(TlsVersion::parse_loose) {
+        match negotiated {
             Some(version) => Capability {
                 versions: ProtocolSet::only(version),
                 knowledge: Knowledge::Observed,
@@ -79,9 +74,8 @@ impl Capability {
 }
 
 /// An agent as the plan sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AgentFacts {
-    pub id: String,
     pub group: GroupId,
     pub capability: Capability,
     /// The agent has not acknowledged its current settings serial.

@@ -191,28 +191,63 @@ pub(crate) fn agents(
     rows.collect()
 }
 
+/// The set of versions in a stored comma-separated list, as rank bits (see `AgentTls`).
+fn version_bits(list: &str) -> u8 {
+    list.split(',')
+        .map(tls_rank)
+        .filter(|rank| *rank > 0)
+        .fold(0, |bits, rank| bits | 1 << (rank - 1))
+}
+
 pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentTls>> {
+    // A table scan in storage order (no ORDER BY: the id index would turn it into a million
+    // random lookups); text columns are read in place, not copied.
     let mut statement = connection.prepare(
         "SELECT id, group_id, tls_versions, tls_version, channel, peer, last_checkin_ms, \
-         enrolled_ms, serial, acked_serial, hostname FROM agents ORDER BY id",
+         enrolled_ms, serial, acked_serial FROM agents",
     )?;
-    let rows = statement.query_map([], |row| {
-        let versions: String = row.get(2)?;
-        Ok(AgentTls {
+    let mut rows = statement.query([])?;
+    let mut agents = Vec::new();
+    while let Some(row) = rows.next()? {
+        let text = |index: usize| -> rusqlite::Result<Option<&str>> {
+            Ok(row.get_ref(index)?.as_str_or_null()?)
+        };
+        agents.push(AgentTls {
             id: row.get(0)?,
             group: row.get(1)?,
-            tls_versions: split_versions(&versions),
-            tls_version: row.get(3)?,
-            channel: row.get(4)?,
-            peer: row.get(5)?,
+            versions: version_bits(text(2)?.unwrap_or("")),
+            negotiated: text(3)?.map(tls_rank).filter(|r| *r > 0).map(|r| r as u8),
+            https: text(4)?.map(|channel| channel == "https"),
+            peer: text(5)?.and_then(|peer| peer.parse().ok()),
             last_checkin_ms: row.get(6)?,
             enrolled_ms: row.get(7)?,
             serial: row.get(8)?,
             acked_serial: row.get(9)?,
-            hostname: row.get(10)?,
-        })
-    })?;
-    rows.collect()
+        });
+    }
+    Ok(agents)
+}
+
+pub(crate) fn hostnames(
+    connection: &Connection,
+    ids: &[String],
+) -> rusqlite::Result<std::collections::HashMap<String, String>> {
+    let mut names = std::collections::HashMap::new();
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "SELECT id, hostname FROM agents WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(",")
+        );
+        let mut statement = connection.prepare_cached(&sql)?;
+        let rows = statement.query_map(params_from_iter(chunk), |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        for row in rows {
+            let (id, name) = row?;
+            names.insert(id, name);
+        }
+    }
+    Ok(names)
 }
 
 pub(crate) fn agent(connection: &Connection, id: &str) -> rusqlite::Result<Option<AgentRecord>> {

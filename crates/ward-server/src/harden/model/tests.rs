@@ -10,8 +10,20 @@ fn list(name: &str, urls: &[&str]) -> ServerList {
     serverlist::build(name, entries).expect("list")
 }
 
-fn versions(names: &[&str]) -> Vec<String> {
-    names.iter().map(|n| n.to_string()).collect()
+/// The set named by `names`; names ward does not know count as nothing (as the store reads
+/// them).
+fn versions(names: &[&str]) -> ProtocolSet {
+    names
+        .iter()
+        .filter_map(|n| TlsVersion::parse_loose(n))
+        .collect()
+}
+
+fn capability(reported: &[&str], negotiated: Option<&str>) -> Capability {
+    Capability::of(
+        versions(reported),
+        negotiated.and_then(TlsVersion::parse_loose),
+    )
 }
 
 const TLS12_UP: VersionRange = VersionRange {
@@ -56,7 +68,7 @@ fn capability_table() {
         ),
     ];
     for (reported, negotiated, knowledge, highest) in cases {
-        let capability = Capability::of(&versions(reported), *negotiated);
+        let capability = capability(reported, *negotiated);
         assert_eq!(
             (capability.knowledge, capability.highest()),
             (*knowledge, *highest),
@@ -71,13 +83,13 @@ fn judge_table() {
     let https = list("default", &["1:https://mgr1:443"]);
     let both = list("mixed", &["1:https://mgr1:443", "2:http://mgr1:8014"]);
     let http = list("default-http", &["1:http://mgr1:8014"]);
-    let tls1 = versions(&["TLSv1"]);
-    let modern = versions(&["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]);
+    let tls1: &[&str] = &["TLSv1"];
+    let modern: &[&str] = &["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
     let hour = 3_600_000;
     // (case, reported, negotiated, list, pending, silent, verdict)
     type Case<'a> = (
         &'a str,
-        &'a [String],
+        &'a [&'a str],
         Option<&'a str>,
         Option<&'a ServerList>,
         bool,
@@ -87,7 +99,7 @@ fn judge_table() {
     let cases: Vec<Case> = vec![
         (
             "modern over https",
-            &modern,
+            modern,
             None,
             Some(&https),
             false,
@@ -96,7 +108,7 @@ fn judge_table() {
         ),
         (
             "capped at TLSv1, https only",
-            &tls1,
+            tls1,
             None,
             Some(&https),
             false,
@@ -105,7 +117,7 @@ fn judge_table() {
         ),
         (
             "capped, an HTTP fallback entry",
-            &tls1,
+            tls1,
             None,
             Some(&both),
             false,
@@ -114,7 +126,7 @@ fn judge_table() {
         ),
         (
             "capped, HTTP list",
-            &tls1,
+            tls1,
             None,
             Some(&http),
             false,
@@ -123,7 +135,7 @@ fn judge_table() {
         ),
         (
             "capped, HTTP list not acknowledged",
-            &tls1,
+            tls1,
             None,
             Some(&http),
             true,
@@ -132,7 +144,7 @@ fn judge_table() {
         ),
         (
             "capped, HTTP list not acknowledged, silent",
-            &tls1,
+            tls1,
             None,
             Some(&http),
             true,
@@ -141,7 +153,7 @@ fn judge_table() {
         ),
         (
             "capped, HTTP list acknowledged, silent",
-            &tls1,
+            tls1,
             None,
             Some(&http),
             false,
@@ -150,7 +162,7 @@ fn judge_table() {
         ),
         (
             "modern, pending, https still works",
-            &modern,
+            modern,
             None,
             Some(&https),
             true,
@@ -159,7 +171,7 @@ fn judge_table() {
         ),
         (
             "capped and silent for 4 h",
-            &tls1,
+            tls1,
             None,
             Some(&https),
             false,
@@ -168,7 +180,7 @@ fn judge_table() {
         ),
         (
             "capped, silent exactly the limit",
-            &tls1,
+            tls1,
             None,
             Some(&https),
             false,
@@ -213,7 +225,7 @@ fn judge_table() {
         ),
         (
             "modern, no list at all",
-            &modern,
+            modern,
             None,
             None,
             false,
@@ -222,7 +234,7 @@ fn judge_table() {
         ),
         (
             "modern, HTTP list",
-            &modern,
+            modern,
             None,
             Some(&http),
             false,
@@ -232,9 +244,8 @@ fn judge_table() {
     ];
     for (case, reported, negotiated, list, pending, silent_ms, expected) in cases {
         let agent = AgentFacts {
-            id: "a".into(),
             group: 1,
-            capability: Capability::of(reported, negotiated),
+            capability: capability(reported, negotiated),
             pending,
             silent_ms,
         };
@@ -252,9 +263,8 @@ fn judge_table() {
 fn the_old_range_keeps_capped_agents() {
     let https = list("default", &["1:https://mgr1:443"]);
     let agent = AgentFacts {
-        id: "xp".into(),
         group: 1,
-        capability: Capability::of(&versions(&["TLSv1"]), None),
+        capability: capability(&["TLSv1"], None),
         pending: false,
         silent_ms: 0,
     };
