@@ -446,3 +446,40 @@ fn an_interrupted_harden_is_resumed() {
     assert!(rollback.status.success(), "{rollback:?}");
     assert_eq!(conf_bytes(&server), before);
 }
+
+#[test]
+fn the_seeds_reverse_procedure_is_a_harden_too() {
+    let mut server = Server::init();
+    server.start();
+    let hardened = harden(&server, "TLSv1.2", "0s");
+    assert!(hardened.status.success(), "{hardened:?}");
+    assert_eq!(s_client(server.clients, TlsVersion::Tls1_0), None);
+    // TLS 1.0 back for old clients: nobody is cut off by a wider range, and it applies.
+    let plan = run_cli(&server, &["tls", "plan", "--protocol", "all -SSLv2 -SSLv3"]);
+    assert_eq!(plan.status.code(), Some(0), "{plan:?}");
+    let reverse = harden(&server, "all -SSLv2 -SSLv3", "0s");
+    assert!(reverse.status.success(), "{reverse:?}");
+    for port in [server.console, server.clients] {
+        assert_eq!(
+            s_client(port, TlsVersion::Tls1_0).as_deref(),
+            Some("TLSv1"),
+            "port {port}"
+        );
+    }
+    for file in CONF_FILES {
+        let path = server.path(file);
+        let explained = ward(&["tls", "explain", "--file", path.to_str().unwrap(), "--json"]);
+        let explained: Value = serde_json::from_slice(&explained.stdout).unwrap();
+        assert_eq!(
+            explained["enabled"],
+            serde_json::json!(["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]),
+            "{explained:#}"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.matches("#:Overridden_by_ward_harden").count(),
+            2,
+            "{text}"
+        );
+    }
+}
