@@ -327,31 +327,56 @@ fn confirm(question: &str) -> Result<bool, String> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-/// The agents a plan says harden cannot bring along: capability unknown, or offline.
-fn risky(plan: &Value) -> Vec<Value> {
-    plan["at_risk"]
+/// Agents listed by harden's plans (the counts cover everyone).
+const LISTED: usize = 50;
+
+/// How many agents a plan puts at risk for `reason`.
+fn at_risk(plan: &Value, reason: &str) -> u64 {
+    plan["counts"]["at_risk_by_reason"][reason]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Some agents and how many there are in all: "a, b, c and 7 more".
+fn some(ids: &[String], total: u64) -> String {
+    let mut text = ids.join(", ");
+    if total > ids.len() as u64 {
+        text.push_str(&format!(" and {} more", total - ids.len() as u64));
+    }
+    text
+}
+
+/// The ids of the agents a plan lists in `key` whose risk passes `keep`.
+fn listed(plan: &Value, key: &str, keep: impl Fn(&Value) -> bool) -> Vec<String> {
+    plan[key]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|a| a["risk"] != "pending")
-        .cloned()
+        .filter(|a| keep(a))
+        .filter_map(|a| a["id"].as_str().map(str::to_string))
         .collect()
+}
+
+/// The agents harden cannot bring along (capability unknown, or offline): how many, and the
+/// first listed.
+fn risky(plan: &Value) -> (u64, Vec<String>) {
+    let count = at_risk(plan, "capability_unknown") + at_risk(plan, "offline");
+    (count, listed(plan, "at_risk", |a| a["risk"] != "pending"))
 }
 
 /// The agents the wait step is for: moved (or still to be moved) and not yet acknowledged.
 /// Without `--accept-risk` that includes agents that went silent or unknown meanwhile (at the
 /// start there were none, or harden stopped): TLS is not touched while they would be lost.
-fn waiting_for(plan: &Value, accept_risk: bool) -> Vec<Value> {
-    let mut agents: Vec<Value> = plan["cut_off"].as_array().cloned().unwrap_or_default();
-    agents.extend(
-        plan["at_risk"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| !accept_risk || a["risk"] == "pending")
-            .cloned(),
-    );
-    agents
+fn waiting_for(plan: &Value, accept_risk: bool) -> (u64, Vec<String>) {
+    let mut count = count(plan, "cut_off") + at_risk(plan, "pending");
+    let mut ids = listed(plan, "cut_off", |_| true);
+    if accept_risk {
+        ids.extend(listed(plan, "at_risk", |a| a["risk"] == "pending"));
+    } else {
+        count += risky(plan).0;
+        ids.extend(listed(plan, "at_risk", |_| true));
+    }
+    (count, ids)
 }
 
 fn longest_interval(client: &AdminClient) -> Result<Duration, String> {
@@ -463,23 +488,17 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         .ok_or("--protocol WORDS is required (or --resume)")?;
     let mut summary = json!({"protocol": words, "listener": proposal.listener});
 
-    let plan = request_plan(&client, &proposal, &words, 100_000)?;
+    let plan = request_plan(&client, &proposal, &words, LISTED)?;
     if !args.target.json {
         print_plan(&plan);
     }
     summary["plan"] = plan["counts"].clone();
-    let risky = risky(&plan);
-    if !risky.is_empty() && !args.accept_risk {
+    let (risky_count, risky_ids) = risky(&plan);
+    if risky_count > 0 && !args.accept_risk {
         return Err(format!(
-            "{} agent(s) at risk that harden cannot bring along (capability unknown, or offline): \
-             {}; nothing was changed. Bring them online, or rerun with --accept-risk",
-            risky.len(),
-            risky
-                .iter()
-                .filter_map(|a| a["id"].as_str())
-                .take(20)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "{risky_count} agent(s) at risk that harden cannot bring along (capability unknown, \
+             or offline): {}; nothing was changed. Bring them online, or rerun with --accept-risk",
+            some(&risky_ids, risky_count)
         ));
     }
     let to_move = count(&plan, "cut_off");
@@ -532,16 +551,16 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         .progress_chars("=> "),
     );
     loop {
-        let plan = request_plan(&client, &proposal, &words, 100_000)?;
+        let plan = request_plan(&client, &proposal, &words, LISTED)?;
         if count(&plan, "cut_off") > 0 {
             // Someone new would be cut off (enrolled meanwhile): stage again, harmlessly.
             client.call("POST", "/api/v1/tls/harden/stage", Some(&stage_body))?;
         }
-        let waiting = waiting_for(&plan, args.accept_risk);
-        total = total.max(waiting.len() as u64);
+        let (waiting, ids) = waiting_for(&plan, args.accept_risk);
+        total = total.max(waiting);
         bar.set_length(total);
-        bar.set_position(total - waiting.len() as u64);
-        if waiting.is_empty() {
+        bar.set_position(total - waiting);
+        if waiting == 0 {
             bar.finish_and_clear();
             eprintln!(
                 "  all {total} moved agent(s) acknowledged in {:.1?}",
@@ -549,25 +568,19 @@ pub fn harden(args: HardenArgs) -> CmdResult {
             );
             break;
         }
-        let names: Vec<&str> = waiting
-            .iter()
-            .filter_map(|a| a["id"].as_str())
-            .take(5)
-            .collect();
         bar.set_message(format!(
             "waiting for {} (expected within {}s)",
-            names.join(", "),
+            some(&ids[..ids.len().min(5)], waiting),
             expected.as_secs().max(1)
         ));
         if started.elapsed() >= timeout {
             bar.abandon();
             return Err(format!(
-                "wait: timed out after {}: {} agent(s) did not acknowledge their new settings: {}. \
-                 TLS was not touched. Run `ward tls harden --resume` to keep waiting, or \
-                 `ward tls rollback --move-back` to undo the moves",
+                "wait: timed out after {}: {waiting} agent(s) did not acknowledge their new \
+                 settings: {}. TLS was not touched. Run `ward tls harden --resume` to keep \
+                 waiting, or `ward tls rollback --move-back` to undo the moves",
                 args.timeout,
-                waiting.len(),
-                waiting.iter().filter_map(|a| a["id"].as_str()).collect::<Vec<_>>().join(", ")
+                some(&ids, waiting)
             ));
         }
         std::thread::sleep(Duration::from_millis(500));
