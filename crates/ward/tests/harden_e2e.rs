@@ -483,3 +483,65 @@ fn the_seeds_reverse_procedure_is_a_harden_too() {
         );
     }
 }
+
+#[test]
+fn legacy_group_puts_every_capped_agent_in_one_group() {
+    let (server, agents) = fleet(2);
+    // A legacy group whose parent does not exist is refused, and nothing changes.
+    let before = conf_bytes(&server);
+    let refused = run_cli(
+        &server,
+        &[
+            "tls",
+            "harden",
+            "--protocol",
+            "TLSv1.2",
+            "--legacy-group",
+            "My Company/Nowhere/XP",
+            "--yes",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no group 'My Company/Nowhere'"),
+        "{refused:?}"
+    );
+    assert_eq!(conf_bytes(&server), before);
+    let lists = cli(&server, &["serverlist", "list"]);
+    assert_eq!(
+        lists.as_array().unwrap().len(),
+        1,
+        "a list was made: {lists:#}"
+    );
+    let run = run_cli(
+        &server,
+        &[
+            "tls",
+            "harden",
+            "--protocol",
+            "TLSv1.2",
+            "--legacy-group",
+            "My Company/Windows XP",
+            "--yes",
+            "--watch",
+            "2s",
+        ],
+    );
+    assert!(run.status.success(), "{run:?}");
+    let group = cli(&server, &["group", "show", "My Company/Windows XP"]);
+    assert_eq!(group["effective"]["server_list"], "Default-http", "{group}");
+    for agent in &agents {
+        let client = cli(&server, &["client", "show", &agent.id()]);
+        if agent.capped {
+            assert_eq!(client["group"], "My Company/Windows XP", "{client}");
+            agent.until(Duration::from_secs(20), |s| {
+                s["channel"] == "http" && s["last_error"].is_null()
+            });
+        } else {
+            assert!(
+                !client["group"].as_str().unwrap().contains("XP"),
+                "{client}"
+            );
+        }
+    }
+}

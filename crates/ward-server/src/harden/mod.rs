@@ -817,33 +817,35 @@ fn ensure_group_at(
     report: &mut Vec<String>,
 ) -> Result<GroupId, ApiError> {
     let tree = tree_of(store)?;
+    // Where it goes is checked before anything is written.
+    let (parent, name) = match tree.find(path) {
+        Ok(Some(id)) if id == tree.root() => {
+            return Err(ApiError::bad_request(
+                "legacy_group: the root group cannot be the legacy group",
+            ))
+        }
+        Ok(Some(id)) => {
+            let group = tree.get(id).ok_or_else(|| internal("group vanished"))?;
+            (group.parent.unwrap_or(tree.root()), group.name.clone())
+        }
+        _ => {
+            let trimmed = path.trim_end_matches('/');
+            let (parent, name) = match trimmed.rsplit_once('/') {
+                Some((parent_path, name)) => (find_group(&tree, parent_path)?, name),
+                // A bare name: a group under the root.
+                None => (tree.root(), trimmed),
+            };
+            ward_fleet::name::check_name(name)
+                .map_err(|e| ApiError::bad_request(format!("legacy_group: {e}")))?;
+            (parent, name.to_string())
+        }
+    };
     let root_list = tree
         .effective(tree.root())
         .ok_or_else(|| internal("no root group"))?
         .server_list;
     let http_list = ensure_http_list(store, caller, lists, &root_list, port, report)?;
-    if let Ok(Some(id)) = tree.find(path) {
-        if id == tree.root() {
-            return Err(ApiError::bad_request(
-                "legacy_group: the root group cannot be the legacy group",
-            ));
-        }
-        let parent = tree.get(id).and_then(|g| g.parent).unwrap_or(tree.root());
-        let name = tree.get(id).map(|g| g.name.clone()).unwrap_or_default();
-        return ensure_legacy_group(store, caller, parent, &name, &http_list, lists, report);
-    }
-    let trimmed = path.trim_end_matches('/');
-    let (parent_path, name) = trimmed
-        .rsplit_once('/')
-        .ok_or_else(|| ApiError::bad_request(format!("legacy_group: '{path}' is not a path")))?;
-    ward_fleet::name::check_name(name)
-        .map_err(|e| ApiError::bad_request(format!("legacy_group: {e}")))?;
-    let parent = if parent_path.is_empty() {
-        tree.root()
-    } else {
-        find_group(&tree, parent_path)?
-    };
-    ensure_legacy_group(store, caller, parent, name, &http_list, lists, report)
+    ensure_legacy_group(store, caller, parent, &name, &http_list, lists, report)
 }
 
 fn new_run(
