@@ -489,18 +489,21 @@ fn legacy_group_puts_every_capped_agent_in_one_group() {
     let (server, agents) = fleet(2);
     // A legacy group whose parent does not exist is refused, and nothing changes.
     let before = conf_bytes(&server);
-    let refused = run_cli(
-        &server,
-        &[
+    let into = |group: &str| {
+        let args = [
             "tls",
             "harden",
             "--protocol",
             "TLSv1.2",
-            "--legacy-group",
-            "My Company/Nowhere/XP",
             "--yes",
-        ],
-    );
+            "--watch",
+            "2s",
+        ];
+        let mut args = args.to_vec();
+        args.extend(["--legacy-group", group]);
+        run_cli(&server, &args)
+    };
+    let refused = into("My Company/Nowhere/XP");
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("no group 'My Company/Nowhere'"),
@@ -513,20 +516,7 @@ fn legacy_group_puts_every_capped_agent_in_one_group() {
         1,
         "a list was made: {lists:#}"
     );
-    let run = run_cli(
-        &server,
-        &[
-            "tls",
-            "harden",
-            "--protocol",
-            "TLSv1.2",
-            "--legacy-group",
-            "My Company/Windows XP",
-            "--yes",
-            "--watch",
-            "2s",
-        ],
-    );
+    let run = into("My Company/Windows XP");
     assert!(run.status.success(), "{run:?}");
     let group = cli(&server, &["group", "show", "My Company/Windows XP"]);
     assert_eq!(group["effective"]["server_list"], "Default-http", "{group}");
