@@ -1,0 +1,127 @@
+//! `POST /api/v1/tls/plan`: who a proposed `SSLProtocol` value would cut off or put at risk.
+
+use super::*;
+
+fn listeners_json(shared: &Shared, proposal: &Proposal) -> Value {
+    let mut out = Map::new();
+    for role in [Role::Console, Role::Clients] {
+        let current = shared.tls.current(role);
+        let planned = proposal.roles.contains(&role);
+        let after = if planned {
+            proposal.decision.range
+        } else {
+            current.policy.protocol.range
+        };
+        out.insert(
+            role.name().into(),
+            json!({
+                "file": current.file.display().to_string(),
+                "current": current.policy.protocol.range.versions().map(|v| v.name()).collect::<Vec<_>>(),
+                "planned": after.versions().map(|v| v.name()).collect::<Vec<_>>(),
+                "changes": planned && after != current.policy.protocol.range,
+                "serves_agents": role == Role::Clients,
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_json(
+    listeners: Value,
+    proposal: &Proposal,
+    fleet: &Fleet,
+    assessment: &Assessment,
+    range: VersionRange,
+    intervals: u32,
+    limit: usize,
+    now: i64,
+) -> Value {
+    let mut cut_off = Vec::new();
+    let mut at_risk = Vec::new();
+    let mut risks: HashMap<&str, u64> = HashMap::new();
+    let (mut cut_count, mut risk_count) = (0u64, 0u64);
+    // Only the agents listed get their line and sentence written.
+    let line = |index: usize, verdict: &Verdict| {
+        let agent = &fleet.agents[index];
+        let facts = facts(fleet, agent, now);
+        let group = fleet.group_facts(agent.group);
+        let mut line = agent_json(fleet, agent, &facts);
+        line["reason"] = json!(model::explain(&facts, group, range, verdict));
+        line
+    };
+    for (index, verdict) in &assessment.flagged {
+        match verdict {
+            Verdict::CutOff => {
+                cut_count += 1;
+                if cut_off.len() < limit {
+                    cut_off.push(line(*index, verdict));
+                }
+            }
+            Verdict::AtRisk(risk) => {
+                risk_count += 1;
+                *risks.entry(risk.name()).or_default() += 1;
+                if at_risk.len() < limit {
+                    let mut line = line(*index, verdict);
+                    line["risk"] = json!(risk.name());
+                    at_risk.push(line);
+                }
+            }
+            Verdict::Unaffected { .. } => {}
+        }
+    }
+    json!({
+        "protocol": proposal.words,
+        "listener": proposal.listener,
+        "warnings": proposal.decision.warnings,
+        "listeners": listeners,
+        "offline_intervals": intervals,
+        "agents": fleet.agents.len(),
+        "counts": {
+            "cut_off": cut_count,
+            "at_risk": risk_count,
+            "at_risk_by_reason": risks,
+            "unaffected": assessment.unaffected_https + assessment.unaffected_http,
+            "unaffected_over_https": assessment.unaffected_https,
+            "unaffected_over_http": assessment.unaffected_http,
+        },
+        "cut_off": cut_off,
+        "at_risk": at_risk,
+        "ok": cut_count == 0 && risk_count == 0,
+    })
+}
+
+/// Routes `/api/v1/tls/...`. `None` for paths that are not its.
+pub(super) async fn plan(shared: &Shared, body: &Bytes) -> ApiResult {
+    let body = object(body)?;
+    only_keys(
+        &body,
+        &["protocol", "listener", "offline_intervals", "limit"],
+    )?;
+    let proposal = Proposal::from_body(&body)?;
+    let intervals = offline_intervals(&body)?;
+    let limit = limit(&body)?;
+    let range = proposal.clients_range(shared);
+    let listeners = listeners_json(shared, &proposal);
+    let held = held(shared);
+    let store = shared.store.clone();
+    let value = blocking(move || {
+        let now = now_ms();
+        let fleet = Fleet::read(&*store, intervals, held)?;
+        let assessment = assess(&fleet, range, now);
+        let mut value = plan_json(
+            listeners,
+            &proposal,
+            &fleet,
+            &assessment,
+            range,
+            intervals,
+            limit,
+            now,
+        );
+        fill_hostnames(&*store, &mut value, &["cut_off", "at_risk"])?;
+        Ok(value)
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &value))
+}

@@ -1,0 +1,180 @@
+//! `GET /api/v1/tls/readiness`: the fleet by TLS capability, per listener and group, and the
+//! agents that stopped checking in, with the ClientHello refused from their address.
+
+use super::*;
+
+/// Which listener an agent reached the server through last.
+fn listener_of(https: Option<bool>) -> &'static str {
+    match https {
+        Some(true) => "clients",
+        Some(false) => "clients-http",
+        None => "never_checked_in",
+    }
+}
+
+pub(super) async fn readiness(shared: &Shared, query: &str) -> ApiResult {
+    let mut limit = DEFAULT_LIMIT;
+    let mut intervals = OFFLINE_INTERVALS;
+    let mut silent_since: Option<i64> = None;
+    for (key, value) in query_pairs(query) {
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("{key}: a number")))
+        };
+        match key.as_str() {
+            "limit" => limit = number()?.min(10_000_000) as usize,
+            "offline_intervals" => {
+                intervals = number()?.clamp(1, 1000) as u32;
+            }
+            "silent_since" => silent_since = Some(number()?.min(i64::MAX as u64) as i64),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter '{other}' (expected limit, offline_intervals, silent_since)"
+                )))
+            }
+        }
+    }
+    let held = held(shared);
+    let store = shared.store.clone();
+    let value = blocking(move || {
+        let now = now_ms();
+        let fleet = Fleet::read(&*store, intervals, held)?;
+        // Refused handshakes of the last day, newest first: the lost agents' ClientHellos.
+        let report = store.handshake_report(now - 86_400_000, 10_000)?;
+        let mut value = readiness_json(
+            &fleet,
+            &report.failures,
+            intervals,
+            limit,
+            silent_since,
+            now,
+        );
+        fill_hostnames(&*store, &mut value, &["lost", "silent_since"])?;
+        Ok(value)
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+fn readiness_json(
+    fleet: &Fleet,
+    failures: &[ward_store::HandshakeFailure],
+    intervals: u32,
+    limit: usize,
+    silent_since: Option<i64>,
+    now: i64,
+) -> Value {
+    // The newest refusal per peer address.
+    let mut refused: HashMap<IpAddr, &ward_store::HandshakeFailure> = HashMap::new();
+    for failure in failures {
+        if let Ok(address) = failure.peer.parse::<std::net::SocketAddr>() {
+            refused
+                .entry(address.ip().to_canonical())
+                .or_insert(failure);
+        }
+    }
+    // Per listener and highest version: how many, and the first `limit` ids.
+    let mut by_listener: HashMap<&str, HashMap<&str, (usize, Vec<&str>)>> = HashMap::new();
+    let mut by_group: HashMap<GroupId, HashMap<&str, u64>> = HashMap::new();
+    let mut knowledge: HashMap<&str, u64> = HashMap::new();
+    let mut lost = Vec::new();
+    let mut silent = Vec::new();
+    let mut lost_count = 0u64;
+    for agent in &fleet.agents {
+        let facts = facts(fleet, agent, now);
+        let highest = facts
+            .capability
+            .highest()
+            .map(|v| v.name())
+            .unwrap_or("unknown");
+        let bucket = by_listener
+            .entry(listener_of(agent.https))
+            .or_default()
+            .entry(highest)
+            .or_default();
+        bucket.0 += 1;
+        if bucket.1.len() < limit {
+            bucket.1.push(&agent.id);
+        }
+        *by_group
+            .entry(agent.group)
+            .or_default()
+            .entry(highest)
+            .or_default() += 1;
+        *knowledge
+            .entry(facts.capability.knowledge.name())
+            .or_default() += 1;
+        let last = agent.last_checkin_ms.unwrap_or(agent.enrolled_ms);
+        let refusal = agent
+            .peer
+            .and_then(|peer| refused.get(&peer.to_canonical()))
+            .filter(|f| f.at_ms > last);
+        let offline_after = fleet.group_facts(agent.group).offline_after_ms;
+        let with_refusal = |mut line: Value| {
+            if let Some(failure) = refusal {
+                line["refused"] = json!({
+                    "at": crate::admin::wire::time(failure.at_ms),
+                    "listener": failure.listener,
+                    "peer": failure.peer,
+                    "offered_max": failure.offered_max,
+                    "offered_versions": failure.offered_versions,
+                    "reason": failure.reason,
+                });
+            }
+            line
+        };
+        if facts.silent_ms > offline_after {
+            lost_count += 1;
+            if lost.len() < limit {
+                let mut line = with_refusal(agent_json(fleet, agent, &facts));
+                line["silent_for"] = json!(model::human(facts.silent_ms));
+                lost.push(line);
+            }
+        }
+        if let Some(since) = silent_since {
+            // Heard from before `since` but not after, while not offline at `since`. A held
+            // push check-in counts as heard: reloads end held TLS check-ins, so one held now
+            // runs under the current settings.
+            let held = fleet.held.contains(&agent.id);
+            if !held && last < since && since - last <= offline_after && silent.len() < limit {
+                silent.push(with_refusal(agent_json(fleet, agent, &facts)));
+            }
+        }
+    }
+    let listeners: Map<String, Value> = by_listener
+        .into_iter()
+        .map(|(listener, buckets)| {
+            let buckets: Map<String, Value> = buckets
+                .into_iter()
+                .map(|(version, (count, ids))| {
+                    (version.to_string(), json!({"count": count, "agents": ids}))
+                })
+                .collect();
+            (listener.to_string(), Value::Object(buckets))
+        })
+        .collect();
+    let mut groups: Vec<(String, Value)> = by_group
+        .into_iter()
+        .map(|(id, counts)| {
+            (
+                fleet.tree.path(id).unwrap_or_else(|| id.to_string()),
+                json!(counts),
+            )
+        })
+        .collect();
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut value = json!({
+        "agents": fleet.agents.len(),
+        "knowledge": knowledge,
+        "listeners": listeners,
+        "groups": groups.into_iter().collect::<Map<String, Value>>(),
+        "offline_intervals": intervals,
+        "lost_count": lost_count,
+        "lost": lost,
+    });
+    if silent_since.is_some() {
+        value["silent_since"] = json!(silent);
+    }
+    value
+}

@@ -1,0 +1,606 @@
+//! The steps of `ward tls harden` that change the server: stage (HTTP server lists, legacy
+//! groups, moves), apply (edit, configtest, reload) and rollback.
+
+use super::*;
+
+// ---- stage ---------------------------------------------------------------------------------
+
+/// Makes sure the HTTP variant of `list` exists: the same servers on the clients-http port.
+fn ensure_http_list(
+    store: &dyn Store,
+    caller: &Caller,
+    lists: &mut Vec<ServerList>,
+    list: &str,
+    port: u16,
+    report: &mut Vec<String>,
+) -> Result<String, ApiError> {
+    let name = model::http_list_name(list);
+    let source = lists
+        .iter()
+        .find(|l| l.name == list)
+        .ok_or_else(|| ApiError::not_found(format!("no server list '{list}'")))?;
+    let copy = serverlist::http_copy(source, &name, Protocol::Http, port)
+        .map_err(|e| ApiError::bad_request(format!("{name}: {e}")))?;
+    match lists.iter().find(|l| l.name == name) {
+        Some(existing)
+            if existing
+                .levels
+                .iter()
+                .flatten()
+                .any(|e| e.protocol == Protocol::Http) =>
+        {
+            return Ok(name)
+        }
+        Some(_) => {
+            return Err(conflict(
+                "conflict",
+                format!("server list '{name}' exists but has no HTTP entry; rename or delete it"),
+            ))
+        }
+        None => {}
+    }
+    store.apply(&Change {
+        mutation: Mutation::CreateServerList(copy.clone()),
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(
+            caller,
+            "harden.stage.serverlist",
+            name.clone(),
+            None,
+            Some(json!({"copy_of": list, "port": port})),
+        ),
+    })?;
+    report.push(format!(
+        "created server list '{name}' (HTTP copy of '{list}', port {port})"
+    ));
+    lists.push(copy);
+    Ok(name)
+}
+
+fn has_http(lists: &[ServerList], name: &str) -> bool {
+    lists.iter().find(|l| l.name == name).is_some_and(|l| {
+        l.levels
+            .iter()
+            .flatten()
+            .any(|e| e.protocol == Protocol::Http)
+    })
+}
+
+/// Makes sure a group named `name` under `parent` exists and reaches the server over HTTP
+/// through `http_list`; returns its id.
+fn ensure_legacy_group(
+    store: &dyn Store,
+    caller: &Caller,
+    parent: GroupId,
+    name: &str,
+    http_list: &str,
+    lists: &[ServerList],
+    report: &mut Vec<String>,
+) -> Result<GroupId, ApiError> {
+    let tree = tree_of(store)?;
+    let parent_path = tree.path(parent).unwrap_or_default();
+    let existing = tree
+        .children(parent)
+        .iter()
+        .copied()
+        .find(|id| tree.get(*id).is_some_and(|g| g.name == name));
+    if let Some(id) = existing {
+        let effective = tree
+            .effective(id)
+            .ok_or_else(|| internal("group vanished"))?;
+        if has_http(lists, &effective.server_list) {
+            return Ok(id);
+        }
+        let mut group = tree
+            .get(id)
+            .cloned()
+            .ok_or_else(|| internal("group vanished"))?;
+        let before = group.own.server_list.clone();
+        group.own.server_list = Some(http_list.to_string());
+        let after = tree
+            .with_group(group.clone())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        store.apply(&Change {
+            mutation: Mutation::UpdateGroup(group),
+            bump_groups: ward_fleet::serial::affected_groups(&tree, &after, &[]),
+            bump_agents: vec![],
+            audit: audit(
+                caller,
+                "harden.stage.group",
+                tree.path(id).unwrap_or_default(),
+                Some(json!({"server_list": before})),
+                Some(json!({"server_list": http_list})),
+            ),
+        })?;
+        report.push(format!(
+            "set server list '{http_list}' on group '{}'",
+            tree.path(id).unwrap_or_default()
+        ));
+        return Ok(id);
+    }
+    let group = Group {
+        id: 0,
+        parent: Some(parent),
+        name: name.to_string(),
+        own: OwnSettings {
+            server_list: Some(http_list.to_string()),
+            ..OwnSettings::default()
+        },
+    };
+    let id = create_group(
+        store,
+        &tree,
+        caller,
+        group,
+        "harden.stage.group",
+        json!({"parent": parent_path, "server_list": http_list}),
+    )?;
+    report.push(format!(
+        "created group '{parent_path}/{name}' with server list '{http_list}', inheriting \
+         everything else"
+    ));
+    Ok(id)
+}
+
+/// The one group of `--legacy-group PATH`: found, or created under its parent (which must
+/// exist), and reaching the server over HTTP.
+fn ensure_group_at(
+    store: &dyn Store,
+    caller: &Caller,
+    path: &str,
+    lists: &mut Vec<ServerList>,
+    port: u16,
+    report: &mut Vec<String>,
+) -> Result<GroupId, ApiError> {
+    let tree = tree_of(store)?;
+    // Where it goes is checked before anything is written.
+    let (parent, name) = match tree.find(path) {
+        Ok(Some(id)) if id == tree.root() => {
+            return Err(ApiError::bad_request(
+                "legacy_group: the root group cannot be the legacy group",
+            ))
+        }
+        Ok(Some(id)) => {
+            let group = tree.get(id).ok_or_else(|| internal("group vanished"))?;
+            (group.parent.unwrap_or(tree.root()), group.name.clone())
+        }
+        _ => {
+            let trimmed = path.trim_end_matches('/');
+            let (parent, name) = match trimmed.rsplit_once('/') {
+                Some((parent_path, name)) => (find_group(&tree, parent_path)?, name),
+                // A bare name: a group under the root.
+                None => (tree.root(), trimmed),
+            };
+            ward_fleet::name::check_name(name)
+                .map_err(|e| ApiError::bad_request(format!("legacy_group: {e}")))?;
+            (parent, name.to_string())
+        }
+    };
+    let root_list = tree
+        .effective(tree.root())
+        .ok_or_else(|| internal("no root group"))?
+        .server_list;
+    let http_list = ensure_http_list(store, caller, lists, &root_list, port, report)?;
+    ensure_legacy_group(store, caller, parent, &name, &http_list, lists, report)
+}
+
+fn new_run(
+    previous: Option<HardenState>,
+    proposal: &Proposal,
+    legacy: &Option<String>,
+    name: &str,
+) -> HardenState {
+    let now = now_ms();
+    let same = previous.as_ref().is_some_and(|p| {
+        p.step == "staged"
+            && p.protocol == proposal.words
+            && p.listener == proposal.listener
+            && &p.legacy_group == legacy
+            && p.legacy_name == name
+    });
+    match previous {
+        Some(state) if same => state,
+        previous => HardenState {
+            protocol: proposal.words.clone(),
+            listener: proposal.listener.clone(),
+            legacy_group: legacy.clone(),
+            legacy_name: name.to_string(),
+            step: "staged".into(),
+            started_ms: now,
+            updated_ms: now,
+            applied_ms: None,
+            // Agents moved by earlier runs stay on record until a rollback moves them back,
+            // and the files until a harden changes them again.
+            moved: previous
+                .as_ref()
+                .map(|p| p.moved.clone())
+                .unwrap_or_default(),
+            originals: previous.map(|p| p.originals).unwrap_or_default(),
+        },
+    }
+}
+
+pub(super) async fn stage(shared: &Shared, caller: &Caller, body: &Bytes) -> ApiResult {
+    let body = object(body)?;
+    only_keys(
+        &body,
+        &[
+            "protocol",
+            "listener",
+            "legacy_group",
+            "legacy_name",
+            "offline_intervals",
+        ],
+    )?;
+    let proposal = Proposal::from_body(&body)?;
+    let intervals = offline_intervals(&body)?;
+    let legacy_group = string(&body, "legacy_group")?;
+    let legacy_name = string(&body, "legacy_name")?.unwrap_or_else(|| LEGACY_NAME.into());
+    ward_fleet::name::check_name(&legacy_name)
+        .map_err(|e| ApiError::bad_request(format!("legacy_name: {e}")))?;
+    let range = proposal.clients_range(shared);
+    let port = shared.config.address(Role::ClientsHttp).port();
+    let root = shared.data.root().to_path_buf();
+    let held = held(shared);
+    let store = shared.store.clone();
+    let caller = caller.clone();
+    let _guard = shared.fleet_lock.lock().await;
+    let value = blocking(move || {
+        let store: &dyn Store = &*store;
+        let now = now_ms();
+        let fleet = Fleet::read(store, intervals, held)?;
+        let assessment = assess(&fleet, range, now);
+        let mut state = new_run(read_state(&root)?, &proposal, &legacy_group, &legacy_name);
+        // Everyone who would lose contact moves, offline ones too: they find the HTTP list
+        // if they come back before the change.
+        let mut targets: HashMap<GroupId, Vec<String>> = HashMap::new();
+        for (index, verdict) in &assessment.flagged {
+            if matches!(verdict, Verdict::CutOff | Verdict::AtRisk(Risk::Offline)) {
+                let agent = &fleet.agents[*index];
+                targets.entry(agent.group).or_default().push(agent.id.clone());
+            }
+        }
+        let mut lists = fleet.lists.clone();
+        let mut report = Vec::new();
+        let mut moved = Vec::new();
+        let mut sources: Vec<GroupId> = targets.keys().copied().collect();
+        sources.sort_unstable();
+        let single = match (&legacy_group, sources.is_empty()) {
+            (Some(path), false) => Some(ensure_group_at(store, &caller, path, &mut lists, port, &mut report)?),
+            _ => None,
+        };
+        for source in sources {
+            let agents = &targets[&source];
+            let destination = match single {
+                Some(id) => id,
+                None => {
+                    let list = fleet
+                        .tree
+                        .effective(source)
+                        .ok_or_else(|| internal("group vanished"))?
+                        .server_list;
+                    let http = ensure_http_list(store, &caller, &mut lists, &list, port, &mut report)?;
+                    ensure_legacy_group(store, &caller, source, &legacy_name, &http, &lists, &mut report)?
+                }
+            };
+            let tree = tree_of(store)?;
+            let applied = store.apply(&Change {
+                mutation: Mutation::MoveAgents {
+                    agents: agents.clone(),
+                    group: destination,
+                },
+                bump_groups: vec![],
+                bump_agents: agents.clone(),
+                audit: audit(
+                    &caller,
+                    "harden.stage.move",
+                    agents.join(","),
+                    Some(json!({"group": tree.path(source)})),
+                    Some(json!({"group": tree.path(destination), "protocol": proposal.words})),
+                ),
+            })?;
+            report.push(format!(
+                "moved {} agent(s) from '{}' to '{}' (serial {})",
+                agents.len(),
+                tree.path(source).unwrap_or_default(),
+                tree.path(destination).unwrap_or_default(),
+                applied.serial.unwrap_or_default()
+            ));
+            for agent in agents {
+                moved.push(json!({"agent": agent, "from": tree.path(source), "to": tree.path(destination)}));
+                state.moved.push(Moved {
+                    agent: agent.clone(),
+                    from: source,
+                    to: destination,
+                });
+            }
+        }
+        state.updated_ms = now_ms();
+        write_state(&root, &state)?;
+        Ok(json!({"steps": report, "moved": moved, "state": state}))
+    })
+    .await?;
+    // Push agents pick their new settings up at once.
+    shared.fleet_version.send_modify(|v| *v += 1);
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+// ---- apply and rollback ------------------------------------------------------------------
+
+fn saved_copy(root: &Path, file: &Path, stamp: i64) -> PathBuf {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "conf".into());
+    root.join("harden").join(format!("{name}.{stamp}.orig"))
+}
+
+pub(super) async fn apply(shared: &Shared, caller: &Caller, body: &Bytes) -> ApiResult {
+    let body = object(body)?;
+    only_keys(&body, &["protocol", "listener"])?;
+    let proposal = Proposal::from_body(&body)?;
+    let _guard = shared.fleet_lock.lock().await;
+    let root = shared.data.root().to_path_buf();
+    let files: Vec<(Role, PathBuf)> = proposal
+        .roles
+        .iter()
+        .map(|role| (*role, shared.tls.current(*role).file.clone()))
+        .collect();
+    let before: Map<String, Value> = files
+        .iter()
+        .map(|(role, _)| {
+            let range = shared.tls.current(*role).policy.protocol.range;
+            (role.name().to_string(), json!(range.to_string()))
+        })
+        .collect();
+    // Copies of every file first, then the edits: a failure part-way puts them all back.
+    let stamp = now_ms();
+    let words = proposal.words.clone();
+    let edit_root = root.clone();
+    let edited = blocking(move || {
+        let mut originals = Vec::new();
+        let mut changed = Vec::new();
+        for (_, file) in &files {
+            let saved = saved_copy(&edit_root, file, stamp);
+            std::fs::create_dir_all(saved.parent().expect("harden dir"))
+                .map_err(|e| internal(format!("{}: {e}", saved.display())))?;
+            let bytes =
+                std::fs::read(file).map_err(|e| internal(format!("{}: {e}", file.display())))?;
+            edit::write_atomic(&saved, &bytes)
+                .map_err(|e| internal(format!("{}: {e}", saved.display())))?;
+            originals.push(Original {
+                file: file.clone(),
+                saved,
+            });
+        }
+        for (index, (_, file)) in files.iter().enumerate() {
+            match edit::edit_file(file, &words, "ward_harden", SystemTime::now()) {
+                Ok(EditOutcome::Unchanged) => {}
+                Ok(EditOutcome::Changed { backup }) => changed.push((file.clone(), backup)),
+                Err(error) => {
+                    for original in &originals[..index] {
+                        let _ = edit::restore_backup(&original.file, &original.saved);
+                    }
+                    return Err(ApiError {
+                        status: StatusCode::UNPROCESSABLE_ENTITY,
+                        code: "edit_refused",
+                        message: error.to_string(),
+                    });
+                }
+            }
+        }
+        Ok((originals, changed))
+    })
+    .await?;
+    let (originals, changed) = edited;
+    let findings = match crate::server::reload(shared).await {
+        Ok(findings) => findings,
+        Err(findings) => {
+            // Put the files back as they were, and the old settings keep serving.
+            for original in &originals {
+                let _ = edit::restore_backup(&original.file, &original.saved);
+            }
+            let _ = crate::server::reload(shared).await;
+            return Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "reload_refused",
+                message: format!(
+                    "the edited files were refused, so they were put back: {}",
+                    findings
+                        .iter()
+                        .filter(|f| f.severity == ward_tls::Severity::Error)
+                        .map(|f| f.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            });
+        }
+    };
+    let after: Map<String, Value> = proposal
+        .roles
+        .iter()
+        .map(|role| {
+            let range = shared.tls.current(*role).policy.protocol.range;
+            (role.name().to_string(), json!(range.to_string()))
+        })
+        .collect();
+    let mut state =
+        read_state(&root)?.unwrap_or_else(|| new_run(None, &proposal, &None, LEGACY_NAME));
+    if changed.is_empty() {
+        // Nothing changed: the copies are not needed, and a rollback still goes back to
+        // before the harden that did change the files.
+        for original in &originals {
+            let _ = std::fs::remove_file(&original.saved);
+        }
+    } else {
+        for old in &state.originals {
+            let _ = std::fs::remove_file(&old.saved);
+        }
+        state.originals = originals;
+    }
+    state.protocol = proposal.words.clone();
+    state.listener = proposal.listener.clone();
+    state.step = "applied".into();
+    state.applied_ms = Some(now_ms());
+    state.updated_ms = now_ms();
+    write_state(&root, &state)?;
+    let store = shared.store.clone();
+    let entry = audit(
+        caller,
+        "tls.harden.apply",
+        proposal.listener.clone(),
+        Some(Value::Object(before)),
+        Some(
+            json!({"protocol": proposal.words, "ranges": after.clone(), "changed": changed.iter().map(|(f, _)| f.display().to_string()).collect::<Vec<_>>()}),
+        ),
+    );
+    blocking(move || {
+        store.apply(&Change {
+            mutation: Mutation::Nothing,
+            bump_groups: vec![],
+            bump_agents: vec![],
+            audit: entry,
+        })?;
+        Ok(())
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "changed": changed.iter().map(|(file, backup)| json!({"file": file.display().to_string(), "backup": backup.display().to_string()})).collect::<Vec<_>>(),
+            "ranges": after,
+            "findings": crate::listener_tls::findings_json(&findings),
+            "state": state,
+        }),
+    ))
+}
+
+pub(super) async fn rollback(shared: &Shared, caller: &Caller, body: &Bytes) -> ApiResult {
+    let body = if body.is_empty() {
+        Map::new()
+    } else {
+        object(body)?
+    };
+    only_keys(&body, &["move_back"])?;
+    let move_back = match body.get("move_back") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("move_back: true or false")),
+    };
+    let _guard = shared.fleet_lock.lock().await;
+    let root = shared.data.root().to_path_buf();
+    let mut state = read_state(&root)?
+        .filter(|s| !s.originals.is_empty())
+        .ok_or_else(|| {
+            conflict(
+                "nothing_to_roll_back",
+                "no harden has changed the conf files: nothing to roll back",
+            )
+        })?;
+    let originals = state.originals.clone();
+    blocking(move || {
+        for original in &originals {
+            edit::restore_backup(&original.file, &original.saved).map_err(|e| {
+                internal(format!(
+                    "{} from {}: {e}",
+                    original.file.display(),
+                    original.saved.display()
+                ))
+            })?;
+        }
+        Ok(())
+    })
+    .await?;
+    let reloaded = crate::server::reload(shared).await;
+    let mut steps = vec![format!(
+        "restored {}",
+        state
+            .originals
+            .iter()
+            .map(|o| o.file.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    )];
+    if let Err(findings) = &reloaded {
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "reload_refused",
+            message: format!(
+                "the files were restored but the reload was refused (the old settings keep \
+                 serving): {}",
+                findings
+                    .iter()
+                    .map(|f| f.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        });
+    }
+    steps.push("reloaded".into());
+    let store = shared.store.clone();
+    let caller = caller.clone();
+    let moved = std::mem::take(&mut state.moved);
+    let (steps, kept) = blocking(move || {
+        let mut steps = steps;
+        let mut kept = Vec::new();
+        if move_back {
+            let tree = tree_of(&*store)?;
+            let mut back: HashMap<GroupId, Vec<String>> = HashMap::new();
+            for m in &moved {
+                if tree.get(m.from).is_some() {
+                    back.entry(m.from).or_default().push(m.agent.clone());
+                } else {
+                    kept.push(m.clone());
+                }
+            }
+            for (group, agents) in back {
+                store.apply(&Change {
+                    mutation: Mutation::MoveAgents {
+                        agents: agents.clone(),
+                        group,
+                    },
+                    bump_groups: vec![],
+                    bump_agents: agents.clone(),
+                    audit: audit(
+                        &caller,
+                        "tls.rollback.move",
+                        agents.join(","),
+                        None,
+                        Some(json!({"group": tree.path(group)})),
+                    ),
+                })?;
+                steps.push(format!(
+                    "moved {} agent(s) back to '{}'",
+                    agents.len(),
+                    tree.path(group).unwrap_or_default()
+                ));
+            }
+        } else {
+            kept = moved;
+        }
+        store.apply(&Change {
+            mutation: Mutation::Nothing,
+            bump_groups: vec![],
+            bump_agents: vec![],
+            audit: audit(
+                &caller,
+                "tls.rollback",
+                "conf".into(),
+                None,
+                Some(json!({"move_back": move_back})),
+            ),
+        })?;
+        Ok((steps, kept))
+    })
+    .await?;
+    state.moved = kept;
+    state.step = "rolled_back".into();
+    state.updated_ms = now_ms();
+    write_state(&root, &state)?;
+    shared.fleet_version.send_modify(|v| *v += 1);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"steps": steps, "state": state}),
+    ))
+}
