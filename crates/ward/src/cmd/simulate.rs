@@ -48,6 +48,10 @@ pub struct SimulateArgs {
     /// each agent's settings say]
     #[arg(long, value_name = "DURATION")]
     interval: Option<String>,
+    /// Push agents make their first check-in spread over this long (0s: all at once, as
+    /// after a server restart)
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    ramp: String,
     /// How long to run the check-ins, after enrollment
     #[arg(long, default_value = "1m", value_name = "DURATION")]
     duration: String,
@@ -384,6 +388,8 @@ pub fn run(args: SimulateArgs) -> CmdResult {
 struct Plan {
     mode: Option<String>,
     interval: Option<Duration>,
+    /// Push agents make their first check-in within this long of the start.
+    ramp: Duration,
     deadline: Instant,
 }
 
@@ -395,6 +401,8 @@ async fn simulate(
     ca_pem: Vec<u8>,
 ) -> CmdResult {
     let verify = args.target.pin.is_none() || !ca_pem.is_empty();
+    let ramp =
+        ward_server::config::parse_duration(&args.ramp).map_err(|e| format!("--ramp: {e}"))?;
     let none = Arc::new(Mutex::new(None));
     let hello = shared
         .exchange(
@@ -496,6 +504,7 @@ async fn simulate(
     let plan = Arc::new(Plan {
         mode: args.mode.clone(),
         interval,
+        ramp,
         deadline: Instant::now() + duration,
     });
     let started = Instant::now();
@@ -652,18 +661,17 @@ async fn agent_loop(
     let mut acked = 0i64;
     let mut reported = false;
     let mut failed_last = false;
-    // Pull agents start at a random point of their first interval, as a fleet does.
-    let first = plan
-        .interval
-        .unwrap_or(Duration::from_secs(60))
-        .mul_f64(random_fraction());
-    if plan.mode.as_deref() != Some("push") {
-        tokio::time::sleep_until(
-            (Instant::now() + first.min(plan.deadline.saturating_duration_since(Instant::now())))
-                .into(),
-        )
-        .await;
-    }
+    // Pull agents start at a random point of their first interval, as a fleet does; push
+    // agents within the ramp (all at once without one: the herd after a server restart).
+    let window = if plan.mode.as_deref() == Some("push") {
+        plan.ramp
+    } else {
+        plan.interval.unwrap_or(Duration::from_secs(60))
+    };
+    let first = window
+        .mul_f64(random_fraction())
+        .min(plan.deadline.saturating_duration_since(Instant::now()));
+    tokio::time::sleep(first).await;
     while Instant::now() < plan.deadline {
         let push = match plan.mode.as_deref() {
             Some(mode) => mode == "push",
