@@ -148,3 +148,46 @@ fn a_harden_rehearsed_on_simulated_agents_keeps_them_all() {
         "{result:#}"
     );
 }
+
+#[test]
+fn simulated_push_agents_hold_their_check_ins_and_get_a_change_at_once() {
+    let (server, token) = started_server();
+    let args = [
+        "--agents",
+        "10",
+        "--mode",
+        "push",
+        "--interval",
+        "30s",
+        "--duration",
+        "6s",
+    ];
+    let running = simulate(&server, &token, &args).spawn().unwrap();
+    // Every agent enrolled and holds a check-in; then a policy change.
+    let connected = eventually(Duration::from_secs(20), || {
+        let clients = cli(&server, &["client", "list"]);
+        let all = clients.as_array().unwrap();
+        (all.len() == 10 && all.iter().all(|c| c["pending"] == false)).then_some(())
+    });
+    assert!(
+        connected.is_some(),
+        "the simulated agents did not all check in"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let policy = server.dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"rehearsal": true}"#).unwrap();
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    let result = report(running.wait_with_output().unwrap());
+    assert_eq!(result["held_peak"], 10, "{result:#}");
+    assert_eq!(result["settings_changes"]["received"], 10, "{result:#}");
+    assert_eq!(result["lost"]["count"], 0, "{result:#}");
+}

@@ -78,6 +78,8 @@ struct Identity {
     key: AgentKey,
     private_hex: String,
     legacy: bool,
+    /// The settings it enrolled with (none for identities reused from a file).
+    settings: Option<Settings>,
 }
 
 /// What every agent task shares.
@@ -469,7 +471,7 @@ async fn simulate(
                     enroll(&shared, index, legacy, &url, verify, &server_public, &token).await;
                 bar.inc(1);
                 match result {
-                    Ok((identity, settings)) => Some((identity, settings)),
+                    Ok(identity) => Some(identity),
                     Err(failure) => {
                         shared.stats.fail(&format!("enroll: {}", failure.class));
                         bar.set_message(failure.detail);
@@ -480,7 +482,7 @@ async fn simulate(
         }
         for task in tasks {
             match task.await.ok().flatten() {
-                Some((identity, _)) => identities.push(identity),
+                Some(identity) => identities.push(identity),
                 None => enroll_failures += 1,
             }
         }
@@ -575,7 +577,7 @@ async fn enroll(
     verify: bool,
     server_public: &[u8],
     token: &str,
-) -> Result<(Identity, Settings), Failure> {
+) -> Result<Identity, Failure> {
     let tls_failure = |detail: String| Failure {
         class: "key",
         detail,
@@ -624,17 +626,15 @@ async fn enroll(
     let private_hex = hex(&pair
         .private_bytes()
         .map_err(|e| tls_failure(e.to_string()))?);
-    Ok((
-        Identity {
-            id,
-            key: request.key,
-            private_hex,
-            legacy,
-        },
-        Settings {
+    Ok(Identity {
+        id,
+        key: request.key,
+        private_hex,
+        legacy,
+        settings: Some(Settings {
             raw: answer["settings"].clone(),
-        },
-    ))
+        }),
+    })
 }
 
 /// One agent until the deadline. Returns its id when its last attempt failed (lost contact).
@@ -657,7 +657,8 @@ async fn agent_loop(
         },
         os_version: "simulated".into(),
     };
-    let mut settings: Option<Settings> = None;
+    let mut settings: Option<Settings> = identity.settings.clone();
+    let mut checked_in = false;
     let mut acked = 0i64;
     let mut reported = false;
     let mut failed_last = false;
@@ -666,7 +667,9 @@ async fn agent_loop(
     let window = if plan.mode.as_deref() == Some("push") {
         plan.ramp
     } else {
-        plan.interval.unwrap_or(Duration::from_secs(60))
+        plan.interval
+            .or_else(|| settings.as_ref().map(Settings::interval))
+            .unwrap_or(Duration::from_secs(60))
     };
     let first = window
         .mul_f64(random_fraction())
@@ -757,7 +760,8 @@ async fn agent_loop(
                     let new = Settings {
                         raw: answer["settings"].clone(),
                     };
-                    if settings.is_some() {
+                    // A change while running (the first answer only confirms enrollment).
+                    if checked_in {
                         shared
                             .stats
                             .settings_received
@@ -772,6 +776,7 @@ async fn agent_loop(
                     acked = new.serial();
                     settings = Some(new);
                 }
+                checked_in = true;
                 if push {
                     Duration::ZERO
                 } else {
@@ -946,6 +951,7 @@ fn load_identities(args: &SimulateArgs, server_public: &[u8]) -> Result<Vec<Iden
             key,
             private_hex: hex(&private),
             legacy: entry["legacy"].as_bool().unwrap_or(false),
+            settings: None,
         });
     }
     Ok(identities)
