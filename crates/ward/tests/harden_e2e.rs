@@ -137,18 +137,7 @@ fn seed_scenario(words: &str, expect_modern: &[&str]) {
     }
     // Every agent keeps checking in: a policy change reaches all of them (push agents at
     // once, pull agents within their interval) and each acknowledges it.
-    let policy = server.dir.path().join("policy.json");
-    std::fs::write(&policy, r#"{"hardened": true}"#).unwrap();
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company",
-            "--policy",
-            policy.to_str().unwrap(),
-        ],
-    );
+    set_root_policy(&server, r#"{"hardened": true}"#);
     let acknowledged = eventually(Duration::from_secs(20), || {
         let clients = cli(&server, &["client", "list"]);
         let all = clients.as_array().unwrap();

@@ -174,18 +174,7 @@ fn simulated_push_agents_hold_their_check_ins_and_get_a_change_at_once() {
         "the simulated agents did not all check in"
     );
     std::thread::sleep(Duration::from_millis(500));
-    let policy = server.dir.path().join("policy.json");
-    std::fs::write(&policy, r#"{"rehearsal": true}"#).unwrap();
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company",
-            "--policy",
-            policy.to_str().unwrap(),
-        ],
-    );
+    set_root_policy(&server, r#"{"rehearsal": true}"#);
     let result = report(running.wait_with_output().unwrap());
     assert_eq!(result["held_peak"], 10, "{result:#}");
     assert_eq!(result["settings_changes"]["received"], 10, "{result:#}");

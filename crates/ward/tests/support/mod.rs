@@ -477,3 +477,19 @@ pub fn fast_server() -> Server {
     );
     server
 }
+
+/// Sets the root group's policy document: a change every agent must pick up.
+pub fn set_root_policy(server: &Server, policy: &str) {
+    let path = server.dir.path().join("policy.json");
+    std::fs::write(&path, policy).unwrap();
+    cli(
+        server,
+        &[
+            "group",
+            "set",
+            "My Company",
+            "--policy",
+            path.to_str().unwrap(),
+        ],
+    );
+}
