@@ -67,7 +67,12 @@ fn readiness_json(
 ) -> Value {
     // The newest refusal per peer address.
     let mut refused: HashMap<IpAddr, &ward_store::HandshakeFailure> = HashMap::new();
-    for failure in failures {
+    // Agents speak TLS to the clients listener only: refusals on the console (an admin's
+    // browser, a scanner) are not theirs.
+    for failure in failures
+        .iter()
+        .filter(|f| f.listener == Role::Clients.name())
+    {
         if let Ok(address) = failure.peer.parse::<std::net::SocketAddr>() {
             refused
                 .entry(address.ip().to_canonical())
