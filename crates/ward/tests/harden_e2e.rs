@@ -524,3 +524,49 @@ fn legacy_group_puts_every_capped_agent_in_one_group() {
         }
     }
 }
+
+/// The state an apply leaves when the server dies after its first edit: copies on record,
+/// a file already edited, no reload.
+fn crash_mid_apply(server: &Server, words: &str) -> Vec<Vec<u8>> {
+    let before = conf_bytes(server);
+    let harden_dir = server.path("harden");
+    std::fs::create_dir_all(&harden_dir).unwrap();
+    let mut applying = Vec::new();
+    for (file, bytes) in CONF_FILES.iter().zip(&before) {
+        let saved = harden_dir.join(format!("{}.1.orig", file.rsplit('/').next().unwrap()));
+        std::fs::write(&saved, bytes).unwrap();
+        applying.push(serde_json::json!({"file": server.path(file), "saved": saved}));
+    }
+    server.set_protocol(CONF_FILES[0], words);
+    let state = serde_json::json!({
+        "protocol": words, "listener": "all", "legacy_group": null, "legacy_name": "Legacy TLS",
+        "step": "staged", "started_ms": 1, "updated_ms": 1, "applied_ms": null,
+        "moved": [], "originals": [], "applying": applying,
+    });
+    std::fs::write(harden_dir.join("state.json"), state.to_string()).unwrap();
+    before
+}
+
+#[test]
+fn a_crash_mid_apply_is_rolled_back_or_resumed() {
+    let mut server = Server::init();
+    server.start();
+    // Rolled back: the copies taken before the first edit come back, byte for byte.
+    let before = crash_mid_apply(&server, "TLSv1.2");
+    assert_ne!(conf_bytes(&server), before);
+    let rollback = run_cli(&server, &["tls", "rollback"]);
+    assert!(rollback.status.success(), "{rollback:?}");
+    assert_eq!(conf_bytes(&server), before);
+
+    // Resumed: the apply finishes, and the copies stay the way back.
+    let before = crash_mid_apply(&server, "TLSv1.2");
+    let resumed = run_cli(
+        &server,
+        &["tls", "harden", "--resume", "--yes", "--watch", "0s"],
+    );
+    assert!(resumed.status.success(), "{resumed:?}");
+    assert_eq!(s_client(server.clients, TlsVersion::Tls1_1), None);
+    let rollback = run_cli(&server, &["tls", "rollback"]);
+    assert!(rollback.status.success(), "{rollback:?}");
+    assert_eq!(conf_bytes(&server), before);
+}

@@ -62,6 +62,11 @@ pub struct HardenState {
     pub moved: Vec<Moved>,
     /// The conf files as they were before the last harden that changed them.
     pub originals: Vec<Original>,
+    /// Copies taken by an apply that has not finished: written before the first edit, so a
+    /// crash mid-apply leaves the way back on record (rollback uses them, `--resume` keeps
+    /// them as the originals).
+    #[serde(default)]
+    pub applying: Vec<Original>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -216,7 +216,11 @@ fn new_run(
                 .as_ref()
                 .map(|p| p.moved.clone())
                 .unwrap_or_default(),
-            originals: previous.map(|p| p.originals).unwrap_or_default(),
+            originals: previous
+                .as_ref()
+                .map(|p| p.originals.clone())
+                .unwrap_or_default(),
+            applying: previous.map(|p| p.applying).unwrap_or_default(),
         },
     }
 }
@@ -328,6 +332,18 @@ pub(super) async fn stage(shared: &Shared, caller: &Caller, body: &Bytes) -> Api
 
 // ---- apply and rollback ------------------------------------------------------------------
 
+/// Drops the copies of an apply that did not happen (unless an interrupted apply's, which may
+/// still be the only way back).
+fn forget_copies(root: &Path, state: &mut HardenState, interrupted: bool) -> Result<(), ApiError> {
+    if interrupted {
+        return Ok(());
+    }
+    for copy in state.applying.drain(..) {
+        let _ = std::fs::remove_file(&copy.saved);
+    }
+    write_state(root, state)
+}
+
 fn saved_copy(root: &Path, file: &Path, stamp: i64) -> PathBuf {
     let name = file
         .file_name()
@@ -354,54 +370,75 @@ pub(super) async fn apply(shared: &Shared, caller: &Caller, body: &Bytes) -> Api
             (role.name().to_string(), json!(range.to_string()))
         })
         .collect();
-    // Copies of every file first, then the edits: a failure part-way puts them all back.
-    let stamp = now_ms();
+    // Copies of every file first, on record before the first edit; then the edits. A failure
+    // part-way puts them all back.
+    let mut state =
+        read_state(&root)?.unwrap_or_else(|| new_run(None, &proposal, &None, LEGACY_NAME));
+    // An apply that stopped part-way already took the copies (the files may be edited now).
+    let interrupted = !state.applying.is_empty();
+    if !interrupted {
+        let stamp = now_ms();
+        let copy_root = root.clone();
+        let paths: Vec<PathBuf> = files.iter().map(|(_, file)| file.clone()).collect();
+        state.applying = blocking(move || {
+            let mut copies = Vec::new();
+            for file in paths {
+                let saved = saved_copy(&copy_root, &file, stamp);
+                std::fs::create_dir_all(saved.parent().expect("harden dir"))
+                    .map_err(|e| internal(format!("{}: {e}", saved.display())))?;
+                let bytes = std::fs::read(&file)
+                    .map_err(|e| internal(format!("{}: {e}", file.display())))?;
+                edit::write_atomic(&saved, &bytes)
+                    .map_err(|e| internal(format!("{}: {e}", saved.display())))?;
+                copies.push(Original { file, saved });
+            }
+            Ok(copies)
+        })
+        .await?;
+        write_state(&root, &state)?;
+    }
+    let copies = state.applying.clone();
+    let put_back = |copies: &[Original]| {
+        for copy in copies {
+            let _ = edit::restore_backup(&copy.file, &copy.saved);
+        }
+    };
     let words = proposal.words.clone();
-    let edit_root = root.clone();
     let edited = blocking(move || {
-        let mut originals = Vec::new();
         let mut changed = Vec::new();
         for (_, file) in &files {
-            let saved = saved_copy(&edit_root, file, stamp);
-            std::fs::create_dir_all(saved.parent().expect("harden dir"))
-                .map_err(|e| internal(format!("{}: {e}", saved.display())))?;
-            let bytes =
-                std::fs::read(file).map_err(|e| internal(format!("{}: {e}", file.display())))?;
-            edit::write_atomic(&saved, &bytes)
-                .map_err(|e| internal(format!("{}: {e}", saved.display())))?;
-            originals.push(Original {
-                file: file.clone(),
-                saved,
-            });
-        }
-        for (index, (_, file)) in files.iter().enumerate() {
             match edit::edit_file(file, &words, "ward_harden", SystemTime::now()) {
                 Ok(EditOutcome::Unchanged) => {}
                 Ok(EditOutcome::Changed { backup }) => changed.push((file.clone(), backup)),
                 Err(error) => {
-                    for original in &originals[..index] {
-                        let _ = edit::restore_backup(&original.file, &original.saved);
-                    }
                     return Err(ApiError {
                         status: StatusCode::UNPROCESSABLE_ENTITY,
                         code: "edit_refused",
                         message: error.to_string(),
-                    });
+                    })
                 }
             }
         }
-        Ok((originals, changed))
+        Ok(changed)
     })
-    .await?;
-    let (originals, changed) = edited;
+    .await;
+    let changed = match edited {
+        Ok(changed) => changed,
+        Err(error) => {
+            if !interrupted {
+                put_back(&copies);
+            }
+            forget_copies(&root, &mut state, interrupted)?;
+            return Err(error);
+        }
+    };
     let findings = match crate::server::reload(shared).await {
         Ok(findings) => findings,
         Err(findings) => {
             // Put the files back as they were, and the old settings keep serving.
-            for original in &originals {
-                let _ = edit::restore_backup(&original.file, &original.saved);
-            }
+            put_back(&copies);
             let _ = crate::server::reload(shared).await;
+            forget_copies(&root, &mut state, false)?;
             return Err(ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "reload_refused",
@@ -425,20 +462,19 @@ pub(super) async fn apply(shared: &Shared, caller: &Caller, body: &Bytes) -> Api
             (role.name().to_string(), json!(range.to_string()))
         })
         .collect();
-    let mut state =
-        read_state(&root)?.unwrap_or_else(|| new_run(None, &proposal, &None, LEGACY_NAME));
-    if changed.is_empty() {
+    if changed.is_empty() && !interrupted {
         // Nothing changed: the copies are not needed, and a rollback still goes back to
         // before the harden that did change the files.
-        for original in &originals {
-            let _ = std::fs::remove_file(&original.saved);
+        for copy in &copies {
+            let _ = std::fs::remove_file(&copy.saved);
         }
     } else {
         for old in &state.originals {
             let _ = std::fs::remove_file(&old.saved);
         }
-        state.originals = originals;
+        state.originals = copies;
     }
+    state.applying.clear();
     state.protocol = proposal.words.clone();
     state.listener = proposal.listener.clone();
     state.step = "applied".into();
@@ -491,6 +527,13 @@ pub(super) async fn rollback(shared: &Shared, caller: &Caller, body: &Bytes) -> 
     let _guard = shared.fleet_lock.lock().await;
     let root = shared.data.root().to_path_buf();
     let mut state = read_state(&root)?
+        .map(|mut s| {
+            // An apply that stopped part-way: its copies are the way back.
+            if !s.applying.is_empty() {
+                s.originals = std::mem::take(&mut s.applying);
+            }
+            s
+        })
         .filter(|s| !s.originals.is_empty())
         .ok_or_else(|| {
             conflict(
