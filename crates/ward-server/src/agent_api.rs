@@ -482,7 +482,7 @@ pub async fn checkin(
         peer: Some(peer.ip().to_canonical().to_string()),
     };
     let wait = Duration::from_millis(report["wait_ms"].as_u64().unwrap_or(0)).min(MAX_WAIT);
-    let mut changes = shared.fleet_version.subscribe();
+    let mut wakes = shared.wakes.subscribe();
     let mut reloads = shared.tls_generation.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
     let mut record = match shared.checkins.record(checkin.clone()).await {
@@ -507,9 +507,15 @@ pub async fn checkin(
         }
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
-            _ = changes.changed() => {}
+            wake = wakes.recv() => match wake {
+                // A change for other agents: keep waiting, no database read.
+                Ok(wake) if !wake.concerns(agent, record.group) => continue,
+                // For this agent, or too many to tell (lagged): read the record again.
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
             _ = shutdown.changed() => break,
-            _ = reloads.changed() => {}
+            _ = reloads.changed() => continue,
         }
         let store = shared.store.clone();
         let id = agent.to_string();

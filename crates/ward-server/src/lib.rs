@@ -16,6 +16,7 @@
 //! - [`harden`]: TLS readiness, plans, and the steps of `ward tls harden` ([`harden::model`] is
 //!   the pure part).
 //! - [`telemetry`]: metrics and the batched telemetry writer.
+//! - `wakes`: the store wrapper that tells held push check-ins which changes concern them.
 
 pub mod admin;
 pub(crate) mod agent_api;
@@ -30,6 +31,7 @@ mod io;
 pub mod listener_tls;
 pub mod server;
 pub mod telemetry;
+mod wakes;
 
 use ward_tls::Severity;
 

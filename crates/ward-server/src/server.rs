@@ -35,8 +35,10 @@ pub struct Shared {
     /// Per-agent keys derived so far.
     pub agent_keys: std::sync::Mutex<std::collections::HashMap<String, ward_proto::AgentKey>>,
     pub replay: std::sync::Mutex<crate::agent_api::Replays>,
-    /// Bumped after every admin change; push agents wait on it.
+    /// Bumped after every admin change (it keys the settings cache).
     pub fleet_version: watch::Sender<u64>,
+    /// Which agents each applied change gave a new serial: held push check-ins wait on it.
+    pub wakes: tokio::sync::broadcast::Sender<Arc<crate::wakes::Wake>>,
     /// Bumped after every successful reload: held push check-ins end, so
     /// push agents reconnect under the new settings instead of keeping a connection that the
     /// new policy would refuse.
@@ -236,10 +238,12 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
             config.set_address(role, address);
         }
     }
-    let store: Arc<dyn Store> = Arc::new(
+    let wakes = crate::wakes::channel();
+    let sqlite: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&data.database(&config))
             .map_err(|e| ServerError::Other(e.to_string()))?,
     );
+    let store: Arc<dyn Store> = Arc::new(crate::wakes::Publishing::new(sqlite, wakes.clone()));
     let host = if config.clients.ip().is_unspecified() {
         crate::datadir::host_names()
             .pop()
@@ -300,6 +304,7 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         replay: Default::default(),
         fleet_version: watch::channel(0).0,
         tls_generation: watch::channel(0).0,
+        wakes,
         held: Default::default(),
         settings_cache: Default::default(),
         fleet_lock: tokio::sync::Mutex::new(()),

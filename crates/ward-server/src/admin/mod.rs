@@ -271,7 +271,8 @@ pub async fn handle(
     let writes = !read_only;
     match fleet::route(request).await {
         Some(Ok(response)) => {
-            // Wake push agents: what they should do may have changed.
+            // A new fleet version: the cached settings may be stale (push agents are woken
+            // by the store, for the changes that concern them).
             if writes && response.status().is_success() {
                 shared.fleet_version.send_modify(|v| *v += 1);
             }

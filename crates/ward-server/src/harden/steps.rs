@@ -325,7 +325,7 @@ pub(super) async fn stage(shared: &Shared, caller: &Caller, body: &Bytes) -> Api
         Ok(json!({"steps": report, "moved": moved, "state": state}))
     })
     .await?;
-    // Push agents pick their new settings up at once.
+    // A new fleet version for the settings cache (the store woke the moved push agents).
     shared.fleet_version.send_modify(|v| *v += 1);
     Ok(json_response(StatusCode::OK, &value))
 }
