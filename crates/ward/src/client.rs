@@ -114,6 +114,22 @@ impl AdminClient {
         })
     }
 
+    /// The host this client connects to (name or address, IPv6 without brackets).
+    pub fn server_host(&self) -> String {
+        let host = self
+            .address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(host, _)| host);
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    }
+
+    /// The name the server's certificate must carry (also the SNI to send it).
+    pub fn server_name(&self) -> &str {
+        &self.host
+    }
+
     /// The client `ward login` saved.
     pub fn saved() -> Result<AdminClient, String> {
         let path = login_file();

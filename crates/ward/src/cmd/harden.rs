@@ -3,7 +3,7 @@
 //! `--json` the result goes to stdout as one JSON document.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -395,17 +395,20 @@ fn longest_interval(client: &AdminClient) -> Result<Duration, String> {
     Ok(longest)
 }
 
-fn reachable(address: &str) -> Result<SocketAddr, String> {
-    let mut address: SocketAddr = address.parse().map_err(|_| {
+/// Where to reach a listener the server reports as `address`: a listener on every address
+/// is reached on the host this client talks to (the server's own loopback on its host).
+fn reachable(address: &str, server_host: &str) -> Result<String, String> {
+    let parsed: SocketAddr = address.parse().map_err(|_| {
         format!("the server reported a listener address '{address}' ward cannot read")
     })?;
-    if address.ip().is_unspecified() {
-        address.set_ip(match address.ip() {
-            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-        });
+    if !parsed.ip().is_unspecified() {
+        return Ok(parsed.to_string());
     }
-    Ok(address)
+    Ok(if server_host.contains(':') {
+        format!("[{server_host}]:{}", parsed.port())
+    } else {
+        format!("{server_host}:{}", parsed.port())
+    })
 }
 
 /// Scans both HTTPS listeners and compares what they accept with the plan.
@@ -414,7 +417,10 @@ fn verify_listeners(client: &AdminClient, plan: &Value) -> Result<Vec<Value>, St
     let mut results = Vec::new();
     let mut mismatches = Vec::new();
     for name in ["console", "clients"] {
-        let address = reachable(status["listeners"][name]["address"].as_str().unwrap_or(""))?;
+        let address = reachable(
+            status["listeners"][name]["address"].as_str().unwrap_or(""),
+            &client.server_host(),
+        )?;
         let expected: Vec<String> = plan["listeners"][name]["planned"]
             .as_array()
             .into_iter()
@@ -423,9 +429,9 @@ fn verify_listeners(client: &AdminClient, plan: &Value) -> Result<Vec<Value>, St
             .collect();
         let config = ScanConfig {
             timeout: Duration::from_secs(5),
-            server_name: Some("localhost".into()),
+            server_name: Some(client.server_name().to_string()),
         };
-        let report = scan::scan(&address.to_string(), &config)
+        let report = scan::scan(&address, &config)
             .map_err(|e| format!("scanning {name} at {address}: {e}"))?;
         let accepted: Vec<String> = report.accepted().map(|p| p.name().to_string()).collect();
         let ok = accepted == expected;
@@ -445,7 +451,7 @@ fn verify_listeners(client: &AdminClient, plan: &Value) -> Result<Vec<Value>, St
         if !ok {
             mismatches.push(name);
         }
-        results.push(json!({"listener": name, "address": address.to_string(), "accepted": accepted, "planned": expected, "ok": ok}));
+        results.push(json!({"listener": name, "address": address, "accepted": accepted, "planned": expected, "ok": ok}));
     }
     if mismatches.is_empty() {
         Ok(results)
@@ -690,4 +696,27 @@ pub fn rollback(args: RollbackArgs) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_are_reached_where_the_client_reaches_the_server() {
+        for (reported, host, expected) in [
+            ("0.0.0.0:8443", "mgr1.example.com", "mgr1.example.com:8443"),
+            ("0.0.0.0:8443", "127.0.0.1", "127.0.0.1:8443"),
+            ("[::]:8443", "::1", "[::1]:8443"),
+            ("192.0.2.7:8443", "mgr1", "192.0.2.7:8443"),
+            ("[2001:db8::7]:443", "mgr1", "[2001:db8::7]:443"),
+        ] {
+            assert_eq!(
+                reachable(reported, host).as_deref(),
+                Ok(expected),
+                "{reported} via {host}"
+            );
+        }
+        assert!(reachable("not an address", "mgr1").is_err());
+    }
 }
