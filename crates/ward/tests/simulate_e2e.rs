@@ -180,3 +180,36 @@ fn simulated_push_agents_hold_their_check_ins_and_get_a_change_at_once() {
     assert_eq!(result["settings_changes"]["received"], 10, "{result:#}");
     assert_eq!(result["lost"]["count"], 0, "{result:#}");
 }
+
+#[test]
+fn simulated_agents_spread_over_loopback_source_addresses() {
+    let (server, token) = started_server();
+    let args = [
+        "--agents",
+        "6",
+        "--interval",
+        "1s",
+        "--duration",
+        "2s",
+        "--source-addresses",
+        "3",
+    ];
+    let result = report(simulate(&server, &token, &args).output().unwrap());
+    assert_eq!(result["lost"]["count"], 0, "{result:#}");
+    // The clients listener saw handshakes from 127.0.0.1, 127.0.0.2 and 127.0.0.3.
+    let peers = eventually(Duration::from_secs(10), || {
+        let report = cli(&server, &["tls", "handshakes"]);
+        let peers: std::collections::BTreeSet<String> = report["negotiated"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["listener"] == "clients")
+            .filter_map(|h| h["peer"].as_str().map(str::to_string))
+            .collect();
+        (peers.len() >= 3).then_some(peers)
+    })
+    .expect("handshakes from three source addresses");
+    for address in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        assert!(peers.contains(address), "{peers:?}");
+    }
+}
