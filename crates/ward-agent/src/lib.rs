@@ -102,10 +102,14 @@ impl HostFacts {
 fn key_of(state: &AgentState) -> Result<AgentKey, String> {
     let pair =
         KeyPair::from_private_bytes(&unhex(&state.private_key)?).map_err(|e| e.to_string())?;
-    let server_public = unhex(&state.server_public)?;
+    agent_key(&pair, &unhex(&state.server_public)?)
+}
+
+/// The key an agent with `pair` shares with the server whose agreement key is
+/// `server_public`: what signs its requests and checks the answers.
+pub fn agent_key(pair: &KeyPair, server_public: &[u8]) -> Result<AgentKey, String> {
     let agent_public = pair.public_bytes().map_err(|e| e.to_string())?;
-    ward_proto::agree(&pair, &server_public, &agent_public, &server_public)
-        .map_err(|e| e.to_string())
+    ward_proto::agree(pair, server_public, &agent_public, server_public).map_err(|e| e.to_string())
 }
 
 /// How the agent learns to trust the server at enrollment.
@@ -278,8 +282,7 @@ pub fn enroll_request(
     host: &HostFacts,
 ) -> Result<EnrollRequest, String> {
     let agent_public = pair.public_bytes().map_err(|e| e.to_string())?;
-    let key = ward_proto::agree(pair, server_public, &agent_public, server_public)
-        .map_err(|e| e.to_string())?;
+    let key = agent_key(pair, server_public)?;
     let token_sha = sha256_hex(token.trim());
     let auth = RequestAuth::new("", now_ms());
     let statement = enrollment_statement(

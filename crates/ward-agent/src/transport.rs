@@ -193,7 +193,7 @@ impl Transport {
 
 /// The largest answer the agent reads; a server (or an attacker on plain HTTP) cannot make
 /// it buffer more.
-const MAX_RESPONSE: u64 = 4 << 20;
+pub const MAX_RESPONSE: u64 = 4 << 20;
 
 fn read_all(stream: &mut impl Read, out: &mut Vec<u8>) -> std::io::Result<()> {
     match stream.take(MAX_RESPONSE).read_to_end(out) {

@@ -20,10 +20,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 use ward_agent::state::Settings;
-use ward_agent::transport::{parse_response, request_head, split_url, Exchange};
+use ward_agent::transport::{parse_response, request_head, split_url, Exchange, MAX_RESPONSE};
 use ward_agent::{
-    checkin_request, enroll_request, hex, now_ms, random_fraction, unhex, verify_signed, HostFacts,
-    CHECKIN_PATH,
+    agent_key, checkin_request, enroll_request, hex, now_ms, random_fraction, unhex, verify_signed,
+    HostFacts, CHECKIN_PATH,
 };
 use ward_proto::{AgentKey, KeyPair};
 use ward_tls::context::{connector_builder, ClientTls, ServerVerification};
@@ -313,7 +313,7 @@ async fn read_to_end<S: tokio::io::AsyncRead + Unpin>(
     stream: &mut S,
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    match stream.take(4 << 20).read_to_end(out).await {
+    match stream.take(MAX_RESPONSE).read_to_end(out).await {
         Ok(_) => Ok(()),
         Err(_) if !out.is_empty() => Ok(()),
         Err(e) => Err(e),
@@ -943,9 +943,7 @@ fn load_identities(args: &SimulateArgs, server_public: &[u8]) -> Result<Vec<Iden
     {
         let private = unhex(entry["private_key"].as_str().unwrap_or_default())?;
         let pair = KeyPair::from_private_bytes(&private).map_err(|e| e.to_string())?;
-        let public = pair.public_bytes().map_err(|e| e.to_string())?;
-        let key = ward_proto::agree(&pair, server_public, &public, server_public)
-            .map_err(|e| e.to_string())?;
+        let key = agent_key(&pair, server_public)?;
         identities.push(Identity {
             id: entry["id"].as_str().unwrap_or_default().to_string(),
             key,
