@@ -379,6 +379,13 @@ fn waiting_for(plan: &Value, accept_risk: bool) -> (u64, Vec<String>) {
     (count, ids)
 }
 
+/// How long to wait before asking the server again, after a question that took `took`: half
+/// a second for a small fleet, and never so often that a plan over a million agents keeps the
+/// server busy (at most a fifth of its time).
+fn poll_pause(took: Duration) -> Duration {
+    (took * 4).max(Duration::from_millis(500))
+}
+
 fn longest_interval(client: &AdminClient) -> Result<Duration, String> {
     let groups = client.call("GET", "/api/v1/groups", None)?;
     let mut longest = Duration::ZERO;
@@ -557,7 +564,9 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         .progress_chars("=> "),
     );
     loop {
+        let asked = Instant::now();
         let plan = request_plan(&client, &proposal, &words, LISTED)?;
+        let pause = poll_pause(asked.elapsed());
         if count(&plan, "cut_off") > 0 {
             // Someone new would be cut off (enrolled meanwhile): stage again, harmlessly.
             client.call("POST", "/api/v1/tls/harden/stage", Some(&stage_body))?;
@@ -589,7 +598,7 @@ pub fn harden(args: HardenArgs) -> CmdResult {
                 some(&ids, waiting)
             ));
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(pause);
     }
     summary["waited_seconds"] = json!(started.elapsed().as_secs_f64());
 
@@ -628,6 +637,7 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     ));
     let watch_start = Instant::now();
     let silent = loop {
+        let asked = Instant::now();
         let readiness = client.call(
             "GET",
             &format!(
@@ -648,7 +658,7 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         if silent.is_empty() || watch_start.elapsed() >= watch {
             break silent;
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(poll_pause(asked.elapsed()));
     };
     bar.finish_and_clear();
     summary["silent_after_change"] = json!(silent);
@@ -718,5 +728,16 @@ mod tests {
             );
         }
         assert!(reachable("not an address", "mgr1").is_err());
+    }
+
+    #[test]
+    fn polls_back_off_with_the_size_of_the_answer() {
+        for (took_ms, pause_ms) in [(0, 500), (40, 500), (125, 500), (700, 2800), (2000, 8000)] {
+            assert_eq!(
+                poll_pause(Duration::from_millis(took_ms)),
+                Duration::from_millis(pause_ms),
+                "{took_ms} ms"
+            );
+        }
     }
 }
