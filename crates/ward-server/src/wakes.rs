@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use ward_fleet::{Group, GroupId, ServerList};
 use ward_store::{
     Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change, Checkin,
-    HandshakeReport, Session, Store, StoreError, TelemetryBatch, TokenRecord,
+    HandshakeFailure, HandshakeReport, Session, Store, StoreError, TelemetryBatch, TokenRecord,
 };
 
 /// The agents one applied change gave a new serial: those in `groups`, and `agents`.
@@ -69,6 +69,14 @@ impl Store for Publishing {
         max_failures: usize,
     ) -> Result<HandshakeReport, StoreError> {
         self.inner.handshake_report(since_ms, max_failures)
+    }
+
+    fn recent_failures(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<HandshakeFailure>, StoreError> {
+        self.inner.recent_failures(since_ms, limit)
     }
 
     fn prune_telemetry(&self, before_ms: i64) -> Result<u64, StoreError> {

@@ -156,6 +156,14 @@ pub trait Store: Send + Sync {
         max_failures: usize,
     ) -> Result<HandshakeReport, StoreError>;
 
+    /// Failed handshakes from `since_ms` on, newest first, at most `limit` (without the
+    /// report's sums).
+    fn recent_failures(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<HandshakeFailure>, StoreError>;
+
     /// Deletes telemetry older than `before_ms`; returns how many rows went.
     fn prune_telemetry(&self, before_ms: i64) -> Result<u64, StoreError>;
 

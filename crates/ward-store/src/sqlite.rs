@@ -32,6 +32,35 @@ fn split_versions(column: &str) -> Vec<String> {
         .collect()
 }
 
+/// Failed handshakes from `since_ms` on, newest first, at most `limit`.
+fn failures(
+    connection: &Connection,
+    since_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<HandshakeFailure>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT at_ms, listener, peer, offered_max, offered_versions, server_name, kind, reason
+         FROM tls_failures WHERE at_ms >= ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
+    )?;
+    let rows = statement.query_map(
+        params![since_ms, limit.min(i64::MAX as usize) as i64],
+        |row| {
+            let versions: String = row.get(4)?;
+            Ok(HandshakeFailure {
+                at_ms: row.get(0)?,
+                listener: row.get(1)?,
+                peer: row.get(2)?,
+                offered_max: row.get(3)?,
+                offered_versions: split_versions(&versions),
+                server_name: row.get(5)?,
+                kind: row.get(6)?,
+                reason: row.get(7)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
 pub struct SqliteStore {
     connection: Mutex<Connection>,
 }
@@ -179,24 +208,7 @@ impl Store for SqliteStore {
             })?;
             report.handshakes = rows.collect::<Result<_, _>>()?;
 
-            let mut statement = connection.prepare_cached(
-                "SELECT at_ms, listener, peer, offered_max, offered_versions, server_name, kind, reason
-                 FROM tls_failures WHERE at_ms >= ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
-            )?;
-            let rows = statement.query_map(params![since_ms, max_failures.min(i64::MAX as usize) as i64], |row| {
-                let versions: String = row.get(4)?;
-                Ok(HandshakeFailure {
-                    at_ms: row.get(0)?,
-                    listener: row.get(1)?,
-                    peer: row.get(2)?,
-                    offered_max: row.get(3)?,
-                    offered_versions: split_versions(&versions),
-                    server_name: row.get(5)?,
-                    kind: row.get(6)?,
-                    reason: row.get(7)?,
-                })
-            })?;
-            report.failures = rows.collect::<Result<_, _>>()?;
+            report.failures = failures(connection, since_ms, max_failures)?;
             // Every failure in range, by address, newest first so the first seen is the last.
             let mut statement = connection.prepare_cached(
                 "SELECT peer, reason, offered_max FROM tls_failures WHERE at_ms >= ?1
@@ -232,6 +244,14 @@ impl Store for SqliteStore {
             )? as u64;
             Ok(report)
         })
+    }
+
+    fn recent_failures(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<HandshakeFailure>, StoreError> {
+        self.with(|connection| failures(connection, since_ms, limit))
     }
 
     fn prune_telemetry(&self, before_ms: i64) -> Result<u64, StoreError> {

@@ -41,15 +41,8 @@ pub(super) async fn readiness(shared: &Shared, query: &str) -> ApiResult {
         let now = now_ms();
         let fleet = Fleet::read(&*store, intervals, held)?;
         // Refused handshakes of the last day, newest first: the lost agents' ClientHellos.
-        let report = store.handshake_report(now - 86_400_000, 10_000)?;
-        let mut value = readiness_json(
-            &fleet,
-            &report.failures,
-            intervals,
-            limit,
-            silent_since,
-            now,
-        );
+        let failures = store.recent_failures(now - 86_400_000, 10_000)?;
+        let mut value = readiness_json(&fleet, &failures, intervals, limit, silent_since, now);
         fill_hostnames(&*store, &mut value, &["lost", "silent_since"])?;
         Ok(value)
     })
