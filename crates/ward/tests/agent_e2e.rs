@@ -200,7 +200,7 @@ fn a_tls1_capped_agent_and_the_listeners() {
     assert!(String::from_utf8_lossy(&refused.stderr)
         .contains("does not allow enrollment over plain HTTP"));
     // Over the default policy (all -SSLv2 -SSLv3) the XP-like agent speaks TLSv1.
-    let mut xp = run_agent(enroll(&server, &https, &tok, Some("TLSv1")), Some("TLSv1"));
+    let xp = run_agent(enroll(&server, &https, &tok, Some("TLSv1")), Some("TLSv1"));
     let status = xp.until(Duration::from_secs(10), |s| s["tls_version"] == "TLSv1");
     assert_eq!(status["channel"], "https");
     let client = cli(&server, &["client", "show", &xp.id()]);
@@ -245,34 +245,11 @@ fn a_tls1_capped_agent_and_the_listeners() {
     // The orphaned one is brought back the seed's way: the legacy group's communication
     // settings, exported by the admin and dropped on the agent. It keeps its identity.
     let orphan_id = xp.id();
-    let dir = std::mem::replace(&mut xp.dir, tempfile::tempdir().unwrap());
-    drop(xp);
-    let package = server.dir.path().join("legacy-settings.json");
-    cli(
-        &server,
-        &[
-            "group",
-            "export-settings",
-            "My Company/Legacy",
-            "--out",
-            package.to_str().unwrap(),
-        ],
-    );
-    let imported = ward(&[
-        "agent",
-        "import-settings",
-        package.to_str().unwrap(),
-        "--state",
-        dir.path().to_str().unwrap(),
-        "--tls-max",
-        "TLSv1",
-    ]);
-    assert!(imported.status.success(), "{imported:?}");
+    let (imported, back) = recover(&server, "My Company/Legacy", xp, "TLSv1");
     assert!(
         String::from_utf8_lossy(&imported.stdout).contains("kept its identity"),
         "{imported:?}"
     );
-    let back = run_agent(dir, Some("TLSv1"));
     let status = back.until(Duration::from_secs(10), |s| {
         s["channel"] == "http" && s["last_error"].is_null()
     });

@@ -258,32 +258,9 @@ fn the_same_edit_by_hand_orphans_the_capped_agents() {
             "Default-http",
         ],
     );
-    let mut orphan = agents.into_iter().find(|a| a.capped).unwrap();
+    let orphan = agents.into_iter().find(|a| a.capped).unwrap();
     let orphan_id = orphan.id();
-    let package = server.dir.path().join("legacy.json");
-    cli(
-        &server,
-        &[
-            "group",
-            "export-settings",
-            "My Company/Legacy",
-            "--out",
-            package.to_str().unwrap(),
-        ],
-    );
-    let dir = std::mem::replace(&mut orphan.dir, tempfile::tempdir().unwrap());
-    drop(orphan);
-    let imported = ward(&[
-        "agent",
-        "import-settings",
-        package.to_str().unwrap(),
-        "--state",
-        dir.path().to_str().unwrap(),
-        "--tls-max",
-        "TLSv1",
-    ]);
-    assert!(imported.status.success(), "{imported:?}");
-    let back = run_agent(dir, Some("TLSv1"));
+    let (_, back) = recover(&server, "My Company/Legacy", orphan, "TLSv1");
     let status = back.until(Duration::from_secs(20), |s| {
         s["channel"] == "http" && s["last_error"].is_null()
     });

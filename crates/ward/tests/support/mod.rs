@@ -493,3 +493,33 @@ pub fn set_root_policy(server: &Server, policy: &str) {
         ],
     );
 }
+
+/// The seed's recovery of an agent that lost contact: the admin exports `group`'s
+/// communication settings, the stopped agent imports them (capped at `tls_max`) and runs
+/// again. Returns what the import printed, and the running agent.
+pub fn recover(server: &Server, group: &str, mut agent: Agent, tls_max: &str) -> (Output, Agent) {
+    let package = server.dir.path().join("recovery-settings.json");
+    cli(
+        server,
+        &[
+            "group",
+            "export-settings",
+            group,
+            "--out",
+            package.to_str().unwrap(),
+        ],
+    );
+    let dir = std::mem::replace(&mut agent.dir, tempfile::tempdir().unwrap());
+    drop(agent);
+    let imported = ward(&[
+        "agent",
+        "import-settings",
+        package.to_str().unwrap(),
+        "--state",
+        dir.path().to_str().unwrap(),
+        "--tls-max",
+        tls_max,
+    ]);
+    assert!(imported.status.success(), "{imported:?}");
+    (imported, run_agent(dir, Some(tls_max)))
+}
