@@ -45,6 +45,16 @@ pub const LEGACY_NAME: &str = "Legacy TLS";
 /// Agents listed per category in a plan or readiness answer, unless the caller asks.
 const DEFAULT_LIMIT: usize = 1000;
 
+/// The last step a harden finished (`staged`, `applied`, `rolled_back` in the state file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    #[default]
+    Staged,
+    Applied,
+    RolledBack,
+}
+
 /// What `ward tls harden` did last, kept across restarts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HardenState {
@@ -53,8 +63,7 @@ pub struct HardenState {
     pub listener: String,
     pub legacy_group: Option<String>,
     pub legacy_name: String,
-    /// `staged`, `applied` or `rolled_back`.
-    pub step: String,
+    pub step: Step,
     pub started_ms: i64,
     pub updated_ms: i64,
     pub applied_ms: Option<i64>,

@@ -193,7 +193,7 @@ fn new_run(
 ) -> HardenState {
     let now = now_ms();
     let same = previous.as_ref().is_some_and(|p| {
-        p.step == "staged"
+        p.step == Step::Staged
             && p.protocol == proposal.words
             && p.listener == proposal.listener
             && &p.legacy_group == legacy
@@ -206,7 +206,7 @@ fn new_run(
             listener: proposal.listener.clone(),
             legacy_group: legacy.clone(),
             legacy_name: name.to_string(),
-            step: "staged".into(),
+            step: Step::Staged,
             started_ms: now,
             updated_ms: now,
             applied_ms: None,
@@ -477,7 +477,7 @@ pub(super) async fn apply(shared: &Shared, caller: &Caller, body: &Bytes) -> Api
     state.applying.clear();
     state.protocol = proposal.words.clone();
     state.listener = proposal.listener.clone();
-    state.step = "applied".into();
+    state.step = Step::Applied;
     state.applied_ms = Some(now_ms());
     state.updated_ms = now_ms();
     write_state(&root, &state)?;
@@ -638,7 +638,7 @@ pub(super) async fn rollback(shared: &Shared, caller: &Caller, body: &Bytes) -> 
     })
     .await?;
     state.moved = kept;
-    state.step = "rolled_back".into();
+    state.step = Step::RolledBack;
     state.updated_ms = now_ms();
     write_state(&root, &state)?;
     shared.fleet_version.send_modify(|v| *v += 1);
