@@ -3,6 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
+use crate::encoding::hex;
 use crate::keys::{hmac, AgentKey};
 
 /// How far a request's time may be from the server's clock, either way. Also how long a nonce
@@ -30,10 +31,6 @@ impl RequestAuth {
             nonce: hex(&nonce),
         }
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn body_hash(body: &[u8]) -> [u8; 32] {

@@ -18,6 +18,22 @@ impl AgentKey {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// The agent's side of the agreement: its pair and the server's (pinned) public key.
+    pub fn for_agent(pair: &KeyPair, server_public: &[u8]) -> Result<AgentKey, ErrorStack> {
+        let agent_public = pair.public_bytes()?;
+        agree(pair, server_public, &agent_public, server_public)
+    }
+
+    /// The server's side: its pair (whose public half is `server_public`) and the agent's
+    /// public key.
+    pub fn for_server(
+        server: &KeyPair,
+        server_public: &[u8],
+        agent_public: &[u8],
+    ) -> Result<AgentKey, ErrorStack> {
+        agree(server, agent_public, agent_public, server_public)
+    }
 }
 
 impl fmt::Debug for AgentKey {

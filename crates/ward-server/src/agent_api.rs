@@ -1,155 +1,94 @@
 //! The agent API under `/agent/v1/` on the clients and clients-http listeners: enrollment and
 //! check-in, authenticated with ward-proto (no reusable secret on the wire, responses bound to
-//! their request), so the plain-HTTP listener is as safe against tampering as HTTPS.
+//! their request), so the plain-HTTP listener is as safe against tampering as HTTPS. Every
+//! message is a ward-proto type; nothing here builds or reads protocol JSON by hand.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 use hyper::{HeaderMap, StatusCode};
-use serde_json::{json, Value};
-use ward_fleet::group::Effective;
-use ward_fleet::Tree;
-use ward_proto::{AgentKey, RequestAuth};
-use ward_store::{AgentRecord, AuditEntry, Change, Checkin, Mutation, Store};
+use serde::Serialize;
+use serde_json::json;
+use ward_proto::messages::{
+    self, header, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ErrorBody,
+    HostReport, Settings, CHECKIN_PATH,
+};
+use ward_proto::{enroll as proof, hex, now_ms, unhex, AgentKey, RequestAuth};
+use ward_store::{AgentRecord, AuditEntry, Change, Checkin, Mutation};
 use ward_tls::TlsVersion;
 
-use crate::admin::{auth, blocking, now_ms, ApiError};
+use crate::api::{blocking, ApiError, ConnTls, HttpResponse};
 use crate::config::Role;
-use crate::http::{error_response, HttpResponse};
-use crate::server::Shared;
+use crate::ops::group_settings;
+use crate::state::App;
 
 /// The longest a push agent's check-in is held open waiting for a change.
 pub const MAX_WAIT: Duration = Duration::from_secs(55);
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A refusal before the agent is known (unsigned: there is no key to sign with).
+fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> HttpResponse {
+    ApiError::agent(status, code, message).response()
 }
 
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len() / 2)
-        .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
+/// A store or internal failure, unsigned.
+fn failed(error: ApiError) -> HttpResponse {
+    error.response()
 }
 
-/// What an agent sends to name its token without sending it: derived from the token's
-/// SHA-256, which the server stores.
-pub fn token_lookup(token_sha256: &str) -> String {
-    auth::sha256_hex(&format!("{token_sha256}:lookup"))
-}
-
-/// The settings an agent in `group` is sent, read from the store: the group tree, the server
-/// lists and the group's effective settings, at `serial`.
-fn group_settings(store: &dyn Store, group: i64, serial: i64) -> Result<Value, ApiError> {
-    let tree = Tree::new(store.groups()?).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let lists = store.server_lists()?;
-    let effective = tree
-        .effective(group)
-        .ok_or_else(|| ApiError::not_found("the group vanished"))?;
-    Ok(settings_json(&tree, group, &effective, &lists, serial))
-}
-
-/// The settings an agent follows, as the agent API sends them.
-pub(crate) fn settings_json(
-    tree: &Tree,
-    group: i64,
-    effective: &Effective,
-    lists: &[ward_fleet::ServerList],
-    serial: i64,
-) -> Value {
-    let list = lists.iter().find(|l| l.name == effective.server_list);
-    let servers: Vec<Value> = list
-        .map(|l| {
-            l.levels
-                .iter()
-                .enumerate()
-                .flat_map(|(index, level)| {
-                    level
-                        .iter()
-                        .map(move |e| crate::admin::entry_json(index + 1, e))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({
-        "serial": serial,
-        "group": tree.path(group),
-        "server_list": {"name": effective.server_list, "servers": servers},
-        "interval": crate::config::format_duration(effective.interval),
-        "randomize": crate::config::format_duration(effective.randomize),
-        "mode": effective.mode.name(),
-        "policy": effective.policy,
-    })
-}
-
-fn refuse(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    error_response(status, code, message)
-}
-
-fn signed(key: &AgentKey, nonce: &str, status: StatusCode, body: &Value) -> HttpResponse {
-    let text = format!("{body}\n");
+/// A response MAC'd with the agent's key and bound to its request's nonce.
+fn signed<T: Serialize>(key: &AgentKey, nonce: &str, status: StatusCode, body: &T) -> HttpResponse {
+    let text = messages::encode(body);
     let mac = ward_proto::sign_response(key, nonce, status.as_u16(), text.as_bytes());
-    let mut response = crate::http::json_text(status, text);
+    let mut response = crate::api::json_text(status, text);
     if let Ok(value) = HeaderValue::from_str(&mac) {
-        response.headers_mut().insert("x-ward-mac", value);
+        response.headers_mut().insert(header::MAC, value);
     }
     response
 }
 
-fn agent_key(shared: &Shared, agent_public: &[u8]) -> Option<AgentKey> {
-    let server_public = shared.agreement_public.as_slice();
-    ward_proto::agree(&shared.agreement, agent_public, agent_public, server_public).ok()
+fn agent_key(shared: &App, agent_public: &[u8]) -> Option<AgentKey> {
+    AgentKey::for_server(&shared.agreement, &shared.agreement_public, agent_public).ok()
 }
 
-fn field<'a>(body: &'a Value, key: &str) -> Result<&'a str, String> {
-    body[key]
-        .as_str()
-        .ok_or_else(|| format!("'{key}' (a string) is required"))
-}
-
-fn versions(body: &Value) -> Vec<String> {
-    body["tls_versions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .filter_map(TlsVersion::parse_loose)
+/// The versions an agent reports, in ward's spelling; unknown words are dropped.
+fn versions(host: &HostReport) -> Vec<String> {
+    host.tls_versions
+        .iter()
+        .filter_map(|v| TlsVersion::parse_loose(v))
         .map(|v| v.name().to_string())
         .collect()
 }
 
-pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(Value::Object(map)) => Value::Object(map),
-        _ => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "the body must be a JSON object",
-            )
-        }
+fn clip(text: &str, chars: usize) -> String {
+    text.chars().take(chars).collect()
+}
+
+/// The name an agent is listed under: its `--name`, else its host name.
+fn display_name(host: &HostReport) -> String {
+    let name = host
+        .name
+        .as_deref()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or(&host.hostname);
+    clip(name, 255)
+}
+
+pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
+    let request: EnrollRequest = match messages::decode("enrollment request", &body) {
+        Ok(request) => request,
+        Err(error) => return refuse(StatusCode::BAD_REQUEST, "bad_request", error.to_string()),
     };
-    let parsed = (|| -> Result<_, String> {
-        let public = unhex(field(&body, "agent_public")?)
-            .filter(|b| b.len() == 32)
-            .ok_or("agent_public: 32 bytes, hex")?;
-        let proof = field(&body, "proof")?.to_string();
-        let nonce = field(&body, "nonce")?.to_string();
-        let time_ms = body["time_ms"]
-            .as_i64()
-            .ok_or("'time_ms' (a number) is required")?;
-        let lookup = field(&body, "token_lookup")?.to_string();
-        Ok((public, proof, nonce, time_ms, lookup))
-    })();
-    let (public, proof, nonce, time_ms, lookup) = match parsed {
-        Ok(parsed) => parsed,
-        Err(message) => return refuse(StatusCode::BAD_REQUEST, "bad_request", &message),
+    let Some(public) = unhex(&request.agent_public).ok().filter(|b| b.len() == 32) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "agent_public: 32 bytes, hex",
+        );
     };
     let now = now_ms();
-    if now.abs_diff(time_ms) > ward_proto::MAX_SKEW_MS as u64 {
+    if now.abs_diff(request.time_ms) > ward_proto::MAX_SKEW_MS as u64 {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "stale",
@@ -166,11 +105,11 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
     let store = shared.store.clone();
     let tokens = match blocking(move || Ok(store.tokens()?)).await {
         Ok(tokens) => tokens,
-        Err(error) => return refuse(error.status, error.code, &error.message),
+        Err(error) => return failed(error),
     };
     let Some(token) = tokens
         .into_iter()
-        .find(|t| token_lookup(&t.token_sha256) == lookup)
+        .find(|t| proof::token_lookup(&t.token_sha256) == request.token_lookup)
     else {
         return refuse(
             StatusCode::FORBIDDEN,
@@ -180,15 +119,14 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
     };
     // The proof covers the token, the freshness, the key and the identity claimed, so none of
     // them can be changed on the way.
-    let statement = format!(
-        "{}:{nonce}:{time_ms}:{}:{}",
-        token.token_sha256,
-        hex(&public),
-        body["agent"].as_str().unwrap_or("")
+    let statement = proof::statement(
+        &token.token_sha256,
+        &request.nonce,
+        request.time_ms,
+        &hex(&public),
+        request.agent.as_deref(),
     );
-    let expected = hex(&ward_proto::enrollment_proof(&key, &statement));
-    if expected.len() != proof.len() || !openssl::memcmp::eq(expected.as_bytes(), proof.as_bytes())
-    {
+    if !proof::proof_matches(&key, &statement, &request.proof) {
         return refuse(
             StatusCode::FORBIDDEN,
             "bad_proof",
@@ -209,12 +147,9 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
             "this token does not allow enrollment over plain HTTP: enroll over HTTPS, or use a token created with --allow-http",
         );
     }
-    let fresh = shared
-        .replay
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .requests
-        .check_and_remember(&format!("enroll:{}", hex(&public)), &nonce, now);
+    let fresh = shared.replay.with(|replay| {
+        replay.check_and_remember(&format!("enroll:{}", hex(&public)), &request.nonce, now)
+    });
     if !fresh {
         return refuse(
             StatusCode::UNAUTHORIZED,
@@ -224,75 +159,60 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
     }
     // Re-registration: an agent that proves it holds the key on record for its id moves into
     // the token's group and keeps its identity (the seed's communication-settings drop).
-    if let Some(existing) = body["agent"].as_str() {
+    if let Some(existing) = request.agent.clone() {
         let store = shared.store.clone();
-        let id = existing.to_string();
         let public_hex = hex(&public);
+        let token_id = token.id;
+        let group = token.group;
         let result = blocking(move || {
-            if store.agent_public_key(&id)?.as_deref() != Some(public_hex.as_str()) {
+            if store.agent_public_key(&existing)?.as_deref() != Some(public_hex.as_str()) {
                 return Ok(None);
             }
             let applied = store.apply(&Change {
                 mutation: Mutation::Reregister {
-                    agent: id.clone(),
-                    group: token.group,
-                    token: token.id,
+                    agent: existing.clone(),
+                    group,
+                    token: token_id,
                 },
                 bump_groups: vec![],
-                bump_agents: vec![id.clone()],
+                bump_agents: vec![existing.clone()],
                 audit: AuditEntry {
                     id: 0,
                     at_ms: now,
-                    actor: format!("agent:{id}"),
+                    actor: format!("agent:{existing}"),
                     action: "agent.reregister".into(),
-                    target: id.clone(),
+                    target: existing.clone(),
                     before: None,
-                    after: Some(json!({"token": token.id})),
+                    after: Some(json!({"token": token_id})),
                 },
             })?;
-            let settings = group_settings(&*store, token.group, applied.serial.unwrap_or(1))?;
-            Ok(Some(json!({"agent": id, "settings": settings})))
+            let settings = group_settings(&*store, group, applied.serial.unwrap_or(1))?;
+            Ok(Some(EnrollResponse {
+                agent: existing,
+                settings,
+            }))
         })
         .await;
         match result {
-            Ok(Some(body)) => {
-                shared.fleet_version.send_modify(|v| *v += 1);
-                return signed(&key, &nonce, StatusCode::OK, &body);
+            Ok(Some(answer)) => {
+                shared.fleet_changed();
+                return signed(&key, &request.nonce, StatusCode::OK, &answer);
             }
             Ok(None) => {} // not that agent's key: a new enrollment below
-            Err(error) => return refuse(error.status, error.code, &error.message),
+            Err(error) => return failed(error),
         }
     }
     let mut id = [0u8; 16];
     openssl::rand::rand_bytes(&mut id).expect("the system has randomness");
     let id = hex(&id);
+    let host = &request.host;
     let record = AgentRecord {
         id: id.clone(),
-        hostname: body["hostname"]
-            .as_str()
-            .unwrap_or("unknown")
-            .chars()
-            .take(255)
-            .collect(),
-        os_name: body["os_name"]
-            .as_str()
-            .unwrap_or("")
-            .chars()
-            .take(64)
-            .collect(),
-        os_version: body["os_version"]
-            .as_str()
-            .unwrap_or("")
-            .chars()
-            .take(64)
-            .collect(),
-        agent_version: body["agent_version"]
-            .as_str()
-            .unwrap_or("")
-            .chars()
-            .take(64)
-            .collect(),
-        tls_versions: versions(&body),
+        hostname: display_name(host),
+        os_name: clip(&host.os_name, 64),
+        os_version: clip(&host.os_version, 64),
+        agent_version: clip(&host.agent_version, 64),
+        tls_versions: versions(host),
         group: token.group,
         last_checkin_ms: None,
         channel: None,
@@ -330,62 +250,51 @@ pub async fn enroll(shared: &Shared, role: Role, body: Bytes) -> HttpResponse {
     .await;
     match result {
         Ok(settings) => {
-            shared
-                .agent_keys
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id.clone(), key.clone());
-            let body = json!({"agent": id, "settings": settings});
-            signed(&key, &nonce, StatusCode::OK, &body)
+            shared.agent_keys.insert(&id, key.clone());
+            let answer = EnrollResponse {
+                agent: id,
+                settings,
+            };
+            signed(&key, &request.nonce, StatusCode::OK, &answer)
         }
-        Err(error) => refuse(error.status, error.code, &error.message),
+        Err(error) => failed(error),
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Finds the agent's key: from the cache, else from its stored public key.
-async fn key_of(shared: &Shared, agent: &str) -> Result<Option<AgentKey>, ApiError> {
-    if let Some(key) = shared
-        .agent_keys
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(agent)
-    {
-        return Ok(Some(key.clone()));
+async fn key_of(shared: &App, agent: &str) -> Result<Option<AgentKey>, ApiError> {
+    if let Some(key) = shared.agent_keys.get(agent) {
+        return Ok(Some(key));
     }
     let store = shared.store.clone();
     let id = agent.to_string();
     let public = blocking(move || Ok(store.agent_public_key(&id)?)).await?;
     let key = public
-        .and_then(|p| unhex(&p))
+        .and_then(|p| unhex(&p).ok())
         .and_then(|p| agent_key(shared, &p));
     if let Some(key) = &key {
-        shared
-            .agent_keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(agent.to_string(), key.clone());
+        shared.agent_keys.insert(agent, key.clone());
     }
     Ok(key)
 }
 
 pub async fn checkin(
-    shared: &Shared,
+    shared: &App,
     role: Role,
     peer: std::net::SocketAddr,
-    tls: Option<crate::http::Tls>,
-    path: &str,
+    tls: Option<ConnTls>,
     headers: &HeaderMap,
     body: Bytes,
 ) -> HttpResponse {
     let (Some(agent), Some(time), Some(nonce), Some(mac)) = (
-        header(headers, "x-ward-agent"),
-        header(headers, "x-ward-time").and_then(|t| t.parse::<i64>().ok()),
-        header(headers, "x-ward-nonce"),
-        header(headers, "x-ward-mac"),
+        header_value(headers, header::AGENT),
+        header_value(headers, header::TIME).and_then(|t| t.parse::<i64>().ok()),
+        header_value(headers, header::NONCE),
+        header_value(headers, header::MAC),
     ) else {
         return refuse(
             StatusCode::UNAUTHORIZED,
@@ -402,7 +311,7 @@ pub async fn checkin(
                 "unknown agent: enroll again, or import a settings package",
             )
         }
-        Err(error) => return refuse(error.status, error.code, &error.message),
+        Err(error) => return failed(error),
     };
     let auth = RequestAuth {
         agent: agent.to_string(),
@@ -411,90 +320,61 @@ pub async fn checkin(
     };
     let request = ward_proto::Request {
         method: "POST",
-        path,
+        path: CHECKIN_PATH,
         auth: &auth,
         body: &body,
     };
-    let verified = {
-        let mut replay = shared.replay.lock().unwrap_or_else(|p| p.into_inner());
-        ward_proto::verify_request(&key, &request, mac, now_ms(), &mut replay.requests)
-    };
+    let verified = shared
+        .replay
+        .with(|replay| ward_proto::verify_request(&key, &request, mac, now_ms(), replay));
     if let Err(error) = verified {
-        tracing::warn!(agent, %error, "check-in refused");
         return refuse(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
-            &error.to_string(),
+            format!("agent {agent}: {error}"),
         );
     }
-    let report: Value = match serde_json::from_slice(&body) {
-        Ok(Value::Object(map)) => Value::Object(map),
-        _ => {
+    let report: CheckinRequest = match messages::decode("check-in request", &body) {
+        Ok(report) => report,
+        Err(error) => {
+            ApiError::agent(StatusCode::BAD_REQUEST, "bad_request", error.to_string()).log();
             return signed(
                 &key,
                 nonce,
                 StatusCode::BAD_REQUEST,
-                &json!({"error": {"code": "bad_request", "message": "the body must be a JSON object"}}),
-            )
+                &ErrorBody::new("bad_request", error.to_string()),
+            );
         }
     };
     let checkin = Checkin {
         agent: agent.to_string(),
         at_ms: now_ms(),
-        acked_serial: report["acked_serial"].as_i64().unwrap_or(0),
-        hostname: report["hostname"]
-            .as_str()
-            .unwrap_or("unknown")
-            .chars()
-            .take(255)
-            .collect(),
-        os_name: report["os_name"]
-            .as_str()
-            .unwrap_or("")
-            .chars()
-            .take(64)
-            .collect(),
-        os_version: report["os_version"]
-            .as_str()
-            .unwrap_or("")
-            .chars()
-            .take(64)
-            .collect(),
-        agent_version: report["agent_version"]
-            .as_str()
-            .unwrap_or("")
-            .chars()
-            .take(64)
-            .collect(),
-        tls_versions: versions(&report),
+        acked_serial: report.acked_serial,
+        hostname: display_name(&report.host),
+        os_name: clip(&report.host.os_name, 64),
+        os_version: clip(&report.host.os_version, 64),
+        agent_version: clip(&report.host.agent_version, 64),
+        tls_versions: versions(&report.host),
         channel: if role.is_tls() {
             "https".into()
         } else {
             "http".into()
         },
-        server: report["server"]
-            .as_str()
-            .unwrap_or("")
-            .chars()
-            .take(255)
-            .collect(),
+        server: clip(&report.server, 255),
         tls_version: tls.map(|t| t.version.name().to_string()),
         peer: Some(peer.ip().to_canonical().to_string()),
     };
-    let wait = Duration::from_millis(report["wait_ms"].as_u64().unwrap_or(0)).min(MAX_WAIT);
+    let wait = Duration::from_millis(report.wait_ms).min(MAX_WAIT);
     let mut wakes = shared.wakes.subscribe();
     let mut reloads = shared.tls_generation.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
     let mut record = match shared.checkins.record(checkin.clone()).await {
         Ok(Some(record)) => record,
         Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "unknown_agent", "unknown agent"),
-        Err(error) => {
-            let error = ApiError::from(error);
-            return refuse(error.status, error.code, &error.message);
-        }
+        Err(error) => return failed(ApiError::from(error)),
     };
     // Push: hold the request until the agent's settings change, or the wait runs out.
-    let _held = (!wait.is_zero()).then(|| Held::new(shared, agent));
+    let _held = (!wait.is_zero()).then(|| shared.held.hold(agent));
     let mut shutdown = shared.shutdown.subscribe();
     // A connection accepted under settings a reload has replaced is not held: the agent
     // reconnects under the new ones (which may refuse it: that is the point).
@@ -524,89 +404,31 @@ pub async fn checkin(
             _ => break,
         }
     }
-    let body = if record.serial > checkin.acked_serial {
+    let settings = if record.serial > checkin.acked_serial {
         match cached_settings(shared, record.group, record.serial).await {
-            Ok(settings) => json!({"serial": record.serial, "settings": settings}),
-            Err(error) => return refuse(error.status, error.code, &error.message),
+            Ok(settings) => Some((*settings).clone()),
+            Err(error) => return failed(error),
         }
     } else {
-        json!({"serial": record.serial, "settings": null})
+        None
     };
-    signed(&key, nonce, StatusCode::OK, &body)
+    let answer = CheckinResponse {
+        serial: record.serial,
+        settings,
+    };
+    signed(&key, nonce, StatusCode::OK, &answer)
 }
-
-/// Settings by (group, serial), for one `fleet_version`.
-#[derive(Default)]
-pub struct SettingsCache {
-    version: u64,
-    entries: std::collections::HashMap<(i64, i64), Value>,
-}
-
-/// The most entries kept; beyond it the cache starts over.
-const SETTINGS_CACHE_ENTRIES: usize = 10_000;
 
 /// `group_settings`, computed once per (group, serial) while no admin change intervenes.
-async fn cached_settings(shared: &Shared, group: i64, serial: i64) -> Result<Value, ApiError> {
+async fn cached_settings(shared: &App, group: i64, serial: i64) -> Result<Arc<Settings>, ApiError> {
     let version = *shared.fleet_version.borrow();
-    {
-        let cache = shared
-            .settings_cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if cache.version == version {
-            if let Some(settings) = cache.entries.get(&(group, serial)) {
-                return Ok(settings.clone());
-            }
-        }
+    if let Some(settings) = shared.settings_cache.get(version, group, serial) {
+        return Ok(settings);
     }
     let store = shared.store.clone();
-    let settings = blocking(move || group_settings(&*store, group, serial)).await?;
-    let mut cache = shared
+    let settings = Arc::new(blocking(move || group_settings(&*store, group, serial)).await?);
+    shared
         .settings_cache
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    // Only forward: an answer computed under an older version never replaces newer entries.
-    if version > cache.version || cache.entries.len() >= SETTINGS_CACHE_ENTRIES {
-        cache.version = version;
-        cache.entries.clear();
-    }
-    if version == cache.version {
-        cache.entries.insert((group, serial), settings.clone());
-    }
+        .insert(version, group, serial, settings.clone());
     Ok(settings)
-}
-
-/// Marks an agent as held (connected, waiting for a change) while it lives.
-struct Held<'a> {
-    shared: &'a Shared,
-    agent: String,
-}
-
-impl<'a> Held<'a> {
-    fn new(shared: &'a Shared, agent: &str) -> Held<'a> {
-        let mut held = shared.held.lock().unwrap_or_else(|p| p.into_inner());
-        *held.entry(agent.to_string()).or_default() += 1;
-        Held {
-            shared,
-            agent: agent.to_string(),
-        }
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        let mut held = self.shared.held.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = held.get_mut(&self.agent) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.agent);
-            }
-        }
-    }
-}
-
-/// Replay protection for the agent API: nonces per agent id, and per enrolling key.
-#[derive(Default)]
-pub struct Replays {
-    pub requests: ward_proto::ReplayCache,
 }

@@ -11,7 +11,7 @@ use ward_store::{AgentRecord, Checkin, Store, StoreError};
 /// The most check-ins in one transaction.
 const MAX_BATCH: usize = 1024;
 
-type Reply = oneshot::Sender<Result<Option<AgentRecord>, String>>;
+type Reply = oneshot::Sender<Result<Option<AgentRecord>, StoreError>>;
 
 pub struct CheckinWriter {
     jobs: mpsc::Sender<(Checkin, Reply)>,
@@ -41,9 +41,10 @@ impl CheckinWriter {
                             }
                         }
                         Err(error) => {
-                            let message = error.to_string();
+                            // Every waiting check-in gets the error with its kind intact: a
+                            // busy database is a 503 with Retry-After, never a 500.
                             for (_, reply) in batch.drain(..) {
-                                let _ = reply.send(Err(message.clone()));
+                                let _ = reply.send(Err(error.clone()));
                             }
                         }
                     }
@@ -63,6 +64,5 @@ impl CheckinWriter {
         answer
             .await
             .map_err(|_| StoreError::Database("the check-in writer stopped".into()))?
-            .map_err(StoreError::Database)
     }
 }

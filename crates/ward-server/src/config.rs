@@ -359,68 +359,8 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     })
 }
 
-/// Parses `500ms`, `10s`, `5m`, `2h`, `7d`, or a sum of them (`1h30m`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("empty duration (expected e.g. 10s, 5m, 1h)".into());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits == 0 {
-            return Err(format!(
-                "'{text}' is not a duration (expected e.g. 10s, 5m, 1h)"
-            ));
-        }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("'{text}': number too large"))?;
-        rest = rest[digits..].trim_start();
-        let unit_length = rest.len()
-            - rest
-                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
-                .len();
-        let unit = &rest[..unit_length];
-        rest = rest[unit_length..].trim_start();
-        let part = match unit {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number.saturating_mul(60)),
-            "h" => Duration::from_secs(number.saturating_mul(3600)),
-            "d" => Duration::from_secs(number.saturating_mul(86_400)),
-            "" => return Err(format!("'{text}': a unit is missing (ms, s, m, h or d)")),
-            other => {
-                return Err(format!(
-                    "'{text}': unknown unit '{other}' (ms, s, m, h or d)"
-                ))
-            }
-        };
-        total = total.saturating_add(part);
-    }
-    Ok(total)
-}
-
-/// The shortest spelling [`parse_duration`] reads back: `5m`, `90s`, `1h30m`, `250ms`.
-pub fn format_duration(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if !millis.is_multiple_of(1000) {
-        return format!("{millis}ms");
-    }
-    let mut secs = duration.as_secs();
-    if secs == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    out
-}
+/// Durations in ward.toml, the admin API and the agent protocol: one codec, ward-proto's.
+pub use ward_proto::duration::{format as format_duration, parse as parse_duration};
 
 #[cfg(test)]
 mod tests;

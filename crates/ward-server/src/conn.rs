@@ -27,12 +27,12 @@ use crate::config::Role;
 use crate::failure::{self, HandshakeEnd};
 use crate::http;
 use crate::io::{Activity, Buffered, Tracked};
-use crate::server::Shared;
+use crate::state::App;
 use crate::telemetry::FailureReport;
 
 /// Closes the gauge when the connection ends, however it ends.
 struct OpenGuard {
-    shared: Arc<Shared>,
+    shared: Arc<App>,
     role: Role,
 }
 
@@ -44,7 +44,7 @@ impl Drop for OpenGuard {
 
 /// Serves an accepted connection that holds a slot under the listener's cap.
 pub async fn serve(
-    shared: Arc<Shared>,
+    shared: Arc<App>,
     role: Role,
     tcp: TcpStream,
     peer: SocketAddr,
@@ -64,7 +64,7 @@ pub async fn serve(
             // a newer generation (reload swaps the settings first, then bumps it).
             let generation = *shared.tls_generation.borrow();
             if let Some((stream, version)) = handshake(&shared, role, tcp, peer).await {
-                let tls = version.map(|version| http::Tls {
+                let tls = version.map(|version| crate::api::ConnTls {
                     version,
                     generation,
                 });
@@ -101,7 +101,7 @@ type TlsStream = SslStream<Buffered<TcpStream>>;
 
 /// The TLS handshake, bounded by the handshake timeout, with telemetry either way.
 async fn handshake(
-    shared: &Arc<Shared>,
+    shared: &Arc<App>,
     role: Role,
     mut tcp: TcpStream,
     peer: SocketAddr,
@@ -205,7 +205,7 @@ async fn handshake(
 }
 
 fn report_failure(
-    shared: &Shared,
+    shared: &App,
     role: Role,
     range: ward_tls::VersionRange,
     peer: SocketAddr,
@@ -264,9 +264,9 @@ pub fn plain_response(status: u16, message: &str) -> Vec<u8> {
 /// HTTP/1.1 on an established stream until the client goes, the idle timeout passes, or the
 /// server shuts down (in-flight requests finish first).
 async fn serve_http<S>(
-    shared: Arc<Shared>,
+    shared: Arc<App>,
     role: Role,
-    tls: Option<http::Tls>,
+    tls: Option<crate::api::ConnTls>,
     peer: SocketAddr,
     stream: S,
 ) where
@@ -328,7 +328,7 @@ async fn serve_http<S>(
 
 /// A connection beyond the listener's cap: a clear 503 (after the handshake on TLS listeners,
 /// so the client can read it), then close.
-pub async fn refuse(shared: Arc<Shared>, role: Role, tcp: TcpStream, permit: OwnedSemaphorePermit) {
+pub async fn refuse(shared: Arc<App>, role: Role, tcp: TcpStream, permit: OwnedSemaphorePermit) {
     let _permit = permit;
     shared.telemetry.metrics.connection_refused(role);
     let message = format!(

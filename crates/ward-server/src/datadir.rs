@@ -6,7 +6,7 @@
 //! DIR/conf/ssl/sslforclients.conf   clients listener TLS (Apache syntax)
 //! DIR/certs/ca.pem, ca.key          the private CA (key 0600)
 //! DIR/certs/server.pem, server.key  the listeners' certificate, signed by the CA (key 0600)
-//! DIR/keys/signing.pem              the server's long-term Ed25519 key (0600)
+//! DIR/keys/agreement.key           the server's X25519 key for agent key agreement (0600)
 //! DIR/admin.token                   the local admin credential (0600)
 //! DIR/ward.db                       the SQLite database
 //! DIR/ward.pid                      the running server's pid
@@ -18,7 +18,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use openssl::pkey::PKey;
 use ward_store::SqliteStore;
 use ward_tls::edit::write_atomic;
 use ward_tls::{defaults, pki};
@@ -65,10 +64,6 @@ impl DataDir {
 
     pub fn server_key(&self) -> PathBuf {
         self.root.join("certs/server.key")
-    }
-
-    pub fn signing_key(&self) -> PathBuf {
-        self.root.join("keys/signing.pem")
     }
 
     /// The server's X25519 key for agent key agreement (hex of the raw private key).
@@ -141,7 +136,6 @@ impl InitReport {
              \x20 clients TLS     {clients_conf} (listener {clients}; plain HTTP on {clients_http})\n\
              \x20 CA certificate  {ca}  (give this to agents and browsers)\n\
              \x20 server cert     {cert} for {names}\n\
-             \x20 signing key     {signing}\n\
              \x20 database        {db}\n\
              \x20 admin token     {token} (mode 0600)\n\
              Log in on this host: ward commands take --data {root} and use the admin token.\n\
@@ -153,7 +147,6 @@ impl InitReport {
             ca = data.ca_cert().display(),
             cert = data.server_cert().display(),
             names = self.host_names.join(", "),
-            signing = data.signing_key().display(),
             db = data.root().join("ward.db").display(),
             token = data.admin_token().display(),
             port = console.port(),
@@ -248,10 +241,9 @@ pub fn initialise(
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let ips: [IpAddr; 2] = [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
     let server = pki::new_server_cert(&ca, &name_refs, &ips).map_err(openssl)?;
-    let signing = PKey::generate_ed25519().map_err(openssl)?;
     let mut token = [0u8; 32];
     openssl::rand::rand_bytes(&mut token).map_err(openssl)?;
-    let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    let token = ward_proto::hex(&token);
 
     write_file(&data.ca_cert(), &ca.cert_pem().map_err(openssl)?, 0o644)?;
     write_file(&data.ca_key(), &ca.key_pem().map_err(openssl)?, 0o600)?;
@@ -263,11 +255,6 @@ pub fn initialise(
     write_file(
         &data.server_key(),
         &server.key_pem().map_err(openssl)?,
-        0o600,
-    )?;
-    write_file(
-        &data.signing_key(),
-        &signing.private_key_to_pem_pkcs8().map_err(openssl)?,
         0o600,
     )?;
     write_file(&data.admin_token(), format!("{token}\n").as_bytes(), 0o600)?;
@@ -292,4 +279,10 @@ pub fn initialise(
         addresses,
         host_names: names,
     }))
+}
+
+/// The console address of the server running on `data`, from its pid file.
+pub fn running_console(data: &DataDir) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(data.pid_file()).ok()?;
+    text.lines().nth(1)?.trim().parse().ok()
 }

@@ -7,11 +7,17 @@
 //! - [`config`]: ward.toml and the listener roles.
 //! - [`datadir`]: the data directory and its first initialisation.
 //! - [`listener_tls`]: building, checking and swapping each listener's acceptor.
-//! - [`server`]: start, accept loops, reload, graceful shutdown.
+//! - [`state`]: the app state every connection shares, and the reload.
+//! - [`api`]: HTTP plumbing: responses, errors by source, bodies, queries.
+//! - [`auth`]: admin credentials, passwords, sessions, the login limiter.
+//! - [`ops`]: fleet operations shared by the APIs (tree, groups, audit, agent settings).
+//! - `channel`: the agent channel's caches (keys, nonces, settings, held check-ins).
+//! - [`server`]: start, accept loops, graceful shutdown (imported by no other module).
 //! - `conn`: one connection: ClientHello, handshake, HTTP.
-//! - `http`: routing by role, health, metrics, the agent API.
+//! - `http`: routing by role, health, metrics, and to the three APIs.
+//! - `agent_api`: enrollment and check-in (`/agent/v1/`).
 //! - `checkins`: group commit of agents' check-ins (one transaction per batch).
-//! - [`admin`]: the admin API (`/api/v1/` on the console): auth, fleet handlers, OpenAPI.
+//! - [`admin`]: the admin API (`/api/v1/` on the console): the gate, fleet handlers, OpenAPI.
 //! - [`failure`]: why a handshake failed, in words (pure).
 //! - [`harden`]: TLS readiness, plans, and the steps of `ward tls harden` ([`harden::model`] is
 //!   the pure part).
@@ -20,6 +26,9 @@
 
 pub mod admin;
 pub(crate) mod agent_api;
+pub mod api;
+pub mod auth;
+mod channel;
 mod checkins;
 pub mod config;
 mod conn;
@@ -29,7 +38,9 @@ pub mod harden;
 mod http;
 mod io;
 pub mod listener_tls;
+pub mod ops;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 mod wakes;
 

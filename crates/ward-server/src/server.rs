@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use openssl::pkey::PKey;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Semaphore};
@@ -14,51 +13,12 @@ use tracing::{error, info, warn};
 use ward_store::{SqliteStore, Store};
 use ward_tls::Severity;
 
-use crate::config::{self, Config, Role};
+use crate::config::{self, Role};
 use crate::conn;
 use crate::datadir::DataDir;
 use crate::listener_tls::{self, Finding, TlsSlots};
+use crate::state::{reload, App};
 use crate::telemetry::Telemetry;
-
-/// What every connection task shares.
-pub struct Shared {
-    pub data: DataDir,
-    pub store: Arc<dyn Store>,
-    /// Admin writes run one at a time, so a change is checked against the state it applies to.
-    pub fleet_lock: tokio::sync::Mutex<()>,
-    pub login_limiter: std::sync::Mutex<crate::admin::auth::LoginLimiter>,
-    /// Password checks running at once (each holds argon2's memory).
-    pub argon2_permits: tokio::sync::Semaphore,
-    /// The server's X25519 pair for agent key agreement, and its public half.
-    pub agreement: ward_proto::KeyPair,
-    pub agreement_public: Vec<u8>,
-    /// Per-agent keys derived so far.
-    pub agent_keys: std::sync::Mutex<std::collections::HashMap<String, ward_proto::AgentKey>>,
-    pub replay: std::sync::Mutex<crate::agent_api::Replays>,
-    /// Bumped after every admin change (it keys the settings cache).
-    pub fleet_version: watch::Sender<u64>,
-    /// Which agents each applied change gave a new serial: held push check-ins wait on it.
-    pub wakes: tokio::sync::broadcast::Sender<Arc<crate::wakes::Wake>>,
-    /// Bumped after every successful reload: held push check-ins end, so
-    /// push agents reconnect under the new settings instead of keeping a connection that the
-    /// new policy would refuse.
-    pub tls_generation: watch::Sender<u64>,
-    /// The settings sent per (group, serial), valid while `fleet_version` stays the same: a
-    /// change that wakes 10,000 held check-ins computes each group's settings once.
-    pub settings_cache: std::sync::Mutex<crate::agent_api::SettingsCache>,
-    /// Push agents whose check-in the server holds right now: connected, so not silent.
-    pub held: std::sync::Mutex<std::collections::HashMap<String, u32>>,
-    pub config: Config,
-    pub tls: TlsSlots,
-    pub telemetry: Arc<Telemetry>,
-    /// Check-ins, written in batches (group commit).
-    pub checkins: crate::checkins::CheckinWriter,
-    pub admin_token: String,
-    pub signing_public_hex: String,
-    pub started: SystemTime,
-    pub shutdown: watch::Sender<bool>,
-    reload_lock: tokio::sync::Mutex<()>,
-}
 
 /// Why the server did not start, or stopped.
 #[derive(Debug)]
@@ -171,58 +131,6 @@ fn bind(role: Role, address: SocketAddr) -> Result<TcpListener, ServerError> {
     socket.listen(4096).map_err(bind_error)
 }
 
-/// Re-reads both conf files, builds and checks new acceptors, and swaps them in only if both
-/// are good. Open connections keep the settings they started with.
-pub async fn reload(shared: &Shared) -> Result<Vec<Finding>, Vec<Finding>> {
-    let _one_at_a_time = shared.reload_lock.lock().await;
-    let data = shared.data.clone();
-    let config = shared.config.clone();
-    let (loaded, findings) =
-        tokio::task::spawn_blocking(move || listener_tls::load_all(&data, &config))
-            .await
-            .map_err(|e| {
-                vec![Finding {
-                    severity: Severity::Error,
-                    text: format!("reload task failed: {e}"),
-                }]
-            })?;
-    match loaded {
-        Some((console, clients)) => {
-            let ranges = (console.policy.protocol.range, clients.policy.protocol.range);
-            shared.tls.replace(console, clients);
-            shared.tls_generation.send_modify(|g| *g += 1);
-            shared.telemetry.metrics.reload(true);
-            info!(console = %ranges.0, clients = %ranges.1, "reloaded TLS settings");
-            for finding in &findings {
-                info!(severity = %finding.severity, "{}", finding.text);
-            }
-            Ok(findings)
-        }
-        None => {
-            shared.telemetry.metrics.reload(false);
-            for finding in findings.iter().filter(|f| f.severity == Severity::Error) {
-                error!(
-                    "reload refused, the old settings keep serving: {}",
-                    finding.text
-                );
-            }
-            Err(findings)
-        }
-    }
-}
-
-fn load_signing_public(data: &DataDir) -> Result<String, ServerError> {
-    let path = data.signing_key();
-    let pem =
-        std::fs::read(&path).map_err(|e| ServerError::Other(format!("{}: {e}", path.display())))?;
-    let key = PKey::private_key_from_pem(&pem)
-        .map_err(|e| ServerError::Other(format!("{}: not a private key: {e}", path.display())))?;
-    let raw = key
-        .raw_public_key()
-        .map_err(|e| ServerError::Other(format!("{}: {e}", path.display())))?;
-    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Starts the server on an initialised data dir and runs until SIGTERM or SIGINT.
 pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError> {
     // Signal handlers first: a SIGTERM that arrives once the ports are open must find them.
@@ -251,8 +159,7 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     } else {
         config.clients.ip().to_string()
     };
-    crate::admin::initialise_fleet(&store, &host, config.clients.port())
-        .map_err(ServerError::Other)?;
+    crate::ops::initialise(&store, &host, config.clients.port()).map_err(ServerError::Other)?;
     let (loaded, findings) = listener_tls::load_all(&data, &config);
     for finding in &findings {
         match finding.severity {
@@ -267,7 +174,6 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     let admin_token = data
         .read_admin_token()
         .map_err(|e| ServerError::Other(format!("{}: {e}", data.admin_token().display())))?;
-    let signing_public_hex = load_signing_public(&data)?;
     let agreement = data
         .load_agreement_key()
         .map_err(|e| ServerError::Other(e.to_string()))?;
@@ -290,7 +196,7 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         .map_err(|e| ServerError::Other(format!("{}: {e}", pid_file.display())))?;
 
     let (shutdown, _) = watch::channel(false);
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(App {
         telemetry: Telemetry::start(
             store.clone(),
             config.failures_per_second,
@@ -309,7 +215,7 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         settings_cache: Default::default(),
         fleet_lock: tokio::sync::Mutex::new(()),
         argon2_permits: tokio::sync::Semaphore::new(2),
-        login_limiter: std::sync::Mutex::new(crate::admin::auth::LoginLimiter::new(
+        login_limiter: std::sync::Mutex::new(crate::auth::LoginLimiter::new(
             Duration::from_secs(300),
             5,
             20,
@@ -317,7 +223,6 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         tls: TlsSlots::new(console_tls, clients_tls),
         data,
         admin_token,
-        signing_public_hex,
         started: SystemTime::now(),
         shutdown,
         reload_lock: tokio::sync::Mutex::new(()),
@@ -369,16 +274,10 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     Ok(())
 }
 
-/// The console address of the server running on `data`, from its pid file.
-pub fn running_console(data: &DataDir) -> Option<SocketAddr> {
-    let text = std::fs::read_to_string(data.pid_file()).ok()?;
-    text.lines().nth(1)?.trim().parse().ok()
-}
-
 /// Connections beyond the cap that may wait for their 503 at the same time.
 const REFUSALS_IN_FLIGHT: usize = 256;
 
-async fn accept_loop(shared: Arc<Shared>, role: Role, listener: TcpListener) {
+async fn accept_loop(shared: Arc<App>, role: Role, listener: TcpListener) {
     let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
     let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
     let mut shutdown = shared.shutdown.subscribe();

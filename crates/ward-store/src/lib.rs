@@ -94,7 +94,7 @@ pub struct PeerRefusals {
     pub last_offered_max: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The database was written by a newer ward.
@@ -111,6 +111,8 @@ pub enum StoreError {
     Invalid(String),
     /// A database older than this ward, opened read-only: the server upgrades it on start.
     TooOld { found: i64, supported: i64 },
+    /// The database stayed locked by another writer past the busy timeout: retry later.
+    Busy(String),
 }
 
 impl fmt::Display for StoreError {
@@ -123,6 +125,7 @@ impl fmt::Display for StoreError {
                  backup"
             ),
             StoreError::Database(message) => write!(f, "database: {message}"),
+            StoreError::Busy(message) => write!(f, "database busy: {message}"),
             StoreError::NotFound(message)
             | StoreError::Conflict(message)
             | StoreError::InUse(message)
@@ -140,7 +143,13 @@ impl std::error::Error for StoreError {}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> StoreError {
-        StoreError::Database(error.to_string())
+        use rusqlite::ErrorCode;
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Busy(error.to_string())
+            }
+            _ => StoreError::Database(error.to_string()),
+        }
     }
 }
 

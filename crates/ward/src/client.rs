@@ -85,7 +85,7 @@ impl AdminClient {
     /// The client for the server whose data dir is `data`.
     pub fn local(data: &DataDir) -> Result<AdminClient, String> {
         // The address the running server really uses (flags may override ward.toml).
-        let mut address = match ward_server::server::running_console(data) {
+        let mut address = match ward_server::datadir::running_console(data) {
             Some(address) => address,
             None => {
                 ward_server::config::load(&data.config())

@@ -470,7 +470,7 @@ fn forged_replayed_and_foreign_requests_are_refused_and_change_nothing() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let body = r#"{"acked_serial": 1, "hostname": "forged", "server": "x"}"#;
+    let body = r#"{"acked_serial": 1, "hostname": "forged", "os_name": "linux", "os_version": "6", "agent_version": "0.1.0", "tls_versions": ["TLSv1.3"], "server": "x"}"#;
     let auth = ward_proto::RequestAuth::new(&agent, now);
     let request = ward_proto::Request {
         method: "POST",

@@ -169,7 +169,7 @@ fn each_api_lives_only_on_its_listeners() {
     );
     let hello = https_get(server.clients, &ca, "/agent/v1/hello", None);
     assert_eq!(hello.status, 200);
-    assert_eq!(hello.json()["signing_key"].as_str().unwrap().len(), 64);
+    assert_eq!(hello.json()["agreement_key"].as_str().unwrap().len(), 64);
     assert_eq!(
         http_connect(server.clients_http)
             .request("GET", "/agent/v1/hello", &[], "")
@@ -545,7 +545,7 @@ fn init_writes_everything_once_with_private_modes() {
         ("admin.token", 0o600),
         ("certs/ca.key", 0o600),
         ("certs/server.key", 0o600),
-        ("keys/signing.pem", 0o600),
+        ("keys/agreement.key", 0o600),
         ("certs/ca.pem", 0o644),
         ("ward.toml", 0o644),
         ("ward.db", 0o600),

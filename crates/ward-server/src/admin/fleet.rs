@@ -4,24 +4,28 @@
 //! ward-fleet, computes the serial bumps, and hands one `Change` to the store, so the check
 //! and the write see the same state.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 use ward_fleet::group::Field;
 use ward_fleet::serverlist::{self, Protocol};
 use ward_fleet::{name, serial, Group, GroupId, Mode, OwnSettings, ServerList, Tree};
-use ward_store::{Account, AgentFilter, AuditEntry, Change, Mutation, Store, TokenRecord};
+use ward_store::{Account, AgentFilter, Change, Mutation, Store, TokenRecord};
 
-use super::auth::{self, Caller, Role};
-use super::{blocking, now_ms, object, query_pairs, since_ms, wire, ApiError, ApiResult};
-use crate::config::parse_duration;
-use crate::http::json_response;
-use crate::server::Shared;
+use super::wire;
+use crate::api::{
+    blocking, json_response, object, only_keys, query_pairs, required, since_ms, string, ApiError,
+    ApiResult,
+};
+use crate::auth::{self, Caller, Role};
+use crate::ops::{audit, create_group, find_group, tree_error, tree_of};
+use crate::state::App;
+use ward_proto::duration::parse as parse_duration;
+use ward_proto::messages::{SettingsPackage, SETTINGS_PACKAGE_FORMAT};
+use ward_proto::now_ms;
 
 pub struct Request<'a> {
-    pub shared: &'a Shared,
+    pub shared: &'a App,
     pub caller: &'a Caller,
     pub method: &'a Method,
     pub segments: &'a [&'a str],
@@ -38,27 +42,11 @@ fn created(value: Value) -> ApiResult {
 }
 
 fn method_not_allowed(allowed: &str) -> ApiResult {
-    Err(ApiError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        code: "method_not_allowed",
-        message: format!("this resource allows {allowed}"),
-    })
-}
-
-pub(crate) fn tree_of(store: &dyn Store) -> Result<Tree, ApiError> {
-    Tree::new(store.groups()?).map_err(|e| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "internal",
-        message: format!("the stored group tree is inconsistent: {e}"),
-    })
-}
-
-pub(crate) fn find_group(tree: &Tree, path: &str) -> Result<GroupId, ApiError> {
-    match tree.find(path) {
-        Ok(Some(id)) => Ok(id),
-        Ok(None) => Err(ApiError::not_found(format!("no group '{path}'"))),
-        Err(e) => Err(ApiError::bad_request(format!("group path '{path}': {e}"))),
-    }
+    Err(ApiError::client(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this resource allows {allowed}"),
+    ))
 }
 
 fn group_id(tree: &Tree, segment: &str) -> Result<GroupId, ApiError> {
@@ -67,47 +55,6 @@ fn group_id(tree: &Tree, segment: &str) -> Result<GroupId, ApiError> {
         .ok()
         .filter(|id| tree.get(*id).is_some())
         .ok_or_else(|| ApiError::not_found(format!("no group {segment}")))
-}
-
-pub(crate) fn string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::bad_request(format!("'{key}' must be a string"))),
-    }
-}
-
-pub(crate) fn required(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
-    string(body, key)?
-        .ok_or_else(|| ApiError::bad_request(format!("'{key}' (a string) is required")))
-}
-
-pub(crate) fn only_keys(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
-    match body.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(key) => Err(ApiError::bad_request(format!(
-            "unknown field '{key}' (expected {})",
-            allowed.join(", ")
-        ))),
-        None => Ok(()),
-    }
-}
-
-pub(crate) fn audit(
-    caller: &Caller,
-    action: &str,
-    target: String,
-    before: Option<Value>,
-    after: Option<Value>,
-) -> AuditEntry {
-    AuditEntry {
-        id: 0,
-        at_ms: now_ms(),
-        actor: caller.name.clone(),
-        action: action.into(),
-        target,
-        before,
-        after,
-    }
 }
 
 pub async fn route(request: Request<'_>) -> Option<ApiResult> {
@@ -128,7 +75,7 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
     // Only a settings export needs the server's identity (and reads the CA file).
     let identity = (segments.last().map(String::as_str) == Some("export")).then(|| {
         (
-            crate::agent_api::hex(&shared.agreement_public),
+            ward_proto::hex(&shared.agreement_public),
             std::fs::read_to_string(shared.data.ca_cert()).unwrap_or_default(),
         )
     });
@@ -229,53 +176,6 @@ fn groups(store: &dyn Store, caller: &Caller, method: &Method, body: &Bytes) -> 
             created(wire::group_json(&tree, group, tree.effective(id).as_ref()))
         }
         _ => method_not_allowed("GET, POST"),
-    }
-}
-
-/// Adds `group` (its id is assigned) after checking it against `tree`, audited as `action`
-/// with `after`; returns the new id.
-pub(crate) fn create_group(
-    store: &dyn Store,
-    tree: &Tree,
-    caller: &Caller,
-    group: Group,
-    action: &str,
-    after: Value,
-) -> Result<GroupId, ApiError> {
-    let parent = group.parent.unwrap_or(tree.root());
-    tree.with_group(Group {
-        id: i64::MAX,
-        ..group.clone()
-    })
-    .map_err(conflict)?;
-    let path = format!("{}/{}", tree.path(parent).unwrap_or_default(), group.name);
-    let applied = store.apply(&Change {
-        mutation: Mutation::CreateGroup(group),
-        bump_groups: vec![],
-        bump_agents: vec![],
-        audit: audit(caller, action, path, None, Some(after)),
-    })?;
-    applied.new_id.ok_or_else(|| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "internal",
-        message: "the store gave the new group no id".into(),
-    })
-}
-
-fn conflict(error: ward_fleet::TreeError) -> ApiError {
-    use ward_fleet::TreeError::*;
-    let status = match error {
-        DuplicateName { .. } | Cycle(_) => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    ApiError {
-        status,
-        code: if status == StatusCode::CONFLICT {
-            "conflict"
-        } else {
-            "bad_request"
-        },
-        message: error.to_string(),
     }
 }
 
@@ -380,7 +280,7 @@ fn group(store: &dyn Store, caller: &Caller, method: &Method, id: &str, body: &B
             let body = object(body)?;
             let mut changed = current.clone();
             patch_settings(store, &mut changed, &body)?;
-            let after = tree.with_group(changed.clone()).map_err(conflict)?;
+            let after = tree.with_group(changed.clone()).map_err(tree_error)?;
             let bump_groups = serial::affected_groups(&tree, &after, &[]);
             let before_json = wire::group_json(&tree, &current, None);
             let after_json = wire::group_json(&after, &changed, None);
@@ -404,11 +304,10 @@ fn group(store: &dyn Store, caller: &Caller, method: &Method, id: &str, body: &B
         }
         Method::DELETE => {
             if id == tree.root() {
-                return Err(ApiError {
-                    status: StatusCode::CONFLICT,
-                    code: "in_use",
-                    message: "the root group cannot be deleted".into(),
-                });
+                return Err(ApiError::conflict(
+                    "in_use",
+                    "the root group cannot be deleted",
+                ));
             }
             store.apply(&Change {
                 mutation: Mutation::DeleteGroup(id),
@@ -434,7 +333,7 @@ fn move_group(store: &dyn Store, caller: &Caller, id: &str, body: &Bytes) -> Api
     let body = object(body)?;
     only_keys(&body, &["parent"])?;
     let parent = find_group(&tree, &required(&body, "parent")?)?;
-    let after = tree.moved(id, parent).map_err(conflict)?;
+    let after = tree.moved(id, parent).map_err(tree_error)?;
     let before_path = tree.path(id).unwrap_or_default();
     let bump_groups = serial::affected_groups(&tree, &after, &[]);
     store.apply(&Change {
@@ -498,14 +397,15 @@ fn export_settings(
             Some(json!({"token_expires_days": 30})),
         ),
     })?;
-    ok(json!({
-        "format": "ward-settings-1",
-        "group": path,
-        "server_public": identity.0,
-        "ca_pem": identity.1,
-        "token": token,
-        "settings": crate::agent_api::settings_json(&tree, id, &effective, &lists, 0),
-    }))
+    let package = SettingsPackage {
+        format: SETTINGS_PACKAGE_FORMAT.into(),
+        group: path,
+        server_public: identity.0.clone(),
+        ca_pem: identity.1.clone(),
+        token,
+        settings: crate::ops::settings_for(&tree, id, &effective, &lists, 0),
+    };
+    ok(serde_json::to_value(&package).map_err(|e| ApiError::internal(e.to_string()))?)
 }
 
 // ---- server lists ------------------------------------------------------------------------
@@ -888,19 +788,4 @@ fn audit_log(store: &dyn Store, query: &str) -> ApiResult {
             .map(wire::audit_json)
             .collect(),
     ))
-}
-
-/// Creates the root group and the default server list on a new database.
-pub fn initialise(
-    store: &Arc<dyn Store>,
-    clients_url_host: &str,
-    clients_port: u16,
-) -> Result<bool, String> {
-    let spec = format!("1:https://{clients_url_host}:{clients_port}");
-    let entry = serverlist::parse_spec(&spec).map_err(|e| e.to_string())?;
-    let list = serverlist::build("Default", vec![entry]).map_err(|e| e.to_string())?;
-    let root = ward_fleet::group::default_root("My Company", "Default");
-    store
-        .initialise_fleet(&root, &list)
-        .map_err(|e| e.to_string())
 }

@@ -1,127 +1,33 @@
-//! The admin API under `/api/v1/` on the console listener: authentication, routing, and the
-//! error shape. Every change goes through [`fleet`], which applies it with its serial bumps
-//! and audit entry in one store transaction.
+//! The admin API under `/api/v1/` on the console listener: the gate ([`authorize`]: login,
+//! authentication, auditors read only) and the routes for the server and the fleet. Every
+//! change goes through [`fleet`], which applies it with its serial bumps and audit entry in
+//! one store transaction. Harden's routes (`/api/v1/tls/`) live in `crate::harden`, behind
+//! the same gate; neither module imports the other.
 
-pub mod auth;
 pub(crate) mod fleet;
 mod openapi;
 mod status;
 pub(crate) mod wire;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
-use ward_store::{Session, StoreError};
+use ward_proto::now_ms;
+use ward_store::Session;
 
-use crate::http::{error_response, json_response, read_body, HttpResponse};
-use crate::server::Shared;
-use auth::{Caller, Role};
-use hyper::body::Incoming;
+use crate::api::{
+    blocking, error_response, json_response, method_not_allowed, object, percent_decode, read_body,
+    ApiError, ApiResult, HttpResponse,
+};
+use crate::auth::{self, Caller, Role};
+use crate::state::App;
 
-pub use fleet::initialise as initialise_fleet;
 pub use wire::entry_json;
-
-/// A refusal, with the status, a stable code and a sentence.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request",
-            message: message.into(),
-        }
-    }
-
-    pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: message.into(),
-        }
-    }
-
-    fn response(&self) -> HttpResponse {
-        let mut response = error_response(self.status, self.code, &self.message);
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        response
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> ApiError {
-        let (status, code) = match &error {
-            StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            StoreError::InUse(_) => (StatusCode::CONFLICT, "in_use"),
-            StoreError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            // A database that stays busy past the busy timeout: the caller may retry.
-            StoreError::Database(message)
-                if message.contains("locked") || message.contains("busy") =>
-            {
-                (StatusCode::SERVICE_UNAVAILABLE, "busy")
-            }
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(%error, "store failure");
-        }
-        ApiError {
-            status,
-            code,
-            message: error.to_string(),
-        }
-    }
-}
-
-pub type ApiResult = Result<HttpResponse, ApiError>;
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Parses a JSON object body; anything else is the caller's mistake.
-pub fn object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
-    if body.is_empty() {
-        return Ok(serde_json::Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request(
-            "the request body must be a JSON object",
-        )),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "the request body is not valid JSON: {e}"
-        ))),
-    }
-}
-
-/// Runs blocking store work off the async threads.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "internal",
-        message: format!("task failed: {e}"),
-    })?
-}
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -131,7 +37,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The caller behind a request's bearer token, if any.
-async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Option<Caller> {
+async fn authenticate(shared: &App, headers: &HeaderMap) -> Option<Caller> {
     let presented = bearer(headers)?;
     let expected = shared.admin_token.as_bytes();
     if presented.len() == expected.len() && openssl::memcmp::eq(presented.as_bytes(), expected) {
@@ -175,57 +81,63 @@ fn unauthorized() -> HttpResponse {
     response
 }
 
-/// Everything under `/api/v1/`.
-pub async fn handle(
-    shared: &Shared,
+/// An authenticated admin request, ready for its route (here, or harden's).
+pub struct Authorized {
+    pub caller: Caller,
+    pub method: Method,
+    /// The path below `/api/v1/`, split and percent-decoded.
+    pub segments: Vec<String>,
+    pub query: String,
+    pub body: Bytes,
+}
+
+impl Authorized {
+    pub fn segments(&self) -> Vec<&str> {
+        self.segments.iter().map(String::as_str).collect()
+    }
+}
+
+/// The gate of `/api/v1/`: answers what needs no caller (the API's description, login) and
+/// refuses the unauthenticated and auditors' writes; anything else comes back authorized.
+pub async fn authorize(
+    shared: &App,
     peer: SocketAddr,
     method: &Method,
     path: &str,
     query: Option<&str>,
     headers: &HeaderMap,
     body: Incoming,
-) -> HttpResponse {
+) -> Result<Authorized, HttpResponse> {
     // HEAD is answered as GET; hyper leaves the body out.
-    let head_as_get = Method::GET;
     let method = if *method == Method::HEAD {
-        &head_as_get
+        Method::GET
     } else {
-        method
+        method.clone()
     };
     if path == "/api/v1/openapi.json" {
-        return match *method {
+        return Err(match method {
             Method::GET => json_response(StatusCode::OK, &openapi::document()),
-            _ => error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this resource allows GET",
-            ),
-        };
+            _ => method_not_allowed("GET"),
+        });
     }
-    if path == "/api/v1/login" && *method == Method::POST {
-        let body = match read_body(shared, body).await {
-            Ok(body) => body,
-            Err(response) => return response,
-        };
-        return login(shared, peer, &body)
+    if path == "/api/v1/login" && method == Method::POST {
+        let body = read_body(&shared.config.limits, body).await?;
+        return Err(login(shared, peer, &body)
             .await
-            .unwrap_or_else(|e| e.response());
+            .unwrap_or_else(|e| e.response()));
     }
     let Some(caller) = authenticate(shared, headers).await else {
-        return unauthorized();
+        return Err(unauthorized());
     };
-    let body = match read_body(shared, body).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+    let body = read_body(&shared.config.limits, body).await?;
     // A plan is a question, not a change: auditors may ask it.
-    let read_only = matches!(*method, Method::GET | Method::HEAD) || path == "/api/v1/tls/plan";
+    let read_only = method == Method::GET || path == "/api/v1/tls/plan";
     if !read_only && caller.role != Role::Admin {
-        return error_response(
+        return Err(error_response(
             StatusCode::FORBIDDEN,
             "forbidden",
             &format!("{} is an auditor: read-only", caller.name),
-        );
+        ));
     }
     let segments: Vec<String> = path
         .trim_start_matches("/api/v1")
@@ -233,12 +145,26 @@ pub async fn handle(
         .filter(|s| !s.is_empty())
         .map(percent_decode)
         .collect();
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    Ok(Authorized {
+        caller,
+        method,
+        segments,
+        query: query.unwrap_or("").to_string(),
+        body,
+    })
+}
+
+/// The admin API's own routes: the server, and the fleet.
+pub async fn route(shared: &App, request: &Authorized) -> HttpResponse {
+    let segments = request.segments();
+    let method = &request.method;
     match (segments.as_slice(), method) {
         (["server"], &Method::GET) => {
             return json_response(StatusCode::OK, &status::server_status(shared))
         }
-        (["server", "reload"], &Method::POST) => return status::reload(shared, &caller).await,
+        (["server", "reload"], &Method::POST) => {
+            return status::reload(shared, &request.caller).await
+        }
         (["server"], _) | (["server", "reload"], _) => {
             return error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -248,33 +174,18 @@ pub async fn handle(
         }
         _ => {}
     }
-    if let Some(result) = crate::harden::route(
+    let fleet_request = fleet::Request {
         shared,
-        &caller,
-        method,
-        &segments,
-        query.unwrap_or(""),
-        &body,
-    )
-    .await
-    {
-        return result.unwrap_or_else(|e| e.response());
-    }
-    let request = fleet::Request {
-        shared,
-        caller: &caller,
+        caller: &request.caller,
         method,
         segments: &segments,
-        query: query.unwrap_or(""),
-        body: &body,
+        query: &request.query,
+        body: &request.body,
     };
-    let writes = !read_only;
-    match fleet::route(request).await {
+    match fleet::route(fleet_request).await {
         Some(Ok(response)) => {
-            // A new fleet version: the cached settings may be stale (push agents are woken
-            // by the store, for the changes that concern them).
-            if writes && response.status().is_success() {
-                shared.fleet_version.send_modify(|v| *v += 1);
+            if *method != Method::GET && response.status().is_success() {
+                shared.fleet_changed();
             }
             response
         }
@@ -283,7 +194,7 @@ pub async fn handle(
     }
 }
 
-async fn login(shared: &Shared, peer: SocketAddr, body: &Bytes) -> ApiResult {
+async fn login(shared: &App, peer: SocketAddr, body: &Bytes) -> ApiResult {
     let body = object(body)?;
     let user = body
         .get("user")
@@ -295,7 +206,7 @@ async fn login(shared: &Shared, peer: SocketAddr, body: &Bytes) -> ApiResult {
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad_request("'password' (a string) is required"))?
         .to_string();
-    if user.chars().count() > crate::admin::auth::MAX_USER_CHARS {
+    if user.chars().count() > crate::auth::MAX_USER_CHARS {
         return Err(ApiError::bad_request("'user' is too long"));
     }
     let begun = shared
@@ -347,11 +258,11 @@ async fn login(shared: &Shared, peer: SocketAddr, body: &Bytes) -> ApiResult {
     finish(verified.is_none());
     let Some(account) = verified else {
         tracing::warn!(user, %peer, "failed login");
-        return Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "invalid_login",
-            message: "invalid user or password".into(),
-        });
+        return Err(ApiError::client(
+            StatusCode::UNAUTHORIZED,
+            "invalid_login",
+            "invalid user or password",
+        ));
     };
     let (token, hash) = auth::new_token();
     let expires_ms = now_ms() + auth::SESSION_LIFETIME.as_millis() as i64;
@@ -377,71 +288,9 @@ async fn login(shared: &Shared, peer: SocketAddr, body: &Bytes) -> ApiResult {
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Bi4EuvQbUc9L+MwYXv4D4HxU8LCbxJSP6c9o9NqkPc";
 
-fn percent_decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%' && index + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(high), Some(low)) = (hex(bytes[index + 1]), hex(bytes[index + 2])) {
-                out.push((high * 16 + low) as u8);
-                index += 3;
-                continue;
-            }
-        }
-        out.push(bytes[index]);
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Query parameters, decoded (`+` is a space).
-pub fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (
-                percent_decode(&key.replace('+', " ")),
-                percent_decode(&value.replace('+', " ")),
-            )
-        })
-        .collect()
-}
-
-/// How long ago `since` is, for `?since=1h`.
-pub fn since_ms(text: &str) -> Result<i64, ApiError> {
-    let duration: Duration = crate::config::parse_duration(text)
-        .map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
-    Ok(now_ms() - duration.as_millis().min(i64::MAX as u128) as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decoding() {
-        assert_eq!(percent_decode("Legacy%20XP"), "Legacy XP");
-        assert_eq!(percent_decode("a%2Fb"), "a/b");
-        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
-        assert_eq!(percent_decode("%e3%82%b5"), "サ");
-        assert_eq!(
-            percent_decode("%éé"),
-            "%éé",
-            "no panic inside a UTF-8 character"
-        );
-        assert_eq!(
-            query_pairs("group=My+Company%2FLegacy&pending=true&x"),
-            vec![
-                ("group".to_string(), "My Company/Legacy".to_string()),
-                ("pending".to_string(), "true".to_string()),
-                ("x".to_string(), String::new()),
-            ]
-        );
-    }
 
     #[test]
     fn the_dummy_hash_parses() {

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::config::Role;
-use crate::server::Shared;
+use crate::state::App;
 
 fn unix_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
@@ -13,7 +13,7 @@ fn unix_seconds(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-pub fn server_status(shared: &Shared) -> Value {
+pub fn server_status(shared: &App) -> Value {
     let listener = |role: Role| {
         let mut value = json!({"address": shared.config.address(role).to_string(), "tls": null});
         if role.is_tls() {
@@ -43,9 +43,9 @@ pub fn server_status(shared: &Shared) -> Value {
 }
 
 /// Reloads the TLS settings, audited; 422 with the findings when the new files are refused.
-pub async fn reload(shared: &Shared, caller: &super::auth::Caller) -> crate::http::HttpResponse {
+pub async fn reload(shared: &App, caller: &crate::auth::Caller) -> crate::api::HttpResponse {
     use hyper::StatusCode;
-    let result = crate::server::reload(shared).await;
+    let result = crate::state::reload(shared).await;
     let (status, body, outcome) = match &result {
         Ok(findings) => (
             StatusCode::OK,
@@ -67,14 +67,14 @@ pub async fn reload(shared: &Shared, caller: &super::auth::Caller) -> crate::htt
     let store = shared.store.clone();
     let entry = ward_store::AuditEntry {
         id: 0,
-        at_ms: super::now_ms(),
+        at_ms: ward_proto::now_ms(),
         actor: caller.name.clone(),
         action: "server.reload".into(),
         target: "tls".into(),
         before: None,
         after: Some(json!({"outcome": outcome})),
     };
-    let audited = super::blocking(move || {
+    let audited = crate::api::blocking(move || {
         store.apply(&ward_store::Change {
             mutation: ward_store::Mutation::Nothing,
             bump_groups: vec![],
@@ -87,5 +87,5 @@ pub async fn reload(shared: &Shared, caller: &super::auth::Caller) -> crate::htt
     if let Err(error) = audited {
         tracing::error!(?error, "reload not audited");
     }
-    crate::http::json_response(status, &body)
+    crate::api::json_response(status, &body)
 }

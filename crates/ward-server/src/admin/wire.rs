@@ -1,18 +1,14 @@
 //! The admin API's JSON shapes, built explicitly from the domain and store types (they do not
 //! derive Serialize). Field names here are a contract with scripts: keep them stable.
 
-use std::time::{Duration, SystemTime};
-
 use serde_json::{json, Value};
 use ward_fleet::group::{Effective, Field};
 use ward_fleet::{Group, ServerEntry, ServerList, Tree};
 use ward_store::{AgentRecord, AuditEntry, TokenRecord};
 
-use crate::config::format_duration;
+use ward_proto::duration::format as format_duration;
 
-pub fn time(ms: i64) -> String {
-    ward_tls::utc::format_rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
-}
+pub use crate::api::time;
 
 fn optional_time(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |ms| Value::String(time(ms)))

@@ -31,12 +31,15 @@ use ward_tls::edit::{self, EditOutcome};
 use ward_tls::protocol::ProtocolDecision;
 use ward_tls::{ProtocolSet, TlsVersion, VersionRange};
 
-use crate::admin::fleet::{audit, create_group, find_group, only_keys, string, tree_of};
-use crate::admin::{auth::Caller, blocking, now_ms, object, query_pairs, ApiError, ApiResult};
+use crate::api::{
+    blocking, json_response, object, only_keys, query_pairs, string, ApiError, ApiResult,
+};
+use crate::auth::Caller;
 use crate::config::Role;
-use crate::http::json_response;
-use crate::server::Shared;
+use crate::ops::{audit, create_group, find_group, tree_of};
+use crate::state::App;
 use model::{AgentFacts, Capability, GroupFacts, Risk, Verdict, Via};
+use ward_proto::now_ms;
 
 /// Default: an agent silent for more than this many check-in intervals counts as offline.
 pub const OFFLINE_INTERVALS: u32 = 3;
@@ -98,19 +101,11 @@ fn state_path(root: &Path) -> PathBuf {
 }
 
 fn internal(message: impl Into<String>) -> ApiError {
-    ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "internal",
-        message: message.into(),
-    }
+    ApiError::internal(message)
 }
 
 fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError {
-        status: StatusCode::CONFLICT,
-        code,
-        message: message.into(),
-    }
+    ApiError::conflict(code, message)
 }
 
 pub fn read_state(root: &Path) -> Result<Option<HardenState>, ApiError> {
@@ -178,7 +173,7 @@ impl Proposal {
     }
 
     /// The range the clients listener would serve.
-    fn clients_range(&self, shared: &Shared) -> VersionRange {
+    fn clients_range(&self, shared: &App) -> VersionRange {
         if self.roles.contains(&Role::Clients) {
             self.decision.range
         } else {
@@ -305,9 +300,8 @@ fn fill_hostnames(store: &dyn Store, value: &mut Value, arrays: &[&str]) -> Resu
 }
 
 /// The agents whose push check-in is held right now.
-fn held(shared: &Shared) -> HashSet<String> {
-    let held = shared.held.lock().unwrap_or_else(|p| p.into_inner());
-    held.keys().cloned().collect()
+fn held(shared: &App) -> HashSet<String> {
+    shared.held.snapshot()
 }
 
 /// One agent's line in a plan or readiness answer.
@@ -320,7 +314,7 @@ fn agent_json(fleet: &Fleet, agent: &AgentTls, facts: &AgentFacts) -> Value {
         "knowledge": facts.capability.knowledge.name(),
         "channel": agent.https.map(|https| if https { "https" } else { "http" }),
         "tls_version": agent.negotiated.and_then(rank_version).map(|v| v.name()),
-        "last_checkin": agent.last_checkin_ms.map(crate::admin::wire::time),
+        "last_checkin": agent.last_checkin_ms.map(crate::api::time),
         "serial": agent.serial,
         "acked_serial": agent.acked_serial,
     })
@@ -357,7 +351,7 @@ fn assess(fleet: &Fleet, range: VersionRange, now: i64) -> Assessment {
 }
 
 pub async fn route(
-    shared: &Shared,
+    shared: &App,
     caller: &Caller,
     method: &Method,
     segments: &[&str],
@@ -374,13 +368,12 @@ pub async fn route(
         (["tls", "harden", "stage"], &Method::POST) => steps::stage(shared, caller, body).await,
         (["tls", "harden", "apply"], &Method::POST) => steps::apply(shared, caller, body).await,
         (["tls", "rollback"], &Method::POST) => steps::rollback(shared, caller, body).await,
-        (["tls", ..], _) => Err(ApiError {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            code: "method_not_allowed",
-            message: "GET /tls/readiness, POST /tls/plan, GET /tls/harden, POST \
-                      /tls/harden/stage, POST /tls/harden/apply, POST /tls/rollback"
-                .into(),
-        }),
+        (["tls", ..], _) => Err(ApiError::client(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "GET /tls/readiness, POST /tls/plan, GET /tls/harden, POST /tls/harden/stage, POST \
+             /tls/harden/apply, POST /tls/rollback",
+        )),
         _ => return None,
     };
     Some(result)

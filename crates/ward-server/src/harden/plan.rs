@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn listeners_json(shared: &Shared, proposal: &Proposal) -> Value {
+fn listeners_json(shared: &App, proposal: &Proposal) -> Value {
     let mut out = Map::new();
     for role in [Role::Console, Role::Clients] {
         let current = shared.tls.current(role);
@@ -92,7 +92,7 @@ fn plan_json(
 }
 
 /// Routes `/api/v1/tls/...`. `None` for paths that are not its.
-pub(super) async fn plan(shared: &Shared, body: &Bytes) -> ApiResult {
+pub(super) async fn plan(shared: &App, body: &Bytes) -> ApiResult {
     let body = object(body)?;
     only_keys(
         &body,

@@ -12,7 +12,7 @@ fn listener_of(https: Option<bool>) -> &'static str {
     }
 }
 
-pub(super) async fn readiness(shared: &Shared, query: &str) -> ApiResult {
+pub(super) async fn readiness(shared: &App, query: &str) -> ApiResult {
     let mut limit = DEFAULT_LIMIT;
     let mut intervals = OFFLINE_INTERVALS;
     let mut silent_since: Option<i64> = None;
@@ -112,7 +112,7 @@ fn readiness_json(
         let with_refusal = |mut line: Value| {
             if let Some(failure) = refusal {
                 line["refused"] = json!({
-                    "at": crate::admin::wire::time(failure.at_ms),
+                    "at": crate::api::time(failure.at_ms),
                     "listener": failure.listener,
                     "peer": failure.peer,
                     "offered_max": failure.offered_max,

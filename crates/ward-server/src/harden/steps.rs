@@ -225,7 +225,7 @@ fn new_run(
     }
 }
 
-pub(super) async fn stage(shared: &Shared, caller: &Caller, body: &Bytes) -> ApiResult {
+pub(super) async fn stage(shared: &App, caller: &Caller, body: &Bytes) -> ApiResult {
     let body = object(body)?;
     only_keys(
         &body,
@@ -352,7 +352,7 @@ fn saved_copy(root: &Path, file: &Path, stamp: i64) -> PathBuf {
     root.join("harden").join(format!("{name}.{stamp}.orig"))
 }
 
-pub(super) async fn apply(shared: &Shared, caller: &Caller, body: &Bytes) -> ApiResult {
+pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiResult {
     let body = object(body)?;
     only_keys(&body, &["protocol", "listener"])?;
     let proposal = Proposal::from_body(&body)?;
@@ -413,6 +413,7 @@ pub(super) async fn apply(shared: &Shared, caller: &Caller, body: &Bytes) -> Api
                 Err(error) => {
                     return Err(ApiError {
                         status: StatusCode::UNPROCESSABLE_ENTITY,
+                        source: crate::api::Source::Config,
                         code: "edit_refused",
                         message: error.to_string(),
                     })
@@ -432,15 +433,16 @@ pub(super) async fn apply(shared: &Shared, caller: &Caller, body: &Bytes) -> Api
             return Err(error);
         }
     };
-    let findings = match crate::server::reload(shared).await {
+    let findings = match crate::state::reload(shared).await {
         Ok(findings) => findings,
         Err(findings) => {
             // Put the files back as they were, and the old settings keep serving.
             put_back(&copies);
-            let _ = crate::server::reload(shared).await;
+            let _ = crate::state::reload(shared).await;
             forget_copies(&root, &mut state, false)?;
             return Err(ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
+                source: crate::api::Source::Config,
                 code: "reload_refused",
                 message: format!(
                     "the edited files were refused, so they were put back: {}",
@@ -512,7 +514,7 @@ pub(super) async fn apply(shared: &Shared, caller: &Caller, body: &Bytes) -> Api
     ))
 }
 
-pub(super) async fn rollback(shared: &Shared, caller: &Caller, body: &Bytes) -> ApiResult {
+pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> ApiResult {
     let body = if body.is_empty() {
         Map::new()
     } else {
@@ -555,7 +557,7 @@ pub(super) async fn rollback(shared: &Shared, caller: &Caller, body: &Bytes) -> 
         Ok(())
     })
     .await?;
-    let reloaded = crate::server::reload(shared).await;
+    let reloaded = crate::state::reload(shared).await;
     let mut steps = vec![format!(
         "restored {}",
         state
@@ -568,6 +570,7 @@ pub(super) async fn rollback(shared: &Shared, caller: &Caller, body: &Bytes) -> 
     if let Err(findings) = &reloaded {
         return Err(ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
+            source: crate::api::Source::Config,
             code: "reload_refused",
             message: format!(
                 "the files were restored but the reload was refused (the old settings keep \

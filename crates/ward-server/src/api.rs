@@ -1,0 +1,384 @@
+//! HTTP plumbing shared by every API: responses, the error shape and [`ApiError`] (one
+//! constructor per source, which fixes the status and the log level), bodies read under a
+//! size and a time limit, query strings, and blocking store work off the async threads.
+//!
+//! Depends on nothing of ward-server but `config`: the agent API, the admin API and harden all
+//! build on it, never on each other.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde_json::{Map, Value};
+use ward_proto::messages::{encode, ErrorBody};
+use ward_store::StoreError;
+
+use crate::config::Limits;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+pub fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> HttpResponse {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+pub fn json_response(status: StatusCode, value: &Value) -> HttpResponse {
+    json_text(status, format!("{value}\n"))
+}
+
+/// A JSON response from text already serialised (the agent API signs these exact bytes).
+pub fn json_text(status: StatusCode, text: String) -> HttpResponse {
+    respond(status, "application/json", text)
+}
+
+/// The error shape of every API (`ward_proto::messages::ErrorBody`): a stable code and a
+/// sentence.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    json_text(status, encode(&ErrorBody::new(code, message)))
+}
+
+pub fn method_not_allowed(allowed: &'static str) -> HttpResponse {
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("this resource allows {allowed}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    response
+}
+
+/// Where a refusal comes from. It decides the log level: a caller's mistake is not the
+/// operator's problem, a store or internal failure is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The admin client (or anyone) sent something wrong: 4xx, not logged above debug.
+    Client,
+    /// An agent was refused (unsigned, forged, replayed, unknown): 4xx, logged as a warning.
+    Agent,
+    /// The operator's configuration (conf files, ward.toml) stops the action: logged as a
+    /// warning.
+    Config,
+    /// The database: busy (503, retry) or failing (500, logged as an error).
+    Store,
+    /// A bug or a failed task: 500, logged as an error.
+    Internal,
+}
+
+/// A refusal, with the status, a stable code, a sentence and where it came from.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub source: Source,
+}
+
+impl ApiError {
+    /// The caller's mistake, with any 4xx status.
+    pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            source: Source::Client,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::client(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::client(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::client(StatusCode::CONFLICT, code, message)
+    }
+
+    /// An agent's request refused.
+    pub fn agent(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            source: Source::Agent,
+        }
+    }
+
+    /// The operator's configuration stops the action (409: fix the files, then retry).
+    pub fn config(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            code,
+            message: message.into(),
+            source: Source::Config,
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: message.into(),
+            source: Source::Internal,
+        }
+    }
+
+    /// Logs the refusal at its source's level.
+    pub fn log(&self) {
+        let (status, code, message) = (self.status.as_u16(), self.code, &self.message);
+        match self.source {
+            Source::Client => tracing::debug!(status, code, message, "request refused"),
+            Source::Agent => tracing::warn!(status, code, message, "agent request refused"),
+            Source::Config => tracing::warn!(status, code, message, "refused by configuration"),
+            Source::Store if self.status == StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::warn!(code, message, "database busy")
+            }
+            Source::Store | Source::Internal => {
+                tracing::error!(status, code, message, "request failed")
+            }
+        }
+    }
+
+    /// The response, logged once. A busy server says when to retry.
+    pub fn response(&self) -> HttpResponse {
+        self.log();
+        let mut response = error_response(self.status, self.code, &self.message);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        let (status, code, source) = match &error {
+            StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", Source::Client),
+            StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict", Source::Client),
+            StoreError::InUse(_) => (StatusCode::CONFLICT, "in_use", Source::Client),
+            StoreError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request", Source::Client),
+            // Locked past the busy timeout: the caller may retry.
+            StoreError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy", Source::Store),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", Source::Store),
+        };
+        ApiError {
+            status,
+            code,
+            message: error.to_string(),
+            source,
+        }
+    }
+}
+
+pub type ApiResult = Result<HttpResponse, ApiError>;
+
+/// Runs blocking store work off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
+}
+
+/// Reads a request body under the size limit and the header timeout: a client that announces
+/// a body and stalls gets 408, not a connection held open.
+pub async fn read_body(limits: &Limits, body: Incoming) -> Result<Bytes, HttpResponse> {
+    let limit = limits.max_body_bytes;
+    let timeout = limits.header_timeout;
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
+        Ok(Err(_)) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "the request body could not be read",
+        )),
+        Err(_) => Err(error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            &format!(
+                "the request body did not arrive within {}s",
+                timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+pub fn too_large(limit: usize) -> HttpResponse {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        &format!("the request body exceeds {limit} bytes"),
+    )
+}
+
+/// Parses a JSON object body; anything else is the caller's mistake.
+pub fn object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    if body.is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+/// A typed request body: unknown fields are refused (a typo is an error, not a no-op).
+pub fn typed<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body: {e}")))
+}
+
+pub fn string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("'{key}' must be a string"))),
+    }
+}
+
+pub fn required(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
+    string(body, key)?
+        .ok_or_else(|| ApiError::bad_request(format!("'{key}' (a string) is required")))
+}
+
+pub fn only_keys(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
+    match body.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(key) => Err(ApiError::bad_request(format!(
+            "unknown field '{key}' (expected {})",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+pub fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' && index + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(high), Some(low)) = (hex(bytes[index + 1]), hex(bytes[index + 2])) {
+                out.push((high * 16 + low) as u8);
+                index += 3;
+                continue;
+            }
+        }
+        out.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Query parameters, decoded (`+` is a space).
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (
+                percent_decode(&key.replace('+', " ")),
+                percent_decode(&value.replace('+', " ")),
+            )
+        })
+        .collect()
+}
+
+/// How long ago `since` is, for `?since=1h`.
+pub fn since_ms(text: &str) -> Result<i64, ApiError> {
+    let duration: Duration = ward_proto::duration::parse(text)
+        .map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
+    Ok(ward_proto::now_ms() - duration.as_millis().min(i64::MAX as u128) as i64)
+}
+
+/// A time as the APIs write it: RFC 3339, UTC.
+pub fn time(ms: i64) -> String {
+    ward_tls::utc::format_rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+}
+
+/// What a TLS connection negotiated, and the generation of the settings it was accepted
+/// under.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnTls {
+    pub version: ward_tls::TlsVersion,
+    pub generation: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("Legacy%20XP"), "Legacy XP");
+        assert_eq!(percent_decode("a%2Fb"), "a/b");
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+        assert_eq!(percent_decode("%e3%82%b5"), "サ");
+        assert_eq!(
+            percent_decode("%éé"),
+            "%éé",
+            "no panic inside a UTF-8 character"
+        );
+        assert_eq!(
+            query_pairs("group=My+Company%2FLegacy&pending=true&x"),
+            vec![
+                ("group".to_string(), "My Company/Legacy".to_string()),
+                ("pending".to_string(), "true".to_string()),
+                ("x".to_string(), String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn store_errors_keep_their_kind() {
+        for (error, status) in [
+            (StoreError::NotFound("x".into()), StatusCode::NOT_FOUND),
+            (StoreError::Conflict("x".into()), StatusCode::CONFLICT),
+            (StoreError::InUse("x".into()), StatusCode::CONFLICT),
+            (StoreError::Invalid("x".into()), StatusCode::BAD_REQUEST),
+            (
+                StoreError::Busy("x".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                StoreError::Database("disk I/O error".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ] {
+            let api = ApiError::from(error.clone());
+            assert_eq!(api.status, status, "{error}");
+            let response = api.response();
+            assert_eq!(
+                response.headers().contains_key(header::RETRY_AFTER),
+                status == StatusCode::SERVICE_UNAVAILABLE,
+                "{error}"
+            );
+        }
+    }
+}

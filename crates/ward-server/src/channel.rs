@@ -1,0 +1,131 @@
+//! What the server remembers of the agent channel between requests: derived agent keys, seen
+//! nonces, the settings already computed per (group, serial), and which push agents hold a
+//! check-in right now. Owned here, held by the app state, used by the agent API (and harden
+//! reads who is held).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ward_proto::messages::Settings;
+use ward_proto::AgentKey;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Per-agent keys derived so far.
+#[derive(Default)]
+pub struct AgentKeys(Mutex<HashMap<String, AgentKey>>);
+
+impl AgentKeys {
+    pub fn get(&self, agent: &str) -> Option<AgentKey> {
+        lock(&self.0).get(agent).cloned()
+    }
+
+    pub fn insert(&self, agent: &str, key: AgentKey) {
+        lock(&self.0).insert(agent.to_string(), key);
+    }
+}
+
+/// Replay protection for the agent API: nonces per agent id, and per enrolling key.
+#[derive(Default)]
+pub struct Replays(Mutex<ward_proto::ReplayCache>);
+
+impl Replays {
+    pub fn with<T>(&self, f: impl FnOnce(&mut ward_proto::ReplayCache) -> T) -> T {
+        f(&mut lock(&self.0))
+    }
+}
+
+/// Settings by (group, serial), valid for one fleet version: a change that wakes 10,000 held
+/// check-ins computes each group's settings once.
+#[derive(Default)]
+pub struct SettingsCache(Mutex<CacheEntries>);
+
+#[derive(Default)]
+struct CacheEntries {
+    version: u64,
+    entries: HashMap<(i64, i64), Arc<Settings>>,
+}
+
+/// The most entries kept; beyond it the cache starts over.
+const SETTINGS_CACHE_ENTRIES: usize = 10_000;
+
+impl SettingsCache {
+    pub fn get(&self, version: u64, group: i64, serial: i64) -> Option<Arc<Settings>> {
+        let cache = lock(&self.0);
+        (cache.version == version)
+            .then(|| cache.entries.get(&(group, serial)).cloned())
+            .flatten()
+    }
+
+    /// Keeps `settings` computed under `version`. Only forward: an answer computed under an
+    /// older version never replaces newer entries.
+    pub fn insert(&self, version: u64, group: i64, serial: i64, settings: Arc<Settings>) {
+        let mut cache = lock(&self.0);
+        if version > cache.version || cache.entries.len() >= SETTINGS_CACHE_ENTRIES {
+            cache.version = version;
+            cache.entries.clear();
+        }
+        if version == cache.version {
+            cache.entries.insert((group, serial), settings);
+        }
+    }
+}
+
+/// Push agents whose check-in the server holds right now: connected, so not silent.
+#[derive(Default)]
+pub struct HeldAgents(Mutex<HashMap<String, u32>>);
+
+impl HeldAgents {
+    /// Marks `agent` as held while the guard lives.
+    pub fn hold(&self, agent: &str) -> Held<'_> {
+        *lock(&self.0).entry(agent.to_string()).or_default() += 1;
+        Held {
+            agents: self,
+            agent: agent.to_string(),
+        }
+    }
+
+    pub fn snapshot(&self) -> HashSet<String> {
+        lock(&self.0).keys().cloned().collect()
+    }
+
+    pub fn is_held(&self, agent: &str) -> bool {
+        lock(&self.0).contains_key(agent)
+    }
+}
+
+pub struct Held<'a> {
+    agents: &'a HeldAgents,
+    agent: String,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut held = lock(&self.agents.0);
+        if let Some(count) = held.get_mut(&self.agent) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.agent);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_agent_stays_held_until_its_last_check_in_ends() {
+        let held = HeldAgents::default();
+        let first = held.hold("a");
+        let second = held.hold("a");
+        drop(first);
+        assert!(held.is_held("a"));
+        drop(second);
+        assert!(!held.is_held("a"));
+        assert!(held.snapshot().is_empty());
+    }
+}

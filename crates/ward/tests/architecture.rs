@@ -1,0 +1,218 @@
+//! The map stays true: every module of every crate is named in ARCHITECTURE.md, and
+//! ward-server's modules form no cycle (the agent API, the admin API and harden build on the
+//! shared modules, never on each other; `server` is imported by no other module).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The top-level module a file of `src` belongs to (`admin/fleet.rs` -> `admin`), or None for
+/// the crate root.
+fn module_of(src: &Path, file: &Path) -> Option<String> {
+    let relative = file.strip_prefix(src).unwrap();
+    let first = relative.components().next()?.as_os_str().to_string_lossy();
+    let name = first.trim_end_matches(".rs").to_string();
+    (name != "lib" && name != "main").then_some(name)
+}
+
+/// The module names a file refers to as `crate::NAME`, including inside `use crate::{a, b}`.
+fn crate_references(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for (index, _) in code.match_indices("crate::") {
+        let rest = &code[index + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if modules.contains(&name) {
+                    found.insert(name);
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if modules.contains(&name) {
+                found.insert(name);
+            }
+        }
+    }
+    found
+}
+
+fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let files = sources(src);
+    let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(src, f)).collect();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let Some(module) = module_of(src, file) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(file).unwrap();
+        let entry = edges.entry(module.clone()).or_default();
+        for target in crate_references(&text, &modules) {
+            if target != module {
+                entry.insert(target);
+            }
+        }
+    }
+    edges
+}
+
+/// A cycle in `edges`, if any, as the list of modules around it.
+fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match state.get(node) {
+            Some(2) => return None,
+            Some(1) => {
+                let start = path.iter().position(|n| n == node).unwrap();
+                let mut cycle = path[start..].to_vec();
+                cycle.push(node.to_string());
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        state.insert(node.to_string(), 1);
+        path.push(node.to_string());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, state, path) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        state.insert(node.to_string(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for node in edges.keys() {
+        if let Some(cycle) = visit(node, edges, &mut state, &mut Vec::new()) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+#[test]
+fn the_checker_sees_a_cycle_when_there_is_one() {
+    let modules: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
+    assert_eq!(
+        crate_references(
+            "use crate::{a, b::X};\nuse crate::c;\n// crate::z",
+            &modules
+        ),
+        modules
+    );
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    edges.insert("a".into(), ["b".to_string()].into());
+    edges.insert("b".into(), ["c".to_string()].into());
+    edges.insert("c".into(), BTreeSet::new());
+    assert_eq!(find_cycle(&edges), None);
+    edges.get_mut("c").unwrap().insert("a".into());
+    assert_eq!(
+        find_cycle(&edges),
+        Some(
+            vec!["a", "b", "c", "a"]
+                .into_iter()
+                .map(String::from)
+                .collect()
+        )
+    );
+}
+
+#[test]
+fn ward_server_has_no_module_cycle() {
+    let edges = graph(&root().join("crates/ward-server/src"));
+    assert!(edges.len() > 10, "the module graph was not read: {edges:?}");
+    if let Some(cycle) = find_cycle(&edges) {
+        panic!(
+            "ward-server modules import each other in a circle: {}",
+            cycle.join(" -> ")
+        );
+    }
+    for (module, targets) in &edges {
+        assert!(
+            !targets.contains("server"),
+            "{module} imports `server`: only the crate root may"
+        );
+    }
+    for api in ["agent_api", "admin", "harden"] {
+        for other in ["agent_api", "admin", "harden"] {
+            assert!(
+                api == other || !edges[api].contains(other),
+                "{api} imports {other}: the APIs depend on the shared modules, never on each other"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_module_is_on_the_map() {
+    let map = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let mut missing = Vec::new();
+    for krate in std::fs::read_dir(root().join("crates")).unwrap() {
+        let krate = krate.unwrap().path();
+        let src = krate.join("src");
+        if !src.is_dir() {
+            continue;
+        }
+        for file in sources(&src) {
+            let relative = file
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let name = relative.trim_end_matches(".rs").trim_end_matches("/mod");
+            let leaf = name.rsplit('/').next().unwrap();
+            // Crate roots, test modules and the subcommand files of `ward` (listed by folder).
+            if matches!(leaf, "lib" | "main" | "tests") || name.starts_with("cmd/") {
+                continue;
+            }
+            if !map.contains(&format!("`{name}`")) && !map.contains(&format!("`{leaf}`")) {
+                missing.push(format!(
+                    "{}: {name}",
+                    krate.file_name().unwrap().to_string_lossy()
+                ));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "modules missing from ARCHITECTURE.md's tables: {missing:?}"
+    );
+}
