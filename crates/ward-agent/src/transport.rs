@@ -3,11 +3,14 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openssl::ssl::{SslConnector, SslSession};
-use std::sync::{Arc, Mutex};
+
+use crate::error::AgentError;
 
 use ward_tls::context::{connector_builder, ClientTls, ServerVerification};
 use ward_tls::TlsVersion;
@@ -49,6 +52,40 @@ pub struct Transport {
     sessions: HashMap<(String, bool), SslSession>,
     /// Where the connectors' new-session callback puts each session OpenSSL makes resumable.
     latest: Arc<Mutex<Option<SslSession>>>,
+    interrupt: Arc<Interrupt>,
+}
+
+/// Ends the exchange under way at once, from another thread: `ward agent stop` must not wait
+/// for a held push check-in to return.
+#[derive(Default)]
+pub struct Interrupt {
+    socket: Mutex<Option<TcpStream>>,
+    interrupted: AtomicBool,
+}
+
+impl Interrupt {
+    /// Shuts the current connection down (its read returns at once); exchanges fail until
+    /// [`Interrupt::reset`].
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        if let Some(socket) = self.socket.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn reset(&self) {
+        self.interrupted.store(false, Ordering::SeqCst);
+    }
+
+    fn register(&self, tcp: &TcpStream) -> bool {
+        let mut slot = self.socket.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = tcp.try_clone().ok();
+        !self.interrupted.load(Ordering::SeqCst)
+    }
+
+    fn clear(&self) {
+        *self.socket.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 /// `https://host:port` → (scheme, host, port).
@@ -79,7 +116,7 @@ pub fn split_url(url: &str) -> Result<(&str, String, u16), String> {
 }
 
 impl Transport {
-    pub fn new(ca_pem: &[u8], tls_max: Option<TlsVersion>) -> Result<Transport, String> {
+    pub fn new(ca_pem: &[u8], tls_max: Option<TlsVersion>) -> Result<Transport, AgentError> {
         let config = |verification| ClientTls {
             min: None,
             max: tls_max,
@@ -92,9 +129,9 @@ impl Transport {
             ServerVerification::Ca(ca_pem.to_vec())
         };
         let latest: Arc<Mutex<Option<SslSession>>> = Arc::default();
-        let build = |verification| -> Result<SslConnector, String> {
-            let mut builder =
-                connector_builder(&config(verification)).map_err(|e| e.to_string())?;
+        let build = |verification| -> Result<SslConnector, AgentError> {
+            let mut builder = connector_builder(&config(verification))
+                .map_err(|e| AgentError::state(format!("TLS client: {e}")))?;
             let slot = latest.clone();
             builder.set_new_session_callback(move |_, session| {
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
@@ -106,11 +143,37 @@ impl Transport {
             unverified: build(ServerVerification::None)?,
             sessions: HashMap::new(),
             latest,
+            interrupt: Arc::default(),
         })
+    }
+
+    /// The handle that ends this transport's exchanges from another thread.
+    pub fn interrupt(&self) -> Arc<Interrupt> {
+        self.interrupt.clone()
     }
 
     /// Sends `method path` with `headers` and `body` to `url`; `Connection: close`.
     pub fn exchange(
+        &mut self,
+        url: &str,
+        verify: bool,
+        call: &Call<'_>,
+        timeout: Duration,
+    ) -> Result<Exchange, AgentError> {
+        let result = self.exchange_inner(url, verify, call, timeout);
+        self.interrupt.clear();
+        result.map_err(|detail| {
+            // A message that already starts with the URL does not repeat it.
+            let detail = detail
+                .strip_prefix(url)
+                .and_then(|d| d.strip_prefix(": "))
+                .map(str::to_string)
+                .unwrap_or(detail);
+            AgentError::transport(url, detail)
+        })
+    }
+
+    fn exchange_inner(
         &mut self,
         url: &str,
         verify: bool,
@@ -141,6 +204,9 @@ impl Transport {
             }
         }
         let tcp = connected.ok_or(last_error)?;
+        if !self.interrupt.register(&tcp) {
+            return Err(format!("{url}: interrupted"));
+        }
         tcp.set_read_timeout(Some(timeout))
             .map_err(|e| e.to_string())?;
         tcp.set_write_timeout(Some(Duration::from_secs(30)))

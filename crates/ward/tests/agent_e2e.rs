@@ -403,7 +403,7 @@ fn the_http_channel_leaks_nothing_and_resists_tampering_and_replay() {
     agent.until(Duration::from_secs(10), |s| {
         s["last_error"]
             .as_str()
-            .is_some_and(|e| e.contains("response refused"))
+            .is_some_and(|e| e.contains("answer refused"))
     });
     assert_eq!(
         agent.status().unwrap()["serial"].as_i64().unwrap(),
@@ -415,7 +415,7 @@ fn the_http_channel_leaks_nothing_and_resists_tampering_and_replay() {
     agent.until(Duration::from_secs(10), |s| {
         s["last_error"]
             .as_str()
-            .is_some_and(|e| e.contains("response refused"))
+            .is_some_and(|e| e.contains("answer refused"))
     });
     // Back to honest relaying: the change arrives.
     *relay.mode.lock().unwrap() = ProxyMode::Pass;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use ward_agent::{RunConfig, Status, Stopper, Trust};
+use ward_agent::control::{alive, RunLock};
+use ward_agent::{EnrollOptions, RunConfig, Status, Stopper, Trust};
 use ward_tls::TlsVersion;
 
 use super::CmdResult;
@@ -72,9 +73,16 @@ pub struct EnrollArgs {
     target: EnrollTarget,
     #[command(flatten)]
     state: StateArg,
-    /// The highest TLS version to offer (TLSv1 reproduces a Windows XP client)
+    /// The highest TLS version to offer (TLSv1 reproduces a Windows XP client); kept in the
+    /// settings file, so `run` and `start` keep the cap
     #[arg(long, value_name = "VERSION")]
     tls_max: Option<String>,
+    /// The name shown in the server's client list [default: the host name]
+    #[arg(long)]
+    name: Option<String>,
+    /// Replace the identity already enrolled in --state (the server then knows a new agent)
+    #[arg(long)]
+    force: bool,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -84,7 +92,8 @@ pub struct EnrollArgs {
 pub struct RunArgs {
     #[command(flatten)]
     state: StateArg,
-    /// The highest TLS version to offer (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)
+    /// The highest TLS version to offer (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3) [default: the cap
+    /// given at enrollment, kept in the settings file]
     #[arg(long, value_name = "VERSION")]
     tls_max: Option<String>,
     /// A shell command run after each change of settings (WARD_SERIAL, WARD_POLICY set)
@@ -133,34 +142,54 @@ fn enroll(args: EnrollArgs) -> CmdResult {
         Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
         None => Vec::new(),
     };
-    let trust = Trust {
-        ca_pem,
-        pin: args.target.pin.clone(),
-    };
+    if args.force {
+        if let Some(pid) = RunLock::holder(&args.state.state) {
+            return Err(format!(
+                "an agent runs on {} (pid {pid}): stop it before enrolling again",
+                args.state.state.display()
+            ));
+        }
+    }
+    let replaced = ward_agent::state::AgentState::load(&args.state.state).ok();
     let state = ward_agent::enroll(
-        &args.target.server,
-        &args.target.token,
-        trust,
         &args.state.state,
-        tls_max(&args.tls_max)?,
+        EnrollOptions {
+            url: &args.target.server,
+            token: &args.target.token,
+            trust: Trust {
+                ca_pem,
+                pin: args.target.pin.clone(),
+            },
+            tls_max: tls_max(&args.tls_max)?,
+            name: args.name.clone(),
+            force: args.force,
+        },
     )?;
     if args.json {
         println!(
             "{:#}",
-            serde_json::json!({"id": state.agent, "group": state.settings.raw["group"], "serial": state.settings.serial()})
+            serde_json::json!({
+                "id": state.agent,
+                "group": state.settings.group,
+                "serial": state.settings.serial,
+                "tls_max": state.tls_max,
+                "replaced": replaced.as_ref().map(|r| r.agent.clone()),
+            })
         );
     } else {
-        println!(
-            "enrolled as {} in {}",
-            state.agent,
-            state.settings.raw["group"].as_str().unwrap_or("?")
-        );
+        if let Some(old) = &replaced {
+            println!(
+                "replaced agent {} (the server still lists it: ward client delete)",
+                old.agent
+            );
+        }
+        println!("enrolled as {} in {}", state.agent, state.settings.group);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn run_foreground(args: RunArgs) -> CmdResult {
-    let return_after = ward_server::config::parse_duration(&args.return_after)
+    let return_after = ward_proto::duration::parse(&args.return_after)
         .map_err(|e| format!("--return-after: {e}"))?;
     let config = RunConfig {
         dir: args.state.state.clone(),
@@ -168,31 +197,48 @@ fn run_foreground(args: RunArgs) -> CmdResult {
         on_change: args.on_change.clone(),
         return_after,
     };
+    // One agent per state dir: held until this process ends.
+    let lock = RunLock::acquire(&config.dir)?;
     let stopper = Arc::new(Stopper::default());
     let status = Arc::new(Mutex::new(Status::default()));
-    let control = ward_agent::serve_control(&config.dir, stopper.clone(), status.clone())?;
-    // A stop is prompt even during a held push check-in: after a short grace the process
-    // ends; the settings file is only ever replaced atomically, so nothing is left torn.
+    let control = ward_agent::control::serve_control(&lock, stopper.clone(), status.clone())?;
+    // A stop interrupts the exchange under way (a held push check-in included); should the
+    // loop still be busy (an --on-change command), the process ends after a short grace. The
+    // settings file is only ever replaced atomically, so nothing is left torn.
     let watchdog = stopper.clone();
+    let socket = ward_agent::socket_path(&config.dir);
     std::thread::spawn(move || {
         while !watchdog.is_stopped() {
             std::thread::sleep(Duration::from_millis(100));
         }
         std::thread::sleep(Duration::from_secs(3));
-        let _ = std::fs::remove_file(ward_agent::socket_path(&args.state.state));
+        let _ = std::fs::remove_file(socket);
         std::process::exit(0);
     });
+    ward_agent::log(format_args!("started (pid {})", std::process::id()));
     let result = ward_agent::run(&config, &stopper, &status);
     stopper.stop();
     let _ = control.join();
-    result.map(|_| ExitCode::SUCCESS)
+    ward_agent::log(format_args!("stopped"));
+    drop(lock);
+    result.map(|_| ExitCode::SUCCESS).map_err(String::from)
 }
 
 fn start(args: RunArgs) -> CmdResult {
     use std::os::unix::process::CommandExt;
     let dir = &args.state.state;
-    if ward_agent::control(dir, "status").is_ok() {
-        return Err(format!("an agent already runs on {}", dir.display()));
+    if let Some(pid) = RunLock::holder(dir) {
+        return Err(format!(
+            "an agent already runs on {} (pid {pid}); `ward agent stop --state {}` first",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    if !ward_agent::state::AgentState::exists(dir) {
+        return Err(format!(
+            "{}: no agent enrolled here (ward agent enroll)",
+            dir.display()
+        ));
     }
     let log_path = dir.join("agent.log");
     let log = std::fs::OpenOptions::new()
@@ -223,7 +269,14 @@ fn start(args: RunArgs) -> CmdResult {
         .map_err(|e| format!("cannot start the agent: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if ward_agent::control(dir, "status").is_ok() {
+        if let Ok(Some(exit)) = child.try_wait() {
+            return Err(format!(
+                "the agent exited at once ({exit}); see {}",
+                log_path.display()
+            ));
+        }
+        let answer = ward_agent::control(dir, "status").ok();
+        if answer.is_some_and(|a| a["pid"] == child.id()) {
             println!(
                 "agent started (pid {}); log: {}",
                 child.id(),
@@ -231,13 +284,7 @@ fn start(args: RunArgs) -> CmdResult {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        if let Ok(Some(exit)) = child.try_wait() {
-            return Err(format!(
-                "the agent exited at once ({exit}); see {}",
-                log_path.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     Err(format!(
         "the agent did not answer within 10 s; see {}",
@@ -245,13 +292,18 @@ fn start(args: RunArgs) -> CmdResult {
     ))
 }
 
+/// Stops the agent and returns once its process has exited.
 fn stop(args: StateArg) -> CmdResult {
-    ward_agent::control(&args.state, "stop")?;
+    let answer = ward_agent::control(&args.state, "stop")?;
+    let pid = answer["pid"].as_i64().unwrap_or(0) as i32;
     let deadline = Instant::now() + Duration::from_secs(15);
-    while ward_agent::socket_path(&args.state).exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    while (alive(pid) || RunLock::holder(&args.state).is_some()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
-    println!("agent stopped");
+    if alive(pid) {
+        return Err(format!("the agent (pid {pid}) did not exit within 15 s"));
+    }
+    println!("agent stopped (pid {pid})");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -261,7 +313,7 @@ fn status(args: StatusArgs) -> CmdResult {
         println!("{value:#}");
     } else {
         let text = |k: &str| value[k].as_str().unwrap_or("-").to_string();
-        println!("agent {}", text("id"));
+        println!("agent {} (pid {})", text("id"), value["pid"]);
         println!(
             "  server       {} ({}, {})",
             text("server"),
@@ -269,9 +321,16 @@ fn status(args: StatusArgs) -> CmdResult {
             text("tls_version")
         );
         println!("  mode         {}", text("mode"));
+        if let Some(max) = value["tls_max"].as_str() {
+            println!("  TLS cap      {max}");
+        }
         println!("  serial       {}", value["serial"]);
         println!("  last checkin {}", text("last_checkin"));
-        println!("  next checkin {}", text("next_checkin"));
+        if value["held"] == true {
+            println!("  next checkin now: the server holds a push check-in open");
+        } else {
+            println!("  next checkin {}", text("next_checkin"));
+        }
         if let Some(error) = value["last_error"].as_str() {
             println!("  last error   {error}");
         }
@@ -282,14 +341,18 @@ fn status(args: StatusArgs) -> CmdResult {
 fn import(args: ImportArgs) -> CmdResult {
     let text =
         std::fs::read_to_string(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
-    let package: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let package =
+        ward_agent::read_package(&text).map_err(|e| format!("{}: {e}", args.file.display()))?;
     let (state, kept) =
         ward_agent::import_settings(&package, &args.state.state, tls_max(&args.tls_max)?)?;
     if kept {
         println!("settings imported; agent {} kept its identity", state.agent);
     } else {
         println!("settings imported; enrolled as {}", state.agent);
+    }
+    // A running agent takes them at once.
+    if let Ok(answer) = ward_agent::control(&args.state.state, "reload") {
+        println!("the running agent (pid {}) now follows them", answer["pid"]);
     }
     Ok(ExitCode::SUCCESS)
 }

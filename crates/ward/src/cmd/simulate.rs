@@ -19,13 +19,15 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
-use ward_agent::state::Settings;
+use ward_agent::core::{Action, Core, CoreConfig, Event};
+use ward_agent::requests::{checkin_request, enroll_request, host_report, verify_signed};
 use ward_agent::transport::{parse_response, request_head, split_url, Exchange, MAX_RESPONSE};
-use ward_agent::{
-    agent_key, checkin_request, enroll_request, hex, now_ms, random_fraction, unhex, verify_signed,
-    HostFacts, CHECKIN_PATH,
+use ward_agent::{random_fraction, AgentError, HostFacts};
+use ward_proto::messages::{
+    self, CheckinResponse, EnrollResponse, Hello, Mode, Scheme, ServerEntry, ServerListSettings,
+    Settings, CHECKIN_PATH, ENROLL_PATH, HELLO_PATH,
 };
-use ward_proto::{AgentKey, KeyPair};
+use ward_proto::{hex, now_ms, unhex, AgentKey, KeyPair};
 use ward_tls::context::{connector_builder, ClientTls, ServerVerification};
 use ward_tls::TlsVersion;
 
@@ -152,6 +154,12 @@ fn connector(ca_pem: &[u8], verify: bool, legacy: bool) -> Result<SslConnector, 
 struct Failure {
     class: &'static str,
     detail: String,
+}
+
+impl Failure {
+    fn agent_error(self, url: &str) -> AgentError {
+        AgentError::transport(url, format!("{}: {}", self.class, self.detail))
+    }
 }
 
 impl Shared {
@@ -337,12 +345,12 @@ fn raise_fd_limit() -> u64 {
 }
 
 pub fn run(args: SimulateArgs) -> CmdResult {
-    let duration = ward_server::config::parse_duration(&args.duration)
-        .map_err(|e| format!("--duration: {e}"))?;
+    let duration =
+        ward_proto::duration::parse(&args.duration).map_err(|e| format!("--duration: {e}"))?;
     let interval = args
         .interval
         .as_deref()
-        .map(ward_server::config::parse_duration)
+        .map(ward_proto::duration::parse)
         .transpose()
         .map_err(|e| format!("--interval: {e}"))?;
     if interval.is_some_and(|i| i.is_zero()) {
@@ -403,8 +411,7 @@ async fn simulate(
     ca_pem: Vec<u8>,
 ) -> CmdResult {
     let verify = args.target.pin.is_none() || !ca_pem.is_empty();
-    let ramp =
-        ward_server::config::parse_duration(&args.ramp).map_err(|e| format!("--ramp: {e}"))?;
+    let ramp = ward_proto::duration::parse(&args.ramp).map_err(|e| format!("--ramp: {e}"))?;
     let none = Arc::new(Mutex::new(None));
     let hello = shared
         .exchange(
@@ -414,19 +421,15 @@ async fn simulate(
             verify,
             &none,
             "GET",
-            "/agent/v1/hello",
+            HELLO_PATH,
             &[],
             b"",
             Duration::from_secs(30),
         )
         .await
         .map_err(|f| format!("{}: {}", args.target.server, f.detail))?;
-    let hello: Value = serde_json::from_slice(&hello.body).map_err(|e| format!("hello: {e}"))?;
-    let server_public = unhex(
-        hello["agreement_key"]
-            .as_str()
-            .ok_or("the server sent no agreement key")?,
-    )?;
+    let hello: Hello = messages::decode("hello", &hello.body).map_err(|e| e.to_string())?;
+    let server_public = unhex(&hello.agreement_key).map_err(|e| format!("hello: {e}"))?;
     if let Some(pin) = &args.target.pin {
         let actual = hex(&openssl::sha::sha256(&server_public));
         if !actual.eq_ignore_ascii_case(pin) {
@@ -569,6 +572,19 @@ async fn simulate(
     })
 }
 
+fn host_of(index: usize, legacy: bool) -> HostFacts {
+    HostFacts {
+        hostname: format!("sim-{index:07}"),
+        os_name: if legacy {
+            "windows-xp".into()
+        } else {
+            "linux".into()
+        },
+        os_version: "simulated".into(),
+        name: None,
+    }
+}
+
 async fn enroll(
     shared: &Shared,
     index: usize,
@@ -578,23 +594,21 @@ async fn enroll(
     server_public: &[u8],
     token: &str,
 ) -> Result<Identity, Failure> {
-    let tls_failure = |detail: String| Failure {
-        class: "key",
-        detail,
+    let refused = |error: AgentError| Failure {
+        class: error.class(),
+        detail: error.to_string(),
     };
-    let pair = KeyPair::generate().map_err(|e| tls_failure(e.to_string()))?;
+    let pair = KeyPair::generate().map_err(|e| refused(AgentError::state(e)))?;
     let cap = legacy.then_some(TlsVersion::Tls1_0);
-    let host = HostFacts {
-        hostname: format!("sim-{index:07}"),
-        os_name: if legacy {
-            "windows-xp".into()
-        } else {
-            "linux".into()
-        },
-        os_version: "simulated".into(),
-    };
-    let request =
-        enroll_request(server_public, &pair, token, cap, None, &host).map_err(tls_failure)?;
+    let request = enroll_request(
+        server_public,
+        &pair,
+        token,
+        cap,
+        None,
+        &host_of(index, legacy),
+    )
+    .map_err(refused)?;
     let headers = [("Content-Type", "application/json".to_string())];
     let session = Arc::new(Mutex::new(None));
     let exchange = shared
@@ -605,39 +619,64 @@ async fn enroll(
             verify,
             &session,
             "POST",
-            "/agent/v1/enroll",
+            ENROLL_PATH,
             &headers,
             request.body.as_bytes(),
             Duration::from_secs(60),
         )
         .await?;
-    let answer =
-        verify_signed(&request.key, &request.nonce, &exchange).map_err(|detail| Failure {
-            class: "refused",
-            detail,
-        })?;
-    let id = answer["agent"]
-        .as_str()
-        .ok_or(Failure {
-            class: "refused",
-            detail: "no agent id".into(),
-        })?
-        .to_string();
+    let answer: EnrollResponse = verify_signed(
+        &request.key,
+        &request.nonce,
+        url,
+        &exchange,
+        Duration::from_secs(60),
+    )
+    .map_err(refused)?;
     let private_hex = hex(&pair
         .private_bytes()
-        .map_err(|e| tls_failure(e.to_string()))?);
+        .map_err(|e| refused(AgentError::state(e)))?);
     Ok(Identity {
-        id,
+        id: answer.agent,
         key: request.key,
         private_hex,
         legacy,
-        settings: Some(Settings {
-            raw: answer["settings"].clone(),
-        }),
+        settings: Some(answer.settings),
     })
 }
 
-/// One agent until the deadline. Returns its id when its last attempt failed (lost contact).
+/// Settings for an identity reused from a file: the enrollment URL only, serial 0, so the
+/// first check-in brings the real ones.
+fn bootstrap_settings(url: &str) -> Settings {
+    let (scheme, host, port) = split_url(url).unwrap_or(("https", String::new(), 443));
+    Settings {
+        serial: 0,
+        group: String::new(),
+        server_list: ServerListSettings {
+            name: String::new(),
+            servers: vec![ServerEntry {
+                priority: 1,
+                url: url.to_string(),
+                address: host,
+                protocol: if scheme == "http" {
+                    Scheme::Http
+                } else {
+                    Scheme::Https
+                },
+                port,
+                verify_certificate: true,
+            }],
+        },
+        interval: Duration::from_secs(60),
+        randomize: Duration::ZERO,
+        mode: Mode::Pull,
+        policy: Value::Null,
+    }
+}
+
+/// One agent until the deadline, driven by the agent's own state machine (server order,
+/// failover, back-off, Retry-After, push holds). Returns its id when its last attempt failed
+/// (lost contact).
 async fn agent_loop(
     shared: &Shared,
     plan: &Plan,
@@ -648,55 +687,72 @@ async fn agent_loop(
 ) -> Option<String> {
     let session = Arc::new(Mutex::new(None));
     let cap = identity.legacy.then_some(TlsVersion::Tls1_0);
-    let host = HostFacts {
-        hostname: format!("sim-{index:07}"),
-        os_name: if identity.legacy {
-            "windows-xp".into()
-        } else {
-            "linux".into()
-        },
-        os_version: "simulated".into(),
+    let host = host_report(&host_of(index, identity.legacy), cap);
+    let settings = identity
+        .settings
+        .clone()
+        .unwrap_or_else(|| bootstrap_settings(&enrolled_url));
+    let acked = if identity.settings.is_some() {
+        settings.serial
+    } else {
+        0
     };
-    let mut settings: Option<Settings> = identity.settings.clone();
+    let mode = plan
+        .mode
+        .as_deref()
+        .map(|m| if m == "push" { Mode::Push } else { Mode::Pull });
+    let mut core = Core::new(
+        settings,
+        acked,
+        CoreConfig {
+            mode,
+            interval: plan.interval,
+            max_hold: plan
+                .interval
+                .unwrap_or(Duration::from_secs(50))
+                .min(Duration::from_secs(50)),
+            ..CoreConfig::default()
+        },
+        Box::new(random_fraction),
+    );
     let mut checked_in = false;
-    let mut acked = 0i64;
-    let mut reported = false;
     let mut failed_last = false;
     // Pull agents start at a random point of their first interval, as a fleet does; push
     // agents within the ramp (all at once without one: the herd after a server restart).
-    let window = if plan.mode.as_deref() == Some("push") {
+    let window = if core.push() {
         plan.ramp
     } else {
-        plan.interval
-            .or_else(|| settings.as_ref().map(Settings::interval))
-            .unwrap_or(Duration::from_secs(60))
+        plan.interval.unwrap_or(core.settings().interval)
     };
     let first = window
         .mul_f64(random_fraction())
         .min(plan.deadline.saturating_duration_since(Instant::now()));
     tokio::time::sleep(first).await;
     while Instant::now() < plan.deadline {
-        let push = match plan.mode.as_deref() {
-            Some(mode) => mode == "push",
-            None => settings.as_ref().is_some_and(Settings::mode_push),
+        let (server, acked_serial, wait) = match core.next(Instant::now()) {
+            Action::Sleep(pause) => {
+                let until = Instant::now() + pause;
+                if until >= plan.deadline {
+                    break;
+                }
+                tokio::time::sleep_until(until.into()).await;
+                continue;
+            }
+            Action::Checkin {
+                server,
+                acked_serial,
+                wait,
+            } => (server, acked_serial, wait),
         };
-        let hold = plan
-            .interval
-            .unwrap_or(Duration::from_secs(50))
-            .min(Duration::from_secs(50));
-        let left = plan.deadline.saturating_duration_since(Instant::now());
-        let wait = if push && reported {
-            hold.min(left)
-        } else {
-            Duration::ZERO
-        };
-        // The first server of the highest priority that works, as the agent does (in order).
-        let servers = settings.as_ref().map(Settings::servers).unwrap_or_default();
-        let (url, verify_this) = servers
-            .first()
-            .map(|c| (c.url.clone(), c.verify_certificate && verify))
-            .unwrap_or((enrolled_url.clone(), verify));
-        let request = checkin_request(&identity.id, &identity.key, acked, &host, cap, &url, wait);
+        let wait = wait.min(plan.deadline.saturating_duration_since(Instant::now()));
+        let request = checkin_request(
+            &identity.id,
+            &identity.key,
+            acked_serial,
+            &host,
+            &server.url,
+            wait,
+        );
         let held = !wait.is_zero();
         if held {
             let now = shared.stats.held_now.fetch_add(1, Ordering::Relaxed) + 1;
@@ -707,8 +763,8 @@ async fn agent_loop(
             .exchange(
                 index,
                 identity.legacy,
-                &url,
-                verify_this,
+                &server.url,
+                server.verify_certificate && verify,
                 &session,
                 "POST",
                 CHECKIN_PATH,
@@ -717,23 +773,27 @@ async fn agent_loop(
                 wait + Duration::from_secs(30),
             )
             .await
+            .map_err(|failure| failure.agent_error(&server.url))
             .and_then(|exchange| {
-                let answer =
-                    verify_signed(&identity.key, &request.nonce, &exchange).map_err(|detail| {
-                        Failure {
-                            class: "refused",
-                            detail,
-                        }
-                    })?;
+                let answer: CheckinResponse = verify_signed(
+                    &identity.key,
+                    &request.nonce,
+                    &server.url,
+                    &exchange,
+                    Duration::from_secs(60),
+                )?;
                 Ok((exchange, answer))
             });
         if held {
             shared.stats.held_now.fetch_sub(1, Ordering::Relaxed);
         }
-        let pause = match result {
-            Ok((exchange, answer)) => {
+        let (exchange, answer) = match result {
+            Ok((exchange, answer)) => (Some(exchange), Ok(answer)),
+            Err(error) => (None, Err(error)),
+        };
+        match core.complete(Instant::now(), answer) {
+            Event::CheckedIn { changed, .. } => {
                 failed_last = false;
-                reported = true;
                 if held {
                     shared.stats.polls.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -746,8 +806,7 @@ async fn agent_loop(
                         .push(started.elapsed().as_micros() as u64);
                 }
                 let version = exchange
-                    .tls_version
-                    .clone()
+                    .and_then(|e| e.tls_version)
                     .unwrap_or_else(|| "plain HTTP".into());
                 *shared
                     .stats
@@ -756,56 +815,31 @@ async fn agent_loop(
                     .unwrap_or_else(|p| p.into_inner())
                     .entry(version)
                     .or_default() += 1;
-                if !answer["settings"].is_null() {
-                    let new = Settings {
-                        raw: answer["settings"].clone(),
-                    };
-                    // A change while running (the first answer only confirms enrollment).
-                    if checked_in {
-                        shared
-                            .stats
-                            .settings_received
-                            .fetch_add(1, Ordering::Relaxed);
-                        shared
-                            .stats
-                            .settings_at_ms
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(now_ms());
-                    }
-                    acked = new.serial();
-                    settings = Some(new);
+                // A change while running (the first answer only confirms enrollment).
+                if changed && checked_in {
+                    shared
+                        .stats
+                        .settings_received
+                        .fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .settings_at_ms
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(now_ms());
                 }
                 checked_in = true;
-                if push {
-                    Duration::ZERO
-                } else {
-                    let base = plan
-                        .interval
-                        .or_else(|| settings.as_ref().map(Settings::interval))
-                        .unwrap_or(Duration::from_secs(60));
-                    let spread = if plan.interval.is_some() {
-                        Duration::ZERO
-                    } else {
-                        settings
-                            .as_ref()
-                            .map(Settings::randomize)
-                            .unwrap_or_default()
-                    };
-                    base + spread.mul_f64(random_fraction())
-                }
             }
-            Err(failure) => {
-                failed_last = true;
-                shared.stats.fail(failure.class);
-                Duration::from_secs(1) + Duration::from_millis((random_fraction() * 2000.0) as u64)
+            Event::Failed { error, pause } => {
+                shared.stats.fail(match &error {
+                    AgentError::Transport { detail, .. } => {
+                        detail.split(':').next().unwrap_or("transport")
+                    }
+                    other => other.class(),
+                });
+                failed_last = pause.is_some();
             }
-        };
-        let until = Instant::now() + pause;
-        if until >= plan.deadline {
-            break;
         }
-        tokio::time::sleep_until(until.into()).await;
     }
     failed_last.then_some(identity.id)
 }
@@ -941,9 +975,10 @@ fn load_identities(args: &SimulateArgs, server_public: &[u8]) -> Result<Vec<Iden
         .flatten()
         .take(args.agents)
     {
-        let private = unhex(entry["private_key"].as_str().unwrap_or_default())?;
+        let private =
+            unhex(entry["private_key"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
         let pair = KeyPair::from_private_bytes(&private).map_err(|e| e.to_string())?;
-        let key = agent_key(&pair, server_public)?;
+        let key = AgentKey::for_agent(&pair, server_public).map_err(|e| e.to_string())?;
         identities.push(Identity {
             id: entry["id"].as_str().unwrap_or_default().to_string(),
             key,

@@ -1,0 +1,335 @@
+//! `ward agent run`: the check-in loop, driving the [`crate::core`] state machine with
+//! blocking sockets until stopped. Pull: every interval plus a random delay within the
+//! randomisation window, the first at once. Push: a held check-in (long poll), renewed as soon
+//! as it returns; pull again while it fails.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use ward_proto::messages::{CheckinResponse, CHECKIN_PATH};
+use ward_proto::{now_ms, unhex, AgentKey, KeyPair};
+use ward_tls::TlsVersion;
+
+use crate::core::{Action, Core, CoreConfig, Event};
+use crate::enroll::write_policy;
+use crate::error::AgentError;
+use crate::requests::{checkin_request, host_report, verify_signed};
+use crate::state::AgentState;
+use crate::transport::{Call, Exchange, Interrupt, Transport};
+use crate::{log, random_fraction, HostFacts};
+
+/// What `ward agent status` shows.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    pub id: String,
+    pub server: Option<String>,
+    pub channel: Option<String>,
+    pub tls_version: Option<String>,
+    pub serial: i64,
+    pub last_checkin_ms: Option<i64>,
+    pub next_checkin_ms: Option<i64>,
+    /// A push check-in is held open by the server right now.
+    pub held: bool,
+    pub last_error: Option<String>,
+    pub mode: String,
+    pub tls_max: Option<String>,
+}
+
+fn rfc3339(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |ms| {
+        Value::String(ward_tls::utc::format_rfc3339(
+            UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64),
+        ))
+    })
+}
+
+impl Status {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "server": self.server,
+            "channel": self.channel,
+            "tls_version": self.tls_version,
+            "tls_max": self.tls_max,
+            "serial": self.serial,
+            "last_checkin": rfc3339(self.last_checkin_ms),
+            "next_checkin": rfc3339(self.next_checkin_ms),
+            "held": self.held,
+            "mode": self.mode,
+            "last_error": self.last_error,
+            "pid": std::process::id(),
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct RunConfig {
+    pub dir: PathBuf,
+    /// Overrides the cap kept in the settings file.
+    pub tls_max: Option<TlsVersion>,
+    pub on_change: Option<String>,
+    /// After this long on a lower priority, try the higher ones again.
+    pub return_after: Duration,
+}
+
+/// Stops the run loop from another thread, or asks it to re-read its settings file, waking
+/// it at once, even from a held push check-in.
+#[derive(Default)]
+pub struct Stopper {
+    flags: Mutex<Flags>,
+    wake: Condvar,
+    interrupt: Mutex<Option<Arc<Interrupt>>>,
+}
+
+#[derive(Default)]
+struct Flags {
+    stopped: bool,
+    reload: bool,
+}
+
+impl Stopper {
+    fn flags(&self) -> std::sync::MutexGuard<'_, Flags> {
+        self.flags.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn interrupt_exchange(&self) {
+        if let Some(interrupt) = &*self.interrupt.lock().unwrap_or_else(|p| p.into_inner()) {
+            interrupt.interrupt();
+        }
+    }
+
+    pub fn stop(&self) {
+        self.flags().stopped = true;
+        self.wake.notify_all();
+        self.interrupt_exchange();
+    }
+
+    /// Re-read the settings file (after `ward agent import-settings`) before the next
+    /// check-in, which happens at once.
+    pub fn reload(&self) {
+        self.flags().reload = true;
+        self.wake.notify_all();
+        self.interrupt_exchange();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.flags().stopped
+    }
+
+    fn take_reload(&self) -> bool {
+        std::mem::take(&mut self.flags().reload)
+    }
+
+    fn watch(&self, interrupt: Arc<Interrupt>) {
+        *self.interrupt.lock().unwrap_or_else(|p| p.into_inner()) = Some(interrupt);
+    }
+
+    /// Sleeps up to `duration`, or until stopped or asked to reload.
+    fn sleep(&self, duration: Duration) {
+        let guard = self.flags();
+        let _ = self
+            .wake
+            .wait_timeout_while(guard, duration, |f| !f.stopped && !f.reload)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+fn run_on_change(command: &str, config: &RunConfig, serial: i64) {
+    let result = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .env("WARD_STATE", &config.dir)
+        .env("WARD_SERIAL", serial.to_string())
+        .env("WARD_POLICY", config.dir.join("policy.json"))
+        .status();
+    if let Err(error) = result {
+        log(format_args!("--on-change failed to start: {error}"));
+    }
+}
+
+/// What the loop needs from the settings file, re-read on `reload`.
+struct Loaded {
+    state: AgentState,
+    key: AgentKey,
+    transport: Transport,
+    tls_max: Option<TlsVersion>,
+    core: Core,
+}
+
+fn load(config: &RunConfig, stopper: &Stopper) -> Result<Loaded, AgentError> {
+    let state = AgentState::load(&config.dir)?;
+    let tls_max = config
+        .tls_max
+        .or_else(|| state.tls_max.as_deref().and_then(TlsVersion::parse_loose));
+    let key_error =
+        |e: &dyn std::fmt::Display| AgentError::state(format!("settings file key: {e}"));
+    let pair = KeyPair::from_private_bytes(&unhex(&state.private_key).map_err(|e| key_error(&e))?)
+        .map_err(|e| key_error(&e))?;
+    let server_public = unhex(&state.server_public).map_err(|e| key_error(&e))?;
+    let key = AgentKey::for_agent(&pair, &server_public).map_err(|e| key_error(&e))?;
+    let transport = Transport::new(state.ca_pem.as_bytes(), tls_max)?;
+    stopper.watch(transport.interrupt());
+    let core = Core::new(
+        state.settings.clone(),
+        state.acked_serial,
+        CoreConfig {
+            return_after: config.return_after,
+            ..CoreConfig::default()
+        },
+        Box::new(random_fraction),
+    );
+    Ok(Loaded {
+        state,
+        key,
+        transport,
+        tls_max,
+        core,
+    })
+}
+
+/// One signed check-in: the exchange and its checked answer.
+fn checkin(
+    loaded: &mut Loaded,
+    url: &str,
+    verify_certificate: bool,
+    acked_serial: i64,
+    wait: Duration,
+) -> Result<(Exchange, CheckinResponse), AgentError> {
+    let host = host_report(&HostFacts::local(loaded.state.name.clone()), loaded.tls_max);
+    let request = checkin_request(
+        &loaded.state.agent,
+        &loaded.key,
+        acked_serial,
+        &host,
+        url,
+        wait,
+    );
+    let call = Call {
+        method: "POST",
+        path: CHECKIN_PATH,
+        headers: &request.headers,
+        body: request.body.as_bytes(),
+    };
+    let timeout = wait + Duration::from_secs(30);
+    let exchange = loaded
+        .transport
+        .exchange(url, verify_certificate, &call, timeout)?;
+    // An unsigned 503 is obeyed up to one interval.
+    let cap = loaded.state.settings.interval.max(Duration::from_secs(5));
+    let answer = verify_signed(&loaded.key, &request.nonce, url, &exchange, cap)?;
+    Ok((exchange, answer))
+}
+
+/// The check-in loop, until `stopper` says stop.
+pub fn run(
+    config: &RunConfig,
+    stopper: &Stopper,
+    status: &Mutex<Status>,
+) -> Result<(), AgentError> {
+    let mut loaded = load(config, stopper)?;
+    let set_status =
+        |f: &mut dyn FnMut(&mut Status)| f(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
+    let identity = |loaded: &Loaded, s: &mut Status| {
+        s.id = loaded.state.agent.clone();
+        s.serial = loaded.state.acked_serial;
+        s.mode = loaded.core.settings().mode.name().to_string();
+        s.tls_max = loaded.tls_max.map(|v| v.name().to_string());
+    };
+    set_status(&mut |s| identity(&loaded, s));
+    while !stopper.is_stopped() {
+        if stopper.take_reload() {
+            match load(config, stopper) {
+                Ok(fresh) => {
+                    log(format_args!(
+                        "settings file re-read: agent {}, group {}",
+                        fresh.state.agent, fresh.state.settings.group
+                    ));
+                    loaded = fresh;
+                    set_status(&mut |s| identity(&loaded, s));
+                }
+                Err(error) => log(format_args!("settings file not re-read: {error}")),
+            }
+        }
+        loaded.transport.interrupt().reset();
+        match loaded.core.next(Instant::now()) {
+            Action::Sleep(pause) => {
+                set_status(&mut |s| s.next_checkin_ms = Some(now_ms() + pause.as_millis() as i64));
+                stopper.sleep(pause);
+            }
+            Action::Checkin {
+                server,
+                acked_serial,
+                wait,
+            } => {
+                set_status(&mut |s| s.held = !wait.is_zero());
+                let result = checkin(
+                    &mut loaded,
+                    &server.url,
+                    server.verify_certificate,
+                    acked_serial,
+                    wait,
+                );
+                if stopper.is_stopped() {
+                    break;
+                }
+                if stopper.flags().reload {
+                    // Interrupted to re-read the settings file: a new core starts over.
+                    continue;
+                }
+                let (exchange, answer) = match result {
+                    Ok((exchange, answer)) => (Some(exchange), Ok(answer)),
+                    Err(error) => (None, Err(error)),
+                };
+                match loaded.core.complete(Instant::now(), answer) {
+                    Event::CheckedIn {
+                        server,
+                        changed,
+                        pause,
+                    } => {
+                        if changed {
+                            loaded.state.settings = loaded.core.settings().clone();
+                            loaded.state.acked_serial = loaded.core.acked_serial();
+                            loaded.state.save(&config.dir)?;
+                            write_policy(&config.dir, &loaded.state)?;
+                            log(format_args!(
+                                "settings serial {} from {}: group {}, {} mode",
+                                loaded.state.acked_serial,
+                                server.url,
+                                loaded.state.settings.group,
+                                loaded.state.settings.mode.name()
+                            ));
+                            if let Some(command) = &config.on_change {
+                                run_on_change(command, config, loaded.state.acked_serial);
+                            }
+                        }
+                        let exchange = exchange.expect("an answer came with its exchange");
+                        set_status(&mut |s| {
+                            s.server = Some(server.url.clone());
+                            s.channel = Some(exchange.channel.to_string());
+                            s.tls_version = exchange.tls_version.clone();
+                            s.serial = loaded.state.acked_serial;
+                            s.last_checkin_ms = Some(now_ms());
+                            s.next_checkin_ms = Some(now_ms() + pause.as_millis() as i64);
+                            s.held = false;
+                            s.last_error = None;
+                            s.mode = loaded.core.settings().mode.name().to_string();
+                        });
+                    }
+                    Event::Failed { error, pause } => {
+                        log(format_args!("{error}"));
+                        set_status(&mut |s| {
+                            s.held = false;
+                            s.last_error = Some(error.to_string());
+                            if let Some(pause) = pause {
+                                s.next_checkin_ms = Some(now_ms() + pause.as_millis() as i64);
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
