@@ -101,6 +101,36 @@ impl DataDir {
         self.root.join("ward.pid")
     }
 
+    /// Takes the data dir for this process: one server per data dir. The kernel drops the
+    /// lock when the process ends, however it ends.
+    pub fn lock(&self) -> Result<DataLock, String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        let path = self.root.join("ward.lock");
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let pid = fs::read_to_string(&path).unwrap_or_default();
+            return Err(format!(
+                "another ward server (pid {}) runs on {}: stop it first, or give another --data",
+                pid.trim(),
+                self.root.display()
+            ));
+        }
+        file.set_len(0)
+            .and_then(|_| writeln!(file, "{}", std::process::id()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(DataLock { _file: file })
+    }
+
     /// The database path from ward.toml, relative to the data dir unless absolute.
     pub fn database(&self, config: &config::Config) -> PathBuf {
         self.root.join(&config.database)
@@ -279,6 +309,11 @@ pub fn initialise(
         addresses,
         host_names: names,
     }))
+}
+
+/// Held by the one server running on a data dir (see [`DataDir::lock`]).
+pub struct DataLock {
+    _file: fs::File,
 }
 
 /// The console address of the server running on `data`, from its pid file.

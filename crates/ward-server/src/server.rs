@@ -114,6 +114,19 @@ pub fn init_addresses(overrides: &Overrides) -> [SocketAddr; 3] {
     addresses
 }
 
+/// Checks that every address can be listened on, without keeping it: a first start that
+/// would fail (a port in use) says so before it initialises the data dir.
+pub fn check_addresses(addresses: &[SocketAddr; 3]) -> Result<(), ServerError> {
+    for (role, address) in Role::ALL.into_iter().zip(addresses) {
+        std::net::TcpListener::bind(address).map_err(|error| ServerError::Bind {
+            role,
+            address: *address,
+            error,
+        })?;
+    }
+    Ok(())
+}
+
 fn bind(role: Role, address: SocketAddr) -> Result<TcpListener, ServerError> {
     let bind_error = |error| ServerError::Bind {
         role,
@@ -139,6 +152,8 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         signal(SignalKind::terminate()).map_err(|e| ServerError::Other(e.to_string()))?;
     let mut interrupt =
         signal(SignalKind::interrupt()).map_err(|e| ServerError::Other(e.to_string()))?;
+    // One server per data dir, before anything is opened or written.
+    let _lock = data.lock().map_err(ServerError::Other)?;
     let mut config =
         config::load(&data.config()).map_err(|e| ServerError::Config(e.to_string()))?;
     for role in Role::ALL {

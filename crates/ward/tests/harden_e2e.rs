@@ -547,3 +547,70 @@ fn a_crash_mid_apply_is_rolled_back_or_resumed() {
     assert!(rollback.status.success(), "{rollback:?}");
     assert_eq!(conf_bytes(&server), before);
 }
+
+/// `curl` POSTs `body` to harden apply with the admin token; (status, JSON answer).
+fn curl_apply(server: &Server, body: &str) -> (u16, Value) {
+    let ca = server.path("certs/ca.pem");
+    let output = std::process::Command::new(ward_testkit::tool("curl", "curl"))
+        .args(["--silent", "--show-error", "--cacert"])
+        .arg(&ca)
+        .args(["-H", &format!("Authorization: Bearer {}", server.token())])
+        .args(["-H", "Content-Type: application/json", "--data", body])
+        .args(["--write-out", "\n%{http_code}"])
+        .arg(format!(
+            "https://127.0.0.1:{}/api/v1/tls/harden/apply",
+            server.console
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (json, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), serde_json::from_str(json).unwrap())
+}
+
+#[test]
+fn apply_called_directly_refuses_to_cut_agents_off() {
+    let (server, agents) = fleet(2);
+    let capped = capped_ids(&agents);
+    for agent in &agents {
+        agent.until(Duration::from_secs(20), |s| s["serial"].as_i64() > Some(0));
+    }
+    let files = conf_bytes(&server);
+    let body = format!(r#"{{"protocol": "{SEED_HARDENED}", "listener": "all"}}"#);
+    let (status, answer) = curl_apply(&server, &body);
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "would_cut_off", "{answer}");
+    assert_eq!(ids(&answer["agents"]), capped, "{answer}");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("accept_cut_off"));
+    assert_eq!(
+        conf_bytes(&server),
+        files,
+        "the conf files are byte-identical"
+    );
+    // The capped agents still check in over HTTPS.
+    for agent in agents.iter().filter(|a| a.capped) {
+        agent.until(Duration::from_secs(10), |s| {
+            s["channel"] == "https" && s["last_error"].is_null()
+        });
+    }
+
+    // Explicitly accepted: it goes through, and the audit log says so, with whom.
+    let body =
+        format!(r#"{{"protocol": "{SEED_HARDENED}", "listener": "all", "accept_cut_off": true}}"#);
+    let (status, answer) = curl_apply(&server, &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_ne!(conf_bytes(&server), files);
+    let audit = cli(&server, &["audit", "--since", "1h"]);
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "tls.harden.apply")
+        .expect("the apply is audited")
+        .clone();
+    assert_eq!(entry["after"]["accept_cut_off"], true, "{entry}");
+    assert_eq!(ids(&entry["after"]["accepted_agents"]), capped, "{entry}");
+}

@@ -538,6 +538,61 @@ fn a_port_in_use_stops_the_start_with_a_clear_error() {
 }
 
 #[test]
+fn a_second_server_on_a_data_dir_in_use_is_refused_and_changes_nothing() {
+    let mut server = Server::init();
+    server.start();
+    let pid_file = std::fs::read(server.path("ward.pid")).unwrap();
+    // Other ports, same data dir: refused before anything is opened.
+    let output = ward(&[
+        "server",
+        "--data",
+        &server.data_str(),
+        "--console-addr",
+        &format!("127.0.0.1:{}", ward_testkit::free_port()),
+        "--clients-addr",
+        &format!("127.0.0.1:{}", ward_testkit::free_port()),
+        "--clients-http-addr",
+        &format!("127.0.0.1:{}", ward_testkit::free_port()),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("another ward server (pid {})", server.pid())),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(server.path("ward.pid")).unwrap(),
+        pid_file,
+        "the first server's pid file is untouched"
+    );
+    let ca = server.ca_pem();
+    assert_eq!(https_get(server.console, &ca, "/healthz", None).status, 200);
+}
+
+#[test]
+fn a_first_start_that_cannot_listen_initialises_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let output = ward(&[
+        "server",
+        "--data",
+        data.to_str().unwrap(),
+        "--console-addr",
+        &format!("127.0.0.1:{}", ward_testkit::free_port()),
+        "--clients-addr",
+        &format!("127.0.0.1:{port}"),
+        "--clients-http-addr",
+        &format!("127.0.0.1:{}", ward_testkit::free_port()),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(!data.exists(), "the data dir was created: {stderr}");
+}
+
+#[test]
 fn init_writes_everything_once_with_private_modes() {
     use std::os::unix::fs::PermissionsExt;
     let server = Server::init();

@@ -33,6 +33,7 @@ use ward_tls::{ProtocolSet, TlsVersion, VersionRange};
 
 use crate::api::{
     blocking, json_response, object, only_keys, query_pairs, string, ApiError, ApiResult,
+    HttpResponse,
 };
 use crate::auth::Caller;
 use crate::config::Role;

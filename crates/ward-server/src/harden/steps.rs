@@ -352,11 +352,115 @@ fn saved_copy(root: &Path, file: &Path, stamp: i64) -> PathBuf {
     root.join("harden").join(format!("{name}.{stamp}.orig"))
 }
 
+/// A yes/no field of a request body, false when absent.
+fn flag(body: &Map<String, Value>, key: &str) -> Result<bool, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(value)) => Ok(*value),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "'{key}' must be true or false"
+        ))),
+    }
+}
+
+/// The agents the proposed range would take the last path from, re-planned under the fleet
+/// lock: (id, why) of those that would be cut off or only have unacknowledged settings, and
+/// of those at a risk the admin may accept (capability unknown, offline).
+async fn would_lose(
+    shared: &App,
+    proposal: &Proposal,
+    intervals: u32,
+) -> Result<(Vec<(String, &'static str)>, Vec<(String, &'static str)>), ApiError> {
+    let range = proposal.clients_range(shared);
+    let held = held(shared);
+    let store = shared.store.clone();
+    blocking(move || {
+        let fleet = Fleet::read(&*store, intervals, held)?;
+        let assessment = assess(&fleet, range, now_ms());
+        let (mut cut, mut risky) = (Vec::new(), Vec::new());
+        for (index, verdict) in &assessment.flagged {
+            let id = fleet.agents[*index].id.clone();
+            match verdict {
+                Verdict::CutOff => cut.push((id, "cut_off")),
+                Verdict::AtRisk(Risk::Pending) => cut.push((id, Risk::Pending.name())),
+                Verdict::AtRisk(risk) => risky.push((id, risk.name())),
+                Verdict::Unaffected { .. } => {}
+            }
+        }
+        Ok((cut, risky))
+    })
+    .await
+}
+
+/// The refusal of an apply that would cut agents off: 409, with who and why.
+fn refuse_cut_off(refused: &[(String, &'static str)], cut: usize) -> HttpResponse {
+    let listed: Vec<Value> = refused
+        .iter()
+        .take(100)
+        .map(|(id, why)| json!({"id": id, "reason": why}))
+        .collect();
+    let message = format!(
+        "{} agent(s) would lose their last path to a server: {}; nothing was changed. Stage          them first (ward tls harden moves them to an HTTP server list and waits for them), or          send {} to accept it",
+        refused.len(),
+        refused
+            .iter()
+            .take(5)
+            .map(|(id, why)| format!("{id} ({why})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if cut > 0 {
+            "\"accept_cut_off\": true"
+        } else {
+            "\"accept_risk\": true"
+        }
+    );
+    json_response(
+        StatusCode::CONFLICT,
+        &json!({
+            "error": {"code": "would_cut_off", "message": message},
+            "count": refused.len(),
+            "agents": listed,
+        }),
+    )
+}
+
 pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiResult {
     let body = object(body)?;
-    only_keys(&body, &["protocol", "listener"])?;
+    only_keys(
+        &body,
+        &[
+            "protocol",
+            "listener",
+            "accept_cut_off",
+            "accept_risk",
+            "offline_intervals",
+        ],
+    )?;
     let proposal = Proposal::from_body(&body)?;
+    let accept_cut_off = flag(&body, "accept_cut_off")?;
+    let accept_risk = flag(&body, "accept_risk")?;
+    let intervals = offline_intervals(&body)?;
     let _guard = shared.fleet_lock.lock().await;
+    // The server keeps its own promise, whoever calls: nobody loses their last path unless
+    // the caller says so explicitly (and that is audited).
+    let (cut, risky) = would_lose(shared, &proposal, intervals).await?;
+    let mut refused = Vec::new();
+    if !accept_cut_off {
+        refused.extend(cut.iter().cloned());
+    }
+    if !accept_risk {
+        refused.extend(risky.iter().cloned());
+    }
+    if !refused.is_empty() {
+        let cut_count = if accept_cut_off { 0 } else { cut.len() };
+        return Ok(refuse_cut_off(&refused, cut_count));
+    }
+    let accepted: Vec<Value> = cut
+        .iter()
+        .chain(risky.iter())
+        .take(1000)
+        .map(|(id, why)| json!({"id": id, "reason": why}))
+        .collect();
     let root = shared.data.root().to_path_buf();
     let files: Vec<(Role, PathBuf)> = proposal
         .roles
@@ -489,9 +593,14 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         "tls.harden.apply",
         proposal.listener.clone(),
         Some(Value::Object(before)),
-        Some(
-            json!({"protocol": proposal.words, "ranges": after.clone(), "changed": changed.iter().map(|(f, _)| f.display().to_string()).collect::<Vec<_>>()}),
-        ),
+        Some(json!({
+            "protocol": proposal.words,
+            "ranges": after.clone(),
+            "changed": changed.iter().map(|(f, _)| f.display().to_string()).collect::<Vec<_>>(),
+            "accept_cut_off": accept_cut_off,
+            "accept_risk": accept_risk,
+            "accepted_agents": accepted,
+        })),
     );
     blocking(move || {
         store.apply(&Change {

@@ -607,7 +607,12 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     let applied = client.call(
         "POST",
         "/api/v1/tls/harden/apply",
-        Some(&json!({"protocol": words, "listener": proposal.listener})),
+        Some(&json!({
+            "protocol": words,
+            "listener": proposal.listener,
+            "accept_risk": args.accept_risk,
+            "offline_intervals": proposal.offline_intervals,
+        })),
     )?;
     let changed = applied["changed"].as_array().cloned().unwrap_or_default();
     for file in &changed {

@@ -141,6 +141,9 @@ fn serve(args: RunArgs) -> CmdResult {
     let data = DataDir::new(args.data.data);
     let overrides = args.addresses.overrides();
     if !data.is_initialised() {
+        // A start that cannot listen changes nothing: check the ports before the first init.
+        let addresses = ward_server::server::init_addresses(&overrides);
+        ward_server::server::check_addresses(&addresses).map_err(|e| e.to_string())?;
         initialise(&data, &overrides)?;
     }
     init_logging(args.log_format);
