@@ -8,7 +8,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -45,9 +44,7 @@ impl RunLock {
             .mode(0o600)
             .open(&path)
             .map_err(|e| AgentError::state(format!("{}: {e}", path.display())))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-        if !locked {
+        if file.try_lock().is_err() {
             let pid = std::fs::read_to_string(&path).unwrap_or_default();
             return Err(AgentError::Usage(format!(
                 "an agent already runs on {} (pid {}): `ward agent stop --state {}` first",
@@ -69,11 +66,8 @@ impl RunLock {
     pub fn holder(dir: &Path) -> Option<i32> {
         let path = lock_path(dir);
         let file = File::open(&path).ok()?;
-        // SAFETY: as above.
-        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
-        if free {
-            // SAFETY: as above.
-            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        if file.try_lock_shared().is_ok() {
+            let _ = file.unlock();
             return None;
         }
         std::fs::read_to_string(&path)

@@ -25,6 +25,14 @@ impl AgentKeys {
     pub fn insert(&self, agent: &str, key: AgentKey) {
         lock(&self.0).insert(agent.to_string(), key);
     }
+
+    /// Forgets retired agents' keys.
+    pub fn remove(&self, agents: &[String]) {
+        let mut keys = lock(&self.0);
+        for agent in agents {
+            keys.remove(agent);
+        }
+    }
 }
 
 /// Replay protection for the agent API: nonces per agent id, and per enrolling key.

@@ -106,7 +106,6 @@ impl DataDir {
     pub fn lock(&self) -> Result<DataLock, String> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        use std::os::unix::io::AsRawFd;
         let path = self.root.join("ward.lock");
         let mut file = fs::OpenOptions::new()
             .create(true)
@@ -116,8 +115,7 @@ impl DataDir {
             .mode(0o600)
             .open(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if file.try_lock().is_err() {
             let pid = fs::read_to_string(&path).unwrap_or_default();
             return Err(format!(
                 "another ward server (pid {}) runs on {}: stop it first, or give another --data",

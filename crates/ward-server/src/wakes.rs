@@ -131,6 +131,10 @@ impl Store for Publishing {
         self.inner.account(name)
     }
 
+    fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.inner.accounts()
+    }
+
     fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         self.inner.create_session(session)
     }

@@ -161,6 +161,16 @@ pub enum Mutation {
         group: GroupId,
     },
     CreateAccount(Account),
+    /// Removes an account and ends its sessions.
+    DeleteAccount(String),
+    /// A new password for an account; its sessions end.
+    SetPassword {
+        account: String,
+        password_hash: String,
+    },
+    /// Retires agents: their records and keys are removed, so they are refused from then on
+    /// (a retired agent that comes back must enroll again).
+    DeleteAgents(Vec<String>),
     /// Changes no record: an audited action such as a reload.
     Nothing,
     /// A new agent enrolled with a token (whose use count goes down by one).

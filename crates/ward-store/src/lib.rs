@@ -208,6 +208,9 @@ pub trait Store: Send + Sync {
 
     fn account(&self, name: &str) -> Result<Option<Account>, StoreError>;
 
+    /// Every account, by name.
+    fn accounts(&self) -> Result<Vec<Account>, StoreError>;
+
     fn create_session(&self, session: &Session) -> Result<(), StoreError>;
 
     fn session(&self, token_sha256: &str) -> Result<Option<Session>, StoreError>;

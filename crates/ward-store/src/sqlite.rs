@@ -324,6 +324,10 @@ impl Store for SqliteStore {
         self.with(|c| fleet::account(c, name))
     }
 
+    fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.with(|c| fleet::accounts(c))
+    }
+
     fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         self.with(|c| fleet::create_session(c, session))
     }

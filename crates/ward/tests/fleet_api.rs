@@ -279,7 +279,7 @@ fn every_command_works() {
         1
     );
     assert_eq!(
-        ok(&server, &["client", "list", "--offline", "1h"])
+        ok(&server, &["client", "list", "--silent-for", "1h"])
             .as_array()
             .unwrap()
             .len(),

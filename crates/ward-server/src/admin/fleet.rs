@@ -3,6 +3,7 @@
 //! Every write takes the server's fleet lock, reads the tree, checks the change with
 //! ward-fleet, computes the serial bumps, and hands one `Change` to the store, so the check
 //! and the write see the same state.
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
@@ -70,7 +71,9 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
     let caller = caller.clone();
     let body = body.clone();
     let query = query.to_string();
+    let retiring = *method == Method::POST && segments == ["clients", "delete"];
     let segments: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
+    let body_owned = body.clone();
     let method = method.clone();
     // Only a settings export needs the server's identity (and reads the CA file).
     let identity = (segments.last().map(String::as_str) == Some("export")).then(|| {
@@ -79,6 +82,12 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
             std::fs::read_to_string(shared.data.ca_cert()).unwrap_or_default(),
         )
     });
+    // Push agents whose check-in is held now: online, whatever their last check-in says.
+    let held = if segments.first().map(String::as_str) == Some("clients") {
+        shared.held.snapshot()
+    } else {
+        Default::default()
+    };
     let _write_guard = if method == Method::GET || method == Method::HEAD {
         None
     } else {
@@ -102,11 +111,21 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
             ["serverlists", name, "copy"] if method == Method::POST => {
                 Ok(Some(copy_list(store, &caller, name, &body)?))
             }
-            ["clients"] if method == Method::GET => Ok(Some(clients(store, &query)?)),
+            ["clients"] if method == Method::GET => Ok(Some(clients(store, &query, &held)?)),
+            ["clients", "delete"] if method == Method::POST => {
+                Ok(Some(delete_clients(store, &caller, &body)?))
+            }
             ["clients", "move"] if method == Method::POST => {
                 Ok(Some(move_clients(store, &caller, &body)?))
             }
-            ["clients", id] if method == Method::GET => Ok(Some(client(store, id)?)),
+            ["clients", id] if method == Method::GET => Ok(Some(client(store, id, &held)?)),
+            ["accounts"] if method == Method::GET => Ok(Some(list_accounts(store)?)),
+            ["accounts", name] if method == Method::DELETE => {
+                Ok(Some(delete_account(store, &caller, name)?))
+            }
+            ["accounts", name, "password"] if method == Method::POST => {
+                Ok(Some(set_password(store, &caller, name, &body)?))
+            }
             ["tokens"] => Ok(Some(tokens(store, &caller, &method, &body)?)),
             ["tokens", id, "revoke"] if method == Method::POST => {
                 Ok(Some(revoke_token(store, &caller, id)?))
@@ -123,6 +142,14 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
         }
     })
     .await;
+    // Retired agents' keys are forgotten (their check-ins are refused by the store anyway).
+    if let (true, Ok(Some(response))) = (retiring, &result) {
+        if response.status().is_success() {
+            if let Ok(request) = crate::api::typed::<DeleteClients>(&body_owned) {
+                shared.agent_keys.remove(&request.ids);
+            }
+        }
+    }
     match result {
         Ok(Some(response)) => Some(Ok(response)),
         Ok(None) => None,
@@ -539,50 +566,96 @@ fn copy_list(store: &dyn Store, caller: &Caller, name: &str, body: &Bytes) -> Ap
 
 // ---- clients -----------------------------------------------------------------------------
 
-fn clients(store: &dyn Store, query: &str) -> ApiResult {
+/// Whether each agent is online, by the one rule of `ward_fleet::presence`.
+struct Presence {
+    effective: std::collections::HashMap<GroupId, ward_fleet::Effective>,
+    held: HashSet<String>,
+    now: i64,
+}
+
+impl Presence {
+    fn new(tree: &Tree, held: &HashSet<String>) -> Presence {
+        Presence {
+            effective: tree.effective_all(),
+            held: held.clone(),
+            now: now_ms(),
+        }
+    }
+
+    /// (online, held)
+    fn of(&self, agent: &ward_store::AgentRecord) -> (bool, bool) {
+        let held = self.held.contains(&agent.id);
+        let online = self.effective.get(&agent.group).is_some_and(|effective| {
+            ward_fleet::presence::online(effective, agent.last_checkin_ms, held, self.now)
+        });
+        (online, held)
+    }
+
+    fn json(&self, tree: &Tree, agent: &ward_store::AgentRecord) -> Value {
+        let (online, held) = self.of(agent);
+        wire::agent_json(tree, agent, online, held)
+    }
+}
+
+fn yes_no(key: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "" | "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::bad_request(format!("{key}: true or false"))),
+    }
+}
+
+fn clients(store: &dyn Store, query: &str, held: &HashSet<String>) -> ApiResult {
     let tree = tree_of(store)?;
     let mut filter = AgentFilter::default();
+    let mut online = None;
     for (key, value) in query_pairs(query) {
         match key.as_str() {
             "group" => filter.groups = Some(tree.descendants(find_group(&tree, &value)?)),
-            "pending" => {
-                filter.pending = match value.as_str() {
-                    "" | "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => return Err(ApiError::bad_request("pending: true or false")),
-                }
-            }
+            "pending" => filter.pending = yes_no("pending", &value)?,
+            "online" => online = Some(yes_no("online", &value)?),
             "tls_max" => {
                 let version = ward_tls::TlsVersion::parse_loose(&value).ok_or_else(|| {
                     ApiError::bad_request(format!("tls_max: '{value}' is not a TLS version"))
                 })?;
                 filter.tls_max = Some(version.name().to_string());
             }
-            "offline" => {
+            "silent_for" => {
                 filter.offline_before_ms = Some(since_ms(&value).map_err(|_| {
-                    ApiError::bad_request(format!("offline: '{value}' is not a duration (e.g. 1h)"))
+                    ApiError::bad_request(format!(
+                        "silent_for: '{value}' is not a duration (e.g. 1h)"
+                    ))
                 })?)
             }
             "limit" => filter.limit = Some(limit(&value)?),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown parameter '{other}'"
-                )))
-            }
+            other => return Err(ApiError::bad_request(format!(
+                "unknown parameter '{other}' (group, pending, online, tls_max, silent_for, limit)"
+            ))),
         }
     }
+    // The online rule is applied here, so the limit counts only the agents it keeps.
+    let limit = filter.limit.take().filter(|_| online.is_some());
+    if online.is_none() {
+        filter.limit = limit;
+    }
     let agents = store.agents(&filter)?;
+    let presence = Presence::new(&tree, held);
     ok(Value::Array(
-        agents.iter().map(|a| wire::agent_json(&tree, a)).collect(),
+        agents
+            .iter()
+            .filter(|a| online.is_none_or(|wanted| presence.of(a).0 == wanted))
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|a| presence.json(&tree, a))
+            .collect(),
     ))
 }
 
-fn client(store: &dyn Store, id: &str) -> ApiResult {
+fn client(store: &dyn Store, id: &str, held: &HashSet<String>) -> ApiResult {
     let tree = tree_of(store)?;
     let agent = store
         .agent(id)?
         .ok_or_else(|| ApiError::not_found(format!("no client '{id}'")))?;
-    let mut value = wire::agent_json(&tree, &agent);
+    let mut value = Presence::new(&tree, held).json(&tree, &agent);
     if let Some(effective) = tree.effective(agent.group) {
         value["settings"] = json!({
             "server_list": effective.server_list,
@@ -591,6 +664,78 @@ fn client(store: &dyn Store, id: &str) -> ApiResult {
         });
     }
     ok(value)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteClients {
+    ids: Vec<String>,
+}
+
+/// Retires agents: they are refused from then on (a retired agent that comes back must
+/// enroll again).
+fn delete_clients(store: &dyn Store, caller: &Caller, body: &Bytes) -> ApiResult {
+    let request: DeleteClients = crate::api::typed(body)?;
+    if request.ids.is_empty() {
+        return Err(ApiError::bad_request("'ids' lists no client"));
+    }
+    let mut ids = request.ids.clone();
+    ids.sort();
+    ids.dedup();
+    store.apply(&Change {
+        mutation: Mutation::DeleteAgents(ids.clone()),
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(caller, "client.delete", ids.join(","), None, None),
+    })?;
+    ok(json!({"deleted": ids}))
+}
+
+fn list_accounts(store: &dyn Store) -> ApiResult {
+    let accounts = store.accounts()?;
+    ok(Value::Array(
+        accounts
+            .iter()
+            .map(|a| json!({"name": a.name, "role": a.role}))
+            .collect(),
+    ))
+}
+
+fn delete_account(store: &dyn Store, caller: &Caller, name: &str) -> ApiResult {
+    store.apply(&Change {
+        mutation: Mutation::DeleteAccount(name.to_string()),
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(caller, "account.delete", name.to_string(), None, None),
+    })?;
+    ok(json!({"deleted": name}))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+}
+
+/// A new password; the account's sessions end.
+fn set_password(store: &dyn Store, caller: &Caller, name: &str, body: &Bytes) -> ApiResult {
+    let request: NewPassword = crate::api::typed(body)?;
+    if request.password.chars().count() < 12 {
+        return Err(ApiError::bad_request(
+            "the password must have at least 12 characters",
+        ));
+    }
+    let password_hash = auth::hash_password(&request.password).map_err(ApiError::internal)?;
+    store.apply(&Change {
+        mutation: Mutation::SetPassword {
+            account: name.to_string(),
+            password_hash,
+        },
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(caller, "account.password", name.to_string(), None, None),
+    })?;
+    ok(json!({"account": name, "sessions_ended": true}))
 }
 
 fn move_clients(store: &dyn Store, caller: &Caller, body: &Bytes) -> ApiResult {

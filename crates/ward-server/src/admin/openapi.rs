@@ -97,7 +97,12 @@ pub fn document() -> Value {
             "only clients whose best TLS version is at most this"
         ),
         query_param(
-            "offline",
+            "online",
+            "boolean",
+            "only clients online (true) or offline (false) now: a held push check-in, or a pull check-in within interval + randomisation + grace"
+        ),
+        query_param(
+            "silent_for",
             "string",
             "only clients not seen for this long, e.g. 1h"
         ),
@@ -154,7 +159,13 @@ pub fn document() -> Value {
     let apply = operation(
         "harden step 3: edit SSLProtocol in the listener files, configtest, reload",
         Some(object(
-            json!({"protocol": words, "listener": listener}),
+            json!({
+                "protocol": words,
+                "listener": listener,
+                "accept_cut_off": {"type": "boolean", "description": "apply even though agents would lose their last path (audited with their ids); otherwise 409 with the list"},
+                "accept_risk": {"type": "boolean", "description": "apply even though agents of unknown capability or offline would be cut off"},
+                "offline_intervals": {"type": "integer", "minimum": 1, "maximum": 1000},
+            }),
             &["protocol"],
         )),
         "200",
@@ -164,6 +175,17 @@ pub fn document() -> Value {
         Some(object(json!({"move_back": {"type": "boolean"}}), &[])),
         "200",
     );
+    let mut account_delete = operation("delete an account; its sessions end", None, "200");
+    account_delete["parameters"] = json!([path_param("name", "string")]);
+    let mut account_password = operation(
+        "set an account's password; its sessions end",
+        Some(object(
+            json!({"password": {"type": "string", "minLength": 12}}),
+            &["password"],
+        )),
+        "200",
+    );
+    account_password["parameters"] = json!([path_param("name", "string")]);
 
     json!({
         "openapi": "3.0.3",
@@ -212,6 +234,10 @@ pub fn document() -> Value {
             "/serverlists/{name}/copy": {"post": list_copy},
             "/clients": {"get": clients_get},
             "/clients/{id}": {"get": client_get},
+            "/clients/delete": {"post": operation("retire clients: forgotten, their check-ins refused from then on", Some(object(
+                json!({"ids": {"type": "array", "minItems": 1, "items": string}}),
+                &["ids"],
+            )), "200")},
             "/clients/move": {"post": operation("move clients to a group", Some(object(
                 json!({"ids": {"type": "array", "minItems": 1, "items": string}, "group": string}),
                 &["ids", "group"],
@@ -231,10 +257,15 @@ pub fn document() -> Value {
             "/tls/harden/stage": {"post": stage},
             "/tls/harden/apply": {"post": apply},
             "/tls/rollback": {"post": rollback},
-            "/accounts": {"post": operation("create an admin or auditor account", Some(object(
-                json!({"name": string, "password": {"type": "string", "minLength": 12}, "role": {"type": "string", "enum": ["admin", "auditor"]}}),
-                &["name", "password", "role"],
-            )), "201")},
+            "/accounts": {
+                "get": operation("accounts and their roles", None, "200"),
+                "post": operation("create an admin or auditor account", Some(object(
+                    json!({"name": string, "password": {"type": "string", "minLength": 12}, "role": {"type": "string", "enum": ["admin", "auditor"]}}),
+                    &["name", "password", "role"],
+                )), "201"),
+            },
+            "/accounts/{name}": {"delete": account_delete},
+            "/accounts/{name}/password": {"post": account_password},
         }
     })
 }

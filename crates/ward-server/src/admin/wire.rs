@@ -76,11 +76,15 @@ pub fn list_json(list: &ServerList, used_by: Vec<String>) -> Value {
 
 /// The shape `ward client list --json` promises: `id`, `hostname`, `group` (path),
 /// `last_checkin` (RFC 3339 or null), `channel`, `tls_version`, `serial`, `acked_serial`.
-pub fn agent_json(tree: &Tree, agent: &AgentRecord) -> Value {
+/// An agent as the admin API shows it; `online` by [`ward_fleet::presence`].
+pub fn agent_json(tree: &Tree, agent: &AgentRecord, online: bool, held: bool) -> Value {
     json!({
         "id": agent.id,
         "hostname": agent.hostname,
         "group": tree.path(agent.group),
+        "online": online,
+        "held": held,
+        "last_seen": if held { Value::String(time(ward_proto::now_ms())) } else { optional_time(agent.last_checkin_ms) },
         "last_checkin": optional_time(agent.last_checkin_ms),
         "channel": agent.channel,
         "server": agent.server,

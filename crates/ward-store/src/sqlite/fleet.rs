@@ -337,6 +337,19 @@ pub(crate) fn audit(
     rows.collect()
 }
 
+pub(crate) fn accounts(connection: &Connection) -> rusqlite::Result<Vec<Account>> {
+    let mut statement =
+        connection.prepare("SELECT name, password_hash, role FROM accounts ORDER BY name")?;
+    let rows = statement.query_map([], |row| {
+        Ok(Account {
+            name: row.get(0)?,
+            password_hash: row.get(1)?,
+            role: row.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
 pub(crate) fn account(connection: &Connection, name: &str) -> rusqlite::Result<Option<Account>> {
     connection
         .query_row(
@@ -590,6 +603,36 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
                     params![public_key, agent.id],
                 )
                 .map_err(|e| constraint(e, "an agent with this key"))?;
+            Ok(None)
+        }
+        Mutation::DeleteAccount(name) => {
+            transaction.execute("DELETE FROM sessions WHERE account = ?1", params![name])?;
+            if transaction.execute("DELETE FROM accounts WHERE name = ?1", params![name])? == 0 {
+                return Err(StoreError::NotFound(format!("no account '{name}'")));
+            }
+            Ok(None)
+        }
+        Mutation::SetPassword {
+            account,
+            password_hash,
+        } => {
+            if transaction.execute(
+                "UPDATE accounts SET password_hash = ?1 WHERE name = ?2",
+                params![password_hash, account],
+            )? == 0
+            {
+                return Err(StoreError::NotFound(format!("no account '{account}'")));
+            }
+            transaction.execute("DELETE FROM sessions WHERE account = ?1", params![account])?;
+            Ok(None)
+        }
+        Mutation::DeleteAgents(agents) => {
+            let mut delete = transaction.prepare_cached("DELETE FROM agents WHERE id = ?1")?;
+            for agent in agents {
+                if delete.execute(params![agent])? == 0 {
+                    return Err(StoreError::NotFound(format!("no client '{agent}'")));
+                }
+            }
             Ok(None)
         }
         Mutation::CreateAccount(account) => {

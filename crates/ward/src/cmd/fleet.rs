@@ -486,11 +486,24 @@ pub enum ClientCommand {
         /// Only clients whose best TLS version is at most this (e.g. TLSv1.1)
         #[arg(long)]
         tls_max: Option<String>,
-        /// Only clients not seen for this long (e.g. 1h)
+        /// Only clients online now (a held push check-in, or a pull check-in within the
+        /// interval, its randomisation and a grace)
+        #[arg(long, conflicts_with = "offline")]
+        online: bool,
+        /// Only clients offline now (the same rule)
         #[arg(long)]
-        offline: Option<String>,
+        offline: bool,
+        /// Only clients not seen for this long (e.g. 1h)
+        #[arg(long, value_name = "DURATION")]
+        silent_for: Option<String>,
         #[arg(long)]
         limit: Option<u64>,
+    },
+    /// Retire clients: the server forgets them and refuses their check-ins from then on (an
+    /// agent that comes back must enroll again)
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
     /// One client
     Show { id: String },
@@ -501,6 +514,26 @@ pub enum ClientCommand {
         #[arg(long)]
         group: String,
     },
+}
+
+/// The TLS column: the version negotiated over HTTPS; over plain HTTP, the highest the agent
+/// can speak (marked `max`), which is what a hardening plan needs to know.
+fn tls_shown(client: &Value) -> String {
+    if let Some(version) = client["tls_version"].as_str() {
+        return version.to_string();
+    }
+    match client["tls_versions"].as_array().and_then(|v| {
+        v.iter()
+            .filter_map(Value::as_str)
+            .max_by_key(|v| version_rank(v))
+    }) {
+        Some(best) => format!("max {best}"),
+        None => "-".into(),
+    }
+}
+
+fn version_rank(name: &str) -> u8 {
+    ward_tls::TlsVersion::parse_loose(name).map_or(0, |v| v as u8 + 1)
 }
 
 fn query(pairs: &[(&str, Option<String>)]) -> String {
@@ -522,33 +555,62 @@ pub fn client(target: &Target, command: ClientCommand) -> CmdResult {
             group,
             pending,
             tls_max,
+            online,
             offline,
+            silent_for,
             limit,
         } => {
+            let presence = match (online, offline) {
+                (true, _) => Some("true".to_string()),
+                (_, true) => Some("false".to_string()),
+                _ => None,
+            };
             let path = format!(
                 "/api/v1/clients{}",
                 query(&[
                     ("group", group),
                     ("pending", pending.then(|| "true".to_string())),
+                    ("online", presence),
                     ("tls_max", tls_max),
-                    ("offline", offline),
+                    ("silent_for", silent_for),
                     ("limit", limit.map(|l| l.to_string())),
                 ])
             );
             let clients = client.call("GET", &path, None)?;
             print(target, &clients, |list| {
+                println!(
+                    "{:<32} {:<20} {:<28} {:<7} {:<7} {:<7} {:<8} {:<20} SERIAL",
+                    "ID", "NAME", "GROUP", "STATUS", "PENDING", "CHANNEL", "TLS", "LAST SEEN"
+                );
                 for c in list.as_array().into_iter().flatten() {
                     println!(
-                        "{:<36} {:<20} {:<30} {:<8} {:<8} serial {}/{}",
+                        "{:<32} {:<20} {:<28} {:<7} {:<7} {:<7} {:<8} {:<20} {}/{}",
                         text(c, "id"),
                         text(c, "hostname"),
                         text(c, "group"),
+                        if c["online"] == true {
+                            "online"
+                        } else {
+                            "offline"
+                        },
+                        if c["pending"] == true { "yes" } else { "no" },
                         text(c, "channel"),
-                        text(c, "tls_version"),
+                        tls_shown(c),
+                        text(c, "last_seen"),
                         c["acked_serial"],
                         c["serial"]
                     );
                 }
+            })
+        }
+        ClientCommand::Delete { ids } => {
+            let deleted =
+                client.call("POST", "/api/v1/clients/delete", Some(&json!({"ids": ids})))?;
+            print(target, &deleted, |d| {
+                println!(
+                    "retired {} client(s); their check-ins are refused from now on",
+                    d["deleted"].as_array().map_or(0, Vec::len)
+                )
             })
         }
         ClientCommand::Show { id } => {
@@ -579,17 +641,27 @@ pub enum AccountCommand {
         #[arg(long)]
         role: String,
     },
+    /// List accounts and their roles
+    List,
+    /// Delete an account; its sessions end at once
+    Delete { name: String },
+    /// Set an account's password (read from standard input); its sessions end at once
+    Passwd { name: String },
+}
+
+fn read_password() -> Result<String, String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    Ok(password.trim_end_matches(['\n', '\r']).to_string())
 }
 
 pub fn account(target: &Target, command: AccountCommand) -> CmdResult {
     let client = target.client()?;
     match command {
         AccountCommand::Create { name, role } => {
-            let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .map_err(|e| format!("reading the password: {e}"))?;
-            let password = password.trim_end_matches(['\n', '\r']);
+            let password = read_password()?;
             let created = client.call(
                 "POST",
                 "/api/v1/accounts",
@@ -597,6 +669,36 @@ pub fn account(target: &Target, command: AccountCommand) -> CmdResult {
             )?;
             print(target, &created, |a| {
                 println!("created {} ({})", text(a, "name"), text(a, "role"))
+            })
+        }
+        AccountCommand::List => {
+            let accounts = client.call("GET", "/api/v1/accounts", None)?;
+            print(target, &accounts, |list| {
+                println!("{:<32} ROLE", "NAME");
+                for a in list.as_array().into_iter().flatten() {
+                    println!("{:<32} {}", text(a, "name"), text(a, "role"));
+                }
+            })
+        }
+        AccountCommand::Delete { name } => {
+            let deleted = client.call(
+                "DELETE",
+                &format!("/api/v1/accounts/{}", segment(&name)),
+                None,
+            )?;
+            print(target, &deleted, |_| {
+                println!("deleted {name}; its sessions ended")
+            })
+        }
+        AccountCommand::Passwd { name } => {
+            let password = read_password()?;
+            let changed = client.call(
+                "POST",
+                &format!("/api/v1/accounts/{}/password", segment(&name)),
+                Some(&json!({"password": password})),
+            )?;
+            print(target, &changed, |_| {
+                println!("password of {name} changed; its sessions ended")
             })
         }
     }

@@ -314,3 +314,72 @@ fn audit_keeps_before_and_after() {
         "since filters by time"
     );
 }
+
+#[test]
+fn retired_agents_are_gone_and_a_bad_id_retires_nobody() {
+    let (_dir, store) = store();
+    let root = root_id(&store);
+    store
+        .insert_agents(&[agent("a1", root, &[]), agent("a2", root, &[])])
+        .unwrap();
+    let error = store
+        .apply(&change(Mutation::DeleteAgents(vec![
+            "a1".into(),
+            "ghost".into(),
+        ])))
+        .unwrap_err();
+    assert!(matches!(error, StoreError::NotFound(_)), "{error}");
+    assert!(store.agent("a1").unwrap().is_some(), "rolled back");
+    store
+        .apply(&change(Mutation::DeleteAgents(vec!["a1".into()])))
+        .unwrap();
+    assert!(store.agent("a1").unwrap().is_none());
+    assert!(store.agent_public_key("a1").unwrap().is_none());
+    assert!(store.agent("a2").unwrap().is_some());
+}
+
+#[test]
+fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
+    let (_dir, store) = store();
+    for name in ["bob", "alice"] {
+        store
+            .apply(&change(Mutation::CreateAccount(crate::Account {
+                name: name.into(),
+                password_hash: "h1".into(),
+                role: "admin".into(),
+            })))
+            .unwrap();
+        store
+            .create_session(&crate::Session {
+                token_sha256: format!("s-{name}"),
+                account: name.into(),
+                expires_ms: i64::MAX,
+            })
+            .unwrap();
+    }
+    let names: Vec<String> = store
+        .accounts()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    store
+        .apply(&change(Mutation::SetPassword {
+            account: "alice".into(),
+            password_hash: "h2".into(),
+        }))
+        .unwrap();
+    assert_eq!(store.account("alice").unwrap().unwrap().password_hash, "h2");
+    assert!(store.session("s-alice").unwrap().is_none(), "sessions end");
+    assert!(store.session("s-bob").unwrap().is_some());
+    store
+        .apply(&change(Mutation::DeleteAccount("bob".into())))
+        .unwrap();
+    assert!(store.account("bob").unwrap().is_none());
+    assert!(store.session("s-bob").unwrap().is_none());
+    assert!(matches!(
+        store.apply(&change(Mutation::DeleteAccount("bob".into()))),
+        Err(StoreError::NotFound(_))
+    ));
+}

@@ -1,0 +1,335 @@
+//! The agent's lifecycle as an admin drives it (the seed's `smc -stop` / `smc -start`), with
+//! real processes: one agent per state dir, stop that returns once the process is gone (even
+//! from a held push check-in), enrollment that keeps what it was told, import-settings on a
+//! running agent, and the server's client list telling who is online.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+/// The pid of every `ward agent run` process on `state`.
+fn agent_processes(state: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let runs = args.windows(2).any(|w| w[0] == "agent" && w[1] == "run");
+        let here = args.iter().any(|a| Path::new(a) == state);
+        // A zombie (exited, not yet reaped) has an empty cmdline: not running.
+        if runs && here {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Stops whatever agent still runs on the dir when the test ends, even on panic.
+struct Background<'a>(&'a Path);
+
+impl Drop for Background<'_> {
+    fn drop(&mut self) {
+        let _ = ward(&["agent", "stop", "--state", &self.0.display().to_string()]);
+        for pid in agent_processes(self.0) {
+            send_signal(pid, 9);
+        }
+    }
+}
+
+fn agent_cmd(verb: &str, state: &Path, extra: &[&str]) -> std::process::Output {
+    let state = state.display().to_string();
+    let mut args = vec!["agent", verb, "--state", &state];
+    args.extend(extra);
+    ward(&args)
+}
+
+fn status(state: &Path) -> Option<Value> {
+    let output = agent_cmd("status", state, &["--json"]);
+    output
+        .status
+        .success()
+        .then(|| serde_json::from_slice(&output.stdout).unwrap())
+}
+
+fn token(server: &Server, group: &str) -> String {
+    cli(server, &["group", "token", "create", group])["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn push_agents_stopped_and_started_in_a_loop_leave_exactly_one_process() {
+    let server = fast_server();
+    cli(&server, &["group", "create", "Push"]);
+    cli(
+        &server,
+        &["group", "set", "My Company/Push", "--mode", "push"],
+    );
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let dir = enroll(&server, &url, &token(&server, "My Company/Push"), None);
+    let state = dir.path();
+    let _cleanup = Background(state);
+    for round in 0..20 {
+        let started = agent_cmd("start", state, &[]);
+        assert!(
+            started.status.success(),
+            "round {round}: {}",
+            stderr(&started)
+        );
+        let pids = agent_processes(state);
+        assert_eq!(pids.len(), 1, "round {round}: {pids:?}");
+        // A second start while one runs is refused and starts nothing.
+        let again = agent_cmd("start", state, &[]);
+        assert!(!again.status.success(), "round {round}: a second start");
+        assert!(
+            stderr(&again).contains("already runs"),
+            "{}",
+            stderr(&again)
+        );
+        assert_eq!(agent_processes(state), pids, "round {round}");
+        let shown = status(state).expect("status answers");
+        assert_eq!(shown["pid"], pids[0], "round {round}");
+        if round % 5 == 0 {
+            // Now and then, stop from inside a held push check-in.
+            eventually(Duration::from_secs(10), || {
+                status(state).filter(|s| s["held"] == true)
+            })
+            .unwrap_or_else(|| panic!("round {round}: the push check-in was never held"));
+        }
+        let stopped = agent_cmd("stop", state, &[]);
+        assert!(
+            stopped.status.success(),
+            "round {round}: {}",
+            stderr(&stopped)
+        );
+        // `stop` returned: the process is gone, and so is its socket.
+        assert_eq!(agent_processes(state), Vec::<i32>::new(), "round {round}");
+        assert!(!state.join("agent.sock").exists(), "round {round}");
+        assert!(status(state).is_none(), "round {round}");
+    }
+    // The agent still works after all that.
+    let started = agent_cmd("start", state, &[]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    eventually(Duration::from_secs(10), || {
+        status(state).filter(|s| s["last_error"].is_null() && !s["last_checkin"].is_null())
+    })
+    .expect("the agent checks in after the loop");
+}
+
+#[test]
+fn enrollment_keeps_the_cap_and_the_name_and_refuses_to_overwrite_an_identity() {
+    let server = fast_server();
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let tok = token(&server, "My Company");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("agent");
+    let state_str = state.display().to_string();
+    let ca = server.path("certs/ca.pem");
+    let ca = ca.to_str().unwrap();
+    let enroll_args = |extra: &[&str]| {
+        let mut args = vec![
+            "agent", "enroll", "--server", &url, "--token", &tok, "--ca", ca, "--state",
+            &state_str, "--json",
+        ];
+        args.extend(extra);
+        ward(&args)
+    };
+    let first = enroll_args(&["--tls-max", "TLSv1", "--name", "xp-lab-01"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let first: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+
+    // A second enrollment into the same dir would replace the identity: refused.
+    let before = std::fs::read(state.join("agent.json")).unwrap();
+    let again = enroll_args(&[]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains(&id), "{}", stderr(&again));
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+    assert_eq!(std::fs::read(state.join("agent.json")).unwrap(), before);
+
+    // Started without --tls-max, the agent keeps the cap it was enrolled with.
+    let _cleanup = Background(&state);
+    let started = agent_cmd("start", &state, &[]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    let shown = eventually(Duration::from_secs(10), || {
+        status(&state).filter(|s| !s["last_checkin"].is_null())
+    })
+    .expect("a check-in");
+    assert_eq!(shown["tls_version"], "TLSv1", "{shown}");
+    assert_eq!(shown["tls_max"], "TLSv1", "{shown}");
+    let clients = cli(&server, &["client", "list"]);
+    let listed = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["hostname"], "xp-lab-01", "{listed}");
+    assert_eq!(listed["tls_versions"], serde_json::json!(["TLSv1"]));
+
+    // --force while it runs is refused; stopped, --force replaces it and says what.
+    assert!(!enroll_args(&["--force"]).status.success());
+    assert!(agent_cmd("stop", &state, &[]).status.success());
+    let forced = enroll_args(&["--force"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    let forced: Value = serde_json::from_slice(&forced.stdout).unwrap();
+    assert_eq!(forced["replaced"], id.as_str());
+    assert_ne!(forced["id"], id.as_str());
+}
+
+#[test]
+fn the_client_list_tells_who_is_online_and_retired_agents_are_refused() {
+    let server = fast_server();
+    cli(&server, &["group", "create", "Push"]);
+    cli(
+        &server,
+        &["group", "set", "My Company/Push", "--mode", "push"],
+    );
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let pull_dir = enroll(&server, &url, &token(&server, "My Company"), None);
+    let push_dir = enroll(&server, &url, &token(&server, "My Company/Push"), None);
+    let (pull, push) = (pull_dir.path(), push_dir.path());
+    let _cleanup = (Background(pull), Background(push));
+    for state in [pull, push] {
+        let started = agent_cmd("start", state, &[]);
+        assert!(started.status.success(), "{}", stderr(&started));
+    }
+    let id = |state: &Path| {
+        let value: Value =
+            serde_json::from_slice(&std::fs::read(state.join("agent.json")).unwrap()).unwrap();
+        value["agent"].as_str().unwrap().to_string()
+    };
+    let (pull_id, push_id) = (id(pull), id(push));
+    let online = |wanted: bool| -> Vec<String> {
+        let flag = if wanted { "--online" } else { "--offline" };
+        let mut ids: Vec<String> = cli(&server, &["client", "list", flag])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![pull_id.clone(), push_id.clone()];
+    both.sort();
+    eventually(Duration::from_secs(10), || {
+        (online(true) == both).then_some(())
+    })
+    .expect("both running agents are listed online");
+    let listed = cli(&server, &["client", "list"]);
+    for client in listed.as_array().unwrap() {
+        assert_eq!(client["online"], true, "{client}");
+        assert!(!client["last_seen"].is_null(), "{client}");
+    }
+
+    // Stopped: offline within two intervals (1 s each), by the same rule in both filters.
+    for state in [pull, push] {
+        assert!(agent_cmd("stop", state, &[]).status.success());
+    }
+    // (The rule's window is 2 s for a 1 s pull interval, 1 s for push; the bound below only
+    // keeps a broken rule from hanging the test.)
+    eventually(Duration::from_secs(10), || {
+        (online(false) == both).then_some(())
+    })
+    .expect("both stopped agents are listed offline");
+    assert_eq!(online(true), Vec::<String>::new());
+
+    // Retired: forgotten, and refused when it comes back.
+    let retired = cli(&server, &["client", "delete", &pull_id]);
+    assert_eq!(retired["deleted"], serde_json::json!([pull_id]));
+    assert!(agent_cmd("start", pull, &[]).status.success());
+    eventually(Duration::from_secs(10), || {
+        status(pull).filter(|s| {
+            s["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("unknown_agent"))
+        })
+    })
+    .expect("the retired agent is refused");
+    let left: Vec<String> = cli(&server, &["client", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, vec![push_id]);
+}
+
+#[test]
+fn import_settings_on_a_running_agent_takes_effect_at_once() {
+    let server = fast_server();
+    // A long interval: only the import's reload can bring the new settings quickly.
+    cli(&server, &["group", "set", "My Company", "--interval", "1h"]);
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let dir = enroll(&server, &url, &token(&server, "My Company"), None);
+    let state = dir.path();
+    let _cleanup = Background(state);
+    assert!(agent_cmd("start", state, &[]).status.success());
+    eventually(Duration::from_secs(10), || {
+        status(state).filter(|s| !s["last_checkin"].is_null())
+    })
+    .expect("a first check-in");
+    cli(
+        &server,
+        &[
+            "serverlist",
+            "copy",
+            "Default",
+            "Default-http",
+            "--port",
+            &server.clients_http.to_string(),
+        ],
+    );
+    cli(&server, &["group", "create", "Legacy"]);
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Legacy",
+            "--server-list",
+            "Default-http",
+        ],
+    );
+    let package = dir.path().join("package.json");
+    cli(
+        &server,
+        &[
+            "group",
+            "export-settings",
+            "My Company/Legacy",
+            "--out",
+            package.to_str().unwrap(),
+        ],
+    );
+    let imported = agent_cmd("import-settings", state, &[package.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    assert!(
+        String::from_utf8_lossy(&imported.stdout).contains("now follows them"),
+        "{}",
+        String::from_utf8_lossy(&imported.stdout)
+    );
+    eventually(Duration::from_secs(10), || {
+        status(state).filter(|s| s["channel"] == "http" && s["last_error"].is_null())
+    })
+    .expect("the running agent uses the imported HTTP list at once");
+    assert_eq!(agent_processes(state).len(), 1);
+}
