@@ -432,3 +432,6 @@ async fn cached_settings(shared: &App, group: i64, serial: i64) -> Result<Arc<Se
         .insert(version, group, serial, settings.clone());
     Ok(settings)
 }
+
+#[cfg(test)]
+mod tests;

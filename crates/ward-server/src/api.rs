@@ -249,8 +249,16 @@ pub fn object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
 /// A typed request body: unknown fields are refused (a typo is an error, not a no-op).
 pub fn typed<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let body: &[u8] = if body.is_empty() { b"{}" } else { body };
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body: {e}")))
+    let mut json = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::bad_request(format!("the request body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("the request body: '{path}': {inner}"))
+        }
+    })
 }
 
 pub fn string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {

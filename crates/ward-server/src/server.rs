@@ -4,21 +4,19 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
-use ward_store::{SqliteStore, Store};
 use ward_tls::Severity;
 
 use crate::config::{self, Role};
 use crate::conn;
 use crate::datadir::DataDir;
-use crate::listener_tls::{self, Finding, TlsSlots};
-use crate::state::{reload, App};
-use crate::telemetry::Telemetry;
+use crate::listener_tls::Finding;
+use crate::state::{reload, App, OpenError};
 
 /// Why the server did not start, or stopped.
 #[derive(Debug)]
@@ -84,6 +82,15 @@ impl fmt::Display for ServerError {
 }
 
 impl std::error::Error for ServerError {}
+
+impl From<OpenError> for ServerError {
+    fn from(error: OpenError) -> ServerError {
+        match error {
+            OpenError::Tls(findings) => ServerError::Tls(findings),
+            OpenError::Other(message) => ServerError::Other(message),
+        }
+    }
+}
 
 /// Command-line overrides of ward.toml's listener addresses.
 #[derive(Clone, Debug, Default)]
@@ -161,21 +168,7 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
             config.set_address(role, address);
         }
     }
-    let wakes = crate::wakes::channel();
-    let sqlite: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&data.database(&config))
-            .map_err(|e| ServerError::Other(e.to_string()))?,
-    );
-    let store: Arc<dyn Store> = Arc::new(crate::wakes::Publishing::new(sqlite, wakes.clone()));
-    let host = if config.clients.ip().is_unspecified() {
-        crate::datadir::host_names()
-            .pop()
-            .unwrap_or_else(|| "localhost".into())
-    } else {
-        config.clients.ip().to_string()
-    };
-    crate::ops::initialise(&store, &host, config.clients.port()).map_err(ServerError::Other)?;
-    let (loaded, findings) = listener_tls::load_all(&data, &config);
+    let (app, findings) = App::open(data, config)?;
     for finding in &findings {
         match finding.severity {
             Severity::Error => error!("{}", finding.text),
@@ -183,18 +176,8 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
             Severity::Note => info!("{}", finding.text),
         }
     }
-    let Some((console_tls, clients_tls)) = loaded else {
-        return Err(ServerError::Tls(findings));
-    };
-    let admin_token = data
-        .read_admin_token()
-        .map_err(|e| ServerError::Other(format!("{}: {e}", data.admin_token().display())))?;
-    let agreement = data
-        .load_agreement_key()
-        .map_err(|e| ServerError::Other(e.to_string()))?;
-    let agreement_public = agreement
-        .public_bytes()
-        .map_err(|e| ServerError::Other(e.to_string()))?;
+    let config = app.config.clone();
+    let data = app.data.clone();
 
     // Bind all three before serving any, so a start either fully works or says why not.
     let mut listeners = Vec::new();
@@ -210,39 +193,7 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     std::fs::write(&pid_file, format!("{}\n{console}\n", std::process::id()))
         .map_err(|e| ServerError::Other(format!("{}: {e}", pid_file.display())))?;
 
-    let (shutdown, _) = watch::channel(false);
-    let shared = Arc::new(App {
-        telemetry: Telemetry::start(
-            store.clone(),
-            config.failures_per_second,
-            config.telemetry_retention,
-        ),
-        checkins: crate::checkins::CheckinWriter::start(store.clone()),
-        store,
-        agreement,
-        agreement_public,
-        agent_keys: Default::default(),
-        replay: Default::default(),
-        fleet_version: watch::channel(0).0,
-        tls_generation: watch::channel(0).0,
-        wakes,
-        held: Default::default(),
-        settings_cache: Default::default(),
-        fleet_lock: tokio::sync::Mutex::new(()),
-        argon2_permits: tokio::sync::Semaphore::new(2),
-        login_limiter: std::sync::Mutex::new(crate::auth::LoginLimiter::new(
-            Duration::from_secs(300),
-            5,
-            20,
-        )),
-        tls: TlsSlots::new(console_tls, clients_tls),
-        data,
-        admin_token,
-        started: SystemTime::now(),
-        shutdown,
-        reload_lock: tokio::sync::Mutex::new(()),
-        config,
-    });
+    let shared = Arc::new(app);
 
     let mut accept_tasks = Vec::new();
     for (role, listener) in listeners {

@@ -5,11 +5,11 @@
 //! Imports no API module: the agent API, the admin API and harden depend on it.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tracing::{error, info};
-use ward_store::Store;
+use ward_store::{SqliteStore, Store};
 use ward_tls::Severity;
 
 use crate::channel::{AgentKeys, HeldAgents, Replays, SettingsCache};
@@ -59,7 +59,78 @@ pub struct App {
     pub reload_lock: tokio::sync::Mutex<()>,
 }
 
+/// Why the app could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// A conf file has errors; every finding is listed.
+    Tls(Vec<Finding>),
+    Other(String),
+}
+
 impl App {
+    /// Opens everything a server runs on, except its sockets: the store (with the fleet
+    /// initialised on a new database), both listeners' TLS from their conf files, the keys and
+    /// the admin token, the telemetry and check-in writers. Returns the findings of the conf
+    /// files too (warnings and notes, to log). `ward server` binds the listeners after this;
+    /// tests call handlers on it directly.
+    pub fn open(data: DataDir, config: Config) -> Result<(App, Vec<Finding>), OpenError> {
+        let other = |e: &dyn std::fmt::Display| OpenError::Other(e.to_string());
+        let wakes = crate::wakes::channel();
+        let sqlite: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&data.database(&config)).map_err(|e| other(&e))?);
+        let store: Arc<dyn Store> = Arc::new(crate::wakes::Publishing::new(sqlite, wakes.clone()));
+        let host = if config.clients.ip().is_unspecified() {
+            crate::datadir::host_names()
+                .pop()
+                .unwrap_or_else(|| "localhost".into())
+        } else {
+            config.clients.ip().to_string()
+        };
+        crate::ops::initialise(&store, &host, config.clients.port()).map_err(|e| other(&e))?;
+        let (loaded, findings) = listener_tls::load_all(&data, &config);
+        let Some((console_tls, clients_tls)) = loaded else {
+            return Err(OpenError::Tls(findings));
+        };
+        let admin_token = data
+            .read_admin_token()
+            .map_err(|e| OpenError::Other(format!("{}: {e}", data.admin_token().display())))?;
+        let agreement = data.load_agreement_key().map_err(|e| other(&e))?;
+        let agreement_public = agreement.public_bytes().map_err(|e| other(&e))?;
+        let app = App {
+            telemetry: Telemetry::start(
+                store.clone(),
+                config.failures_per_second,
+                config.telemetry_retention,
+            ),
+            checkins: CheckinWriter::start(store.clone()),
+            store,
+            agreement,
+            agreement_public,
+            agent_keys: Default::default(),
+            replay: Default::default(),
+            fleet_version: watch::channel(0).0,
+            tls_generation: watch::channel(0).0,
+            wakes,
+            held: Default::default(),
+            settings_cache: Default::default(),
+            fleet_lock: tokio::sync::Mutex::new(()),
+            argon2_permits: tokio::sync::Semaphore::new(2),
+            login_limiter: std::sync::Mutex::new(crate::auth::LoginLimiter::new(
+                Duration::from_secs(300),
+                5,
+                20,
+            )),
+            tls: TlsSlots::new(console_tls, clients_tls),
+            data,
+            admin_token,
+            started: SystemTime::now(),
+            shutdown: watch::channel(false).0,
+            reload_lock: tokio::sync::Mutex::new(()),
+            config,
+        };
+        Ok((app, findings))
+    }
+
     /// Marks a fleet change: the cached settings may be stale (push agents are woken by the
     /// store, for the changes that concern them). The one place the settings cache is
     /// invalidated.
@@ -106,4 +177,18 @@ pub async fn reload(shared: &App) -> Result<Vec<Finding>, Vec<Finding>> {
             Err(findings)
         }
     }
+}
+
+/// An app on a fresh data dir in a temporary directory, for tests that call handlers in
+/// process (no socket is bound).
+#[cfg(test)]
+pub(crate) fn test_app() -> (tempfile::TempDir, Arc<App>) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = DataDir::new(dir.path().join("data"));
+    let loopback = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    crate::datadir::initialise(&data, [loopback(18445), loopback(18443), loopback(18014)])
+        .expect("initialise a data dir");
+    let config = crate::config::load(&data.config()).expect("the new ward.toml loads");
+    let (app, _) = App::open(data, config).expect("the app opens");
+    (dir, Arc::new(app))
 }

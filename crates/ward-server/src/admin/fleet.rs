@@ -628,9 +628,11 @@ fn clients(store: &dyn Store, query: &str, held: &HashSet<String>) -> ApiResult 
                 })?)
             }
             "limit" => filter.limit = Some(limit(&value)?),
-            other => return Err(ApiError::bad_request(format!(
+            other => {
+                return Err(ApiError::bad_request(format!(
                 "unknown parameter '{other}' (group, pending, online, tls_max, silent_for, limit)"
-            ))),
+            )))
+            }
         }
     }
     // The online rule is applied here, so the limit counts only the agents it keeps.

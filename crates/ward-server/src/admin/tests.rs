@@ -1,0 +1,285 @@
+//! The admin API in process: the validation table runs the real routes on an `App` over a
+//! fresh data dir, with no socket and no server process.
+
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use super::*;
+use crate::state::test_app;
+
+#[test]
+fn the_dummy_hash_parses() {
+    assert!(!auth::verify_password("anything", DUMMY_HASH));
+    assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
+}
+
+fn request(method: &str, path: &str, body: &str) -> Authorized {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    Authorized {
+        caller: Caller {
+            name: "table".into(),
+            role: Role::Admin,
+        },
+        method: method.parse().unwrap(),
+        segments: path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(percent_decode)
+            .collect(),
+        query: query.to_string(),
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+async fn call(app: &App, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let response = route(app, &request(method, path, body)).await;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
+    let (_dir, app) = test_app();
+    let (status, _) = call(&app, "POST", "groups", r#"{"name": "Legacy"}"#).await;
+    assert_eq!(status, 201);
+    let audit_before = app.store.audit(0, 1000).unwrap().len();
+    let root = crate::ops::tree_of(&*app.store).unwrap().root();
+    let root_path = format!("groups/{root}");
+    // (method, path, body, status, code, a word the message must hold)
+    let table: &[(&str, &str, &str, u16, &str, &str)] = &[
+        ("POST", "groups", "{", 400, "bad_request", "JSON"),
+        ("POST", "groups", "[]", 400, "bad_request", "object"),
+        ("POST", "groups", r#"{}"#, 400, "bad_request", "name"),
+        (
+            "POST",
+            "groups",
+            r#"{"name": "X", "colour": "red"}"#,
+            400,
+            "bad_request",
+            "colour",
+        ),
+        (
+            "POST",
+            "groups",
+            r#"{"name": 7}"#,
+            400,
+            "bad_request",
+            "name",
+        ),
+        (
+            "POST",
+            "groups",
+            r#"{"name": "Legacy"}"#,
+            409,
+            "conflict",
+            "Legacy",
+        ),
+        (
+            "POST",
+            "groups",
+            r#"{"name": "a/b"}"#,
+            400,
+            "bad_request",
+            "/",
+        ),
+        (
+            "POST",
+            "groups",
+            r#"{"name": "X", "parent": "Nowhere"}"#,
+            404,
+            "not_found",
+            "Nowhere",
+        ),
+        (
+            "PATCH",
+            &root_path,
+            r#"{"interval": "1.5s"}"#,
+            400,
+            "bad_request",
+            "1.5s",
+        ),
+        (
+            "PATCH",
+            &root_path,
+            r#"{"mode": "sometimes"}"#,
+            400,
+            "bad_request",
+            "mode",
+        ),
+        (
+            "PATCH",
+            &root_path,
+            r#"{"server_list": "Missing"}"#,
+            404,
+            "not_found",
+            "Missing",
+        ),
+        (
+            "PATCH",
+            &root_path,
+            r#"{"inherit": ["interval"]}"#,
+            400,
+            "bad_request",
+            "root",
+        ),
+        ("DELETE", &root_path, "", 409, "in_use", "root"),
+        ("GET", "groups/999999", "", 404, "not_found", "999999"),
+        (
+            "POST",
+            "serverlists",
+            r#"{"name": "L", "servers": []}"#,
+            400,
+            "bad_request",
+            "",
+        ),
+        (
+            "POST",
+            "serverlists",
+            r#"{"name": "L", "servers": ["1:ftp://x:21"]}"#,
+            400,
+            "bad_request",
+            "ftp",
+        ),
+        (
+            "DELETE",
+            "serverlists/Default",
+            "",
+            409,
+            "in_use",
+            "Default",
+        ),
+        (
+            "POST",
+            "clients/move",
+            r#"{"ids": [], "group": "My Company"}"#,
+            400,
+            "bad_request",
+            "",
+        ),
+        (
+            "POST",
+            "clients/move",
+            r#"{"ids": ["ghost"], "group": "My Company"}"#,
+            404,
+            "not_found",
+            "ghost",
+        ),
+        (
+            "POST",
+            "clients/delete",
+            r#"{"ids": ["ghost"]}"#,
+            404,
+            "not_found",
+            "ghost",
+        ),
+        (
+            "POST",
+            "clients/delete",
+            r#"{"ids": "ghost"}"#,
+            400,
+            "bad_request",
+            "ids",
+        ),
+        (
+            "GET",
+            "clients?pending=maybe",
+            "",
+            400,
+            "bad_request",
+            "pending",
+        ),
+        (
+            "GET",
+            "clients?online=maybe",
+            "",
+            400,
+            "bad_request",
+            "online",
+        ),
+        (
+            "GET",
+            "clients?tls_max=TLSv9",
+            "",
+            400,
+            "bad_request",
+            "TLSv9",
+        ),
+        (
+            "GET",
+            "clients?colour=red",
+            "",
+            400,
+            "bad_request",
+            "colour",
+        ),
+        (
+            "POST",
+            "tokens",
+            r#"{"group": "My Company", "expires": "soon"}"#,
+            400,
+            "bad_request",
+            "soon",
+        ),
+        (
+            "POST",
+            "tokens",
+            r#"{"group": "Nowhere"}"#,
+            404,
+            "not_found",
+            "Nowhere",
+        ),
+        (
+            "POST",
+            "accounts",
+            r#"{"name": "a", "password": "short", "role": "admin"}"#,
+            400,
+            "bad_request",
+            "12",
+        ),
+        (
+            "POST",
+            "accounts",
+            r#"{"name": "a", "password": "long enough pass", "role": "king"}"#,
+            400,
+            "bad_request",
+            "role",
+        ),
+        (
+            "POST",
+            "accounts/ghost/password",
+            r#"{"password": "long enough pass"}"#,
+            404,
+            "not_found",
+            "ghost",
+        ),
+        ("DELETE", "accounts/ghost", "", 404, "not_found", "ghost"),
+        (
+            "GET",
+            "audit?since=yesterday",
+            "",
+            400,
+            "bad_request",
+            "yesterday",
+        ),
+        ("GET", "nothing-here", "", 404, "not_found", ""),
+    ];
+    for (method, path, body, status, code, word) in table {
+        let (got, answer) = call(&app, method, path, body).await;
+        assert_eq!(got, *status, "{method} {path} {body}: {answer}");
+        assert_eq!(
+            answer["error"]["code"], *code,
+            "{method} {path} {body}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(word), "{method} {path} {body}: {message}");
+    }
+    assert_eq!(
+        app.store.audit(0, 1000).unwrap().len(),
+        audit_before,
+        "no refused request was applied or audited"
+    );
+}

@@ -1,0 +1,300 @@
+//! The agent API's refusal table, in process: the handlers are called on an `App` over a
+//! fresh data dir, with requests built from ward-proto's types; no socket, no server process.
+
+use std::net::SocketAddr;
+
+use http_body_util::BodyExt;
+use hyper::header::HeaderValue;
+use ward_proto::messages::{
+    decode, encode, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ErrorBody,
+    HostReport,
+};
+use ward_store::{Change, Mutation, TokenRecord};
+
+use super::*;
+use crate::state::test_app;
+
+const TOKEN: &str = "a-token-for-the-table";
+
+fn peer() -> SocketAddr {
+    "127.0.0.1:40000".parse().unwrap()
+}
+
+fn host() -> HostReport {
+    HostReport {
+        hostname: "xp-01".into(),
+        os_name: "windows".into(),
+        os_version: "5.1".into(),
+        agent_version: "0.1.0".into(),
+        tls_versions: vec!["TLSv1".into()],
+        name: None,
+    }
+}
+
+async fn body_of(response: HttpResponse) -> (u16, Option<String>, Vec<u8>) {
+    let status = response.status().as_u16();
+    let mac = response
+        .headers()
+        .get("x-ward-mac")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, mac, bytes.to_vec())
+}
+
+fn code(body: &[u8]) -> String {
+    decode::<ErrorBody>("error", body).unwrap().error.code
+}
+
+/// An enrolled agent: its id and key.
+async fn enrolled(app: &App) -> (String, AgentKey) {
+    let root = crate::ops::tree_of(&*app.store).unwrap().root();
+    app.store
+        .apply(&Change {
+            mutation: Mutation::CreateToken(TokenRecord {
+                id: 0,
+                group: root,
+                token_sha256: proof::token_sha256(TOKEN),
+                created_ms: now_ms(),
+                expires_ms: None,
+                uses_left: None,
+                revoked: false,
+                allow_http: true,
+            }),
+            bump_groups: vec![],
+            bump_agents: vec![],
+            audit: crate::ops::audit(
+                &crate::auth::Caller {
+                    name: "test".into(),
+                    role: crate::auth::Role::Admin,
+                },
+                "token.create",
+                "root".into(),
+                None,
+                None,
+            ),
+        })
+        .unwrap();
+    let pair = ward_proto::KeyPair::generate().unwrap();
+    let key = AgentKey::for_agent(&pair, &app.agreement_public).unwrap();
+    let public = hex(&pair.public_bytes().unwrap());
+    let auth = RequestAuth::new("", now_ms());
+    let sha = proof::token_sha256(TOKEN);
+    let statement = proof::statement(&sha, &auth.nonce, auth.time_ms, &public, None);
+    let request = EnrollRequest {
+        agent_public: public,
+        token_lookup: proof::token_lookup(&sha),
+        proof: proof::proof(&key, &statement),
+        nonce: auth.nonce.clone(),
+        time_ms: auth.time_ms,
+        host: host(),
+        agent: None,
+    };
+    let response = enroll(app, Role::ClientsHttp, encode(&request).into()).await;
+    let (status, mac, body) = body_of(response).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    ward_proto::verify_response(&key, &auth.nonce, 200, &body, &mac.unwrap()).unwrap();
+    let answer: EnrollResponse = decode("enroll", &body).unwrap();
+    assert_eq!(answer.settings.group, "My Company");
+    (answer.agent, key)
+}
+
+/// A check-in as the agent sends it: (headers, body, nonce).
+fn signed_checkin(agent: &str, key: &AgentKey, body: &str, time_ms: i64) -> (HeaderMap, String) {
+    let auth = RequestAuth::new(agent, time_ms);
+    let mac = ward_proto::sign_request(
+        key,
+        &ward_proto::Request {
+            method: "POST",
+            path: CHECKIN_PATH,
+            auth: &auth,
+            body: body.as_bytes(),
+        },
+    );
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        (header::AGENT, agent.to_string()),
+        (header::TIME, time_ms.to_string()),
+        (header::NONCE, auth.nonce.clone()),
+        (header::MAC, mac),
+    ] {
+        headers.insert(name, HeaderValue::from_str(&value).unwrap());
+    }
+    (headers, auth.nonce)
+}
+
+fn report(acked: i64) -> String {
+    encode(&CheckinRequest {
+        acked_serial: acked,
+        host: host(),
+        server: "http://127.0.0.1:8014".into(),
+        wait_ms: 0,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkins_that_cannot_be_trusted_are_refused_and_change_nothing() {
+    let (_dir, app) = test_app();
+    let (agent, key) = enrolled(&app).await;
+    let other = AgentKey::from_bytes([9; 32]);
+    let record = || app.store.agent(&agent).unwrap().unwrap();
+    let before = record();
+
+    let genuine = report(1);
+    let (replayed_headers, _) = signed_checkin(&agent, &key, &genuine, now_ms());
+    // Each case: (what, headers, body, expected status, expected code, signed answer).
+    let stale = now_ms() - 10 * 60 * 1000;
+    let cases: Vec<(&str, HeaderMap, String, u16, &str, bool)> = vec![
+        (
+            "unsigned",
+            HeaderMap::new(),
+            genuine.clone(),
+            401,
+            "unsigned",
+            false,
+        ),
+        (
+            "forged MAC",
+            signed_checkin(&agent, &other, &genuine, now_ms()).0,
+            genuine.clone(),
+            401,
+            "bad_signature",
+            false,
+        ),
+        (
+            "foreign agent",
+            signed_checkin("00112233445566778899aabbccddeeff", &key, &genuine, now_ms()).0,
+            genuine.clone(),
+            401,
+            "unknown_agent",
+            false,
+        ),
+        (
+            "stale time",
+            signed_checkin(&agent, &key, &genuine, stale).0,
+            genuine.clone(),
+            401,
+            "bad_signature",
+            false,
+        ),
+        (
+            "body changed after signing",
+            replayed_headers.clone(),
+            report(99),
+            401,
+            "bad_signature",
+            false,
+        ),
+    ];
+    for (what, headers, body, status, expected, signed) in cases {
+        let response = checkin(&app, Role::ClientsHttp, peer(), None, &headers, body.into()).await;
+        let (got, mac, answer) = body_of(response).await;
+        assert_eq!(got, status, "{what}: {}", String::from_utf8_lossy(&answer));
+        assert_eq!(code(&answer), expected, "{what}");
+        assert_eq!(mac.is_some(), signed, "{what}");
+        assert_eq!(record(), before, "{what}: nothing changed");
+    }
+
+    // Signed, but not a check-in: refused with a signed 400, naming the missing field.
+    let bad = r#"{"acked_serial": 1}"#;
+    let (headers, nonce) = signed_checkin(&agent, &key, bad, now_ms());
+    let response = checkin(&app, Role::ClientsHttp, peer(), None, &headers, bad.into()).await;
+    let (status, mac, answer) = body_of(response).await;
+    assert_eq!(status, 400);
+    ward_proto::verify_response(&key, &nonce, 400, &answer, &mac.unwrap()).unwrap();
+    let error = decode::<ErrorBody>("error", &answer).unwrap().error;
+    assert!(error.message.contains("missing field"), "{}", error.message);
+    assert_eq!(record(), before, "a bad body changes nothing");
+
+    // The genuine one is answered, signed and bound to its nonce; replayed, it is refused.
+    let (headers, nonce) = signed_checkin(&agent, &key, &genuine, now_ms());
+    let response = checkin(
+        &app,
+        Role::ClientsHttp,
+        peer(),
+        None,
+        &headers,
+        genuine.clone().into(),
+    )
+    .await;
+    let (status, mac, answer) = body_of(response).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    ward_proto::verify_response(&key, &nonce, 200, &answer, &mac.unwrap()).unwrap();
+    let answer: CheckinResponse = decode("check-in", &answer).unwrap();
+    assert_eq!(answer.serial, 1);
+    assert!(answer.settings.is_none(), "serial 1 is acknowledged");
+    let after = record();
+    assert_eq!(after.channel.as_deref(), Some("http"));
+    let response = checkin(
+        &app,
+        Role::ClientsHttp,
+        peer(),
+        None,
+        &headers,
+        genuine.into(),
+    )
+    .await;
+    let (status, _, answer) = body_of(response).await;
+    assert_eq!(status, 401);
+    assert!(String::from_utf8_lossy(&answer).contains("replay"));
+    assert_eq!(record(), after, "a replay changes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollments_that_do_not_prove_the_token_are_refused() {
+    let (_dir, app) = test_app();
+    let _ = enrolled(&app).await;
+    let count = || app.store.agents(&Default::default()).unwrap().len();
+    let before = count();
+    let pair = ward_proto::KeyPair::generate().unwrap();
+    let key = AgentKey::for_agent(&pair, &app.agreement_public).unwrap();
+    let public = hex(&pair.public_bytes().unwrap());
+    let sha = proof::token_sha256(TOKEN);
+    let request = |token_sha: &str, time_ms: i64, claimed: Option<&str>| {
+        let auth = RequestAuth::new("", time_ms);
+        let statement = proof::statement(token_sha, &auth.nonce, time_ms, &public, None);
+        encode(&EnrollRequest {
+            agent_public: public.clone(),
+            token_lookup: proof::token_lookup(&sha),
+            proof: proof::proof(&key, &statement),
+            nonce: auth.nonce,
+            time_ms,
+            host: host(),
+            agent: claimed.map(str::to_string),
+        })
+    };
+    let wrong_token = proof::token_sha256("another token");
+    for (what, body, status, expected) in [
+        ("not JSON", "{".to_string(), 400, "bad_request"),
+        (
+            "missing fields",
+            r#"{"agent_public": "00"}"#.to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            "wrong token",
+            request(&wrong_token, now_ms(), None),
+            403,
+            "bad_proof",
+        ),
+        (
+            "stale",
+            request(&sha, now_ms() - 3_600_000, None),
+            401,
+            "stale",
+        ),
+        (
+            "an identity the proof does not cover",
+            request(&sha, now_ms(), Some("someone-else")),
+            403,
+            "bad_proof",
+        ),
+    ] {
+        let response = enroll(&app, Role::Clients, body.into()).await;
+        let (got, _, answer) = body_of(response).await;
+        assert_eq!(got, status, "{what}: {}", String::from_utf8_lossy(&answer));
+        assert_eq!(code(&answer), expected, "{what}");
+        assert_eq!(count(), before, "{what}: nobody enrolled");
+    }
+}
