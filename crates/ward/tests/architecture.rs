@@ -203,7 +203,13 @@ fn every_module_is_on_the_map() {
             if matches!(leaf, "lib" | "main" | "tests") || name.starts_with("cmd/") {
                 continue;
             }
-            if !map.contains(&format!("`{name}`")) && !map.contains(&format!("`{leaf}`")) {
+            let named = [
+                format!("`{name}`"),
+                format!("`{leaf}`"),
+                format!("`{name}.rs`"),
+                format!("`{name}/`"),
+            ];
+            if !named.iter().any(|n| map.contains(n.as_str())) {
                 missing.push(format!(
                     "{}: {name}",
                     krate.file_name().unwrap().to_string_lossy()
