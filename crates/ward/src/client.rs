@@ -32,17 +32,50 @@ pub struct Reply {
     pub body: Value,
 }
 
-impl Reply {
-    /// The body on success; otherwise the server's error sentence.
-    pub fn into_result(self) -> Result<Value, String> {
-        if (200..300).contains(&self.status) {
-            Ok(self.body)
-        } else {
-            Err(match self.body["error"]["message"].as_str() {
-                Some(message) => format!("{message} ({})", self.status),
-                None => format!("the server answered {}", self.status),
-            })
+/// A request the admin API refused, or that did not reach it: the API's stable code (or
+/// `unreachable`) and its sentence.
+#[derive(Debug)]
+pub struct ApiFailure {
+    /// 0 when there was no answer.
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            0 => f.write_str(&self.message),
+            status => write!(f, "{} ({status})", self.message),
         }
+    }
+}
+
+impl From<ApiFailure> for String {
+    fn from(failure: ApiFailure) -> String {
+        failure.to_string()
+    }
+}
+
+impl Reply {
+    /// The body on success; otherwise the server's code and sentence.
+    pub fn into_result(self) -> Result<Value, ApiFailure> {
+        if (200..300).contains(&self.status) {
+            return Ok(self.body);
+        }
+        let code = self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("refused")
+            .to_string();
+        let message = self.body["error"]["message"].as_str().map_or_else(
+            || format!("the server answered {}", self.status),
+            str::to_string,
+        );
+        Err(ApiFailure {
+            status: self.status,
+            code,
+            message,
+        })
     }
 }
 
@@ -239,9 +272,20 @@ impl AdminClient {
         parse_response(&response)
     }
 
-    /// A request whose failure is the command's failure.
-    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
-        self.request(method, path, body)?.into_result()
+    /// A request whose failure is the command's failure, with the API's code.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiFailure> {
+        self.request(method, path, body)
+            .map_err(|message| ApiFailure {
+                status: 0,
+                code: "unreachable".into(),
+                message,
+            })?
+            .into_result()
     }
 }
 

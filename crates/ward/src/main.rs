@@ -83,11 +83,19 @@ enum Command {
     },
 }
 
+/// Whether the command line asks for JSON (before any `--`): errors are JSON then too.
+fn wants_json() -> bool {
+    std::env::args()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Server(args) => cmd::server::run(args),
-        Command::Tls(command) => cmd::tls::run(command),
+    let result: cmd::CodedResult = match cli.command {
+        Command::Server(args) => cmd::server::run(args).map_err(Into::into),
+        Command::Tls(command) => cmd::tls::run(command).map_err(Into::into),
         Command::Login(args) => cmd::fleet::login(args),
         Command::Agent(command) => cmd::agent::run(command),
         Command::Group { target, command } => cmd::fleet::group(&target, command),
@@ -95,13 +103,18 @@ fn main() -> ExitCode {
         Command::Client { target, command } => cmd::fleet::client(&target, command),
         Command::Account { target, command } => cmd::fleet::account(&target, command),
         Command::Audit { target, args } => cmd::fleet::audit(&target, args),
-        Command::Bench(command) => cmd::bench::run(command),
-        Command::Simulate(args) => cmd::simulate::run(args),
+        Command::Bench(command) => cmd::bench::run(command).map_err(Into::into),
+        Command::Simulate(args) => cmd::simulate::run(args).map_err(Into::into),
     };
     match result {
         Ok(code) => code,
+        Err(error) if wants_json() => {
+            let body = serde_json::json!({"error": {"code": error.code, "message": error.message}});
+            println!("{body:#}");
+            ExitCode::from(1)
+        }
         Err(error) => {
-            eprintln!("ward: error: {error}");
+            eprintln!("ward: error: {}", error.message);
             ExitCode::from(1)
         }
     }

@@ -56,7 +56,7 @@ fn explain_json_shape() {
             vec!["--json", "TLSv1.0"],
             "[]",
             1,
-            Value::String("SSLProtocol: Illegal protocol 'TLSv1.0'".into()),
+            serde_json::json!({"code": "invalid_protocol", "message": "SSLProtocol: Illegal protocol 'TLSv1.0'"}),
         ),
     ];
     for (words, enabled, code, error) in cases {
@@ -98,7 +98,7 @@ fn explain_file_reports_errors_with_file_and_line() {
     assert_eq!(output.status.code(), Some(1));
     let value = json(&output);
     assert!(
-        value["error"]
+        value["error"]["message"]
             .as_str()
             .unwrap()
             .contains(":2: SSLCipherSuite: OpenSSL rejects"),
@@ -220,10 +220,19 @@ fn scan_json_against_openssl_s_server() {
 #[test]
 fn scan_of_a_dead_target_is_an_error() {
     let port = ward_testkit::free_port();
-    let output = ward(&["tls", "scan", &format!("127.0.0.1:{port}"), "--json"]);
+    let output = ward(&["tls", "scan", &format!("127.0.0.1:{port}")]);
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty(), "no table for a dead target");
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot connect to 127.0.0.1:"));
+    // With --json, the error is JSON on stdout, and no report.
+    let output = ward(&["tls", "scan", &format!("127.0.0.1:{port}"), "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let value = json(&output);
+    assert!(value["protocols"].is_null(), "{value}");
+    assert!(value["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cannot connect to 127.0.0.1:"));
 }
 
 #[test]

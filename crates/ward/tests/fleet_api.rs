@@ -17,7 +17,12 @@ fn run(server: &Server, args: &[&str]) -> Result<Value, String> {
     if output.status.success() {
         Ok(serde_json::from_slice(&output.stdout).unwrap_or(Value::Null))
     } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        // With --json a failure is {"error": {"code", "message"}} on stdout.
+        let answer: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        Err(answer["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&output.stderr).into_owned()))
     }
 }
 
@@ -787,7 +792,7 @@ fn login_from_elsewhere_then_use_the_saved_session() {
     };
     let before = ward_elsewhere(&["group", "list", "--json"], b"");
     assert!(!before.status.success());
-    assert!(String::from_utf8_lossy(&before.stderr).contains("not logged in"));
+    assert!(String::from_utf8_lossy(&before.stdout).contains("not logged in"));
     let url = format!("https://localhost:{}", server.console);
     let ca = server.path("certs/ca.pem");
     let login_with = |password: &[u8]| {
@@ -823,4 +828,54 @@ fn login_from_elsewhere_then_use_the_saved_session() {
         .unwrap()
         .iter()
         .any(|e| e["actor"] == "remy" && e["action"] == "group.create"));
+}
+
+#[test]
+fn with_json_errors_are_json_on_stdout_with_their_code() {
+    let server = started();
+    // (arguments, expected code): the admin API's code, the agent's class, or `error`.
+    let state = server.dir.path().join("no-agent");
+    let state = state.to_str().unwrap();
+    let data = server.data_str();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "client",
+                "move",
+                "ghost",
+                "--group",
+                "My Company",
+                "--data",
+                &data,
+            ],
+            "not_found",
+        ),
+        (&["group", "create", "a/b", "--data", &data], "bad_request"),
+        (&["agent", "status", "--state", state], "usage"),
+        (&["tls", "explain", "TLSv9"], "invalid_protocol"),
+        (
+            &["server", "reload", "--data", "/nonexistent/ward-data"],
+            "error",
+        ),
+    ];
+    for (args, code) in cases {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let output = ward(&all);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let answer: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON on stdout ({e}): {output:?}"));
+        assert_eq!(answer["error"]["code"], *code, "{args:?}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{args:?}: {answer}"
+        );
+    }
+    // Without --json the same failure is a sentence on stderr.
+    let output = ward(&["agent", "status", "--state", state]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("ward: error: no agent runs"));
 }

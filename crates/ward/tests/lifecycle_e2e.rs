@@ -159,8 +159,12 @@ fn enrollment_keeps_the_cap_and_the_name_and_refuses_to_overwrite_an_identity() 
     let before = std::fs::read(state.join("agent.json")).unwrap();
     let again = enroll_args(&[]);
     assert!(!again.status.success());
-    assert!(stderr(&again).contains(&id), "{}", stderr(&again));
-    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+    // --json: the refusal is JSON on stdout, with the agent's class of error.
+    let refusal: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(refusal["error"]["code"], "usage", "{refusal}");
+    let message = refusal["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&id), "{message}");
+    assert!(message.contains("--force"), "{message}");
     assert_eq!(std::fs::read(state.join("agent.json")).unwrap(), before);
 
     // Started without --tls-max, the agent keeps the cap it was enrolled with.

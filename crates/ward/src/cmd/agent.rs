@@ -11,7 +11,7 @@ use ward_agent::control::{alive, RunLock};
 use ward_agent::{EnrollOptions, RunConfig, Status, Stopper, Trust};
 use ward_tls::TlsVersion;
 
-use super::CmdResult;
+use super::CodedResult;
 
 #[derive(Subcommand)]
 pub enum AgentCommand {
@@ -123,7 +123,7 @@ fn tls_max(text: &Option<String>) -> Result<Option<TlsVersion>, String> {
         .transpose()
 }
 
-pub fn run(command: AgentCommand) -> CmdResult {
+pub fn run(command: AgentCommand) -> CodedResult {
     match command {
         AgentCommand::Enroll(args) => enroll(args),
         AgentCommand::Run(args) => run_foreground(args),
@@ -134,7 +134,7 @@ pub fn run(command: AgentCommand) -> CmdResult {
     }
 }
 
-fn enroll(args: EnrollArgs) -> CmdResult {
+fn enroll(args: EnrollArgs) -> CodedResult {
     if args.target.ca.is_none() && args.target.pin.is_none() {
         return Err("give the server's CA (--ca FILE) or its key pin (--pin SHA256)".into());
     }
@@ -147,7 +147,8 @@ fn enroll(args: EnrollArgs) -> CmdResult {
             return Err(format!(
                 "an agent runs on {} (pid {pid}): stop it before enrolling again",
                 args.state.state.display()
-            ));
+            )
+            .into());
         }
     }
     let replaced = ward_agent::state::AgentState::load(&args.state.state).ok();
@@ -188,7 +189,7 @@ fn enroll(args: EnrollArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_foreground(args: RunArgs) -> CmdResult {
+fn run_foreground(args: RunArgs) -> CodedResult {
     let return_after = ward_proto::duration::parse(&args.return_after)
         .map_err(|e| format!("--return-after: {e}"))?;
     let config = RunConfig {
@@ -221,10 +222,10 @@ fn run_foreground(args: RunArgs) -> CmdResult {
     let _ = control.join();
     ward_agent::log(format_args!("stopped"));
     drop(lock);
-    result.map(|_| ExitCode::SUCCESS).map_err(String::from)
+    result.map(|_| ExitCode::SUCCESS).map_err(Into::into)
 }
 
-fn start(args: RunArgs) -> CmdResult {
+fn start(args: RunArgs) -> CodedResult {
     use std::os::unix::process::CommandExt;
     let dir = &args.state.state;
     if let Some(pid) = RunLock::holder(dir) {
@@ -232,13 +233,15 @@ fn start(args: RunArgs) -> CmdResult {
             "an agent already runs on {} (pid {pid}); `ward agent stop --state {}` first",
             dir.display(),
             dir.display()
-        ));
+        )
+        .into());
     }
     if !ward_agent::state::AgentState::exists(dir) {
         return Err(format!(
             "{}: no agent enrolled here (ward agent enroll)",
             dir.display()
-        ));
+        )
+        .into());
     }
     let log_path = dir.join("agent.log");
     let log = std::fs::OpenOptions::new()
@@ -273,7 +276,8 @@ fn start(args: RunArgs) -> CmdResult {
             return Err(format!(
                 "the agent exited at once ({exit}); see {}",
                 log_path.display()
-            ));
+            )
+            .into());
         }
         let answer = ward_agent::control(dir, "status").ok();
         if answer.is_some_and(|a| a["pid"] == child.id()) {
@@ -289,11 +293,12 @@ fn start(args: RunArgs) -> CmdResult {
     Err(format!(
         "the agent did not answer within 10 s; see {}",
         log_path.display()
-    ))
+    )
+    .into())
 }
 
 /// Stops the agent and returns once its process has exited.
-fn stop(args: StateArg) -> CmdResult {
+fn stop(args: StateArg) -> CodedResult {
     let answer = ward_agent::control(&args.state, "stop")?;
     let pid = answer["pid"].as_i64().unwrap_or(0) as i32;
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -301,13 +306,13 @@ fn stop(args: StateArg) -> CmdResult {
         std::thread::sleep(Duration::from_millis(10));
     }
     if alive(pid) {
-        return Err(format!("the agent (pid {pid}) did not exit within 15 s"));
+        return Err(format!("the agent (pid {pid}) did not exit within 15 s").into());
     }
     println!("agent stopped (pid {pid})");
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(args: StatusArgs) -> CmdResult {
+fn status(args: StatusArgs) -> CodedResult {
     let value = ward_agent::control(&args.state.state, "status")?;
     if args.json {
         println!("{value:#}");
@@ -338,7 +343,7 @@ fn status(args: StatusArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn import(args: ImportArgs) -> CmdResult {
+fn import(args: ImportArgs) -> CodedResult {
     let text =
         std::fs::read_to_string(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
     let package =

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use super::CmdResult;
+use super::CodedResult;
 use crate::client::{segment, AdminClient};
 
 /// Which server to talk to.
@@ -40,7 +40,7 @@ impl Target {
     }
 }
 
-fn print(target: &Target, value: &Value, human: impl FnOnce(&Value)) -> CmdResult {
+fn print(target: &Target, value: &Value, human: impl FnOnce(&Value)) -> CodedResult {
     if target.json {
         println!("{value:#}");
     } else {
@@ -71,7 +71,7 @@ pub struct LoginArgs {
     json: bool,
 }
 
-pub fn login(args: LoginArgs) -> CmdResult {
+pub fn login(args: LoginArgs) -> CodedResult {
     let ca_pem = match &args.ca {
         Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
         None => Vec::new(),
@@ -218,7 +218,7 @@ fn print_group(group: &Value) {
     }
 }
 
-pub fn group(target: &Target, command: GroupCommand) -> CmdResult {
+pub fn group(target: &Target, command: GroupCommand) -> CodedResult {
     let client = target.client()?;
     match command {
         GroupCommand::Create { name, parent } => {
@@ -334,7 +334,7 @@ pub fn group(target: &Target, command: GroupCommand) -> CmdResult {
     }
 }
 
-fn token(target: &Target, client: &AdminClient, command: TokenCommand) -> CmdResult {
+fn token(target: &Target, client: &AdminClient, command: TokenCommand) -> CodedResult {
     match command {
         TokenCommand::Create {
             path,
@@ -422,7 +422,7 @@ fn print_list(list: &Value) {
     }
 }
 
-pub fn server_list(target: &Target, command: ServerListCommand) -> CmdResult {
+pub fn server_list(target: &Target, command: ServerListCommand) -> CodedResult {
     let client = target.client()?;
     match command {
         ServerListCommand::Create { name, servers } => {
@@ -548,7 +548,7 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
-pub fn client(target: &Target, command: ClientCommand) -> CmdResult {
+pub fn client(target: &Target, command: ClientCommand) -> CodedResult {
     let client = target.client()?;
     match command {
         ClientCommand::List {
@@ -657,7 +657,7 @@ fn read_password() -> Result<String, String> {
     Ok(password.trim_end_matches(['\n', '\r']).to_string())
 }
 
-pub fn account(target: &Target, command: AccountCommand) -> CmdResult {
+pub fn account(target: &Target, command: AccountCommand) -> CodedResult {
     let client = target.client()?;
     match command {
         AccountCommand::Create { name, role } => {
@@ -713,7 +713,7 @@ pub struct AuditArgs {
     limit: u64,
 }
 
-pub fn audit(target: &Target, args: AuditArgs) -> CmdResult {
+pub fn audit(target: &Target, args: AuditArgs) -> CodedResult {
     let client = target.client()?;
     let path = format!(
         "/api/v1/audit{}",

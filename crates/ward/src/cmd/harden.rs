@@ -176,7 +176,7 @@ fn request_plan(
     words: &str,
     limit: usize,
 ) -> Result<Value, String> {
-    client.call(
+    Ok(client.call(
         "POST",
         "/api/v1/tls/plan",
         Some(&json!({
@@ -185,7 +185,7 @@ fn request_plan(
             "offline_intervals": proposal.offline_intervals,
             "limit": limit,
         })),
-    )
+    )?)
 }
 
 pub fn readiness(args: ReadinessArgs) -> CmdResult {

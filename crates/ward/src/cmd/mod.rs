@@ -8,5 +8,52 @@ pub mod server;
 pub mod simulate;
 pub mod tls;
 
-/// A failure a command reports to the operator: already worded for them.
+/// A failure a command reports to the operator: a stable code for scripts and a sentence
+/// already worded for them.
+#[derive(Debug)]
+pub struct CmdError {
+    pub code: String,
+    pub message: String,
+}
+
+/// What most commands return: a failure already worded for the operator (its code is
+/// `error`).
 pub type CmdResult = Result<std::process::ExitCode, String>;
+
+/// What commands return whose failures carry a code from the admin API or the agent.
+pub type CodedResult = Result<std::process::ExitCode, CmdError>;
+
+impl From<String> for CmdError {
+    fn from(message: String) -> CmdError {
+        CmdError {
+            code: "error".into(),
+            message,
+        }
+    }
+}
+
+impl From<&str> for CmdError {
+    fn from(message: &str) -> CmdError {
+        CmdError::from(message.to_string())
+    }
+}
+
+/// The admin API's refusal keeps its code (`would_cut_off`, `not_found`, ...).
+impl From<crate::client::ApiFailure> for CmdError {
+    fn from(failure: crate::client::ApiFailure) -> CmdError {
+        CmdError {
+            code: failure.code.clone(),
+            message: failure.to_string(),
+        }
+    }
+}
+
+/// The agent's failure keeps its class (`transport`, `refused`, `usage`, ...).
+impl From<ward_agent::AgentError> for CmdError {
+    fn from(error: ward_agent::AgentError) -> CmdError {
+        CmdError {
+            code: error.class().into(),
+            message: error.to_string(),
+        }
+    }
+}

@@ -70,7 +70,7 @@ pub struct ExplainArgs {
     /// Explain the listener policy a conf file decides (ssl.conf, sslforclients.conf)
     #[arg(long, short, value_name = "FILE", conflicts_with = "words")]
     file: Option<PathBuf>,
-    /// Print JSON: {"enabled": [...], "warnings": [...], "error": null, ...}
+    /// Print JSON: {"enabled": [...], "warnings": [...], "error": null or {"code", "message"}, ...}
     #[arg(long)]
     json: bool,
     /// The SSLProtocol value, e.g. 'all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1'
@@ -186,7 +186,7 @@ fn explain_words(value: &str, as_json: bool) -> CmdResult {
                 "value": value,
                 "enabled": [],
                 "warnings": [],
-                "error": error.to_string(),
+                "error": {"code": "invalid_protocol", "message": error.to_string()},
                 "notes": [],
                 "security_level": null,
             }),
@@ -274,7 +274,7 @@ fn explain_file(path: &Path, as_json: bool) -> CmdResult {
             "file": path.display().to_string(),
             "enabled": policy.map_or(json!([]), |p| versions_json(&p.protocol)),
             "warnings": of_severity(Severity::Warning),
-            "error": errors.first(),
+            "error": errors.first().map(|e| json!({"code": "invalid_conf", "message": e})),
             "errors": errors,
             "notes": policy.map(TlsPolicy::explanation).unwrap_or_default(),
             "security_level": policy.and_then(TlsPolicy::forced_security_level),
