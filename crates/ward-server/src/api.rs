@@ -246,11 +246,103 @@ pub fn object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-/// A typed request body: unknown fields are refused (a typo is an error, not a no-op).
+/// A typed request body (an empty body is `{}`). With `#[serde(deny_unknown_fields)]` a typo
+/// is an error, not a no-op. Every refusal is a 400 `bad_request` that names the field: `unknown
+/// field 'colour' (expected name, parent)`, `'name' is required`, `port: invalid value: ...`.
 pub fn typed<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body: {e}")))
+    T::deserialize(Fields::new(object(body)?)).map_err(|e| ApiError::bad_request(e.0))
+}
+
+/// Why [`typed`] refused a body, naming the field.
+#[derive(Debug)]
+pub struct FieldError(String);
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+impl serde::de::Error for FieldError {
+    fn custom<T: std::fmt::Display>(message: T) -> FieldError {
+        FieldError(message.to_string())
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> FieldError {
+        FieldError(format!(
+            "unknown field '{field}' (expected {})",
+            expected.join(", ")
+        ))
+    }
+
+    fn missing_field(field: &'static str) -> FieldError {
+        FieldError(format!("'{field}' is required"))
+    }
+}
+
+/// A JSON object as a serde `Deserializer` that prefixes each value's error with its field
+/// (serde_json alone says "invalid type: integer `5`, expected a string" without saying where).
+struct Fields {
+    entries: serde_json::map::IntoIter,
+    current: Option<(String, Value)>,
+}
+
+impl Fields {
+    fn new(object: Map<String, Value>) -> Fields {
+        Fields {
+            entries: object.into_iter(),
+            current: None,
+        }
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for Fields {
+    type Error = FieldError;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, FieldError> {
+        visitor.visit_map(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
+        ignored_any
+    }
+}
+
+impl<'de> serde::de::MapAccess<'de> for Fields {
+    type Error = FieldError;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, FieldError> {
+        let Some((key, value)) = self.entries.next() else {
+            return Ok(None);
+        };
+        let key_deserializer: serde::de::value::StrDeserializer<'_, FieldError> =
+            serde::de::IntoDeserializer::into_deserializer(key.as_str());
+        let field = seed.deserialize(key_deserializer)?;
+        self.current = Some((key, value));
+        Ok(Some(field))
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, FieldError> {
+        let (key, value) = self
+            .current
+            .take()
+            .ok_or_else(|| FieldError("a value was read before its field".into()))?;
+        seed.deserialize(value)
+            .map_err(|e| FieldError(format!("{key}: {e}")))
+    }
 }
 
 pub fn string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {

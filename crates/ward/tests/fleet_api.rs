@@ -448,7 +448,7 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "/api/v1/groups".into(),
             r#"{"name":5}"#,
             400,
-            "'name' must be a string",
+            "name: invalid type: integer `5`, expected a string",
         ),
         (
             "POST",
@@ -504,7 +504,7 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             format!("/api/v1/groups/{a}"),
             r#"{"policy":[1]}"#,
             400,
-            "policy: must be a JSON object",
+            "policy: invalid type: sequence, expected a map",
         ),
         (
             "PATCH",
@@ -560,7 +560,7 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "/api/v1/serverlists".into(),
             r#"{"name":"L","servers":"1:https://x:1"}"#,
             400,
-            "'servers'",
+            "servers: invalid type: string",
         ),
         (
             "POST",
