@@ -246,17 +246,27 @@ pub fn object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-/// A typed request body: unknown fields are refused (a typo is an error, not a no-op).
+/// A typed request body (an empty body is `{}`). With `#[serde(deny_unknown_fields)]` a typo
+/// is an error, not a no-op. Every refusal is a 400 `bad_request` that names the field (its
+/// path, for nested ones): `unknown field `colour``, `missing field `name``, `'port': invalid
+/// value: ...`.
 pub fn typed<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let body: &[u8] = if body.is_empty() { b"{}" } else { body };
+    if !body.trim_ascii_start().starts_with(b"{") {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
     let mut json = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut json).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." {
-            ApiError::bad_request(format!("the request body: {inner}"))
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("the request body is not valid JSON: {inner}"))
+        } else if path == "." || inner.to_string().starts_with("unknown field") {
+            ApiError::bad_request(inner.to_string())
         } else {
-            ApiError::bad_request(format!("the request body: '{path}': {inner}"))
+            ApiError::bad_request(format!("{path}: {inner}"))
         }
     })
 }

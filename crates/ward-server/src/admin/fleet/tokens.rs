@@ -1,0 +1,144 @@
+//! Enrollment tokens: list, create for a group (optional expiry, number of uses, plain-HTTP
+//! enrollment), and revoke. Only the token's SHA-256 is stored; the token is shown once.
+
+use bytes::Bytes;
+use hyper::Method;
+use serde_json::{json, Value};
+use ward_proto::duration::parse as parse_duration;
+use ward_proto::now_ms;
+use ward_store::{Change, Mutation, Store, TokenRecord};
+
+use super::{created, method_not_allowed, ok};
+use crate::admin::wire;
+use crate::api::{typed, ApiError, ApiResult};
+use crate::auth::{self, Caller};
+use crate::ops::{audit, find_group, tree_of};
+
+/// `POST /tokens`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    /// The group's path.
+    group: String,
+    /// How long the token is valid (`7d`); forever when absent.
+    expires: Option<String>,
+    /// How many enrollments it allows (at least 1); any number when absent.
+    uses: Option<i64>,
+    /// Whether it may enroll over plain HTTP (clients-http); false when absent.
+    allow_http: Option<bool>,
+}
+
+pub(super) fn tokens(
+    store: &dyn Store,
+    caller: &Caller,
+    method: &Method,
+    body: &Bytes,
+) -> ApiResult {
+    let tree = tree_of(store)?;
+    match *method {
+        Method::GET => ok(Value::Array(
+            store
+                .tokens()?
+                .iter()
+                .map(|t| wire::token_json(&tree, t))
+                .collect(),
+        )),
+        Method::POST => {
+            let request: NewToken = typed(body)?;
+            let allow_http = request.allow_http.unwrap_or(false);
+            let group = find_group(&tree, &request.group)?;
+            let expires_ms = match request.expires {
+                Some(text) => {
+                    let duration = parse_duration(&text)
+                        .map_err(|e| ApiError::bad_request(format!("expires: {e}")))?;
+                    let millis = i64::try_from(duration.as_millis()).ok();
+                    Some(
+                        millis
+                            .and_then(|m| now_ms().checked_add(m))
+                            .ok_or_else(|| ApiError::bad_request("expires: too far away"))?,
+                    )
+                }
+                None => None,
+            };
+            let uses_left = match request.uses {
+                Some(uses) if uses < 1 => {
+                    return Err(ApiError::bad_request("uses: a number of at least 1"))
+                }
+                uses => uses,
+            };
+            let (token, hash) = auth::new_token();
+            let record = TokenRecord {
+                id: 0,
+                group,
+                token_sha256: hash,
+                created_ms: now_ms(),
+                expires_ms,
+                uses_left,
+                revoked: false,
+                allow_http,
+            };
+            let applied = store.apply(&Change {
+                mutation: Mutation::CreateToken(record.clone()),
+                bump_groups: vec![],
+                bump_agents: vec![],
+                audit: audit(
+                    caller,
+                    "token.create",
+                    tree.path(group).unwrap_or_default(),
+                    None,
+                    Some(json!({"expires_ms": expires_ms, "uses": uses_left})),
+                ),
+            })?;
+            let mut value = wire::token_json(
+                &tree,
+                &TokenRecord {
+                    id: applied.new_id.unwrap_or_default(),
+                    ..record
+                },
+            );
+            value["token"] = Value::String(token);
+            created(value)
+        }
+        _ => method_not_allowed("GET, POST"),
+    }
+}
+
+pub(super) fn revoke_token(store: &dyn Store, caller: &Caller, id: &str) -> ApiResult {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("no token {id}")))?;
+    store.apply(&Change {
+        mutation: Mutation::RevokeToken(id),
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(caller, "token.revoke", id.to_string(), None, None),
+    })?;
+    ok(json!({"revoked": id}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::fleet::assert_refused;
+
+    #[test]
+    fn bad_token_bodies_name_their_field() {
+        assert_refused::<NewToken>(&[
+            ("{}", "missing field `group`"),
+            (r#"{"group":"G","uses":"3"}"#, "uses: invalid type: string"),
+            (
+                r#"{"group":"G","uses":1.5}"#,
+                "uses: invalid type: floating point",
+            ),
+            (
+                r#"{"group":"G","expires":7}"#,
+                "expires: invalid type: integer",
+            ),
+            (
+                r#"{"group":"G","allow_http":"yes"}"#,
+                "allow_http: invalid type: string",
+            ),
+            (r#"{"group":"G","max_uses":3}"#, "unknown field `max_uses`"),
+        ]);
+    }
+}
