@@ -599,12 +599,43 @@ pub fn listener_conf(file: &str, text: &str) -> ListenerConf {
         }
     }
 
+    // Several SSLProtocol lines in one scope: only the last applies (each starts from the
+    // empty set), which an admin editing the first one would not expect.
+    for scope in [conf.global.as_slice(), vhost_directives] {
+        let lines: Vec<&Directive> = scope.iter().filter(|d| d.is("SSLProtocol")).collect();
+        if let Some((last, earlier)) = lines.split_last() {
+            for directive in earlier {
+                diagnostics.push(Diagnostic::warning(
+                    &directive.location,
+                    format!(
+                        "SSLProtocol is given again on line {}: only the last one applies, this \
+                         one is ignored",
+                        last.location.line
+                    ),
+                ));
+            }
+        }
+    }
     if let Some(directive) = conf.applied("SSLProtocol") {
         policy.protocol_location = Some(directive.location.clone());
         match protocol::parse_ssl_protocol(&directive.args) {
             Ok(decision) => {
                 for warning in &decision.warnings {
                     diagnostics.push(Diagnostic::warning(&directive.location, warning.clone()));
+                }
+                let dropped = decision.dropped();
+                if !dropped.is_empty() {
+                    let names: Vec<&str> = dropped.iter().map(|v| v.name()).collect();
+                    diagnostics.push(Diagnostic::warning(
+                        &directive.location,
+                        format!(
+                            "SSLProtocol: {} is below a hole in the set and is not served: \
+                             Apache enables only the contiguous range down from the highest \
+                             version ({})",
+                            names.join(", "),
+                            decision.range
+                        ),
+                    ));
                 }
                 policy.protocol = decision;
             }

@@ -143,6 +143,21 @@ pub fn resolve(server_root: &Path, path: &str) -> PathBuf {
     }
 }
 
+/// Says in an admin's words why a file cannot be read, before OpenSSL would say it with an
+/// error stack.
+fn readable(path: &Path) -> Result<(), String> {
+    match std::fs::File::open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("'{}': no such file", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(format!("'{}': permission denied", path.display()))
+        }
+        Err(e) => Err(format!("'{}': {e}", path.display())),
+    }
+}
+
 /// Builds the server context of a listener. Relative certificate paths are resolved against
 /// `server_root` (ward's data dir).
 pub fn build_acceptor(policy: &TlsPolicy, server_root: &Path) -> Result<SslContext, SetupError> {
@@ -157,6 +172,9 @@ pub fn build_acceptor(policy: &TlsPolicy, server_root: &Path) -> Result<SslConte
     };
     let key = policy.certificate_key_file.as_ref().unwrap_or(cert);
     let cert_path = resolve(server_root, &cert.value);
+    readable(&cert_path).map_err(|why| {
+        SetupError::at(Some(&cert.location), format!("SSLCertificateFile: {why}"))
+    })?;
     builder
         .set_certificate_chain_file(&cert_path)
         .map_err(|e| {
@@ -170,6 +188,9 @@ pub fn build_acceptor(policy: &TlsPolicy, server_root: &Path) -> Result<SslConte
             )
         })?;
     let key_path = resolve(server_root, &key.value);
+    readable(&key_path).map_err(|why| {
+        SetupError::at(Some(&key.location), format!("SSLCertificateKeyFile: {why}"))
+    })?;
     builder
         .set_private_key_file(&key_path, SslFiletype::PEM)
         .map_err(|e| {

@@ -110,7 +110,29 @@ fn every_error_is_reported_not_only_the_first() {
 fn later_directive_replaces_earlier_one() {
     check(
         "SSLProtocol all\nSSLProtocol TLSv1.2\n",
+        &[
+            "enabled: TLSv1.2",
+            "warning 1: SSLProtocol is given again on line 2: only the last one applies, this \
+             one is ignored",
+        ],
+    );
+    // A vhost's own line replaces the global one: no warning, that is how Apache is used.
+    check(
+        "SSLProtocol all\n<VirtualHost _default_:443>\nSSLProtocol TLSv1.2\n</VirtualHost>\n",
         &["enabled: TLSv1.2"],
+    );
+}
+
+#[test]
+fn versions_below_a_hole_are_said_not_to_be_served() {
+    check(
+        "SSLProtocol all -TLSv1.1\n",
+        &[
+            "enabled: TLSv1.2 TLSv1.3",
+            "warning 1: SSLProtocol: TLSv1 is below a hole in the set and is not served: \
+             Apache enables only the contiguous range down from the highest version \
+             (TLSv1.2-TLSv1.3)",
+        ],
     );
 }
 
