@@ -1,9 +1,13 @@
 //! `ward tls readiness | plan | harden | rollback`: the seed's procedure as one command, a
 //! client of the server's hardening engine (`/api/v1/tls/`). Progress goes to stderr; with
 //! `--json` the result goes to stdout as one JSON document.
+//!
+//! This module asks the server and talks to the operator; what harden decides from the
+//! server's answers is in [`decide`], pure and table-tested.
+
+mod decide;
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use ward_tls::scan::{self, ScanConfig};
 
+use self::decide::{AgentLine, Plan, Risk};
 use super::fleet::Target;
 use super::CmdResult;
 use crate::client::AdminClient;
@@ -98,10 +103,6 @@ pub struct RollbackArgs {
     move_back: bool,
 }
 
-fn count(value: &Value, key: &str) -> u64 {
-    value["counts"][key].as_u64().unwrap_or(0)
-}
-
 fn list_names(value: &Value) -> String {
     value
         .as_array()
@@ -114,69 +115,83 @@ fn list_names(value: &Value) -> String {
         .unwrap_or_default()
 }
 
-fn print_agent_lines(title: &str, agents: &Value, total: u64) {
-    let Some(agents) = agents.as_array().filter(|a| !a.is_empty()) else {
+/// One listed agent, as the plan shows it.
+fn agent_line(agent: &AgentLine, risk: Option<Risk>) -> String {
+    format!(
+        "{} {} in {}{}: {}",
+        agent.id,
+        agent.hostname.as_deref().unwrap_or("-"),
+        agent.group.as_deref().unwrap_or("-"),
+        risk.map(|r| format!(" [{}]", r.name())).unwrap_or_default(),
+        agent.reason,
+    )
+}
+
+fn print_agent_lines(title: &str, lines: &[String], total: u64) {
+    if lines.is_empty() {
         return;
-    };
-    println!("{title} ({total}):");
-    for agent in agents {
-        let risk = agent["risk"]
-            .as_str()
-            .map(|r| format!(" [{r}]"))
-            .unwrap_or_default();
-        println!(
-            "  {} {} in {}{risk}: {}",
-            agent["id"].as_str().unwrap_or("-"),
-            agent["hostname"].as_str().unwrap_or("-"),
-            agent["group"].as_str().unwrap_or("-"),
-            agent["reason"].as_str().unwrap_or("-"),
-        );
     }
-    if total as usize > agents.len() {
+    println!("{title} ({total}):");
+    for line in lines {
+        println!("  {line}");
+    }
+    if total as usize > lines.len() {
         println!(
             "  ... and {} more (--limit, --json)",
-            total as usize - agents.len()
+            total as usize - lines.len()
         );
     }
 }
 
-fn print_plan(plan: &Value) {
-    for warning in plan["warnings"].as_array().into_iter().flatten() {
-        println!("warning: {}", warning.as_str().unwrap_or_default());
+fn print_plan(plan: &Plan) {
+    for warning in &plan.warnings {
+        println!("warning: {warning}");
     }
-    for (name, listener) in plan["listeners"].as_object().into_iter().flatten() {
-        let change = if listener["changes"].as_bool().unwrap_or(false) {
+    let listeners = &plan.listeners;
+    for (name, listener) in [
+        ("clients", &listeners.clients),
+        ("console", &listeners.console),
+    ] {
+        let change = if listener.changes {
             "changes"
         } else {
             "unchanged"
         };
         println!(
             "{name:<8} {}: {} -> {} ({change})",
-            listener["file"].as_str().unwrap_or("-"),
-            list_names(&listener["current"]),
-            list_names(&listener["planned"]),
+            listener.file,
+            listener.current.join(", "),
+            listener.planned.join(", "),
         );
     }
+    let counts = &plan.counts;
     println!(
         "agents: {} — {} cut off, {} at risk, {} unaffected ({} over HTTPS, {} over HTTP)",
-        plan["agents"],
-        count(plan, "cut_off"),
-        count(plan, "at_risk"),
-        count(plan, "unaffected"),
-        count(plan, "unaffected_over_https"),
-        count(plan, "unaffected_over_http"),
+        plan.agents,
+        counts.cut_off,
+        counts.at_risk,
+        counts.unaffected,
+        counts.unaffected_over_https,
+        counts.unaffected_over_http,
     );
-    print_agent_lines("would be cut off", &plan["cut_off"], count(plan, "cut_off"));
-    print_agent_lines("at risk", &plan["at_risk"], count(plan, "at_risk"));
+    let cut_off: Vec<String> = plan.cut_off.iter().map(|a| agent_line(a, None)).collect();
+    print_agent_lines("would be cut off", &cut_off, counts.cut_off);
+    let at_risk: Vec<String> = plan
+        .at_risk
+        .iter()
+        .map(|a| agent_line(&a.agent, Some(a.risk)))
+        .collect();
+    print_agent_lines("at risk", &at_risk, counts.at_risk);
 }
 
+/// Asks the server for the plan of `words`: its answer as sent (for `--json`), and as read.
 fn request_plan(
     client: &AdminClient,
     proposal: &ProposalArgs,
     words: &str,
     limit: usize,
-) -> Result<Value, String> {
-    Ok(client.call(
+) -> Result<(Value, Plan), String> {
+    let answer = client.call(
         "POST",
         "/api/v1/tls/plan",
         Some(&json!({
@@ -185,7 +200,9 @@ fn request_plan(
             "offline_intervals": proposal.offline_intervals,
             "limit": limit,
         })),
-    )?)
+    )?;
+    let plan = Plan::read(&answer)?;
+    Ok((answer, plan))
 }
 
 pub fn readiness(args: ReadinessArgs) -> CmdResult {
@@ -280,13 +297,13 @@ pub fn plan(args: PlanArgs) -> CmdResult {
         "--protocol WORDS is required, e.g. --protocol 'all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1'",
     )?;
     let client = args.target.client()?;
-    let plan = request_plan(&client, &args.proposal, &words, args.limit)?;
+    let (answer, plan) = request_plan(&client, &args.proposal, &words, args.limit)?;
     if args.target.json {
-        println!("{plan:#}");
+        println!("{answer:#}");
     } else {
         print_plan(&plan);
     }
-    Ok(if plan["ok"].as_bool() == Some(true) {
+    Ok(if plan.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_AFFECTED)
@@ -330,62 +347,6 @@ fn confirm(question: &str) -> Result<bool, String> {
 /// Agents listed by harden's plans (the counts cover everyone).
 const LISTED: usize = 50;
 
-/// How many agents a plan puts at risk for `reason`.
-fn at_risk(plan: &Value, reason: &str) -> u64 {
-    plan["counts"]["at_risk_by_reason"][reason]
-        .as_u64()
-        .unwrap_or(0)
-}
-
-/// Some agents and how many there are in all: "a, b, c and 7 more".
-fn some(ids: &[String], total: u64) -> String {
-    let mut text = ids.join(", ");
-    if total > ids.len() as u64 {
-        text.push_str(&format!(" and {} more", total - ids.len() as u64));
-    }
-    text
-}
-
-/// The ids of the agents a plan lists in `key` whose risk passes `keep`.
-fn listed(plan: &Value, key: &str, keep: impl Fn(&Value) -> bool) -> Vec<String> {
-    plan[key]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| keep(a))
-        .filter_map(|a| a["id"].as_str().map(str::to_string))
-        .collect()
-}
-
-/// The agents harden cannot bring along (capability unknown, or offline): how many, and the
-/// first listed.
-fn risky(plan: &Value) -> (u64, Vec<String>) {
-    let count = at_risk(plan, "capability_unknown") + at_risk(plan, "offline");
-    (count, listed(plan, "at_risk", |a| a["risk"] != "pending"))
-}
-
-/// The agents the wait step is for: moved (or still to be moved) and not yet acknowledged.
-/// Without `--accept-risk` that includes agents that went silent or unknown meanwhile (at the
-/// start there were none, or harden stopped): TLS is not touched while they would be lost.
-fn waiting_for(plan: &Value, accept_risk: bool) -> (u64, Vec<String>) {
-    let mut count = count(plan, "cut_off") + at_risk(plan, "pending");
-    let mut ids = listed(plan, "cut_off", |_| true);
-    if accept_risk {
-        ids.extend(listed(plan, "at_risk", |a| a["risk"] == "pending"));
-    } else {
-        count += risky(plan).0;
-        ids.extend(listed(plan, "at_risk", |_| true));
-    }
-    (count, ids)
-}
-
-/// How long to wait before asking the server again, after a question that took `took`: half
-/// a second for a small fleet, and never so often that a plan over a million agents keeps the
-/// server busy (at most a fifth of its time).
-fn poll_pause(took: Duration) -> Duration {
-    (took * 4).max(Duration::from_millis(500))
-}
-
 fn longest_interval(client: &AdminClient) -> Result<Duration, String> {
     let groups = client.call("GET", "/api/v1/groups", None)?;
     let mut longest = Duration::ZERO;
@@ -402,38 +363,21 @@ fn longest_interval(client: &AdminClient) -> Result<Duration, String> {
     Ok(longest)
 }
 
-/// Where to reach a listener the server reports as `address`: a listener on every address
-/// is reached on the host this client talks to (the server's own loopback on its host).
-fn reachable(address: &str, server_host: &str) -> Result<String, String> {
-    let parsed: SocketAddr = address.parse().map_err(|_| {
-        format!("the server reported a listener address '{address}' ward cannot read")
-    })?;
-    if !parsed.ip().is_unspecified() {
-        return Ok(parsed.to_string());
-    }
-    Ok(if server_host.contains(':') {
-        format!("[{server_host}]:{}", parsed.port())
-    } else {
-        format!("{server_host}:{}", parsed.port())
-    })
-}
-
 /// Scans both HTTPS listeners and compares what they accept with the plan.
-fn verify_listeners(client: &AdminClient, plan: &Value) -> Result<Vec<Value>, String> {
+fn verify_listeners(client: &AdminClient, plan: &Plan) -> Result<Vec<Value>, String> {
     let status = client.call("GET", "/api/v1/server", None)?;
     let mut results = Vec::new();
     let mut mismatches = Vec::new();
-    for name in ["console", "clients"] {
-        let address = reachable(
+    let listeners = &plan.listeners;
+    for (name, listener) in [
+        ("console", &listeners.console),
+        ("clients", &listeners.clients),
+    ] {
+        let address = decide::reachable(
             status["listeners"][name]["address"].as_str().unwrap_or(""),
             &client.server_host(),
         )?;
-        let expected: Vec<String> = plan["listeners"][name]["planned"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect();
+        let expected = &listener.planned;
         let config = ScanConfig {
             timeout: Duration::from_secs(5),
             server_name: Some(client.server_name().to_string()),
@@ -441,7 +385,7 @@ fn verify_listeners(client: &AdminClient, plan: &Value) -> Result<Vec<Value>, St
         let report = scan::scan(&address, &config)
             .map_err(|e| format!("scanning {name} at {address}: {e}"))?;
         let accepted: Vec<String> = report.accepted().map(|p| p.name().to_string()).collect();
-        let ok = accepted == expected;
+        let ok = decide::as_planned(&accepted, expected);
         eprintln!(
             "  {name:<8} {address}: accepts {} — {}",
             if accepted.is_empty() {
@@ -460,14 +404,8 @@ fn verify_listeners(client: &AdminClient, plan: &Value) -> Result<Vec<Value>, St
         }
         results.push(json!({"listener": name, "address": address, "accepted": accepted, "planned": expected, "ok": ok}));
     }
-    if mismatches.is_empty() {
-        Ok(results)
-    } else {
-        Err(format!(
-            "verify: {} accept(s) other versions than planned; `ward tls rollback` puts the files back",
-            mismatches.join(" and ")
-        ))
-    }
+    decide::verified(&mismatches)?;
+    Ok(results)
 }
 
 pub fn harden(args: HardenArgs) -> CmdResult {
@@ -501,20 +439,13 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         .ok_or("--protocol WORDS is required (or --resume)")?;
     let mut summary = json!({"protocol": words, "listener": proposal.listener});
 
-    let plan = request_plan(&client, &proposal, &words, LISTED)?;
+    let (answer, plan) = request_plan(&client, &proposal, &words, LISTED)?;
     if !args.target.json {
         print_plan(&plan);
     }
-    summary["plan"] = plan["counts"].clone();
-    let (risky_count, risky_ids) = risky(&plan);
-    if risky_count > 0 && !args.accept_risk {
-        return Err(format!(
-            "{risky_count} agent(s) at risk that harden cannot bring along (capability unknown, \
-             or offline): {}; nothing was changed. Bring them online, or rerun with --accept-risk",
-            some(&risky_ids, risky_count)
-        ));
-    }
-    let to_move = count(&plan, "cut_off");
+    summary["plan"] = answer["counts"].clone();
+    decide::may_start(&plan, args.accept_risk)?;
+    let to_move = plan.counts.cut_off;
     let legacy = legacy_group
         .clone()
         .map(|p| format!("group '{p}'"))
@@ -565,13 +496,13 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     );
     loop {
         let asked = Instant::now();
-        let plan = request_plan(&client, &proposal, &words, LISTED)?;
-        let pause = poll_pause(asked.elapsed());
-        if count(&plan, "cut_off") > 0 {
-            // Someone new would be cut off (enrolled meanwhile): stage again, harmlessly.
+        let (_, plan) = request_plan(&client, &proposal, &words, LISTED)?;
+        let pause = decide::poll_pause(asked.elapsed());
+        if decide::restage(&plan) {
             client.call("POST", "/api/v1/tls/harden/stage", Some(&stage_body))?;
         }
-        let (waiting, ids) = waiting_for(&plan, args.accept_risk);
+        let awaited = decide::waiting_for(&plan, args.accept_risk);
+        let waiting = awaited.count;
         total = total.max(waiting);
         bar.set_length(total);
         bar.set_position(total - waiting);
@@ -585,7 +516,7 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         }
         bar.set_message(format!(
             "waiting for {} (expected within {}s)",
-            some(&ids[..ids.len().min(5)], waiting),
+            awaited.some(5),
             expected.as_secs().max(1)
         ));
         if started.elapsed() >= timeout {
@@ -595,7 +526,7 @@ pub fn harden(args: HardenArgs) -> CmdResult {
                  settings: {}. TLS was not touched. Run `ward tls harden --resume` to keep \
                  waiting, or `ward tls rollback --move-back` to undo the moves",
                 args.timeout,
-                some(&ids, waiting)
+                awaited.some(usize::MAX)
             ));
         }
         std::thread::sleep(pause);
@@ -663,7 +594,7 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         if silent.is_empty() || watch_start.elapsed() >= watch {
             break silent;
         }
-        std::thread::sleep(poll_pause(asked.elapsed()));
+        std::thread::sleep(decide::poll_pause(asked.elapsed()));
     };
     bar.finish_and_clear();
     summary["silent_after_change"] = json!(silent);
@@ -711,38 +642,4 @@ pub fn rollback(args: RollbackArgs) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listeners_are_reached_where_the_client_reaches_the_server() {
-        for (reported, host, expected) in [
-            ("0.0.0.0:8443", "mgr1.example.com", "mgr1.example.com:8443"),
-            ("0.0.0.0:8443", "127.0.0.1", "127.0.0.1:8443"),
-            ("[::]:8443", "::1", "[::1]:8443"),
-            ("192.0.2.7:8443", "mgr1", "192.0.2.7:8443"),
-            ("[2001:db8::7]:443", "mgr1", "[2001:db8::7]:443"),
-        ] {
-            assert_eq!(
-                reachable(reported, host).as_deref(),
-                Ok(expected),
-                "{reported} via {host}"
-            );
-        }
-        assert!(reachable("not an address", "mgr1").is_err());
-    }
-
-    #[test]
-    fn polls_back_off_with_the_size_of_the_answer() {
-        for (took_ms, pause_ms) in [(0, 500), (40, 500), (125, 500), (700, 2800), (2000, 8000)] {
-            assert_eq!(
-                poll_pause(Duration::from_millis(took_ms)),
-                Duration::from_millis(pause_ms),
-                "{took_ms} ms"
-            );
-        }
-    }
 }

@@ -1,0 +1,303 @@
+//! One simulated agent: its enrollment, and its check-ins until the deadline, driven by
+//! ward-agent's sans-IO `Core` (server order, failover, back-off, Retry-After, push holds), so
+//! it decides as the real agent does and sends exactly what the real agent sends.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use ward_agent::core::{Action, Core, CoreConfig, Event};
+use ward_agent::requests::{checkin_request, enroll_request, host_report, verify_signed};
+use ward_agent::transport::split_url;
+use ward_agent::{random_fraction, AgentError, HostFacts};
+use ward_proto::messages::{
+    CheckinResponse, EnrollResponse, Mode, Scheme, ServerEntry, ServerListSettings, Settings,
+    CHECKIN_PATH, ENROLL_PATH,
+};
+use ward_proto::{hex, now_ms, KeyPair};
+use ward_tls::TlsVersion;
+
+use super::identities::Identity;
+use super::transport::{Failure, SessionSlot, Shared};
+
+/// What every agent is told for the run.
+pub(super) struct Plan {
+    pub(super) mode: Option<String>,
+    pub(super) interval: Option<Duration>,
+    /// Push agents make their first check-in within this long of the start.
+    pub(super) ramp: Duration,
+    pub(super) deadline: Instant,
+}
+
+fn host_of(index: usize, legacy: bool) -> HostFacts {
+    HostFacts {
+        hostname: format!("sim-{index:07}"),
+        os_name: if legacy {
+            "windows-xp".into()
+        } else {
+            "linux".into()
+        },
+        os_version: "simulated".into(),
+        name: None,
+    }
+}
+
+/// Enrolls agent `index` (capped at TLSv1 when `legacy`) with `token`.
+pub(super) async fn enroll(
+    shared: &Shared,
+    index: usize,
+    legacy: bool,
+    url: &str,
+    verify: bool,
+    server_public: &[u8],
+    token: &str,
+) -> Result<Identity, Failure> {
+    let refused = |error: AgentError| Failure {
+        class: error.class(),
+        detail: error.to_string(),
+    };
+    let pair = KeyPair::generate().map_err(|e| refused(AgentError::state(e)))?;
+    let cap = legacy.then_some(TlsVersion::Tls1_0);
+    let request = enroll_request(
+        server_public,
+        &pair,
+        token,
+        cap,
+        None,
+        &host_of(index, legacy),
+    )
+    .map_err(refused)?;
+    let headers = [("Content-Type", "application/json".to_string())];
+    let session = SessionSlot::default();
+    let exchange = shared
+        .exchange(
+            index,
+            legacy,
+            url,
+            verify,
+            &session,
+            "POST",
+            ENROLL_PATH,
+            &headers,
+            request.body.as_bytes(),
+            Duration::from_secs(60),
+        )
+        .await?;
+    let answer: EnrollResponse = verify_signed(
+        &request.key,
+        &request.nonce,
+        url,
+        &exchange,
+        Duration::from_secs(60),
+    )
+    .map_err(refused)?;
+    let private_hex = hex(&pair
+        .private_bytes()
+        .map_err(|e| refused(AgentError::state(e)))?);
+    Ok(Identity {
+        id: answer.agent,
+        key: request.key,
+        private_hex,
+        legacy,
+        settings: Some(answer.settings),
+    })
+}
+
+/// Settings for an identity reused from a file: the enrollment URL only, serial 0, so the
+/// first check-in brings the real ones.
+fn bootstrap_settings(url: &str) -> Settings {
+    let (scheme, host, port) = split_url(url).unwrap_or(("https", String::new(), 443));
+    Settings {
+        serial: 0,
+        group: String::new(),
+        server_list: ServerListSettings {
+            name: String::new(),
+            servers: vec![ServerEntry {
+                priority: 1,
+                url: url.to_string(),
+                address: host,
+                protocol: if scheme == "http" {
+                    Scheme::Http
+                } else {
+                    Scheme::Https
+                },
+                port,
+                verify_certificate: true,
+            }],
+        },
+        interval: Duration::from_secs(60),
+        randomize: Duration::ZERO,
+        mode: Mode::Pull,
+        policy: Value::Null,
+    }
+}
+
+/// One agent until the deadline, driven by the agent's own state machine (server order,
+/// failover, back-off, Retry-After, push holds). Returns its id when its last attempt failed
+/// (lost contact).
+pub(super) async fn agent_loop(
+    shared: &Shared,
+    plan: &Plan,
+    index: usize,
+    identity: Identity,
+    enrolled_url: String,
+    verify: bool,
+) -> Option<String> {
+    let session = SessionSlot::default();
+    let cap = identity.legacy.then_some(TlsVersion::Tls1_0);
+    let host = host_report(&host_of(index, identity.legacy), cap);
+    let settings = identity
+        .settings
+        .clone()
+        .unwrap_or_else(|| bootstrap_settings(&enrolled_url));
+    let acked = if identity.settings.is_some() {
+        settings.serial
+    } else {
+        0
+    };
+    let mode = plan
+        .mode
+        .as_deref()
+        .map(|m| if m == "push" { Mode::Push } else { Mode::Pull });
+    let mut core = Core::new(
+        settings,
+        acked,
+        CoreConfig {
+            mode,
+            interval: plan.interval,
+            max_hold: plan
+                .interval
+                .unwrap_or(Duration::from_secs(50))
+                .min(Duration::from_secs(50)),
+            ..CoreConfig::default()
+        },
+        Box::new(random_fraction),
+    );
+    let mut checked_in = false;
+    let mut failed_last = false;
+    // Pull agents start at a random point of their first interval, as a fleet does; push
+    // agents within the ramp (all at once without one: the herd after a server restart).
+    let window = if core.push() {
+        plan.ramp
+    } else {
+        plan.interval.unwrap_or(core.settings().interval)
+    };
+    let first = window
+        .mul_f64(random_fraction())
+        .min(plan.deadline.saturating_duration_since(Instant::now()));
+    tokio::time::sleep(first).await;
+    while Instant::now() < plan.deadline {
+        let (server, acked_serial, wait) = match core.next(Instant::now()) {
+            Action::Sleep(pause) => {
+                let until = Instant::now() + pause;
+                if until >= plan.deadline {
+                    break;
+                }
+                tokio::time::sleep_until(until.into()).await;
+                continue;
+            }
+            Action::Checkin {
+                server,
+                acked_serial,
+                wait,
+            } => (server, acked_serial, wait),
+        };
+        let wait = wait.min(plan.deadline.saturating_duration_since(Instant::now()));
+        let request = checkin_request(
+            &identity.id,
+            &identity.key,
+            acked_serial,
+            &host,
+            &server.url,
+            wait,
+        );
+        let held = !wait.is_zero();
+        if held {
+            let now = shared.stats.held_now.fetch_add(1, Ordering::Relaxed) + 1;
+            shared.stats.held_peak.fetch_max(now, Ordering::Relaxed);
+        }
+        let started = Instant::now();
+        let result = shared
+            .exchange(
+                index,
+                identity.legacy,
+                &server.url,
+                server.verify_certificate && verify,
+                &session,
+                "POST",
+                CHECKIN_PATH,
+                &request.headers,
+                request.body.as_bytes(),
+                wait + Duration::from_secs(30),
+            )
+            .await
+            .map_err(|failure| failure.agent_error(&server.url))
+            .and_then(|exchange| {
+                let answer: CheckinResponse = verify_signed(
+                    &identity.key,
+                    &request.nonce,
+                    &server.url,
+                    &exchange,
+                    Duration::from_secs(60),
+                )?;
+                Ok((exchange, answer))
+            });
+        if held {
+            shared.stats.held_now.fetch_sub(1, Ordering::Relaxed);
+        }
+        let (exchange, answer) = match result {
+            Ok((exchange, answer)) => (Some(exchange), Ok(answer)),
+            Err(error) => (None, Err(error)),
+        };
+        match core.complete(Instant::now(), answer) {
+            Event::CheckedIn { changed, .. } => {
+                failed_last = false;
+                if held {
+                    shared.stats.polls.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    shared.stats.checkins.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .latencies_us
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(started.elapsed().as_micros() as u64);
+                }
+                let version = exchange
+                    .and_then(|e| e.tls_version)
+                    .unwrap_or_else(|| "plain HTTP".into());
+                *shared
+                    .stats
+                    .versions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(version)
+                    .or_default() += 1;
+                // A change while running (the first answer only confirms enrollment).
+                if changed && checked_in {
+                    shared
+                        .stats
+                        .settings_received
+                        .fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .settings_at_ms
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(now_ms());
+                }
+                checked_in = true;
+            }
+            Event::Failed { error, pause } => {
+                shared.stats.fail(match &error {
+                    AgentError::Transport { detail, .. } => {
+                        detail.split(':').next().unwrap_or("transport")
+                    }
+                    other => other.class(),
+                });
+                failed_last = pause.is_some();
+            }
+        }
+    }
+    failed_last.then_some(identity.id)
+}

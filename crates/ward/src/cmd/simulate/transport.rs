@@ -1,0 +1,275 @@
+//! How simulated agents reach the server: one `Connection: close` exchange over tokio, TLS
+//! through tokio-openssl with the shared connectors (modern or capped at TLSv1, verified or
+//! not), each agent's session slot for resumption, the resolved-address cache, source
+//! addresses spread over 127.0.0.x, and the open-files limit every held connection needs.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use openssl::ex_data::Index;
+use openssl::ssl::{Ssl, SslConnector, SslSession};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+use ward_agent::transport::{parse_response, request_head, split_url, Exchange, MAX_RESPONSE};
+use ward_agent::AgentError;
+use ward_tls::context::{connector_builder, ClientTls, ServerVerification};
+use ward_tls::TlsVersion;
+
+use super::report::Stats;
+
+/// One agent's TLS session, kept between its connections: OpenSSL's new-session callback
+/// fills it, the next connection resumes it.
+pub(super) type SessionSlot = Arc<Mutex<Option<SslSession>>>;
+
+fn session_index() -> Index<Ssl, SessionSlot> {
+    static INDEX: OnceLock<Index<Ssl, SessionSlot>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().expect("an OpenSSL ex_data index"))
+}
+
+fn connector(ca_pem: &[u8], verify: bool, legacy: bool) -> Result<SslConnector, String> {
+    let verification = match (verify, ca_pem.is_empty()) {
+        (false, _) => ServerVerification::None,
+        (true, true) => ServerVerification::System,
+        (true, false) => ServerVerification::Ca(ca_pem.to_vec()),
+    };
+    let mut builder = connector_builder(&ClientTls {
+        min: None,
+        max: legacy.then_some(TlsVersion::Tls1_0),
+        verification,
+        cipher_list: None,
+    })
+    .map_err(|e| e.to_string())?;
+    // Each connection carries its agent's session slot; OpenSSL hands new sessions (a TLS 1.3
+    // ticket arrives after the handshake) to it.
+    builder.set_new_session_callback(|ssl, session| {
+        if let Some(slot) = ssl.ex_data(session_index()) {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
+        }
+    });
+    Ok(builder.build())
+}
+
+/// Why an exchange failed, as a short class for the report.
+pub(super) struct Failure {
+    pub(super) class: &'static str,
+    pub(super) detail: String,
+}
+
+impl Failure {
+    pub(super) fn agent_error(self, url: &str) -> AgentError {
+        AgentError::transport(url, format!("{}: {}", self.class, self.detail))
+    }
+}
+
+/// What every agent task shares: the connectors, the source addresses, the address cache and
+/// the counters.
+pub(super) struct Shared {
+    modern: SslConnector,
+    legacy: SslConnector,
+    unverified_modern: SslConnector,
+    unverified_legacy: SslConnector,
+    sources: Vec<IpAddr>,
+    addresses: Mutex<HashMap<String, SocketAddr>>,
+    pub(super) stats: Stats,
+}
+
+impl Shared {
+    /// Connectors trusting `ca_pem` (the system's CAs when empty), connections spread over
+    /// `sources` addresses 127.0.0.1, 127.0.0.2, ...
+    pub(super) fn new(ca_pem: &[u8], sources: u8) -> Result<Shared, String> {
+        Ok(Shared {
+            modern: connector(ca_pem, true, false)?,
+            legacy: connector(ca_pem, true, true)?,
+            unverified_modern: connector(ca_pem, false, false)?,
+            unverified_legacy: connector(ca_pem, false, true)?,
+            sources: (1..=sources)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+                .collect(),
+            addresses: Mutex::default(),
+            stats: Stats::default(),
+        })
+    }
+
+    async fn address(&self, host: &str, port: u16) -> Result<SocketAddr, Failure> {
+        let key = format!("{host}:{port}");
+        if let Some(address) = self
+            .addresses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(*address);
+        }
+        let address = tokio::net::lookup_host((host, port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| Failure {
+                class: "resolve",
+                detail: format!("{host}: no address"),
+            })?;
+        self.addresses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, address);
+        Ok(address)
+    }
+
+    /// One `Connection: close` exchange, resuming `session` over HTTPS.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn exchange(
+        &self,
+        agent: usize,
+        legacy: bool,
+        url: &str,
+        verify: bool,
+        session: &SessionSlot,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Exchange, Failure> {
+        let failure = |class: &'static str| {
+            move |e: std::io::Error| Failure {
+                class,
+                detail: e.to_string(),
+            }
+        };
+        let (scheme, host, port) = split_url(url).map_err(|detail| Failure {
+            class: "url",
+            detail,
+        })?;
+        let address = self.address(&host, port).await?;
+        let socket = if address.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(failure("socket"))?;
+        if address.ip().is_loopback() && address.is_ipv4() && self.sources.len() > 1 {
+            let source = self.sources[agent % self.sources.len()];
+            socket
+                .bind(SocketAddr::new(source, 0))
+                .map_err(failure("bind"))?;
+        }
+        let tcp = tokio::time::timeout(Duration::from_secs(10), socket.connect(address))
+            .await
+            .map_err(|_| Failure {
+                class: "connect_timeout",
+                detail: format!("{url}: no answer in 10s"),
+            })?
+            .map_err(failure("connect"))?;
+        let _ = tcp.set_nodelay(true);
+        let head = request_head(method, path, &host, headers, body.len());
+        let work = async {
+            let mut raw = Vec::new();
+            let (channel, version) = if scheme == "https" {
+                let connector = match (verify, legacy) {
+                    (true, false) => &self.modern,
+                    (true, true) => &self.legacy,
+                    (false, false) => &self.unverified_modern,
+                    (false, true) => &self.unverified_legacy,
+                };
+                let mut config = connector.configure().map_err(|e| Failure {
+                    class: "tls",
+                    detail: e.to_string(),
+                })?;
+                if let Some(previous) = session.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    // The session comes from this same connector's context.
+                    unsafe { config.set_session(previous) }.map_err(|e| Failure {
+                        class: "tls",
+                        detail: e.to_string(),
+                    })?;
+                }
+                let mut ssl = config.into_ssl(&host).map_err(|e| Failure {
+                    class: "tls",
+                    detail: e.to_string(),
+                })?;
+                ssl.set_ex_data(session_index(), session.clone());
+                let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(|e| Failure {
+                    class: "tls",
+                    detail: e.to_string(),
+                })?;
+                std::pin::Pin::new(&mut stream)
+                    .connect()
+                    .await
+                    .map_err(|e| Failure {
+                        class: "tls_handshake",
+                        detail: e.to_string(),
+                    })?;
+                let version = stream.ssl().version_str().to_string();
+                if stream.ssl().session_reused() {
+                    self.stats.resumed.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.stats.full_handshakes.fetch_add(1, Ordering::Relaxed);
+                }
+                stream
+                    .write_all(head.as_bytes())
+                    .await
+                    .map_err(failure("write"))?;
+                stream.write_all(body).await.map_err(failure("write"))?;
+                read_to_end(&mut stream, &mut raw)
+                    .await
+                    .map_err(failure("read"))?;
+                let _ = stream.shutdown().await;
+                ("https", Some(version))
+            } else {
+                let mut tcp = tcp;
+                tcp.write_all(head.as_bytes())
+                    .await
+                    .map_err(failure("write"))?;
+                tcp.write_all(body).await.map_err(failure("write"))?;
+                read_to_end(&mut tcp, &mut raw)
+                    .await
+                    .map_err(failure("read"))?;
+                ("http", None)
+            };
+            let mut exchange = parse_response(&raw).ok_or(Failure {
+                class: "malformed_response",
+                detail: format!("{url}: not an HTTP response"),
+            })?;
+            exchange.channel = channel;
+            exchange.tls_version = version;
+            Ok(exchange)
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| Failure {
+                class: "timeout",
+                detail: format!("{url}: no answer in {timeout:?}"),
+            })?
+    }
+}
+
+/// Reads to the end, at most 4 MiB; a peer that closes without close_notify still sent a
+/// whole response.
+async fn read_to_end<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    match stream.take(MAX_RESPONSE).read_to_end(out).await {
+        Ok(_) => Ok(()),
+        Err(_) if !out.is_empty() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: every agent may hold a connection.
+pub(super) fn raise_fd_limit() -> u64 {
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        limit.rlim_cur
+    }
+}
