@@ -97,27 +97,14 @@ pub fn checkin_request(
         wait_ms: wait.as_millis() as u64,
     };
     let body = messages::encode(&request);
-    let auth = RequestAuth::new(agent, now_ms());
-    let mac = ward_proto::sign_request(
-        key,
-        &ward_proto::Request {
-            method: "POST",
-            path: CHECKIN_PATH,
-            auth: &auth,
-            body: body.as_bytes(),
-        },
-    );
-    let headers = vec![
-        ("Content-Type", "application/json".to_string()),
-        (header::AGENT, auth.agent.clone()),
-        (header::TIME, auth.time_ms.to_string()),
-        (header::NONCE, auth.nonce.clone()),
-        (header::MAC, mac),
-    ];
+    let (signed, nonce) =
+        ward_proto::signed_headers(key, agent, "POST", CHECKIN_PATH, body.as_bytes(), now_ms());
+    let mut headers = vec![("Content-Type", "application/json".to_string())];
+    headers.extend(signed);
     SignedRequest {
         body,
         headers,
-        nonce: auth.nonce,
+        nonce,
     }
 }
 

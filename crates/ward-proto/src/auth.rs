@@ -92,6 +92,37 @@ fn request_mac(key: &AgentKey, request: &Request<'_>) -> [u8; 32] {
     )
 }
 
+/// A request signed by `agent` at `time_ms` with a fresh nonce: its authentication headers
+/// (`X-Ward-Agent`, `X-Ward-Time`, `X-Ward-Nonce`, `X-Ward-Mac`) and the nonce its answer
+/// must be bound to.
+pub fn signed_headers(
+    key: &AgentKey,
+    agent: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    time_ms: i64,
+) -> (Vec<(&'static str, String)>, String) {
+    use crate::messages::header;
+    let auth = RequestAuth::new(agent, time_ms);
+    let mac = sign_request(
+        key,
+        &Request {
+            method,
+            path,
+            auth: &auth,
+            body,
+        },
+    );
+    let headers = vec![
+        (header::AGENT, auth.agent),
+        (header::TIME, time_ms.to_string()),
+        (header::NONCE, auth.nonce.clone()),
+        (header::MAC, mac),
+    ];
+    (headers, auth.nonce)
+}
+
 /// The MAC an agent puts on a request (hex).
 pub fn sign_request(key: &AgentKey, request: &Request<'_>) -> String {
     hex(&request_mac(key, request))

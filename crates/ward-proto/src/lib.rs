@@ -35,8 +35,8 @@ mod keys;
 pub mod messages;
 
 pub use auth::{
-    sign_request, sign_response, verify_request, verify_response, AuthError, ReplayCache, Request,
-    RequestAuth, MAX_SKEW_MS,
+    sign_request, sign_response, signed_headers, verify_request, verify_response, AuthError,
+    ReplayCache, Request, RequestAuth, MAX_SKEW_MS,
 };
 pub use encoding::{hex, unhex};
 pub use keys::{agree, enrollment_proof, AgentKey, KeyPair};

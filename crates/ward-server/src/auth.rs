@@ -73,17 +73,12 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 pub fn new_token() -> (String, String) {
     let mut bytes = [0u8; 32];
     openssl::rand::rand_bytes(&mut bytes).expect("the system has randomness");
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = ward_proto::hex(&bytes);
     let hash = sha256_hex(&token);
     (token, hash)
 }
 
-pub fn sha256_hex(text: &str) -> String {
-    openssl::sha::sha256(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use ward_proto::encoding::sha256_hex;
 
 /// Failed logins in a sliding window, per account and per address (IPv6 by /64). Attempts
 /// still being checked count too, so parallel guesses cannot slip past the limit.

@@ -83,12 +83,11 @@ impl DataDir {
         }
         let pair =
             ward_proto::KeyPair::generate().map_err(|e| InitError(format!("OpenSSL: {e}")))?;
-        let hex: String = pair
-            .private_bytes()
-            .map_err(|e| InitError(format!("OpenSSL: {e}")))?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = ward_proto::hex(
+            &pair
+                .private_bytes()
+                .map_err(|e| InitError(format!("OpenSSL: {e}")))?,
+        );
         write_file(&path, format!("{hex}\n").as_bytes(), 0o600)?;
         Ok(pair)
     }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ward_store::{HandshakeCount, HandshakeFailure, HandshakeKey, Store, TelemetryBatch};
 use ward_tls::TlsVersion;
@@ -271,12 +271,7 @@ pub struct Telemetry {
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use ward_proto::now_ms;
 
 /// A handshake that failed, as the connection task describes it.
 pub struct FailureReport {

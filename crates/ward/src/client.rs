@@ -79,25 +79,18 @@ impl Reply {
     }
 }
 
-/// `https://HOST:PORT` → (`HOST:PORT`, `HOST`).
+/// `https://HOST[:PORT]` → (`HOST:PORT`, `HOST`); the console's port 8445 when none is given.
 fn split_url(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .ok_or_else(|| format!("{url}: the console URL starts with https://"))?
-        .trim_end_matches('/');
-    let (host, port) = match rest.strip_prefix('[') {
-        Some(bracketed) => {
-            let (host, port) = bracketed
-                .split_once("]:")
-                .ok_or_else(|| format!("{url}: expected https://[ADDRESS]:PORT"))?;
-            (host.to_string(), port)
-        }
-        None => {
-            let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "8445"));
-            (host.to_string(), port)
-        }
-    };
-    let port: u16 = port.parse().map_err(|_| format!("{url}: bad port"))?;
+    if !url.starts_with("https://") {
+        return Err(format!("{url}: the console URL starts with https://"));
+    }
+    let with_port = format!("{}:8445", url.trim_end_matches('/'));
+    let (_, host, port) = ward_agent::transport::split_url(url)
+        .map(|(scheme, host, port)| (scheme.to_string(), host, port))
+        .or_else(|_| {
+            ward_agent::transport::split_url(&with_port)
+                .map(|(scheme, host, port)| (scheme.to_string(), host, port))
+        })?;
     let address = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -290,18 +283,11 @@ impl AdminClient {
 }
 
 fn parse_response(bytes: &[u8]) -> Result<Reply, String> {
-    let text = String::from_utf8_lossy(bytes);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
+    let exchange = ward_agent::transport::parse_response(bytes)
         .ok_or_else(|| "malformed HTTP response from the server".to_string())?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| "malformed HTTP status line from the server".to_string())?;
     Ok(Reply {
-        status,
-        body: serde_json::from_str(body).unwrap_or(Value::Null),
+        status: exchange.status,
+        body: serde_json::from_slice(&exchange.body).unwrap_or(Value::Null),
     })
 }
 

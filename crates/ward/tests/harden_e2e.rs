@@ -236,28 +236,7 @@ fn the_same_edit_by_hand_orphans_the_capped_agents() {
     }
     // The seed's recovery: an HTTP server list in a legacy group, its settings exported and
     // imported on the agent, which keeps its identity.
-    cli(
-        &server,
-        &[
-            "serverlist",
-            "copy",
-            "Default",
-            "Default-http",
-            "--port",
-            &server.clients_http.to_string(),
-        ],
-    );
-    cli(&server, &["group", "create", "Legacy"]);
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company/Legacy",
-            "--server-list",
-            "Default-http",
-        ],
-    );
+    legacy_http_group(&server);
     let orphan = agents.into_iter().find(|a| a.capped).unwrap();
     let orphan_id = orphan.id();
     let (_, back) = recover(&server, "My Company/Legacy", orphan, "TLSv1");

@@ -69,6 +69,15 @@ fn token(server: &Server, group: &str) -> String {
         .to_string()
 }
 
+/// `My Company/Push`, a group of push agents.
+fn push_group(server: &Server) {
+    cli(server, &["group", "create", "Push"]);
+    cli(
+        server,
+        &["group", "set", "My Company/Push", "--mode", "push"],
+    );
+}
+
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -76,11 +85,7 @@ fn stderr(output: &std::process::Output) -> String {
 #[test]
 fn push_agents_stopped_and_started_in_a_loop_leave_exactly_one_process() {
     let server = fast_server();
-    cli(&server, &["group", "create", "Push"]);
-    cli(
-        &server,
-        &["group", "set", "My Company/Push", "--mode", "push"],
-    );
+    push_group(&server);
     let url = format!("https://127.0.0.1:{}", server.clients);
     let dir = enroll(&server, &url, &token(&server, "My Company/Push"), None);
     let state = dir.path();
@@ -201,11 +206,7 @@ fn enrollment_keeps_the_cap_and_the_name_and_refuses_to_overwrite_an_identity() 
 #[test]
 fn the_client_list_tells_who_is_online_and_retired_agents_are_refused() {
     let server = fast_server();
-    cli(&server, &["group", "create", "Push"]);
-    cli(
-        &server,
-        &["group", "set", "My Company/Push", "--mode", "push"],
-    );
+    push_group(&server);
     let url = format!("https://127.0.0.1:{}", server.clients);
     let pull_dir = enroll(&server, &url, &token(&server, "My Company"), None);
     let push_dir = enroll(&server, &url, &token(&server, "My Company/Push"), None);
@@ -291,28 +292,7 @@ fn import_settings_on_a_running_agent_takes_effect_at_once() {
         status(state).filter(|s| !s["last_checkin"].is_null())
     })
     .expect("a first check-in");
-    cli(
-        &server,
-        &[
-            "serverlist",
-            "copy",
-            "Default",
-            "Default-http",
-            "--port",
-            &server.clients_http.to_string(),
-        ],
-    );
-    cli(&server, &["group", "create", "Legacy"]);
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company/Legacy",
-            "--server-list",
-            "Default-http",
-        ],
-    );
+    legacy_http_group(&server);
     let package = dir.path().join("package.json");
     cli(
         &server,

@@ -99,28 +99,15 @@ async fn enrolled(app: &App) -> (String, AgentKey) {
     (answer.agent, key)
 }
 
-/// A check-in as the agent sends it: (headers, body, nonce).
+/// A check-in's headers as the agent sends them, and its nonce.
 fn signed_checkin(agent: &str, key: &AgentKey, body: &str, time_ms: i64) -> (HeaderMap, String) {
-    let auth = RequestAuth::new(agent, time_ms);
-    let mac = ward_proto::sign_request(
-        key,
-        &ward_proto::Request {
-            method: "POST",
-            path: CHECKIN_PATH,
-            auth: &auth,
-            body: body.as_bytes(),
-        },
-    );
+    let (signed, nonce) =
+        ward_proto::signed_headers(key, agent, "POST", CHECKIN_PATH, body.as_bytes(), time_ms);
     let mut headers = HeaderMap::new();
-    for (name, value) in [
-        (header::AGENT, agent.to_string()),
-        (header::TIME, time_ms.to_string()),
-        (header::NONCE, auth.nonce.clone()),
-        (header::MAC, mac),
-    ] {
+    for (name, value) in signed {
         headers.insert(name, HeaderValue::from_str(&value).unwrap());
     }
-    (headers, auth.nonce)
+    (headers, nonce)
 }
 
 fn report(acked: i64) -> String {

@@ -478,6 +478,34 @@ pub fn fast_server() -> Server {
     server
 }
 
+/// The seed's legacy path: `Default-http`, the default list on the clients-http port, and
+/// `My Company/Legacy`, a group that uses it.
+pub fn legacy_http_group(server: &Server) {
+    let port = server.clients_http.to_string();
+    cli(
+        server,
+        &[
+            "serverlist",
+            "copy",
+            "Default",
+            "Default-http",
+            "--port",
+            &port,
+        ],
+    );
+    cli(server, &["group", "create", "Legacy"]);
+    cli(
+        server,
+        &[
+            "group",
+            "set",
+            "My Company/Legacy",
+            "--server-list",
+            "Default-http",
+        ],
+    );
+}
+
 /// Sets the root group's policy document: a change every agent must pick up.
 pub fn set_root_policy(server: &Server, policy: &str) {
     let path = server.dir.path().join("policy.json");
