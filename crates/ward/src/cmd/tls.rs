@@ -427,8 +427,9 @@ fn handshakes(args: HandshakesArgs) -> CmdResult {
         ward_server::config::parse_duration(&args.since).map_err(|e| format!("--since: {e}"))?;
     let data = ward_server::DataDir::new(&args.data.data);
     let config = ward_server::config::load(&data.config()).map_err(|e| e.to_string())?;
-    let store =
-        ward_store::SqliteStore::open(&data.database(&config)).map_err(|e| e.to_string())?;
+    // Read-only: a report never migrates or writes the database of a running server.
+    let store = ward_store::SqliteStore::open_read_only(&data.database(&config))
+        .map_err(|e| e.to_string())?;
     let since_time = SystemTime::now() - since;
     let since_ms = since_time
         .duration_since(SystemTime::UNIX_EPOCH)
