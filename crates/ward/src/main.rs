@@ -54,12 +54,14 @@ enum Command {
         #[command(subcommand)]
         command: cmd::fleet::ServerListCommand,
     },
-    /// Clients (agents): list, show, move between groups
-    Client {
+    /// Agents as the server sees them (the seed's clients): list, show, move between groups,
+    /// retire; `ward client` is an alias
+    #[command(alias = "client")]
+    Agents {
         #[command(flatten)]
         target: cmd::fleet::Target,
         #[command(subcommand)]
-        command: cmd::fleet::ClientCommand,
+        command: cmd::fleet::AgentsCommand,
     },
     /// Admin and auditor accounts
     Account {
@@ -100,7 +102,7 @@ fn main() -> ExitCode {
         Command::Agent(command) => cmd::agent::run(command),
         Command::Group { target, command } => cmd::fleet::group(&target, command),
         Command::ServerList { target, command } => cmd::fleet::server_list(&target, command),
-        Command::Client { target, command } => cmd::fleet::client(&target, command),
+        Command::Agents { target, command } => cmd::fleet::agents(&target, command),
         Command::Account { target, command } => cmd::fleet::account(&target, command),
         Command::Audit { target, args } => cmd::fleet::audit(&target, args),
         Command::Bench(command) => cmd::bench::run(command).map_err(Into::into),

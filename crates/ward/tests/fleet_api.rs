@@ -316,7 +316,7 @@ fn every_command_works() {
         "group.delete",
         "token.create",
         "token.revoke",
-        "client.move",
+        "agent.move",
     ] {
         assert!(actions.contains(&action), "{action} audited: {actions:?}");
     }

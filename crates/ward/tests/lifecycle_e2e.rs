@@ -182,7 +182,7 @@ fn enrollment_keeps_the_cap_and_the_name_and_refuses_to_overwrite_an_identity() 
     .expect("a check-in");
     assert_eq!(shown["tls_version"], "TLSv1", "{shown}");
     assert_eq!(shown["tls_max"], "TLSv1", "{shown}");
-    let clients = cli(&server, &["client", "list"]);
+    let clients = cli(&server, &["agents", "list"]);
     let listed = clients
         .as_array()
         .unwrap()
@@ -224,7 +224,7 @@ fn the_client_list_tells_who_is_online_and_retired_agents_are_refused() {
     let (pull_id, push_id) = (id(pull), id(push));
     let online = |wanted: bool| -> Vec<String> {
         let flag = if wanted { "--online" } else { "--offline" };
-        let mut ids: Vec<String> = cli(&server, &["client", "list", flag])
+        let mut ids: Vec<String> = cli(&server, &["agents", "list", flag])
             .as_array()
             .unwrap()
             .iter()
@@ -239,7 +239,7 @@ fn the_client_list_tells_who_is_online_and_retired_agents_are_refused() {
         (online(true) == both).then_some(())
     })
     .expect("both running agents are listed online");
-    let listed = cli(&server, &["client", "list"]);
+    let listed = cli(&server, &["agents", "list"]);
     for client in listed.as_array().unwrap() {
         assert_eq!(client["online"], true, "{client}");
         assert!(!client["last_seen"].is_null(), "{client}");
@@ -258,7 +258,7 @@ fn the_client_list_tells_who_is_online_and_retired_agents_are_refused() {
     assert_eq!(online(true), Vec::<String>::new());
 
     // Retired: forgotten, and refused when it comes back.
-    let retired = cli(&server, &["client", "delete", &pull_id]);
+    let retired = cli(&server, &["agents", "delete", &pull_id]);
     assert_eq!(retired["deleted"], serde_json::json!([pull_id]));
     assert!(agent_cmd("start", pull, &[]).status.success());
     eventually(Duration::from_secs(10), || {
@@ -269,7 +269,7 @@ fn the_client_list_tells_who_is_online_and_retired_agents_are_refused() {
         })
     })
     .expect("the retired agent is refused");
-    let left: Vec<String> = cli(&server, &["client", "list"])
+    let left: Vec<String> = cli(&server, &["agents", "list"])
         .as_array()
         .unwrap()
         .iter()

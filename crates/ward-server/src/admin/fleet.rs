@@ -1,6 +1,6 @@
 //! The fleet routes of the admin API: the dispatcher ([`route`]) and the helpers its handlers
 //! share. The handlers live in one child module per resource: [`groups`], [`serverlists`],
-//! [`clients`], [`tokens`], [`accounts`] and [`audit`]; the children use this module's
+//! [`agents`], [`tokens`], [`accounts`] and [`audit`]; the children use this module's
 //! helpers and the crate's shared modules, never each other.
 //!
 //! Every write takes the server's fleet lock, reads the tree, checks the change with
@@ -9,8 +9,8 @@
 //! [`crate::api::typed`]: unknown fields are refused and every refusal names its field.
 
 mod accounts;
+mod agents;
 mod audit;
-mod clients;
 mod groups;
 mod serverlists;
 mod tokens;
@@ -82,7 +82,7 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
     let caller = caller.clone();
     let body = body.clone();
     let query = query.to_string();
-    let retiring = *method == Method::POST && segments == ["clients", "delete"];
+    let retiring = *method == Method::POST && segments == ["agents", "delete"];
     let segments: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
     let body_owned = body.clone();
     let method = method.clone();
@@ -94,7 +94,7 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
         )
     });
     // Push agents whose check-in is held now: online, whatever their last check-in says.
-    let held = if segments.first().map(String::as_str) == Some("clients") {
+    let held = if segments.first().map(String::as_str) == Some("agents") {
         shared.held.snapshot()
     } else {
         Default::default()
@@ -126,18 +126,14 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
             ["serverlists", name, "copy"] if method == Method::POST => {
                 Ok(Some(serverlists::copy_list(store, &caller, name, &body)?))
             }
-            ["clients"] if method == Method::GET => {
-                Ok(Some(clients::clients(store, &query, &held)?))
+            ["agents"] if method == Method::GET => Ok(Some(agents::agents(store, &query, &held)?)),
+            ["agents", "delete"] if method == Method::POST => {
+                Ok(Some(agents::delete_agents(store, &caller, &body)?))
             }
-            ["clients", "delete"] if method == Method::POST => {
-                Ok(Some(clients::delete_clients(store, &caller, &body)?))
+            ["agents", "move"] if method == Method::POST => {
+                Ok(Some(agents::move_agents(store, &caller, &body)?))
             }
-            ["clients", "move"] if method == Method::POST => {
-                Ok(Some(clients::move_clients(store, &caller, &body)?))
-            }
-            ["clients", id] if method == Method::GET => {
-                Ok(Some(clients::client(store, id, &held)?))
-            }
+            ["agents", id] if method == Method::GET => Ok(Some(agents::agent(store, id, &held)?)),
             ["accounts"] if method == Method::GET => Ok(Some(accounts::list_accounts(store)?)),
             ["accounts", name] if method == Method::DELETE => {
                 Ok(Some(accounts::delete_account(store, &caller, name)?))
@@ -153,10 +149,11 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
             ["accounts"] if method == Method::POST => {
                 Ok(Some(accounts::create_account(store, &caller, &body)?))
             }
-            ["clients" | "audit" | "accounts", ..]
-            | ["groups" | "serverlists" | "tokens", _, _] => Ok(Some(method_not_allowed(
-                "the methods listed in /api/v1/openapi.json",
-            )?)),
+            ["agents" | "audit" | "accounts", ..] | ["groups" | "serverlists" | "tokens", _, _] => {
+                Ok(Some(method_not_allowed(
+                    "the methods listed in /api/v1/openapi.json",
+                )?))
+            }
             _ => Ok(None),
         }
     })
@@ -164,7 +161,7 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
     // Retired agents' keys are forgotten (their check-ins are refused by the store anyway).
     if let (true, Ok(Some(response))) = (retiring, &result) {
         if response.status().is_success() {
-            if let Ok(request) = crate::api::typed::<clients::DeleteClients>(&body_owned) {
+            if let Ok(request) = crate::api::typed::<agents::DeleteAgents>(&body_owned) {
                 shared.agent_keys.remove(&request.ids);
             }
         }

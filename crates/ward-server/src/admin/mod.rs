@@ -139,12 +139,17 @@ pub async fn authorize(
             &format!("{} is an auditor: read-only", caller.name),
         ));
     }
-    let segments: Vec<String> = path
+    let mut segments: Vec<String> = path
         .trim_start_matches("/api/v1")
         .split('/')
         .filter(|s| !s.is_empty())
         .map(percent_decode)
         .collect();
+    // One word for one thing: the seed's "clients" are ward's agents. `/clients` stays as an
+    // alias of `/agents` for scripts written against the first release.
+    if segments.first().map(String::as_str) == Some("clients") {
+        segments[0] = "agents".into();
+    }
     Ok(Authorized {
         caller,
         method,

@@ -79,7 +79,11 @@ pub fn document() -> Value {
         "201",
     );
     list_copy["parameters"] = json!([path_param("name", "string")]);
-    let mut clients_get = operation("clients (agents), filtered", None, "200");
+    let mut clients_get = operation(
+        "agents, filtered (`/clients` is an alias of `/agents`)",
+        None,
+        "200",
+    );
     clients_get["parameters"] = json!([
         query_param(
             "group",
@@ -89,26 +93,26 @@ pub fn document() -> Value {
         query_param(
             "pending",
             "boolean",
-            "only clients that have not acknowledged their serial"
+            "only agents that have not acknowledged their serial"
         ),
         query_param(
             "tls_max",
             "string",
-            "only clients whose best TLS version is at most this"
+            "only agents whose best TLS version is at most this"
         ),
         query_param(
             "online",
             "boolean",
-            "only clients online (true) or offline (false) now: a held push check-in, or a pull check-in within interval + randomisation + grace"
+            "only agents online (true) or offline (false) now: a held push check-in, or a pull check-in within interval + randomisation + grace"
         ),
         query_param(
             "silent_for",
             "string",
-            "only clients not seen for this long, e.g. 1h"
+            "only agents not seen for this long, e.g. 1h"
         ),
         query_param("limit", "integer", "at most this many"),
     ]);
-    let mut client_get = operation("one client", None, "200");
+    let mut client_get = operation("one agent", None, "200");
     client_get["parameters"] = json!([path_param("id", "string")]);
     let mut token_revoke = operation("revoke an enrollment token", None, "200");
     token_revoke["parameters"] = json!([path_param("id", "integer")]);
@@ -232,13 +236,13 @@ pub fn document() -> Value {
             },
             "/serverlists/{name}": {"get": list_get, "delete": list_delete},
             "/serverlists/{name}/copy": {"post": list_copy},
-            "/clients": {"get": clients_get},
-            "/clients/{id}": {"get": client_get},
-            "/clients/delete": {"post": operation("retire clients: forgotten, their check-ins refused from then on", Some(object(
+            "/agents": {"get": clients_get},
+            "/agents/{id}": {"get": client_get},
+            "/agents/delete": {"post": operation("retire agents: forgotten, their check-ins refused from then on", Some(object(
                 json!({"ids": {"type": "array", "minItems": 1, "items": string}}),
                 &["ids"],
             )), "200")},
-            "/clients/move": {"post": operation("move clients to a group", Some(object(
+            "/agents/move": {"post": operation("move agents to a group", Some(object(
                 json!({"ids": {"type": "array", "minItems": 1, "items": string}, "group": string}),
                 &["ids", "group"],
             )), "200")},

@@ -154,7 +154,7 @@ async fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
         ),
         (
             "POST",
-            "clients/move",
+            "agents/move",
             r#"{"ids": [], "group": "My Company"}"#,
             400,
             "bad_request",
@@ -162,7 +162,7 @@ async fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
         ),
         (
             "POST",
-            "clients/move",
+            "agents/move",
             r#"{"ids": ["ghost"], "group": "My Company"}"#,
             404,
             "not_found",
@@ -170,7 +170,7 @@ async fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
         ),
         (
             "POST",
-            "clients/delete",
+            "agents/delete",
             r#"{"ids": ["ghost"]}"#,
             404,
             "not_found",
@@ -178,7 +178,7 @@ async fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
         ),
         (
             "POST",
-            "clients/delete",
+            "agents/delete",
             r#"{"ids": "ghost"}"#,
             400,
             "bad_request",
@@ -186,7 +186,7 @@ async fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
         ),
         (
             "GET",
-            "clients?pending=maybe",
+            "agents?pending=maybe",
             "",
             400,
             "bad_request",
@@ -194,7 +194,7 @@ async fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
         ),
         (
             "GET",
-            "clients?online=maybe",
+            "agents?online=maybe",
             "",
             400,
             "bad_request",
@@ -202,20 +202,13 @@ async fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
         ),
         (
             "GET",
-            "clients?tls_max=TLSv9",
+            "agents?tls_max=TLSv9",
             "",
             400,
             "bad_request",
             "TLSv9",
         ),
-        (
-            "GET",
-            "clients?colour=red",
-            "",
-            400,
-            "bad_request",
-            "colour",
-        ),
+        ("GET", "agents?colour=red", "", 400, "bad_request", "colour"),
         (
             "POST",
             "tokens",

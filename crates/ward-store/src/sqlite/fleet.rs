@@ -630,7 +630,7 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
             let mut delete = transaction.prepare_cached("DELETE FROM agents WHERE id = ?1")?;
             for agent in agents {
                 if delete.execute(params![agent])? == 0 {
-                    return Err(StoreError::NotFound(format!("no client '{agent}'")));
+                    return Err(StoreError::NotFound(format!("no agent '{agent}'")));
                 }
             }
             Ok(None)

@@ -180,7 +180,7 @@ fn enroll(args: EnrollArgs) -> CodedResult {
     } else {
         if let Some(old) = &replaced {
             println!(
-                "replaced agent {} (the server still lists it: ward client delete)",
+                "replaced agent {} (the server still lists it: ward agents delete)",
                 old.agent
             );
         }

@@ -471,43 +471,43 @@ pub fn server_list(target: &Target, command: ServerListCommand) -> CodedResult {
     }
 }
 
-// ---- clients -----------------------------------------------------------------------------
+// ---- agents ------------------------------------------------------------------------------
 
 #[derive(Subcommand)]
-pub enum ClientCommand {
-    /// List clients (agents)
+pub enum AgentsCommand {
+    /// List agents, with whether each is online, pending, and how it talks to the server
     List {
         /// Only this group and its subgroups
         #[arg(long)]
         group: Option<String>,
-        /// Only clients that have not acknowledged their settings serial
+        /// Only agents that have not acknowledged their settings serial
         #[arg(long)]
         pending: bool,
-        /// Only clients whose best TLS version is at most this (e.g. TLSv1.1)
+        /// Only agents whose best TLS version is at most this (e.g. TLSv1.1)
         #[arg(long)]
         tls_max: Option<String>,
-        /// Only clients online now (a held push check-in, or a pull check-in within the
+        /// Only agents online now (a held push check-in, or a pull check-in within the
         /// interval, its randomisation and a grace)
         #[arg(long, conflicts_with = "offline")]
         online: bool,
-        /// Only clients offline now (the same rule)
+        /// Only agents offline now (the same rule)
         #[arg(long)]
         offline: bool,
-        /// Only clients not seen for this long (e.g. 1h)
+        /// Only agents not seen for this long (e.g. 1h)
         #[arg(long, value_name = "DURATION")]
         silent_for: Option<String>,
         #[arg(long)]
         limit: Option<u64>,
     },
-    /// Retire clients: the server forgets them and refuses their check-ins from then on (an
+    /// Retire agents: the server forgets them and refuses their check-ins from then on (an
     /// agent that comes back must enroll again)
     Delete {
         #[arg(required = true)]
         ids: Vec<String>,
     },
-    /// One client
+    /// One agent, with its effective settings
     Show { id: String },
-    /// Move clients to a group
+    /// Move agents to a group
     Move {
         #[arg(required = true)]
         ids: Vec<String>,
@@ -548,10 +548,10 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
-pub fn client(target: &Target, command: ClientCommand) -> CodedResult {
+pub fn agents(target: &Target, command: AgentsCommand) -> CodedResult {
     let client = target.client()?;
     match command {
-        ClientCommand::List {
+        AgentsCommand::List {
             group,
             pending,
             tls_max,
@@ -566,7 +566,7 @@ pub fn client(target: &Target, command: ClientCommand) -> CodedResult {
                 _ => None,
             };
             let path = format!(
-                "/api/v1/clients{}",
+                "/api/v1/agents{}",
                 query(&[
                     ("group", group),
                     ("pending", pending.then(|| "true".to_string())),
@@ -603,28 +603,28 @@ pub fn client(target: &Target, command: ClientCommand) -> CodedResult {
                 }
             })
         }
-        ClientCommand::Delete { ids } => {
+        AgentsCommand::Delete { ids } => {
             let deleted =
-                client.call("POST", "/api/v1/clients/delete", Some(&json!({"ids": ids})))?;
+                client.call("POST", "/api/v1/agents/delete", Some(&json!({"ids": ids})))?;
             print(target, &deleted, |d| {
                 println!(
-                    "retired {} client(s); their check-ins are refused from now on",
+                    "retired {} agent(s); their check-ins are refused from now on",
                     d["deleted"].as_array().map_or(0, Vec::len)
                 )
             })
         }
-        ClientCommand::Show { id } => {
-            let shown = client.call("GET", &format!("/api/v1/clients/{}", segment(&id)), None)?;
+        AgentsCommand::Show { id } => {
+            let shown = client.call("GET", &format!("/api/v1/agents/{}", segment(&id)), None)?;
             print(target, &shown, |c| println!("{c:#}"))
         }
-        ClientCommand::Move { ids, group } => {
+        AgentsCommand::Move { ids, group } => {
             let moved = client.call(
                 "POST",
-                "/api/v1/clients/move",
+                "/api/v1/agents/move",
                 Some(&json!({"ids": ids, "group": group})),
             )?;
             print(target, &moved, |m| {
-                println!("moved {} client(s) to {}", ids.len(), text(m, "group"))
+                println!("moved {} agent(s) to {}", ids.len(), text(m, "group"))
             })
         }
     }

@@ -1,5 +1,5 @@
-//! Clients (agents): the filtered list with presence (online, held), one client with its
-//! effective settings, moving clients to a group, and retiring them.
+//! Agents (the seed's clients): the filtered list with presence (online, held), one agent with
+//! its effective settings, moving agents to a group, and retiring them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -54,7 +54,7 @@ fn yes_no(key: &str, value: &str) -> Result<bool, ApiError> {
     }
 }
 
-pub(super) fn clients(store: &dyn Store, query: &str, held: &HashSet<String>) -> ApiResult {
+pub(super) fn agents(store: &dyn Store, query: &str, held: &HashSet<String>) -> ApiResult {
     let tree = tree_of(store)?;
     let mut filter = AgentFilter::default();
     let mut online = None;
@@ -101,11 +101,11 @@ pub(super) fn clients(store: &dyn Store, query: &str, held: &HashSet<String>) ->
     ))
 }
 
-pub(super) fn client(store: &dyn Store, id: &str, held: &HashSet<String>) -> ApiResult {
+pub(super) fn agent(store: &dyn Store, id: &str, held: &HashSet<String>) -> ApiResult {
     let tree = tree_of(store)?;
     let agent = store
         .agent(id)?
-        .ok_or_else(|| ApiError::not_found(format!("no client '{id}'")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no agent '{id}'")))?;
     let mut value = Presence::new(&tree, held).json(&tree, &agent);
     if let Some(effective) = tree.effective(agent.group) {
         value["settings"] = json!({
@@ -117,19 +117,19 @@ pub(super) fn client(store: &dyn Store, id: &str, held: &HashSet<String>) -> Api
     ok(value)
 }
 
-/// `POST /clients/delete` (read again by `route` to forget the retired agents' keys).
+/// `POST /agents/delete` (read again by `route` to forget the retired agents' keys).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct DeleteClients {
+pub(super) struct DeleteAgents {
     pub(super) ids: Vec<String>,
 }
 
 /// Retires agents: they are refused from then on (a retired agent that comes back must
 /// enroll again).
-pub(super) fn delete_clients(store: &dyn Store, caller: &Caller, body: &Bytes) -> ApiResult {
-    let request: DeleteClients = typed(body)?;
+pub(super) fn delete_agents(store: &dyn Store, caller: &Caller, body: &Bytes) -> ApiResult {
+    let request: DeleteAgents = typed(body)?;
     if request.ids.is_empty() {
-        return Err(ApiError::bad_request("'ids' lists no client"));
+        return Err(ApiError::bad_request("'ids' lists no agent"));
     }
     let mut ids = request.ids.clone();
     ids.sort();
@@ -138,27 +138,27 @@ pub(super) fn delete_clients(store: &dyn Store, caller: &Caller, body: &Bytes) -
         mutation: Mutation::DeleteAgents(ids.clone()),
         bump_groups: vec![],
         bump_agents: vec![],
-        audit: audit(caller, "client.delete", ids.join(","), None, None),
+        audit: audit(caller, "agent.delete", ids.join(","), None, None),
     })?;
     ok(json!({"deleted": ids}))
 }
 
-/// `POST /clients/move`.
+/// `POST /agents/move`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MoveClients {
+struct MoveAgents {
     ids: Vec<String>,
     /// The group's path.
     group: String,
 }
 
-pub(super) fn move_clients(store: &dyn Store, caller: &Caller, body: &Bytes) -> ApiResult {
+pub(super) fn move_agents(store: &dyn Store, caller: &Caller, body: &Bytes) -> ApiResult {
     let tree = tree_of(store)?;
-    let MoveClients { ids, group } = typed(body)?;
+    let MoveAgents { ids, group } = typed(body)?;
     let group = find_group(&tree, &group)?;
     if ids.is_empty() {
         return Err(ApiError::bad_request(
-            "'ids' (a non-empty list of client ids) is required",
+            "'ids' (a non-empty list of agent ids) is required",
         ));
     }
     let applied = store.apply(&Change {
@@ -170,7 +170,7 @@ pub(super) fn move_clients(store: &dyn Store, caller: &Caller, body: &Bytes) -> 
         bump_agents: ids.clone(),
         audit: audit(
             caller,
-            "client.move",
+            "agent.move",
             ids.join(","),
             None,
             Some(json!({"group": tree.path(group)})),
