@@ -46,8 +46,10 @@ pub struct HostFacts {
     pub hostname: String,
     pub os_name: String,
     pub os_version: String,
-    /// The name shown in the client list, when not the host name.
+    /// The name shown in the agent list, when not the host name.
     pub name: Option<String>,
+    /// A simulated agent (`ward simulate`), not a real machine.
+    pub simulated: bool,
 }
 
 impl HostFacts {
@@ -64,6 +66,7 @@ impl HostFacts {
             os_name: std::env::consts::OS.to_string(),
             os_version,
             name,
+            simulated: false,
         }
     }
 }

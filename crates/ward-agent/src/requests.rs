@@ -23,6 +23,7 @@ pub fn host_report(host: &HostFacts, tls_max: Option<TlsVersion>) -> HostReport 
         agent_version: VERSION.to_string(),
         tls_versions: speakable(tls_max),
         name: host.name.clone(),
+        simulated: host.simulated,
     }
 }
 

@@ -59,6 +59,13 @@ pub struct HostReport {
     /// absent. Added after v1's first release: optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Sent by `ward simulate`'s agents: a rehearsal, not a real machine. Optional.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub simulated: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// `POST /agent/v1/enroll`. Carries no token: a lookup and a proof derived from it.

@@ -221,6 +221,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
         serial: 1,
         acked_serial: 0,
         enrolled_ms: now,
+        simulated: request.host.simulated,
     };
     let store = shared.store.clone();
     let public_hex = hex(&public);

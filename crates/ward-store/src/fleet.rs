@@ -29,6 +29,8 @@ pub struct AgentRecord {
     /// The settings serial the agent acknowledged.
     pub acked_serial: i64,
     pub enrolled_ms: i64,
+    /// Enrolled by `ward simulate` (a rehearsal), not a real machine.
+    pub simulated: bool,
 }
 
 impl AgentRecord {
@@ -107,6 +109,7 @@ pub struct AgentTls {
     pub enrolled_ms: i64,
     pub serial: i64,
     pub acked_serial: i64,
+    pub simulated: bool,
 }
 
 /// One admin change: who, when, what, and the state before and after.

@@ -111,6 +111,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "CREATE UNIQUE INDEX agents_public_key ON agents (public_key) WHERE public_key <> '';",
     // 5: the address an agent last checked in from, to match refused handshakes to agents.
     "ALTER TABLE agents ADD COLUMN peer TEXT;",
+    // 6: agents that `ward simulate` enrolled: a rehearsal's leftovers never block a harden.
+    "ALTER TABLE agents ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -77,6 +77,7 @@ fn insert_agents(server: &Server, agents: &[(&str, &str, &[&str])]) {
             serial: 1,
             acked_serial: 1,
             enrolled_ms: 0,
+            simulated: false,
         })
         .collect();
     store.insert_agents(&records).unwrap();

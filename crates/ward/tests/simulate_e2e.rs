@@ -213,3 +213,53 @@ fn simulated_agents_spread_over_loopback_source_addresses() {
         assert!(peers.contains(address), "{peers:?}");
     }
 }
+
+#[test]
+fn a_rehearsals_leftover_agents_never_block_a_harden() {
+    let server = fast_server();
+    let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let args = [
+        "--agents",
+        "4",
+        "--legacy-share",
+        "0.5",
+        "--interval",
+        "1s",
+        "--duration",
+        "2s",
+    ];
+    let ran = report(simulate(&server, &token, &args).output().unwrap());
+    assert_eq!(ran["agents"], 4);
+    let listed = cli(&server, &["agents", "list"]);
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["simulated"] == true));
+    // The simulation is over: its TLSv1 agents are offline and would be cut off. A real
+    // machine in that state stops a harden; a simulated one is only counted.
+    let plan = eventually(Duration::from_secs(20), || {
+        let output = run_cli(
+            &server,
+            &[
+                "tls",
+                "plan",
+                "--protocol",
+                "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
+                "--offline-intervals",
+                "1",
+                "--json",
+            ],
+        );
+        let plan: Value = serde_json::from_slice(&output.stdout).ok()?;
+        (plan["counts"]["simulated_ignored"] == 2).then_some((output.status.code(), plan))
+    })
+    .expect("the offline simulated agents are counted as ignored");
+    let (code, plan) = plan;
+    assert_eq!(plan["counts"]["cut_off"], 0, "{plan}");
+    assert_eq!(plan["counts"]["at_risk"], 0, "{plan}");
+    assert_eq!(code, Some(0), "nobody is affected: {plan}");
+}

@@ -84,6 +84,7 @@ pub fn agent_json(tree: &Tree, agent: &AgentRecord, online: bool, held: bool) ->
         "group": tree.path(agent.group),
         "online": online,
         "held": held,
+        "simulated": agent.simulated,
         "last_seen": if held { Value::String(time(ward_proto::now_ms())) } else { optional_time(agent.last_checkin_ms) },
         "last_checkin": optional_time(agent.last_checkin_ms),
         "channel": agent.channel,

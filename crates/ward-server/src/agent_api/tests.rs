@@ -28,6 +28,7 @@ fn host() -> HostReport {
         agent_version: "0.1.0".into(),
         tls_versions: vec!["TLSv1".into()],
         name: None,
+        simulated: false,
     }
 }
 

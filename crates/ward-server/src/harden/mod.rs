@@ -327,6 +327,9 @@ struct Assessment {
     flagged: Vec<(usize, Verdict)>,
     unaffected_https: u64,
     unaffected_http: u64,
+    /// Simulated agents (a rehearsal's leftovers) that are offline or of unknown capability:
+    /// not real machines, so they block nothing.
+    simulated_ignored: u64,
 }
 
 fn assess(fleet: &Fleet, range: VersionRange, now: i64) -> Assessment {
@@ -334,6 +337,7 @@ fn assess(fleet: &Fleet, range: VersionRange, now: i64) -> Assessment {
         flagged: Vec::new(),
         unaffected_https: 0,
         unaffected_http: 0,
+        simulated_ignored: 0,
     };
     for (index, agent) in fleet.agents.iter().enumerate() {
         let facts = facts(fleet, agent, now);
@@ -341,6 +345,9 @@ fn assess(fleet: &Fleet, range: VersionRange, now: i64) -> Assessment {
         match model::judge(&facts, group, range) {
             Verdict::Unaffected { via: Via::Https } => assessment.unaffected_https += 1,
             Verdict::Unaffected { via: Via::Http } => assessment.unaffected_http += 1,
+            Verdict::AtRisk(Risk::Offline | Risk::Unknown) if agent.simulated => {
+                assessment.simulated_ignored += 1
+            }
             verdict => assessment.flagged.push((index, verdict)),
         }
     }

@@ -84,6 +84,7 @@ fn plan_json(
             "unaffected": assessment.unaffected_https + assessment.unaffected_http,
             "unaffected_over_https": assessment.unaffected_https,
             "unaffected_over_http": assessment.unaffected_http,
+            "simulated_ignored": assessment.simulated_ignored,
         },
         "cut_off": cut_off,
         "at_risk": at_risk,

@@ -133,7 +133,7 @@ pub(crate) fn server_lists(connection: &Connection) -> rusqlite::Result<Vec<Serv
 
 const AGENT_COLUMNS: &str =
     "id, hostname, os_name, os_version, agent_version, tls_versions, group_id, \
-     last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms";
+     last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms, simulated";
 
 fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     let versions: String = row.get(5)?;
@@ -152,6 +152,7 @@ fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
         serial: row.get(11)?,
         acked_serial: row.get(12)?,
         enrolled_ms: row.get(13)?,
+        simulated: row.get(14)?,
     })
 }
 
@@ -204,7 +205,7 @@ pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentT
     // random lookups); text columns are read in place, not copied.
     let mut statement = connection.prepare(
         "SELECT id, group_id, tls_versions, tls_version, channel, peer, last_checkin_ms, \
-         enrolled_ms, serial, acked_serial FROM agents",
+         enrolled_ms, serial, acked_serial, simulated FROM agents",
     )?;
     let mut rows = statement.query([])?;
     let mut agents = Vec::new();
@@ -223,6 +224,7 @@ pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentT
             enrolled_ms: row.get(7)?,
             serial: row.get(8)?,
             acked_serial: row.get(9)?,
+            simulated: row.get(10)?,
         });
     }
     Ok(agents)
@@ -263,8 +265,8 @@ pub(crate) fn insert_agents(
 ) -> rusqlite::Result<()> {
     let mut insert = transaction.prepare_cached(
         "INSERT INTO agents (id, hostname, os_name, os_version, agent_version, tls_versions, tls_rank, \
-         group_id, last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+         group_id, last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms, \
+         simulated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
     for agent in agents {
         let rank = agent
@@ -288,7 +290,8 @@ pub(crate) fn insert_agents(
             agent.tls_version,
             agent.serial,
             agent.acked_serial,
-            agent.enrolled_ms
+            agent.enrolled_ms,
+            agent.simulated
         ])?;
     }
     Ok(())

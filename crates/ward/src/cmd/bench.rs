@@ -130,6 +130,7 @@ fn fleet(args: FleetArgs) -> CmdResult {
                 serial: if n < args.pending { 2 } else { 1 },
                 acked_serial: 1,
                 enrolled_ms: 1_795_000_000_000,
+                simulated: false,
             })
             .collect();
         store.insert_agents(&agents).map_err(|e| e.to_string())?;

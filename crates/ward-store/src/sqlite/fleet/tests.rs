@@ -56,6 +56,7 @@ fn agent(id: &str, group: i64, versions: &[&str]) -> AgentRecord {
         serial: 1,
         acked_serial: 1,
         enrolled_ms: 0,
+        simulated: false,
     }
 }
 

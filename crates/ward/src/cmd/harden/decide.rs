@@ -59,6 +59,9 @@ pub struct Counts {
     pub unaffected: u64,
     pub unaffected_over_https: u64,
     pub unaffected_over_http: u64,
+    /// Offline or unknown simulated agents, which block nothing (absent from older servers).
+    #[serde(default)]
+    pub simulated_ignored: u64,
 }
 
 /// Agents at risk, by risk. The server names only the risks someone runs: one it leaves out
@@ -296,6 +299,7 @@ mod tests {
                 unaffected: 0,
                 unaffected_over_https: 0,
                 unaffected_over_http: 0,
+                simulated_ignored: 0,
             },
             cut_off: cut_off.split_whitespace().map(line).collect(),
             at_risk: at_risk

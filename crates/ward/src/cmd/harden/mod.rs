@@ -174,6 +174,13 @@ fn print_plan(plan: &Plan) {
         counts.unaffected_over_https,
         counts.unaffected_over_http,
     );
+    if counts.simulated_ignored > 0 {
+        println!(
+            "  ({} simulated agent(s) offline or of unknown capability: not real machines, they \
+             block nothing)",
+            counts.simulated_ignored
+        );
+    }
     let cut_off: Vec<String> = plan.cut_off.iter().map(|a| agent_line(a, None)).collect();
     print_agent_lines("would be cut off", &cut_off, counts.cut_off);
     let at_risk: Vec<String> = plan

@@ -39,6 +39,7 @@ fn host_of(index: usize, legacy: bool) -> HostFacts {
         },
         os_version: "simulated".into(),
         name: None,
+        simulated: true,
     }
 }
 
