@@ -160,6 +160,29 @@ fn enrollment_keeps_the_cap_and_the_name_and_refuses_to_overwrite_an_identity() 
     let first: Value = serde_json::from_slice(&first.stdout).unwrap();
     let id = first["id"].as_str().unwrap().to_string();
 
+    // Enrolling against the console port says what is wrong.
+    let console = format!("https://127.0.0.1:{}", server.console);
+    let other = dir.path().join("other");
+    let wrong = ward(&[
+        "agent",
+        "enroll",
+        "--server",
+        &console,
+        "--token",
+        &tok,
+        "--ca",
+        ca,
+        "--state",
+        other.to_str().unwrap(),
+    ]);
+    assert!(!wrong.status.success());
+    assert!(
+        stderr(&wrong).contains("console port"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(!other.join("agent.json").exists());
+
     // A second enrollment into the same dir would replace the identity: refused.
     let before = std::fs::read(state.join("agent.json")).unwrap();
     let again = enroll_args(&[]);
@@ -269,6 +292,18 @@ fn the_client_list_tells_who_is_online_and_retired_agents_are_refused() {
         })
     })
     .expect("the retired agent is refused");
+    // Its log says so with a timestamp, naming the server once.
+    let log = std::fs::read_to_string(pull.join("agent.log")).unwrap();
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("unknown_agent"))
+        .unwrap_or_else(|| panic!("no refusal in the log:\n{log}"));
+    let (stamp, rest) = refusal.split_once(' ').unwrap();
+    assert!(
+        stamp.len() == 20 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "{refusal}"
+    );
+    assert_eq!(rest.matches("https://").count(), 1, "{refusal}");
     let left: Vec<String> = cli(&server, &["agents", "list"])
         .as_array()
         .unwrap()
