@@ -170,17 +170,24 @@ async fn handshake(
         Ok(Ok(())) => {
             let ssl = stream.ssl();
             let cipher = ssl.current_cipher().map(|c| c.name()).unwrap_or("");
+            let group = ward_tls::ffi::negotiated_group(ssl);
             let negotiated = version_from_openssl(ssl.version_str());
             if let Some(version) = negotiated {
                 debug!(
                     version = version.name(),
                     cipher,
+                    group,
                     resumed = ssl.session_reused(),
                     "handshake"
                 );
-                shared
-                    .telemetry
-                    .handshake(role, peer.ip(), version, cipher, ssl.session_reused());
+                shared.telemetry.handshake(
+                    role,
+                    peer.ip(),
+                    version,
+                    cipher,
+                    group,
+                    ssl.session_reused(),
+                );
             }
             return Some((stream, negotiated));
         }

@@ -5,7 +5,8 @@
 //! DIR/conf/ssl/ssl.conf             console listener TLS (Apache syntax)
 //! DIR/conf/ssl/sslforclients.conf   clients listener TLS (Apache syntax)
 //! DIR/certs/ca.pem, ca.key          the private CA (key 0600)
-//! DIR/certs/server.pem, server.key  the listeners' certificate, signed by the CA (key 0600)
+//! DIR/certs/server.pem, server.key  the listeners' ECDSA certificate, signed by the CA (key 0600)
+//! DIR/certs/server-rsa.pem, .key    the RSA one, for clients that cannot use ECDSA (key 0600)
 //! DIR/keys/agreement.key           the server's X25519 key for agent key agreement (0600)
 //! DIR/admin.token                   the local admin credential (0600)
 //! DIR/ward.db                       the SQLite database
@@ -64,6 +65,15 @@ impl DataDir {
 
     pub fn server_key(&self) -> PathBuf {
         self.root.join("certs/server.key")
+    }
+
+    /// The RSA server certificate, for clients that cannot use ECDSA (RSA key exchange).
+    pub fn server_rsa_cert(&self) -> PathBuf {
+        self.root.join("certs/server-rsa.pem")
+    }
+
+    pub fn server_rsa_key(&self) -> PathBuf {
+        self.root.join("certs/server-rsa.key")
     }
 
     /// The server's X25519 key for agent key agreement (hex of the raw private key).
@@ -268,6 +278,8 @@ pub fn initialise(
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let ips: [IpAddr; 2] = [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
     let server = pki::new_server_cert(&ca, &name_refs, &ips).map_err(openssl)?;
+    let server_rsa =
+        pki::new_server_cert_of(pki::KeyType::Rsa2048, &ca, &name_refs, &ips).map_err(openssl)?;
     let mut token = [0u8; 32];
     openssl::rand::rand_bytes(&mut token).map_err(openssl)?;
     let token = ward_proto::hex(&token);
@@ -282,6 +294,16 @@ pub fn initialise(
     write_file(
         &data.server_key(),
         &server.key_pem().map_err(openssl)?,
+        0o600,
+    )?;
+    write_file(
+        &data.server_rsa_cert(),
+        &server_rsa.cert_pem().map_err(openssl)?,
+        0o644,
+    )?;
+    write_file(
+        &data.server_rsa_key(),
+        &server_rsa.key_pem().map_err(openssl)?,
         0o600,
     )?;
     write_file(&data.admin_token(), format!("{token}\n").as_bytes(), 0o600)?;

@@ -55,7 +55,10 @@ pub use server::{run, Overrides, ServerError};
 /// says of cipher lists and certificates) and returns every finding. The settings are good
 /// when no finding is an error.
 pub fn configtest(data: &DataDir) -> Vec<Finding> {
-    let mut findings = Vec::new();
+    let mut findings = vec![Finding {
+        severity: Severity::Note,
+        text: format!("TLS library: {}", ward_tls::openssl_build()),
+    }];
     let config = match config::load(&data.config()) {
         Ok(config) => config,
         Err(error) => {

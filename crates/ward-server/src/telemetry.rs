@@ -63,9 +63,22 @@ pub struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     telemetry_dropped: AtomicU64,
+    /// Completed handshakes by (listener, key-exchange group): groups are OpenSSL's static
+    /// names, few in number.
+    groups: Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl Metrics {
+    /// Counts a completed handshake's key-exchange group (`none` for RSA key exchange).
+    pub fn group(&self, role: Role, group: &'static str) {
+        *self
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((role.name(), group))
+            .or_default() += 1;
+    }
+
     pub fn connection_opened(&self, role: Role) {
         self.connections_open[role_index(role)].fetch_add(1, Ordering::Relaxed);
         self.connections_total[role_index(role)].fetch_add(1, Ordering::Relaxed);
@@ -127,6 +140,18 @@ impl Metrics {
                     "ward_tls_handshakes_total{{listener=\"{role}\",version=\"{version}\"}} {value}"
                 );
             }
+        }
+        out.push_str(
+            "# HELP ward_tls_handshakes_by_group_total Completed TLS handshakes by listener and key-exchange group (X25519MLKEM768 is post-quantum).\n",
+        );
+        out.push_str("# TYPE ward_tls_handshakes_by_group_total counter\n");
+        for ((listener, group), value) in
+            self.groups.lock().unwrap_or_else(|p| p.into_inner()).iter()
+        {
+            let _ = writeln!(
+                out,
+                "ward_tls_handshakes_by_group_total{{listener=\"{listener}\",group=\"{group}\"}} {value}"
+            );
         }
         out.push_str(
             "# HELP ward_tls_resumed_total Completed TLS handshakes that resumed a session.\n",
@@ -197,6 +222,7 @@ struct CountKey {
     peer: IpAddr,
     version: TlsVersion,
     cipher: &'static str,
+    group: &'static str,
     resumed: bool,
 }
 
@@ -208,6 +234,7 @@ impl CountKey {
             peer: self.peer.to_string(),
             version: self.version.name().to_string(),
             cipher: self.cipher.to_string(),
+            group: self.group.to_string(),
             resumed: self.resumed,
         }
     }
@@ -321,10 +348,12 @@ impl Telemetry {
         peer: IpAddr,
         version: TlsVersion,
         cipher: &'static str,
+        group: Option<&'static str>,
         resumed: bool,
     ) {
         let r = role_index(role);
         self.metrics.handshakes[r][version_index(version)].fetch_add(1, Ordering::Relaxed);
+        self.metrics.group(role, group.unwrap_or("none"));
         if resumed {
             self.metrics.resumed[r].fetch_add(1, Ordering::Relaxed);
         }
@@ -334,6 +363,7 @@ impl Telemetry {
             peer,
             version,
             cipher,
+            group: group.unwrap_or(""),
             resumed,
         };
         let mut pending = self.pending();
@@ -469,6 +499,7 @@ mod tests {
                 peer,
                 TlsVersion::Tls1_2,
                 "ECDHE-ECDSA-AES128-GCM-SHA256",
+                Some("x25519"),
                 false,
             );
         }

@@ -19,7 +19,7 @@ pub use sqlite::SqliteStore;
 use ward_fleet::{Group, ServerList};
 
 /// Successful handshakes, counted per minute and per distinct
-/// (listener, peer address, version, cipher, resumed).
+/// (listener, peer address, version, cipher, key-exchange group, resumed).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HandshakeKey {
     /// Unix time in minutes.
@@ -29,6 +29,8 @@ pub struct HandshakeKey {
     pub peer: String,
     pub version: String,
     pub cipher: String,
+    /// The key-exchange group (`X25519MLKEM768`, `x25519`, ...); empty for RSA key exchange.
+    pub group: String,
     pub resumed: bool,
 }
 

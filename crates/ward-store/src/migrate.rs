@@ -113,6 +113,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE agents ADD COLUMN peer TEXT;",
     // 6: agents that `ward simulate` enrolled: a rehearsal's leftovers never block a harden.
     "ALTER TABLE agents ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0;",
+    // 7: the key-exchange group of each handshake (X25519MLKEM768, x25519, ...), in the key.
+    "CREATE TABLE tls_handshakes_7 (
+        minute INTEGER NOT NULL,
+        listener TEXT NOT NULL,
+        peer TEXT NOT NULL,
+        version TEXT NOT NULL,
+        cipher TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        resumed INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (minute, listener, peer, version, cipher, grp, resumed)
+    ) WITHOUT ROWID;
+    INSERT INTO tls_handshakes_7
+        SELECT minute, listener, peer, version, cipher, '', resumed, count FROM tls_handshakes;
+    DROP TABLE tls_handshakes;
+    ALTER TABLE tls_handshakes_7 RENAME TO tls_handshakes;",
 ];
 
 pub(crate) fn latest() -> i64 {

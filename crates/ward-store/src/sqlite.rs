@@ -134,9 +134,9 @@ impl Store for SqliteStore {
             {
                 let mut upsert = transaction.prepare_cached(
                     "INSERT INTO tls_handshakes
-                        (minute, listener, peer, version, cipher, resumed, count)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (minute, listener, peer, version, cipher, resumed)
+                        (minute, listener, peer, version, cipher, grp, resumed, count)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (minute, listener, peer, version, cipher, grp, resumed)
                      DO UPDATE SET count = count + excluded.count",
                 )?;
                 for HandshakeCount { key, count } in &batch.handshakes {
@@ -146,6 +146,7 @@ impl Store for SqliteStore {
                         key.peer,
                         key.version,
                         key.cipher,
+                        key.group,
                         key.resumed,
                         *count as i64
                     ])?;
@@ -188,10 +189,10 @@ impl Store for SqliteStore {
         self.with(|connection| {
             let mut report = HandshakeReport::default();
             let mut statement = connection.prepare_cached(
-                "SELECT listener, peer, version, cipher, resumed, SUM(count)
+                "SELECT listener, peer, version, cipher, grp, resumed, SUM(count)
                  FROM tls_handshakes WHERE minute >= ?1
-                 GROUP BY listener, peer, version, cipher, resumed
-                 ORDER BY listener, peer, version, cipher, resumed",
+                 GROUP BY listener, peer, version, cipher, grp, resumed
+                 ORDER BY listener, peer, version, cipher, grp, resumed",
             )?;
             let rows = statement.query_map(params![since_minute], |row| {
                 Ok(HandshakeCount {
@@ -201,9 +202,10 @@ impl Store for SqliteStore {
                         peer: row.get(1)?,
                         version: row.get(2)?,
                         cipher: row.get(3)?,
-                        resumed: row.get(4)?,
+                        group: row.get(4)?,
+                        resumed: row.get(5)?,
                     },
-                    count: row.get::<_, i64>(5)? as u64,
+                    count: row.get::<_, i64>(6)? as u64,
                 })
             })?;
             report.handshakes = rows.collect::<Result<_, _>>()?;

@@ -448,8 +448,15 @@ pub struct TlsPolicy {
     /// or `nonenotnull` (Apache's default is no cache; ward's is a cache, for agents that
     /// resume).
     pub session_cache: bool,
-    pub certificate_file: Option<Located<String>>,
-    pub certificate_key_file: Option<Located<String>>,
+    /// `SSLCertificateFile`, once per key type (RSA and ECDSA, as in Apache 2.4): OpenSSL
+    /// serves each client the one it can use.
+    pub certificate_files: Vec<Located<String>>,
+    /// `SSLCertificateKeyFile`: the Nth goes with the Nth certificate; a certificate without
+    /// one holds its key in the same file.
+    pub certificate_key_files: Vec<Located<String>>,
+    /// `SSLOpenSSLConfCmd Groups LIST` (or `Curves`): the key-exchange groups, in order of
+    /// preference; ward's default when absent (post-quantum first).
+    pub groups: Option<Located<String>>,
 }
 
 impl TlsPolicy {
@@ -468,8 +475,9 @@ impl TlsPolicy {
             honor_cipher_order: false,
             session_tickets: true,
             session_cache: true,
-            certificate_file: None,
-            certificate_key_file: None,
+            certificate_files: Vec::new(),
+            certificate_key_files: Vec::new(),
+            groups: None,
         }
     }
 
@@ -555,6 +563,9 @@ pub fn listener_conf(file: &str, text: &str) -> ListenerConf {
         ));
     }
     let vhost_directives = vhost.map(|v| v.directives.as_slice()).unwrap_or_default();
+    let in_vhost =
+        |directive: &Directive| vhost_directives.iter().any(|d| std::ptr::eq(d, directive));
+    let mut vhost_certificates = false;
     for directive in conf.global.iter().chain(vhost_directives) {
         let located = |value: String| Located {
             value,
@@ -586,11 +597,34 @@ pub fn listener_conf(file: &str, text: &str) -> ListenerConf {
             }
         } else if directive.is("SSLCertificateFile") {
             if let [path] = directive.args.as_slice() {
-                policy.certificate_file = Some(located(path.clone()));
+                // A vhost's own certificates replace the main server's, as in Apache.
+                if in_vhost(directive) && !vhost_certificates {
+                    vhost_certificates = true;
+                    policy.certificate_files.clear();
+                    policy.certificate_key_files.clear();
+                }
+                policy.certificate_files.push(located(path.clone()));
             }
         } else if directive.is("SSLCertificateKeyFile") {
             if let [path] = directive.args.as_slice() {
-                policy.certificate_key_file = Some(located(path.clone()));
+                policy.certificate_key_files.push(located(path.clone()));
+            }
+        } else if directive.is("SSLOpenSSLConfCmd") {
+            match directive.args.as_slice() {
+                [command, list]
+                    if command.eq_ignore_ascii_case("Groups")
+                        || command.eq_ignore_ascii_case("Curves") =>
+                {
+                    policy.groups = Some(located(list.clone()))
+                }
+                [command, ..] => diagnostics.push(Diagnostic::warning(
+                    &directive.location,
+                    format!(
+                        "SSLOpenSSLConfCmd {command} is not applied by ward (only Groups and \
+                         Curves are): ward sets its listeners' other OpenSSL options itself"
+                    ),
+                )),
+                [] => {}
             }
         } else if directive.is("Listen") {
             if let Some(address) = directive.args.first() {

@@ -13,7 +13,7 @@ use openssl::ssl::{
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
 
-use crate::conf::{Location, TlsPolicy};
+use crate::conf::{Located, Location, TlsPolicy};
 use crate::protocol::TlsVersion;
 
 /// Why a policy could not become an OpenSSL context; names the directive at fault when there
@@ -98,6 +98,19 @@ fn apply_policy(builder: &mut SslContextBuilder, policy: &TlsPolicy) -> Result<(
         SslSessionCacheMode::OFF
     });
     builder.set_session_id_context(b"ward").map_err(internal)?;
+    match &policy.groups {
+        Some(groups) => builder.set_groups_list(&groups.value).map_err(|e| {
+            SetupError::at(
+                Some(&groups.location),
+                format!(
+                    "SSLOpenSSLConfCmd Groups: OpenSSL rejects '{}': {}",
+                    groups.value,
+                    first_error(&e)
+                ),
+            )
+        })?,
+        None => set_default_groups(builder).map_err(internal)?,
+    }
     if let Some(list) = &policy.cipher_list {
         builder.set_cipher_list(&list.value).map_err(|e| {
             SetupError::at(
@@ -164,13 +177,28 @@ pub fn build_acceptor(policy: &TlsPolicy, server_root: &Path) -> Result<SslConte
     let mut builder = SslContextBuilder::new(SslMethod::tls_server())
         .map_err(|e| SetupError::at(None, first_error(&e)))?;
     apply_policy(&mut builder, policy)?;
-    let Some(cert) = &policy.certificate_file else {
+    if policy.certificate_files.is_empty() {
         return Err(SetupError::at(
             policy.protocol_location.as_ref(),
             "no SSLCertificateFile: the listener has no certificate",
         ));
-    };
-    let key = policy.certificate_key_file.as_ref().unwrap_or(cert);
+    }
+    // One certificate per key type, as Apache: OpenSSL keeps one slot per type and serves each
+    // client the one it can use (an RSA-only client gets the RSA certificate).
+    for (index, cert) in policy.certificate_files.iter().enumerate() {
+        let key = policy.certificate_key_files.get(index).unwrap_or(cert);
+        load_pair(&mut builder, server_root, cert, key)?;
+    }
+    Ok(builder.build())
+}
+
+/// Loads one certificate chain and its key into the context's slot for the key's type.
+fn load_pair(
+    builder: &mut SslContextBuilder,
+    server_root: &Path,
+    cert: &Located<String>,
+    key: &Located<String>,
+) -> Result<(), SetupError> {
     let cert_path = resolve(server_root, &cert.value);
     readable(&cert_path).map_err(|why| {
         SetupError::at(Some(&cert.location), format!("SSLCertificateFile: {why}"))
@@ -212,7 +240,7 @@ pub fn build_acceptor(policy: &TlsPolicy, server_root: &Path) -> Result<SslConte
             ),
         )
     })?;
-    Ok(builder.build())
+    Ok(())
 }
 
 /// How a client checks the server's certificate.
@@ -291,7 +319,22 @@ pub fn connector_builder(
         ServerVerification::None => builder.set_verify(SslVerifyMode::NONE),
     }
     builder.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+    set_default_groups(&mut builder)?;
     Ok(builder)
+}
+
+/// The key-exchange groups ward offers and accepts unless a file says otherwise: the hybrid
+/// post-quantum group first, then X25519 and the NIST curves. Set explicitly, never through
+/// OpenSSL's `DEFAULT` (which 3.5.0-3.5.5 could answer with a less-preferred group).
+pub const DEFAULT_GROUPS: &str = "X25519MLKEM768:X25519:P-256:P-384:P-521";
+
+/// [`DEFAULT_GROUPS`] without the post-quantum group, for an OpenSSL older than 3.5.
+const CLASSIC_GROUPS: &str = "X25519:P-256:P-384:P-521";
+
+fn set_default_groups(builder: &mut SslContextBuilder) -> Result<(), ErrorStack> {
+    builder
+        .set_groups_list(DEFAULT_GROUPS)
+        .or_else(|_| builder.set_groups_list(CLASSIC_GROUPS))
 }
 
 #[cfg(test)]

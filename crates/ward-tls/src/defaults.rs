@@ -29,7 +29,7 @@ mod tests {
             let policy = conf.policy.unwrap();
             assert_eq!(policy.protocol.range.to_string(), "TLSv1-TLSv1.3", "{name}");
             assert!(text.contains("\nSSLProtocol all -SSLv2 -SSLv3\n"), "{name}");
-            assert_eq!(policy.certificate_file.unwrap().value, "certs/server.pem");
+            assert_eq!(policy.certificate_files[0].value, "certs/server.pem");
         }
     }
 }

@@ -5,6 +5,8 @@
 //! - [`edit`]: changing `SSLProtocol` in a file in place, with a backup (pure core, atomic I/O).
 //! - [`hello`]: ClientHello parsing (pure).
 //! - [`context`]: OpenSSL server and client contexts from a policy.
+//! - [`ffi`]: the few OpenSSL calls the `openssl` crate does not wrap (negotiated group,
+//!   enabled ciphers), with safe wrappers.
 //! - [`scan`]: the protocol scanner (sockets).
 //! - [`pki`]: a private CA and server certificates.
 //! - [`defaults`]: the conf files ward ships.
@@ -14,11 +16,23 @@ pub mod conf;
 pub mod context;
 pub mod defaults;
 pub mod edit;
+pub mod ffi;
 pub mod hello;
 pub mod pki;
 pub mod protocol;
 pub mod scan;
 pub mod utc;
+
+/// The OpenSSL ward runs on, as its version string says (e.g. `OpenSSL 3.5.5 27 Jan 2026`),
+/// and whether it is the build ward vendors.
+pub fn openssl_build() -> String {
+    let origin = if cfg!(ward_vendored) {
+        "built into ward"
+    } else {
+        "the system's"
+    };
+    format!("{} ({origin})", openssl::version::version())
+}
 
 pub use conf::{listener_conf, Diagnostic, ListenerConf, Location, Severity, TlsPolicy};
 pub use protocol::{parse_ssl_protocol, ProtocolError, ProtocolSet, TlsVersion, VersionRange};

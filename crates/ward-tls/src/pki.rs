@@ -1,4 +1,5 @@
-//! A private CA and server certificates (ECDSA P-256), for `ward server init` and for tests.
+//! A private CA and server certificates (ECDSA P-256, and RSA 2048 for clients that cannot use
+//! ECDSA), for `ward server init` and for tests.
 
 use std::net::IpAddr;
 
@@ -87,21 +88,44 @@ pub fn new_ca(common_name: &str) -> Result<Issued, ErrorStack> {
     })
 }
 
+/// The key type of a server certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// ECDSA P-256: what modern clients get.
+    EcdsaP256,
+    /// RSA 2048: for old stacks with RSA key exchange or no ECDSA (the seed's XP clients).
+    Rsa2048,
+}
+
 /// A server certificate signed by `ca` for the given DNS names and IP addresses, valid for
-/// two years.
+/// two years, with an ECDSA P-256 key.
 pub fn new_server_cert(ca: &Issued, dns: &[&str], ips: &[IpAddr]) -> Result<Issued, ErrorStack> {
-    let key = p256_key()?;
+    new_server_cert_of(KeyType::EcdsaP256, ca, dns, ips)
+}
+
+/// A server certificate as [`new_server_cert`], with a key of `key_type`.
+pub fn new_server_cert_of(
+    key_type: KeyType,
+    ca: &Issued,
+    dns: &[&str],
+    ips: &[IpAddr],
+) -> Result<Issued, ErrorStack> {
+    let key = match key_type {
+        KeyType::EcdsaP256 => p256_key()?,
+        KeyType::Rsa2048 => PKey::from_rsa(openssl::rsa::Rsa::generate(2048)?)?,
+    };
     let common_name = dns.first().copied().unwrap_or("ward server");
     let mut builder = base_builder(common_name, &key, 730)?;
     builder.set_issuer_name(ca.cert.subject_name())?;
     builder.append_extension(BasicConstraints::new().build()?)?;
-    builder.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .key_agreement()
-            .build()?,
-    )?;
+    let mut usage = KeyUsage::new();
+    usage.critical().digital_signature();
+    match key_type {
+        KeyType::EcdsaP256 => usage.key_agreement(),
+        // RSA key exchange encrypts the premaster secret to this key.
+        KeyType::Rsa2048 => usage.key_encipherment(),
+    };
+    builder.append_extension(usage.build()?)?;
     builder.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
     let mut san = SubjectAlternativeName::new();
     for name in dns {

@@ -94,7 +94,21 @@ fn wants_json() -> bool {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    // `ward --version` names the TLS library too: what ward can serve depends on it.
+    let version: &'static str = Box::leak(
+        format!(
+            "{} (TLS: {})",
+            env!("CARGO_PKG_VERSION"),
+            ward_tls::openssl_build()
+        )
+        .into_boxed_str(),
+    );
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let result: cmd::CodedResult = match cli.command {
         Command::Server(args) => cmd::server::run(args).map_err(Into::into),
         Command::Tls(command) => cmd::tls::run(command).map_err(Into::into),

@@ -7,6 +7,7 @@ fn key(minute: i64, peer: &str, version: &str) -> HandshakeKey {
         peer: peer.into(),
         version: version.into(),
         cipher: "TLS_AES_256_GCM_SHA384".into(),
+        group: "X25519MLKEM768".into(),
         resumed: false,
     }
 }

@@ -31,6 +31,7 @@ const TLS: &[&str] = &[
     "SSLCertificateKeyFile",
     "SSLSessionTickets",
     "SSLSessionCache",
+    "SSLOpenSSLConfCmd",
 ];
 
 /// Directives of Apache httpd 2.4's core and common modules, so that a real `ssl.conf` can be
@@ -46,7 +47,7 @@ const KNOWN_APACHE: &[&str] = &[
     "SSLCompression", "SSLInsecureRenegotiation", "SSLUseStapling", "SSLStaplingCache",
     "SSLStaplingResponderTimeout", "SSLStaplingReturnResponderErrors", "SSLStaplingStandardCacheTimeout",
     "SSLStaplingErrorCacheTimeout", "SSLStaplingFakeTryLater", "SSLStaplingForceURL",
-    "SSLStrictSNIVHostCheck", "SSLOpenSSLConfCmd", "SSLCryptoDevice", "SSLFIPS",
+    "SSLStrictSNIVHostCheck", "SSLCryptoDevice", "SSLFIPS",
     "SSLUserName", "SSLRenegBufferSize", "SSLSRPVerifierFile", "SSLSRPUnknownUserSeed",
     "SSLOCSPEnable", "SSLOCSPDefaultResponder", "SSLOCSPOverrideResponder",
     "SSLOCSPResponderTimeout", "SSLOCSPResponseMaxAge", "SSLOCSPResponseTimeSkew",

@@ -226,11 +226,8 @@ Listen 8445
         "TLS_AES_256_GCM_SHA384"
     );
     assert!(policy.honor_cipher_order);
-    assert_eq!(policy.certificate_file.unwrap().value, "certs/server.pem");
-    assert_eq!(
-        policy.certificate_key_file.unwrap().value,
-        "certs/server.key"
-    );
+    assert_eq!(policy.certificate_files[0].value, "certs/server.pem");
+    assert_eq!(policy.certificate_key_files[0].value, "certs/server.key");
     assert_eq!(conf.listen[0].value, "8445");
     assert_eq!(conf.virtual_host.unwrap().value, vec!["_default_:8445"]);
 }

@@ -422,6 +422,11 @@ fn print_scan(report: &ScanReport) {
     }
 }
 
+/// Whether a key-exchange group is post-quantum (a hybrid with ML-KEM, or ML-KEM alone).
+fn is_post_quantum(group: &str) -> bool {
+    group.to_ascii_uppercase().contains("MLKEM")
+}
+
 fn handshakes(args: HandshakesArgs) -> CmdResult {
     let since =
         ward_server::config::parse_duration(&args.since).map_err(|e| format!("--since: {e}"))?;
@@ -450,7 +455,9 @@ fn handshakes(args: HandshakesArgs) -> CmdResult {
             .map(|h| {
                 json!({
                     "listener": h.key.listener, "peer": h.key.peer, "version": h.key.version,
-                    "cipher": h.key.cipher, "resumed": h.key.resumed, "count": h.count,
+                    "cipher": h.key.cipher, "group": (!h.key.group.is_empty()).then_some(&h.key.group),
+                    "post_quantum": is_post_quantum(&h.key.group),
+                    "resumed": h.key.resumed, "count": h.count,
                 })
             })
             .collect();
@@ -509,11 +516,16 @@ fn handshakes(args: HandshakesArgs) -> CmdResult {
     println!("\nnegotiated:");
     for h in &report.handshakes {
         println!(
-            "  {:<13} {:<40} {:<8} {:<30} {}{}",
+            "  {:<13} {:<40} {:<8} {:<30} {:<15} {}{}",
             h.key.listener,
             h.key.peer,
             h.key.version,
             h.key.cipher,
+            if h.key.group.is_empty() {
+                "-"
+            } else {
+                &h.key.group
+            },
             h.count,
             if h.key.resumed { " resumed" } else { "" }
         );

@@ -1,0 +1,56 @@
+//! The few OpenSSL calls the `openssl` crate does not wrap, declared for every OpenSSL from 3.0
+//! on (the vendored 3.5 and a system 3.0 alike). Each has a safe wrapper here; nothing else in
+//! ward calls them.
+
+use std::ffi::{c_char, c_int, CStr};
+
+use foreign_types::ForeignTypeRef;
+use openssl::ssl::{SslContextRef, SslRef};
+
+use openssl_sys::{OPENSSL_sk_num, OPENSSL_sk_value, SSL_CIPHER_get_name, SSL_ctrl, OPENSSL_STACK};
+
+extern "C" {
+    fn SSL_group_to_name(ssl: *mut openssl_sys::SSL, id: c_int) -> *const c_char;
+    fn SSL_CTX_get_ciphers(ctx: *const openssl_sys::SSL_CTX) -> *mut OPENSSL_STACK;
+}
+
+/// `SSL_CTRL_GET_NEGOTIATED_GROUP` (OpenSSL 3.0 and later).
+const SSL_CTRL_GET_NEGOTIATED_GROUP: c_int = 134;
+
+/// The key-exchange group a finished handshake used (`X25519MLKEM768`, `x25519`,
+/// `secp256r1`, ...), or `None` (RSA key exchange, or no handshake yet). The name is one of
+/// OpenSSL's static strings.
+pub fn negotiated_group(ssl: &SslRef) -> Option<&'static str> {
+    let ssl = ssl.as_ptr();
+    // SAFETY: `ssl` is a live SSL for the duration of the borrow; both calls only read it,
+    // and the name returned is a static string owned by OpenSSL.
+    unsafe {
+        let id = SSL_ctrl(ssl, SSL_CTRL_GET_NEGOTIATED_GROUP, 0, std::ptr::null_mut());
+        if id <= 0 {
+            return None;
+        }
+        let name = SSL_group_to_name(ssl, id as c_int);
+        if name.is_null() {
+            return None;
+        }
+        CStr::from_ptr(name).to_str().ok()
+    }
+}
+
+/// The TLS <= 1.2 and 1.3 cipher suites a context enables, by OpenSSL name, in its order.
+pub fn enabled_ciphers(context: &SslContextRef) -> Vec<String> {
+    // SAFETY: the stack belongs to the context, which the borrow keeps alive; it is only read.
+    unsafe {
+        let stack = SSL_CTX_get_ciphers(context.as_ptr());
+        if stack.is_null() {
+            return Vec::new();
+        }
+        (0..OPENSSL_sk_num(stack))
+            .filter_map(|index| {
+                let cipher = OPENSSL_sk_value(stack, index) as *const openssl_sys::SSL_CIPHER;
+                let name = SSL_CIPHER_get_name(cipher);
+                (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
+            })
+            .collect()
+    }
+}
