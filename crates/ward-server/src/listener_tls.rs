@@ -89,14 +89,19 @@ pub fn load(
         ));
     }
     match context::build_acceptor(&policy, data.root()) {
-        Ok(context) => (
-            Some(ListenerTls {
-                context,
-                policy,
-                file: file.to_path_buf(),
-            }),
-            findings,
-        ),
+        Ok(context) => {
+            for warning in context::weak_suites(&context, &policy) {
+                findings.push(Finding::new(warning.severity, warning.to_string()));
+            }
+            (
+                Some(ListenerTls {
+                    context,
+                    policy,
+                    file: file.to_path_buf(),
+                }),
+                findings,
+            )
+        }
         Err(error) => {
             let text = match &error.location {
                 Some(_) => error.to_string(),

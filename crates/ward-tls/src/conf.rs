@@ -55,7 +55,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    fn error(location: &Location, message: impl Into<String>) -> Diagnostic {
+    pub fn error(location: &Location, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Error,
             location: location.clone(),
@@ -63,7 +63,7 @@ impl Diagnostic {
         }
     }
 
-    fn warning(location: &Location, message: impl Into<String>) -> Diagnostic {
+    pub fn warning(location: &Location, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
             location: location.clone(),

@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 
 use openssl::error::ErrorStack;
 use openssl::ssl::{
-    SslConnector, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslMode, SslOptions,
-    SslSessionCacheMode, SslVerifyMode, SslVersion,
+    SslConnector, SslContext, SslContextBuilder, SslContextRef, SslFiletype, SslMethod, SslMode,
+    SslOptions, SslSessionCacheMode, SslVerifyMode, SslVersion,
 };
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
 
-use crate::conf::{Located, Location, TlsPolicy};
+use crate::conf::{Diagnostic, Located, Location, TlsPolicy};
 use crate::protocol::TlsVersion;
 
 /// Why a policy could not become an OpenSSL context; names the directive at fault when there
@@ -140,10 +140,52 @@ fn apply_policy(builder: &mut SslContextBuilder, policy: &TlsPolicy) -> Result<(
 
 /// Checks what OpenSSL thinks of a policy without needing its certificate: the cipher lists
 /// and the version range. configtest uses it.
-pub fn check_policy(policy: &TlsPolicy) -> Result<(), SetupError> {
+pub fn check_policy(policy: &TlsPolicy) -> Result<Vec<Diagnostic>, SetupError> {
     let mut builder = SslContextBuilder::new(SslMethod::tls_server())
         .map_err(|e| SetupError::at(None, first_error(&e)))?;
-    apply_policy(&mut builder, policy)
+    apply_policy(&mut builder, policy)?;
+    Ok(weak_suites(&builder.build(), policy))
+}
+
+/// Warnings for the weak suites a context really enables (OpenSSL's verdict on the cipher
+/// list, not a reading of its words): 3DES (Sweet32) and RC4 (RFC 7465). They exist only in
+/// ward's own OpenSSL build, and only when `SSLCipherSuite` names them.
+pub fn weak_suites(context: &SslContextRef, policy: &TlsPolicy) -> Vec<Diagnostic> {
+    let Some(list) = &policy.cipher_list else {
+        return Vec::new();
+    };
+    let enabled = crate::ffi::enabled_ciphers(context);
+    let of = |needle: &str| -> Vec<&str> {
+        enabled
+            .iter()
+            .filter(|name| name.contains(needle))
+            .map(String::as_str)
+            .collect()
+    };
+    let mut warnings = Vec::new();
+    let des3 = of("DES-CBC3");
+    if !des3.is_empty() {
+        warnings.push(Diagnostic::warning(
+            &list.location,
+            format!(
+                "SSLCipherSuite enables {} (3DES): a 64-bit block cipher, open to Sweet32 \
+                 (CVE-2016-2183) on long connections; keep it only while clients that have \
+                 nothing else (Windows XP, Server 2003) need it",
+                des3.join(", ")
+            ),
+        ));
+    }
+    let rc4 = of("RC4");
+    if !rc4.is_empty() {
+        warnings.push(Diagnostic::warning(
+            &list.location,
+            format!(
+                "SSLCipherSuite enables {} (RC4), which RFC 7465 prohibits in TLS",
+                rc4.join(", ")
+            ),
+        ));
+    }
+    warnings
 }
 
 /// Resolves a path from a conf file the way Apache resolves it against `ServerRoot`.

@@ -232,7 +232,11 @@ fn read_conf(path: &Path) -> Result<ListenerConf, String> {
     let mut listener = conf::listener_conf(&path.display().to_string(), &text);
     // OpenSSL's own verdict on the cipher lists, so configtest and explain agree.
     if let Some(policy) = &listener.policy {
-        if let Err(error) = context::check_policy(policy) {
+        let checked = context::check_policy(policy);
+        if let Ok(warnings) = &checked {
+            listener.diagnostics.extend(warnings.iter().cloned());
+        }
+        if let Err(error) = checked {
             if let Some(location) = error.location.clone() {
                 listener.diagnostics.push(Diagnostic {
                     severity: Severity::Error,

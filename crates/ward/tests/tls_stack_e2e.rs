@@ -1,0 +1,191 @@
+//! The TLS stack ward links (the vendored OpenSSL 3.5 with the weak suites), with real
+//! handshakes against a real server: post-quantum key exchange for agents, the seed's legacy
+//! suites only when named, and the certificate each kind of client gets. The clients here are
+//! built on the same OpenSSL as ward (Debian's `openssl` has no 3DES at all).
+
+mod support;
+
+use std::net::{Ipv4Addr, TcpStream};
+use std::time::Duration;
+
+use openssl::pkey::Id;
+use openssl::ssl::{SslStream, SslVerifyMode};
+use serde_json::Value;
+use support::*;
+use ward_tls::context::{connector_builder, ClientTls, ServerVerification};
+use ward_tls::TlsVersion;
+
+/// How a test client offers: versions, TLS <= 1.2 suites, groups, SNI.
+struct Offer {
+    min: TlsVersion,
+    max: TlsVersion,
+    ciphers: &'static str,
+    groups: Option<&'static str>,
+    sni: bool,
+}
+
+/// A handshake with the clients listener; the stream, or OpenSSL's reason.
+fn handshake(port: u16, offer: &Offer) -> Result<SslStream<TcpStream>, String> {
+    let mut builder = connector_builder(&ClientTls {
+        min: Some(offer.min),
+        max: Some(offer.max),
+        verification: ServerVerification::None,
+        cipher_list: Some(offer.ciphers.to_string()),
+    })
+    .unwrap();
+    if let Some(groups) = offer.groups {
+        builder.set_groups_list(groups).unwrap();
+    }
+    builder.set_verify(SslVerifyMode::NONE);
+    let connector = builder.build();
+    let mut config = connector.configure().unwrap();
+    config.set_use_server_name_indication(offer.sni);
+    config.set_verify_hostname(false);
+    let tcp = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    config.connect("localhost", tcp).map_err(|e| e.to_string())
+}
+
+fn peer_key_type(stream: &SslStream<TcpStream>) -> Id {
+    stream
+        .ssl()
+        .peer_certificate()
+        .unwrap()
+        .public_key()
+        .unwrap()
+        .id()
+}
+
+/// What the clients listener negotiated, from `ward tls handshakes --json`.
+fn negotiated(server: &Server) -> Vec<Value> {
+    let output = ward(&["tls", "handshakes", "--data", &server.data_str(), "--json"]);
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    report["negotiated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["listener"] == "clients")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn agents_negotiate_the_post_quantum_group_and_x25519_only_clients_still_connect() {
+    let server = fast_server();
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = run_agent(enroll(&server, &url, &token, None), None);
+    agent.until(Duration::from_secs(10), |s| s["tls_version"] == "TLSv1.3");
+    let pq = eventually(Duration::from_secs(10), || {
+        negotiated(&server)
+            .into_iter()
+            .find(|h| h["group"] == "X25519MLKEM768")
+    })
+    .expect("an agent check-in negotiated X25519MLKEM768");
+    assert_eq!(pq["post_quantum"], true, "{pq}");
+    assert_eq!(pq["version"], "TLSv1.3", "{pq}");
+
+    // A client that offers only X25519 is still served, with X25519.
+    let classic = Offer {
+        min: TlsVersion::Tls1_3,
+        max: TlsVersion::Tls1_3,
+        ciphers: "DEFAULT",
+        groups: Some("X25519"),
+        sni: true,
+    };
+    let stream = handshake(server.clients, &classic).expect("an X25519-only client connects");
+    assert_eq!(
+        ward_tls::ffi::negotiated_group(stream.ssl()),
+        Some("x25519")
+    );
+    drop(stream);
+    eventually(Duration::from_secs(10), || {
+        negotiated(&server)
+            .into_iter()
+            .find(|h| h["group"] == "x25519" && h["post_quantum"] == false)
+    })
+    .expect("the X25519 handshake is recorded as such");
+    // /metrics counts handshakes by group.
+    let metrics = https_get(server.console, &server.ca_pem(), "/metrics", None).body;
+    assert!(
+        metrics.contains(
+            "ward_tls_handshakes_by_group_total{listener=\"clients\",group=\"X25519MLKEM768\"}"
+        ),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn each_client_gets_the_certificate_it_can_use() {
+    let mut server = Server::init();
+    server.start();
+    let rsa_kx = Offer {
+        min: TlsVersion::Tls1_2,
+        max: TlsVersion::Tls1_2,
+        ciphers: "AES128-SHA",
+        groups: None,
+        sni: true,
+    };
+    let stream = handshake(server.clients, &rsa_kx).expect("an RSA key exchange client");
+    assert_eq!(peer_key_type(&stream), Id::RSA);
+    let ecdsa = Offer {
+        min: TlsVersion::Tls1_2,
+        max: TlsVersion::Tls1_2,
+        ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256",
+        groups: None,
+        sni: true,
+    };
+    let stream = handshake(server.clients, &ecdsa).expect("an ECDHE-ECDSA client");
+    assert_eq!(peer_key_type(&stream), Id::EC);
+}
+
+#[test]
+fn the_seeds_3des_clients_are_served_only_when_an_admin_names_3des() {
+    let mut server = Server::init();
+    server.start();
+    // Windows XP's schannel: TLS 1.0 at most, RSA key exchange with 3DES, no SNI.
+    let xp = Offer {
+        min: TlsVersion::Tls1_0,
+        max: TlsVersion::Tls1_0,
+        ciphers: "DES-CBC3-SHA:@SECLEVEL=0",
+        groups: None,
+        sni: false,
+    };
+    // The default clients listener has TLS 1.0 (the seed's starting point) but no 3DES.
+    let refused = handshake(server.clients, &xp).expect_err("3DES is not served by default");
+    assert!(
+        refused.contains("handshake failure") || refused.contains("alert"),
+        "{refused}"
+    );
+    // The seed's note: name 3DES in SSLCipherSuite, reload.
+    let file = server.path("conf/ssl/sslforclients.conf");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        format!("{text}\nSSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5\n"),
+    )
+    .unwrap();
+    let configtest = ward(&["server", "configtest", "--data", &server.data_str()]);
+    let said = String::from_utf8_lossy(&configtest.stdout).into_owned();
+    assert!(configtest.status.success(), "{said}");
+    assert!(
+        said.contains("DES-CBC3-SHA") && said.contains("Sweet32"),
+        "{said}"
+    );
+    assert!(run_cli(&server, &["server", "reload"]).status.success());
+    let stream = handshake(server.clients, &xp).expect("3DES is served once named");
+    assert_eq!(
+        stream.ssl().current_cipher().unwrap().name(),
+        "DES-CBC3-SHA"
+    );
+    assert_eq!(stream.ssl().version_str(), "TLSv1");
+    assert_eq!(
+        peer_key_type(&stream),
+        Id::RSA,
+        "an RSA key exchange gets the RSA certificate"
+    );
+}
