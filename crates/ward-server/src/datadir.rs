@@ -76,6 +76,38 @@ impl DataDir {
         self.root.join("certs/server-rsa.key")
     }
 
+    /// The session ticket key of both HTTPS listeners (80 random bytes, 0600): kept across
+    /// restarts, so agents resume their sessions instead of a full handshake each.
+    pub fn ticket_key(&self) -> PathBuf {
+        self.root.join("keys/tickets.key")
+    }
+
+    /// Reads the ticket key, making it on first use.
+    pub fn load_ticket_key(&self) -> Result<[u8; ward_tls::ffi::TICKET_KEY_LEN], InitError> {
+        let path = self.ticket_key();
+        match fs::read(&path) {
+            Ok(bytes) => bytes.try_into().map_err(|bytes: Vec<u8>| {
+                InitError(format!(
+                    "{}: {} bytes, expected {}: remove it to make a new one",
+                    path.display(),
+                    bytes.len(),
+                    ward_tls::ffi::TICKET_KEY_LEN
+                ))
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut key = [0u8; ward_tls::ffi::TICKET_KEY_LEN];
+                openssl::rand::rand_bytes(&mut key)
+                    .map_err(|e| InitError(format!("OpenSSL: {e}")))?;
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir).map_err(io_error(dir))?;
+                }
+                write_file(&path, &key, 0o600)?;
+                Ok(key)
+            }
+            Err(e) => Err(InitError(format!("{}: {e}", path.display()))),
+        }
+    }
+
     /// The server's X25519 key for agent key agreement (hex of the raw private key).
     pub fn agreement_key(&self) -> PathBuf {
         self.root.join("keys/agreement.key")
@@ -308,6 +340,7 @@ pub fn initialise(
     )?;
     write_file(&data.admin_token(), format!("{token}\n").as_bytes(), 0o600)?;
     data.load_agreement_key()?;
+    data.load_ticket_key()?;
     write_file(&data.ssl_conf(), defaults::SSL_CONF.as_bytes(), 0o644)?;
     write_file(
         &data.clients_conf(),

@@ -93,6 +93,23 @@ pub fn load(
             for warning in context::weak_suites(&context, &policy) {
                 findings.push(Finding::new(warning.severity, warning.to_string()));
             }
+            if policy.session_tickets {
+                match data.load_ticket_key() {
+                    Ok(key) if ward_tls::ffi::set_ticket_key(&context, &key) => {}
+                    Ok(_) => findings.push(Finding::new(
+                        Severity::Warning,
+                        format!(
+                            "{}: OpenSSL refused the session ticket key: tickets will not \
+                             survive a restart",
+                            file.display()
+                        ),
+                    )),
+                    Err(error) => {
+                        findings.push(Finding::new(Severity::Error, error.to_string()));
+                        return (None, findings);
+                    }
+                }
+            }
             (
                 Some(ListenerTls {
                     context,

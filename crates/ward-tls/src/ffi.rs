@@ -14,6 +14,26 @@ extern "C" {
     fn SSL_CTX_get_ciphers(ctx: *const openssl_sys::SSL_CTX) -> *mut OPENSSL_STACK;
 }
 
+/// `SSL_CTRL_SET_TLSEXT_TICKET_KEYS`.
+const SSL_CTRL_SET_TLSEXT_TICKET_KEYS: c_int = 59;
+
+/// The length of a session ticket key: 16 bytes of name, 32 of HMAC key, 32 of AES key.
+pub const TICKET_KEY_LEN: usize = 80;
+
+/// Makes a context encrypt and accept session tickets with `key` instead of a random key of
+/// its own, so tickets survive a restart (and can be shared by the servers of a site).
+pub fn set_ticket_key(context: &SslContextRef, key: &[u8; TICKET_KEY_LEN]) -> bool {
+    // SAFETY: OpenSSL copies the 80 bytes; the context is alive for the borrow.
+    unsafe {
+        openssl_sys::SSL_CTX_ctrl(
+            context.as_ptr(),
+            SSL_CTRL_SET_TLSEXT_TICKET_KEYS,
+            TICKET_KEY_LEN as std::ffi::c_long,
+            key.as_ptr() as *mut std::ffi::c_void,
+        ) == 1
+    }
+}
+
 /// `SSL_CTRL_GET_NEGOTIATED_GROUP` (OpenSSL 3.0 and later).
 const SSL_CTRL_GET_NEGOTIATED_GROUP: c_int = 134;
 

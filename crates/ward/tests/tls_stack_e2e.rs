@@ -189,3 +189,61 @@ fn the_seeds_3des_clients_are_served_only_when_an_admin_names_3des() {
         "an RSA key exchange gets the RSA certificate"
     );
 }
+
+/// (completed, resumed) handshakes on the clients listener, from `/metrics`.
+fn handshakes_on_clients(server: &Server) -> (u64, u64) {
+    let metrics = https_get(server.console, &server.ca_pem(), "/metrics", None).body;
+    let value = |line: &str, prefix: &str| -> Option<u64> {
+        line.strip_prefix(prefix)?
+            .split(' ')
+            .next_back()?
+            .parse()
+            .ok()
+    };
+    let completed = metrics
+        .lines()
+        .filter_map(|l| value(l, "ward_tls_handshakes_total{listener=\"clients\""))
+        .sum();
+    let resumed = metrics
+        .lines()
+        .filter_map(|l| value(l, "ward_tls_resumed_total{listener=\"clients\""))
+        .sum();
+    (completed, resumed)
+}
+
+#[test]
+fn a_restarted_server_resumes_the_agents_sessions() {
+    let mut server = fast_server();
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = run_agent(enroll(&server, &url, &token, None), None);
+    // The agent holds a session ticket from this server.
+    eventually(Duration::from_secs(10), || {
+        (handshakes_on_clients(&server).1 > 0).then_some(())
+    })
+    .expect("the agent resumes before the restart");
+    let ticket_key = std::fs::read(server.path("keys/tickets.key")).unwrap();
+    server
+        .terminate(Duration::from_secs(10))
+        .expect("a clean stop");
+    server.start();
+    // The counters start from zero; the same ticket key decrypts the agent's old ticket, so
+    // its very first handshake after the restart is already resumed (with a new key it would
+    // be a full one, and only the later ones resumed).
+    assert_eq!(
+        std::fs::read(server.path("keys/tickets.key")).unwrap(),
+        ticket_key
+    );
+    let (completed, resumed) = eventually(Duration::from_secs(15), || {
+        let counts = handshakes_on_clients(&server);
+        (counts.0 > 0).then_some(counts)
+    })
+    .unwrap_or_else(|| panic!("no check-in after the restart: {:?}", agent.status()));
+    assert_eq!(
+        resumed, completed,
+        "every handshake since the restart resumed"
+    );
+}
