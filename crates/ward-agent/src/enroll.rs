@@ -8,13 +8,12 @@ use ward_proto::messages::{
     self, EnrollResponse, Hello, SettingsPackage, ENROLL_PATH, HELLO_PATH, SETTINGS_PACKAGE_FORMAT,
 };
 use ward_proto::{hex, unhex, KeyPair};
-use ward_tls::TlsVersion;
 
 use crate::error::AgentError;
 use crate::requests::{enroll_request, verify_signed};
 use crate::state::AgentState;
 use crate::transport::{Call, Transport};
-use crate::HostFacts;
+use crate::{HostFacts, Offer};
 
 /// How the agent learns to trust the server at enrollment.
 pub struct Trust {
@@ -30,7 +29,8 @@ pub struct EnrollOptions<'a> {
     pub url: &'a str,
     pub token: &'a str,
     pub trust: Trust,
-    pub tls_max: Option<TlsVersion>,
+    /// What it offers in TLS (a client profile, or a version cap): kept in the state.
+    pub offer: Offer,
     /// The name shown in the client list (default: the host name).
     pub name: Option<String>,
     /// Replace an identity already in the state dir.
@@ -69,7 +69,7 @@ fn enroll_as(
                 .into(),
         ));
     }
-    let mut transport = Transport::new(&options.trust.ca_pem, options.tls_max)?;
+    let mut transport = Transport::new(&options.trust.ca_pem, options.offer)?;
     let verify = pin.is_none();
     let call = Call {
         method: "GET",
@@ -114,7 +114,7 @@ fn enroll_as(
         &server_public,
         &pair,
         options.token,
-        options.tls_max,
+        options.offer,
         existing_id.as_deref(),
         &host,
     )?;
@@ -142,7 +142,8 @@ fn enroll_as(
         ca_pem: String::from_utf8_lossy(&options.trust.ca_pem).into_owned(),
         settings: answer.settings,
         acked_serial: 0,
-        tls_max: options.tls_max.map(|v| v.name().to_string()),
+        tls_max: options.offer.tls_max.map(|v| v.name().to_string()),
+        client_profile: options.offer.profile.map(|p| p.name.to_string()),
         name: options.name.clone(),
     };
     state.save(dir)?;
@@ -180,7 +181,7 @@ pub fn read_package(text: &str) -> Result<SettingsPackage, AgentError> {
 pub fn import_settings(
     package: &SettingsPackage,
     dir: &Path,
-    tls_max: Option<TlsVersion>,
+    offer: Offer,
 ) -> Result<(AgentState, bool), AgentError> {
     let servers = package.settings.servers();
     let Some(first) = servers.first() else {
@@ -191,12 +192,8 @@ pub fn import_settings(
         let pair = KeyPair::from_private_bytes(&unhex(&state.private_key).ok()?).ok()?;
         Some((state.agent.clone(), pair))
     });
-    let tls_max = tls_max.or_else(|| {
-        previous
-            .as_ref()
-            .and_then(|s| s.tls_max.as_deref())
-            .and_then(TlsVersion::parse_loose)
-    });
+    // The offer of the state dir is kept unless a new one is given.
+    let offer = offer.or(previous.as_ref().map(AgentState::offer).unwrap_or_default());
     let server_public = unhex(&package.server_public)
         .map_err(|e| AgentError::Usage(format!("the package's server key: {e}")))?;
     // The package names the server's key: pin it, whatever channel the first server uses.
@@ -207,7 +204,7 @@ pub fn import_settings(
             pin: Some(hex(&openssl::sha::sha256(&server_public))),
             ca_pem: package.ca_pem.clone().into_bytes(),
         },
-        tls_max,
+        offer,
         name: previous.as_ref().and_then(|s| s.name.clone()),
         force: true,
     };

@@ -22,6 +22,7 @@ pub mod select;
 pub mod state;
 pub mod transport;
 
+use ward_tls::profile::ClientProfile;
 use ward_tls::TlsVersion;
 
 pub use control::{control, socket_path, RunLock};
@@ -30,6 +31,57 @@ pub use error::AgentError;
 pub use run::{run, RunConfig, Status, Stopper};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What the agent offers in TLS: a real stack's profile (`--client-profile xp-ie8`), or
+/// ward's own offer, capped at a version (`--tls-max TLSv1`), or neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offer {
+    pub profile: Option<&'static ClientProfile>,
+    pub tls_max: Option<TlsVersion>,
+}
+
+impl Offer {
+    pub fn capped(tls_max: Option<TlsVersion>) -> Offer {
+        Offer {
+            profile: None,
+            tls_max,
+        }
+    }
+
+    /// The offer from what a settings file keeps (names that no longer parse are dropped).
+    pub fn from_names(profile: Option<&str>, tls_max: Option<&str>) -> Offer {
+        Offer {
+            profile: profile.and_then(ward_tls::profile::client_profile),
+            tls_max: tls_max.and_then(TlsVersion::parse_loose),
+        }
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.profile.is_none() && self.tls_max.is_none()
+    }
+
+    /// This offer, or `other` when this one says nothing.
+    pub fn or(self, other: Offer) -> Offer {
+        if self.is_default() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// The TLS versions it can speak, lowest first.
+    pub fn versions(&self) -> Vec<String> {
+        match self.profile {
+            Some(profile) => profile.versions().map(|v| v.name().to_string()).collect(),
+            None => speakable(self.tls_max),
+        }
+    }
+
+    /// The highest version it offers, when capped.
+    pub fn max(&self) -> Option<TlsVersion> {
+        self.profile.map(|p| p.max).or(self.tls_max)
+    }
+}
 
 /// The TLS versions an agent capped at `max` can speak.
 pub fn speakable(max: Option<TlsVersion>) -> Vec<String> {

@@ -7,21 +7,20 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use ward_proto::messages::{self, header, CheckinRequest, EnrollRequest, HostReport, CHECKIN_PATH};
 use ward_proto::{enroll as proof, hex, now_ms, AgentKey, KeyPair, RequestAuth};
-use ward_tls::TlsVersion;
 
 use crate::core::MAX_RETRY_AFTER;
 use crate::error::AgentError;
 use crate::transport::Exchange;
-use crate::{speakable, HostFacts, VERSION};
+use crate::{HostFacts, Offer, VERSION};
 
 /// What the agent reports of itself.
-pub fn host_report(host: &HostFacts, tls_max: Option<TlsVersion>) -> HostReport {
+pub fn host_report(host: &HostFacts, offer: Offer) -> HostReport {
     HostReport {
         hostname: host.hostname.clone(),
         os_name: host.os_name.clone(),
         os_version: host.os_version.clone(),
         agent_version: VERSION.to_string(),
-        tls_versions: speakable(tls_max),
+        tls_versions: offer.versions(),
         name: host.name.clone(),
         simulated: host.simulated,
     }
@@ -41,7 +40,7 @@ pub fn enroll_request(
     server_public: &[u8],
     pair: &KeyPair,
     token: &str,
-    tls_max: Option<TlsVersion>,
+    offer: Offer,
     existing: Option<&str>,
     host: &HostFacts,
 ) -> Result<Enrollment, AgentError> {
@@ -63,7 +62,7 @@ pub fn enroll_request(
         proof: proof::proof(&key, &statement),
         nonce: auth.nonce.clone(),
         time_ms: auth.time_ms,
-        host: host_report(host, tls_max),
+        host: host_report(host, offer),
         agent: existing.map(str::to_string),
     };
     Ok(Enrollment {

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use serde_json::{json, Value};
 use ward_proto::messages::{CheckinResponse, CHECKIN_PATH};
 use ward_proto::{now_ms, unhex, AgentKey, KeyPair};
-use ward_tls::TlsVersion;
 
 use crate::core::{Action, Core, CoreConfig, Event};
 use crate::enroll::write_policy;
@@ -18,7 +17,7 @@ use crate::error::AgentError;
 use crate::requests::{checkin_request, host_report, verify_signed};
 use crate::state::AgentState;
 use crate::transport::{Call, Exchange, Interrupt, Transport};
-use crate::{log, random_fraction, HostFacts};
+use crate::{log, random_fraction, HostFacts, Offer};
 
 /// What `ward agent status` shows.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +34,7 @@ pub struct Status {
     pub last_error: Option<String>,
     pub mode: String,
     pub tls_max: Option<String>,
+    pub client_profile: Option<String>,
 }
 
 fn rfc3339(ms: Option<i64>) -> Value {
@@ -53,6 +53,7 @@ impl Status {
             "channel": self.channel,
             "tls_version": self.tls_version,
             "tls_max": self.tls_max,
+            "client_profile": self.client_profile,
             "serial": self.serial,
             "last_checkin": rfc3339(self.last_checkin_ms),
             "next_checkin": rfc3339(self.next_checkin_ms),
@@ -67,8 +68,8 @@ impl Status {
 #[derive(Clone)]
 pub struct RunConfig {
     pub dir: PathBuf,
-    /// Overrides the cap kept in the settings file.
-    pub tls_max: Option<TlsVersion>,
+    /// Overrides the offer kept in the settings file (a client profile or a version cap).
+    pub offer: Offer,
     pub on_change: Option<String>,
     /// After this long on a lower priority, try the higher ones again.
     pub return_after: Duration,
@@ -154,22 +155,20 @@ struct Loaded {
     state: AgentState,
     key: AgentKey,
     transport: Transport,
-    tls_max: Option<TlsVersion>,
+    offer: Offer,
     core: Core,
 }
 
 fn load(config: &RunConfig, stopper: &Stopper) -> Result<Loaded, AgentError> {
     let state = AgentState::load(&config.dir)?;
-    let tls_max = config
-        .tls_max
-        .or_else(|| state.tls_max.as_deref().and_then(TlsVersion::parse_loose));
+    let offer = config.offer.or(state.offer());
     let key_error =
         |e: &dyn std::fmt::Display| AgentError::state(format!("settings file key: {e}"));
     let pair = KeyPair::from_private_bytes(&unhex(&state.private_key).map_err(|e| key_error(&e))?)
         .map_err(|e| key_error(&e))?;
     let server_public = unhex(&state.server_public).map_err(|e| key_error(&e))?;
     let key = AgentKey::for_agent(&pair, &server_public).map_err(|e| key_error(&e))?;
-    let transport = Transport::new(state.ca_pem.as_bytes(), tls_max)?;
+    let transport = Transport::new(state.ca_pem.as_bytes(), offer)?;
     stopper.watch(transport.interrupt());
     let core = Core::new(
         state.settings.clone(),
@@ -184,7 +183,7 @@ fn load(config: &RunConfig, stopper: &Stopper) -> Result<Loaded, AgentError> {
         state,
         key,
         transport,
-        tls_max,
+        offer,
         core,
     })
 }
@@ -197,7 +196,7 @@ fn checkin(
     acked_serial: i64,
     wait: Duration,
 ) -> Result<(Exchange, CheckinResponse), AgentError> {
-    let host = host_report(&HostFacts::local(loaded.state.name.clone()), loaded.tls_max);
+    let host = host_report(&HostFacts::local(loaded.state.name.clone()), loaded.offer);
     let request = checkin_request(
         &loaded.state.agent,
         &loaded.key,
@@ -235,7 +234,8 @@ pub fn run(
         s.id = loaded.state.agent.clone();
         s.serial = loaded.state.acked_serial;
         s.mode = loaded.core.settings().mode.name().to_string();
-        s.tls_max = loaded.tls_max.map(|v| v.name().to_string());
+        s.tls_max = loaded.offer.max().map(|v| v.name().to_string());
+        s.client_profile = loaded.offer.profile.map(|p| p.name.to_string());
     };
     set_status(&mut |s| identity(&loaded, s));
     while !stopper.is_stopped() {

@@ -30,12 +30,20 @@ pub struct AgentState {
     /// does not lift the cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_max: Option<String>,
+    /// The client profile it imitates (`--client-profile xp-ie8`), kept likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_profile: Option<String>,
     /// The name shown in the client list (`--name`); the host name when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
 impl AgentState {
+    /// What the agent was told to offer at enrollment.
+    pub fn offer(&self) -> crate::Offer {
+        crate::Offer::from_names(self.client_profile.as_deref(), self.tls_max.as_deref())
+    }
+
     pub fn path(dir: &Path) -> PathBuf {
         dir.join("agent.json")
     }
@@ -103,6 +111,7 @@ mod tests {
             settings: settings(),
             acked_serial: 3,
             tls_max: Some("TLSv1".into()),
+            client_profile: Some("xp-ie8".into()),
             name: None,
         };
         state.save(&dir).unwrap();
@@ -126,6 +135,7 @@ mod tests {
             settings: settings(),
             acked_serial: 0,
             tls_max: None,
+            client_profile: None,
             name: None,
         };
         state.save(&dir).unwrap();

@@ -13,7 +13,6 @@ use openssl::ssl::{SslConnector, SslSession};
 use crate::error::AgentError;
 
 use ward_tls::context::{connector_builder, ClientTls, ServerVerification};
-use ward_tls::TlsVersion;
 
 /// A server's answer.
 #[derive(Debug)]
@@ -53,6 +52,8 @@ pub struct Transport {
     /// Where the connectors' new-session callback puts each session OpenSSL makes resumable.
     latest: Arc<Mutex<Option<SslSession>>>,
     interrupt: Arc<Interrupt>,
+    /// Whether to send the server name (old stacks' profiles do not).
+    sni: bool,
 }
 
 /// Ends the exchange under way at once, from another thread: `ward agent stop` must not wait
@@ -116,12 +117,15 @@ pub fn split_url(url: &str) -> Result<(&str, String, u16), String> {
 }
 
 impl Transport {
-    pub fn new(ca_pem: &[u8], tls_max: Option<TlsVersion>) -> Result<Transport, AgentError> {
-        let config = |verification| ClientTls {
-            min: None,
-            max: tls_max,
-            verification,
-            cipher_list: None,
+    pub fn new(ca_pem: &[u8], offer: crate::Offer) -> Result<Transport, AgentError> {
+        let config = |verification| match offer.profile {
+            Some(profile) => profile.client_tls(verification),
+            None => ClientTls {
+                min: None,
+                max: offer.tls_max,
+                verification,
+                cipher_list: None,
+            },
         };
         let verification = if ca_pem.is_empty() {
             ServerVerification::System
@@ -132,6 +136,11 @@ impl Transport {
         let build = |verification| -> Result<SslConnector, AgentError> {
             let mut builder = connector_builder(&config(verification))
                 .map_err(|e| AgentError::state(format!("TLS client: {e}")))?;
+            if let Some(profile) = offer.profile {
+                profile
+                    .apply_groups(&mut builder)
+                    .map_err(|e| AgentError::state(format!("TLS client: {e}")))?;
+            }
             let slot = latest.clone();
             builder.set_new_session_callback(move |_, session| {
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
@@ -144,6 +153,7 @@ impl Transport {
             sessions: HashMap::new(),
             latest,
             interrupt: Arc::default(),
+            sni: offer.profile.is_none_or(|p| p.sni),
         })
     }
 
@@ -220,6 +230,7 @@ impl Transport {
                 &self.unverified
             };
             let mut config = connector.configure().map_err(|e| e.to_string())?;
+            config.set_use_server_name_indication(self.sni);
             if let Some(session) = self.sessions.get(&(url.to_string(), verify)) {
                 // The session comes from this same connector's context, as OpenSSL requires.
                 unsafe { config.set_session(session).map_err(|e| e.to_string())? };

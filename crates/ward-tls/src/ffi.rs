@@ -38,13 +38,24 @@ pub fn set_ticket_key(context: &SslContextRef, key: &[u8; TICKET_KEY_LEN]) -> bo
 const SSL_CTRL_GET_NEGOTIATED_GROUP: c_int = 134;
 
 /// The key-exchange group a finished handshake used (`X25519MLKEM768`, `x25519`,
-/// `secp256r1`, ...), or `None` (RSA key exchange, or no handshake yet). The name is one of
-/// OpenSSL's static strings.
+/// `secp256r1`, ...), or `None` for RSA key exchange (or no handshake yet). The name is
+/// copied out of OpenSSL at once and interned: the distinct names are few.
 pub fn negotiated_group(ssl: &SslRef) -> Option<&'static str> {
+    // Below TLS 1.3 only an (EC)DHE suite has a group; OpenSSL may report a stale one
+    // otherwise.
+    let tls13 = ssl.version_str() == "TLSv1.3";
+    let ephemeral = ssl.current_cipher().is_some_and(|c| {
+        ["ECDHE", "DHE", "EDH"]
+            .iter()
+            .any(|k| c.name().starts_with(k))
+    });
+    if !tls13 && !ephemeral {
+        return None;
+    }
     let ssl = ssl.as_ptr();
     // SAFETY: `ssl` is a live SSL for the duration of the borrow; both calls only read it,
-    // and the name returned is a static string owned by OpenSSL.
-    unsafe {
+    // and the name is copied before the borrow ends.
+    let name = unsafe {
         let id = SSL_ctrl(ssl, SSL_CTRL_GET_NEGOTIATED_GROUP, 0, std::ptr::null_mut());
         if id <= 0 {
             return None;
@@ -53,8 +64,29 @@ pub fn negotiated_group(ssl: &SslRef) -> Option<&'static str> {
         if name.is_null() {
             return None;
         }
-        CStr::from_ptr(name).to_str().ok()
+        CStr::from_ptr(name).to_string_lossy().into_owned()
+    };
+    Some(intern(&name))
+}
+
+/// A `'static` copy of a group name; past a few dozen distinct names, `other`.
+fn intern(name: &str) -> &'static str {
+    use std::collections::BTreeSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
     }
+    if names.len() >= 64 {
+        return "other";
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
 }
 
 /// The TLS <= 1.2 and 1.3 cipher suites a context enables, by OpenSSL name, in its order.

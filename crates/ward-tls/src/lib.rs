@@ -8,7 +8,9 @@
 //! - [`ffi`]: the few OpenSSL calls the `openssl` crate does not wrap (negotiated group,
 //!   enabled ciphers), with safe wrappers.
 //! - [`scan`]: the protocol scanner (sockets).
-//! - [`pki`]: a private CA and server certificates.
+//! - [`pki`]: a private CA and server certificates (ECDSA and RSA).
+//! - [`profile`]: what real client stacks offer (`xp-ie8`, `java6`, ...), for honest
+//!   rehearsals.
 //! - [`defaults`]: the conf files ward ships.
 //! - [`utc`]: UTC timestamps as text.
 
@@ -19,6 +21,7 @@ pub mod edit;
 pub mod ffi;
 pub mod hello;
 pub mod pki;
+pub mod profile;
 pub mod protocol;
 pub mod scan;
 pub mod utc;

@@ -31,10 +31,19 @@ fn harden(server: &Server, words: &str, watch: &str) -> Output {
     )
 }
 
+/// The seed's starting point for its XP clients: TLS 1.0 and a cipher list that names 3DES on
+/// the clients listener (ward serves no 3DES otherwise).
+pub const SEED_XP_CIPHERS: &str = "SSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5";
+
 /// A server whose root checks in every second, with a pull group and a push group, and
-/// `per_group` agents in each of which half are capped at TLSv1.
+/// `per_group` agents in each of which half are Windows XP clients (the `xp-ie8` profile:
+/// TLS 1.0, RSA key exchange with 3DES, no SNI).
 fn fleet(per_group: usize) -> (Server, Vec<Agent>) {
     let server = fast_server();
+    let file = server.path("conf/ssl/sslforclients.conf");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}\n{SEED_XP_CIPHERS}\n")).unwrap();
+    assert!(run_cli(&server, &["server", "reload"]).status.success());
     let url = format!("https://127.0.0.1:{}", server.clients);
     let mut agents = Vec::new();
     for (group, mode) in [("Pull", "pull"), ("Push", "push")] {
@@ -47,8 +56,14 @@ fn fleet(per_group: usize) -> (Server, Vec<Agent>) {
             .to_string();
         for index in 0..per_group {
             let capped = index % 2 == 1;
-            let cap = capped.then_some("TLSv1");
-            agents.push(run_agent(enroll(&server, &url, &token, cap), cap));
+            let offer: &[&str] = if capped {
+                &["--client-profile", "xp-ie8"]
+            } else {
+                &[]
+            };
+            let mut agent = run_agent(enroll_with(&server, &url, &token, offer), None);
+            agent.capped = capped;
+            agents.push(agent);
         }
     }
     (server, agents)

@@ -247,3 +247,80 @@ fn a_restarted_server_resumes_the_agents_sessions() {
         "every handshake since the restart resumed"
     );
 }
+
+#[test]
+fn an_xp_ie8_agent_needs_3des_on_https_and_always_works_over_clients_http() {
+    let server = fast_server();
+    legacy_http_group(&server);
+    let token = cli(
+        &server,
+        &[
+            "group",
+            "token",
+            "create",
+            "My Company/Legacy",
+            "--allow-http",
+        ],
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Enrolled over plain HTTP (its stack cannot talk to the default HTTPS listener).
+    let http = format!("http://127.0.0.1:{}", server.clients_http);
+    let agent = run_agent(
+        enroll_with(&server, &http, &token, &["--client-profile", "xp-ie8"]),
+        None,
+    );
+    agent.until(Duration::from_secs(10), |s| {
+        s["channel"] == "http" && s["client_profile"] == "xp-ie8" && s["last_error"].is_null()
+    });
+    let reported = cli(&server, &["agents", "show", &agent.id()]);
+    assert_eq!(reported["tls_versions"], serde_json::json!(["TLSv1"]));
+
+    // Moved to the root's HTTPS-only list: the default clients listener refuses its stack.
+    cli(
+        &server,
+        &["agents", "move", &agent.id(), "--group", "My Company"],
+    );
+    agent.until(Duration::from_secs(15), |s| {
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("https://") && e.contains("TLS"))
+    });
+    // The admin names 3DES (the seed's note for XP clients) and reloads: it is served.
+    let file = server.path("conf/ssl/sslforclients.conf");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        format!("{text}\nSSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5\n"),
+    )
+    .unwrap();
+    assert!(run_cli(&server, &["server", "reload"]).status.success());
+    agent.until(Duration::from_secs(15), |s| {
+        s["channel"] == "https" && s["tls_version"] == "TLSv1" && s["last_error"].is_null()
+    });
+    let seen = eventually(Duration::from_secs(10), || {
+        negotiated(&server)
+            .into_iter()
+            .find(|h| h["cipher"] == "DES-CBC3-SHA" && h["version"] == "TLSv1")
+    })
+    .expect("the server saw the XP stack's 3DES handshake");
+    assert!(
+        seen["group"].is_null(),
+        "RSA key exchange has no group: {seen}"
+    );
+    // And back on the HTTP list it keeps working whatever HTTPS allows.
+    cli(
+        &server,
+        &[
+            "agents",
+            "move",
+            &agent.id(),
+            "--group",
+            "My Company/Legacy",
+        ],
+    );
+    agent.until(Duration::from_secs(15), |s| {
+        s["channel"] == "http" && s["last_error"].is_null()
+    });
+}

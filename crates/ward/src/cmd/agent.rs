@@ -37,9 +37,12 @@ pub struct ImportArgs {
     file: PathBuf,
     #[command(flatten)]
     state: StateArg,
-    /// The highest TLS version to offer
+    /// The highest TLS version to offer [default: what the state dir keeps]
     #[arg(long, value_name = "VERSION")]
     tls_max: Option<String>,
+    /// Offer TLS as this real client stack does [default: what the state dir keeps]
+    #[arg(long, value_name = "NAME")]
+    client_profile: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -77,6 +80,10 @@ pub struct EnrollArgs {
     /// settings file, so `run` and `start` keep the cap
     #[arg(long, value_name = "VERSION")]
     tls_max: Option<String>,
+    /// Offer TLS exactly as a real client stack does: xp-ie8, win2003-aes, win7-default,
+    /// java6, openssl-0.9.8 or modern (see `ward tls profiles`); kept in the settings file
+    #[arg(long, value_name = "NAME", conflicts_with = "tls_max")]
+    client_profile: Option<String>,
     /// The name shown in the server's client list [default: the host name]
     #[arg(long)]
     name: Option<String>,
@@ -96,6 +103,9 @@ pub struct RunArgs {
     /// given at enrollment, kept in the settings file]
     #[arg(long, value_name = "VERSION")]
     tls_max: Option<String>,
+    /// Offer TLS as this real client stack does [default: the profile given at enrollment]
+    #[arg(long, value_name = "NAME", conflicts_with = "tls_max")]
+    client_profile: Option<String>,
     /// A shell command run after each change of settings (WARD_SERIAL, WARD_POLICY set)
     #[arg(long, value_name = "CMD")]
     on_change: Option<String>,
@@ -111,6 +121,28 @@ pub struct StatusArgs {
     /// Print JSON: {"id", "server", "channel", "tls_version", "serial", "last_checkin", "next_checkin"}
     #[arg(long)]
     json: bool,
+}
+
+/// The offer given on the command line: a client profile, or a version cap, or neither.
+fn offer(
+    tls_max_text: &Option<String>,
+    profile: &Option<String>,
+) -> Result<ward_agent::Offer, String> {
+    let profile = profile
+        .as_deref()
+        .map(|name| {
+            ward_tls::profile::client_profile(name).ok_or_else(|| {
+                format!(
+                    "--client-profile {name}: no such profile (one of {})",
+                    ward_tls::profile::profile_names()
+                )
+            })
+        })
+        .transpose()?;
+    Ok(ward_agent::Offer {
+        profile,
+        tls_max: tls_max(tls_max_text)?,
+    })
 }
 
 fn tls_max(text: &Option<String>) -> Result<Option<TlsVersion>, String> {
@@ -161,7 +193,7 @@ fn enroll(args: EnrollArgs) -> CodedResult {
                 ca_pem,
                 pin: args.target.pin.clone(),
             },
-            tls_max: tls_max(&args.tls_max)?,
+            offer: offer(&args.tls_max, &args.client_profile)?,
             name: args.name.clone(),
             force: args.force,
         },
@@ -174,6 +206,7 @@ fn enroll(args: EnrollArgs) -> CodedResult {
                 "group": state.settings.group,
                 "serial": state.settings.serial,
                 "tls_max": state.tls_max,
+                "client_profile": state.client_profile,
                 "replaced": replaced.as_ref().map(|r| r.agent.clone()),
             })
         );
@@ -194,7 +227,7 @@ fn run_foreground(args: RunArgs) -> CodedResult {
         .map_err(|e| format!("--return-after: {e}"))?;
     let config = RunConfig {
         dir: args.state.state.clone(),
-        tls_max: tls_max(&args.tls_max)?,
+        offer: offer(&args.tls_max, &args.client_profile)?,
         on_change: args.on_change.clone(),
         return_after,
     };
@@ -257,6 +290,9 @@ fn start(args: RunArgs) -> CodedResult {
         .args(["--return-after", &args.return_after]);
     if let Some(max) = &args.tls_max {
         command.args(["--tls-max", max]);
+    }
+    if let Some(profile) = &args.client_profile {
+        command.args(["--client-profile", profile]);
     }
     if let Some(on_change) = &args.on_change {
         command.args(["--on-change", on_change]);
@@ -326,7 +362,9 @@ fn status(args: StatusArgs) -> CodedResult {
             text("tls_version")
         );
         println!("  mode         {}", text("mode"));
-        if let Some(max) = value["tls_max"].as_str() {
+        if let Some(profile) = value["client_profile"].as_str() {
+            println!("  TLS offer    as {profile}");
+        } else if let Some(max) = value["tls_max"].as_str() {
             println!("  TLS cap      {max}");
         }
         println!("  serial       {}", value["serial"]);
@@ -348,8 +386,11 @@ fn import(args: ImportArgs) -> CodedResult {
         std::fs::read_to_string(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
     let package =
         ward_agent::read_package(&text).map_err(|e| format!("{}: {e}", args.file.display()))?;
-    let (state, kept) =
-        ward_agent::import_settings(&package, &args.state.state, tls_max(&args.tls_max)?)?;
+    let (state, kept) = ward_agent::import_settings(
+        &package,
+        &args.state.state,
+        offer(&args.tls_max, &args.client_profile)?,
+    )?;
     if kept {
         println!("settings imported; agent {} kept its identity", state.agent);
     } else {

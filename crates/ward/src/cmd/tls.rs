@@ -48,6 +48,13 @@ pub enum TlsCommand {
     Harden(super::harden::HardenArgs),
     /// Put the conf files back as they were before the last harden, and reload
     Rollback(super::harden::RollbackArgs),
+    /// The client profiles an agent or a simulated fleet can imitate (`--client-profile`,
+    /// `--legacy-profile`): what each real stack offers
+    Profiles {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -130,7 +137,29 @@ pub fn run(command: TlsCommand) -> CmdResult {
         TlsCommand::Plan(args) => super::harden::plan(args),
         TlsCommand::Harden(args) => super::harden::harden(args),
         TlsCommand::Rollback(args) => super::harden::rollback(args),
+        TlsCommand::Profiles { json } => profiles(json),
     }
+}
+
+fn profiles(as_json: bool) -> CmdResult {
+    let profiles = ward_tls::profile::CLIENT_PROFILES;
+    if as_json {
+        let list: Vec<Value> = profiles
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name, "about": p.about, "versions": p.versions().map(|v| v.name()).collect::<Vec<_>>(),
+                    "ciphers": p.ciphers, "groups": p.groups, "sni": p.sni,
+                })
+            })
+            .collect();
+        println!("{:#}", Value::Array(list));
+    } else {
+        for p in profiles {
+            println!("{:<14} {}", p.name, p.about);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn explain(args: ExplainArgs) -> CmdResult {

@@ -402,6 +402,14 @@ pub fn pin(server: &Server) -> String {
 }
 
 pub fn enroll(server: &Server, url: &str, token: &str, tls_max: Option<&str>) -> tempfile::TempDir {
+    match tls_max {
+        Some(max) => enroll_with(server, url, token, &["--tls-max", max]),
+        None => enroll_with(server, url, token, &[]),
+    }
+}
+
+/// `ward agent enroll` with extra arguments (`--client-profile xp-ie8`, `--name ...`).
+pub fn enroll_with(server: &Server, url: &str, token: &str, extra: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let ca = server.path("certs/ca.pem");
     let mut args = vec![
@@ -417,9 +425,7 @@ pub fn enroll(server: &Server, url: &str, token: &str, tls_max: Option<&str>) ->
     ];
     let state = dir.path().display().to_string();
     args.push(&state);
-    if let Some(max) = tls_max {
-        args.extend(["--tls-max", max]);
-    }
+    args.extend(extra);
     let pinned = pin(server);
     if url.starts_with("http://") {
         args.extend(["--pin", &pinned]);

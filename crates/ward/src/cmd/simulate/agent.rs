@@ -9,13 +9,13 @@ use serde_json::Value;
 use ward_agent::core::{Action, Core, CoreConfig, Event};
 use ward_agent::requests::{checkin_request, enroll_request, host_report, verify_signed};
 use ward_agent::transport::split_url;
+use ward_agent::Offer;
 use ward_agent::{random_fraction, AgentError, HostFacts};
 use ward_proto::messages::{
     CheckinResponse, EnrollResponse, Mode, Scheme, ServerEntry, ServerListSettings, Settings,
     CHECKIN_PATH, ENROLL_PATH,
 };
 use ward_proto::{hex, now_ms, KeyPair};
-use ward_tls::TlsVersion;
 
 use super::identities::Identity;
 use super::transport::{Failure, SessionSlot, Shared};
@@ -58,7 +58,11 @@ pub(super) async fn enroll(
         detail: error.to_string(),
     };
     let pair = KeyPair::generate().map_err(|e| refused(AgentError::state(e)))?;
-    let cap = legacy.then_some(TlsVersion::Tls1_0);
+    let cap = if legacy {
+        shared.legacy_offer
+    } else {
+        Offer::default()
+    };
     let request = enroll_request(
         server_public,
         &pair,
@@ -145,7 +149,11 @@ pub(super) async fn agent_loop(
     verify: bool,
 ) -> Option<String> {
     let session = SessionSlot::default();
-    let cap = identity.legacy.then_some(TlsVersion::Tls1_0);
+    let cap = if identity.legacy {
+        shared.legacy_offer
+    } else {
+        Offer::default()
+    };
     let host = host_report(&host_of(index, identity.legacy), cap);
     let settings = identity
         .settings

@@ -38,9 +38,13 @@ pub struct SimulateArgs {
     /// How many agents
     #[arg(long, default_value_t = 100)]
     agents: usize,
-    /// The share of agents capped at TLSv1 (Windows XP clients), 0 to 1
+    /// The share of legacy agents (Windows XP clients), 0 to 1
     #[arg(long, default_value_t = 0.0)]
     legacy_share: f64,
+    /// What legacy agents offer: a real stack's profile (xp-ie8, win2003-aes, win7-default,
+    /// java6, openssl-0.9.8) [default: ward's own offer capped at TLSv1]
+    #[arg(long, value_name = "NAME")]
+    legacy_profile: Option<String>,
     /// pull or push [default: what each agent's settings say]
     #[arg(long, value_parser = ["pull", "push"])]
     mode: Option<String>,
@@ -105,7 +109,19 @@ pub fn run(args: SimulateArgs) -> CmdResult {
         .source_addresses
         .unwrap_or((args.agents / 20_000 + 1).min(250) as u8)
         .max(1);
-    let shared = Arc::new(Shared::new(&ca_pem, sources)?);
+    let legacy_offer = match &args.legacy_profile {
+        Some(name) => ward_agent::Offer {
+            profile: Some(ward_tls::profile::client_profile(name).ok_or_else(|| {
+                format!(
+                    "--legacy-profile {name}: no such profile (one of {})",
+                    ward_tls::profile::profile_names()
+                )
+            })?),
+            tls_max: None,
+        },
+        None => ward_agent::Offer::capped(Some(ward_tls::TlsVersion::Tls1_0)),
+    };
+    let shared = Arc::new(Shared::new(&ca_pem, sources, legacy_offer)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

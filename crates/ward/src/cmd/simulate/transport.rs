@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use ward_agent::transport::{parse_response, request_head, split_url, Exchange, MAX_RESPONSE};
 use ward_agent::AgentError;
+use ward_agent::Offer;
 use ward_tls::context::{connector_builder, ClientTls, ServerVerification};
-use ward_tls::TlsVersion;
 
 use super::report::Stats;
 
@@ -29,19 +29,29 @@ fn session_index() -> Index<Ssl, SessionSlot> {
     *INDEX.get_or_init(|| Ssl::new_ex_index().expect("an OpenSSL ex_data index"))
 }
 
-fn connector(ca_pem: &[u8], verify: bool, legacy: bool) -> Result<SslConnector, String> {
+/// A connector for agents offering `offer` (ward's own, capped or not, or a real stack's
+/// profile).
+fn connector(ca_pem: &[u8], verify: bool, offer: Offer) -> Result<SslConnector, String> {
     let verification = match (verify, ca_pem.is_empty()) {
         (false, _) => ServerVerification::None,
         (true, true) => ServerVerification::System,
         (true, false) => ServerVerification::Ca(ca_pem.to_vec()),
     };
-    let mut builder = connector_builder(&ClientTls {
-        min: None,
-        max: legacy.then_some(TlsVersion::Tls1_0),
-        verification,
-        cipher_list: None,
-    })
-    .map_err(|e| e.to_string())?;
+    let client = match offer.profile {
+        Some(profile) => profile.client_tls(verification),
+        None => ClientTls {
+            min: None,
+            max: offer.tls_max,
+            verification,
+            cipher_list: None,
+        },
+    };
+    let mut builder = connector_builder(&client).map_err(|e| e.to_string())?;
+    if let Some(profile) = offer.profile {
+        profile
+            .apply_groups(&mut builder)
+            .map_err(|e| e.to_string())?;
+    }
     // Each connection carries its agent's session slot; OpenSSL hands new sessions (a TLS 1.3
     // ticket arrives after the handshake) to it.
     builder.set_new_session_callback(|ssl, session| {
@@ -71,6 +81,8 @@ pub(super) struct Shared {
     legacy: SslConnector,
     unverified_modern: SslConnector,
     unverified_legacy: SslConnector,
+    /// What the legacy agents offer: `--legacy-profile`, or ward's own capped at TLSv1.
+    pub(super) legacy_offer: Offer,
     sources: Vec<IpAddr>,
     addresses: Mutex<HashMap<String, SocketAddr>>,
     pub(super) stats: Stats,
@@ -79,12 +91,14 @@ pub(super) struct Shared {
 impl Shared {
     /// Connectors trusting `ca_pem` (the system's CAs when empty), connections spread over
     /// `sources` addresses 127.0.0.1, 127.0.0.2, ...
-    pub(super) fn new(ca_pem: &[u8], sources: u8) -> Result<Shared, String> {
+    pub(super) fn new(ca_pem: &[u8], sources: u8, legacy_offer: Offer) -> Result<Shared, String> {
+        let modern = Offer::default();
         Ok(Shared {
-            modern: connector(ca_pem, true, false)?,
-            legacy: connector(ca_pem, true, true)?,
-            unverified_modern: connector(ca_pem, false, false)?,
-            unverified_legacy: connector(ca_pem, false, true)?,
+            modern: connector(ca_pem, true, modern)?,
+            legacy: connector(ca_pem, true, legacy_offer)?,
+            unverified_modern: connector(ca_pem, false, modern)?,
+            unverified_legacy: connector(ca_pem, false, legacy_offer)?,
+            legacy_offer,
             sources: (1..=sources)
                 .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
                 .collect(),
@@ -178,6 +192,12 @@ impl Shared {
                     class: "tls",
                     detail: e.to_string(),
                 })?;
+                // Old stacks' profiles send no server name.
+                if legacy {
+                    config.set_use_server_name_indication(
+                        self.legacy_offer.profile.is_none_or(|p| p.sni),
+                    );
+                }
                 if let Some(previous) = session.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                     // The session comes from this same connector's context.
                     unsafe { config.set_session(previous) }.map_err(|e| Failure {
