@@ -197,7 +197,15 @@ async fn handshake(
                 .and_then(|stack| stack.errors().first())
                 .and_then(|e| e.reason())
                 .map(str::to_string);
-            if reason.is_none()
+            // A suite was chosen: the server's hello went out, and the client left after it.
+            let chosen = stream.ssl().current_cipher().map(|c| c.name());
+            let refused_by_alert = reason.as_deref().is_some_and(|r| r.contains("alert"));
+            if let (Some(cipher), false) = (chosen, refused_by_alert) {
+                HandshakeEnd::Abandoned {
+                    version: stream.ssl().version_str().to_string(),
+                    cipher: cipher.to_string(),
+                }
+            } else if reason.is_none()
                 && (error.code() == ErrorCode::SYSCALL || error.code() == ErrorCode::ZERO_RETURN)
             {
                 HandshakeEnd::Closed

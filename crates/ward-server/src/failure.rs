@@ -17,17 +17,22 @@ pub enum FailureKind {
     MalformedHello,
     /// The client closed the connection during the handshake (often: it rejected our certificate).
     Closed,
+    /// The client left after the server had answered with its hello (a version and a suite
+    /// were chosen): a scanner, a health check, or a client that dislikes the certificate.
+    /// Not a refusal.
+    Abandoned,
     Other,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 7] = [
+    pub const ALL: [FailureKind; 8] = [
         FailureKind::ProtocolVersion,
         FailureKind::NoSharedCipher,
         FailureKind::Timeout,
         FailureKind::NotTls,
         FailureKind::MalformedHello,
         FailureKind::Closed,
+        FailureKind::Abandoned,
         FailureKind::Other,
     ];
 
@@ -39,6 +44,7 @@ impl FailureKind {
             FailureKind::NotTls => "not_tls",
             FailureKind::MalformedHello => "malformed_hello",
             FailureKind::Closed => "closed",
+            FailureKind::Abandoned => "abandoned",
             FailureKind::Other => "other",
         }
     }
@@ -53,6 +59,8 @@ pub enum HandshakeEnd {
     OpenSsl(Option<String>),
     /// The peer closed the connection, or an I/O error.
     Closed,
+    /// The server had sent its hello (this version and suite) when the peer went away.
+    Abandoned { version: String, cipher: String },
 }
 
 fn versions_text(versions: &[String]) -> String {
@@ -113,6 +121,13 @@ pub fn classify(
         );
     }
     match end {
+        HandshakeEnd::Abandoned { version, cipher } => (
+            FailureKind::Abandoned,
+            format!(
+                "the client left after the server's hello ({version}, {cipher} chosen): a \
+                 scanner or health check, or a client that does not trust the certificate"
+            ),
+        ),
         HandshakeEnd::TimedOut => (
             FailureKind::Timeout,
             format!("handshake not finished within {handshake_timeout_secs}s"),

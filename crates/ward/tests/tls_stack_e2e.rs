@@ -324,3 +324,74 @@ fn an_xp_ie8_agent_needs_3des_on_https_and_always_works_over_clients_http() {
         s["channel"] == "http" && s["last_error"].is_null()
     });
 }
+
+/// A transport that keeps what OpenSSL writes and never has anything to read: the way to get
+/// a real ClientHello's bytes without sending them.
+struct Capture(Vec<u8>);
+
+impl std::io::Read for Capture {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_client_that_leaves_after_the_servers_hello_is_recorded_as_abandoned() {
+    use std::io::{Read, Write};
+    let mut server = Server::init();
+    server.start();
+    let connector = connector_builder(&ClientTls {
+        min: Some(TlsVersion::Tls1_2),
+        max: Some(TlsVersion::Tls1_3),
+        verification: ServerVerification::None,
+        cipher_list: None,
+    })
+    .unwrap()
+    .build();
+    let ssl = connector
+        .configure()
+        .unwrap()
+        .into_ssl("localhost")
+        .unwrap();
+    let mut capture = openssl::ssl::SslStream::new(ssl, Capture(Vec::new())).unwrap();
+    assert!(capture.connect().is_err(), "it waits for the server");
+    let hello = capture.get_ref().0.clone();
+    assert_eq!(hello[0], 22, "a handshake record");
+
+    // A scanner's way: send the hello, read the server's answer, close.
+    let mut tcp = TcpStream::connect((Ipv4Addr::LOCALHOST, server.clients)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(&hello).unwrap();
+    let mut answer = [0u8; 512];
+    let read = tcp.read(&mut answer).unwrap();
+    assert!(
+        read > 0 && answer[0] == 22,
+        "the server answered with its hello"
+    );
+    drop(tcp);
+
+    let refused = eventually(Duration::from_secs(10), || {
+        let output = ward(&["tls", "handshakes", "--data", &server.data_str(), "--json"]);
+        let report: Value = serde_json::from_slice(&output.stdout).ok()?;
+        report["refused"].as_array()?.first().cloned()
+    })
+    .expect("the connection is recorded");
+    assert_eq!(refused["kind"], "abandoned", "{refused}");
+    let reason = refused["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("TLSv1.3") && reason.contains("TLS_AES"),
+        "{reason}"
+    );
+    assert!(!reason.contains("wrong version number"), "{reason}");
+}

@@ -41,7 +41,9 @@ pub(super) async fn readiness(shared: &App, query: &str) -> ApiResult {
         let now = now_ms();
         let fleet = Fleet::read(&*store, intervals, held)?;
         // Refused handshakes of the last day, newest first: the lost agents' ClientHellos.
-        let failures = store.recent_failures(now - 86_400_000, 10_000)?;
+        // Clients that left after the server's hello were not refused.
+        let mut failures = store.recent_failures(now - 86_400_000, 10_000)?;
+        failures.retain(|f| f.kind != "abandoned");
         let mut value = readiness_json(&fleet, &failures, intervals, limit, silent_since, now);
         fill_hostnames(&*store, &mut value, &["lost", "silent_since"])?;
         Ok(value)
