@@ -218,6 +218,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
         channel: None,
         server: None,
         tls_version: None,
+        tls_group: None,
         serial: 1,
         acked_serial: 0,
         enrolled_ms: now,
@@ -363,6 +364,7 @@ pub async fn checkin(
         },
         server: clip(&report.server, 255),
         tls_version: tls.map(|t| t.version.name().to_string()),
+        tls_group: tls.and_then(|t| t.group).map(str::to_string),
         peer: Some(peer.ip().to_canonical().to_string()),
     };
     let wait = Duration::from_millis(report.wait_ms).min(MAX_WAIT);

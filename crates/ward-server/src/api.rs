@@ -345,6 +345,8 @@ pub fn time(ms: i64) -> String {
 #[derive(Clone, Copy, Debug)]
 pub struct ConnTls {
     pub version: ward_tls::TlsVersion,
+    /// The key-exchange group (`None` with RSA key exchange).
+    pub group: Option<&'static str>,
     pub generation: u64,
 }
 

@@ -64,8 +64,10 @@ pub async fn serve(
             // a newer generation (reload swaps the settings first, then bumps it).
             let generation = *shared.tls_generation.borrow();
             if let Some((stream, version)) = handshake(&shared, role, tcp, peer).await {
+                let group = ward_tls::ffi::negotiated_group(stream.ssl());
                 let tls = version.map(|version| crate::api::ConnTls {
                     version,
+                    group,
                     generation,
                 });
                 serve_http(shared, role, tls, peer, stream).await;

@@ -24,6 +24,8 @@ pub struct AgentRecord {
     pub server: Option<String>,
     /// The TLS version negotiated last (`None` over plain HTTP).
     pub tls_version: Option<String>,
+    /// The key-exchange group negotiated last (`X25519MLKEM768`, `x25519`, ...).
+    pub tls_group: Option<String>,
     /// The settings serial the agent should have.
     pub serial: i64,
     /// The settings serial the agent acknowledged.
@@ -85,6 +87,8 @@ pub struct Checkin {
     pub server: String,
     /// The TLS version negotiated (`None` over plain HTTP).
     pub tls_version: Option<String>,
+    /// The key-exchange group negotiated (`None` over plain HTTP or with RSA key exchange).
+    pub tls_group: Option<String>,
     /// The IP address (without port) the check-in came from.
     pub peer: Option<String>,
 }
@@ -110,6 +114,8 @@ pub struct AgentTls {
     pub serial: i64,
     pub acked_serial: i64,
     pub simulated: bool,
+    /// Its last HTTPS check-in used a post-quantum group (X25519MLKEM768).
+    pub post_quantum: bool,
 }
 
 /// One admin change: who, when, what, and the state before and after.

@@ -129,6 +129,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         SELECT minute, listener, peer, version, cipher, '', resumed, count FROM tls_handshakes;
     DROP TABLE tls_handshakes;
     ALTER TABLE tls_handshakes_7 RENAME TO tls_handshakes;",
+    // 8: the key-exchange group of each agent's last HTTPS check-in (how much of the fleet a
+    // post-quantum group protects).
+    "ALTER TABLE agents ADD COLUMN tls_group TEXT;",
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -74,6 +74,7 @@ fn insert_agents(server: &Server, agents: &[(&str, &str, &[&str])]) {
             channel: None,
             server: None,
             tls_version: None,
+            tls_group: None,
             serial: 1,
             acked_serial: 1,
             enrolled_ms: 0,

@@ -88,6 +88,12 @@ fn agents_negotiate_the_post_quantum_group_and_x25519_only_clients_still_connect
     .expect("an agent check-in negotiated X25519MLKEM768");
     assert_eq!(pq["post_quantum"], true, "{pq}");
     assert_eq!(pq["version"], "TLSv1.3", "{pq}");
+    // The agent list and readiness say how much of the fleet a post-quantum group protects.
+    let listed = cli(&server, &["agents", "show", &agent.id()]);
+    assert_eq!(listed["tls_group"], "X25519MLKEM768", "{listed}");
+    let readiness = cli(&server, &["tls", "readiness"]);
+    assert_eq!(readiness["post_quantum"]["agents"], 1, "{readiness}");
+    assert_eq!(readiness["post_quantum"]["share"], 1.0, "{readiness}");
 
     // A client that offers only X25519 is still served, with X25519.
     let classic = Offer {

@@ -90,6 +90,7 @@ pub fn agent_json(tree: &Tree, agent: &AgentRecord, online: bool, held: bool) ->
         "channel": agent.channel,
         "server": agent.server,
         "tls_version": agent.tls_version,
+        "tls_group": agent.tls_group,
         "tls_versions": agent.tls_versions,
         "serial": agent.serial,
         "acked_serial": agent.acked_serial,

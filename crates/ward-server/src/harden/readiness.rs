@@ -81,7 +81,13 @@ fn readiness_json(
     let mut lost = Vec::new();
     let mut silent = Vec::new();
     let mut lost_count = 0u64;
+    // Of the agents whose last check-in was over HTTPS, how many a post-quantum group protects.
+    let (mut over_https, mut post_quantum) = (0u64, 0u64);
     for agent in &fleet.agents {
+        if agent.https == Some(true) {
+            over_https += 1;
+            post_quantum += u64::from(agent.post_quantum);
+        }
         let facts = facts(fleet, agent, now);
         let highest = facts
             .capability
@@ -172,6 +178,11 @@ fn readiness_json(
         "offline_intervals": intervals,
         "lost_count": lost_count,
         "lost": lost,
+        "post_quantum": {
+            "agents": post_quantum,
+            "over_https": over_https,
+            "share": if over_https == 0 { 0.0 } else { post_quantum as f64 / over_https as f64 },
+        },
     });
     if silent_since.is_some() {
         value["silent_since"] = json!(silent);

@@ -133,7 +133,8 @@ pub(crate) fn server_lists(connection: &Connection) -> rusqlite::Result<Vec<Serv
 
 const AGENT_COLUMNS: &str =
     "id, hostname, os_name, os_version, agent_version, tls_versions, group_id, \
-     last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms, simulated";
+     last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms, simulated, \
+     tls_group";
 
 fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     let versions: String = row.get(5)?;
@@ -153,6 +154,7 @@ fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
         acked_serial: row.get(12)?,
         enrolled_ms: row.get(13)?,
         simulated: row.get(14)?,
+        tls_group: row.get(15)?,
     })
 }
 
@@ -205,7 +207,8 @@ pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentT
     // random lookups); text columns are read in place, not copied.
     let mut statement = connection.prepare(
         "SELECT id, group_id, tls_versions, tls_version, channel, peer, last_checkin_ms, \
-         enrolled_ms, serial, acked_serial, simulated FROM agents",
+         enrolled_ms, serial, acked_serial, simulated, \
+         COALESCE(tls_group LIKE '%MLKEM%', 0) FROM agents",
     )?;
     let mut rows = statement.query([])?;
     let mut agents = Vec::new();
@@ -225,6 +228,7 @@ pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentT
             serial: row.get(8)?,
             acked_serial: row.get(9)?,
             simulated: row.get(10)?,
+            post_quantum: row.get(11)?,
         });
     }
     Ok(agents)
@@ -767,7 +771,7 @@ pub(crate) fn record_checkin(
     transaction.prepare_cached(
         "UPDATE agents SET last_checkin_ms = ?2, acked_serial = MIN(?3, serial), hostname = ?4, \
          os_name = ?5, os_version = ?6, agent_version = ?7, tls_versions = ?8, tls_rank = ?9, \
-         channel = ?10, server = ?11, tls_version = ?12, peer = ?13 WHERE id = ?1",
+         channel = ?10, server = ?11, tls_version = ?12, peer = ?13, tls_group = ?14 WHERE id = ?1",
     )?
     .execute(params![
             checkin.agent,
@@ -782,7 +786,8 @@ pub(crate) fn record_checkin(
             checkin.channel,
             checkin.server,
             checkin.tls_version,
-            checkin.peer
+            checkin.peer,
+            checkin.tls_group
         ])?;
     Ok(agent(transaction, &checkin.agent)?)
 }

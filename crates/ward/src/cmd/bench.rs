@@ -127,6 +127,7 @@ fn fleet(args: FleetArgs) -> CmdResult {
                 channel: Some("https".into()),
                 server: Some("https://mgr1:443".into()),
                 tls_version: Some("TLSv1.3".into()),
+                tls_group: Some("X25519MLKEM768".into()),
                 serial: if n < args.pending { 2 } else { 1 },
                 acked_serial: 1,
                 enrolled_ms: 1_795_000_000_000,

@@ -53,6 +53,7 @@ fn agent(id: &str, group: i64, versions: &[&str]) -> AgentRecord {
         channel: None,
         server: None,
         tls_version: None,
+        tls_group: None,
         serial: 1,
         acked_serial: 1,
         enrolled_ms: 0,

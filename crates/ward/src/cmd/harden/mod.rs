@@ -241,6 +241,15 @@ pub fn readiness(args: ReadinessArgs) -> CmdResult {
             }
         }
     }
+    let pq = &value["post_quantum"];
+    if pq["over_https"].as_u64().unwrap_or(0) > 0 {
+        println!(
+            "post-quantum key exchange (X25519MLKEM768): {} of {} agents on HTTPS ({:.0}%)",
+            pq["agents"],
+            pq["over_https"],
+            pq["share"].as_f64().unwrap_or(0.0) * 100.0
+        );
+    }
     println!("by group (highest version each agent can speak):");
     for (group, counts) in value["groups"].as_object().into_iter().flatten() {
         let parts: Vec<String> = versions
