@@ -82,7 +82,21 @@ pub struct ScanReport {
     pub address: SocketAddr,
     /// One entry per [`Probe::ALL`], in that order.
     pub results: Vec<(Probe, Outcome)>,
+    /// The TLS 1.3 key-exchange groups of [`SCAN_GROUPS`], each offered alone, and whether
+    /// the server took it (empty when it refuses TLS 1.3).
+    pub groups: Vec<(&'static str, bool)>,
 }
+
+/// The groups a scan offers one at a time over TLS 1.3, post-quantum first.
+pub const SCAN_GROUPS: &[&str] = &[
+    "X25519MLKEM768",
+    "SecP256r1MLKEM768",
+    "X25519",
+    "P-256",
+    "P-384",
+    "P-521",
+    "ffdhe2048",
+];
 
 impl ScanReport {
     pub fn accepted(&self) -> impl Iterator<Item = Probe> + '_ {
@@ -138,7 +152,7 @@ pub fn scan(target: &str, config: &ScanConfig) -> Result<ScanReport, ScanError> 
             .then(|| host.to_string())
     });
 
-    let results = thread::scope(|scope| {
+    let results: Vec<(Probe, Outcome)> = thread::scope(|scope| {
         let handles: Vec<_> = Probe::ALL
             .into_iter()
             .map(|probe| {
@@ -156,11 +170,70 @@ pub fn scan(target: &str, config: &ScanConfig) -> Result<ScanReport, ScanError> 
             .map(|h| h.join().expect("a probe thread does not panic"))
             .collect()
     });
+    let tls13 = results
+        .iter()
+        .any(|(probe, outcome)| *probe == Probe::Tls(TlsVersion::Tls1_3) && outcome.accepted());
+    let groups = if tls13 {
+        thread::scope(|scope| {
+            let handles: Vec<_> = SCAN_GROUPS
+                .iter()
+                .map(|group| {
+                    let server_name = server_name.as_deref();
+                    scope.spawn(move || {
+                        (
+                            *group,
+                            probe_group(group, address, server_name, config.timeout),
+                        )
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a probe thread does not panic"))
+                .collect()
+        })
+    } else {
+        Vec::new()
+    };
     Ok(ScanReport {
         target: target.to_string(),
         address,
         results,
+        groups,
     })
+}
+
+/// One TLS 1.3 handshake offering only `group`: whether the server completes it.
+fn probe_group(
+    group: &str,
+    address: SocketAddr,
+    server_name: Option<&str>,
+    timeout: Duration,
+) -> bool {
+    let Ok(stream) = connect(address, timeout) else {
+        return false;
+    };
+    let Ok(mut builder) = crate::context::connector_builder(&ClientTls::probe(TlsVersion::Tls1_3))
+    else {
+        return false;
+    };
+    // A group this OpenSSL does not know cannot be offered: not accepted, as far as we know.
+    if builder.set_groups_list(group).is_err() {
+        return false;
+    }
+    let connector = builder.build();
+    let Ok(mut config) = connector.configure() else {
+        return false;
+    };
+    config.set_use_server_name_indication(server_name.is_some());
+    config.set_verify_hostname(false);
+    match config.connect(server_name.unwrap_or(""), stream) {
+        Ok(mut tls) => {
+            let _ = tls.shutdown();
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 fn connect(address: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {

@@ -401,3 +401,42 @@ fn a_client_that_leaves_after_the_servers_hello_is_recorded_as_abandoned() {
     );
     assert!(!reason.contains("wrong version number"), "{reason}");
 }
+
+#[test]
+fn the_scanner_reports_the_groups_a_listener_accepts_and_the_groups_directive_sets_them() {
+    let mut server = Server::init();
+    // The console keeps ward's default groups; the clients listener is told X25519 and P-256.
+    let file = server.path("conf/ssl/sslforclients.conf");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        format!("{text}\nSSLOpenSSLConfCmd Groups X25519:P-256\n"),
+    )
+    .unwrap();
+    server.start();
+    let scan = |port: u16| -> Value {
+        let output = ward(&["tls", "scan", &format!("127.0.0.1:{port}"), "--json"]);
+        assert!(output.status.success(), "{output:?}");
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let console = scan(server.console);
+    assert_eq!(console["groups"]["X25519MLKEM768"], true, "{console}");
+    assert_eq!(console["groups"]["X25519"], true, "{console}");
+    let clients = scan(server.clients);
+    assert_eq!(clients["groups"]["X25519MLKEM768"], false, "{clients}");
+    assert_eq!(clients["groups"]["X25519"], true, "{clients}");
+    assert_eq!(clients["groups"]["P-256"], true, "{clients}");
+    assert_eq!(clients["groups"]["P-384"], false, "{clients}");
+    // A command other than Groups/Curves is said to be ignored, with its line.
+    std::fs::write(
+        &file,
+        format!("{text}\nSSLOpenSSLConfCmd Options -SessionTicket\n"),
+    )
+    .unwrap();
+    let configtest = ward(&["server", "configtest", "--data", &server.data_str()]);
+    let said = String::from_utf8_lossy(&configtest.stdout).into_owned();
+    assert!(
+        said.contains("SSLOpenSSLConfCmd Options is not applied"),
+        "{said}"
+    );
+}

@@ -433,10 +433,16 @@ fn scan_json(report: &ScanReport) -> Value {
         };
         protocols.insert(probe.name().to_string(), entry);
     }
+    let groups: serde_json::Map<String, Value> = report
+        .groups
+        .iter()
+        .map(|(group, accepted)| (group.to_string(), json!(*accepted)))
+        .collect();
     json!({
         "target": report.target,
         "address": report.address.to_string(),
         "protocols": protocols,
+        "groups": groups,
     })
 }
 
@@ -452,6 +458,21 @@ fn print_scan(report: &ScanReport) {
                 println!("{:<9} {:<9} {reason}", probe.name(), "refused")
             }
         }
+    }
+    if !report.groups.is_empty() {
+        let accepted: Vec<String> = report
+            .groups
+            .iter()
+            .filter(|(_, accepted)| *accepted)
+            .map(|(group, _)| {
+                if is_post_quantum(group) {
+                    format!("{group} (post-quantum)")
+                } else {
+                    group.to_string()
+                }
+            })
+            .collect();
+        println!("TLSv1.3 groups accepted: {}", accepted.join(", "));
     }
 }
 
