@@ -76,36 +76,74 @@ impl DataDir {
         self.root.join("certs/server-rsa.key")
     }
 
-    /// The session ticket key of both HTTPS listeners (80 random bytes, 0600): kept across
-    /// restarts, so agents resume their sessions instead of a full handshake each.
+    /// The session ticket keys of both HTTPS listeners (0600): the current key (80 random
+    /// bytes), then the previous one after a rotation. Kept across restarts, so agents resume
+    /// their sessions instead of a full handshake each; a site can share the file.
     pub fn ticket_key(&self) -> PathBuf {
         self.root.join("keys/tickets.key")
     }
 
-    /// Reads the ticket key, making it on first use.
-    pub fn load_ticket_key(&self) -> Result<[u8; ward_tls::ffi::TICKET_KEY_LEN], InitError> {
+    /// Reads the ticket keys, making a first key on first use.
+    pub fn load_ticket_keys(&self) -> Result<ward_tls::ffi::TicketKeys, InitError> {
+        const LEN: usize = ward_tls::ffi::TICKET_KEY_LEN;
         let path = self.ticket_key();
         match fs::read(&path) {
-            Ok(bytes) => bytes.try_into().map_err(|bytes: Vec<u8>| {
-                InitError(format!(
-                    "{}: {} bytes, expected {}: remove it to make a new one",
-                    path.display(),
-                    bytes.len(),
-                    ward_tls::ffi::TICKET_KEY_LEN
-                ))
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let mut key = [0u8; ward_tls::ffi::TICKET_KEY_LEN];
-                openssl::rand::rand_bytes(&mut key)
-                    .map_err(|e| InitError(format!("OpenSSL: {e}")))?;
-                if let Some(dir) = path.parent() {
-                    fs::create_dir_all(dir).map_err(io_error(dir))?;
-                }
-                write_file(&path, &key, 0o600)?;
-                Ok(key)
+            Ok(bytes) if bytes.len() == LEN || bytes.len() == 2 * LEN => {
+                let mut current = [0u8; LEN];
+                current.copy_from_slice(&bytes[..LEN]);
+                let previous = (bytes.len() == 2 * LEN).then(|| {
+                    let mut previous = [0u8; LEN];
+                    previous.copy_from_slice(&bytes[LEN..]);
+                    previous
+                });
+                Ok(ward_tls::ffi::TicketKeys { current, previous })
             }
+            Ok(bytes) => Err(InitError(format!(
+                "{}: {} bytes, expected {LEN} or {}: remove it to make a new one",
+                path.display(),
+                bytes.len(),
+                2 * LEN
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.rotate_ticket_keys(None),
             Err(e) => Err(InitError(format!("{}: {e}", path.display()))),
         }
+    }
+
+    /// A new current ticket key; `old`'s current one becomes the previous (still accepted).
+    /// Written atomically, 0600.
+    pub fn rotate_ticket_keys(
+        &self,
+        old: Option<ward_tls::ffi::TicketKeys>,
+    ) -> Result<ward_tls::ffi::TicketKeys, InitError> {
+        let path = self.ticket_key();
+        let mut current = [0u8; ward_tls::ffi::TICKET_KEY_LEN];
+        openssl::rand::rand_bytes(&mut current).map_err(|e| InitError(format!("OpenSSL: {e}")))?;
+        let keys = ward_tls::ffi::TicketKeys {
+            current,
+            previous: old.map(|old| old.current),
+        };
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_error(dir))?;
+        }
+        let mut bytes = keys.current.to_vec();
+        if let Some(previous) = keys.previous {
+            bytes.extend_from_slice(&previous);
+        }
+        if path.exists() {
+            // Replaced whole, keeping its mode: a crash leaves the old keys or the new ones.
+            write_atomic(&path, &bytes).map_err(io_error(&path))?;
+        } else {
+            write_file(&path, &bytes, 0o600)?;
+        }
+        Ok(keys)
+    }
+
+    /// How old the current ticket key is (from its file's modification time).
+    pub fn ticket_key_age(&self) -> Option<std::time::Duration> {
+        fs::metadata(self.ticket_key())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
     }
 
     /// The server's X25519 key for agent key agreement (hex of the raw private key).
@@ -340,7 +378,7 @@ pub fn initialise(
     )?;
     write_file(&data.admin_token(), format!("{token}\n").as_bytes(), 0o600)?;
     data.load_agreement_key()?;
-    data.load_ticket_key()?;
+    data.load_ticket_keys()?;
     write_file(&data.ssl_conf(), defaults::SSL_CONF.as_bytes(), 0o644)?;
     write_file(
         &data.clients_conf(),

@@ -94,16 +94,20 @@ pub fn load(
                 findings.push(Finding::new(warning.severity, warning.to_string()));
             }
             if policy.session_tickets {
-                match data.load_ticket_key() {
-                    Ok(key) if ward_tls::ffi::set_ticket_key(&context, &key) => {}
-                    Ok(_) => findings.push(Finding::new(
-                        Severity::Warning,
-                        format!(
-                            "{}: OpenSSL refused the session ticket key: tickets will not \
-                             survive a restart",
-                            file.display()
-                        ),
-                    )),
+                match data.load_ticket_keys() {
+                    Ok(keys) => {
+                        ward_tls::ffi::set_ticket_keys(keys);
+                        if !ward_tls::ffi::use_ticket_keys(&context) {
+                            findings.push(Finding::new(
+                                Severity::Warning,
+                                format!(
+                                    "{}: OpenSSL refused the session ticket keys: tickets will \
+                                     not survive a restart",
+                                    file.display()
+                                ),
+                            ));
+                        }
+                    }
                     Err(error) => {
                         findings.push(Finding::new(Severity::Error, error.to_string()));
                         return (None, findings);

@@ -204,6 +204,8 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         accept_tasks.push(tokio::spawn(accept_loop(shared.clone(), role, listener)));
     }
 
+    tokio::spawn(rotate_ticket_keys(shared.clone()));
+
     loop {
         tokio::select! {
             _ = hangup.recv() => {
@@ -238,6 +240,44 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     let _ = std::fs::remove_file(shared.data.pid_file());
     info!("stopped");
     Ok(())
+}
+
+/// How long a session ticket key encrypts new tickets before a new one takes over; the
+/// previous key still decrypts for as long again, so no agent's ticket is lost to a rotation.
+const TICKET_KEY_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Rotates the ticket keys when the current one is older than [`TICKET_KEY_LIFETIME`]: at
+/// start (a server that was down for a while) and every ten minutes.
+async fn rotate_ticket_keys(app: Arc<App>) {
+    let mut shutdown = app.shutdown.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let due = app
+            .data
+            .ticket_key_age()
+            .is_some_and(|age| age >= TICKET_KEY_LIFETIME);
+        if !due {
+            continue;
+        }
+        let data = app.data.clone();
+        let rotated = tokio::task::spawn_blocking(move || {
+            let old = data.load_ticket_keys()?;
+            data.rotate_ticket_keys(Some(old))
+        })
+        .await;
+        match rotated {
+            Ok(Ok(keys)) => {
+                ward_tls::ffi::set_ticket_keys(keys);
+                info!("rotated the session ticket key (the previous one still resumes)");
+            }
+            Ok(Err(error)) => error!(%error, "session ticket key not rotated"),
+            Err(error) => error!(%error, "session ticket key rotation failed"),
+        }
+    }
 }
 
 /// Connections beyond the cap that may wait for their 503 at the same time.

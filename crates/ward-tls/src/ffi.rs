@@ -14,24 +14,123 @@ extern "C" {
     fn SSL_CTX_get_ciphers(ctx: *const openssl_sys::SSL_CTX) -> *mut OPENSSL_STACK;
 }
 
-/// `SSL_CTRL_SET_TLSEXT_TICKET_KEYS`.
-const SSL_CTRL_SET_TLSEXT_TICKET_KEYS: c_int = 59;
-
 /// The length of a session ticket key: 16 bytes of name, 32 of HMAC key, 32 of AES key.
 pub const TICKET_KEY_LEN: usize = 80;
 
-/// Makes a context encrypt and accept session tickets with `key` instead of a random key of
-/// its own, so tickets survive a restart (and can be shared by the servers of a site).
-pub fn set_ticket_key(context: &SslContextRef, key: &[u8; TICKET_KEY_LEN]) -> bool {
-    // SAFETY: OpenSSL copies the 80 bytes; the context is alive for the borrow.
-    unsafe {
-        openssl_sys::SSL_CTX_ctrl(
-            context.as_ptr(),
-            SSL_CTRL_SET_TLSEXT_TICKET_KEYS,
-            TICKET_KEY_LEN as std::ffi::c_long,
-            key.as_ptr() as *mut std::ffi::c_void,
-        ) == 1
+/// The session ticket keys of every listener of this process: the current one encrypts new
+/// tickets; the previous one still decrypts (and its tickets are renewed), so a rotation
+/// costs no agent a full handshake.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TicketKeys {
+    pub current: [u8; TICKET_KEY_LEN],
+    pub previous: Option<[u8; TICKET_KEY_LEN]>,
+}
+
+static TICKET_KEYS: std::sync::RwLock<Option<TicketKeys>> = std::sync::RwLock::new(None);
+
+/// Installs the keys every context set up by [`use_ticket_keys`] uses from now on.
+pub fn set_ticket_keys(keys: TicketKeys) {
+    *TICKET_KEYS.write().unwrap_or_else(|p| p.into_inner()) = Some(keys);
+}
+
+fn ticket_keys() -> Option<TicketKeys> {
+    *TICKET_KEYS.read().unwrap_or_else(|p| p.into_inner())
+}
+
+extern "C" {
+    fn OSSL_PARAM_construct_utf8_string(
+        key: *const c_char,
+        buf: *mut c_char,
+        bsize: usize,
+    ) -> openssl_sys::OSSL_PARAM;
+    fn SSL_CTX_set_tlsext_ticket_key_evp_cb(
+        ctx: *mut openssl_sys::SSL_CTX,
+        cb: Option<TicketCallback>,
+    ) -> c_int;
+}
+
+type TicketCallback = unsafe extern "C" fn(
+    ssl: *mut openssl_sys::SSL,
+    key_name: *mut u8,
+    iv: *mut u8,
+    cipher: *mut openssl_sys::EVP_CIPHER_CTX,
+    mac: *mut openssl_sys::EVP_MAC_CTX,
+    enc: c_int,
+) -> c_int;
+
+/// Makes a context encrypt and accept session tickets with the process's [`TicketKeys`].
+pub fn use_ticket_keys(context: &SslContextRef) -> bool {
+    // SAFETY: installs a callback with the signature OpenSSL 3 expects; the context is alive.
+    unsafe { SSL_CTX_set_tlsext_ticket_key_evp_cb(context.as_ptr(), Some(ticket_callback)) == 1 }
+}
+
+/// OpenSSL's ticket key callback (see `SSL_CTX_set_tlsext_ticket_key_evp_cb(3)`): 1 to use
+/// the current key, 2 to accept a ticket of the previous key and renew it, 0 for a key it
+/// does not know (a full handshake), -1 on failure.
+unsafe extern "C" fn ticket_callback(
+    _ssl: *mut openssl_sys::SSL,
+    key_name: *mut u8,
+    iv: *mut u8,
+    cipher: *mut openssl_sys::EVP_CIPHER_CTX,
+    mac: *mut openssl_sys::EVP_MAC_CTX,
+    enc: c_int,
+) -> c_int {
+    let Some(keys) = ticket_keys() else {
+        return -1;
+    };
+    let (key, answer) = if enc == 1 {
+        std::ptr::copy_nonoverlapping(keys.current.as_ptr(), key_name, 16);
+        if openssl_sys::RAND_bytes(iv, 16) != 1 {
+            return -1;
+        }
+        (keys.current, 1)
+    } else {
+        let name = std::slice::from_raw_parts(key_name, 16);
+        if name == &keys.current[..16] {
+            (keys.current, 1)
+        } else if let Some(previous) = keys.previous.filter(|p| name == &p[..16]) {
+            (previous, 2)
+        } else {
+            return 0;
+        }
+    };
+    let mut hmac = [0u8; 32];
+    hmac.copy_from_slice(&key[16..48]);
+    let aes = &key[48..80];
+    let init = if enc == 1 {
+        openssl_sys::EVP_EncryptInit_ex(
+            cipher,
+            openssl_sys::EVP_aes_256_cbc(),
+            std::ptr::null_mut(),
+            aes.as_ptr(),
+            iv,
+        )
+    } else {
+        openssl_sys::EVP_DecryptInit_ex(
+            cipher,
+            openssl_sys::EVP_aes_256_cbc(),
+            std::ptr::null_mut(),
+            aes.as_ptr(),
+            iv,
+        )
+    };
+    if init != 1 {
+        return -1;
     }
+    let mut digest = *b"SHA256\0";
+    let params = [
+        openssl_sys::OSSL_PARAM_construct_octet_string(
+            c"key".as_ptr(),
+            hmac.as_mut_ptr() as *mut std::ffi::c_void,
+            hmac.len(),
+        ),
+        OSSL_PARAM_construct_utf8_string(c"digest".as_ptr(), digest.as_mut_ptr() as *mut c_char, 0),
+        openssl_sys::OSSL_PARAM_construct_end(),
+    ];
+    if openssl_sys::EVP_MAC_CTX_set_params(mac, params.as_ptr()) != 1 {
+        return -1;
+    }
+    answer
 }
 
 /// `SSL_CTRL_GET_NEGOTIATED_GROUP` (OpenSSL 3.0 and later).

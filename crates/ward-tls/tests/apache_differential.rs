@@ -6,6 +6,12 @@
 //!   same versions accepted in real handshakes, each line served by its own `<VirtualHost>` of
 //!   one running Apache;
 //! - lines that leave no version: Apache refuses to start, and ward reports the same error.
+//!
+//! What is compared, and what is not: Apache runs on Debian's OpenSSL 3.0, ward on the
+//! OpenSSL 3.5 it vendors. The versions each line enables are decided by mod_ssl's parsing
+//! and OpenSSL's min/max, the same in both; they are compared in real handshakes, whose
+//! clients here are built on ward's OpenSSL. Cipher suites and groups are not compared (the
+//! two OpenSSL builds differ there on purpose: 3DES and ML-KEM exist only in ward's).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

@@ -232,17 +232,32 @@ fn a_restarted_server_resumes_the_agents_sessions() {
     })
     .expect("the agent resumes before the restart");
     let ticket_key = std::fs::read(server.path("keys/tickets.key")).unwrap();
+    assert_eq!(ticket_key.len(), 80, "one key, not rotated yet");
     server
         .terminate(Duration::from_secs(10))
         .expect("a clean stop");
+    // The key is older than its lifetime by now (12 h): the restarted server rotates it at
+    // once, keeping it as the previous key.
+    let aged = std::process::Command::new("touch")
+        .args(["-d", "13 hours ago"])
+        .arg(server.path("keys/tickets.key"))
+        .status()
+        .unwrap();
+    assert!(aged.success());
     server.start();
-    // The counters start from zero; the same ticket key decrypts the agent's old ticket, so
-    // its very first handshake after the restart is already resumed (with a new key it would
-    // be a full one, and only the later ones resumed).
+    let rotated = eventually(Duration::from_secs(10), || {
+        let keys = std::fs::read(server.path("keys/tickets.key")).ok()?;
+        (keys.len() == 160).then_some(keys)
+    })
+    .expect("the aged ticket key is rotated at start");
     assert_eq!(
-        std::fs::read(server.path("keys/tickets.key")).unwrap(),
-        ticket_key
+        &rotated[80..],
+        &ticket_key[..],
+        "the old key is kept as the previous one"
     );
+    // The counters start from zero; the previous key still decrypts the agent's old ticket,
+    // so its very first handshake after the restart is already resumed (with an unknown key
+    // it would be a full one, and only the later ones resumed).
     let (completed, resumed) = eventually(Duration::from_secs(15), || {
         let counts = handshakes_on_clients(&server);
         (counts.0 > 0).then_some(counts)

@@ -208,3 +208,81 @@ fn resumption_follows_the_session_directives() {
     );
     assert!(!resumed("SSLSessionTickets off\nSSLSessionCache none"));
 }
+
+#[test]
+fn rotated_ticket_keys_still_accept_the_previous_key_and_no_older() {
+    use crate::ffi::{set_ticket_keys, use_ticket_keys, TicketKeys, TICKET_KEY_LEN};
+    let fixture = fixture();
+    // Tickets only: no server-side session cache to resume from.
+    let text = "SSLProtocol TLSv1.2\nSSLSessionCache none\nSSLCertificateFile server.pem\n\
+                SSLCertificateKeyFile server.key\n";
+    let policy = listener_conf("t", text).policy.unwrap();
+    let context = build_acceptor(&policy, fixture.dir.path()).unwrap();
+    assert!(use_ticket_keys(&context));
+    let key = |byte: u8| [byte; TICKET_KEY_LEN];
+    set_ticket_keys(TicketKeys {
+        current: key(1),
+        previous: None,
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        for _ in 0..5 {
+            let (stream, _) = listener.accept().unwrap();
+            let ssl = openssl::ssl::Ssl::new(&context).unwrap();
+            if let Ok(mut tls) = ssl.accept(stream) {
+                let _ = tls.shutdown();
+            }
+        }
+    });
+    let connector = build_connector(&ClientTls {
+        min: None,
+        max: None,
+        verification: ServerVerification::Ca(fixture.ca_pem.clone()),
+        cipher_list: None,
+    })
+    .unwrap();
+    // One connection resuming `session`: (reused, the session it leaves).
+    let connect = |session: Option<&openssl::ssl::SslSession>| {
+        let mut config = connector.configure().unwrap();
+        if let Some(session) = session {
+            unsafe { config.set_session(session).unwrap() };
+        }
+        let mut tls = config
+            .connect("localhost", TcpStream::connect(address).unwrap())
+            .unwrap();
+        let reused = tls.ssl().session_reused();
+        let session = tls.ssl().session().unwrap().to_owned();
+        let _ = tls.shutdown();
+        (reused, session)
+    };
+    let (reused, first) = connect(None);
+    assert!(!reused);
+    // Rotated: the previous key still decrypts, and the ticket is renewed under the new one.
+    set_ticket_keys(TicketKeys {
+        current: key(2),
+        previous: Some(key(1)),
+    });
+    let (reused, renewed) = connect(Some(&first));
+    assert!(reused, "a ticket of the previous key resumes");
+    // Rotated again: the first key is gone, its ticket means a full handshake.
+    set_ticket_keys(TicketKeys {
+        current: key(3),
+        previous: Some(key(2)),
+    });
+    let (reused, _) = connect(Some(&first));
+    assert!(
+        !reused,
+        "a ticket of a key two rotations old does not resume"
+    );
+    let (reused, _) = connect(Some(&renewed));
+    assert!(reused, "the renewed ticket resumes");
+    // Unknown keys altogether: a full handshake, never a failure.
+    set_ticket_keys(TicketKeys {
+        current: key(4),
+        previous: None,
+    });
+    let (reused, _) = connect(Some(&renewed));
+    assert!(!reused);
+    server.join().unwrap();
+}
