@@ -238,7 +238,13 @@ pub fn run(
         s.client_profile = loaded.offer.profile.map(|p| p.name.to_string());
     };
     set_status(&mut |s| identity(&loaded, s));
-    while !stopper.is_stopped() {
+    loop {
+        // Reset before the flags are read: a stop or reload that comes after this line
+        // interrupts the next exchange; one that came before is seen below.
+        loaded.transport.interrupt().reset();
+        if stopper.is_stopped() {
+            break;
+        }
         if stopper.take_reload() {
             match load(config, stopper) {
                 Ok(fresh) => {
@@ -252,7 +258,6 @@ pub fn run(
                 Err(error) => log(format_args!("settings file not re-read: {error}")),
             }
         }
-        loaded.transport.interrupt().reset();
         match loaded.core.next(Instant::now()) {
             Action::Sleep(pause) => {
                 set_status(&mut |s| s.next_checkin_ms = Some(now_ms() + pause.as_millis() as i64));

@@ -190,6 +190,9 @@ impl Transport {
         call: &Call<'_>,
         timeout: Duration,
     ) -> Result<Exchange, String> {
+        // A session left over from an exchange that failed after its handshake belongs to
+        // another server (and maybe another connector): never file it under this one.
+        self.latest.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Call {
             method,
             path,

@@ -83,8 +83,17 @@ impl DataDir {
         self.root.join("keys/tickets.key")
     }
 
-    /// Reads the ticket keys, making a first key on first use.
+    /// Reads the ticket keys, making a first key on first use (`ward server` at start).
     pub fn load_ticket_keys(&self) -> Result<ward_tls::ffi::TicketKeys, InitError> {
+        match self.read_ticket_keys()? {
+            Some(keys) => Ok(keys),
+            None => self.rotate_ticket_keys(None),
+        }
+    }
+
+    /// Reads the ticket keys without writing anything (configtest, reload); `None` when there
+    /// are none yet.
+    pub fn read_ticket_keys(&self) -> Result<Option<ward_tls::ffi::TicketKeys>, InitError> {
         const LEN: usize = ward_tls::ffi::TICKET_KEY_LEN;
         let path = self.ticket_key();
         match fs::read(&path) {
@@ -96,7 +105,7 @@ impl DataDir {
                     previous.copy_from_slice(&bytes[LEN..]);
                     previous
                 });
-                Ok(ward_tls::ffi::TicketKeys { current, previous })
+                Ok(Some(ward_tls::ffi::TicketKeys { current, previous }))
             }
             Ok(bytes) => Err(InitError(format!(
                 "{}: {} bytes, expected {LEN} or {}: remove it to make a new one",
@@ -104,7 +113,7 @@ impl DataDir {
                 bytes.len(),
                 2 * LEN
             ))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => self.rotate_ticket_keys(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(InitError(format!("{}: {e}", path.display()))),
         }
     }

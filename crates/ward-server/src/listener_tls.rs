@@ -94,8 +94,11 @@ pub fn load(
                 findings.push(Finding::new(warning.severity, warning.to_string()));
             }
             if policy.session_tickets {
-                match data.load_ticket_keys() {
-                    Ok(keys) => {
+                match data.read_ticket_keys() {
+                    // None yet (a data dir from before ticket keys, seen by configtest):
+                    // `ward server` makes one at start.
+                    Ok(None) => {}
+                    Ok(Some(keys)) => {
                         ward_tls::ffi::set_ticket_keys(keys);
                         if !ward_tls::ffi::use_ticket_keys(&context) {
                             findings.push(Finding::new(

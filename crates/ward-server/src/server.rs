@@ -263,6 +263,8 @@ async fn rotate_ticket_keys(app: Arc<App>) {
         if !due {
             continue;
         }
+        // Not while a reload reads the file: it would install the keys it read last.
+        let _one_at_a_time = app.reload_lock.lock().await;
         let data = app.data.clone();
         let rotated = tokio::task::spawn_blocking(move || {
             let old = data.load_ticket_keys()?;

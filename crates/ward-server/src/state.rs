@@ -87,6 +87,9 @@ impl App {
             config.clients.ip().to_string()
         };
         crate::ops::initialise(&store, &host, config.clients.port()).map_err(|e| other(&e))?;
+        // The session ticket keys exist before the listeners are built (a data dir from
+        // before them gets its first key here).
+        data.load_ticket_keys().map_err(|e| other(&e))?;
         let (loaded, findings) = listener_tls::load_all(&data, &config);
         let Some((console_tls, clients_tls)) = loaded else {
             return Err(OpenError::Tls(findings));

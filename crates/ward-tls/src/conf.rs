@@ -595,19 +595,20 @@ pub fn listener_conf(file: &str, text: &str) -> ListenerConf {
                 policy.session_cache = !(kind.eq_ignore_ascii_case("none")
                     || kind.eq_ignore_ascii_case("nonenotnull"));
             }
-        } else if directive.is("SSLCertificateFile") {
+        } else if directive.is("SSLCertificateFile") || directive.is("SSLCertificateKeyFile") {
             if let [path] = directive.args.as_slice() {
-                // A vhost's own certificates replace the main server's, as in Apache.
+                // A vhost's own certificates and keys replace the main server's, as in Apache,
+                // whichever of the two it names first.
                 if in_vhost(directive) && !vhost_certificates {
                     vhost_certificates = true;
                     policy.certificate_files.clear();
                     policy.certificate_key_files.clear();
                 }
-                policy.certificate_files.push(located(path.clone()));
-            }
-        } else if directive.is("SSLCertificateKeyFile") {
-            if let [path] = directive.args.as_slice() {
-                policy.certificate_key_files.push(located(path.clone()));
+                if directive.is("SSLCertificateFile") {
+                    policy.certificate_files.push(located(path.clone()));
+                } else {
+                    policy.certificate_key_files.push(located(path.clone()));
+                }
             }
         } else if directive.is("SSLOpenSSLConfCmd") {
             match directive.args.as_slice() {

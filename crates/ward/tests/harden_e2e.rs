@@ -608,3 +608,24 @@ fn apply_called_directly_refuses_to_cut_agents_off() {
     assert_eq!(entry["after"]["accept_cut_off"], true, "{entry}");
     assert_eq!(ids(&entry["after"]["accepted_agents"]), capped, "{entry}");
 }
+
+#[test]
+fn an_apply_to_other_files_never_uses_an_interrupted_applys_copies() {
+    let mut server = Server::init();
+    server.start();
+    // An apply to both files stopped part-way (ssl.conf already edited).
+    crash_mid_apply(&server, SEED_HARDENED);
+    let files = conf_bytes(&server);
+    let body = format!(r#"{{"protocol": "{SEED_HARDENED}", "listener": "clients"}}"#);
+    let (status, answer) = curl_apply(&server, &body);
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "apply_interrupted", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--resume"),
+        "{answer}"
+    );
+    assert_eq!(conf_bytes(&server), files, "nothing was touched");
+}

@@ -480,6 +480,34 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         read_state(&root)?.unwrap_or_else(|| new_run(None, &proposal, &None, LEGACY_NAME));
     // An apply that stopped part-way already took the copies (the files may be edited now).
     let interrupted = !state.applying.is_empty();
+    if interrupted {
+        // Its copies are the way back for exactly its files: another apply must not put back
+        // (or record as the originals) copies of other files.
+        let mut copied: Vec<&Path> = state.applying.iter().map(|c| c.file.as_path()).collect();
+        let mut wanted: Vec<&Path> = files.iter().map(|(_, f)| f.as_path()).collect();
+        copied.sort();
+        wanted.sort();
+        if copied != wanted {
+            return Err(conflict(
+                "apply_interrupted",
+                format!(
+                    "an apply of {} stopped part-way and its copies are on record: finish it \
+                     with `ward tls harden --resume`, or undo it with `ward tls rollback`, \
+                     before applying to {}",
+                    copied
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                    wanted
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            ));
+        }
+    }
     if !interrupted {
         let stamp = now_ms();
         let copy_root = root.clone();
