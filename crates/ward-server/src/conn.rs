@@ -200,7 +200,8 @@ async fn handshake(
                 .and_then(|e| e.reason())
                 .map(str::to_string);
             // A suite was chosen: the server's hello went out, and the client left after it.
-            let chosen = stream.ssl().current_cipher().map(|c| c.name());
+            // (Below TLS 1.3 the chosen suite is pending until the handshake finishes.)
+            let chosen = ward_tls::ffi::chosen_cipher(stream.ssl()).map(|c| c.name());
             let refused_by_alert = reason.as_deref().is_some_and(|r| r.contains("alert"));
             if let (Some(cipher), false) = (chosen, refused_by_alert) {
                 HandshakeEnd::Abandoned {

@@ -10,6 +10,7 @@ use openssl::ssl::{SslContextRef, SslRef};
 use openssl_sys::{OPENSSL_sk_num, OPENSSL_sk_value, SSL_CIPHER_get_name, SSL_ctrl, OPENSSL_STACK};
 
 extern "C" {
+    fn SSL_get_pending_cipher(ssl: *const openssl_sys::SSL) -> *const openssl_sys::SSL_CIPHER;
     fn SSL_group_to_name(ssl: *mut openssl_sys::SSL, id: c_int) -> *const c_char;
     fn SSL_CTX_get_ciphers(ctx: *const openssl_sys::SSL_CTX) -> *mut OPENSSL_STACK;
 }
@@ -132,6 +133,20 @@ unsafe extern "C" fn ticket_callback(
         return -1;
     }
     answer
+}
+
+/// The suite the server chose: the current one, or below TLS 1.3 the one pending until the
+/// handshake finishes (`None` before the server's hello).
+pub fn chosen_cipher(ssl: &SslRef) -> Option<&openssl::ssl::SslCipherRef> {
+    ssl.current_cipher().or_else(|| {
+        // SAFETY: the cipher is a static OpenSSL object; the borrow ties it to the SSL.
+        unsafe {
+            let cipher = SSL_get_pending_cipher(ssl.as_ptr());
+            (!cipher.is_null()).then(|| {
+                openssl::ssl::SslCipherRef::from_ptr(cipher as *mut openssl_sys::SSL_CIPHER)
+            })
+        }
+    })
 }
 
 /// `SSL_CTRL_GET_NEGOTIATED_GROUP` (OpenSSL 3.0 and later).

@@ -7,6 +7,8 @@
 //! - [`context`]: OpenSSL server and client contexts from a policy.
 //! - [`ffi`]: the few OpenSSL calls the `openssl` crate does not wrap (negotiated group,
 //!   enabled ciphers), with safe wrappers.
+//! - [`replay`]: a real ClientHello replayed in memory through a listener's context: the
+//!   exact plan's verdict (OpenSSL, no socket).
 //! - [`scan`]: the protocol scanner (sockets).
 //! - [`pki`]: a private CA and server certificates (ECDSA and RSA).
 //! - [`profile`]: what real client stacks offer (`xp-ie8`, `java6`, ...), for honest
@@ -23,6 +25,7 @@ pub mod hello;
 pub mod pki;
 pub mod profile;
 pub mod protocol;
+pub mod replay;
 pub mod scan;
 pub mod utc;
 

@@ -1,0 +1,408 @@
+//! The exact plan's engine against the real thing: real ClientHellos (ward's OpenSSL with each
+//! client profile, and the host's `openssl s_client`, `curl` and Python, which run Debian's
+//! OpenSSL 3.0) are replayed in memory through a listener context, and the verdict must equal
+//! what the same context answers over a real socket: served or refused, and for the clients
+//! that can finish a handshake here, the version and the suite too. Every proposed change
+//! below mixes protocol, cipher, certificate and group settings. 100% agreement: there is no
+//! list of exceptions.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use openssl::ssl::{Ssl, SslContext};
+use ward_tls::conf::listener_conf;
+use ward_tls::context::{build_acceptor, connector_builder, ClientTls, ServerVerification};
+use ward_tls::pki::{self, KeyType};
+use ward_tls::profile::CLIENT_PROFILES;
+use ward_tls::replay::{replay, Verdict};
+
+/// A data dir with an ECDSA and an RSA certificate.
+fn certificates() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::new_ca("ward test CA").unwrap();
+    let ip = [Ipv4Addr::LOCALHOST.into()];
+    for (key_type, name) in [
+        (KeyType::EcdsaP256, "server"),
+        (KeyType::Rsa2048, "server-rsa"),
+    ] {
+        let issued = pki::new_server_cert_of(key_type, &ca, &["localhost"], &ip).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{name}.pem")),
+            issued.cert_pem().unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(format!("{name}.key")),
+            issued.key_pem().unwrap(),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+const BOTH_CERTS: &str = "SSLCertificateFile server.pem\nSSLCertificateKeyFile server.key\n\
+                          SSLCertificateFile server-rsa.pem\nSSLCertificateKeyFile server-rsa.key\n";
+const ECDSA_ONLY: &str = "SSLCertificateFile server.pem\nSSLCertificateKeyFile server.key\n";
+
+/// The proposed changes: (name, conf lines).
+fn proposals() -> Vec<(&'static str, String)> {
+    vec![
+        ("the default", format!("SSLProtocol all -SSLv2 -SSLv3\n{BOTH_CERTS}")),
+        ("TLS 1.2 and later", format!("SSLProtocol all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1\n{BOTH_CERTS}")),
+        ("TLS 1.3 only", format!("SSLProtocol TLSv1.3\n{BOTH_CERTS}")),
+        (
+            "3DES named for XP",
+            format!("SSLProtocol all -SSLv2 -SSLv3\nSSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5\n{BOTH_CERTS}"),
+        ),
+        (
+            "3DES named, ECDSA certificate only",
+            format!("SSLProtocol all -SSLv2 -SSLv3\nSSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5\n{ECDSA_ONLY}"),
+        ),
+        (
+            "ECDHE-ECDSA AES-GCM only, TLS 1.2",
+            format!("SSLProtocol TLSv1.2\nSSLCipherSuite ECDHE-ECDSA-AES128-GCM-SHA256\n{BOTH_CERTS}"),
+        ),
+        (
+            "X25519 only",
+            format!("SSLProtocol all -SSLv2 -SSLv3\nSSLOpenSSLConfCmd Groups X25519\n{BOTH_CERTS}"),
+        ),
+    ]
+}
+
+/// A transport that keeps what the client writes and has nothing to read.
+#[derive(Debug, Default)]
+struct Capture(Vec<u8>);
+
+impl Read for Capture {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The client profiles' offers, built on ward's OpenSSL: (name, its ClientTls, groups, SNI).
+struct OwnClient {
+    name: &'static str,
+    tls: ClientTls,
+    groups: Option<&'static str>,
+    sni: bool,
+}
+
+fn own_clients() -> Vec<OwnClient> {
+    CLIENT_PROFILES
+        .iter()
+        .map(|p| OwnClient {
+            name: p.name,
+            tls: p.client_tls(ServerVerification::None),
+            groups: p.groups,
+            sni: p.sni,
+        })
+        .chain([OwnClient {
+            name: "ward agent --tls-max TLSv1.2",
+            tls: ClientTls {
+                min: None,
+                max: Some(ward_tls::TlsVersion::Tls1_2),
+                verification: ServerVerification::None,
+                cipher_list: None,
+            },
+            groups: None,
+            sni: true,
+        }])
+        .collect()
+}
+
+fn connector(client: &OwnClient) -> openssl::ssl::SslConnector {
+    let mut builder = connector_builder(&client.tls).unwrap();
+    if let Some(groups) = client.groups {
+        builder.set_groups_list(groups).unwrap();
+    }
+    builder.build()
+}
+
+fn own_hello(client: &OwnClient) -> Vec<u8> {
+    let mut config = connector(client).configure().unwrap();
+    config.set_use_server_name_indication(client.sni);
+    config.set_verify_hostname(false);
+    match config.connect("localhost", Capture::default()) {
+        Err(openssl::ssl::HandshakeError::WouldBlock(mid)) => mid.get_ref().0.clone(),
+        other => panic!(
+            "{}: expected to wait for the server: {other:?}",
+            client.name
+        ),
+    }
+}
+
+/// The ClientHello an outside program sends: a listener that reads it and closes.
+fn captured_hello(name: &str, run: impl FnOnce(SocketAddr) -> Command) -> Vec<u8> {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let label = name.to_string();
+    let reader = thread::spawn(move || {
+        let name = label;
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match ward_tls::hello::needed_len(&bytes) {
+                Ok(Some(n)) if bytes.len() >= n => break,
+                _ => {}
+            }
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "{name} closed before its ClientHello was complete");
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        bytes
+    });
+    let mut child = run(address)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let hello = reader.join().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    hello
+}
+
+fn outside_hellos() -> Vec<(String, Vec<u8>)> {
+    let s_client = |flags: &'static [&'static str]| {
+        move |address: SocketAddr| {
+            let mut command = Command::new(ward_testkit::tool("openssl", "openssl"));
+            command
+                .args(["s_client", "-connect", &address.to_string()])
+                .args(flags);
+            command
+        }
+    };
+    let mut hellos = vec![
+        (
+            "openssl s_client".to_string(),
+            captured_hello("s_client", s_client(&[])),
+        ),
+        (
+            "openssl s_client -tls1_2".to_string(),
+            captured_hello("s_client", s_client(&["-tls1_2"])),
+        ),
+        (
+            "openssl s_client -tls1 @SECLEVEL=0".to_string(),
+            captured_hello(
+                "s_client",
+                s_client(&["-tls1", "-cipher", "DEFAULT:@SECLEVEL=0"]),
+            ),
+        ),
+        (
+            "openssl s_client -tls1_2 -cipher AES128-SHA".to_string(),
+            captured_hello("s_client", s_client(&["-tls1_2", "-cipher", "AES128-SHA"])),
+        ),
+    ];
+    hellos.push((
+        "curl".to_string(),
+        captured_hello("curl", |address| {
+            let mut command = Command::new(ward_testkit::tool("curl", "curl"));
+            command.args([
+                "-sk",
+                "--max-time",
+                "10",
+                &format!("https://localhost:{}/", address.port()),
+            ]);
+            command
+        }),
+    ));
+    hellos.push((
+        "python ssl".to_string(),
+        captured_hello("python", |address| {
+            let mut command = Command::new("python3");
+            command.args([
+                "-c",
+                "import socket,ssl,sys\n\
+                 c=ssl.create_default_context(); c.check_hostname=False; c.verify_mode=ssl.CERT_NONE\n\
+                 s=socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+                 c.wrap_socket(s, server_hostname='localhost')",
+                &address.port().to_string(),
+            ]);
+            command
+        }),
+    ));
+    hellos
+}
+
+/// What `context` answers a real socket that sends `hello`: served (a ServerHello record
+/// first) or refused (an alert, or nothing).
+fn socket_answer(context: &SslContext, hello: &[u8]) -> bool {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let context = context.clone();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = Ssl::new(&context).unwrap().accept(stream);
+    });
+    let mut client = TcpStream::connect(address).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.write_all(hello).unwrap();
+    let mut head = [0u8; 6];
+    let served = client.read_exact(&mut head).is_ok() && head[0] == 22 && head[5] == 2;
+    drop(client);
+    server.join().unwrap();
+    served
+}
+
+/// A real handshake of one of ward's own clients: (version, suite), or `None` if refused.
+fn real_handshake(context: &SslContext, client: &OwnClient) -> Option<(String, String)> {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let context = context.clone();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = Ssl::new(&context).unwrap().accept(stream);
+    });
+    let mut config = connector(client).configure().unwrap();
+    config.set_use_server_name_indication(client.sni);
+    config.set_verify_hostname(false);
+    let stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let result = config.connect("localhost", stream).ok().map(|tls| {
+        (
+            tls.ssl().version_str().to_string(),
+            tls.ssl().current_cipher().unwrap().name().to_string(),
+        )
+    });
+    server.join().unwrap();
+    result
+}
+
+#[test]
+fn the_replayed_verdict_is_what_the_listener_answers() {
+    let dir = certificates();
+    let own = own_clients();
+    let own_hellos: Vec<Vec<u8>> = own.iter().map(own_hello).collect();
+    let outside = outside_hellos();
+    let mut compared = 0;
+    let mut served_somewhere = 0;
+    let mut refused_somewhere = 0;
+    for (proposal, text) in proposals() {
+        let policy = listener_conf("proposed.conf", &text)
+            .policy
+            .unwrap_or_else(|| panic!("{proposal}: the conf does not parse"));
+        let context = build_acceptor(&policy, dir.path()).unwrap();
+        for (client, hello) in own.iter().zip(&own_hellos) {
+            let verdict = replay(&context, hello);
+            let real = real_handshake(&context, client);
+            match (&verdict, &real) {
+                (
+                    Verdict::Served {
+                        version, cipher, ..
+                    },
+                    Some((real_version, real_cipher)),
+                ) => {
+                    assert_eq!(version.name(), real_version, "{proposal} / {}", client.name);
+                    assert_eq!(cipher, real_cipher, "{proposal} / {}", client.name);
+                    served_somewhere += 1;
+                }
+                (Verdict::Refused { .. }, None) => refused_somewhere += 1,
+                _ => panic!(
+                    "{proposal} / {}: the replay says {verdict:?}, the listener {real:?}",
+                    client.name
+                ),
+            }
+            assert_eq!(
+                verdict.served(),
+                socket_answer(&context, hello),
+                "{proposal} / {}: the same bytes over a socket",
+                client.name
+            );
+            compared += 1;
+        }
+        for (client, hello) in &outside {
+            let verdict = replay(&context, hello);
+            assert_eq!(
+                verdict.served(),
+                socket_answer(&context, hello),
+                "{proposal} / {client}: the replay says {verdict:?}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, proposals().len() * (own.len() + outside.len()));
+    // The table really discriminates: both outcomes occur.
+    assert!(
+        served_somewhere > 10 && refused_somewhere > 10,
+        "{served_somewhere} / {refused_somewhere}"
+    );
+}
+
+#[test]
+fn the_replay_names_the_certificate_and_the_group() {
+    let dir = certificates();
+    let xp = own_clients()
+        .into_iter()
+        .find(|c| c.name == "xp-ie8")
+        .unwrap();
+    let modern = own_clients()
+        .into_iter()
+        .find(|c| c.name == "modern")
+        .unwrap();
+    let text = format!(
+        "SSLProtocol all -SSLv2 -SSLv3\nSSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5\n{BOTH_CERTS}"
+    );
+    let context = build_acceptor(&listener_conf("p", &text).policy.unwrap(), dir.path()).unwrap();
+    match replay(&context, &own_hello(&xp)) {
+        Verdict::Served {
+            cipher,
+            certificate,
+            group,
+            version,
+        } => {
+            assert_eq!(cipher, "DES-CBC3-SHA");
+            assert_eq!(certificate, Some("RSA"));
+            assert_eq!(group, None);
+            assert_eq!(version, ward_tls::TlsVersion::Tls1_0);
+        }
+        other => panic!("{other:?}"),
+    }
+    match replay(&context, &own_hello(&modern)) {
+        Verdict::Served {
+            group, certificate, ..
+        } => {
+            assert_eq!(group, Some("X25519MLKEM768"));
+            assert_eq!(certificate, Some("EC"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let ecdsa_only = build_acceptor(
+        &listener_conf("p", &format!("SSLProtocol all -SSLv2 -SSLv3\n{ECDSA_ONLY}"))
+            .policy
+            .unwrap(),
+        dir.path(),
+    )
+    .unwrap();
+    match replay(&ecdsa_only, &own_hello(&xp)) {
+        Verdict::Refused { reason } => assert!(reason.contains("no shared cipher"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
