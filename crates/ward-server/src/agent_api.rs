@@ -219,6 +219,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
         server: None,
         tls_version: None,
         tls_group: None,
+        hello: None,
         serial: 1,
         acked_serial: 0,
         enrolled_ms: now,
@@ -231,7 +232,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
     let result = blocking(move || {
         store.apply(&Change {
             mutation: Mutation::Enroll {
-                agent: record,
+                agent: Box::new(record),
                 public_key: public_hex,
                 token: token.id,
             },
@@ -365,6 +366,7 @@ pub async fn checkin(
         server: clip(&report.server, 255),
         tls_version: tls.map(|t| t.version.name().to_string()),
         tls_group: tls.and_then(|t| t.group).map(str::to_string),
+        hello: tls.and_then(|t| t.hello).map(|digest| hex(&digest)),
         peer: Some(peer.ip().to_canonical().to_string()),
     };
     let wait = Duration::from_millis(report.wait_ms).min(MAX_WAIT);

@@ -347,6 +347,8 @@ pub struct ConnTls {
     pub version: ward_tls::TlsVersion,
     /// The key-exchange group (`None` with RSA key exchange).
     pub group: Option<&'static str>,
+    /// The SHA-256 of the ClientHello the client sent.
+    pub hello: Option<[u8; 32]>,
     pub generation: u64,
 }
 

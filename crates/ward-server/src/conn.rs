@@ -63,11 +63,12 @@ pub async fn serve(
             // Read before the acceptor is taken: a connection never pairs old settings with
             // a newer generation (reload swaps the settings first, then bumps it).
             let generation = *shared.tls_generation.borrow();
-            if let Some((stream, version)) = handshake(&shared, role, tcp, peer).await {
+            if let Some((stream, version, hello)) = handshake(&shared, role, tcp, peer).await {
                 let group = ward_tls::ffi::negotiated_group(stream.ssl());
                 let tls = version.map(|version| crate::api::ConnTls {
                     version,
                     group,
+                    hello: Some(hello),
                     generation,
                 });
                 serve_http(shared, role, tls, peer, stream).await;
@@ -107,7 +108,7 @@ async fn handshake(
     role: Role,
     mut tcp: TcpStream,
     peer: SocketAddr,
-) -> Option<(TlsStream, Option<ward_tls::TlsVersion>)> {
+) -> Option<(TlsStream, Option<ward_tls::TlsVersion>, [u8; 32])> {
     let timeout = shared.config.limits.handshake_timeout;
     let deadline = Instant::now() + timeout;
     let mut buffer = Vec::with_capacity(1024);
@@ -159,6 +160,9 @@ async fn handshake(
             return None;
         }
     };
+    // What this client really sent, kept (deduplicated) for exact plans: replayed through a
+    // proposed listener, it says whether the change would cut this client off.
+    let hello_digest = shared.telemetry.hello(role, peer.ip(), &hello, &buffer);
     let ssl = match Ssl::new(&tls.context) {
         Ok(ssl) => ssl,
         Err(error) => {
@@ -191,7 +195,7 @@ async fn handshake(
                     ssl.session_reused(),
                 );
             }
-            return Some((stream, negotiated));
+            return Some((stream, negotiated, hello_digest));
         }
         Ok(Err(error)) => {
             let reason = error

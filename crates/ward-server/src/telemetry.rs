@@ -21,6 +21,7 @@ use ward_tls::TlsVersion;
 
 use crate::config::Role;
 use crate::failure::FailureKind;
+use ward_tls::hello::ClientHello;
 
 /// The batching window of the telemetry writer (stated in ARCHITECTURE.md).
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -246,8 +247,16 @@ struct Pending {
     counts: HashMap<CountKey, u64>,
     failures: Vec<HandshakeFailure>,
     dropped: HashMap<i64, u64>,
+    /// Distinct ClientHellos since the last write: digest -> (bytes, last ms, count).
+    hellos: HashMap<String, (Vec<u8>, i64, u64)>,
+    /// The last ClientHello per (listener, peer address).
+    hello_peers: HashMap<(Role, IpAddr), (String, i64)>,
     stopping: bool,
 }
+
+/// The most distinct ClientHellos held between two writes (a flood of random hellos only
+/// costs this much memory; the store keeps at most `ward_store::MAX_DISTINCT_HELLOS`).
+const MAX_PENDING_HELLOS: usize = 1000;
 
 impl Pending {
     fn take_batch(&mut self) -> TelemetryBatch {
@@ -262,6 +271,26 @@ impl Pending {
                 .collect(),
             failures: std::mem::take(&mut self.failures),
             dropped_failures: self.dropped.drain().collect(),
+            hellos: self
+                .hellos
+                .drain()
+                .map(|(digest, (bytes, at_ms, count))| ward_store::HelloSeen {
+                    digest,
+                    bytes,
+                    at_ms,
+                    count,
+                })
+                .collect(),
+            hello_peers: self
+                .hello_peers
+                .drain()
+                .map(|((role, peer), (digest, at_ms))| ward_store::HelloPeer {
+                    listener: role.name().to_string(),
+                    peer: peer.to_string(),
+                    digest,
+                    at_ms,
+                })
+                .collect(),
         }
     }
 }
@@ -340,6 +369,29 @@ impl Telemetry {
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the raw ClientHello a peer sent on a listener, under its stack's fingerprint
+    /// (the bytes of the first one seen are kept to be replayed); returns the fingerprint,
+    /// which a check-in keeps with its agent.
+    pub fn hello(&self, role: Role, peer: IpAddr, hello: &ClientHello, bytes: &[u8]) -> [u8; 32] {
+        let sha = hello.fingerprint();
+        let digest = ward_proto::hex(&sha);
+        let now = now_ms();
+        let mut pending = self.pending();
+        let known = pending.hellos.contains_key(&digest);
+        if known || pending.hellos.len() < MAX_PENDING_HELLOS {
+            let entry = pending
+                .hellos
+                .entry(digest.clone())
+                .or_insert_with(|| (bytes.to_vec(), now, 0));
+            entry.1 = now;
+            entry.2 += 1;
+        }
+        pending
+            .hello_peers
+            .insert((role, peer.to_canonical()), (digest, now));
+        sha
     }
 
     pub fn handshake(

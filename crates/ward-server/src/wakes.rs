@@ -131,6 +131,14 @@ impl Store for Publishing {
         self.inner.account(name)
     }
 
+    fn client_hellos(&self) -> Result<Vec<ward_store::StoredHello>, StoreError> {
+        self.inner.client_hellos()
+    }
+
+    fn hello_peers(&self, since_ms: i64) -> Result<Vec<ward_store::HelloPeer>, StoreError> {
+        self.inner.hello_peers(since_ms)
+    }
+
     fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         self.inner.accounts()
     }

@@ -26,6 +26,8 @@ pub struct AgentRecord {
     pub tls_version: Option<String>,
     /// The key-exchange group negotiated last (`X25519MLKEM768`, `x25519`, ...).
     pub tls_group: Option<String>,
+    /// The SHA-256 (hex) of the ClientHello of its last HTTPS check-in.
+    pub hello: Option<String>,
     /// The settings serial the agent should have.
     pub serial: i64,
     /// The settings serial the agent acknowledged.
@@ -89,6 +91,8 @@ pub struct Checkin {
     pub tls_version: Option<String>,
     /// The key-exchange group negotiated (`None` over plain HTTP or with RSA key exchange).
     pub tls_group: Option<String>,
+    /// The SHA-256 (hex) of the ClientHello of the connection (`None` over plain HTTP).
+    pub hello: Option<String>,
     /// The IP address (without port) the check-in came from.
     pub peer: Option<String>,
 }
@@ -184,7 +188,7 @@ pub enum Mutation {
     Nothing,
     /// A new agent enrolled with a token (whose use count goes down by one).
     Enroll {
-        agent: AgentRecord,
+        agent: Box<AgentRecord>,
         public_key: String,
         token: i64,
     },

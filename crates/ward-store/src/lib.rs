@@ -66,12 +66,54 @@ pub struct TelemetryBatch {
     pub failures: Vec<HandshakeFailure>,
     /// Failures that the rate limit kept out of `failures`, per minute.
     pub dropped_failures: Vec<(i64, u64)>,
+    /// ClientHellos seen, each distinct one once.
+    pub hellos: Vec<HelloSeen>,
+    /// The last ClientHello of each peer address on each listener.
+    pub hello_peers: Vec<HelloPeer>,
 }
 
 impl TelemetryBatch {
     pub fn is_empty(&self) -> bool {
-        self.handshakes.is_empty() && self.failures.is_empty() && self.dropped_failures.is_empty()
+        self.handshakes.is_empty()
+            && self.failures.is_empty()
+            && self.dropped_failures.is_empty()
+            && self.hellos.is_empty()
+            && self.hello_peers.is_empty()
     }
+}
+
+/// The most distinct ClientHellos kept: a real fleet has a few dozen stacks; past the bound a
+/// new hello is counted against its peer but its bytes are not kept (a plan says so).
+pub const MAX_DISTINCT_HELLOS: i64 = 10_000;
+
+/// A client stack's ClientHello: the first one seen as it was sent (records included), and
+/// how often that stack connected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelloSeen {
+    /// The stack's fingerprint (`ward_tls::hello::ClientHello::fingerprint`), hex.
+    pub digest: String,
+    pub bytes: Vec<u8>,
+    pub at_ms: i64,
+    pub count: u64,
+}
+
+/// A kept ClientHello: its stack's fingerprint, the bytes, how often and when last seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredHello {
+    pub digest: String,
+    pub bytes: Vec<u8>,
+    pub count: u64,
+    pub last_ms: i64,
+}
+
+/// The last ClientHello a peer address sent on a listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelloPeer {
+    pub listener: String,
+    /// The IP address, without port.
+    pub peer: String,
+    pub digest: String,
+    pub at_ms: i64,
 }
 
 /// What `ward tls handshakes` shows.
@@ -159,6 +201,12 @@ impl From<rusqlite::Error> for StoreError {
 pub trait Store: Send + Sync {
     /// Adds one batch of telemetry, atomically.
     fn record_telemetry(&self, batch: &TelemetryBatch) -> Result<(), StoreError>;
+
+    /// Every distinct ClientHello kept, the most seen first.
+    fn client_hellos(&self) -> Result<Vec<StoredHello>, StoreError>;
+
+    /// The last ClientHello of each peer address seen since `since_ms`.
+    fn hello_peers(&self, since_ms: i64) -> Result<Vec<HelloPeer>, StoreError>;
 
     /// Telemetry from `since_ms` (unix milliseconds) on; at most `max_failures` failures.
     fn handshake_report(

@@ -132,6 +132,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 8: the key-exchange group of each agent's last HTTPS check-in (how much of the fleet a
     // post-quantum group protects).
     "ALTER TABLE agents ADD COLUMN tls_group TEXT;",
+    // 9: the raw ClientHellos clients really sent, one per stack fingerprint (bounded), the
+    // last one per peer address and listener, and per agent: what an exact plan replays.
+    "CREATE TABLE client_hellos (
+        digest TEXT PRIMARY KEY,
+        bytes BLOB NOT NULL,
+        first_ms INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL,
+        count INTEGER NOT NULL
+    );
+    CREATE TABLE hello_peers (
+        listener TEXT NOT NULL,
+        peer TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        last_ms INTEGER NOT NULL,
+        PRIMARY KEY (listener, peer)
+    ) WITHOUT ROWID;
+    ALTER TABLE agents ADD COLUMN hello TEXT;",
 ];
 
 pub(crate) fn latest() -> i64 {

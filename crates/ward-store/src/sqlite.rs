@@ -12,8 +12,8 @@ use ward_fleet::{Group, ServerList};
 
 use crate::{
     migrate, Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change,
-    HandshakeCount, HandshakeFailure, HandshakeKey, HandshakeReport, Session, Store, StoreError,
-    TelemetryBatch, TokenRecord,
+    HandshakeCount, HandshakeFailure, HandshakeKey, HandshakeReport, HelloPeer, Session, Store,
+    StoreError, StoredHello, TelemetryBatch, TokenRecord,
 };
 
 mod fleet;
@@ -168,6 +168,37 @@ impl Store for SqliteStore {
                         failure.reason
                     ])?;
                 }
+                // Distinct hellos: counted when known; kept, up to the bound, when new.
+                let mut seen = transaction.prepare_cached(
+                    "UPDATE client_hellos SET last_ms = MAX(last_ms, ?2), count = count + ?3
+                     WHERE digest = ?1",
+                )?;
+                let mut keep = transaction.prepare_cached(
+                    "INSERT INTO client_hellos (digest, bytes, first_ms, last_ms, count)
+                     SELECT ?1, ?2, ?3, ?3, ?4
+                     WHERE (SELECT COUNT(*) FROM client_hellos) < ?5",
+                )?;
+                for hello in &batch.hellos {
+                    let updated =
+                        seen.execute(params![hello.digest, hello.at_ms, hello.count as i64])?;
+                    if updated == 0 {
+                        keep.execute(params![
+                            hello.digest,
+                            hello.bytes,
+                            hello.at_ms,
+                            hello.count as i64,
+                            crate::MAX_DISTINCT_HELLOS
+                        ])?;
+                    }
+                }
+                let mut peers = transaction.prepare_cached(
+                    "INSERT INTO hello_peers (listener, peer, digest, last_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (listener, peer) DO UPDATE SET digest = excluded.digest,
+                        last_ms = excluded.last_ms WHERE excluded.last_ms >= last_ms",
+                )?;
+                for peer in &batch.hello_peers {
+                    peers.execute(params![peer.listener, peer.peer, peer.digest, peer.at_ms])?;
+                }
                 let mut dropped = transaction.prepare_cached(
                     "INSERT INTO tls_failures_dropped (minute, count) VALUES (?1, ?2)
                      ON CONFLICT (minute) DO UPDATE SET count = count + excluded.count",
@@ -177,6 +208,41 @@ impl Store for SqliteStore {
                 }
             }
             transaction.commit()
+        })
+    }
+
+    fn client_hellos(&self) -> Result<Vec<StoredHello>, StoreError> {
+        self.with(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT digest, bytes, count, last_ms FROM client_hellos ORDER BY count DESC",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(StoredHello {
+                    digest: row.get(0)?,
+                    bytes: row.get(1)?,
+                    count: row.get::<_, i64>(2)? as u64,
+                    last_ms: row.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn hello_peers(&self, since_ms: i64) -> Result<Vec<HelloPeer>, StoreError> {
+        self.with(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT listener, peer, digest, last_ms FROM hello_peers WHERE last_ms >= ?1
+                 ORDER BY listener, peer",
+            )?;
+            let rows = statement.query_map(params![since_ms], |row| {
+                Ok(HelloPeer {
+                    listener: row.get(0)?,
+                    peer: row.get(1)?,
+                    digest: row.get(2)?,
+                    at_ms: row.get(3)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 

@@ -25,9 +25,43 @@ pub struct ClientHello {
     pub cipher_suites: Vec<u16>,
     /// True for the SSLv2-compatible ClientHello format.
     pub sslv2_format: bool,
+    /// The extension types, in the client's order, GREASE values removed.
+    pub extensions: Vec<u16>,
+    /// The `supported_groups` extension, GREASE values removed.
+    pub groups: Vec<u16>,
 }
 
 impl ClientHello {
+    /// A fingerprint of the client's TLS stack, the same on every connection it makes (in the
+    /// spirit of JA4): versions, suites, extension types (sorted: some stacks shuffle them),
+    /// groups and whether it names the server. Random parts (the random, key shares, session
+    /// ids, tickets) and the extensions only a resumption or its padding adds are left out.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut text = format!(
+            "ward-fp-1|{:04x}|{:?}|{:?}|",
+            self.legacy_version,
+            self.supported_versions,
+            self.cipher_suites
+                .iter()
+                .filter(|s| !is_grease(**s))
+                .collect::<Vec<_>>()
+        );
+        let mut extensions: Vec<u16> = self
+            .extensions
+            .iter()
+            .copied()
+            // padding, pre_shared_key, early_data: present or not by chance of the moment.
+            .filter(|e| !matches!(e, 0x0015 | 0x0029 | 0x002a))
+            .collect();
+        extensions.sort_unstable();
+        text.push_str(&format!(
+            "{extensions:?}|{:?}|{}",
+            self.groups,
+            self.server_name.is_some()
+        ));
+        openssl::sha::sha256(text.as_bytes())
+    }
+
     /// The highest version the client offers, as on the wire (0x0300 is SSLv3).
     pub fn max_version(&self) -> u16 {
         self.supported_versions
@@ -102,6 +136,7 @@ const HANDSHAKE: u8 = 22;
 const CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0x0000;
 const EXT_SUPPORTED_VERSIONS: u16 = 0x002b;
+const EXT_SUPPORTED_GROUPS: u16 = 0x000a;
 
 /// Parses the ClientHello at the start of `bytes`.
 pub fn parse_client_hello(bytes: &[u8]) -> Result<ClientHello, HelloError> {
@@ -258,6 +293,8 @@ fn parse_hello_body(mut body: Reader<'_>, record_version: u16) -> Result<ClientH
         server_name: None,
         cipher_suites,
         sslv2_format: false,
+        extensions: Vec::new(),
+        groups: Vec::new(),
     };
     if body.is_empty() {
         return Ok(hello); // no extensions: SSLv3 and early TLS
@@ -268,7 +305,23 @@ fn parse_hello_body(mut body: Reader<'_>, record_version: u16) -> Result<ClientH
         let kind = extensions.u16()?;
         let length = usize::from(extensions.u16()?);
         let mut data = Reader::complete(extensions.bytes(length)?);
+        if !is_grease(kind) {
+            hello.extensions.push(kind);
+        }
         match kind {
+            EXT_SUPPORTED_GROUPS => {
+                let list_length = usize::from(data.u16()?);
+                if list_length % 2 != 0 {
+                    return Err(HelloError::Malformed("odd supported_groups length"));
+                }
+                let mut list = Reader::complete(data.bytes(list_length)?);
+                while !list.is_empty() {
+                    let group = list.u16()?;
+                    if !is_grease(group) {
+                        hello.groups.push(group);
+                    }
+                }
+            }
             EXT_SUPPORTED_VERSIONS => {
                 let list_length = usize::from(data.u8()?);
                 if list_length % 2 != 0 {
@@ -341,6 +394,8 @@ fn parse_sslv2_hello(bytes: &[u8]) -> Result<ClientHello, HelloError> {
         server_name: None,
         cipher_suites,
         sslv2_format: true,
+        extensions: Vec::new(),
+        groups: Vec::new(),
     })
 }
 

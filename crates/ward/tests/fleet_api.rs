@@ -75,6 +75,7 @@ fn insert_agents(server: &Server, agents: &[(&str, &str, &[&str])]) {
             server: None,
             tls_version: None,
             tls_group: None,
+            hello: None,
             serial: 1,
             acked_serial: 1,
             enrolled_ms: 0,

@@ -455,3 +455,53 @@ fn the_scanner_reports_the_groups_a_listener_accepts_and_the_groups_directive_se
         "{said}"
     );
 }
+
+#[test]
+fn every_clienthello_is_kept_once_and_each_agent_knows_its_own() {
+    let server = fast_server();
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = run_agent(enroll(&server, &url, &token, None), None);
+    let digest = eventually(Duration::from_secs(10), || {
+        let shown = cli(&server, &["agents", "show", &agent.id()]);
+        shown["hello"].as_str().map(str::to_string)
+    })
+    .expect("the agent's ClientHello digest is kept with it");
+    let hello = eventually(Duration::from_secs(10), || {
+        let reply = https_get(
+            server.console,
+            &server.ca_pem(),
+            "/api/v1/tls/hellos",
+            Some(&server.token()),
+        );
+        let answer = reply.json();
+        answer["hellos"]
+            .as_array()?
+            .iter()
+            .find(|h| h["digest"] == digest.as_str() && h["count"].as_u64() >= Some(2))
+            .cloned()
+    })
+    .expect("the hello is listed, counted once per connection");
+    assert!(
+        hello["offered_versions"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("TLSv1.3")),
+        "{hello}"
+    );
+    assert!(
+        hello["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["listener"] == "clients" && p["peer"] == "127.0.0.1"),
+        "{hello}"
+    );
+    // Its later check-ins, fresh or resumed (different bytes every time), are the same stack.
+    std::thread::sleep(Duration::from_secs(2));
+    let shown = cli(&server, &["agents", "show", &agent.id()]);
+    assert_eq!(shown["hello"], digest.as_str(), "{shown}");
+}

@@ -91,6 +91,7 @@ pub fn agent_json(tree: &Tree, agent: &AgentRecord, online: bool, held: bool) ->
         "server": agent.server,
         "tls_version": agent.tls_version,
         "tls_group": agent.tls_group,
+        "hello": agent.hello,
         "tls_versions": agent.tls_versions,
         "serial": agent.serial,
         "acked_serial": agent.acked_serial,

@@ -9,6 +9,8 @@ fn hello(legacy: u16, supported: &[u16]) -> ClientHello {
         server_name: None,
         cipher_suites: vec![0x002f, 0xc02b],
         sslv2_format: false,
+        extensions: Vec::new(),
+        groups: Vec::new(),
     }
 }
 

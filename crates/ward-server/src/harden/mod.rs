@@ -368,6 +368,7 @@ pub async fn route(
 ) -> Option<ApiResult> {
     let result = match (segments, method) {
         (["tls", "readiness"], &Method::GET) => readiness::readiness(shared, query).await,
+        (["tls", "hellos"], &Method::GET) => readiness::hellos(shared).await,
         (["tls", "plan"], &Method::POST) => plan::plan(shared, body).await,
         (["tls", "harden"], &Method::GET) => match read_state(shared.data.root()) {
             Ok(state) => Ok(json_response(StatusCode::OK, &json!({"state": state}))),
@@ -379,7 +380,7 @@ pub async fn route(
         (["tls", ..], _) => Err(ApiError::client(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            "GET /tls/readiness, POST /tls/plan, GET /tls/harden, POST /tls/harden/stage, POST \
+            "GET /tls/readiness, GET /tls/hellos, POST /tls/plan, GET /tls/harden, POST /tls/harden/stage, POST \
              /tls/harden/apply, POST /tls/rollback",
         )),
         _ => return None,

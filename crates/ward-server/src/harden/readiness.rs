@@ -189,3 +189,44 @@ fn readiness_json(
     }
     value
 }
+
+/// `GET /api/v1/tls/hellos`: every distinct ClientHello kept (what exact plans replay), most
+/// seen first, with what each offers, and the peers whose last hello it is.
+pub(super) async fn hellos(shared: &App) -> ApiResult {
+    let store = shared.store.clone();
+    let value = blocking(move || {
+        let hellos = store.client_hellos()?;
+        let peers = store.hello_peers(0)?;
+        let list: Vec<Value> = hellos
+            .iter()
+            .map(|stored| {
+                let (digest, bytes, count, last_ms) =
+                    (&stored.digest, &stored.bytes, stored.count, stored.last_ms);
+                let parsed = ward_tls::hello::parse_client_hello(bytes).ok();
+                let users: Vec<Value> = peers
+                    .iter()
+                    .filter(|p| &p.digest == digest)
+                    .take(50)
+                    .map(|p| json!({"listener": p.listener, "peer": p.peer}))
+                    .collect();
+                json!({
+                    "digest": digest,
+                    "count": count,
+                    "last_seen": crate::api::time(last_ms),
+                    "bytes": bytes.len(),
+                    "offered_versions": parsed.as_ref().map(|h| h
+                        .offered_versions()
+                        .into_iter()
+                        .map(|v| v.name())
+                        .collect::<Vec<_>>()),
+                    "cipher_suites": parsed.as_ref().map(|h| h.cipher_suites.len()),
+                    "server_name": parsed.as_ref().and_then(|h| h.server_name.clone()),
+                    "peers": users,
+                })
+            })
+            .collect();
+        Ok(json!({"hellos": list, "bound": ward_store::MAX_DISTINCT_HELLOS}))
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &value))
+}

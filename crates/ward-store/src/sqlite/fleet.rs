@@ -134,7 +134,7 @@ pub(crate) fn server_lists(connection: &Connection) -> rusqlite::Result<Vec<Serv
 const AGENT_COLUMNS: &str =
     "id, hostname, os_name, os_version, agent_version, tls_versions, group_id, \
      last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms, simulated, \
-     tls_group";
+     tls_group, hello";
 
 fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     let versions: String = row.get(5)?;
@@ -155,6 +155,7 @@ fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
         enrolled_ms: row.get(13)?,
         simulated: row.get(14)?,
         tls_group: row.get(15)?,
+        hello: row.get(16)?,
     })
 }
 
@@ -602,7 +603,7 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
                     "the enrollment token is revoked or used up".into(),
                 ));
             }
-            insert_agents(transaction, std::slice::from_ref(agent))
+            insert_agents(transaction, std::slice::from_ref(&**agent))
                 .map_err(|e| constraint(e, &format!("agent '{}'", agent.id)))?;
             transaction
                 .execute(
@@ -771,7 +772,8 @@ pub(crate) fn record_checkin(
     transaction.prepare_cached(
         "UPDATE agents SET last_checkin_ms = ?2, acked_serial = MIN(?3, serial), hostname = ?4, \
          os_name = ?5, os_version = ?6, agent_version = ?7, tls_versions = ?8, tls_rank = ?9, \
-         channel = ?10, server = ?11, tls_version = ?12, peer = ?13, tls_group = ?14 WHERE id = ?1",
+         channel = ?10, server = ?11, tls_version = ?12, peer = ?13, tls_group = ?14, \
+         hello = COALESCE(?15, hello) WHERE id = ?1",
     )?
     .execute(params![
             checkin.agent,
@@ -787,7 +789,8 @@ pub(crate) fn record_checkin(
             checkin.server,
             checkin.tls_version,
             checkin.peer,
-            checkin.tls_group
+            checkin.tls_group,
+            checkin.hello
         ])?;
     Ok(agent(transaction, &checkin.agent)?)
 }

@@ -49,6 +49,7 @@ fn telemetry_round_trip_and_summing() {
             failure(50, "127.0.0.9:1"),
         ],
         dropped_failures: vec![(100, 4), (10, 1)],
+        ..TelemetryBatch::default()
     };
     store.record_telemetry(&batch).unwrap();
     // The same minute again adds up.
@@ -120,4 +121,57 @@ fn database_from_an_older_ward_is_upgraded() {
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
     assert_eq!(version, SqliteStore::schema_version());
+}
+
+#[test]
+fn client_hellos_are_kept_once_each_counted_and_the_last_per_peer_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("ward.db")).unwrap();
+    let hello = |digest: &str, at_ms: i64| crate::HelloSeen {
+        digest: digest.into(),
+        bytes: digest.as_bytes().to_vec(),
+        at_ms,
+        count: 2,
+    };
+    let peer = |digest: &str, at_ms: i64| crate::HelloPeer {
+        listener: "clients".into(),
+        peer: "127.0.0.1".into(),
+        digest: digest.into(),
+        at_ms,
+    };
+    store
+        .record_telemetry(&TelemetryBatch {
+            hellos: vec![hello("aa", 10), hello("bb", 11)],
+            hello_peers: vec![peer("aa", 10)],
+            ..TelemetryBatch::default()
+        })
+        .unwrap();
+    store
+        .record_telemetry(&TelemetryBatch {
+            hellos: vec![hello("aa", 20)],
+            hello_peers: vec![peer("bb", 20)],
+            ..TelemetryBatch::default()
+        })
+        .unwrap();
+    // An older sighting does not replace a newer one.
+    store
+        .record_telemetry(&TelemetryBatch {
+            hello_peers: vec![peer("aa", 15)],
+            ..TelemetryBatch::default()
+        })
+        .unwrap();
+    let hellos = store.client_hellos().unwrap();
+    let summary: Vec<(String, Vec<u8>, u64, i64)> = hellos
+        .into_iter()
+        .map(|h| (h.digest, h.bytes, h.count, h.last_ms))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("aa".to_string(), b"aa".to_vec(), 4, 20),
+            ("bb".to_string(), b"bb".to_vec(), 2, 11)
+        ]
+    );
+    assert_eq!(store.hello_peers(0).unwrap(), vec![peer("bb", 20)]);
+    assert_eq!(store.hello_peers(21).unwrap(), vec![]);
 }

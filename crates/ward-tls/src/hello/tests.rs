@@ -248,3 +248,19 @@ fn needed_len_agrees_with_the_parser_on_every_prefix() {
         ))
     );
 }
+
+#[test]
+fn a_stacks_fingerprint_is_the_same_on_every_connection_and_differs_between_stacks() {
+    let one = parse_client_hello(&openssl_hello(None, None, "a.example")).unwrap();
+    let two = parse_client_hello(&openssl_hello(None, None, "a.example")).unwrap();
+    assert_ne!(
+        openssl_hello(None, None, "a.example"),
+        openssl_hello(None, None, "a.example"),
+        "the bytes differ (random, key shares)"
+    );
+    assert_eq!(one.fingerprint(), two.fingerprint());
+    assert!(!one.groups.is_empty() && one.extensions.contains(&0x002b));
+    let capped =
+        parse_client_hello(&openssl_hello(None, Some(TlsVersion::Tls1_0), "a.example")).unwrap();
+    assert_ne!(one.fingerprint(), capped.fingerprint());
+}

@@ -128,6 +128,7 @@ fn fleet(args: FleetArgs) -> CmdResult {
                 server: Some("https://mgr1:443".into()),
                 tls_version: Some("TLSv1.3".into()),
                 tls_group: Some("X25519MLKEM768".into()),
+                hello: None,
                 serial: if n < args.pending { 2 } else { 1 },
                 acked_serial: 1,
                 enrolled_ms: 1_795_000_000_000,

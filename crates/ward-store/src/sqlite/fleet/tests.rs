@@ -54,6 +54,7 @@ fn agent(id: &str, group: i64, versions: &[&str]) -> AgentRecord {
         server: None,
         tls_version: None,
         tls_group: None,
+        hello: None,
         serial: 1,
         acked_serial: 1,
         enrolled_ms: 0,
