@@ -6,6 +6,7 @@
 mod support;
 
 use std::net::{Ipv4Addr, TcpStream};
+use std::process::Command;
 use std::time::Duration;
 
 use openssl::pkey::Id;
@@ -504,4 +505,87 @@ fn every_clienthello_is_kept_once_and_each_agent_knows_its_own() {
     std::thread::sleep(Duration::from_secs(2));
     let shown = cli(&server, &["agents", "show", &agent.id()]);
     assert_eq!(shown["hello"], digest.as_str(), "{shown}");
+}
+
+#[test]
+fn a_plan_judges_every_peer_by_replaying_its_real_clienthello() {
+    let mut server = Server::init();
+    server.start();
+    // Two real clients from their own loopback addresses: curl capped at TLS 1.0, and curl
+    // as it comes.
+    let curl = |source: &str, extra: &[&str]| {
+        let output = Command::new(ward_testkit::tool("curl", "curl"))
+            .args(["-sk", "--max-time", "10", "--interface", source])
+            .args(extra)
+            .arg(format!("https://127.0.0.1:{}/healthz", server.clients))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "curl from {source}: {output:?}");
+    };
+    curl(
+        "127.0.0.2",
+        &[
+            "--tlsv1.0",
+            "--tls-max",
+            "1.0",
+            "--ciphers",
+            "DEFAULT:@SECLEVEL=0",
+        ],
+    );
+    curl("127.0.0.3", &[]);
+    let plan = |words: &str| -> Value {
+        eventually(Duration::from_secs(10), || {
+            let output = run_cli(&server, &["tls", "plan", "--protocol", words, "--json"]);
+            let plan: Value = serde_json::from_slice(&output.stdout).ok()?;
+            (plan["peers"].as_array()?.len() >= 2).then_some(plan)
+        })
+        .expect("both peers are in the plan")
+    };
+    let verdict = |plan: &Value, address: &str| -> (String, String) {
+        let peer = plan["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["address"] == address && p["listener"] == "clients")
+            .unwrap_or_else(|| panic!("no peer {address}: {plan}"));
+        (
+            peer["verdict"].as_str().unwrap().to_string(),
+            peer["reason"].as_str().unwrap().to_string(),
+        )
+    };
+    let hardened = plan("all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1");
+    let (old, why) = verdict(&hardened, "127.0.0.2");
+    assert_eq!(old, "cut_off", "{why}");
+    assert!(
+        why.contains("unsupported protocol") || why.contains("version"),
+        "{why}"
+    );
+    assert_eq!(verdict(&hardened, "127.0.0.3").0, "unaffected");
+    // The seed's reverse procedure keeps both.
+    let reverse = plan("all -SSLv2 -SSLv3");
+    assert_eq!(verdict(&reverse, "127.0.0.2").0, "unaffected");
+    assert_eq!(verdict(&reverse, "127.0.0.3").0, "unaffected");
+    // What the plan predicted is what the listener does once the change is applied.
+    server.set_protocol(
+        "conf/ssl/sslforclients.conf",
+        "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
+    );
+    assert!(run_cli(&server, &["server", "reload"]).status.success());
+    let refused = Command::new(ward_testkit::tool("curl", "curl"))
+        .args(["-sk", "--max-time", "10", "--interface", "127.0.0.2"])
+        .args([
+            "--tlsv1.0",
+            "--tls-max",
+            "1.0",
+            "--ciphers",
+            "DEFAULT:@SECLEVEL=0",
+        ])
+        .arg(format!("https://127.0.0.1:{}/healthz", server.clients))
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "the TLS 1.0 client is now refused"
+    );
+    curl("127.0.0.3", &[]);
 }

@@ -1,4 +1,7 @@
 //! `POST /api/v1/tls/plan`: who a proposed `SSLProtocol` value would cut off or put at risk.
+//! Agents are judged by what they report and how they last checked in; every peer seen on a
+//! listener (`peers`) is judged exactly: its last real ClientHello is replayed in memory
+//! through the proposed listener context, and OpenSSL's answer is the verdict.
 
 use super::*;
 
@@ -93,6 +96,65 @@ fn plan_json(
 }
 
 /// Routes `/api/v1/tls/...`. `None` for paths that are not its.
+/// Every peer seen on a planned listener since `since_ms`, judged by replaying its last
+/// ClientHello through the proposed context: `{listener, address, fingerprint, verdict,
+/// reason}`, with `verdict` `unaffected` or `cut_off`.
+fn peers_json(
+    store: &dyn Store,
+    proposed: &[(Role, Result<openssl::ssl::SslContext, String>)],
+    since_ms: i64,
+) -> Result<Vec<Value>, ApiError> {
+    let hellos: HashMap<String, Vec<u8>> = store
+        .client_hellos()?
+        .into_iter()
+        .map(|h| (h.digest, h.bytes))
+        .collect();
+    let peers = store.hello_peers(since_ms)?;
+    let mut verdicts: HashMap<(Role, &str), ward_tls::replay::Verdict> = HashMap::new();
+    let mut out = Vec::new();
+    for peer in &peers {
+        let Some((role, context)) = proposed.iter().find(|(r, _)| r.name() == peer.listener) else {
+            continue;
+        };
+        let (verdict, reason) = match (context, hellos.get(&peer.digest)) {
+            (Err(error), _) => (
+                "unknown",
+                format!("the proposed listener cannot be built: {error}"),
+            ),
+            (_, None) => (
+                "unknown",
+                "its ClientHello was not kept (more distinct stacks than the bound)".to_string(),
+            ),
+            (Ok(context), Some(bytes)) => {
+                let verdict = verdicts
+                    .entry((*role, peer.digest.as_str()))
+                    .or_insert_with(|| ward_tls::replay::replay(context, bytes));
+                match verdict {
+                    ward_tls::replay::Verdict::Served {
+                        version, cipher, ..
+                    } => (
+                        "unaffected",
+                        format!("would be served {version} with {cipher}"),
+                    ),
+                    ward_tls::replay::Verdict::Refused { reason } => (
+                        "cut_off",
+                        format!("the proposed listener refuses it: {reason}"),
+                    ),
+                }
+            }
+        };
+        out.push(json!({
+            "listener": peer.listener,
+            "address": peer.peer,
+            "fingerprint": peer.digest,
+            "last_seen": crate::api::time(peer.at_ms),
+            "verdict": verdict,
+            "reason": reason,
+        }));
+    }
+    Ok(out)
+}
+
 pub(super) async fn plan(shared: &App, body: &Bytes) -> ApiResult {
     let body = object(body)?;
     only_keys(
@@ -105,9 +167,30 @@ pub(super) async fn plan(shared: &App, body: &Bytes) -> ApiResult {
     let range = proposal.clients_range(shared);
     let listeners = listeners_json(shared, &proposal);
     let held = held(shared);
+    // The proposed listeners, as the server would build them from the changed files.
+    let planned: Vec<(Role, ward_tls::TlsPolicy)> = proposal
+        .roles
+        .iter()
+        .map(|role| {
+            let mut policy = shared.tls.current(*role).policy.clone();
+            policy.protocol = proposal.decision.clone();
+            (*role, policy)
+        })
+        .collect();
+    let root = shared.data.root().to_path_buf();
     let store = shared.store.clone();
     let value = blocking(move || {
         let now = now_ms();
+        let proposed: Vec<(Role, Result<openssl::ssl::SslContext, String>)> = planned
+            .iter()
+            .map(|(role, policy)| {
+                (
+                    *role,
+                    ward_tls::context::build_acceptor(policy, &root).map_err(|e| e.to_string()),
+                )
+            })
+            .collect();
+        let peers = peers_json(&*store, &proposed, now - 86_400_000)?;
         let fleet = Fleet::read(&*store, intervals, held)?;
         let assessment = assess(&fleet, range, now);
         let mut value = plan_json(
@@ -121,6 +204,7 @@ pub(super) async fn plan(shared: &App, body: &Bytes) -> ApiResult {
             now,
         );
         fill_hostnames(&*store, &mut value, &["cut_off", "at_risk"])?;
+        value["peers"] = json!(peers);
         Ok(value)
     })
     .await?;
