@@ -120,6 +120,9 @@ pub struct AgentTls {
     pub simulated: bool,
     /// Its last HTTPS check-in used a post-quantum group (X25519MLKEM768).
     pub post_quantum: bool,
+    /// The fingerprint of the ClientHello of its last HTTPS check-in (shared, one allocation
+    /// per distinct stack).
+    pub hello: Option<std::sync::Arc<str>>,
 }
 
 /// One admin change: who, when, what, and the state before and after.

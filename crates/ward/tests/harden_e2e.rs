@@ -100,6 +100,18 @@ fn seed_scenario(words: &str, expect_modern: &[&str]) {
     assert_eq!(plan.status.code(), Some(2), "{plan:?}");
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!(ids(&plan["cut_off"]), capped, "{plan:#}");
+    // Each verdict is exact: the agent's real ClientHello replayed through the proposed
+    // listener, not what it reports.
+    for agent in plan["cut_off"].as_array().unwrap() {
+        assert_eq!(agent["evidence"], "replayed", "{agent}");
+        assert!(
+            agent["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("replayed"),
+            "{agent}"
+        );
+    }
     assert_eq!(plan["counts"]["at_risk"], 0, "{plan:#}");
     assert_eq!(plan["counts"]["unaffected"], 4);
     assert_eq!(plan["listeners"]["clients"]["changes"], true);

@@ -140,6 +140,16 @@ pub struct Proposal {
 }
 
 impl Proposal {
+    /// The clients listener's policy as this proposal would make it, with the data dir its
+    /// certificate paths are relative to; `None` when the proposal leaves that listener alone.
+    fn clients_policy(&self, shared: &App) -> Option<(ward_tls::TlsPolicy, PathBuf)> {
+        self.roles.contains(&Role::Clients).then(|| {
+            let mut policy = shared.tls.current(Role::Clients).policy.clone();
+            policy.protocol = self.decision.clone();
+            (policy, shared.data.root().to_path_buf())
+        })
+    }
+
     pub fn parse(words: &str, listener: &str) -> Result<Proposal, ApiError> {
         let roles = match listener {
             "all" => vec![Role::Console, Role::Clients],
@@ -214,6 +224,9 @@ struct Fleet {
     groups: HashMap<GroupId, (Option<usize>, i64)>,
     /// Push agents connected right now.
     held: HashSet<String>,
+    /// Per agent stack (ClientHello fingerprint): whether its real hello, replayed through
+    /// the proposed clients listener, is served. Empty when nothing is replayed.
+    replayed: HashMap<std::sync::Arc<str>, bool>,
 }
 
 impl Fleet {
@@ -236,7 +249,59 @@ impl Fleet {
             agents,
             groups,
             held,
+            replayed: HashMap::new(),
         })
+    }
+
+    /// The fleet as [`Fleet::read`] reads it, with every agent's stack replayed through the
+    /// clients listener `proposed` would build (when it changes that listener).
+    fn read_replayed(
+        store: &dyn Store,
+        intervals: u32,
+        held: HashSet<String>,
+        proposed: Option<&(ward_tls::TlsPolicy, PathBuf)>,
+    ) -> Result<Fleet, ApiError> {
+        let mut fleet = Fleet::read(store, intervals, held)?;
+        if let Some((policy, root)) = proposed {
+            // A proposed listener that cannot be built replays nothing: the model decides.
+            if let Ok(context) = ward_tls::context::build_acceptor(policy, root) {
+                fleet.replay(store, &context)?;
+            }
+        }
+        Ok(fleet)
+    }
+
+    /// Replays every agent stack's kept ClientHello through `proposed` (the clients listener
+    /// as the proposal would build it): the exact evidence of [`model::AgentFacts::replayed`].
+    fn replay(
+        &mut self,
+        store: &dyn Store,
+        proposed: &openssl::ssl::SslContextRef,
+    ) -> Result<(), ApiError> {
+        let wanted: HashSet<&str> = self
+            .agents
+            .iter()
+            .filter_map(|a| a.hello.as_deref())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut replayed = HashMap::new();
+        for hello in store.client_hellos()? {
+            if !wanted.contains(hello.digest.as_str()) {
+                continue;
+            }
+            let served = ward_tls::replay::replay(proposed, &hello.bytes).served();
+            if let Some(key) = self
+                .agents
+                .iter()
+                .find_map(|a| a.hello.clone().filter(|h| **h == *hello.digest))
+            {
+                replayed.insert(key, served);
+            }
+        }
+        self.replayed = replayed;
+        Ok(())
     }
 
     fn group_facts(&self, group: GroupId) -> GroupFacts<'_> {
@@ -263,6 +328,10 @@ fn facts(fleet: &Fleet, agent: &AgentTls, now: i64) -> AgentFacts {
         ),
         pending: agent.acked_serial < agent.serial,
         silent_ms,
+        replayed: agent
+            .hello
+            .as_ref()
+            .and_then(|hello| fleet.replayed.get(hello).copied()),
     }
 }
 
@@ -318,6 +387,7 @@ fn agent_json(fleet: &Fleet, agent: &AgentTls, facts: &AgentFacts) -> Value {
         "last_checkin": agent.last_checkin_ms.map(crate::api::time),
         "serial": agent.serial,
         "acked_serial": agent.acked_serial,
+        "evidence": if facts.replayed.is_some() { "replayed" } else { facts.capability.knowledge.name() },
     })
 }
 

@@ -82,6 +82,9 @@ pub struct AgentFacts {
     pub pending: bool,
     /// Milliseconds since the agent was last heard from (check-in, else enrollment).
     pub silent_ms: i64,
+    /// Exact evidence: its last real ClientHello, replayed through the proposed clients
+    /// listener, is served (`Some(true)`) or refused. It overrides the capability.
+    pub replayed: Option<bool>,
 }
 
 /// What the agent's group gives it, as far as the plan cares.
@@ -152,7 +155,7 @@ fn has(list: Option<&ServerList>, protocol: Protocol) -> bool {
 pub fn judge(agent: &AgentFacts, group: GroupFacts<'_>, range: VersionRange) -> Verdict {
     let https = has(group.list, Protocol::Https);
     let http = has(group.list, Protocol::Http);
-    let reach = agent.capability.can_reach(range);
+    let reach = agent.replayed.or_else(|| agent.capability.can_reach(range));
     if https && reach == Some(true) {
         return Verdict::Unaffected { via: Via::Https };
     }
@@ -184,6 +187,21 @@ pub fn explain(
 ) -> String {
     let speaks = Speaks(agent.capability);
     let list = group.list.map(|l| l.name.as_str()).unwrap_or("(none)");
+    match (verdict, agent.replayed) {
+        (Verdict::Unaffected { via: Via::Https }, Some(true)) => {
+            return format!(
+                "its real ClientHello, replayed through the proposed clients listener ({range}), \
+                 is served"
+            )
+        }
+        (Verdict::CutOff, Some(false)) => {
+            return format!(
+                "its real ClientHello, replayed through the proposed clients listener ({range}), \
+                 is refused, and server list '{list}' has no HTTP entry"
+            )
+        }
+        _ => {}
+    }
     match verdict {
         Verdict::Unaffected { via: Via::Https } => {
             format!("{speaks}; the clients listener would accept {range}")

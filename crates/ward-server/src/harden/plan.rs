@@ -178,6 +178,7 @@ pub(super) async fn plan(shared: &App, body: &Bytes) -> ApiResult {
         })
         .collect();
     let root = shared.data.root().to_path_buf();
+    let clients = proposal.clients_policy(shared);
     let store = shared.store.clone();
     let value = blocking(move || {
         let now = now_ms();
@@ -191,7 +192,7 @@ pub(super) async fn plan(shared: &App, body: &Bytes) -> ApiResult {
             })
             .collect();
         let peers = peers_json(&*store, &proposed, now - 86_400_000)?;
-        let fleet = Fleet::read(&*store, intervals, held)?;
+        let fleet = Fleet::read_replayed(&*store, intervals, held, clients.as_ref())?;
         let assessment = assess(&fleet, range, now);
         let mut value = plan_json(
             listeners,

@@ -247,13 +247,14 @@ pub(super) async fn stage(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
     let port = shared.config.address(Role::ClientsHttp).port();
     let root = shared.data.root().to_path_buf();
     let held = held(shared);
+    let clients = proposal.clients_policy(shared);
     let store = shared.store.clone();
     let caller = caller.clone();
     let _guard = shared.fleet_lock.lock().await;
     let value = blocking(move || {
         let store: &dyn Store = &*store;
         let now = now_ms();
-        let fleet = Fleet::read(store, intervals, held)?;
+        let fleet = Fleet::read_replayed(store, intervals, held, clients.as_ref())?;
         let assessment = assess(&fleet, range, now);
         let mut state = new_run(read_state(&root)?, &proposal, &legacy_group, &legacy_name);
         // Everyone who would lose contact moves, offline ones too: they find the HTTP list
@@ -373,9 +374,10 @@ async fn would_lose(
 ) -> Result<(Vec<(String, &'static str)>, Vec<(String, &'static str)>), ApiError> {
     let range = proposal.clients_range(shared);
     let held = held(shared);
+    let clients = proposal.clients_policy(shared);
     let store = shared.store.clone();
     blocking(move || {
-        let fleet = Fleet::read(&*store, intervals, held)?;
+        let fleet = Fleet::read_replayed(&*store, intervals, held, clients.as_ref())?;
         let assessment = assess(&fleet, range, now_ms());
         let (mut cut, mut risky) = (Vec::new(), Vec::new());
         for (index, verdict) in &assessment.flagged {

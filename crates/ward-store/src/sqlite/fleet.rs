@@ -209,10 +209,13 @@ pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentT
     let mut statement = connection.prepare(
         "SELECT id, group_id, tls_versions, tls_version, channel, peer, last_checkin_ms, \
          enrolled_ms, serial, acked_serial, simulated, \
-         COALESCE(tls_group LIKE '%MLKEM%', 0) FROM agents",
+         COALESCE(tls_group LIKE '%MLKEM%', 0), hello FROM agents",
     )?;
     let mut rows = statement.query([])?;
     let mut agents = Vec::new();
+    // A real fleet has a few dozen stacks: one shared string each, not one per agent.
+    let mut stacks: std::collections::HashMap<String, std::sync::Arc<str>> =
+        std::collections::HashMap::new();
     while let Some(row) = rows.next()? {
         let text = |index: usize| -> rusqlite::Result<Option<&str>> {
             Ok(row.get_ref(index)?.as_str_or_null()?)
@@ -230,6 +233,14 @@ pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentT
             acked_serial: row.get(9)?,
             simulated: row.get(10)?,
             post_quantum: row.get(11)?,
+            hello: text(12)?.map(|digest| match stacks.get(digest) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let shared: std::sync::Arc<str> = digest.into();
+                    stacks.insert(digest.to_string(), shared.clone());
+                    shared
+                }
+            }),
         });
     }
     Ok(agents)

@@ -248,6 +248,7 @@ fn judge_table() {
             capability: capability(reported, negotiated),
             pending,
             silent_ms,
+            replayed: None,
         };
         let group = GroupFacts {
             list,
@@ -267,6 +268,7 @@ fn the_old_range_keeps_capped_agents() {
         capability: capability(&["TLSv1"], None),
         pending: false,
         silent_ms: 0,
+        replayed: None,
     };
     let group = GroupFacts {
         list: Some(&https),
@@ -297,5 +299,39 @@ fn human_durations() {
         (-5, "0s"),
     ] {
         assert_eq!(human(ms), text, "{ms}");
+    }
+}
+
+#[test]
+fn a_replayed_clienthello_is_the_exact_evidence() {
+    use Verdict::{CutOff, Unaffected};
+    let https = list("default", &["1:https://mgr1:443"]);
+    let group = GroupFacts {
+        list: Some(&https),
+        offline_after_ms: 1_000_000,
+    };
+    // (reported versions, replayed verdict, expected): the replay wins over what the agent
+    // says it speaks, both ways (a cipher or certificate change the versions cannot show).
+    let cases: &[(&[&str], Option<bool>, Verdict)] = &[
+        (&["TLSv1.2", "TLSv1.3"], Some(false), CutOff),
+        (&["TLSv1"], Some(true), Unaffected { via: Via::Https }),
+        (&["TLSv1.2"], None, Unaffected { via: Via::Https }),
+        (&[], Some(true), Unaffected { via: Via::Https }),
+        (&[], Some(false), CutOff),
+    ];
+    for (reported, replayed, expected) in cases {
+        let agent = AgentFacts {
+            group: 1,
+            capability: capability(reported, None),
+            pending: false,
+            silent_ms: 0,
+            replayed: *replayed,
+        };
+        let verdict = judge(&agent, group, TLS12_UP);
+        assert_eq!(&verdict, expected, "{reported:?} {replayed:?}");
+        let why = explain(&agent, group, TLS12_UP, &verdict);
+        if replayed.is_some() {
+            assert!(why.contains("replayed"), "{why}");
+        }
     }
 }
