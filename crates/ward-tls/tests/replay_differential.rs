@@ -242,9 +242,8 @@ fn outside_hellos() -> Vec<(String, Vec<u8>)> {
     hellos
 }
 
-/// What `context` answers a real socket that sends `hello`: served (a ServerHello record
-/// first) or refused (an alert, or nothing).
-fn socket_answer(context: &SslContext, hello: &[u8]) -> bool {
+/// A real listener with `context` for one connection, on a loopback port.
+fn serve_once(context: &SslContext) -> (SocketAddr, thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let context = context.clone();
@@ -255,6 +254,13 @@ fn socket_answer(context: &SslContext, hello: &[u8]) -> bool {
             .unwrap();
         let _ = Ssl::new(&context).unwrap().accept(stream);
     });
+    (address, server)
+}
+
+/// What `context` answers a real socket that sends `hello`: served (a ServerHello record
+/// first) or refused (an alert, or nothing).
+fn socket_answer(context: &SslContext, hello: &[u8]) -> bool {
+    let (address, server) = serve_once(context);
     let mut client = TcpStream::connect(address).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -269,16 +275,7 @@ fn socket_answer(context: &SslContext, hello: &[u8]) -> bool {
 
 /// A real handshake of one of ward's own clients: (version, suite), or `None` if refused.
 fn real_handshake(context: &SslContext, client: &OwnClient) -> Option<(String, String)> {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let context = context.clone();
-    let server = thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let _ = Ssl::new(&context).unwrap().accept(stream);
-    });
+    let (address, server) = serve_once(context);
     let mut config = connector(client).configure().unwrap();
     config.set_use_server_name_indication(client.sni);
     config.set_verify_hostname(false);

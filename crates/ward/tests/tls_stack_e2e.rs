@@ -57,6 +57,16 @@ fn peer_key_type(stream: &SslStream<TcpStream>) -> Id {
         .id()
 }
 
+/// An agent enrolled in the root group over HTTPS, running, after its first check-in.
+fn https_agent(server: &Server) -> Agent {
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = cli(server, &["group", "token", "create", "My Company"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    run_agent(enroll(server, &url, &token, None), None)
+}
+
 /// What the clients listener negotiated, from `ward tls handshakes --json`.
 fn negotiated(server: &Server) -> Vec<Value> {
     let output = ward(&["tls", "handshakes", "--data", &server.data_str(), "--json"]);
@@ -74,12 +84,7 @@ fn negotiated(server: &Server) -> Vec<Value> {
 #[test]
 fn agents_negotiate_the_post_quantum_group_and_x25519_only_clients_still_connect() {
     let server = fast_server();
-    let url = format!("https://127.0.0.1:{}", server.clients);
-    let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let agent = run_agent(enroll(&server, &url, &token, None), None);
+    let agent = https_agent(&server);
     agent.until(Duration::from_secs(10), |s| s["tls_version"] == "TLSv1.3");
     let pq = eventually(Duration::from_secs(10), || {
         negotiated(&server)
@@ -221,12 +226,7 @@ fn handshakes_on_clients(server: &Server) -> (u64, u64) {
 #[test]
 fn a_restarted_server_resumes_the_agents_sessions() {
     let mut server = fast_server();
-    let url = format!("https://127.0.0.1:{}", server.clients);
-    let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let agent = run_agent(enroll(&server, &url, &token, None), None);
+    let agent = https_agent(&server);
     // The agent holds a session ticket from this server.
     eventually(Duration::from_secs(10), || {
         (handshakes_on_clients(&server).1 > 0).then_some(())
@@ -460,12 +460,7 @@ fn the_scanner_reports_the_groups_a_listener_accepts_and_the_groups_directive_se
 #[test]
 fn every_clienthello_is_kept_once_and_each_agent_knows_its_own() {
     let server = fast_server();
-    let url = format!("https://127.0.0.1:{}", server.clients);
-    let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let agent = run_agent(enroll(&server, &url, &token, None), None);
+    let agent = https_agent(&server);
     let digest = eventually(Duration::from_secs(10), || {
         let shown = cli(&server, &["agents", "show", &agent.id()]);
         shown["hello"].as_str().map(str::to_string)
