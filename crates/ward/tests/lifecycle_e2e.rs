@@ -352,3 +352,82 @@ fn import_settings_on_a_running_agent_takes_effect_at_once() {
     .expect("the running agent uses the imported HTTP list at once");
     assert_eq!(agent_processes(state).len(), 1);
 }
+
+#[test]
+fn moving_a_tls1_agent_into_an_https_only_group_is_refused_unless_accepted() {
+    let server = fast_server();
+    legacy_http_group(&server);
+    // The clients listener serves TLS 1.2 and later (the seed's step 5 done).
+    server.set_protocol(
+        "conf/ssl/sslforclients.conf",
+        "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
+    );
+    assert!(run_cli(&server, &["server", "reload"]).status.success());
+    let token = cli(
+        &server,
+        &[
+            "group",
+            "token",
+            "create",
+            "My Company/Legacy",
+            "--allow-http",
+        ],
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let http = format!("http://127.0.0.1:{}", server.clients_http);
+    let dir = enroll(&server, &http, &token, Some("TLSv1"));
+    let state = dir.path();
+    let _cleanup = Background(state);
+    assert!(agent_cmd("start", state, &[]).status.success());
+    let id = {
+        let value: Value =
+            serde_json::from_slice(&std::fs::read(state.join("agent.json")).unwrap()).unwrap();
+        value["agent"].as_str().unwrap().to_string()
+    };
+    let audit_before = cli(&server, &["audit"]).as_array().unwrap().len();
+    // Into the root group, whose list is HTTPS only: it would be orphaned.
+    let refused = run_cli(
+        &server,
+        &["agents", "move", &id, "--group", "My Company", "--json"],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let answer: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(answer["error"]["code"], "would_cut_off", "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains(&id));
+    let shown = cli(&server, &["agents", "show", &id]);
+    assert_eq!(shown["group"], "My Company/Legacy", "nothing moved");
+    assert_eq!(
+        cli(&server, &["audit"]).as_array().unwrap().len(),
+        audit_before,
+        "a refused move is not applied"
+    );
+    // Accepted explicitly: it moves, and the audit entry names whom it cut off.
+    let moved = cli(
+        &server,
+        &[
+            "agents",
+            "move",
+            &id,
+            "--group",
+            "My Company",
+            "--accept-cut-off",
+        ],
+    );
+    assert_eq!(moved["group"], "My Company");
+    let audit = cli(&server, &["audit"]);
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "agent.move")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["after"]["accept_cut_off"], true, "{entry}");
+    assert_eq!(
+        entry["after"]["cut_off"],
+        serde_json::json!([id]),
+        "{entry}"
+    );
+}

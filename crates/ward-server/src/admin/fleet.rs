@@ -83,6 +83,13 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
     let body = body.clone();
     let query = query.to_string();
     let retiring = *method == Method::POST && segments == ["agents", "delete"];
+    // What the clients listener serves now: a move is judged against it.
+    let clients_range = shared
+        .tls
+        .current(crate::config::Role::Clients)
+        .policy
+        .protocol
+        .range;
     let segments: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
     let body_owned = body.clone();
     let method = method.clone();
@@ -130,9 +137,12 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
             ["agents", "delete"] if method == Method::POST => {
                 Ok(Some(agents::delete_agents(store, &caller, &body)?))
             }
-            ["agents", "move"] if method == Method::POST => {
-                Ok(Some(agents::move_agents(store, &caller, &body)?))
-            }
+            ["agents", "move"] if method == Method::POST => Ok(Some(agents::move_agents(
+                store,
+                &caller,
+                &body,
+                clients_range,
+            )?)),
             ["agents", id] if method == Method::GET => Ok(Some(agents::agent(store, id, &held)?)),
             ["accounts"] if method == Method::GET => Ok(Some(accounts::list_accounts(store)?)),
             ["accounts", name] if method == Method::DELETE => {

@@ -242,8 +242,8 @@ pub fn document() -> Value {
                 json!({"ids": {"type": "array", "minItems": 1, "items": string}}),
                 &["ids"],
             )), "200")},
-            "/agents/move": {"post": operation("move agents to a group", Some(object(
-                json!({"ids": {"type": "array", "minItems": 1, "items": string}, "group": string}),
+            "/agents/move": {"post": operation("move agents to a group (409 would_cut_off when its server list leaves one no path, unless accept_cut_off)", Some(object(
+                json!({"ids": {"type": "array", "minItems": 1, "items": string}, "group": string, "accept_cut_off": {"type": "boolean"}}),
                 &["ids", "group"],
             )), "200")},
             "/tokens": {

@@ -10,7 +10,9 @@
 //!   (`<data>/harden/state.json`, written atomically, so an interrupted harden can be resumed
 //!   or rolled back from any admin client), and the routes.
 
-pub mod model;
+/// The pure model harden judges with; it lives in [`crate::reach`], beside the admin API
+/// that asks the same question when agents move.
+pub use crate::reach as model;
 mod plan;
 mod readiness;
 mod steps;

@@ -507,12 +507,16 @@ pub enum AgentsCommand {
     },
     /// One agent, with its effective settings
     Show { id: String },
-    /// Move agents to a group
+    /// Move agents to a group; refused (nothing moved) when the group's server list would leave
+    /// an agent no path to a server, unless --accept-cut-off
     Move {
         #[arg(required = true)]
         ids: Vec<String>,
         #[arg(long)]
         group: String,
+        /// Move them even so (audited with the agents it cuts off)
+        #[arg(long)]
+        accept_cut_off: bool,
     },
 }
 
@@ -617,11 +621,15 @@ pub fn agents(target: &Target, command: AgentsCommand) -> CodedResult {
             let shown = client.call("GET", &format!("/api/v1/agents/{}", segment(&id)), None)?;
             print(target, &shown, |c| println!("{c:#}"))
         }
-        AgentsCommand::Move { ids, group } => {
+        AgentsCommand::Move {
+            ids,
+            group,
+            accept_cut_off,
+        } => {
             let moved = client.call(
                 "POST",
                 "/api/v1/agents/move",
-                Some(&json!({"ids": ids, "group": group})),
+                Some(&json!({"ids": ids, "group": group, "accept_cut_off": accept_cut_off})),
             )?;
             print(target, &moved, |m| {
                 println!("moved {} agent(s) to {}", ids.len(), text(m, "group"))

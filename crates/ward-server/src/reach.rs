@@ -1,6 +1,7 @@
-//! The hardening engine's domain logic, without I/O: what ward knows of each agent's TLS
+//! Whether an agent keeps a path to a server, without I/O: what ward knows of each agent's TLS
 //! capability, and whether an agent would keep a working path to the server under a proposed
-//! `SSLProtocol`. Table tests are in `model/tests.rs`.
+//! `SSLProtocol` or a new server list. Harden plans with it, and `agents move` asks it too.
+//! Table tests are in `reach/tests.rs`.
 
 use std::fmt;
 
