@@ -63,14 +63,14 @@ pub async fn serve(
             // Read before the acceptor is taken: a connection never pairs old settings with
             // a newer generation (reload swaps the settings first, then bumps it).
             let generation = *shared.tls_generation.borrow();
-            if let Some((stream, version, hello)) = handshake(&shared, role, tcp, peer).await {
-                let group = ward_tls::ffi::negotiated_group(stream.ssl());
-                let tls = version.map(|version| crate::api::ConnTls {
+            if let Some(done) = handshake(&shared, role, tcp, peer).await {
+                let tls = done.version.map(|version| crate::api::ConnTls {
                     version,
-                    group,
-                    hello: Some(hello),
+                    group: done.group,
+                    hello: Some(done.hello),
                     generation,
                 });
+                let stream = done.stream;
                 serve_http(shared, role, tls, peer, stream).await;
             }
         } else {
@@ -103,12 +103,21 @@ async fn read_client_hello(
 type TlsStream = SslStream<Buffered<TcpStream>>;
 
 /// The TLS handshake, bounded by the handshake timeout, with telemetry either way.
+/// A finished handshake: the stream, and what was negotiated and offered.
+struct Handshaken {
+    stream: TlsStream,
+    version: Option<ward_tls::TlsVersion>,
+    group: Option<&'static str>,
+    /// The fingerprint of the client's ClientHello.
+    hello: [u8; 32],
+}
+
 async fn handshake(
     shared: &Arc<App>,
     role: Role,
     mut tcp: TcpStream,
     peer: SocketAddr,
-) -> Option<(TlsStream, Option<ward_tls::TlsVersion>, [u8; 32])> {
+) -> Option<Handshaken> {
     let timeout = shared.config.limits.handshake_timeout;
     let deadline = Instant::now() + timeout;
     let mut buffer = Vec::with_capacity(1024);
@@ -195,7 +204,12 @@ async fn handshake(
                     ssl.session_reused(),
                 );
             }
-            return Some((stream, negotiated, hello_digest));
+            return Some(Handshaken {
+                stream,
+                version: negotiated,
+                group,
+                hello: hello_digest,
+            });
         }
         Ok(Err(error)) => {
             let reason = error
