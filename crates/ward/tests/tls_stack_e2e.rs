@@ -556,6 +556,21 @@ fn a_plan_judges_every_peer_by_replaying_its_real_clienthello() {
         "{why}"
     );
     assert_eq!(verdict(&hardened, "127.0.0.3").0, "unaffected");
+    // The human plan names the peer it would cut off.
+    let human = run_cli(
+        &server,
+        &[
+            "tls",
+            "plan",
+            "--protocol",
+            "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
+        ],
+    );
+    let text = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(
+        text.contains("1 would be cut off") && text.contains("clients 127.0.0.2:"),
+        "{text}"
+    );
     // The seed's reverse procedure keeps both.
     let reverse = plan("all -SSLv2 -SSLv3");
     assert_eq!(verdict(&reverse, "127.0.0.2").0, "unaffected");

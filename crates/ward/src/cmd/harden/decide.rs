@@ -28,6 +28,19 @@ pub struct Plan {
     pub at_risk: Vec<AtRisk>,
     /// Nobody would be cut off or at risk.
     pub ok: bool,
+    /// Every peer seen on a planned listener, judged by replaying its real ClientHello
+    /// (absent from older servers: empty).
+    pub peers: Vec<PeerLine>,
+}
+
+/// A peer of a listener and what the proposed listener would answer its ClientHello.
+#[derive(Debug, Deserialize)]
+pub struct PeerLine {
+    pub listener: String,
+    pub address: String,
+    /// `unaffected`, `cut_off` or `unknown`.
+    pub verdict: String,
+    pub reason: String,
 }
 
 /// The two HTTPS listeners.
@@ -132,6 +145,10 @@ impl Plan {
             cut_off: part(answer, "cut_off")?,
             at_risk: part(answer, "at_risk")?,
             ok: part(answer, "ok")?,
+            peers: match answer.get("peers") {
+                Some(_) => part(answer, "peers")?,
+                None => Vec::new(),
+            },
         })
     }
 }
@@ -313,6 +330,7 @@ mod tests {
                 })
                 .collect(),
             ok: cut + unknown + offline + pending == 0,
+            peers: Vec::new(),
         }
     }
 

@@ -189,6 +189,22 @@ fn print_plan(plan: &Plan) {
         .map(|a| agent_line(&a.agent, Some(a.risk)))
         .collect();
     print_agent_lines("at risk", &at_risk, counts.at_risk);
+    let cut_peers: Vec<&decide::PeerLine> = plan
+        .peers
+        .iter()
+        .filter(|p| p.verdict == "cut_off")
+        .collect();
+    if !plan.peers.is_empty() {
+        println!(
+            "peers seen on the planned listeners (their real ClientHello replayed): {}, {} would \
+             be cut off",
+            plan.peers.len(),
+            cut_peers.len()
+        );
+        for peer in cut_peers.iter().take(LISTED) {
+            println!("  {} {}: {}", peer.listener, peer.address, peer.reason);
+        }
+    }
 }
 
 /// Asks the server for the plan of `words`: its answer as sent (for `--json`), and as read.
