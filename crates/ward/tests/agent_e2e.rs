@@ -12,14 +12,6 @@ use std::time::Duration;
 use serde_json::Value;
 use support::*;
 
-fn token(server: &Server, group: &str, allow_http: bool) -> String {
-    let mut args = vec!["group", "token", "create", group];
-    if allow_http {
-        args.push("--allow-http");
-    }
-    cli(server, &args)["token"].as_str().unwrap().to_string()
-}
-
 /// A server list made of `specs` (`PRIORITY:URL`), and a group under the root that uses it.
 fn group_on_list(server: &Server, group: &str, list: &str, specs: &[String]) {
     let mut args = vec!["serverlist", "create", list];
@@ -37,7 +29,7 @@ fn pull_and_push_agents_follow_moves_to_another_server_list() {
     let server = fast_server();
     let https = format!("https://localhost:{}", server.clients);
     let http = format!("http://127.0.0.1:{}", server.clients_http);
-    let tok = token(&server, "My Company", false);
+    let tok = group_token(&server, "My Company", false);
     let pull = run_agent(enroll(&server, &https, &tok, None), None);
     let push = run_agent(enroll(&server, &https, &tok, None), None);
     let status = pull.until(Duration::from_secs(10), |s| s["channel"] == "https");
@@ -160,10 +152,10 @@ fn a_tls1_capped_agent_and_the_listeners() {
     let server = fast_server();
     let https = format!("https://localhost:{}", server.clients);
     let http = format!("http://127.0.0.1:{}", server.clients_http);
-    let tok = token(&server, "My Company", false);
+    let tok = group_token(&server, "My Company", false);
     // The seed's legacy group: its server list is plain HTTP, its token allows HTTP enrollment.
     group_on_list(&server, "Legacy", "Legacy HTTP", &[format!("1:{http}")]);
-    let legacy_token = token(&server, "My Company/Legacy", true);
+    let legacy_token = group_token(&server, "My Company/Legacy", true);
     // Plain-HTTP enrollment needs a token that allows it.
     let refused_dir = server.dir.path().join("refused");
     let unpinned = ward(&[
@@ -359,7 +351,7 @@ fn the_http_channel_leaks_nothing_and_resists_tampering_and_replay() {
     let relay = proxy(server.clients_http);
     let via_proxy = format!("http://127.0.0.1:{}", relay.port);
     group_on_list(&server, "Watched", "Via proxy", &[format!("1:{via_proxy}")]);
-    let tok = token(&server, "My Company/Watched", true);
+    let tok = group_token(&server, "My Company/Watched", true);
     let agent = run_agent(enroll(&server, &via_proxy, &tok, Some("TLSv1")), None);
     agent.until(Duration::from_secs(10), |s| {
         s["channel"] == "http" && s["serial"].as_i64() > Some(0)
@@ -428,7 +420,7 @@ fn the_http_channel_leaks_nothing_and_resists_tampering_and_replay() {
 fn forged_replayed_and_foreign_requests_are_refused_and_change_nothing() {
     let server = fast_server();
     let https = format!("https://localhost:{}", server.clients);
-    let tok = token(&server, "My Company", true);
+    let tok = group_token(&server, "My Company", true);
     let dir = enroll(&server, &https, &tok, None);
     let state: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("agent.json")).unwrap()).unwrap();
@@ -583,7 +575,7 @@ fn forged_replayed_and_foreign_requests_are_refused_and_change_nothing() {
 fn kill_9_never_leaves_a_torn_settings_file_and_stop_is_clean() {
     let server = fast_server();
     let https = format!("https://localhost:{}", server.clients);
-    let tok = token(&server, "My Company", false);
+    let tok = group_token(&server, "My Company", false);
     let dir = enroll(&server, &https, &tok, None);
     let state_dir = dir.path().to_path_buf();
     // Settings keep changing while the agent is killed at varied moments.
@@ -691,7 +683,7 @@ fn failover_to_priority_2_and_back_to_priority_1() {
         "Two levels",
         &[format!("1:{first}"), format!("2:{http}")],
     );
-    let tok = token(&server, "My Company/Failover", true);
+    let tok = group_token(&server, "My Company/Failover", true);
     let agent = run_agent(enroll(&server, &http, &tok, None), None);
     // Priority 1 is down: the agent uses priority 2.
     agent.until(Duration::from_secs(15), |s| {

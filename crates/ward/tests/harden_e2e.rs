@@ -50,10 +50,7 @@ fn fleet(per_group: usize) -> (Server, Vec<Agent>) {
         cli(&server, &["group", "create", group]);
         let path = format!("My Company/{group}");
         cli(&server, &["group", "set", &path, "--mode", mode]);
-        let token = cli(&server, &["group", "token", "create", &path])["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let token = group_token(&server, &path, false);
         for index in 0..per_group {
             let capped = index % 2 == 1;
             let offer: &[&str] = if capped {
@@ -352,10 +349,7 @@ fn rollback_restores_the_files_byte_for_byte() {
 fn an_interrupted_harden_is_resumed() {
     let server = fast_server();
     let url = format!("https://127.0.0.1:{}", server.clients);
-    let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = group_token(&server, "My Company", false);
     let modern = run_agent(enroll(&server, &url, &token, None), None);
     let mut capped = run_agent(enroll(&server, &url, &token, Some("TLSv1")), Some("TLSv1"));
     let capped_id = capped.id();

@@ -62,13 +62,6 @@ fn status(state: &Path) -> Option<Value> {
         .then(|| serde_json::from_slice(&output.stdout).unwrap())
 }
 
-fn token(server: &Server, group: &str) -> String {
-    cli(server, &["group", "token", "create", group])["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// `My Company/Push`, a group of push agents.
 fn push_group(server: &Server) {
     cli(server, &["group", "create", "Push"]);
@@ -87,7 +80,12 @@ fn push_agents_stopped_and_started_in_a_loop_leave_exactly_one_process() {
     let server = fast_server();
     push_group(&server);
     let url = format!("https://127.0.0.1:{}", server.clients);
-    let dir = enroll(&server, &url, &token(&server, "My Company/Push"), None);
+    let dir = enroll(
+        &server,
+        &url,
+        &group_token(&server, "My Company/Push", false),
+        None,
+    );
     let state = dir.path();
     let _cleanup = Background(state);
     for round in 0..20 {
@@ -141,7 +139,7 @@ fn push_agents_stopped_and_started_in_a_loop_leave_exactly_one_process() {
 fn enrollment_keeps_the_cap_and_the_name_and_refuses_to_overwrite_an_identity() {
     let server = fast_server();
     let url = format!("https://127.0.0.1:{}", server.clients);
-    let tok = token(&server, "My Company");
+    let tok = group_token(&server, "My Company", false);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("agent");
     let state_str = state.display().to_string();
@@ -231,8 +229,18 @@ fn the_client_list_tells_who_is_online_and_retired_agents_are_refused() {
     let server = fast_server();
     push_group(&server);
     let url = format!("https://127.0.0.1:{}", server.clients);
-    let pull_dir = enroll(&server, &url, &token(&server, "My Company"), None);
-    let push_dir = enroll(&server, &url, &token(&server, "My Company/Push"), None);
+    let pull_dir = enroll(
+        &server,
+        &url,
+        &group_token(&server, "My Company", false),
+        None,
+    );
+    let push_dir = enroll(
+        &server,
+        &url,
+        &group_token(&server, "My Company/Push", false),
+        None,
+    );
     let (pull, push) = (pull_dir.path(), push_dir.path());
     let _cleanup = (Background(pull), Background(push));
     for state in [pull, push] {
@@ -319,7 +327,12 @@ fn import_settings_on_a_running_agent_takes_effect_at_once() {
     // A long interval: only the import's reload can bring the new settings quickly.
     cli(&server, &["group", "set", "My Company", "--interval", "1h"]);
     let url = format!("https://127.0.0.1:{}", server.clients);
-    let dir = enroll(&server, &url, &token(&server, "My Company"), None);
+    let dir = enroll(
+        &server,
+        &url,
+        &group_token(&server, "My Company", false),
+        None,
+    );
     let state = dir.path();
     let _cleanup = Background(state);
     assert!(agent_cmd("start", state, &[]).status.success());
@@ -363,19 +376,7 @@ fn moving_a_tls1_agent_into_an_https_only_group_is_refused_unless_accepted() {
         "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
     );
     assert!(run_cli(&server, &["server", "reload"]).status.success());
-    let token = cli(
-        &server,
-        &[
-            "group",
-            "token",
-            "create",
-            "My Company/Legacy",
-            "--allow-http",
-        ],
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = group_token(&server, "My Company/Legacy", true);
     let http = format!("http://127.0.0.1:{}", server.clients_http);
     let dir = enroll(&server, &http, &token, Some("TLSv1"));
     let state = dir.path();

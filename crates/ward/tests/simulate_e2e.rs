@@ -39,10 +39,7 @@ fn report(output: std::process::Output) -> Value {
 fn started_server() -> (Server, String) {
     let mut server = Server::init();
     server.start();
-    let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = group_token(&server, "My Company", false);
     (server, token)
 }
 
@@ -217,10 +214,7 @@ fn simulated_agents_spread_over_loopback_source_addresses() {
 #[test]
 fn a_rehearsals_leftover_agents_never_block_a_harden() {
     let server = fast_server();
-    let token = cli(&server, &["group", "token", "create", "My Company"])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = group_token(&server, "My Company", false);
     let args = [
         "--agents",
         "4",

@@ -60,10 +60,7 @@ fn peer_key_type(stream: &SslStream<TcpStream>) -> Id {
 /// An agent enrolled in the root group over HTTPS, running, after its first check-in.
 fn https_agent(server: &Server) -> Agent {
     let url = format!("https://127.0.0.1:{}", server.clients);
-    let token = cli(server, &["group", "token", "create", "My Company"])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = group_token(server, "My Company", false);
     run_agent(enroll(server, &url, &token, None), None)
 }
 
@@ -274,19 +271,7 @@ fn a_restarted_server_resumes_the_agents_sessions() {
 fn an_xp_ie8_agent_needs_3des_on_https_and_always_works_over_clients_http() {
     let server = fast_server();
     legacy_http_group(&server);
-    let token = cli(
-        &server,
-        &[
-            "group",
-            "token",
-            "create",
-            "My Company/Legacy",
-            "--allow-http",
-        ],
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = group_token(&server, "My Company/Legacy", true);
     // Enrolled over plain HTTP (its stack cannot talk to the default HTTPS listener).
     let http = format!("http://127.0.0.1:{}", server.clients_http);
     let agent = run_agent(

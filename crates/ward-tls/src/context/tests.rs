@@ -28,6 +28,36 @@ fn policy(words: &str) -> TlsPolicy {
     listener_conf("test.conf", &text).policy.unwrap()
 }
 
+/// A loopback listener with `context` for `connections` handshakes, each closed cleanly.
+fn serve(
+    context: SslContext,
+    connections: usize,
+) -> (std::net::SocketAddr, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        for _ in 0..connections {
+            let (stream, _) = listener.accept().unwrap();
+            let ssl = openssl::ssl::Ssl::new(&context).unwrap();
+            if let Ok(mut tls) = ssl.accept(stream) {
+                let _ = tls.shutdown();
+            }
+        }
+    });
+    (address, server)
+}
+
+/// A client that trusts the fixture's CA.
+fn ca_connector(fixture: &Fixture) -> openssl::ssl::SslConnector {
+    build_connector(&ClientTls {
+        min: None,
+        max: None,
+        verification: ServerVerification::Ca(fixture.ca_pem.clone()),
+        cipher_list: None,
+    })
+    .unwrap()
+}
+
 /// Serves one handshake with `policy` and returns the version a client capped at `max`
 /// negotiated, or `None` when the handshake failed.
 fn negotiate(fixture: &Fixture, policy: &TlsPolicy, client: ClientTls) -> Option<String> {
@@ -166,24 +196,8 @@ fn resumption_follows_the_session_directives() {
         );
         let policy = listener_conf("t", &text).policy.unwrap();
         let context = build_acceptor(&policy, fixture.dir.path()).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        let server = thread::spawn(move || {
-            for _ in 0..2 {
-                let (stream, _) = listener.accept().unwrap();
-                let ssl = openssl::ssl::Ssl::new(&context).unwrap();
-                if let Ok(mut tls) = ssl.accept(stream) {
-                    let _ = tls.shutdown();
-                }
-            }
-        });
-        let connector = build_connector(&ClientTls {
-            min: None,
-            max: None,
-            verification: ServerVerification::Ca(fixture.ca_pem.clone()),
-            cipher_list: None,
-        })
-        .unwrap();
+        let (address, server) = serve(context, 2);
+        let connector = ca_connector(&fixture);
         let mut session: Option<openssl::ssl::SslSession> = None;
         let mut reused = false;
         for _ in 0..2 {
@@ -224,24 +238,8 @@ fn rotated_ticket_keys_still_accept_the_previous_key_and_no_older() {
         current: key(1),
         previous: None,
     });
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = thread::spawn(move || {
-        for _ in 0..5 {
-            let (stream, _) = listener.accept().unwrap();
-            let ssl = openssl::ssl::Ssl::new(&context).unwrap();
-            if let Ok(mut tls) = ssl.accept(stream) {
-                let _ = tls.shutdown();
-            }
-        }
-    });
-    let connector = build_connector(&ClientTls {
-        min: None,
-        max: None,
-        verification: ServerVerification::Ca(fixture.ca_pem.clone()),
-        cipher_list: None,
-    })
-    .unwrap();
+    let (address, server) = serve(context, 5);
+    let connector = ca_connector(&fixture);
     // One connection resuming `session`: (reused, the session it leaves).
     let connect = |session: Option<&openssl::ssl::SslSession>| {
         let mut config = connector.configure().unwrap();

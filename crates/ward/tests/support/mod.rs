@@ -395,6 +395,15 @@ pub fn cli(server: &Server, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
 }
 
+/// A new enrollment token for `group`; `allow_http` lets it enroll over plain HTTP.
+pub fn group_token(server: &Server, group: &str, allow_http: bool) -> String {
+    let mut args = vec!["group", "token", "create", group];
+    if allow_http {
+        args.push("--allow-http");
+    }
+    cli(server, &args)["token"].as_str().unwrap().to_string()
+}
+
 /// The server's agreement-key pin, learned over HTTPS (where the CA proves who answers).
 pub fn pin(server: &Server) -> String {
     let hello = https_get(server.clients, &server.ca_pem(), "/agent/v1/hello", None).json();
