@@ -19,8 +19,9 @@
 //! - `checkins`: group commit of agents' check-ins (one transaction per batch).
 //! - [`admin`]: the admin API (`/api/v1/` on the console): the gate, fleet handlers, OpenAPI.
 //! - [`failure`]: why a handshake failed, in words (pure).
-//! - [`reach`]: pure: whether an agent keeps a path to a server under a proposed range or a
-//!   new server list (what harden plans and `agents move` ask).
+//! - `impact`: who a proposed change would cut off, exactly (the fleet read, every agent's
+//!   ClientHello replayed through the proposed listener, the certificate checked), judged by
+//!   `ward_plan::reach`; harden, the reload guard, rollback and fleet edits ask it.
 //! - [`harden`]: TLS readiness, plans, and the steps of `ward tls harden`.
 //! - [`telemetry`]: metrics and the batched telemetry writer.
 //! - `wakes`: the store wrapper that tells held push check-ins which changes concern them.
@@ -37,10 +38,10 @@ pub mod datadir;
 pub mod failure;
 pub mod harden;
 mod http;
+mod impact;
 mod io;
 pub mod listener_tls;
 pub mod ops;
-pub mod reach;
 pub mod server;
 pub mod state;
 pub mod telemetry;

@@ -16,7 +16,7 @@ use crate::config::{self, Role};
 use crate::conn;
 use crate::datadir::DataDir;
 use crate::listener_tls::Finding;
-use crate::state::{reload, App, OpenError};
+use crate::state::{App, OpenError, Reloaded};
 
 /// Why the server did not start, or stopped.
 #[derive(Debug)]
@@ -210,7 +210,7 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         tokio::select! {
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading");
-                let _ = reload(&shared).await;
+                sighup(&shared).await;
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -245,6 +245,37 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
 /// How long a session ticket key encrypts new tickets before a new one takes over; the
 /// previous key still decrypts for as long again, so no agent's ticket is lost to a rotation.
 const TICKET_KEY_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// SIGHUP: a reload guarded like the admin API's, with nobody to accept a cut-off: new
+/// settings that would take the last path from agents are not swapped in, and the log says
+/// who and why (`ward server reload --accept-cut-off` goes on).
+async fn sighup(app: &App) {
+    let check = crate::impact::reload_check(app, false, false);
+    match crate::state::reload_checked(app, Some(check)).await {
+        Reloaded::Kept(_, plan) => {
+            let plan = plan.unwrap_or_default();
+            let who: Vec<String> = plan["cut_off"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(20)
+                .map(|line| {
+                    format!(
+                        "{} ({})",
+                        line["id"].as_str().unwrap_or("?"),
+                        line["reason"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            error!(
+                "SIGHUP reload refused, the old settings keep serving: {}: {}; run `ward server reload --accept-cut-off` to go on",
+                plan["message"].as_str().or(plan["plan_failed"].as_str()).unwrap_or("the plan failed"),
+                who.join(", ")
+            );
+        }
+        Reloaded::Swapped(..) | Reloaded::Invalid(_) => {}
+    }
+}
 
 /// Rotates the ticket keys when the current one is older than [`TICKET_KEY_LIFETIME`]: at
 /// start (a server that was down for a while) and every ten minutes.

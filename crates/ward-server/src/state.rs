@@ -16,7 +16,7 @@ use crate::channel::{AgentKeys, HeldAgents, Replays, SettingsCache};
 use crate::checkins::CheckinWriter;
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::listener_tls::{self, Finding, TlsSlots};
+use crate::listener_tls::{self, Finding, ListenerTls, TlsSlots};
 use crate::telemetry::Telemetry;
 use crate::wakes::Wake;
 
@@ -142,22 +142,70 @@ impl App {
     }
 }
 
+/// What a reload's check decides, from the new listeners, before they are swapped in.
+pub struct Checked {
+    /// Swap them in.
+    pub swap: bool,
+    /// What the check found (the plan of the change), for the caller to show.
+    pub report: Option<serde_json::Value>,
+}
+
+/// A reload's check: given the new console and clients listeners (built, not yet serving),
+/// whether to swap them in. Runs on a blocking thread.
+pub type Check = Box<dyn FnOnce(&ListenerTls, &ListenerTls) -> Checked + Send>;
+
+/// What a reload did.
+pub enum Reloaded {
+    /// The new settings serve new connections.
+    Swapped(Vec<Finding>, Option<serde_json::Value>),
+    /// The new files have errors; the old settings keep serving.
+    Invalid(Vec<Finding>),
+    /// The check kept the old settings (the new ones would cut agents off, or a dry run).
+    Kept(Vec<Finding>, Option<serde_json::Value>),
+}
+
 /// Re-reads both conf files, builds and checks new acceptors, and swaps them in only if both
-/// are good. Open connections keep the settings they started with.
+/// are good. Open connections keep the settings they started with. Unchecked: for callers
+/// that planned the change themselves (harden's apply, rollback).
 pub async fn reload(shared: &App) -> Result<Vec<Finding>, Vec<Finding>> {
+    match reload_checked(shared, None).await {
+        Reloaded::Swapped(findings, _) => Ok(findings),
+        Reloaded::Invalid(findings) | Reloaded::Kept(findings, _) => Err(findings),
+    }
+}
+
+/// [`reload`], with `check` asked before the swap (under the reload lock, so nothing changes
+/// the listeners between the check and the swap).
+pub async fn reload_checked(shared: &App, check: Option<Check>) -> Reloaded {
     let _one_at_a_time = shared.reload_lock.lock().await;
     let data = shared.data.clone();
     let config = shared.config.clone();
-    let (loaded, findings) =
-        tokio::task::spawn_blocking(move || listener_tls::load_all(&data, &config))
-            .await
-            .map_err(|e| {
-                vec![Finding {
-                    severity: Severity::Error,
-                    text: format!("reload task failed: {e}"),
-                }]
-            })?;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let (loaded, findings) = listener_tls::load_all(&data, &config);
+        let checked = match (&loaded, check) {
+            (Some((console, clients)), Some(check)) => check(console, clients),
+            _ => Checked {
+                swap: true,
+                report: None,
+            },
+        };
+        (loaded, findings, checked)
+    })
+    .await;
+    let (loaded, findings, checked) = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            return Reloaded::Invalid(vec![Finding {
+                severity: Severity::Error,
+                text: format!("reload task failed: {e}"),
+            }])
+        }
+    };
     match loaded {
+        Some(_) if !checked.swap => {
+            info!("reload kept the old settings: its check refused the new ones");
+            Reloaded::Kept(findings, checked.report)
+        }
         Some((console, clients)) => {
             let ranges = (console.policy.protocol.range, clients.policy.protocol.range);
             shared.tls.replace(console, clients);
@@ -167,7 +215,7 @@ pub async fn reload(shared: &App) -> Result<Vec<Finding>, Vec<Finding>> {
             for finding in &findings {
                 info!(severity = %finding.severity, "{}", finding.text);
             }
-            Ok(findings)
+            Reloaded::Swapped(findings, checked.report)
         }
         None => {
             shared.telemetry.metrics.reload(false);
@@ -177,7 +225,7 @@ pub async fn reload(shared: &App) -> Result<Vec<Finding>, Vec<Finding>> {
                     finding.text
                 );
             }
-            Err(findings)
+            Reloaded::Invalid(findings)
         }
     }
 }

@@ -696,7 +696,7 @@ pub fn listener_conf(file: &str, text: &str) -> ListenerConf {
 }
 
 /// Apache always appends `:!aNULL:!eNULL:!EXP` to the TLS <= 1.2 cipher list.
-fn apache_cipher_list(list: &str) -> String {
+pub fn apache_cipher_list(list: &str) -> String {
     format!("{list}:!aNULL:!eNULL:!EXP")
 }
 

@@ -208,9 +208,19 @@ fn a_tls1_capped_agent_and_the_listeners() {
     for file in ["conf/ssl/ssl.conf", "conf/ssl/sslforclients.conf"] {
         server.set_protocol(file, "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1");
     }
-    assert!(ward(&["server", "reload", "--data", &server.data_str()])
-        .status
-        .success());
+    // The reload would take its last path: refused unless accepted.
+    let refused = ward(&["server", "reload", "--data", &server.data_str()]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stdout).contains(&xp.id()));
+    assert!(ward(&[
+        "server",
+        "reload",
+        "--data",
+        &server.data_str(),
+        "--accept-cut-off"
+    ])
+    .status
+    .success());
     xp.until(Duration::from_secs(15), |s| {
         s["last_error"].as_str().is_some_and(|e| e.contains("TLS"))
     });

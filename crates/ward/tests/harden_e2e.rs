@@ -228,13 +228,61 @@ fn harden_to_tls12_only_keeps_every_agent() {
 }
 
 #[test]
-fn the_same_edit_by_hand_orphans_the_capped_agents() {
+fn the_same_edit_by_hand_is_refused_at_reload_and_orphans_the_capped_agents_only_when_accepted() {
     let (server, agents) = fleet(2);
     for file in CONF_FILES {
         server.set_protocol(file, SEED_HARDENED);
     }
-    assert!(run_cli(&server, &["server", "reload"]).status.success());
     let capped = capped_ids(&agents);
+    // The reload replays every agent's real ClientHello through the edited listeners first:
+    // it refuses, names the capped agents, and the old settings keep serving.
+    let dry = run_cli(&server, &["server", "reload", "--dry-run", "--json"]);
+    assert_eq!(dry.status.code(), Some(2), "{dry:?}");
+    let refused = run_cli(&server, &["server", "reload"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        said.contains("would lose their last working path"),
+        "{said}"
+    );
+    for id in &capped {
+        assert!(said.contains(id.as_str()), "{id} not named: {said}");
+    }
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(report["plan"]["lost"], capped.len(), "{report}");
+    for line in report["plan"]["cut_off"].as_array().unwrap() {
+        assert_eq!(line["evidence"], "replayed", "{line}");
+    }
+    let status = https_get(
+        server.console,
+        &server.ca_pem(),
+        "/api/v1/server",
+        Some(&server.token()),
+    )
+    .json();
+    assert_eq!(
+        status["listeners"]["clients"]["tls"]["enabled"][0], "TLSv1",
+        "the old settings keep serving: {status}"
+    );
+    // Accepted, the cut-off happens, and the audit says whom it cut off.
+    let accepted = run_cli(&server, &["server", "reload", "--accept-cut-off"]);
+    assert!(accepted.status.success(), "{accepted:?}");
+    let audit = cli(&server, &["audit"]);
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "server.reload" && e["after"]["outcome"] == "ok, cut off accepted")
+        .unwrap_or_else(|| panic!("no accepted reload in {audit}"))
+        .clone();
+    let mut named: Vec<String> = entry["after"]["cut_off_accepted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_string())
+        .collect();
+    named.sort();
+    assert_eq!(named, capped.iter().cloned().collect::<Vec<_>>());
     for agent in agents.iter().filter(|a| a.capped) {
         agent.until(Duration::from_secs(20), |s| {
             s["last_error"].as_str().is_some_and(|e| e.contains("TLS"))

@@ -168,7 +168,7 @@ pub async fn route(shared: &App, request: &Authorized) -> HttpResponse {
             return json_response(StatusCode::OK, &status::server_status(shared))
         }
         (["server", "reload"], &Method::POST) => {
-            return status::reload(shared, &request.caller).await
+            return status::reload(shared, &request.caller, &request.body).await
         }
         (["server"], _) | (["server", "reload"], _) => {
             return error_response(

@@ -42,17 +42,76 @@ pub fn server_status(shared: &App) -> Value {
     })
 }
 
-/// Reloads the TLS settings, audited; 422 with the findings when the new files are refused.
-pub async fn reload(shared: &App, caller: &crate::auth::Caller) -> crate::api::HttpResponse {
+/// What `POST /api/v1/server/reload` may say.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReloadRequest {
+    /// Reload even when agents would lose their last path (audited, with whom).
+    #[serde(default)]
+    accept_cut_off: bool,
+    /// Plan the reload and keep the old settings.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Reloads the TLS settings, audited, guarded by the exact plan: 422 with the findings when
+/// the new files are refused, 409 `would_cut_off` with the agents when the new settings would
+/// take the last working path from agents that have one (nothing changes), unless
+/// `accept_cut_off`. The answer carries the plan (`plan`), peers included.
+pub async fn reload(
+    shared: &App,
+    caller: &crate::auth::Caller,
+    body: &bytes::Bytes,
+) -> crate::api::HttpResponse {
     use hyper::StatusCode;
-    let result = crate::state::reload(shared).await;
+    let request: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReloadRequest::default()
+    } else {
+        match crate::api::typed(body) {
+            Ok(request) => request,
+            Err(error) => return error.response(),
+        }
+    };
+    let check = crate::impact::reload_check(shared, request.accept_cut_off, request.dry_run);
+    let result = crate::state::reload_checked(shared, Some(check)).await;
+    use crate::state::Reloaded;
     let (status, body, outcome) = match &result {
-        Ok(findings) => (
+        Reloaded::Swapped(findings, plan) => (
             StatusCode::OK,
-            json!({"reloaded": true, "findings": crate::listener_tls::findings_json(findings)}),
-            "ok",
+            json!({"reloaded": true, "findings": crate::listener_tls::findings_json(findings), "plan": plan}),
+            if plan
+                .as_ref()
+                .is_some_and(|p| p["lost"].as_u64().unwrap_or(0) > 0)
+            {
+                "ok, cut off accepted"
+            } else {
+                "ok"
+            },
         ),
-        Err(findings) => (
+        Reloaded::Kept(findings, plan) if request.dry_run => (
+            StatusCode::OK,
+            json!({"reloaded": false, "dry_run": true, "findings": crate::listener_tls::findings_json(findings), "plan": plan}),
+            "dry run",
+        ),
+        Reloaded::Kept(findings, plan) => (
+            StatusCode::CONFLICT,
+            json!({
+                "error": {
+                    "code": "would_cut_off",
+                    "message": format!(
+                        "reload refused, the old settings keep serving: {}; fix the files, or \
+                         reload with accept_cut_off to go on",
+                        plan.as_ref()
+                            .and_then(|p| p["message"].as_str().or(p["plan_failed"].as_str()))
+                            .unwrap_or("the plan failed")
+                    ),
+                },
+                "findings": crate::listener_tls::findings_json(findings),
+                "plan": plan,
+            }),
+            "refused: would cut off",
+        ),
+        Reloaded::Invalid(findings) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             json!({
                 "error": {
@@ -64,6 +123,18 @@ pub async fn reload(shared: &App, caller: &crate::auth::Caller) -> crate::api::H
             "refused",
         ),
     };
+    if request.dry_run {
+        return crate::api::json_response(status, &body);
+    }
+    let accepted: Vec<Value> = match &result {
+        Reloaded::Swapped(_, Some(plan)) => plan["cut_off"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|line| line["id"].clone())
+            .collect(),
+        _ => Vec::new(),
+    };
     let store = shared.store.clone();
     let entry = ward_store::AuditEntry {
         id: 0,
@@ -72,7 +143,7 @@ pub async fn reload(shared: &App, caller: &crate::auth::Caller) -> crate::api::H
         action: "server.reload".into(),
         target: "tls".into(),
         before: None,
-        after: Some(json!({"outcome": outcome})),
+        after: Some(json!({"outcome": outcome, "cut_off_accepted": accepted})),
     };
     let audited = crate::api::blocking(move || {
         store.apply(&ward_store::Change {

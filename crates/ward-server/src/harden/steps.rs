@@ -230,32 +230,32 @@ pub(super) async fn stage(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
     only_keys(
         &body,
         &[
-            "protocol",
-            "listener",
-            "legacy_group",
-            "legacy_name",
-            "offline_intervals",
-        ],
+            PROPOSAL_KEYS,
+            &["legacy_group", "legacy_name", "offline_intervals"],
+        ]
+        .concat(),
     )?;
+    // Staging moves whoever the exact plan of any TLS change names.
     let proposal = Proposal::from_body(&body)?;
     let intervals = offline_intervals(&body)?;
     let legacy_group = string(&body, "legacy_group")?;
     let legacy_name = string(&body, "legacy_name")?.unwrap_or_else(|| LEGACY_NAME.into());
     ward_fleet::name::check_name(&legacy_name)
         .map_err(|e| ApiError::bad_request(format!("legacy_name: {e}")))?;
-    let range = proposal.clients_range(shared);
+    let planned = proposal.planned(shared)?;
+    let running = crate::impact::Running::clients(shared);
     let port = shared.config.address(Role::ClientsHttp).port();
     let root = shared.data.root().to_path_buf();
     let held = held(shared);
-    let clients = proposal.clients_policy(shared);
     let store = shared.store.clone();
     let caller = caller.clone();
     let _guard = shared.fleet_lock.lock().await;
     let value = blocking(move || {
         let store: &dyn Store = &*store;
         let now = now_ms();
-        let fleet = Fleet::read_replayed(store, intervals, held, clients.as_ref())?;
-        let assessment = assess(&fleet, range, now);
+        let crate::impact::Impact {
+            fleet, assessment, ..
+        } = crate::impact::exact(store, &root, &running, &planned, intervals, held, now)?;
         let mut state = new_run(read_state(&root)?, &proposal, &legacy_group, &legacy_name);
         // Everyone who would lose contact moves, offline ones too: they find the HTTP list
         // if they come back before the change.
@@ -372,13 +372,23 @@ async fn would_lose(
     proposal: &Proposal,
     intervals: u32,
 ) -> Result<(Vec<(String, &'static str)>, Vec<(String, &'static str)>), ApiError> {
-    let range = proposal.clients_range(shared);
+    let planned = proposal.planned(shared)?;
+    let running = crate::impact::Running::clients(shared);
+    let root = shared.data.root().to_path_buf();
     let held = held(shared);
-    let clients = proposal.clients_policy(shared);
     let store = shared.store.clone();
     blocking(move || {
-        let fleet = Fleet::read_replayed(&*store, intervals, held, clients.as_ref())?;
-        let assessment = assess(&fleet, range, now_ms());
+        let crate::impact::Impact {
+            fleet, assessment, ..
+        } = crate::impact::exact(
+            &*store,
+            &root,
+            &running,
+            &planned,
+            intervals,
+            held,
+            now_ms(),
+        )?;
         let (mut cut, mut risky) = (Vec::new(), Vec::new());
         for (index, verdict) in &assessment.flagged {
             let id = fleet.agents[*index].id.clone();
@@ -439,6 +449,7 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         ],
     )?;
     let proposal = Proposal::from_body(&body)?;
+    proposal.protocol_only()?;
     let accept_cut_off = flag(&body, "accept_cut_off")?;
     let accept_risk = flag(&body, "accept_risk")?;
     let intervals = offline_intervals(&body)?;

@@ -92,13 +92,24 @@ pub enum ServerAction {
         #[arg(long)]
         json: bool,
     },
-    /// Make the running server re-read its TLS conf files, without a restart (same as SIGHUP)
+    /// Make the running server re-read its TLS conf files, without a restart (as SIGHUP)
+    ///
+    /// Guarded by the exact plan: the agents' real ClientHellos are replayed through the new
+    /// listeners and the new certificate is checked as the agents check it. When agents that
+    /// have a working path now would lose it, the old settings keep serving and the command
+    /// names them and exits 2, unless --accept-cut-off.
     Reload {
         #[command(flatten)]
         data: DataArg,
         /// Print JSON: the server's answer
         #[arg(long)]
         json: bool,
+        /// Show the plan of the reload (agents and other peers cut off) and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Reload even if agents would lose their last path (audited, with whom)
+        #[arg(long)]
+        accept_cut_off: bool,
     },
 }
 
@@ -111,7 +122,12 @@ pub fn run(args: ServerArgs) -> CmdResult {
             Ok(ExitCode::SUCCESS)
         }
         Some(ServerAction::Configtest { data, json }) => configtest(&DataDir::new(data.data), json),
-        Some(ServerAction::Reload { data, json }) => reload(&DataDir::new(data.data), json),
+        Some(ServerAction::Reload {
+            data,
+            json,
+            dry_run,
+            accept_cut_off,
+        }) => reload(&DataDir::new(data.data), json, dry_run, accept_cut_off),
     }
 }
 
@@ -187,9 +203,10 @@ fn configtest(data: &DataDir, as_json: bool) -> CmdResult {
     })
 }
 
-fn reload(data: &DataDir, as_json: bool) -> CmdResult {
+fn reload(data: &DataDir, as_json: bool, dry_run: bool, accept_cut_off: bool) -> CmdResult {
     let client = AdminClient::local(data)?;
-    let reply = client.request("POST", "/api/v1/server/reload", None)?;
+    let body = serde_json::json!({"dry_run": dry_run, "accept_cut_off": accept_cut_off});
+    let reply = client.request("POST", "/api/v1/server/reload", Some(&body))?;
     if as_json {
         println!("{:#}", reply.body);
     } else {
@@ -200,7 +217,9 @@ fn reload(data: &DataDir, as_json: bool) -> CmdResult {
                 finding["message"].as_str().unwrap_or("")
             );
         }
+        print_reload_plan(&reply.body["plan"]);
         match reply.status {
+            200 if dry_run => println!("dry run: nothing changed"),
             200 => println!("reloaded: new connections get the new settings"),
             _ => println!(
                 "reload refused ({}): {}",
@@ -211,9 +230,47 @@ fn reload(data: &DataDir, as_json: bool) -> CmdResult {
             ),
         }
     }
-    Ok(if reply.status == 200 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(match reply.status {
+        200 if dry_run && reply.body["plan"]["lost"].as_u64().unwrap_or(0) > 0 => ExitCode::from(2),
+        200 => ExitCode::SUCCESS,
+        409 => ExitCode::from(2),
+        _ => ExitCode::from(1),
     })
+}
+
+/// The reload's plan: the agents that would lose their last path, and the other peers the new
+/// listeners would refuse.
+fn print_reload_plan(plan: &serde_json::Value) {
+    if plan.is_null() {
+        return;
+    }
+    if let Some(failed) = plan["plan_failed"].as_str() {
+        println!("plan failed: {failed}");
+        return;
+    }
+    let lost = plan["lost"].as_u64().unwrap_or(0);
+    println!(
+        "plan: {lost} agent(s) would lose their last path; {} other peer(s) seen in the last day \
+         would be refused",
+        plan["peers_cut_off"].as_u64().unwrap_or(0)
+    );
+    for line in plan["cut_off"].as_array().into_iter().flatten().take(50) {
+        println!(
+            "  {} {} in {}: {}",
+            line["id"].as_str().unwrap_or("-"),
+            line["hostname"].as_str().unwrap_or("-"),
+            line["group"].as_str().unwrap_or("-"),
+            line["reason"].as_str().unwrap_or("-")
+        );
+    }
+    for peer in plan["peers"].as_array().into_iter().flatten() {
+        if peer["verdict"] == "cut_off" {
+            println!(
+                "  peer {} {}: {}",
+                peer["listener"].as_str().unwrap_or("-"),
+                peer["address"].as_str().unwrap_or("-"),
+                peer["reason"].as_str().unwrap_or("-")
+            );
+        }
+    }
 }

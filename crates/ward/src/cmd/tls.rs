@@ -48,9 +48,32 @@ pub enum TlsCommand {
     Harden(super::harden::HardenArgs),
     /// Put the conf files back as they were before the last harden, and reload
     Rollback(super::harden::RollbackArgs),
+    /// The compliance presets (Mozilla, NIST SP 800-52r2, PCI DSS 4.0): what each sets and
+    /// where it comes from; plan one with `ward tls plan --preset NAME`
+    Preset {
+        #[command(subcommand)]
+        action: PresetAction,
+    },
     /// The client profiles an agent or a simulated fleet can imitate (`--client-profile`,
     /// `--legacy-profile`): what each real stack offers
     Profiles {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PresetAction {
+    /// Every preset, a line each
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// One preset: its SSLProtocol and suites, its source, and what to know
+    Show {
+        name: String,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -138,7 +161,54 @@ pub fn run(command: TlsCommand) -> CmdResult {
         TlsCommand::Harden(args) => super::harden::harden(args),
         TlsCommand::Rollback(args) => super::harden::rollback(args),
         TlsCommand::Profiles { json } => profiles(json),
+        TlsCommand::Preset { action } => preset(action),
     }
+}
+
+fn preset_json(preset: &ward_plan::preset::Preset) -> Value {
+    json!({
+        "name": preset.name, "title": preset.title, "protocol": preset.protocol,
+        "cipher_suite": preset.cipher_suite, "cipher_suite_tls13": preset.cipher_suite_tls13,
+        "source": preset.source, "note": preset.note,
+    })
+}
+
+fn preset(action: PresetAction) -> CmdResult {
+    use ward_plan::preset::{find, names, PRESETS};
+    match action {
+        PresetAction::List { json } if json => {
+            println!(
+                "{:#}",
+                Value::Array(PRESETS.iter().map(preset_json).collect())
+            );
+        }
+        PresetAction::List { .. } => {
+            for preset in PRESETS {
+                println!("{:<22} {}", preset.name, preset.title);
+            }
+        }
+        PresetAction::Show { name, json } => {
+            let preset = find(&name)
+                .ok_or_else(|| format!("preset '{name}' is not one ward knows ({})", names()))?;
+            if json {
+                println!("{:#}", preset_json(preset));
+            } else {
+                println!("{}: {}", preset.name, preset.title);
+                println!("  SSLProtocol {}", preset.protocol);
+                match preset.cipher_suite {
+                    Some(list) => println!("  SSLCipherSuite {list}"),
+                    None => println!("  SSLCipherSuite (the listener's, unchanged)"),
+                }
+                match preset.cipher_suite_tls13 {
+                    Some(list) => println!("  SSLCipherSuite TLSv1.3 {list}"),
+                    None => println!("  SSLCipherSuite TLSv1.3 (the listener's, unchanged)"),
+                }
+                println!("source: {}", preset.source);
+                println!("note: {}", preset.note);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn profiles(as_json: bool) -> CmdResult {

@@ -164,7 +164,7 @@ fn cut_off_by_move(
     group: ward_fleet::GroupId,
     range: ward_tls::VersionRange,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    use crate::reach::{explain, judge, AgentFacts, Capability, GroupFacts, Verdict};
+    use ward_plan::reach::{explain, judge, AgentFacts, Capability, Clients, GroupFacts, Verdict};
     let lists = store.server_lists()?;
     let effective = tree
         .effective(group)
@@ -196,9 +196,12 @@ fn cut_off_by_move(
             silent_ms: 0,
             replayed: None,
         };
-        let verdict = judge(&agent_facts, facts, range);
+        let verdict = judge(&agent_facts, facts, Clients::serving(range));
         if verdict == Verdict::CutOff {
-            cut.push((id.clone(), explain(&agent_facts, facts, range, &verdict)));
+            cut.push((
+                id.clone(),
+                explain(&agent_facts, facts, Clients::serving(range), &verdict),
+            ));
         }
     }
     Ok(cut)

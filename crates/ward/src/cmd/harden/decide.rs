@@ -31,6 +31,10 @@ pub struct Plan {
     /// Every peer seen on a planned listener, judged by replaying its real ClientHello
     /// (absent from older servers: empty).
     pub peers: Vec<PeerLine>,
+    /// The change, in conf words (absent from older servers).
+    pub change: Option<String>,
+    /// Hosts whose verifying agents would refuse the proposed clients certificate, and why.
+    pub untrusted_certificate: std::collections::BTreeMap<String, String>,
 }
 
 /// A peer of a listener and what the proposed listener would answer its ClientHello.
@@ -148,6 +152,11 @@ impl Plan {
             peers: match answer.get("peers") {
                 Some(_) => part(answer, "peers")?,
                 None => Vec::new(),
+            },
+            change: answer["change"].as_str().map(str::to_string),
+            untrusted_certificate: match answer.get("untrusted_certificate") {
+                Some(_) => part(answer, "untrusted_certificate")?,
+                None => Default::default(),
             },
         })
     }
@@ -300,6 +309,8 @@ mod tests {
         };
         Plan {
             warnings: Vec::new(),
+            change: None,
+            untrusted_certificate: Default::default(),
             listeners: Listeners {
                 console: listener(),
                 clients: listener(),

@@ -41,6 +41,24 @@ pub struct ProposalArgs {
     /// The proposed SSLProtocol value (may begin with a dash: --protocol '-all +TLSv1.2')
     #[arg(long, value_name = "WORDS", allow_hyphen_values = true)]
     protocol: Option<String>,
+    /// The proposed SSLCipherSuite for TLS 1.2 and below (an OpenSSL cipher list)
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
+    cipher_suite: Option<String>,
+    /// The proposed TLS 1.3 suites (SSLCipherSuite TLSv1.3 LIST)
+    #[arg(long = "cipher-suite-tls13", value_name = "LIST")]
+    cipher_suite_tls13: Option<String>,
+    /// A proposed certificate file (PEM, the leaf first), replacing the listener's
+    #[arg(long, value_name = "FILE", requires = "key")]
+    certificate: Option<std::path::PathBuf>,
+    /// The key file of --certificate
+    #[arg(long, value_name = "FILE", requires = "certificate")]
+    key: Option<std::path::PathBuf>,
+    /// A compliance preset: its SSLProtocol and suites (`ward tls preset list`)
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["protocol", "cipher_suite", "cipher_suite_tls13"])]
+    preset: Option<String>,
+    /// A whole proposed conf file for the listener(s), instead of single directives
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["protocol", "cipher_suite", "cipher_suite_tls13", "certificate", "preset"])]
+    conf: Option<std::path::PathBuf>,
     /// Which listener's file the value is for
     #[arg(long, default_value = "all", value_parser = ["clients", "console", "all"])]
     listener: String,
@@ -144,6 +162,12 @@ fn print_agent_lines(title: &str, lines: &[String], total: u64) {
 }
 
 fn print_plan(plan: &Plan) {
+    if let Some(change) = &plan.change {
+        println!("change: {change}");
+    }
+    for (host, why) in &plan.untrusted_certificate {
+        println!("certificate: agents connecting to '{host}' would not trust it: {why}");
+    }
     for warning in &plan.warnings {
         println!("warning: {warning}");
     }
@@ -207,23 +231,64 @@ fn print_plan(plan: &Plan) {
     }
 }
 
-/// Asks the server for the plan of `words`: its answer as sent (for `--json`), and as read.
+impl ProposalArgs {
+    /// The proposal's keys of a plan or stage request. Paths become absolute (the server
+    /// reads them from its own working directory); a conf file is sent as its text.
+    fn body(&self) -> Result<serde_json::Map<String, Value>, String> {
+        let mut body = serde_json::Map::new();
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                body.insert(key.into(), Value::String(value));
+            }
+        };
+        let absolute = |path: &std::path::Path| {
+            std::path::absolute(path)
+                .map(|p| p.display().to_string())
+                .map_err(|e| format!("{}: {e}", path.display()))
+        };
+        put("protocol", self.protocol.clone());
+        put("cipher_suite", self.cipher_suite.clone());
+        put("cipher_suite_tls13", self.cipher_suite_tls13.clone());
+        put("preset", self.preset.clone());
+        put(
+            "certificate",
+            self.certificate.as_deref().map(absolute).transpose()?,
+        );
+        put("key", self.key.as_deref().map(absolute).transpose()?);
+        if let Some(path) = &self.conf {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--conf {}: {e}", path.display()))?;
+            put("conf", Some(text));
+            put("conf_name", Some(path.display().to_string()));
+        }
+        if body.is_empty() {
+            return Err(
+                "nothing proposed: give --protocol WORDS, --cipher-suite LIST, --cipher-suite-tls13 \
+                 LIST, --certificate FILE --key FILE, --preset NAME or --conf FILE"
+                    .into(),
+            );
+        }
+        body.insert("listener".into(), json!(self.listener));
+        body.insert("offline_intervals".into(), json!(self.offline_intervals));
+        Ok(body)
+    }
+}
+
+/// Asks the server for the plan of `proposal` (with `words` as its SSLProtocol when harden
+/// gives one): its answer as sent (for `--json`), and as read.
 fn request_plan(
     client: &AdminClient,
     proposal: &ProposalArgs,
     words: &str,
     limit: usize,
 ) -> Result<(Value, Plan), String> {
-    let answer = client.call(
-        "POST",
-        "/api/v1/tls/plan",
-        Some(&json!({
-            "protocol": words,
-            "listener": proposal.listener,
-            "offline_intervals": proposal.offline_intervals,
-            "limit": limit,
-        })),
-    )?;
+    let mut proposal = proposal.clone();
+    if !words.is_empty() && proposal.preset.is_none() && proposal.conf.is_none() {
+        proposal.protocol = Some(words.to_string());
+    }
+    let mut body = proposal.body()?;
+    body.insert("limit".into(), json!(limit));
+    let answer = client.call("POST", "/api/v1/tls/plan", Some(&Value::Object(body)))?;
     let plan = Plan::read(&answer)?;
     Ok((answer, plan))
 }
@@ -325,11 +390,8 @@ fn lost_line(agent: &Value) -> String {
 }
 
 pub fn plan(args: PlanArgs) -> CmdResult {
-    let words = args.proposal.protocol.clone().ok_or(
-        "--protocol WORDS is required, e.g. --protocol 'all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1'",
-    )?;
     let client = args.target.client()?;
-    let (answer, plan) = request_plan(&client, &args.proposal, &words, args.limit)?;
+    let (answer, plan) = request_plan(&client, &args.proposal, "", args.limit)?;
     if args.target.json {
         println!("{answer:#}");
     } else {

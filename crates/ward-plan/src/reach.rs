@@ -1,8 +1,10 @@
 //! Whether an agent keeps a path to a server, without I/O: what ward knows of each agent's TLS
 //! capability, and whether an agent would keep a working path to the server under a proposed
-//! `SSLProtocol` or a new server list. Harden plans with it, and `agents move` asks it too.
-//! Table tests are in `reach/tests.rs`.
+//! clients listener (the versions it serves, the certificate its verifying agents would
+//! trust) or a new server list. Every plan judges with it: harden, reload, rollback and the
+//! fleet edits. Table tests are in `reach/tests.rs`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use ward_fleet::serverlist::Protocol;
@@ -150,13 +152,64 @@ fn has(list: Option<&ServerList>, protocol: Protocol) -> bool {
     list.is_some_and(|l| l.levels.iter().flatten().any(|e| e.protocol == protocol))
 }
 
-/// Whether `agent` keeps a path to the server when the clients listener serves `range`. HTTPS
-/// entries reach a listener with that range; HTTP entries reach clients-http, which has no TLS
-/// to refuse.
-pub fn judge(agent: &AgentFacts, group: GroupFacts<'_>, range: VersionRange) -> Verdict {
-    let https = has(group.list, Protocol::Https);
+/// The clients listener as a plan sees it: the versions it would serve, and the hosts for
+/// which an agent that verifies the certificate would refuse it.
+#[derive(Clone, Copy, Debug)]
+pub struct Clients<'a> {
+    pub range: VersionRange,
+    /// Server list host -> why an agent that checks the certificate (its settings' CA and the
+    /// host name) would refuse the listener's certificate there. Empty: trusted everywhere.
+    pub untrusted: &'a BTreeMap<String, String>,
+}
+
+static TRUSTED_EVERYWHERE: BTreeMap<String, String> = BTreeMap::new();
+
+impl Clients<'static> {
+    /// A listener serving `range` whose certificate every agent trusts.
+    pub fn serving(range: VersionRange) -> Clients<'static> {
+        Clients {
+            range,
+            untrusted: &TRUSTED_EVERYWHERE,
+        }
+    }
+}
+
+impl<'a> Clients<'a> {
+    /// The first HTTPS entry of `list` whose certificate check would fail, and why; `None`
+    /// when some HTTPS entry is trusted (or the list has none).
+    pub fn distrust<'l>(&self, list: Option<&'l ServerList>) -> Option<(&'l str, &'a str)> {
+        let mut first = None;
+        for entry in list
+            .into_iter()
+            .flat_map(|l| l.levels.iter().flatten())
+            .filter(|e| e.protocol == Protocol::Https)
+        {
+            match self.untrusted.get(&entry.address) {
+                Some(why) if entry.verify_certificate => {
+                    first.get_or_insert((entry.address.as_str(), why.as_str()));
+                }
+                _ => return None,
+            }
+        }
+        first
+    }
+}
+
+/// Whether `agent` keeps a path to the server under the clients listener `clients`. HTTPS
+/// entries reach that listener when the agent can handshake with it and trusts its
+/// certificate there; HTTP entries reach clients-http, which has no TLS to refuse.
+pub fn judge(agent: &AgentFacts, group: GroupFacts<'_>, clients: Clients<'_>) -> Verdict {
+    let distrusted = clients.distrust(group.list).is_some();
+    let https = has(group.list, Protocol::Https) && !distrusted;
     let http = has(group.list, Protocol::Http);
-    let reach = agent.replayed.or_else(|| agent.capability.can_reach(range));
+    let reach = if distrusted {
+        // No HTTPS entry it would trust: however well it speaks TLS, it has no HTTPS path.
+        Some(false)
+    } else {
+        agent
+            .replayed
+            .or_else(|| agent.capability.can_reach(clients.range))
+    };
     if https && reach == Some(true) {
         return Verdict::Unaffected { via: Via::Https };
     }
@@ -183,11 +236,27 @@ pub fn judge(agent: &AgentFacts, group: GroupFacts<'_>, range: VersionRange) -> 
 pub fn explain(
     agent: &AgentFacts,
     group: GroupFacts<'_>,
-    range: VersionRange,
+    clients: Clients<'_>,
     verdict: &Verdict,
 ) -> String {
+    let range = clients.range;
     let speaks = Speaks(agent.capability);
     let list = group.list.map(|l| l.name.as_str()).unwrap_or("(none)");
+    if let (Verdict::CutOff | Verdict::AtRisk(Risk::Offline), Some((host, why))) =
+        (verdict, clients.distrust(group.list))
+    {
+        let offline = match verdict {
+            Verdict::AtRisk(_) => format!(
+                ", and it has been silent for {} (offline)",
+                human(agent.silent_ms)
+            ),
+            _ => String::new(),
+        };
+        return format!(
+            "it would not trust the proposed clients certificate at '{host}': {why}; server \
+             list '{list}' has no HTTP entry{offline}"
+        );
+    }
     match (verdict, agent.replayed) {
         (Verdict::Unaffected { via: Via::Https }, Some(true)) => {
             return format!(

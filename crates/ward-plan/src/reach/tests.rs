@@ -254,9 +254,9 @@ fn judge_table() {
             list,
             offline_after_ms: 3 * hour,
         };
-        let verdict = judge(&agent, group, TLS12_UP);
+        let verdict = judge(&agent, group, Clients::serving(TLS12_UP));
         assert_eq!(verdict, expected, "{case}");
-        assert!(!explain(&agent, group, TLS12_UP, &verdict).is_empty());
+        assert!(!explain(&agent, group, Clients::serving(TLS12_UP), &verdict).is_empty());
     }
 }
 
@@ -276,10 +276,15 @@ fn the_old_range_keeps_capped_agents() {
     };
     let all = VersionRange::new(TlsVersion::Tls1_0, TlsVersion::Tls1_3);
     assert_eq!(
-        judge(&agent, group, all),
+        judge(&agent, group, Clients::serving(all)),
         Verdict::Unaffected { via: Via::Https }
     );
-    let reason = explain(&agent, group, TLS12_UP, &judge(&agent, group, TLS12_UP));
+    let reason = explain(
+        &agent,
+        group,
+        Clients::serving(TLS12_UP),
+        &judge(&agent, group, Clients::serving(TLS12_UP)),
+    );
     assert_eq!(
         reason,
         "it speaks TLSv1 at most (reported), below TLSv1.2-TLSv1.3, and server list 'default' \
@@ -327,11 +332,67 @@ fn a_replayed_clienthello_is_the_exact_evidence() {
             silent_ms: 0,
             replayed: *replayed,
         };
-        let verdict = judge(&agent, group, TLS12_UP);
+        let verdict = judge(&agent, group, Clients::serving(TLS12_UP));
         assert_eq!(&verdict, expected, "{reported:?} {replayed:?}");
-        let why = explain(&agent, group, TLS12_UP, &verdict);
+        let why = explain(&agent, group, Clients::serving(TLS12_UP), &verdict);
         if replayed.is_some() {
             assert!(why.contains("replayed"), "{why}");
+        }
+    }
+}
+
+#[test]
+fn a_certificate_the_agent_would_not_trust_takes_its_https_path() {
+    use Verdict::{AtRisk, CutOff, Unaffected};
+    let untrusted: std::collections::BTreeMap<String, String> = [(
+        "mgr1".to_string(),
+        "it does not chain to ward's CA".to_string(),
+    )]
+    .into();
+    let distrusting = Clients {
+        range: TLS12_UP,
+        untrusted: &untrusted,
+    };
+    let https = list("https", &["1:https://mgr1:443"]);
+    let mut unverified = list("unverified", &["1:https://mgr1:443"]);
+    unverified.levels[0][0].verify_certificate = false;
+    let two_hosts = list("two", &["1:https://mgr1:443", "2:https://mgr2:443"]);
+    let with_http = list("mixed", &["1:https://mgr1:443", "2:http://mgr1:8014"]);
+    // (list, silent, expected): the agent speaks TLS 1.2 and its hello is served.
+    let cases: &[(&ServerList, i64, Verdict)] = &[
+        (&https, 0, CutOff),
+        (&https, 5_000_000, AtRisk(Risk::Offline)),
+        (&unverified, 0, Unaffected { via: Via::Https }),
+        (&two_hosts, 0, Unaffected { via: Via::Https }),
+        (&with_http, 0, Unaffected { via: Via::Http }),
+    ];
+    for (list, silent_ms, expected) in cases {
+        let group = GroupFacts {
+            list: Some(list),
+            offline_after_ms: 1_000_000,
+        };
+        let agent = AgentFacts {
+            group: 1,
+            capability: capability(&["TLSv1.2"], None),
+            pending: false,
+            silent_ms: *silent_ms,
+            replayed: Some(true),
+        };
+        let verdict = judge(&agent, group, distrusting);
+        assert_eq!(&verdict, expected, "{}", list.name);
+        // The same agent under a trusted certificate keeps HTTPS.
+        assert_eq!(
+            judge(&agent, group, Clients::serving(TLS12_UP)),
+            Unaffected { via: Via::Https },
+            "{}",
+            list.name
+        );
+        if !matches!(verdict, Unaffected { .. }) {
+            let why = explain(&agent, group, distrusting, &verdict);
+            assert!(
+                why.contains("would not trust") && why.contains("mgr1"),
+                "{why}"
+            );
         }
     }
 }

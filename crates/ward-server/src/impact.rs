@@ -1,0 +1,611 @@
+//! Who a proposed change would cut off, exactly: the fleet as plans read it, each agent's
+//! kept ClientHello replayed through the proposed clients listener, the certificate checked as
+//! the agents check it, and every agent judged by [`ward_plan::reach`]. Not an API: harden's
+//! plan and steps, the reload guard and rollback all ask [`exact`].
+//!
+//! Blocking (OpenSSL and the store): call it inside `api::blocking`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use openssl::ssl::SslContext;
+use openssl::x509::X509;
+use serde_json::{json, Value};
+use ward_fleet::{GroupId, ServerList, Tree};
+use ward_plan::reach::{self, AgentFacts, Capability, Clients, GroupFacts, Risk, Verdict, Via};
+use ward_store::{AgentTls, Store};
+use ward_tls::{ProtocolSet, TlsPolicy, TlsVersion, VersionRange};
+
+use crate::api::ApiError;
+use crate::config::Role;
+use crate::ops::tree_of;
+use crate::state::{App, Check, Checked};
+
+/// Default: an agent silent for more than this many check-in intervals counts as offline.
+pub const OFFLINE_INTERVALS: u32 = 3;
+
+/// What a proposed change does to the fleet.
+pub(crate) struct Impact {
+    pub fleet: Fleet,
+    pub assessment: Assessment,
+    /// The versions the clients listener would serve.
+    pub range: VersionRange,
+    /// Server list hosts whose verifying agents would refuse the proposed clients
+    /// certificate, and why (only hosts the running certificate names: this server's).
+    pub untrusted: BTreeMap<String, String>,
+    /// The proposed listeners' contexts, for replaying the other peers' hellos.
+    pub contexts: Vec<(Role, SslContext)>,
+}
+
+impl Impact {
+    pub fn clients(&self) -> Clients<'_> {
+        Clients {
+            range: self.range,
+            untrusted: &self.untrusted,
+        }
+    }
+}
+
+/// The running clients listener, as much of it as a plan compares against.
+pub(crate) struct Running {
+    pub policy: TlsPolicy,
+    /// Its certificate (the leaf): the host names it has are this server's.
+    pub leaf: Option<X509>,
+}
+
+impl Running {
+    pub fn clients(app: &App) -> Running {
+        let current = app.tls.current(Role::Clients);
+        Running {
+            policy: current.policy.clone(),
+            leaf: current.context.certificate().map(|c| c.to_owned()),
+        }
+    }
+}
+
+/// The exact plan of `planned` (the listeners a change touches, with the policy each would
+/// run): every agent judged against the proposed clients listener. 422 `proposal_invalid`
+/// when a proposed listener cannot be built (a missing certificate, a key that does not
+/// match), as the server itself would refuse it.
+pub(crate) fn exact(
+    store: &dyn Store,
+    root: &Path,
+    running: &Running,
+    planned: &[(Role, TlsPolicy)],
+    intervals: u32,
+    held: HashSet<String>,
+    now: i64,
+) -> Result<Impact, ApiError> {
+    let mut contexts = Vec::new();
+    for (role, policy) in planned {
+        let context = ward_tls::context::build_acceptor(policy, root).map_err(|e| {
+            ApiError::client(
+                hyper::StatusCode::UNPROCESSABLE_ENTITY,
+                "proposal_invalid",
+                format!("the proposed {role} listener cannot be built: {e}"),
+            )
+        })?;
+        contexts.push((*role, context));
+    }
+    let clients = planned
+        .iter()
+        .find(|(role, _)| *role == Role::Clients)
+        .map(|(_, policy)| policy);
+    let range = clients.unwrap_or(&running.policy).protocol.range;
+    judge_fleet(
+        store,
+        contexts,
+        range,
+        intervals,
+        held,
+        now,
+        |lists| match clients {
+            Some(policy) => untrusted_hosts(root, running, policy, lists),
+            None => Ok(BTreeMap::new()),
+        },
+    )
+}
+
+/// The fleet judged against listeners already built (`contexts`; the clients one, when
+/// given, replays every agent's hello), serving `range`, with `untrusted` (from the server
+/// lists) the hosts whose certificate check would fail.
+fn judge_fleet(
+    store: &dyn Store,
+    contexts: Vec<(Role, SslContext)>,
+    range: VersionRange,
+    intervals: u32,
+    held: HashSet<String>,
+    now: i64,
+    untrusted: impl FnOnce(&[ServerList]) -> Result<BTreeMap<String, String>, ApiError>,
+) -> Result<Impact, ApiError> {
+    let mut fleet = Fleet::read(store, intervals, held)?;
+    if let Some((_, context)) = contexts.iter().find(|(role, _)| *role == Role::Clients) {
+        fleet.replay(store, context)?;
+    }
+    let untrusted = untrusted(&fleet.lists)?;
+    let clients = Clients {
+        range,
+        untrusted: &untrusted,
+    };
+    let assessment = assess(&fleet, clients, now);
+    Ok(Impact {
+        fleet,
+        assessment,
+        range,
+        untrusted,
+        contexts,
+    })
+}
+
+/// The reload guard: a check that plans the new listeners against the running ones, and
+/// keeps the old settings when agents that have a working path now would lose it (unless
+/// `accept_cut_off`), and always on a dry run. Agents already without a path are not the
+/// reload's doing and do not block it. Its report: `lost` (how many), `cut_off` (who, why),
+/// `untrusted_certificate`, `peers` (every other client seen, judged), `counts`.
+pub(crate) fn reload_check(app: &App, accept_cut_off: bool, dry_run: bool) -> Check {
+    let store = app.store.clone();
+    let root = app.data.root().to_path_buf();
+    let running = Running::clients(app);
+    let serving: Vec<(Role, SslContext)> = [Role::Console, Role::Clients]
+        .into_iter()
+        .map(|role| (role, app.tls.current(role).context.clone()))
+        .collect();
+    let held = held(app);
+    Box::new(move |console, clients| {
+        let now = ward_proto::now_ms();
+        let planned = [
+            (Role::Console, console.policy.clone()),
+            (Role::Clients, clients.policy.clone()),
+        ];
+        let planned = (|| {
+            let intervals = OFFLINE_INTERVALS;
+            let range = running.policy.protocol.range;
+            let before = judge_fleet(
+                &*store,
+                serving,
+                range,
+                intervals,
+                held.clone(),
+                now,
+                |_| Ok(BTreeMap::new()),
+            )?;
+            let after = exact(&*store, &root, &running, &planned, intervals, held, now)?;
+            let peers = peers_json(&*store, &after.contexts, now - 86_400_000)?;
+            let (lost, mut report) = lost_json(&before, &after, peers, now);
+            fill_hostnames(&*store, &mut report, &["cut_off"])?;
+            Ok::<_, ApiError>((lost, report))
+        })();
+        match planned {
+            Ok((lost, report)) => Checked {
+                swap: !dry_run && (lost == 0 || accept_cut_off),
+                report: Some(report),
+            },
+            // Not knowing who it would cut off, it cuts nobody off unless told to.
+            Err(error) => Checked {
+                swap: !dry_run && accept_cut_off,
+                report: Some(json!({"plan_failed": error.message})),
+            },
+        }
+    })
+}
+
+/// The agents `after` flags that `before` did not (they lose their last path), listed with
+/// their reasons: (how many, the report).
+fn lost_json(before: &Impact, after: &Impact, peers: Vec<Value>, now: i64) -> (usize, Value) {
+    let flagged_before: HashSet<&str> = before
+        .assessment
+        .flagged
+        .iter()
+        .map(|(index, _)| before.fleet.agents[*index].id.as_str())
+        .collect();
+    let lost: Vec<&(usize, Verdict)> = after
+        .assessment
+        .flagged
+        .iter()
+        .filter(|(index, _)| !flagged_before.contains(after.fleet.agents[*index].id.as_str()))
+        .collect();
+    let distrusting = lost
+        .iter()
+        .filter(|(index, _)| {
+            let group = after.fleet.group_facts(after.fleet.agents[*index].group);
+            after.clients().distrust(group.list).is_some()
+        })
+        .count();
+    let lines: Vec<Value> = lost
+        .iter()
+        .take(1000)
+        .map(|(index, verdict)| {
+            let mut line = agent_line(after, *index, verdict, now);
+            line["verdict"] = json!(verdict.name());
+            line
+        })
+        .collect();
+    let mut message = format!(
+        "{} agent(s) would lose their last working path to the server",
+        lost.len()
+    );
+    if distrusting > 0 {
+        message.push_str(&format!(
+            "; {distrusting} agents do not trust this certificate ({})",
+            after
+                .untrusted
+                .iter()
+                .map(|(host, why)| format!("{host}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    let cut_peers = peers.iter().filter(|p| p["verdict"] == "cut_off").count();
+    (
+        lost.len(),
+        json!({
+            "lost": lost.len(),
+            "untrusting": distrusting,
+            "message": message,
+            "cut_off": lines,
+            "untrusted_certificate": after.untrusted,
+            "counts": impact_json(after, 0, now)["counts"],
+            "peers": peers,
+            "peers_cut_off": cut_peers,
+        }),
+    )
+}
+
+/// One agent's line with its reason, as plans list it.
+fn agent_line(impact: &Impact, index: usize, verdict: &Verdict, now: i64) -> Value {
+    let fleet = &impact.fleet;
+    let agent = &fleet.agents[index];
+    let facts = facts(fleet, agent, now);
+    let group = fleet.group_facts(agent.group);
+    let mut line = agent_json(fleet, agent, &facts);
+    line["reason"] = json!(reach::explain(&facts, group, impact.clients(), verdict));
+    line
+}
+
+/// The hosts of HTTPS entries with certificate checks that the running certificate names
+/// (this server) and the proposed certificates would fail for, with why.
+fn untrusted_hosts(
+    root: &Path,
+    running: &Running,
+    proposed: &TlsPolicy,
+    lists: &[ServerList],
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let Some(leaf) = &running.leaf else {
+        return Ok(BTreeMap::new());
+    };
+    let hosts: std::collections::BTreeSet<&str> = lists
+        .iter()
+        .flat_map(|l| l.levels.iter().flatten())
+        .filter(|e| {
+            e.protocol == ward_fleet::serverlist::Protocol::Https
+                && e.verify_certificate
+                && ward_plan::trust::names_host(leaf, &e.address)
+        })
+        .map(|e| e.address.as_str())
+        .collect();
+    if hosts.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let ca = crate::datadir::DataDir::new(root).ca_cert();
+    let ca_pem =
+        std::fs::read(&ca).map_err(|e| ApiError::internal(format!("{}: {e}", ca.display())))?;
+    let certificates = ward_plan::trust::Certificates::load(proposed, root).map_err(|e| {
+        ApiError::client(
+            hyper::StatusCode::UNPROCESSABLE_ENTITY,
+            "proposal_invalid",
+            e,
+        )
+    })?;
+    certificates
+        .untrusted(&ca_pem, hosts)
+        .map_err(ApiError::internal)
+}
+
+/// The fleet as the plan reads it: the tree, the lists, every agent's TLS facts, and what
+/// each group gives its agents.
+pub(crate) struct Fleet {
+    pub tree: Tree,
+    pub lists: Vec<ServerList>,
+    pub agents: Vec<AgentTls>,
+    /// Per group: index into `lists` of its effective list, and the offline threshold.
+    pub groups: HashMap<GroupId, (Option<usize>, i64)>,
+    /// Push agents connected right now.
+    pub held: HashSet<String>,
+    /// Per agent stack (ClientHello fingerprint): whether its real hello, replayed through
+    /// the proposed clients listener, is served. Empty when nothing is replayed.
+    pub replayed: HashMap<std::sync::Arc<str>, bool>,
+}
+
+impl Fleet {
+    pub fn read(
+        store: &dyn Store,
+        intervals: u32,
+        held: HashSet<String>,
+    ) -> Result<Fleet, ApiError> {
+        let tree = tree_of(store)?;
+        let lists = store.server_lists()?;
+        let agents = store.agents_tls()?;
+        let groups = tree
+            .effective_all()
+            .into_iter()
+            .map(|(id, effective)| {
+                let list = lists.iter().position(|l| l.name == effective.server_list);
+                let cycle = (effective.interval + effective.randomize).as_millis() as i64;
+                (id, (list, cycle.saturating_mul(intervals as i64)))
+            })
+            .collect();
+        Ok(Fleet {
+            tree,
+            lists,
+            agents,
+            groups,
+            held,
+            replayed: HashMap::new(),
+        })
+    }
+
+    /// Replays every agent stack's kept ClientHello through `proposed` (the clients listener
+    /// as the proposal would build it): the exact evidence of [`reach::AgentFacts::replayed`].
+    pub fn replay(
+        &mut self,
+        store: &dyn Store,
+        proposed: &openssl::ssl::SslContextRef,
+    ) -> Result<(), ApiError> {
+        let wanted: HashSet<&str> = self
+            .agents
+            .iter()
+            .filter_map(|a| a.hello.as_deref())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut replayed = HashMap::new();
+        for hello in store.client_hellos()? {
+            if !wanted.contains(hello.digest.as_str()) {
+                continue;
+            }
+            let served = ward_tls::replay::replay(proposed, &hello.bytes).served();
+            if let Some(key) = self
+                .agents
+                .iter()
+                .find_map(|a| a.hello.clone().filter(|h| **h == *hello.digest))
+            {
+                replayed.insert(key, served);
+            }
+        }
+        self.replayed = replayed;
+        Ok(())
+    }
+
+    pub fn group_facts(&self, group: GroupId) -> GroupFacts<'_> {
+        let (list, offline_after_ms) = self.groups.get(&group).copied().unwrap_or((None, 0));
+        GroupFacts {
+            list: list.map(|i| &self.lists[i]),
+            offline_after_ms,
+        }
+    }
+}
+
+pub(crate) fn facts(fleet: &Fleet, agent: &AgentTls, now: i64) -> AgentFacts {
+    // A push agent whose check-in the server holds is connected: not silent at all.
+    let silent_ms = if !fleet.held.is_empty() && fleet.held.contains(&agent.id) {
+        0
+    } else {
+        now - agent.last_checkin_ms.unwrap_or(agent.enrolled_ms)
+    };
+    AgentFacts {
+        group: agent.group,
+        capability: Capability::of(
+            version_set(agent.versions),
+            agent.negotiated.and_then(rank_version),
+        ),
+        pending: agent.acked_serial < agent.serial,
+        silent_ms,
+        replayed: agent
+            .hello
+            .as_ref()
+            .and_then(|hello| fleet.replayed.get(hello).copied()),
+    }
+}
+
+/// The store's rank bits (bit 0 `TLSv1` ... bit 3 `TLSv1.3`) as a set.
+pub(crate) fn version_set(bits: u8) -> ProtocolSet {
+    TlsVersion::ALL
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| bits & (1 << index) != 0)
+        .map(|(_, version)| version)
+        .collect()
+}
+
+/// The store's rank (1 `TLSv1` ... 4 `TLSv1.3`) as a version.
+pub(crate) fn rank_version(rank: u8) -> Option<TlsVersion> {
+    TlsVersion::ALL
+        .get(usize::from(rank).checked_sub(1)?)
+        .copied()
+}
+
+/// Fills in `"hostname"` of every agent line in `arrays` of `value`, in one store read.
+pub(crate) fn fill_hostnames(
+    store: &dyn Store,
+    value: &mut Value,
+    arrays: &[&str],
+) -> Result<(), ApiError> {
+    let ids: Vec<String> = arrays
+        .iter()
+        .flat_map(|key| value[*key].as_array().into_iter().flatten())
+        .filter_map(|line| line["id"].as_str().map(str::to_string))
+        .collect();
+    let names = store.hostnames(&ids)?;
+    for key in arrays {
+        for line in value[*key].as_array_mut().into_iter().flatten() {
+            let name = line["id"].as_str().and_then(|id| names.get(id)).cloned();
+            line["hostname"] = json!(name);
+        }
+    }
+    Ok(())
+}
+
+/// The agents whose push check-in is held right now.
+pub(crate) fn held(shared: &App) -> HashSet<String> {
+    shared.held.snapshot()
+}
+
+/// One agent's line in a plan or readiness answer.
+pub(crate) fn agent_json(fleet: &Fleet, agent: &AgentTls, facts: &AgentFacts) -> Value {
+    json!({
+        "id": agent.id,
+        "group": fleet.tree.path(agent.group),
+        "highest": facts.capability.highest().map(|v| v.name()),
+        "versions": facts.capability.versions.iter().map(|v| v.name()).collect::<Vec<_>>(),
+        "knowledge": facts.capability.knowledge.name(),
+        "channel": agent.https.map(|https| if https { "https" } else { "http" }),
+        "tls_version": agent.negotiated.and_then(rank_version).map(|v| v.name()),
+        "last_checkin": agent.last_checkin_ms.map(crate::api::time),
+        "serial": agent.serial,
+        "acked_serial": agent.acked_serial,
+        "evidence": if facts.replayed.is_some() { "replayed" } else { facts.capability.knowledge.name() },
+    })
+}
+
+/// Each agent's verdict under `range`: the full answer for the plan and for staging.
+pub(crate) struct Assessment {
+    /// (index into `fleet.agents`, verdict) for every agent that is not unaffected, by id.
+    pub flagged: Vec<(usize, Verdict)>,
+    pub unaffected_https: u64,
+    pub unaffected_http: u64,
+    /// Simulated agents (a rehearsal's leftovers) that are offline or of unknown capability:
+    /// not real machines, so they block nothing.
+    pub simulated_ignored: u64,
+}
+
+pub(crate) fn assess(fleet: &Fleet, clients: Clients<'_>, now: i64) -> Assessment {
+    let mut assessment = Assessment {
+        flagged: Vec::new(),
+        unaffected_https: 0,
+        unaffected_http: 0,
+        simulated_ignored: 0,
+    };
+    for (index, agent) in fleet.agents.iter().enumerate() {
+        let facts = facts(fleet, agent, now);
+        let group = fleet.group_facts(agent.group);
+        match reach::judge(&facts, group, clients) {
+            Verdict::Unaffected { via: Via::Https } => assessment.unaffected_https += 1,
+            Verdict::Unaffected { via: Via::Http } => assessment.unaffected_http += 1,
+            Verdict::AtRisk(Risk::Offline | Risk::Unknown) if agent.simulated => {
+                assessment.simulated_ignored += 1
+            }
+            verdict => assessment.flagged.push((index, verdict)),
+        }
+    }
+    // Stable output: by id (the store reads in storage order).
+    assessment
+        .flagged
+        .sort_by(|a, b| fleet.agents[a.0].id.cmp(&fleet.agents[b.0].id));
+    assessment
+}
+
+/// Every peer seen on a planned listener since `since_ms`, judged by replaying its last
+/// ClientHello through the proposed context: `{listener, address, fingerprint, verdict,
+/// reason}`, with `verdict` `unaffected` or `cut_off`.
+pub(crate) fn peers_json(
+    store: &dyn Store,
+    proposed: &[(Role, SslContext)],
+    since_ms: i64,
+) -> Result<Vec<Value>, ApiError> {
+    let hellos: HashMap<String, Vec<u8>> = store
+        .client_hellos()?
+        .into_iter()
+        .map(|h| (h.digest, h.bytes))
+        .collect();
+    let peers = store.hello_peers(since_ms)?;
+    let mut verdicts: HashMap<(Role, &str), ward_tls::replay::Verdict> = HashMap::new();
+    let mut out = Vec::new();
+    for peer in &peers {
+        let Some((role, context)) = proposed.iter().find(|(r, _)| r.name() == peer.listener) else {
+            continue;
+        };
+        let (verdict, reason) = match hellos.get(&peer.digest) {
+            None => (
+                "unknown",
+                "its ClientHello was not kept (more distinct stacks than the bound)".to_string(),
+            ),
+            Some(bytes) => {
+                let verdict = verdicts
+                    .entry((*role, peer.digest.as_str()))
+                    .or_insert_with(|| ward_tls::replay::replay(context, bytes));
+                match verdict {
+                    ward_tls::replay::Verdict::Served {
+                        version, cipher, ..
+                    } => (
+                        "unaffected",
+                        format!("would be served {version} with {cipher}"),
+                    ),
+                    ward_tls::replay::Verdict::Refused { reason } => (
+                        "cut_off",
+                        format!("the proposed listener refuses it: {reason}"),
+                    ),
+                }
+            }
+        };
+        out.push(json!({
+            "listener": peer.listener,
+            "address": peer.peer,
+            "fingerprint": peer.digest,
+            "last_seen": crate::api::time(peer.at_ms),
+            "verdict": verdict,
+            "reason": reason,
+        }));
+    }
+    Ok(out)
+}
+
+/// The agents' part of a plan's answer: `agents`, `counts`, `cut_off` and `at_risk` (at most
+/// `limit` lines each, every line with its reason), `untrusted_certificate` (host -> why) and
+/// `ok`. Harden's plan, the reload guard and rollback all answer in this shape.
+pub(crate) fn impact_json(impact: &Impact, limit: usize, now: i64) -> Value {
+    let fleet = &impact.fleet;
+    let assessment = &impact.assessment;
+    let mut cut_off = Vec::new();
+    let mut at_risk = Vec::new();
+    let mut risks: HashMap<&str, u64> = HashMap::new();
+    let (mut cut_count, mut risk_count) = (0u64, 0u64);
+    // Only the agents listed get their line and sentence written.
+    let line = |index: usize, verdict: &Verdict| agent_line(impact, index, verdict, now);
+    for (index, verdict) in &assessment.flagged {
+        match verdict {
+            Verdict::CutOff => {
+                cut_count += 1;
+                if cut_off.len() < limit {
+                    cut_off.push(line(*index, verdict));
+                }
+            }
+            Verdict::AtRisk(risk) => {
+                risk_count += 1;
+                *risks.entry(risk.name()).or_default() += 1;
+                if at_risk.len() < limit {
+                    let mut line = line(*index, verdict);
+                    line["risk"] = json!(risk.name());
+                    at_risk.push(line);
+                }
+            }
+            Verdict::Unaffected { .. } => {}
+        }
+    }
+    json!({
+        "agents": fleet.agents.len(),
+        "counts": {
+            "cut_off": cut_count,
+            "at_risk": risk_count,
+            "at_risk_by_reason": risks,
+            "unaffected": assessment.unaffected_https + assessment.unaffected_http,
+            "unaffected_over_https": assessment.unaffected_https,
+            "unaffected_over_http": assessment.unaffected_http,
+            "simulated_ignored": assessment.simulated_ignored,
+        },
+        "cut_off": cut_off,
+        "at_risk": at_risk,
+        "untrusted_certificate": impact.untrusted,
+        "ok": cut_count == 0 && risk_count == 0,
+    })
+}
