@@ -57,13 +57,6 @@ fn peer_key_type(stream: &SslStream<TcpStream>) -> Id {
         .id()
 }
 
-/// An agent enrolled in the root group over HTTPS, running, after its first check-in.
-fn https_agent(server: &Server) -> Agent {
-    let url = format!("https://127.0.0.1:{}", server.clients);
-    let token = group_token(server, "My Company", false);
-    run_agent(enroll(server, &url, &token, None), None)
-}
-
 /// What the clients listener negotiated, from `ward tls handshakes --json`.
 fn negotiated(server: &Server) -> Vec<Value> {
     let output = ward(&["tls", "handshakes", "--data", &server.data_str(), "--json"]);

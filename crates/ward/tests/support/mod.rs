@@ -474,6 +474,13 @@ pub fn run_agent(dir: tempfile::TempDir, tls_max: Option<&str>) -> Agent {
     agent
 }
 
+/// An agent enrolled in the root group over HTTPS, running, after its first check-in.
+pub fn https_agent(server: &Server) -> Agent {
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = group_token(server, "My Company", false);
+    run_agent(enroll(server, &url, &token, None), None)
+}
+
 /// A started server whose root group checks in every second, without randomisation.
 pub fn fast_server() -> Server {
     let mut server = Server::init();

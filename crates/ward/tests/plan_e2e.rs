@@ -1,0 +1,120 @@
+//! The exact plan of changes other than `SSLProtocol`, and the guards that ask it, with real
+//! agents and a real server: a certificate the agents would not trust, a cipher change that
+//! cuts off a legacy stack, rollback.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+use ward_tls::pki::{self, Issued};
+
+/// Writes a server certificate for localhost and 127.0.0.1 issued by `ca` into the data dir's
+/// `certs/` as `NAME.pem` and `NAME.key`; returns both paths.
+fn certificate_from(server: &Server, ca: &Issued, name: &str) -> (PathBuf, PathBuf) {
+    let ip = "127.0.0.1".parse().unwrap();
+    let issued = pki::new_server_cert(ca, &["localhost"], &[ip]).unwrap();
+    let cert = server.path(&format!("certs/{name}.pem"));
+    let key = server.path(&format!("certs/{name}.key"));
+    std::fs::write(&cert, issued.cert_pem().unwrap()).unwrap();
+    std::fs::write(&key, issued.key_pem().unwrap()).unwrap();
+    (cert, key)
+}
+
+/// The CA of the server's data dir, as `ward server init` made it.
+fn wards_ca(server: &Server) -> Issued {
+    let cert = openssl::x509::X509::from_pem(&server.ca_pem()).unwrap();
+    let key = std::fs::read(server.path("certs/ca.key")).unwrap();
+    Issued {
+        cert,
+        key: openssl::pkey::PKey::private_key_from_pem(&key).unwrap(),
+    }
+}
+
+fn plan(server: &Server, args: &[&str]) -> (Option<i32>, Value) {
+    let mut all = vec!["tls", "plan", "--listener", "clients", "--json"];
+    all.extend_from_slice(args);
+    let output = run_cli(server, &all);
+    let value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {output:?}"));
+    (output.status.code(), value)
+}
+
+fn cut_off_ids(plan: &Value) -> Vec<String> {
+    plan["cut_off"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no cut_off in {plan}"))
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_predicted_and_refused_at_reload() {
+    let server = fast_server();
+    let agent = https_agent(&server);
+    let id = agent.id();
+    let foreign_ca = pki::new_ca("someone else's CA").unwrap();
+    let (foreign, foreign_key) = certificate_from(&server, &foreign_ca, "foreign");
+    let (renewed, renewed_key) = certificate_from(&server, &wards_ca(&server), "renewed");
+
+    // The plan: the agent pins ward's CA, so the foreign certificate cuts it off...
+    let (code, answer) = plan(
+        &server,
+        &[
+            "--certificate",
+            foreign.to_str().unwrap(),
+            "--key",
+            foreign_key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(2), "{answer}");
+    assert_eq!(cut_off_ids(&answer), [id.clone()]);
+    let reason = answer["cut_off"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("would not trust") && reason.contains("does not chain to the CA"),
+        "{reason}"
+    );
+    assert!(answer["untrusted_certificate"]["127.0.0.1"].is_string(), "{answer}");
+    // ... and a certificate from ward's own CA (a renewal) cuts nobody off.
+    let (code, answer) = plan(
+        &server,
+        &[
+            "--certificate",
+            renewed.to_str().unwrap(),
+            "--key",
+            renewed_key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{answer}");
+    assert!(cut_off_ids(&answer).is_empty());
+
+    // The same certificate put in the conf file by hand: the reload is refused.
+    server.replace_in(
+        "conf/ssl/sslforclients.conf",
+        "SSLCertificateFile certs/server.pem\nSSLCertificateKeyFile certs/server.key",
+        "SSLCertificateFile certs/foreign.pem\nSSLCertificateKeyFile certs/foreign.key",
+    );
+    let refused = run_cli(&server, &["server", "reload"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        said.contains("1 agents do not trust this certificate") && said.contains(&id),
+        "{said}"
+    );
+    // The old certificate keeps serving: the agent keeps checking in.
+    let before = agent.status().unwrap()["last_checkin"].clone();
+    agent.until(Duration::from_secs(10), |s| {
+        s["last_checkin"] != before && s["last_error"].is_null()
+    });
+    // Accepted, the agent refuses the new certificate, as the plan said.
+    let accepted = run_cli(&server, &["server", "reload", "--accept-cut-off"]);
+    assert!(accepted.status.success(), "{accepted:?}");
+    agent.until(Duration::from_secs(15), |s| {
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("certificate"))
+    });
+}
