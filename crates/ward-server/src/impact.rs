@@ -76,6 +76,31 @@ pub(crate) fn exact(
     held: HashSet<String>,
     now: i64,
 ) -> Result<Impact, ApiError> {
+    exact_moved(
+        store,
+        root,
+        running,
+        planned,
+        &HashMap::new(),
+        intervals,
+        held,
+        now,
+    )
+}
+
+/// [`exact`], with some agents in other groups than today (`moves`: agent -> group), as a
+/// rollback that moves them back would leave them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn exact_moved(
+    store: &dyn Store,
+    root: &Path,
+    running: &Running,
+    planned: &[(Role, TlsPolicy)],
+    moves: &HashMap<String, GroupId>,
+    intervals: u32,
+    held: HashSet<String>,
+    now: i64,
+) -> Result<Impact, ApiError> {
     let mut contexts = Vec::new();
     for (role, policy) in planned {
         let context = ward_tls::context::build_acceptor(policy, root).map_err(|e| {
@@ -96,6 +121,7 @@ pub(crate) fn exact(
         store,
         contexts,
         range,
+        moves,
         intervals,
         held,
         now,
@@ -109,16 +135,25 @@ pub(crate) fn exact(
 /// The fleet judged against listeners already built (`contexts`; the clients one, when
 /// given, replays every agent's hello), serving `range`, with `untrusted` (from the server
 /// lists) the hosts whose certificate check would fail.
+#[allow(clippy::too_many_arguments)]
 fn judge_fleet(
     store: &dyn Store,
     contexts: Vec<(Role, SslContext)>,
     range: VersionRange,
+    moves: &HashMap<String, GroupId>,
     intervals: u32,
     held: HashSet<String>,
     now: i64,
     untrusted: impl FnOnce(&[ServerList]) -> Result<BTreeMap<String, String>, ApiError>,
 ) -> Result<Impact, ApiError> {
     let mut fleet = Fleet::read(store, intervals, held)?;
+    if !moves.is_empty() {
+        for agent in &mut fleet.agents {
+            if let Some(group) = moves.get(&agent.id) {
+                agent.group = *group;
+            }
+        }
+    }
     if let Some((_, context)) = contexts.iter().find(|(role, _)| *role == Role::Clients) {
         fleet.replay(store, context)?;
     }
@@ -146,36 +181,25 @@ pub(crate) fn reload_check(app: &App, accept_cut_off: bool, dry_run: bool) -> Ch
     let store = app.store.clone();
     let root = app.data.root().to_path_buf();
     let running = Running::clients(app);
-    let serving: Vec<(Role, SslContext)> = [Role::Console, Role::Clients]
-        .into_iter()
-        .map(|role| (role, app.tls.current(role).context.clone()))
-        .collect();
+    let serving = Serving::of(app);
     let held = held(app);
     Box::new(move |console, clients| {
-        let now = ward_proto::now_ms();
         let planned = [
             (Role::Console, console.policy.clone()),
             (Role::Clients, clients.policy.clone()),
         ];
-        let planned = (|| {
-            let intervals = OFFLINE_INTERVALS;
-            let range = running.policy.protocol.range;
-            let before = judge_fleet(
-                &*store,
-                serving,
-                range,
-                intervals,
-                held.clone(),
-                now,
-                |_| Ok(BTreeMap::new()),
-            )?;
-            let after = exact(&*store, &root, &running, &planned, intervals, held, now)?;
-            let peers = peers_json(&*store, &after.contexts, now - 86_400_000)?;
-            let (lost, mut report) = lost_json(&before, &after, peers, now);
-            fill_hostnames(&*store, &mut report, &["cut_off"])?;
-            Ok::<_, ApiError>((lost, report))
-        })();
-        match planned {
+        let now = ward_proto::now_ms();
+        let guarded = guard(
+            &*store,
+            &root,
+            &running,
+            serving,
+            &planned,
+            &HashMap::new(),
+            held,
+            now,
+        );
+        match guarded {
             Ok((lost, report)) => Checked {
                 swap: !dry_run && (lost == 0 || accept_cut_off),
                 report: Some(report),
@@ -187,6 +211,56 @@ pub(crate) fn reload_check(app: &App, accept_cut_off: bool, dry_run: bool) -> Ch
             },
         }
     })
+}
+
+/// The listeners serving now (their built contexts), for a guard's "before".
+pub(crate) struct Serving(Vec<(Role, SslContext)>);
+
+impl Serving {
+    pub fn of(app: &App) -> Serving {
+        Serving(
+            [Role::Console, Role::Clients]
+                .into_iter()
+                .map(|role| (role, app.tls.current(role).context.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// A guard's question: which agents that have a working path now (under the `serving`
+/// listeners, in their groups) would lose it under `planned` (and `moves`)? Agents already
+/// without a path are not the change's doing. Returns how many, and the report: `lost`,
+/// `cut_off` (who, why, with host names), `untrusted_certificate`, `peers` (every other client
+/// seen in the last day, judged), `counts`, `message`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn guard(
+    store: &dyn Store,
+    root: &Path,
+    running: &Running,
+    serving: Serving,
+    planned: &[(Role, TlsPolicy)],
+    moves: &HashMap<String, GroupId>,
+    held: HashSet<String>,
+    now: i64,
+) -> Result<(usize, Value), ApiError> {
+    let intervals = OFFLINE_INTERVALS;
+    let range = running.policy.protocol.range;
+    let none = HashMap::new();
+    let before = judge_fleet(
+        store,
+        serving.0,
+        range,
+        &none,
+        intervals,
+        held.clone(),
+        now,
+        |_| Ok(BTreeMap::new()),
+    )?;
+    let after = exact_moved(store, root, running, planned, moves, intervals, held, now)?;
+    let peers = peers_json(store, &after.contexts, now - 86_400_000)?;
+    let (lost, mut report) = lost_json(&before, &after, peers, now);
+    fill_hostnames(store, &mut report, &["cut_off"])?;
+    Ok((lost, report))
 }
 
 /// The agents `after` flags that `before` did not (they lose their last path), listed with

@@ -101,7 +101,7 @@ pub struct Directive {
 }
 
 impl Directive {
-    fn is(&self, name: &str) -> bool {
+    pub(crate) fn is(&self, name: &str) -> bool {
         self.name.eq_ignore_ascii_case(name)
     }
 }
@@ -130,7 +130,13 @@ impl ConfFile {
     /// The directive named `name` that applies to the file's listener: the first vhost's last
     /// one, else the main server's last one (a vhost's own replaces the global one).
     pub fn applied(&self, name: &str) -> Option<&Directive> {
-        let is = |d: &&Directive| d.is(name);
+        self.applied_by(|d| d.is(name))
+    }
+
+    /// The last directive matching `which` that applies to the file's listener (the first
+    /// vhost's own, else the main server's).
+    pub fn applied_by(&self, which: impl Fn(&Directive) -> bool) -> Option<&Directive> {
+        let is = |d: &&Directive| which(d);
         self.virtual_hosts
             .first()
             .and_then(|v| v.directives.iter().rfind(is))

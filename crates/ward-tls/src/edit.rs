@@ -60,6 +60,91 @@ pub fn marker_line(label: &str, now: SystemTime) -> String {
     format!("#:Overridden_by_{label} {}#", format_utc(now))
 }
 
+/// A directive an edit can set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// `SSLProtocol WORDS`.
+    Protocol,
+    /// `SSLCipherSuite LIST` (TLS 1.2 and below; also `SSLCipherSuite SSL LIST`).
+    CipherSuite,
+    /// `SSLCipherSuite TLSv1.3 LIST`.
+    CipherSuiteTls13,
+}
+
+impl Setting {
+    /// Whether `directive` is this setting.
+    fn matches(self, directive: &conf::Directive) -> bool {
+        match self {
+            Setting::Protocol => directive.is("SSLProtocol"),
+            Setting::CipherSuite => {
+                directive.is("SSLCipherSuite")
+                    && (directive.args.len() == 1
+                        || (directive.args.len() == 2 && directive.args[0] == "SSL"))
+            }
+            Setting::CipherSuiteTls13 => {
+                directive.is("SSLCipherSuite")
+                    && directive.args.len() == 2
+                    && directive.args[0] == "TLSv1.3"
+            }
+        }
+    }
+
+    /// The directive's words before the value.
+    fn prefix(self) -> &'static str {
+        match self {
+            Setting::Protocol => "SSLProtocol",
+            Setting::CipherSuite => "SSLCipherSuite",
+            Setting::CipherSuiteTls13 => "SSLCipherSuite TLSv1.3",
+        }
+    }
+
+    /// Whether `directive` (this setting) already says `value`.
+    fn says(self, directive: &conf::Directive, value: &str) -> bool {
+        match self {
+            Setting::Protocol => {
+                protocol::split_words(&directive.raw_args) == protocol::split_words(value)
+            }
+            Setting::CipherSuite | Setting::CipherSuiteTls13 => {
+                directive.args.last().map(String::as_str) == Some(value.trim())
+            }
+        }
+    }
+
+    /// Whether `policy` (the edited file's) applies `value` for this setting.
+    fn applied(self, policy: &conf::TlsPolicy, value: &str) -> Result<(), String> {
+        let (now, wanted) = match self {
+            Setting::Protocol => {
+                let decision = protocol::parse_ssl_protocol(&protocol::split_words(value))
+                    .map_err(|e| e.to_string())?;
+                if policy.protocol.set == decision.set {
+                    return Ok(());
+                }
+                return Err(format!(
+                    "the edited file would apply {} instead of {}",
+                    policy.protocol.range, decision.range
+                ));
+            }
+            Setting::CipherSuite => (
+                policy.cipher_list.as_ref().map(|c| c.value.clone()),
+                conf::apache_cipher_list(value.trim()),
+            ),
+            Setting::CipherSuiteTls13 => (
+                policy.tls13_ciphersuites.as_ref().map(|c| c.value.clone()),
+                value.trim().to_string(),
+            ),
+        };
+        if now.as_deref() == Some(wanted.as_str()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the edited file would apply {} '{}' instead of '{wanted}'",
+                self.prefix(),
+                now.unwrap_or_default()
+            ))
+        }
+    }
+}
+
 /// Replaces the `SSLProtocol` that applies to the file's listener (the first vhost's own, or
 /// else the last global one) with `new_args`. Returns `None` when the directive already says
 /// exactly that (same words), so running an edit twice changes nothing.
@@ -69,11 +154,32 @@ pub fn replace_ssl_protocol(
     new_args: &str,
     marker: &str,
 ) -> Result<Option<String>, EditError> {
-    if new_args.contains(['\n', '\r']) {
+    replace_setting(file, text, Setting::Protocol, new_args, marker)
+}
+
+/// Replaces the `setting` that applies to the file's listener (the first vhost's own, or else
+/// the last global one) with `value`, or adds it where it would apply. Returns `None` when
+/// the directive already says exactly that, so running an edit twice changes nothing. The
+/// edited text is parsed again and must apply exactly `value`.
+pub fn replace_setting(
+    file: &str,
+    text: &str,
+    setting: Setting,
+    value: &str,
+    marker: &str,
+) -> Result<Option<String>, EditError> {
+    if value.contains(['\n', '\r']) {
         return Err(EditError::MultiLine);
     }
-    let decision = protocol::parse_ssl_protocol(&protocol::split_words(new_args))
-        .map_err(EditError::InvalidValue)?;
+    if setting == Setting::Protocol {
+        protocol::parse_ssl_protocol(&protocol::split_words(value))
+            .map_err(EditError::InvalidValue)?;
+    } else if value.trim().is_empty() || value.trim().contains(char::is_whitespace) {
+        return Err(EditError::Unverified(format!(
+            "{} takes one list without spaces, not '{value}'",
+            setting.prefix()
+        )));
+    }
     let parsed = conf::parse_conf(file, text);
     if parsed.has_errors() {
         let errors = parsed
@@ -84,13 +190,14 @@ pub fn replace_ssl_protocol(
         return Err(EditError::BrokenFile(errors));
     }
     let vhost = parsed.virtual_hosts.first();
-    let target = parsed.applied("SSLProtocol");
+    let target = parsed.applied_by(|d| setting.matches(d));
+    let new_line = format!("{} {}", setting.prefix(), value.trim());
 
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let mut out = String::with_capacity(text.len() + marker.len() + new_args.len() + 32);
+    let mut out = String::with_capacity(text.len() + marker.len() + new_line.len() + 32);
     match target {
         Some(directive) => {
-            if protocol::split_words(&directive.raw_args) == protocol::split_words(new_args) {
+            if setting.says(directive, value) {
                 return Ok(None);
             }
             let first = directive.location.line - 1;
@@ -109,12 +216,12 @@ pub fn replace_ssl_protocol(
                 out.push_str(if eol.is_empty() { "\n" } else { eol });
             }
             end_dangling_continuation(&mut out, eol);
-            push_line(
-                &mut out,
-                indent,
-                &format!("{} {new_args}", directive.name),
-                eol,
-            );
+            let written = match setting {
+                // Keep the file's own spelling of the directive name.
+                Setting::Protocol => format!("{} {}", directive.name, value.trim()),
+                _ => new_line.clone(),
+            };
+            push_line(&mut out, indent, &written, eol);
             out.extend(lines[last + 1..].iter().copied());
         }
         None => {
@@ -129,18 +236,17 @@ pub fn replace_ssl_protocol(
             }
             end_dangling_continuation(&mut out, eol);
             push_line(&mut out, indent, marker, eol);
-            push_line(&mut out, indent, &format!("SSLProtocol {new_args}"), eol);
+            push_line(&mut out, indent, &new_line, eol);
             out.extend(lines[insert_at..].iter().copied());
         }
     }
     // The edited file must apply exactly the new value; check before anyone writes it.
     let edited = conf::listener_conf(file, &out);
     match &edited.policy {
-        Some(policy) if policy.protocol.set == decision.set => Ok(Some(out)),
-        Some(policy) => Err(EditError::Unverified(format!(
-            "the edited file would apply {} instead of {}",
-            policy.protocol.range, decision.range
-        ))),
+        Some(policy) => match setting.applied(policy, value) {
+            Ok(()) => Ok(Some(out)),
+            Err(why) => Err(EditError::Unverified(why)),
+        },
         None => Err(EditError::Unverified(format!(
             "the edited file would have errors: {}",
             edited
@@ -199,6 +305,18 @@ pub fn edit_file(
     label: &str,
     now: SystemTime,
 ) -> Result<EditOutcome, EditError> {
+    edit_file_settings(path, &[(Setting::Protocol, new_args)], label, now)
+}
+
+/// Sets every `(setting, value)` in the file at `path` in one write, keeping a backup beside
+/// it named `<file>.<UTC stamp>.bak`. Nothing is written if the file or a value is invalid,
+/// and nothing when the file already says all of them.
+pub fn edit_file_settings(
+    path: &Path,
+    settings: &[(Setting, &str)],
+    label: &str,
+    now: SystemTime,
+) -> Result<EditOutcome, EditError> {
     let io_error = |error| EditError::Io {
         path: path.to_path_buf(),
         error,
@@ -206,11 +324,16 @@ pub fn edit_file(
     let bytes = fs::read(path).map_err(io_error)?;
     let text = String::from_utf8(bytes).map_err(|_| EditError::NotUtf8(path.to_path_buf()))?;
     let marker = marker_line(label, now);
-    let Some(new_text) =
-        replace_ssl_protocol(&path.display().to_string(), &text, new_args, &marker)?
-    else {
+    let name = path.display().to_string();
+    let mut new_text = text.clone();
+    for (setting, value) in settings {
+        if let Some(edited) = replace_setting(&name, &new_text, *setting, value, &marker)? {
+            new_text = edited;
+        }
+    }
+    if new_text == text {
         return Ok(EditOutcome::Unchanged);
-    };
+    }
     let backup = unused_backup_path(path, now);
     write_atomic(&backup, text.as_bytes()).map_err(|error| EditError::Io {
         path: backup.clone(),

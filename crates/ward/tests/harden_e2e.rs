@@ -198,7 +198,7 @@ fn seed_scenario(words: &str, expect_modern: &[&str]) {
     );
 
     // Rollback: the files are byte for byte what they were, and TLS 1.0 is back.
-    let rollback = run_cli(&server, &["tls", "rollback", "--move-back"]);
+    let rollback = run_cli(&server, &["tls", "rollback", "--move-back", "--yes"]);
     assert!(rollback.status.success(), "{rollback:?}");
     assert_eq!(conf_bytes(&server), before);
     assert!(s_client(server.clients, TlsVersion::Tls1_0).is_some());
@@ -324,7 +324,7 @@ fn rollback_restores_the_files_byte_for_byte() {
     server.start();
     let before = conf_bytes(&server);
     // Nothing to roll back yet.
-    let early = run_cli(&server, &["tls", "rollback"]);
+    let early = run_cli(&server, &["tls", "rollback", "--yes"]);
     assert!(!early.status.success());
     assert!(String::from_utf8_lossy(&early.stderr).contains("nothing to roll back"));
     // A dry run changes nothing.
@@ -378,7 +378,7 @@ fn rollback_restores_the_files_byte_for_byte() {
     assert!(text.contains("#:Overridden_by_ward_harden"), "{text}");
     assert!(text.contains("SSLProtocol -all +TLSv1.3"), "{text}");
 
-    let rollback = run_cli(&server, &["tls", "rollback"]);
+    let rollback = run_cli(&server, &["tls", "rollback", "--yes"]);
     assert!(rollback.status.success(), "{rollback:?}");
     assert_eq!(conf_bytes(&server), before);
     assert!(s_client(server.clients, TlsVersion::Tls1_2).is_some());
@@ -456,7 +456,7 @@ fn an_interrupted_harden_is_resumed() {
         s["channel"] == "https" && s["last_error"].is_null()
     });
     // Nothing is left to resume once it finished... but the state stays for rollback.
-    let rollback = run_cli(&server, &["tls", "rollback", "--move-back"]);
+    let rollback = run_cli(&server, &["tls", "rollback", "--move-back", "--yes"]);
     assert!(rollback.status.success(), "{rollback:?}");
     assert_eq!(conf_bytes(&server), before);
 }
@@ -579,7 +579,7 @@ fn a_crash_mid_apply_is_rolled_back_or_resumed() {
     // Rolled back: the copies taken before the first edit come back, byte for byte.
     let before = crash_mid_apply(&server, "TLSv1.2");
     assert_ne!(conf_bytes(&server), before);
-    let rollback = run_cli(&server, &["tls", "rollback"]);
+    let rollback = run_cli(&server, &["tls", "rollback", "--yes"]);
     assert!(rollback.status.success(), "{rollback:?}");
     assert_eq!(conf_bytes(&server), before);
 
@@ -591,13 +591,18 @@ fn a_crash_mid_apply_is_rolled_back_or_resumed() {
     );
     assert!(resumed.status.success(), "{resumed:?}");
     assert_eq!(s_client(server.clients, TlsVersion::Tls1_1), None);
-    let rollback = run_cli(&server, &["tls", "rollback"]);
+    let rollback = run_cli(&server, &["tls", "rollback", "--yes"]);
     assert!(rollback.status.success(), "{rollback:?}");
     assert_eq!(conf_bytes(&server), before);
 }
 
 /// `curl` POSTs `body` to harden apply with the admin token; (status, JSON answer).
 fn curl_apply(server: &Server, body: &str) -> (u16, Value) {
+    curl_post(server, "tls/harden/apply", body)
+}
+
+/// `curl` POSTs `body` to `/api/v1/PATH` with the admin token; (status, JSON answer).
+fn curl_post(server: &Server, path: &str, body: &str) -> (u16, Value) {
     let ca = server.path("certs/ca.pem");
     let output = std::process::Command::new(ward_testkit::tool("curl", "curl"))
         .args(["--silent", "--show-error", "--cacert"])
@@ -606,7 +611,7 @@ fn curl_apply(server: &Server, body: &str) -> (u16, Value) {
         .args(["-H", "Content-Type: application/json", "--data", body])
         .args(["--write-out", "\n%{http_code}"])
         .arg(format!(
-            "https://127.0.0.1:{}/api/v1/tls/harden/apply",
+            "https://127.0.0.1:{}/api/v1/{path}",
             server.console
         ))
         .output()
@@ -682,4 +687,73 @@ fn an_apply_to_other_files_never_uses_an_interrupted_applys_copies() {
         "{answer}"
     );
     assert_eq!(conf_bytes(&server), files, "nothing was touched");
+}
+
+#[test]
+fn rollback_after_the_seeds_reverse_procedure_is_refused_with_the_tlsv1_agents_named() {
+    let (server, agents) = fleet(2);
+    let capped = capped_ids(&agents);
+    let homes: Vec<(String, String)> = capped
+        .iter()
+        .map(|id| {
+            let shown = cli(&server, &["agents", "show", id]);
+            (id.clone(), shown["group"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let hardened = harden(&server, SEED_HARDENED, "1s");
+    assert!(hardened.status.success(), "{hardened:?}");
+    // The seed's reverse procedure: TLS 1.0 back on (a harden of its own, so its originals
+    // are the TLS 1.2-only files), and the TLSv1 agents moved back to their HTTPS groups.
+    let reverse = harden(&server, "all -SSLv2 -SSLv3", "3s");
+    assert!(reverse.status.success(), "{reverse:?}");
+    for (id, home) in &homes {
+        cli(&server, &["agents", "move", id, "--group", home]);
+    }
+    for agent in agents.iter().filter(|a| a.capped) {
+        agent.until(Duration::from_secs(20), |s| {
+            s["channel"] == "https" && s["tls_version"] == "TLSv1" && s["last_error"].is_null()
+        });
+    }
+    let before = conf_bytes(&server);
+
+    // Rollback would restore the TLS 1.2-only files: the plan names the TLSv1 agents.
+    let dry = run_cli(&server, &["tls", "rollback", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(2), "{dry:?}");
+    let said = String::from_utf8_lossy(&dry.stdout);
+    for id in &capped {
+        assert!(said.contains(id.as_str()), "{id} not named: {said}");
+    }
+    // Refused, nothing changed, whoever calls.
+    let refused = run_cli(&server, &["tls", "rollback", "--yes"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("rollback refused"),
+        "{refused:?}"
+    );
+    let (status, answer) = curl_post(&server, "tls/rollback", "{}");
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "would_cut_off");
+    assert_eq!(answer["plan"]["lost"], capped.len());
+    assert_eq!(conf_bytes(&server), before);
+    assert_eq!(
+        s_client(server.clients, TlsVersion::Tls1_0).as_deref(),
+        Some("TLSv1")
+    );
+    // Accepted, it goes through, and the audit names whom it cut off.
+    let accepted = run_cli(&server, &["tls", "rollback", "--yes", "--accept-cut-off"]);
+    assert!(accepted.status.success(), "{accepted:?}");
+    assert_ne!(conf_bytes(&server), before);
+    let audit = cli(&server, &["audit"]);
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "tls.rollback")
+        .unwrap_or_else(|| panic!("no rollback in {audit}"))
+        .clone();
+    assert_eq!(
+        entry["after"]["cut_off_accepted"].as_array().unwrap().len(),
+        capped.len(),
+        "{entry}"
+    );
 }

@@ -37,8 +37,8 @@ fn plan(server: &Server, args: &[&str]) -> (Option<i32>, Value) {
     let mut all = vec!["tls", "plan", "--listener", "clients", "--json"];
     all.extend_from_slice(args);
     let output = run_cli(server, &all);
-    let value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {output:?}"));
+    let value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"));
     (output.status.code(), value)
 }
 
@@ -77,7 +77,10 @@ fn a_certificate_from_another_ca_is_predicted_and_refused_at_reload() {
         reason.contains("would not trust") && reason.contains("does not chain to the CA"),
         "{reason}"
     );
-    assert!(answer["untrusted_certificate"]["127.0.0.1"].is_string(), "{answer}");
+    assert!(
+        answer["untrusted_certificate"]["127.0.0.1"].is_string(),
+        "{answer}"
+    );
     // ... and a certificate from ward's own CA (a renewal) cuts nobody off.
     let (code, answer) = plan(
         &server,
@@ -117,4 +120,96 @@ fn a_certificate_from_another_ca_is_predicted_and_refused_at_reload() {
             .as_str()
             .is_some_and(|e| e.contains("certificate"))
     });
+}
+
+/// An agent that offers what Windows XP's schannel offers (TLS 1.0, RSA key exchange, 3DES),
+/// enrolled over HTTPS into the root group, running.
+fn xp_agent(server: &Server) -> Agent {
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = group_token(server, "My Company", false);
+    let agent = run_agent(
+        enroll_with(server, &url, &token, &["--client-profile", "xp-ie8"]),
+        None,
+    );
+    agent.until(Duration::from_secs(10), |s| {
+        s["channel"] == "https" && s["tls_version"] == "TLSv1"
+    });
+    agent
+}
+
+#[test]
+fn a_cipher_change_that_cuts_off_an_rsa_only_client_is_predicted_and_harden_stages_it() {
+    let server = fast_server();
+    // The seed's XP note: 3DES named on the clients listener, so the XP stack is served.
+    let file = server.path("conf/ssl/sslforclients.conf");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        format!("{text}\nSSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5\n"),
+    )
+    .unwrap();
+    let reloaded = run_cli(&server, &["server", "reload"]);
+    assert!(
+        reloaded.status.success(),
+        "adding 3DES cuts nobody off: {reloaded:?}"
+    );
+    let xp = xp_agent(&server);
+    let modern = https_agent(&server);
+    let before = std::fs::read(&file).unwrap();
+
+    // The versions do not change, so only the replay of the XP stack's real ClientHello can
+    // say that dropping 3DES cuts it off.
+    // (Hellos are recorded by the telemetry writer, within a second.)
+    let answer = eventually(Duration::from_secs(10), || {
+        let (code, answer) = plan(&server, &["--cipher-suite", "HIGH:!3DES"]);
+        (code == Some(2)).then_some(answer)
+    })
+    .expect("the plan never named the XP agent");
+    assert_eq!(cut_off_ids(&answer), [xp.id()]);
+    let line = &answer["cut_off"][0];
+    assert_eq!(line["evidence"], "replayed", "{line}");
+    assert!(
+        line["reason"].as_str().unwrap().contains("is refused"),
+        "{line}"
+    );
+    assert_eq!(answer["change"], "SSLCipherSuite HIGH:!3DES", "{answer}");
+
+    // Harden stages the XP agent on HTTP, waits for it, edits the cipher list and reloads.
+    let hardened = run_cli(
+        &server,
+        &[
+            "tls",
+            "harden",
+            "--listener",
+            "clients",
+            "--cipher-suite",
+            "HIGH:!3DES",
+            "--yes",
+            "--watch",
+            "2s",
+        ],
+    );
+    assert!(hardened.status.success(), "{hardened:?}");
+    let shown = cli(&server, &["agents", "show", &xp.id()]);
+    assert_eq!(shown["group"], "My Company/Legacy TLS", "{shown}");
+    xp.until(Duration::from_secs(15), |s| {
+        s["channel"] == "http" && s["last_error"].is_null()
+    });
+    modern.until(Duration::from_secs(15), |s| {
+        s["channel"] == "https" && s["last_error"].is_null()
+    });
+    let edited = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        edited.lines().any(|l| l == "SSLCipherSuite HIGH:!3DES")
+            && edited
+                .lines()
+                .any(|l| l == "#SSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5"),
+        "{edited}"
+    );
+    // The plan now finds nobody to cut off, and rollback puts the file back byte for byte.
+    let (code, _) = plan(&server, &["--cipher-suite", "HIGH:!3DES"]);
+    assert_eq!(code, Some(0));
+    let rolled = run_cli(&server, &["tls", "rollback", "--yes"]);
+    assert!(rolled.status.success(), "{rolled:?}");
+    assert_eq!(std::fs::read(&file).unwrap(), before);
 }

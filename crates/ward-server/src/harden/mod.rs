@@ -65,7 +65,14 @@ pub enum Step {
 /// What `ward tls harden` did last, kept across restarts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HardenState {
+    /// The `SSLProtocol` words harden sets (empty when it sets none).
     pub protocol: String,
+    /// The `SSLCipherSuite` list it sets, if any.
+    #[serde(default)]
+    pub cipher_suite: Option<String>,
+    /// The `SSLCipherSuite TLSv1.3` list it sets, if any.
+    #[serde(default)]
+    pub cipher_suite_tls13: Option<String>,
     /// `clients`, `console` or `all`.
     pub listener: String,
     pub legacy_group: Option<String>,
@@ -256,20 +263,43 @@ impl Proposal {
             .collect()
     }
 
-    /// The harden steps edit `SSLProtocol` only: the words, or a refusal that says so.
-    fn protocol_only(&self) -> Result<&ProtocolDecision, ApiError> {
-        let only_protocol = TlsChange {
-            protocol: self.change.protocol.clone(),
-            ..TlsChange::default()
-        };
-        match &self.decision {
-            Some(decision) if self.change == only_protocol => Ok(decision),
-            _ => Err(ApiError::bad_request(
-                "harden stages and applies SSLProtocol changes; plan the others with POST \
-                 /api/v1/tls/plan and make them by editing the conf file and reloading (the \
-                 reload is guarded by the same plan)",
-            )),
+    /// What harden's apply writes into the conf files: each setting with its value (a preset
+    /// expanded). Certificates and whole conf files are planned and guarded, but put in
+    /// place by the admin and `ward server reload` (which the same plan guards).
+    fn settings(&self) -> Result<Vec<(edit::Setting, String)>, ApiError> {
+        if self.change.certificate.is_some() || self.change.conf.is_some() {
+            return Err(ApiError::bad_request(
+                "harden applies SSLProtocol and SSLCipherSuite changes (and presets); put a new \
+                 certificate or conf file in place yourself and run `ward server reload`, which \
+                 the same plan guards",
+            ));
         }
+        self.change
+            .directives()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?
+            .into_iter()
+            .map(|(name, value)| {
+                let setting = match name {
+                    "SSLProtocol" => edit::Setting::Protocol,
+                    "SSLCipherSuite" => edit::Setting::CipherSuite,
+                    "SSLCipherSuite TLSv1.3" => edit::Setting::CipherSuiteTls13,
+                    other => return Err(internal(format!("no edit for {other}"))),
+                };
+                Ok((setting, value))
+            })
+            .collect()
+    }
+
+    /// The suites it sets (a preset expanded): what the harden state records.
+    fn suites(&self) -> (Option<String>, Option<String>) {
+        let directives = self.change.directives().unwrap_or_default();
+        let find = |wanted: &str| {
+            directives
+                .iter()
+                .find(|(name, _)| *name == wanted)
+                .map(|(_, value)| value.clone())
+        };
+        (find("SSLCipherSuite"), find("SSLCipherSuite TLSv1.3"))
     }
 }
 

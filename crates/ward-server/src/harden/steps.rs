@@ -195,6 +195,7 @@ fn new_run(
     let same = previous.as_ref().is_some_and(|p| {
         p.step == Step::Staged
             && p.protocol == proposal.words
+            && (p.cipher_suite.clone(), p.cipher_suite_tls13.clone()) == proposal.suites()
             && p.listener == proposal.listener
             && &p.legacy_group == legacy
             && p.legacy_name == name
@@ -203,6 +204,8 @@ fn new_run(
         Some(state) if same => state,
         previous => HardenState {
             protocol: proposal.words.clone(),
+            cipher_suite: proposal.suites().0,
+            cipher_suite_tls13: proposal.suites().1,
             listener: proposal.listener.clone(),
             legacy_group: legacy.clone(),
             legacy_name: name.to_string(),
@@ -442,6 +445,9 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         &body,
         &[
             "protocol",
+            "cipher_suite",
+            "cipher_suite_tls13",
+            "preset",
             "listener",
             "accept_cut_off",
             "accept_risk",
@@ -449,7 +455,7 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         ],
     )?;
     let proposal = Proposal::from_body(&body)?;
-    proposal.protocol_only()?;
+    let settings = proposal.settings()?;
     let accept_cut_off = flag(&body, "accept_cut_off")?;
     let accept_risk = flag(&body, "accept_risk")?;
     let intervals = offline_intervals(&body)?;
@@ -548,11 +554,12 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
             let _ = edit::restore_backup(&copy.file, &copy.saved);
         }
     };
-    let words = proposal.words.clone();
     let edited = blocking(move || {
         let mut changed = Vec::new();
+        let settings: Vec<(edit::Setting, &str)> =
+            settings.iter().map(|(s, v)| (*s, v.as_str())).collect();
         for (_, file) in &files {
-            match edit::edit_file(file, &words, "ward_harden", SystemTime::now()) {
+            match edit::edit_file_settings(file, &settings, "ward_harden", SystemTime::now()) {
                 Ok(EditOutcome::Unchanged) => {}
                 Ok(EditOutcome::Changed { backup }) => changed.push((file.clone(), backup)),
                 Err(error) => {
@@ -623,6 +630,7 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
     }
     state.applying.clear();
     state.protocol = proposal.words.clone();
+    (state.cipher_suite, state.cipher_suite_tls13) = proposal.suites();
     state.listener = proposal.listener.clone();
     state.step = Step::Applied;
     state.applied_ms = Some(now_ms());
@@ -636,6 +644,7 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         Some(Value::Object(before)),
         Some(json!({
             "protocol": proposal.words,
+            "change": proposal.change.summary(),
             "ranges": after.clone(),
             "changed": changed.iter().map(|(f, _)| f.display().to_string()).collect::<Vec<_>>(),
             "accept_cut_off": accept_cut_off,
@@ -670,12 +679,10 @@ pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> Api
     } else {
         object(body)?
     };
-    only_keys(&body, &["move_back"])?;
-    let move_back = match body.get("move_back") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::bad_request("move_back: true or false")),
-    };
+    only_keys(&body, &["move_back", "dry_run", "accept_cut_off"])?;
+    let move_back = flag(&body, "move_back")?;
+    let dry_run = flag(&body, "dry_run")?;
+    let accept_cut_off = flag(&body, "accept_cut_off")?;
     let _guard = shared.fleet_lock.lock().await;
     let root = shared.data.root().to_path_buf();
     let mut state = read_state(&root)?
@@ -693,6 +700,102 @@ pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> Api
                 "no harden has changed the conf files: nothing to roll back",
             )
         })?;
+    // The plan of the rollback before anything changes: the restored files (and the moves
+    // back), replayed against every agent that has a path now.
+    let planned: Vec<(Role, ward_tls::TlsPolicy)> = {
+        let mut planned = Vec::new();
+        for original in &state.originals {
+            let role = [Role::Console, Role::Clients]
+                .into_iter()
+                .find(|role| shared.tls.current(*role).file == original.file)
+                .ok_or_else(|| {
+                    internal(format!(
+                        "{} is no longer a listener's conf file",
+                        original.file.display()
+                    ))
+                })?;
+            let text = std::fs::read_to_string(&original.saved)
+                .map_err(|e| internal(format!("{}: {e}", original.saved.display())))?;
+            let restored =
+                ward_tls::conf::listener_conf(&original.file.display().to_string(), &text);
+            let policy = restored.policy.filter(|_| {
+                !restored
+                    .diagnostics
+                    .iter()
+                    .any(|d| d.severity == ward_tls::Severity::Error)
+            });
+            let policy = policy.ok_or_else(|| {
+                ApiError::client(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "rollback_invalid",
+                    format!(
+                        "the saved copy of {} has errors, so it is not restored",
+                        original.file.display()
+                    ),
+                )
+            })?;
+            planned.push((role, policy));
+        }
+        planned
+    };
+    let running = crate::impact::Running::clients(shared);
+    let serving = crate::impact::Serving::of(shared);
+    let held = held(shared);
+    let store = shared.store.clone();
+    let plan_root = root.clone();
+    let to_move = if move_back {
+        state.moved.clone()
+    } else {
+        Vec::new()
+    };
+    let (lost, plan) = blocking(move || {
+        // The agents a move-back would move: those still where harden put them.
+        let mut moves = HashMap::new();
+        for m in &to_move {
+            if store.agent(&m.agent)?.map(|a| a.group) == Some(m.to) {
+                moves.insert(m.agent.clone(), m.from);
+            }
+        }
+        crate::impact::guard(
+            &*store,
+            &plan_root,
+            &running,
+            serving,
+            &planned,
+            &moves,
+            held,
+            now_ms(),
+        )
+    })
+    .await?;
+    if dry_run {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({"dry_run": true, "plan": plan, "restores": state.originals, "moves_back": if move_back { state.moved.len() } else { 0 }}),
+        ));
+    }
+    if lost > 0 && !accept_cut_off {
+        return Ok(json_response(
+            StatusCode::CONFLICT,
+            &json!({
+                "error": {
+                    "code": "would_cut_off",
+                    "message": format!(
+                        "rollback refused, nothing changed: {}; roll back with accept_cut_off to \
+                         go on",
+                        plan["message"].as_str().unwrap_or("agents would lose their path")
+                    ),
+                },
+                "plan": plan,
+            }),
+        ));
+    }
+    let accepted: Vec<Value> = plan["cut_off"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|line| line["id"].clone())
+        .collect();
     let originals = state.originals.clone();
     blocking(move || {
         for original in &originals {
@@ -743,13 +846,31 @@ pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> Api
         if move_back {
             let tree = tree_of(&*store)?;
             let mut back: HashMap<GroupId, Vec<String>> = HashMap::new();
+            let mut elsewhere = 0usize;
             for m in &moved {
-                if tree.get(m.from).is_some() {
+                // Only agents still where harden put them: one the admin moved since (or
+                // retired) stays where it is.
+                let here = store.agent(&m.agent)?.map(|a| a.group);
+                if here != Some(m.to) {
+                    elsewhere += 1;
+                } else if tree.get(m.from).is_some() {
                     back.entry(m.from).or_default().push(m.agent.clone());
                 } else {
                     kept.push(m.clone());
                 }
             }
+            if elsewhere > 0 {
+                steps.push(format!(
+                    "left {elsewhere} agent(s) where they are: no longer in the group harden \
+                     moved them to"
+                ));
+            }
+            let mut back: Vec<(GroupId, Vec<String>)> = back.into_iter().collect();
+            back.sort_by_key(|(group, _)| *group);
+            let total: usize = back.iter().map(|(_, agents)| agents.len()).sum();
+            steps.push(format!(
+                "moving {total} agent(s) back to the groups they came from"
+            ));
             for (group, agents) in back {
                 store.apply(&Change {
                     mutation: Mutation::MoveAgents {
@@ -784,7 +905,7 @@ pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> Api
                 "tls.rollback",
                 "conf".into(),
                 None,
-                Some(json!({"move_back": move_back})),
+                Some(json!({"move_back": move_back, "cut_off_accepted": accepted})),
             ),
         })?;
         Ok((steps, kept))

@@ -200,3 +200,107 @@ fn failed_edit_leaves_no_file_behind() {
     assert_eq!(names, vec![std::ffi::OsString::from("ssl.conf")]);
     assert_eq!(fs::read_to_string(&path).unwrap(), "SSLProtocol all\n");
 }
+
+#[test]
+fn cipher_suites_are_edited_like_the_protocol() {
+    let marker = "#:Overridden_by_test#";
+    // (file, setting, value, the edited file's lines that must be there)
+    let cases: &[(&str, Setting, &str, &[&str])] = &[
+        // Replaced where it applies, the old line commented under the marker.
+        (
+            "SSLProtocol all\nSSLCipherSuite HIGH:DES-CBC3-SHA\n",
+            Setting::CipherSuite,
+            "HIGH:!3DES",
+            &[
+                marker,
+                "#SSLCipherSuite HIGH:DES-CBC3-SHA",
+                "SSLCipherSuite HIGH:!3DES",
+            ],
+        ),
+        // The TLS 1.3 form is a separate setting: the TLS 1.2 list is untouched.
+        (
+            "SSLCipherSuite HIGH\nSSLCipherSuite TLSv1.3 TLS_AES_128_GCM_SHA256\n",
+            Setting::CipherSuiteTls13,
+            "TLS_AES_256_GCM_SHA384",
+            &[
+                "SSLCipherSuite HIGH",
+                "#SSLCipherSuite TLSv1.3 TLS_AES_128_GCM_SHA256",
+                "SSLCipherSuite TLSv1.3 TLS_AES_256_GCM_SHA384",
+            ],
+        ),
+        // Absent: added at the end (or inside the first vhost).
+        (
+            "SSLProtocol all\n",
+            Setting::CipherSuite,
+            "ECDHE+AESGCM",
+            &["SSLProtocol all", marker, "SSLCipherSuite ECDHE+AESGCM"],
+        ),
+        (
+            "<VirtualHost *:443>\nSSLProtocol all\n</VirtualHost>\n",
+            Setting::CipherSuite,
+            "HIGH",
+            &["    SSLCipherSuite HIGH", "</VirtualHost>"],
+        ),
+    ];
+    for (text, setting, value, lines) in cases {
+        let edited = replace_setting("t.conf", text, *setting, value, marker)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{text:?}: no edit"));
+        for line in *lines {
+            assert!(
+                edited.lines().any(|l| l == *line),
+                "{line:?} missing from:\n{edited}"
+            );
+        }
+        // Running it again changes nothing.
+        assert_eq!(
+            replace_setting("t.conf", &edited, *setting, value, marker).unwrap(),
+            None
+        );
+    }
+    // A list with spaces would be two arguments: refused, nothing written.
+    assert!(replace_setting(
+        "t.conf",
+        "SSLProtocol all\n",
+        Setting::CipherSuite,
+        "HIGH MEDIUM",
+        marker
+    )
+    .is_err());
+}
+
+#[test]
+fn several_settings_in_one_write_with_one_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sslforclients.conf");
+    std::fs::write(
+        &path,
+        "SSLProtocol all -SSLv3\nSSLCipherSuite HIGH:DES-CBC3-SHA\n",
+    )
+    .unwrap();
+    let outcome = edit_file_settings(
+        &path,
+        &[
+            (Setting::Protocol, "all -SSLv3 -TLSv1 -TLSv1.1"),
+            (Setting::CipherSuite, "HIGH:!3DES"),
+        ],
+        "test",
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let EditOutcome::Changed { backup } = outcome else {
+        panic!("nothing changed")
+    };
+    assert_eq!(
+        std::fs::read_to_string(backup).unwrap(),
+        "SSLProtocol all -SSLv3\nSSLCipherSuite HIGH:DES-CBC3-SHA\n"
+    );
+    let policy = crate::conf::listener_conf("x", &std::fs::read_to_string(&path).unwrap())
+        .policy
+        .unwrap();
+    assert_eq!(policy.protocol.range.min, crate::TlsVersion::Tls1_2);
+    assert_eq!(
+        policy.cipher_list.unwrap().value,
+        "HIGH:!3DES:!aNULL:!eNULL:!EXP"
+    );
+}

@@ -108,7 +108,7 @@ pub struct HardenArgs {
     #[arg(long)]
     accept_risk: bool,
     /// Finish the harden that was interrupted, with its recorded settings
-    #[arg(long, conflicts_with = "protocol")]
+    #[arg(long, conflicts_with_all = ["protocol", "cipher_suite", "cipher_suite_tls13", "preset", "certificate", "conf"])]
     resume: bool,
 }
 
@@ -116,9 +116,19 @@ pub struct HardenArgs {
 pub struct RollbackArgs {
     #[command(flatten)]
     target: Target,
-    /// Also move the agents harden moved back to the groups they came from
+    /// Also move the agents harden moved back to the groups they came from (those still in
+    /// the group harden moved them to)
     #[arg(long)]
     move_back: bool,
+    /// Show the rollback's plan (who the restored files would cut off) and change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask for confirmation
+    #[arg(long, short)]
+    yes: bool,
+    /// Roll back even if agents would lose their last path (audited, with whom)
+    #[arg(long)]
+    accept_cut_off: bool,
 }
 
 fn list_names(value: &Value) -> String {
@@ -274,18 +284,12 @@ impl ProposalArgs {
     }
 }
 
-/// Asks the server for the plan of `proposal` (with `words` as its SSLProtocol when harden
-/// gives one): its answer as sent (for `--json`), and as read.
+/// Asks the server for the plan of `proposal`: its answer as sent (for `--json`), and as read.
 fn request_plan(
     client: &AdminClient,
     proposal: &ProposalArgs,
-    words: &str,
     limit: usize,
 ) -> Result<(Value, Plan), String> {
-    let mut proposal = proposal.clone();
-    if !words.is_empty() && proposal.preset.is_none() && proposal.conf.is_none() {
-        proposal.protocol = Some(words.to_string());
-    }
     let mut body = proposal.body()?;
     body.insert("limit".into(), json!(limit));
     let answer = client.call("POST", "/api/v1/tls/plan", Some(&Value::Object(body)))?;
@@ -391,7 +395,7 @@ fn lost_line(agent: &Value) -> String {
 
 pub fn plan(args: PlanArgs) -> CmdResult {
     let client = args.target.client()?;
-    let (answer, plan) = request_plan(&client, &args.proposal, "", args.limit)?;
+    let (answer, plan) = request_plan(&client, &args.proposal, args.limit)?;
     if args.target.json {
         println!("{answer:#}");
     } else {
@@ -513,7 +517,13 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         if state.is_null() || state["step"] == "rolled_back" {
             return Err("--resume: no interrupted harden to finish (see `ward tls harden --protocol WORDS`)".into());
         }
-        proposal.protocol = state["protocol"].as_str().map(str::to_string);
+        proposal.protocol = state["protocol"]
+            .as_str()
+            .filter(|w| !w.is_empty())
+            .map(str::to_string);
+        proposal.cipher_suite = state["cipher_suite"].as_str().map(str::to_string);
+        proposal.cipher_suite_tls13 = state["cipher_suite_tls13"].as_str().map(str::to_string);
+        proposal.preset = None;
         proposal.listener = state["listener"].as_str().unwrap_or("all").to_string();
         legacy_group = state["legacy_group"].as_str().map(str::to_string);
         legacy_name = state["legacy_name"]
@@ -527,13 +537,26 @@ pub fn harden(args: HardenArgs) -> CmdResult {
             state["step"].as_str().unwrap_or("-")
         );
     }
-    let words = proposal
-        .protocol
-        .clone()
-        .ok_or("--protocol WORDS is required (or --resume)")?;
+    if proposal.certificate.is_some() || proposal.conf.is_some() {
+        return Err(
+            "harden applies SSLProtocol and SSLCipherSuite changes (--protocol, \
+                    --cipher-suite, --cipher-suite-tls13, --preset); for a certificate or a whole \
+                    conf file, plan it with `ward tls plan`, put it in place and run `ward server \
+                    reload`, which the same plan guards"
+                .into(),
+        );
+    }
+    // Everything below sends the proposal as given: protocol, suites or preset.
+    let proposal_body = proposal.body()?;
+    let words = proposal.protocol.clone().unwrap_or_default();
     let mut summary = json!({"protocol": words, "listener": proposal.listener});
 
-    let (answer, plan) = request_plan(&client, &proposal, &words, LISTED)?;
+    let (answer, plan) = request_plan(&client, &proposal, LISTED)?;
+    let change = plan
+        .change
+        .clone()
+        .unwrap_or_else(|| format!("SSLProtocol {words}"));
+    summary["change"] = json!(change);
     if !args.target.json {
         print_plan(&plan);
     }
@@ -547,7 +570,7 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     let steps = [
         format!("stage: copy server lists to HTTP variants on the clients-http port and move {to_move} agent(s) into {legacy}"),
         format!("wait: up to {} for every moved agent to acknowledge its new settings", args.timeout),
-        format!("apply: set SSLProtocol {words} in the {} listener file(s), configtest, reload", proposal.listener),
+        format!("apply: set {change} in the {} listener file(s), configtest, reload", proposal.listener),
         "verify: scan both HTTPS listeners, then watch the fleet check in".to_string(),
     ];
     if args.dry_run {
@@ -562,10 +585,10 @@ pub fn harden(args: HardenArgs) -> CmdResult {
 
     // 1. Stage.
     step(1, "stage");
-    let stage_body = json!({
-        "protocol": words, "listener": proposal.listener, "legacy_group": legacy_group,
-        "legacy_name": legacy_name, "offline_intervals": proposal.offline_intervals,
-    });
+    let mut stage_body = proposal_body.clone();
+    stage_body.insert("legacy_group".into(), json!(legacy_group));
+    stage_body.insert("legacy_name".into(), json!(legacy_name));
+    let stage_body = Value::Object(stage_body);
     let staged = client.call("POST", "/api/v1/tls/harden/stage", Some(&stage_body))?;
     for line in staged["steps"].as_array().into_iter().flatten() {
         eprintln!("  {}", line.as_str().unwrap_or_default());
@@ -590,7 +613,7 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     );
     loop {
         let asked = Instant::now();
-        let (_, plan) = request_plan(&client, &proposal, &words, LISTED)?;
+        let (_, plan) = request_plan(&client, &proposal, LISTED)?;
         let pause = decide::poll_pause(asked.elapsed());
         if decide::restage(&plan) {
             client.call("POST", "/api/v1/tls/harden/stage", Some(&stage_body))?;
@@ -632,12 +655,11 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     let applied = client.call(
         "POST",
         "/api/v1/tls/harden/apply",
-        Some(&json!({
-            "protocol": words,
-            "listener": proposal.listener,
-            "accept_risk": args.accept_risk,
-            "offline_intervals": proposal.offline_intervals,
-        })),
+        Some(&{
+            let mut body = proposal_body.clone();
+            body.insert("accept_risk".into(), json!(args.accept_risk));
+            Value::Object(body)
+        }),
     )?;
     let changed = applied["changed"].as_array().cloned().unwrap_or_default();
     for file in &changed {
@@ -648,7 +670,7 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         );
     }
     if changed.is_empty() {
-        eprintln!("  the files already say SSLProtocol {words}: nothing to edit");
+        eprintln!("  the files already say {change}: nothing to edit");
     }
     eprintln!("  configtest passed, reloaded: {}", applied["ranges"]);
     summary["applied"] = applied["changed"].clone();
@@ -714,10 +736,61 @@ pub fn harden(args: HardenArgs) -> CmdResult {
 
 pub fn rollback(args: RollbackArgs) -> CmdResult {
     let client = args.target.client()?;
+    // The plan first: what the restored files (and the moves back) would do to every agent
+    // that has a path now.
+    let dry = client.call(
+        "POST",
+        "/api/v1/tls/rollback",
+        Some(&json!({"move_back": args.move_back, "dry_run": true})),
+    )?;
+    let plan = &dry["plan"];
+    let lost = plan["lost"].as_u64().unwrap_or(0);
+    let restores: Vec<String> = dry["restores"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["file"].as_str().map(str::to_string))
+        .collect();
+    let summary = format!(
+        "restore {} as they were before the last harden and reload{}",
+        restores.join(" and "),
+        if args.move_back {
+            format!(
+                ", and move back up to {} agent(s) harden moved",
+                dry["moves_back"].as_u64().unwrap_or(0)
+            )
+        } else {
+            String::new()
+        }
+    );
+    if args.dry_run {
+        if args.target.json {
+            println!("{dry:#}");
+        } else {
+            println!("rollback would {summary}");
+            print_cut_off(plan);
+        }
+        return Ok(ExitCode::from(if lost > 0 { EXIT_AFFECTED } else { 0 }));
+    }
+    if !args.target.json {
+        print_cut_off(plan);
+    }
+    if lost > 0 && !args.accept_cut_off {
+        return Err(format!(
+            "rollback refused, nothing changed: {}; --accept-cut-off rolls back anyway",
+            plan["message"]
+                .as_str()
+                .unwrap_or("agents would lose their path")
+        )
+        .into());
+    }
+    if !args.yes && !confirm(&format!("rollback: {summary}"))? {
+        return Err("stopped: nothing was changed".into());
+    }
     let value = client.call(
         "POST",
         "/api/v1/tls/rollback",
-        Some(&json!({"move_back": args.move_back})),
+        Some(&json!({"move_back": args.move_back, "accept_cut_off": args.accept_cut_off})),
     )?;
     if args.target.json {
         println!("{value:#}");
@@ -736,4 +809,28 @@ pub fn rollback(args: RollbackArgs) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The agents a guarded change would take the last path from, with why.
+fn print_cut_off(plan: &Value) {
+    let lost = plan["lost"].as_u64().unwrap_or(0);
+    if lost == 0 {
+        println!("plan: nobody loses their path");
+        return;
+    }
+    println!("plan: {}", plan["message"].as_str().unwrap_or_default());
+    for line in plan["cut_off"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(LISTED)
+    {
+        println!(
+            "  {} {} in {}: {}",
+            line["id"].as_str().unwrap_or("-"),
+            line["hostname"].as_str().unwrap_or("-"),
+            line["group"].as_str().unwrap_or("-"),
+            line["reason"].as_str().unwrap_or("-")
+        );
+    }
 }
