@@ -71,7 +71,7 @@ fn a_certificate_from_another_ca_is_predicted_and_refused_at_reload() {
         ],
     );
     assert_eq!(code, Some(2), "{answer}");
-    assert_eq!(cut_off_ids(&answer), [id.clone()]);
+    assert_eq!(cut_off_ids(&answer), std::slice::from_ref(&id));
     let reason = answer["cut_off"][0]["reason"].as_str().unwrap();
     assert!(
         reason.contains("would not trust") && reason.contains("does not chain to the CA"),

@@ -781,8 +781,7 @@ pub fn rollback(args: RollbackArgs) -> CmdResult {
             plan["message"]
                 .as_str()
                 .unwrap_or("agents would lose their path")
-        )
-        .into());
+        ));
     }
     if !args.yes && !confirm(&format!("rollback: {summary}"))? {
         return Err("stopped: nothing was changed".into());
