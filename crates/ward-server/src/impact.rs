@@ -388,6 +388,27 @@ pub(crate) struct Fleet {
     /// Per agent stack (ClientHello fingerprint): whether its real hello, replayed through
     /// the proposed clients listener, is served. Empty when nothing is replayed.
     pub replayed: HashMap<std::sync::Arc<str>, bool>,
+    /// The offline threshold, in check-in intervals.
+    pub intervals: u32,
+    /// Judge every agent as if it had acknowledged its settings (a fleet edit asks whether
+    /// the new settings give a path, not whether the agent has them yet).
+    pub acknowledged: bool,
+}
+
+/// Per group: index into `lists` of its effective list, and the offline threshold.
+fn index(
+    tree: &Tree,
+    lists: &[ServerList],
+    intervals: u32,
+) -> HashMap<GroupId, (Option<usize>, i64)> {
+    tree.effective_all()
+        .into_iter()
+        .map(|(id, effective)| {
+            let list = lists.iter().position(|l| l.name == effective.server_list);
+            let cycle = (effective.interval + effective.randomize).as_millis() as i64;
+            (id, (list, cycle.saturating_mul(intervals as i64)))
+        })
+        .collect()
 }
 
 impl Fleet {
@@ -399,15 +420,7 @@ impl Fleet {
         let tree = tree_of(store)?;
         let lists = store.server_lists()?;
         let agents = store.agents_tls()?;
-        let groups = tree
-            .effective_all()
-            .into_iter()
-            .map(|(id, effective)| {
-                let list = lists.iter().position(|l| l.name == effective.server_list);
-                let cycle = (effective.interval + effective.randomize).as_millis() as i64;
-                (id, (list, cycle.saturating_mul(intervals as i64)))
-            })
-            .collect();
+        let groups = index(&tree, &lists, intervals);
         Ok(Fleet {
             tree,
             lists,
@@ -415,7 +428,15 @@ impl Fleet {
             groups,
             held,
             replayed: HashMap::new(),
+            intervals,
+            acknowledged: false,
         })
+    }
+
+    /// The fleet as it would be with `tree` (a group's settings or place changed).
+    pub fn with_tree(&mut self, tree: Tree) {
+        self.groups = index(&tree, &self.lists, self.intervals);
+        self.tree = tree;
     }
 
     /// Replays every agent stack's kept ClientHello through `proposed` (the clients listener
@@ -473,7 +494,7 @@ pub(crate) fn facts(fleet: &Fleet, agent: &AgentTls, now: i64) -> AgentFacts {
             version_set(agent.versions),
             agent.negotiated.and_then(rank_version),
         ),
-        pending: agent.acked_serial < agent.serial,
+        pending: !fleet.acknowledged && agent.acked_serial < agent.serial,
         silent_ms,
         replayed: agent
             .hello
@@ -682,4 +703,86 @@ pub(crate) fn impact_json(impact: &Impact, limit: usize, now: i64) -> Value {
         "untrusted_certificate": impact.untrusted,
         "ok": cut_count == 0 && risk_count == 0,
     })
+}
+
+/// A fleet edit, as the guard judges it.
+pub(crate) struct FleetEdit<'a> {
+    /// The tree after the edit, when the edit changes a group's settings or place.
+    pub tree: Option<Tree>,
+    /// Agents the edit moves: agent -> group.
+    pub moves: &'a HashMap<String, GroupId>,
+}
+
+/// The guard of a fleet edit (moving agents, a group's server list, moving a group): the
+/// agents that have a working path now and would have none after `edit`, with why. Each agent
+/// is judged exactly where ward can (its kept ClientHello replayed through the clients
+/// listener serving now, `clients`), as if it had acknowledged the new settings, and offline
+/// agents count (they come back to the new settings). Blocking.
+pub(crate) fn fleet_guard(
+    store: &dyn Store,
+    clients: &SslContext,
+    range: VersionRange,
+    edit: FleetEdit<'_>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let now = ward_proto::now_ms();
+    let mut fleet = Fleet::read(store, u32::MAX, HashSet::new())?;
+    fleet.acknowledged = true;
+    fleet.replay(store, clients)?;
+    let trusted = BTreeMap::new();
+    let listener = Clients {
+        range,
+        untrusted: &trusted,
+    };
+    let before: HashSet<String> = assess(&fleet, listener, now)
+        .flagged
+        .iter()
+        .map(|(index, _)| fleet.agents[*index].id.clone())
+        .collect();
+    if let Some(tree) = edit.tree {
+        fleet.with_tree(tree);
+    }
+    for agent in &mut fleet.agents {
+        if let Some(group) = edit.moves.get(&agent.id) {
+            agent.group = *group;
+        }
+    }
+    let after = assess(&fleet, listener, now);
+    Ok(after
+        .flagged
+        .iter()
+        .filter(|(index, _)| !before.contains(&fleet.agents[*index].id))
+        .map(|(index, verdict)| {
+            let agent = &fleet.agents[*index];
+            let facts = facts(&fleet, agent, now);
+            let group = fleet.group_facts(agent.group);
+            (
+                agent.id.clone(),
+                reach::explain(&facts, group, listener, verdict),
+            )
+        })
+        .collect())
+}
+
+/// The 409 of a fleet edit the guard refused: who, why, and how to go on.
+pub(crate) fn refuse_fleet_edit(what: &str, cut: &[(String, String)]) -> ApiError {
+    let listed: Vec<String> = cut
+        .iter()
+        .take(5)
+        .map(|(id, why)| format!("{id} ({why})"))
+        .collect();
+    ApiError::conflict(
+        "would_cut_off",
+        format!(
+            "{what} would leave {} agent(s) with no path to a server: {}{}; nothing changed. \
+             Give them an HTTP entry (ward serverlist copy ... --port 8014), or send \
+             \"accept_cut_off\": true to go on",
+            cut.len(),
+            listed.join(", "),
+            if cut.len() > listed.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ),
+    )
 }

@@ -213,3 +213,76 @@ fn a_cipher_change_that_cuts_off_an_rsa_only_client_is_predicted_and_harden_stag
     assert!(rolled.status.success(), "{rolled:?}");
     assert_eq!(std::fs::read(&file).unwrap(), before);
 }
+
+#[test]
+fn a_group_edit_that_would_take_an_agents_only_path_is_refused() {
+    let server = fast_server();
+    legacy_http_group(&server);
+    server.set_protocol(
+        "conf/ssl/sslforclients.conf",
+        "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
+    );
+    assert!(run_cli(&server, &["server", "reload"]).status.success());
+    let http = format!("http://127.0.0.1:{}", server.clients_http);
+    let token = group_token(&server, "My Company/Legacy", true);
+    let xp = run_agent(enroll(&server, &http, &token, Some("TLSv1")), Some("TLSv1"));
+    xp.until(Duration::from_secs(10), |s| s["channel"] == "http");
+
+    // Inheriting the root's HTTPS-only list would leave it no path: refused, nothing changed.
+    let refused = run_cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Legacy",
+            "--inherit",
+            "server_list",
+        ],
+    );
+    assert!(!refused.status.success(), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("would leave 1 agent(s)") && said.contains(&xp.id()),
+        "{said}"
+    );
+    let group = cli(&server, &["group", "show", "My Company/Legacy"]);
+    assert_eq!(group["own"]["server_list"], "Default-http", "{group}");
+    // So would moving the group under one whose list it inherits... it sets its own, so a
+    // move changes nothing for it, and is allowed.
+    cli(&server, &["group", "create", "Other"]);
+    cli(
+        &server,
+        &[
+            "group",
+            "move",
+            "My Company/Legacy",
+            "--parent",
+            "My Company/Other",
+        ],
+    );
+    // Accepted, the change is made and audited with whom it cut off.
+    let accepted = run_cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Other/Legacy",
+            "--inherit",
+            "server_list",
+            "--accept-cut-off",
+        ],
+    );
+    assert!(accepted.status.success(), "{accepted:?}");
+    let audit = cli(&server, &["audit"]);
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "group.update" && !e["after"]["cut_off_accepted"].is_null())
+        .unwrap_or_else(|| panic!("no accepted group update in {audit}"))
+        .clone();
+    assert_eq!(
+        entry["after"]["cut_off_accepted"],
+        serde_json::json!([xp.id()])
+    );
+}

@@ -278,6 +278,8 @@ fn an_xp_ie8_agent_needs_3des_on_https_and_always_works_over_clients_http() {
     assert_eq!(reported["tls_versions"], serde_json::json!(["TLSv1"]));
 
     // Moved to the root's HTTPS-only list: the default clients listener refuses its stack.
+    // (Enrolled over HTTP, ward has never seen its ClientHello: the move guard judges it by
+    // the versions it reports, the weaker evidence, and TLSv1 is served, so it moves.)
     cli(
         &server,
         &["agents", "move", &agent.id(), "--group", "My Company"],

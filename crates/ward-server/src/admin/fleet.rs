@@ -83,13 +83,9 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
     let body = body.clone();
     let query = query.to_string();
     let retiring = *method == Method::POST && segments == ["agents", "delete"];
-    // What the clients listener serves now: a move is judged against it.
-    let clients_range = shared
-        .tls
-        .current(crate::config::Role::Clients)
-        .policy
-        .protocol
-        .range;
+    // The clients listener serving now: fleet edits are judged against it (every agent's
+    // kept ClientHello replayed through it).
+    let clients = shared.tls.current(crate::config::Role::Clients);
     let segments: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
     let body_owned = body.clone();
     let method = method.clone();
@@ -116,10 +112,12 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
         let store: &dyn Store = &*store;
         match segments.as_slice() {
             ["groups"] => Ok(Some(groups::groups(store, &caller, &method, &body)?)),
-            ["groups", id] => Ok(Some(groups::group(store, &caller, &method, id, &body)?)),
-            ["groups", id, "move"] if method == Method::POST => {
-                Ok(Some(groups::move_group(store, &caller, id, &body)?))
-            }
+            ["groups", id] => Ok(Some(groups::group(
+                store, &caller, &method, id, &body, &clients,
+            )?)),
+            ["groups", id, "move"] if method == Method::POST => Ok(Some(groups::move_group(
+                store, &caller, id, &body, &clients,
+            )?)),
             ["groups", id, "export"] if method == Method::POST => {
                 let identity = identity.as_ref().expect("read for export routes");
                 Ok(Some(groups::export_settings(store, &caller, id, identity)?))
@@ -137,12 +135,9 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
             ["agents", "delete"] if method == Method::POST => {
                 Ok(Some(agents::delete_agents(store, &caller, &body)?))
             }
-            ["agents", "move"] if method == Method::POST => Ok(Some(agents::move_agents(
-                store,
-                &caller,
-                &body,
-                clients_range,
-            )?)),
+            ["agents", "move"] if method == Method::POST => {
+                Ok(Some(agents::move_agents(store, &caller, &body, &clients)?))
+            }
             ["agents", id] if method == Method::GET => Ok(Some(agents::agent(store, id, &held)?)),
             ["accounts"] if method == Method::GET => Ok(Some(accounts::list_accounts(store)?)),
             ["accounts", name] if method == Method::DELETE => {

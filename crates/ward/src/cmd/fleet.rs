@@ -143,12 +143,18 @@ pub enum GroupCommand {
         /// A new name
         #[arg(long)]
         rename: Option<String>,
+        /// Change it even if agents would lose their last path (audited, with whom)
+        #[arg(long)]
+        accept_cut_off: bool,
     },
     /// Move a group under another parent
     Move {
         path: String,
         #[arg(long)]
         parent: String,
+        /// Move it even if agents would lose their last path (audited, with whom)
+        #[arg(long)]
+        accept_cut_off: bool,
     },
     /// Delete an empty group
     Delete { path: String },
@@ -266,9 +272,13 @@ pub fn group(target: &Target, command: GroupCommand) -> CodedResult {
             policy,
             inherit,
             rename,
+            accept_cut_off,
         } => {
             let id = group_id(&client, &path)?;
             let mut body = json!({});
+            if accept_cut_off {
+                body["accept_cut_off"] = json!(true);
+            }
             if let Some(v) = server_list {
                 body["server_list"] = json!(v);
             }
@@ -296,12 +306,16 @@ pub fn group(target: &Target, command: GroupCommand) -> CodedResult {
             let group = client.call("PATCH", &format!("/api/v1/groups/{id}"), Some(&body))?;
             print(target, &group, print_group)
         }
-        GroupCommand::Move { path, parent } => {
+        GroupCommand::Move {
+            path,
+            parent,
+            accept_cut_off,
+        } => {
             let id = group_id(&client, &path)?;
             let group = client.call(
                 "POST",
                 &format!("/api/v1/groups/{id}/move"),
-                Some(&json!({"parent": parent})),
+                Some(&json!({"parent": parent, "accept_cut_off": accept_cut_off})),
             )?;
             print(target, &group, |g| println!("moved to {}", text(g, "path")))
         }

@@ -155,63 +155,11 @@ struct MoveAgents {
     accept_cut_off: bool,
 }
 
-/// The agents `ids` that the effective server list of `group` would leave with no path to a
-/// server under the clients listener's `range`: (id, why).
-fn cut_off_by_move(
-    store: &dyn Store,
-    tree: &ward_fleet::Tree,
-    ids: &[String],
-    group: ward_fleet::GroupId,
-    range: ward_tls::VersionRange,
-) -> Result<Vec<(String, String)>, ApiError> {
-    use ward_plan::reach::{explain, judge, AgentFacts, Capability, Clients, GroupFacts, Verdict};
-    let lists = store.server_lists()?;
-    let effective = tree
-        .effective(group)
-        .ok_or_else(|| ApiError::not_found("the group vanished"))?;
-    let list = lists.iter().find(|l| l.name == effective.server_list);
-    let facts = GroupFacts {
-        list,
-        offline_after_ms: i64::MAX,
-    };
-    let mut cut = Vec::new();
-    for id in ids {
-        let Some(agent) = store.agent(id)? else {
-            continue; // refused by the store below, with the id
-        };
-        let reported: ward_tls::ProtocolSet = agent
-            .tls_versions
-            .iter()
-            .filter_map(|v| ward_tls::TlsVersion::parse_loose(v))
-            .collect();
-        let negotiated = agent
-            .tls_version
-            .as_deref()
-            .and_then(ward_tls::TlsVersion::parse_loose);
-        let agent_facts = AgentFacts {
-            group,
-            capability: Capability::of(reported, negotiated),
-            // Judged as if it had picked the new list up: the question is the list itself.
-            pending: false,
-            silent_ms: 0,
-            replayed: None,
-        };
-        let verdict = judge(&agent_facts, facts, Clients::serving(range));
-        if verdict == Verdict::CutOff {
-            cut.push((
-                id.clone(),
-                explain(&agent_facts, facts, Clients::serving(range), &verdict),
-            ));
-        }
-    }
-    Ok(cut)
-}
-
 pub(super) fn move_agents(
     store: &dyn Store,
     caller: &Caller,
     body: &Bytes,
-    clients_range: ward_tls::VersionRange,
+    clients: &crate::listener_tls::ListenerTls,
 ) -> ApiResult {
     let tree = tree_of(store)?;
     let MoveAgents {
@@ -225,24 +173,23 @@ pub(super) fn move_agents(
             "'ids' (a non-empty list of agent ids) is required",
         ));
     }
-    // No move takes an agent's last path silently, whoever asks.
-    let cut = cut_off_by_move(store, &tree, &ids, group, clients_range)?;
+    // No move takes an agent's last path silently, whoever asks: each agent's real
+    // ClientHello is replayed through the clients listener serving now.
+    let moves: std::collections::HashMap<String, ward_fleet::GroupId> =
+        ids.iter().map(|id| (id.clone(), group)).collect();
+    let cut = crate::impact::fleet_guard(
+        store,
+        &clients.context,
+        clients.policy.protocol.range,
+        crate::impact::FleetEdit {
+            tree: None,
+            moves: &moves,
+        },
+    )?;
     if !cut.is_empty() && !accept_cut_off {
-        let listed: Vec<String> = cut
-            .iter()
-            .take(5)
-            .map(|(id, why)| format!("{id} ({why})"))
-            .collect();
-        return Err(ApiError::conflict(
-            "would_cut_off",
-            format!(
-                "{} agent(s) would have no path to a server in {}: {}; nothing was moved. Give \
-                 the group an HTTP entry (ward serverlist copy ... --port 8014), or send \
-                 \"accept_cut_off\": true to move them anyway",
-                cut.len(),
-                tree.path(group).unwrap_or_default(),
-                listed.join(", ")
-            ),
+        return Err(crate::impact::refuse_fleet_edit(
+            &format!("moving them into {}", tree.path(group).unwrap_or_default()),
+            &cut,
         ));
     }
     let applied = store.apply(&Change {

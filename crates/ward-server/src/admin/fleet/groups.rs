@@ -38,6 +38,9 @@ struct GroupPatch {
     mode: Option<String>,
     policy: Option<Map<String, Value>>,
     inherit: Option<Vec<String>>,
+    /// Change it even if agents would lose their last path (audited, with whom).
+    #[serde(default)]
+    accept_cut_off: bool,
 }
 
 /// `POST /groups/{id}/move`.
@@ -45,6 +48,9 @@ struct GroupPatch {
 #[serde(deny_unknown_fields)]
 struct MoveGroup {
     parent: String,
+    /// Move it even if agents would lose their last path (audited, with whom).
+    #[serde(default)]
+    accept_cut_off: bool,
 }
 
 pub(super) fn groups(
@@ -151,12 +157,37 @@ fn patch_settings(store: &dyn Store, group: &mut Group, patch: GroupPatch) -> Re
     Ok(())
 }
 
+/// The guard of a group edit: 409 `would_cut_off` when the tree `after` would leave agents
+/// that have a path now with none, unless accepted; the agents cut off (accepted) otherwise.
+fn guard_tree(
+    store: &dyn Store,
+    clients: &crate::listener_tls::ListenerTls,
+    after: &ward_fleet::Tree,
+    what: &str,
+    accept_cut_off: bool,
+) -> Result<Vec<String>, ApiError> {
+    let cut = crate::impact::fleet_guard(
+        store,
+        &clients.context,
+        clients.policy.protocol.range,
+        crate::impact::FleetEdit {
+            tree: Some(after.clone()),
+            moves: &Default::default(),
+        },
+    )?;
+    if !cut.is_empty() && !accept_cut_off {
+        return Err(crate::impact::refuse_fleet_edit(what, &cut));
+    }
+    Ok(cut.into_iter().map(|(id, _)| id).collect())
+}
+
 pub(super) fn group(
     store: &dyn Store,
     caller: &Caller,
     method: &Method,
     id: &str,
     body: &Bytes,
+    clients: &crate::listener_tls::ListenerTls,
 ) -> ApiResult {
     let tree = tree_of(store)?;
     let id = group_id(&tree, id)?;
@@ -173,12 +204,23 @@ pub(super) fn group(
         )),
         Method::PATCH => {
             let patch: GroupPatch = typed(body)?;
+            let accept_cut_off = patch.accept_cut_off;
             let mut changed = current.clone();
             patch_settings(store, &mut changed, patch)?;
             let after = tree.with_group(changed.clone()).map_err(tree_error)?;
+            let cut = guard_tree(
+                store,
+                clients,
+                &after,
+                &format!("changing {path}"),
+                accept_cut_off,
+            )?;
             let bump_groups = serial::affected_groups(&tree, &after, &[]);
             let before_json = wire::group_json(&tree, &current, None);
-            let after_json = wire::group_json(&after, &changed, None);
+            let mut after_json = wire::group_json(&after, &changed, None);
+            if !cut.is_empty() {
+                after_json["own"]["cut_off_accepted"] = json!(cut);
+            }
             store.apply(&Change {
                 mutation: Mutation::UpdateGroup(changed),
                 bump_groups,
@@ -222,13 +264,26 @@ pub(super) fn group(
     }
 }
 
-pub(super) fn move_group(store: &dyn Store, caller: &Caller, id: &str, body: &Bytes) -> ApiResult {
+pub(super) fn move_group(
+    store: &dyn Store,
+    caller: &Caller,
+    id: &str,
+    body: &Bytes,
+    clients: &crate::listener_tls::ListenerTls,
+) -> ApiResult {
     let tree = tree_of(store)?;
     let id = group_id(&tree, id)?;
     let request: MoveGroup = typed(body)?;
     let parent = find_group(&tree, &request.parent)?;
     let after = tree.moved(id, parent).map_err(tree_error)?;
     let before_path = tree.path(id).unwrap_or_default();
+    let cut = guard_tree(
+        store,
+        clients,
+        &after,
+        &format!("moving {before_path} under {}", request.parent),
+        request.accept_cut_off,
+    )?;
     let bump_groups = serial::affected_groups(&tree, &after, &[]);
     store.apply(&Change {
         mutation: Mutation::MoveGroup { id, parent },
@@ -239,7 +294,7 @@ pub(super) fn move_group(store: &dyn Store, caller: &Caller, id: &str, body: &By
             "group.move",
             before_path.clone(),
             Some(json!({"path": before_path})),
-            Some(json!({"path": after.path(id)})),
+            Some(json!({"path": after.path(id), "cut_off_accepted": cut})),
         ),
     })?;
     let group = after
