@@ -757,3 +757,188 @@ fn rollback_after_the_seeds_reverse_procedure_is_refused_with_the_tlsv1_agents_n
         "{entry}"
     );
 }
+
+/// Every group's path and every server list's name, sorted: the fleet's shape.
+fn shape(server: &Server) -> (Vec<String>, Vec<String>) {
+    let mut groups: Vec<String> = cli(server, &["group", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["path"].as_str().unwrap().to_string())
+        .collect();
+    let mut lists: Vec<String> = cli(server, &["serverlist", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap().to_string())
+        .collect();
+    groups.sort();
+    lists.sort();
+    (groups, lists)
+}
+
+#[test]
+fn harden_with_a_broken_conf_file_stops_before_staging_and_changes_nothing() {
+    let (server, agents) = fleet(2);
+    // A hand edit left ssl.conf broken: a reload would fail, so would harden's apply.
+    let file = server.path("conf/ssl/ssl.conf");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}SSLProtocol +TLSv9\n")).unwrap();
+    let before = conf_bytes(&server);
+    let shape_before = shape(&server);
+    let groups_before: Vec<Value> = agents
+        .iter()
+        .map(|a| cli(&server, &["agents", "show", &a.id()])["group"].clone())
+        .collect();
+    let hardened = harden(&server, SEED_HARDENED, "1s");
+    assert!(!hardened.status.success(), "{hardened:?}");
+    let said = String::from_utf8_lossy(&hardened.stderr);
+    assert!(
+        said.contains("conf files have errors") && said.contains("ssl.conf:"),
+        "{said}"
+    );
+    assert!(!said.contains("step 2/4"), "it went on to wait: {said}");
+    assert_eq!(conf_bytes(&server), before);
+    assert_eq!(
+        shape(&server),
+        shape_before,
+        "staging created groups or lists"
+    );
+    let groups_after: Vec<Value> = agents
+        .iter()
+        .map(|a| cli(&server, &["agents", "show", &a.id()])["group"].clone())
+        .collect();
+    assert_eq!(groups_after, groups_before, "agents were moved");
+}
+
+#[test]
+fn resume_reports_only_real_acknowledgements_and_move_back_counts_exactly() {
+    let (server, agents) = fleet(2);
+    let capped = capped_ids(&agents);
+    // An XP machine enrolled but never started: moved by staging, it never acknowledges.
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = group_token(&server, "My Company/Pull", false);
+    let never = enroll_with(&server, &url, &token, &["--client-profile", "xp-ie8"]);
+    let never_state: Value =
+        serde_json::from_slice(&std::fs::read(never.path().join("agent.json")).unwrap()).unwrap();
+    let never_id = never_state["agent"].as_str().unwrap().to_string();
+    let stopped = run_cli(
+        &server,
+        &[
+            "tls",
+            "harden",
+            "--protocol",
+            SEED_HARDENED,
+            "--yes",
+            "--timeout",
+            "3s",
+            "--watch",
+            "1s",
+        ],
+    );
+    assert!(!stopped.status.success(), "{stopped:?}");
+    assert!(
+        String::from_utf8_lossy(&stopped.stderr).contains(&never_id),
+        "the wait names the agent it waits for: {stopped:?}"
+    );
+    // Resumed, accepting the risk (by now it is offline): it is not called acknowledged.
+    std::thread::sleep(Duration::from_secs(4));
+    let resumed = run_cli(
+        &server,
+        &[
+            "tls",
+            "harden",
+            "--resume",
+            "--accept-risk",
+            "--yes",
+            "--watch",
+            "2s",
+        ],
+    );
+    let said = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        said.contains(&format!(
+            "{} moved agent(s) acknowledged; 1 did not (accepted at risk): {never_id}",
+            capped.len()
+        )),
+        "{resumed:?}"
+    );
+    // No HTTP copy of an HTTP copy, no legacy group inside a legacy group.
+    let (groups, lists) = shape(&server);
+    assert!(
+        !lists.iter().any(|l| l.ends_with("-http-http")),
+        "{lists:?}"
+    );
+    assert!(
+        !groups.iter().any(|g| g.contains("Legacy TLS/Legacy TLS")),
+        "{groups:?}"
+    );
+    // An admin moves one moved agent elsewhere by hand: move-back leaves it there, and says
+    // exactly how many it moved.
+    let by_hand = capped.iter().next().unwrap().clone();
+    cli(
+        &server,
+        &[
+            "agents",
+            "move",
+            &by_hand,
+            "--group",
+            "My Company/Push/Legacy TLS",
+            "--accept-cut-off",
+        ],
+    );
+    let expected_back = capped.len(); // the other capped one, and the one that never ran
+    let rollback = run_cli(
+        &server,
+        &[
+            "tls",
+            "rollback",
+            "--move-back",
+            "--yes",
+            "--accept-cut-off",
+        ],
+    );
+    assert!(rollback.status.success(), "{rollback:?}");
+    let said = String::from_utf8_lossy(&rollback.stdout);
+    assert!(
+        said.contains(&format!("moving {expected_back} agent(s) back")),
+        "{said}"
+    );
+    assert!(said.contains("left 1 agent(s) where they are"), "{said}");
+    let shown = cli(&server, &["agents", "show", &by_hand]);
+    assert_eq!(shown["group"], "My Company/Push/Legacy TLS");
+    // Cleanup: the legacy groups now empty go, and their HTTP lists with them; backups are
+    // kept to the newest one of each file.
+    let cleaned = run_cli(
+        &server,
+        &["tls", "harden", "--cleanup", "--keep-backups", "1"],
+    );
+    assert!(cleaned.status.success(), "{cleaned:?}");
+    let (groups, lists) = shape(&server);
+    assert!(
+        groups.contains(&"My Company/Push/Legacy TLS".to_string()),
+        "a legacy group with an agent stays: {groups:?}"
+    );
+    assert!(
+        !groups.contains(&"My Company/Pull/Legacy TLS".to_string()),
+        "the empty one goes: {groups:?}"
+    );
+    assert!(lists.contains(&"Default-http".to_string()), "{lists:?}");
+    for file in CONF_FILES {
+        let path = server.path(file);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let backups = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter(|e| {
+                let n = e
+                    .as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned();
+                n.starts_with(&format!("{name}.")) && n.ends_with(".bak")
+            })
+            .count();
+        assert!(backups <= 1, "{file}: {backups} backups");
+    }
+}

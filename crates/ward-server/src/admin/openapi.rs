@@ -47,6 +47,7 @@ pub fn document() -> Value {
             "mode": {"type": "string", "enum": ["pull", "push"]},
             "policy": {"type": "object"},
             "inherit": {"type": "array", "items": {"type": "string", "enum": ["server_list", "interval", "randomize", "mode", "policy"]}},
+            "accept_cut_off": {"type": "boolean", "description": "change it even though agents would lose their last path (audited); otherwise 409 would_cut_off"},
         }),
         &[],
     );
@@ -62,7 +63,10 @@ pub fn document() -> Value {
     group_id_delete["parameters"] = json!([path_param("id", "integer")]);
     let mut group_move = operation(
         "move a group under another parent",
-        Some(object(json!({"parent": string}), &["parent"])),
+        Some(object(
+            json!({"parent": string, "accept_cut_off": {"type": "boolean"}}),
+            &["parent"],
+        )),
         "200",
     );
     group_move["parameters"] = json!([path_param("id", "integer")]);
@@ -144,39 +148,67 @@ pub fn document() -> Value {
     let listener = json!({"type": "string", "enum": ["clients", "console", "all"]});
     let words = json!({"type": "string", "example": "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1"});
     let intervals = json!({"type": "integer", "minimum": 1, "maximum": 1000});
+    let preset = json!({"type": "string", "enum": ward_plan::preset::PRESETS.iter().map(|p| p.name).collect::<Vec<_>>()});
+    // A proposed TLS change: any of these (a conf file alone; a preset without protocol or
+    // suites).
+    let proposal = json!({
+        "protocol": words,
+        "cipher_suite": {"type": "string", "example": "HIGH:!3DES"},
+        "cipher_suite_tls13": {"type": "string", "example": "TLS_AES_256_GCM_SHA384"},
+        "certificate": {"type": "string", "description": "a certificate file on the server host"},
+        "key": {"type": "string"},
+        "preset": preset,
+        "conf": {"type": "string", "description": "a whole proposed conf file's text"},
+        "conf_name": string,
+        "listener": listener,
+    });
+    let with = |extra: Value| {
+        let mut properties = proposal.clone();
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            properties[key] = value.clone();
+        }
+        object(properties, &[])
+    };
     let plan = operation(
-        "who a proposed SSLProtocol value would cut off or put at risk (read-only)",
-        Some(object(
-            json!({"protocol": words, "listener": listener, "offline_intervals": intervals, "limit": {"type": "integer", "minimum": 0}}),
-            &["protocol"],
-        )),
+        "who a proposed TLS change would cut off or put at risk, every agent's and peer's real ClientHello replayed (read-only)",
+        Some(with(json!({"offline_intervals": intervals, "limit": {"type": "integer", "minimum": 0}}))),
         "200",
     );
     let stage = operation(
-        "harden step 1: HTTP server lists, legacy groups, and the moves of agents that would be cut off",
-        Some(object(
-            json!({"protocol": words, "listener": listener, "legacy_group": string, "legacy_name": string, "offline_intervals": intervals}),
-            &["protocol"],
-        )),
+        "harden step 1: HTTP server lists, legacy groups, and the moves of agents that would be cut off (422 first when a conf file has errors)",
+        Some(with(json!({"legacy_group": string, "legacy_name": string, "offline_intervals": intervals}))),
         "200",
     );
     let apply = operation(
-        "harden step 3: edit SSLProtocol in the listener files, configtest, reload",
+        "harden step 3: edit SSLProtocol and SSLCipherSuite in the listener files, configtest, reload",
         Some(object(
             json!({
                 "protocol": words,
+                "cipher_suite": string,
+                "cipher_suite_tls13": string,
+                "preset": preset,
                 "listener": listener,
                 "accept_cut_off": {"type": "boolean", "description": "apply even though agents would lose their last path (audited with their ids); otherwise 409 with the list"},
                 "accept_risk": {"type": "boolean", "description": "apply even though agents of unknown capability or offline would be cut off"},
                 "offline_intervals": {"type": "integer", "minimum": 1, "maximum": 1000},
             }),
-            &["protocol"],
+            &[],
         )),
         "200",
     );
     let rollback = operation(
-        "restore the conf files from before the last harden, reload; optionally move agents back",
-        Some(object(json!({"move_back": {"type": "boolean"}}), &[])),
+        "restore the conf files from before the last harden, reload; optionally move agents back (409 would_cut_off when agents with a path would lose it, unless accept_cut_off)",
+        Some(object(json!({"move_back": {"type": "boolean"}, "dry_run": {"type": "boolean"}, "accept_cut_off": {"type": "boolean"}}), &[])),
+        "200",
+    );
+    let cleanup = operation(
+        "remove the empty legacy groups and unused HTTP server lists harden created, conf backups beyond the newest keep_backups, unreferenced saved copies",
+        Some(object(json!({"keep_backups": {"type": "integer", "minimum": 0, "maximum": 1000}, "dry_run": {"type": "boolean"}}), &[])),
+        "200",
+    );
+    let reload = operation(
+        "re-read the TLS conf files, guarded: 409 would_cut_off (old settings keep serving) when agents with a path would lose it, unless accept_cut_off; dry_run plans only",
+        Some(object(json!({"accept_cut_off": {"type": "boolean"}, "dry_run": {"type": "boolean"}}), &[])),
         "200",
     );
     let mut account_delete = operation("delete an account; its sessions end", None, "200");
@@ -220,7 +252,7 @@ pub fn document() -> Value {
                 "responses": {"200": {"description": "a token"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/Error"}}
             }},
             "/server": {"get": operation("server status: listeners, TLS, reloads", None, "200")},
-            "/server/reload": {"post": operation("re-read the TLS conf files", None, "200")},
+            "/server/reload": {"post": reload},
             "/groups": {
                 "get": operation("every group, with own and effective settings", None, "200"),
                 "post": operation("create a group", Some(object(json!({"name": string, "parent": string}), &["name"])), "201"),
@@ -260,6 +292,7 @@ pub fn document() -> Value {
             "/tls/harden": {"get": operation("the state of the last harden, for --resume and rollback", None, "200")},
             "/tls/harden/stage": {"post": stage},
             "/tls/harden/apply": {"post": apply},
+            "/tls/harden/cleanup": {"post": cleanup},
             "/tls/rollback": {"post": rollback},
             "/accounts": {
                 "get": operation("accounts and their roles", None, "200"),

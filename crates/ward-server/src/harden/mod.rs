@@ -324,6 +324,32 @@ fn limit(body: &Map<String, Value>) -> Result<usize, ApiError> {
     }
 }
 
+/// `GET /api/v1/tls/harden`: the last harden's state, and of the agents it moved, which have
+/// acknowledged their new settings (`acknowledged`) and which have not (`unacknowledged`).
+async fn harden_state(shared: &App) -> ApiResult {
+    let state = read_state(shared.data.root())?;
+    let store = shared.store.clone();
+    let moved: Vec<String> = state
+        .as_ref()
+        .map(|s| s.moved.iter().map(|m| m.agent.clone()).collect())
+        .unwrap_or_default();
+    let (acknowledged, unacknowledged) = blocking(move || {
+        let (mut yes, mut no) = (Vec::new(), Vec::new());
+        for id in moved {
+            match store.agent(&id)? {
+                Some(agent) if agent.acked_serial >= agent.serial => yes.push(id),
+                _ => no.push(id),
+            }
+        }
+        Ok((yes, no))
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"state": state, "acknowledged": acknowledged, "unacknowledged": unacknowledged}),
+    ))
+}
+
 pub async fn route(
     shared: &App,
     caller: &Caller,
@@ -336,18 +362,16 @@ pub async fn route(
         (["tls", "readiness"], &Method::GET) => readiness::readiness(shared, query).await,
         (["tls", "hellos"], &Method::GET) => readiness::hellos(shared).await,
         (["tls", "plan"], &Method::POST) => plan::plan(shared, body).await,
-        (["tls", "harden"], &Method::GET) => match read_state(shared.data.root()) {
-            Ok(state) => Ok(json_response(StatusCode::OK, &json!({"state": state}))),
-            Err(e) => Err(e),
-        },
+        (["tls", "harden"], &Method::GET) => harden_state(shared).await,
         (["tls", "harden", "stage"], &Method::POST) => steps::stage(shared, caller, body).await,
         (["tls", "harden", "apply"], &Method::POST) => steps::apply(shared, caller, body).await,
         (["tls", "rollback"], &Method::POST) => steps::rollback(shared, caller, body).await,
+        (["tls", "harden", "cleanup"], &Method::POST) => steps::cleanup(shared, caller, body).await,
         (["tls", ..], _) => Err(ApiError::client(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "GET /tls/readiness, GET /tls/hellos, POST /tls/plan, GET /tls/harden, POST /tls/harden/stage, POST \
-             /tls/harden/apply, POST /tls/rollback",
+             /tls/harden/apply, POST /tls/harden/cleanup, POST /tls/rollback",
         )),
         _ => return None,
     };

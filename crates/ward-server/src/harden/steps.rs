@@ -1,9 +1,66 @@
 //! The steps of `ward tls harden` that change the server: stage (HTTP server lists, legacy
 //! groups, moves), apply (edit, configtest, reload) and rollback.
 
+use std::collections::HashSet;
+
 use super::*;
 
 // ---- stage ---------------------------------------------------------------------------------
+
+/// Before harden stages anything: both listeners' files load as they are (a reload now would
+/// succeed), and every file harden will edit takes the edit. Otherwise 422 with every
+/// finding, and nothing changes: no agent moved only to wait for an apply that cannot come.
+async fn preflight(shared: &App, proposal: &Proposal) -> Result<(), ApiError> {
+    let data = shared.data.clone();
+    let config = shared.config.clone();
+    let files: Vec<PathBuf> = proposal
+        .roles
+        .iter()
+        .map(|role| shared.tls.current(*role).file.clone())
+        .collect();
+    // Certificates and whole conf files are not harden's to write: only the listeners count.
+    let settings = proposal.settings().unwrap_or_default();
+    blocking(move || {
+        let (loaded, findings) = crate::listener_tls::load_all(&data, &config);
+        if loaded.is_none() {
+            let errors: Vec<String> = findings
+                .iter()
+                .filter(|f| f.severity == ward_tls::Severity::Error)
+                .map(|f| f.text.clone())
+                .collect();
+            return Err(ApiError::client(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "config_invalid",
+                format!(
+                    "the conf files have errors, so harden would stop at apply; fix them first \
+                     (nothing was changed): {}",
+                    errors.join("; ")
+                ),
+            ));
+        }
+        for file in &files {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| internal(format!("{}: {e}", file.display())))?;
+            let name = file.display().to_string();
+            let mut edited = text;
+            for (setting, value) in &settings {
+                match edit::replace_setting(&name, &edited, *setting, value, "#:preflight#") {
+                    Ok(Some(next)) => edited = next,
+                    Ok(None) => {}
+                    Err(error) => {
+                        return Err(ApiError::client(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "edit_refused",
+                            format!("{name}: {error} (nothing was changed)"),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
+}
 
 /// Makes sure the HTTP variant of `list` exists: the same servers on the clients-http port.
 fn ensure_http_list(
@@ -14,6 +71,10 @@ fn ensure_http_list(
     port: u16,
     report: &mut Vec<String>,
 ) -> Result<String, ApiError> {
+    // A list that already reaches clients-http is its own HTTP variant: no copy of a copy.
+    if has_http(lists, list) {
+        return Ok(list.to_string());
+    }
     let name = model::http_list_name(list);
     let source = lists
         .iter()
@@ -79,12 +140,17 @@ fn ensure_legacy_group(
     report: &mut Vec<String>,
 ) -> Result<GroupId, ApiError> {
     let tree = tree_of(store)?;
+    // A legacy group is its own legacy group: never one inside another.
+    let parent_is_legacy = tree.get(parent).is_some_and(|g| g.name == name);
     let parent_path = tree.path(parent).unwrap_or_default();
-    let existing = tree
-        .children(parent)
-        .iter()
-        .copied()
-        .find(|id| tree.get(*id).is_some_and(|g| g.name == name));
+    let existing = if parent_is_legacy {
+        Some(parent)
+    } else {
+        tree.children(parent)
+            .iter()
+            .copied()
+            .find(|id| tree.get(*id).is_some_and(|g| g.name == name))
+    };
     if let Some(id) = existing {
         let effective = tree
             .effective(id)
@@ -245,6 +311,7 @@ pub(super) async fn stage(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
     let legacy_name = string(&body, "legacy_name")?.unwrap_or_else(|| LEGACY_NAME.into());
     ward_fleet::name::check_name(&legacy_name)
         .map_err(|e| ApiError::bad_request(format!("legacy_name: {e}")))?;
+    preflight(shared, &proposal).await?;
     let planned = proposal.planned(shared)?;
     let running = crate::impact::Running::clients(shared);
     let port = shared.config.address(Role::ClientsHttp).port();
@@ -261,12 +328,18 @@ pub(super) async fn stage(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         } = crate::impact::exact(store, &root, &running, &planned, intervals, held, now)?;
         let mut state = new_run(read_state(&root)?, &proposal, &legacy_group, &legacy_name);
         // Everyone who would lose contact moves, offline ones too: they find the HTTP list
-        // if they come back before the change.
+        // if they come back before the change. An agent whose group already reaches
+        // clients-http (moved by an earlier run, say) only has to acknowledge: moving it
+        // again cannot help.
         let mut targets: HashMap<GroupId, Vec<String>> = HashMap::new();
         for (index, verdict) in &assessment.flagged {
             if matches!(verdict, Verdict::CutOff | Verdict::AtRisk(Risk::Offline)) {
                 let agent = &fleet.agents[*index];
-                targets.entry(agent.group).or_default().push(agent.id.clone());
+                let group = fleet.group_facts(agent.group);
+                let reaches_http = group.list.is_some_and(|l| has_http(&fleet.lists, &l.name));
+                if !reaches_http {
+                    targets.entry(agent.group).or_default().push(agent.id.clone());
+                }
             }
         }
         let mut lists = fleet.lists.clone();
@@ -919,5 +992,158 @@ pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> Api
     Ok(json_response(
         StatusCode::OK,
         &json!({"steps": steps, "state": state}),
+    ))
+}
+
+// ---- cleanup -------------------------------------------------------------------------------
+
+/// `POST /api/v1/tls/harden/cleanup`: removes what harden made and no longer serves anyone:
+/// legacy groups it created that hold no agent and no group, HTTP server list copies it
+/// created that no group uses, conf file backups beyond the newest `keep_backups` (3 unless
+/// told), and saved copies in the harden dir that no rollback refers to. `dry_run` lists them.
+pub(super) async fn cleanup(shared: &App, caller: &Caller, body: &Bytes) -> ApiResult {
+    let body = if body.is_empty() {
+        Map::new()
+    } else {
+        object(body)?
+    };
+    only_keys(&body, &["keep_backups", "dry_run"])?;
+    let dry_run = flag(&body, "dry_run")?;
+    let keep = match body.get("keep_backups") {
+        None | Some(Value::Null) => 3,
+        Some(value) => value
+            .as_u64()
+            .filter(|n| *n <= 1000)
+            .ok_or_else(|| ApiError::bad_request("keep_backups: a number from 0 to 1000"))?
+            as usize,
+    };
+    let _guard = shared.fleet_lock.lock().await;
+    let root = shared.data.root().to_path_buf();
+    let conf_files: Vec<PathBuf> = [Role::Console, Role::Clients]
+        .into_iter()
+        .map(|role| shared.tls.current(role).file.clone())
+        .collect();
+    let store = shared.store.clone();
+    let caller = caller.clone();
+    let steps = blocking(move || {
+        let store: &dyn Store = &*store;
+        let mut steps = Vec::new();
+        let made: Vec<ward_store::AuditEntry> = store.audit(0, 10_000_000)?;
+        let made_lists: HashSet<&str> = made
+            .iter()
+            .filter(|e| e.action == "harden.stage.serverlist")
+            .map(|e| e.target.as_str())
+            .collect();
+        let made_groups: HashSet<&str> = made
+            .iter()
+            .filter(|e| e.action == "harden.stage.group")
+            .map(|e| e.target.as_str())
+            .collect();
+        let tree = tree_of(store)?;
+        let agents = store.agents_tls()?;
+        let populated: HashSet<GroupId> = agents.iter().map(|a| a.group).collect();
+        // Deepest first, so a legacy group inside another empty one goes first.
+        let mut empty: Vec<(String, GroupId)> = tree
+            .groups()
+            .filter_map(|g| tree.path(g.id).map(|path| (path, g.id)))
+            .filter(|(path, id)| {
+                made_groups.contains(path.as_str())
+                    && !populated.contains(id)
+                    && tree.children(*id).is_empty()
+            })
+            .collect();
+        empty.sort_by_key(|(path, _)| std::cmp::Reverse(path.matches('/').count()));
+        let mut removed_groups = HashSet::new();
+        for (path, id) in &empty {
+            if !dry_run {
+                store.apply(&Change {
+                    mutation: Mutation::DeleteGroup(*id),
+                    bump_groups: vec![],
+                    bump_agents: vec![],
+                    audit: audit(&caller, "harden.cleanup.group", path.clone(), None, None),
+                })?;
+            }
+            removed_groups.insert(*id);
+            steps.push(format!("removed empty legacy group '{path}'"));
+        }
+        let used: HashSet<String> = tree
+            .groups()
+            .filter(|g| !removed_groups.contains(&g.id))
+            .filter_map(|g| g.own.server_list.clone())
+            .collect();
+        for list in store.server_lists()? {
+            if made_lists.contains(list.name.as_str()) && !used.contains(&list.name) {
+                if !dry_run {
+                    store.apply(&Change {
+                        mutation: Mutation::DeleteServerList(list.name.clone()),
+                        bump_groups: vec![],
+                        bump_agents: vec![],
+                        audit: audit(
+                            &caller,
+                            "harden.cleanup.serverlist",
+                            list.name.clone(),
+                            None,
+                            None,
+                        ),
+                    })?;
+                }
+                steps.push(format!("removed unused server list '{}'", list.name));
+            }
+        }
+        // Backups beside each conf file (`<file>.<UTC stamp>.bak`, oldest first by name).
+        for file in &conf_files {
+            let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+                continue;
+            };
+            let prefix = format!("{}.", name.to_string_lossy());
+            let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| internal(format!("{}: {e}", dir.display())))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|path| {
+                    path.file_name().is_some_and(|n| {
+                        let n = n.to_string_lossy();
+                        n.starts_with(&prefix) && n.ends_with(".bak")
+                    })
+                })
+                .collect();
+            backups.sort();
+            let old = backups.len().saturating_sub(keep);
+            for backup in &backups[..old] {
+                if !dry_run {
+                    std::fs::remove_file(backup)
+                        .map_err(|e| internal(format!("{}: {e}", backup.display())))?;
+                }
+                steps.push(format!("removed old backup {}", backup.display()));
+            }
+        }
+        // Saved copies no rollback refers to.
+        let state = read_state(&root)?;
+        let referenced: HashSet<PathBuf> = state
+            .iter()
+            .flat_map(|s| s.originals.iter().chain(s.applying.iter()))
+            .map(|o| o.saved.clone())
+            .collect();
+        let harden_dir = root.join("harden");
+        if let Ok(entries) = std::fs::read_dir(&harden_dir) {
+            for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+                let is_copy = path.extension().is_some_and(|e| e == "orig");
+                if is_copy && !referenced.contains(&path) {
+                    if !dry_run {
+                        std::fs::remove_file(&path)
+                            .map_err(|e| internal(format!("{}: {e}", path.display())))?;
+                    }
+                    steps.push(format!("removed unused saved copy {}", path.display()));
+                }
+            }
+        }
+        Ok(steps)
+    })
+    .await?;
+    if !dry_run && !steps.is_empty() {
+        shared.fleet_changed();
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"dry_run": dry_run, "steps": steps}),
     ))
 }

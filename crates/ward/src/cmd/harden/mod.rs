@@ -110,6 +110,14 @@ pub struct HardenArgs {
     /// Finish the harden that was interrupted, with its recorded settings
     #[arg(long, conflicts_with_all = ["protocol", "cipher_suite", "cipher_suite_tls13", "preset", "certificate", "conf"])]
     resume: bool,
+    /// Remove what earlier hardens made and nothing uses any more: empty legacy groups,
+    /// unused HTTP server list copies, conf backups beyond the newest --keep-backups, saved
+    /// copies no rollback needs (with --dry-run: list them)
+    #[arg(long, conflicts_with_all = ["protocol", "cipher_suite", "cipher_suite_tls13", "preset", "certificate", "conf", "resume"])]
+    cleanup: bool,
+    /// With --cleanup: how many backups of each conf file to keep
+    #[arg(long, default_value_t = 3, value_name = "N", requires = "cleanup")]
+    keep_backups: usize,
 }
 
 #[derive(Args)]
@@ -506,8 +514,40 @@ fn verify_listeners(client: &AdminClient, plan: &Plan) -> Result<Vec<Value>, Str
     Ok(results)
 }
 
+fn cleanup(client: &AdminClient, args: &HardenArgs) -> CmdResult {
+    let value = client.call(
+        "POST",
+        "/api/v1/tls/harden/cleanup",
+        Some(&json!({"keep_backups": args.keep_backups, "dry_run": args.dry_run})),
+    )?;
+    if args.target.json {
+        println!("{value:#}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let steps: Vec<&str> = value["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if steps.is_empty() {
+        println!("nothing to clean up");
+    }
+    for line in steps {
+        if args.dry_run {
+            println!("would remove {}", line.trim_start_matches("removed "));
+        } else {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn harden(args: HardenArgs) -> CmdResult {
     let client = args.target.client()?;
+    if args.cleanup {
+        return cleanup(&client, &args);
+    }
     let timeout = duration("--timeout", &args.timeout)?;
     let mut proposal = args.proposal.clone();
     let mut legacy_group = args.legacy_group.clone();
@@ -625,10 +665,31 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         bar.set_position(total - waiting);
         if waiting == 0 {
             bar.finish_and_clear();
-            eprintln!(
-                "  all {total} moved agent(s) acknowledged in {:.1?}",
-                started.elapsed()
-            );
+            // Say what the server knows, not what the count implies: an agent accepted at
+            // risk (offline, say) has not acknowledged anything.
+            let acks = client.call("GET", "/api/v1/tls/harden", None)?;
+            let acknowledged = acks["acknowledged"].as_array().map_or(0, Vec::len);
+            let unacknowledged: Vec<&str> = acks["unacknowledged"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if unacknowledged.is_empty() {
+                eprintln!(
+                    "  all {acknowledged} moved agent(s) acknowledged, after {:.1?}",
+                    started.elapsed()
+                );
+            } else {
+                eprintln!(
+                    "  {acknowledged} moved agent(s) acknowledged; {} did not (accepted at \
+                     risk): {}",
+                    unacknowledged.len(),
+                    unacknowledged.join(", ")
+                );
+            }
+            summary["acknowledged"] = json!(acknowledged);
+            summary["unacknowledged"] = json!(unacknowledged);
             break;
         }
         bar.set_message(format!(
