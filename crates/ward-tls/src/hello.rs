@@ -455,3 +455,69 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests;
+
+/// What kind of suites a ClientHello offers, as OpenSSL describes each one: `TLS 1.3`,
+/// `ECDHE AEAD`, `ECDHE CBC`, `DHE`, `RSA key exchange`, and the weak ciphers `3DES` and `RC4`
+/// (a suite may count twice: RSA key exchange with 3DES); suites this OpenSSL does not know
+/// count as `unknown`. Class -> how many suites.
+pub fn suite_classes(cipher_suites: &[u16]) -> std::collections::BTreeMap<&'static str, usize> {
+    use openssl::ssl::{Ssl, SslContext, SslMethod};
+    let mut classes = std::collections::BTreeMap::new();
+    let bytes: Vec<u8> = cipher_suites.iter().flat_map(|s| s.to_be_bytes()).collect();
+    let known = SslContext::builder(SslMethod::tls())
+        .map(|b| b.build())
+        .and_then(|context| Ssl::new(&context))
+        .and_then(|ssl| {
+            ssl.bytes_to_cipher_list(&bytes, false).map(|lists| {
+                lists
+                    .suites
+                    .iter()
+                    .map(|cipher| cipher.description())
+                    .collect::<Vec<_>>()
+            })
+        });
+    let descriptions = known.unwrap_or_default();
+    let signalling = cipher_suites
+        .iter()
+        .filter(|s| matches!(**s, 0x00FF | 0x5600) || (**s & 0x0F0F) == 0x0A0A)
+        .count();
+    for description in &descriptions {
+        let field = |name: &str| {
+            description
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or("")
+                .to_string()
+        };
+        let (kx, enc, mac) = (field("Kx="), field("Enc="), field("Mac="));
+        let class = if description.contains(" TLSv1.3 ") {
+            "TLS 1.3"
+        } else if kx == "RSA" {
+            "RSA key exchange"
+        } else if kx.starts_with("ECDH") {
+            if mac == "AEAD" {
+                "ECDHE AEAD"
+            } else {
+                "ECDHE CBC"
+            }
+        } else if kx.starts_with("DH") {
+            "DHE"
+        } else {
+            "other"
+        };
+        *classes.entry(class).or_insert(0) += 1;
+        if enc.starts_with("3DES") {
+            *classes.entry("3DES").or_insert(0) += 1;
+        }
+        if enc.starts_with("RC4") {
+            *classes.entry("RC4").or_insert(0) += 1;
+        }
+    }
+    let unknown = cipher_suites
+        .len()
+        .saturating_sub(descriptions.len() + signalling);
+    if unknown > 0 {
+        classes.insert("unknown", unknown);
+    }
+    classes
+}

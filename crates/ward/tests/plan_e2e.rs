@@ -174,6 +174,35 @@ fn a_cipher_change_that_cuts_off_an_rsa_only_client_is_predicted_and_harden_stag
     );
     assert_eq!(answer["change"], "SSLCipherSuite HIGH:!3DES", "{answer}");
 
+    // Readiness groups the fleet by stack: the XP stack and the modern one, each with what it
+    // offers, as OpenSSL classes its suites.
+    let readiness = cli(&server, &["tls", "readiness"]);
+    let stacks = readiness["stacks"].as_array().unwrap();
+    let of = |id: &str| {
+        stacks
+            .iter()
+            .find(|s| s["ids"].as_array().unwrap().iter().any(|i| i == id))
+            .unwrap_or_else(|| panic!("{id} in no stack: {readiness}"))
+            .clone()
+    };
+    let xp_stack = of(&xp.id());
+    assert_eq!(xp_stack["agents"], 1, "{xp_stack}");
+    assert_eq!(xp_stack["offered_versions"], serde_json::json!(["TLSv1"]));
+    assert!(
+        xp_stack["suite_classes"]["3DES"].as_u64() > Some(0),
+        "{xp_stack}"
+    );
+    assert!(xp_stack["suite_classes"]["RSA key exchange"].as_u64() > Some(0));
+    assert!(xp_stack["suite_classes"]["TLS 1.3"].is_null());
+    assert_eq!(xp_stack["post_quantum"], false);
+    let modern_stack = of(&modern.id());
+    assert_ne!(modern_stack["fingerprint"], xp_stack["fingerprint"]);
+    assert!(
+        modern_stack["suite_classes"]["TLS 1.3"].as_u64() > Some(0),
+        "{modern_stack}"
+    );
+    assert_eq!(modern_stack["post_quantum"], true, "{modern_stack}");
+
     // Harden stages the XP agent on HTTP, waits for it, edits the cipher list and reloads.
     let hardened = run_cli(
         &server,

@@ -45,6 +45,7 @@ pub(super) async fn readiness(shared: &App, query: &str) -> ApiResult {
         let mut failures = store.recent_failures(now - 86_400_000, 10_000)?;
         failures.retain(|f| f.kind != "abandoned");
         let mut value = readiness_json(&fleet, &failures, intervals, limit, silent_since, now);
+        value["stacks"] = stacks_json(&fleet, &store.client_hellos()?, limit);
         fill_hostnames(&*store, &mut value, &["lost", "silent_since"])?;
         Ok(value)
     })
@@ -188,6 +189,69 @@ fn readiness_json(
         value["silent_since"] = json!(silent);
     }
     value
+}
+
+/// The fleet by TLS stack (the fingerprint of each agent's last ClientHello), most agents
+/// first: how many agents and which, the versions and the classes of suites the stack
+/// offers, whether it sends SNI, and whether it offers a post-quantum group. Agents ward never
+/// saw over TLS are one bucket with no fingerprint.
+fn stacks_json(fleet: &Fleet, hellos: &[ward_store::StoredHello], limit: usize) -> Value {
+    let mut by_stack: HashMap<Option<&str>, Vec<&str>> = HashMap::new();
+    for agent in &fleet.agents {
+        by_stack
+            .entry(agent.hello.as_deref())
+            .or_default()
+            .push(agent.id.as_str());
+    }
+    let mut stacks: Vec<(Option<&str>, Vec<&str>)> = by_stack.into_iter().collect();
+    stacks.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+    let bytes: HashMap<&str, &[u8]> = hellos
+        .iter()
+        .map(|h| (h.digest.as_str(), h.bytes.as_slice()))
+        .collect();
+    Value::Array(
+        stacks
+            .into_iter()
+            .map(|(digest, mut ids)| {
+                ids.sort_unstable();
+                let parsed = digest
+                    .and_then(|d| bytes.get(d))
+                    .and_then(|b| ward_tls::hello::parse_client_hello(b).ok());
+                let mut line = json!({
+                    "fingerprint": digest,
+                    "agents": ids.len(),
+                    "ids": ids.iter().take(limit).collect::<Vec<_>>(),
+                });
+                match &parsed {
+                    Some(hello) => {
+                        line["offered_versions"] = json!(hello
+                            .offered_versions()
+                            .iter()
+                            .map(|v| v.name())
+                            .collect::<Vec<_>>());
+                        line["suite_classes"] =
+                            json!(ward_tls::hello::suite_classes(&hello.cipher_suites));
+                        line["sni"] = json!(hello.server_name.is_some());
+                        // X25519MLKEM768 (0x11EC) and the other hybrid groups.
+                        line["post_quantum"] = json!(hello
+                            .groups
+                            .iter()
+                            .any(|g| matches!(g, 0x11EB | 0x11EC | 0x11ED)));
+                    }
+                    None if digest.is_none() => {
+                        line["note"] =
+                            json!("never seen over TLS: judged by the versions it reports");
+                    }
+                    None => {
+                        line["note"] = json!(
+                            "its ClientHello was not kept (more distinct stacks than the bound)"
+                        );
+                    }
+                }
+                line
+            })
+            .collect(),
+    )
 }
 
 /// `GET /api/v1/tls/hellos`: every distinct ClientHello kept (what exact plans replay), most

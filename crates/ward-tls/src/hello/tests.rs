@@ -264,3 +264,22 @@ fn a_stacks_fingerprint_is_the_same_on_every_connection_and_differs_between_stac
         parse_client_hello(&openssl_hello(None, Some(TlsVersion::Tls1_0), "a.example")).unwrap();
     assert_ne!(one.fingerprint(), capped.fingerprint());
 }
+
+#[test]
+fn suites_are_classed_as_openssl_describes_them() {
+    // TLS_AES_128_GCM_SHA256, ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-SHA,
+    // AES128-SHA, DES-CBC3-SHA, the renegotiation SCSV, a GREASE value, a code nobody uses.
+    let classes = suite_classes(&[
+        0x1301, 0xC02B, 0xC013, 0x002F, 0x000A, 0x00FF, 0x0A0A, 0x1234,
+    ]);
+    let expected: std::collections::BTreeMap<&str, usize> = [
+        ("TLS 1.3", 1),
+        ("ECDHE AEAD", 1),
+        ("ECDHE CBC", 1),
+        ("RSA key exchange", 2),
+        ("3DES", 1),
+        ("unknown", 1),
+    ]
+    .into();
+    assert_eq!(classes, expected);
+}

@@ -343,6 +343,13 @@ pub fn readiness(args: ReadinessArgs) -> CmdResult {
             pq["share"].as_f64().unwrap_or(0.0) * 100.0
         );
     }
+    let stacks = value["stacks"].as_array().cloned().unwrap_or_default();
+    if !stacks.is_empty() {
+        println!("by TLS stack (the fingerprint of each agent's last ClientHello):");
+        for stack in &stacks {
+            println!("  {}", stack_line(stack));
+        }
+    }
     println!("by group (highest version each agent can speak):");
     for (group, counts) in value["groups"].as_object().into_iter().flatten() {
         let parts: Vec<String> = versions
@@ -362,6 +369,40 @@ pub fn readiness(args: ReadinessArgs) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One TLS stack of the fleet: how many agents, its fingerprint, what it offers, who.
+fn stack_line(stack: &Value) -> String {
+    let fingerprint = stack["fingerprint"]
+        .as_str()
+        .map(|f| f[..f.len().min(12)].to_string())
+        .unwrap_or_else(|| "(none)".into());
+    let offers = match stack["offered_versions"].as_array() {
+        Some(versions) => {
+            let classes: Vec<String> = stack["suite_classes"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(class, n)| format!("{class} {n}"))
+                .collect();
+            format!(
+                "offers {}; suites: {}{}",
+                list_names(&Value::Array(versions.clone())),
+                classes.join(", "),
+                if stack["post_quantum"] == true {
+                    "; post-quantum"
+                } else {
+                    ""
+                }
+            )
+        }
+        None => stack["note"].as_str().unwrap_or_default().to_string(),
+    };
+    format!(
+        "{:>6} agent(s) {fingerprint}: {offers}: {}",
+        stack["agents"],
+        list_names(&stack["ids"])
+    )
 }
 
 fn knowledge_line(knowledge: &Value) -> String {
