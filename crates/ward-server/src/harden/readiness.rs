@@ -233,10 +233,8 @@ fn stacks_json(fleet: &Fleet, hellos: &[ward_store::StoredHello], limit: usize) 
                             json!(ward_tls::hello::suite_classes(&hello.cipher_suites));
                         line["sni"] = json!(hello.server_name.is_some());
                         // X25519MLKEM768 (0x11EC) and the other hybrid groups.
-                        line["post_quantum"] = json!(hello
-                            .groups
-                            .iter()
-                            .any(|g| matches!(g, 0x11EB | 0x11EC | 0x11ED)));
+                        line["post_quantum"] =
+                            json!(hello.groups.iter().any(|g| matches!(g, 0x11EB..=0x11ED)));
                     }
                     None if digest.is_none() => {
                         line["note"] =
