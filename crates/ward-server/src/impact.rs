@@ -446,26 +446,20 @@ impl Fleet {
         store: &dyn Store,
         proposed: &openssl::ssl::SslContextRef,
     ) -> Result<(), ApiError> {
-        let wanted: HashSet<&str> = self
+        // Each stack once, keyed by the agents' own shared string (one pass over the agents).
+        let wanted: HashMap<&str, &std::sync::Arc<str>> = self
             .agents
             .iter()
-            .filter_map(|a| a.hello.as_deref())
+            .filter_map(|a| a.hello.as_ref().map(|h| (&**h, h)))
             .collect();
         if wanted.is_empty() {
             return Ok(());
         }
         let mut replayed = HashMap::new();
         for hello in store.client_hellos()? {
-            if !wanted.contains(hello.digest.as_str()) {
-                continue;
-            }
-            let served = ward_tls::replay::replay(proposed, &hello.bytes).served();
-            if let Some(key) = self
-                .agents
-                .iter()
-                .find_map(|a| a.hello.clone().filter(|h| **h == *hello.digest))
-            {
-                replayed.insert(key, served);
+            if let Some(key) = wanted.get(hello.digest.as_str()) {
+                let served = ward_tls::replay::replay(proposed, &hello.bytes).served();
+                replayed.insert(std::sync::Arc::clone(key), served);
             }
         }
         self.replayed = replayed;

@@ -76,6 +76,41 @@ fn key_type(id: Id) -> &'static str {
     }
 }
 
+/// A transport that keeps what a client writes and never has anything to read.
+#[derive(Debug, Default)]
+struct Capture(Vec<u8>);
+
+impl Read for Capture {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The ClientHello (records included) a client configured as `config` sends to
+/// `server_name`, without sending it anywhere: for tests and benchmarks that need real hellos.
+pub fn client_hello(
+    config: openssl::ssl::ConnectConfiguration,
+    server_name: &str,
+) -> Result<Vec<u8>, String> {
+    match config.connect(server_name, Capture::default()) {
+        Err(openssl::ssl::HandshakeError::WouldBlock(mid)) => Ok(mid.get_ref().0.clone()),
+        Err(openssl::ssl::HandshakeError::SetupFailure(error)) => Err(error.to_string()),
+        Err(openssl::ssl::HandshakeError::Failure(mid)) => Err(mid.error().to_string()),
+        Ok(_) => Err("the handshake completed without a server (impossible)".into()),
+    }
+}
+
 /// Replays `hello` (the raw bytes a client sent, records included) through `context`.
 pub fn replay(context: &SslContextRef, hello: &[u8]) -> Verdict {
     let refused = |reason: String| Verdict::Refused { reason };

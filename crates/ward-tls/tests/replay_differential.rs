@@ -1,6 +1,6 @@
 //! The exact plan's engine against the real thing: real ClientHellos (ward's OpenSSL with each
-//! client profile, and the host's `openssl s_client`, `curl` and Python, which run Debian's
-//! OpenSSL 3.0) are replayed in memory through a listener context, and the verdict must equal
+//! client profile, the host's `openssl s_client`, `curl` and Python, which run Debian's
+//! OpenSSL 3.0, `gnutls-cli` (GnuTLS) and a Java client (JSSE)) are replayed in memory through a listener context, and the verdict must equal
 //! what the same context answers over a real socket: served or refused, and for the clients
 //! that can finish a handshake here, the version and the suite too. Every proposed change
 //! below mixes protocol, cipher, certificate and group settings. 100% agreement: there is no
@@ -72,26 +72,6 @@ fn proposals() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// A transport that keeps what the client writes and has nothing to read.
-#[derive(Debug, Default)]
-struct Capture(Vec<u8>);
-
-impl Read for Capture {
-    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-        Err(std::io::ErrorKind::WouldBlock.into())
-    }
-}
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The client profiles' offers, built on ward's OpenSSL: (name, its ClientTls, groups, SNI).
 struct OwnClient {
     name: &'static str,
@@ -135,13 +115,8 @@ fn own_hello(client: &OwnClient) -> Vec<u8> {
     let mut config = connector(client).configure().unwrap();
     config.set_use_server_name_indication(client.sni);
     config.set_verify_hostname(false);
-    match config.connect("localhost", Capture::default()) {
-        Err(openssl::ssl::HandshakeError::WouldBlock(mid)) => mid.get_ref().0.clone(),
-        other => panic!(
-            "{}: expected to wait for the server: {other:?}",
-            client.name
-        ),
-    }
+    ward_tls::replay::client_hello(config, "localhost")
+        .unwrap_or_else(|e| panic!("{}: expected to wait for the server: {e}", client.name))
 }
 
 /// The ClientHello an outside program sends: a listener that reads it and closes.
@@ -239,6 +214,61 @@ fn outside_hellos() -> Vec<(String, Vec<u8>)> {
             command
         }),
     ));
+    for (label, priority) in [
+        ("gnutls-cli", None),
+        (
+            "gnutls-cli TLS 1.2 only",
+            Some("NORMAL:-VERS-ALL:+VERS-TLS1.2"),
+        ),
+        (
+            "gnutls-cli TLS 1.0, RSA and 3DES",
+            Some("NONE:+VERS-TLS1.0:+RSA:+3DES-CBC:+AES-128-CBC:+SHA1:+COMP-NULL:+SIGN-ALL"),
+        ),
+    ] {
+        hellos.push((
+            label.to_string(),
+            captured_hello(label, |address| {
+                let mut command = Command::new(ward_testkit::tool("gnutls-cli", "gnutls-bin"));
+                command.args(["--insecure", "--port", &address.port().to_string()]);
+                if let Some(priority) = priority {
+                    command.arg(format!("--priority={priority}"));
+                }
+                command.arg("localhost");
+                command
+            }),
+        ));
+    }
+    // Java's own TLS stack (JSSE), not OpenSSL: a single-source program run by `java`.
+    let java = tempfile::tempdir().unwrap();
+    let source = java.path().join("Hello.java");
+    std::fs::write(
+        &source,
+        "import javax.net.ssl.*;\nimport java.security.cert.X509Certificate;\n\
+         public class Hello { public static void main(String[] a) throws Exception {\n\
+         TrustManager[] all = { new X509TrustManager() {\n\
+         public void checkClientTrusted(X509Certificate[] c, String s) {}\n\
+         public void checkServerTrusted(X509Certificate[] c, String s) {}\n\
+         public X509Certificate[] getAcceptedIssuers() { return new X509Certificate[0]; } } };\n\
+         SSLContext context = SSLContext.getInstance(\"TLS\"); context.init(null, all, null);\n\
+         SSLSocket socket = (SSLSocket) context.getSocketFactory().createSocket(\"localhost\", Integer.parseInt(a[0]));\n\
+         if (a.length > 1) socket.setEnabledProtocols(new String[] { a[1] });\n\
+         socket.startHandshake(); } }\n",
+    )
+    .unwrap();
+    for (label, protocol) in [("java", None), ("java TLSv1.2", Some("TLSv1.2"))] {
+        let source = source.clone();
+        hellos.push((
+            label.to_string(),
+            captured_hello(label, move |address| {
+                let mut command = Command::new(ward_testkit::tool("java", "default-jre-headless"));
+                command.arg(&source).arg(address.port().to_string());
+                if let Some(protocol) = protocol {
+                    command.arg(protocol);
+                }
+                command
+            }),
+        ));
+    }
     hellos
 }
 

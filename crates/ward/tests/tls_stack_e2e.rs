@@ -327,27 +327,6 @@ fn an_xp_ie8_agent_needs_3des_on_https_and_always_works_over_clients_http() {
     });
 }
 
-/// A transport that keeps what OpenSSL writes and never has anything to read: the way to get
-/// a real ClientHello's bytes without sending them.
-struct Capture(Vec<u8>);
-
-impl std::io::Read for Capture {
-    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-        Err(std::io::ErrorKind::WouldBlock.into())
-    }
-}
-
-impl std::io::Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_client_that_leaves_after_the_servers_hello_is_recorded_as_abandoned() {
     use std::io::{Read, Write};
@@ -361,14 +340,8 @@ fn a_client_that_leaves_after_the_servers_hello_is_recorded_as_abandoned() {
     })
     .unwrap()
     .build();
-    let ssl = connector
-        .configure()
-        .unwrap()
-        .into_ssl("localhost")
-        .unwrap();
-    let mut capture = openssl::ssl::SslStream::new(ssl, Capture(Vec::new())).unwrap();
-    assert!(capture.connect().is_err(), "it waits for the server");
-    let hello = capture.get_ref().0.clone();
+    let hello = ward_tls::replay::client_hello(connector.configure().unwrap(), "localhost")
+        .expect("it waits for the server");
     assert_eq!(hello[0], 22, "a handshake record");
 
     // A scanner's way: send the hello, read the server's answer, close.

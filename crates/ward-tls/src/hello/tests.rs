@@ -1,27 +1,5 @@
 use super::*;
 use crate::context::{build_connector, ClientTls, ServerVerification};
-use std::io::{self, Read, Write};
-
-/// A stream that records what OpenSSL writes and never answers, so a client handshake stops
-/// right after sending its ClientHello.
-#[derive(Debug, Default)]
-struct Capture(Vec<u8>);
-
-impl Read for Capture {
-    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-}
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The ClientHello real OpenSSL sends for a client capped at `min..=max`.
 fn openssl_hello(min: Option<TlsVersion>, max: Option<TlsVersion>, sni: &str) -> Vec<u8> {
@@ -32,10 +10,8 @@ fn openssl_hello(min: Option<TlsVersion>, max: Option<TlsVersion>, sni: &str) ->
         cipher_list: None,
     })
     .unwrap();
-    match connector.connect(sni, Capture::default()) {
-        Err(openssl::ssl::HandshakeError::WouldBlock(mid)) => mid.get_ref().0.clone(),
-        other => panic!("expected the handshake to wait for the server, got {other:?}"),
-    }
+    crate::replay::client_hello(connector.configure().unwrap(), sni)
+        .expect("the handshake waits for the server")
 }
 
 #[test]

@@ -35,6 +35,10 @@ pub struct FleetArgs {
     /// How many of the agents are left pending (their serial not acknowledged)
     #[arg(long, default_value_t = 10_000)]
     pending: u64,
+    /// Distinct real ClientHellos (TLS stacks) the agents are spread over, for exact plans
+    /// to replay (0: agents judged by their reported versions only)
+    #[arg(long, default_value_t = 100)]
+    hellos: usize,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -101,6 +105,24 @@ fn fleet(args: FleetArgs) -> CmdResult {
     }
     let groups_time = started.elapsed();
 
+    // Real ClientHellos of `hellos` distinct stacks, kept as the server keeps them.
+    let stacks = distinct_hellos(args.hellos)?;
+    if !stacks.is_empty() {
+        let batch = ward_store::TelemetryBatch {
+            hellos: stacks
+                .iter()
+                .map(|(digest, bytes, _)| ward_store::HelloSeen {
+                    digest: digest.clone(),
+                    bytes: bytes.clone(),
+                    at_ms: 1_795_000_000_000,
+                    count: 1,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        store.record_telemetry(&batch).map_err(|e| e.to_string())?;
+    }
+
     let started = Instant::now();
     let batch = 50_000;
     let mut inserted = 0;
@@ -117,10 +139,10 @@ fn fleet(args: FleetArgs) -> CmdResult {
                     "10".into()
                 },
                 agent_version: "0.1.0".into(),
-                tls_versions: if n % 10 == 0 {
-                    vec!["TLSv1".into()]
-                } else {
-                    vec!["TLSv1.2".into(), "TLSv1.3".into()]
+                tls_versions: match stacks.get(n as usize % stacks.len().max(1)) {
+                    Some((_, _, versions)) => versions.clone(),
+                    None if n % 10 == 0 => vec!["TLSv1".into()],
+                    None => vec!["TLSv1.2".into(), "TLSv1.3".into()],
                 },
                 group: ids[(n % ids.len() as u64) as usize],
                 last_checkin_ms: Some(1_795_000_000_000 + n as i64),
@@ -128,7 +150,9 @@ fn fleet(args: FleetArgs) -> CmdResult {
                 server: Some("https://mgr1:443".into()),
                 tls_version: Some("TLSv1.3".into()),
                 tls_group: Some("X25519MLKEM768".into()),
-                hello: None,
+                hello: stacks
+                    .get(n as usize % stacks.len().max(1))
+                    .map(|(digest, _, _)| digest.clone()),
                 serial: if n < args.pending { 2 } else { 1 },
                 acked_serial: 1,
                 enrolled_ms: 1_795_000_000_000,
@@ -159,6 +183,7 @@ fn fleet(args: FleetArgs) -> CmdResult {
         "tree_load_ms": loaded.as_secs_f64() * 1000.0,
         "effective_all_ms": computed.as_secs_f64() * 1000.0,
         "effective_groups": effective.len(),
+        "distinct_hellos": stacks.len(),
     });
     if args.json {
         println!("{report:#}");
@@ -176,4 +201,86 @@ fn fleet(args: FleetArgs) -> CmdResult {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A bench stack: its fingerprint (hex), its ClientHello's bytes, the versions it offers.
+type Stack = (String, Vec<u8>, Vec<String>);
+
+/// `count` distinct real ClientHellos from ward's own OpenSSL: the client profiles' stacks
+/// first, then stacks that differ in their highest version, suites, groups and SNI.
+fn distinct_hellos(count: usize) -> Result<Vec<Stack>, String> {
+    use ward_tls::context::{connector_builder, ClientTls, ServerVerification};
+    use ward_tls::TlsVersion;
+    let suites = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-AES128-SHA",
+        "ECDHE-RSA-AES256-SHA",
+        "AES128-GCM-SHA256",
+        "AES256-GCM-SHA384",
+        "AES128-SHA",
+        "AES256-SHA",
+        "DES-CBC3-SHA",
+    ];
+    let mut configs: Vec<(ClientTls, Option<&str>, bool)> = ward_tls::profile::CLIENT_PROFILES
+        .iter()
+        .map(|p| (p.client_tls(ServerVerification::None), p.groups, p.sni))
+        .collect();
+    for sni in [true, false] {
+        for max in [TlsVersion::Tls1_0, TlsVersion::Tls1_2, TlsVersion::Tls1_3] {
+            for groups in [None, Some("X25519"), Some("P-256:P-384")] {
+                for take in 1..=suites.len() {
+                    configs.push((
+                        ClientTls {
+                            min: None,
+                            max: Some(max),
+                            verification: ServerVerification::None,
+                            cipher_list: Some(format!("{}:@SECLEVEL=0", suites[..take].join(":"))),
+                        },
+                        groups,
+                        sni,
+                    ));
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (tls, groups, sni) in configs {
+        if out.len() >= count {
+            break;
+        }
+        let mut builder = connector_builder(&tls).map_err(|e| e.to_string())?;
+        if let Some(groups) = groups {
+            builder.set_groups_list(groups).map_err(|e| e.to_string())?;
+        }
+        let mut config = builder.build().configure().map_err(|e| e.to_string())?;
+        config.set_use_server_name_indication(sni);
+        config.set_verify_hostname(false);
+        // A TLS 1.0 client with only TLS 1.2 suites offers nothing: not a stack.
+        let Ok(bytes) = ward_tls::replay::client_hello(config, "mgr1") else {
+            continue;
+        };
+        let hello = ward_tls::hello::parse_client_hello(&bytes).map_err(|e| e.to_string())?;
+        let digest = ward_proto::hex(&hello.fingerprint());
+        if seen.insert(digest.clone()) {
+            let versions = hello
+                .offered_versions()
+                .iter()
+                .map(|v| v.name().to_string())
+                .collect();
+            out.push((digest, bytes, versions));
+        }
+    }
+    if out.len() < count {
+        return Err(format!(
+            "only {} distinct ClientHellos could be made",
+            out.len()
+        ));
+    }
+    Ok(out)
 }
