@@ -332,7 +332,13 @@ fn agent_line(impact: &Impact, index: usize, verdict: &Verdict, now: i64) -> Val
     let facts = facts(fleet, agent, now);
     let group = fleet.group_facts(agent.group);
     let mut line = agent_json(fleet, agent, &facts);
-    line["reason"] = json!(reach::explain(&facts, group, impact.clients(), verdict));
+    let mut reason = reach::explain(&facts, group, impact.clients(), verdict);
+    // The replay's own words: what the stack offers, and why OpenSSL refuses it.
+    if let Some(refusal) = agent.hello.as_ref().and_then(|h| fleet.refusals.get(h)) {
+        reason.push_str(": ");
+        reason.push_str(refusal);
+    }
+    line["reason"] = json!(reason);
     line
 }
 
@@ -388,6 +394,8 @@ pub(crate) struct Fleet {
     /// Per agent stack (ClientHello fingerprint): whether its real hello, replayed through
     /// the proposed clients listener, is served. Empty when nothing is replayed.
     pub replayed: HashMap<std::sync::Arc<str>, bool>,
+    /// Per agent stack refused by the replay: what it offers and OpenSSL's reason.
+    pub refusals: HashMap<std::sync::Arc<str>, String>,
     /// The offline threshold, in check-in intervals.
     pub intervals: u32,
     /// Judge every agent as if it had acknowledged its settings (a fleet edit asks whether
@@ -428,6 +436,7 @@ impl Fleet {
             groups,
             held,
             replayed: HashMap::new(),
+            refusals: HashMap::new(),
             intervals,
             acknowledged: false,
         })
@@ -456,13 +465,21 @@ impl Fleet {
             return Ok(());
         }
         let mut replayed = HashMap::new();
+        let mut refusals = HashMap::new();
         for hello in store.client_hellos()? {
             if let Some(key) = wanted.get(hello.digest.as_str()) {
-                let served = ward_tls::replay::replay(proposed, &hello.bytes).served();
-                replayed.insert(std::sync::Arc::clone(key), served);
+                let verdict = ward_tls::replay::replay(proposed, &hello.bytes);
+                if let ward_tls::replay::Verdict::Refused { reason } = &verdict {
+                    refusals.insert(
+                        std::sync::Arc::clone(key),
+                        refused_words(&hello.bytes, reason),
+                    );
+                }
+                replayed.insert(std::sync::Arc::clone(key), verdict.served());
             }
         }
         self.replayed = replayed;
+        self.refusals = refusals;
         Ok(())
     }
 
@@ -625,15 +642,17 @@ pub(crate) fn peers_json(
                     .or_insert_with(|| ward_tls::replay::replay(context, bytes));
                 match verdict {
                     ward_tls::replay::Verdict::Served {
-                        version, cipher, ..
+                        version,
+                        cipher,
+                        group,
+                        certificate,
                     } => (
                         "unaffected",
-                        format!("would be served {version} with {cipher}"),
+                        served_words(*version, cipher, *group, *certificate),
                     ),
-                    ward_tls::replay::Verdict::Refused { reason } => (
-                        "cut_off",
-                        format!("the proposed listener refuses it: {reason}"),
-                    ),
+                    ward_tls::replay::Verdict::Refused { reason } => {
+                        ("cut_off", refused_words(bytes, reason))
+                    }
                 }
             }
         };
@@ -749,10 +768,12 @@ pub(crate) fn fleet_guard(
             let agent = &fleet.agents[*index];
             let facts = facts(&fleet, agent, now);
             let group = fleet.group_facts(agent.group);
-            (
-                agent.id.clone(),
-                reach::explain(&facts, group, listener, verdict),
-            )
+            let mut why = reach::explain(&facts, group, listener, verdict);
+            if let Some(refusal) = agent.hello.as_ref().and_then(|h| fleet.refusals.get(h)) {
+                why.push_str(": ");
+                why.push_str(refusal);
+            }
+            (agent.id.clone(), why)
         })
         .collect())
 }
@@ -779,4 +800,34 @@ pub(crate) fn refuse_fleet_edit(what: &str, cut: &[(String, String)]) -> ApiErro
             }
         ),
     )
+}
+
+/// "would be served TLSv1.2 with ECDHE-RSA-AES128-GCM-SHA256 (X25519, the RSA certificate)".
+fn served_words(
+    version: ward_tls::TlsVersion,
+    cipher: &str,
+    group: Option<&str>,
+    certificate: Option<&str>,
+) -> String {
+    let mut how = Vec::new();
+    how.push(group.unwrap_or("RSA key exchange").to_string());
+    if let Some(key) = certificate {
+        how.push(format!("the {key} certificate"));
+    }
+    format!(
+        "would be served {version} with {cipher} ({})",
+        how.join(", ")
+    )
+}
+
+/// "offers only TLSv1, with RSA key exchange 4, 3DES 1; the proposed listener refuses it: no
+/// shared cipher".
+fn refused_words(hello: &[u8], reason: &str) -> String {
+    match ward_tls::hello::parse_client_hello(hello) {
+        Ok(parsed) => format!(
+            "{}; the proposed listener refuses it: {reason}",
+            ward_tls::hello::describe_offer(&parsed)
+        ),
+        Err(_) => format!("the proposed listener refuses it: {reason}"),
+    }
 }

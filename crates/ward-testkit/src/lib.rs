@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use ward_tls::pki;
 
+pub mod peers;
+
 /// The path of a tool from a Debian package, or a panic that says how to get it.
 pub fn tool(name: &str, package: &str) -> PathBuf {
     for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin"] {

@@ -521,3 +521,19 @@ pub fn suite_classes(cipher_suites: &[u16]) -> std::collections::BTreeMap<&'stat
     }
     classes
 }
+
+/// What a ClientHello offers, in an admin's words: `offers only TLSv1, with RSA key exchange
+/// 4, 3DES 1` or `offers TLSv1.2 to TLSv1.3, with TLS 1.3 3, ECDHE AEAD 12, ...`.
+pub fn describe_offer(hello: &ClientHello) -> String {
+    let versions = hello.offered_versions();
+    let span = match (versions.first(), versions.last()) {
+        (Some(low), Some(high)) if low == high => format!("only {}", low.name()),
+        (Some(low), Some(high)) => format!("{} to {}", low.name(), high.name()),
+        _ => "no version ward knows".to_string(),
+    };
+    let classes: Vec<String> = suite_classes(&hello.cipher_suites)
+        .into_iter()
+        .map(|(class, n)| format!("{class} {n}"))
+        .collect();
+    format!("offers {span}, with {}", classes.join(", "))
+}

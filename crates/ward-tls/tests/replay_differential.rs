@@ -8,7 +8,6 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -119,157 +118,18 @@ fn own_hello(client: &OwnClient) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{}: expected to wait for the server: {e}", client.name))
 }
 
-/// The ClientHello an outside program sends: a listener that reads it and closes.
-fn captured_hello(name: &str, run: impl FnOnce(SocketAddr) -> Command) -> Vec<u8> {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let label = name.to_string();
-    let reader = thread::spawn(move || {
-        let name = label;
-        let (mut stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut bytes = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match ward_tls::hello::needed_len(&bytes) {
-                Ok(Some(n)) if bytes.len() >= n => break,
-                _ => {}
-            }
-            let n = stream.read(&mut buf).unwrap();
-            assert!(n > 0, "{name} closed before its ClientHello was complete");
-            bytes.extend_from_slice(&buf[..n]);
-        }
-        bytes
-    });
-    let mut child = run(address)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let hello = reader.join().unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    hello
-}
-
 fn outside_hellos() -> Vec<(String, Vec<u8>)> {
-    let s_client = |flags: &'static [&'static str]| {
-        move |address: SocketAddr| {
-            let mut command = Command::new(ward_testkit::tool("openssl", "openssl"));
-            command
-                .args(["s_client", "-connect", &address.to_string()])
-                .args(flags);
-            command
-        }
-    };
-    let mut hellos = vec![
-        (
-            "openssl s_client".to_string(),
-            captured_hello("s_client", s_client(&[])),
-        ),
-        (
-            "openssl s_client -tls1_2".to_string(),
-            captured_hello("s_client", s_client(&["-tls1_2"])),
-        ),
-        (
-            "openssl s_client -tls1 @SECLEVEL=0".to_string(),
-            captured_hello(
-                "s_client",
-                s_client(&["-tls1", "-cipher", "DEFAULT:@SECLEVEL=0"]),
-            ),
-        ),
-        (
-            "openssl s_client -tls1_2 -cipher AES128-SHA".to_string(),
-            captured_hello("s_client", s_client(&["-tls1_2", "-cipher", "AES128-SHA"])),
-        ),
-    ];
-    hellos.push((
-        "curl".to_string(),
-        captured_hello("curl", |address| {
-            let mut command = Command::new(ward_testkit::tool("curl", "curl"));
-            command.args([
-                "-sk",
-                "--max-time",
-                "10",
-                &format!("https://localhost:{}/", address.port()),
-            ]);
-            command
-        }),
-    ));
-    hellos.push((
-        "python ssl".to_string(),
-        captured_hello("python", |address| {
-            let mut command = Command::new("python3");
-            command.args([
-                "-c",
-                "import socket,ssl,sys\n\
-                 c=ssl.create_default_context(); c.check_hostname=False; c.verify_mode=ssl.CERT_NONE\n\
-                 s=socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
-                 c.wrap_socket(s, server_hostname='localhost')",
-                &address.port().to_string(),
-            ]);
-            command
-        }),
-    ));
-    for (label, priority) in [
-        ("gnutls-cli", None),
-        (
-            "gnutls-cli TLS 1.2 only",
-            Some("NORMAL:-VERS-ALL:+VERS-TLS1.2"),
-        ),
-        (
-            "gnutls-cli TLS 1.0, RSA and 3DES",
-            Some("NONE:+VERS-TLS1.0:+RSA:+3DES-CBC:+AES-128-CBC:+SHA1:+COMP-NULL:+SIGN-ALL"),
-        ),
-    ] {
-        hellos.push((
-            label.to_string(),
-            captured_hello(label, |address| {
-                let mut command = Command::new(ward_testkit::tool("gnutls-cli", "gnutls-bin"));
-                command.args(["--insecure", "--port", &address.port().to_string()]);
-                if let Some(priority) = priority {
-                    command.arg(format!("--priority={priority}"));
-                }
-                command.arg("localhost");
-                command
-            }),
-        ));
-    }
-    // Java's own TLS stack (JSSE), not OpenSSL: a single-source program run by `java`.
-    let java = tempfile::tempdir().unwrap();
-    let source = java.path().join("Hello.java");
-    std::fs::write(
-        &source,
-        "import javax.net.ssl.*;\nimport java.security.cert.X509Certificate;\n\
-         public class Hello { public static void main(String[] a) throws Exception {\n\
-         TrustManager[] all = { new X509TrustManager() {\n\
-         public void checkClientTrusted(X509Certificate[] c, String s) {}\n\
-         public void checkServerTrusted(X509Certificate[] c, String s) {}\n\
-         public X509Certificate[] getAcceptedIssuers() { return new X509Certificate[0]; } } };\n\
-         SSLContext context = SSLContext.getInstance(\"TLS\"); context.init(null, all, null);\n\
-         SSLSocket socket = (SSLSocket) context.getSocketFactory().createSocket(\"localhost\", Integer.parseInt(a[0]));\n\
-         if (a.length > 1) socket.setEnabledProtocols(new String[] { a[1] });\n\
-         socket.startHandshake(); } }\n",
-    )
-    .unwrap();
-    for (label, protocol) in [("java", None), ("java TLSv1.2", Some("TLSv1.2"))] {
-        let source = source.clone();
-        hellos.push((
-            label.to_string(),
-            captured_hello(label, move |address| {
-                let mut command = Command::new(ward_testkit::tool("java", "default-jre-headless"));
-                command.arg(&source).arg(address.port().to_string());
-                if let Some(protocol) = protocol {
-                    command.arg(protocol);
-                }
-                command
-            }),
-        ));
-    }
-    hellos
+    let outside = ward_testkit::peers::outside_clients();
+    outside
+        .clients
+        .iter()
+        .map(|(name, connect)| {
+            (
+                name.clone(),
+                ward_testkit::peers::captured_hello(name, connect),
+            )
+        })
+        .collect()
 }
 
 /// A real listener with `context` for one connection, on a loopback port.

@@ -168,8 +168,13 @@ fn a_cipher_change_that_cuts_off_an_rsa_only_client_is_predicted_and_harden_stag
     assert_eq!(cut_off_ids(&answer), [xp.id()]);
     let line = &answer["cut_off"][0];
     assert_eq!(line["evidence"], "replayed", "{line}");
+    // In an admin's words: what the stack offers, and why OpenSSL refuses it.
+    let reason = line["reason"].as_str().unwrap();
     assert!(
-        line["reason"].as_str().unwrap().contains("is refused"),
+        reason.contains("is refused")
+            && reason.contains("offers only TLSv1")
+            && reason.contains("3DES")
+            && reason.contains("no shared cipher"),
         "{line}"
     );
     assert_eq!(answer["change"], "SSLCipherSuite HIGH:!3DES", "{answer}");
@@ -313,5 +318,159 @@ fn a_group_edit_that_would_take_an_agents_only_path_is_refused() {
     assert_eq!(
         entry["after"]["cut_off_accepted"],
         serde_json::json!([xp.id()])
+    );
+}
+
+/// One real client of the differential: its name and how it makes one connection.
+type Client = (String, Box<dyn Fn(std::net::SocketAddr)>);
+
+/// ward's own clients, in this process: each client profile's stack, and an agent's with
+/// `--tls-max TLSv1.2`.
+fn own_clients() -> Vec<Client> {
+    use ward_tls::context::{connector_builder, ClientTls, ServerVerification};
+    let mut offers: Vec<(String, ClientTls, Option<&'static str>, bool)> =
+        ward_tls::profile::CLIENT_PROFILES
+            .iter()
+            .map(|p| {
+                (
+                    format!("ward --client-profile {}", p.name),
+                    p.client_tls(ServerVerification::None),
+                    p.groups,
+                    p.sni,
+                )
+            })
+            .collect();
+    offers.push((
+        "ward agent --tls-max TLSv1.2".into(),
+        ClientTls {
+            min: None,
+            max: Some(ward_tls::TlsVersion::Tls1_2),
+            verification: ServerVerification::None,
+            cipher_list: None,
+        },
+        None,
+        true,
+    ));
+    offers
+        .into_iter()
+        .map(|(name, tls, groups, sni)| {
+            let connect = move |address: std::net::SocketAddr| {
+                let mut builder = connector_builder(&tls).unwrap();
+                if let Some(groups) = groups {
+                    builder.set_groups_list(groups).unwrap();
+                }
+                let mut config = builder.build().configure().unwrap();
+                config.set_use_server_name_indication(sni);
+                config.set_verify_hostname(false);
+                let tcp = std::net::TcpStream::connect(address).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let _ = config.connect("localhost", tcp);
+            };
+            (name, Box::new(connect) as Box<dyn Fn(std::net::SocketAddr)>)
+        })
+        .collect()
+}
+
+/// The clients listener's conf for each proposed change: (name, text). They mix protocol,
+/// cipher, certificate and group changes.
+fn proposed_confs() -> Vec<(&'static str, String)> {
+    let both = "SSLCertificateFile certs/server.pem\nSSLCertificateKeyFile certs/server.key\n\
+                SSLCertificateFile certs/server-rsa.pem\nSSLCertificateKeyFile certs/server-rsa.key\n";
+    let ecdsa = "SSLCertificateFile certs/server.pem\nSSLCertificateKeyFile certs/server.key\n";
+    vec![
+        ("TLS 1.2 and later", format!("SSLProtocol all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1\n{both}")),
+        ("3DES named for XP", format!("SSLProtocol all -SSLv2 -SSLv3\nSSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5\n{both}")),
+        ("3DES, the ECDSA certificate only", format!("SSLProtocol all -SSLv2 -SSLv3\nSSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5\n{ecdsa}")),
+        ("TLS 1.3 only", format!("SSLProtocol -all +TLSv1.3\n{both}")),
+        ("ECDHE-ECDSA suites only", format!("SSLProtocol all -SSLv2 -SSLv3\nSSLCipherSuite ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-SHA\n{both}")),
+        ("X25519 only", format!("SSLProtocol all -SSLv2 -SSLv3\nSSLOpenSSLConfCmd Groups X25519\n{both}")),
+        ("the default again", format!("SSLProtocol all -SSLv2 -SSLv3\n{both}")),
+    ]
+}
+
+#[test]
+fn the_plans_verdict_for_every_real_client_is_what_the_reloaded_listener_answers() {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use ward_testkit::peers::{outside_clients, run_until, Relay};
+    let server = fast_server();
+    let listener = SocketAddr::from((Ipv4Addr::LOCALHOST, server.clients));
+    let outside = outside_clients();
+    let own = own_clients();
+    // Every client by name: ward's own first, then the outside ones.
+    let clients: Vec<String> = own
+        .iter()
+        .map(|(name, _)| name.clone())
+        .chain(outside.clients.iter().map(|(name, _)| name.clone()))
+        .collect();
+    // Each client is its own peer: a relay from 127.0.0.(20 + i).
+    let relays: Vec<Relay> = (0..clients.len())
+        .map(|i| Relay::new(Ipv4Addr::new(127, 0, 0, 20 + i as u8), listener))
+        .collect();
+    // One connection of client `i` through its relay; whether the listener served it.
+    let connect = |i: usize| -> bool {
+        let relay = &relays[i];
+        relay.reset();
+        match own.get(i) {
+            Some((_, connect)) => connect(relay.address),
+            None => {
+                let (_, command) = &outside.clients[i - own.len()];
+                run_until(command(relay.address), Duration::from_secs(20), || {
+                    relay.answer().is_some()
+                });
+            }
+        }
+        eventually(Duration::from_secs(10), || relay.answer())
+            .unwrap_or_else(|| panic!("{}: no answer from the listener", clients[i]))
+    };
+    // Every client once, so the server keeps its ClientHello under its address.
+    for i in 0..clients.len() {
+        connect(i);
+    }
+    let address = |i: usize| format!("127.0.0.{}", 20 + i);
+    let file = server.path("conf/ssl/sslforclients.conf");
+    let proposal_file = server.dir.path().join("proposed.conf");
+    let mut compared = 0;
+    let (mut served, mut refused) = (0, 0);
+    for (name, text) in proposed_confs() {
+        std::fs::write(&proposal_file, &text).unwrap();
+        // The plan: every peer's verdict, from its real ClientHello replayed.
+        let peers = eventually(Duration::from_secs(10), || {
+            let (_, answer) = plan(&server, &["--conf", proposal_file.to_str().unwrap()]);
+            let peers = answer["peers"].as_array().cloned().unwrap_or_default();
+            (0..clients.len())
+                .all(|i| peers.iter().any(|p| p["address"] == address(i)))
+                .then_some(peers)
+        })
+        .unwrap_or_else(|| panic!("{name}: the plan does not list every client"));
+        // The change, applied and reloaded; then each client again.
+        std::fs::write(&file, &text).unwrap();
+        let reloaded = run_cli(&server, &["server", "reload"]);
+        assert!(reloaded.status.success(), "{name}: {reloaded:?}");
+        for (i, client) in clients.iter().enumerate() {
+            let peer = peers.iter().find(|p| p["address"] == address(i)).unwrap();
+            let predicted = match peer["verdict"].as_str() {
+                Some("unaffected") => true,
+                Some("cut_off") => false,
+                other => panic!("{name} / {client}: verdict {other:?}: {peer}"),
+            };
+            let real = connect(i);
+            assert_eq!(
+                predicted,
+                real,
+                "{name} / {client}: the plan said {peer}, the reloaded listener {}",
+                if real { "served it" } else { "refused it" }
+            );
+            if real {
+                served += 1;
+            } else {
+                refused += 1;
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, proposed_confs().len() * clients.len());
+    assert!(
+        served > 10 && refused > 10,
+        "{served} served, {refused} refused"
     );
 }
