@@ -187,12 +187,33 @@ fn configtest(data: &DataDir, as_json: bool) -> CmdResult {
     }
     let findings = ward_server::configtest(data);
     let ok = findings.iter().all(|f| f.severity != Severity::Error);
+    // With a server running on these files, the plan of the reload they would make: who it
+    // would cut off (agents and other peers), by the server's own replay.
+    let plan = if ok && ward_server::datadir::running_console(data).is_some() {
+        AdminClient::local(data)
+            .and_then(|client| {
+                client.request(
+                    "POST",
+                    "/api/v1/server/reload",
+                    Some(&json!({"dry_run": true})),
+                )
+            })
+            .ok()
+            .map(|reply| reply.body["plan"].clone())
+            .filter(|plan| !plan.is_null())
+    } else {
+        None
+    };
     if as_json {
         let findings = ward_server::listener_tls::findings_json(&findings);
-        println!("{:#}", json!({"ok": ok, "findings": findings}));
+        println!("{:#}", json!({"ok": ok, "findings": findings, "reload_plan": plan}));
     } else {
         for finding in &findings {
             println!("{}: {}", finding.severity, finding.text);
+        }
+        if let Some(plan) = &plan {
+            println!("the running server, reloading these files:");
+            print_reload_plan(plan);
         }
         println!("{}", if ok { "Syntax OK" } else { "configtest failed" });
     }
