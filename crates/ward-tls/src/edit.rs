@@ -258,6 +258,177 @@ pub fn replace_setting(
     }
 }
 
+/// Replaces the certificates that apply to the file's listener (the first vhost's own when it
+/// names any, else the main server's: every `SSLCertificateFile` and `SSLCertificateKeyFile`
+/// there) with one pair, `certificate` and `key`. The old lines are commented out and the new
+/// pair follows the marker where the first of them stood (or where it would apply). `None`
+/// when the file already names exactly that pair. The edited text must apply exactly it.
+pub fn replace_certificate(
+    file: &str,
+    text: &str,
+    certificate: &str,
+    key: &str,
+    marker: &str,
+) -> Result<Option<String>, EditError> {
+    for value in [certificate, key] {
+        if value.contains(['\n', '\r']) {
+            return Err(EditError::MultiLine);
+        }
+        if value.trim().is_empty() || value.trim().contains(char::is_whitespace) {
+            return Err(EditError::Unverified(format!(
+                "a certificate or key path without spaces, not '{value}'"
+            )));
+        }
+    }
+    let (certificate, key) = (certificate.trim(), key.trim());
+    let parsed = conf::parse_conf(file, text);
+    if parsed.has_errors() {
+        let errors = parsed
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.severity == conf::Severity::Error)
+            .collect();
+        return Err(EditError::BrokenFile(errors));
+    }
+    let is_certificate =
+        |d: &&conf::Directive| d.is("SSLCertificateFile") || d.is("SSLCertificateKeyFile");
+    let vhost = parsed.virtual_hosts.first();
+    let in_vhost: Vec<&conf::Directive> = vhost
+        .map(|v| v.directives.iter().filter(is_certificate).collect())
+        .unwrap_or_default();
+    let targets: Vec<&conf::Directive> = if in_vhost.is_empty() {
+        parsed.global.iter().filter(is_certificate).collect()
+    } else {
+        in_vhost
+    };
+    let now: Vec<(&str, &str)> = targets
+        .iter()
+        .map(|d| {
+            (
+                d.name.as_str(),
+                d.args.first().map(String::as_str).unwrap_or(""),
+            )
+        })
+        .collect();
+    let pair_now = now.len() == 2
+        && now
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("SSLCertificateFile") && *v == certificate)
+        && now
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("SSLCertificateKeyFile") && *v == key);
+    if pair_now {
+        return Ok(None);
+    }
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let commented: std::collections::HashSet<usize> = targets
+        .iter()
+        .flat_map(|d| (d.location.line - 1)..d.last_line)
+        .collect();
+    let new_lines = [
+        format!("SSLCertificateFile {certificate}"),
+        format!("SSLCertificateKeyFile {key}"),
+    ];
+    let mut out = String::with_capacity(text.len() + 200);
+    let insert_at = match targets.first() {
+        Some(first) => first.location.line - 1,
+        None => vhost.map_or(lines.len(), |v| v.end_line - 1),
+    };
+    let default_eol = lines.first().map_or("\n", |l| shape_of(l).1);
+    let default_eol = if default_eol.is_empty() {
+        "\n"
+    } else {
+        default_eol
+    };
+    for (index, line) in lines.iter().enumerate() {
+        if index == insert_at {
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push_str(default_eol);
+            }
+            end_dangling_continuation(&mut out, default_eol);
+            let (indent, eol) = match targets.first() {
+                Some(_) => shape_of(line),
+                None if vhost.is_some() => ("    ", default_eol),
+                None => ("", default_eol),
+            };
+            push_line(&mut out, indent, marker, eol);
+            for new in &new_lines {
+                push_line(&mut out, indent, new, eol);
+            }
+        }
+        if commented.contains(&index) {
+            let content = line.trim_start();
+            out.push_str(&line[..line.len() - content.len()]);
+            out.push('#');
+            out.push_str(content);
+            if !out.ends_with('\n') {
+                out.push_str(default_eol);
+            }
+        } else {
+            out.push_str(line);
+        }
+    }
+    if insert_at >= lines.len() {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push_str(default_eol);
+        }
+        end_dangling_continuation(&mut out, default_eol);
+        push_line(&mut out, "", marker, default_eol);
+        for new in &new_lines {
+            push_line(&mut out, "", new, default_eol);
+        }
+    }
+    let edited = conf::listener_conf(file, &out);
+    match &edited.policy {
+        Some(policy) => {
+            let files: Vec<&str> = policy
+                .certificate_files
+                .iter()
+                .map(|c| c.value.as_str())
+                .collect();
+            let keys: Vec<&str> = policy
+                .certificate_key_files
+                .iter()
+                .map(|c| c.value.as_str())
+                .collect();
+            if files == [certificate] && keys == [key] {
+                Ok(Some(out))
+            } else {
+                Err(EditError::Unverified(format!(
+                    "the edited file would name {files:?} and {keys:?}, not {certificate} and {key}"
+                )))
+            }
+        }
+        None => Err(EditError::Unverified(format!(
+            "the edited file would have errors: {}",
+            edited
+                .errors()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
+    }
+}
+
+/// One edit of a conf file: a setting's value, or the listener's certificate and key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Edit {
+    Setting(Setting, String),
+    Certificate { certificate: String, key: String },
+}
+
+impl Edit {
+    /// The edited text, or `None` when the file already says it.
+    pub fn apply(&self, file: &str, text: &str, marker: &str) -> Result<Option<String>, EditError> {
+        match self {
+            Edit::Setting(setting, value) => replace_setting(file, text, *setting, value, marker),
+            Edit::Certificate { certificate, key } => {
+                replace_certificate(file, text, certificate, key, marker)
+            }
+        }
+    }
+}
+
 /// A last line that ends with `\` continues into whatever follows it: a file whose final line
 /// dangles like that would swallow the line ward writes next (found by fuzzing). An empty line
 /// ends the continuation; nothing else changes.
@@ -305,15 +476,20 @@ pub fn edit_file(
     label: &str,
     now: SystemTime,
 ) -> Result<EditOutcome, EditError> {
-    edit_file_settings(path, &[(Setting::Protocol, new_args)], label, now)
+    edit_file_settings(
+        path,
+        &[Edit::Setting(Setting::Protocol, new_args.to_string())],
+        label,
+        now,
+    )
 }
 
-/// Sets every `(setting, value)` in the file at `path` in one write, keeping a backup beside
-/// it named `<file>.<UTC stamp>.bak`. Nothing is written if the file or a value is invalid,
-/// and nothing when the file already says all of them.
+/// Makes every edit in the file at `path` in one write, keeping a backup beside it named
+/// `<file>.<UTC stamp>.bak`. Nothing is written if the file or a value is invalid, and nothing
+/// when the file already says all of them.
 pub fn edit_file_settings(
     path: &Path,
-    settings: &[(Setting, &str)],
+    edits: &[Edit],
     label: &str,
     now: SystemTime,
 ) -> Result<EditOutcome, EditError> {
@@ -326,8 +502,8 @@ pub fn edit_file_settings(
     let marker = marker_line(label, now);
     let name = path.display().to_string();
     let mut new_text = text.clone();
-    for (setting, value) in settings {
-        if let Some(edited) = replace_setting(&name, &new_text, *setting, value, &marker)? {
+    for edit in edits {
+        if let Some(edited) = edit.apply(&name, &new_text, &marker)? {
             new_text = edited;
         }
     }

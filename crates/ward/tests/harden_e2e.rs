@@ -253,7 +253,10 @@ fn the_same_edit_by_hand_is_refused_at_reload_and_orphans_the_capped_agents_only
     let said = String::from_utf8_lossy(&checked.stdout);
     assert!(said.contains("Syntax OK"), "{checked:?}");
     for id in &capped {
-        assert!(said.contains(id.as_str()), "configtest does not name {id}: {said}");
+        assert!(
+            said.contains(id.as_str()),
+            "configtest does not name {id}: {said}"
+        );
     }
     let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
     assert_eq!(report["plan"]["lost"], capped.len(), "{report}");

@@ -474,3 +474,68 @@ fn the_plans_verdict_for_every_real_client_is_what_the_reloaded_listener_answers
         "{served} served, {refused} refused"
     );
 }
+
+#[test]
+fn harden_with_a_certificate_the_agents_would_not_trust_stages_them_first() {
+    let server = fast_server();
+    let agent = https_agent(&server);
+    let foreign_ca = pki::new_ca("a new CA the agents do not have").unwrap();
+    let (foreign, foreign_key) = certificate_from(&server, &foreign_ca, "foreign");
+    let file = server.path("conf/ssl/sslforclients.conf");
+    let before = std::fs::read(&file).unwrap();
+    let hardened = run_cli(
+        &server,
+        &[
+            "tls",
+            "harden",
+            "--listener",
+            "clients",
+            "--certificate",
+            foreign.to_str().unwrap(),
+            "--key",
+            foreign_key.to_str().unwrap(),
+            "--yes",
+            "--watch",
+            "2s",
+        ],
+    );
+    assert!(hardened.status.success(), "{hardened:?}");
+    // The agent was staged on HTTP before the certificate changed, and keeps checking in.
+    let shown = cli(&server, &["agents", "show", &agent.id()]);
+    assert_eq!(shown["group"], "My Company/Legacy TLS", "{shown}");
+    agent.until(Duration::from_secs(15), |s| {
+        s["channel"] == "http" && s["last_error"].is_null()
+    });
+    let edited = std::fs::read_to_string(&file).unwrap();
+    let names: Vec<&str> = edited
+        .lines()
+        .filter(|l| l.starts_with("SSLCertificateFile"))
+        .collect();
+    assert_eq!(names, [format!("SSLCertificateFile {}", foreign.display())]);
+    // The listener serves it: a client that pins the foreign CA now verifies the server.
+    let ca = server.dir.path().join("foreign-ca.pem");
+    std::fs::write(&ca, foreign_ca.cert_pem().unwrap()).unwrap();
+    let verified = std::process::Command::new(ward_testkit::tool("curl", "curl"))
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{ssl_verify_result}",
+            "--cacert",
+        ])
+        .arg(&ca)
+        .arg(format!("https://127.0.0.1:{}/healthz", server.clients))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&verified.stdout),
+        "0",
+        "{verified:?}"
+    );
+    // Rollback (with the agent moved back) cuts nobody off, and puts the file back byte
+    // for byte.
+    let rolled = run_cli(&server, &["tls", "rollback", "--yes", "--move-back"]);
+    assert!(rolled.status.success(), "{rolled:?}");
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+}

@@ -180,13 +180,15 @@ pub fn document() -> Value {
         "200",
     );
     let apply = operation(
-        "harden step 3: edit SSLProtocol and SSLCipherSuite in the listener files, configtest, reload",
+        "harden step 3: edit SSLProtocol, SSLCipherSuite and the certificate in the listener files, configtest, reload",
         Some(object(
             json!({
                 "protocol": words,
                 "cipher_suite": string,
                 "cipher_suite_tls13": string,
                 "preset": preset,
+                "certificate": string,
+                "key": string,
                 "listener": listener,
                 "accept_cut_off": {"type": "boolean", "description": "apply even though agents would lose their last path (audited with their ids); otherwise 409 with the list"},
                 "accept_risk": {"type": "boolean", "description": "apply even though agents of unknown capability or offline would be cut off"},

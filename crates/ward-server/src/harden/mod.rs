@@ -73,6 +73,9 @@ pub struct HardenState {
     /// The `SSLCipherSuite TLSv1.3` list it sets, if any.
     #[serde(default)]
     pub cipher_suite_tls13: Option<String>,
+    /// The certificate and key files it puts in place, if any.
+    #[serde(default)]
+    pub certificate: Option<(String, String)>,
     /// `clients`, `console` or `all`.
     pub listener: String,
     pub legacy_group: Option<String>,
@@ -264,30 +267,38 @@ impl Proposal {
     }
 
     /// What harden's apply writes into the conf files: each setting with its value (a preset
-    /// expanded). Certificates and whole conf files are planned and guarded, but put in
-    /// place by the admin and `ward server reload` (which the same plan guards).
-    fn settings(&self) -> Result<Vec<(edit::Setting, String)>, ApiError> {
-        if self.change.certificate.is_some() || self.change.conf.is_some() {
+    /// expanded), and the certificate pair. A whole conf file is planned and guarded, but put
+    /// in place by the admin and `ward server reload` (which the same plan guards).
+    fn edits(&self) -> Result<Vec<edit::Edit>, ApiError> {
+        if self.change.conf.is_some() {
             return Err(ApiError::bad_request(
-                "harden applies SSLProtocol and SSLCipherSuite changes (and presets); put a new \
-                 certificate or conf file in place yourself and run `ward server reload`, which \
-                 the same plan guards",
+                "harden edits SSLProtocol, SSLCipherSuite and the certificate; put a whole conf \
+                 file in place yourself and run `ward server reload`, which the same plan guards",
             ));
         }
-        self.change
+        let mut edits = Vec::new();
+        for (name, value) in self
+            .change
             .directives()
             .map_err(|e| ApiError::bad_request(e.to_string()))?
-            .into_iter()
-            .map(|(name, value)| {
-                let setting = match name {
-                    "SSLProtocol" => edit::Setting::Protocol,
-                    "SSLCipherSuite" => edit::Setting::CipherSuite,
-                    "SSLCipherSuite TLSv1.3" => edit::Setting::CipherSuiteTls13,
-                    other => return Err(internal(format!("no edit for {other}"))),
-                };
-                Ok((setting, value))
-            })
-            .collect()
+        {
+            let setting = match name {
+                "SSLProtocol" => edit::Setting::Protocol,
+                "SSLCipherSuite" => edit::Setting::CipherSuite,
+                "SSLCipherSuite TLSv1.3" => edit::Setting::CipherSuiteTls13,
+                // The pair, once, below.
+                "SSLCertificateFile" | "SSLCertificateKeyFile" => continue,
+                other => return Err(internal(format!("no edit for {other}"))),
+            };
+            edits.push(edit::Edit::Setting(setting, value));
+        }
+        if let Some(pair) = &self.change.certificate {
+            edits.push(edit::Edit::Certificate {
+                certificate: pair.certificate.clone(),
+                key: pair.key.clone(),
+            });
+        }
+        Ok(edits)
     }
 
     /// The suites it sets (a preset expanded): what the harden state records.

@@ -19,7 +19,7 @@ async fn preflight(shared: &App, proposal: &Proposal) -> Result<(), ApiError> {
         .map(|role| shared.tls.current(*role).file.clone())
         .collect();
     // Certificates and whole conf files are not harden's to write: only the listeners count.
-    let settings = proposal.settings().unwrap_or_default();
+    let edits = proposal.edits().unwrap_or_default();
     blocking(move || {
         let (loaded, findings) = crate::listener_tls::load_all(&data, &config);
         if loaded.is_none() {
@@ -43,8 +43,8 @@ async fn preflight(shared: &App, proposal: &Proposal) -> Result<(), ApiError> {
                 .map_err(|e| internal(format!("{}: {e}", file.display())))?;
             let name = file.display().to_string();
             let mut edited = text;
-            for (setting, value) in &settings {
-                match edit::replace_setting(&name, &edited, *setting, value, "#:preflight#") {
+            for change in &edits {
+                match change.apply(&name, &edited, "#:preflight#") {
                     Ok(Some(next)) => edited = next,
                     Ok(None) => {}
                     Err(error) => {
@@ -262,6 +262,12 @@ fn new_run(
         p.step == Step::Staged
             && p.protocol == proposal.words
             && (p.cipher_suite.clone(), p.cipher_suite_tls13.clone()) == proposal.suites()
+            && p.certificate
+                == proposal
+                    .change
+                    .certificate
+                    .as_ref()
+                    .map(|c| (c.certificate.clone(), c.key.clone()))
             && p.listener == proposal.listener
             && &p.legacy_group == legacy
             && p.legacy_name == name
@@ -272,6 +278,11 @@ fn new_run(
             protocol: proposal.words.clone(),
             cipher_suite: proposal.suites().0,
             cipher_suite_tls13: proposal.suites().1,
+            certificate: proposal
+                .change
+                .certificate
+                .as_ref()
+                .map(|p| (p.certificate.clone(), p.key.clone())),
             listener: proposal.listener.clone(),
             legacy_group: legacy.clone(),
             legacy_name: name.to_string(),
@@ -521,6 +532,8 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
             "cipher_suite",
             "cipher_suite_tls13",
             "preset",
+            "certificate",
+            "key",
             "listener",
             "accept_cut_off",
             "accept_risk",
@@ -528,7 +541,7 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         ],
     )?;
     let proposal = Proposal::from_body(&body)?;
-    let settings = proposal.settings()?;
+    let edits = proposal.edits()?;
     let accept_cut_off = flag(&body, "accept_cut_off")?;
     let accept_risk = flag(&body, "accept_risk")?;
     let intervals = offline_intervals(&body)?;
@@ -629,10 +642,8 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
     };
     let edited = blocking(move || {
         let mut changed = Vec::new();
-        let settings: Vec<(edit::Setting, &str)> =
-            settings.iter().map(|(s, v)| (*s, v.as_str())).collect();
         for (_, file) in &files {
-            match edit::edit_file_settings(file, &settings, "ward_harden", SystemTime::now()) {
+            match edit::edit_file_settings(file, &edits, "ward_harden", SystemTime::now()) {
                 Ok(EditOutcome::Unchanged) => {}
                 Ok(EditOutcome::Changed { backup }) => changed.push((file.clone(), backup)),
                 Err(error) => {
@@ -704,6 +715,11 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
     state.applying.clear();
     state.protocol = proposal.words.clone();
     (state.cipher_suite, state.cipher_suite_tls13) = proposal.suites();
+    state.certificate = proposal
+        .change
+        .certificate
+        .as_ref()
+        .map(|p| (p.certificate.clone(), p.key.clone()));
     state.listener = proposal.listener.clone();
     state.step = Step::Applied;
     state.applied_ms = Some(now_ms());

@@ -281,8 +281,8 @@ fn several_settings_in_one_write_with_one_backup() {
     let outcome = edit_file_settings(
         &path,
         &[
-            (Setting::Protocol, "all -SSLv3 -TLSv1 -TLSv1.1"),
-            (Setting::CipherSuite, "HIGH:!3DES"),
+            Edit::Setting(Setting::Protocol, "all -SSLv3 -TLSv1 -TLSv1.1".into()),
+            Edit::Setting(Setting::CipherSuite, "HIGH:!3DES".into()),
         ],
         "test",
         std::time::SystemTime::now(),
@@ -303,4 +303,48 @@ fn several_settings_in_one_write_with_one_backup() {
         policy.cipher_list.unwrap().value,
         "HIGH:!3DES:!aNULL:!eNULL:!EXP"
     );
+}
+
+#[test]
+fn the_certificates_that_apply_are_replaced_by_one_pair() {
+    let marker = "#:Overridden_by_test#";
+    let both = "SSLProtocol all\nSSLCertificateFile certs/server.pem\nSSLCertificateKeyFile certs/server.key\n\
+                SSLCertificateFile certs/server-rsa.pem\nSSLCertificateKeyFile certs/server-rsa.key\n";
+    let edited = replace_certificate("t.conf", both, "/etc/new.pem", "/etc/new.key", marker)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        edited,
+        "SSLProtocol all\n#:Overridden_by_test#\nSSLCertificateFile /etc/new.pem\n\
+         SSLCertificateKeyFile /etc/new.key\n#SSLCertificateFile certs/server.pem\n\
+         #SSLCertificateKeyFile certs/server.key\n#SSLCertificateFile certs/server-rsa.pem\n\
+         #SSLCertificateKeyFile certs/server-rsa.key\n"
+    );
+    // Again: nothing to do.
+    assert_eq!(
+        replace_certificate("t.conf", &edited, "/etc/new.pem", "/etc/new.key", marker).unwrap(),
+        None
+    );
+    // A vhost's own certificates are the ones that apply: the global ones stay.
+    let vhost =
+        "SSLCertificateFile global.pem\n<VirtualHost *:443>\n  SSLCertificateFile v.pem\n  \
+                 SSLCertificateKeyFile v.key\n</VirtualHost>\n";
+    let edited = replace_certificate("t.conf", vhost, "n.pem", "n.key", marker)
+        .unwrap()
+        .unwrap();
+    assert!(
+        edited.starts_with("SSLCertificateFile global.pem\n"),
+        "{edited}"
+    );
+    assert!(edited.contains("  SSLCertificateFile n.pem\n  SSLCertificateKeyFile n.key\n  #SSLCertificateFile v.pem"), "{edited}");
+    // None at all: added at the end.
+    let edited = replace_certificate("t.conf", "SSLProtocol all\n", "n.pem", "n.key", marker)
+        .unwrap()
+        .unwrap();
+    assert!(
+        edited.ends_with("SSLCertificateFile n.pem\nSSLCertificateKeyFile n.key\n"),
+        "{edited}"
+    );
+    // A path with a space would be two arguments.
+    assert!(replace_certificate("t.conf", both, "a b.pem", "k", marker).is_err());
 }

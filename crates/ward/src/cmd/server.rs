@@ -206,7 +206,10 @@ fn configtest(data: &DataDir, as_json: bool) -> CmdResult {
     };
     if as_json {
         let findings = ward_server::listener_tls::findings_json(&findings);
-        println!("{:#}", json!({"ok": ok, "findings": findings, "reload_plan": plan}));
+        println!(
+            "{:#}",
+            json!({"ok": ok, "findings": findings, "reload_plan": plan})
+        );
     } else {
         for finding in &findings {
             println!("{}: {}", finding.severity, finding.text);

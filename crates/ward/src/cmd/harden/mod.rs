@@ -605,6 +605,10 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         proposal.cipher_suite = state["cipher_suite"].as_str().map(str::to_string);
         proposal.cipher_suite_tls13 = state["cipher_suite_tls13"].as_str().map(str::to_string);
         proposal.preset = None;
+        if let Some([certificate, key]) = state["certificate"].as_array().map(Vec::as_slice) {
+            proposal.certificate = certificate.as_str().map(Into::into);
+            proposal.key = key.as_str().map(Into::into);
+        }
         proposal.listener = state["listener"].as_str().unwrap_or("all").to_string();
         legacy_group = state["legacy_group"].as_str().map(str::to_string);
         legacy_name = state["legacy_name"]
@@ -618,12 +622,12 @@ pub fn harden(args: HardenArgs) -> CmdResult {
             state["step"].as_str().unwrap_or("-")
         );
     }
-    if proposal.certificate.is_some() || proposal.conf.is_some() {
+    if proposal.conf.is_some() {
         return Err(
-            "harden applies SSLProtocol and SSLCipherSuite changes (--protocol, \
-                    --cipher-suite, --cipher-suite-tls13, --preset); for a certificate or a whole \
-                    conf file, plan it with `ward tls plan`, put it in place and run `ward server \
-                    reload`, which the same plan guards"
+            "harden edits SSLProtocol, SSLCipherSuite and the certificate (--protocol, \
+                    --cipher-suite, --cipher-suite-tls13, --preset, --certificate --key); for a \
+                    whole conf file, plan it with `ward tls plan --conf`, put it in place and run \
+                    `ward server reload`, which the same plan guards"
                 .into(),
         );
     }
