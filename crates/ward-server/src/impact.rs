@@ -656,10 +656,15 @@ pub(crate) fn peers_json(
                 }
             }
         };
+        let ja4 = hellos
+            .get(&peer.digest)
+            .and_then(|bytes| ward_tls::hello::parse_client_hello(bytes).ok())
+            .map(|hello| hello.ja4());
         out.push(json!({
             "listener": peer.listener,
             "address": peer.peer,
             "fingerprint": peer.digest,
+            "ja4": ja4,
             "last_seen": crate::api::time(peer.at_ms),
             "verdict": verdict,
             "reason": reason,

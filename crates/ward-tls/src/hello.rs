@@ -29,6 +29,10 @@ pub struct ClientHello {
     pub extensions: Vec<u16>,
     /// The `supported_groups` extension, GREASE values removed.
     pub groups: Vec<u16>,
+    /// The first protocol of the `application_layer_protocol_negotiation` extension.
+    pub alpn: Option<Vec<u8>>,
+    /// The `signature_algorithms` extension, in the client's order.
+    pub signature_algorithms: Vec<u16>,
 }
 
 impl ClientHello {
@@ -60,6 +64,86 @@ impl ClientHello {
             self.server_name.is_some()
         ));
         openssl::sha::sha256(text.as_bytes())
+    }
+
+    /// The client's JA4 fingerprint (FoxIO's JA4 TLS client fingerprint, over TCP):
+    /// `t13d1516h2_8daaf6152771_e5627efa2ab1` is version, SNI or not, how many suites and
+    /// extensions, the ALPN's first and last characters; then the first 12 hex digits of the
+    /// SHA-256 of the sorted suites, and of the sorted extensions (without SNI and ALPN) with
+    /// the signature algorithms in order. GREASE values never count.
+    pub fn ja4(&self) -> String {
+        let version = match self.max_version() {
+            0x0304 => "13",
+            0x0303 => "12",
+            0x0302 => "11",
+            0x0301 => "10",
+            0x0300 => "s3",
+            0x0002 => "s2",
+            _ => "00",
+        };
+        let sni = if self.extensions.contains(&EXT_SERVER_NAME) {
+            'd'
+        } else {
+            'i'
+        };
+        let ciphers: Vec<u16> = self
+            .cipher_suites
+            .iter()
+            .copied()
+            .filter(|s| !is_grease(*s))
+            .collect();
+        let alpn = match self.alpn.as_deref() {
+            None | Some([]) => "00".to_string(),
+            Some(value) => {
+                let (first, last) = (value[0], value[value.len() - 1]);
+                if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() {
+                    format!("{}{}", first as char, last as char)
+                } else {
+                    let hex = hex_of(value);
+                    let chars: Vec<char> = hex.chars().collect();
+                    format!("{}{}", chars[0], chars[chars.len() - 1])
+                }
+            }
+        };
+        let a = format!(
+            "t{version}{sni}{:02}{:02}{alpn}",
+            ciphers.len().min(99),
+            self.extensions.len().min(99)
+        );
+        let hash12 = |text: &str| hex_of(&openssl::sha::sha256(text.as_bytes()))[..12].to_string();
+        let listed = |values: &[u16]| {
+            values
+                .iter()
+                .map(|v| format!("{v:04x}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut sorted = ciphers;
+        sorted.sort_unstable();
+        let b = if sorted.is_empty() {
+            "000000000000".to_string()
+        } else {
+            hash12(&listed(&sorted))
+        };
+        let mut extensions: Vec<u16> = self
+            .extensions
+            .iter()
+            .copied()
+            .filter(|e| !matches!(*e, EXT_SERVER_NAME | EXT_ALPN))
+            .collect();
+        extensions.sort_unstable();
+        let c = if extensions.is_empty() && self.signature_algorithms.is_empty() {
+            "000000000000".to_string()
+        } else if self.signature_algorithms.is_empty() {
+            hash12(&listed(&extensions))
+        } else {
+            hash12(&format!(
+                "{}_{}",
+                listed(&extensions),
+                listed(&self.signature_algorithms)
+            ))
+        };
+        format!("{a}_{b}_{c}")
     }
 
     /// The highest version the client offers, as on the wire (0x0300 is SSLv3).
@@ -137,6 +221,8 @@ const CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0x0000;
 const EXT_SUPPORTED_VERSIONS: u16 = 0x002b;
 const EXT_SUPPORTED_GROUPS: u16 = 0x000a;
+const EXT_SIGNATURE_ALGORITHMS: u16 = 0x000d;
+const EXT_ALPN: u16 = 0x0010;
 
 /// Parses the ClientHello at the start of `bytes`.
 pub fn parse_client_hello(bytes: &[u8]) -> Result<ClientHello, HelloError> {
@@ -295,6 +381,8 @@ fn parse_hello_body(mut body: Reader<'_>, record_version: u16) -> Result<ClientH
         sslv2_format: false,
         extensions: Vec::new(),
         groups: Vec::new(),
+        alpn: None,
+        signature_algorithms: Vec::new(),
     };
     if body.is_empty() {
         return Ok(hello); // no extensions: SSLv3 and early TLS
@@ -333,6 +421,24 @@ fn parse_hello_body(mut body: Reader<'_>, record_version: u16) -> Result<ClientH
                     if !is_grease(version) {
                         hello.supported_versions.push(version);
                     }
+                }
+            }
+            EXT_SIGNATURE_ALGORITHMS => {
+                let list_length = usize::from(data.u16()?);
+                if list_length % 2 != 0 {
+                    return Err(HelloError::Malformed("odd signature_algorithms length"));
+                }
+                let mut list = Reader::complete(data.bytes(list_length)?);
+                while !list.is_empty() {
+                    hello.signature_algorithms.push(list.u16()?);
+                }
+            }
+            EXT_ALPN => {
+                let list_length = usize::from(data.u16()?);
+                let mut list = Reader::complete(data.bytes(list_length)?);
+                if !list.is_empty() {
+                    let length = usize::from(list.u8()?);
+                    hello.alpn = Some(list.bytes(length)?.to_vec());
                 }
             }
             EXT_SERVER_NAME => {
@@ -396,6 +502,8 @@ fn parse_sslv2_hello(bytes: &[u8]) -> Result<ClientHello, HelloError> {
         sslv2_format: true,
         extensions: Vec::new(),
         groups: Vec::new(),
+        alpn: None,
+        signature_algorithms: Vec::new(),
     })
 }
 
@@ -536,4 +644,9 @@ pub fn describe_offer(hello: &ClientHello) -> String {
         .map(|(class, n)| format!("{class} {n}"))
         .collect();
     format!("offers {span}, with {}", classes.join(", "))
+}
+
+/// Lowercase hex.
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

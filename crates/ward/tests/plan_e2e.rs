@@ -200,6 +200,11 @@ fn a_cipher_change_that_cuts_off_an_rsa_only_client_is_predicted_and_harden_stag
     assert!(xp_stack["suite_classes"]["RSA key exchange"].as_u64() > Some(0));
     assert!(xp_stack["suite_classes"]["TLS 1.3"].is_null());
     assert_eq!(xp_stack["post_quantum"], false);
+    // JA4 says the same: TLS 1.0 at most for XP, 1.3 for the modern stack.
+    assert!(
+        xp_stack["ja4"].as_str().unwrap().starts_with("t10"),
+        "{xp_stack}"
+    );
     let modern_stack = of(&modern.id());
     assert_ne!(modern_stack["fingerprint"], xp_stack["fingerprint"]);
     assert!(
@@ -207,6 +212,11 @@ fn a_cipher_change_that_cuts_off_an_rsa_only_client_is_predicted_and_harden_stag
         "{modern_stack}"
     );
     assert_eq!(modern_stack["post_quantum"], true, "{modern_stack}");
+    assert!(
+        // (It connects to 127.0.0.1: no SNI, "i".)
+        modern_stack["ja4"].as_str().unwrap().starts_with("t13i"),
+        "{modern_stack}"
+    );
 
     // Harden stages the XP agent on HTTP, waits for it, edits the cipher list and reloads.
     let hardened = run_cli(

@@ -11,6 +11,8 @@ fn hello(legacy: u16, supported: &[u16]) -> ClientHello {
         sslv2_format: false,
         extensions: Vec::new(),
         groups: Vec::new(),
+        alpn: None,
+        signature_algorithms: Vec::new(),
     }
 }
 

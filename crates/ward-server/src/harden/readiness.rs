@@ -231,6 +231,7 @@ fn stacks_json(fleet: &Fleet, hellos: &[ward_store::StoredHello], limit: usize) 
                             .collect::<Vec<_>>());
                         line["suite_classes"] =
                             json!(ward_tls::hello::suite_classes(&hello.cipher_suites));
+                        line["ja4"] = json!(hello.ja4());
                         line["sni"] = json!(hello.server_name.is_some());
                         // X25519MLKEM768 (0x11EC) and the other hybrid groups.
                         line["post_quantum"] =
@@ -283,6 +284,7 @@ pub(super) async fn hellos(shared: &App) -> ApiResult {
                         .collect::<Vec<_>>()),
                     "cipher_suites": parsed.as_ref().map(|h| h.cipher_suites.len()),
                     "server_name": parsed.as_ref().and_then(|h| h.server_name.clone()),
+                    "ja4": parsed.as_ref().map(|h| h.ja4()),
                     "peers": users,
                 })
             })

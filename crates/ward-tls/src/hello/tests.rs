@@ -259,3 +259,36 @@ fn suites_are_classed_as_openssl_describes_them() {
     .into();
     assert_eq!(classes, expected);
 }
+
+#[test]
+fn ja4_matches_the_reference_example() {
+    // The Chrome ClientHello of FoxIO's JA4 documentation: 15 suites (one GREASE left out),
+    // 16 extensions (SNI and ALPN counted, not hashed), ALPN h2.
+    let hello = ClientHello {
+        record_version: 0x0301,
+        legacy_version: 0x0303,
+        supported_versions: vec![0x0304, 0x0303],
+        server_name: Some("example.com".into()),
+        cipher_suites: vec![
+            0x0a0a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
+            0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
+        ],
+        sslv2_format: false,
+        extensions: vec![
+            0x0000, 0x0017, 0xff01, 0x000a, 0x000b, 0x0023, 0x0010, 0x0005, 0x000d, 0x0012, 0x0033,
+            0x002d, 0x002b, 0x001b, 0x4469, 0x0015,
+        ],
+        groups: vec![0x001d, 0x0017, 0x0018],
+        alpn: Some(b"h2".to_vec()),
+        signature_algorithms: vec![
+            0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
+        ],
+    };
+    assert_eq!(hello.ja4(), "t13d1516h2_8daaf6152771_e5627efa2ab1");
+    // A parsed OpenSSL hello has the shape: TLS 1.3, SNI, no ALPN.
+    let parsed = parse_client_hello(&openssl_hello(None, None, "localhost")).unwrap();
+    let ja4 = parsed.ja4();
+    assert!(ja4.starts_with("t13d") && ja4[8..10] == *"00", "{ja4}");
+    assert_eq!(ja4.len(), 36, "{ja4}");
+    assert!(!parsed.signature_algorithms.is_empty());
+}

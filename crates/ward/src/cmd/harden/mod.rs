@@ -373,9 +373,15 @@ pub fn readiness(args: ReadinessArgs) -> CmdResult {
 
 /// One TLS stack of the fleet: how many agents, its fingerprint, what it offers, who.
 fn stack_line(stack: &Value) -> String {
-    let fingerprint = stack["fingerprint"]
+    // JA4 when the hello was kept, else ward's own fingerprint, shortened.
+    let fingerprint = stack["ja4"]
         .as_str()
-        .map(|f| f[..f.len().min(12)].to_string())
+        .map(str::to_string)
+        .or_else(|| {
+            stack["fingerprint"]
+                .as_str()
+                .map(|f| f[..f.len().min(12)].to_string())
+        })
         .unwrap_or_else(|| "(none)".into());
     let offers = match stack["offered_versions"].as_array() {
         Some(versions) => {
