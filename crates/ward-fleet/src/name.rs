@@ -16,6 +16,9 @@ pub enum NameError {
     ControlCharacter,
     /// Leading or trailing spaces would make two paths look the same.
     OuterWhitespace,
+    /// An invisible or direction-changing character (Unicode Cf, Zl, Zp) or a space other
+    /// than U+0020: two names that look the same would be two groups.
+    Invisible(char),
 }
 
 impl fmt::Display for NameError {
@@ -33,6 +36,12 @@ impl fmt::Display for NameError {
             }
             NameError::ControlCharacter => f.write_str("a name cannot contain control characters"),
             NameError::OuterWhitespace => f.write_str("a name cannot begin or end with a space"),
+            NameError::Invisible(c) => write!(
+                f,
+                "a name cannot contain U+{:04X}, an invisible, direction-changing or non-ASCII \
+                 space character: two names that look the same would name two groups",
+                *c as u32
+            ),
         }
     }
 }
@@ -54,10 +63,54 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     if name.chars().any(char::is_control) {
         return Err(NameError::ControlCharacter);
     }
+    if let Some(c) = name.chars().find(|c| invisible(*c)) {
+        return Err(NameError::Invisible(c));
+    }
     if name.trim() != name {
         return Err(NameError::OuterWhitespace);
     }
     Ok(())
+}
+
+/// Unicode's format characters (Cf: soft hyphen, zero-width spaces and joiners, bidirectional
+/// marks, embeddings, overrides and isolates, the byte order mark, tags...), the line and
+/// paragraph separators (Zl, Zp), and every space separator but U+0020 (Zs), as of Unicode 15.
+fn invisible(c: char) -> bool {
+    matches!(
+        c as u32,
+        // Cf
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+            // Zl, Zp
+            | 0x2028
+            | 0x2029
+            // Zs other than U+0020
+            | 0x00A0
+            | 0x1680
+            | 0x2000..=0x200A
+            | 0x202F
+            | 0x205F
+            | 0x3000
+    )
 }
 
 /// Splits a path into its names; each is checked. `"/A/B/"` and `"A//B"` are refused.
@@ -109,10 +162,25 @@ mod tests {
             ("tab\there", Err(NameError::ControlCharacter)),
             (" lead", Err(NameError::OuterWhitespace)),
             ("trail ", Err(NameError::OuterWhitespace)),
+            // Two names that look the same must not be two groups.
+            ("a\u{200b}b", Err(NameError::Invisible('\u{200b}'))),
+            ("admin\u{202e}gpj.exe", Err(NameError::Invisible('\u{202e}'))),
+            ("\u{feff}Legacy", Err(NameError::Invisible('\u{feff}'))),
+            ("soft\u{ad}hyphen", Err(NameError::Invisible('\u{ad}'))),
+            ("line\u{2028}break", Err(NameError::Invisible('\u{2028}'))),
+            ("no\u{a0}break", Err(NameError::Invisible('\u{a0}'))),
+            ("ideographic\u{3000}space", Err(NameError::Invisible('\u{3000}'))),
+            ("tag\u{e0041}", Err(NameError::Invisible('\u{e0041}'))),
+            ("Café Ünïcode 東京", Ok(())),
         ];
         for (name, expected) in cases {
             assert_eq!(&check_name(name), expected, "{name:?}");
         }
+        // The error names the code point.
+        assert!(check_name("a\u{200b}b")
+            .unwrap_err()
+            .to_string()
+            .contains("U+200B"));
     }
 
     #[test]

@@ -89,6 +89,22 @@ async fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
         (
             "POST",
             "groups",
+            r#"{"name": "Leg\u200bacy"}"#,
+            400,
+            "bad_request",
+            "U+200B",
+        ),
+        (
+            "POST",
+            "serverlists",
+            r#"{"name": "Default\u202e", "servers": ["1:https://mgr1:443"]}"#,
+            400,
+            "bad_request",
+            "U+202E",
+        ),
+        (
+            "POST",
+            "groups",
             r#"{"name": "X", "parent": "Nowhere"}"#,
             404,
             "not_found",
