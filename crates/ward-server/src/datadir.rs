@@ -316,6 +316,54 @@ pub fn check_private(root: &Path) -> Result<(), InitError> {
     Ok(())
 }
 
+/// What others may do with the data dir's secrets, as `ward server` and configtest check it
+/// (as ssh does for a private key): the directory writable by others, or a key, the admin
+/// token, or the database readable or writable by others, each with the path and the fix.
+/// `database` is the database file as ward.toml names it.
+pub fn unsafe_modes(data: &DataDir, database: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Ok(meta) = fs::metadata(data.root()) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            problems.push(format!(
+                "{}: the data directory is writable by other users (mode {mode:o}); run `chmod \
+                 go-w {}`",
+                data.root().display(),
+                data.root().display()
+            ));
+        }
+    }
+    let mut secrets = vec![
+        data.admin_token(),
+        data.ca_key(),
+        data.server_key(),
+        data.server_rsa_key(),
+        data.agreement_key(),
+        data.ticket_key(),
+        database.to_path_buf(),
+    ];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        secrets.push(PathBuf::from(name));
+    }
+    for path in secrets {
+        let Ok(meta) = fs::metadata(&path) else {
+            continue; // not made yet (an older data dir): nothing to leak
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            problems.push(format!(
+                "{}: readable or writable by other users (mode {mode:o}), and it holds a secret; \
+                 run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    problems
+}
+
 /// `localhost`, then the host's own name when it has one.
 pub fn host_names() -> Vec<String> {
     let mut names = vec!["localhost".to_string()];

@@ -76,6 +76,12 @@ pub fn configtest(data: &DataDir) -> Vec<Finding> {
             .expect("defaults parse")
         }
     };
+    for problem in datadir::unsafe_modes(data, &data.database(&config)) {
+        findings.push(Finding {
+            severity: Severity::Error,
+            text: problem,
+        });
+    }
     let (_, more) = listener_tls::load_all(data, &config);
     findings.extend(more);
     findings

@@ -168,6 +168,12 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
             config.set_address(role, address);
         }
     }
+    // Secrets others can read, or a directory others can write: refused, as ssh refuses a
+    // private key others can read.
+    let unsafe_modes = crate::datadir::unsafe_modes(&data, &data.database(&config));
+    if !unsafe_modes.is_empty() {
+        return Err(ServerError::Config(unsafe_modes.join("\n")));
+    }
     let (app, findings) = App::open(data, config)?;
     for finding in &findings {
         match finding.severity {

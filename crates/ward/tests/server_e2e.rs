@@ -639,3 +639,42 @@ fn init_writes_everything_once_with_private_modes() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("already initialised"));
     assert_eq!(server.token(), token);
 }
+
+#[test]
+fn secrets_others_can_read_and_a_data_dir_others_can_write_are_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = Server::init();
+    let chmod = |relative: &str, mode: u32| {
+        let path = if relative.is_empty() {
+            server.data()
+        } else {
+            server.path(relative)
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // (what is opened up, the words the refusal must have)
+    let cases: &[(&str, u32, &str)] = &[
+        ("admin.token", 0o644, "admin.token: readable or writable by other users (mode 644)"),
+        ("certs/server.key", 0o640, "server.key: readable or writable by other users"),
+        ("keys/agreement.key", 0o604, "agreement.key"),
+        ("ward.db", 0o664, "ward.db"),
+        ("", 0o777, "writable by other users (mode 777); run `chmod go-w"),
+    ];
+    for (relative, mode, words) in cases {
+        let before = if relative.is_empty() { 0o700 } else { 0o600 };
+        chmod(relative, *mode);
+        let start = ward(&["server", "--data", &server.data_str()]);
+        assert_eq!(start.status.code(), Some(1), "{relative}: {start:?}");
+        let said = String::from_utf8_lossy(&start.stderr);
+        assert!(said.contains(words), "{relative}: {said}");
+        let checked = run_cli(&server, &["server", "configtest"]);
+        assert!(!checked.status.success(), "{relative}: {checked:?}");
+        assert!(
+            String::from_utf8_lossy(&checked.stdout).contains(words),
+            "{relative}: {checked:?}"
+        );
+        chmod(relative, before);
+    }
+    // Put right, it starts.
+    server.start();
+}
