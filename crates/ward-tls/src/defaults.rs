@@ -27,8 +27,18 @@ mod tests {
                 conf.diagnostics
             );
             let policy = conf.policy.unwrap();
-            assert_eq!(policy.protocol.range.to_string(), "TLSv1-TLSv1.3", "{name}");
-            assert!(text.contains("\nSSLProtocol all -SSLv2 -SSLv3\n"), "{name}");
+            // The clients listener keeps what the seed's legacy agents need; the console
+            // serves admins only and starts at TLS 1.2, as the vendor's manager does from
+            // 14.3 RU2 on.
+            let (range, line) = match name {
+                "ssl.conf" => (
+                    "TLSv1.2-TLSv1.3",
+                    "\nSSLProtocol all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1\n",
+                ),
+                _ => ("TLSv1-TLSv1.3", "\nSSLProtocol all -SSLv2 -SSLv3\n"),
+            };
+            assert_eq!(policy.protocol.range.to_string(), range, "{name}");
+            assert!(text.contains(line), "{name}");
             assert_eq!(policy.certificate_files[0].value, "certs/server.pem");
         }
     }
