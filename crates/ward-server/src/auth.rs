@@ -80,25 +80,28 @@ pub fn new_token() -> (String, String) {
 
 pub use ward_proto::encoding::sha256_hex;
 
-/// Failed logins in a sliding window, per account and per address (IPv6 by /64). Attempts
-/// still being checked count too, so parallel guesses cannot slip past the limit.
+/// Failed logins in a sliding window, per (account, address) and per address (IPv6 by /64),
+/// never per account alone: a stranger who fails from their own address slows only
+/// themselves, never the account's owner elsewhere (nor the local admin token, which does
+/// not log in). Past the limit, each further try waits longer: 2 s, 4 s, 8 s ... up to the
+/// window. Attempts still being checked count too, so parallel guesses cannot slip past.
 pub struct LoginLimiter {
     window: Duration,
-    per_account: usize,
+    per_pair: usize,
     per_address: usize,
-    accounts: HashMap<String, Tries>,
+    pairs: HashMap<(String, IpAddr), Tries>,
     addresses: HashMap<IpAddr, Tries>,
 }
 
-/// Recent failures and attempts in flight, for one account or address.
+/// Recent failures and attempts in flight, for one (account, address) or one address.
 #[derive(Default)]
 struct Tries {
     failures: VecDeque<Instant>,
     in_flight: usize,
 }
 
-/// Beyond this many tracked keys, expired entries are dropped and new names are not tracked
-/// (their address still is), so a flood of made-up names cannot reset anyone's lockout.
+/// Beyond this many tracked keys, expired entries are dropped and new keys are not tracked
+/// (their address still is), so a flood of made-up names cannot reset anyone's throttle.
 const MAX_TRACKED: usize = 100_000;
 
 /// IPv4 as is; IPv6 by its /64, which one host usually controls whole.
@@ -114,16 +117,20 @@ fn address_key(address: IpAddr) -> IpAddr {
 }
 
 impl LoginLimiter {
-    pub fn new(window: Duration, per_account: usize, per_address: usize) -> LoginLimiter {
+    /// `per_pair` failures of one account from one address, or `per_address` from one
+    /// address, within `window`, and the next try waits.
+    pub fn new(window: Duration, per_pair: usize, per_address: usize) -> LoginLimiter {
         LoginLimiter {
             window,
-            per_account,
+            per_pair,
             per_address,
-            accounts: HashMap::new(),
+            pairs: HashMap::new(),
             addresses: HashMap::new(),
         }
     }
 
+    /// How long `tries` must still wait: nothing below `limit`; past it 2 s after the last
+    /// failure, doubling with each further failure, at most the window.
     fn busy(tries: &mut Tries, now: Instant, window: Duration, limit: usize) -> Option<Duration> {
         while tries
             .failures
@@ -132,11 +139,21 @@ impl LoginLimiter {
         {
             tries.failures.pop_front();
         }
-        (tries.failures.len() + tries.in_flight >= limit).then(|| {
-            tries.failures.front().map_or(Duration::from_secs(1), |t| {
-                window.saturating_sub(now.duration_since(*t))
-            })
-        })
+        let count = tries.failures.len() + tries.in_flight;
+        if count < limit {
+            return None;
+        }
+        let Some(last) = tries.failures.back() else {
+            // Only attempts in flight: wait for them.
+            return Some(Duration::from_secs(1));
+        };
+        let excess = (tries.failures.len() + 1).saturating_sub(limit).min(16) as u32;
+        let delay = Duration::from_secs(1u64 << excess).min(window);
+        let since = now.duration_since(*last);
+        if tries.in_flight > 0 && tries.failures.len() + tries.in_flight > limit {
+            return Some(delay.saturating_sub(since).max(Duration::from_secs(1)));
+        }
+        (since < delay).then(|| delay - since)
     }
 
     fn prune<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Tries>, now: Instant, window: Duration) {
@@ -149,18 +166,20 @@ impl LoginLimiter {
         });
     }
 
-    /// Starts a login attempt: `Err(wait)` when this account or address is locked out.
+    /// Starts a login attempt: `Err(wait)` when this account from this address, or this
+    /// address, must wait.
     pub fn begin(&mut self, account: &str, address: IpAddr, now: Instant) -> Result<(), Duration> {
         let (window, address) = (self.window, address_key(address));
-        if self.accounts.len() >= MAX_TRACKED {
-            Self::prune(&mut self.accounts, now, window);
+        if self.pairs.len() >= MAX_TRACKED {
+            Self::prune(&mut self.pairs, now, window);
         }
         if self.addresses.len() >= MAX_TRACKED {
             Self::prune(&mut self.addresses, now, window);
         }
+        let pair = (account.to_string(), address);
         let mut wait = None;
-        if let Some(tries) = self.accounts.get_mut(account) {
-            wait = wait.max(Self::busy(tries, now, window, self.per_account));
+        if let Some(tries) = self.pairs.get_mut(&pair) {
+            wait = wait.max(Self::busy(tries, now, window, self.per_pair));
         }
         if let Some(tries) = self.addresses.get_mut(&address) {
             wait = wait.max(Self::busy(tries, now, window, self.per_address));
@@ -168,11 +187,8 @@ impl LoginLimiter {
         if let Some(wait) = wait {
             return Err(wait);
         }
-        if self.accounts.len() < MAX_TRACKED || self.accounts.contains_key(account) {
-            self.accounts
-                .entry(account.to_string())
-                .or_default()
-                .in_flight += 1;
+        if self.pairs.len() < MAX_TRACKED || self.pairs.contains_key(&pair) {
+            self.pairs.entry(pair).or_default().in_flight += 1;
         }
         if self.addresses.len() < MAX_TRACKED || self.addresses.contains_key(&address) {
             self.addresses.entry(address).or_default().in_flight += 1;
@@ -183,7 +199,8 @@ impl LoginLimiter {
     /// Ends an attempt begun with [`LoginLimiter::begin`]; a failure counts for the window.
     pub fn finish(&mut self, account: &str, address: IpAddr, now: Instant, failed: bool) {
         let address = address_key(address);
-        for tries in [self.accounts.get_mut(account)].into_iter().flatten() {
+        let pair = (account.to_string(), address);
+        for tries in [self.pairs.get_mut(&pair)].into_iter().flatten() {
             tries.in_flight = tries.in_flight.saturating_sub(1);
             if failed {
                 tries.failures.push_back(now);
@@ -213,32 +230,58 @@ mod tests {
     }
 
     #[test]
-    fn limiter_blocks_per_account_and_per_address_then_forgets() {
+    fn a_stranger_slows_only_themselves_and_the_delay_grows() {
         let mut limiter = LoginLimiter::new(Duration::from_secs(300), 3, 5);
         let start = Instant::now();
-        let a: IpAddr = "127.0.0.1".parse().unwrap();
-        let b: IpAddr = "127.0.0.2".parse().unwrap();
-        let fail = |limiter: &mut LoginLimiter, who: &str, from: IpAddr| {
-            limiter.begin(who, from, start).unwrap();
-            limiter.finish(who, from, start, true);
+        let attacker: IpAddr = "127.0.0.1".parse().unwrap();
+        let owner: IpAddr = "127.0.0.2".parse().unwrap();
+        let fail = |limiter: &mut LoginLimiter, who: &str, from: IpAddr, at: Instant| {
+            limiter.begin(who, from, at).unwrap();
+            limiter.finish(who, from, at, true);
         };
         for _ in 0..3 {
-            fail(&mut limiter, "alice", a);
+            fail(&mut limiter, "alice", attacker, start);
         }
-        // Alice is blocked from any address; others from this address are not (yet).
+        // The stranger waits; alice from her own address does not.
         assert_eq!(
-            limiter.begin("alice", b, start),
-            Err(Duration::from_secs(300))
+            limiter.begin("alice", attacker, start),
+            Err(Duration::from_secs(2))
         );
-        fail(&mut limiter, "bob", a);
-        fail(&mut limiter, "carol", a);
-        // Five failures from one address block everyone there.
-        assert!(limiter.begin("dave", a, start).is_err());
-        assert!(limiter.begin("dave", b, start).is_ok());
-        limiter.finish("dave", b, start, false);
+        assert!(limiter.begin("alice", owner, start).is_ok());
+        limiter.finish("alice", owner, start, false);
+        // Each further failure doubles the wait: 2 s, then 4 s, then 8 s.
+        let mut at = start;
+        for expected in [4, 8] {
+            at += Duration::from_secs(expected / 2);
+            fail(&mut limiter, "alice", attacker, at);
+            assert_eq!(
+                limiter.begin("alice", attacker, at),
+                Err(Duration::from_secs(expected))
+            );
+        }
+        // Five failures from one address slow everyone there, nobody elsewhere.
+        assert!(limiter.begin("dave", attacker, at).is_err());
+        assert!(limiter.begin("dave", owner, at).is_ok());
+        limiter.finish("dave", owner, at, false);
         // The window passes.
-        let later = start + Duration::from_secs(301);
-        assert!(limiter.begin("alice", a, later).is_ok());
+        let much_later = at + Duration::from_secs(301);
+        assert!(limiter.begin("alice", attacker, much_later).is_ok());
+    }
+
+    #[test]
+    fn the_delay_never_exceeds_the_window() {
+        let mut limiter = LoginLimiter::new(Duration::from_secs(60), 1, 1000);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut at = Instant::now();
+        for _ in 0..40 {
+            match limiter.begin("x", a, at) {
+                Ok(()) => limiter.finish("x", a, at, true),
+                Err(wait) => {
+                    assert!(wait <= Duration::from_secs(60), "{wait:?}");
+                    at += wait;
+                }
+            }
+        }
     }
 
     #[test]

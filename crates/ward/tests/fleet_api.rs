@@ -388,7 +388,7 @@ fn authentication_and_roles() {
         1,
         "nothing was created"
     );
-    // Failed logins are limited per account.
+    // Failed logins are throttled per account and address: five wrong passwords from here...
     for _ in 0..5 {
         assert_eq!(login("wrong").status, 401);
     }
@@ -398,6 +398,23 @@ fn authentication_and_roles() {
         .headers
         .iter()
         .any(|(name, _)| name == "retry-after"));
+    // ... do not stop the right password from another address (127.0.0.2, through a relay):
+    // a stranger cannot lock the account's owner out.
+    let elsewhere = ward_testkit::peers::Relay::new(
+        std::net::Ipv4Addr::new(127, 0, 0, 2),
+        socket(server.console),
+    );
+    let stream = tls_connect(elsewhere.address.port(), &server.ca_pem(), None).unwrap();
+    let body = json!({"user": "audrey", "password": "a long enough password"}).to_string();
+    let from_elsewhere = HttpConnection::new(stream)
+        .request(
+            "POST",
+            "/api/v1/login",
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .unwrap();
+    assert_eq!(from_elsewhere.status, 200, "{}", from_elsewhere.body);
 }
 
 #[test]

@@ -223,7 +223,8 @@ async fn login(shared: &App, peer: SocketAddr, body: &Bytes) -> ApiResult {
         let mut response = error_response(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_failures",
-            "too many failed logins for this account or from this address; wait and retry",
+            "too many failed logins for this account from this address (or from this address); \
+             wait as Retry-After says, each further failure doubles the wait",
         );
         let seconds = wait.as_secs().max(1).to_string();
         if let Ok(value) = HeaderValue::from_str(&seconds) {
