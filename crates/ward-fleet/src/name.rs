@@ -164,12 +164,18 @@ mod tests {
             ("trail ", Err(NameError::OuterWhitespace)),
             // Two names that look the same must not be two groups.
             ("a\u{200b}b", Err(NameError::Invisible('\u{200b}'))),
-            ("admin\u{202e}gpj.exe", Err(NameError::Invisible('\u{202e}'))),
+            (
+                "admin\u{202e}gpj.exe",
+                Err(NameError::Invisible('\u{202e}')),
+            ),
             ("\u{feff}Legacy", Err(NameError::Invisible('\u{feff}'))),
             ("soft\u{ad}hyphen", Err(NameError::Invisible('\u{ad}'))),
             ("line\u{2028}break", Err(NameError::Invisible('\u{2028}'))),
             ("no\u{a0}break", Err(NameError::Invisible('\u{a0}'))),
-            ("ideographic\u{3000}space", Err(NameError::Invisible('\u{3000}'))),
+            (
+                "ideographic\u{3000}space",
+                Err(NameError::Invisible('\u{3000}')),
+            ),
             ("tag\u{e0041}", Err(NameError::Invisible('\u{e0041}'))),
             ("Café Ünïcode 東京", Ok(())),
         ];

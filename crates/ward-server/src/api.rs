@@ -198,10 +198,14 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
 }
 
-/// Reads a request body under the size limit and the header timeout: a client that announces
-/// a body and stalls gets 408, not a connection held open.
-pub async fn read_body(limits: &Limits, body: Incoming) -> Result<Bytes, HttpResponse> {
-    let limit = limits.max_body_bytes;
+/// Reads a request body under `limit` bytes and the header timeout: a client that announces
+/// a body and stalls gets 408, not a connection held open; a longer body gets 413 once
+/// `limit` bytes have arrived, never buffered whole.
+pub async fn read_body(
+    limits: &Limits,
+    limit: usize,
+    body: Incoming,
+) -> Result<Bytes, HttpResponse> {
     let timeout = limits.header_timeout;
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),

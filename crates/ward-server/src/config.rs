@@ -92,6 +92,10 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Largest body of an enrollment and of a check-in: read before the agent is
+    /// authenticated, so small (a real check-in is about 200 bytes).
+    pub enroll_body_bytes: usize,
+    pub checkin_body_bytes: usize,
     /// How long SIGTERM waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -148,8 +152,12 @@ handshake_timeout = "10s"
 header_timeout = "10s"
 # A keep-alive connection with no traffic for this long is closed.
 idle_timeout = "60s"
-# Largest request body accepted, in bytes.
+# Largest admin API request body, in bytes (read once the caller is authenticated).
 max_body_bytes = 1048576
+# Largest enrollment and check-in bodies, in bytes: read before the agent's MAC is checked,
+# so kept small (a real check-in is about 200 bytes, an enrollment about 600).
+enroll_body_bytes = 16384
+checkin_body_bytes = 16384
 # On SIGTERM, in-flight requests get this long to finish.
 shutdown_grace = "10s"
 
@@ -230,6 +238,8 @@ struct LimitsFile {
     header_timeout: String,
     idle_timeout: String,
     max_body_bytes: usize,
+    enroll_body_bytes: usize,
+    checkin_body_bytes: usize,
     shutdown_grace: String,
 }
 
@@ -241,6 +251,8 @@ impl Default for LimitsFile {
             header_timeout: "10s".into(),
             idle_timeout: "60s".into(),
             max_body_bytes: 1 << 20,
+            enroll_body_bytes: 16 << 10,
+            checkin_body_bytes: 16 << 10,
             shutdown_grace: "10s".into(),
         }
     }
@@ -352,6 +364,8 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             header_timeout: positive("header_timeout", &limits.header_timeout)?,
             idle_timeout: positive("idle_timeout", &limits.idle_timeout)?,
             max_body_bytes: limits.max_body_bytes,
+            enroll_body_bytes: limits.enroll_body_bytes,
+            checkin_body_bytes: limits.checkin_body_bytes,
             shutdown_grace: duration("shutdown_grace", &limits.shutdown_grace)?,
         },
         failures_per_second: parsed.telemetry.failures_per_second,

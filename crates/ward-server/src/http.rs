@@ -43,8 +43,9 @@ pub async fn handle(
     tracing::debug!(%method, path, %peer, "request");
 
     // Refuse a body announced as too large before anything else. A body is only read by the
-    // handlers that use one, after authentication, under the size limit and a time limit.
-    let limit = shared.config.limits.max_body_bytes;
+    // handlers that use one, under its route's size limit and a time limit: the admin API's
+    // after authentication, the agent API's (small) before the MAC can be checked.
+    let limit = body_limit(&shared.config.limits, role, &path);
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -110,7 +111,7 @@ pub async fn handle(
             return method_not_allowed("POST");
         }
         let (parts, body) = request.into_parts();
-        let body = match read_body(&shared.config.limits, body).await {
+        let body = match read_body(&shared.config.limits, limit, body).await {
             Ok(body) => body,
             Err(response) => return response,
         };
@@ -124,6 +125,15 @@ pub async fn handle(
         return agent(shared, role, &method, &path);
     }
     not_found()
+}
+
+/// The largest body `path` on `role` reads.
+fn body_limit(limits: &crate::config::Limits, role: Role, path: &str) -> usize {
+    match path {
+        ENROLL_PATH if role.serves_agent_api() => limits.enroll_body_bytes,
+        CHECKIN_PATH if role.serves_agent_api() => limits.checkin_body_bytes,
+        _ => limits.max_body_bytes,
+    }
 }
 
 fn agent(shared: &App, role: Role, method: &Method, path: &str) -> HttpResponse {

@@ -76,6 +76,17 @@ pub fn configtest(data: &DataDir) -> Vec<Finding> {
             .expect("defaults parse")
         }
     };
+    findings.push(Finding {
+        severity: Severity::Note,
+        text: format!(
+            "{}: request bodies: enrollment at most {} bytes and check-in at most {} bytes (read \
+             before the agent is authenticated), admin API at most {} bytes (after)",
+            data.config().display(),
+            config.limits.enroll_body_bytes,
+            config.limits.checkin_body_bytes,
+            config.limits.max_body_bytes
+        ),
+    });
     for problem in datadir::unsafe_modes(data, &data.database(&config)) {
         findings.push(Finding {
             severity: Severity::Error,

@@ -652,11 +652,23 @@ fn secrets_others_can_read_and_a_data_dir_others_can_write_are_refused_at_start(
     };
     // (what is opened up, the words the refusal must have)
     let cases: &[(&str, u32, &str)] = &[
-        ("admin.token", 0o644, "admin.token: readable or writable by other users (mode 644)"),
-        ("certs/server.key", 0o640, "server.key: readable or writable by other users"),
+        (
+            "admin.token",
+            0o644,
+            "admin.token: readable or writable by other users (mode 644)",
+        ),
+        (
+            "certs/server.key",
+            0o640,
+            "server.key: readable or writable by other users",
+        ),
         ("keys/agreement.key", 0o604, "agreement.key"),
         ("ward.db", 0o664, "ward.db"),
-        ("", 0o777, "writable by other users (mode 777); run `chmod go-w"),
+        (
+            "",
+            0o777,
+            "writable by other users (mode 777); run `chmod go-w",
+        ),
     ];
     for (relative, mode, words) in cases {
         let before = if relative.is_empty() { 0o700 } else { 0o600 };
@@ -675,4 +687,60 @@ fn secrets_others_can_read_and_a_data_dir_others_can_write_are_refused_at_start(
     }
     // Put right, it starts.
     server.start();
+}
+
+#[test]
+fn an_unauthenticated_agent_body_is_cut_at_its_small_bound_not_buffered_whole() {
+    let mut server = Server::init();
+    server.start();
+    // 64 KiB of junk as a chunked check-in (no Content-Length to refuse early): 413 once the
+    // check-in's 16 KiB bound is passed, before any MAC could be checked.
+    let mut tcp = TcpStream::connect(socket(server.clients_http)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(
+        b"POST /agent/v1/checkin HTTP/1.1\r\nHost: ward\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    let chunk = vec![b'x'; 4096];
+    for _ in 0..16 {
+        let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();
+        frame.extend_from_slice(&chunk);
+        frame.extend_from_slice(b"\r\n");
+        if tcp.write_all(&frame).is_err() {
+            break; // the server already answered and closed
+        }
+    }
+    let mut answer = [0u8; 64];
+    let read = std::io::Read::read(&mut tcp, &mut answer).unwrap();
+    let head = String::from_utf8_lossy(&answer[..read]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    // The admin API keeps its larger bound for authenticated callers: 20 KiB is read (and
+    // refused for what it says, not for its size).
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(20 << 10));
+    let reply = https_post(&server, "/api/v1/groups", &big);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    // configtest shows the bounds.
+    let checked = run_cli(&server, &["server", "configtest"]);
+    assert!(
+        String::from_utf8_lossy(&checked.stdout)
+            .contains("check-in at most 16384 bytes (read before the agent is authenticated)"),
+        "{checked:?}"
+    );
+}
+
+/// POST `body` to the admin API with the local token.
+fn https_post(server: &Server, path: &str, body: &str) -> HttpReply {
+    let stream = tls_connect(server.console, &server.ca_pem(), None).unwrap();
+    let bearer = format!("Bearer {}", server.token());
+    HttpConnection::new(stream)
+        .request(
+            "POST",
+            path,
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+        .unwrap()
 }

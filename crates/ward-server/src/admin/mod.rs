@@ -121,7 +121,12 @@ pub async fn authorize(
         });
     }
     if path == "/api/v1/login" && method == Method::POST {
-        let body = read_body(&shared.config.limits, body).await?;
+        let body = read_body(
+            &shared.config.limits,
+            shared.config.limits.max_body_bytes,
+            body,
+        )
+        .await?;
         return Err(login(shared, peer, &body)
             .await
             .unwrap_or_else(|e| e.response()));
@@ -129,7 +134,12 @@ pub async fn authorize(
     let Some(caller) = authenticate(shared, headers).await else {
         return Err(unauthorized());
     };
-    let body = read_body(&shared.config.limits, body).await?;
+    let body = read_body(
+        &shared.config.limits,
+        shared.config.limits.max_body_bytes,
+        body,
+    )
+    .await?;
     // A plan is a question, not a change: auditors may ask it.
     let read_only = method == Method::GET || path == "/api/v1/tls/plan";
     if !read_only && caller.role != Role::Admin {
