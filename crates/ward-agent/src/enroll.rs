@@ -126,13 +126,7 @@ fn enroll_as(
         body: request.body.as_bytes(),
     };
     let answer = transport.exchange(url, verify, &call, Duration::from_secs(30))?;
-    let answer: EnrollResponse = verify_signed(
-        &request.key,
-        &request.nonce,
-        url,
-        &answer,
-        Duration::from_secs(60),
-    )?;
+    let answer: EnrollResponse = verify_signed(&request.key, &request.nonce, url, &answer)?;
     let state = AgentState {
         agent: answer.agent,
         private_key: hex(&pair

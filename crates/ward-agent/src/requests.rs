@@ -110,14 +110,14 @@ pub fn checkin_request(
 
 /// Checks an answer from `server` bound to the request's `nonce` and reads it as `T`. A
 /// refusal, a busy server, a missing or bad MAC and a malformed body are each their own
-/// error. An unsigned 503 (a server over its connection cap cannot sign) is obeyed only up to
-/// `unsigned_retry_cap`: a network attacker must not silence the agent for long.
+/// error. Only a signed answer is an instruction: an unsigned 503 (a server over its
+/// connection cap cannot sign, and anyone on the plain channel can forge one) is a transport
+/// failure, so the agent's own bounded back-off applies and its Retry-After is ignored.
 pub fn verify_signed<T: DeserializeOwned>(
     key: &AgentKey,
     nonce: &str,
     server: &str,
     exchange: &Exchange,
-    unsigned_retry_cap: Duration,
 ) -> Result<T, AgentError> {
     let retry_after = || {
         exchange
@@ -128,10 +128,11 @@ pub fn verify_signed<T: DeserializeOwned>(
     };
     let Some(mac) = exchange.header(header::MAC) else {
         if exchange.status == 503 {
-            return Err(AgentError::Busy {
-                server: server.to_string(),
-                retry_after: retry_after().min(unsigned_retry_cap),
-            });
+            return Err(AgentError::transport(
+                server,
+                "503 without a signature (a server over its connection cap, or a forgery): \
+                 treated as unreachable, its Retry-After ignored",
+            ));
         }
         return Err(match messages::error_message(&exchange.body) {
             Some(error) => AgentError::Refused {
@@ -207,9 +208,8 @@ mod tests {
                 body.as_bytes(),
             ))
         };
-        let cap = Duration::from_secs(60);
         let check = |exchange: &Exchange| {
-            verify_signed::<CheckinResponse>(&key, "n1", "http://s:8014", exchange, cap)
+            verify_signed::<CheckinResponse>(&key, "n1", "http://s:8014", exchange)
         };
 
         let answer = check(&exchange(200, &ok_body, sign(&key, 200, &ok_body))).unwrap();
@@ -239,9 +239,11 @@ mod tests {
             })
         );
 
-        // An unsigned 503 with Retry-After: 3600 is obeyed only up to the cap.
+        // An unsigned 503 with Retry-After: 3600 is no instruction: a transport failure.
         let busy = check(&exchange(503, &refusal, None));
-        assert_eq!(busy.unwrap_err().retry_after(), Some(cap));
+        let error = busy.unwrap_err();
+        assert!(matches!(error, AgentError::Transport { .. }), "{error:?}");
+        assert_eq!(error.retry_after(), None);
         // A signed one in full.
         let busy = check(&exchange(503, &refusal, sign(&key, 503, &refusal)));
         assert_eq!(

@@ -215,9 +215,7 @@ fn checkin(
     let exchange = loaded
         .transport
         .exchange(url, verify_certificate, &call, timeout)?;
-    // An unsigned 503 is obeyed up to one interval.
-    let cap = loaded.state.settings.interval.max(Duration::from_secs(5));
-    let answer = verify_signed(&loaded.key, &request.nonce, url, &exchange, cap)?;
+    let answer = verify_signed(&loaded.key, &request.nonce, url, &exchange)?;
     Ok((exchange, answer))
 }
 

@@ -245,3 +245,40 @@ fn the_simulator_may_override_mode_and_interval() {
         Event::CheckedIn { pause, .. } if pause == Duration::from_secs(5)
     ));
 }
+
+#[test]
+fn a_forged_unsigned_503_does_not_change_when_the_agent_checks_in_next() {
+    use crate::transport::Exchange;
+    let key = ward_proto::AgentKey::from_bytes([7; 32]);
+    let servers = [(1, "http://mgr1:8014")];
+    let now = Instant::now();
+    // The same round twice: once the server is simply unreachable, once a network attacker
+    // answers 503 with Retry-After: 3600 and no signature.
+    let forged = Exchange {
+        status: 503,
+        headers: vec![("retry-after".into(), "3600".into())],
+        body: b"{\"error\": {\"code\": \"busy\", \"message\": \"go away\"}}".to_vec(),
+        channel: "http",
+        tls_version: None,
+    };
+    let forged = crate::requests::verify_signed::<CheckinResponse>(
+        &key,
+        "n1",
+        "http://mgr1:8014",
+        &forged,
+    );
+    let mut attacked = core(settings(1, Mode::Pull, &servers), 0.0);
+    let mut unreachable = core(settings(1, Mode::Pull, &servers), 0.0);
+    let attacked = drive(&mut attacked, now, vec![("http://mgr1:8014", forged)]);
+    let unreachable = drive(
+        &mut unreachable,
+        now,
+        vec![("http://mgr1:8014", down("http://mgr1:8014"))],
+    );
+    let pause = |events: &[Event]| match &events[0] {
+        Event::Failed { pause, .. } => *pause,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(pause(&attacked), pause(&unreachable));
+    assert!(pause(&attacked).unwrap() <= Duration::from_secs(60));
+}

@@ -88,14 +88,8 @@ pub(super) async fn enroll(
             Duration::from_secs(60),
         )
         .await?;
-    let answer: EnrollResponse = verify_signed(
-        &request.key,
-        &request.nonce,
-        url,
-        &exchange,
-        Duration::from_secs(60),
-    )
-    .map_err(refused)?;
+    let answer: EnrollResponse =
+        verify_signed(&request.key, &request.nonce, url, &exchange).map_err(refused)?;
     let private_hex = hex(&pair
         .private_bytes()
         .map_err(|e| refused(AgentError::state(e)))?);
@@ -242,13 +236,8 @@ pub(super) async fn agent_loop(
             .await
             .map_err(|failure| failure.agent_error(&server.url))
             .and_then(|exchange| {
-                let answer: CheckinResponse = verify_signed(
-                    &identity.key,
-                    &request.nonce,
-                    &server.url,
-                    &exchange,
-                    Duration::from_secs(60),
-                )?;
+                let answer: CheckinResponse =
+                    verify_signed(&identity.key, &request.nonce, &server.url, &exchange)?;
                 Ok((exchange, answer))
             });
         if held {
