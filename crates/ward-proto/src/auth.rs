@@ -141,6 +141,15 @@ pub struct ReplayCache {
 }
 
 impl ReplayCache {
+    /// Remembers `nonce` of `agent`, seen at `at_ms`: a restarted server reloads the window it
+    /// kept, so a request captured before the restart is still refused.
+    pub fn remember(&mut self, agent: &str, nonce: &str, at_ms: i64) {
+        let list = self.seen.entry(agent.to_string()).or_default();
+        if !list.iter().any(|(_, n)| n == nonce) {
+            list.push_back((at_ms, nonce.to_string()));
+        }
+    }
+
     /// Records `nonce` under `key` (an agent id, or an enrolling key); false when it was seen
     /// within the window.
     pub fn check_and_remember(&mut self, agent: &str, nonce: &str, now_ms: i64) -> bool {

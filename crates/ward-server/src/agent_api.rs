@@ -368,6 +368,8 @@ pub async fn checkin(
         tls_group: tls.and_then(|t| t.group).map(str::to_string),
         hello: tls.and_then(|t| t.hello).map(|digest| hex(&digest)),
         peer: Some(peer.ip().to_canonical().to_string()),
+        // Kept with the check-in, durably: the replay window survives a restart.
+        nonce: Some(nonce.to_string()),
     };
     let wait = Duration::from_millis(report.wait_ms).min(MAX_WAIT);
     let mut wakes = shared.wakes.subscribe();

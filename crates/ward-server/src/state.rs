@@ -98,6 +98,15 @@ impl App {
             .read_admin_token()
             .map_err(|e| OpenError::Other(format!("{}: {e}", data.admin_token().display())))?;
         let agreement = data.load_agreement_key().map_err(|e| other(&e))?;
+        // The replay window as the last run left it: check-ins it accepted stay refused.
+        let replay = Replays::default();
+        let since = ward_proto::now_ms() - ward_store::NONCE_WINDOW_MS;
+        let seen = store.recent_nonces(since).map_err(|e| other(&e))?;
+        replay.with(|cache| {
+            for (agent, nonce, at_ms) in &seen {
+                cache.remember(agent, nonce, *at_ms);
+            }
+        });
         let agreement_public = agreement.public_bytes().map_err(|e| other(&e))?;
         let app = App {
             telemetry: Telemetry::start(
@@ -110,7 +119,7 @@ impl App {
             agreement,
             agreement_public,
             agent_keys: Default::default(),
-            replay: Default::default(),
+            replay,
             fleet_version: watch::channel(0).0,
             tls_generation: watch::channel(0).0,
             wakes,

@@ -161,6 +161,10 @@ impl Store for Publishing {
     ) -> Result<Vec<Option<AgentRecord>>, StoreError> {
         self.inner.record_checkins(checkins)
     }
+
+    fn recent_nonces(&self, since_ms: i64) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.inner.recent_nonces(since_ms)
+    }
 }
 
 #[cfg(test)]

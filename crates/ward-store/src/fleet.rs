@@ -95,6 +95,9 @@ pub struct Checkin {
     pub hello: Option<String>,
     /// The IP address (without port) the check-in came from.
     pub peer: Option<String>,
+    /// The request's nonce, kept (with `at_ms`) in the same transaction as the check-in, so a
+    /// captured request cannot be replayed after a restart within the replay window.
+    pub nonce: Option<String>,
 }
 
 /// What TLS readiness and hardening plans read of every agent: one lean row each, with one

@@ -86,6 +86,10 @@ impl TelemetryBatch {
 /// new hello is counted against its peer but its bytes are not kept (a plan says so).
 pub const MAX_DISTINCT_HELLOS: i64 = 10_000;
 
+/// How long an accepted check-in's nonce is kept: the agent protocol's replay window (twice
+/// the largest clock skew it accepts).
+pub const NONCE_WINDOW_MS: i64 = 2 * 5 * 60 * 1000;
+
 /// A client stack's ClientHello: the first one seen as it was sent (records included), and
 /// how often that stack connected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -276,8 +280,12 @@ pub trait Store: Send + Sync {
             .flatten())
     }
 
-    /// Records several check-ins in one transaction (one sync to disk for all); returns each
-    /// agent's current record, in order.
+    /// The nonces of check-ins accepted since `since_ms`, (agent, nonce, at_ms): the replay
+    /// window a restarted server starts from.
+    fn recent_nonces(&self, since_ms: i64) -> Result<Vec<(String, String, i64)>, StoreError>;
+
+    /// Records several check-ins in one transaction (one sync to disk for all), each with its
+    /// request's nonce; returns each agent's current record, in order.
     fn record_checkins(&self, checkins: &[Checkin])
         -> Result<Vec<Option<AgentRecord>>, StoreError>;
 

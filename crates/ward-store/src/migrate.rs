@@ -149,6 +149,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (listener, peer)
     ) WITHOUT ROWID;
     ALTER TABLE agents ADD COLUMN hello TEXT;",
+    // 10: the nonces of accepted check-ins, for replay protection across restarts.
+    "CREATE TABLE seen_nonces (
+        agent TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (agent, nonce)
+    ) WITHOUT ROWID;
+    CREATE INDEX seen_nonces_at ON seen_nonces (at_ms);",
 ];
 
 pub(crate) fn latest() -> i64 {

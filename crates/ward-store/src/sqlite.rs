@@ -413,11 +413,20 @@ impl Store for SqliteStore {
         checkins: &[crate::Checkin],
     ) -> Result<Vec<Option<AgentRecord>>, StoreError> {
         self.write(|t| {
-            checkins
+            let recorded = checkins
                 .iter()
                 .map(|checkin| fleet::record_checkin(t, checkin))
-                .collect()
+                .collect::<Result<Vec<_>, _>>()?;
+            // Nonces older than the replay window protect nothing.
+            if let Some(newest) = checkins.iter().map(|c| c.at_ms).max() {
+                fleet::prune_nonces(t, newest - crate::NONCE_WINDOW_MS)?;
+            }
+            Ok(recorded)
         })
+    }
+
+    fn recent_nonces(&self, since_ms: i64) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.with(|c| fleet::recent_nonces(c, since_ms))
     }
 
     fn apply(&self, change: &Change) -> Result<Applied, StoreError> {

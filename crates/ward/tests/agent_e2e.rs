@@ -705,3 +705,52 @@ fn failover_to_priority_2_and_back_to_priority_1() {
         s["server"] == Value::String(first.clone()) && s["last_error"].is_null()
     });
 }
+
+#[test]
+fn a_captured_checkin_replayed_after_kill_9_and_a_restart_is_refused() {
+    use ward_agent::requests::{checkin_request, host_report};
+    let mut server = fast_server();
+    let http = format!("http://127.0.0.1:{}", server.clients_http);
+    let token = group_token(&server, "My Company", true);
+    // An enrolled agent's key, as its state file holds it: what a check-in is signed with.
+    let dir = enroll(&server, &http, &token, None);
+    let state = ward_agent::state::AgentState::load(dir.path()).unwrap();
+    let pair =
+        ward_proto::KeyPair::from_private_bytes(&ward_proto::unhex(&state.private_key).unwrap())
+            .unwrap();
+    let key =
+        ward_proto::AgentKey::for_agent(&pair, &ward_proto::unhex(&state.server_public).unwrap())
+            .unwrap();
+    let host = host_report(
+        &ward_agent::HostFacts::local(None),
+        ward_agent::Offer::capped(None),
+    );
+    let request = checkin_request(
+        &state.agent,
+        &key,
+        state.acked_serial,
+        &host,
+        &http,
+        std::time::Duration::ZERO,
+    );
+    let headers: Vec<(&str, &str)> = request
+        .headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    let send = |server: &Server| {
+        http_connect(server.clients_http)
+            .request("POST", "/agent/v1/checkin", &headers, &request.body)
+            .expect("an answer")
+    };
+    // On the plain channel anyone can capture it. The first delivery is accepted...
+    assert_eq!(send(&server).status, 200);
+    // ... then the server is killed, with no chance to save anything, and restarted.
+    send_signal(server.pid(), 9);
+    let _ = server.child.take().map(|mut child| child.wait());
+    server.start();
+    // The same bytes again, well within the replay window: refused.
+    let replayed = send(&server);
+    assert_eq!(replayed.status, 401, "{}", replayed.body);
+    assert!(replayed.body.contains("replay"), "{}", replayed.body);
+}

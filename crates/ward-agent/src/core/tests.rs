@@ -261,12 +261,8 @@ fn a_forged_unsigned_503_does_not_change_when_the_agent_checks_in_next() {
         channel: "http",
         tls_version: None,
     };
-    let forged = crate::requests::verify_signed::<CheckinResponse>(
-        &key,
-        "n1",
-        "http://mgr1:8014",
-        &forged,
-    );
+    let forged =
+        crate::requests::verify_signed::<CheckinResponse>(&key, "n1", "http://mgr1:8014", &forged);
     let mut attacked = core(settings(1, Mode::Pull, &servers), 0.0);
     let mut unreachable = core(settings(1, Mode::Pull, &servers), 0.0);
     let attacked = drive(&mut attacked, now, vec![("http://mgr1:8014", forged)]);

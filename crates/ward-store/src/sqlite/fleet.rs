@@ -803,5 +803,36 @@ pub(crate) fn record_checkin(
             checkin.tls_group,
             checkin.hello
         ])?;
+    if let Some(nonce) = &checkin.nonce {
+        transaction
+            .prepare_cached(
+                "INSERT OR IGNORE INTO seen_nonces (agent, nonce, at_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![checkin.agent, nonce, checkin.at_ms])?;
+    }
     Ok(agent(transaction, &checkin.agent)?)
+}
+
+/// Forgets nonces seen before `before_ms` (past the replay window).
+pub(crate) fn prune_nonces(
+    transaction: &Transaction<'_>,
+    before_ms: i64,
+) -> Result<(), StoreError> {
+    transaction
+        .prepare_cached("DELETE FROM seen_nonces WHERE at_ms < ?1")?
+        .execute(params![before_ms])?;
+    Ok(())
+}
+
+/// The nonces of check-ins accepted since `since_ms`: (agent, nonce, at_ms).
+pub(crate) fn recent_nonces(
+    connection: &rusqlite::Connection,
+    since_ms: i64,
+) -> rusqlite::Result<Vec<(String, String, i64)>> {
+    let mut statement = connection
+        .prepare_cached("SELECT agent, nonce, at_ms FROM seen_nonces WHERE at_ms >= ?1")?;
+    let rows = statement.query_map(params![since_ms], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })?;
+    rows.collect()
 }

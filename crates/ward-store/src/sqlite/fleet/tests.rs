@@ -386,3 +386,57 @@ fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
         Err(StoreError::NotFound(_))
     ));
 }
+
+#[test]
+fn checkin_nonces_are_kept_with_the_checkin_and_pruned_past_the_window() {
+    let (dir, store) = store();
+    store
+        .insert_agents(&[agent("a1", 1, &["TLSv1.2"])])
+        .unwrap();
+    let checkin = |nonce: &str, at_ms: i64| crate::Checkin {
+        agent: "a1".into(),
+        at_ms,
+        acked_serial: 0,
+        hostname: "h".into(),
+        os_name: "Linux".into(),
+        os_version: "6".into(),
+        agent_version: "0.1.0".into(),
+        tls_versions: vec!["TLSv1.2".into()],
+        channel: "http".into(),
+        server: "http://mgr1:8014".into(),
+        tls_version: None,
+        tls_group: None,
+        hello: None,
+        peer: None,
+        nonce: Some(nonce.into()),
+    };
+    let t0 = 1_800_000_000_000;
+    store
+        .record_checkins(&[checkin("n1", t0), checkin("n2", t0 + 1)])
+        .unwrap();
+    // Recorded again (a held check-in re-records): no duplicate.
+    store.record_checkin(&checkin("n2", t0 + 2)).unwrap();
+    let mut seen = store.recent_nonces(t0 - 1).unwrap();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("a1".to_string(), "n1".to_string(), t0),
+            ("a1".to_string(), "n2".to_string(), t0 + 1)
+        ]
+    );
+    // Reopened (as after a crash), they are still there; past the window they are pruned.
+    drop(store);
+    let store = SqliteStore::open(&dir.path().join("ward.db")).unwrap();
+    assert_eq!(store.recent_nonces(t0 - 1).unwrap().len(), 2);
+    store
+        .record_checkin(&checkin("n3", t0 + crate::NONCE_WINDOW_MS + 10))
+        .unwrap();
+    let left: Vec<String> = store
+        .recent_nonces(0)
+        .unwrap()
+        .into_iter()
+        .map(|(_, nonce, _)| nonce)
+        .collect();
+    assert_eq!(left, ["n3"]);
+}
