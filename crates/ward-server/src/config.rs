@@ -86,8 +86,11 @@ pub struct Config {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Concurrent connections per listener; beyond it a connection gets a 503.
+    /// Concurrent connections per listener; beyond it a connection gets a 503. The server
+    /// lowers it to fit its open-file limit (see [`connection_caps`]).
     pub max_connections: usize,
+    /// Concurrent connections from one address (IPv6: one /64) per listener.
+    pub max_connections_per_address: usize,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
@@ -146,7 +149,11 @@ randomize = "1m"
 
 [limits]
 # Concurrent connections per listener; beyond it new connections get 503 Service Unavailable.
+# ward raises its open-file limit to the hard limit at start and lowers these to fit it, always
+# keeping room for the console (see the start-up log line "open files").
 max_connections = 10000
+# Concurrent connections from one address (an IPv6 /64) per listener.
+max_connections_per_address = 1000
 # A client must finish its TLS handshake, and send each request's headers, within these.
 handshake_timeout = "10s"
 header_timeout = "10s"
@@ -234,6 +241,7 @@ impl Default for Agents {
 #[serde(deny_unknown_fields, default)]
 struct LimitsFile {
     max_connections: usize,
+    max_connections_per_address: usize,
     handshake_timeout: String,
     header_timeout: String,
     idle_timeout: String,
@@ -247,6 +255,7 @@ impl Default for LimitsFile {
     fn default() -> LimitsFile {
         LimitsFile {
             max_connections: 10_000,
+            max_connections_per_address: 1000,
             handshake_timeout: "10s".into(),
             header_timeout: "10s".into(),
             idle_timeout: "60s".into(),
@@ -360,6 +369,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         agent_randomize: duration("randomize", &parsed.agents.randomize)?,
         limits: Limits {
             max_connections: limits.max_connections,
+            max_connections_per_address: limits.max_connections_per_address.max(1),
             handshake_timeout: positive("handshake_timeout", &limits.handshake_timeout)?,
             header_timeout: positive("header_timeout", &limits.header_timeout)?,
             idle_timeout: positive("idle_timeout", &limits.idle_timeout)?,
@@ -371,6 +381,51 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         failures_per_second: parsed.telemetry.failures_per_second,
         telemetry_retention: positive("retention", &parsed.telemetry.retention)?,
     })
+}
+
+/// How many connections each listener may hold, sized to the process's open-file limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    pub console: usize,
+    pub clients: usize,
+    pub clients_http: usize,
+    /// Over-cap connections answered with a 503 at once, per listener (beyond: closed).
+    pub refusals: usize,
+}
+
+impl ConnectionCaps {
+    pub fn of(&self, role: Role) -> usize {
+        match role {
+            Role::Console => self.console,
+            Role::Clients => self.clients,
+            Role::ClientsHttp => self.clients_http,
+        }
+    }
+}
+
+/// Files the server keeps for itself whatever the load: the database and its journal, logs,
+/// conf and certificate reads, the agents' and admins' sockets' bookkeeping.
+pub const FILES_RESERVED: usize = 64;
+
+/// The connection caps for `open_files` (the soft limit once raised): each listener gets at
+/// most `max_connections`, and together they never take the last descriptors, so the
+/// console (which gets its share first: a tenth, at least 16) always answers however the
+/// agent listeners are flooded.
+pub fn connection_caps(open_files: usize, max_connections: usize) -> ConnectionCaps {
+    let budget = open_files.saturating_sub(FILES_RESERVED);
+    let refusals = (budget / 32).clamp(1, 256);
+    let budget = budget.saturating_sub(3 * refusals);
+    let console = max_connections
+        .min((budget / 10).max(16))
+        .min(budget)
+        .max(1);
+    let each = budget.saturating_sub(console) / 2;
+    ConnectionCaps {
+        console,
+        clients: max_connections.min(each).max(1),
+        clients_http: max_connections.min(each).max(1),
+        refusals,
+    }
 }
 
 /// Durations in ward.toml, the admin API and the agent protocol: one codec, ward-proto's.

@@ -364,13 +364,16 @@ async fn serve_http<S>(
 
 /// A connection beyond the listener's cap: a clear 503 (after the handshake on TLS listeners,
 /// so the client can read it), then close.
-pub async fn refuse(shared: Arc<App>, role: Role, tcp: TcpStream, permit: OwnedSemaphorePermit) {
+pub async fn refuse(
+    shared: Arc<App>,
+    role: Role,
+    tcp: TcpStream,
+    permit: OwnedSemaphorePermit,
+    limit: String,
+) {
     let _permit = permit;
     shared.telemetry.metrics.connection_refused(role);
-    let message = format!(
-        "the {role} listener is at its limit of {} connections; retry later",
-        shared.config.limits.max_connections
-    );
+    let message = format!("the {role} listener is at its limit of {limit}; retry later");
     let response = plain_response(503, &message);
     let timeout = shared.config.limits.handshake_timeout;
     let _ = tokio::time::timeout(timeout, async {

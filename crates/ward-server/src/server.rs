@@ -200,6 +200,17 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         .map_err(|e| ServerError::Other(format!("{}: {e}", pid_file.display())))?;
 
     let shared = Arc::new(app);
+    // Descriptors: the soft limit up to the hard one, and the caps sized to fit it.
+    let (before, open_files) = raise_open_files();
+    let caps = config::connection_caps(open_files, shared.config.limits.max_connections);
+    info!(
+        raised_from = before,
+        console = caps.console,
+        clients = caps.clients,
+        clients_http = caps.clients_http,
+        per_address = shared.config.limits.max_connections_per_address,
+        "open files: {open_files}; connection caps sized to fit, with room kept for the console"
+    );
 
     let mut accept_tasks = Vec::new();
     for (role, listener) in listeners {
@@ -207,7 +218,12 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
             .local_addr()
             .map_err(|e| ServerError::Other(e.to_string()))?;
         info!(listener = role.name(), %address, "listening");
-        accept_tasks.push(tokio::spawn(accept_loop(shared.clone(), role, listener)));
+        accept_tasks.push(tokio::spawn(accept_loop(
+            shared.clone(),
+            role,
+            listener,
+            caps,
+        )));
     }
 
     tokio::spawn(rotate_ticket_keys(shared.clone()));
@@ -319,39 +335,194 @@ async fn rotate_ticket_keys(app: Arc<App>) {
     }
 }
 
-/// Connections beyond the cap that may wait for their 503 at the same time.
-const REFUSALS_IN_FLIGHT: usize = 256;
-
-async fn accept_loop(shared: Arc<App>, role: Role, listener: TcpListener) {
-    let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
-    let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
+/// Accepts on one listener: within the listener's cap and the per-address cap a connection
+/// is served; beyond, it gets a 503 (as many at once as `caps.refusals`), or is closed.
+async fn accept_loop(
+    shared: Arc<App>,
+    role: Role,
+    listener: TcpListener,
+    caps: config::ConnectionCaps,
+) {
+    let cap = caps.of(role);
+    let slots = Arc::new(Semaphore::new(cap));
+    let refusals = Arc::new(Semaphore::new(caps.refusals));
+    let per_address = Arc::new(PerAddress::new(
+        shared.config.limits.max_connections_per_address,
+    ));
     let mut shutdown = shared.shutdown.subscribe();
+    let mut accept_errors = Throttled::new(Duration::from_secs(10));
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    // EMFILE and the like: wait a little rather than spin.
-                    warn!(listener = role.name(), %error, "accept failed");
+                    // EMFILE and the like: wait a little rather than spin, and say so once
+                    // per interval, not every time.
+                    if let Some(suppressed) = accept_errors.ready(Instant::now()) {
+                        warn!(listener = role.name(), %error, suppressed, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
             _ = shutdown.changed() => return,
         };
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                tokio::spawn(conn::serve(shared.clone(), role, tcp, peer, permit));
+        let from = per_address.enter(peer.ip());
+        let permit = match from {
+            Some(_) => slots.clone().try_acquire_owned().ok(),
+            None => None,
+        };
+        match (permit, from) {
+            (Some(permit), Some(from)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let _from = from;
+                    conn::serve(shared, role, tcp, peer, permit).await;
+                });
             }
-            Err(_) => match refusals.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    tokio::spawn(conn::refuse(shared.clone(), role, tcp, permit));
+            (_, from) => {
+                drop(from);
+                let limit = if per_address.full(peer.ip()) {
+                    format!(
+                        "{} connections from one address",
+                        shared.config.limits.max_connections_per_address
+                    )
+                } else {
+                    format!("{cap} connections")
+                };
+                match refusals.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tokio::spawn(conn::refuse(shared.clone(), role, tcp, permit, limit));
+                    }
+                    Err(_) => {
+                        shared.telemetry.metrics.connection_refused(role);
+                        drop(tcp);
+                    }
                 }
-                Err(_) => {
-                    shared.telemetry.metrics.connection_refused(role);
-                    drop(tcp);
-                }
-            },
+            }
+        }
+    }
+}
+
+/// The soft open-file limit raised to the hard one: (the soft limit before, after).
+fn raise_open_files() -> (usize, usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return (1024, 1024);
+        }
+        let before = limit.rlim_cur;
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+        let size = |n: libc::rlim_t| usize::try_from(n).unwrap_or(usize::MAX).min(1 << 24);
+        (size(before), size(limit.rlim_cur))
+    }
+}
+
+/// Connections per source address (IPv6 by /64), capped.
+struct PerAddress {
+    cap: usize,
+    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One connection counted against its address while it lives.
+struct FromAddress {
+    table: Arc<PerAddress>,
+    address: std::net::IpAddr,
+}
+
+impl Drop for FromAddress {
+    fn drop(&mut self) {
+        let mut counts = self.table.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
+}
+
+impl PerAddress {
+    fn new(cap: usize) -> PerAddress {
+        PerAddress {
+            cap,
+            counts: Default::default(),
+        }
+    }
+
+    fn key(address: std::net::IpAddr) -> std::net::IpAddr {
+        match address.to_canonical() {
+            std::net::IpAddr::V6(v6) => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                std::net::IpAddr::V6(octets.into())
+            }
+            v4 => v4,
+        }
+    }
+
+    /// Counts a connection from `address`; `None` when that address is at its cap.
+    fn enter(self: &Arc<Self>, address: std::net::IpAddr) -> Option<FromAddress> {
+        let address = PerAddress::key(address);
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(address).or_default();
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(FromAddress {
+            table: self.clone(),
+            address,
+        })
+    }
+
+    fn full(&self, address: std::net::IpAddr) -> bool {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts
+            .get(&PerAddress::key(address))
+            .is_some_and(|count| *count >= self.cap)
+    }
+}
+
+/// A log line at most once per `every`, with how many were held back.
+struct Throttled {
+    every: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttled {
+    fn new(every: Duration) -> Throttled {
+        Throttled {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(held back since the last line)` when a line may be written now.
+    fn ready(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < self.every => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
         }
     }
 }

@@ -744,3 +744,52 @@ fn https_post(server: &Server, path: &str, body: &str) -> HttpReply {
         )
         .unwrap()
 }
+
+#[test]
+fn idle_connections_flooding_clients_http_leave_the_console_answering() {
+    // A service manager's usual limit: 1024 open files, soft and hard.
+    let mut server = Server::init();
+    let log = std::fs::File::create(&server.log).unwrap();
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 1024 && exec '{}' server --data '{}'",
+            ward_bin(),
+            server.data_str()
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    server.child = Some(child);
+    for port in [server.console, server.clients, server.clients_http] {
+        assert!(
+            ward_testkit::wait_for_port(port, Duration::from_secs(20)),
+            "{}",
+            server.log_text()
+        );
+    }
+    assert!(
+        server.log_text().contains("open files: 1024"),
+        "{}",
+        server.log_text()
+    );
+    // 1,100 silent TCP connections to clients-http, held open: more than the limit allows.
+    let flood: Vec<TcpStream> = (0..1100)
+        .filter_map(|_| TcpStream::connect(socket(server.clients_http)).ok())
+        .collect();
+    assert!(flood.len() > 1000, "{} connections opened", flood.len());
+    std::thread::sleep(Duration::from_secs(1));
+    // The console still answers: it has descriptors of its own.
+    let health = https_get(server.console, &server.ca_pem(), "/healthz", None);
+    assert_eq!(health.status, 200, "{}", server.log_text());
+    // The flood is refused cleanly, and said once, not every 100 ms.
+    std::thread::sleep(Duration::from_secs(2));
+    let accept_failures = server.log_text().matches("accept failed").count();
+    assert!(
+        accept_failures <= 2,
+        "{accept_failures} accept failures logged"
+    );
+    drop(flood);
+}

@@ -90,3 +90,36 @@ fn durations_format_and_read_back() {
     }
     assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
 }
+
+#[test]
+fn connection_caps_fit_the_open_file_limit_and_keep_room_for_the_console() {
+    // (open files, max_connections) -> every cap, and the sum with refusals and the reserve
+    // never above the limit.
+    for (files, max) in [
+        (1024, 10_000),
+        (20_000, 10_000),
+        (1_048_576, 10_000),
+        (256, 10_000),
+        (100, 10_000),
+        (4096, 50),
+    ] {
+        let caps = connection_caps(files, max);
+        let total = caps.console + caps.clients + caps.clients_http + 3 * caps.refusals;
+        if files > FILES_RESERVED + 64 {
+            assert!(total + FILES_RESERVED <= files, "{files}/{max}: {caps:?}");
+        }
+        assert!(caps.console >= 1 && caps.clients >= 1 && caps.clients_http >= 1);
+        assert!(caps.console <= max && caps.clients <= max, "{caps:?}");
+    }
+    // The ulimit -n 1024 of a service manager: the console keeps its own slots.
+    let caps = connection_caps(1024, 10_000);
+    assert_eq!(caps.refusals, 30);
+    assert_eq!(caps.console, 87);
+    assert_eq!(caps.clients_http, 391);
+    // Plenty of files: the configured cap.
+    let caps = connection_caps(1_048_576, 10_000);
+    assert_eq!(
+        (caps.console, caps.clients, caps.clients_http),
+        (10_000, 10_000, 10_000)
+    );
+}
