@@ -38,6 +38,9 @@ impl Role {
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// The SHA-256 of the session token the caller presented (`None` for the local admin
+    /// token): what a logout ends.
+    pub session: Option<String>,
 }
 
 /// The name the local admin token acts under in the audit log.

@@ -147,6 +147,8 @@ pub struct Account {
     pub password_hash: String,
     /// `admin` or `auditor`.
     pub role: String,
+    /// Kept, but refused at login, and without sessions.
+    pub disabled: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,6 +189,15 @@ pub enum Mutation {
         account: String,
         password_hash: String,
     },
+    /// Disables (its sessions end) or enables an account.
+    SetDisabled {
+        account: String,
+        disabled: bool,
+    },
+    /// Ends every session of an account.
+    EndSessions(String),
+    /// Ends one session (a logout), by its token's SHA-256.
+    EndSession(String),
     /// Retires agents: their records and keys are removed, so they are refused from then on
     /// (a retired agent that comes back must enroll again).
     DeleteAgents(Vec<String>),

@@ -157,6 +157,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (agent, nonce)
     ) WITHOUT ROWID;
     CREATE INDEX seen_nonces_at ON seen_nonces (at_ms);",
+    // 11: accounts can be disabled (kept, but no login and no session).
+    "ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -156,6 +156,16 @@ impl AdminClient {
         &self.host
     }
 
+    /// Removes the login `ward login` saved (nothing to do when there is none).
+    pub fn forget_saved() -> Result<(), String> {
+        let path = login_file();
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
     /// The client `ward login` saved.
     pub fn saved() -> Result<AdminClient, String> {
         let path = login_file();

@@ -39,6 +39,12 @@ enum Command {
     Agent(cmd::agent::AgentCommand),
     /// Log in to a remote server's admin API and save the session
     Login(cmd::fleet::LoginArgs),
+    /// End the saved session on the server and forget it here
+    Logout {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Groups: the tree, settings and inheritance, enrollment tokens
     Group {
         #[command(flatten)]
@@ -113,6 +119,7 @@ fn main() -> ExitCode {
         Command::Server(args) => cmd::server::run(args).map_err(Into::into),
         Command::Tls(command) => cmd::tls::run(command).map_err(Into::into),
         Command::Login(args) => cmd::fleet::login(args),
+        Command::Logout { json } => cmd::fleet::logout(json),
         Command::Agent(command) => cmd::agent::run(command),
         Command::Group { target, command } => cmd::fleet::group(&target, command),
         Command::ServerList { target, command } => cmd::fleet::server_list(&target, command),

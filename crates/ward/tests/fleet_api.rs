@@ -848,6 +848,74 @@ fn login_from_elsewhere_then_use_the_saved_session() {
         .unwrap()
         .iter()
         .any(|e| e["actor"] == "remy" && e["action"] == "group.create"));
+    // `ward logout` ends the session on the server and forgets it here.
+    let token = serde_json::from_slice::<Value>(&std::fs::read(&saved).unwrap()).unwrap()["token"]
+        .as_str()
+        .map(str::to_string);
+    let logout = ward_elsewhere(&["logout"], b"");
+    assert!(logout.status.success(), "{logout:?}");
+    assert!(!saved.exists());
+    if let Some(token) = token {
+        assert_eq!(
+            api(&server, "GET", "/api/v1/groups", Some(&token), "").status,
+            401
+        );
+    }
+}
+
+#[test]
+fn disable_revoke_and_logout_end_live_sessions_at_once() {
+    let server = started();
+    let local = server.token();
+    let create = api(
+        &server,
+        "POST",
+        "/api/v1/accounts",
+        Some(&local),
+        r#"{"name": "alice", "password": "a long enough password", "role": "admin"}"#,
+    );
+    assert_eq!(create.status, 201, "{}", create.body);
+    let login = || {
+        api(
+            &server,
+            "POST",
+            "/api/v1/login",
+            None,
+            r#"{"user": "alice", "password": "a long enough password"}"#,
+        )
+    };
+    let session = || {
+        let reply = login();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["token"].as_str().unwrap().to_string()
+    };
+    let works = |token: &str| api(&server, "GET", "/api/v1/groups", Some(token), "").status;
+    // Revoke-all: two live sessions end at once.
+    let (first, second) = (session(), session());
+    assert_eq!((works(&first), works(&second)), (200, 200));
+    ok(&server, &["account", "revoke", "alice"]);
+    assert_eq!((works(&first), works(&second)), (401, 401));
+    // Disable: the live session ends, and login is refused (to who knows the password).
+    let third = session();
+    ok(&server, &["account", "disable", "alice"]);
+    assert_eq!(works(&third), 401);
+    let refused = login();
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.json()["error"]["code"], "account_disabled");
+    let listed = ok(&server, &["account", "list"]);
+    assert_eq!(listed[0]["disabled"], true, "{listed}");
+    ok(&server, &["account", "enable", "alice"]);
+    // Logout: the session that asks ends; others stay.
+    let (fourth, fifth) = (session(), session());
+    let out = api(&server, "DELETE", "/api/v1/session", Some(&fourth), "");
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert_eq!((works(&fourth), works(&fifth)), (401, 200));
+    // The local admin token has no session to end, and works throughout.
+    assert_eq!(
+        api(&server, "DELETE", "/api/v1/session", Some(&local), "").status,
+        400
+    );
+    assert_eq!(works(&local), 200);
 }
 
 #[test]

@@ -146,6 +146,16 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
             ["accounts", name, "password"] if method == Method::POST => {
                 Ok(Some(accounts::set_password(store, &caller, name, &body)?))
             }
+            ["accounts", name, "disable"] if method == Method::POST => {
+                Ok(Some(accounts::set_disabled(store, &caller, name, true)?))
+            }
+            ["accounts", name, "enable"] if method == Method::POST => {
+                Ok(Some(accounts::set_disabled(store, &caller, name, false)?))
+            }
+            ["accounts", name, "revoke"] if method == Method::POST => {
+                Ok(Some(accounts::revoke_sessions(store, &caller, name)?))
+            }
+            ["session"] if method == Method::DELETE => Ok(Some(accounts::logout(store, &caller)?)),
             ["tokens"] => Ok(Some(tokens::tokens(store, &caller, &method, &body)?)),
             ["tokens", id, "revoke"] if method == Method::POST => {
                 Ok(Some(tokens::revoke_token(store, &caller, id)?))

@@ -44,6 +44,7 @@ async fn authenticate(shared: &App, headers: &HeaderMap) -> Option<Caller> {
         return Some(Caller {
             name: auth::LOCAL_ADMIN.into(),
             role: Role::Admin,
+            session: None,
         });
     }
     let hash = auth::sha256_hex(presented);
@@ -55,16 +56,19 @@ async fn authenticate(shared: &App, headers: &HeaderMap) -> Option<Caller> {
         if session.expires_ms <= now_ms() {
             return Ok(None);
         }
+        // A disabled account's sessions are ended when it is disabled; checked here too.
         Ok(store
             .account(&session.account)?
+            .filter(|account| !account.disabled)
             .map(|account| (account, session)))
     })
     .await
     .ok()??;
-    let (account, _) = found;
+    let (account, session) = found;
     Some(Caller {
         role: Role::parse(&account.role)?,
         name: account.name,
+        session: Some(session.token_sha256),
     })
 }
 
@@ -141,7 +145,9 @@ pub async fn authorize(
     )
     .await?;
     // A plan is a question, not a change: auditors may ask it.
-    let read_only = method == Method::GET || path == "/api/v1/tls/plan";
+    // A logout ends the caller's own session: anyone may.
+    let read_only =
+        method == Method::GET || path == "/api/v1/tls/plan" || path == "/api/v1/session";
     if !read_only && caller.role != Role::Admin {
         return Err(error_response(
             StatusCode::FORBIDDEN,
@@ -280,6 +286,17 @@ async fn login(shared: &App, peer: SocketAddr, body: &Bytes) -> ApiResult {
             "invalid user or password",
         ));
     };
+    if account.disabled {
+        // Said only to who knows the password: the account exists, and is disabled.
+        return Err(ApiError::client(
+            StatusCode::FORBIDDEN,
+            "account_disabled",
+            format!(
+                "account '{}' is disabled; an admin can enable it",
+                account.name
+            ),
+        ));
+    }
     let (token, hash) = auth::new_token();
     let expires_ms = now_ms() + auth::SESSION_LIFETIME.as_millis() as i64;
     let store = shared.store.clone();

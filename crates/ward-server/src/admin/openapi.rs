@@ -224,6 +224,16 @@ pub fn document() -> Value {
         "200",
     );
     account_password["parameters"] = json!([path_param("name", "string")]);
+    let mut account_disable = operation(
+        "disable an account: kept, refused at login, its sessions end at once",
+        None,
+        "200",
+    );
+    account_disable["parameters"] = json!([path_param("name", "string")]);
+    let mut account_enable = operation("enable a disabled account", None, "200");
+    account_enable["parameters"] = json!([path_param("name", "string")]);
+    let mut account_revoke = operation("end every session of an account", None, "200");
+    account_revoke["parameters"] = json!([path_param("name", "string")]);
 
     json!({
         "openapi": "3.0.3",
@@ -305,6 +315,10 @@ pub fn document() -> Value {
             },
             "/accounts/{name}": {"delete": account_delete},
             "/accounts/{name}/password": {"post": account_password},
+            "/accounts/{name}/disable": {"post": account_disable},
+            "/accounts/{name}/enable": {"post": account_enable},
+            "/accounts/{name}/revoke": {"post": account_revoke},
+            "/session": {"delete": operation("log out: end the caller's own session", None, "200")},
         }
     })
 }

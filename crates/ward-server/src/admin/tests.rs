@@ -19,6 +19,7 @@ fn request(method: &str, path: &str, body: &str) -> Authorized {
         caller: Caller {
             name: "table".into(),
             role: Role::Admin,
+            session: None,
         },
         method: method.parse().unwrap(),
         segments: path

@@ -68,6 +68,7 @@ async fn enrolled(app: &App) -> (String, AgentKey) {
                 &crate::auth::Caller {
                     name: "test".into(),
                     role: crate::auth::Role::Admin,
+                    session: None,
                 },
                 "token.create",
                 "root".into(),

@@ -357,13 +357,14 @@ pub(crate) fn audit(
 }
 
 pub(crate) fn accounts(connection: &Connection) -> rusqlite::Result<Vec<Account>> {
-    let mut statement =
-        connection.prepare("SELECT name, password_hash, role FROM accounts ORDER BY name")?;
+    let mut statement = connection
+        .prepare("SELECT name, password_hash, role, disabled FROM accounts ORDER BY name")?;
     let rows = statement.query_map([], |row| {
         Ok(Account {
             name: row.get(0)?,
             password_hash: row.get(1)?,
             role: row.get(2)?,
+            disabled: row.get(3)?,
         })
     })?;
     rows.collect()
@@ -372,13 +373,14 @@ pub(crate) fn accounts(connection: &Connection) -> rusqlite::Result<Vec<Account>
 pub(crate) fn account(connection: &Connection, name: &str) -> rusqlite::Result<Option<Account>> {
     connection
         .query_row(
-            "SELECT name, password_hash, role FROM accounts WHERE name = ?1",
+            "SELECT name, password_hash, role, disabled FROM accounts WHERE name = ?1",
             params![name],
             |row| {
                 Ok(Account {
                     name: row.get(0)?,
                     password_hash: row.get(1)?,
                     role: row.get(2)?,
+                    disabled: row.get(3)?,
                 })
             },
         )
@@ -643,6 +645,38 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
                 return Err(StoreError::NotFound(format!("no account '{account}'")));
             }
             transaction.execute("DELETE FROM sessions WHERE account = ?1", params![account])?;
+            Ok(None)
+        }
+        Mutation::SetDisabled { account, disabled } => {
+            if transaction.execute(
+                "UPDATE accounts SET disabled = ?1 WHERE name = ?2",
+                params![disabled, account],
+            )? == 0
+            {
+                return Err(StoreError::NotFound(format!("no account '{account}'")));
+            }
+            if *disabled {
+                transaction.execute("DELETE FROM sessions WHERE account = ?1", params![account])?;
+            }
+            Ok(None)
+        }
+        Mutation::EndSessions(account) => {
+            let found: i64 = transaction.query_row(
+                "SELECT COUNT(*) FROM accounts WHERE name = ?1",
+                params![account],
+                |row| row.get(0),
+            )?;
+            if found == 0 {
+                return Err(StoreError::NotFound(format!("no account '{account}'")));
+            }
+            transaction.execute("DELETE FROM sessions WHERE account = ?1", params![account])?;
+            Ok(None)
+        }
+        Mutation::EndSession(token_sha256) => {
+            transaction.execute(
+                "DELETE FROM sessions WHERE token_sha256 = ?1",
+                params![token_sha256],
+            )?;
             Ok(None)
         }
         Mutation::DeleteAgents(agents) => {

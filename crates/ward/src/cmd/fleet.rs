@@ -669,6 +669,12 @@ pub enum AccountCommand {
     Delete { name: String },
     /// Set an account's password (read from standard input); its sessions end at once
     Passwd { name: String },
+    /// Disable an account: kept, refused at login, its sessions end at once
+    Disable { name: String },
+    /// Enable a disabled account
+    Enable { name: String },
+    /// End every session of an account (wherever it logged in)
+    Revoke { name: String },
 }
 
 fn read_password() -> Result<String, String> {
@@ -723,7 +729,47 @@ pub fn account(target: &Target, command: AccountCommand) -> CodedResult {
                 println!("password of {name} changed; its sessions ended")
             })
         }
+        AccountCommand::Disable { name } => {
+            let done = client.call(
+                "POST",
+                &format!("/api/v1/accounts/{}/disable", segment(&name)),
+                None,
+            )?;
+            print(target, &done, |_| {
+                println!("disabled {name}; its sessions ended")
+            })
+        }
+        AccountCommand::Enable { name } => {
+            let done = client.call(
+                "POST",
+                &format!("/api/v1/accounts/{}/enable", segment(&name)),
+                None,
+            )?;
+            print(target, &done, |_| println!("enabled {name}"))
+        }
+        AccountCommand::Revoke { name } => {
+            let done = client.call(
+                "POST",
+                &format!("/api/v1/accounts/{}/revoke", segment(&name)),
+                None,
+            )?;
+            print(target, &done, |_| println!("every session of {name} ended"))
+        }
     }
+}
+
+/// `ward logout`: ends the saved session on the server, then forgets it here.
+pub fn logout(json: bool) -> CodedResult {
+    let client = AdminClient::saved()?;
+    let ended = client.call("DELETE", "/api/v1/session", None);
+    AdminClient::forget_saved()?;
+    match ended {
+        Ok(value) if json => println!("{value:#}"),
+        Ok(_) => println!("logged out: the session is ended and forgotten"),
+        // Expired or revoked already: forgotten here all the same.
+        Err(error) => println!("the session was already over ({error}); forgotten"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Args)]

@@ -26,7 +26,7 @@ pub(super) fn list_accounts(store: &dyn Store) -> ApiResult {
     ok(Value::Array(
         accounts
             .iter()
-            .map(|a| json!({"name": a.name, "role": a.role}))
+            .map(|a| json!({"name": a.name, "role": a.role, "disabled": a.disabled}))
             .collect(),
     ))
 }
@@ -74,6 +74,62 @@ pub(super) fn set_password(
     ok(json!({"account": name, "sessions_ended": true}))
 }
 
+/// Disables (its sessions end at once) or enables an account.
+pub(super) fn set_disabled(
+    store: &dyn Store,
+    caller: &Caller,
+    name: &str,
+    disabled: bool,
+) -> ApiResult {
+    store.apply(&Change {
+        mutation: Mutation::SetDisabled {
+            account: name.to_string(),
+            disabled,
+        },
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(
+            caller,
+            if disabled {
+                "account.disable"
+            } else {
+                "account.enable"
+            },
+            name.to_string(),
+            None,
+            None,
+        ),
+    })?;
+    ok(json!({"account": name, "disabled": disabled, "sessions_ended": disabled}))
+}
+
+/// Ends every session of an account (a revoke-all).
+pub(super) fn revoke_sessions(store: &dyn Store, caller: &Caller, name: &str) -> ApiResult {
+    store.apply(&Change {
+        mutation: Mutation::EndSessions(name.to_string()),
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(caller, "account.revoke", name.to_string(), None, None),
+    })?;
+    ok(json!({"account": name, "sessions_ended": true}))
+}
+
+/// `DELETE /session`: ends the caller's own session (a logout).
+pub(super) fn logout(store: &dyn Store, caller: &Caller) -> ApiResult {
+    let Some(session) = &caller.session else {
+        return Err(ApiError::bad_request(
+            "the local admin token is not a session: nothing to log out of",
+        ));
+    };
+    store.apply(&Change {
+        mutation: Mutation::EndSession(session.clone()),
+        bump_groups: vec![],
+        bump_agents: vec![],
+        audit: audit(caller, "session.logout", caller.name.clone(), None, None),
+    })?;
+    ok(json!({"logged_out": caller.name}))
+}
+
 pub(super) fn create_account(store: &dyn Store, caller: &Caller, body: &Bytes) -> ApiResult {
     let NewAccount {
         name: account_name,
@@ -92,6 +148,7 @@ pub(super) fn create_account(store: &dyn Store, caller: &Caller, body: &Bytes) -
             name: account_name.clone(),
             password_hash,
             role: role.name().into(),
+            disabled: false,
         }),
         bump_groups: vec![],
         bump_agents: vec![],

@@ -350,6 +350,7 @@ fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
                 name: name.into(),
                 password_hash: "h1".into(),
                 role: "admin".into(),
+                disabled: false,
             })))
             .unwrap();
         store
@@ -376,6 +377,49 @@ fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
     assert_eq!(store.account("alice").unwrap().unwrap().password_hash, "h2");
     assert!(store.session("s-alice").unwrap().is_none(), "sessions end");
     assert!(store.session("s-bob").unwrap().is_some());
+    // Disabled: kept, its sessions end; enabled again; every session of an account, or one.
+    let session = |token: &str, account: &str| crate::Session {
+        token_sha256: token.into(),
+        account: account.into(),
+        expires_ms: i64::MAX,
+    };
+    store
+        .create_session(&session("s-alice-2", "alice"))
+        .unwrap();
+    store
+        .apply(&change(Mutation::SetDisabled {
+            account: "alice".into(),
+            disabled: true,
+        }))
+        .unwrap();
+    assert!(store.account("alice").unwrap().unwrap().disabled);
+    assert!(store.session("s-alice-2").unwrap().is_none());
+    store
+        .apply(&change(Mutation::SetDisabled {
+            account: "alice".into(),
+            disabled: false,
+        }))
+        .unwrap();
+    assert!(!store.account("alice").unwrap().unwrap().disabled);
+    store
+        .create_session(&session("s-alice-3", "alice"))
+        .unwrap();
+    store
+        .create_session(&session("s-alice-4", "alice"))
+        .unwrap();
+    store
+        .apply(&change(Mutation::EndSession("s-alice-3".into())))
+        .unwrap();
+    assert!(store.session("s-alice-3").unwrap().is_none());
+    assert!(store.session("s-alice-4").unwrap().is_some());
+    store
+        .apply(&change(Mutation::EndSessions("alice".into())))
+        .unwrap();
+    assert!(store.session("s-alice-4").unwrap().is_none());
+    assert!(store.session("s-bob").unwrap().is_some());
+    assert!(store
+        .apply(&change(Mutation::EndSessions("nobody".into())))
+        .is_err());
     store
         .apply(&change(Mutation::DeleteAccount("bob".into())))
         .unwrap();
