@@ -604,9 +604,9 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (
             "POST",
             "/api/v1/tokens".into(),
-            r#"{"group":"My Company","uses":0}"#,
+            r#"{"group":"My Company","uses":-1}"#,
             400,
-            "uses: a number of at least 1",
+            "uses: a number of at least 1, or 0 for any number",
         ),
         (
             "POST",
@@ -966,4 +966,69 @@ fn with_json_errors_are_json_on_stdout_with_their_code() {
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("ward: error: no agent runs"));
+}
+
+#[test]
+fn tokens_do_not_outlive_their_use() {
+    let server = started();
+    // A new token is bounded unless the admin says otherwise: a week and 1,000 enrollments.
+    let bounded = ok(&server, &["group", "token", "create", "My Company"]);
+    assert_eq!(bounded["uses_left"], 1000, "{bounded}");
+    assert!(bounded["expires"].is_string(), "{bounded}");
+    let open = ok(
+        &server,
+        &[
+            "group",
+            "token",
+            "create",
+            "My Company",
+            "--uses",
+            "0",
+            "--expires",
+            "never",
+        ],
+    );
+    assert!(
+        open["uses_left"].is_null() && open["expires"].is_null(),
+        "{open}"
+    );
+    let tokens = || ok(&server, &["group", "token", "list"]);
+    let before = tokens().as_array().unwrap().len();
+    // An export that cannot write its file mints no token.
+    let nowhere = server.dir.path().join("no/such/dir/package.json");
+    let failed = run(
+        &server,
+        &[
+            "group",
+            "export-settings",
+            "My Company",
+            "--out",
+            nowhere.to_str().unwrap(),
+        ],
+    );
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(
+        tokens().as_array().unwrap().len(),
+        before,
+        "a token was minted"
+    );
+    // One that can: its token is for this package, 25 agents and a day.
+    let out = server.dir.path().join("package.json");
+    ok(
+        &server,
+        &[
+            "group",
+            "export-settings",
+            "My Company",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let package: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(package.get("token_id").is_none(), "{package}");
+    let list = tokens();
+    let minted = list.as_array().unwrap().last().unwrap();
+    assert_eq!(minted["uses_left"], 25, "{minted}");
+    assert_eq!(minted["allow_http"], true);
+    assert!(minted["expires"].is_string());
 }

@@ -120,7 +120,9 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
             )?)),
             ["groups", id, "export"] if method == Method::POST => {
                 let identity = identity.as_ref().expect("read for export routes");
-                Ok(Some(groups::export_settings(store, &caller, id, identity)?))
+                Ok(Some(groups::export_settings(
+                    store, &caller, id, identity, &body,
+                )?))
             }
             ["serverlists"] => Ok(Some(serverlists::server_lists(
                 store, &caller, &method, &body,

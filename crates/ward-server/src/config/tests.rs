@@ -27,11 +27,11 @@ fn errors_name_file_and_line() {
         ),
         (
             default_text().replace("max_connections = 10000", "max_connections = 0"),
-            "ward.toml:26: max_connections: must be at least 1",
+            "ward.toml:28: max_connections: must be at least 1",
         ),
         (
             default_text().replace("handshake_timeout = \"10s\"", "handshake_timeout = \"0s\""),
-            "ward.toml:28: handshake_timeout: must be more than 0s",
+            "ward.toml:32: handshake_timeout: must be more than 0s",
         ),
     ];
     for (text, expected) in cases {

@@ -164,6 +164,12 @@ pub enum GroupCommand {
         path: String,
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// How many agents the package may bring back (its token's uses)
+        #[arg(long, default_value_t = 25)]
+        uses: u64,
+        /// How long the package works (its token's lifetime), at most 30d
+        #[arg(long, default_value = "24h")]
+        expires: String,
     },
     /// Enrollment tokens of a group
     #[command(subcommand)]
@@ -175,10 +181,10 @@ pub enum TokenCommand {
     /// Create an enrollment token for a group; the token is printed once
     Create {
         path: String,
-        /// Expiry, e.g. 7d
+        /// Expiry, e.g. 30d, or `never` [default: 7d]
         #[arg(long)]
         expires: Option<String>,
-        /// How many enrollments it allows
+        /// How many enrollments it allows, 0 for any number [default: 1000]
         #[arg(long)]
         uses: Option<u64>,
         /// Allow enrollment over the plain-HTTP listener (legacy agents)
@@ -325,15 +331,35 @@ pub fn group(target: &Target, command: GroupCommand) -> CodedResult {
             print(target, &deleted, |_| println!("deleted {path}"))
         }
         GroupCommand::Token(command) => token(target, &client, command),
-        GroupCommand::ExportSettings { path, out } => {
+        GroupCommand::ExportSettings {
+            path,
+            out,
+            uses,
+            expires,
+        } => {
             use std::os::unix::fs::PermissionsExt;
             let id = group_id(&client, &path)?;
-            let package = client.call("POST", &format!("/api/v1/groups/{id}/export"), None)?;
+            // The file first (0600, it will hold a token): if it cannot be written, no token
+            // is minted.
             std::fs::write(&out, b"").map_err(|e| format!("{}: {e}", out.display()))?;
             std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600))
                 .map_err(|e| format!("{}: {e}", out.display()))?;
-            std::fs::write(&out, format!("{package:#}\n"))
-                .map_err(|e| format!("{}: {e}", out.display()))?;
+            let mut package = client.call(
+                "POST",
+                &format!("/api/v1/groups/{id}/export"),
+                Some(&serde_json::json!({"uses": uses, "expires": expires})),
+            )?;
+            let token_id = package
+                .as_object_mut()
+                .and_then(|p| p.remove("token_id"))
+                .and_then(|id| id.as_i64());
+            if let Err(e) = std::fs::write(&out, format!("{package:#}\n")) {
+                // A package that was not kept must not leave a live token behind.
+                if let Some(token_id) = token_id {
+                    let _ = client.call("POST", &format!("/api/v1/tokens/{token_id}/revoke"), None);
+                }
+                return Err(format!("{}: {e} (its token was revoked)", out.display()).into());
+            }
             print(
                 target,
                 &serde_json::json!({"group": path, "file": out.display().to_string()}),

@@ -307,15 +307,43 @@ pub(super) fn move_group(
     ))
 }
 
+/// `POST /groups/{id}/export`: how far the package's token reaches.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportRequest {
+    /// How many agents the package may bring back (default 25).
+    uses: Option<i64>,
+    /// How long it works (default `24h`).
+    expires: Option<String>,
+}
+
 /// The seed's communication-settings package for a group: its server list, the server's
-/// agreement key and CA, and a new enrollment token (30 days, may enroll over HTTP), so an
-/// orphaned agent can be brought back with `ward agent import-settings`.
+/// agreement key and CA, and a new enrollment token bound to this package (this group only,
+/// 25 agents and 24 hours unless the request says, may enroll over HTTP), so orphaned agents
+/// can be brought back with `ward agent import-settings`. The answer carries the token's id,
+/// so a caller that cannot keep the package revokes it.
 pub(super) fn export_settings(
     store: &dyn Store,
     caller: &Caller,
     id: &str,
     identity: &(String, String),
+    body: &Bytes,
 ) -> ApiResult {
+    let request: ExportRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ExportRequest::default()
+    } else {
+        typed(body)?
+    };
+    let uses = request.uses.unwrap_or(25);
+    if !(1..=100_000).contains(&uses) {
+        return Err(ApiError::bad_request("uses: a number from 1 to 100000"));
+    }
+    let lifetime = ward_proto::duration::parse(request.expires.as_deref().unwrap_or("24h"))
+        .map_err(|e| ApiError::bad_request(format!("expires: {e}")))?;
+    let lifetime_ms = i64::try_from(lifetime.as_millis())
+        .ok()
+        .filter(|ms| (1..=30 * 86_400_000).contains(ms))
+        .ok_or_else(|| ApiError::bad_request("expires: at most 30d"))?;
     let tree = tree_of(store)?;
     let id = group_id(&tree, id)?;
     let effective = tree
@@ -328,13 +356,13 @@ pub(super) fn export_settings(
         group: id,
         token_sha256: hash,
         created_ms: now_ms(),
-        expires_ms: Some(now_ms() + 30 * 86_400_000),
-        uses_left: None,
+        expires_ms: Some(now_ms() + lifetime_ms),
+        uses_left: Some(uses),
         revoked: false,
         allow_http: true,
     };
     let path = tree.path(id).unwrap_or_default();
-    store.apply(&Change {
+    let applied = store.apply(&Change {
         mutation: Mutation::CreateToken(record),
         bump_groups: vec![],
         bump_agents: vec![],
@@ -343,7 +371,7 @@ pub(super) fn export_settings(
             "group.export_settings",
             path.clone(),
             None,
-            Some(json!({"token_expires_days": 30})),
+            Some(json!({"token_expires_ms": lifetime_ms, "token_uses": uses})),
         ),
     })?;
     let package = SettingsPackage {
@@ -354,7 +382,11 @@ pub(super) fn export_settings(
         token,
         settings: crate::ops::settings_for(&tree, id, &effective, &lists, 0),
     };
-    ok(serde_json::to_value(&package).map_err(|e| ApiError::internal(e.to_string()))?)
+    let mut value =
+        serde_json::to_value(&package).map_err(|e| ApiError::internal(e.to_string()))?;
+    // Not part of the package format: the CLI takes it out before it writes the file.
+    value["token_id"] = json!(applied.new_id);
+    ok(value)
 }
 
 #[cfg(test)]

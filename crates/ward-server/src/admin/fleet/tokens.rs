@@ -20,13 +20,21 @@ use crate::ops::{audit, find_group, tree_of};
 struct NewToken {
     /// The group's path.
     group: String,
-    /// How long the token is valid (`7d`); forever when absent.
+    /// How long the token is valid (`7d`); `never` for no expiry; [`DEFAULT_LIFETIME`] when
+    /// absent.
     expires: Option<String>,
-    /// How many enrollments it allows (at least 1); any number when absent.
+    /// How many enrollments it allows (at least 1); `0` for any number;
+    /// [`DEFAULT_USES`] when absent.
     uses: Option<i64>,
     /// Whether it may enroll over plain HTTP (clients-http); false when absent.
     allow_http: Option<bool>,
 }
+
+/// A new token's lifetime unless the request says: a week, long enough to roll an agent out
+/// to a site, short enough that a token in an old script or mail stops working by itself.
+pub const DEFAULT_LIFETIME: &str = "7d";
+/// A new token's enrollments unless the request says: a site's rollout, not an open door.
+pub const DEFAULT_USES: i64 = 1000;
 
 pub(super) fn tokens(
     store: &dyn Store,
@@ -47,7 +55,10 @@ pub(super) fn tokens(
             let request: NewToken = typed(body)?;
             let allow_http = request.allow_http.unwrap_or(false);
             let group = find_group(&tree, &request.group)?;
-            let expires_ms = match request.expires {
+            let expires = request
+                .expires
+                .unwrap_or_else(|| DEFAULT_LIFETIME.to_string());
+            let expires_ms = match Some(expires).filter(|text| text != "never") {
                 Some(text) => {
                     let duration = parse_duration(&text)
                         .map_err(|e| ApiError::bad_request(format!("expires: {e}")))?;
@@ -60,11 +71,14 @@ pub(super) fn tokens(
                 }
                 None => None,
             };
-            let uses_left = match request.uses {
-                Some(uses) if uses < 1 => {
-                    return Err(ApiError::bad_request("uses: a number of at least 1"))
+            let uses_left = match request.uses.unwrap_or(DEFAULT_USES) {
+                0 => None,
+                uses if uses < 0 => {
+                    return Err(ApiError::bad_request(
+                        "uses: a number of at least 1, or 0 for any number",
+                    ))
                 }
-                uses => uses,
+                uses => Some(uses),
             };
             let (token, hash) = auth::new_token();
             let record = TokenRecord {
