@@ -82,6 +82,8 @@ pub struct Config {
     pub failures_per_second: u32,
     /// Telemetry older than this is deleted.
     pub telemetry_retention: Duration,
+    /// Renew the server certificates by themselves 30 days before they expire.
+    pub auto_renew_certificates: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,6 +175,11 @@ shutdown_grace = "10s"
 failures_per_second = 50
 # Telemetry older than this is deleted (checked every hour).
 retention = "30d"
+
+[certificates]
+# Re-issue the server certificates from ward's CA, and reload, when one has fewer than 30
+# days left (checked every 6 hours); `ward server renew-cert` does it by hand.
+auto_renew = true
 "#,
         addresses[0], addresses[1], addresses[2]
     )
@@ -197,6 +204,20 @@ struct File {
     limits: LimitsFile,
     #[serde(default)]
     telemetry: Telemetry,
+    #[serde(default)]
+    certificates: Certificates,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Certificates {
+    auto_renew: bool,
+}
+
+impl Default for Certificates {
+    fn default() -> Certificates {
+        Certificates { auto_renew: true }
+    }
 }
 
 #[derive(Deserialize)]
@@ -380,6 +401,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         },
         failures_per_second: parsed.telemetry.failures_per_second,
         telemetry_retention: positive("retention", &parsed.telemetry.retention)?,
+        auto_renew_certificates: parsed.certificates.auto_renew,
     })
 }
 

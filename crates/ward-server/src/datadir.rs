@@ -364,6 +364,64 @@ pub fn unsafe_modes(data: &DataDir, database: &Path) -> Vec<String> {
     problems
 }
 
+/// Re-issues the server's ECDSA and RSA certificates from ward's CA, for the names the
+/// current ECDSA certificate has (else the host's names and loopback), valid as long as new
+/// ones are. Each key and certificate is written atomically (keys 0600); they are renamed in
+/// place one after the other. Returns each certificate written and its days left.
+pub fn renew_server_certificates(data: &DataDir) -> Result<Vec<(PathBuf, i64)>, InitError> {
+    let openssl = |e: openssl::error::ErrorStack| InitError(format!("OpenSSL: {e}"));
+    let read = |path: &Path| fs::read(path).map_err(io_error(path));
+    let ca = pki::Issued {
+        cert: openssl::x509::X509::from_pem(&read(&data.ca_cert())?).map_err(openssl)?,
+        key: openssl::pkey::PKey::private_key_from_pem(&read(&data.ca_key())?).map_err(openssl)?,
+    };
+    // The names the current certificate serves, so a renewal changes nothing else.
+    let (mut names, mut ips) = (Vec::new(), Vec::new());
+    let current = fs::read(data.server_cert())
+        .ok()
+        .and_then(|pem| openssl::x509::X509::from_pem(&pem).ok());
+    {
+        if let Some(alt) = current.as_ref().and_then(|c| c.subject_alt_names()) {
+            for name in alt.iter() {
+                if let Some(dns) = name.dnsname() {
+                    names.push(dns.to_string());
+                } else if let Some(ip) = name.ipaddress() {
+                    match ip.len() {
+                        4 => ips.push(IpAddr::from(<[u8; 4]>::try_from(ip).expect("4 bytes"))),
+                        16 => ips.push(IpAddr::from(<[u8; 16]>::try_from(ip).expect("16 bytes"))),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    if names.is_empty() && ips.is_empty() {
+        names = host_names();
+        ips = vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+    }
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut written = Vec::new();
+    for (key_type, cert_path, key_path) in [
+        (
+            pki::KeyType::EcdsaP256,
+            data.server_cert(),
+            data.server_key(),
+        ),
+        (
+            pki::KeyType::Rsa2048,
+            data.server_rsa_cert(),
+            data.server_rsa_key(),
+        ),
+    ] {
+        let issued = pki::new_server_cert_of(key_type, &ca, &name_refs, &ips).map_err(openssl)?;
+        write_file(&key_path, &issued.key_pem().map_err(openssl)?, 0o600)?;
+        write_file(&cert_path, &issued.cert_pem().map_err(openssl)?, 0o644)?;
+        let days = pki::seconds_left(&issued.cert).map_err(openssl)? / 86_400;
+        written.push((cert_path, days));
+    }
+    Ok(written)
+}
+
 /// `localhost`, then the host's own name when it has one.
 pub fn host_names() -> Vec<String> {
     let mut names = vec!["localhost".to_string()];

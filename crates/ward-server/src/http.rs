@@ -67,11 +67,11 @@ pub async fn handle(
     if role.serves_admin_api() {
         if path == "/metrics" {
             return match method {
-                Method::GET => respond(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4",
-                    shared.telemetry.metrics.render(),
-                ),
+                Method::GET => {
+                    let mut text = shared.telemetry.metrics.render();
+                    text.push_str(&certificate_metrics(shared));
+                    respond(StatusCode::OK, "text/plain; version=0.0.4", text)
+                }
                 _ => method_not_allowed("GET"),
             };
         }
@@ -125,6 +125,27 @@ pub async fn handle(
         return agent(shared, role, &method, &path);
     }
     not_found()
+}
+
+/// Seconds until each listener's certificates expire, for alerting.
+fn certificate_metrics(shared: &App) -> String {
+    let mut text = String::from(
+        "# HELP ward_tls_certificate_expiry_seconds Seconds until the certificate expires \
+         (negative: expired).\n# TYPE ward_tls_certificate_expiry_seconds gauge\n",
+    );
+    for role in [Role::Console, Role::Clients] {
+        let tls = shared.tls.current(role);
+        for (file, seconds) in
+            crate::listener_tls::certificate_expiry(&tls.policy, shared.data.root())
+        {
+            let file = file.replace('\\', "\\\\").replace('"', "\\\"");
+            text.push_str(&format!(
+                "ward_tls_certificate_expiry_seconds{{listener=\"{}\",file=\"{file}\"}} {seconds}\n",
+                role.name()
+            ));
+        }
+    }
+    text
 }
 
 /// The largest body `path` on `role` reads.

@@ -88,6 +88,33 @@ pub fn load(
             ),
         ));
     }
+    // Certificates over time: an expired one is an error (every agent that checks it refuses
+    // it), one with less than 30 days left a warning.
+    let mut expired = false;
+    for (file, seconds) in certificate_expiry(&policy, data.root()) {
+        let days = seconds / 86_400;
+        if seconds <= 0 {
+            expired = true;
+            findings.push(Finding::new(
+                Severity::Error,
+                format!(
+                    "{file}: the certificate has expired: agents that check it refuse it; run \
+                     `ward server renew-cert`"
+                ),
+            ));
+        } else if seconds < RENEW_BEFORE_SECONDS {
+            findings.push(Finding::new(
+                Severity::Warning,
+                format!(
+                    "{file}: the certificate expires in {days} day(s); ward renews it by itself \
+                     (unless [certificates] auto_renew = false), or run `ward server renew-cert`"
+                ),
+            ));
+        }
+    }
+    if expired {
+        return (None, findings);
+    }
     match context::build_acceptor(&policy, data.root()) {
         Ok(context) => {
             for warning in context::weak_suites(&context, &policy) {
@@ -135,6 +162,29 @@ pub fn load(
             (None, findings)
         }
     }
+}
+
+/// Certificates with fewer seconds left than this are renewed (and warned about).
+pub const RENEW_BEFORE_SECONDS: i64 = 30 * 86_400;
+
+/// Each certificate file of `policy` (as the conf names it) and the seconds until its leaf
+/// expires; files that cannot be read are left to the context build to report.
+pub fn certificate_expiry(policy: &TlsPolicy, root: &Path) -> Vec<(String, i64)> {
+    policy
+        .certificate_files
+        .iter()
+        .filter_map(|file| {
+            let path = if Path::new(&file.value).is_absolute() {
+                PathBuf::from(&file.value)
+            } else {
+                root.join(&file.value)
+            };
+            let pem = std::fs::read(&path).ok()?;
+            let cert = openssl::x509::X509::from_pem(&pem).ok()?;
+            let seconds = ward_tls::pki::seconds_left(&cert).ok()?;
+            Some((file.value.clone(), seconds))
+        })
+        .collect()
 }
 
 /// `Listen` and `<VirtualHost>` are accepted so a real Apache file can be dropped in, but

@@ -227,6 +227,9 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     }
 
     tokio::spawn(rotate_ticket_keys(shared.clone()));
+    if shared.config.auto_renew_certificates {
+        tokio::spawn(renew_certificates(shared.clone()));
+    }
 
     loop {
         tokio::select! {
@@ -267,6 +270,49 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
 /// How long a session ticket key encrypts new tickets before a new one takes over; the
 /// previous key still decrypts for as long again, so no agent's ticket is lost to a rotation.
 const TICKET_KEY_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Every 6 hours (and at start): when ward's own server certificate or its RSA twin has fewer
+/// than 30 days left, re-issue both from ward's CA and reload, guarded like any reload (a
+/// renewal from the same CA cuts nobody off). Certificates an admin put in place are theirs.
+async fn renew_certificates(app: Arc<App>) {
+    loop {
+        let data = app.data.clone();
+        let due = [data.server_cert(), data.server_rsa_cert()]
+            .iter()
+            .any(|path| {
+                std::fs::read(path)
+                    .ok()
+                    .and_then(|pem| openssl::x509::X509::from_pem(&pem).ok())
+                    .and_then(|cert| ward_tls::pki::seconds_left(&cert).ok())
+                    .is_some_and(|left| left < crate::listener_tls::RENEW_BEFORE_SECONDS)
+            });
+        if due {
+            let renewed = tokio::task::spawn_blocking(move || {
+                crate::datadir::renew_server_certificates(&data)
+            })
+            .await;
+            match renewed {
+                Ok(Ok(written)) => {
+                    info!(?written, "renewed the server certificates from ward's CA");
+                    let check = crate::impact::reload_check(&app, false, false);
+                    match crate::state::reload_checked(&app, Some(check)).await {
+                        Reloaded::Swapped(..) => info!("reloaded with the renewed certificates"),
+                        _ => error!(
+                            "the renewed certificates were not loaded: `ward server reload` says why"
+                        ),
+                    }
+                }
+                Ok(Err(error)) => error!(%error, "server certificates not renewed"),
+                Err(error) => error!(%error, "certificate renewal failed"),
+            }
+        }
+        let mut shutdown = app.shutdown.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(6 * 3600)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
 
 /// SIGHUP: a reload guarded like the admin API's, with nobody to accept a cut-off: new
 /// settings that would take the last path from agents are not swapped in, and the log says

@@ -15,6 +15,13 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509Builder, X509NameBuilder, X509};
 
+/// Seconds from now until `cert` expires (negative once expired).
+pub fn seconds_left(cert: &openssl::x509::X509Ref) -> Result<i64, ErrorStack> {
+    let now = openssl::asn1::Asn1Time::days_from_now(0)?;
+    let diff = now.diff(cert.not_after())?;
+    Ok(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
+}
+
 /// A certificate with its private key, both PEM.
 #[derive(Clone)]
 pub struct Issued {
@@ -110,12 +117,23 @@ pub fn new_server_cert_of(
     dns: &[&str],
     ips: &[IpAddr],
 ) -> Result<Issued, ErrorStack> {
+    new_server_cert_for(key_type, ca, dns, ips, 730)
+}
+
+/// A server certificate as [`new_server_cert_of`], valid for `days` days.
+pub fn new_server_cert_for(
+    key_type: KeyType,
+    ca: &Issued,
+    dns: &[&str],
+    ips: &[IpAddr],
+    days: u32,
+) -> Result<Issued, ErrorStack> {
     let key = match key_type {
         KeyType::EcdsaP256 => p256_key()?,
         KeyType::Rsa2048 => PKey::from_rsa(openssl::rsa::Rsa::generate(2048)?)?,
     };
     let common_name = dns.first().copied().unwrap_or("ward server");
-    let mut builder = base_builder(common_name, &key, 730)?;
+    let mut builder = base_builder(common_name, &key, days)?;
     builder.set_issuer_name(ca.cert.subject_name())?;
     builder.append_extension(BasicConstraints::new().build()?)?;
     let mut usage = KeyUsage::new();

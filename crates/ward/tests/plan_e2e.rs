@@ -549,3 +549,82 @@ fn harden_with_a_certificate_the_agents_would_not_trust_stages_them_first() {
     assert!(rolled.status.success(), "{rolled:?}");
     assert_eq!(std::fs::read(&file).unwrap(), before);
 }
+
+/// Days left on the certificate at `relative` in the data dir.
+fn days_left(server: &Server, relative: &str) -> i64 {
+    let cert =
+        openssl::x509::X509::from_pem(&std::fs::read(server.path(relative)).unwrap()).unwrap();
+    ward_tls::pki::seconds_left(&cert).unwrap() / 86_400
+}
+
+#[test]
+fn a_certificate_near_expiry_is_warned_about_and_renewed_and_agents_keep_checking_in() {
+    let mut server = Server::init();
+    // ward's own certificate, 10 days from expiry.
+    let ca = wards_ca(&server);
+    let ip = "127.0.0.1".parse().unwrap();
+    let short =
+        pki::new_server_cert_for(pki::KeyType::EcdsaP256, &ca, &["localhost"], &[ip], 10).unwrap();
+    std::fs::write(server.path("certs/server.pem"), short.cert_pem().unwrap()).unwrap();
+    std::fs::write(server.path("certs/server.key"), short.key_pem().unwrap()).unwrap();
+    assert!(days_left(&server, "certs/server.pem") <= 10);
+    // configtest warns, and still passes.
+    let checked = run_cli(&server, &["server", "configtest"]);
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{checked:?}");
+    assert!(
+        said.contains("certs/server.pem: the certificate expires in") && said.contains("day(s)"),
+        "{said}"
+    );
+    // The server renews it by itself at start, and reloads.
+    server.start();
+    eventually(Duration::from_secs(20), || {
+        (days_left(&server, "certs/server.pem") > 700).then_some(())
+    })
+    .expect("the server did not renew its certificate");
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company",
+            "--interval",
+            "1s",
+            "--randomize",
+            "0s",
+        ],
+    );
+    let agent = https_agent(&server);
+    // /metrics says how long each certificate has.
+    let metrics = https_get(server.console, &server.ca_pem(), "/metrics", None);
+    assert!(
+        metrics.body.contains(
+            "ward_tls_certificate_expiry_seconds{listener=\"clients\",file=\"certs/server.pem\"}"
+        ),
+        "{}",
+        metrics.body
+    );
+    // Renewed by hand while the agent runs: it keeps checking in over HTTPS.
+    let renewed = run_cli(&server, &["server", "renew-cert"]);
+    assert!(renewed.status.success(), "{renewed:?}");
+    assert!(String::from_utf8_lossy(&renewed.stdout).contains("reloaded"));
+    let before = agent.status().unwrap()["last_checkin"].clone();
+    agent.until(Duration::from_secs(15), |s| {
+        s["last_checkin"] != before && s["channel"] == "https" && s["last_error"].is_null()
+    });
+    // An expired certificate is an error, and a reload of it is refused.
+    let expired =
+        pki::new_server_cert_for(pki::KeyType::EcdsaP256, &ca, &["localhost"], &[ip], 0).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    std::fs::write(server.path("certs/server.pem"), expired.cert_pem().unwrap()).unwrap();
+    std::fs::write(server.path("certs/server.key"), expired.key_pem().unwrap()).unwrap();
+    let checked = run_cli(&server, &["server", "configtest"]);
+    assert!(!checked.status.success(), "{checked:?}");
+    assert!(
+        String::from_utf8_lossy(&checked.stdout).contains("the certificate has expired"),
+        "{checked:?}"
+    );
+    let reload = run_cli(&server, &["server", "reload"]);
+    assert!(!reload.status.success(), "{reload:?}");
+    agent.until(Duration::from_secs(10), |s| s["last_error"].is_null());
+}

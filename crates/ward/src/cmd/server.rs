@@ -92,6 +92,16 @@ pub enum ServerAction {
         #[arg(long)]
         json: bool,
     },
+    /// Re-issue the server certificates (ECDSA and RSA) from ward's CA, with the names they
+    /// have, and reload a running server (guarded like any reload). The server does it by
+    /// itself 30 days before expiry unless [certificates] auto_renew = false
+    RenewCert {
+        #[command(flatten)]
+        data: DataArg,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Make the running server re-read its TLS conf files, without a restart (as SIGHUP)
     ///
     /// Guarded by the exact plan: the agents' real ClientHellos are replayed through the new
@@ -122,6 +132,7 @@ pub fn run(args: ServerArgs) -> CmdResult {
             Ok(ExitCode::SUCCESS)
         }
         Some(ServerAction::Configtest { data, json }) => configtest(&DataDir::new(data.data), json),
+        Some(ServerAction::RenewCert { data, json }) => renew_cert(&DataDir::new(data.data), json),
         Some(ServerAction::Reload {
             data,
             json,
@@ -224,6 +235,49 @@ fn configtest(data: &DataDir, as_json: bool) -> CmdResult {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+fn renew_cert(data: &DataDir, as_json: bool) -> CmdResult {
+    if !data.is_initialised() {
+        return Err(format!("{} is not initialised", data.root().display()));
+    }
+    let written =
+        ward_server::datadir::renew_server_certificates(data).map_err(|e| e.to_string())?;
+    let running = ward_server::datadir::running_console(data).is_some();
+    let reply = if running {
+        let client = AdminClient::local(data)?;
+        Some(client.request("POST", "/api/v1/server/reload", Some(&json!({})))?)
+    } else {
+        None
+    };
+    if as_json {
+        println!(
+            "{:#}",
+            json!({
+                "renewed": written.iter().map(|(path, days)| json!({"file": path.display().to_string(), "days_left": days})).collect::<Vec<_>>(),
+                "reload": reply.as_ref().map(|r| json!({"status": r.status, "answer": r.body})),
+            })
+        );
+    } else {
+        for (path, days) in &written {
+            println!("renewed {} (valid for {days} days)", path.display());
+        }
+        match &reply {
+            Some(reply) if reply.status == 200 => {
+                println!("reloaded: new connections get the renewed certificates")
+            }
+            Some(reply) => println!(
+                "not reloaded ({}): {}",
+                reply.status,
+                reply.body["error"]["message"].as_str().unwrap_or("-")
+            ),
+            None => println!("no server runs on this data dir: the next start uses them"),
+        }
+    }
+    Ok(match &reply {
+        Some(reply) if reply.status != 200 => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
     })
 }
 
