@@ -103,14 +103,12 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
         );
     };
     let store = shared.store.clone();
-    let tokens = match blocking(move || Ok(store.tokens()?)).await {
-        Ok(tokens) => tokens,
+    let lookup = request.token_lookup.clone();
+    let found = match blocking(move || Ok(store.token_by_lookup(&lookup)?)).await {
+        Ok(found) => found,
         Err(error) => return failed(error),
     };
-    let Some(token) = tokens
-        .into_iter()
-        .find(|t| proof::token_lookup(&t.token_sha256) == request.token_lookup)
-    else {
+    let Some(token) = found else {
         return refuse(
             StatusCode::FORBIDDEN,
             "unknown_token",

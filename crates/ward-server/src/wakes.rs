@@ -162,6 +162,10 @@ impl Store for Publishing {
         self.inner.record_checkins(checkins)
     }
 
+    fn token_by_lookup(&self, lookup: &str) -> Result<Option<ward_store::TokenRecord>, StoreError> {
+        self.inner.token_by_lookup(lookup)
+    }
+
     fn recent_nonces(&self, since_ms: i64) -> Result<Vec<(String, String, i64)>, StoreError> {
         self.inner.recent_nonces(since_ms)
     }

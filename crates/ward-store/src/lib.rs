@@ -280,6 +280,10 @@ pub trait Store: Send + Sync {
             .flatten())
     }
 
+    /// The enrollment token whose lookup (`ward_proto::enroll::token_lookup`) is `lookup`,
+    /// through an index: an unauthenticated enrollment reads one row, not all of them.
+    fn token_by_lookup(&self, lookup: &str) -> Result<Option<TokenRecord>, StoreError>;
+
     /// The nonces of check-ins accepted since `since_ms`, (agent, nonce, at_ms): the replay
     /// window a restarted server starts from.
     fn recent_nonces(&self, since_ms: i64) -> Result<Vec<(String, String, i64)>, StoreError>;

@@ -159,6 +159,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX seen_nonces_at ON seen_nonces (at_ms);",
     // 11: accounts can be disabled (kept, but no login and no session).
     "ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;",
+    // 12: enrollment finds its token by an index (the lookup an agent sends), not by hashing
+    // every row; `SqliteStore::open` fills it in for tokens made before.
+    "ALTER TABLE tokens ADD COLUMN lookup TEXT;
+    CREATE INDEX tokens_lookup ON tokens (lookup);",
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -80,6 +80,9 @@ impl SqliteStore {
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         migrate::migrate(&mut connection)?;
+        let transaction = connection.transaction()?;
+        fleet::fill_token_lookups(&transaction)?;
+        transaction.commit()?;
         Ok(SqliteStore {
             connection: Mutex::new(connection),
         })
@@ -333,6 +336,11 @@ impl Store for SqliteStore {
                 "DELETE FROM tls_failures WHERE at_ms < ?1",
                 params![before_ms],
             )?;
+            // Enrollment tokens a day past their expiry: they enroll nobody any more.
+            removed += t.execute(
+                "DELETE FROM tokens WHERE expires_ms IS NOT NULL AND expires_ms < ?1",
+                params![ward_proto::now_ms() - 86_400_000],
+            )?;
             removed += t.execute(
                 "DELETE FROM tls_failures_dropped WHERE minute < ?1",
                 params![minute],
@@ -423,6 +431,10 @@ impl Store for SqliteStore {
             }
             Ok(recorded)
         })
+    }
+
+    fn token_by_lookup(&self, lookup: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.with(|c| fleet::token_by_lookup(c, lookup))
     }
 
     fn recent_nonces(&self, since_ms: i64) -> Result<Vec<(String, String, i64)>, StoreError> {

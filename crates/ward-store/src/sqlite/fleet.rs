@@ -332,6 +332,46 @@ pub(crate) fn tokens(connection: &Connection) -> rusqlite::Result<Vec<TokenRecor
     rows.collect()
 }
 
+/// The token an enrolling agent names by its lookup, through the index.
+pub(crate) fn token_by_lookup(
+    connection: &Connection,
+    lookup: &str,
+) -> rusqlite::Result<Option<TokenRecord>> {
+    connection
+        .prepare_cached(
+            "SELECT id, group_id, token_sha256, created_ms, expires_ms, uses_left, revoked, \
+             allow_http FROM tokens WHERE lookup = ?1",
+        )?
+        .query_row(params![lookup], |row| {
+            Ok(TokenRecord {
+                id: row.get(0)?,
+                group: row.get(1)?,
+                token_sha256: row.get(2)?,
+                created_ms: row.get(3)?,
+                expires_ms: row.get(4)?,
+                uses_left: row.get(5)?,
+                revoked: row.get(6)?,
+                allow_http: row.get(7)?,
+            })
+        })
+        .optional()
+}
+
+/// Fills in the lookup of tokens made before schema 12.
+pub(crate) fn fill_token_lookups(transaction: &Transaction<'_>) -> Result<(), StoreError> {
+    let missing: Vec<(i64, String)> = transaction
+        .prepare("SELECT id, token_sha256 FROM tokens WHERE lookup IS NULL")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, sha) in missing {
+        transaction.execute(
+            "UPDATE tokens SET lookup = ?1 WHERE id = ?2",
+            params![ward_proto::enroll::token_lookup(&sha), id],
+        )?;
+    }
+    Ok(())
+}
+
 pub(crate) fn audit(
     connection: &Connection,
     since_ms: i64,
@@ -552,9 +592,9 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
         Mutation::CreateToken(token) => {
             transaction
                 .execute(
-                    "INSERT INTO tokens (group_id, token_sha256, created_ms, expires_ms, uses_left, revoked, allow_http) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
-                    params![token.group, token.token_sha256, token.created_ms, token.expires_ms, token.uses_left, token.allow_http],
+                    "INSERT INTO tokens (group_id, token_sha256, created_ms, expires_ms, uses_left, revoked, allow_http, lookup) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
+                    params![token.group, token.token_sha256, token.created_ms, token.expires_ms, token.uses_left, token.allow_http, ward_proto::enroll::token_lookup(&token.token_sha256)],
                 )
                 .map_err(|e| constraint(e, "the token"))?;
             Ok(Some(transaction.last_insert_rowid()))

@@ -484,3 +484,40 @@ fn checkin_nonces_are_kept_with_the_checkin_and_pruned_past_the_window() {
         .collect();
     assert_eq!(left, ["n3"]);
 }
+
+#[test]
+fn a_token_is_found_by_its_lookup_and_purged_a_day_after_it_expires() {
+    let (_dir, store) = store();
+    let now = ward_proto::now_ms();
+    let token = |sha: &str, expires_ms: Option<i64>| crate::TokenRecord {
+        id: 0,
+        group: 1,
+        token_sha256: sha.into(),
+        created_ms: now,
+        expires_ms,
+        uses_left: Some(5),
+        revoked: false,
+        allow_http: false,
+    };
+    for (sha, expires) in [
+        ("sha-live", Some(now + 86_400_000)),
+        ("sha-forever", None),
+        ("sha-old", Some(now - 2 * 86_400_000)),
+    ] {
+        store
+            .apply(&change(Mutation::CreateToken(token(sha, expires))))
+            .unwrap();
+    }
+    let lookup = ward_proto::enroll::token_lookup("sha-live");
+    let found = store.token_by_lookup(&lookup).unwrap().unwrap();
+    assert_eq!(found.token_sha256, "sha-live");
+    assert!(store.token_by_lookup("not-a-lookup").unwrap().is_none());
+    store.prune_telemetry(0).unwrap();
+    let left: Vec<String> = store
+        .tokens()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.token_sha256)
+        .collect();
+    assert_eq!(left, ["sha-live", "sha-forever"]);
+}
