@@ -88,6 +88,23 @@ impl SqliteStore {
         })
     }
 
+    /// A consistent copy of the database at `path`, even while a server writes to it: SQLite's
+    /// `VACUUM INTO` reads one snapshot (a read transaction, which WAL mode lets run beside
+    /// the writer) into a new file at `out`, which must not exist.
+    pub fn snapshot(path: &Path, out: &Path) -> Result<(), StoreError> {
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
+        connection.busy_timeout(Duration::from_secs(10))?;
+        let target = out
+            .to_str()
+            .ok_or_else(|| StoreError::Database(format!("{}: not UTF-8", out.display())))?;
+        connection.execute("VACUUM INTO ?1", params![target])?;
+        Ok(())
+    }
+
     /// Opens an existing database for reading only, without migrating it: for commands that
     /// look while a server runs. A database of another schema version is refused.
     pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {

@@ -628,3 +628,115 @@ fn a_certificate_near_expiry_is_warned_about_and_renewed_and_agents_keep_checkin
     assert!(!reload.status.success(), "{reload:?}");
     agent.until(Duration::from_secs(10), |s| s["last_error"].is_null());
 }
+
+#[test]
+fn a_backup_of_a_running_server_under_writes_restores_every_acknowledged_write() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mut server = fast_server();
+    let agent = https_agent(&server);
+    // Admin writes under way, each noted once acknowledged.
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+        let (console, ca, token) = (server.console, server.ca_pem(), server.token());
+        std::thread::spawn(move || {
+            for n in 0..10_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(stream) = tls_connect(console, &ca, None) else {
+                    continue;
+                };
+                let name = format!("g-{n}");
+                let bearer = format!("Bearer {token}");
+                let reply = HttpConnection::new(stream).request(
+                    "POST",
+                    "/api/v1/groups",
+                    &[
+                        ("Authorization", &bearer),
+                        ("Content-Type", "application/json"),
+                    ],
+                    &format!("{{\"name\": \"{name}\"}}"),
+                );
+                if reply.is_some_and(|r| r.status == 201) {
+                    acknowledged.lock().unwrap().push(name);
+                }
+            }
+        })
+    };
+    eventually(Duration::from_secs(20), || {
+        (acknowledged.lock().unwrap().len() >= 10).then_some(())
+    })
+    .expect("writes are under way");
+    let before_backup = acknowledged.lock().unwrap().clone();
+    let file = server.dir.path().join("ward.backup");
+    let backed_up = run_cli(
+        &server,
+        &["server", "backup", "--out", file.to_str().unwrap()],
+    );
+    assert!(backed_up.status.success(), "{backed_up:?}");
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Restore refuses a dir that is not empty.
+    let refused = ward(&[
+        "server",
+        "restore",
+        "--from",
+        file.to_str().unwrap(),
+        "--data",
+        &server.data_str(),
+    ]);
+    assert!(!refused.status.success(), "{refused:?}");
+    // The machine is lost: the restored data dir takes its place.
+    server.terminate(Duration::from_secs(10));
+    std::fs::rename(server.data(), server.dir.path().join("lost")).unwrap();
+    let restored = ward(&[
+        "server",
+        "restore",
+        "--from",
+        file.to_str().unwrap(),
+        "--data",
+        &server.data_str(),
+    ]);
+    assert!(restored.status.success(), "{restored:?}");
+    for (secret, mode) in [
+        ("admin.token", 0o600),
+        ("certs/ca.key", 0o600),
+        ("ward.db", 0o600),
+    ] {
+        let got = std::fs::metadata(server.path(secret))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(got, mode, "{secret}");
+    }
+    server.start();
+    let groups = cli(&server, &["group", "list"]);
+    let names: Vec<&str> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    let lost: Vec<&String> = before_backup
+        .iter()
+        .filter(|n| !names.contains(&n.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged before the backup, lost: {lost:?}"
+    );
+    // Its agents keep checking in: same CA, same keys, same agent records.
+    let before = agent.status().unwrap()["last_checkin"].clone();
+    agent.until(Duration::from_secs(20), |s| {
+        s["last_checkin"] != before && s["last_error"].is_null()
+    });
+}
