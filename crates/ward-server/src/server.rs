@@ -271,18 +271,29 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
 /// previous key still decrypts for as long again, so no agent's ticket is lost to a rotation.
 const TICKET_KEY_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-/// Every 6 hours (and at start): when ward's own server certificate or its RSA twin has fewer
-/// than 30 days left, re-issue both from ward's CA and reload, guarded like any reload (a
-/// renewal from the same CA cuts nobody off). Certificates an admin put in place are theirs.
+/// Every 6 hours (and at start): when ward's own server certificate or its RSA twin (issued
+/// by ward's CA) has fewer than 30 days left, re-issue both from ward's CA and reload,
+/// guarded like any reload (a renewal from the same CA cuts nobody off). Certificates an
+/// admin put in place from another CA are theirs, and never replaced.
 async fn renew_certificates(app: Arc<App>) {
     loop {
         let data = app.data.clone();
+        // Only certificates ward's CA issued: one an admin put there from another CA is theirs.
+        let ca_key = std::fs::read(data.ca_cert())
+            .ok()
+            .and_then(|pem| openssl::x509::X509::from_pem(&pem).ok())
+            .and_then(|ca| ca.public_key().ok());
         let due = [data.server_cert(), data.server_rsa_cert()]
             .iter()
             .any(|path| {
                 std::fs::read(path)
                     .ok()
                     .and_then(|pem| openssl::x509::X509::from_pem(&pem).ok())
+                    .filter(|cert| {
+                        ca_key
+                            .as_ref()
+                            .is_some_and(|key| cert.verify(key).unwrap_or(false))
+                    })
                     .and_then(|cert| ward_tls::pki::seconds_left(&cert).ok())
                     .is_some_and(|left| left < crate::listener_tls::RENEW_BEFORE_SECONDS)
             });
