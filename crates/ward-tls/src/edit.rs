@@ -60,6 +60,20 @@ pub fn marker_line(label: &str, now: SystemTime) -> String {
     format!("#:Overridden_by_{label} {}#", format_utc(now))
 }
 
+/// The file parsed, or its errors: ward does not edit a file it cannot read correctly.
+fn parse_unbroken(file: &str, text: &str) -> Result<conf::ConfFile, EditError> {
+    let parsed = conf::parse_conf(file, text);
+    if parsed.has_errors() {
+        let errors = parsed
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.severity == conf::Severity::Error)
+            .collect();
+        return Err(EditError::BrokenFile(errors));
+    }
+    Ok(parsed)
+}
+
 /// A directive an edit can set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Setting {
@@ -180,15 +194,7 @@ pub fn replace_setting(
             setting.prefix()
         )));
     }
-    let parsed = conf::parse_conf(file, text);
-    if parsed.has_errors() {
-        let errors = parsed
-            .diagnostics
-            .into_iter()
-            .filter(|d| d.severity == conf::Severity::Error)
-            .collect();
-        return Err(EditError::BrokenFile(errors));
-    }
+    let parsed = parse_unbroken(file, text)?;
     let vhost = parsed.virtual_hosts.first();
     let target = parsed.applied_by(|d| setting.matches(d));
     let new_line = format!("{} {}", setting.prefix(), value.trim());
@@ -281,15 +287,7 @@ pub fn replace_certificate(
         }
     }
     let (certificate, key) = (certificate.trim(), key.trim());
-    let parsed = conf::parse_conf(file, text);
-    if parsed.has_errors() {
-        let errors = parsed
-            .diagnostics
-            .into_iter()
-            .filter(|d| d.severity == conf::Severity::Error)
-            .collect();
-        return Err(EditError::BrokenFile(errors));
-    }
+    let parsed = parse_unbroken(file, text)?;
     let is_certificate =
         |d: &&conf::Directive| d.is("SSLCertificateFile") || d.is("SSLCertificateKeyFile");
     let vhost = parsed.virtual_hosts.first();

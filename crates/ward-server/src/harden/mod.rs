@@ -301,6 +301,14 @@ impl Proposal {
         Ok(edits)
     }
 
+    /// The certificate and key files it puts in place: what the harden state records.
+    fn certificate_pair(&self) -> Option<(String, String)> {
+        self.change
+            .certificate
+            .as_ref()
+            .map(|pair| (pair.certificate.clone(), pair.key.clone()))
+    }
+
     /// The suites it sets (a preset expanded): what the harden state records.
     fn suites(&self) -> (Option<String>, Option<String>) {
         let directives = self.change.directives().unwrap_or_default();

@@ -258,16 +258,13 @@ fn new_run(
     name: &str,
 ) -> HardenState {
     let now = now_ms();
+    let suites = proposal.suites();
+    let certificate = proposal.certificate_pair();
     let same = previous.as_ref().is_some_and(|p| {
         p.step == Step::Staged
             && p.protocol == proposal.words
-            && (p.cipher_suite.clone(), p.cipher_suite_tls13.clone()) == proposal.suites()
-            && p.certificate
-                == proposal
-                    .change
-                    .certificate
-                    .as_ref()
-                    .map(|c| (c.certificate.clone(), c.key.clone()))
+            && (p.cipher_suite.clone(), p.cipher_suite_tls13.clone()) == suites
+            && p.certificate == certificate
             && p.listener == proposal.listener
             && &p.legacy_group == legacy
             && p.legacy_name == name
@@ -276,13 +273,9 @@ fn new_run(
         Some(state) if same => state,
         previous => HardenState {
             protocol: proposal.words.clone(),
-            cipher_suite: proposal.suites().0,
-            cipher_suite_tls13: proposal.suites().1,
-            certificate: proposal
-                .change
-                .certificate
-                .as_ref()
-                .map(|p| (p.certificate.clone(), p.key.clone())),
+            cipher_suite: suites.0,
+            cipher_suite_tls13: suites.1,
+            certificate,
             listener: proposal.listener.clone(),
             legacy_group: legacy.clone(),
             legacy_name: name.to_string(),
@@ -715,11 +708,7 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
     state.applying.clear();
     state.protocol = proposal.words.clone();
     (state.cipher_suite, state.cipher_suite_tls13) = proposal.suites();
-    state.certificate = proposal
-        .change
-        .certificate
-        .as_ref()
-        .map(|p| (p.certificate.clone(), p.key.clone()));
+    state.certificate = proposal.certificate_pair();
     state.listener = proposal.listener.clone();
     state.step = Step::Applied;
     state.applied_ms = Some(now_ms());

@@ -313,22 +313,27 @@ pub(crate) fn insert_agents(
     Ok(())
 }
 
+/// The columns [`token_row`] reads, in its order.
+const TOKEN_COLUMNS: &str =
+    "id, group_id, token_sha256, created_ms, expires_ms, uses_left, revoked, allow_http";
+
+fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: row.get(0)?,
+        group: row.get(1)?,
+        token_sha256: row.get(2)?,
+        created_ms: row.get(3)?,
+        expires_ms: row.get(4)?,
+        uses_left: row.get(5)?,
+        revoked: row.get(6)?,
+        allow_http: row.get(7)?,
+    })
+}
+
 pub(crate) fn tokens(connection: &Connection) -> rusqlite::Result<Vec<TokenRecord>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT id, group_id, token_sha256, created_ms, expires_ms, uses_left, revoked, allow_http FROM tokens ORDER BY id",
-    )?;
-    let rows = statement.query_map([], |row| {
-        Ok(TokenRecord {
-            id: row.get(0)?,
-            group: row.get(1)?,
-            token_sha256: row.get(2)?,
-            created_ms: row.get(3)?,
-            expires_ms: row.get(4)?,
-            uses_left: row.get(5)?,
-            revoked: row.get(6)?,
-            allow_http: row.get(7)?,
-        })
-    })?;
+    let mut statement =
+        connection.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY id"))?;
+    let rows = statement.query_map([], token_row)?;
     rows.collect()
 }
 
@@ -338,22 +343,10 @@ pub(crate) fn token_by_lookup(
     lookup: &str,
 ) -> rusqlite::Result<Option<TokenRecord>> {
     connection
-        .prepare_cached(
-            "SELECT id, group_id, token_sha256, created_ms, expires_ms, uses_left, revoked, \
-             allow_http FROM tokens WHERE lookup = ?1",
-        )?
-        .query_row(params![lookup], |row| {
-            Ok(TokenRecord {
-                id: row.get(0)?,
-                group: row.get(1)?,
-                token_sha256: row.get(2)?,
-                created_ms: row.get(3)?,
-                expires_ms: row.get(4)?,
-                uses_left: row.get(5)?,
-                revoked: row.get(6)?,
-                allow_http: row.get(7)?,
-            })
-        })
+        .prepare_cached(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE lookup = ?1"
+        ))?
+        .query_row(params![lookup], token_row)
         .optional()
 }
 
@@ -399,15 +392,17 @@ pub(crate) fn audit(
 pub(crate) fn accounts(connection: &Connection) -> rusqlite::Result<Vec<Account>> {
     let mut statement = connection
         .prepare("SELECT name, password_hash, role, disabled FROM accounts ORDER BY name")?;
-    let rows = statement.query_map([], |row| {
-        Ok(Account {
-            name: row.get(0)?,
-            password_hash: row.get(1)?,
-            role: row.get(2)?,
-            disabled: row.get(3)?,
-        })
-    })?;
+    let rows = statement.query_map([], account_row)?;
     rows.collect()
+}
+
+fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        name: row.get(0)?,
+        password_hash: row.get(1)?,
+        role: row.get(2)?,
+        disabled: row.get(3)?,
+    })
 }
 
 pub(crate) fn account(connection: &Connection, name: &str) -> rusqlite::Result<Option<Account>> {
@@ -415,14 +410,7 @@ pub(crate) fn account(connection: &Connection, name: &str) -> rusqlite::Result<O
         .query_row(
             "SELECT name, password_hash, role, disabled FROM accounts WHERE name = ?1",
             params![name],
-            |row| {
-                Ok(Account {
-                    name: row.get(0)?,
-                    password_hash: row.get(1)?,
-                    role: row.get(2)?,
-                    disabled: row.get(3)?,
-                })
-            },
+            account_row,
         )
         .optional()
 }

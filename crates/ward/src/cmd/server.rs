@@ -553,15 +553,7 @@ fn print_reload_plan(plan: &serde_json::Value) {
          would be refused",
         plan["peers_cut_off"].as_u64().unwrap_or(0)
     );
-    for line in plan["cut_off"].as_array().into_iter().flatten().take(50) {
-        println!(
-            "  {} {} in {}: {}",
-            line["id"].as_str().unwrap_or("-"),
-            line["hostname"].as_str().unwrap_or("-"),
-            line["group"].as_str().unwrap_or("-"),
-            line["reason"].as_str().unwrap_or("-")
-        );
-    }
+    super::harden::print_cut_off_lines(plan);
     for peer in plan["peers"].as_array().into_iter().flatten() {
         if peer["verdict"] == "cut_off" {
             println!(

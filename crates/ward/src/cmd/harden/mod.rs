@@ -930,6 +930,11 @@ fn print_cut_off(plan: &Value) {
         return;
     }
     println!("plan: {}", plan["message"].as_str().unwrap_or_default());
+    print_cut_off_lines(plan);
+}
+
+/// The first agents of a guard's answer (`cut_off`): who, where, and why.
+pub(crate) fn print_cut_off_lines(plan: &Value) {
     for line in plan["cut_off"]
         .as_array()
         .into_iter()
