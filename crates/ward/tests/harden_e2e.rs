@@ -31,18 +31,14 @@ fn harden(server: &Server, words: &str, watch: &str) -> Output {
     )
 }
 
-/// The seed's starting point for its XP clients: TLS 1.0 and a cipher list that names 3DES on
-/// the clients listener (ward serves no 3DES otherwise).
-pub const SEED_XP_CIPHERS: &str = "SSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5";
-
 /// A server whose root checks in every second, with a pull group and a push group, and
 /// `per_group` agents in each of which half are Windows XP clients (the `xp-ie8` profile:
 /// TLS 1.0, RSA key exchange with 3DES, no SNI).
 fn fleet(per_group: usize) -> (Server, Vec<Agent>) {
     let server = fast_server();
-    let file = server.path("conf/ssl/sslforclients.conf");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, format!("{text}\n{SEED_XP_CIPHERS}\n")).unwrap();
+    // The seed's starting point for its XP clients: TLS 1.0 and 3DES named (ward serves no
+    // 3DES otherwise).
+    name_seed_3des(&server);
     assert!(run_cli(&server, &["server", "reload"]).status.success());
     let url = format!("https://127.0.0.1:{}", server.clients);
     let mut agents = Vec::new();
@@ -277,14 +273,9 @@ fn the_same_edit_by_hand_is_refused_at_reload_and_orphans_the_capped_agents_only
     // Accepted, the cut-off happens, and the audit says whom it cut off.
     let accepted = run_cli(&server, &["server", "reload", "--accept-cut-off"]);
     assert!(accepted.status.success(), "{accepted:?}");
-    let audit = cli(&server, &["audit"]);
-    let entry = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["action"] == "server.reload" && e["after"]["outcome"] == "ok, cut off accepted")
-        .unwrap_or_else(|| panic!("no accepted reload in {audit}"))
-        .clone();
+    let entry = audit_entry(&server, |e| {
+        e["action"] == "server.reload" && e["after"]["outcome"] == "ok, cut off accepted"
+    });
     let mut named: Vec<String> = entry["after"]["cut_off_accepted"]
         .as_array()
         .unwrap()
@@ -753,14 +744,7 @@ fn rollback_after_the_seeds_reverse_procedure_is_refused_with_the_tlsv1_agents_n
     let accepted = run_cli(&server, &["tls", "rollback", "--yes", "--accept-cut-off"]);
     assert!(accepted.status.success(), "{accepted:?}");
     assert_ne!(conf_bytes(&server), before);
-    let audit = cli(&server, &["audit"]);
-    let entry = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["action"] == "tls.rollback")
-        .unwrap_or_else(|| panic!("no rollback in {audit}"))
-        .clone();
+    let entry = audit_entry(&server, |e| e["action"] == "tls.rollback");
     assert_eq!(
         entry["after"]["cut_off_accepted"].as_array().unwrap().len(),
         capped.len(),

@@ -61,15 +61,18 @@ fn a_certificate_from_another_ca_is_predicted_and_refused_at_reload() {
     let (renewed, renewed_key) = certificate_from(&server, &wards_ca(&server), "renewed");
 
     // The plan: the agent pins ward's CA, so the foreign certificate cuts it off...
-    let (code, answer) = plan(
-        &server,
-        &[
-            "--certificate",
-            foreign.to_str().unwrap(),
-            "--key",
-            foreign_key.to_str().unwrap(),
-        ],
-    );
+    let plan_certificate = |cert: &std::path::Path, key: &std::path::Path| {
+        plan(
+            &server,
+            &[
+                "--certificate",
+                cert.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ],
+        )
+    };
+    let (code, answer) = plan_certificate(&foreign, &foreign_key);
     assert_eq!(code, Some(2), "{answer}");
     assert_eq!(cut_off_ids(&answer), std::slice::from_ref(&id));
     let reason = answer["cut_off"][0]["reason"].as_str().unwrap();
@@ -82,15 +85,7 @@ fn a_certificate_from_another_ca_is_predicted_and_refused_at_reload() {
         "{answer}"
     );
     // ... and a certificate from ward's own CA (a renewal) cuts nobody off.
-    let (code, answer) = plan(
-        &server,
-        &[
-            "--certificate",
-            renewed.to_str().unwrap(),
-            "--key",
-            renewed_key.to_str().unwrap(),
-        ],
-    );
+    let (code, answer) = plan_certificate(&renewed, &renewed_key);
     assert_eq!(code, Some(0), "{answer}");
     assert!(cut_off_ids(&answer).is_empty());
 
@@ -142,12 +137,7 @@ fn a_cipher_change_that_cuts_off_an_rsa_only_client_is_predicted_and_harden_stag
     let server = fast_server();
     // The seed's XP note: 3DES named on the clients listener, so the XP stack is served.
     let file = server.path("conf/ssl/sslforclients.conf");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &file,
-        format!("{text}\nSSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5\n"),
-    )
-    .unwrap();
+    name_seed_3des(&server);
     let reloaded = run_cli(&server, &["server", "reload"]);
     assert!(
         reloaded.status.success(),
@@ -317,14 +307,9 @@ fn a_group_edit_that_would_take_an_agents_only_path_is_refused() {
         ],
     );
     assert!(accepted.status.success(), "{accepted:?}");
-    let audit = cli(&server, &["audit"]);
-    let entry = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["action"] == "group.update" && !e["after"]["cut_off_accepted"].is_null())
-        .unwrap_or_else(|| panic!("no accepted group update in {audit}"))
-        .clone();
+    let entry = audit_entry(&server, |e| {
+        e["action"] == "group.update" && !e["after"]["cut_off_accepted"].is_null()
+    });
     assert_eq!(
         entry["after"]["cut_off_accepted"],
         serde_json::json!([xp.id()])
@@ -582,18 +567,7 @@ fn a_certificate_near_expiry_is_warned_about_and_renewed_and_agents_keep_checkin
         (days_left(&server, "certs/server.pem") > 700).then_some(())
     })
     .expect("the server did not renew its certificate");
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company",
-            "--interval",
-            "1s",
-            "--randomize",
-            "0s",
-        ],
-    );
+    fast_checkins(&server);
     let agent = https_agent(&server);
     // /metrics says how long each certificate has.
     let metrics = https_get(server.console, &server.ca_pem(), "/metrics", None);

@@ -164,13 +164,7 @@ fn the_seeds_3des_clients_are_served_only_when_an_admin_names_3des() {
         "{refused}"
     );
     // The seed's note: name 3DES in SSLCipherSuite, reload.
-    let file = server.path("conf/ssl/sslforclients.conf");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &file,
-        format!("{text}\nSSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5\n"),
-    )
-    .unwrap();
+    name_seed_3des(&server);
     let configtest = ward(&["server", "configtest", "--data", &server.data_str()]);
     let said = String::from_utf8_lossy(&configtest.stdout).into_owned();
     assert!(configtest.status.success(), "{said}");
@@ -290,13 +284,7 @@ fn an_xp_ie8_agent_needs_3des_on_https_and_always_works_over_clients_http() {
             .is_some_and(|e| e.contains("https://") && e.contains("TLS"))
     });
     // The admin names 3DES (the seed's note for XP clients) and reloads: it is served.
-    let file = server.path("conf/ssl/sslforclients.conf");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &file,
-        format!("{text}\nSSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5\n"),
-    )
-    .unwrap();
+    name_seed_3des(&server);
     assert!(run_cli(&server, &["server", "reload"]).status.success());
     agent.until(Duration::from_secs(15), |s| {
         s["channel"] == "https" && s["tls_version"] == "TLSv1" && s["last_error"].is_null()

@@ -481,12 +481,44 @@ pub fn https_agent(server: &Server) -> Agent {
     run_agent(enroll(server, &url, &token, None), None)
 }
 
+/// The seed's note for its XP clients: 3DES named on the clients listener.
+pub const SEED_XP_CIPHERS: &str = "SSLCipherSuite HIGH:DES-CBC3-SHA:!aNULL:!MD5";
+
+/// Appends [`SEED_XP_CIPHERS`] to the clients listener's conf file (not reloaded).
+pub fn name_seed_3des(server: &Server) {
+    let file = server.path("conf/ssl/sslforclients.conf");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}\n{SEED_XP_CIPHERS}\n")).unwrap();
+}
+
+/// The first audit entry (the log lists the newest first) that `matches`, or a panic that
+/// shows the log.
+pub fn audit_entry(
+    server: &Server,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let audit = cli(server, &["audit"]);
+    audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| matches(e))
+        .unwrap_or_else(|| panic!("no such entry in {audit}"))
+        .clone()
+}
+
 /// A started server whose root group checks in every second, without randomisation.
 pub fn fast_server() -> Server {
     let mut server = Server::init();
     server.start();
+    fast_checkins(&server);
+    server
+}
+
+/// The root group checks in every second, without randomisation.
+pub fn fast_checkins(server: &Server) {
     cli(
-        &server,
+        server,
         &[
             "group",
             "set",
@@ -497,7 +529,6 @@ pub fn fast_server() -> Server {
             "0s",
         ],
     );
-    server
 }
 
 /// The seed's legacy path: `Default-http`, the default list on the clients-http port, and
