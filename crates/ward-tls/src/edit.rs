@@ -247,21 +247,27 @@ pub fn replace_setting(
         }
     }
     // The edited file must apply exactly the new value; check before anyone writes it.
-    let edited = conf::listener_conf(file, &out);
-    match &edited.policy {
-        Some(policy) => match setting.applied(policy, value) {
-            Ok(()) => Ok(Some(out)),
-            Err(why) => Err(EditError::Unverified(why)),
-        },
-        None => Err(EditError::Unverified(format!(
-            "the edited file would have errors: {}",
-            edited
-                .errors()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))),
+    let policy = edited_policy(file, &out)?;
+    match setting.applied(&policy, value) {
+        Ok(()) => Ok(Some(out)),
+        Err(why) => Err(EditError::Unverified(why)),
     }
+}
+
+/// The policy the edited text `out` would apply; refused when it would have errors.
+fn edited_policy(file: &str, out: &str) -> Result<conf::TlsPolicy, EditError> {
+    let mut edited = conf::listener_conf(file, out);
+    if let Some(policy) = edited.policy.take() {
+        return Ok(policy);
+    }
+    Err(EditError::Unverified(format!(
+        "the edited file would have errors: {}",
+        edited
+            .errors()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    )))
 }
 
 /// Replaces the certificates that apply to the file's listener (the first vhost's own when it
@@ -376,35 +382,23 @@ pub fn replace_certificate(
             push_line(&mut out, "", new, default_eol);
         }
     }
-    let edited = conf::listener_conf(file, &out);
-    match &edited.policy {
-        Some(policy) => {
-            let files: Vec<&str> = policy
-                .certificate_files
-                .iter()
-                .map(|c| c.value.as_str())
-                .collect();
-            let keys: Vec<&str> = policy
-                .certificate_key_files
-                .iter()
-                .map(|c| c.value.as_str())
-                .collect();
-            if files == [certificate] && keys == [key] {
-                Ok(Some(out))
-            } else {
-                Err(EditError::Unverified(format!(
-                    "the edited file would name {files:?} and {keys:?}, not {certificate} and {key}"
-                )))
-            }
-        }
-        None => Err(EditError::Unverified(format!(
-            "the edited file would have errors: {}",
-            edited
-                .errors()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))),
+    let policy = edited_policy(file, &out)?;
+    let files: Vec<&str> = policy
+        .certificate_files
+        .iter()
+        .map(|c| c.value.as_str())
+        .collect();
+    let keys: Vec<&str> = policy
+        .certificate_key_files
+        .iter()
+        .map(|c| c.value.as_str())
+        .collect();
+    if files == [certificate] && keys == [key] {
+        Ok(Some(out))
+    } else {
+        Err(EditError::Unverified(format!(
+            "the edited file would name {files:?} and {keys:?}, not {certificate} and {key}"
+        )))
     }
 }
 
