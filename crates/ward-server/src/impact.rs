@@ -13,7 +13,7 @@ use openssl::x509::X509;
 use serde_json::{json, Value};
 use ward_fleet::{GroupId, ServerList, Tree};
 use ward_plan::reach::{self, AgentFacts, Capability, Clients, GroupFacts, Risk, Verdict, Via};
-use ward_store::{AgentTls, Store};
+use ward_store::{AgentTls, Store, StoredHello};
 use ward_tls::{ProtocolSet, TlsPolicy, TlsVersion, VersionRange};
 
 use crate::api::ApiError;
@@ -101,29 +101,75 @@ pub(crate) fn exact_moved(
     held: HashSet<String>,
     now: i64,
 ) -> Result<Impact, ApiError> {
-    let mut contexts = Vec::new();
-    for (role, policy) in planned {
-        let context = ward_tls::context::build_acceptor(policy, root).map_err(|e| {
-            ApiError::client(
-                hyper::StatusCode::UNPROCESSABLE_ENTITY,
-                "proposal_invalid",
-                format!("the proposed {role} listener cannot be built: {e}"),
-            )
-        })?;
-        contexts.push((*role, context));
-    }
+    let fleet = Fleet::read(store, intervals, held)?;
+    let hellos = store.client_hellos()?;
+    judge_planned(fleet, &hellos, root, running, planned, moves, now)
+}
+
+/// [`exact`], and every other peer seen on a planned listener since `peers_since_ms`
+/// judged by its replayed hello ([`peers_json`]), from one read of the kept hellos.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn exact_with_peers(
+    store: &dyn Store,
+    root: &Path,
+    running: &Running,
+    planned: &[(Role, TlsPolicy)],
+    intervals: u32,
+    held: HashSet<String>,
+    now: i64,
+    peers_since_ms: i64,
+) -> Result<(Impact, Vec<Value>), ApiError> {
+    let fleet = Fleet::read(store, intervals, held)?;
+    let hellos = store.client_hellos()?;
+    let impact = judge_planned(fleet, &hellos, root, running, planned, &HashMap::new(), now)?;
+    let peers = peers_json(store, &hellos, &impact.contexts, peers_since_ms)?;
+    Ok((impact, peers))
+}
+
+/// The contexts the server would build for `planned`; 422 `proposal_invalid` when it could
+/// not.
+fn build_contexts(
+    planned: &[(Role, TlsPolicy)],
+    root: &Path,
+) -> Result<Vec<(Role, SslContext)>, ApiError> {
+    planned
+        .iter()
+        .map(|(role, policy)| {
+            let context = ward_tls::context::build_acceptor(policy, root).map_err(|e| {
+                ApiError::client(
+                    hyper::StatusCode::UNPROCESSABLE_ENTITY,
+                    "proposal_invalid",
+                    format!("the proposed {role} listener cannot be built: {e}"),
+                )
+            })?;
+            Ok((*role, context))
+        })
+        .collect()
+}
+
+/// `fleet` (already read, with the kept `hellos`) judged against the listeners `planned`
+/// would build, some agents moved (`moves`).
+fn judge_planned(
+    fleet: Fleet,
+    hellos: &[StoredHello],
+    root: &Path,
+    running: &Running,
+    planned: &[(Role, TlsPolicy)],
+    moves: &HashMap<String, GroupId>,
+    now: i64,
+) -> Result<Impact, ApiError> {
+    let contexts = build_contexts(planned, root)?;
     let clients = planned
         .iter()
         .find(|(role, _)| *role == Role::Clients)
         .map(|(_, policy)| policy);
     let range = clients.unwrap_or(&running.policy).protocol.range;
     judge_fleet(
-        store,
+        fleet,
+        hellos,
         contexts,
         range,
         moves,
-        intervals,
-        held,
         now,
         |lists| match clients {
             Some(policy) => untrusted_hosts(root, running, policy, lists),
@@ -135,18 +181,15 @@ pub(crate) fn exact_moved(
 /// The fleet judged against listeners already built (`contexts`; the clients one, when
 /// given, replays every agent's hello), serving `range`, with `untrusted` (from the server
 /// lists) the hosts whose certificate check would fail.
-#[allow(clippy::too_many_arguments)]
 fn judge_fleet(
-    store: &dyn Store,
+    mut fleet: Fleet,
+    hellos: &[StoredHello],
     contexts: Vec<(Role, SslContext)>,
     range: VersionRange,
     moves: &HashMap<String, GroupId>,
-    intervals: u32,
-    held: HashSet<String>,
     now: i64,
     untrusted: impl FnOnce(&[ServerList]) -> Result<BTreeMap<String, String>, ApiError>,
 ) -> Result<Impact, ApiError> {
-    let mut fleet = Fleet::read(store, intervals, held)?;
     if !moves.is_empty() {
         for agent in &mut fleet.agents {
             if let Some(group) = moves.get(&agent.id) {
@@ -155,7 +198,7 @@ fn judge_fleet(
         }
     }
     if let Some((_, context)) = contexts.iter().find(|(role, _)| *role == Role::Clients) {
-        fleet.replay(store, context)?;
+        fleet.replay(hellos, context);
     }
     let untrusted = untrusted(&fleet.lists)?;
     let clients = Clients {
@@ -243,21 +286,21 @@ pub(crate) fn guard(
     held: HashSet<String>,
     now: i64,
 ) -> Result<(usize, Value), ApiError> {
-    let intervals = OFFLINE_INTERVALS;
+    // The fleet and the kept hellos are read once, and judged twice: as it is, and after.
+    let fleet = Fleet::read(store, OFFLINE_INTERVALS, held)?;
+    let hellos = store.client_hellos()?;
     let range = running.policy.protocol.range;
-    let none = HashMap::new();
     let before = judge_fleet(
-        store,
+        fleet.clone(),
+        &hellos,
         serving.0,
         range,
-        &none,
-        intervals,
-        held.clone(),
+        &HashMap::new(),
         now,
         |_| Ok(BTreeMap::new()),
     )?;
-    let after = exact_moved(store, root, running, planned, moves, intervals, held, now)?;
-    let peers = peers_json(store, &after.contexts, now - 86_400_000)?;
+    let after = judge_planned(fleet, &hellos, root, running, planned, moves, now)?;
+    let peers = peers_json(store, &hellos, &after.contexts, now - 86_400_000)?;
     let (lost, mut report) = lost_json(&before, &after, peers, now);
     fill_hostnames(store, &mut report, &["cut_off"])?;
     Ok((lost, report))
@@ -383,6 +426,7 @@ fn untrusted_hosts(
 
 /// The fleet as the plan reads it: the tree, the lists, every agent's TLS facts, and what
 /// each group gives its agents.
+#[derive(Clone)]
 pub(crate) struct Fleet {
     pub tree: Tree,
     pub lists: Vec<ServerList>,
@@ -450,11 +494,7 @@ impl Fleet {
 
     /// Replays every agent stack's kept ClientHello through `proposed` (the clients listener
     /// as the proposal would build it): the exact evidence of [`reach::AgentFacts::replayed`].
-    pub fn replay(
-        &mut self,
-        store: &dyn Store,
-        proposed: &openssl::ssl::SslContextRef,
-    ) -> Result<(), ApiError> {
+    pub fn replay(&mut self, hellos: &[StoredHello], proposed: &openssl::ssl::SslContextRef) {
         // Each stack once, keyed by the agents' own shared string (one pass over the agents).
         let wanted: HashMap<&str, &std::sync::Arc<str>> = self
             .agents
@@ -462,11 +502,11 @@ impl Fleet {
             .filter_map(|a| a.hello.as_ref().map(|h| (&**h, h)))
             .collect();
         if wanted.is_empty() {
-            return Ok(());
+            return;
         }
         let mut replayed = HashMap::new();
         let mut refusals = HashMap::new();
-        for hello in store.client_hellos()? {
+        for hello in hellos {
             if let Some(key) = wanted.get(hello.digest.as_str()) {
                 let verdict = ward_tls::replay::replay(proposed, &hello.bytes);
                 if let ward_tls::replay::Verdict::Refused { reason } = &verdict {
@@ -480,7 +520,6 @@ impl Fleet {
         }
         self.replayed = replayed;
         self.refusals = refusals;
-        Ok(())
     }
 
     pub fn group_facts(&self, group: GroupId) -> GroupFacts<'_> {
@@ -614,15 +653,15 @@ pub(crate) fn assess(fleet: &Fleet, clients: Clients<'_>, now: i64) -> Assessmen
 /// Every peer seen on a planned listener since `since_ms`, judged by replaying its last
 /// ClientHello through the proposed context: `{listener, address, fingerprint, verdict,
 /// reason}`, with `verdict` `unaffected` or `cut_off`.
-pub(crate) fn peers_json(
+fn peers_json(
     store: &dyn Store,
+    hellos: &[StoredHello],
     proposed: &[(Role, SslContext)],
     since_ms: i64,
 ) -> Result<Vec<Value>, ApiError> {
-    let hellos: HashMap<String, Vec<u8>> = store
-        .client_hellos()?
-        .into_iter()
-        .map(|h| (h.digest, h.bytes))
+    let hellos: HashMap<&str, &[u8]> = hellos
+        .iter()
+        .map(|h| (h.digest.as_str(), h.bytes.as_slice()))
         .collect();
     let peers = store.hello_peers(since_ms)?;
     let mut verdicts: HashMap<(Role, &str), ward_tls::replay::Verdict> = HashMap::new();
@@ -631,7 +670,7 @@ pub(crate) fn peers_json(
         let Some((role, context)) = proposed.iter().find(|(r, _)| r.name() == peer.listener) else {
             continue;
         };
-        let (verdict, reason) = match hellos.get(&peer.digest) {
+        let (verdict, reason) = match hellos.get(peer.digest.as_str()) {
             None => (
                 "unknown",
                 "its ClientHello was not kept (more distinct stacks than the bound)".to_string(),
@@ -657,7 +696,7 @@ pub(crate) fn peers_json(
             }
         };
         let ja4 = hellos
-            .get(&peer.digest)
+            .get(peer.digest.as_str())
             .and_then(|bytes| ward_tls::hello::parse_client_hello(bytes).ok())
             .map(|hello| hello.ja4());
         out.push(json!({
@@ -745,7 +784,7 @@ pub(crate) fn fleet_guard(
     let now = ward_proto::now_ms();
     let mut fleet = Fleet::read(store, u32::MAX, HashSet::new())?;
     fleet.acknowledged = true;
-    fleet.replay(store, clients)?;
+    fleet.replay(&store.client_hellos()?, clients);
     let trusted = BTreeMap::new();
     let listener = Clients {
         range,

@@ -5,7 +5,7 @@
 //! OpenSSL's answer is the verdict; the certificate is checked as the agents check it.
 
 use super::*;
-use crate::impact::{exact, impact_json, peers_json, Running};
+use crate::impact::{exact_with_peers, impact_json, Running};
 
 /// Per HTTPS listener: its file, the versions it serves now and would serve, and whether the
 /// change touches it.
@@ -49,8 +49,16 @@ pub(super) async fn plan(shared: &App, body: &Bytes) -> ApiResult {
     let store = shared.store.clone();
     let value = blocking(move || {
         let now = now_ms();
-        let impact = exact(&*store, &root, &running, &planned, intervals, held, now)?;
-        let peers = peers_json(&*store, &impact.contexts, now - 86_400_000)?;
+        let (impact, peers) = exact_with_peers(
+            &*store,
+            &root,
+            &running,
+            &planned,
+            intervals,
+            held,
+            now,
+            now - 86_400_000,
+        )?;
         let mut value = impact_json(&impact, limit, now);
         fill_hostnames(&*store, &mut value, &["cut_off", "at_risk"])?;
         value["protocol"] = json!(proposal.words);
