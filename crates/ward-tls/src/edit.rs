@@ -402,6 +402,22 @@ pub fn replace_certificate(
     }
 }
 
+/// `text` with every edit made in turn (pure); `None` when it already says all of them.
+pub fn apply_edits(
+    file: &str,
+    text: &str,
+    edits: &[Edit],
+    marker: &str,
+) -> Result<Option<String>, EditError> {
+    let mut edited: Option<String> = None;
+    for edit in edits {
+        if let Some(next) = edit.apply(file, edited.as_deref().unwrap_or(text), marker)? {
+            edited = Some(next);
+        }
+    }
+    Ok(edited.filter(|edited| edited != text))
+}
+
 /// One edit of a conf file: a setting's value, or the listener's certificate and key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Edit {
@@ -492,16 +508,9 @@ pub fn edit_file_settings(
     let bytes = fs::read(path).map_err(io_error)?;
     let text = String::from_utf8(bytes).map_err(|_| EditError::NotUtf8(path.to_path_buf()))?;
     let marker = marker_line(label, now);
-    let name = path.display().to_string();
-    let mut new_text = text.clone();
-    for edit in edits {
-        if let Some(edited) = edit.apply(&name, &new_text, &marker)? {
-            new_text = edited;
-        }
-    }
-    if new_text == text {
+    let Some(new_text) = apply_edits(&path.display().to_string(), &text, edits, &marker)? else {
         return Ok(EditOutcome::Unchanged);
-    }
+    };
     let backup = unused_backup_path(path, now);
     write_atomic(&backup, text.as_bytes()).map_err(|error| EditError::Io {
         path: backup.clone(),

@@ -18,7 +18,7 @@ async fn preflight(shared: &App, proposal: &Proposal) -> Result<(), ApiError> {
         .iter()
         .map(|role| shared.tls.current(*role).file.clone())
         .collect();
-    // Certificates and whole conf files are not harden's to write: only the listeners count.
+    // A whole conf file is not harden's to write (apply refuses it): no edit to try.
     let edits = proposal.edits().unwrap_or_default();
     blocking(move || {
         let (loaded, findings) = crate::listener_tls::load_all(&data, &config);
@@ -42,20 +42,13 @@ async fn preflight(shared: &App, proposal: &Proposal) -> Result<(), ApiError> {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| internal(format!("{}: {e}", file.display())))?;
             let name = file.display().to_string();
-            let mut edited = text;
-            for change in &edits {
-                match change.apply(&name, &edited, "#:preflight#") {
-                    Ok(Some(next)) => edited = next,
-                    Ok(None) => {}
-                    Err(error) => {
-                        return Err(ApiError::client(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            "edit_refused",
-                            format!("{name}: {error} (nothing was changed)"),
-                        ))
-                    }
-                }
-            }
+            edit::apply_edits(&name, &text, &edits, "#:preflight#").map_err(|error| {
+                ApiError::client(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "edit_refused",
+                    format!("{name}: {error} (nothing was changed)"),
+                )
+            })?;
         }
         Ok(())
     })
@@ -796,13 +789,8 @@ pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> Api
                 .map_err(|e| internal(format!("{}: {e}", original.saved.display())))?;
             let restored =
                 ward_tls::conf::listener_conf(&original.file.display().to_string(), &text);
-            let policy = restored.policy.filter(|_| {
-                !restored
-                    .diagnostics
-                    .iter()
-                    .any(|d| d.severity == ward_tls::Severity::Error)
-            });
-            let policy = policy.ok_or_else(|| {
+            let broken = restored.has_errors();
+            let policy = restored.policy.filter(|_| !broken).ok_or_else(|| {
                 ApiError::client(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "rollback_invalid",
