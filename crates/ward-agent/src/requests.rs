@@ -89,12 +89,14 @@ pub fn checkin_request(
     host: &HostReport,
     server_url: &str,
     wait: Duration,
+    trusted_cas: &[String],
 ) -> SignedRequest {
     let request = CheckinRequest {
         acked_serial,
         host: host.clone(),
         server: server_url.to_string(),
         wait_ms: wait.as_millis() as u64,
+        trusted_cas: trusted_cas.to_vec(),
     };
     let body = messages::encode(&request);
     let (signed, nonce) =

@@ -157,6 +157,8 @@ struct Loaded {
     transport: Transport,
     offer: Offer,
     core: Core,
+    /// The fingerprints of the CAs the transport trusts, reported at every check-in.
+    trusted_cas: Vec<String>,
 }
 
 fn load(config: &RunConfig, stopper: &Stopper) -> Result<Loaded, AgentError> {
@@ -168,8 +170,9 @@ fn load(config: &RunConfig, stopper: &Stopper) -> Result<Loaded, AgentError> {
         .map_err(|e| key_error(&e))?;
     let server_public = unhex(&state.server_public).map_err(|e| key_error(&e))?;
     let key = AgentKey::for_agent(&pair, &server_public).map_err(|e| key_error(&e))?;
-    let transport = Transport::new(state.ca_pem.as_bytes(), offer)?;
+    let transport = Transport::new(state.trust_pem().as_bytes(), offer)?;
     stopper.watch(transport.interrupt());
+    let trusted_cas = ward_tls::pki::certificate_fingerprints(state.trust_pem().as_bytes());
     let core = Core::new(
         state.settings.clone(),
         state.acked_serial,
@@ -185,6 +188,7 @@ fn load(config: &RunConfig, stopper: &Stopper) -> Result<Loaded, AgentError> {
         transport,
         offer,
         core,
+        trusted_cas,
     })
 }
 
@@ -204,6 +208,7 @@ fn checkin(
         &host,
         url,
         wait,
+        &loaded.trusted_cas,
     );
     let call = Call {
         method: "POST",
@@ -292,6 +297,7 @@ pub fn run(
                         pause,
                     } => {
                         if changed {
+                            let trust_before = loaded.state.trust_pem().to_string();
                             loaded.state.settings = loaded.core.settings().clone();
                             loaded.state.acked_serial = loaded.core.acked_serial();
                             loaded.state.save(&config.dir)?;
@@ -305,6 +311,26 @@ pub fn run(
                             ));
                             if let Some(command) = &config.on_change {
                                 run_on_change(command, config, loaded.state.acked_serial);
+                            }
+                            if loaded.state.trust_pem() != trust_before {
+                                // A CA rotation: the next connection verifies against the
+                                // CAs the new settings name, and says so at its check-in.
+                                match Transport::new(loaded.state.trust_pem().as_bytes(), loaded.offer) {
+                                    Ok(transport) => {
+                                        stopper.watch(transport.interrupt());
+                                        loaded.transport = transport;
+                                        loaded.trusted_cas = ward_tls::pki::certificate_fingerprints(
+                                            loaded.state.trust_pem().as_bytes(),
+                                        );
+                                        log(format_args!(
+                                            "now trusting {} CA(s) from the settings",
+                                            loaded.trusted_cas.len()
+                                        ));
+                                    }
+                                    Err(error) => log(format_args!(
+                                        "the settings' CAs are not usable, keeping the old ones: {error}"
+                                    )),
+                                }
                             }
                         }
                         let exchange = exchange.expect("an answer came with its exchange");

@@ -44,6 +44,16 @@ impl AgentState {
         crate::Offer::from_names(self.client_profile.as_deref(), self.tls_max.as_deref())
     }
 
+    /// The CAs whose server certificates the agent accepts now: those its settings carry
+    /// (a CA rotation), else the one it was enrolled with (empty: the system's).
+    pub fn trust_pem(&self) -> &str {
+        if self.settings.trust_pem.is_empty() {
+            &self.ca_pem
+        } else {
+            &self.settings.trust_pem
+        }
+    }
+
     pub fn path(dir: &Path) -> PathBuf {
         dir.join("agent.json")
     }

@@ -107,6 +107,11 @@ pub struct CheckinRequest {
     /// Push: how long the server may hold the check-in waiting for a change (0: pull).
     #[serde(default)]
     pub wait_ms: u64,
+    /// The SHA-256 (hex, of the DER) of each CA whose server certificates the agent accepts
+    /// now: what `ward server rotate-ca` waits for. Added with CA rotation: optional, and an
+    /// older agent that omits it is taken to trust only the CA it was enrolled with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_cas: Vec<String>,
 }
 
 /// The answer to a check-in: the agent's current serial, and its settings when that serial
@@ -156,6 +161,12 @@ pub struct Settings {
     pub mode: Mode,
     /// The group's policy document, inherited whole.
     pub policy: Value,
+    /// PEM of the CAs whose server certificates the agent accepts from these settings on,
+    /// replacing the CA it was enrolled with: how `ward server rotate-ca` hands every agent a
+    /// new CA inside its signed settings. Empty (and absent on the wire) until a rotation:
+    /// keep the enrolled CA.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trust_pem: String,
 }
 
 impl Settings {

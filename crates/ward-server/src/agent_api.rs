@@ -159,6 +159,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
     // the token's group and keeps its identity (the seed's communication-settings drop).
     if let Some(existing) = request.agent.clone() {
         let store = shared.store.clone();
+        let trust = shared.agent_trust();
         let public_hex = hex(&public);
         let token_id = token.id;
         let group = token.group;
@@ -184,7 +185,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
                     after: Some(json!({"token": token_id})),
                 },
             })?;
-            let settings = group_settings(&*store, group, applied.serial.unwrap_or(1))?;
+            let settings = group_settings(&*store, group, applied.serial.unwrap_or(1), &trust)?;
             Ok(Some(EnrollResponse {
                 agent: existing,
                 settings,
@@ -224,6 +225,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
         simulated: request.host.simulated,
     };
     let store = shared.store.clone();
+    let trust = shared.agent_trust();
     let public_hex = hex(&public);
     let agent_id = id.clone();
     let group = token.group;
@@ -246,7 +248,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
                 after: Some(json!({"token": token.id})),
             },
         })?;
-        group_settings(&*store, group, 1)
+        group_settings(&*store, group, 1, &trust)
     })
     .await;
     match result {
@@ -368,6 +370,7 @@ pub async fn checkin(
         peer: Some(peer.ip().to_canonical().to_string()),
         // Kept with the check-in, durably: the replay window survives a restart.
         nonce: Some(nonce.to_string()),
+        trusted_cas: trusted_cas(&report.trusted_cas),
     };
     let wait = Duration::from_millis(report.wait_ms).min(MAX_WAIT);
     let mut wakes = shared.wakes.subscribe();
@@ -424,6 +427,25 @@ pub async fn checkin(
     signed(&key, nonce, StatusCode::OK, &answer)
 }
 
+/// The CAs an agent reports it trusts, as the store keeps them: SHA-256 fingerprints (64
+/// lowercase hex digits), sorted, comma-separated; at most 8, anything else left out. `None`
+/// when it reported none (an agent older than CA rotation).
+fn trusted_cas(reported: &[String]) -> Option<String> {
+    let mut prints: Vec<&str> = reported
+        .iter()
+        .map(String::as_str)
+        .filter(|p| {
+            p.len() == 64
+                && p.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .take(8)
+        .collect();
+    prints.sort_unstable();
+    prints.dedup();
+    (!prints.is_empty()).then(|| prints.join(","))
+}
+
 /// `group_settings`, computed once per (group, serial) while no admin change intervenes.
 async fn cached_settings(shared: &App, group: i64, serial: i64) -> Result<Arc<Settings>, ApiError> {
     let version = *shared.fleet_version.borrow();
@@ -431,7 +453,9 @@ async fn cached_settings(shared: &App, group: i64, serial: i64) -> Result<Arc<Se
         return Ok(settings);
     }
     let store = shared.store.clone();
-    let settings = Arc::new(blocking(move || group_settings(&*store, group, serial)).await?);
+    let trust = shared.agent_trust();
+    let settings =
+        Arc::new(blocking(move || group_settings(&*store, group, serial, &trust)).await?);
     shared
         .settings_cache
         .insert(version, group, serial, settings.clone());

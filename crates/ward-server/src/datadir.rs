@@ -5,6 +5,9 @@
 //! DIR/conf/ssl/ssl.conf             console listener TLS (Apache syntax)
 //! DIR/conf/ssl/sslforclients.conf   clients listener TLS (Apache syntax)
 //! DIR/certs/ca.pem, ca.key          the private CA (key 0600)
+//! DIR/certs/ca-next.pem, .key       a CA rotation's new CA, until the switch (key 0600)
+//! DIR/certs/ca-previous.pem, .key   the CA before the last switch (key 0600)
+//! DIR/certs/agent-trust.pem         the CAs agents are told to trust (from a rotation on)
 //! DIR/certs/server.pem, server.key  the listeners' ECDSA certificate, signed by the CA (key 0600)
 //! DIR/certs/server-rsa.pem, .key    the RSA one, for clients that cannot use ECDSA (key 0600)
 //! DIR/keys/agreement.key           the server's X25519 key for agent key agreement (0600)
@@ -57,6 +60,41 @@ impl DataDir {
 
     pub fn ca_key(&self) -> PathBuf {
         self.root.join("certs/ca.key")
+    }
+
+    /// A CA rotation's new CA, from `rotate-ca start` until the switch.
+    pub fn ca_next_cert(&self) -> PathBuf {
+        self.root.join("certs/ca-next.pem")
+    }
+
+    pub fn ca_next_key(&self) -> PathBuf {
+        self.root.join("certs/ca-next.key")
+    }
+
+    /// The CA before the last switch: kept, so the CAs agents still report are known.
+    pub fn ca_previous_cert(&self) -> PathBuf {
+        self.root.join("certs/ca-previous.pem")
+    }
+
+    pub fn ca_previous_key(&self) -> PathBuf {
+        self.root.join("certs/ca-previous.key")
+    }
+
+    /// The CAs every agent's settings tell it to trust (PEM), from the first CA rotation on;
+    /// absent before one, when agents keep the CA they were enrolled with.
+    pub fn agent_trust(&self) -> PathBuf {
+        self.root.join("certs/agent-trust.pem")
+    }
+
+    /// The PEM of every CA of this data dir: the current one, a rotation's next and the
+    /// previous one. What ward's own admin client trusts for the console, so it keeps
+    /// working through every step of a rotation.
+    pub fn known_cas_pem(&self) -> Vec<u8> {
+        [self.ca_cert(), self.ca_next_cert(), self.ca_previous_cert()]
+            .iter()
+            .filter_map(|path| fs::read(path).ok())
+            .collect::<Vec<_>>()
+            .concat()
     }
 
     pub fn server_cert(&self) -> PathBuf {
@@ -285,7 +323,7 @@ fn io_error(path: &Path) -> impl Fn(io::Error) -> InitError + '_ {
     move |e| InitError(format!("{}: {e}", path.display()))
 }
 
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InitError> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InitError> {
     if let Some(parent) = path.parent() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -336,6 +374,8 @@ pub fn unsafe_modes(data: &DataDir, database: &Path) -> Vec<String> {
     let mut secrets = vec![
         data.admin_token(),
         data.ca_key(),
+        data.ca_next_key(),
+        data.ca_previous_key(),
         data.server_key(),
         data.server_rsa_key(),
         data.agreement_key(),
@@ -369,11 +409,29 @@ pub fn unsafe_modes(data: &DataDir, database: &Path) -> Vec<String> {
 /// ones are. Each key and certificate is written atomically (keys 0600); they are renamed in
 /// place one after the other. Returns each certificate written and its days left.
 pub fn renew_server_certificates(data: &DataDir) -> Result<Vec<(PathBuf, i64)>, InitError> {
+    issue_server_certificates(
+        data,
+        (&data.ca_cert(), &data.ca_key()),
+        [
+            (data.server_cert(), data.server_key()),
+            (data.server_rsa_cert(), data.server_rsa_key()),
+        ],
+    )
+}
+
+/// Issues an ECDSA and an RSA server certificate from the CA at `ca` (certificate, key), for
+/// the names the current ECDSA certificate has (else the host's names and loopback), and
+/// writes them to `out` (ECDSA certificate and key, then RSA), each atomically (keys 0600).
+pub fn issue_server_certificates(
+    data: &DataDir,
+    ca: (&Path, &Path),
+    out: [(PathBuf, PathBuf); 2],
+) -> Result<Vec<(PathBuf, i64)>, InitError> {
     let openssl = |e: openssl::error::ErrorStack| InitError(format!("OpenSSL: {e}"));
     let read = |path: &Path| fs::read(path).map_err(io_error(path));
     let ca = pki::Issued {
-        cert: openssl::x509::X509::from_pem(&read(&data.ca_cert())?).map_err(openssl)?,
-        key: openssl::pkey::PKey::private_key_from_pem(&read(&data.ca_key())?).map_err(openssl)?,
+        cert: openssl::x509::X509::from_pem(&read(ca.0)?).map_err(openssl)?,
+        key: openssl::pkey::PKey::private_key_from_pem(&read(ca.1)?).map_err(openssl)?,
     };
     // The names the current certificate serves, so a renewal changes nothing else.
     let (mut names, mut ips) = (Vec::new(), Vec::new());
@@ -401,17 +459,10 @@ pub fn renew_server_certificates(data: &DataDir) -> Result<Vec<(PathBuf, i64)>, 
     }
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut written = Vec::new();
+    let [(ecdsa_cert, ecdsa_key), (rsa_cert, rsa_key)] = out;
     for (key_type, cert_path, key_path) in [
-        (
-            pki::KeyType::EcdsaP256,
-            data.server_cert(),
-            data.server_key(),
-        ),
-        (
-            pki::KeyType::Rsa2048,
-            data.server_rsa_cert(),
-            data.server_rsa_key(),
-        ),
+        (pki::KeyType::EcdsaP256, ecdsa_cert, ecdsa_key),
+        (pki::KeyType::Rsa2048, rsa_cert, rsa_key),
     ] {
         let issued = pki::new_server_cert_of(key_type, &ca, &name_refs, &ips).map_err(openssl)?;
         write_file(&key_path, &issued.key_pem().map_err(openssl)?, 0o600)?;

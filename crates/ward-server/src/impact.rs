@@ -32,17 +32,39 @@ pub(crate) struct Impact {
     pub range: VersionRange,
     /// Server list hosts whose verifying agents would refuse the proposed clients
     /// certificate, and why (only hosts the running certificate names: this server's).
-    pub untrusted: BTreeMap<String, String>,
+    pub untrusted: Untrusted,
     /// The proposed listeners' contexts, for replaying the other peers' hellos.
     pub contexts: Vec<(Role, SslContext)>,
 }
 
 impl Impact {
-    pub fn clients(&self) -> Clients<'_> {
+    /// The clients listener as `agent` would meet it (the CAs it trusts decide the hosts
+    /// whose certificate it refuses).
+    pub fn clients_for(&self, agent: &AgentTls) -> Clients<'_> {
         Clients {
             range: self.range,
-            untrusted: &self.untrusted,
+            untrusted: self.untrusted.for_agent(agent),
         }
+    }
+}
+
+/// The hosts whose certificate check would fail, and why, by what the agent trusts: the
+/// `default` for agents that trust ward's current CA (or never said what they trust), and
+/// one map per set of CAs agents reported that names a CA of this data dir (during a CA
+/// rotation, agents that already trust the new CA as well as the old).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Untrusted {
+    pub default: BTreeMap<String, String>,
+    pub by_set: HashMap<std::sync::Arc<str>, BTreeMap<String, String>>,
+}
+
+impl Untrusted {
+    pub fn for_agent(&self, agent: &AgentTls) -> &BTreeMap<String, String> {
+        agent
+            .trusted_cas
+            .as_ref()
+            .and_then(|set| self.by_set.get(set))
+            .unwrap_or(&self.default)
     }
 }
 
@@ -171,9 +193,9 @@ fn judge_planned(
         range,
         moves,
         now,
-        |lists| match clients {
-            Some(policy) => untrusted_hosts(root, running, policy, lists),
-            None => Ok(BTreeMap::new()),
+        |fleet| match clients {
+            Some(policy) => untrusted_hosts(root, running, policy, fleet),
+            None => Ok(Untrusted::default()),
         },
     )
 }
@@ -188,7 +210,7 @@ fn judge_fleet(
     range: VersionRange,
     moves: &HashMap<String, GroupId>,
     now: i64,
-    untrusted: impl FnOnce(&[ServerList]) -> Result<BTreeMap<String, String>, ApiError>,
+    untrusted: impl FnOnce(&Fleet) -> Result<Untrusted, ApiError>,
 ) -> Result<Impact, ApiError> {
     if !moves.is_empty() {
         for agent in &mut fleet.agents {
@@ -200,12 +222,8 @@ fn judge_fleet(
     if let Some((_, context)) = contexts.iter().find(|(role, _)| *role == Role::Clients) {
         fleet.replay(hellos, context);
     }
-    let untrusted = untrusted(&fleet.lists)?;
-    let clients = Clients {
-        range,
-        untrusted: &untrusted,
-    };
-    let assessment = assess(&fleet, clients, now);
+    let untrusted = untrusted(&fleet)?;
+    let assessment = assess(&fleet, range, &untrusted, now);
     Ok(Impact {
         fleet,
         assessment,
@@ -297,13 +315,24 @@ pub(crate) fn guard(
         range,
         &HashMap::new(),
         now,
-        |_| Ok(BTreeMap::new()),
+        |_| Ok(Untrusted::default()),
     )?;
     let after = judge_planned(fleet, &hellos, root, running, planned, moves, now)?;
     let peers = peers_json(store, &hellos, &after.contexts, now - 86_400_000)?;
     let (lost, mut report) = lost_json(&before, &after, peers, now);
     fill_hostnames(store, &mut report, &["cut_off"])?;
     Ok((lost, report))
+}
+
+/// The ids of the agents a guard's report lists as cut off: what an audit entry names when
+/// an admin accepted the cut-off.
+pub(crate) fn cut_off_ids(report: &Value) -> Vec<Value> {
+    report["cut_off"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|line| line["id"].clone())
+        .collect()
 }
 
 /// The agents `after` flags that `before` did not (they lose their last path), listed with
@@ -324,8 +353,9 @@ fn lost_json(before: &Impact, after: &Impact, peers: Vec<Value>, now: i64) -> (u
     let distrusting = lost
         .iter()
         .filter(|(index, _)| {
-            let group = after.fleet.group_facts(after.fleet.agents[*index].group);
-            after.clients().distrust(group.list).is_some()
+            let agent = &after.fleet.agents[*index];
+            let group = after.fleet.group_facts(agent.group);
+            after.clients_for(agent).distrust(group.list).is_some()
         })
         .count();
     let lines: Vec<Value> = lost
@@ -346,6 +376,7 @@ fn lost_json(before: &Impact, after: &Impact, peers: Vec<Value>, now: i64) -> (u
             "; {distrusting} agents do not trust this certificate ({})",
             after
                 .untrusted
+                .default
                 .iter()
                 .map(|(host, why)| format!("{host}: {why}"))
                 .collect::<Vec<_>>()
@@ -360,7 +391,7 @@ fn lost_json(before: &Impact, after: &Impact, peers: Vec<Value>, now: i64) -> (u
             "untrusting": distrusting,
             "message": message,
             "cut_off": lines,
-            "untrusted_certificate": after.untrusted,
+            "untrusted_certificate": after.untrusted.default,
             "counts": impact_json(after, 0, now)["counts"],
             "peers": peers,
             "peers_cut_off": cut_peers,
@@ -375,7 +406,7 @@ fn agent_line(impact: &Impact, index: usize, verdict: &Verdict, now: i64) -> Val
     let facts = facts(fleet, agent, now);
     let group = fleet.group_facts(agent.group);
     let mut line = agent_json(fleet, agent, &facts);
-    let mut reason = reach::explain(&facts, group, impact.clients(), verdict);
+    let mut reason = reach::explain(&facts, group, impact.clients_for(agent), verdict);
     // The replay's own words: what the stack offers, and why OpenSSL refuses it.
     if let Some(refusal) = agent.hello.as_ref().and_then(|h| fleet.refusals.get(h)) {
         reason.push_str(": ");
@@ -386,17 +417,20 @@ fn agent_line(impact: &Impact, index: usize, verdict: &Verdict, now: i64) -> Val
 }
 
 /// The hosts of HTTPS entries with certificate checks that the running certificate names
-/// (this server) and the proposed certificates would fail for, with why.
+/// (this server) and the proposed certificates would fail for, with why: for agents that
+/// trust ward's current CA, and for each set of CAs agents reported that names a CA this data
+/// dir knows (the current one, a rotation's next, the previous), verified against those.
 fn untrusted_hosts(
     root: &Path,
     running: &Running,
     proposed: &TlsPolicy,
-    lists: &[ServerList],
-) -> Result<BTreeMap<String, String>, ApiError> {
+    fleet: &Fleet,
+) -> Result<Untrusted, ApiError> {
     let Some(leaf) = &running.leaf else {
-        return Ok(BTreeMap::new());
+        return Ok(Untrusted::default());
     };
-    let hosts: std::collections::BTreeSet<&str> = lists
+    let hosts: std::collections::BTreeSet<&str> = fleet
+        .lists
         .iter()
         .flat_map(|l| l.levels.iter().flatten())
         .filter(|e| {
@@ -407,9 +441,10 @@ fn untrusted_hosts(
         .map(|e| e.address.as_str())
         .collect();
     if hosts.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok(Untrusted::default());
     }
-    let ca = crate::datadir::DataDir::new(root).ca_cert();
+    let data = crate::datadir::DataDir::new(root);
+    let ca = data.ca_cert();
     let ca_pem =
         std::fs::read(&ca).map_err(|e| ApiError::internal(format!("{}: {e}", ca.display())))?;
     let certificates = ward_plan::trust::Certificates::load(proposed, root).map_err(|e| {
@@ -419,9 +454,44 @@ fn untrusted_hosts(
             e,
         )
     })?;
-    certificates
-        .untrusted(&ca_pem, hosts)
-        .map_err(ApiError::internal)
+    let mut untrusted = Untrusted {
+        default: certificates
+            .untrusted(&ca_pem, hosts.iter().copied())
+            .map_err(ApiError::internal)?,
+        by_set: HashMap::new(),
+    };
+    // The CAs this data dir knows, by fingerprint: what a reported set can be verified with.
+    let known: Vec<(String, Vec<u8>)> =
+        [data.ca_cert(), data.ca_next_cert(), data.ca_previous_cert()]
+            .iter()
+            .filter_map(|path| std::fs::read(path).ok())
+            .filter_map(|pem| {
+                let print = ward_tls::pki::certificate_fingerprints(&pem)
+                    .into_iter()
+                    .next()?;
+                Some((print, pem))
+            })
+            .collect();
+    let sets: HashSet<&std::sync::Arc<str>> = fleet
+        .agents
+        .iter()
+        .filter_map(|a| a.trusted_cas.as_ref())
+        .collect();
+    for set in sets {
+        let bundle: Vec<u8> = known
+            .iter()
+            .filter(|(print, _)| set.split(',').any(|p| p == print))
+            .flat_map(|(_, pem)| pem.iter().copied())
+            .collect();
+        if bundle.is_empty() {
+            continue; // none of ward's CAs: judged as the default
+        }
+        let map = certificates
+            .untrusted(&bundle, hosts.iter().copied())
+            .map_err(ApiError::internal)?;
+        untrusted.by_set.insert(set.clone(), map);
+    }
+    Ok(untrusted)
 }
 
 /// The fleet as the plan reads it: the tree, the lists, every agent's TLS facts, and what
@@ -624,7 +694,12 @@ pub(crate) struct Assessment {
     pub simulated_ignored: u64,
 }
 
-pub(crate) fn assess(fleet: &Fleet, clients: Clients<'_>, now: i64) -> Assessment {
+pub(crate) fn assess(
+    fleet: &Fleet,
+    range: VersionRange,
+    untrusted: &Untrusted,
+    now: i64,
+) -> Assessment {
     let mut assessment = Assessment {
         flagged: Vec::new(),
         unaffected_https: 0,
@@ -634,6 +709,10 @@ pub(crate) fn assess(fleet: &Fleet, clients: Clients<'_>, now: i64) -> Assessmen
     for (index, agent) in fleet.agents.iter().enumerate() {
         let facts = facts(fleet, agent, now);
         let group = fleet.group_facts(agent.group);
+        let clients = Clients {
+            range,
+            untrusted: untrusted.for_agent(agent),
+        };
         match reach::judge(&facts, group, clients) {
             Verdict::Unaffected { via: Via::Https } => assessment.unaffected_https += 1,
             Verdict::Unaffected { via: Via::Http } => assessment.unaffected_http += 1,
@@ -757,7 +836,7 @@ pub(crate) fn impact_json(impact: &Impact, limit: usize, now: i64) -> Value {
         },
         "cut_off": cut_off,
         "at_risk": at_risk,
-        "untrusted_certificate": impact.untrusted,
+        "untrusted_certificate": impact.untrusted.default,
         "ok": cut_count == 0 && risk_count == 0,
     })
 }
@@ -785,12 +864,12 @@ pub(crate) fn fleet_guard(
     let mut fleet = Fleet::read(store, u32::MAX, HashSet::new())?;
     fleet.acknowledged = true;
     fleet.replay(&store.client_hellos()?, clients);
-    let trusted = BTreeMap::new();
+    let trusted = Untrusted::default();
     let listener = Clients {
         range,
-        untrusted: &trusted,
+        untrusted: &trusted.default,
     };
-    let before: HashSet<String> = assess(&fleet, listener, now)
+    let before: HashSet<String> = assess(&fleet, range, &trusted, now)
         .flagged
         .iter()
         .map(|(index, _)| fleet.agents[*index].id.clone())
@@ -803,7 +882,7 @@ pub(crate) fn fleet_guard(
             agent.group = *group;
         }
     }
-    let after = assess(&fleet, listener, now);
+    let after = assess(&fleet, range, &trusted, now);
     Ok(after
         .flagged
         .iter()

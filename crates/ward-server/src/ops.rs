@@ -132,21 +132,26 @@ pub fn settings_for(
             ward_fleet::Mode::Push => messages::Mode::Push,
         },
         policy: effective.policy.clone(),
+        trust_pem: String::new(),
     }
 }
 
-/// The settings of `group` at `serial`, read from the store.
+/// The settings of `group` at `serial`, read from the store, with the CAs agents are told to
+/// trust (`trust_pem`, empty before a CA rotation).
 pub fn group_settings(
     store: &dyn Store,
     group: GroupId,
     serial: i64,
+    trust_pem: &str,
 ) -> Result<Settings, ApiError> {
     let tree = tree_of(store)?;
     let lists = store.server_lists()?;
     let effective = tree
         .effective(group)
         .ok_or_else(|| ApiError::not_found("the group vanished"))?;
-    Ok(settings_for(&tree, group, &effective, &lists, serial))
+    let mut settings = settings_for(&tree, group, &effective, &lists, serial);
+    settings.trust_pem = trust_pem.to_string();
+    Ok(settings)
 }
 
 /// Creates the root group and the default server list on a new database.

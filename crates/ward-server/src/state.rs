@@ -57,6 +57,9 @@ pub struct App {
     pub started: SystemTime,
     pub shutdown: watch::Sender<bool>,
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// The CAs every agent's settings tell it to trust (`certs/agent-trust.pem`); empty until
+    /// a CA rotation, when agents keep the CA they were enrolled with.
+    pub agent_trust: Arc<std::sync::RwLock<Arc<str>>>,
 }
 
 /// Why the app could not be opened.
@@ -108,7 +111,13 @@ impl App {
             }
         });
         let agreement_public = agreement.public_bytes().map_err(|e| other(&e))?;
+        let agent_trust = match std::fs::read_to_string(data.agent_trust()) {
+            Ok(pem) => pem,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(other(&format!("{}: {e}", data.agent_trust().display()))),
+        };
         let app = App {
+            agent_trust: Arc::new(std::sync::RwLock::new(agent_trust.into())),
             telemetry: Telemetry::start(
                 store.clone(),
                 config.failures_per_second,
@@ -146,6 +155,13 @@ impl App {
     /// Marks a fleet change: the cached settings may be stale (push agents are woken by the
     /// store, for the changes that concern them). The one place the settings cache is
     /// invalidated.
+    pub fn agent_trust(&self) -> Arc<str> {
+        self.agent_trust
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn fleet_changed(&self) {
         self.fleet_version.send_modify(|v| *v += 1);
     }

@@ -98,6 +98,9 @@ pub struct Checkin {
     /// The request's nonce, kept (with `at_ms`) in the same transaction as the check-in, so a
     /// captured request cannot be replayed after a restart within the replay window.
     pub nonce: Option<String>,
+    /// The CAs the agent says it trusts: SHA-256 fingerprints, sorted, comma-separated;
+    /// `None` from an agent older than CA rotation. Replaced at every check-in.
+    pub trusted_cas: Option<String>,
 }
 
 /// What TLS readiness and hardening plans read of every agent: one lean row each, with one
@@ -126,6 +129,18 @@ pub struct AgentTls {
     /// The fingerprint of the ClientHello of its last HTTPS check-in (shared, one allocation
     /// per distinct stack).
     pub hello: Option<std::sync::Arc<str>>,
+    /// The CAs it reported trusting at its last check-in (fingerprints, sorted,
+    /// comma-separated; shared, one allocation per distinct set); `None` when it never said.
+    pub trusted_cas: Option<std::sync::Arc<str>>,
+}
+
+impl AgentTls {
+    /// Whether it reported trusting the CA with this SHA-256 fingerprint.
+    pub fn trusts_ca(&self, fingerprint: &str) -> bool {
+        self.trusted_cas
+            .as_deref()
+            .is_some_and(|prints| prints.split(',').any(|p| p == fingerprint))
+    }
 }
 
 /// One admin change: who, when, what, and the state before and after.

@@ -163,6 +163,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // every row; `SqliteStore::open` fills it in for tokens made before.
     "ALTER TABLE tokens ADD COLUMN lookup TEXT;
     CREATE INDEX tokens_lookup ON tokens (lookup);",
+    // 13: the CAs each agent reports it trusts (SHA-256 fingerprints), for CA rotation.
+    "ALTER TABLE agents ADD COLUMN trusted_cas TEXT;",
 ];
 
 pub(crate) fn latest() -> i64 {

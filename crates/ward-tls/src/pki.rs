@@ -22,6 +22,23 @@ pub fn seconds_left(cert: &openssl::x509::X509Ref) -> Result<i64, ErrorStack> {
     Ok(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
 }
 
+/// The SHA-256 (lowercase hex) of the DER of each certificate in `pem`, in order: how an
+/// agent names the CAs it trusts, and how the server tells whether a rotation's new CA is
+/// among them. Text that holds no certificate gives none.
+pub fn certificate_fingerprints(pem: &[u8]) -> Vec<String> {
+    X509::stack_from_pem(pem)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|cert| cert.to_der().ok())
+        .map(|der| {
+            openssl::sha::sha256(&der)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .collect()
+}
+
 /// A certificate with its private key, both PEM.
 #[derive(Clone)]
 pub struct Issued {
@@ -159,4 +176,28 @@ pub fn new_server_cert_for(
         cert: builder.build(),
         key,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_name_each_certificate_of_a_bundle_in_order() {
+        let (old, new) = (
+            new_ca("ward old CA").unwrap(),
+            new_ca("ward new CA").unwrap(),
+        );
+        let bundle = [old.cert_pem().unwrap(), new.cert_pem().unwrap()].concat();
+        let prints = certificate_fingerprints(&bundle);
+        assert_eq!(prints.len(), 2);
+        assert_ne!(prints[0], prints[1]);
+        assert_eq!(prints[0].len(), 64);
+        assert_eq!(
+            certificate_fingerprints(&old.cert_pem().unwrap()),
+            &prints[..1]
+        );
+        assert!(certificate_fingerprints(b"").is_empty());
+        assert!(certificate_fingerprints(b"not a certificate").is_empty());
+    }
 }

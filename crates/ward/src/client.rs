@@ -126,8 +126,11 @@ impl AdminClient {
                 IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
             });
         }
-        let ca_pem = std::fs::read(data.ca_cert())
+        // Every CA of the data dir (a rotation's next and previous too), so the console is
+        // reachable at every step of a CA rotation.
+        std::fs::metadata(data.ca_cert())
             .map_err(|e| format!("{}: {e}", data.ca_cert().display()))?;
+        let ca_pem = data.known_cas_pem();
         let token = data
             .read_admin_token()
             .map_err(|e| format!("{}: {e}", data.admin_token().display()))?;

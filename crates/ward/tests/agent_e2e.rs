@@ -732,6 +732,7 @@ fn a_captured_checkin_replayed_after_kill_9_and_a_restart_is_refused() {
         &host,
         &http,
         std::time::Duration::ZERO,
+        &[],
     );
     let headers: Vec<(&str, &str)> = request
         .headers

@@ -24,6 +24,7 @@ fn settings(serial: i64, mode: Mode, servers: &[(u32, &str)]) -> Settings {
         randomize: Duration::from_secs(10),
         mode,
         policy: serde_json::Value::Null,
+        trust_pem: String::new(),
     }
 }
 

@@ -93,7 +93,13 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
     let identity = (segments.last().map(String::as_str) == Some("export")).then(|| {
         (
             ward_proto::hex(&shared.agreement_public),
-            std::fs::read_to_string(shared.data.ca_cert()).unwrap_or_default(),
+            // The CAs agents are told to trust, from a CA rotation on; else ward's CA.
+            Some(shared.agent_trust())
+                .filter(|trust| !trust.is_empty())
+                .map(|trust| trust.to_string())
+                .unwrap_or_else(|| {
+                    std::fs::read_to_string(shared.data.ca_cert()).unwrap_or_default()
+                }),
         )
     });
     // Push agents whose check-in is held now: online, whatever their last check-in says.

@@ -4,6 +4,7 @@
 //! one store transaction. Harden's routes (`/api/v1/tls/`) live in `crate::harden`, behind
 //! the same gate; neither module imports the other.
 
+mod ca;
 pub(crate) mod fleet;
 mod openapi;
 mod status;
@@ -186,11 +187,22 @@ pub async fn route(shared: &App, request: &Authorized) -> HttpResponse {
         (["server", "reload"], &Method::POST) => {
             return status::reload(shared, &request.caller, &request.body).await
         }
-        (["server"], _) | (["server", "reload"], _) => {
+        (["server", "ca"], &Method::GET) => return ca::status(shared).await,
+        (["server", "ca", "rotate"], &Method::POST) => {
+            return ca::rotate(shared, &request.caller).await
+        }
+        (["server", "ca", "switch"], &Method::POST) => {
+            return ca::switch(shared, &request.caller, &request.body).await
+        }
+        (["server"], _)
+        | (["server", "reload"], _)
+        | (["server", "ca"], _)
+        | (["server", "ca", "rotate" | "switch"], _) => {
             return error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                "GET /server, POST /server/reload",
+                "GET /server, POST /server/reload, GET /server/ca, POST /server/ca/rotate, \
+                 POST /server/ca/switch",
             )
         }
         _ => {}

@@ -213,6 +213,11 @@ pub fn document() -> Value {
         Some(object(json!({"accept_cut_off": {"type": "boolean"}, "dry_run": {"type": "boolean"}}), &[])),
         "200",
     );
+    let ca_switch = operation(
+        "finish a CA rotation: the listeners' certificates re-issued from the new CA, guarded: 409 would_cut_off (nothing changes) when agents that do not trust it would lose their last path, unless accept_cut_off; dry_run plans only; 409 no_rotation, 409 reload_first",
+        Some(object(json!({"accept_cut_off": {"type": "boolean"}, "dry_run": {"type": "boolean"}}), &[])),
+        "200",
+    );
     let mut account_delete = operation("delete an account; its sessions end", None, "200");
     account_delete["parameters"] = json!([path_param("name", "string")]);
     let mut account_password = operation(
@@ -235,7 +240,7 @@ pub fn document() -> Value {
     let mut account_revoke = operation("end every session of an account", None, "200");
     account_revoke["parameters"] = json!([path_param("name", "string")]);
 
-    json!({
+    let mut document = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "ward admin API",
@@ -320,5 +325,11 @@ pub fn document() -> Value {
             "/accounts/{name}/revoke": {"post": account_revoke},
             "/session": {"delete": operation("log out: end the caller's own session", None, "200")},
         }
-    })
+    });
+    // The CA rotation, apart: one more entry in the literal above passes serde_json's
+    // macro recursion limit.
+    document["paths"]["/server/ca"] = json!({"get": operation("CA rotation status: the CAs (current, next, previous) and the agents that have not acknowledged the next one", None, "200")});
+    document["paths"]["/server/ca/rotate"] = json!({"post": operation("start a CA rotation: a new CA, handed to every agent inside its signed settings (409 rotation_under_way when one is)", None, "200")});
+    document["paths"]["/server/ca/switch"] = json!({"post": ca_switch});
+    document
 }

@@ -127,12 +127,7 @@ pub async fn reload(
         return crate::api::json_response(status, &body);
     }
     let accepted: Vec<Value> = match &result {
-        Reloaded::Swapped(_, Some(plan)) => plan["cut_off"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|line| line["id"].clone())
-            .collect(),
+        Reloaded::Swapped(_, Some(plan)) => crate::impact::cut_off_ids(plan),
         _ => Vec::new(),
     };
     let store = shared.store.clone();

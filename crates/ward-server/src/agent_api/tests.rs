@@ -118,6 +118,7 @@ fn report(acked: i64) -> String {
         host: host(),
         server: "http://127.0.0.1:8014".into(),
         wait_ms: 0,
+        trusted_cas: vec![],
     })
 }
 
@@ -286,4 +287,25 @@ async fn enrollments_that_do_not_prove_the_token_are_refused() {
         assert_eq!(code(&answer), expected, "{what}");
         assert_eq!(count(), before, "{what}: nobody enrolled");
     }
+}
+
+#[test]
+fn the_cas_an_agent_reports_are_kept_checked_sorted_and_bounded() {
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    let (upper, short) = ("A".repeat(64), "a".repeat(63));
+    let cases: &[(&[&str], Option<String>)] = &[
+        (&[], None),
+        (&[&b, &a], Some(format!("{a},{b}"))),
+        (&[&a, &a], Some(a.clone())),
+        // Not a SHA-256 in lowercase hex: left out.
+        (&[&upper, "zz", "", "a,b"], None),
+        (&[&short, &b], Some(b.clone())),
+    ];
+    for (reported, expected) in cases {
+        let reported: Vec<String> = reported.iter().map(|s| s.to_string()).collect();
+        assert_eq!(&super::trusted_cas(&reported), expected, "{reported:?}");
+    }
+    // At most 8 are kept, whatever an agent sends.
+    let many: Vec<String> = (0..100).map(|i| format!("{i:064x}")).collect();
+    assert_eq!(super::trusted_cas(&many).unwrap().split(',').count(), 8);
 }

@@ -856,12 +856,7 @@ pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> Api
             }),
         ));
     }
-    let accepted: Vec<Value> = plan["cut_off"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|line| line["id"].clone())
-        .collect();
+    let accepted = crate::impact::cut_off_ids(&plan);
     let originals = state.originals.clone();
     blocking(move || {
         for original in &originals {

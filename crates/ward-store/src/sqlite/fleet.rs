@@ -203,13 +203,28 @@ fn version_bits(list: &str) -> u8 {
         .fold(0, |bits, rank| bits | 1 << (rank - 1))
 }
 
+/// One shared string per distinct value.
+fn intern(
+    seen: &mut std::collections::HashMap<String, std::sync::Arc<str>>,
+    text: &str,
+) -> std::sync::Arc<str> {
+    match seen.get(text) {
+        Some(shared) => shared.clone(),
+        None => {
+            let shared: std::sync::Arc<str> = text.into();
+            seen.insert(text.to_string(), shared.clone());
+            shared
+        }
+    }
+}
+
 pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentTls>> {
     // A table scan in storage order (no ORDER BY: the id index would turn it into a million
     // random lookups); text columns are read in place, not copied.
     let mut statement = connection.prepare(
         "SELECT id, group_id, tls_versions, tls_version, channel, peer, last_checkin_ms, \
          enrolled_ms, serial, acked_serial, simulated, \
-         COALESCE(tls_group LIKE '%MLKEM%', 0), hello FROM agents",
+         COALESCE(tls_group LIKE '%MLKEM%', 0), hello, trusted_cas FROM agents",
     )?;
     let mut rows = statement.query([])?;
     let mut agents = Vec::new();
@@ -233,14 +248,8 @@ pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentT
             acked_serial: row.get(9)?,
             simulated: row.get(10)?,
             post_quantum: row.get(11)?,
-            hello: text(12)?.map(|digest| match stacks.get(digest) {
-                Some(shared) => shared.clone(),
-                None => {
-                    let shared: std::sync::Arc<str> = digest.into();
-                    stacks.insert(digest.to_string(), shared.clone());
-                    shared
-                }
-            }),
+            hello: text(12)?.map(|digest| intern(&mut stacks, digest)),
+            trusted_cas: text(13)?.map(|prints| intern(&mut stacks, prints)),
         });
     }
     Ok(agents)
@@ -846,7 +855,7 @@ pub(crate) fn record_checkin(
         "UPDATE agents SET last_checkin_ms = ?2, acked_serial = MIN(?3, serial), hostname = ?4, \
          os_name = ?5, os_version = ?6, agent_version = ?7, tls_versions = ?8, tls_rank = ?9, \
          channel = ?10, server = ?11, tls_version = ?12, peer = ?13, tls_group = ?14, \
-         hello = COALESCE(?15, hello) WHERE id = ?1",
+         hello = COALESCE(?15, hello), trusted_cas = ?16 WHERE id = ?1",
     )?
     .execute(params![
             checkin.agent,
@@ -863,7 +872,8 @@ pub(crate) fn record_checkin(
             checkin.tls_version,
             checkin.peer,
             checkin.tls_group,
-            checkin.hello
+            checkin.hello,
+            checkin.trusted_cas
         ])?;
     if let Some(nonce) = &checkin.nonce {
         transaction

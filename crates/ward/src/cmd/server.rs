@@ -135,17 +135,62 @@ pub enum ServerAction {
     /// names them and exits 2, unless --accept-cut-off.
     Reload {
         #[command(flatten)]
+        guarded: Guarded,
+    },
+    /// Rotate ward's CA without orphaning an agent, in three steps on a running server:
+    /// `start` makes a new CA and hands it to every agent inside its signed settings (agents
+    /// then trust both); `status` shows who has acknowledged it; `switch` re-issues the
+    /// listeners' certificates from the new CA, only when every agent that checks the
+    /// certificate trusts it (the same guard as a reload: --dry-run, --accept-cut-off)
+    RotateCa {
+        #[command(subcommand)]
+        step: RotateStep,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RotateStep {
+    /// Make the new CA (certs/ca-next.pem) and give every agent new settings that trust it
+    /// as well as the current one
+    Start {
+        #[command(flatten)]
         data: DataArg,
         /// Print JSON: the server's answer
         #[arg(long)]
         json: bool,
-        /// Show the plan of the reload (agents and other peers cut off) and change nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// Reload even if agents would lose their last path (audited, with whom)
-        #[arg(long)]
-        accept_cut_off: bool,
     },
+    /// The CAs, and the agents that have not acknowledged the new one yet (exit 2 while
+    /// some have not)
+    Status {
+        #[command(flatten)]
+        data: DataArg,
+        /// Print JSON: the server's answer
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-issue the listeners' certificates from the new CA, reload, and make the new CA the
+    /// only one the agents' settings carry. Refused (exit 2), nothing changed, while agents
+    /// that check the certificate and do not trust the new CA would lose their last path
+    Switch {
+        #[command(flatten)]
+        guarded: Guarded,
+    },
+}
+
+/// The arguments of a change the server guards (a reload, a CA switch).
+#[derive(Args)]
+pub struct Guarded {
+    #[command(flatten)]
+    data: DataArg,
+    /// Print JSON: the server's answer
+    #[arg(long)]
+    json: bool,
+    /// Show the plan (the agents and other peers it would cut off) and change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Go on even if agents would lose their last path (audited, with whom)
+    #[arg(long)]
+    accept_cut_off: bool,
 }
 
 pub fn run(args: ServerArgs) -> CmdResult {
@@ -162,13 +207,96 @@ pub fn run(args: ServerArgs) -> CmdResult {
             backup(&DataDir::new(data.data), &out, json)
         }
         Some(ServerAction::Restore { from, data, json }) => restore(&from, &data, json),
-        Some(ServerAction::Reload {
-            data,
-            json,
-            dry_run,
-            accept_cut_off,
-        }) => reload(&DataDir::new(data.data), json, dry_run, accept_cut_off),
+        Some(ServerAction::Reload { guarded }) => reload(
+            &DataDir::new(guarded.data.data),
+            guarded.json,
+            guarded.dry_run,
+            guarded.accept_cut_off,
+        ),
+        Some(ServerAction::RotateCa { step }) => rotate_ca(step),
     }
+}
+
+fn rotate_ca(step: RotateStep) -> CmdResult {
+    let (data, json, method, path, body) = match step {
+        RotateStep::Start { data, json } => (data, json, "POST", "/api/v1/server/ca/rotate", None),
+        RotateStep::Status { data, json } => (data, json, "GET", "/api/v1/server/ca", None),
+        RotateStep::Switch { guarded } => (
+            guarded.data,
+            guarded.json,
+            "POST",
+            "/api/v1/server/ca/switch",
+            Some(json!({"dry_run": guarded.dry_run, "accept_cut_off": guarded.accept_cut_off})),
+        ),
+    };
+    let data = DataDir::new(data.data);
+    let client = AdminClient::local(&data)?;
+    let reply = client.request(method, path, body.as_ref())?;
+    let body = &reply.body;
+    let status = if body["ca"].is_object() {
+        &body["ca"]
+    } else {
+        body
+    };
+    if json {
+        println!("{body:#}");
+    } else if reply.status == 200 {
+        let describe = |what: &str, ca: &serde_json::Value| {
+            if ca.is_object() {
+                println!(
+                    "{what:<9} {} ({}, {} days left)",
+                    ca["fingerprint"].as_str().unwrap_or("?"),
+                    ca["subject"].as_str().unwrap_or("?"),
+                    ca["days_left"]
+                );
+            }
+        };
+        if body["dry_run"] == true || body["switched"] == true {
+            print_reload_plan(&body["plan"]);
+        }
+        describe("current", &status["current"]);
+        describe("next", &status["next"]);
+        describe("previous", &status["previous"]);
+        if status["under_way"] == true {
+            println!(
+                "{} of {} agent(s) have acknowledged the new CA",
+                status["acknowledged"], status["agents"]
+            );
+            for agent in status["not_acknowledged"].as_array().into_iter().flatten() {
+                println!(
+                    "  {} ({}, last check-in {}): {}",
+                    agent["id"].as_str().unwrap_or("?"),
+                    agent["group"].as_str().unwrap_or("?"),
+                    agent["last_checkin"].as_str().unwrap_or("never"),
+                    agent["why"].as_str().unwrap_or("")
+                );
+            }
+        }
+        if body["dry_run"] == true {
+            println!("dry run: nothing changed");
+        } else if body["switched"] == true {
+            println!("switched: the listeners serve certificates of the new CA, and the agents' settings carry only it");
+        }
+    } else {
+        print_reload_plan(&body["plan"]);
+        println!(
+            "refused ({}): {}",
+            reply.status,
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        );
+    }
+    let waiting = status["waiting"].as_u64().unwrap_or(0) > 0;
+    Ok(match reply.status {
+        200 if body["dry_run"] == true && body["plan"]["lost"].as_u64().unwrap_or(0) > 0 => {
+            ExitCode::from(2)
+        }
+        200 if path == "/api/v1/server/ca" && waiting => ExitCode::from(2),
+        200 => ExitCode::SUCCESS,
+        409 => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    })
 }
 
 fn initialise(data: &DataDir, overrides: &Overrides) -> Result<(), String> {

@@ -431,14 +431,10 @@ fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
     ));
 }
 
-#[test]
-fn checkin_nonces_are_kept_with_the_checkin_and_pruned_past_the_window() {
-    let (dir, store) = store();
-    store
-        .insert_agents(&[agent("a1", 1, &["TLSv1.2"])])
-        .unwrap();
-    let checkin = |nonce: &str, at_ms: i64| crate::Checkin {
-        agent: "a1".into(),
+/// A plain-HTTP check-in of agent `id` at `at_ms`, without a nonce or CAs.
+fn checkin_of(id: &str, at_ms: i64) -> crate::Checkin {
+    crate::Checkin {
+        agent: id.into(),
         at_ms,
         acked_serial: 0,
         hostname: "h".into(),
@@ -452,7 +448,20 @@ fn checkin_nonces_are_kept_with_the_checkin_and_pruned_past_the_window() {
         tls_group: None,
         hello: None,
         peer: None,
+        nonce: None,
+        trusted_cas: None,
+    }
+}
+
+#[test]
+fn checkin_nonces_are_kept_with_the_checkin_and_pruned_past_the_window() {
+    let (dir, store) = store();
+    store
+        .insert_agents(&[agent("a1", 1, &["TLSv1.2"])])
+        .unwrap();
+    let checkin = |nonce: &str, at_ms: i64| crate::Checkin {
         nonce: Some(nonce.into()),
+        ..checkin_of("a1", at_ms)
     };
     let t0 = 1_800_000_000_000;
     store
@@ -520,4 +529,46 @@ fn a_token_is_found_by_its_lookup_and_purged_a_day_after_it_expires() {
         .map(|t| t.token_sha256)
         .collect();
     assert_eq!(left, ["sha-live", "sha-forever"]);
+}
+
+#[test]
+fn the_cas_an_agent_trusts_are_replaced_at_each_checkin_and_shared_when_equal() {
+    let (dir, store) = store();
+    store
+        .insert_agents(&[agent("a1", 1, &["TLSv1.2"]), agent("a2", 1, &["TLSv1.2"])])
+        .unwrap();
+    let (old, new) = ("a".repeat(64), "b".repeat(64));
+    let checkin = |id: &str, at_ms: i64, trusted: Option<String>| crate::Checkin {
+        trusted_cas: trusted,
+        ..checkin_of(id, at_ms)
+    };
+    let both = format!("{old},{new}");
+    let t0 = 1_800_000_000_000;
+    store
+        .record_checkins(&[
+            checkin("a1", t0, Some(both.clone())),
+            checkin("a2", t0, Some(both.clone())),
+        ])
+        .unwrap();
+    let read = |store: &SqliteStore| {
+        let mut agents = store.agents_tls().unwrap();
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        agents
+    };
+    let agents = read(&store);
+    assert!(agents
+        .iter()
+        .all(|a| a.trusts_ca(&old) && a.trusts_ca(&new)));
+    assert!(!agents[0].trusts_ca(&"c".repeat(64)));
+    assert!(std::sync::Arc::ptr_eq(
+        agents[0].trusted_cas.as_ref().unwrap(),
+        agents[1].trusted_cas.as_ref().unwrap()
+    ));
+    // An agent that stops saying (an older build put back) trusts what it was enrolled with.
+    store.record_checkin(&checkin("a1", t0 + 1, None)).unwrap();
+    let agents = read(&store);
+    assert_eq!(agents[0].trusted_cas, None);
+    assert!(!agents[0].trusts_ca(&old));
+    assert!(agents[1].trusts_ca(&new));
+    drop(dir);
 }

@@ -128,6 +128,7 @@ fn bootstrap_settings(url: &str) -> Settings {
         randomize: Duration::ZERO,
         mode: Mode::Pull,
         policy: Value::Null,
+        trust_pem: String::new(),
     }
 }
 
@@ -213,6 +214,7 @@ pub(super) async fn agent_loop(
             &host,
             &server.url,
             wait,
+            &[],
         );
         let held = !wait.is_zero();
         if held {

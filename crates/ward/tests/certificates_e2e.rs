@@ -1,0 +1,238 @@
+//! The server's certificates over time, with real agents as separate processes: one of each
+//! kind (pull and push, over HTTPS and over plain HTTP) keeps checking in through a renewal
+//! (`ward server renew-cert`) and through a CA rotation (`ward server rotate-ca start`,
+//! `status`, `switch`), and the switch refuses, naming it, while an agent that checks the
+//! certificate has not acknowledged the new CA.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+/// The agents of [`fleet_of_each_kind`], by what they are.
+struct Fleet {
+    agents: Vec<(&'static str, Agent)>,
+}
+
+impl Fleet {
+    /// Every agent checks in again, now: a new root policy (`{"round": round}`) goes out, and
+    /// each agent must fetch it over its own channel (a signed check-in answered after this
+    /// call) and be without an error.
+    fn all_check_in_again(&self, server: &Server, round: u32) {
+        set_root_policy(server, &format!("{{\"round\": {round}}}"));
+        for (kind, agent) in &self.agents {
+            let channel = if kind.starts_with("https") {
+                "https"
+            } else {
+                "http"
+            };
+            eventually(Duration::from_secs(30), || {
+                let state: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(agent.dir.path().join("agent.json")).ok()?,
+                )
+                .ok()?;
+                (state["settings"]["policy"]["round"] == round).then_some(())
+            })
+            .unwrap_or_else(|| panic!("the {kind} agent never fetched round {round}"));
+            agent.until(Duration::from_secs(15), |s| {
+                s["channel"] == channel && s["last_error"].is_null()
+            });
+        }
+    }
+}
+
+/// A started server (check-ins every second) with one running agent of each kind: HTTPS pull
+/// (the root group), HTTPS push (`Push`), HTTP pull (`Legacy`, on the clients-http list) and
+/// HTTP push (`Legacy Push`).
+fn fleet_of_each_kind() -> (Server, Fleet) {
+    let server = fast_server();
+    legacy_http_group(&server);
+    cli(&server, &["group", "create", "Push"]);
+    cli(
+        &server,
+        &["group", "set", "My Company/Push", "--mode", "push"],
+    );
+    cli(&server, &["group", "create", "Legacy Push"]);
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Legacy Push",
+            "--server-list",
+            "Default-http",
+            "--mode",
+            "push",
+        ],
+    );
+    let https = format!("https://127.0.0.1:{}", server.clients);
+    let http = format!("http://127.0.0.1:{}", server.clients_http);
+    let run = |url: &str, group: &str, allow_http: bool| {
+        let token = group_token(&server, group, allow_http);
+        run_agent(enroll(&server, url, &token, None), None)
+    };
+    let agents = vec![
+        ("https pull", run(&https, "My Company", false)),
+        ("https push", run(&https, "My Company/Push", false)),
+        ("http pull", run(&http, "My Company/Legacy", true)),
+        ("http push", run(&http, "My Company/Legacy Push", true)),
+    ];
+    for (kind, agent) in &agents {
+        let mode = if kind.ends_with("push") {
+            "push"
+        } else {
+            "pull"
+        };
+        agent.until(Duration::from_secs(15), |s| s["mode"] == mode);
+    }
+    (server, Fleet { agents })
+}
+
+fn fingerprint(pem: &[u8]) -> String {
+    ward_tls::pki::certificate_fingerprints(pem)
+        .into_iter()
+        .next()
+        .unwrap()
+}
+
+/// The fingerprints of the CAs an agent's settings file says it trusts now.
+fn agent_trusts(agent: &Agent) -> Vec<String> {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(agent.dir.path().join("agent.json")).unwrap())
+            .unwrap();
+    let pem = match state["settings"]["trust_pem"].as_str() {
+        Some(pem) if !pem.is_empty() => pem.to_string(),
+        _ => state["ca_pem"].as_str().unwrap().to_string(),
+    };
+    ward_tls::pki::certificate_fingerprints(pem.as_bytes())
+}
+
+/// `ward server rotate-ca status --json` (which exits 2 while agents have not acknowledged).
+fn rotation_status(server: &Server) -> serde_json::Value {
+    let output = run_cli(server, &["server", "rotate-ca", "status", "--json"]);
+    assert!(matches!(output.status.code(), Some(0 | 2)), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Whether a client that trusts only `ca_pem` completes a verified handshake with the
+/// clients listener.
+fn clients_listener_trusted_by(server: &Server, ca_pem: &[u8]) -> bool {
+    tls_connect(server.clients, ca_pem, None).is_ok()
+}
+
+#[test]
+fn renew_cert_keeps_every_kind_of_agent_checking_in() {
+    let (server, fleet) = fleet_of_each_kind();
+    let before = std::fs::read(server.path("certs/server.pem")).unwrap();
+    let renewed = run_cli(&server, &["server", "renew-cert"]);
+    assert!(renewed.status.success(), "{renewed:?}");
+    assert!(String::from_utf8_lossy(&renewed.stdout).contains("reloaded"));
+    assert_ne!(
+        std::fs::read(server.path("certs/server.pem")).unwrap(),
+        before
+    );
+    fleet.all_check_in_again(&server, 1);
+}
+
+#[test]
+fn rotate_ca_waits_for_every_agent_then_switches_without_orphans() {
+    let (mut server, mut fleet) = fleet_of_each_kind();
+    let old_ca = server.ca_pem();
+    // An HTTPS agent that is stopped when the rotation starts: it cannot acknowledge.
+    let sleeper = https_agent(&server);
+    let sleeper_id = sleeper.id();
+    let sleeper_dir = {
+        let mut sleeper = sleeper;
+        let dir = std::mem::replace(&mut sleeper.dir, tempfile::tempdir().unwrap());
+        drop(sleeper);
+        dir
+    };
+
+    // Nothing to switch before a rotation starts.
+    let early = run_cli(&server, &["server", "rotate-ca", "switch"]);
+    assert_eq!(early.status.code(), Some(2), "{early:?}");
+    assert!(String::from_utf8_lossy(&early.stdout).contains("no CA rotation is under way"));
+
+    let started = cli(&server, &["server", "rotate-ca", "start"]);
+    let next = started["next"]["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(started["current"]["fingerprint"], fingerprint(&old_ca));
+    assert_ne!(next, fingerprint(&old_ca));
+    assert!(started["agents_bumped"].as_u64().unwrap() >= 5, "{started}");
+    let again = run_cli(&server, &["server", "rotate-ca", "start"]);
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
+
+    // Every running agent, whatever its kind, comes to trust both CAs and says so.
+    for (kind, agent) in &fleet.agents {
+        eventually(Duration::from_secs(30), || {
+            let trusts = agent_trusts(agent);
+            (trusts.len() == 2 && trusts.contains(&next)).then_some(())
+        })
+        .unwrap_or_else(|| panic!("the {kind} agent never trusted the new CA"));
+    }
+    let status = eventually(Duration::from_secs(30), || {
+        let status = rotation_status(&server);
+        (status["acknowledged"] == 4).then_some(status)
+    })
+    .expect("the four running agents acknowledge the new CA");
+    assert_eq!(status["waiting"], 1, "{status}");
+    assert_eq!(status["not_acknowledged"][0]["id"], sleeper_id, "{status}");
+    let waiting = run_cli(&server, &["server", "rotate-ca", "status"]);
+    assert_eq!(waiting.status.code(), Some(2), "{waiting:?}");
+
+    // The switch would cut the sleeper off (it checks the certificate, has no HTTP entry and
+    // trusts only the old CA): refused, and nothing changed.
+    for args in [
+        &["server", "rotate-ca", "switch"][..],
+        &["server", "rotate-ca", "switch", "--dry-run"][..],
+    ] {
+        let refused = run_cli(&server, args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {refused:?}");
+        let text = String::from_utf8_lossy(&refused.stdout);
+        assert!(text.contains(&sleeper_id), "{text}");
+        assert!(text.contains("would not trust"), "{text}");
+    }
+    assert_eq!(server.ca_pem(), old_ca);
+    assert!(!server.path("certs/switch").exists());
+    assert!(clients_listener_trusted_by(&server, &old_ca));
+
+    // The sleeper comes back (the old certificate still serves), picks up the new CA, and
+    // the switch goes through.
+    let sleeper = run_agent(sleeper_dir, None);
+    eventually(Duration::from_secs(30), || {
+        (rotation_status(&server)["waiting"] == 0).then_some(())
+    })
+    .expect("the sleeper acknowledges the new CA");
+    let done = run_cli(&server, &["server", "rotate-ca", "status"]);
+    assert!(done.status.success(), "{done:?}");
+    fleet.agents.push(("https sleeper", sleeper));
+
+    let switched = cli(&server, &["server", "rotate-ca", "switch"]);
+    assert_eq!(switched["switched"], true, "{switched}");
+    assert_eq!(switched["plan"]["lost"], 0, "{switched}");
+    let new_ca = server.ca_pem();
+    assert_eq!(fingerprint(&new_ca), next);
+    assert_eq!(
+        fingerprint(&std::fs::read(server.path("certs/ca-previous.pem")).unwrap()),
+        fingerprint(&old_ca)
+    );
+    assert!(!server.path("certs/ca-next.pem").exists());
+    assert!(clients_listener_trusted_by(&server, &new_ca));
+    assert!(!clients_listener_trusted_by(&server, &old_ca));
+
+    // Every agent keeps checking in, and its settings come to carry only the new CA.
+    fleet.all_check_in_again(&server, 1);
+    for (kind, agent) in &fleet.agents {
+        eventually(Duration::from_secs(30), || {
+            (agent_trusts(agent) == [next.clone()]).then_some(())
+        })
+        .unwrap_or_else(|| panic!("the {kind} agent still trusts the old CA"));
+    }
+    let audit = audit_entry(&server, |e| e["action"] == "server.ca.switch");
+    assert_eq!(audit["after"]["current"], next.as_str());
+
+    // A restart serves the new certificates; the agents go on.
+    server.terminate(Duration::from_secs(10));
+    server.start();
+    fleet.all_check_in_again(&server, 2);
+}
