@@ -256,7 +256,9 @@ impl Core {
                     Duration::ZERO
                 } else {
                     let spread = self.randomize().mul_f64((self.random)());
-                    self.interval() + spread
+                    // Signed settings may say any interval the codec reads (up to
+                    // u64::MAX seconds): never overflow.
+                    self.interval().saturating_add(spread)
                 };
                 self.pause = Some(pause);
                 Event::CheckedIn {

@@ -161,15 +161,20 @@ struct Loaded {
     trusted_cas: Vec<String>,
 }
 
-fn load(config: &RunConfig, stopper: &Stopper) -> Result<Loaded, AgentError> {
-    let state = AgentState::load(&config.dir)?;
-    let offer = config.offer.or(state.offer());
+/// The key the agent signs with: derived from its own pair and the server's agreement key.
+fn agent_key(state: &AgentState) -> Result<AgentKey, AgentError> {
     let key_error =
         |e: &dyn std::fmt::Display| AgentError::state(format!("settings file key: {e}"));
     let pair = KeyPair::from_private_bytes(&unhex(&state.private_key).map_err(|e| key_error(&e))?)
         .map_err(|e| key_error(&e))?;
     let server_public = unhex(&state.server_public).map_err(|e| key_error(&e))?;
-    let key = AgentKey::for_agent(&pair, &server_public).map_err(|e| key_error(&e))?;
+    AgentKey::for_agent(&pair, &server_public).map_err(|e| key_error(&e))
+}
+
+fn load(config: &RunConfig, stopper: &Stopper) -> Result<Loaded, AgentError> {
+    let state = AgentState::load(&config.dir)?;
+    let offer = config.offer.or(state.offer());
+    let key = agent_key(&state)?;
     let transport = Transport::new(state.trust_pem().as_bytes(), offer)?;
     stopper.watch(transport.interrupt());
     let trusted_cas = ward_tls::pki::certificate_fingerprints(state.trust_pem().as_bytes());
@@ -300,7 +305,17 @@ pub fn run(
                             let trust_before = loaded.state.trust_pem().to_string();
                             loaded.state.settings = loaded.core.settings().clone();
                             loaded.state.acked_serial = loaded.core.acked_serial();
+                            // A key rotation: saved with the settings that carry it, so a
+                            // crash never leaves the one without the other.
+                            let rekeyed = loaded.state.adopt_server_key();
                             loaded.state.save(&config.dir)?;
+                            if rekeyed {
+                                loaded.key = agent_key(&loaded.state)?;
+                                log(format_args!(
+                                    "now signing with the server's new agreement key {}",
+                                    &loaded.state.server_public[..16]
+                                ));
+                            }
                             write_policy(&config.dir, &loaded.state)?;
                             log(format_args!(
                                 "settings serial {} from {}: group {}, {} mode",

@@ -54,6 +54,19 @@ impl AgentState {
         }
     }
 
+    /// Takes the server's next agreement key from the settings (a key rotation), if they
+    /// carry one that differs from the key it has; whether it did. From then on the agent
+    /// signs with the key derived from it.
+    pub fn adopt_server_key(&mut self) -> bool {
+        let next = &self.settings.server_key;
+        let usable = ward_proto::unhex(next).is_ok_and(|bytes| bytes.len() == 32);
+        if !usable || *next == self.server_public {
+            return false;
+        }
+        self.server_public = next.clone();
+        true
+    }
+
     pub fn path(dir: &Path) -> PathBuf {
         dir.join("agent.json")
     }
@@ -110,19 +123,29 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn state_round_trips_atomically_with_private_mode() {
-        let dir = tempfile_dir();
-        let state = AgentState {
+    /// A state with made-up keys, serial 0 acknowledged, nothing given at enrollment.
+    fn plain_state() -> AgentState {
+        AgentState {
             agent: "a1".into(),
             private_key: "00".repeat(32),
             server_public: "11".repeat(32),
             ca_pem: String::new(),
             settings: settings(),
+            acked_serial: 0,
+            tls_max: None,
+            client_profile: None,
+            name: None,
+        }
+    }
+
+    #[test]
+    fn state_round_trips_atomically_with_private_mode() {
+        let dir = tempfile_dir();
+        let state = AgentState {
             acked_serial: 3,
             tls_max: Some("TLSv1".into()),
             client_profile: Some("xp-ie8".into()),
-            name: None,
+            ..plain_state()
         };
         state.save(&dir).unwrap();
         assert_eq!(AgentState::load(&dir).unwrap(), state);
@@ -133,21 +156,26 @@ mod tests {
     }
 
     #[test]
+    fn the_settings_next_server_key_is_adopted_once_and_only_when_usable() {
+        let mut state = plain_state();
+        assert!(!state.adopt_server_key(), "no key in the settings");
+        for unusable in ["zz".repeat(32), "22".repeat(31), "not hex".into()] {
+            state.settings.server_key = unusable;
+            assert!(!state.adopt_server_key());
+            assert_eq!(state.server_public, "11".repeat(32));
+        }
+        state.settings.server_key = "22".repeat(32);
+        assert!(state.adopt_server_key());
+        assert_eq!(state.server_public, "22".repeat(32));
+        assert!(!state.adopt_server_key(), "already adopted");
+    }
+
+    #[test]
     fn an_existing_directory_keeps_its_mode() {
         let dir = tempfile_dir();
         fs::create_dir_all(&dir).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
-        let state = AgentState {
-            agent: "a1".into(),
-            private_key: "00".repeat(32),
-            server_public: "11".repeat(32),
-            ca_pem: String::new(),
-            settings: settings(),
-            acked_serial: 0,
-            tls_max: None,
-            client_profile: None,
-            name: None,
-        };
+        let state = plain_state();
         state.save(&dir).unwrap();
         assert_eq!(
             fs::metadata(&dir).unwrap().permissions().mode() & 0o777,

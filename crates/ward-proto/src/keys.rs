@@ -43,6 +43,7 @@ impl fmt::Debug for AgentKey {
 }
 
 /// An X25519 key pair.
+#[derive(Clone)]
 pub struct KeyPair {
     key: PKey<Private>,
 }

@@ -167,6 +167,11 @@ pub struct Settings {
     /// keep the enrolled CA.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub trust_pem: String,
+    /// The server's next X25519 agreement key (hex), during an agreement key rotation: the
+    /// agent signs with the key derived from it from these settings on (the server accepts
+    /// both until the switch). Empty (and absent on the wire) otherwise: keep the one it has.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server_key: String,
 }
 
 impl Settings {

@@ -15,11 +15,12 @@ use ward_proto::messages::{
     self, header, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ErrorBody,
     HostReport, Settings, CHECKIN_PATH,
 };
-use ward_proto::{enroll as proof, hex, now_ms, unhex, AgentKey, RequestAuth};
+use ward_proto::{enroll as proof, hex, now_ms, unhex, AgentKey, AuthError, RequestAuth};
 use ward_store::{AgentRecord, AuditEntry, Change, Checkin, Mutation};
 use ward_tls::TlsVersion;
 
 use crate::api::{blocking, ApiError, ConnTls, HttpResponse};
+use crate::channel::KnownKey;
 use crate::config::Role;
 use crate::ops::group_settings;
 use crate::state::App;
@@ -48,8 +49,15 @@ fn signed<T: Serialize>(key: &AgentKey, nonce: &str, status: StatusCode, body: &
     response
 }
 
-fn agent_key(shared: &App, agent_public: &[u8]) -> Option<AgentKey> {
-    AgentKey::for_server(&shared.agreement, &shared.agreement_public, agent_public).ok()
+/// The key of an agent with `agent_public`, derived with the server's current agreement key
+/// (enrollment's), as the cache keeps it.
+fn agent_key(shared: &App, agent_public: &[u8]) -> Option<KnownKey> {
+    let agreement = shared.agreement();
+    Some(KnownKey {
+        key: agreement.current.derive(agent_public)?,
+        server_key: agreement.current.sha256.clone(),
+        agent_public: agent_public.into(),
+    })
 }
 
 /// The versions an agent reports, in ward's spelling; unknown words are dropped.
@@ -95,13 +103,14 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
             "the enrollment time is too far from the server's clock",
         );
     }
-    let Some(key) = agent_key(shared, &public) else {
+    let Some(known) = agent_key(shared, &public) else {
         return refuse(
             StatusCode::BAD_REQUEST,
             "bad_request",
             "agent_public is not a usable X25519 key",
         );
     };
+    let key = known.key.clone();
     let store = shared.store.clone();
     let lookup = request.token_lookup.clone();
     let found = match blocking(move || Ok(store.token_by_lookup(&lookup)?)).await {
@@ -159,7 +168,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
     // the token's group and keeps its identity (the seed's communication-settings drop).
     if let Some(existing) = request.agent.clone() {
         let store = shared.store.clone();
-        let trust = shared.agent_trust();
+        let handed = shared.handed();
         let public_hex = hex(&public);
         let token_id = token.id;
         let group = token.group;
@@ -185,7 +194,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
                     after: Some(json!({"token": token_id})),
                 },
             })?;
-            let settings = group_settings(&*store, group, applied.serial.unwrap_or(1), &trust)?;
+            let settings = group_settings(&*store, group, applied.serial.unwrap_or(1), &handed)?;
             Ok(Some(EnrollResponse {
                 agent: existing,
                 settings,
@@ -225,7 +234,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
         simulated: request.host.simulated,
     };
     let store = shared.store.clone();
-    let trust = shared.agent_trust();
+    let handed = shared.handed();
     let public_hex = hex(&public);
     let agent_id = id.clone();
     let group = token.group;
@@ -248,12 +257,12 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
                 after: Some(json!({"token": token.id})),
             },
         })?;
-        group_settings(&*store, group, 1, &trust)
+        group_settings(&*store, group, 1, &handed)
     })
     .await;
     match result {
         Ok(settings) => {
-            shared.agent_keys.insert(&id, key.clone());
+            shared.agent_keys.insert(&id, known);
             let answer = EnrollResponse {
                 agent: id,
                 settings,
@@ -268,21 +277,77 @@ fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Finds the agent's key: from the cache, else from its stored public key.
-async fn key_of(shared: &App, agent: &str) -> Result<Option<AgentKey>, ApiError> {
-    if let Some(key) = shared.agent_keys.get(agent) {
-        return Ok(Some(key));
+/// What checking a check-in's MAC found.
+enum Verified {
+    /// It verified under this key (its answer is signed with it), derived with the server
+    /// agreement key of this SHA-256.
+    Key(AgentKey, Arc<str>),
+    /// No agent of that id.
+    Unknown,
+    Refused(AuthError),
+}
+
+/// Verifies a check-in under each key the agent may sign with: the one that verified last
+/// (cached), then those derived with the server's current and next agreement keys (a key
+/// rotation under way), each tried once. A forged MAC costs one HMAC while no rotation is
+/// under way; the store is read only for an agent not seen since the start.
+async fn verify_checkin(
+    shared: &App,
+    agent: &str,
+    request: &ward_proto::Request<'_>,
+    mac: &str,
+) -> Result<Verified, ApiError> {
+    let now = now_ms();
+    let check = |key: &AgentKey| {
+        shared
+            .replay
+            .with(|replay| ward_proto::verify_request(key, request, mac, now, replay))
+    };
+    let known = match shared.agent_keys.get(agent) {
+        Some(known) => known,
+        None => {
+            let store = shared.store.clone();
+            let id = agent.to_string();
+            let public = blocking(move || Ok(store.agent_public_key(&id)?)).await?;
+            match public
+                .and_then(|p| unhex(&p).ok())
+                .and_then(|p| agent_key(shared, &p))
+            {
+                Some(known) => known,
+                None => return Ok(Verified::Unknown),
+            }
+        }
+    };
+    match check(&known.key) {
+        Ok(()) => {
+            shared.agent_keys.insert(agent, known.clone());
+            return Ok(Verified::Key(known.key, known.server_key));
+        }
+        Err(AuthError::BadMac) => {}
+        Err(error) => return Ok(Verified::Refused(error)),
     }
-    let store = shared.store.clone();
-    let id = agent.to_string();
-    let public = blocking(move || Ok(store.agent_public_key(&id)?)).await?;
-    let key = public
-        .and_then(|p| unhex(&p).ok())
-        .and_then(|p| agent_key(shared, &p));
-    if let Some(key) = &key {
-        shared.agent_keys.insert(agent, key.clone());
+    let agreement = shared.agreement();
+    for server_key in agreement.keys().filter(|k| k.sha256 != known.server_key) {
+        let Some(key) = server_key.derive(&known.agent_public) else {
+            continue;
+        };
+        match check(&key) {
+            Ok(()) => {
+                shared.agent_keys.insert(
+                    agent,
+                    KnownKey {
+                        key: key.clone(),
+                        server_key: server_key.sha256.clone(),
+                        agent_public: known.agent_public.clone(),
+                    },
+                );
+                return Ok(Verified::Key(key, server_key.sha256.clone()));
+            }
+            Err(AuthError::BadMac) => {}
+            Err(error) => return Ok(Verified::Refused(error)),
+        }
     }
-    Ok(key)
+    Ok(Verified::Refused(AuthError::BadMac))
 }
 
 pub async fn checkin(
@@ -305,17 +370,6 @@ pub async fn checkin(
             "a check-in must carry X-Ward-Agent, X-Ward-Time, X-Ward-Nonce and X-Ward-Mac",
         );
     };
-    let key = match key_of(shared, agent).await {
-        Ok(Some(key)) => key,
-        Ok(None) => {
-            return refuse(
-                StatusCode::UNAUTHORIZED,
-                "unknown_agent",
-                "unknown agent: enroll again, or import a settings package",
-            )
-        }
-        Err(error) => return failed(error),
-    };
     let auth = RequestAuth {
         agent: agent.to_string(),
         time_ms: time,
@@ -327,16 +381,24 @@ pub async fn checkin(
         auth: &auth,
         body: &body,
     };
-    let verified = shared
-        .replay
-        .with(|replay| ward_proto::verify_request(&key, &request, mac, now_ms(), replay));
-    if let Err(error) = verified {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "bad_signature",
-            format!("agent {agent}: {error}"),
-        );
-    }
+    let (key, server_key) = match verify_checkin(shared, agent, &request, mac).await {
+        Ok(Verified::Key(key, server_key)) => (key, server_key),
+        Ok(Verified::Unknown) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "unknown_agent",
+                "unknown agent: enroll again, or import a settings package",
+            )
+        }
+        Ok(Verified::Refused(error)) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "bad_signature",
+                format!("agent {agent}: {error}"),
+            )
+        }
+        Err(error) => return failed(error),
+    };
     let report: CheckinRequest = match messages::decode("check-in request", &body) {
         Ok(report) => report,
         Err(error) => {
@@ -371,6 +433,7 @@ pub async fn checkin(
         // Kept with the check-in, durably: the replay window survives a restart.
         nonce: Some(nonce.to_string()),
         trusted_cas: trusted_cas(&report.trusted_cas),
+        agreement_key: Some(server_key.to_string()),
     };
     let wait = Duration::from_millis(report.wait_ms).min(MAX_WAIT);
     let mut wakes = shared.wakes.subscribe();
@@ -453,9 +516,9 @@ async fn cached_settings(shared: &App, group: i64, serial: i64) -> Result<Arc<Se
         return Ok(settings);
     }
     let store = shared.store.clone();
-    let trust = shared.agent_trust();
+    let handed = shared.handed();
     let settings =
-        Arc::new(blocking(move || group_settings(&*store, group, serial, &trust)).await?);
+        Arc::new(blocking(move || group_settings(&*store, group, serial, &handed)).await?);
     shared
         .settings_cache
         .insert(version, group, serial, settings.clone());

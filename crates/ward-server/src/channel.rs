@@ -1,5 +1,5 @@
-//! What the server remembers of the agent channel between requests: derived agent keys, seen
-//! nonces, the settings already computed per (group, serial), and which push agents hold a
+//! What the server remembers of the agent channel between requests: its agreement keys,
+//! derived agent keys, seen nonces, the settings already computed per (group, serial), and which push agents hold a
 //! check-in right now. Owned here, held by the app state, used by the agent API (and harden
 //! reads who is held).
 
@@ -13,16 +13,66 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One server agreement key: the X25519 pair, its public half, and the public half's SHA-256
+/// (hex): what `ward agent enroll --pin` compares and the store records per check-in.
+#[derive(Clone)]
+pub struct ServerKey {
+    pub pair: ward_proto::KeyPair,
+    pub public: Vec<u8>,
+    pub sha256: Arc<str>,
+}
+
+impl ServerKey {
+    pub fn new(pair: ward_proto::KeyPair) -> Result<ServerKey, openssl::error::ErrorStack> {
+        let public = pair.public_bytes()?;
+        let sha256 = ward_proto::hex(&openssl::sha::sha256(&public)).into();
+        Ok(ServerKey {
+            pair,
+            public,
+            sha256,
+        })
+    }
+
+    /// The key an agent with `agent_public` derives with this server key.
+    pub fn derive(&self, agent_public: &[u8]) -> Option<AgentKey> {
+        AgentKey::for_server(&self.pair, &self.public, agent_public).ok()
+    }
+}
+
+/// The server's agreement keys: the current one (`/agent/v1/hello` publishes it, enrollment
+/// uses it) and, during a key rotation, the next one, which agents get in their settings and
+/// sign with from then on. A check-in signed under either is accepted until the switch.
+pub struct Agreement {
+    pub current: ServerKey,
+    pub next: Option<ServerKey>,
+}
+
+impl Agreement {
+    /// The current key, then the next one.
+    pub fn keys(&self) -> impl Iterator<Item = &ServerKey> {
+        std::iter::once(&self.current).chain(self.next.as_ref())
+    }
+}
+
+/// An agent's key as the server last verified it: the key, the server key it was derived
+/// with, and the agent's public key (to derive it with another server key).
+#[derive(Clone)]
+pub struct KnownKey {
+    pub key: AgentKey,
+    pub server_key: Arc<str>,
+    pub agent_public: Arc<[u8]>,
+}
+
 /// Per-agent keys derived so far.
 #[derive(Default)]
-pub struct AgentKeys(Mutex<HashMap<String, AgentKey>>);
+pub struct AgentKeys(Mutex<HashMap<String, KnownKey>>);
 
 impl AgentKeys {
-    pub fn get(&self, agent: &str) -> Option<AgentKey> {
+    pub fn get(&self, agent: &str) -> Option<KnownKey> {
         lock(&self.0).get(agent).cloned()
     }
 
-    pub fn insert(&self, agent: &str, key: AgentKey) {
+    pub fn insert(&self, agent: &str, key: KnownKey) {
         lock(&self.0).insert(agent.to_string(), key);
     }
 

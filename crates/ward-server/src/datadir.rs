@@ -11,6 +11,8 @@
 //! DIR/certs/server.pem, server.key  the listeners' ECDSA certificate, signed by the CA (key 0600)
 //! DIR/certs/server-rsa.pem, .key    the RSA one, for clients that cannot use ECDSA (key 0600)
 //! DIR/keys/agreement.key           the server's X25519 key for agent key agreement (0600)
+//! DIR/keys/agreement-next.key      a key rotation's next key, until the switch (0600)
+//! DIR/keys/agreement-previous.key  the key before the last switch (0600)
 //! DIR/admin.token                   the local admin credential (0600)
 //! DIR/ward.db                       the SQLite database
 //! DIR/ward.pid                      the running server's pid
@@ -198,27 +200,51 @@ impl DataDir {
         self.root.join("keys/agreement.key")
     }
 
+    /// A key rotation's next agreement key, from `rotate-key start` until the switch.
+    pub fn agreement_next_key(&self) -> PathBuf {
+        self.root.join("keys/agreement-next.key")
+    }
+
+    /// The agreement key before the last switch (kept, no longer accepted).
+    pub fn agreement_previous_key(&self) -> PathBuf {
+        self.root.join("keys/agreement-previous.key")
+    }
+
     /// Reads the agreement key, creating it on first use (data dirs made before it existed).
     pub fn load_agreement_key(&self) -> Result<ward_proto::KeyPair, InitError> {
         let path = self.agreement_key();
-        if let Ok(text) = fs::read_to_string(&path) {
-            let bytes: Vec<u8> = (0..text.trim().len() / 2)
-                .filter_map(|i| u8::from_str_radix(text.trim().get(2 * i..2 * i + 2)?, 16).ok())
-                .collect();
-            return ward_proto::KeyPair::from_private_bytes(&bytes)
-                .map_err(|e| InitError(format!("{}: not an X25519 key: {e}", path.display())));
+        if let Some(pair) = read_agreement_key(&path)? {
+            return Ok(pair);
         }
-        let pair =
-            ward_proto::KeyPair::generate().map_err(|e| InitError(format!("OpenSSL: {e}")))?;
-        let hex = ward_proto::hex(
-            &pair
-                .private_bytes()
-                .map_err(|e| InitError(format!("OpenSSL: {e}")))?,
-        );
-        write_file(&path, format!("{hex}\n").as_bytes(), 0o600)?;
-        Ok(pair)
+        new_agreement_key(&path)
     }
+}
 
+/// An X25519 key file (hex of the raw private key); `None` when there is none.
+pub fn read_agreement_key(path: &Path) -> Result<Option<ward_proto::KeyPair>, InitError> {
+    let Ok(text) = fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let bytes = ward_proto::unhex(text.trim())
+        .map_err(|e| InitError(format!("{}: not an X25519 key: {e}", path.display())))?;
+    ward_proto::KeyPair::from_private_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| InitError(format!("{}: not an X25519 key: {e}", path.display())))
+}
+
+/// A new X25519 key, written to `path` (0600).
+pub fn new_agreement_key(path: &Path) -> Result<ward_proto::KeyPair, InitError> {
+    let pair = ward_proto::KeyPair::generate().map_err(|e| InitError(format!("OpenSSL: {e}")))?;
+    let hex = ward_proto::hex(
+        &pair
+            .private_bytes()
+            .map_err(|e| InitError(format!("OpenSSL: {e}")))?,
+    );
+    write_file(path, format!("{hex}\n").as_bytes(), 0o600)?;
+    Ok(pair)
+}
+
+impl DataDir {
     pub fn admin_token(&self) -> PathBuf {
         self.root.join("admin.token")
     }
@@ -379,6 +405,8 @@ pub fn unsafe_modes(data: &DataDir, database: &Path) -> Vec<String> {
         data.server_key(),
         data.server_rsa_key(),
         data.agreement_key(),
+        data.agreement_next_key(),
+        data.agreement_previous_key(),
         data.ticket_key(),
         database.to_path_buf(),
     ];

@@ -162,14 +162,13 @@ fn agent(shared: &App, role: Role, method: &Method, path: &str) -> HttpResponse 
         // The server's identity: what an agent pins at enrollment.
         HELLO_PATH => match *method {
             Method::GET => {
+                let agreement = shared.agreement();
                 let hello = Hello {
                     server: "ward".into(),
                     version: env!("CARGO_PKG_VERSION").into(),
                     listener: role.name().into(),
-                    agreement_key: ward_proto::hex(&shared.agreement_public),
-                    agreement_key_sha256: ward_proto::hex(&openssl::sha::sha256(
-                        &shared.agreement_public,
-                    )),
+                    agreement_key: ward_proto::hex(&agreement.current.public),
+                    agreement_key_sha256: agreement.current.sha256.to_string(),
                 };
                 json_text(StatusCode::OK, encode(&hello))
             }

@@ -133,16 +133,26 @@ pub fn settings_for(
         },
         policy: effective.policy.clone(),
         trust_pem: String::new(),
+        server_key: String::new(),
     }
 }
 
-/// The settings of `group` at `serial`, read from the store, with the CAs agents are told to
-/// trust (`trust_pem`, empty before a CA rotation).
+/// What every agent's settings carry besides its group's, from rotations (`App::handed`).
+#[derive(Clone, Debug, Default)]
+pub struct Handed {
+    /// The CAs agents trust (empty before a CA rotation).
+    pub trust_pem: Arc<str>,
+    /// The server's next agreement key, hex (empty but during a key rotation).
+    pub server_key: String,
+}
+
+/// The settings of `group` at `serial`, read from the store, with what rotations hand every
+/// agent.
 pub fn group_settings(
     store: &dyn Store,
     group: GroupId,
     serial: i64,
-    trust_pem: &str,
+    handed: &Handed,
 ) -> Result<Settings, ApiError> {
     let tree = tree_of(store)?;
     let lists = store.server_lists()?;
@@ -150,7 +160,8 @@ pub fn group_settings(
         .effective(group)
         .ok_or_else(|| ApiError::not_found("the group vanished"))?;
     let mut settings = settings_for(&tree, group, &effective, &lists, serial);
-    settings.trust_pem = trust_pem.to_string();
+    settings.trust_pem = handed.trust_pem.to_string();
+    settings.server_key = handed.server_key.clone();
     Ok(settings)
 }
 

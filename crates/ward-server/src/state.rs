@@ -29,9 +29,8 @@ pub struct App {
     pub login_limiter: std::sync::Mutex<crate::auth::LoginLimiter>,
     /// Password checks running at once (each holds argon2's memory).
     pub argon2_permits: tokio::sync::Semaphore,
-    /// The server's X25519 pair for agent key agreement, and its public half.
-    pub agreement: ward_proto::KeyPair,
-    pub agreement_public: Vec<u8>,
+    /// The server's X25519 agreement keys (the next one too during a key rotation).
+    pub agreement: std::sync::RwLock<Arc<crate::channel::Agreement>>,
     /// Per-agent keys derived so far.
     pub agent_keys: AgentKeys,
     pub replay: Replays,
@@ -110,7 +109,15 @@ impl App {
                 cache.remember(agent, nonce, *at_ms);
             }
         });
-        let agreement_public = agreement.public_bytes().map_err(|e| other(&e))?;
+        let next = crate::datadir::read_agreement_key(&data.agreement_next_key())
+            .map_err(|e| other(&e))?
+            .map(crate::channel::ServerKey::new)
+            .transpose()
+            .map_err(|e| other(&e))?;
+        let agreement = crate::channel::Agreement {
+            current: crate::channel::ServerKey::new(agreement).map_err(|e| other(&e))?,
+            next,
+        };
         let agent_trust = match std::fs::read_to_string(data.agent_trust()) {
             Ok(pem) => pem,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -125,8 +132,7 @@ impl App {
             ),
             checkins: CheckinWriter::start(store.clone()),
             store,
-            agreement,
-            agreement_public,
+            agreement: std::sync::RwLock::new(Arc::new(agreement)),
             agent_keys: Default::default(),
             replay,
             fleet_version: watch::channel(0).0,
@@ -155,6 +161,27 @@ impl App {
     /// Marks a fleet change: the cached settings may be stale (push agents are woken by the
     /// store, for the changes that concern them). The one place the settings cache is
     /// invalidated.
+    pub fn agreement(&self) -> Arc<crate::channel::Agreement> {
+        self.agreement
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// What every agent's settings carry besides its group's: the CAs to trust (from a CA
+    /// rotation on) and the server's next agreement key (during a key rotation).
+    pub fn handed(&self) -> crate::ops::Handed {
+        crate::ops::Handed {
+            trust_pem: self.agent_trust(),
+            server_key: self
+                .agreement()
+                .next
+                .as_ref()
+                .map(|next| ward_proto::hex(&next.public))
+                .unwrap_or_default(),
+        }
+    }
+
     pub fn agent_trust(&self) -> Arc<str> {
         self.agent_trust
             .read()

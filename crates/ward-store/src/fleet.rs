@@ -101,6 +101,9 @@ pub struct Checkin {
     /// The CAs the agent says it trusts: SHA-256 fingerprints, sorted, comma-separated;
     /// `None` from an agent older than CA rotation. Replaced at every check-in.
     pub trusted_cas: Option<String>,
+    /// The SHA-256 (hex) of the server agreement key the check-in was signed under (kept
+    /// when `None`).
+    pub agreement_key: Option<String>,
 }
 
 /// What TLS readiness and hardening plans read of every agent: one lean row each, with one
@@ -132,6 +135,9 @@ pub struct AgentTls {
     /// The CAs it reported trusting at its last check-in (fingerprints, sorted,
     /// comma-separated; shared, one allocation per distinct set); `None` when it never said.
     pub trusted_cas: Option<std::sync::Arc<str>>,
+    /// The SHA-256 (hex) of the server agreement key its last check-in was signed under
+    /// (shared); `None` before its first check-in since that was recorded.
+    pub agreement_key: Option<std::sync::Arc<str>>,
 }
 
 impl AgentTls {

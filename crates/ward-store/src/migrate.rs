@@ -163,8 +163,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // every row; `SqliteStore::open` fills it in for tokens made before.
     "ALTER TABLE tokens ADD COLUMN lookup TEXT;
     CREATE INDEX tokens_lookup ON tokens (lookup);",
-    // 13: the CAs each agent reports it trusts (SHA-256 fingerprints), for CA rotation.
-    "ALTER TABLE agents ADD COLUMN trusted_cas TEXT;",
+    // 13: the CAs each agent reports it trusts (SHA-256 fingerprints), for CA rotation, and
+    // the server agreement key its last check-in was signed under, for key rotation.
+    "ALTER TABLE agents ADD COLUMN trusted_cas TEXT;
+    ALTER TABLE agents ADD COLUMN agreement_key TEXT;",
 ];
 
 pub(crate) fn latest() -> i64 {

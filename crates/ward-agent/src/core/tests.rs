@@ -25,6 +25,7 @@ fn settings(serial: i64, mode: Mode, servers: &[(u32, &str)]) -> Settings {
         mode,
         policy: serde_json::Value::Null,
         trust_pem: String::new(),
+        server_key: String::new(),
     }
 }
 
@@ -278,4 +279,25 @@ fn a_forged_unsigned_503_does_not_change_when_the_agent_checks_in_next() {
     };
     assert_eq!(pause(&attacked), pause(&unreachable));
     assert!(pause(&attacked).unwrap() <= Duration::from_secs(60));
+}
+
+/// Found by fuzzing (fuzz/, target `settings`): signed settings with the longest interval the
+/// duration codec reads (`18446744073709551615s`) and a randomisation window made the pull
+/// pause overflow (a panic: "overflow when adding durations").
+#[test]
+fn the_longest_interval_does_not_overflow_the_pause() {
+    let servers = [(1, "https://mgr1:443")];
+    let mut longest = settings(2, Mode::Pull, &servers);
+    longest.interval = ward_proto::duration::parse("18446744073709551615s").unwrap();
+    longest.randomize = Duration::from_secs(60);
+    let mut agent = core(settings(1, Mode::Pull, &servers), 0.5);
+    let events = drive(
+        &mut agent,
+        Instant::now(),
+        vec![("https://mgr1:443", ok(Some(longest)))],
+    );
+    match &events[0] {
+        Event::CheckedIn { pause, .. } => assert_eq!(*pause, Duration::MAX),
+        other => panic!("{other:?}"),
+    }
 }

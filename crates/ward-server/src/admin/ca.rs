@@ -29,7 +29,7 @@ use crate::impact::{self, Running, Serving};
 use crate::state::{App, Reloaded};
 
 /// At most this many agents are listed by name in an answer; the counts are always whole.
-const LISTED: usize = 1000;
+pub(super) const LISTED: usize = 1000;
 
 /// What the blocking parts need of the app.
 #[derive(Clone)]
@@ -106,14 +106,39 @@ fn status_json(ctx: &Ctx) -> Result<Value, ApiError> {
         return Ok(answer);
     }
     let next = fingerprint(&data.ca_next_cert())?;
-    let agents = ctx.store.agents_tls()?;
-    let (trusting, mut waiting): (Vec<_>, Vec<_>) =
-        agents.iter().partition(|agent| agent.trusts_ca(&next));
-    waiting.sort_by(|a, b| a.id.cmp(&b.id));
-    let tree = crate::ops::tree_of(&*ctx.store)?;
+    acknowledgement(
+        &*ctx.store,
+        &mut answer,
+        |agent| agent.trusts_ca(&next),
+        |agent| {
+            if agent.trusted_cas.is_none() {
+                "it has not said which CAs it trusts since the rotation began (offline, or an \
+                 agent older than CA rotation)"
+            } else {
+                "its last check-in did not list the new CA (it has not picked up its new \
+                 settings yet)"
+            }
+        },
+    )?;
+    Ok(answer)
+}
+
+/// Fills a rotation's status in `answer`: how many agents have acknowledged (`acked`), how
+/// many have not, and those listed by id with `why` (simulated agents, a rehearsal's
+/// leftovers, are counted apart: they block nothing).
+pub(super) fn acknowledgement(
+    store: &dyn ward_store::Store,
+    answer: &mut Value,
+    acked: impl Fn(&ward_store::AgentTls) -> bool,
+    why: impl Fn(&ward_store::AgentTls) -> &'static str,
+) -> Result<(), ApiError> {
+    let agents = store.agents_tls()?;
+    let (waiting, simulated) = waiting(&agents, acked);
+    let tree = crate::ops::tree_of(store)?;
     answer["agents"] = json!(agents.len());
-    answer["acknowledged"] = json!(trusting.len());
+    answer["acknowledged"] = json!(agents.len() - waiting.len() - simulated);
     answer["waiting"] = json!(waiting.len());
+    answer["simulated_ignored"] = json!(simulated);
     answer["not_acknowledged"] = waiting
         .iter()
         .take(LISTED)
@@ -123,15 +148,30 @@ fn status_json(ctx: &Ctx) -> Result<Value, ApiError> {
                 "group": tree.path(agent.group),
                 "last_checkin": agent.last_checkin_ms.map(crate::api::time),
                 "channel": agent.https.map(|https| if https { "https" } else { "http" }),
-                "why": if agent.trusted_cas.is_none() {
-                    "it has not said which CAs it trusts since the rotation began (offline, or an agent older than CA rotation)"
-                } else {
-                    "its last check-in did not list the new CA (it has not picked up its new settings yet)"
-                },
+                "why": why(agent),
             })
         })
         .collect();
-    Ok(answer)
+    Ok(())
+}
+
+/// The agents that have not acknowledged (simulated ones apart), by id, and how many
+/// simulated ones were set aside.
+pub(super) fn waiting(
+    agents: &[ward_store::AgentTls],
+    acked: impl Fn(&ward_store::AgentTls) -> bool,
+) -> (Vec<&ward_store::AgentTls>, usize) {
+    let mut simulated = 0;
+    let mut waiting: Vec<&ward_store::AgentTls> = agents
+        .iter()
+        .filter(|agent| !acked(agent))
+        .filter(|agent| {
+            simulated += usize::from(agent.simulated);
+            !agent.simulated
+        })
+        .collect();
+    waiting.sort_by(|a, b| a.id.cmp(&b.id));
+    (waiting, simulated)
 }
 
 /// `GET /api/v1/server/ca`.
@@ -144,9 +184,12 @@ pub async fn status(shared: &App) -> HttpResponse {
 }
 
 /// Every agent gets a new serial (their settings now carry other CAs), with `audit`.
-fn bump_everyone(ctx: &Ctx, audit: AuditEntry) -> Result<u64, ApiError> {
-    let groups = ctx.store.groups()?.iter().map(|g| g.id).collect();
-    let applied = ctx.store.apply(&Change {
+pub(super) fn bump_everyone(
+    store: &dyn ward_store::Store,
+    audit: AuditEntry,
+) -> Result<u64, ApiError> {
+    let groups = store.groups()?.iter().map(|g| g.id).collect();
+    let applied = store.apply(&Change {
         mutation: Mutation::Nothing,
         bump_groups: groups,
         bump_agents: vec![],
@@ -155,19 +198,20 @@ fn bump_everyone(ctx: &Ctx, audit: AuditEntry) -> Result<u64, ApiError> {
     Ok(applied.bumped_agents)
 }
 
-fn entry(caller: &Caller, action: &str, after: Value) -> AuditEntry {
+/// An audit entry of a rotation step.
+pub(super) fn entry(caller: &Caller, action: &str, target: &str, after: Value) -> AuditEntry {
     AuditEntry {
         id: 0,
         at_ms: ward_proto::now_ms(),
         actor: caller.name.clone(),
         action: action.into(),
-        target: "ca".into(),
+        target: target.into(),
         before: None,
         after: Some(after),
     }
 }
 
-fn init_error(error: crate::datadir::InitError) -> ApiError {
+pub(super) fn init_error(error: crate::datadir::InitError) -> ApiError {
     ApiError::internal(error.0)
 }
 
@@ -205,10 +249,11 @@ pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
         ctx.tell(&[current, next_pem].concat())?;
         let next = fingerprint(&data.ca_next_cert())?;
         let bumped = bump_everyone(
-            &ctx,
+            &*ctx.store,
             entry(
                 &caller,
                 "server.ca.rotate",
+                "ca",
                 json!({"next": next, "subject": name}),
             ),
         )?;
@@ -224,19 +269,6 @@ pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
         }
         Err(error) => error.response(),
     }
-}
-
-/// What `POST /api/v1/server/ca/switch` may say.
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct SwitchRequest {
-    /// Switch even when agents that do not trust the new CA would lose their last path
-    /// (audited, with whom).
-    #[serde(default)]
-    accept_cut_off: bool,
-    /// Plan the switch and change nothing.
-    #[serde(default)]
-    dry_run: bool,
 }
 
 /// The staged certificates of a switch, under `certs/switch/`: (ward's file, the staged one)
@@ -276,13 +308,9 @@ fn with_staged(
 /// lose its last path (nothing changes) unless `accept_cut_off`. Then the files move into
 /// place, the listeners reload, and the settings carry only the new CA.
 pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpResponse {
-    let request: SwitchRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SwitchRequest::default()
-    } else {
-        match crate::api::typed(body) {
-            Ok(request) => request,
-            Err(error) => return error.response(),
-        }
+    let request = match super::status::GuardedRequest::read(body) {
+        Ok(request) => request,
+        Err(error) => return error.response(),
     };
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let planning = Planning {
@@ -298,29 +326,16 @@ pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpR
         Ok(planned) => planned,
         Err(error) => return error.response(),
     };
-    if request.dry_run {
-        return json_response(
-            StatusCode::OK,
-            &json!({"switched": false, "dry_run": true, "plan": plan}),
-        );
-    }
-    if lost > 0 && !request.accept_cut_off {
-        let _ = std::fs::remove_dir_all(shared.data.root().join("certs/switch"));
-        return json_response(
-            StatusCode::CONFLICT,
-            &json!({
-                "error": {
-                    "code": "would_cut_off",
-                    "message": format!(
-                        "the switch to the new CA was refused, nothing changed: {}; wait until \
-                         they check in (`ward server rotate-ca status`), give them an HTTP \
-                         entry, or switch with accept_cut_off to go on",
-                        plan["message"].as_str().unwrap_or("agents would be cut off")
-                    ),
-                },
-                "plan": plan,
-            }),
-        );
+    if let Some(answer) = request.answer_before(
+        "the switch to the new CA",
+        "wait until they check in (`ward server rotate-ca status`), give them an HTTP entry",
+        lost,
+        &plan,
+    ) {
+        if !request.dry_run {
+            let _ = std::fs::remove_dir_all(shared.data.root().join("certs/switch"));
+        }
+        return answer;
     }
     let data = shared.data.clone();
     if let Err(error) = blocking(move || move_into_place(&data)).await {
@@ -346,10 +361,11 @@ pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpR
         ctx.tell(&trust)?;
         let current = fingerprint(&ctx.data.ca_cert())?;
         bump_everyone(
-            &ctx,
+            &*ctx.store,
             entry(
                 &caller,
                 "server.ca.switch",
+                "ca",
                 json!({"current": current, "cut_off_accepted": accepted}),
             ),
         )?;

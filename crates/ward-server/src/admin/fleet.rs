@@ -92,7 +92,7 @@ pub async fn route(request: Request<'_>) -> Option<ApiResult> {
     // Only a settings export needs the server's identity (and reads the CA file).
     let identity = (segments.last().map(String::as_str) == Some("export")).then(|| {
         (
-            ward_proto::hex(&shared.agreement_public),
+            ward_proto::hex(&shared.agreement().current.public),
             // The CAs agents are told to trust, from a CA rotation on; else ward's CA.
             Some(shared.agent_trust())
                 .filter(|trust| !trust.is_empty())

@@ -4,6 +4,7 @@
 //! one store transaction. Harden's routes (`/api/v1/tls/`) live in `crate::harden`, behind
 //! the same gate; neither module imports the other.
 
+mod agreement;
 mod ca;
 pub(crate) mod fleet;
 mod openapi;
@@ -194,15 +195,23 @@ pub async fn route(shared: &App, request: &Authorized) -> HttpResponse {
         (["server", "ca", "switch"], &Method::POST) => {
             return ca::switch(shared, &request.caller, &request.body).await
         }
+        (["server", "agreement-key"], &Method::GET) => return agreement::status(shared).await,
+        (["server", "agreement-key", "rotate"], &Method::POST) => {
+            return agreement::rotate(shared, &request.caller).await
+        }
+        (["server", "agreement-key", "switch"], &Method::POST) => {
+            return agreement::switch(shared, &request.caller, &request.body).await
+        }
         (["server"], _)
         | (["server", "reload"], _)
-        | (["server", "ca"], _)
-        | (["server", "ca", "rotate" | "switch"], _) => {
+        | (["server", "ca" | "agreement-key"], _)
+        | (["server", "ca" | "agreement-key", "rotate" | "switch"], _) => {
             return error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                "GET /server, POST /server/reload, GET /server/ca, POST /server/ca/rotate, \
-                 POST /server/ca/switch",
+                "GET /server, POST /server/reload, GET /server/ca and /server/agreement-key, \
+                 POST /server/ca/rotate, /server/ca/switch, /server/agreement-key/rotate and \
+                 /server/agreement-key/switch",
             )
         }
         _ => {}

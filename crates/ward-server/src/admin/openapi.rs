@@ -330,6 +330,11 @@ pub fn document() -> Value {
     // macro recursion limit.
     document["paths"]["/server/ca"] = json!({"get": operation("CA rotation status: the CAs (current, next, previous) and the agents that have not acknowledged the next one", None, "200")});
     document["paths"]["/server/ca/rotate"] = json!({"post": operation("start a CA rotation: a new CA, handed to every agent inside its signed settings (409 rotation_under_way when one is)", None, "200")});
-    document["paths"]["/server/ca/switch"] = json!({"post": ca_switch});
+    document["paths"]["/server/ca/switch"] = json!({"post": ca_switch.clone()});
+    document["paths"]["/server/agreement-key"] = json!({"get": operation("agreement key rotation status: the current and next keys (SHA-256) and the agents that do not sign under the next one yet", None, "200")});
+    document["paths"]["/server/agreement-key/rotate"] = json!({"post": operation("start an agreement key rotation: a next key, handed to every agent inside its signed settings; check-ins under either key are accepted (409 rotation_under_way when one is)", None, "200")});
+    let mut key_switch = ca_switch;
+    key_switch["summary"] = json!("finish an agreement key rotation: only the next key from then on; 409 would_cut_off (nothing changes) while agents still sign under the current one, unless accept_cut_off; dry_run plans only; 409 no_rotation");
+    document["paths"]["/server/agreement-key/switch"] = json!({"post": key_switch});
     document
 }

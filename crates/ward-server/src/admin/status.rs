@@ -42,16 +42,63 @@ pub fn server_status(shared: &App) -> Value {
     })
 }
 
-/// What `POST /api/v1/server/reload` may say.
+/// What a guarded change may say (`POST /api/v1/server/reload`, `/server/ca/switch`,
+/// `/server/agreement-key/switch`); an empty body says neither.
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct ReloadRequest {
-    /// Reload even when agents would lose their last path (audited, with whom).
+pub(super) struct GuardedRequest {
+    /// Go on even when agents would lose their last path (audited, with whom).
     #[serde(default)]
-    accept_cut_off: bool,
-    /// Plan the reload and keep the old settings.
+    pub accept_cut_off: bool,
+    /// Plan the change and keep everything as it is.
     #[serde(default)]
-    dry_run: bool,
+    pub dry_run: bool,
+}
+
+impl GuardedRequest {
+    pub(super) fn read(body: &bytes::Bytes) -> Result<GuardedRequest, crate::api::ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            Ok(GuardedRequest::default())
+        } else {
+            crate::api::typed(body)
+        }
+    }
+
+    /// What a guarded switch answers before it changes anything: its `plan` on a dry run,
+    /// 409 `would_cut_off` when `lost` agents would lose their last path and that is not
+    /// accepted (`what` was refused; `remedy` says what to do first); `None`: go on.
+    pub(super) fn answer_before(
+        &self,
+        what: &str,
+        remedy: &str,
+        lost: usize,
+        plan: &Value,
+    ) -> Option<crate::api::HttpResponse> {
+        use hyper::StatusCode;
+        if self.dry_run {
+            return Some(crate::api::json_response(
+                StatusCode::OK,
+                &json!({"switched": false, "dry_run": true, "plan": plan}),
+            ));
+        }
+        if lost == 0 || self.accept_cut_off {
+            return None;
+        }
+        Some(crate::api::json_response(
+            StatusCode::CONFLICT,
+            &json!({
+                "error": {
+                    "code": "would_cut_off",
+                    "message": format!(
+                        "{what} was refused, nothing changed: {}; {remedy}, or switch with \
+                         accept_cut_off to go on",
+                        plan["message"].as_str().unwrap_or("agents would be cut off")
+                    ),
+                },
+                "plan": plan,
+            }),
+        ))
+    }
 }
 
 /// Reloads the TLS settings, audited, guarded by the exact plan: 422 with the findings when
@@ -64,13 +111,9 @@ pub async fn reload(
     body: &bytes::Bytes,
 ) -> crate::api::HttpResponse {
     use hyper::StatusCode;
-    let request: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReloadRequest::default()
-    } else {
-        match crate::api::typed(body) {
-            Ok(request) => request,
-            Err(error) => return error.response(),
-        }
+    let request = match GuardedRequest::read(body) {
+        Ok(request) => request,
+        Err(error) => return error.response(),
     };
     let check = crate::impact::reload_check(shared, request.accept_cut_off, request.dry_run);
     let result = crate::state::reload_checked(shared, Some(check)).await;

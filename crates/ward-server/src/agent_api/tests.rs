@@ -78,7 +78,7 @@ async fn enrolled(app: &App) -> (String, AgentKey) {
         })
         .unwrap();
     let pair = ward_proto::KeyPair::generate().unwrap();
-    let key = AgentKey::for_agent(&pair, &app.agreement_public).unwrap();
+    let key = AgentKey::for_agent(&pair, &app.agreement().current.public).unwrap();
     let public = hex(&pair.public_bytes().unwrap());
     let auth = RequestAuth::new("", now_ms());
     let sha = proof::token_sha256(TOKEN);
@@ -237,7 +237,7 @@ async fn enrollments_that_do_not_prove_the_token_are_refused() {
     let count = || app.store.agents(&Default::default()).unwrap().len();
     let before = count();
     let pair = ward_proto::KeyPair::generate().unwrap();
-    let key = AgentKey::for_agent(&pair, &app.agreement_public).unwrap();
+    let key = AgentKey::for_agent(&pair, &app.agreement().current.public).unwrap();
     let public = hex(&pair.public_bytes().unwrap());
     let sha = proof::token_sha256(TOKEN);
     let request = |token_sha: &str, time_ms: i64, claimed: Option<&str>| {

@@ -224,7 +224,7 @@ pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentT
     let mut statement = connection.prepare(
         "SELECT id, group_id, tls_versions, tls_version, channel, peer, last_checkin_ms, \
          enrolled_ms, serial, acked_serial, simulated, \
-         COALESCE(tls_group LIKE '%MLKEM%', 0), hello, trusted_cas FROM agents",
+         COALESCE(tls_group LIKE '%MLKEM%', 0), hello, trusted_cas, agreement_key FROM agents",
     )?;
     let mut rows = statement.query([])?;
     let mut agents = Vec::new();
@@ -250,6 +250,7 @@ pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentT
             post_quantum: row.get(11)?,
             hello: text(12)?.map(|digest| intern(&mut stacks, digest)),
             trusted_cas: text(13)?.map(|prints| intern(&mut stacks, prints)),
+            agreement_key: text(14)?.map(|key| intern(&mut stacks, key)),
         });
     }
     Ok(agents)
@@ -855,7 +856,8 @@ pub(crate) fn record_checkin(
         "UPDATE agents SET last_checkin_ms = ?2, acked_serial = MIN(?3, serial), hostname = ?4, \
          os_name = ?5, os_version = ?6, agent_version = ?7, tls_versions = ?8, tls_rank = ?9, \
          channel = ?10, server = ?11, tls_version = ?12, peer = ?13, tls_group = ?14, \
-         hello = COALESCE(?15, hello), trusted_cas = ?16 WHERE id = ?1",
+         hello = COALESCE(?15, hello), trusted_cas = ?16, \
+         agreement_key = COALESCE(?17, agreement_key) WHERE id = ?1",
     )?
     .execute(params![
             checkin.agent,
@@ -873,7 +875,8 @@ pub(crate) fn record_checkin(
             checkin.peer,
             checkin.tls_group,
             checkin.hello,
-            checkin.trusted_cas
+            checkin.trusted_cas,
+            checkin.agreement_key
         ])?;
     if let Some(nonce) = &checkin.nonce {
         transaction

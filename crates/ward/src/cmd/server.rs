@@ -146,12 +146,21 @@ pub enum ServerAction {
         #[command(subcommand)]
         step: RotateStep,
     },
+    /// Rotate the server's agreement key (the X25519 key every agent's MAC key is derived
+    /// from) without orphaning an agent: `start` makes the next key and hands it to every
+    /// agent inside its signed settings (check-ins under either key are accepted); `status`
+    /// shows who signs under it; `switch` makes it the only key, only when every agent does
+    /// (--dry-run, --accept-cut-off)
+    RotateKey {
+        #[command(subcommand)]
+        step: RotateStep,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum RotateStep {
-    /// Make the new CA (certs/ca-next.pem) and give every agent new settings that trust it
-    /// as well as the current one
+    /// Make the new CA (certs/ca-next.pem) or key (keys/agreement-next.key) and give every
+    /// agent new settings that carry it
     Start {
         #[command(flatten)]
         data: DataArg,
@@ -159,8 +168,8 @@ pub enum RotateStep {
         #[arg(long)]
         json: bool,
     },
-    /// The CAs, and the agents that have not acknowledged the new one yet (exit 2 while
-    /// some have not)
+    /// The CAs or keys, and the agents that have not acknowledged the new one yet (exit 2
+    /// while some have not)
     Status {
         #[command(flatten)]
         data: DataArg,
@@ -168,9 +177,9 @@ pub enum RotateStep {
         #[arg(long)]
         json: bool,
     },
-    /// Re-issue the listeners' certificates from the new CA, reload, and make the new CA the
-    /// only one the agents' settings carry. Refused (exit 2), nothing changed, while agents
-    /// that check the certificate and do not trust the new CA would lose their last path
+    /// Make the new CA or key the only one (for a CA: the listeners' certificates re-issued
+    /// from it and reloaded). Refused (exit 2), nothing changed, while agents that have not
+    /// acknowledged it would lose their last path
     Switch {
         #[command(flatten)]
         guarded: Guarded,
@@ -213,42 +222,56 @@ pub fn run(args: ServerArgs) -> CmdResult {
             guarded.dry_run,
             guarded.accept_cut_off,
         ),
-        Some(ServerAction::RotateCa { step }) => rotate_ca(step),
+        Some(ServerAction::RotateCa { step }) => rotate(Rotated::Ca, step),
+        Some(ServerAction::RotateKey { step }) => rotate(Rotated::AgreementKey, step),
     }
 }
 
-fn rotate_ca(step: RotateStep) -> CmdResult {
+/// What `rotate-ca` and `rotate-key` rotate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rotated {
+    Ca,
+    AgreementKey,
+}
+
+fn rotate(what: Rotated, step: RotateStep) -> CmdResult {
+    let base = match what {
+        Rotated::Ca => "/api/v1/server/ca",
+        Rotated::AgreementKey => "/api/v1/server/agreement-key",
+    };
     let (data, json, method, path, body) = match step {
-        RotateStep::Start { data, json } => (data, json, "POST", "/api/v1/server/ca/rotate", None),
-        RotateStep::Status { data, json } => (data, json, "GET", "/api/v1/server/ca", None),
+        RotateStep::Start { data, json } => (data, json, "POST", format!("{base}/rotate"), None),
+        RotateStep::Status { data, json } => (data, json, "GET", base.to_string(), None),
         RotateStep::Switch { guarded } => (
             guarded.data,
             guarded.json,
             "POST",
-            "/api/v1/server/ca/switch",
+            format!("{base}/switch"),
             Some(json!({"dry_run": guarded.dry_run, "accept_cut_off": guarded.accept_cut_off})),
         ),
     };
     let data = DataDir::new(data.data);
     let client = AdminClient::local(&data)?;
-    let reply = client.request(method, path, body.as_ref())?;
+    let reply = client.request(method, &path, body.as_ref())?;
     let body = &reply.body;
-    let status = if body["ca"].is_object() {
-        &body["ca"]
-    } else {
-        body
+    let status = match (&body["ca"], &body["key"]) {
+        (ca, _) if ca.is_object() => ca,
+        (_, key) if key.is_object() => key,
+        _ => body,
     };
     if json {
         println!("{body:#}");
     } else if reply.status == 200 {
-        let describe = |what: &str, ca: &serde_json::Value| {
-            if ca.is_object() {
+        let describe = |which: &str, it: &serde_json::Value| {
+            if it.is_object() {
                 println!(
-                    "{what:<9} {} ({}, {} days left)",
-                    ca["fingerprint"].as_str().unwrap_or("?"),
-                    ca["subject"].as_str().unwrap_or("?"),
-                    ca["days_left"]
+                    "{which:<9} CA {} ({}, {} days left)",
+                    it["fingerprint"].as_str().unwrap_or("?"),
+                    it["subject"].as_str().unwrap_or("?"),
+                    it["days_left"]
                 );
+            } else if let Some(sha256) = it.as_str() {
+                println!("{which:<9} key {sha256}");
             }
         };
         if body["dry_run"] == true || body["switched"] == true {
@@ -259,8 +282,10 @@ fn rotate_ca(step: RotateStep) -> CmdResult {
         describe("previous", &status["previous"]);
         if status["under_way"] == true {
             println!(
-                "{} of {} agent(s) have acknowledged the new CA",
-                status["acknowledged"], status["agents"]
+                "{} of {} agent(s) have acknowledged the new {}",
+                status["acknowledged"],
+                status["agents"],
+                if what == Rotated::Ca { "CA" } else { "key" }
             );
             for agent in status["not_acknowledged"].as_array().into_iter().flatten() {
                 println!(
@@ -274,8 +299,10 @@ fn rotate_ca(step: RotateStep) -> CmdResult {
         }
         if body["dry_run"] == true {
             println!("dry run: nothing changed");
-        } else if body["switched"] == true {
+        } else if body["switched"] == true && what == Rotated::Ca {
             println!("switched: the listeners serve certificates of the new CA, and the agents' settings carry only it");
+        } else if body["switched"] == true {
+            println!("switched: check-ins are accepted under the new key only");
         }
     } else {
         print_reload_plan(&body["plan"]);
@@ -292,7 +319,7 @@ fn rotate_ca(step: RotateStep) -> CmdResult {
         200 if body["dry_run"] == true && body["plan"]["lost"].as_u64().unwrap_or(0) > 0 => {
             ExitCode::from(2)
         }
-        200 if path == "/api/v1/server/ca" && waiting => ExitCode::from(2),
+        200 if method == "GET" && waiting => ExitCode::from(2),
         200 => ExitCode::SUCCESS,
         409 => ExitCode::from(2),
         _ => ExitCode::from(1),

@@ -450,6 +450,7 @@ fn checkin_of(id: &str, at_ms: i64) -> crate::Checkin {
         peer: None,
         nonce: None,
         trusted_cas: None,
+        agreement_key: None,
     }
 }
 
@@ -570,5 +571,16 @@ fn the_cas_an_agent_trusts_are_replaced_at_each_checkin_and_shared_when_equal() 
     assert_eq!(agents[0].trusted_cas, None);
     assert!(!agents[0].trusts_ca(&old));
     assert!(agents[1].trusts_ca(&new));
+    // The agreement key a check-in was signed under is kept until another is recorded.
+    assert_eq!(agents[0].agreement_key, None);
+    let signed = |key: &str| crate::Checkin {
+        agreement_key: Some(key.into()),
+        ..checkin("a1", t0 + 2, None)
+    };
+    store.record_checkin(&signed(&old)).unwrap();
+    store.record_checkin(&checkin("a1", t0 + 3, None)).unwrap();
+    assert_eq!(read(&store)[0].agreement_key.as_deref(), Some(old.as_str()));
+    store.record_checkin(&signed(&new)).unwrap();
+    assert_eq!(read(&store)[0].agreement_key.as_deref(), Some(new.as_str()));
     drop(dir);
 }

@@ -129,6 +129,7 @@ fn bootstrap_settings(url: &str) -> Settings {
         mode: Mode::Pull,
         policy: Value::Null,
         trust_pem: String::new(),
+        server_key: String::new(),
     }
 }
 

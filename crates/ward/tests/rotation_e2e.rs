@@ -1,8 +1,8 @@
-//! The server's certificates over time, with real agents as separate processes: one of each
-//! kind (pull and push, over HTTPS and over plain HTTP) keeps checking in through a renewal
-//! (`ward server renew-cert`) and through a CA rotation (`ward server rotate-ca start`,
-//! `status`, `switch`), and the switch refuses, naming it, while an agent that checks the
-//! certificate has not acknowledged the new CA.
+//! The server's certificates and keys over time, with real agents as separate processes: one
+//! of each kind (pull and push, over HTTPS and over plain HTTP) keeps checking in through a
+//! certificate renewal (`ward server renew-cert`), a CA rotation (`ward server rotate-ca
+//! start`, `status`, `switch`) and an agreement key rotation (`ward server rotate-key ...`);
+//! each switch refuses, naming it, while an agent has not acknowledged the new CA or key.
 
 mod support;
 
@@ -108,9 +108,19 @@ fn agent_trusts(agent: &Agent) -> Vec<String> {
     ward_tls::pki::certificate_fingerprints(pem.as_bytes())
 }
 
+/// Stops a running agent; its state dir, to run it again later.
+fn stop(mut agent: Agent) -> tempfile::TempDir {
+    std::mem::replace(&mut agent.dir, tempfile::tempdir().unwrap())
+}
+
 /// `ward server rotate-ca status --json` (which exits 2 while agents have not acknowledged).
 fn rotation_status(server: &Server) -> serde_json::Value {
-    let output = run_cli(server, &["server", "rotate-ca", "status", "--json"]);
+    status_of(server, "rotate-ca")
+}
+
+/// `ward server ROTATE status --json`.
+fn status_of(server: &Server, rotate: &str) -> serde_json::Value {
+    let output = run_cli(server, &["server", rotate, "status", "--json"]);
     assert!(matches!(output.status.code(), Some(0 | 2)), "{output:?}");
     serde_json::from_slice(&output.stdout).unwrap()
 }
@@ -142,12 +152,7 @@ fn rotate_ca_waits_for_every_agent_then_switches_without_orphans() {
     // An HTTPS agent that is stopped when the rotation starts: it cannot acknowledge.
     let sleeper = https_agent(&server);
     let sleeper_id = sleeper.id();
-    let sleeper_dir = {
-        let mut sleeper = sleeper;
-        let dir = std::mem::replace(&mut sleeper.dir, tempfile::tempdir().unwrap());
-        drop(sleeper);
-        dir
-    };
+    let sleeper_dir = stop(sleeper);
 
     // Nothing to switch before a rotation starts.
     let early = run_cli(&server, &["server", "rotate-ca", "switch"]);
@@ -235,4 +240,110 @@ fn rotate_ca_waits_for_every_agent_then_switches_without_orphans() {
     server.terminate(Duration::from_secs(10));
     server.start();
     fleet.all_check_in_again(&server, 2);
+}
+
+/// The server's agreement key as `/agent/v1/hello` publishes it (SHA-256, hex).
+fn published_key(server: &Server) -> String {
+    let hello = https_get(server.clients, &server.ca_pem(), "/agent/v1/hello", None).json();
+    hello["agreement_key_sha256"].as_str().unwrap().to_string()
+}
+
+/// The SHA-256 of the server key an agent's settings file says it derives its key with.
+fn agent_server_key(agent: &Agent) -> String {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(agent.dir.path().join("agent.json")).unwrap())
+            .unwrap();
+    let public = ward_proto::unhex(state["server_public"].as_str().unwrap()).unwrap();
+    ward_proto::hex(&openssl::sha::sha256(&public))
+}
+
+#[test]
+fn rotate_key_waits_for_every_agent_then_switches_without_orphans() {
+    let (mut server, mut fleet) = fleet_of_each_kind();
+    let old_key = published_key(&server);
+    // An agent on the plain-HTTP channel, stopped when the rotation starts: an HTTP entry
+    // does not save it, the key signs every channel.
+    let sleeper = {
+        let url = format!("http://127.0.0.1:{}", server.clients_http);
+        let token = group_token(&server, "My Company/Legacy", true);
+        run_agent(enroll(&server, &url, &token, None), None)
+    };
+    let sleeper_id = sleeper.id();
+    let sleeper_dir = stop(sleeper);
+    // A copy of an agent's settings from before the rotation: it signs under the old key.
+    let stale = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fleet.agents[0].1.dir.path().join("agent.json"),
+        stale.path().join("agent.json"),
+    )
+    .unwrap();
+
+    let started = cli(&server, &["server", "rotate-key", "start"]);
+    let next = started["next"].as_str().unwrap().to_string();
+    assert_eq!(started["current"], old_key.as_str());
+    assert_ne!(next, old_key);
+    let again = run_cli(&server, &["server", "rotate-key", "start"]);
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
+
+    // Every running agent moves to the next key; the server accepts both meanwhile, and
+    // still publishes the current one for enrollment.
+    for (kind, agent) in &fleet.agents {
+        eventually(Duration::from_secs(30), || {
+            (agent_server_key(agent) == next).then_some(())
+        })
+        .unwrap_or_else(|| panic!("the {kind} agent never took the next key"));
+    }
+    let status = eventually(Duration::from_secs(30), || {
+        let status = status_of(&server, "rotate-key");
+        (status["acknowledged"] == 4).then_some(status)
+    })
+    .expect("the four running agents sign under the next key");
+    assert_eq!(status["waiting"], 1, "{status}");
+    assert_eq!(status["not_acknowledged"][0]["id"], sleeper_id, "{status}");
+    assert_eq!(published_key(&server), old_key);
+    fleet.all_check_in_again(&server, 1);
+
+    for args in [
+        &["server", "rotate-key", "switch"][..],
+        &["server", "rotate-key", "switch", "--dry-run"][..],
+    ] {
+        let refused = run_cli(&server, args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {refused:?}");
+        let text = String::from_utf8_lossy(&refused.stdout);
+        assert!(text.contains(&sleeper_id), "{text}");
+        assert!(text.contains("on every channel"), "{text}");
+    }
+    assert_eq!(published_key(&server), old_key);
+
+    // The sleeper comes back under the old key (still accepted), takes the next one, and the
+    // switch goes through.
+    let sleeper = run_agent(sleeper_dir, None);
+    eventually(Duration::from_secs(30), || {
+        (status_of(&server, "rotate-key")["waiting"] == 0).then_some(())
+    })
+    .expect("the sleeper signs under the next key");
+    fleet.agents.push(("http sleeper", sleeper));
+    let switched = cli(&server, &["server", "rotate-key", "switch"]);
+    assert_eq!(switched["switched"], true, "{switched}");
+    assert_eq!(switched["plan"]["lost"], 0, "{switched}");
+    assert_eq!(published_key(&server), next);
+    assert!(server.path("keys/agreement-previous.key").exists());
+    assert!(!server.path("keys/agreement-next.key").exists());
+    fleet.all_check_in_again(&server, 2);
+    let audit = audit_entry(&server, |e| e["action"] == "server.agreement_key.switch");
+    assert_eq!(audit["after"]["current"], next.as_str());
+
+    // A check-in signed under the old key is refused now.
+    let stale = start_agent(stale, None);
+    stale.until(Duration::from_secs(15), |s| {
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("401") || e.contains("signature"))
+    });
+
+    // A restart keeps the new key; the agents go on.
+    server.terminate(Duration::from_secs(10));
+    server.start();
+    assert_eq!(published_key(&server), next);
+    fleet.all_check_in_again(&server, 3);
 }
