@@ -184,8 +184,9 @@ pub fn verify_request(
     if !mac_matches(&request_mac(key, request), mac_hex) {
         return Err(AuthError::BadMac);
     }
-    let skew_ms = now_ms - auth.time_ms;
-    if skew_ms.abs() > MAX_SKEW_MS {
+    // The time is the sender's: any i64, so no plain subtraction (it overflows).
+    let skew_ms = now_ms.saturating_sub(auth.time_ms);
+    if skew_ms.unsigned_abs() > MAX_SKEW_MS.unsigned_abs() {
         return Err(AuthError::Stale { skew_ms });
     }
     if !replay.check_and_remember(&auth.agent, &auth.nonce, now_ms) {

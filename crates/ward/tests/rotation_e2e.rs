@@ -164,8 +164,11 @@ fn rotate_ca_waits_for_every_agent_then_switches_without_orphans() {
     assert_eq!(started["current"]["fingerprint"], fingerprint(&old_ca));
     assert_ne!(next, fingerprint(&old_ca));
     assert!(started["agents_bumped"].as_u64().unwrap() >= 5, "{started}");
-    let again = run_cli(&server, &["server", "rotate-ca", "start"]);
-    assert_eq!(again.status.code(), Some(2), "{again:?}");
+    assert_eq!(started["resent"], false);
+    // Again: no new CA, the same one handed out again.
+    let again = cli(&server, &["server", "rotate-ca", "start"]);
+    assert_eq!(again["resent"], true, "{again}");
+    assert_eq!(again["next"]["fingerprint"], next.as_str());
 
     // Every running agent, whatever its kind, comes to trust both CAs and says so.
     for (kind, agent) in &fleet.agents {
@@ -282,8 +285,9 @@ fn rotate_key_waits_for_every_agent_then_switches_without_orphans() {
     let next = started["next"].as_str().unwrap().to_string();
     assert_eq!(started["current"], old_key.as_str());
     assert_ne!(next, old_key);
-    let again = run_cli(&server, &["server", "rotate-key", "start"]);
-    assert_eq!(again.status.code(), Some(2), "{again:?}");
+    let again = cli(&server, &["server", "rotate-key", "start"]);
+    assert_eq!(again["resent"], true, "{again}");
+    assert_eq!(again["next"], next.as_str());
 
     // Every running agent moves to the next key; the server accepts both meanwhile, and
     // still publishes the current one for enrollment.
@@ -346,4 +350,40 @@ fn rotate_key_waits_for_every_agent_then_switches_without_orphans() {
     server.start();
     assert_eq!(published_key(&server), next);
     fleet.all_check_in_again(&server, 3);
+}
+
+#[test]
+fn rotate_ca_refuses_when_the_clients_listener_serves_an_admins_own_certificate() {
+    let server = fast_server();
+    // The admin's own CA and certificates on the clients listener, reloaded.
+    let theirs = ward_tls::pki::new_ca("an admin's own CA").unwrap();
+    let ips = [std::net::IpAddr::from([127, 0, 0, 1])];
+    for (key_type, name) in [
+        (ward_tls::pki::KeyType::EcdsaP256, "server"),
+        (ward_tls::pki::KeyType::Rsa2048, "server-rsa"),
+    ] {
+        let issued =
+            ward_tls::pki::new_server_cert_of(key_type, &theirs, &["localhost"], &ips).unwrap();
+        let (cert, key) = (format!("certs/{name}.pem"), format!("certs/{name}.key"));
+        let (their_cert, their_key) = (format!("theirs/{name}.pem"), format!("theirs/{name}.key"));
+        std::fs::create_dir_all(server.path("theirs")).unwrap();
+        std::fs::write(server.path(&their_cert), issued.cert_pem().unwrap()).unwrap();
+        std::fs::write(server.path(&their_key), issued.key_pem().unwrap()).unwrap();
+        let conf = "conf/ssl/sslforclients.conf";
+        server.replace_in(conf, &format!("File {cert}"), &format!("File {their_cert}"));
+        server.replace_in(conf, &format!("File {key}"), &format!("File {their_key}"));
+    }
+    let reloaded = run_cli(&server, &["server", "reload"]);
+    assert!(reloaded.status.success(), "{reloaded:?}");
+    assert!(clients_listener_trusted_by(
+        &server,
+        &theirs.cert_pem().unwrap()
+    ));
+
+    let refused = run_cli(&server, &["server", "rotate-ca", "start"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert!(text.contains("did not issue"), "{text}");
+    assert!(!server.path("certs/ca-next.pem").exists());
+    assert!(!server.path("certs/agent-trust.pem").exists());
 }

@@ -236,6 +236,41 @@ fn replays_and_stale_requests_are_refused() {
     );
 }
 
+/// Found by fuzzing (fuzz/, target `envelope`): a signed request whose `X-Ward-Time` is far
+/// from the server's clock overflowed `now - time` (a panic in a debug build; in a release
+/// build a wrapped skew could even pass as fresh).
+#[test]
+fn any_request_time_is_judged_without_overflow() {
+    let (agent_key, server_key, ..) = keys();
+    for time_ms in [
+        i64::MIN,
+        i64::MIN + 1,
+        -NOW,
+        i64::MAX,
+        NOW.wrapping_add(i64::MIN),
+    ] {
+        let auth = RequestAuth::new("agent-1", time_ms);
+        let request = Request {
+            method: "POST",
+            path: "/agent/v1/checkin",
+            auth: &auth,
+            body: b"{}",
+        };
+        let mac = sign_request(&agent_key, &request);
+        let result = verify_request(
+            &server_key,
+            &request,
+            &mac,
+            NOW,
+            &mut ReplayCache::default(),
+        );
+        assert!(
+            matches!(result, Err(AuthError::Stale { .. })),
+            "time {time_ms}: {result:?}"
+        );
+    }
+}
+
 #[test]
 fn responses_are_bound_to_their_request() {
     let (agent_key, server_key, ..) = keys();

@@ -80,17 +80,35 @@ fn set(shared: &App, agreement: Agreement) {
 }
 
 /// `POST /api/v1/server/agreement-key/rotate`: a next key (`keys/agreement-next.key`), in
-/// every agent's settings from now on. 409 `rotation_under_way` when one is.
+/// every agent's settings from now on. Run again during a rotation, it makes no new key: it
+/// hands the one under way to every agent again (`"resent": true`), which also finishes a
+/// start a crash interrupted.
 pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let current = shared.agreement();
-    if current.next.is_some() {
-        return ApiError::conflict(
-            "rotation_under_way",
-            "an agreement key rotation is under way: `ward server rotate-key status` shows who \
-             signs under the next key, `ward server rotate-key switch` finishes it",
-        )
-        .response();
+    if let Some(next) = &current.next {
+        let (store, caller, sha256) = (shared.store.clone(), caller.clone(), next.sha256.clone());
+        let result = blocking(move || {
+            let bumped = bump_everyone(
+                &*store,
+                entry(
+                    &caller,
+                    "server.agreement_key.resend",
+                    "agreement_key",
+                    json!({"next": sha256.as_ref()}),
+                ),
+            )?;
+            let mut answer = status_json(&*store, &current)?;
+            answer["agents_bumped"] = json!(bumped);
+            answer["resent"] = json!(true);
+            Ok(answer)
+        })
+        .await;
+        shared.fleet_changed();
+        return match result {
+            Ok(answer) => json_response(StatusCode::OK, &answer),
+            Err(error) => error.response(),
+        };
     }
     let data = shared.data.clone();
     let made = blocking(move || {
@@ -124,6 +142,7 @@ pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
         )?;
         let mut answer = status_json(&*store, &agreement)?;
         answer["agents_bumped"] = json!(bumped);
+        answer["resent"] = json!(false);
         Ok(answer)
     })
     .await;

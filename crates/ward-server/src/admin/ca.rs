@@ -31,6 +31,30 @@ use crate::state::{App, Reloaded};
 /// At most this many agents are listed by name in an answer; the counts are always whole.
 pub(super) const LISTED: usize = 1000;
 
+/// Refuses a rotation when the clients listener's certificate is not one ward's CA issued
+/// (an admin's own): the CAs the settings would hand the agents could not verify it.
+fn issued_by_ward(data: &DataDir, leaf: Option<&openssl::x509::X509>) -> Result<(), ApiError> {
+    let Some(leaf) = leaf else {
+        return Ok(());
+    };
+    let ca = std::fs::read(data.ca_cert())
+        .ok()
+        .and_then(|pem| openssl::x509::X509::from_pem(&pem).ok())
+        .and_then(|ca| ca.public_key().ok());
+    if ca.is_some_and(|key| leaf.verify(&key).unwrap_or(false)) {
+        return Ok(());
+    }
+    Err(ApiError::config(
+        "not_ward_certificate",
+        format!(
+            "the clients listener serves a certificate that ward's CA ({}) did not issue: a CA \
+             rotation would tell agents to trust CAs that cannot verify it; rotate that \
+             certificate's own CA instead, or put ward's certificates back first",
+            data.ca_cert().display()
+        ),
+    ))
+}
+
 /// What the blocking parts need of the app.
 #[derive(Clone)]
 struct Ctx {
@@ -216,23 +240,35 @@ pub(super) fn init_error(error: crate::datadir::InitError) -> ApiError {
 }
 
 /// `POST /api/v1/server/ca/rotate`: a new CA (`certs/ca-next.*`), and every agent's settings
-/// carry both CAs from now on. 409 `rotation_under_way` when one is.
+/// carry both CAs from now on. Refused (409 `not_ward_certificate`) when the clients listener
+/// serves a certificate ward's CA did not issue: agents would be told to trust CAs that do not
+/// verify it. Run again during a rotation, it makes no new CA: it hands the one under way to
+/// every agent again (`"resent": true`), which also finishes a start a crash interrupted.
 pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let ctx = Ctx::of(shared);
     let caller = caller.clone();
+    let leaf = Running::clients(shared).leaf;
     let result = blocking(move || {
         let data = &ctx.data;
         if data.ca_next_cert().exists() {
-            return Err(ApiError::conflict(
-                "rotation_under_way",
-                format!(
-                    "a CA rotation is under way ({} exists): `ward server rotate-ca status` shows \
-                     who has acknowledged it, `ward server rotate-ca switch` finishes it",
-                    data.ca_next_cert().display()
-                ),
-            ));
+            let next_pem = std::fs::read(data.ca_next_cert()).map_err(|e| {
+                ApiError::internal(format!("{}: {e}", data.ca_next_cert().display()))
+            })?;
+            let current = std::fs::read(data.ca_cert())
+                .map_err(|e| ApiError::internal(format!("{}: {e}", data.ca_cert().display())))?;
+            ctx.tell(&[current, next_pem].concat())?;
+            let next = fingerprint(&data.ca_next_cert())?;
+            let bumped = bump_everyone(
+                &*ctx.store,
+                entry(&caller, "server.ca.resend", "ca", json!({"next": next})),
+            )?;
+            let mut answer = status_json(&ctx)?;
+            answer["agents_bumped"] = json!(bumped);
+            answer["resent"] = json!(true);
+            return Ok(answer);
         }
+        issued_by_ward(data, leaf.as_ref())?;
         let openssl = |e: openssl::error::ErrorStack| ApiError::internal(format!("OpenSSL: {e}"));
         let name = format!(
             "ward private CA {}",
@@ -259,6 +295,7 @@ pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
         )?;
         let mut answer = status_json(&ctx)?;
         answer["agents_bumped"] = json!(bumped);
+        answer["resent"] = json!(false);
         Ok(answer)
     })
     .await;
