@@ -249,9 +249,64 @@ fn every_command_has_help() {
         &["server", "init", "--help"][..],
         &["server", "configtest", "--help"][..],
         &["server", "reload", "--help"][..],
+        &["server", "rotate-ca", "--help"][..],
+        &["server", "rotate-ca", "switch", "--help"][..],
+        &["server", "rotate-key", "--help"][..],
+        &["server", "rotate-key", "status", "--help"][..],
     ] {
         let output = ward(args);
         assert!(output.status.success(), "{args:?}");
         assert!(stdout(&output).contains("Usage:"), "{args:?}");
     }
+}
+
+#[test]
+fn explain_file_shows_how_long_each_certificate_has_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ward");
+    let port = |n: u16| format!("127.0.0.1:{}", 20000 + n);
+    let init = ward(&[
+        "server",
+        "init",
+        "--data",
+        data.to_str().unwrap(),
+        "--console-addr",
+        &port(1),
+        "--clients-addr",
+        &port(2),
+        "--clients-http-addr",
+        &port(3),
+    ]);
+    assert!(init.status.success(), "{init:?}");
+    let conf = data.join("conf/ssl/sslforclients.conf");
+    let explain = |extra: &[&str]| {
+        let mut args = vec!["tls", "explain", "--file", conf.to_str().unwrap()];
+        args.extend(extra);
+        ward(&args)
+    };
+    let answer = json(&explain(&["--json"]));
+    let certificates = answer["certificates"].as_array().unwrap();
+    assert_eq!(certificates.len(), 2, "{answer}");
+    for certificate in certificates {
+        let days = certificate["days_left"].as_i64().unwrap();
+        assert!((700..=730).contains(&days), "{certificate}");
+        assert_eq!(certificate["expired"], false);
+    }
+    assert!(stdout(&explain(&[])).contains("certificate certs/server.pem: expires in"));
+    // An expired one says so.
+    let ca = ward_tls::pki::new_ca("test CA").unwrap();
+    let ip = [std::net::IpAddr::from([127, 0, 0, 1])];
+    let expired = ward_tls::pki::new_server_cert_for(
+        ward_tls::pki::KeyType::EcdsaP256,
+        &ca,
+        &["localhost"],
+        &ip,
+        0,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    std::fs::write(data.join("certs/server.pem"), expired.cert_pem().unwrap()).unwrap();
+    let answer = json(&explain(&["--json"]));
+    assert_eq!(answer["certificates"][0]["expired"], true, "{answer}");
+    assert!(stdout(&explain(&[])).contains("certificate certs/server.pem: expired"));
 }

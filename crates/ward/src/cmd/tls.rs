@@ -360,8 +360,28 @@ fn diagnostic_json(diagnostic: &Diagnostic) -> Value {
     })
 }
 
+/// The directory a conf file's relative paths start from (Apache's `ServerRoot`): the data
+/// dir for a file in its `conf/ssl/`, else the file's own directory.
+fn server_root(conf: &Path) -> PathBuf {
+    let dir = conf.parent().unwrap_or(Path::new("."));
+    match (dir.file_name(), dir.parent()) {
+        (Some(ssl), Some(conf_dir))
+            if ssl == "ssl" && conf_dir.file_name().is_some_and(|n| n == "conf") =>
+        {
+            conf_dir.parent().unwrap_or(Path::new(".")).to_path_buf()
+        }
+        _ => dir.to_path_buf(),
+    }
+}
+
 fn explain_file(path: &Path, as_json: bool) -> CmdResult {
     let listener = read_conf(path)?;
+    // Certificates over time: how long each certificate the file names has left.
+    let expiry = listener
+        .policy
+        .as_ref()
+        .map(|policy| ward_server::listener_tls::certificate_expiry(policy, &server_root(path)))
+        .unwrap_or_default();
     let of_severity = |severity: Severity| -> Vec<String> {
         listener
             .diagnostics
@@ -386,6 +406,12 @@ fn explain_file(path: &Path, as_json: bool) -> CmdResult {
             "tls13_ciphersuites": policy.and_then(|p| p.tls13_ciphersuites.as_ref()).map(|c| &c.value),
             "honor_cipher_order": policy.map(|p| p.honor_cipher_order),
             "diagnostics": listener.diagnostics.iter().map(diagnostic_json).collect::<Vec<_>>(),
+            "certificates": expiry.iter().map(|(file, seconds)| json!({
+                "file": file,
+                "seconds_left": seconds,
+                "days_left": seconds / 86_400,
+                "expired": *seconds <= 0,
+            })).collect::<Vec<_>>(),
         });
         println!("{output:#}");
     } else {
@@ -415,6 +441,13 @@ fn explain_file(path: &Path, as_json: bool) -> CmdResult {
             );
             for note in policy.explanation() {
                 println!("note: {note}");
+            }
+        }
+        for (file, seconds) in &expiry {
+            if *seconds <= 0 {
+                println!("certificate {file}: expired");
+            } else {
+                println!("certificate {file}: expires in {} day(s)", seconds / 86_400);
             }
         }
     }
