@@ -79,6 +79,11 @@ impl SqliteStore {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
+        // A page cache of up to 64 MiB (SQLite's default is 2 MiB), taken only as pages are
+        // read: a change that bumps every agent of a million-agent fleet rewrites its rows and
+        // the pending index in about 6 s instead of 16 s (measured with sqlite3 on the bench
+        // database of `scripts/bench-fleet`).
+        connection.pragma_update(None, "cache_size", -65_536)?;
         migrate::migrate(&mut connection)?;
         let transaction = connection.transaction()?;
         fleet::fill_token_lookups(&transaction)?;
