@@ -329,12 +329,72 @@ pub fn document() -> Value {
     // The CA rotation, apart: one more entry in the literal above passes serde_json's
     // macro recursion limit.
     document["paths"]["/server/ca"] = json!({"get": operation("CA rotation status: the CAs (current, next, previous) and the agents that have not acknowledged the next one", None, "200")});
-    document["paths"]["/server/ca/rotate"] = json!({"post": operation("start a CA rotation: a new CA, handed to every agent inside its signed settings (409 rotation_under_way when one is)", None, "200")});
+    document["paths"]["/server/ca/rotate"] = json!({"post": operation("start a CA rotation: a new CA, handed to every agent inside its signed settings (during a rotation: the same one handed out again, resent: true); 409 not_ward_certificate when the clients listener serves a certificate ward's CA did not issue", None, "200")});
     document["paths"]["/server/ca/switch"] = json!({"post": ca_switch.clone()});
     document["paths"]["/server/agreement-key"] = json!({"get": operation("agreement key rotation status: the current and next keys (SHA-256) and the agents that do not sign under the next one yet", None, "200")});
-    document["paths"]["/server/agreement-key/rotate"] = json!({"post": operation("start an agreement key rotation: a next key, handed to every agent inside its signed settings; check-ins under either key are accepted (409 rotation_under_way when one is)", None, "200")});
+    document["paths"]["/server/agreement-key/rotate"] = json!({"post": operation("start an agreement key rotation: a next key, handed to every agent inside its signed settings; check-ins under either key are accepted (during a rotation: the same one handed out again, resent: true)", None, "200")});
     let mut key_switch = ca_switch;
     key_switch["summary"] = json!("finish an agreement key rotation: only the next key from then on; 409 would_cut_off (nothing changes) while agents still sign under the current one, unless accept_cut_off; dry_run plans only; 409 no_rotation");
     document["paths"]["/server/agreement-key/switch"] = json!({"post": key_switch});
+    // Links from what creates a resource to what uses it, so a client (schemathesis's
+    // stateful phase) can follow real ids.
+    let body = |field: &str| format!("$response.body#/{field}");
+    for (from, field, param, targets) in [
+        (
+            "/groups",
+            "id",
+            "id",
+            &[
+                ("/groups/{id}", "get"),
+                ("/groups/{id}", "patch"),
+                ("/groups/{id}/move", "post"),
+                ("/groups/{id}", "delete"),
+            ][..],
+        ),
+        (
+            "/serverlists",
+            "name",
+            "name",
+            &[
+                ("/serverlists/{name}", "get"),
+                ("/serverlists/{name}/copy", "post"),
+                ("/serverlists/{name}", "delete"),
+            ][..],
+        ),
+        (
+            "/tokens",
+            "id",
+            "id",
+            &[("/tokens/{id}/revoke", "post")][..],
+        ),
+        (
+            "/accounts",
+            "name",
+            "name",
+            &[
+                ("/accounts/{name}/password", "post"),
+                ("/accounts/{name}/disable", "post"),
+                ("/accounts/{name}/enable", "post"),
+                ("/accounts/{name}/revoke", "post"),
+                ("/accounts/{name}", "delete"),
+            ][..],
+        ),
+    ] {
+        for (path, method) in targets {
+            let id = operation_id(path, method);
+            document["paths"][*path][*method]["operationId"] = json!(id);
+            document["paths"][from]["post"]["responses"]["201"]["links"][&id] =
+                json!({"operationId": id, "parameters": {param: body(field)}});
+        }
+    }
     document
+}
+
+/// `groups_id_patch` for `PATCH /groups/{id}`: a unique operation id from the path and method.
+fn operation_id(path: &str, method: &str) -> String {
+    let words: Vec<&str> = path
+        .split(['/', '{', '}', '-'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    format!("{}_{method}", words.join("_"))
 }
