@@ -45,12 +45,17 @@ impl AgentState {
     }
 
     /// The CAs whose server certificates the agent accepts now: those its settings carry
-    /// (a CA rotation), else the one it was enrolled with (empty: the system's).
+    /// (a CA rotation), else the one it was enrolled with (empty: the system's). Settings whose
+    /// CAs hold no certificate OpenSSL can read are passed over: an agent never ends up
+    /// unable to build its TLS client.
     pub fn trust_pem(&self) -> &str {
-        if self.settings.trust_pem.is_empty() {
+        let carried = &self.settings.trust_pem;
+        if carried.is_empty()
+            || ward_tls::pki::certificate_fingerprints(carried.as_bytes()).is_empty()
+        {
             &self.ca_pem
         } else {
-            &self.settings.trust_pem
+            carried
         }
     }
 
@@ -153,6 +158,21 @@ mod tests {
         assert_eq!(mode(&AgentState::path(&dir)), 0o600);
         assert_eq!(mode(&dir), 0o700);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_settings_cas_replace_the_enrolled_one_only_when_they_hold_a_certificate() {
+        let ca = ward_tls::pki::new_ca("a test CA").unwrap();
+        let pem = String::from_utf8(ca.cert_pem().unwrap()).unwrap();
+        let mut state = AgentState {
+            ca_pem: "the enrolled CA".into(),
+            ..plain_state()
+        };
+        assert_eq!(state.trust_pem(), "the enrolled CA");
+        state.settings.trust_pem = "-----BEGIN CERTIFICATE-----\nnot base64\n".into();
+        assert_eq!(state.trust_pem(), "the enrolled CA");
+        state.settings.trust_pem = pem.clone();
+        assert_eq!(state.trust_pem(), pem);
     }
 
     #[test]
