@@ -318,15 +318,19 @@ async fn verify_checkin(
             }
         }
     };
-    match check(&known.key) {
-        Ok(()) => {
-            shared.agent_keys.insert(agent, known.clone());
-            return Ok(Verified::Key(known.key, known.server_key));
-        }
-        Err(AuthError::BadMac) => {}
-        Err(error) => return Ok(Verified::Refused(error)),
-    }
     let agreement = shared.agreement();
+    // A key derived with a server key that is no longer accepted (switched away from) is
+    // never tried: only what the agent derives with the current or next key verifies.
+    if agreement.keys().any(|k| k.sha256 == known.server_key) {
+        match check(&known.key) {
+            Ok(()) => {
+                shared.agent_keys.insert(agent, known.clone());
+                return Ok(Verified::Key(known.key, known.server_key));
+            }
+            Err(AuthError::BadMac) => {}
+            Err(error) => return Ok(Verified::Refused(error)),
+        }
+    }
     for server_key in agreement.keys().filter(|k| k.sha256 != known.server_key) {
         let Some(key) = server_key.derive(&known.agent_public) else {
             continue;

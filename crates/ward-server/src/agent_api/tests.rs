@@ -309,3 +309,50 @@ fn the_cas_an_agent_reports_are_kept_checked_sorted_and_bounded() {
     let many: Vec<String> = (0..100).map(|i| format!("{i:064x}")).collect();
     assert_eq!(super::trusted_cas(&many).unwrap().split(',').count(), 8);
 }
+
+/// A check-in of `agent` signed with `key`: its status.
+async fn checkin_status(app: &App, agent: &str, key: &AgentKey) -> u16 {
+    let body = report(1);
+    let (headers, _) = signed_checkin(agent, key, &body, now_ms());
+    let response = checkin(app, Role::ClientsHttp, peer(), None, &headers, body.into()).await;
+    body_of(response).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_key_rotation_both_keys_verify_and_after_the_switch_only_the_new_one() {
+    use crate::channel::{Agreement, ServerKey};
+    let (_dir, app) = test_app();
+    let (agent, old_key) = enrolled(&app).await;
+    let recorded = || app.store.agents_tls().unwrap()[0].agreement_key.clone();
+    let set = |agreement: Agreement| *app.agreement.write().unwrap() = Arc::new(agreement);
+    // Verified (and cached) under the current key.
+    assert_eq!(checkin_status(&app, &agent, &old_key).await, 200);
+    let current = app.agreement().current.clone();
+    assert_eq!(recorded().as_deref(), Some(&*current.sha256));
+
+    // A rotation: the agent derives its key with the next server key; both verify.
+    let next = ServerKey::new(ward_proto::KeyPair::generate().unwrap()).unwrap();
+    set(Agreement {
+        current: current.clone(),
+        next: Some(next.clone()),
+    });
+    let public = app.store.agent_public_key(&agent).unwrap().unwrap();
+    let new_key = next.derive(&ward_proto::unhex(&public).unwrap()).unwrap();
+    assert_eq!(checkin_status(&app, &agent, &old_key).await, 200);
+    assert_eq!(checkin_status(&app, &agent, &new_key).await, 200);
+    assert_eq!(recorded().as_deref(), Some(&*next.sha256));
+    assert_eq!(checkin_status(&app, &agent, &old_key).await, 200);
+    assert_eq!(recorded().as_deref(), Some(&*current.sha256));
+
+    // The switch: the old key is refused, even though it verified last (it is cached).
+    set(Agreement {
+        current: next.clone(),
+        next: None,
+    });
+    assert_eq!(checkin_status(&app, &agent, &old_key).await, 401);
+    assert_eq!(checkin_status(&app, &agent, &new_key).await, 200);
+    assert_eq!(checkin_status(&app, &agent, &old_key).await, 401);
+    // A forged MAC is refused too.
+    let forged = AgentKey::from_bytes([7; 32]);
+    assert_eq!(checkin_status(&app, &agent, &forged).await, 401);
+}
