@@ -161,6 +161,11 @@ struct Loaded {
     trusted_cas: Vec<String>,
 }
 
+/// Unix milliseconds `pause` from now (saturating: signed settings may say any interval).
+fn after(pause: Duration) -> i64 {
+    now_ms().saturating_add(i64::try_from(pause.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// The key the agent signs with: derived from its own pair and the server's agreement key.
 fn agent_key(state: &AgentState) -> Result<AgentKey, AgentError> {
     let key_error =
@@ -268,7 +273,7 @@ pub fn run(
         }
         match loaded.core.next(Instant::now()) {
             Action::Sleep(pause) => {
-                set_status(&mut |s| s.next_checkin_ms = Some(now_ms() + pause.as_millis() as i64));
+                set_status(&mut |s| s.next_checkin_ms = Some(after(pause)));
                 stopper.sleep(pause);
             }
             Action::Checkin {
@@ -355,7 +360,7 @@ pub fn run(
                             s.tls_version = exchange.tls_version.clone();
                             s.serial = loaded.state.acked_serial;
                             s.last_checkin_ms = Some(now_ms());
-                            s.next_checkin_ms = Some(now_ms() + pause.as_millis() as i64);
+                            s.next_checkin_ms = Some(after(pause));
                             s.held = false;
                             s.last_error = None;
                             s.mode = loaded.core.settings().mode.name().to_string();
@@ -367,7 +372,7 @@ pub fn run(
                             s.held = false;
                             s.last_error = Some(error.to_string());
                             if let Some(pause) = pause {
-                                s.next_checkin_ms = Some(now_ms() + pause.as_millis() as i64);
+                                s.next_checkin_ms = Some(after(pause));
                             }
                         });
                     }

@@ -52,6 +52,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 pub fn format(duration: Duration) -> String {
     let millis = duration.as_millis();
     if !millis.is_multiple_of(1000) {
+        // Past u64::MAX milliseconds `parse` cannot read them as one number: seconds first.
+        if u64::try_from(millis).is_err() {
+            return format!("{}s{}ms", duration.as_secs(), duration.subsec_millis());
+        }
         return format!("{millis}ms");
     }
     let mut secs = duration.as_secs();
@@ -129,6 +133,11 @@ mod tests {
             Duration::from_secs(59),
             Duration::from_secs(5400),
             Duration::from_secs(90_061),
+            // Found by fuzzing (fuzz/, target `settings`): written as one number of
+            // milliseconds, these did not read back ("number too large").
+            Duration::from_secs(u64::MAX) + Duration::from_millis(1),
+            Duration::from_secs(u64::MAX) + Duration::from_millis(999),
+            Duration::from_millis(u64::MAX),
         ] {
             assert_eq!(parse(&format(duration)), Ok(duration), "{duration:?}");
         }

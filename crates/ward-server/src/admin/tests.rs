@@ -122,6 +122,22 @@ async fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
         (
             "PATCH",
             &root_path,
+            r#"{"interval": "366d"}"#,
+            400,
+            "bad_request",
+            "more than a year",
+        ),
+        (
+            "PATCH",
+            &root_path,
+            r#"{"randomize": "18446744073709551615s"}"#,
+            400,
+            "bad_request",
+            "randomize",
+        ),
+        (
+            "PATCH",
+            &root_path,
             r#"{"mode": "sometimes"}"#,
             400,
             "bad_request",

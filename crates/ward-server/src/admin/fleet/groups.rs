@@ -118,6 +118,9 @@ fn patch_settings(store: &dyn Store, group: &mut Group, patch: GroupPatch) -> Re
         }
         group.own.server_list = Some(list);
     }
+    /// The longest check-in interval or randomisation: far beyond any heartbeat, and far
+    /// below what milliseconds in an i64 hold (a longer one was silently truncated).
+    const MAX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
     for (key, text, slot) in [
         ("interval", patch.interval, &mut group.own.interval),
         ("randomize", patch.randomize, &mut group.own.randomize),
@@ -127,6 +130,12 @@ fn patch_settings(store: &dyn Store, group: &mut Group, patch: GroupPatch) -> Re
                 parse_duration(&text).map_err(|e| ApiError::bad_request(format!("{key}: {e}")))?;
             if key == "interval" && duration.is_zero() {
                 return Err(ApiError::bad_request("interval: must be more than 0s"));
+            }
+            if duration > MAX_INTERVAL {
+                return Err(ApiError::bad_request(format!(
+                    "{key}: {text} is more than a year (365d), the most ward takes: the store, \
+                     the presence rule and the agents count in milliseconds"
+                )));
             }
             *slot = Some(duration);
         }
