@@ -86,63 +86,44 @@ fn set(shared: &App, agreement: Agreement) {
 pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let current = shared.agreement();
-    if let Some(next) = &current.next {
-        let (store, caller, sha256) = (shared.store.clone(), caller.clone(), next.sha256.clone());
-        let result = blocking(move || {
-            let bumped = bump_everyone(
-                &*store,
-                entry(
-                    &caller,
-                    "server.agreement_key.resend",
-                    "agreement_key",
-                    json!({"next": sha256.as_ref()}),
-                ),
-            )?;
-            let mut answer = status_json(&*store, &current)?;
-            answer["agents_bumped"] = json!(bumped);
-            answer["resent"] = json!(true);
-            Ok(answer)
+    let resent = current.next.is_some();
+    if !resent {
+        let data = shared.data.clone();
+        let made = blocking(move || {
+            let pair = crate::datadir::new_agreement_key(&data.agreement_next_key())
+                .map_err(init_error)?;
+            ServerKey::new(pair).map_err(|e| ApiError::internal(format!("OpenSSL: {e}")))
         })
         .await;
-        shared.fleet_changed();
-        return match result {
-            Ok(answer) => json_response(StatusCode::OK, &answer),
-            Err(error) => error.response(),
-        };
-    }
-    let data = shared.data.clone();
-    let made = blocking(move || {
-        let pair =
-            crate::datadir::new_agreement_key(&data.agreement_next_key()).map_err(init_error)?;
-        ServerKey::new(pair).map_err(|e| ApiError::internal(format!("OpenSSL: {e}")))
-    })
-    .await;
-    let next = match made {
-        Ok(next) => next,
-        Err(error) => return error.response(),
-    };
-    let sha256 = next.sha256.clone();
-    set(
-        shared,
-        Agreement {
-            current: current.current.clone(),
-            next: Some(next),
-        },
-    );
-    let (store, caller, agreement) = (shared.store.clone(), caller.clone(), shared.agreement());
-    let result = blocking(move || {
-        let bumped = bump_everyone(
-            &*store,
-            entry(
-                &caller,
-                "server.agreement_key.rotate",
-                "agreement_key",
-                json!({"next": sha256.as_ref()}),
+        match made {
+            Ok(next) => set(
+                shared,
+                Agreement {
+                    current: current.current.clone(),
+                    next: Some(next),
+                },
             ),
-        )?;
+            Err(error) => return error.response(),
+        }
+    }
+    let agreement = shared.agreement();
+    let next = agreement
+        .next
+        .as_ref()
+        .map(|next| next.sha256.clone())
+        .expect("a next key: there was one, or one was just made");
+    let action = if resent {
+        "server.agreement_key.resend"
+    } else {
+        "server.agreement_key.rotate"
+    };
+    let (store, caller) = (shared.store.clone(), caller.clone());
+    let result = blocking(move || {
+        let after = json!({"next": next.as_ref()});
+        let bumped = bump_everyone(&*store, entry(&caller, action, "agreement_key", after))?;
         let mut answer = status_json(&*store, &agreement)?;
         answer["agents_bumped"] = json!(bumped);
-        answer["resent"] = json!(false);
+        answer["resent"] = json!(resent);
         Ok(answer)
     })
     .await;

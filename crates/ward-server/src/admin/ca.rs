@@ -107,10 +107,13 @@ fn describe(path: &Path) -> Option<Value> {
     }))
 }
 
+/// A file of the data dir that must be there.
+fn read(path: &Path) -> Result<Vec<u8>, ApiError> {
+    std::fs::read(path).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))
+}
+
 fn fingerprint(path: &Path) -> Result<String, ApiError> {
-    let pem =
-        std::fs::read(path).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
-    pki::certificate_fingerprints(&pem)
+    pki::certificate_fingerprints(&read(path)?)
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::internal(format!("{}: no certificate in it", path.display())))
@@ -251,51 +254,39 @@ pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
     let leaf = Running::clients(shared).leaf;
     let result = blocking(move || {
         let data = &ctx.data;
-        if data.ca_next_cert().exists() {
-            let next_pem = std::fs::read(data.ca_next_cert()).map_err(|e| {
-                ApiError::internal(format!("{}: {e}", data.ca_next_cert().display()))
-            })?;
-            let current = std::fs::read(data.ca_cert())
-                .map_err(|e| ApiError::internal(format!("{}: {e}", data.ca_cert().display())))?;
-            ctx.tell(&[current, next_pem].concat())?;
-            let next = fingerprint(&data.ca_next_cert())?;
-            let bumped = bump_everyone(
-                &*ctx.store,
-                entry(&caller, "server.ca.resend", "ca", json!({"next": next})),
-            )?;
-            let mut answer = status_json(&ctx)?;
-            answer["agents_bumped"] = json!(bumped);
-            answer["resent"] = json!(true);
-            return Ok(answer);
-        }
-        issued_by_ward(data, leaf.as_ref())?;
-        let openssl = |e: openssl::error::ErrorStack| ApiError::internal(format!("OpenSSL: {e}"));
-        let name = format!(
-            "ward private CA {}",
-            ward_tls::utc::format_rfc3339(std::time::SystemTime::now())
-        );
-        let ca = pki::new_ca(&name).map_err(openssl)?;
-        let current = std::fs::read(data.ca_cert())
-            .map_err(|e| ApiError::internal(format!("{}: {e}", data.ca_cert().display())))?;
-        let next_pem = ca.cert_pem().map_err(openssl)?;
-        // The key first: a crash between the two leaves no certificate without its key.
-        write_file(&data.ca_next_key(), &ca.key_pem().map_err(openssl)?, 0o600)
+        let resent = data.ca_next_cert().exists();
+        let mut after = json!({});
+        if !resent {
+            issued_by_ward(data, leaf.as_ref())?;
+            let openssl =
+                |e: openssl::error::ErrorStack| ApiError::internal(format!("OpenSSL: {e}"));
+            let name = format!(
+                "ward private CA {}",
+                ward_tls::utc::format_rfc3339(std::time::SystemTime::now())
+            );
+            let ca = pki::new_ca(&name).map_err(openssl)?;
+            // The key first: a crash between the two leaves no certificate without its key.
+            write_file(&data.ca_next_key(), &ca.key_pem().map_err(openssl)?, 0o600)
+                .map_err(init_error)?;
+            write_file(
+                &data.ca_next_cert(),
+                &ca.cert_pem().map_err(openssl)?,
+                0o644,
+            )
             .map_err(init_error)?;
-        write_file(&data.ca_next_cert(), &next_pem, 0o644).map_err(init_error)?;
-        ctx.tell(&[current, next_pem].concat())?;
-        let next = fingerprint(&data.ca_next_cert())?;
-        let bumped = bump_everyone(
-            &*ctx.store,
-            entry(
-                &caller,
-                "server.ca.rotate",
-                "ca",
-                json!({"next": next, "subject": name}),
-            ),
-        )?;
+            after["subject"] = json!(name);
+        }
+        ctx.tell(&[read(&data.ca_cert())?, read(&data.ca_next_cert())?].concat())?;
+        after["next"] = json!(fingerprint(&data.ca_next_cert())?);
+        let action = if resent {
+            "server.ca.resend"
+        } else {
+            "server.ca.rotate"
+        };
+        let bumped = bump_everyone(&*ctx.store, entry(&caller, action, "ca", after))?;
         let mut answer = status_json(&ctx)?;
         answer["agents_bumped"] = json!(bumped);
-        answer["resent"] = json!(false);
+        answer["resent"] = json!(resent);
         Ok(answer)
     })
     .await;
@@ -393,9 +384,7 @@ pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpR
     let ctx = Ctx::of(shared);
     let caller = caller.clone();
     let result = blocking(move || {
-        let trust = std::fs::read(ctx.data.ca_cert())
-            .map_err(|e| ApiError::internal(format!("{}: {e}", ctx.data.ca_cert().display())))?;
-        ctx.tell(&trust)?;
+        ctx.tell(&read(&ctx.data.ca_cert())?)?;
         let current = fingerprint(&ctx.data.ca_cert())?;
         bump_everyone(
             &*ctx.store,
@@ -499,7 +488,6 @@ fn plan_switch(planning: Planning, dry_run: bool) -> Result<(usize, Value), ApiE
 fn move_into_place(data: &DataDir) -> Result<(), ApiError> {
     let io =
         |path: &Path, e: std::io::Error| ApiError::internal(format!("{}: {e}", path.display()));
-    let read = |path: &Path| std::fs::read(path).map_err(|e| io(path, e));
     write_file(&data.ca_previous_key(), &read(&data.ca_key())?, 0o600).map_err(init_error)?;
     write_file(&data.ca_previous_cert(), &read(&data.ca_cert())?, 0o644).map_err(init_error)?;
     for (ward, staged) in staged(data) {
