@@ -149,7 +149,7 @@ fn enroll_as(
 pub fn write_policy(dir: &Path, state: &AgentState) -> Result<(), AgentError> {
     let path = dir.join("policy.json");
     let text = format!("{:#}\n", state.settings.policy);
-    ward_tls::edit::write_atomic(&path, text.as_bytes())
+    ward_fs::replace(&path, text.as_bytes(), 0o644)
         .map_err(|e| AgentError::state(format!("{}: {e}", path.display())))
 }
 

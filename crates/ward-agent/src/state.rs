@@ -4,7 +4,7 @@
 //! a torn one. A file written by an older agent (no `tls_max`, no `name`) still loads.
 
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -105,18 +105,16 @@ impl AgentState {
                 .map_err(|e| io(dir, e))?;
         }
         let path = AgentState::path(dir);
-        if !path.exists() {
-            fs::write(&path, b"").map_err(|e| io(&path, e))?;
-        }
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(|e| io(&path, e))?;
         let mut text = serde_json::to_string_pretty(self).expect("the state serialises");
         text.push('\n');
-        ward_tls::edit::write_atomic(&path, text.as_bytes()).map_err(|e| io(&path, e))
+        ward_fs::write(&path, text.as_bytes(), 0o600).map_err(|e| io(&path, e))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn settings() -> Settings {

@@ -42,15 +42,32 @@ impl ServerKey {
 /// The server's agreement keys: the current one (`/agent/v1/hello` publishes it, enrollment
 /// uses it) and, during a key rotation, the next one, which agents get in their settings and
 /// sign with from then on. A check-in signed under either is accepted until the switch.
+#[derive(Clone)]
 pub struct Agreement {
     pub current: ServerKey,
     pub next: Option<ServerKey>,
+    /// An aborted rotation's next key: accepted until no agent signs under it, never handed
+    /// out (the settings hand the current key again).
+    pub withdrawn: Option<ServerKey>,
 }
 
 impl Agreement {
-    /// The current key, then the next one.
+    /// The current key, then the next one, then a withdrawn one.
     pub fn keys(&self) -> impl Iterator<Item = &ServerKey> {
-        std::iter::once(&self.current).chain(self.next.as_ref())
+        std::iter::once(&self.current)
+            .chain(self.next.as_ref())
+            .chain(self.withdrawn.as_ref())
+    }
+
+    /// The key every agent's settings hand it (hex of the public key): the next one during a
+    /// rotation, the current one while an abort withdraws a key (agents that adopted it go
+    /// back), none otherwise.
+    pub fn handed(&self) -> String {
+        match (&self.next, &self.withdrawn) {
+            (Some(next), _) => ward_proto::hex(&next.public),
+            (None, Some(_)) => ward_proto::hex(&self.current.public),
+            (None, None) => String::new(),
+        }
     }
 }
 

@@ -12,11 +12,17 @@
 //! DIR/certs/server-rsa.pem, .key    the RSA one, for clients that cannot use ECDSA (key 0600)
 //! DIR/keys/agreement.key           the server's X25519 key for agent key agreement (0600)
 //! DIR/keys/agreement-next.key      a key rotation's next key, until the switch (0600)
+//! DIR/keys/agreement-withdrawn.key an aborted rotation's next key, accepted until unused (0600)
 //! DIR/keys/agreement-previous.key  the key before the last switch (0600)
 //! DIR/admin.token                   the local admin credential (0600)
 //! DIR/ward.db                       the SQLite database
 //! DIR/ward.pid                      the running server's pid
+//! DIR/commit.json                   a multi-file change under way (ward-fs's journal): the
+//!                                   next start finishes it
 //! ```
+//!
+//! Every file here is written through ward-fs: whole, with its final mode, never truncated in
+//! place; a change of several files (a renewal, a rotation's switch) is one [`ward_fs::Commit`].
 
 use std::fs;
 use std::io;
@@ -25,7 +31,6 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ward_store::SqliteStore;
-use ward_tls::edit::write_atomic;
 use ward_tls::{defaults, pki};
 
 use crate::config;
@@ -80,6 +85,11 @@ impl DataDir {
 
     pub fn ca_previous_key(&self) -> PathBuf {
         self.root.join("certs/ca-previous.key")
+    }
+
+    /// Certificates from a CA rotation's next CA, staged while its switch is planned.
+    pub fn ca_switch_dir(&self) -> PathBuf {
+        self.root.join("certs/switch")
     }
 
     /// The CAs every agent's settings tell it to trust (PEM), from the first CA rotation on;
@@ -178,12 +188,8 @@ impl DataDir {
         if let Some(previous) = keys.previous {
             bytes.extend_from_slice(&previous);
         }
-        if path.exists() {
-            // Replaced whole, keeping its mode: a crash leaves the old keys or the new ones.
-            write_atomic(&path, &bytes).map_err(io_error(&path))?;
-        } else {
-            write_file(&path, &bytes, 0o600)?;
-        }
+        // Replaced whole: a crash leaves the old keys or the new ones.
+        write_file(&path, &bytes, 0o600)?;
         Ok(keys)
     }
 
@@ -203,6 +209,12 @@ impl DataDir {
     /// A key rotation's next agreement key, from `rotate-key start` until the switch.
     pub fn agreement_next_key(&self) -> PathBuf {
         self.root.join("keys/agreement-next.key")
+    }
+
+    /// The next key of an aborted key rotation: still accepted, no longer handed out, until no
+    /// agent signs under it (`rotate-key abort` again removes it).
+    pub fn agreement_withdrawn_key(&self) -> PathBuf {
+        self.root.join("keys/agreement-withdrawn.key")
     }
 
     /// The agreement key before the last switch (kept, no longer accepted).
@@ -234,19 +246,39 @@ pub fn read_agreement_key(path: &Path) -> Result<Option<ward_proto::KeyPair>, In
 
 /// A new X25519 key, written to `path` (0600).
 pub fn new_agreement_key(path: &Path) -> Result<ward_proto::KeyPair, InitError> {
+    let (pair, text) = make_agreement_key()?;
+    write_file(path, &text, 0o600)?;
+    Ok(pair)
+}
+
+/// A new X25519 key and the text of its file (hex of the raw private key), not written.
+pub fn make_agreement_key() -> Result<(ward_proto::KeyPair, Vec<u8>), InitError> {
     let pair = ward_proto::KeyPair::generate().map_err(|e| InitError(format!("OpenSSL: {e}")))?;
     let hex = ward_proto::hex(
         &pair
             .private_bytes()
             .map_err(|e| InitError(format!("OpenSSL: {e}")))?,
     );
-    write_file(path, format!("{hex}\n").as_bytes(), 0o600)?;
-    Ok(pair)
+    Ok((pair, format!("{hex}\n").into_bytes()))
 }
 
 impl DataDir {
     pub fn admin_token(&self) -> PathBuf {
         self.root.join("admin.token")
+    }
+
+    /// The journal of a multi-file change under way ([`ward_fs::Commit`]).
+    pub fn journal(&self) -> PathBuf {
+        self.root.join("commit.json")
+    }
+
+    /// The directories ward writes state in: where a crash can leave a temporary or staged
+    /// file behind.
+    pub fn state_dirs(&self) -> Vec<PathBuf> {
+        ["", "certs", "certs/switch", "keys", "conf/ssl", "harden"]
+            .iter()
+            .map(|dir| self.root.join(dir))
+            .collect()
     }
 
     pub fn pid_file(&self) -> PathBuf {
@@ -349,6 +381,8 @@ fn io_error(path: &Path) -> impl Fn(io::Error) -> InitError + '_ {
     move |e| InitError(format!("{}: {e}", path.display()))
 }
 
+/// Writes one whole file of the data dir with exactly `mode` (ward-fs: never truncated in
+/// place, so a crash leaves the old file or the new one); a missing directory is made 0700.
 pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InitError> {
     if let Some(parent) = path.parent() {
         fs::DirBuilder::new()
@@ -357,10 +391,7 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Ini
             .create(parent)
             .map_err(io_error(parent))?;
     }
-    // Create with the final mode before any secret is written.
-    fs::write(path, b"").map_err(io_error(path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_error(path))?;
-    write_atomic(path, bytes).map_err(io_error(path))
+    ward_fs::write(path, bytes, mode).map_err(io_error(path))
 }
 
 /// Refuses a data dir that other users could write to: it holds keys and the admin token.
@@ -406,6 +437,7 @@ pub fn unsafe_modes(data: &DataDir, database: &Path) -> Vec<String> {
         data.server_rsa_key(),
         data.agreement_key(),
         data.agreement_next_key(),
+        data.agreement_withdrawn_key(),
         data.agreement_previous_key(),
         data.ticket_key(),
         database.to_path_buf(),
@@ -434,27 +466,45 @@ pub fn unsafe_modes(data: &DataDir, database: &Path) -> Vec<String> {
 
 /// Re-issues the server's ECDSA and RSA certificates from ward's CA, for the names the
 /// current ECDSA certificate has (else the host's names and loopback), valid as long as new
-/// ones are. Each key and certificate is written atomically (keys 0600); they are renamed in
-/// place one after the other. Returns each certificate written and its days left.
+/// ones are. The four files change as one [`ward_fs::Commit`] (`renew-cert`): a crash leaves
+/// the old pairs or the new ones, never a certificate without its key. Returns each
+/// certificate written and its days left.
 pub fn renew_server_certificates(data: &DataDir) -> Result<Vec<(PathBuf, i64)>, InitError> {
-    issue_server_certificates(
-        data,
-        (&data.ca_cert(), &data.ca_key()),
-        [
-            (data.server_cert(), data.server_key()),
-            (data.server_rsa_cert(), data.server_rsa_key()),
-        ],
-    )
+    let issued = issue_server_certificates(data, (&data.ca_cert(), &data.ca_key()))?;
+    let files = [
+        (data.server_cert(), data.server_key()),
+        (data.server_rsa_cert(), data.server_rsa_key()),
+    ];
+    let mut commit = ward_fs::Commit::new("renew-cert");
+    let mut written = Vec::new();
+    for (pair, (cert, key)) in issued.into_iter().zip(files) {
+        commit = commit
+            .write(&key, pair.key_pem, 0o600)
+            .write(&cert, pair.cert_pem, 0o644);
+        written.push((cert, pair.days_left));
+    }
+    commit
+        .run(&data.journal())
+        .map_err(|e| InitError(e.to_string()))?
+        .done()
+        .map_err(io_error(&data.journal()))?;
+    Ok(written)
 }
 
-/// Issues an ECDSA and an RSA server certificate from the CA at `ca` (certificate, key), for
-/// the names the current ECDSA certificate has (else the host's names and loopback), and
-/// writes them to `out` (ECDSA certificate and key, then RSA), each atomically (keys 0600).
+/// A server certificate and its key, issued and not yet written.
+pub struct IssuedPair {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub days_left: i64,
+}
+
+/// Issues an ECDSA and an RSA server certificate (in that order) from the CA at `ca`
+/// (certificate, key), for the names the current ECDSA certificate has (else the host's names
+/// and loopback). Writes nothing.
 pub fn issue_server_certificates(
     data: &DataDir,
     ca: (&Path, &Path),
-    out: [(PathBuf, PathBuf); 2],
-) -> Result<Vec<(PathBuf, i64)>, InitError> {
+) -> Result<[IssuedPair; 2], InitError> {
     let openssl = |e: openssl::error::ErrorStack| InitError(format!("OpenSSL: {e}"));
     let read = |path: &Path| fs::read(path).map_err(io_error(path));
     let ca = pki::Issued {
@@ -466,17 +516,15 @@ pub fn issue_server_certificates(
     let current = fs::read(data.server_cert())
         .ok()
         .and_then(|pem| openssl::x509::X509::from_pem(&pem).ok());
-    {
-        if let Some(alt) = current.as_ref().and_then(|c| c.subject_alt_names()) {
-            for name in alt.iter() {
-                if let Some(dns) = name.dnsname() {
-                    names.push(dns.to_string());
-                } else if let Some(ip) = name.ipaddress() {
-                    match ip.len() {
-                        4 => ips.push(IpAddr::from(<[u8; 4]>::try_from(ip).expect("4 bytes"))),
-                        16 => ips.push(IpAddr::from(<[u8; 16]>::try_from(ip).expect("16 bytes"))),
-                        _ => {}
-                    }
+    if let Some(alt) = current.as_ref().and_then(|c| c.subject_alt_names()) {
+        for name in alt.iter() {
+            if let Some(dns) = name.dnsname() {
+                names.push(dns.to_string());
+            } else if let Some(ip) = name.ipaddress() {
+                match ip.len() {
+                    4 => ips.push(IpAddr::from(<[u8; 4]>::try_from(ip).expect("4 bytes"))),
+                    16 => ips.push(IpAddr::from(<[u8; 16]>::try_from(ip).expect("16 bytes"))),
+                    _ => {}
                 }
             }
         }
@@ -486,19 +534,18 @@ pub fn issue_server_certificates(
         ips = vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
     }
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut written = Vec::new();
-    let [(ecdsa_cert, ecdsa_key), (rsa_cert, rsa_key)] = out;
-    for (key_type, cert_path, key_path) in [
-        (pki::KeyType::EcdsaP256, ecdsa_cert, ecdsa_key),
-        (pki::KeyType::Rsa2048, rsa_cert, rsa_key),
-    ] {
+    let issue = |key_type| -> Result<IssuedPair, InitError> {
         let issued = pki::new_server_cert_of(key_type, &ca, &name_refs, &ips).map_err(openssl)?;
-        write_file(&key_path, &issued.key_pem().map_err(openssl)?, 0o600)?;
-        write_file(&cert_path, &issued.cert_pem().map_err(openssl)?, 0o644)?;
-        let days = pki::seconds_left(&issued.cert).map_err(openssl)? / 86_400;
-        written.push((cert_path, days));
-    }
-    Ok(written)
+        Ok(IssuedPair {
+            cert_pem: issued.cert_pem().map_err(openssl)?,
+            key_pem: issued.key_pem().map_err(openssl)?,
+            days_left: pki::seconds_left(&issued.cert).map_err(openssl)? / 86_400,
+        })
+    };
+    Ok([
+        issue(pki::KeyType::EcdsaP256)?,
+        issue(pki::KeyType::Rsa2048)?,
+    ])
 }
 
 /// `localhost`, then the host's own name when it has one.

@@ -32,6 +32,7 @@ pub mod api;
 pub mod auth;
 mod channel;
 mod checkins;
+pub mod commit;
 pub mod config;
 mod conn;
 pub mod datadir;

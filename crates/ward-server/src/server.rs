@@ -174,7 +174,13 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     if !unsafe_modes.is_empty() {
         return Err(ServerError::Config(unsafe_modes.join("\n")));
     }
+    // A change of several files a crash interrupted is finished before anything reads them;
+    // what crashes left half-made goes.
+    let follow_up = crate::commit::recover_files(&data).map_err(ServerError::Other)?;
     let (app, findings) = App::open(data, config)?;
+    if let Some(follow_up) = follow_up {
+        crate::commit::finish_follow_up(&*app.store, follow_up).map_err(ServerError::Other)?;
+    }
     for finding in &findings {
         match finding.severity {
             Severity::Error => error!("{}", finding.text),
@@ -196,8 +202,12 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         .local_addr()
         .map_err(|e| ServerError::Other(e.to_string()))?;
     // The pid, then the console address in use (flags may differ from ward.toml).
-    std::fs::write(&pid_file, format!("{}\n{console}\n", std::process::id()))
-        .map_err(|e| ServerError::Other(format!("{}: {e}", pid_file.display())))?;
+    ward_fs::write(
+        &pid_file,
+        format!("{}\n{console}\n", std::process::id()).as_bytes(),
+        0o644,
+    )
+    .map_err(|e| ServerError::Other(format!("{}: {e}", pid_file.display())))?;
 
     let shared = Arc::new(app);
     // Descriptors: the soft limit up to the hard one, and the caps sized to fit it.
@@ -298,10 +308,14 @@ async fn renew_certificates(app: Arc<App>) {
                     .is_some_and(|left| left < crate::listener_tls::RENEW_BEFORE_SECONDS)
             });
         if due {
-            let renewed = tokio::task::spawn_blocking(move || {
-                crate::datadir::renew_server_certificates(&data)
-            })
-            .await;
+            let renewed = {
+                // Never half-way through a rotation.
+                let _one_change_at_a_time = app.fleet_lock.lock().await;
+                tokio::task::spawn_blocking(move || {
+                    crate::datadir::renew_server_certificates(&data)
+                })
+                .await
+            };
             match renewed {
                 Ok(Ok(written)) => {
                     info!(?written, "renewed the server certificates from ward's CA");

@@ -114,9 +114,15 @@ impl App {
             .map(crate::channel::ServerKey::new)
             .transpose()
             .map_err(|e| other(&e))?;
+        let withdrawn = crate::datadir::read_agreement_key(&data.agreement_withdrawn_key())
+            .map_err(|e| other(&e))?
+            .map(crate::channel::ServerKey::new)
+            .transpose()
+            .map_err(|e| other(&e))?;
         let agreement = crate::channel::Agreement {
             current: crate::channel::ServerKey::new(agreement).map_err(|e| other(&e))?,
             next,
+            withdrawn,
         };
         let agent_trust = match std::fs::read_to_string(data.agent_trust()) {
             Ok(pem) => pem,
@@ -173,12 +179,7 @@ impl App {
     pub fn handed(&self) -> crate::ops::Handed {
         crate::ops::Handed {
             trust_pem: self.agent_trust(),
-            server_key: self
-                .agreement()
-                .next
-                .as_ref()
-                .map(|next| ward_proto::hex(&next.public))
-                .unwrap_or_default(),
+            server_key: self.agreement().handed(),
         }
     }
 

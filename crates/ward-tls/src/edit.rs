@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -542,37 +542,10 @@ fn unused_backup_path(path: &Path, now: SystemTime) -> PathBuf {
     candidate
 }
 
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one: a temp
-/// file in the same directory, fsync, rename over, fsync of the directory. The file keeps its
-/// permissions when it existed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let temp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = fs::File::create(&temp)?;
-        if let Ok(meta) = fs::metadata(path) {
-            file.set_permissions(meta.permissions())?;
-        }
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&temp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
+/// Writes `bytes` over `path` atomically (ward-fs: a temporary file created with the final
+/// mode, fsync, rename over, fsync of the directory), keeping the mode the file has.
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    ward_fs::replace(path, bytes, 0o644)
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream, ToSocketAddrs};
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -219,10 +218,7 @@ impl AdminClient {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        std::fs::write(&path, b"").map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        ward_tls::edit::write_atomic(&path, saved.to_string().as_bytes())
+        ward_fs::write(&path, saved.to_string().as_bytes(), 0o600)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(reply)
     }

@@ -1,8 +1,9 @@
 //! Rotating the server's agreement key (the X25519 key every agent's MAC key is derived from)
 //! without orphaning an agent: `GET /api/v1/server/agreement-key` (where a rotation stands,
 //! and who signs under the new key), `POST /api/v1/server/agreement-key/rotate` (a next key,
-//! handed to every agent inside its signed settings; check-ins under either key are accepted)
-//! and `POST /api/v1/server/agreement-key/switch` (only the next key from then on).
+//! handed to every agent inside its signed settings; check-ins under either key are accepted),
+//! `POST /api/v1/server/agreement-key/switch` (only the next key from then on) and
+//! `POST /api/v1/server/agreement-key/abort` (back to the current key alone).
 //!
 //! An agent acknowledges the next key by signing a check-in under it: the server records,
 //! per check-in, which key verified it, so an agent too old to read the settings' key, one
@@ -10,8 +11,16 @@
 //! switch names them. Unlike the CA, the key is needed on every channel: an HTTP entry does
 //! not save an agent still on the old key.
 //!
+//! An abort cannot simply drop the next key: agents that adopted it sign under it. So the
+//! next key is *withdrawn* (`keys/agreement-withdrawn.key`): still accepted, no longer handed
+//! out, and the settings hand every agent the current key again (agents adopt whichever key
+//! their settings carry). Once no agent signs under it, `abort` (again) removes it; while some
+//! do, that is refused like every other cut-off (409 `would_cut_off`, unless
+//! `accept_cut_off`). `rotate` during a withdrawal takes the withdrawn key up again.
+//!
 //! Files (see [`crate::datadir`]): `keys/agreement-next.key` from `rotate` to `switch`,
-//! `keys/agreement-previous.key` the key before the last switch (no longer accepted).
+//! `keys/agreement-previous.key` the key before the last switch (no longer accepted). Each
+//! step's files, bumps and audit entry are one commit ([`crate::commit`]).
 
 use std::sync::Arc;
 
@@ -19,11 +28,12 @@ use hyper::StatusCode;
 use serde_json::{json, Value};
 use ward_store::{AgentTls, Store};
 
-use super::ca::{bump_everyone, entry, init_error, LISTED};
+use super::ca::{init_error, LISTED};
 use crate::api::{blocking, json_response, ApiError, HttpResponse};
 use crate::auth::Caller;
 use crate::channel::{Agreement, ServerKey};
-use crate::datadir::{write_file, DataDir};
+use crate::commit::{self, FollowUp};
+use crate::datadir::DataDir;
 use crate::state::App;
 
 /// The agents that do not sign under `next` yet (simulated ones apart), and how many
@@ -51,7 +61,15 @@ fn status_json(store: &dyn Store, agreement: &Agreement) -> Result<Value, ApiErr
         "current": agreement.current.sha256.as_ref(),
         "next": agreement.next.as_ref().map(|next| next.sha256.as_ref()),
         "under_way": agreement.next.is_some(),
+        "withdrawn": agreement.withdrawn.as_ref().map(|key| key.sha256.as_ref()),
     });
+    if let Some(withdrawn) = &agreement.withdrawn {
+        let agents = store.agents_tls()?;
+        let (still, _) = super::ca::waiting(&agents, |agent| {
+            agent.agreement_key.as_deref() != Some(&*withdrawn.sha256)
+        });
+        answer["signing_under_withdrawn"] = json!(still.len());
+    }
     let Some(next) = &agreement.next else {
         return Ok(answer);
     };
@@ -81,46 +99,58 @@ fn set(shared: &App, agreement: Agreement) {
 
 /// `POST /api/v1/server/agreement-key/rotate`: a next key (`keys/agreement-next.key`), in
 /// every agent's settings from now on. Run again during a rotation, it makes no new key: it
-/// hands the one under way to every agent again (`"resent": true`), which also finishes a
-/// start a crash interrupted.
+/// hands the one under way to every agent again (`"resent": true`). During an abort's
+/// withdrawal it takes the withdrawn key up again as the next one.
 pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let current = shared.agreement();
     let resent = current.next.is_some();
-    if !resent {
-        let data = shared.data.clone();
-        let made = blocking(move || {
-            let pair = crate::datadir::new_agreement_key(&data.agreement_next_key())
-                .map_err(init_error)?;
-            ServerKey::new(pair).map_err(|e| ApiError::internal(format!("OpenSSL: {e}")))
-        })
-        .await;
-        match made {
-            Ok(next) => set(
-                shared,
-                Agreement {
-                    current: current.current.clone(),
-                    next: Some(next),
-                },
-            ),
-            Err(error) => return error.response(),
-        }
-    }
-    let agreement = shared.agreement();
-    let next = agreement
-        .next
-        .as_ref()
-        .map(|next| next.sha256.clone())
-        .expect("a next key: there was one, or one was just made");
-    let action = if resent {
-        "server.agreement_key.resend"
-    } else {
-        "server.agreement_key.rotate"
+    let (data, caller) = (shared.data.clone(), caller.clone());
+    let prepared = blocking(move || {
+        let mut files = ward_fs::Commit::new("rotate-key-start");
+        let next = if let Some(next) = &current.next {
+            next.clone()
+        } else if let Some(withdrawn) = &current.withdrawn {
+            let text = read(&data.agreement_withdrawn_key())?;
+            files = files
+                .write(data.agreement_next_key(), text, 0o600)
+                .remove(data.agreement_withdrawn_key());
+            withdrawn.clone()
+        } else {
+            let (pair, text) = crate::datadir::make_agreement_key().map_err(init_error)?;
+            files = files.write(data.agreement_next_key(), text, 0o600);
+            ServerKey::new(pair).map_err(|e| ApiError::internal(format!("OpenSSL: {e}")))?
+        };
+        let action = if resent {
+            "server.agreement_key.resend"
+        } else {
+            "server.agreement_key.rotate"
+        };
+        let follow_up = FollowUp::new(
+            &caller,
+            action,
+            "agreement_key",
+            json!({"next": next.sha256.as_ref()}),
+        )
+        .bumping_everyone();
+        let committed = commit::put_files(&data, files, follow_up)?;
+        let agreement = Agreement {
+            current: current.current.clone(),
+            next: Some(next),
+            withdrawn: None,
+        };
+        Ok((committed, agreement))
+    })
+    .await;
+    let (committed, agreement) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return error.response(),
     };
-    let (store, caller) = (shared.store.clone(), caller.clone());
+    // Before the bumps: settings of the new serials carry the next key.
+    set(shared, agreement.clone());
+    let store = shared.store.clone();
     let result = blocking(move || {
-        let after = json!({"next": next.as_ref()});
-        let bumped = bump_everyone(&*store, entry(&caller, action, "agreement_key", after))?;
+        let bumped = committed.follow_up(&*store)?;
         let mut answer = status_json(&*store, &agreement)?;
         answer["agents_bumped"] = json!(bumped);
         answer["resent"] = json!(resent);
@@ -132,6 +162,11 @@ pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
         Ok(answer) => json_response(StatusCode::OK, &answer),
         Err(error) => error.response(),
     }
+}
+
+/// A key file of the data dir that must be there.
+fn read(path: &std::path::Path) -> Result<Vec<u8>, ApiError> {
+    std::fs::read(path).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))
 }
 
 /// The switch's plan: every agent still on the current key would be refused from then on.
@@ -182,12 +217,7 @@ pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpR
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let agreement = shared.agreement();
     let Some(next) = agreement.next.clone() else {
-        return ApiError::conflict(
-            "no_rotation",
-            "no agreement key rotation is under way: `ward server rotate-key start` makes the \
-             next key and hands it to the agents first",
-        )
-        .response();
+        return no_rotation().response();
     };
     let (store, sha256) = (shared.store.clone(), next.sha256.clone());
     let (lost, plan) = match blocking(move || plan_json(&*store, &sha256)).await {
@@ -202,31 +232,29 @@ pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpR
     ) {
         return answer;
     }
+    let accepted = crate::impact::cut_off_ids(&plan);
+    let follow_up = FollowUp::new(
+        caller,
+        "server.agreement_key.switch",
+        "agreement_key",
+        json!({"current": next.sha256.as_ref(), "cut_off_accepted": accepted}),
+    );
     let data = shared.data.clone();
-    if let Err(error) = blocking(move || move_into_place(&data)).await {
-        return error.response();
-    }
+    let committed = match blocking(move || move_into_place(&data, follow_up)).await {
+        Ok(committed) => committed,
+        Err(error) => return error.response(),
+    };
     set(
         shared,
         Agreement {
             current: next.clone(),
             next: None,
+            withdrawn: None,
         },
     );
-    let accepted = crate::impact::cut_off_ids(&plan);
-    let (store, caller, agreement) = (shared.store.clone(), caller.clone(), shared.agreement());
+    let (store, agreement) = (shared.store.clone(), shared.agreement());
     let result = blocking(move || {
-        store.apply(&ward_store::Change {
-            mutation: ward_store::Mutation::Nothing,
-            bump_groups: vec![],
-            bump_agents: vec![],
-            audit: entry(
-                &caller,
-                "server.agreement_key.switch",
-                "agreement_key",
-                json!({"current": next.sha256.as_ref(), "cut_off_accepted": accepted}),
-            ),
-        })?;
+        committed.follow_up(&*store)?;
         status_json(&*store, &agreement)
     })
     .await;
@@ -239,15 +267,155 @@ pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpR
     }
 }
 
-/// The switch on disk: the current key kept as `agreement-previous.key`, the next one renamed
-/// over it (a rename: a crash leaves the old key or the new one, and a restart before the
-/// rename still has the next key, so the switch can be run again).
-fn move_into_place(data: &DataDir) -> Result<(), ApiError> {
-    let io = |path: &std::path::Path, e: std::io::Error| {
-        ApiError::internal(format!("{}: {e}", path.display()))
+/// The switch on disk, one commit: the current key kept as `agreement-previous.key`, the next
+/// one in its place; then (the caller) the audit entry.
+fn move_into_place(data: &DataDir, follow_up: FollowUp) -> Result<commit::Committed, ApiError> {
+    let files = ward_fs::Commit::new("rotate-key-switch")
+        .write(
+            data.agreement_previous_key(),
+            read(&data.agreement_key())?,
+            0o600,
+        )
+        .write(
+            data.agreement_key(),
+            read(&data.agreement_next_key())?,
+            0o600,
+        )
+        .remove(data.agreement_next_key());
+    commit::put_files(data, files, follow_up)
+}
+
+/// The agents that sign under `withdrawn` (simulated ones apart): dropping it would cut them
+/// off on every channel.
+fn withdrawal_plan(store: &dyn Store, withdrawn: &str) -> Result<(usize, Value), ApiError> {
+    let agents = store.agents_tls()?;
+    let (still, simulated) = super::ca::waiting(&agents, |agent| {
+        agent.agreement_key.as_deref() != Some(withdrawn)
+    });
+    let tree = crate::ops::tree_of(store)?;
+    let lines: Vec<Value> = still
+        .iter()
+        .take(LISTED)
+        .map(|agent| {
+            json!({
+                "id": agent.id,
+                "group": tree.path(agent.group),
+                "last_checkin": agent.last_checkin_ms.map(crate::api::time),
+                "reason": "its last check-in was signed under the withdrawn key: it has not \
+                           picked up the settings that hand it the current key again; once \
+                           the withdrawn key goes, its check-ins would be refused on every \
+                           channel",
+            })
+        })
+        .collect();
+    Ok((
+        still.len(),
+        json!({
+            "lost": still.len(),
+            "message": format!("{} agent(s) still sign under the withdrawn key", still.len()),
+            "cut_off": lines,
+            "simulated_ignored": simulated,
+        }),
+    ))
+}
+
+/// `POST /api/v1/server/agreement-key/abort`: gives up a rotation. A next key becomes
+/// withdrawn (accepted, not handed out; every agent's settings carry the current key again);
+/// a withdrawn key no agent signs under any more is removed at once. While agents still sign
+/// under it, removing it is refused (409 `would_cut_off`, each agent named) unless
+/// `accept_cut_off`; run `abort` again once they have checked in.
+pub async fn abort(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpResponse {
+    let request = match super::status::GuardedRequest::read(body) {
+        Ok(request) => request,
+        Err(error) => return error.response(),
     };
-    let current = std::fs::read(data.agreement_key()).map_err(|e| io(&data.agreement_key(), e))?;
-    write_file(&data.agreement_previous_key(), &current, 0o600).map_err(init_error)?;
-    std::fs::rename(data.agreement_next_key(), data.agreement_key())
-        .map_err(|e| io(&data.agreement_next_key(), e))
+    let _one_change_at_a_time = shared.fleet_lock.lock().await;
+    let before = shared.agreement();
+    let Some(withdrawn) = before.next.clone().or_else(|| before.withdrawn.clone()) else {
+        return no_rotation().response();
+    };
+    let (store, sha256) = (shared.store.clone(), withdrawn.sha256.clone());
+    let (lost, plan) = match blocking(move || withdrawal_plan(&*store, &sha256)).await {
+        Ok(planned) => planned,
+        Err(error) => return error.response(),
+    };
+    // Withdrawing the next key cuts nobody off (it stays accepted); removing it would cut
+    // off whoever still signs under it.
+    let removing = before.next.is_none() || lost == 0;
+    if request.dry_run {
+        return json_response(
+            StatusCode::OK,
+            &json!({"dry_run": true, "plan": plan, "removes_key": removing}),
+        );
+    }
+    if removing {
+        if let Some(answer) = request.answer_before(
+            "removing the withdrawn agreement key",
+            "wait until they check in (`ward server rotate-key status`)",
+            lost,
+            &plan,
+        ) {
+            return answer;
+        }
+    }
+    let data = shared.data.clone();
+    let accepted = crate::impact::cut_off_ids(&plan);
+    let follow_up = FollowUp::new(
+        caller,
+        if removing {
+            "server.agreement_key.abort"
+        } else {
+            "server.agreement_key.withdraw"
+        },
+        "agreement_key",
+        json!({"withdrawn": withdrawn.sha256.as_ref(), "cut_off_accepted": accepted}),
+    )
+    .bumping_everyone();
+    let committed = match blocking(move || {
+        let mut files = ward_fs::Commit::new("rotate-key-abort").remove(data.agreement_next_key());
+        files = if removing {
+            files.remove(data.agreement_withdrawn_key())
+        } else {
+            files.write(
+                data.agreement_withdrawn_key(),
+                read(&data.agreement_next_key())?,
+                0o600,
+            )
+        };
+        commit::put_files(&data, files, follow_up)
+    })
+    .await
+    {
+        Ok(committed) => committed,
+        Err(error) => return error.response(),
+    };
+    let after = Agreement {
+        current: before.current.clone(),
+        next: None,
+        withdrawn: (!removing).then_some(withdrawn),
+    };
+    set(shared, after.clone());
+    let store = shared.store.clone();
+    let result = blocking(move || {
+        let bumped = committed.follow_up(&*store)?;
+        let mut answer = status_json(&*store, &after)?;
+        answer["aborted"] = json!(removing);
+        answer["agents_bumped"] = json!(bumped);
+        answer["plan"] = plan;
+        Ok(answer)
+    })
+    .await;
+    shared.fleet_changed();
+    match result {
+        Ok(answer) => json_response(StatusCode::OK, &answer),
+        Err(error) => error.response(),
+    }
+}
+
+fn no_rotation() -> ApiError {
+    ApiError::conflict(
+        "no_rotation",
+        "no agreement key rotation is under way: `ward server rotate-key start` makes the \
+         next key and hands it to the agents first",
+    )
 }

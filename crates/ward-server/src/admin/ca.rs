@@ -18,13 +18,13 @@ use std::path::{Path, PathBuf};
 
 use hyper::StatusCode;
 use serde_json::{json, Value};
-use ward_store::{AuditEntry, Change, Mutation};
 use ward_tls::pki;
 
 use crate::api::{blocking, json_response, ApiError, HttpResponse};
 use crate::auth::Caller;
+use crate::commit::{self, FollowUp};
 use crate::config::Role;
-use crate::datadir::{write_file, DataDir};
+use crate::datadir::DataDir;
 use crate::impact::{self, Running, Serving};
 use crate::state::{App, Reloaded};
 
@@ -80,12 +80,11 @@ impl Ctx {
             .is_empty()
     }
 
-    /// The CAs every agent's settings carry from now on.
-    fn tell(&self, pem: &[u8]) -> Result<(), ApiError> {
-        write_file(&self.data.agent_trust(), pem, 0o644).map_err(init_error)?;
+    /// The CAs every agent's settings carry from now on (`certs/agent-trust.pem` holds them
+    /// already: this is the copy in memory).
+    fn tell(&self, pem: &[u8]) {
         *self.trust.write().unwrap_or_else(|p| p.into_inner()) =
             String::from_utf8_lossy(pem).into();
-        Ok(())
     }
 }
 
@@ -117,6 +116,10 @@ fn fingerprint(path: &Path) -> Result<String, ApiError> {
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::internal(format!("{}: no certificate in it", path.display())))
+}
+
+fn openssl_error(e: openssl::error::ErrorStack) -> ApiError {
+    ApiError::internal(format!("OpenSSL: {e}"))
 }
 
 /// Where a rotation stands: the CAs, and which agents report trusting the next one.
@@ -210,34 +213,6 @@ pub async fn status(shared: &App) -> HttpResponse {
     }
 }
 
-/// Every agent gets a new serial (their settings now carry other CAs), with `audit`.
-pub(super) fn bump_everyone(
-    store: &dyn ward_store::Store,
-    audit: AuditEntry,
-) -> Result<u64, ApiError> {
-    let groups = store.groups()?.iter().map(|g| g.id).collect();
-    let applied = store.apply(&Change {
-        mutation: Mutation::Nothing,
-        bump_groups: groups,
-        bump_agents: vec![],
-        audit,
-    })?;
-    Ok(applied.bumped_agents)
-}
-
-/// An audit entry of a rotation step.
-pub(super) fn entry(caller: &Caller, action: &str, target: &str, after: Value) -> AuditEntry {
-    AuditEntry {
-        id: 0,
-        at_ms: ward_proto::now_ms(),
-        actor: caller.name.clone(),
-        action: action.into(),
-        target: target.into(),
-        before: None,
-        after: Some(after),
-    }
-}
-
 pub(super) fn init_error(error: crate::datadir::InitError) -> ApiError {
     ApiError::internal(error.0)
 }
@@ -246,7 +221,8 @@ pub(super) fn init_error(error: crate::datadir::InitError) -> ApiError {
 /// carry both CAs from now on. Refused (409 `not_ward_certificate`) when the clients listener
 /// serves a certificate ward's CA did not issue: agents would be told to trust CAs that do not
 /// verify it. Run again during a rotation, it makes no new CA: it hands the one under way to
-/// every agent again (`"resent": true`), which also finishes a start a crash interrupted.
+/// every agent again (`"resent": true`). The new CA, its key and the CAs agents are told to
+/// trust are one commit with the serial bumps and the audit entry (see [`crate::commit`]).
 pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let ctx = Ctx::of(shared);
@@ -256,53 +232,120 @@ pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
         let data = &ctx.data;
         let resent = data.ca_next_cert().exists();
         let mut after = json!({});
-        if !resent {
+        let mut files = ward_fs::Commit::new("rotate-ca-start");
+        let next_pem = if resent {
+            read(&data.ca_next_cert())?
+        } else {
             issued_by_ward(data, leaf.as_ref())?;
-            let openssl =
-                |e: openssl::error::ErrorStack| ApiError::internal(format!("OpenSSL: {e}"));
             let name = format!(
                 "ward private CA {}",
                 ward_tls::utc::format_rfc3339(std::time::SystemTime::now())
             );
-            let ca = pki::new_ca(&name).map_err(openssl)?;
-            // The key first: a crash between the two leaves no certificate without its key.
-            write_file(&data.ca_next_key(), &ca.key_pem().map_err(openssl)?, 0o600)
-                .map_err(init_error)?;
-            write_file(
-                &data.ca_next_cert(),
-                &ca.cert_pem().map_err(openssl)?,
-                0o644,
-            )
-            .map_err(init_error)?;
+            let ca = pki::new_ca(&name).map_err(openssl_error)?;
+            let pem = ca.cert_pem().map_err(openssl_error)?;
+            files = files
+                .write(
+                    data.ca_next_key(),
+                    ca.key_pem().map_err(openssl_error)?,
+                    0o600,
+                )
+                .write(data.ca_next_cert(), pem.clone(), 0o644);
             after["subject"] = json!(name);
-        }
-        ctx.tell(&[read(&data.ca_cert())?, read(&data.ca_next_cert())?].concat())?;
-        after["next"] = json!(fingerprint(&data.ca_next_cert())?);
+            pem
+        };
+        let trust = [read(&data.ca_cert())?, next_pem.clone()].concat();
+        files = files.write(data.agent_trust(), trust.clone(), 0o644);
+        after["next"] = json!(pki::certificate_fingerprints(&next_pem).into_iter().next());
         let action = if resent {
             "server.ca.resend"
         } else {
             "server.ca.rotate"
         };
-        let bumped = bump_everyone(&*ctx.store, entry(&caller, action, "ca", after))?;
+        let follow_up = FollowUp::new(&caller, action, "ca", after).bumping_everyone();
+        let committed = commit::put_files(data, files, follow_up)?;
+        // Before the bumps: settings of the new serials carry both CAs.
+        ctx.tell(&trust);
+        let bumped = committed.follow_up(&*ctx.store)?;
         let mut answer = status_json(&ctx)?;
         answer["agents_bumped"] = json!(bumped);
         answer["resent"] = json!(resent);
         Ok(answer)
     })
     .await;
+    shared.fleet_changed();
     match result {
-        Ok(answer) => {
-            shared.fleet_changed();
-            json_response(StatusCode::OK, &answer)
-        }
+        Ok(answer) => json_response(StatusCode::OK, &answer),
         Err(error) => error.response(),
     }
+}
+
+/// `POST /api/v1/server/ca/abort`: gives up a rotation under way. Nothing the listeners serve
+/// changes (they serve certificates of the current CA until a switch), so no agent can lose
+/// its path: the next CA goes, and every agent's settings carry the current CA only. With
+/// `dry_run`, only says so.
+pub async fn abort(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpResponse {
+    let request = match super::status::GuardedRequest::read(body) {
+        Ok(request) => request,
+        Err(error) => return error.response(),
+    };
+    let _one_change_at_a_time = shared.fleet_lock.lock().await;
+    let ctx = Ctx::of(shared);
+    let caller = caller.clone();
+    let result = blocking(move || {
+        let data = &ctx.data;
+        if !data.ca_next_cert().exists() && !data.ca_next_key().exists() {
+            return Err(no_rotation());
+        }
+        let next = data
+            .ca_next_cert()
+            .exists()
+            .then(|| fingerprint(&data.ca_next_cert()))
+            .transpose()?;
+        if request.dry_run {
+            let mut answer = status_json(&ctx)?;
+            answer["dry_run"] = json!(true);
+            answer["lost"] = json!(0);
+            return Ok(answer);
+        }
+        let current = read(&data.ca_cert())?;
+        let mut files = ward_fs::Commit::new("rotate-ca-abort")
+            .remove(data.ca_next_cert())
+            .remove(data.ca_next_key())
+            .write(data.agent_trust(), current.clone(), 0o644);
+        for (_, staged) in staged(data) {
+            files = files.remove(staged);
+        }
+        files = files.remove(data.ca_switch_dir());
+        let follow_up = FollowUp::new(&caller, "server.ca.abort", "ca", json!({"next": next}))
+            .bumping_everyone();
+        let committed = commit::put_files(data, files, follow_up)?;
+        ctx.tell(&current);
+        let bumped = committed.follow_up(&*ctx.store)?;
+        let mut answer = status_json(&ctx)?;
+        answer["aborted"] = json!(true);
+        answer["agents_bumped"] = json!(bumped);
+        Ok(answer)
+    })
+    .await;
+    shared.fleet_changed();
+    match result {
+        Ok(answer) => json_response(StatusCode::OK, &answer),
+        Err(error) => error.response(),
+    }
+}
+
+fn no_rotation() -> ApiError {
+    ApiError::conflict(
+        "no_rotation",
+        "no CA rotation is under way: `ward server rotate-ca start` makes the new CA and \
+         hands it to the agents first",
+    )
 }
 
 /// The staged certificates of a switch, under `certs/switch/`: (ward's file, the staged one)
 /// for the ECDSA and RSA certificates and keys.
 fn staged(data: &DataDir) -> [(PathBuf, PathBuf); 4] {
-    let dir = data.root().join("certs/switch");
+    let dir = data.ca_switch_dir();
     [
         (data.server_cert(), dir.join("server.pem")),
         (data.server_key(), dir.join("server.key")),
@@ -361,51 +404,48 @@ pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpR
         &plan,
     ) {
         if !request.dry_run {
-            let _ = std::fs::remove_dir_all(shared.data.root().join("certs/switch"));
+            let _ = std::fs::remove_dir_all(shared.data.ca_switch_dir());
         }
         return answer;
     }
-    let data = shared.data.clone();
-    if let Err(error) = blocking(move || move_into_place(&data)).await {
-        return error.response();
-    }
-    // Only the certificates differ from what serves now (checked by the plan).
-    match crate::state::reload_checked(shared, None).await {
-        Reloaded::Swapped(..) => {}
-        Reloaded::Kept(..) | Reloaded::Invalid(_) => {
-            return ApiError::internal(
-                "the new CA's certificates are in place but were not loaded: run `ward server \
-                 reload`, whose answer says why",
-            )
-            .response()
-        }
-    }
     let accepted = impact::cut_off_ids(&plan);
     let ctx = Ctx::of(shared);
-    let caller = caller.clone();
+    let follow_up = FollowUp::new(
+        caller,
+        "server.ca.switch",
+        "ca",
+        json!({"cut_off_accepted": accepted}),
+    )
+    .bumping_everyone();
+    let data = shared.data.clone();
+    let committed = match blocking(move || move_into_place(&data, follow_up)).await {
+        Ok(committed) => committed,
+        Err(error) => return error.response(),
+    };
+    // Only the certificates differ from what serves now (checked by the plan).
+    let reloaded = matches!(
+        crate::state::reload_checked(shared, None).await,
+        Reloaded::Swapped(..)
+    );
     let result = blocking(move || {
-        ctx.tell(&read(&ctx.data.ca_cert())?)?;
-        let current = fingerprint(&ctx.data.ca_cert())?;
-        bump_everyone(
-            &*ctx.store,
-            entry(
-                &caller,
-                "server.ca.switch",
-                "ca",
-                json!({"current": current, "cut_off_accepted": accepted}),
-            ),
-        )?;
+        ctx.tell(&read(&ctx.data.ca_cert())?);
+        committed.follow_up(&*ctx.store)?;
         status_json(&ctx)
     })
     .await;
+    shared.fleet_changed();
+    if !reloaded {
+        return ApiError::internal(
+            "the new CA's certificates are in place but were not loaded: run `ward server \
+             reload`, whose answer says why",
+        )
+        .response();
+    }
     match result {
-        Ok(status) => {
-            shared.fleet_changed();
-            json_response(
-                StatusCode::OK,
-                &json!({"switched": true, "plan": plan, "ca": status}),
-            )
-        }
+        Ok(status) => json_response(
+            StatusCode::OK,
+            &json!({"switched": true, "plan": plan, "ca": status}),
+        ),
         Err(error) => error.response(),
     }
 }
@@ -436,11 +476,7 @@ fn plan_switch(planning: Planning, dry_run: bool) -> Result<(usize, Value), ApiE
     } = planning;
     let data = &ctx.data;
     if !data.ca_next_cert().exists() {
-        return Err(ApiError::conflict(
-            "no_rotation",
-            "no CA rotation is under way: `ward server rotate-ca start` makes the new CA and \
-             hands it to the agents first",
-        ));
+        return Err(no_rotation());
     }
     let (loaded, _) = crate::listener_tls::load_all(data, &config);
     let unchanged = loaded.is_some_and(|(console, clients)| {
@@ -455,12 +491,18 @@ fn plan_switch(planning: Planning, dry_run: bool) -> Result<(usize, Value), ApiE
     }
     let files = staged(data);
     let [(_, ecdsa_cert), (_, ecdsa_key), (_, rsa_cert), (_, rsa_key)] = files.clone();
-    crate::datadir::issue_server_certificates(
+    let issued = crate::datadir::issue_server_certificates(
         data,
         (&data.ca_next_cert(), &data.ca_next_key()),
-        [(ecdsa_cert, ecdsa_key), (rsa_cert, rsa_key)],
     )
     .map_err(init_error)?;
+    for (pair, (cert, key)) in issued
+        .into_iter()
+        .zip([(ecdsa_cert, ecdsa_key), (rsa_cert, rsa_key)])
+    {
+        crate::datadir::write_file(&key, &pair.key_pem, 0o600).map_err(init_error)?;
+        crate::datadir::write_file(&cert, &pair.cert_pem, 0o644).map_err(init_error)?;
+    }
     let planned = [
         (Role::Console, with_staged(&running[0], data.root(), &files)),
         (Role::Clients, with_staged(&running[1], data.root(), &files)),
@@ -476,26 +518,34 @@ fn plan_switch(planning: Planning, dry_run: bool) -> Result<(usize, Value), ApiE
         ward_proto::now_ms(),
     );
     if dry_run || guarded.is_err() {
-        let _ = std::fs::remove_dir_all(data.root().join("certs/switch"));
+        let _ = std::fs::remove_dir_all(data.ca_switch_dir());
     }
     guarded
 }
 
-/// The switch on disk: the old CA kept as `ca-previous.*`, the staged certificates renamed
-/// over ward's, the next CA renamed to `ca.*`. Each step is a rename or an atomic write, so a
-/// crash leaves whole files; ward's admin client trusts every CA of the data dir, so the
-/// console stays reachable at every step, and running the switch again finishes it.
-fn move_into_place(data: &DataDir) -> Result<(), ApiError> {
-    let io =
-        |path: &Path, e: std::io::Error| ApiError::internal(format!("{}: {e}", path.display()));
-    write_file(&data.ca_previous_key(), &read(&data.ca_key())?, 0o600).map_err(init_error)?;
-    write_file(&data.ca_previous_cert(), &read(&data.ca_cert())?, 0o644).map_err(init_error)?;
+/// The switch on disk, as one commit (see [`crate::commit`]): the old CA kept as
+/// `ca-previous.*`, the staged certificates in place of ward's, the next CA as `ca.*`, the
+/// agents told to trust it alone; then (the caller) the audit entry and the bumps. A crash
+/// leaves all of it before or all of it after, and the next start finishes the follow-up.
+fn move_into_place(data: &DataDir, follow_up: FollowUp) -> Result<commit::Committed, ApiError> {
+    let next_cert = read(&data.ca_next_cert())?;
+    let mut files = ward_fs::Commit::new("rotate-ca-switch")
+        .write(data.ca_previous_key(), read(&data.ca_key())?, 0o600)
+        .write(data.ca_previous_cert(), read(&data.ca_cert())?, 0o644);
     for (ward, staged) in staged(data) {
-        std::fs::rename(&staged, &ward).map_err(|e| io(&staged, e))?;
+        let mode = if ward.extension().is_some_and(|e| e == "key") {
+            0o600
+        } else {
+            0o644
+        };
+        files = files.write(ward, read(&staged)?, mode).remove(staged);
     }
-    std::fs::rename(data.ca_next_key(), data.ca_key()).map_err(|e| io(&data.ca_next_key(), e))?;
-    std::fs::rename(data.ca_next_cert(), data.ca_cert())
-        .map_err(|e| io(&data.ca_next_cert(), e))?;
-    let _ = std::fs::remove_dir(data.root().join("certs/switch"));
-    Ok(())
+    files = files
+        .write(data.ca_key(), read(&data.ca_next_key())?, 0o600)
+        .write(data.ca_cert(), next_cert.clone(), 0o644)
+        .write(data.agent_trust(), next_cert, 0o644)
+        .remove(data.ca_next_key())
+        .remove(data.ca_next_cert())
+        .remove(data.ca_switch_dir());
+    commit::put_files(data, files, follow_up)
 }

@@ -202,16 +202,27 @@ pub async fn route(shared: &App, request: &Authorized) -> HttpResponse {
         (["server", "agreement-key", "switch"], &Method::POST) => {
             return agreement::switch(shared, &request.caller, &request.body).await
         }
+        (["server", "ca", "abort"], &Method::POST) => {
+            return ca::abort(shared, &request.caller, &request.body).await
+        }
+        (["server", "agreement-key", "abort"], &Method::POST) => {
+            return agreement::abort(shared, &request.caller, &request.body).await
+        }
+        (["server", "certificates", "renew"], &Method::POST) => {
+            return status::renew(shared, &request.caller, &request.body).await
+        }
         (["server"], _)
         | (["server", "reload"], _)
+        | (["server", "certificates", "renew"], _)
         | (["server", "ca" | "agreement-key"], _)
-        | (["server", "ca" | "agreement-key", "rotate" | "switch"], _) => {
+        | (["server", "ca" | "agreement-key", "rotate" | "switch" | "abort"], _) => {
             return error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                "GET /server, POST /server/reload, GET /server/ca and /server/agreement-key, \
-                 POST /server/ca/rotate, /server/ca/switch, /server/agreement-key/rotate and \
-                 /server/agreement-key/switch",
+                "GET /server, POST /server/reload, POST /server/certificates/renew, GET \
+                 /server/ca and /server/agreement-key, POST /server/ca/rotate, \
+                 /server/ca/switch, /server/ca/abort, /server/agreement-key/rotate, \
+                 /server/agreement-key/switch and /server/agreement-key/abort",
             )
         }
         _ => {}

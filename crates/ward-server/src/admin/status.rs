@@ -110,11 +110,73 @@ pub async fn reload(
     caller: &crate::auth::Caller,
     body: &bytes::Bytes,
 ) -> crate::api::HttpResponse {
-    use hyper::StatusCode;
     let request = match GuardedRequest::read(body) {
         Ok(request) => request,
         Err(error) => return error.response(),
     };
+    let (status, body) = guarded_reload(shared, caller, &request).await;
+    crate::api::json_response(status, &body)
+}
+
+/// `POST /api/v1/server/certificates/renew`: the server certificates (ECDSA and RSA)
+/// re-issued from ward's CA with the names they have, as one commit of the four files, then
+/// a reload guarded like `POST /server/reload` (`accept_cut_off`), whose answer this is, with
+/// `renewed`: each certificate and its days left. Under the fleet lock, so a renewal never
+/// meets a rotation half-way.
+pub async fn renew(
+    shared: &App,
+    caller: &crate::auth::Caller,
+    body: &bytes::Bytes,
+) -> crate::api::HttpResponse {
+    let request = match GuardedRequest::read(body) {
+        Ok(request) if request.dry_run => {
+            return crate::api::ApiError::bad_request(
+                "dry_run: a renewal has no dry run (`ward server reload --dry-run` plans the \
+                 files as they are)",
+            )
+            .response()
+        }
+        Ok(request) => request,
+        Err(error) => return error.response(),
+    };
+    let renewed = {
+        let _one_change_at_a_time = shared.fleet_lock.lock().await;
+        let (data, store, caller) = (shared.data.clone(), shared.store.clone(), caller.clone());
+        crate::api::blocking(move || {
+            let written = crate::datadir::renew_server_certificates(&data)
+                .map_err(|e| crate::api::ApiError::internal(e.0))?;
+            let renewed: Vec<Value> = written
+                .iter()
+                .map(|(file, days)| json!({"file": file.display().to_string(), "days_left": days}))
+                .collect();
+            crate::commit::FollowUp::new(
+                &caller,
+                "server.certificates.renew",
+                "tls",
+                json!({"renewed": renewed}),
+            )
+            .apply(&*store)?;
+            Ok(renewed)
+        })
+        .await
+    };
+    let renewed = match renewed {
+        Ok(renewed) => renewed,
+        Err(error) => return error.response(),
+    };
+    let (status, mut body) = guarded_reload(shared, caller, &request).await;
+    body["renewed"] = json!(renewed);
+    crate::api::json_response(status, &body)
+}
+
+/// A reload through the exact plan's guard, audited: the status and answer of
+/// `POST /api/v1/server/reload`.
+async fn guarded_reload(
+    shared: &App,
+    caller: &crate::auth::Caller,
+    request: &GuardedRequest,
+) -> (hyper::StatusCode, Value) {
+    use hyper::StatusCode;
     let check = crate::impact::reload_check(shared, request.accept_cut_off, request.dry_run);
     let result = crate::state::reload_checked(shared, Some(check)).await;
     use crate::state::Reloaded;
@@ -167,7 +229,7 @@ pub async fn reload(
         ),
     };
     if request.dry_run {
-        return crate::api::json_response(status, &body);
+        return (status, body);
     }
     let accepted: Vec<Value> = match &result {
         Reloaded::Swapped(_, Some(plan)) => crate::impact::cut_off_ids(plan),
@@ -196,5 +258,5 @@ pub async fn reload(
     if let Err(error) = audited {
         tracing::error!(?error, "reload not audited");
     }
-    crate::api::json_response(status, &body)
+    (status, body)
 }

@@ -335,6 +335,7 @@ async fn during_a_key_rotation_both_keys_verify_and_after_the_switch_only_the_ne
     set(Agreement {
         current: current.clone(),
         next: Some(next.clone()),
+        withdrawn: None,
     });
     let public = app.store.agent_public_key(&agent).unwrap().unwrap();
     let new_key = next.derive(&ward_proto::unhex(&public).unwrap()).unwrap();
@@ -348,6 +349,7 @@ async fn during_a_key_rotation_both_keys_verify_and_after_the_switch_only_the_ne
     set(Agreement {
         current: next.clone(),
         next: None,
+        withdrawn: None,
     });
     assert_eq!(checkin_status(&app, &agent, &old_key).await, 401);
     assert_eq!(checkin_status(&app, &agent, &new_key).await, 200);

@@ -139,7 +139,7 @@ fn write_state(root: &Path, state: &HardenState) -> Result<(), ApiError> {
     std::fs::create_dir_all(dir).map_err(|e| internal(format!("{}: {e}", dir.display())))?;
     let mut text = serde_json::to_vec_pretty(state).map_err(|e| internal(e.to_string()))?;
     text.push(b'\n');
-    edit::write_atomic(&path, &text).map_err(|e| internal(format!("{}: {e}", path.display())))
+    ward_fs::write(&path, &text, 0o600).map_err(|e| internal(format!("{}: {e}", path.display())))
 }
 
 /// A proposed TLS change for one or both HTTPS listeners: `SSLProtocol`, cipher lists, a

@@ -611,7 +611,7 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
                     .map_err(|e| internal(format!("{}: {e}", saved.display())))?;
                 let bytes = std::fs::read(&file)
                     .map_err(|e| internal(format!("{}: {e}", file.display())))?;
-                edit::write_atomic(&saved, &bytes)
+                ward_fs::write(&saved, &bytes, 0o600)
                     .map_err(|e| internal(format!("{}: {e}", saved.display())))?;
                 copies.push(Original { file, saved });
             }

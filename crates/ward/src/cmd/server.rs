@@ -184,6 +184,16 @@ pub enum RotateStep {
         #[command(flatten)]
         guarded: Guarded,
     },
+    /// Give up the rotation under way. For a CA: the new CA goes and every agent's settings
+    /// carry the current one only (the listeners never served the new one, so nobody can be
+    /// cut off). For a key: the next key is withdrawn (still accepted, no longer handed out;
+    /// agents that adopted it are handed the current key again), and removed once no agent
+    /// signs under it; run it again to remove it, refused (exit 2) while agents would be cut
+    /// off
+    Abort {
+        #[command(flatten)]
+        guarded: Guarded,
+    },
 }
 
 /// The arguments of a change the server guards (a reload, a CA switch).
@@ -249,6 +259,13 @@ fn rotate(what: Rotated, step: RotateStep) -> CmdResult {
             format!("{base}/switch"),
             Some(json!({"dry_run": guarded.dry_run, "accept_cut_off": guarded.accept_cut_off})),
         ),
+        RotateStep::Abort { guarded } => (
+            guarded.data,
+            guarded.json,
+            "POST",
+            format!("{base}/abort"),
+            Some(json!({"dry_run": guarded.dry_run, "accept_cut_off": guarded.accept_cut_off})),
+        ),
     };
     let data = DataDir::new(data.data);
     let client = AdminClient::local(&data)?;
@@ -297,8 +314,19 @@ fn rotate(what: Rotated, step: RotateStep) -> CmdResult {
                 );
             }
         }
+        if let Some(sha256) = status["withdrawn"].as_str() {
+            println!(
+                "withdrawn key {sha256}: still accepted, {} agent(s) sign under it; `ward \
+                 server rotate-key abort` removes it once none do",
+                status["signing_under_withdrawn"]
+            );
+        }
         if body["dry_run"] == true {
             println!("dry run: nothing changed");
+        } else if body["aborted"] == true {
+            println!("aborted: the rotation is given up");
+        } else if body["aborted"] == false {
+            println!("the next key is withdrawn: agents are handed the current key again");
         } else if body["switched"] == true && what == Rotated::Ca {
             println!("switched: the listeners serve certificates of the new CA, and the agents' settings carry only it");
         } else if body["switched"] == true {
@@ -618,42 +646,59 @@ fn renew_cert(data: &DataDir, as_json: bool) -> CmdResult {
     if !data.is_initialised() {
         return Err(format!("{} is not initialised", data.root().display()));
     }
-    let written =
-        ward_server::datadir::renew_server_certificates(data).map_err(|e| e.to_string())?;
-    let running = ward_server::datadir::running_console(data).is_some();
-    let reply = if running {
-        let client = AdminClient::local(data)?;
-        Some(client.request("POST", "/api/v1/server/reload", Some(&json!({})))?)
-    } else {
-        None
-    };
-    if as_json {
-        println!(
-            "{:#}",
-            json!({
-                "renewed": written.iter().map(|(path, days)| json!({"file": path.display().to_string(), "days_left": days})).collect::<Vec<_>>(),
-                "reload": reply.as_ref().map(|r| json!({"status": r.status, "answer": r.body})),
-            })
-        );
-    } else {
-        for (path, days) in &written {
-            println!("renewed {} (valid for {days} days)", path.display());
-        }
-        match &reply {
-            Some(reply) if reply.status == 200 => {
-                println!("reloaded: new connections get the renewed certificates")
+    // No server runs while this process holds the data dir: renew here. Otherwise the server
+    // renews (under its lock, never half-way through a rotation) and reloads, guarded.
+    let reply = match data.lock() {
+        Ok(_held_until_renewed) => {
+            if data.journal().exists() {
+                return Err(format!(
+                    "{}: a change of the data dir was interrupted; start the server once to \
+                     finish it, then renew",
+                    data.journal().display()
+                ));
             }
-            Some(reply) => println!(
-                "not reloaded ({}): {}",
-                reply.status,
-                reply.body["error"]["message"].as_str().unwrap_or("-")
+            let written =
+                ward_server::datadir::renew_server_certificates(data).map_err(|e| e.to_string())?;
+            let renewed: Vec<serde_json::Value> = written
+                .iter()
+                .map(|(file, days)| json!({"file": file.display().to_string(), "days_left": days}))
+                .collect();
+            (0u16, json!({"renewed": renewed}))
+        }
+        Err(_) => {
+            let client = AdminClient::local(data)?;
+            let reply = client.request(
+                "POST",
+                "/api/v1/server/certificates/renew",
+                Some(&json!({})),
+            )?;
+            (reply.status, reply.body)
+        }
+    };
+    let (status, body) = reply;
+    if as_json {
+        println!("{body:#}");
+    } else {
+        for renewed in body["renewed"].as_array().into_iter().flatten() {
+            println!(
+                "renewed {} (valid for {} days)",
+                renewed["file"].as_str().unwrap_or("?"),
+                renewed["days_left"]
+            );
+        }
+        match status {
+            0 => println!("no server runs on this data dir: the next start uses them"),
+            200 => println!("reloaded: new connections get the renewed certificates"),
+            status => println!(
+                "not reloaded ({status}): {}",
+                body["error"]["message"].as_str().unwrap_or("-")
             ),
-            None => println!("no server runs on this data dir: the next start uses them"),
         }
     }
-    Ok(match &reply {
-        Some(reply) if reply.status != 200 => ExitCode::from(1),
-        _ => ExitCode::SUCCESS,
+    Ok(match status {
+        0 | 200 => ExitCode::SUCCESS,
+        409 => ExitCode::from(2),
+        _ => ExitCode::from(1),
     })
 }
 

@@ -76,8 +76,5 @@ pub(super) fn save(
         .map(|i| json!({"id": i.id, "private_key": i.private_hex, "legacy": i.legacy}))
         .collect();
     let text = json!({"server_public": hex(server_public), "agents": agents}).to_string();
-    ward_tls::edit::write_atomic(path, text.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(|e| format!("{}: {e}", path.display()))
+    ward_fs::write(path, text.as_bytes(), 0o600).map_err(|e| format!("{}: {e}", path.display()))
 }
