@@ -56,6 +56,9 @@ impl RunLock {
         file.set_len(0)
             .and_then(|_| writeln!(file, "{}", std::process::id()))
             .map_err(|e| AgentError::state(format!("{}: {e}", path.display())))?;
+        // The one agent of this dir: what a crash of an earlier one left half-made goes.
+        ward_fs::clean_leftovers(&[dir.to_path_buf()])
+            .map_err(|e| AgentError::state(format!("{}: {e}", dir.display())))?;
         Ok(RunLock {
             _file: file,
             dir: dir.to_path_buf(),

@@ -6,6 +6,15 @@
 //! the nearest group that sets it. The policy document is inherited whole (a group that sets
 //! one replaces its parent's).
 
+/// The shortest check-in interval a group may set: one check-in a second per agent is already
+/// more than any heartbeat needs (shorter ones only load the server; the tests' fastest
+/// fleets use it).
+pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The longest check-in interval or randomisation: far beyond any heartbeat, and far below
+/// what milliseconds in an i64 hold.
+pub const MAX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;

@@ -19,6 +19,8 @@ pub enum NameError {
     /// An invisible or direction-changing character (Unicode Cf, Zl, Zp) or a space other
     /// than U+0020: two names that look the same would be two groups.
     Invisible(char),
+    /// `.` or `..`: they read as "this" and "the parent" wherever names become paths.
+    Dots,
 }
 
 impl fmt::Display for NameError {
@@ -36,6 +38,10 @@ impl fmt::Display for NameError {
             }
             NameError::ControlCharacter => f.write_str("a name cannot contain control characters"),
             NameError::OuterWhitespace => f.write_str("a name cannot begin or end with a space"),
+            NameError::Dots => f.write_str(
+                "'.' and '..' are not names: they read as this and the parent wherever names \
+                 become paths",
+            ),
             NameError::Invisible(c) => write!(
                 f,
                 "a name cannot contain U+{:04X}, an invisible, direction-changing or non-ASCII \
@@ -68,6 +74,9 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     }
     if name.trim() != name {
         return Err(NameError::OuterWhitespace);
+    }
+    if name == "." || name == ".." {
+        return Err(NameError::Dots);
     }
     Ok(())
 }
@@ -162,6 +171,10 @@ mod tests {
             ("tab\there", Err(NameError::ControlCharacter)),
             (" lead", Err(NameError::OuterWhitespace)),
             ("trail ", Err(NameError::OuterWhitespace)),
+            (".", Err(NameError::Dots)),
+            ("..", Err(NameError::Dots)),
+            ("...", Ok(())),
+            (".hidden", Ok(())),
             // Two names that look the same must not be two groups.
             ("a\u{200b}b", Err(NameError::Invisible('\u{200b}'))),
             (

@@ -6,6 +6,7 @@
 //!   and the agent protocol.
 //! - [`encoding`]: hex and SHA-256 as the protocol writes them.
 //! - [`enroll`]: the token lookup, the enrollment statement and its proof.
+//! - [`policy`]: the limits of a policy document, checked by the server and by the agent.
 //! - key agreement and message authentication, below.
 //!
 //! How an agent and a server trust each other's messages, even over plain HTTP:
@@ -33,6 +34,7 @@ pub mod encoding;
 pub mod enroll;
 mod keys;
 pub mod messages;
+pub mod policy;
 
 pub use auth::{
     sign_request, sign_response, signed_headers, verify_request, verify_response, AuthError,

@@ -159,7 +159,9 @@ pub struct Settings {
     #[serde(with = "crate::duration::text")]
     pub randomize: Duration,
     pub mode: Mode,
-    /// The group's policy document, inherited whole.
+    /// The group's policy document, inherited whole; within [`crate::policy`]'s limits (a
+    /// document beyond them is refused with the reason).
+    #[serde(deserialize_with = "crate::policy::deserialize")]
     pub policy: Value,
     /// PEM of the CAs whose server certificates the agent accepts from these settings on,
     /// replacing the CA it was enrolled with: how `ward server rotate-ca` hands every agent a

@@ -46,6 +46,27 @@ pub struct Caller {
 /// The name the local admin token acts under in the audit log.
 pub const LOCAL_ADMIN: &str = "local-admin";
 
+/// The audit log names agents `agent:ID`; any name with a colon is kept for such actors.
+pub const ACTOR_KIND_SEPARATOR: char = ':';
+
+/// Why `name` cannot be an account: the audit log uses it (or a name that looks like it) for
+/// an actor that is not an account, so an account of that name could pass its changes off
+/// as theirs. `None`: it can be.
+pub fn reserved_actor(name: &str) -> Option<String> {
+    if name.eq_ignore_ascii_case(LOCAL_ADMIN) {
+        return Some(format!(
+            "'{name}' is how the audit log names the local admin token; choose another name"
+        ));
+    }
+    if name.contains(ACTOR_KIND_SEPARATOR) {
+        return Some(format!(
+            "an account name cannot contain '{ACTOR_KIND_SEPARATOR}': the audit log names other \
+             actors that way (agent:ID)"
+        ));
+    }
+    None
+}
+
 /// Longest user name a login takes (account names are at most 64 characters).
 pub const MAX_USER_CHARS: usize = 64;
 
@@ -321,6 +342,22 @@ mod tests {
         let other_64: IpAddr = "2001:db8:0:1::1".parse().unwrap();
         assert!(limiter.begin("y", same_64, now).is_err());
         assert!(limiter.begin("y", other_64, now).is_ok());
+    }
+
+    #[test]
+    fn names_the_audit_log_uses_for_other_actors_are_no_account_names() {
+        let cases = [
+            ("alice", false),
+            ("local-admin", true),
+            ("Local-Admin", true),
+            ("agent:7f3a", true),
+            ("agent", false),
+            ("system:renewal", true),
+            ("local-admin2", false),
+        ];
+        for (name, reserved) in cases {
+            assert_eq!(reserved_actor(name).is_some(), reserved, "{name}");
+        }
     }
 
     #[test]

@@ -582,6 +582,8 @@ pub fn initialise(
     if data.is_initialised() {
         return Ok(None);
     }
+    // An init a crash cut short is done again from the start; what it left half-made goes.
+    ward_fs::clean_leftovers(&data.state_dirs()).map_err(|e| InitError(e.to_string()))?;
     let openssl = |e: openssl::error::ErrorStack| InitError(format!("OpenSSL: {e}"));
 
     let ca = pki::new_ca("ward private CA").map_err(openssl)?;
@@ -652,3 +654,140 @@ pub fn running_console(data: &DataDir) -> Option<SocketAddr> {
     let text = std::fs::read_to_string(data.pid_file()).ok()?;
     text.lines().nth(1)?.trim().parse().ok()
 }
+
+/// What a file of a data dir holds, by its place: what a restore accepts, and how it checks
+/// it before the data dir is put in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Config,
+    AdminToken,
+    Database,
+    /// `conf/ssl/*.conf`.
+    TlsConf,
+    /// `certs/*.pem`: certificates (the CAs agents are told to trust too).
+    Certificate,
+    /// `certs/*.key`.
+    PrivateKey,
+    /// `keys/agreement*.key`.
+    AgreementKey,
+    /// `keys/tickets.key`.
+    TicketKeys,
+}
+
+impl FileKind {
+    /// The kind of the file at `relative` (inside a data dir), `None` for a name no data dir
+    /// holds. `database` is the database's name as ward.toml gives it by default.
+    pub fn of(relative: &Path) -> Option<FileKind> {
+        let parts: Vec<&str> = relative.iter().filter_map(|p| p.to_str()).collect();
+        let kind = match parts.as_slice() {
+            ["ward.toml"] => FileKind::Config,
+            ["admin.token"] => FileKind::AdminToken,
+            [name] if name.ends_with(".db") => FileKind::Database,
+            ["conf", "ssl", name] if name.ends_with(".conf") => FileKind::TlsConf,
+            ["certs", name] if name.ends_with(".pem") => FileKind::Certificate,
+            ["certs", name] if name.ends_with(".key") => FileKind::PrivateKey,
+            ["keys", "tickets.key"] => FileKind::TicketKeys,
+            ["keys", name] if name.starts_with("agreement") && name.ends_with(".key") => {
+                FileKind::AgreementKey
+            }
+            _ => return None,
+        };
+        let plain = parts
+            .iter()
+            .all(|part| !part.is_empty() && !part.starts_with('.') && part.len() <= 64);
+        plain.then_some(kind)
+    }
+
+    /// The largest such file a restore takes.
+    pub fn max_bytes(self) -> u64 {
+        match self {
+            FileKind::Database => 1 << 40,
+            _ => 1 << 20,
+        }
+    }
+
+    /// Whether it holds a secret (written 0600 whatever the archive says).
+    pub fn secret(self) -> bool {
+        matches!(
+            self,
+            FileKind::AdminToken
+                | FileKind::Database
+                | FileKind::PrivateKey
+                | FileKind::AgreementKey
+                | FileKind::TicketKeys
+        )
+    }
+
+    /// Checks that `bytes` have the form this kind of file has (the database is checked by
+    /// the store, from its file).
+    pub fn check(self, bytes: &[u8]) -> Result<(), String> {
+        let text = || std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string());
+        match self {
+            FileKind::Config => {
+                let text = text()?;
+                toml::from_str::<toml::Table>(text)
+                    .map(drop)
+                    .map_err(|e| format!("not TOML: {e}"))
+            }
+            FileKind::AdminToken => {
+                let token = text()?.trim();
+                let hex = token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit());
+                if hex {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "an admin token is 64 hex digits, this one {} characters",
+                        token.len()
+                    ))
+                }
+            }
+            FileKind::Database => Ok(()),
+            FileKind::TlsConf => text().map(drop),
+            FileKind::Certificate => openssl::x509::X509::stack_from_pem(bytes)
+                .map_err(|e| format!("not a PEM certificate: {e}"))
+                .and_then(|certs| {
+                    if certs.is_empty() {
+                        Err("no certificate in it".to_string())
+                    } else {
+                        Ok(())
+                    }
+                }),
+            FileKind::PrivateKey => openssl::pkey::PKey::private_key_from_pem(bytes)
+                .map(drop)
+                .map_err(|e| format!("not a PEM private key: {e}")),
+            FileKind::AgreementKey => ward_proto::unhex(text()?.trim())
+                .map_err(|e| e.to_string())
+                .and_then(|raw| {
+                    ward_proto::KeyPair::from_private_bytes(&raw)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|e| format!("not an X25519 key: {e}")),
+            FileKind::TicketKeys => {
+                const LEN: usize = ward_tls::ffi::TICKET_KEY_LEN;
+                if bytes.len() == LEN || bytes.len() == 2 * LEN {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} bytes, ticket keys are {LEN} or {}",
+                        bytes.len(),
+                        2 * LEN
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// The files every data dir holds (besides its database), relative to it.
+pub const REQUIRED_FILES: &[&str] = &[
+    "ward.toml",
+    "admin.token",
+    "conf/ssl/ssl.conf",
+    "conf/ssl/sslforclients.conf",
+    "certs/ca.pem",
+    "certs/ca.key",
+    "certs/server.pem",
+    "certs/server.key",
+    "keys/agreement.key",
+];

@@ -143,8 +143,8 @@ impl Store for Publishing {
         self.inner.accounts()
     }
 
-    fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        self.inner.create_session(session)
+    fn create_session(&self, session: &Session, checked_against: i64) -> Result<(), StoreError> {
+        self.inner.create_session(session, checked_against)
     }
 
     fn session(&self, token_sha256: &str) -> Result<Option<Session>, StoreError> {

@@ -170,6 +170,10 @@ pub struct Account {
     pub role: String,
     /// Kept, but refused at login, and without sessions.
     pub disabled: bool,
+    /// Goes up with every change that ends the account's sessions (a new password, disabled,
+    /// every session ended): a login creates its session only if it is still the version its
+    /// password was checked against. Assigned by the store (a new account starts at 0).
+    pub credential_version: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -265,7 +265,10 @@ pub trait Store: Send + Sync {
     /// Every account, by name.
     fn accounts(&self) -> Result<Vec<Account>, StoreError>;
 
-    fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+    /// Creates a login session, only if its account is enabled and its credential version is
+    /// still `checked_against` (the version of the password the login verified): `Conflict`
+    /// otherwise, and nothing is created.
+    fn create_session(&self, session: &Session, checked_against: i64) -> Result<(), StoreError>;
 
     fn session(&self, token_sha256: &str) -> Result<Option<Session>, StoreError>;
 

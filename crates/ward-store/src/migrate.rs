@@ -167,6 +167,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // the server agreement key its last check-in was signed under, for key rotation.
     "ALTER TABLE agents ADD COLUMN trusted_cas TEXT;
     ALTER TABLE agents ADD COLUMN agreement_key TEXT;",
+    // 14: each account's credential version, bumped by every change that ends its sessions,
+    // so a login racing a new password cannot create a session under the old one.
+    "ALTER TABLE accounts ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) fn latest() -> i64 {

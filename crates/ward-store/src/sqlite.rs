@@ -132,6 +132,42 @@ impl SqliteStore {
         })
     }
 
+    /// Checks a database file without changing it (a restore's): SQLite's own integrity check
+    /// passes and its schema is one this ward reads (a newer one is refused, an older one is
+    /// upgraded at the next start). Returns its schema version.
+    pub fn verify(path: &Path) -> Result<i64, StoreError> {
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
+        let found: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
+        let supported = migrate::latest();
+        if found > supported {
+            return Err(StoreError::TooNew { found, supported });
+        }
+        if found < 1 {
+            return Err(StoreError::Database(format!(
+                "{}: not a ward database (no schema)",
+                path.display()
+            )));
+        }
+        let mut statement = connection.prepare("PRAGMA integrity_check")?;
+        let problems: Vec<String> = statement
+            .query_map([], |row| row.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
+        if problems != ["ok"] {
+            return Err(StoreError::Database(format!(
+                "{}: the integrity check failed: {}",
+                path.display(),
+                problems.join("; ")
+            )));
+        }
+        Ok(found)
+    }
+
     /// The schema version this build writes.
     pub fn schema_version() -> i64 {
         migrate::latest()
@@ -426,8 +462,15 @@ impl Store for SqliteStore {
         self.with(|c| fleet::accounts(c))
     }
 
-    fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        self.with(|c| fleet::create_session(c, session))
+    fn create_session(&self, session: &Session, checked_against: i64) -> Result<(), StoreError> {
+        if self.with(|c| fleet::create_session(c, session, checked_against))? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
+                "account '{}' changed (password, disabled or sessions ended) while logging in",
+                session.account
+            )))
+        }
     }
 
     fn session(&self, token_sha256: &str) -> Result<Option<Session>, StoreError> {

@@ -294,9 +294,24 @@ impl AdminClient {
 fn parse_response(bytes: &[u8]) -> Result<Reply, String> {
     let exchange = ward_agent::transport::parse_response(bytes)
         .ok_or_else(|| "malformed HTTP response from the server".to_string())?;
+    let body = if exchange.body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&exchange.body) {
+            Ok(body) => body,
+            // An answer that cannot be read is an error, never an empty result.
+            Err(error) if (200..300).contains(&exchange.status) => {
+                return Err(format!(
+                    "the server's answer ({}) could not be read: {error}",
+                    exchange.status
+                ))
+            }
+            Err(_) => Value::Null,
+        }
+    };
     Ok(Reply {
         status: exchange.status,
-        body: serde_json::from_slice(&exchange.body).unwrap_or(Value::Null),
+        body,
     })
 }
 

@@ -99,6 +99,29 @@ fn wants_json() -> bool {
         .any(|a| a == "--json")
 }
 
+impl Command {
+    /// Whether the command runs a server, an agent or a simulated fleet: processes that write
+    /// to sockets, where a peer gone must be an error to handle, never a signal that kills.
+    fn serves(&self) -> bool {
+        match self {
+            Command::Server(args) => args.serves(),
+            Command::Agent(command) => command.serves(),
+            Command::Simulate(_) | Command::Bench(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A command that only prints ends quietly when its reader goes away (`ward agents list |
+/// head -1`), as Unix tools do, instead of panicking on the closed pipe: SIGPIPE back to its
+/// default (Rust ignores it, so every print would fail with an error instead).
+fn output_ends_quietly() {
+    // SAFETY: restores the default disposition of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
     // `ward --version` names the TLS library too: what ward can serve depends on it.
@@ -115,6 +138,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
+    if !cli.command.serves() {
+        output_ends_quietly();
+    }
     let result: cmd::CodedResult = match cli.command {
         Command::Server(args) => cmd::server::run(args).map_err(Into::into),
         Command::Tls(command) => cmd::tls::run(command).map_err(Into::into),

@@ -109,6 +109,9 @@ pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
     let prepared = blocking(move || {
         let mut files = ward_fs::Commit::new("rotate-key-start");
         let next = if let Some(next) = &current.next {
+            // The same key, written again: every start is the same commit.
+            let text = read(&data.agreement_next_key())?;
+            files = files.write(data.agreement_next_key(), text, 0o600);
             next.clone()
         } else if let Some(withdrawn) = &current.withdrawn {
             let text = read(&data.agreement_withdrawn_key())?;

@@ -7,7 +7,7 @@
 mod agreement;
 mod ca;
 pub(crate) mod fleet;
-mod openapi;
+pub mod openapi;
 mod status;
 pub(crate) mod wire;
 
@@ -286,12 +286,7 @@ async fn login(shared: &App, peer: SocketAddr, body: &Bytes) -> ApiResult {
     let account_name = user.clone();
     let verified = blocking(move || {
         let account = store.account(&account_name)?;
-        // Verify against a dummy hash for unknown accounts too, so timing does not tell them.
-        let hash = account
-            .as_ref()
-            .map(|a| a.password_hash.clone())
-            .unwrap_or_else(|| DUMMY_HASH.to_string());
-        Ok(account.filter(|_| auth::verify_password(&password, &hash)))
+        Ok(checked_login(account, &password, auth::verify_password))
     })
     .await;
     drop(permit);
@@ -337,7 +332,20 @@ async fn login(shared: &App, peer: SocketAddr, body: &Bytes) -> ApiResult {
         account: account.name.clone(),
         expires_ms,
     };
-    blocking(move || Ok(store.create_session(&session)?)).await?;
+    // Only if no password change, disable or revoke came in since the password was checked.
+    let checked_against = account.credential_version;
+    match blocking(move || Ok(store.create_session(&session, checked_against))).await? {
+        Ok(()) => {}
+        Err(ward_store::StoreError::Conflict(_)) => {
+            tracing::warn!(user, %peer, "login raced a credential change: no session");
+            return Err(ApiError::client(
+                StatusCode::UNAUTHORIZED,
+                "invalid_login",
+                "invalid user or password",
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    }
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -347,6 +355,20 @@ async fn login(shared: &App, peer: SocketAddr, body: &Bytes) -> ApiResult {
             "expires": wire::time(expires_ms),
         }),
     ))
+}
+
+/// The account `password` opens, if any. An unknown account costs one password check too,
+/// against [`DUMMY_HASH`], exactly as a known one does: timing does not tell which names exist.
+fn checked_login(
+    account: Option<ward_store::Account>,
+    password: &str,
+    verify: impl Fn(&str, &str) -> bool,
+) -> Option<ward_store::Account> {
+    let hash = account
+        .as_ref()
+        .map_or(DUMMY_HASH, |a| a.password_hash.as_str());
+    let matches = verify(password, hash);
+    account.filter(|_| matches)
 }
 
 /// An argon2id hash of a random password, verified against when the account does not exist.

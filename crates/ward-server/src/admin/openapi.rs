@@ -298,7 +298,7 @@ pub fn document() -> Value {
             "/tokens": {
                 "get": operation("enrollment tokens (never the token itself)", None, "200"),
                 "post": operation("create an enrollment token for a group; the token is shown once", Some(object(
-                    json!({"group": string, "expires": duration, "uses": {"type": "integer", "minimum": 1}, "allow_http": {"type": "boolean"}}),
+                    json!({"group": string, "expires": duration, "uses": {"type": "integer", "minimum": 0}, "allow_http": {"type": "boolean"}}),
                     &["group"],
                 )), "201"),
             },
@@ -335,7 +335,18 @@ pub fn document() -> Value {
     document["paths"]["/server/agreement-key/rotate"] = json!({"post": operation("start an agreement key rotation: a next key, handed to every agent inside its signed settings; check-ins under either key are accepted (during a rotation: the same one handed out again, resent: true)", None, "200")});
     let mut key_switch = ca_switch;
     key_switch["summary"] = json!("finish an agreement key rotation: only the next key from then on; 409 would_cut_off (nothing changes) while agents still sign under the current one, unless accept_cut_off; dry_run plans only; 409 no_rotation");
-    document["paths"]["/server/agreement-key/switch"] = json!({"post": key_switch});
+    document["paths"]["/server/agreement-key/switch"] = json!({"post": key_switch.clone()});
+    let mut ca_abort = key_switch.clone();
+    ca_abort["summary"] = json!("give up a CA rotation: the next CA goes and every agent's settings carry the current one only (nothing served changes, so nobody can be cut off); dry_run only says so; 409 no_rotation");
+    document["paths"]["/server/ca/abort"] = json!({"post": ca_abort});
+    let mut key_abort = key_switch.clone();
+    key_abort["summary"] = json!("give up an agreement key rotation: the next key is withdrawn (accepted, no longer handed out; agents are handed the current key again) and removed once no agent signs under it: 409 would_cut_off while some do, unless accept_cut_off; dry_run plans only; 409 no_rotation");
+    document["paths"]["/server/agreement-key/abort"] = json!({"post": key_abort});
+    let mut renew = key_switch;
+    renew["summary"] = json!("re-issue the server certificates from ward's CA (the names they have) and reload, guarded like POST /server/reload: 409 would_cut_off unless accept_cut_off");
+    renew["requestBody"]["content"]["application/json"]["schema"] =
+        object(json!({"accept_cut_off": {"type": "boolean"}}), &[]);
+    document["paths"]["/server/certificates/renew"] = json!({"post": renew});
     // Links from what creates a resource to what uses it, so a client (schemathesis's
     // stateful phase) can follow real ids.
     let body = |field: &str| format!("$response.body#/{field}");
@@ -397,4 +408,31 @@ fn operation_id(path: &str, method: &str) -> String {
         .filter(|w| !w.is_empty())
         .collect();
     format!("{}_{method}", words.join("_"))
+}
+
+/// The methods the document lists for the admin API path `path` (`/api/v1/...`, as
+/// requested), for the `Allow` header of a 405: `None` for a path it does not describe.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let document = DOCUMENT.get_or_init(document);
+    let relative = path.strip_prefix("/api/v1")?;
+    let asked: Vec<&str> = relative.split('/').collect();
+    let paths = document["paths"].as_object()?;
+    let (_, operations) = paths.iter().find(|(template, _)| {
+        let parts: Vec<&str> = template.split('/').collect();
+        parts.len() == asked.len()
+            && parts
+                .iter()
+                .zip(&asked)
+                .all(|(part, asked)| part.starts_with('{') || part == asked)
+    })?;
+    let mut methods: Vec<String> = operations
+        .as_object()?
+        .keys()
+        .map(|method| method.to_ascii_uppercase())
+        .collect();
+    if methods.iter().any(|m| m == "GET") {
+        methods.push("HEAD".into());
+    }
+    Some(methods.join(", "))
 }

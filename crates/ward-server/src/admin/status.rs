@@ -128,16 +128,25 @@ pub async fn renew(
     caller: &crate::auth::Caller,
     body: &bytes::Bytes,
 ) -> crate::api::HttpResponse {
-    let request = match GuardedRequest::read(body) {
-        Ok(request) if request.dry_run => {
-            return crate::api::ApiError::bad_request(
-                "dry_run: a renewal has no dry run (`ward server reload --dry-run` plans the \
-                 files as they are)",
-            )
-            .response()
+    /// A renewal says only whether it may cut agents off (it has no dry run: `ward server
+    /// reload --dry-run` plans the files as they are).
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct RenewRequest {
+        #[serde(default)]
+        accept_cut_off: bool,
+    }
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        RenewRequest::default()
+    } else {
+        match crate::api::typed::<RenewRequest>(body) {
+            Ok(request) => request,
+            Err(error) => return error.response(),
         }
-        Ok(request) => request,
-        Err(error) => return error.response(),
+    };
+    let request = GuardedRequest {
+        accept_cut_off: request.accept_cut_off,
+        dry_run: false,
     };
     let renewed = {
         let _one_change_at_a_time = shared.fleet_lock.lock().await;

@@ -401,7 +401,7 @@ pub(crate) fn audit(
 
 pub(crate) fn accounts(connection: &Connection) -> rusqlite::Result<Vec<Account>> {
     let mut statement = connection
-        .prepare("SELECT name, password_hash, role, disabled FROM accounts ORDER BY name")?;
+        .prepare("SELECT name, password_hash, role, disabled, credential_version FROM accounts ORDER BY name")?;
     let rows = statement.query_map([], account_row)?;
     rows.collect()
 }
@@ -412,13 +412,14 @@ fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
         password_hash: row.get(1)?,
         role: row.get(2)?,
         disabled: row.get(3)?,
+        credential_version: row.get(4)?,
     })
 }
 
 pub(crate) fn account(connection: &Connection, name: &str) -> rusqlite::Result<Option<Account>> {
     connection
         .query_row(
-            "SELECT name, password_hash, role, disabled FROM accounts WHERE name = ?1",
+            "SELECT name, password_hash, role, disabled, credential_version FROM accounts WHERE name = ?1",
             params![name],
             account_row,
         )
@@ -676,7 +677,8 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
             password_hash,
         } => {
             if transaction.execute(
-                "UPDATE accounts SET password_hash = ?1 WHERE name = ?2",
+                "UPDATE accounts SET password_hash = ?1, credential_version = credential_version + 1 \
+                 WHERE name = ?2",
                 params![password_hash, account],
             )? == 0
             {
@@ -687,7 +689,8 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
         }
         Mutation::SetDisabled { account, disabled } => {
             if transaction.execute(
-                "UPDATE accounts SET disabled = ?1 WHERE name = ?2",
+                "UPDATE accounts SET disabled = ?1, credential_version = credential_version + 1 \
+                 WHERE name = ?2",
                 params![disabled, account],
             )? == 0
             {
@@ -699,12 +702,11 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
             Ok(None)
         }
         Mutation::EndSessions(account) => {
-            let found: i64 = transaction.query_row(
-                "SELECT COUNT(*) FROM accounts WHERE name = ?1",
+            if transaction.execute(
+                "UPDATE accounts SET credential_version = credential_version + 1 WHERE name = ?1",
                 params![account],
-                |row| row.get(0),
-            )?;
-            if found == 0 {
+            )? == 0
+            {
                 return Err(StoreError::NotFound(format!("no account '{account}'")));
             }
             transaction.execute("DELETE FROM sessions WHERE account = ?1", params![account])?;
@@ -818,12 +820,25 @@ pub(crate) fn initialise(
     Ok(true)
 }
 
-pub(crate) fn create_session(connection: &Connection, session: &Session) -> rusqlite::Result<()> {
-    connection.execute(
-        "INSERT INTO sessions (token_sha256, account, expires_ms) VALUES (?1, ?2, ?3)",
-        params![session.token_sha256, session.account, session.expires_ms],
+/// Inserts the session only if its account is enabled and still at `checked_against` (one
+/// statement, so no credential change can slip in between); `false` when it is not.
+pub(crate) fn create_session(
+    connection: &Connection,
+    session: &Session,
+    checked_against: i64,
+) -> rusqlite::Result<bool> {
+    let inserted = connection.execute(
+        "INSERT INTO sessions (token_sha256, account, expires_ms) \
+         SELECT ?1, name, ?3 FROM accounts \
+         WHERE name = ?2 AND credential_version = ?4 AND disabled = 0",
+        params![
+            session.token_sha256,
+            session.account,
+            session.expires_ms,
+            checked_against
+        ],
     )?;
-    Ok(())
+    Ok(inserted == 1)
 }
 
 #[cfg(test)]

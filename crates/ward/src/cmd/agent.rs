@@ -31,6 +31,13 @@ pub enum AgentCommand {
     ImportSettings(ImportArgs),
 }
 
+impl AgentCommand {
+    /// Whether this runs the agent (in the foreground or as a daemon).
+    pub fn serves(&self) -> bool {
+        matches!(self, AgentCommand::Run(_) | AgentCommand::Start(_))
+    }
+}
+
 #[derive(Args)]
 pub struct ImportArgs {
     /// The package file

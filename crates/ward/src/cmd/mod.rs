@@ -1,6 +1,7 @@
 //! The subcommands. Each returns the process exit code, or an error that `main` prints.
 
 pub mod agent;
+pub mod backup;
 pub mod bench;
 pub mod fleet;
 pub mod harden;

@@ -21,6 +21,13 @@ pub struct ServerArgs {
     run: RunArgs,
 }
 
+impl ServerArgs {
+    /// Whether this runs the server (not one of its tools).
+    pub fn serves(&self) -> bool {
+        self.action.is_none()
+    }
+}
+
 /// Where the server keeps everything; shared by every `ward server` command.
 #[derive(Args, Clone)]
 pub struct DataArg {
@@ -223,9 +230,11 @@ pub fn run(args: ServerArgs) -> CmdResult {
         Some(ServerAction::Configtest { data, json }) => configtest(&DataDir::new(data.data), json),
         Some(ServerAction::RenewCert { data, json }) => renew_cert(&DataDir::new(data.data), json),
         Some(ServerAction::Backup { data, out, json }) => {
-            backup(&DataDir::new(data.data), &out, json)
+            super::backup::backup(&DataDir::new(data.data), &out, json)
         }
-        Some(ServerAction::Restore { from, data, json }) => restore(&from, &data, json),
+        Some(ServerAction::Restore { from, data, json }) => {
+            super::backup::restore(&from, &data, json)
+        }
         Some(ServerAction::Reload { guarded }) => reload(
             &DataDir::new(guarded.data.data),
             guarded.json,
@@ -448,198 +457,6 @@ fn configtest(data: &DataDir, as_json: bool) -> CmdResult {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// The files of a data dir a backup holds besides the database, relative to it: the
-/// configuration, the conf files, the CA, the certificates, the keys and the admin token.
-/// (Telemetry lives in the database; the pid file, the lock and the harden copies do not
-/// travel.)
-fn backed_up_files(data: &DataDir) -> Vec<std::path::PathBuf> {
-    let root = data.root();
-    let mut files = vec![root.join("ward.toml"), data.admin_token()];
-    for dir in ["conf/ssl", "certs", "keys"] {
-        if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
-            let mut found: Vec<_> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && !p.to_string_lossy().ends_with(".bak"))
-                .collect();
-            found.sort();
-            files.extend(found);
-        }
-    }
-    files
-}
-
-fn backup(data: &DataDir, out: &std::path::Path, as_json: bool) -> CmdResult {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    if !data.is_initialised() {
-        return Err(format!("{} is not initialised", data.root().display()));
-    }
-    let config = ward_server::config::load(&data.config()).map_err(|e| e.to_string())?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(out)
-        .map_err(|e| format!("{}: {e}", out.display()))?;
-    let result = (|| -> Result<usize, String> {
-        // The database first: one consistent snapshot, whatever the server writes meanwhile.
-        let mut name = out.as_os_str().to_owned();
-        name.push(".db-snapshot");
-        let snapshot = std::path::PathBuf::from(name);
-        let _ = std::fs::remove_file(&snapshot);
-        struct Remove(std::path::PathBuf);
-        impl Drop for Remove {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.0);
-            }
-        }
-        let _cleanup = Remove(snapshot.clone());
-        // Private from the first byte: VACUUM INTO fills an empty file.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&snapshot)
-            .map_err(|e| format!("{}: {e}", snapshot.display()))?;
-        ward_store::SqliteStore::snapshot(&data.database(&config), &snapshot)
-            .map_err(|e| format!("snapshot of the database: {e}"))?;
-        let mut archive = tar::Builder::new(std::io::BufWriter::new(file));
-        let mut add = |path: &std::path::Path, name: &std::path::Path, mode: u32| {
-            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let mut header = tar::Header::new_gnu();
-            header.set_size(bytes.len() as u64);
-            header.set_mode(mode & 0o777);
-            header.set_mtime(0);
-            header.set_cksum();
-            archive
-                .append_data(&mut header, name, bytes.as_slice())
-                .map_err(|e| format!("{}: {e}", out.display()))
-        };
-        let db_mode = std::fs::metadata(data.database(&config))
-            .map(|m| m.mode())
-            .unwrap_or(0o600);
-        add(&snapshot, std::path::Path::new(&config.database), db_mode)?;
-        let files = backed_up_files(data);
-        for path in &files {
-            let mode = std::fs::metadata(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-                .mode();
-            let name = path.strip_prefix(data.root()).expect("inside the data dir");
-            add(path, name, mode)?;
-        }
-        let inner = archive
-            .into_inner()
-            .map_err(|e| format!("{}: {e}", out.display()))?;
-        let file = inner
-            .into_inner()
-            .map_err(|e| format!("{}: {e}", out.display()))?;
-        file.sync_all()
-            .map_err(|e| format!("{}: {e}", out.display()))?;
-        Ok(files.len() + 1)
-    })();
-    match result {
-        Ok(count) => {
-            if as_json {
-                println!(
-                    "{:#}",
-                    json!({"backup": out.display().to_string(), "files": count})
-                );
-            } else {
-                println!(
-                    "backed up {} ({count} files, the database as one snapshot) to {} (mode 0600: it \
-                     holds the keys)",
-                    data.root().display(),
-                    out.display()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(error) => {
-            // A half-written backup is no backup.
-            let _ = std::fs::remove_file(out);
-            Err(error)
-        }
-    }
-}
-
-fn restore(from: &std::path::Path, dir: &std::path::Path, as_json: bool) -> CmdResult {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
-        return Err(format!(
-            "{}: not empty; restore into a new directory (nothing was changed)",
-            dir.display()
-        ));
-    }
-    let file = std::fs::File::open(from).map_err(|e| format!("{}: {e}", from.display()))?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut archive = tar::Archive::new(file);
-    let mut count = 0;
-    for entry in archive
-        .entries()
-        .map_err(|e| format!("{}: {e}", from.display()))?
-    {
-        let mut entry = entry.map_err(|e| format!("{}: {e}", from.display()))?;
-        let name = entry
-            .path()
-            .map_err(|e| format!("{}: {e}", from.display()))?
-            .into_owned();
-        // Only plain relative paths inside the new dir.
-        if name.is_absolute()
-            || name
-                .components()
-                .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            return Err(format!(
-                "{}: refused entry {}",
-                from.display(),
-                name.display()
-            ));
-        }
-        let mode = entry.header().mode().unwrap_or(0o600) & 0o777;
-        let target = dir.join(&name);
-        if let Some(parent) = target.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&target)
-            .map_err(|e| format!("{}: {e}", target.display()))?;
-        std::io::copy(&mut entry, &mut out).map_err(|e| format!("{}: {e}", target.display()))?;
-        out.sync_all()
-            .map_err(|e| format!("{}: {e}", target.display()))?;
-        count += 1;
-    }
-    let data = DataDir::new(dir);
-    if !data.is_initialised() {
-        return Err(format!(
-            "{}: not a ward backup (no ward.toml in it)",
-            from.display()
-        ));
-    }
-    if as_json {
-        println!(
-            "{:#}",
-            json!({"restored": dir.display().to_string(), "files": count})
-        );
-    } else {
-        println!(
-            "restored {count} files into {}; start it with `ward server --data {}`",
-            dir.display(),
-            dir.display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn renew_cert(data: &DataDir, as_json: bool) -> CmdResult {

@@ -100,10 +100,17 @@ impl Server {
 
     /// Starts the server with extra arguments and waits until every listener answers.
     pub fn start_with(&mut self, extra: &[&str]) {
+        self.start_with_env(extra, &[]);
+    }
+
+    /// Starts the server with extra arguments and environment variables, and waits until
+    /// every listener answers.
+    pub fn start_with_env(&mut self, extra: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::File::create(&self.log).unwrap();
         let child = Command::new(ward_bin())
             .args(["server", "--data", &self.data_str()])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -123,6 +130,22 @@ impl Server {
                 );
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+    }
+
+    /// Waits up to `bound` for the server to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + bound;
+        loop {
+            let status = self.child.as_mut()?.try_wait().unwrap();
+            if let Some(status) = status {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -611,4 +634,83 @@ pub fn recover(server: &Server, group: &str, mut agent: Agent, tls_max: &str) ->
     ]);
     assert!(imported.status.success(), "{imported:?}");
     (imported, run_agent(dir, Some(tls_max)))
+}
+
+/// The agents of [`fleet_of_each_kind`], by what they are.
+pub struct Fleet {
+    pub agents: Vec<(&'static str, Agent)>,
+}
+
+impl Fleet {
+    /// Every agent checks in again, now: a new root policy (`{"round": round}`) goes out, and
+    /// each agent must fetch it over its own channel (a signed check-in answered after this
+    /// call) and be without an error.
+    pub fn all_check_in_again(&self, server: &Server, round: u32) {
+        set_root_policy(server, &format!("{{\"round\": {round}}}"));
+        for (kind, agent) in &self.agents {
+            let channel = if kind.starts_with("https") {
+                "https"
+            } else {
+                "http"
+            };
+            eventually(Duration::from_secs(30), || {
+                let state: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(agent.dir.path().join("agent.json")).ok()?,
+                )
+                .ok()?;
+                (state["settings"]["policy"]["round"] == round).then_some(())
+            })
+            .unwrap_or_else(|| panic!("the {kind} agent never fetched round {round}"));
+            agent.until(Duration::from_secs(15), |s| {
+                s["channel"] == channel && s["last_error"].is_null()
+            });
+        }
+    }
+}
+
+/// A started server (check-ins every second) with one running agent of each kind: HTTPS pull
+/// (the root group), HTTPS push (`Push`), HTTP pull (`Legacy`, on the clients-http list) and
+/// HTTP push (`Legacy Push`).
+pub fn fleet_of_each_kind() -> (Server, Fleet) {
+    let server = fast_server();
+    legacy_http_group(&server);
+    cli(&server, &["group", "create", "Push"]);
+    cli(
+        &server,
+        &["group", "set", "My Company/Push", "--mode", "push"],
+    );
+    cli(&server, &["group", "create", "Legacy Push"]);
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company/Legacy Push",
+            "--server-list",
+            "Default-http",
+            "--mode",
+            "push",
+        ],
+    );
+    let https = format!("https://127.0.0.1:{}", server.clients);
+    let http = format!("http://127.0.0.1:{}", server.clients_http);
+    let run = |url: &str, group: &str, allow_http: bool| {
+        let token = group_token(&server, group, allow_http);
+        run_agent(enroll(&server, url, &token, None), None)
+    };
+    let agents = vec![
+        ("https pull", run(&https, "My Company", false)),
+        ("https push", run(&https, "My Company/Push", false)),
+        ("http pull", run(&http, "My Company/Legacy", true)),
+        ("http push", run(&http, "My Company/Legacy Push", true)),
+    ];
+    for (kind, agent) in &agents {
+        let mode = if kind.ends_with("push") {
+            "push"
+        } else {
+            "pull"
+        };
+        agent.until(Duration::from_secs(15), |s| s["mode"] == mode);
+    }
+    (server, Fleet { agents })
 }

@@ -137,6 +137,9 @@ pub(super) fn create_account(store: &dyn Store, caller: &Caller, body: &Bytes) -
         role,
     } = typed(body)?;
     name::check_name(&account_name).map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
+    if let Some(reason) = auth::reserved_actor(&account_name) {
+        return Err(ApiError::bad_request(format!("name: {reason}")));
+    }
     if password.chars().count() < 12 {
         return Err(ApiError::bad_request("password: at least 12 characters"));
     }
@@ -149,6 +152,7 @@ pub(super) fn create_account(store: &dyn Store, caller: &Caller, body: &Bytes) -
             password_hash,
             role: role.name().into(),
             disabled: false,
+            credential_version: 0,
         }),
         bump_groups: vec![],
         bump_agents: vec![],

@@ -118,9 +118,7 @@ fn patch_settings(store: &dyn Store, group: &mut Group, patch: GroupPatch) -> Re
         }
         group.own.server_list = Some(list);
     }
-    /// The longest check-in interval or randomisation: far beyond any heartbeat, and far
-    /// below what milliseconds in an i64 hold (a longer one was silently truncated).
-    const MAX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+    use ward_fleet::group::{MAX_INTERVAL, MIN_INTERVAL};
     for (key, text, slot) in [
         ("interval", patch.interval, &mut group.own.interval),
         ("randomize", patch.randomize, &mut group.own.randomize),
@@ -128,8 +126,12 @@ fn patch_settings(store: &dyn Store, group: &mut Group, patch: GroupPatch) -> Re
         if let Some(text) = text {
             let duration =
                 parse_duration(&text).map_err(|e| ApiError::bad_request(format!("{key}: {e}")))?;
-            if key == "interval" && duration.is_zero() {
-                return Err(ApiError::bad_request("interval: must be more than 0s"));
+            if key == "interval" && duration < MIN_INTERVAL {
+                return Err(ApiError::bad_request(format!(
+                    "interval: {text} is shorter than {}, the shortest check-in interval ward \
+                     takes",
+                    ward_proto::duration::format(MIN_INTERVAL)
+                )));
             }
             if duration > MAX_INTERVAL {
                 return Err(ApiError::bad_request(format!(
@@ -147,7 +149,11 @@ fn patch_settings(store: &dyn Store, group: &mut Group, patch: GroupPatch) -> Re
             })?);
     }
     if let Some(policy) = patch.policy {
-        group.own.policy = Some(Value::Object(policy));
+        let policy = Value::Object(policy);
+        // Never accept what the agents could not read.
+        ward_proto::policy::check(&policy)
+            .map_err(|e| ApiError::bad_request(format!("policy: {e}")))?;
+        group.own.policy = Some(policy);
     }
     for name in patch.inherit.unwrap_or_default() {
         let field = Field::parse(&name).ok_or_else(|| {
@@ -445,6 +451,71 @@ mod tests {
             (r#"{"parent":1}"#, "parent: invalid type"),
             (r#"{"parent":"A","name":"B"}"#, "unknown field `name`"),
         ]);
+    }
+
+    /// What a group may set is what its agents can take: a policy document within
+    /// ward-proto's limits (at the limit accepted, one level more refused), an interval of at
+    /// least a second.
+    #[test]
+    fn settings_are_refused_beyond_what_agents_take() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ward_store::SqliteStore::open(&dir.path().join("ward.db")).unwrap();
+        let nested = |depth: usize| {
+            let mut text = "{}".to_string();
+            for _ in 1..depth {
+                text = format!(r#"{{"a":{text}}}"#);
+            }
+            format!(r#"{{"policy":{text}}}"#)
+        };
+        let limit = ward_proto::policy::MAX_DEPTH;
+        let cases: Vec<(String, Option<&str>)> = vec![
+            (nested(limit), None),
+            (
+                nested(limit + 1),
+                Some("policy: a policy document nests at most 32 levels"),
+            ),
+            (
+                nested(126),
+                Some("policy: a policy document nests at most 32 levels"),
+            ),
+            (
+                format!(r#"{{"policy":{{"a":"{}"}}}}"#, "x".repeat(70_000)),
+                Some("policy: a policy document has at most 65536 bytes"),
+            ),
+            (r#"{"interval":"1s"}"#.into(), None),
+            (
+                r#"{"interval":"999ms"}"#.into(),
+                Some("interval: 999ms is shorter than 1s"),
+            ),
+            (
+                r#"{"interval":"1ms"}"#.into(),
+                Some("interval: 1ms is shorter"),
+            ),
+            (r#"{"randomize":"0s"}"#.into(), None),
+        ];
+        for (body, refused) in cases {
+            let mut group = Group {
+                id: 1,
+                parent: None,
+                name: "My Company".into(),
+                own: Default::default(),
+            };
+            let patch: GroupPatch = typed(&Bytes::from(body.clone())).unwrap();
+            let result = patch_settings(&store, &mut group, patch);
+            match (refused, result) {
+                (None, Ok(())) => {}
+                (Some(expected), Err(error)) => assert!(
+                    error.message.starts_with(expected),
+                    "{}: {}",
+                    &body[..body.len().min(60)],
+                    error.message
+                ),
+                (expected, result) => panic!(
+                    "{}: expected {expected:?}, got {result:?}",
+                    &body[..body.len().min(60)]
+                ),
+            }
+        }
     }
 
     #[test]

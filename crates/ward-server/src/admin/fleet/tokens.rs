@@ -36,6 +36,10 @@ pub const DEFAULT_LIFETIME: &str = "7d";
 /// A new token's enrollments unless the request says: a site's rollout, not an open door.
 pub const DEFAULT_USES: i64 = 1000;
 
+/// The shortest lifetime a new token may have: one that expires before anyone can use it is
+/// a mistake.
+const MIN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub(super) fn tokens(
     store: &dyn Store,
     caller: &Caller,
@@ -62,6 +66,12 @@ pub(super) fn tokens(
                 Some(text) => {
                     let duration = parse_duration(&text)
                         .map_err(|e| ApiError::bad_request(format!("expires: {e}")))?;
+                    if duration < MIN_LIFETIME {
+                        return Err(ApiError::bad_request(format!(
+                            "expires: {text} is shorter than a minute: the token would expire \
+                             before an agent could use it (or 'never')"
+                        )));
+                    }
                     let millis = i64::try_from(duration.as_millis()).ok();
                     Some(
                         millis

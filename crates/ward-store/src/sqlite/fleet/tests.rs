@@ -351,14 +351,18 @@ fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
                 password_hash: "h1".into(),
                 role: "admin".into(),
                 disabled: false,
+                credential_version: 0,
             })))
             .unwrap();
         store
-            .create_session(&crate::Session {
-                token_sha256: format!("s-{name}"),
-                account: name.into(),
-                expires_ms: i64::MAX,
-            })
+            .create_session(
+                &crate::Session {
+                    token_sha256: format!("s-{name}"),
+                    account: name.into(),
+                    expires_ms: i64::MAX,
+                },
+                0,
+            )
             .unwrap();
     }
     let names: Vec<String> = store
@@ -383,8 +387,9 @@ fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
         account: account.into(),
         expires_ms: i64::MAX,
     };
+    let version = |store: &SqliteStore| store.account("alice").unwrap().unwrap().credential_version;
     store
-        .create_session(&session("s-alice-2", "alice"))
+        .create_session(&session("s-alice-2", "alice"), version(&store))
         .unwrap();
     store
         .apply(&change(Mutation::SetDisabled {
@@ -402,10 +407,10 @@ fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
         .unwrap();
     assert!(!store.account("alice").unwrap().unwrap().disabled);
     store
-        .create_session(&session("s-alice-3", "alice"))
+        .create_session(&session("s-alice-3", "alice"), version(&store))
         .unwrap();
     store
-        .create_session(&session("s-alice-4", "alice"))
+        .create_session(&session("s-alice-4", "alice"), version(&store))
         .unwrap();
     store
         .apply(&change(Mutation::EndSession("s-alice-3".into())))
@@ -429,6 +434,78 @@ fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
         store.apply(&change(Mutation::DeleteAccount("bob".into()))),
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// Every change that ends an account's sessions also ends any session a login checked
+/// against the account as it was before: a stale login creates nothing.
+#[test]
+fn a_login_checked_against_a_stale_credential_creates_no_session() {
+    let (_dir, store) = store();
+    store
+        .apply(&change(Mutation::CreateAccount(crate::Account {
+            name: "alice".into(),
+            password_hash: "h1".into(),
+            role: "admin".into(),
+            disabled: false,
+            credential_version: 7, // assigned by the store, not the caller
+        })))
+        .unwrap();
+    let session = |token: &str| crate::Session {
+        token_sha256: token.into(),
+        account: "alice".into(),
+        expires_ms: i64::MAX,
+    };
+    let changes: [(&str, Mutation); 3] = [
+        (
+            "new password",
+            Mutation::SetPassword {
+                account: "alice".into(),
+                password_hash: "h2".into(),
+            },
+        ),
+        (
+            "disabled and enabled again",
+            Mutation::SetDisabled {
+                account: "alice".into(),
+                disabled: true,
+            },
+        ),
+        ("sessions ended", Mutation::EndSessions("alice".into())),
+    ];
+    for (what, mutation) in changes {
+        let checked = store.account("alice").unwrap().unwrap().credential_version;
+        store.apply(&change(mutation)).unwrap();
+        store
+            .apply(&change(Mutation::SetDisabled {
+                account: "alice".into(),
+                disabled: false,
+            }))
+            .unwrap();
+        let stale = store.create_session(&session(&format!("stale {what}")), checked);
+        assert!(
+            matches!(stale, Err(StoreError::Conflict(_))),
+            "{what}: {stale:?}"
+        );
+        assert!(
+            store.session(&format!("stale {what}")).unwrap().is_none(),
+            "{what}"
+        );
+        let now = store.account("alice").unwrap().unwrap().credential_version;
+        assert!(now > checked, "{what}");
+        store
+            .create_session(&session(&format!("fresh {what}")), now)
+            .unwrap();
+    }
+    // A disabled account gets no session, even at its current version.
+    store
+        .apply(&change(Mutation::SetDisabled {
+            account: "alice".into(),
+            disabled: true,
+        }))
+        .unwrap();
+    let now = store.account("alice").unwrap().unwrap().credential_version;
+    assert!(store.create_session(&session("disabled"), now).is_err());
+    assert!(store.create_session(&session("nobody's"), 0).is_err());
 }
 
 /// A plain-HTTP check-in of agent `id` at `at_ms`, without a nonce or CAs.
