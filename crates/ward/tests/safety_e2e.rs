@@ -306,7 +306,9 @@ fn a_restore_takes_only_a_whole_valid_data_dir() {
             bytes[middle..middle + 4096].fill(0xAB);
         }
     }
-    let cases: Vec<(&str, Vec<Entry>, Option<(&str, &str)>, &str)> = vec![
+    /// What the case is, the archive's files, a symlink entry, what the refusal says.
+    type Case<'a> = (&'a str, Vec<Entry>, Option<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         ("no database", without("ward.db"), None, "found none"),
         (
             "no CA key",
