@@ -134,7 +134,9 @@ pub fn check_addresses(addresses: &[SocketAddr; 3]) -> Result<(), ServerError> {
     Ok(())
 }
 
-fn bind(role: Role, address: SocketAddr) -> Result<TcpListener, ServerError> {
+/// A socket bound to `address`, not listening yet: nothing connects before the pid file says
+/// who serves.
+fn bind(role: Role, address: SocketAddr) -> Result<TcpSocket, ServerError> {
     let bind_error = |error| ServerError::Bind {
         role,
         address,
@@ -148,7 +150,7 @@ fn bind(role: Role, address: SocketAddr) -> Result<TcpListener, ServerError> {
     .map_err(bind_error)?;
     socket.set_reuseaddr(true).map_err(bind_error)?;
     socket.bind(address).map_err(bind_error)?;
-    socket.listen(4096).map_err(bind_error)
+    Ok(socket)
 }
 
 /// Starts the server on an initialised data dir and runs until SIGTERM or SIGINT.
@@ -192,22 +194,33 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     let data = app.data.clone();
 
     // Bind all three before serving any, so a start either fully works or says why not.
-    let mut listeners = Vec::new();
+    let mut sockets = Vec::new();
     for role in Role::ALL {
-        listeners.push((role, bind(role, config.address(role))?));
+        sockets.push((role, bind(role, config.address(role))?));
     }
     let pid_file = data.pid_file();
-    let console = listeners[0]
+    let console = sockets[0]
         .1
         .local_addr()
         .map_err(|e| ServerError::Other(e.to_string()))?;
-    // The pid, then the console address in use (flags may differ from ward.toml).
+    // The pid, then the console address in use (flags may differ from ward.toml), before
+    // anyone can connect: whoever reaches a listener finds the pid file.
     ward_fs::write(
         &pid_file,
         format!("{}\n{console}\n", std::process::id()).as_bytes(),
         0o644,
     )
     .map_err(|e| ServerError::Other(format!("{}: {e}", pid_file.display())))?;
+    let mut listeners = Vec::new();
+    for (role, socket) in sockets {
+        let address = config.address(role);
+        let listener = socket.listen(4096).map_err(|error| ServerError::Bind {
+            role,
+            address,
+            error,
+        })?;
+        listeners.push((role, listener));
+    }
 
     let shared = Arc::new(app);
     // Descriptors: the soft limit up to the hard one, and the caps sized to fit it.

@@ -477,3 +477,69 @@ fn every_fault_point_is_tested() {
         );
     }
 }
+
+/// No live file under `certs/`, `keys/` or `conf/` is ever opened for writing: `strace` of a
+/// server through a renewal, both rotations (start, switch, abort) sees only exclusive
+/// creations of temporary and staged files.
+#[test]
+fn no_live_file_is_opened_for_writing() {
+    let strace = ward_testkit::tool("strace", "strace");
+    let mut server = Server::init();
+    let trace = server.dir.path().join("openat.trace");
+    let log = std::fs::File::create(&server.log).unwrap();
+    let mut child = Command::new(strace)
+        .args(["-f", "-e", "trace=openat,open,creat,truncate,ftruncate", "-o"])
+        .arg(&trace)
+        .arg(ward_bin())
+        .args(["server", "--data", &server.data_str()])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", server.console))
+            .ok()
+            .map(drop)
+    })
+    .expect("the traced server answers");
+    for step in [
+        &["server", "renew-cert"][..],
+        &["server", "rotate-ca", "start"],
+        &["server", "rotate-ca", "switch"],
+        &["server", "rotate-ca", "start"],
+        &["server", "rotate-ca", "abort"],
+        &["server", "rotate-key", "start"],
+        &["server", "rotate-key", "switch"],
+        &["server", "rotate-key", "start"],
+        &["server", "rotate-key", "abort"],
+    ] {
+        let output = run_cli(&server, step);
+        assert!(output.status.success(), "{step:?}: {output:?}");
+    }
+    // The server under strace stops; strace ends with it.
+    let pid: i32 = std::fs::read_to_string(server.path("ward.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    send_signal(pid, 15);
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let state: Vec<&str> = text
+        .lines()
+        .filter(|l| ["/certs/", "/keys/", "/conf/"].iter().any(|d| l.contains(d)))
+        .collect();
+    let writes: Vec<&&str> = state
+        .iter()
+        .filter(|l| ["O_WRONLY", "O_RDWR", "O_TRUNC", "truncate("].iter().any(|w| l.contains(w)))
+        .collect();
+    assert!(writes.len() >= 20, "the steps wrote files: {writes:#?}");
+    for line in writes {
+        let exclusive = line.contains("O_CREAT|O_EXCL") && !line.contains("O_TRUNC");
+        let fresh = line.contains("/.") && (line.contains(".tmp-") || line.contains(".staged"));
+        assert!(exclusive && fresh, "a live file opened for writing: {line}");
+    }
+    server.child = None;
+}

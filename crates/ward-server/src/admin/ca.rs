@@ -368,7 +368,9 @@ fn with_staged(
     {
         let resolved = ward_tls::context::resolve(root, &located.value);
         if let Some((_, staged)) = files.iter().find(|(ward, _)| *ward == resolved) {
-            located.value = staged.display().to_string();
+            // Relative to the data dir, as the conf file's own paths are (a data dir given
+            // as a relative path must not be joined to itself).
+            located.value = staged.strip_prefix(root).unwrap_or(staged).display().to_string();
         }
     }
     policy
@@ -410,11 +412,15 @@ pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpR
     }
     let accepted = impact::cut_off_ids(&plan);
     let ctx = Ctx::of(shared);
+    let next = match fingerprint(&shared.data.ca_next_cert()) {
+        Ok(next) => next,
+        Err(error) => return error.response(),
+    };
     let follow_up = FollowUp::new(
         caller,
         "server.ca.switch",
         "ca",
-        json!({"cut_off_accepted": accepted}),
+        json!({"current": next, "cut_off_accepted": accepted}),
     )
     .bumping_everyone();
     let data = shared.data.clone();
