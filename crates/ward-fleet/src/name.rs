@@ -83,43 +83,95 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
 
 /// Unicode's format characters (Cf: soft hyphen, zero-width spaces and joiners, bidirectional
 /// marks, embeddings, overrides and isolates, the byte order mark, tags...), the line and
-/// paragraph separators (Zl, Zp), and every space separator but U+0020 (Zs), as of Unicode 15.
+/// paragraph separators (Zl, Zp), and every space separator but U+0020 (Zs), as of Unicode 15:
+/// inclusive ranges of code points.
+const INVISIBLE: &[(u32, u32)] = &[
+    // Cf
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+    // Zl, Zp
+    (0x2028, 0x2029),
+    // Zs other than U+0020
+    (0x00A0, 0x00A0),
+    (0x1680, 0x1680),
+    (0x2000, 0x200A),
+    (0x202F, 0x202F),
+    (0x205F, 0x205F),
+    (0x3000, 0x3000),
+];
+
 fn invisible(c: char) -> bool {
-    matches!(
-        c as u32,
-        // Cf
-        0x00AD
-            | 0x0600..=0x0605
-            | 0x061C
-            | 0x06DD
-            | 0x070F
-            | 0x0890..=0x0891
-            | 0x08E2
-            | 0x180E
-            | 0x200B..=0x200F
-            | 0x202A..=0x202E
-            | 0x2060..=0x2064
-            | 0x2066..=0x206F
-            | 0xFEFF
-            | 0xFFF9..=0xFFFB
-            | 0x110BD
-            | 0x110CD
-            | 0x13430..=0x1343F
-            | 0x1BCA0..=0x1BCA3
-            | 0x1D173..=0x1D17A
-            | 0xE0001
-            | 0xE0020..=0xE007F
-            // Zl, Zp
-            | 0x2028
-            | 0x2029
-            // Zs other than U+0020
-            | 0x00A0
-            | 0x1680
-            | 0x2000..=0x200A
-            | 0x202F
-            | 0x205F
-            | 0x3000
+    let c = c as u32;
+    INVISIBLE.iter().any(|(low, high)| (*low..=*high).contains(&c))
+}
+
+/// The body of a regular-expression character class holding every character no name may
+/// contain: `/`, the control characters, the invisible ones, and `extra`. Written so that
+/// both ECMA-262 (JSON Schema) and Python's `re` read it alike: BMP characters as `\uXXXX`,
+/// the others as themselves.
+fn forbidden_class(extra: &str) -> String {
+    let escape = |c: u32| match char::from_u32(c) {
+        Some(c) if c as u32 > 0xFFFF => c.to_string(),
+        _ => format!("\\u{c:04X}"),
+    };
+    let mut class = String::from("/\\u0000-\\u001F\\u007F-\\u009F");
+    for (low, high) in INVISIBLE {
+        class.push_str(&escape(*low));
+        if high > low {
+            class.push('-');
+            class.push_str(&escape(*high));
+        }
+    }
+    class.push_str(extra);
+    class
+}
+
+/// One name as a regular expression without anchors or lookaround (so every engine reads it):
+/// 1 to [`MAX_NAME_CHARS`] allowed characters, not beginning or ending with a space, and
+/// neither `.` nor `..`. `extra` names more characters to refuse (escaped for a class).
+fn name_regex(extra: &str) -> String {
+    let k = forbidden_class(extra);
+    let middle = MAX_NAME_CHARS - 2;
+    format!(
+        "(?:[^{k} .]|[^{k} .][^{k} ]|\\.[^{k} .]|[^{k} ][^{k}]{{1,{middle}}}[^{k} ])"
     )
+}
+
+/// The pattern (JSON Schema `pattern`) of exactly the names [`check_name`] takes.
+pub fn name_pattern() -> String {
+    format!("^{}$", name_regex(""))
+}
+
+/// The pattern of exactly the paths [`split_path`] takes: 1 to [`MAX_DEPTH`] names joined
+/// with `/`.
+pub fn path_pattern() -> String {
+    let name = name_regex("");
+    format!("^{name}(?:/{name}){{0,{}}}$", MAX_DEPTH - 1)
+}
+
+/// The pattern of the names an account may have: a name without `:` (the audit log's
+/// `agent:ID`); `local-admin` is refused apart (a JSON Schema `not`).
+pub fn account_pattern() -> String {
+    format!("^{}$", name_regex(":"))
 }
 
 /// Splits a path into its names; each is checked. `"/A/B/"` and `"A//B"` are refused.
@@ -200,6 +252,58 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("U+200B"));
+    }
+
+    /// The patterns take exactly what the checks take: every code point alone, and a table of
+    /// longer names and paths.
+    #[test]
+    fn the_patterns_say_what_the_checks_say() {
+        let compile = |pattern: &str| {
+            regex::RegexBuilder::new(pattern)
+                .size_limit(1 << 30)
+                .build()
+                .unwrap()
+        };
+        let name = compile(&name_pattern());
+        let path = compile(&path_pattern());
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let text = c.to_string();
+            assert_eq!(
+                name.is_match(&text),
+                check_name(&text).is_ok(),
+                "U+{:04X}",
+                c as u32
+            );
+            let inside = format!("a{c}b");
+            assert_eq!(
+                name.is_match(&inside),
+                check_name(&inside).is_ok(),
+                "a U+{:04X} b",
+                c as u32
+            );
+        }
+        let long = "x".repeat(MAX_NAME_CHARS);
+        let too_long = "x".repeat(MAX_NAME_CHARS + 1);
+        let deep = vec!["a"; MAX_DEPTH].join("/");
+        let too_deep = vec!["a"; MAX_DEPTH + 1].join("/");
+        for text in [
+            "", " ", "a", " a", "a ", "a b", ".", "..", "...", ". ", " .", ".a", "a.", "a..",
+            "Legacy XP", &long, &too_long, "a/b", "/a", "a/", "a//b", "a/./b", "a/../b",
+            "a/ b", "a /b", &deep, &too_deep, "My Company/Legacy TLS", "x/..", "../x",
+        ] {
+            assert_eq!(
+                name.is_match(text),
+                check_name(text).is_ok(),
+                "name {text:?}"
+            );
+            assert_eq!(
+                path.is_match(text),
+                split_path(text).is_ok(),
+                "path {text:?}"
+            );
+        }
+        let account = compile(&account_pattern());
+        assert!(account.is_match("alice") && !account.is_match("agent:1"));
     }
 
     #[test]

@@ -1,0 +1,117 @@
+use super::*;
+
+fn segments(path: &str) -> Vec<String> {
+    path.trim_start_matches('/')
+        .split('/')
+        .map(str::to_string)
+        .collect()
+}
+
+/// The table routes each method and path to one operation, and says what a path allows.
+#[test]
+fn routing() {
+    let routed = |method: &str, path: &str| {
+        let segments = segments(path);
+        route(method, &segments).map(|m| {
+            (
+                m.route.operation,
+                m.param("id").to_string(),
+                m.param("name").to_string(),
+            )
+        })
+    };
+    let cases: &[(&str, &str, Result<(Operation, &str, &str), Unrouted>)] = &[
+        ("GET", "/groups", Ok((Operation::Groups, "", ""))),
+        ("HEAD", "/groups", Ok((Operation::Groups, "", ""))),
+        ("POST", "/groups", Ok((Operation::GroupCreate, "", ""))),
+        ("PATCH", "/groups/7", Ok((Operation::GroupUpdate, "7", ""))),
+        (
+            "POST",
+            "/groups/7/move",
+            Ok((Operation::GroupMove, "7", "")),
+        ),
+        ("POST", "/agents/move", Ok((Operation::AgentsMove, "", ""))),
+        ("GET", "/agents/a1b2", Ok((Operation::Agent, "a1b2", ""))),
+        (
+            "GET",
+            "/agents/move",
+            Err(Unrouted::MethodNotAllowed("POST".into())),
+        ),
+        (
+            "POST",
+            "/serverlists/Default/copy",
+            Ok((Operation::ServerListCopy, "", "Default")),
+        ),
+        (
+            "TRACE",
+            "/login",
+            Err(Unrouted::MethodNotAllowed("POST".into())),
+        ),
+        (
+            "TRACE",
+            "/session",
+            Err(Unrouted::MethodNotAllowed("DELETE".into())),
+        ),
+        (
+            "PUT",
+            "/groups",
+            Err(Unrouted::MethodNotAllowed("GET, POST, HEAD".into())),
+        ),
+        ("GET", "/nothing", Err(Unrouted::NotFound)),
+        ("GET", "/groups/7/nothing", Err(Unrouted::NotFound)),
+    ];
+    for (method, path, expected) in cases {
+        let expected = expected
+            .clone()
+            .map(|(op, id, name)| (op, id.to_string(), name.to_string()));
+        assert_eq!(&routed(method, path), &expected, "{method} {path}");
+    }
+}
+
+/// Every operation is in the table once, and every route in the document.
+#[test]
+fn every_operation_is_routed_and_documented() {
+    let document = openapi::document();
+    let mut seen = std::collections::HashSet::new();
+    for route in ROUTES {
+        assert!(seen.insert(route.operation), "{:?} twice", route.operation);
+        let operation = &document["paths"][route.path][route.method.to_ascii_lowercase()];
+        assert!(
+            operation.is_object(),
+            "{} {} is not in the document",
+            route.method,
+            route.path
+        );
+        assert!(operation["responses"][route.ok.to_string()].is_object());
+    }
+    assert_eq!(document["openapi"], "3.1.0");
+    // Every schema a reference names is in the components.
+    let text = document.to_string();
+    for reference in text.split("\"$ref\":\"").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        if let Some(schema) = name.strip_prefix("#/components/schemas/") {
+            assert!(
+                document["components"]["schemas"][schema].is_object(),
+                "{name} is referenced but not defined"
+            );
+        }
+    }
+}
+
+/// Requests refuse what the server refuses: unknown fields, and a change that is no change.
+#[test]
+fn requests_refuse_unknown_fields() {
+    for body in [r#"{"name":"x","colour":"red"}"#] {
+        assert!(
+            serde_json::from_str::<fleet::NewGroup>(body).is_err(),
+            "{body}"
+        );
+    }
+    assert!(
+        serde_json::from_str::<tls::PlanRequest>(r#"{"protocol":"TLSv1.2","extra":1}"#).is_err()
+    );
+    let plan: tls::PlanRequest =
+        serde_json::from_str(r#"{"protocol":"TLSv1.2","listener":"clients","limit":5}"#).unwrap();
+    assert_eq!(plan.change().protocol.as_deref(), Some("TLSv1.2"));
+    assert_eq!(plan.change().listener, Some(tls::ListenerChoice::Clients));
+}
