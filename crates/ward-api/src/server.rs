@@ -14,7 +14,7 @@ pub struct ListenerTls {
     pub file: String,
     pub enabled: Vec<String>,
     /// The OpenSSL security level ward forces (0 while TLSv1 or TLSv1.1 is served).
-    pub security_level: Option<i32>,
+    pub security_level: Option<u32>,
 }
 
 /// One listener: where it listens, and its TLS (`null` for clients-http).

@@ -121,7 +121,9 @@ const INVISIBLE: &[(u32, u32)] = &[
 
 fn invisible(c: char) -> bool {
     let c = c as u32;
-    INVISIBLE.iter().any(|(low, high)| (*low..=*high).contains(&c))
+    INVISIBLE
+        .iter()
+        .any(|(low, high)| (*low..=*high).contains(&c))
 }
 
 /// The body of a regular-expression character class holding every character no name may
@@ -151,9 +153,7 @@ fn forbidden_class(extra: &str) -> String {
 fn name_regex(extra: &str) -> String {
     let k = forbidden_class(extra);
     let middle = MAX_NAME_CHARS - 2;
-    format!(
-        "(?:[^{k} .]|[^{k} .][^{k} ]|\\.[^{k} .]|[^{k} ][^{k}]{{1,{middle}}}[^{k} ])"
-    )
+    format!("(?:[^{k} .]|[^{k} .][^{k} ]|\\.[^{k} .]|[^{k} ][^{k}]{{1,{middle}}}[^{k} ])")
 }
 
 /// The pattern (JSON Schema `pattern`) of exactly the names [`check_name`] takes.
@@ -287,9 +287,36 @@ mod tests {
         let deep = vec!["a"; MAX_DEPTH].join("/");
         let too_deep = vec!["a"; MAX_DEPTH + 1].join("/");
         for text in [
-            "", " ", "a", " a", "a ", "a b", ".", "..", "...", ". ", " .", ".a", "a.", "a..",
-            "Legacy XP", &long, &too_long, "a/b", "/a", "a/", "a//b", "a/./b", "a/../b",
-            "a/ b", "a /b", &deep, &too_deep, "My Company/Legacy TLS", "x/..", "../x",
+            "",
+            " ",
+            "a",
+            " a",
+            "a ",
+            "a b",
+            ".",
+            "..",
+            "...",
+            ". ",
+            " .",
+            ".a",
+            "a.",
+            "a..",
+            "Legacy XP",
+            &long,
+            &too_long,
+            "a/b",
+            "/a",
+            "a/",
+            "a//b",
+            "a/./b",
+            "a/../b",
+            "a/ b",
+            "a /b",
+            &deep,
+            &too_deep,
+            "My Company/Legacy TLS",
+            "x/..",
+            "../x",
         ] {
             assert_eq!(
                 name.is_match(text),

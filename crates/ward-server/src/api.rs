@@ -42,6 +42,18 @@ pub fn json_text(status: StatusCode, text: String) -> HttpResponse {
     respond(status, "application/json", text)
 }
 
+/// A typed answer as JSON.
+pub fn typed_response<T: serde::Serialize>(status: StatusCode, value: &T) -> HttpResponse {
+    match serde_json::to_string(value) {
+        Ok(text) => json_text(status, format!("{text}\n")),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &format!("the answer could not be written: {e}"),
+        ),
+    }
+}
+
 /// The error shape of every API (`ward_proto::messages::ErrorBody`): a stable code and a
 /// sentence.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
@@ -77,13 +89,24 @@ pub enum Source {
     Internal,
 }
 
-/// A refusal, with the status, a stable code, a sentence and where it came from.
+/// A refusal, with the status, a stable code, a sentence and where it came from; a guard's
+/// refusal also carries what it refused on (its plan, the findings, the agents).
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
     pub source: Source,
+    pub detail: Option<Box<Detail>>,
+}
+
+/// What a guard's refusal says beside its sentence (ward-api's `Refusal` without the error).
+#[derive(Debug, Default)]
+pub struct Detail {
+    pub plan: Option<ward_api::tls::GuardPlan>,
+    pub findings: Option<Vec<ward_api::server::Finding>>,
+    pub count: Option<usize>,
+    pub agents: Option<Vec<ward_api::tls::AgentLine>>,
 }
 
 impl ApiError {
@@ -94,6 +117,7 @@ impl ApiError {
             code,
             message: message.into(),
             source: Source::Client,
+            detail: None,
         }
     }
 
@@ -116,6 +140,7 @@ impl ApiError {
             code,
             message: message.into(),
             source: Source::Agent,
+            detail: None,
         }
     }
 
@@ -126,6 +151,7 @@ impl ApiError {
             code,
             message: message.into(),
             source: Source::Config,
+            detail: None,
         }
     }
 
@@ -135,7 +161,22 @@ impl ApiError {
             code: "internal",
             message: message.into(),
             source: Source::Internal,
+            detail: None,
         }
+    }
+
+    /// 409 `would_cut_off`: a guard refused the change (nothing changed), with its plan.
+    pub fn would_cut_off(message: impl Into<String>, plan: ward_api::tls::GuardPlan) -> ApiError {
+        ApiError::conflict("would_cut_off", message).with(Detail {
+            plan: Some(plan),
+            ..Detail::default()
+        })
+    }
+
+    /// The refusal with what it refused on.
+    pub fn with(mut self, detail: Detail) -> ApiError {
+        self.detail = Some(Box::new(detail));
+        self
     }
 
     /// Logs the refusal at its source's level.
@@ -157,7 +198,22 @@ impl ApiError {
     /// The response, logged once. A busy server says when to retry.
     pub fn response(&self) -> HttpResponse {
         self.log();
-        let mut response = error_response(self.status, self.code, &self.message);
+        let mut response = match &self.detail {
+            None => error_response(self.status, self.code, &self.message),
+            Some(detail) => {
+                let refusal = ward_api::Refusal {
+                    error: ward_api::ErrorDetail {
+                        code: self.code.to_string(),
+                        message: self.message.clone(),
+                    },
+                    plan: detail.plan.clone(),
+                    findings: detail.findings.clone(),
+                    count: detail.count,
+                    agents: detail.agents.clone(),
+                };
+                typed_response(self.status, &refusal)
+            }
+        };
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
@@ -183,6 +239,7 @@ impl From<StoreError> for ApiError {
             code,
             message: error.to_string(),
             source,
+            detail: None,
         }
     }
 }
@@ -261,13 +318,14 @@ pub fn typed<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
             "the request body must be a JSON object",
         ));
     }
-    let mut json = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+    // Syntax first, then the shape: a value of the wrong kind is named as such (an enum given
+    // `true` is "invalid type: boolean", not "not valid JSON").
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request(format!("the request body is not valid JSON: {inner}"))
-        } else if path == "." || inner.to_string().starts_with("unknown field") {
+        if path == "." || inner.to_string().starts_with("unknown field") {
             ApiError::bad_request(inner.to_string())
         } else {
             ApiError::bad_request(format!("{path}: {inner}"))

@@ -20,7 +20,7 @@ use crate::api::{
 };
 use crate::config::Role;
 use crate::state::App;
-use crate::{admin, agent_api, harden};
+use crate::{admin, agent_api};
 
 fn not_found() -> HttpResponse {
     error_response(
@@ -76,8 +76,7 @@ pub async fn handle(
             };
         }
         if path == "/api/v1" || path.starts_with("/api/v1/") {
-            let response = admin_api(shared, peer, &path, request).await;
-            return with_allow(response, &path);
+            return admin_api(shared, peer, &path, request).await;
         }
     }
     if role.serves_agent_api() && (path == ENROLL_PATH || path == CHECKIN_PATH) {
@@ -101,7 +100,7 @@ pub async fn handle(
     not_found()
 }
 
-/// The admin API: the gate, then harden's routes or the admin API's.
+/// The admin API (the console listener only).
 async fn admin_api(
     shared: &App,
     peer: SocketAddr,
@@ -109,7 +108,7 @@ async fn admin_api(
     request: Request<Incoming>,
 ) -> HttpResponse {
     let (parts, body) = request.into_parts();
-    let authorized = match admin::authorize(
+    admin::serve(
         shared,
         peer,
         &parts.method,
@@ -119,39 +118,6 @@ async fn admin_api(
         body,
     )
     .await
-    {
-        Ok(authorized) => authorized,
-        Err(response) => return response,
-    };
-    if let Some(result) = harden::route(
-        shared,
-        &authorized.caller,
-        &authorized.method,
-        &authorized.segments(),
-        &authorized.query,
-        &authorized.body,
-    )
-    .await
-    {
-        return result.unwrap_or_else(|e| e.response());
-    }
-    admin::route(shared, &authorized).await
-}
-
-/// A 405 names the methods the resource allows (RFC 9110 requires `Allow`), from the API's
-/// own description, wherever in the API the refusal came from.
-fn with_allow(mut response: HttpResponse, path: &str) -> HttpResponse {
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED
-        || response.headers().contains_key(header::ALLOW)
-    {
-        return response;
-    }
-    if let Some(value) = admin::openapi::allowed_methods(path)
-        .and_then(|allowed| header::HeaderValue::from_str(&allowed).ok())
-    {
-        response.headers_mut().insert(header::ALLOW, value);
-    }
-    response
 }
 
 /// Seconds until each listener's certificates expire, for alerting.

@@ -360,22 +360,15 @@ async fn sighup(app: &App) {
     match crate::state::reload_checked(app, Some(check)).await {
         Reloaded::Kept(_, plan) => {
             let plan = plan.unwrap_or_default();
-            let who: Vec<String> = plan["cut_off"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let who: Vec<String> = plan
+                .cut_off
+                .iter()
                 .take(20)
-                .map(|line| {
-                    format!(
-                        "{} ({})",
-                        line["id"].as_str().unwrap_or("?"),
-                        line["reason"].as_str().unwrap_or("")
-                    )
-                })
+                .map(|line| format!("{} ({})", line.id, line.reason.as_deref().unwrap_or("")))
                 .collect();
+            let why = plan.plan_failed.as_deref().unwrap_or(&plan.message);
             error!(
-                "SIGHUP reload refused, the old settings keep serving: {}: {}; run `ward server reload --accept-cut-off` to go on",
-                plan["message"].as_str().or(plan["plan_failed"].as_str()).unwrap_or("the plan failed"),
+                "SIGHUP reload refused, the old settings keep serving: {why}: {}; run `ward server reload --accept-cut-off` to go on",
                 who.join(", ")
             );
         }

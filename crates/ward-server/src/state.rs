@@ -200,7 +200,7 @@ pub struct Checked {
     /// Swap them in.
     pub swap: bool,
     /// What the check found (the plan of the change), for the caller to show.
-    pub report: Option<serde_json::Value>,
+    pub report: Option<ward_api::tls::GuardPlan>,
 }
 
 /// A reload's check: given the new console and clients listeners (built, not yet serving),
@@ -210,11 +210,11 @@ pub type Check = Box<dyn FnOnce(&ListenerTls, &ListenerTls) -> Checked + Send>;
 /// What a reload did.
 pub enum Reloaded {
     /// The new settings serve new connections.
-    Swapped(Vec<Finding>, Option<serde_json::Value>),
+    Swapped(Vec<Finding>, Option<ward_api::tls::GuardPlan>),
     /// The new files have errors; the old settings keep serving.
     Invalid(Vec<Finding>),
     /// The check kept the old settings (the new ones would cut agents off, or a dry run).
-    Kept(Vec<Finding>, Option<serde_json::Value>),
+    Kept(Vec<Finding>, Option<ward_api::tls::GuardPlan>),
 }
 
 /// Re-reads both conf files, builds and checks new acceptors, and swaps them in only if both

@@ -488,7 +488,12 @@ fn no_live_file_is_opened_for_writing() {
     let trace = server.dir.path().join("openat.trace");
     let log = std::fs::File::create(&server.log).unwrap();
     let mut child = Command::new(strace)
-        .args(["-f", "-e", "trace=openat,open,creat,truncate,ftruncate", "-o"])
+        .args([
+            "-f",
+            "-e",
+            "trace=openat,open,creat,truncate,ftruncate",
+            "-o",
+        ])
         .arg(&trace)
         .arg(ward_bin())
         .args(["server", "--data", &server.data_str()])
@@ -529,11 +534,19 @@ fn no_live_file_is_opened_for_writing() {
     let text = std::fs::read_to_string(&trace).unwrap();
     let state: Vec<&str> = text
         .lines()
-        .filter(|l| ["/certs/", "/keys/", "/conf/"].iter().any(|d| l.contains(d)))
+        .filter(|l| {
+            ["/certs/", "/keys/", "/conf/"]
+                .iter()
+                .any(|d| l.contains(d))
+        })
         .collect();
     let writes: Vec<&&str> = state
         .iter()
-        .filter(|l| ["O_WRONLY", "O_RDWR", "O_TRUNC", "truncate("].iter().any(|w| l.contains(w)))
+        .filter(|l| {
+            ["O_WRONLY", "O_RDWR", "O_TRUNC", "truncate("]
+                .iter()
+                .any(|w| l.contains(w))
+        })
         .collect();
     assert!(writes.len() >= 20, "the steps wrote files: {writes:#?}");
     for line in writes {

@@ -1,15 +1,8 @@
-//! The admin API under `/api/v1/` on the console listener: the gate ([`authorize`]: login,
-//! authentication, auditors read only) and the routes for the server and the fleet. Every
-//! change goes through [`fleet`], which applies it with its serial bumps and audit entry in
-//! one store transaction. Harden's routes (`/api/v1/tls/`) live in `crate::harden`, behind
-//! the same gate; neither module imports the other.
-
-mod agreement;
-mod ca;
-pub(crate) mod fleet;
-pub mod openapi;
-mod status;
-pub(crate) mod wire;
+//! The admin API under `/api/v1/` on the console listener, a thin front end: it routes by
+//! ward-api's table (404 for a path it does not name, 405 with `Allow` for a method it does
+//! not list), lets in who may call (`authorize`: login, authentication, auditors read only),
+//! reads the typed request (the body, the path parameters, the query), calls the fleet
+//! operation, and writes its typed answer or refusal. No fleet logic lives here.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -18,18 +11,23 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, Method, StatusCode};
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use ward_api::fleet::{LoginAnswer, LoginRequest};
+use ward_api::routes::Body;
+use ward_api::{Access, Matched, Operation, Unrouted};
 use ward_proto::now_ms;
 use ward_store::Session;
 
 use crate::api::{
-    blocking, error_response, json_response, method_not_allowed, object, percent_decode, read_body,
-    ApiError, ApiResult, HttpResponse,
+    blocking, error_response, percent_decode, read_body, typed, typed_response, ApiError,
+    HttpResponse,
 };
 use crate::auth::{self, Caller, Role};
+use crate::operations::{
+    accounts, agents, agreement, audit, ca, groups, harden, render, server, serverlists, tokens,
+};
 use crate::state::App;
-
-pub use wire::entry_json;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -87,25 +85,8 @@ fn unauthorized() -> HttpResponse {
     response
 }
 
-/// An authenticated admin request, ready for its route (here, or harden's).
-pub struct Authorized {
-    pub caller: Caller,
-    pub method: Method,
-    /// The path below `/api/v1/`, split and percent-decoded.
-    pub segments: Vec<String>,
-    pub query: String,
-    pub body: Bytes,
-}
-
-impl Authorized {
-    pub fn segments(&self) -> Vec<&str> {
-        self.segments.iter().map(String::as_str).collect()
-    }
-}
-
-/// The gate of `/api/v1/`: answers what needs no caller (the API's description, login) and
-/// refuses the unauthenticated and auditors' writes; anything else comes back authorized.
-pub async fn authorize(
+/// One request to `/api/v1/...`.
+pub async fn serve(
     shared: &App,
     peer: SocketAddr,
     method: &Method,
@@ -113,50 +94,7 @@ pub async fn authorize(
     query: Option<&str>,
     headers: &HeaderMap,
     body: Incoming,
-) -> Result<Authorized, HttpResponse> {
-    // HEAD is answered as GET; hyper leaves the body out.
-    let method = if *method == Method::HEAD {
-        Method::GET
-    } else {
-        method.clone()
-    };
-    if path == "/api/v1/openapi.json" {
-        return Err(match method {
-            Method::GET => json_response(StatusCode::OK, &openapi::document()),
-            _ => method_not_allowed("GET"),
-        });
-    }
-    if path == "/api/v1/login" && method == Method::POST {
-        let body = read_body(
-            &shared.config.limits,
-            shared.config.limits.max_body_bytes,
-            body,
-        )
-        .await?;
-        return Err(login(shared, peer, &body)
-            .await
-            .unwrap_or_else(|e| e.response()));
-    }
-    let Some(caller) = authenticate(shared, headers).await else {
-        return Err(unauthorized());
-    };
-    let body = read_body(
-        &shared.config.limits,
-        shared.config.limits.max_body_bytes,
-        body,
-    )
-    .await?;
-    // A plan is a question, not a change: auditors may ask it.
-    // A logout ends the caller's own session: anyone may.
-    let read_only =
-        method == Method::GET || path == "/api/v1/tls/plan" || path == "/api/v1/session";
-    if !read_only && caller.role != Role::Admin {
-        return Err(error_response(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            &format!("{} is an auditor: read-only", caller.name),
-        ));
-    }
+) -> HttpResponse {
     let mut segments: Vec<String> = path
         .trim_start_matches("/api/v1")
         .split('/')
@@ -168,97 +106,272 @@ pub async fn authorize(
     if segments.first().map(String::as_str) == Some("clients") {
         segments[0] = "agents".into();
     }
-    Ok(Authorized {
-        caller,
-        method,
-        segments,
-        query: query.unwrap_or("").to_string(),
-        body,
-    })
-}
-
-/// The admin API's own routes: the server, and the fleet.
-pub async fn route(shared: &App, request: &Authorized) -> HttpResponse {
-    let segments = request.segments();
-    let method = &request.method;
-    match (segments.as_slice(), method) {
-        (["server"], &Method::GET) => {
-            return json_response(StatusCode::OK, &status::server_status(shared))
+    let matched = match ward_api::route(method.as_str(), &segments) {
+        Ok(matched) => matched,
+        Err(Unrouted::NotFound) => {
+            return error_response(StatusCode::NOT_FOUND, "not_found", "no such resource")
         }
-        (["server", "reload"], &Method::POST) => {
-            return status::reload(shared, &request.caller, &request.body).await
-        }
-        (["server", "ca"], &Method::GET) => return ca::status(shared).await,
-        (["server", "ca", "rotate"], &Method::POST) => {
-            return ca::rotate(shared, &request.caller).await
-        }
-        (["server", "ca", "switch"], &Method::POST) => {
-            return ca::switch(shared, &request.caller, &request.body).await
-        }
-        (["server", "agreement-key"], &Method::GET) => return agreement::status(shared).await,
-        (["server", "agreement-key", "rotate"], &Method::POST) => {
-            return agreement::rotate(shared, &request.caller).await
-        }
-        (["server", "agreement-key", "switch"], &Method::POST) => {
-            return agreement::switch(shared, &request.caller, &request.body).await
-        }
-        (["server", "ca", "abort"], &Method::POST) => {
-            return ca::abort(shared, &request.caller, &request.body).await
-        }
-        (["server", "agreement-key", "abort"], &Method::POST) => {
-            return agreement::abort(shared, &request.caller, &request.body).await
-        }
-        (["server", "certificates", "renew"], &Method::POST) => {
-            return status::renew(shared, &request.caller, &request.body).await
-        }
-        (["server"], _)
-        | (["server", "reload"], _)
-        | (["server", "certificates", "renew"], _)
-        | (["server", "ca" | "agreement-key"], _)
-        | (["server", "ca" | "agreement-key", "rotate" | "switch" | "abort"], _) => {
-            return error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "GET /server, POST /server/reload, POST /server/certificates/renew, GET \
-                 /server/ca and /server/agreement-key, POST /server/ca/rotate, \
-                 /server/ca/switch, /server/ca/abort, /server/agreement-key/rotate, \
-                 /server/agreement-key/switch and /server/agreement-key/abort",
-            )
-        }
-        _ => {}
-    }
-    let fleet_request = fleet::Request {
-        shared,
-        caller: &request.caller,
-        method,
-        segments: &segments,
-        query: &request.query,
-        body: &request.body,
+        Err(Unrouted::MethodNotAllowed(allow)) => return method_not_allowed(&allow),
     };
-    match fleet::route(fleet_request).await {
-        Some(Ok(response)) => {
-            if *method != Method::GET && response.status().is_success() {
-                shared.fleet_changed();
+    let route = matched.route;
+    let caller = match route.access {
+        Access::Public => None,
+        Access::Read | Access::Write => {
+            let Some(caller) = authenticate(shared, headers).await else {
+                return unauthorized();
+            };
+            if route.access == Access::Write && caller.role != Role::Admin {
+                return error_response(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    &format!("{} is an auditor: read-only", caller.name),
+                );
             }
-            response
+            Some(caller)
         }
-        Some(Err(error)) => error.response(),
-        None => error_response(StatusCode::NOT_FOUND, "not_found", "no such resource"),
+    };
+    let body = match read_body(
+        &shared.config.limits,
+        shared.config.limits.max_body_bytes,
+        body,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let request = Request {
+        matched,
+        query: query.unwrap_or(""),
+        body: &body,
+    };
+    match caller {
+        None => public(shared, peer, &request).await,
+        Some(caller) => dispatch(shared, &caller, &request)
+            .await
+            .unwrap_or_else(|error| error.response()),
     }
 }
 
-async fn login(shared: &App, peer: SocketAddr, body: &Bytes) -> ApiResult {
-    let body = object(body)?;
-    let user = body
-        .get("user")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request("'user' (a string) is required"))?
-        .to_string();
-    let password = body
-        .get("password")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request("'password' (a string) is required"))?
-        .to_string();
+fn method_not_allowed(allow: &str) -> HttpResponse {
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("this resource allows {allow}"),
+    );
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+/// A routed request: its route, path parameters, query and body.
+struct Request<'a> {
+    matched: Matched<'a>,
+    query: &'a str,
+    body: &'a Bytes,
+}
+
+impl Request<'_> {
+    fn param(&self, name: &str) -> String {
+        self.matched.param(name).to_string()
+    }
+
+    /// The body as the route's request type: required where the route says (400 without
+    /// one), all defaults where it may be left out.
+    fn body<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        let empty = self.body.iter().all(u8::is_ascii_whitespace);
+        match self.matched.route.body {
+            Body::Required(_) if empty => Err(ApiError::bad_request(
+                "this request needs a JSON body (see /api/v1/openapi.json)",
+            )),
+            Body::Optional(_) | Body::None if empty => Ok(T::default()),
+            _ => typed(self.body),
+        }
+    }
+
+    /// A body without defaults (every such route requires one).
+    fn required<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                "this request needs a JSON body (see /api/v1/openapi.json)",
+            ));
+        }
+        typed(self.body)
+    }
+
+    /// The query as the route's query type; unknown parameters are refused.
+    fn query<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let parameters =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(self.query.as_bytes()));
+        serde_path_to_error::deserialize(parameters).map_err(|e| {
+            let path = e.path().to_string();
+            let error = e.into_inner();
+            if path == "." {
+                ApiError::bad_request(format!("query: {error}"))
+            } else {
+                ApiError::bad_request(format!("{path}: {error}"))
+            }
+        })
+    }
+}
+
+/// An operation's answer: its success status, or its refusal.
+fn answer<T: Serialize>(
+    status: u16,
+    result: Result<T, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    result.map(|value| typed_response(status, &value))
+}
+
+/// The routes anyone may call: the document and login.
+async fn public(shared: &App, peer: SocketAddr, request: &Request<'_>) -> HttpResponse {
+    match request.matched.route.operation {
+        Operation::OpenApi => typed_response(StatusCode::OK, &ward_api::openapi::document()),
+        Operation::Login => {
+            let result = match request.required::<LoginRequest>() {
+                Ok(login_request) => login(shared, peer, login_request).await,
+                Err(error) => Err(error),
+            };
+            result.unwrap_or_else(|error| error.response())
+        }
+        other => ApiError::internal(format!("{other:?} is not a public route")).response(),
+    }
+}
+
+/// Every authenticated route, to its operation.
+async fn dispatch(
+    shared: &App,
+    caller: &Caller,
+    request: &Request<'_>,
+) -> Result<HttpResponse, ApiError> {
+    let ok = request.matched.route.ok;
+    match request.matched.route.operation {
+        Operation::OpenApi | Operation::Login => Err(ApiError::internal("a public route")),
+        Operation::Logout => answer(ok, accounts::logout(shared, caller).await),
+        Operation::ServerStatus => answer(ok, Ok(server::status(shared))),
+        Operation::Reload => answer(ok, server::reload(shared, caller, request.body()?).await),
+        Operation::RenewCertificates => {
+            answer(ok, server::renew(shared, caller, request.body()?).await)
+        }
+        Operation::CaStatus => answer(ok, ca::status(shared).await),
+        Operation::CaRotate => answer(ok, ca::rotate(shared, caller).await),
+        Operation::CaSwitch => answer(ok, ca::switch(shared, caller, request.body()?).await),
+        Operation::CaAbort => answer(ok, ca::abort(shared, caller, request.body()?).await),
+        Operation::KeyStatus => answer(ok, agreement::status(shared).await),
+        Operation::KeyRotate => answer(ok, agreement::rotate(shared, caller).await),
+        Operation::KeySwitch => {
+            answer(ok, agreement::switch(shared, caller, request.body()?).await)
+        }
+        Operation::KeyAbort => answer(ok, agreement::abort(shared, caller, request.body()?).await),
+        Operation::Groups => answer(ok, groups::list(shared).await),
+        Operation::GroupCreate => answer(
+            ok,
+            groups::create(shared, caller, request.required()?).await,
+        ),
+        Operation::Group => answer(ok, groups::get(shared, request.param("id")).await),
+        Operation::GroupUpdate => answer(
+            ok,
+            groups::update(shared, caller, request.param("id"), request.required()?).await,
+        ),
+        Operation::GroupDelete => answer(
+            ok,
+            groups::delete(shared, caller, request.param("id")).await,
+        ),
+        Operation::GroupMove => answer(
+            ok,
+            groups::move_group(shared, caller, request.param("id"), request.required()?).await,
+        ),
+        Operation::GroupExport => answer(
+            ok,
+            groups::export_settings(shared, caller, request.param("id"), request.body()?).await,
+        ),
+        Operation::ServerLists => answer(ok, serverlists::list(shared).await),
+        Operation::ServerListCreate => answer(
+            ok,
+            serverlists::create(shared, caller, request.required()?).await,
+        ),
+        Operation::ServerList => answer(ok, serverlists::get(shared, request.param("name")).await),
+        Operation::ServerListDelete => answer(
+            ok,
+            serverlists::delete(shared, caller, request.param("name")).await,
+        ),
+        Operation::ServerListCopy => answer(
+            ok,
+            serverlists::copy(shared, caller, request.param("name"), request.required()?).await,
+        ),
+        Operation::Agents => answer(ok, agents::list(shared, request.query()?).await),
+        Operation::Agent => answer(ok, agents::get(shared, request.param("id")).await),
+        Operation::AgentsMove => answer(
+            ok,
+            agents::move_agents(shared, caller, request.required()?).await,
+        ),
+        Operation::AgentsDelete => answer(
+            ok,
+            agents::delete(shared, caller, request.required()?).await,
+        ),
+        Operation::Tokens => answer(ok, tokens::list(shared).await),
+        Operation::TokenCreate => answer(
+            ok,
+            tokens::create(shared, caller, request.required()?).await,
+        ),
+        Operation::TokenRevoke => answer(
+            ok,
+            tokens::revoke(shared, caller, request.param("id")).await,
+        ),
+        Operation::Accounts => answer(ok, accounts::list(shared).await),
+        Operation::AccountCreate => answer(
+            ok,
+            accounts::create(shared, caller, request.required()?).await,
+        ),
+        Operation::AccountDelete => answer(
+            ok,
+            accounts::delete(shared, caller, request.param("name")).await,
+        ),
+        Operation::AccountPassword => answer(
+            ok,
+            accounts::set_password(shared, caller, request.param("name"), request.required()?)
+                .await,
+        ),
+        Operation::AccountDisable => answer(
+            ok,
+            accounts::set_disabled(shared, caller, request.param("name"), true).await,
+        ),
+        Operation::AccountEnable => answer(
+            ok,
+            accounts::set_disabled(shared, caller, request.param("name"), false).await,
+        ),
+        Operation::AccountRevoke => answer(
+            ok,
+            accounts::revoke_sessions(shared, caller, request.param("name")).await,
+        ),
+        Operation::Audit => answer(ok, audit::list(shared, request.query()?).await),
+        Operation::Readiness => answer(ok, harden::readiness(shared, request.query()?).await),
+        Operation::Hellos => answer(ok, harden::hellos(shared).await),
+        Operation::Plan => answer(ok, harden::plan(shared, request.required()?).await),
+        Operation::HardenStatus => answer(ok, harden::status(shared).await),
+        Operation::HardenStage => {
+            answer(ok, harden::stage(shared, caller, request.required()?).await)
+        }
+        Operation::HardenApply => {
+            answer(ok, harden::apply(shared, caller, request.required()?).await)
+        }
+        Operation::HardenCleanup => {
+            answer(ok, harden::cleanup(shared, caller, request.body()?).await)
+        }
+        Operation::Rollback => answer(ok, harden::rollback(shared, caller, request.body()?).await),
+    }
+}
+
+/// `POST /login`: a session for an account whose password matches, limited per account and
+/// address.
+async fn login(
+    shared: &App,
+    peer: SocketAddr,
+    request: LoginRequest,
+) -> Result<HttpResponse, ApiError> {
+    let LoginRequest { user, password } = request;
     if user.chars().count() > crate::auth::MAX_USER_CHARS {
         return Err(ApiError::bad_request("'user' is too long"));
     }
@@ -346,14 +459,14 @@ async fn login(shared: &App, peer: SocketAddr, body: &Bytes) -> ApiResult {
         }
         Err(error) => return Err(error.into()),
     }
-    Ok(json_response(
+    Ok(typed_response(
         StatusCode::OK,
-        &json!({
-            "token": token,
-            "user": account.name,
-            "role": account.role,
-            "expires": wire::time(expires_ms),
-        }),
+        &LoginAnswer {
+            token,
+            user: account.name.clone(),
+            role: render::stored_role(&account.role),
+            expires: render::time(expires_ms),
+        },
     ))
 }
 

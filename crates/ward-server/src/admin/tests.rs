@@ -44,27 +44,37 @@ fn an_unknown_account_costs_a_password_check_too() {
     }
 }
 
-fn request(method: &str, path: &str, body: &str) -> Authorized {
-    let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    Authorized {
-        caller: Caller {
-            name: "table".into(),
-            role: Role::Admin,
-            session: None,
-        },
-        method: method.parse().unwrap(),
-        segments: path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(percent_decode)
-            .collect(),
-        query: query.to_string(),
-        body: Bytes::from(body.to_string()),
-    }
-}
-
+/// A request to the admin API as the local admin, in process: routed by ward-api's table,
+/// dispatched to the operation, answered.
 async fn call(app: &App, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let response = route(app, &request(method, path, body)).await;
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let caller = Caller {
+        name: "table".into(),
+        role: Role::Admin,
+        session: None,
+    };
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
+    let body = Bytes::from(body.to_string());
+    let response = match ward_api::route(method, &segments) {
+        Ok(matched) => {
+            let request = Request {
+                matched,
+                query,
+                body: &body,
+            };
+            dispatch(app, &caller, &request)
+                .await
+                .unwrap_or_else(|error| error.response())
+        }
+        Err(Unrouted::NotFound) => {
+            error_response(StatusCode::NOT_FOUND, "not_found", "no such resource")
+        }
+        Err(Unrouted::MethodNotAllowed(allow)) => method_not_allowed(&allow),
+    };
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (

@@ -16,11 +16,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use hyper::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
+use ward_api::server::{
+    Acknowledgement, CaDescription, CaStatus, GuardedRequest, SwitchAnswer, Unacknowledged,
+};
+use ward_api::tls::GuardPlan;
 use ward_tls::pki;
 
-use crate::api::{blocking, json_response, ApiError, HttpResponse};
+use crate::api::{blocking, ApiError};
 use crate::auth::Caller;
 use crate::commit::{self, FollowUp};
 use crate::config::Role;
@@ -89,7 +92,7 @@ impl Ctx {
 }
 
 /// A CA file described: fingerprint, subject, expiry. `None` when the file is absent.
-fn describe(path: &Path) -> Option<Value> {
+fn describe(path: &Path) -> Option<CaDescription> {
     let pem = std::fs::read(path).ok()?;
     let cert = openssl::x509::X509::from_pem(&pem).ok()?;
     let subject = cert
@@ -97,13 +100,13 @@ fn describe(path: &Path) -> Option<Value> {
         .entries_by_nid(openssl::nid::Nid::COMMONNAME)
         .next()
         .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned());
-    Some(json!({
-        "file": path.display().to_string(),
-        "fingerprint": pki::certificate_fingerprints(&pem).into_iter().next(),
-        "subject": subject,
-        "not_after": cert.not_after().to_string(),
-        "days_left": pki::seconds_left(&cert).ok().map(|s| s / 86_400),
-    }))
+    Some(CaDescription {
+        file: path.display().to_string(),
+        fingerprint: pki::certificate_fingerprints(&pem).into_iter().next(),
+        subject,
+        not_after: cert.not_after().to_string(),
+        days_left: pki::seconds_left(&cert).ok().map(|s| s / 86_400),
+    })
 }
 
 /// A file of the data dir that must be there.
@@ -123,22 +126,27 @@ fn openssl_error(e: openssl::error::ErrorStack) -> ApiError {
 }
 
 /// Where a rotation stands: the CAs, and which agents report trusting the next one.
-fn status_json(ctx: &Ctx) -> Result<Value, ApiError> {
+fn status_of(ctx: &Ctx) -> Result<CaStatus, ApiError> {
     let data = &ctx.data;
-    let mut answer = json!({
-        "current": describe(&data.ca_cert()),
-        "next": describe(&data.ca_next_cert()),
-        "previous": describe(&data.ca_previous_cert()),
-        "under_way": data.ca_next_cert().exists(),
-        "agents_told": ctx.told(),
-    });
-    if !data.ca_next_cert().exists() {
-        return Ok(answer);
+    let mut status = CaStatus {
+        current: describe(&data.ca_cert()),
+        next: describe(&data.ca_next_cert()),
+        previous: describe(&data.ca_previous_cert()),
+        under_way: data.ca_next_cert().exists(),
+        agents_told: ctx.told(),
+        acknowledgement: None,
+        agents_bumped: None,
+        resent: None,
+        aborted: None,
+        dry_run: None,
+        lost: None,
+    };
+    if !status.under_way {
+        return Ok(status);
     }
     let next = fingerprint(&data.ca_next_cert())?;
-    acknowledgement(
+    status.acknowledgement = Some(acknowledgement(
         &*ctx.store,
-        &mut answer,
         |agent| agent.trusts_ca(&next),
         |agent| {
             if agent.trusted_cas.is_none() {
@@ -149,40 +157,40 @@ fn status_json(ctx: &Ctx) -> Result<Value, ApiError> {
                  settings yet)"
             }
         },
-    )?;
-    Ok(answer)
+    )?);
+    Ok(status)
 }
 
-/// Fills a rotation's status in `answer`: how many agents have acknowledged (`acked`), how
-/// many have not, and those listed by id with `why` (simulated agents, a rehearsal's
-/// leftovers, are counted apart: they block nothing).
+/// A rotation's acknowledgement: how many agents have acknowledged, how many have not, and
+/// those listed by id with `why` (simulated agents, a rehearsal's leftovers, are counted
+/// apart: they block nothing).
 pub(super) fn acknowledgement(
     store: &dyn ward_store::Store,
-    answer: &mut Value,
     acked: impl Fn(&ward_store::AgentTls) -> bool,
     why: impl Fn(&ward_store::AgentTls) -> &'static str,
-) -> Result<(), ApiError> {
+) -> Result<Acknowledgement, ApiError> {
     let agents = store.agents_tls()?;
     let (waiting, simulated) = waiting(&agents, acked);
     let tree = crate::ops::tree_of(store)?;
-    answer["agents"] = json!(agents.len());
-    answer["acknowledged"] = json!(agents.len() - waiting.len() - simulated);
-    answer["waiting"] = json!(waiting.len());
-    answer["simulated_ignored"] = json!(simulated);
-    answer["not_acknowledged"] = waiting
-        .iter()
-        .take(LISTED)
-        .map(|agent| {
-            json!({
-                "id": agent.id,
-                "group": tree.path(agent.group),
-                "last_checkin": agent.last_checkin_ms.map(crate::api::time),
-                "channel": agent.https.map(|https| if https { "https" } else { "http" }),
-                "why": why(agent),
+    Ok(Acknowledgement {
+        agents: agents.len(),
+        acknowledged: agents.len() - waiting.len() - simulated,
+        waiting: waiting.len(),
+        simulated_ignored: simulated,
+        not_acknowledged: waiting
+            .iter()
+            .take(LISTED)
+            .map(|agent| Unacknowledged {
+                id: agent.id.clone(),
+                group: tree.path(agent.group),
+                last_checkin: agent.last_checkin_ms.map(crate::api::time),
+                channel: agent
+                    .https
+                    .map(|https| if https { "https" } else { "http" }.to_string()),
+                why: why(agent).to_string(),
             })
-        })
-        .collect();
-    Ok(())
+            .collect(),
+    })
 }
 
 /// The agents that have not acknowledged (simulated ones apart), by id, and how many
@@ -204,13 +212,10 @@ pub(super) fn waiting(
     (waiting, simulated)
 }
 
-/// `GET /api/v1/server/ca`.
-pub async fn status(shared: &App) -> HttpResponse {
+/// `GET /server/ca`.
+pub async fn status(shared: &App) -> Result<CaStatus, ApiError> {
     let ctx = Ctx::of(shared);
-    match blocking(move || status_json(&ctx)).await {
-        Ok(answer) => json_response(StatusCode::OK, &answer),
-        Err(error) => error.response(),
-    }
+    blocking(move || status_of(&ctx)).await
 }
 
 pub(super) fn init_error(error: crate::datadir::InitError) -> ApiError {
@@ -223,7 +228,7 @@ pub(super) fn init_error(error: crate::datadir::InitError) -> ApiError {
 /// verify it. Run again during a rotation, it makes no new CA: it hands the one under way to
 /// every agent again (`"resent": true`). The new CA, its key and the CAs agents are told to
 /// trust are one commit with the serial bumps and the audit entry (see [`crate::commit`]).
-pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
+pub async fn rotate(shared: &App, caller: &Caller) -> Result<CaStatus, ApiError> {
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let ctx = Ctx::of(shared);
     let caller = caller.clone();
@@ -266,28 +271,25 @@ pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
         // Before the bumps: settings of the new serials carry both CAs.
         ctx.tell(&trust);
         let bumped = committed.follow_up(&*ctx.store)?;
-        let mut answer = status_json(&ctx)?;
-        answer["agents_bumped"] = json!(bumped);
-        answer["resent"] = json!(resent);
-        Ok(answer)
+        let mut status = status_of(&ctx)?;
+        status.agents_bumped = Some(bumped);
+        status.resent = Some(resent);
+        Ok(status)
     })
     .await;
     shared.fleet_changed();
-    match result {
-        Ok(answer) => json_response(StatusCode::OK, &answer),
-        Err(error) => error.response(),
-    }
+    result
 }
 
 /// `POST /api/v1/server/ca/abort`: gives up a rotation under way. Nothing the listeners serve
 /// changes (they serve certificates of the current CA until a switch), so no agent can lose
 /// its path: the next CA goes, and every agent's settings carry the current CA only. With
 /// `dry_run`, only says so.
-pub async fn abort(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpResponse {
-    let request = match super::status::GuardedRequest::read(body) {
-        Ok(request) => request,
-        Err(error) => return error.response(),
-    };
+pub async fn abort(
+    shared: &App,
+    caller: &Caller,
+    request: GuardedRequest,
+) -> Result<CaStatus, ApiError> {
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let ctx = Ctx::of(shared);
     let caller = caller.clone();
@@ -302,10 +304,10 @@ pub async fn abort(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpRe
             .then(|| fingerprint(&data.ca_next_cert()))
             .transpose()?;
         if request.dry_run {
-            let mut answer = status_json(&ctx)?;
-            answer["dry_run"] = json!(true);
-            answer["lost"] = json!(0);
-            return Ok(answer);
+            let mut status = status_of(&ctx)?;
+            status.dry_run = Some(true);
+            status.lost = Some(0);
+            return Ok(status);
         }
         let current = read(&data.ca_cert())?;
         let mut files = ward_fs::Commit::new("rotate-ca-abort")
@@ -321,17 +323,14 @@ pub async fn abort(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpRe
         let committed = commit::put_files(data, files, follow_up)?;
         ctx.tell(&current);
         let bumped = committed.follow_up(&*ctx.store)?;
-        let mut answer = status_json(&ctx)?;
-        answer["aborted"] = json!(true);
-        answer["agents_bumped"] = json!(bumped);
-        Ok(answer)
+        let mut status = status_of(&ctx)?;
+        status.aborted = Some(true);
+        status.agents_bumped = Some(bumped);
+        Ok(status)
     })
     .await;
     shared.fleet_changed();
-    match result {
-        Ok(answer) => json_response(StatusCode::OK, &answer),
-        Err(error) => error.response(),
-    }
+    result
 }
 
 fn no_rotation() -> ApiError {
@@ -370,7 +369,11 @@ fn with_staged(
         if let Some((_, staged)) = files.iter().find(|(ward, _)| *ward == resolved) {
             // Relative to the data dir, as the conf file's own paths are (a data dir given
             // as a relative path must not be joined to itself).
-            located.value = staged.strip_prefix(root).unwrap_or(staged).display().to_string();
+            located.value = staged
+                .strip_prefix(root)
+                .unwrap_or(staged)
+                .display()
+                .to_string();
         }
     }
     policy
@@ -380,11 +383,11 @@ fn with_staged(
 /// planned first: 409 `would_cut_off` with each agent that does not trust the new CA and would
 /// lose its last path (nothing changes) unless `accept_cut_off`. Then the files move into
 /// place, the listeners reload, and the settings carry only the new CA.
-pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpResponse {
-    let request = match super::status::GuardedRequest::read(body) {
-        Ok(request) => request,
-        Err(error) => return error.response(),
-    };
+pub async fn switch(
+    shared: &App,
+    caller: &Caller,
+    request: GuardedRequest,
+) -> Result<SwitchAnswer, ApiError> {
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let planning = Planning {
         ctx: Ctx::of(shared),
@@ -394,66 +397,65 @@ pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpR
         serving: Serving::of(shared),
         held: impact::held(shared),
     };
-    let planned = blocking(move || plan_switch(planning, request.dry_run)).await;
-    let (lost, plan) = match planned {
-        Ok(planned) => planned,
-        Err(error) => return error.response(),
-    };
-    if let Some(answer) = request.answer_before(
+    let (lost, plan) = blocking(move || plan_switch(planning, request.dry_run)).await?;
+    let refused = super::server::refuse_if_cut_off(
+        &request,
         "the switch to the new CA",
         "wait until they check in (`ward server rotate-ca status`), give them an HTTP entry",
         lost,
         &plan,
-    ) {
-        if !request.dry_run {
-            let _ = std::fs::remove_dir_all(shared.data.ca_switch_dir());
-        }
-        return answer;
+    );
+    if refused.is_err() {
+        let _ = std::fs::remove_dir_all(shared.data.ca_switch_dir());
     }
-    let accepted = impact::cut_off_ids(&plan);
-    let ctx = Ctx::of(shared);
-    let next = match fingerprint(&shared.data.ca_next_cert()) {
-        Ok(next) => next,
-        Err(error) => return error.response(),
-    };
+    refused?;
+    if request.dry_run {
+        return Ok(SwitchAnswer {
+            switched: false,
+            dry_run: Some(true),
+            plan,
+            ca: None,
+            key: None,
+            removes_key: None,
+        });
+    }
+    let next = fingerprint(&shared.data.ca_next_cert())?;
     let follow_up = FollowUp::new(
         caller,
         "server.ca.switch",
         "ca",
-        json!({"current": next, "cut_off_accepted": accepted}),
+        json!({"current": next, "cut_off_accepted": plan.cut_off_ids()}),
     )
     .bumping_everyone();
     let data = shared.data.clone();
-    let committed = match blocking(move || move_into_place(&data, follow_up)).await {
-        Ok(committed) => committed,
-        Err(error) => return error.response(),
-    };
+    let committed = blocking(move || move_into_place(&data, follow_up)).await?;
     // Only the certificates differ from what serves now (checked by the plan).
     let reloaded = matches!(
         crate::state::reload_checked(shared, None).await,
         Reloaded::Swapped(..)
     );
+    let ctx = Ctx::of(shared);
     let result = blocking(move || {
         ctx.tell(&read(&ctx.data.ca_cert())?);
         committed.follow_up(&*ctx.store)?;
-        status_json(&ctx)
+        status_of(&ctx)
     })
     .await;
     shared.fleet_changed();
     if !reloaded {
-        return ApiError::internal(
+        return Err(ApiError::internal(
             "the new CA's certificates are in place but were not loaded: run `ward server \
              reload`, whose answer says why",
-        )
-        .response();
+        ));
     }
-    match result {
-        Ok(status) => json_response(
-            StatusCode::OK,
-            &json!({"switched": true, "plan": plan, "ca": status}),
-        ),
-        Err(error) => error.response(),
-    }
+    Ok(SwitchAnswer {
+        switched: true,
+        dry_run: None,
+        plan,
+        ca: Some(result?),
+        key: None,
+        removes_key: None,
+    })
 }
 
 /// Stages certificates from the next CA and plans the listeners serving them: (how many
@@ -471,7 +473,7 @@ struct Planning {
     held: std::collections::HashSet<String>,
 }
 
-fn plan_switch(planning: Planning, dry_run: bool) -> Result<(usize, Value), ApiError> {
+fn plan_switch(planning: Planning, dry_run: bool) -> Result<(usize, GuardPlan), ApiError> {
     let Planning {
         ctx,
         config,

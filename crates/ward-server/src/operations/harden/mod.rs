@@ -1,6 +1,7 @@
 //! The hardening engine: TLS readiness of the fleet, plans for a proposed `SSLProtocol`, and
-//! the steps of `ward tls harden` that change the server (stage, apply, rollback), under
-//! `/api/v1/tls/` on the console.
+//! the steps of `ward tls harden` that change the server (stage, apply, rollback, cleanup):
+//! typed operations (ward-api's `tls` requests and answers), the admin API's `/tls/` routes
+//! and the console call them.
 //!
 //! - [`model`]: the decisions, pure and table-tested;
 //! - `readiness`, `plan`: the read-only answers;
@@ -8,7 +9,7 @@
 //!   bumped) and edit the conf files with ward-tls's editor;
 //! - this file: the proposal, the fleet as plans read it, the state of the last harden
 //!   (`<data>/harden/state.json`, written atomically, so an interrupted harden can be resumed
-//!   or rolled back from any admin client), and the routes.
+//!   or rolled back from any admin client).
 
 /// The pure model harden judges with; it lives in [`ward_plan::reach`], where every plan
 /// (the admin API's moves, reload, rollback) asks the same question.
@@ -17,28 +18,28 @@ mod plan;
 mod readiness;
 mod steps;
 
+pub use plan::plan;
+pub use readiness::{hellos, readiness};
+pub use steps::{apply, cleanup, rollback, stage};
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use bytes::Bytes;
-use hyper::{Method, StatusCode};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::json;
+use ward_api::tls::{HardenStatus, ListenerChoice, TlsChange as ChangeRequest};
 use ward_fleet::serverlist::{self, Protocol};
 use ward_fleet::{Group, GroupId, OwnSettings, ServerList};
 use ward_store::{Change, Mutation, Store};
 use ward_tls::edit::{self, EditOutcome};
 use ward_tls::protocol::ProtocolDecision;
 
-use crate::api::{
-    blocking, json_response, object, only_keys, query_pairs, string, ApiError, ApiResult,
-    HttpResponse,
-};
+use crate::api::{blocking, ApiError};
 use crate::auth::Caller;
 use crate::config::Role;
-use crate::impact::{agent_json, facts, fill_hostnames, held, Fleet};
+use crate::impact::render::{agent_line, fill_hostnames};
+use crate::impact::{facts, held, Fleet};
 use crate::ops::{audit, create_group, find_group, tree_of};
 use crate::state::App;
 use model::{Risk, Verdict};
@@ -52,63 +53,9 @@ pub const LEGACY_NAME: &str = "Legacy TLS";
 /// Agents listed per category in a plan or readiness answer, unless the caller asks.
 const DEFAULT_LIMIT: usize = 1000;
 
-/// The last step a harden finished (`staged`, `applied`, `rolled_back` in the state file).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    #[default]
-    Staged,
-    Applied,
-    RolledBack,
-}
-
-/// What `ward tls harden` did last, kept across restarts.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct HardenState {
-    /// The `SSLProtocol` words harden sets (empty when it sets none).
-    pub protocol: String,
-    /// The `SSLCipherSuite` list it sets, if any.
-    #[serde(default)]
-    pub cipher_suite: Option<String>,
-    /// The `SSLCipherSuite TLSv1.3` list it sets, if any.
-    #[serde(default)]
-    pub cipher_suite_tls13: Option<String>,
-    /// The certificate and key files it puts in place, if any.
-    #[serde(default)]
-    pub certificate: Option<(String, String)>,
-    /// `clients`, `console` or `all`.
-    pub listener: String,
-    pub legacy_group: Option<String>,
-    pub legacy_name: String,
-    pub step: Step,
-    pub started_ms: i64,
-    pub updated_ms: i64,
-    pub applied_ms: Option<i64>,
-    /// Agents moved by staging, and where from.
-    pub moved: Vec<Moved>,
-    /// The conf files as they were before the last harden that changed them.
-    pub originals: Vec<Original>,
-    /// Copies taken by an apply that has not finished: written before the first edit, so a
-    /// crash mid-apply leaves the way back on record (rollback uses them, `--resume` keeps
-    /// them as the originals).
-    #[serde(default)]
-    pub applying: Vec<Original>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Moved {
-    pub agent: String,
-    pub from: GroupId,
-    pub to: GroupId,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Original {
-    /// The conf file.
-    pub file: PathBuf,
-    /// A copy of its bytes before the harden, in the harden dir.
-    pub saved: PathBuf,
-}
+/// What `ward tls harden` did last, kept across restarts (its shape is ward-api's, so the
+/// admin API answers it as it is).
+pub use ward_api::tls::{HardenState, Moved, Original, Step};
 
 fn state_path(root: &Path) -> PathBuf {
     root.join("harden").join("state.json")
@@ -155,19 +102,6 @@ pub struct Proposal {
     pub roles: Vec<Role>,
     pub listener: String,
 }
-
-/// The keys of a request body that make a [`Proposal`].
-const PROPOSAL_KEYS: &[&str] = &[
-    "protocol",
-    "cipher_suite",
-    "cipher_suite_tls13",
-    "certificate",
-    "key",
-    "preset",
-    "conf",
-    "conf_name",
-    "listener",
-];
 
 fn roles_of(listener: &str) -> Result<Vec<Role>, ApiError> {
     Ok(match listener {
@@ -221,34 +155,35 @@ impl Proposal {
         })
     }
 
-    /// From a request body: `protocol`, `cipher_suite`, `cipher_suite_tls13`, `certificate`
-    /// and `key`, `preset`, or `conf` (a whole file's text, with `conf_name`), and `listener`.
-    fn from_body(body: &Map<String, Value>) -> Result<Proposal, ApiError> {
+    /// From a request: `protocol`, `cipher_suite`, `cipher_suite_tls13`, `certificate` and
+    /// `key`, `preset`, or `conf` (a whole file's text, with `conf_name`), and `listener`.
+    pub fn from_request(request: ChangeRequest) -> Result<Proposal, ApiError> {
         let certificate =
-            match (string(body, "certificate")?, string(body, "key")?) {
+            match (request.certificate, request.key) {
                 (Some(certificate), Some(key)) => Some(CertificatePair { certificate, key }),
                 (None, None) => None,
                 _ => return Err(ApiError::bad_request(
                     "'certificate' and 'key' go together (the certificate file and its key file)",
                 )),
             };
-        let conf = match string(body, "conf")? {
-            Some(text) => Some((
-                string(body, "conf_name")?.unwrap_or_else(|| "(proposed conf)".into()),
+        let conf = request.conf.map(|text| {
+            (
+                request
+                    .conf_name
+                    .unwrap_or_else(|| "(proposed conf)".into()),
                 text,
-            )),
-            None => None,
-        };
+            )
+        });
         let change = TlsChange {
-            protocol: string(body, "protocol")?,
-            cipher_suite: string(body, "cipher_suite")?,
-            cipher_suite_tls13: string(body, "cipher_suite_tls13")?,
+            protocol: request.protocol,
+            cipher_suite: request.cipher_suite,
+            cipher_suite_tls13: request.cipher_suite_tls13,
             certificate,
-            preset: string(body, "preset")?,
+            preset: request.preset,
             conf,
         };
-        let listener = string(body, "listener")?.unwrap_or_else(|| "all".into());
-        Proposal::of(change, &listener)
+        let listener = request.listener.unwrap_or(ListenerChoice::All);
+        Proposal::of(change, listener.name())
     }
 
     /// Each listener it touches, with the policy it would run there: the running policy with
@@ -322,30 +257,25 @@ impl Proposal {
     }
 }
 
-fn offline_intervals(body: &Map<String, Value>) -> Result<u32, ApiError> {
-    match body.get("offline_intervals") {
-        None | Some(Value::Null) => Ok(OFFLINE_INTERVALS),
-        Some(value) => value
-            .as_u64()
-            .filter(|n| (1..=1000).contains(n))
-            .map(|n| n as u32)
-            .ok_or_else(|| ApiError::bad_request("offline_intervals: a number from 1 to 1000")),
+/// The offline threshold a request gives, in check-in intervals (1 to 1000, 3 by default).
+fn offline_intervals(given: Option<u32>) -> Result<u32, ApiError> {
+    match given {
+        None => Ok(OFFLINE_INTERVALS),
+        Some(n) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(
+            "offline_intervals: a number from 1 to 1000",
+        )),
     }
 }
 
-fn limit(body: &Map<String, Value>) -> Result<usize, ApiError> {
-    match body.get("limit") {
-        None | Some(Value::Null) => Ok(DEFAULT_LIMIT),
-        Some(value) => value
-            .as_u64()
-            .map(|n| n.min(10_000_000) as usize)
-            .ok_or_else(|| ApiError::bad_request("limit: a number")),
-    }
+/// Agents listed per category, as a request gives it.
+fn limit(given: Option<u64>) -> usize {
+    given.map_or(DEFAULT_LIMIT, |n| n.min(10_000_000) as usize)
 }
 
-/// `GET /api/v1/tls/harden`: the last harden's state, and of the agents it moved, which have
+/// `GET /tls/harden`: the last harden's state, and of the agents it moved, which have
 /// acknowledged their new settings (`acknowledged`) and which have not (`unacknowledged`).
-async fn harden_state(shared: &App) -> ApiResult {
+pub async fn status(shared: &App) -> Result<HardenStatus, ApiError> {
     let state = read_state(shared.data.root())?;
     let store = shared.store.clone();
     let moved: Vec<String> = state
@@ -363,36 +293,9 @@ async fn harden_state(shared: &App) -> ApiResult {
         Ok((yes, no))
     })
     .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"state": state, "acknowledged": acknowledged, "unacknowledged": unacknowledged}),
-    ))
-}
-
-pub async fn route(
-    shared: &App,
-    caller: &Caller,
-    method: &Method,
-    segments: &[&str],
-    query: &str,
-    body: &Bytes,
-) -> Option<ApiResult> {
-    let result = match (segments, method) {
-        (["tls", "readiness"], &Method::GET) => readiness::readiness(shared, query).await,
-        (["tls", "hellos"], &Method::GET) => readiness::hellos(shared).await,
-        (["tls", "plan"], &Method::POST) => plan::plan(shared, body).await,
-        (["tls", "harden"], &Method::GET) => harden_state(shared).await,
-        (["tls", "harden", "stage"], &Method::POST) => steps::stage(shared, caller, body).await,
-        (["tls", "harden", "apply"], &Method::POST) => steps::apply(shared, caller, body).await,
-        (["tls", "rollback"], &Method::POST) => steps::rollback(shared, caller, body).await,
-        (["tls", "harden", "cleanup"], &Method::POST) => steps::cleanup(shared, caller, body).await,
-        (["tls", ..], _) => Err(ApiError::client(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "GET /tls/readiness, GET /tls/hellos, POST /tls/plan, GET /tls/harden, POST /tls/harden/stage, POST \
-             /tls/harden/apply, POST /tls/harden/cleanup, POST /tls/rollback",
-        )),
-        _ => return None,
-    };
-    Some(result)
+    Ok(HardenStatus {
+        state,
+        acknowledged,
+        unacknowledged,
+    })
 }

@@ -4,22 +4,32 @@
 //! plan and steps, the reload guard and rollback all ask [`exact`].
 //!
 //! Blocking (OpenSSL and the store): call it inside `api::blocking`.
+//!
+//! Split by job: [`fleet`] reads the fleet and replays hellos, [`judge`] judges it (pure,
+//! table-tested), [`render`] turns verdicts into ward-api's answers; this module builds the
+//! proposed contexts and answers the guards (a typed refusal the front ends render).
+
+pub(crate) mod fleet;
+pub(crate) mod judge;
+pub(crate) mod render;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use openssl::ssl::SslContext;
 use openssl::x509::X509;
-use serde_json::{json, Value};
-use ward_fleet::{GroupId, ServerList, Tree};
-use ward_plan::reach::{self, AgentFacts, Capability, Clients, GroupFacts, Risk, Verdict, Via};
+use ward_api::tls::{GuardPlan, PeerLine};
+use ward_fleet::GroupId;
+use ward_plan::reach::{self, Clients};
 use ward_store::{AgentTls, Store, StoredHello};
-use ward_tls::{ProtocolSet, TlsPolicy, TlsVersion, VersionRange};
+use ward_tls::{TlsPolicy, VersionRange};
 
 use crate::api::ApiError;
 use crate::config::Role;
-use crate::ops::tree_of;
 use crate::state::{App, Check, Checked};
+
+pub(crate) use fleet::{facts, held, Fleet};
+pub(crate) use judge::{assess, Assessment};
 
 /// Default: an agent silent for more than this many check-in intervals counts as offline.
 pub const OFFLINE_INTERVALS: u32 = 3;
@@ -129,7 +139,7 @@ pub(crate) fn exact_moved(
 }
 
 /// [`exact`], and every other peer seen on a planned listener since `peers_since_ms`
-/// judged by its replayed hello ([`peers_json`]), from one read of the kept hellos.
+/// judged by its replayed hello ([`judge_peers`]), from one read of the kept hellos.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn exact_with_peers(
     store: &dyn Store,
@@ -140,11 +150,11 @@ pub(crate) fn exact_with_peers(
     held: HashSet<String>,
     now: i64,
     peers_since_ms: i64,
-) -> Result<(Impact, Vec<Value>), ApiError> {
+) -> Result<(Impact, Vec<PeerLine>), ApiError> {
     let fleet = Fleet::read(store, intervals, held)?;
     let hellos = store.client_hellos()?;
     let impact = judge_planned(fleet, &hellos, root, running, planned, &HashMap::new(), now)?;
-    let peers = peers_json(store, &hellos, &impact.contexts, peers_since_ms)?;
+    let peers = judge_peers(store, &hellos, &impact.contexts, peers_since_ms)?;
     Ok((impact, peers))
 }
 
@@ -193,7 +203,7 @@ fn judge_planned(
         range,
         moves,
         now,
-        |fleet| match clients {
+        |fleet: &Fleet| match clients {
             Some(policy) => untrusted_hosts(root, running, policy, fleet),
             None => Ok(Untrusted::default()),
         },
@@ -268,7 +278,10 @@ pub(crate) fn reload_check(app: &App, accept_cut_off: bool, dry_run: bool) -> Ch
             // Not knowing who it would cut off, it cuts nobody off unless told to.
             Err(error) => Checked {
                 swap: !dry_run && accept_cut_off,
-                report: Some(json!({"plan_failed": error.message})),
+                report: Some(GuardPlan {
+                    plan_failed: Some(error.message),
+                    ..GuardPlan::default()
+                }),
             },
         }
     })
@@ -303,7 +316,7 @@ pub(crate) fn guard(
     moves: &HashMap<String, GroupId>,
     held: HashSet<String>,
     now: i64,
-) -> Result<(usize, Value), ApiError> {
+) -> Result<(usize, GuardPlan), ApiError> {
     // The fleet and the kept hellos are read once, and judged twice: as it is, and after.
     let fleet = Fleet::read(store, OFFLINE_INTERVALS, held)?;
     let hellos = store.client_hellos()?;
@@ -318,102 +331,10 @@ pub(crate) fn guard(
         |_| Ok(Untrusted::default()),
     )?;
     let after = judge_planned(fleet, &hellos, root, running, planned, moves, now)?;
-    let peers = peers_json(store, &hellos, &after.contexts, now - 86_400_000)?;
-    let (lost, mut report) = lost_json(&before, &after, peers, now);
-    fill_hostnames(store, &mut report, &["cut_off"])?;
-    Ok((lost, report))
-}
-
-/// The ids of the agents a guard's report lists as cut off: what an audit entry names when
-/// an admin accepted the cut-off.
-pub(crate) fn cut_off_ids(report: &Value) -> Vec<Value> {
-    report["cut_off"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|line| line["id"].clone())
-        .collect()
-}
-
-/// The agents `after` flags that `before` did not (they lose their last path), listed with
-/// their reasons: (how many, the report).
-fn lost_json(before: &Impact, after: &Impact, peers: Vec<Value>, now: i64) -> (usize, Value) {
-    let flagged_before: HashSet<&str> = before
-        .assessment
-        .flagged
-        .iter()
-        .map(|(index, _)| before.fleet.agents[*index].id.as_str())
-        .collect();
-    let lost: Vec<&(usize, Verdict)> = after
-        .assessment
-        .flagged
-        .iter()
-        .filter(|(index, _)| !flagged_before.contains(after.fleet.agents[*index].id.as_str()))
-        .collect();
-    let distrusting = lost
-        .iter()
-        .filter(|(index, _)| {
-            let agent = &after.fleet.agents[*index];
-            let group = after.fleet.group_facts(agent.group);
-            after.clients_for(agent).distrust(group.list).is_some()
-        })
-        .count();
-    let lines: Vec<Value> = lost
-        .iter()
-        .take(1000)
-        .map(|(index, verdict)| {
-            let mut line = agent_line(after, *index, verdict, now);
-            line["verdict"] = json!(verdict.name());
-            line
-        })
-        .collect();
-    let mut message = format!(
-        "{} agent(s) would lose their last working path to the server",
-        lost.len()
-    );
-    if distrusting > 0 {
-        message.push_str(&format!(
-            "; {distrusting} agents do not trust this certificate ({})",
-            after
-                .untrusted
-                .default
-                .iter()
-                .map(|(host, why)| format!("{host}: {why}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
-    }
-    let cut_peers = peers.iter().filter(|p| p["verdict"] == "cut_off").count();
-    (
-        lost.len(),
-        json!({
-            "lost": lost.len(),
-            "untrusting": distrusting,
-            "message": message,
-            "cut_off": lines,
-            "untrusted_certificate": after.untrusted.default,
-            "counts": impact_json(after, 0, now)["counts"],
-            "peers": peers,
-            "peers_cut_off": cut_peers,
-        }),
-    )
-}
-
-/// One agent's line with its reason, as plans list it.
-fn agent_line(impact: &Impact, index: usize, verdict: &Verdict, now: i64) -> Value {
-    let fleet = &impact.fleet;
-    let agent = &fleet.agents[index];
-    let facts = facts(fleet, agent, now);
-    let group = fleet.group_facts(agent.group);
-    let mut line = agent_json(fleet, agent, &facts);
-    let mut reason = reach::explain(&facts, group, impact.clients_for(agent), verdict);
-    // The replay's own words: what the stack offers, and why OpenSSL refuses it.
-    if let Some(refusal) = agent.hello.as_ref().and_then(|h| fleet.refusals.get(h)) {
-        reason.push_str(": ");
-        reason.push_str(refusal);
-    }
-    line["reason"] = json!(reason);
-    line
+    let peers = judge_peers(store, &hellos, &after.contexts, now - 86_400_000)?;
+    let (lost, mut plan) = render::guard_plan(&before, &after, peers, now);
+    render::fill_hostnames(store, &mut [&mut plan.cut_off])?;
+    Ok((lost, plan))
 }
 
 /// The hosts of HTTPS entries with certificate checks that the running certificate names
@@ -494,250 +415,15 @@ fn untrusted_hosts(
     Ok(untrusted)
 }
 
-/// The fleet as the plan reads it: the tree, the lists, every agent's TLS facts, and what
-/// each group gives its agents.
-#[derive(Clone)]
-pub(crate) struct Fleet {
-    pub tree: Tree,
-    pub lists: Vec<ServerList>,
-    pub agents: Vec<AgentTls>,
-    /// Per group: index into `lists` of its effective list, and the offline threshold.
-    pub groups: HashMap<GroupId, (Option<usize>, i64)>,
-    /// Push agents connected right now.
-    pub held: HashSet<String>,
-    /// Per agent stack (ClientHello fingerprint): whether its real hello, replayed through
-    /// the proposed clients listener, is served. Empty when nothing is replayed.
-    pub replayed: HashMap<std::sync::Arc<str>, bool>,
-    /// Per agent stack refused by the replay: what it offers and OpenSSL's reason.
-    pub refusals: HashMap<std::sync::Arc<str>, String>,
-    /// The offline threshold, in check-in intervals.
-    pub intervals: u32,
-    /// Judge every agent as if it had acknowledged its settings (a fleet edit asks whether
-    /// the new settings give a path, not whether the agent has them yet).
-    pub acknowledged: bool,
-}
-
-/// Per group: index into `lists` of its effective list, and the offline threshold.
-fn index(
-    tree: &Tree,
-    lists: &[ServerList],
-    intervals: u32,
-) -> HashMap<GroupId, (Option<usize>, i64)> {
-    tree.effective_all()
-        .into_iter()
-        .map(|(id, effective)| {
-            let list = lists.iter().position(|l| l.name == effective.server_list);
-            let cycle = (effective.interval + effective.randomize).as_millis() as i64;
-            (id, (list, cycle.saturating_mul(intervals as i64)))
-        })
-        .collect()
-}
-
-impl Fleet {
-    pub fn read(
-        store: &dyn Store,
-        intervals: u32,
-        held: HashSet<String>,
-    ) -> Result<Fleet, ApiError> {
-        let tree = tree_of(store)?;
-        let lists = store.server_lists()?;
-        let agents = store.agents_tls()?;
-        let groups = index(&tree, &lists, intervals);
-        Ok(Fleet {
-            tree,
-            lists,
-            agents,
-            groups,
-            held,
-            replayed: HashMap::new(),
-            refusals: HashMap::new(),
-            intervals,
-            acknowledged: false,
-        })
-    }
-
-    /// The fleet as it would be with `tree` (a group's settings or place changed).
-    pub fn with_tree(&mut self, tree: Tree) {
-        self.groups = index(&tree, &self.lists, self.intervals);
-        self.tree = tree;
-    }
-
-    /// Replays every agent stack's kept ClientHello through `proposed` (the clients listener
-    /// as the proposal would build it): the exact evidence of [`reach::AgentFacts::replayed`].
-    pub fn replay(&mut self, hellos: &[StoredHello], proposed: &openssl::ssl::SslContextRef) {
-        // Each stack once, keyed by the agents' own shared string (one pass over the agents).
-        let wanted: HashMap<&str, &std::sync::Arc<str>> = self
-            .agents
-            .iter()
-            .filter_map(|a| a.hello.as_ref().map(|h| (&**h, h)))
-            .collect();
-        if wanted.is_empty() {
-            return;
-        }
-        let mut replayed = HashMap::new();
-        let mut refusals = HashMap::new();
-        for hello in hellos {
-            if let Some(key) = wanted.get(hello.digest.as_str()) {
-                let verdict = ward_tls::replay::replay(proposed, &hello.bytes);
-                if let ward_tls::replay::Verdict::Refused { reason } = &verdict {
-                    refusals.insert(
-                        std::sync::Arc::clone(key),
-                        refused_words(&hello.bytes, reason),
-                    );
-                }
-                replayed.insert(std::sync::Arc::clone(key), verdict.served());
-            }
-        }
-        self.replayed = replayed;
-        self.refusals = refusals;
-    }
-
-    pub fn group_facts(&self, group: GroupId) -> GroupFacts<'_> {
-        let (list, offline_after_ms) = self.groups.get(&group).copied().unwrap_or((None, 0));
-        GroupFacts {
-            list: list.map(|i| &self.lists[i]),
-            offline_after_ms,
-        }
-    }
-}
-
-pub(crate) fn facts(fleet: &Fleet, agent: &AgentTls, now: i64) -> AgentFacts {
-    // A push agent whose check-in the server holds is connected: not silent at all.
-    let silent_ms = if !fleet.held.is_empty() && fleet.held.contains(&agent.id) {
-        0
-    } else {
-        now - agent.last_checkin_ms.unwrap_or(agent.enrolled_ms)
-    };
-    AgentFacts {
-        group: agent.group,
-        capability: Capability::of(
-            version_set(agent.versions),
-            agent.negotiated.and_then(rank_version),
-        ),
-        pending: !fleet.acknowledged && agent.acked_serial < agent.serial,
-        silent_ms,
-        replayed: agent
-            .hello
-            .as_ref()
-            .and_then(|hello| fleet.replayed.get(hello).copied()),
-    }
-}
-
-/// The store's rank bits (bit 0 `TLSv1` ... bit 3 `TLSv1.3`) as a set.
-pub(crate) fn version_set(bits: u8) -> ProtocolSet {
-    TlsVersion::ALL
-        .into_iter()
-        .enumerate()
-        .filter(|(index, _)| bits & (1 << index) != 0)
-        .map(|(_, version)| version)
-        .collect()
-}
-
-/// The store's rank (1 `TLSv1` ... 4 `TLSv1.3`) as a version.
-pub(crate) fn rank_version(rank: u8) -> Option<TlsVersion> {
-    TlsVersion::ALL
-        .get(usize::from(rank).checked_sub(1)?)
-        .copied()
-}
-
-/// Fills in `"hostname"` of every agent line in `arrays` of `value`, in one store read.
-pub(crate) fn fill_hostnames(
-    store: &dyn Store,
-    value: &mut Value,
-    arrays: &[&str],
-) -> Result<(), ApiError> {
-    let ids: Vec<String> = arrays
-        .iter()
-        .flat_map(|key| value[*key].as_array().into_iter().flatten())
-        .filter_map(|line| line["id"].as_str().map(str::to_string))
-        .collect();
-    let names = store.hostnames(&ids)?;
-    for key in arrays {
-        for line in value[*key].as_array_mut().into_iter().flatten() {
-            let name = line["id"].as_str().and_then(|id| names.get(id)).cloned();
-            line["hostname"] = json!(name);
-        }
-    }
-    Ok(())
-}
-
-/// The agents whose push check-in is held right now.
-pub(crate) fn held(shared: &App) -> HashSet<String> {
-    shared.held.snapshot()
-}
-
-/// One agent's line in a plan or readiness answer.
-pub(crate) fn agent_json(fleet: &Fleet, agent: &AgentTls, facts: &AgentFacts) -> Value {
-    json!({
-        "id": agent.id,
-        "group": fleet.tree.path(agent.group),
-        "highest": facts.capability.highest().map(|v| v.name()),
-        "versions": facts.capability.versions.iter().map(|v| v.name()).collect::<Vec<_>>(),
-        "knowledge": facts.capability.knowledge.name(),
-        "channel": agent.https.map(|https| if https { "https" } else { "http" }),
-        "tls_version": agent.negotiated.and_then(rank_version).map(|v| v.name()),
-        "last_checkin": agent.last_checkin_ms.map(crate::api::time),
-        "serial": agent.serial,
-        "acked_serial": agent.acked_serial,
-        "evidence": if facts.replayed.is_some() { "replayed" } else { facts.capability.knowledge.name() },
-    })
-}
-
-/// Each agent's verdict under `range`: the full answer for the plan and for staging.
-pub(crate) struct Assessment {
-    /// (index into `fleet.agents`, verdict) for every agent that is not unaffected, by id.
-    pub flagged: Vec<(usize, Verdict)>,
-    pub unaffected_https: u64,
-    pub unaffected_http: u64,
-    /// Simulated agents (a rehearsal's leftovers) that are offline or of unknown capability:
-    /// not real machines, so they block nothing.
-    pub simulated_ignored: u64,
-}
-
-pub(crate) fn assess(
-    fleet: &Fleet,
-    range: VersionRange,
-    untrusted: &Untrusted,
-    now: i64,
-) -> Assessment {
-    let mut assessment = Assessment {
-        flagged: Vec::new(),
-        unaffected_https: 0,
-        unaffected_http: 0,
-        simulated_ignored: 0,
-    };
-    for (index, agent) in fleet.agents.iter().enumerate() {
-        let facts = facts(fleet, agent, now);
-        let group = fleet.group_facts(agent.group);
-        let clients = Clients {
-            range,
-            untrusted: untrusted.for_agent(agent),
-        };
-        match reach::judge(&facts, group, clients) {
-            Verdict::Unaffected { via: Via::Https } => assessment.unaffected_https += 1,
-            Verdict::Unaffected { via: Via::Http } => assessment.unaffected_http += 1,
-            Verdict::AtRisk(Risk::Offline | Risk::Unknown) if agent.simulated => {
-                assessment.simulated_ignored += 1
-            }
-            verdict => assessment.flagged.push((index, verdict)),
-        }
-    }
-    // Stable output: by id (the store reads in storage order).
-    assessment
-        .flagged
-        .sort_by(|a, b| fleet.agents[a.0].id.cmp(&fleet.agents[b.0].id));
-    assessment
-}
-
 /// Every peer seen on a planned listener since `since_ms`, judged by replaying its last
-/// ClientHello through the proposed context: `{listener, address, fingerprint, verdict,
-/// reason}`, with `verdict` `unaffected` or `cut_off`.
-fn peers_json(
+/// ClientHello through the proposed context: `unaffected`, `cut_off`, or `unknown` (its hello
+/// was not kept).
+fn judge_peers(
     store: &dyn Store,
     hellos: &[StoredHello],
     proposed: &[(Role, SslContext)],
     since_ms: i64,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<PeerLine>, ApiError> {
     let hellos: HashMap<&str, &[u8]> = hellos
         .iter()
         .map(|h| (h.digest.as_str(), h.bytes.as_slice()))
@@ -766,10 +452,10 @@ fn peers_json(
                         certificate,
                     } => (
                         "unaffected",
-                        served_words(*version, cipher, *group, *certificate),
+                        render::served_words(*version, cipher, *group, *certificate),
                     ),
                     ward_tls::replay::Verdict::Refused { reason } => {
-                        ("cut_off", refused_words(bytes, reason))
+                        ("cut_off", render::refused_words(bytes, reason))
                     }
                 }
             }
@@ -778,73 +464,23 @@ fn peers_json(
             .get(peer.digest.as_str())
             .and_then(|bytes| ward_tls::hello::parse_client_hello(bytes).ok())
             .map(|hello| hello.ja4());
-        out.push(json!({
-            "listener": peer.listener,
-            "address": peer.peer,
-            "fingerprint": peer.digest,
-            "ja4": ja4,
-            "last_seen": crate::api::time(peer.at_ms),
-            "verdict": verdict,
-            "reason": reason,
-        }));
+        out.push(PeerLine {
+            listener: peer.listener.clone(),
+            address: peer.peer.clone(),
+            fingerprint: peer.digest.clone(),
+            ja4,
+            last_seen: crate::api::time(peer.at_ms),
+            verdict: verdict.to_string(),
+            reason,
+        });
     }
     Ok(out)
-}
-
-/// The agents' part of a plan's answer: `agents`, `counts`, `cut_off` and `at_risk` (at most
-/// `limit` lines each, every line with its reason), `untrusted_certificate` (host -> why) and
-/// `ok`. Harden's plan, the reload guard and rollback all answer in this shape.
-pub(crate) fn impact_json(impact: &Impact, limit: usize, now: i64) -> Value {
-    let fleet = &impact.fleet;
-    let assessment = &impact.assessment;
-    let mut cut_off = Vec::new();
-    let mut at_risk = Vec::new();
-    let mut risks: HashMap<&str, u64> = HashMap::new();
-    let (mut cut_count, mut risk_count) = (0u64, 0u64);
-    // Only the agents listed get their line and sentence written.
-    let line = |index: usize, verdict: &Verdict| agent_line(impact, index, verdict, now);
-    for (index, verdict) in &assessment.flagged {
-        match verdict {
-            Verdict::CutOff => {
-                cut_count += 1;
-                if cut_off.len() < limit {
-                    cut_off.push(line(*index, verdict));
-                }
-            }
-            Verdict::AtRisk(risk) => {
-                risk_count += 1;
-                *risks.entry(risk.name()).or_default() += 1;
-                if at_risk.len() < limit {
-                    let mut line = line(*index, verdict);
-                    line["risk"] = json!(risk.name());
-                    at_risk.push(line);
-                }
-            }
-            Verdict::Unaffected { .. } => {}
-        }
-    }
-    json!({
-        "agents": fleet.agents.len(),
-        "counts": {
-            "cut_off": cut_count,
-            "at_risk": risk_count,
-            "at_risk_by_reason": risks,
-            "unaffected": assessment.unaffected_https + assessment.unaffected_http,
-            "unaffected_over_https": assessment.unaffected_https,
-            "unaffected_over_http": assessment.unaffected_http,
-            "simulated_ignored": assessment.simulated_ignored,
-        },
-        "cut_off": cut_off,
-        "at_risk": at_risk,
-        "untrusted_certificate": impact.untrusted.default,
-        "ok": cut_count == 0 && risk_count == 0,
-    })
 }
 
 /// A fleet edit, as the guard judges it.
 pub(crate) struct FleetEdit<'a> {
     /// The tree after the edit, when the edit changes a group's settings or place.
-    pub tree: Option<Tree>,
+    pub tree: Option<ward_fleet::Tree>,
     /// Agents the edit moves: agent -> group.
     pub moves: &'a HashMap<String, GroupId>,
 }
@@ -923,34 +559,4 @@ pub(crate) fn refuse_fleet_edit(what: &str, cut: &[(String, String)]) -> ApiErro
             }
         ),
     )
-}
-
-/// "would be served TLSv1.2 with ECDHE-RSA-AES128-GCM-SHA256 (X25519, the RSA certificate)".
-fn served_words(
-    version: ward_tls::TlsVersion,
-    cipher: &str,
-    group: Option<&str>,
-    certificate: Option<&str>,
-) -> String {
-    let mut how = Vec::new();
-    how.push(group.unwrap_or("RSA key exchange").to_string());
-    if let Some(key) = certificate {
-        how.push(format!("the {key} certificate"));
-    }
-    format!(
-        "would be served {version} with {cipher} ({})",
-        how.join(", ")
-    )
-}
-
-/// "offers only TLSv1, with RSA key exchange 4, 3DES 1; the proposed listener refuses it: no
-/// shared cipher".
-fn refused_words(hello: &[u8], reason: &str) -> String {
-    match ward_tls::hello::parse_client_hello(hello) {
-        Ok(parsed) => format!(
-            "{}; the proposed listener refuses it: {reason}",
-            ward_tls::hello::describe_offer(&parsed)
-        ),
-        Err(_) => format!("the proposed listener refuses it: {reason}"),
-    }
 }

@@ -24,12 +24,13 @@
 
 use std::sync::Arc;
 
-use hyper::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
+use ward_api::server::{GuardedRequest, KeyStatus, SwitchAnswer};
+use ward_api::tls::{AgentLine, GuardPlan};
 use ward_store::{AgentTls, Store};
 
 use super::ca::{init_error, LISTED};
-use crate::api::{blocking, json_response, ApiError, HttpResponse};
+use crate::api::{blocking, ApiError};
 use crate::auth::Caller;
 use crate::channel::{Agreement, ServerKey};
 use crate::commit::{self, FollowUp};
@@ -56,39 +57,43 @@ fn why(agent: &AgentTls) -> &'static str {
 }
 
 /// Where a rotation stands, and (during one) the agents that do not sign under the next key.
-fn status_json(store: &dyn Store, agreement: &Agreement) -> Result<Value, ApiError> {
-    let mut answer = json!({
-        "current": agreement.current.sha256.as_ref(),
-        "next": agreement.next.as_ref().map(|next| next.sha256.as_ref()),
-        "under_way": agreement.next.is_some(),
-        "withdrawn": agreement.withdrawn.as_ref().map(|key| key.sha256.as_ref()),
-    });
+fn status_of(store: &dyn Store, agreement: &Agreement) -> Result<KeyStatus, ApiError> {
+    let mut status = KeyStatus {
+        current: agreement.current.sha256.to_string(),
+        next: agreement.next.as_ref().map(|next| next.sha256.to_string()),
+        under_way: agreement.next.is_some(),
+        withdrawn: agreement
+            .withdrawn
+            .as_ref()
+            .map(|key| key.sha256.to_string()),
+        signing_under_withdrawn: None,
+        acknowledgement: None,
+        agents_bumped: None,
+        resent: None,
+        aborted: None,
+        plan: None,
+    };
     if let Some(withdrawn) = &agreement.withdrawn {
         let agents = store.agents_tls()?;
         let (still, _) = super::ca::waiting(&agents, |agent| {
             agent.agreement_key.as_deref() != Some(&*withdrawn.sha256)
         });
-        answer["signing_under_withdrawn"] = json!(still.len());
+        status.signing_under_withdrawn = Some(still.len());
     }
-    let Some(next) = &agreement.next else {
-        return Ok(answer);
-    };
-    super::ca::acknowledgement(
-        store,
-        &mut answer,
-        |agent| agent.agreement_key.as_deref() == Some(&*next.sha256),
-        why,
-    )?;
-    Ok(answer)
+    if let Some(next) = &agreement.next {
+        status.acknowledgement = Some(super::ca::acknowledgement(
+            store,
+            |agent| agent.agreement_key.as_deref() == Some(&*next.sha256),
+            why,
+        )?);
+    }
+    Ok(status)
 }
 
-/// `GET /api/v1/server/agreement-key`.
-pub async fn status(shared: &App) -> HttpResponse {
+/// `GET /server/agreement-key`.
+pub async fn status(shared: &App) -> Result<KeyStatus, ApiError> {
     let (store, agreement) = (shared.store.clone(), shared.agreement());
-    match blocking(move || status_json(&*store, &agreement)).await {
-        Ok(answer) => json_response(StatusCode::OK, &answer),
-        Err(error) => error.response(),
-    }
+    blocking(move || status_of(&*store, &agreement)).await
 }
 
 fn set(shared: &App, agreement: Agreement) {
@@ -101,7 +106,7 @@ fn set(shared: &App, agreement: Agreement) {
 /// every agent's settings from now on. Run again during a rotation, it makes no new key: it
 /// hands the one under way to every agent again (`"resent": true`). During an abort's
 /// withdrawal it takes the withdrawn key up again as the next one.
-pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
+pub async fn rotate(shared: &App, caller: &Caller) -> Result<KeyStatus, ApiError> {
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let current = shared.agreement();
     let resent = current.next.is_some();
@@ -145,26 +150,20 @@ pub async fn rotate(shared: &App, caller: &Caller) -> HttpResponse {
         Ok((committed, agreement))
     })
     .await;
-    let (committed, agreement) = match prepared {
-        Ok(prepared) => prepared,
-        Err(error) => return error.response(),
-    };
+    let (committed, agreement) = prepared?;
     // Before the bumps: settings of the new serials carry the next key.
     set(shared, agreement.clone());
     let store = shared.store.clone();
     let result = blocking(move || {
         let bumped = committed.follow_up(&*store)?;
-        let mut answer = status_json(&*store, &agreement)?;
-        answer["agents_bumped"] = json!(bumped);
-        answer["resent"] = json!(resent);
-        Ok(answer)
+        let mut status = status_of(&*store, &agreement)?;
+        status.agents_bumped = Some(bumped);
+        status.resent = Some(resent);
+        Ok(status)
     })
     .await;
     shared.fleet_changed();
-    match result {
-        Ok(answer) => json_response(StatusCode::OK, &answer),
-        Err(error) => error.response(),
-    }
+    result
 }
 
 /// A key file of the data dir that must be there.
@@ -172,81 +171,94 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, ApiError> {
     std::fs::read(path).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))
 }
 
-/// The switch's plan: every agent still on the current key would be refused from then on.
-fn plan_json(store: &dyn Store, next: &str) -> Result<(usize, Value), ApiError> {
-    let agents = store.agents_tls()?;
-    let (waiting, simulated) = not_moved(&agents, next);
+/// The lines of agents a key step would leave without a key that verifies them, and why.
+fn lines(
+    store: &dyn Store,
+    agents: &[&AgentTls],
+    reason: impl Fn(&AgentTls) -> String,
+) -> Result<Vec<AgentLine>, ApiError> {
     let tree = crate::ops::tree_of(store)?;
-    let ids: Vec<String> = waiting.iter().take(LISTED).map(|a| a.id.clone()).collect();
+    let ids: Vec<String> = agents.iter().take(LISTED).map(|a| a.id.clone()).collect();
     let hostnames = store.hostnames(&ids)?;
-    let lines: Vec<Value> = waiting
+    Ok(agents
         .iter()
         .take(LISTED)
-        .map(|agent| {
-            json!({
-                "id": agent.id,
-                "hostname": hostnames.get(&agent.id),
-                "group": tree.path(agent.group),
-                "last_checkin": agent.last_checkin_ms.map(crate::api::time),
-                "reason": format!(
-                    "{}; after the switch its check-ins would be refused on every channel",
-                    why(agent)
-                ),
-            })
+        .map(|agent| AgentLine {
+            id: agent.id.clone(),
+            hostname: hostnames.get(&agent.id).cloned(),
+            group: tree.path(agent.group),
+            last_checkin: agent.last_checkin_ms.map(crate::api::time),
+            reason: Some(reason(agent)),
+            ..AgentLine::default()
         })
-        .collect();
+        .collect())
+}
+
+/// The switch's plan: every agent still on the current key would be refused from then on.
+fn switch_plan(store: &dyn Store, next: &str) -> Result<(usize, GuardPlan), ApiError> {
+    let agents = store.agents_tls()?;
+    let (waiting, simulated) = not_moved(&agents, next);
+    let cut_off = lines(store, &waiting, |agent| {
+        format!(
+            "{}; after the switch its check-ins would be refused on every channel",
+            why(agent)
+        )
+    })?;
     Ok((
         waiting.len(),
-        json!({
-            "lost": waiting.len(),
-            "message": format!(
+        GuardPlan {
+            lost: waiting.len(),
+            message: format!(
                 "{} agent(s) do not sign under the next agreement key yet",
                 waiting.len()
             ),
-            "cut_off": lines,
-            "simulated_ignored": simulated,
-        }),
+            cut_off,
+            simulated_ignored: Some(simulated),
+            ..GuardPlan::default()
+        },
     ))
 }
 
 /// `POST /api/v1/server/agreement-key/switch`: the next key becomes the only one; 409
 /// `would_cut_off` with each agent that does not sign under it yet (nothing changes) unless
 /// `accept_cut_off`.
-pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpResponse {
-    let request = match super::status::GuardedRequest::read(body) {
-        Ok(request) => request,
-        Err(error) => return error.response(),
-    };
+pub async fn switch(
+    shared: &App,
+    caller: &Caller,
+    request: GuardedRequest,
+) -> Result<SwitchAnswer, ApiError> {
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let agreement = shared.agreement();
     let Some(next) = agreement.next.clone() else {
-        return no_rotation().response();
+        return Err(no_rotation());
     };
     let (store, sha256) = (shared.store.clone(), next.sha256.clone());
-    let (lost, plan) = match blocking(move || plan_json(&*store, &sha256)).await {
-        Ok(planned) => planned,
-        Err(error) => return error.response(),
-    };
-    if let Some(answer) = request.answer_before(
+    let (lost, plan) = blocking(move || switch_plan(&*store, &sha256)).await?;
+    super::server::refuse_if_cut_off(
+        &request,
         "the switch to the next agreement key",
         "wait until they check in (`ward server rotate-key status`)",
         lost,
         &plan,
-    ) {
-        return answer;
+    )?;
+    if request.dry_run {
+        return Ok(SwitchAnswer {
+            switched: false,
+            dry_run: Some(true),
+            plan,
+            ca: None,
+            key: None,
+            removes_key: None,
+        });
     }
-    let accepted = crate::impact::cut_off_ids(&plan);
     let follow_up = FollowUp::new(
         caller,
         "server.agreement_key.switch",
         "agreement_key",
-        json!({"current": next.sha256.as_ref(), "cut_off_accepted": accepted}),
+        json!({"current": next.sha256.as_ref(), "cut_off_accepted": plan.cut_off_ids()}),
     );
     let data = shared.data.clone();
-    let committed = match blocking(move || move_into_place(&data, follow_up)).await {
-        Ok(committed) => committed,
-        Err(error) => return error.response(),
-    };
+    let committed = blocking(move || move_into_place(&data, follow_up)).await?;
     set(
         shared,
         Agreement {
@@ -256,18 +268,19 @@ pub async fn switch(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpR
         },
     );
     let (store, agreement) = (shared.store.clone(), shared.agreement());
-    let result = blocking(move || {
+    let status = blocking(move || {
         committed.follow_up(&*store)?;
-        status_json(&*store, &agreement)
+        status_of(&*store, &agreement)
     })
-    .await;
-    match result {
-        Ok(status) => json_response(
-            StatusCode::OK,
-            &json!({"switched": true, "plan": plan, "key": status}),
-        ),
-        Err(error) => error.response(),
-    }
+    .await?;
+    Ok(SwitchAnswer {
+        switched: true,
+        dry_run: None,
+        plan,
+        ca: None,
+        key: Some(status),
+        removes_key: None,
+    })
 }
 
 /// The switch on disk, one commit: the current key kept as `agreement-previous.key`, the next
@@ -290,35 +303,29 @@ fn move_into_place(data: &DataDir, follow_up: FollowUp) -> Result<commit::Commit
 
 /// The agents that sign under `withdrawn` (simulated ones apart): dropping it would cut them
 /// off on every channel.
-fn withdrawal_plan(store: &dyn Store, withdrawn: &str) -> Result<(usize, Value), ApiError> {
+fn withdrawal_plan(store: &dyn Store, withdrawn: &str) -> Result<(usize, GuardPlan), ApiError> {
     let agents = store.agents_tls()?;
     let (still, simulated) = super::ca::waiting(&agents, |agent| {
         agent.agreement_key.as_deref() != Some(withdrawn)
     });
-    let tree = crate::ops::tree_of(store)?;
-    let lines: Vec<Value> = still
-        .iter()
-        .take(LISTED)
-        .map(|agent| {
-            json!({
-                "id": agent.id,
-                "group": tree.path(agent.group),
-                "last_checkin": agent.last_checkin_ms.map(crate::api::time),
-                "reason": "its last check-in was signed under the withdrawn key: it has not \
-                           picked up the settings that hand it the current key again; once \
-                           the withdrawn key goes, its check-ins would be refused on every \
-                           channel",
-            })
-        })
-        .collect();
+    let cut_off = lines(store, &still, |_| {
+        "its last check-in was signed under the withdrawn key: it has not picked up the \
+         settings that hand it the current key again; once the withdrawn key goes, its \
+         check-ins would be refused on every channel"
+            .to_string()
+    })?;
     Ok((
         still.len(),
-        json!({
-            "lost": still.len(),
-            "message": format!("{} agent(s) still sign under the withdrawn key", still.len()),
-            "cut_off": lines,
-            "simulated_ignored": simulated,
-        }),
+        GuardPlan {
+            lost: still.len(),
+            message: format!(
+                "{} agent(s) still sign under the withdrawn key",
+                still.len()
+            ),
+            cut_off,
+            simulated_ignored: Some(simulated),
+            ..GuardPlan::default()
+        },
     ))
 }
 
@@ -327,42 +334,38 @@ fn withdrawal_plan(store: &dyn Store, withdrawn: &str) -> Result<(usize, Value),
 /// a withdrawn key no agent signs under any more is removed at once. While agents still sign
 /// under it, removing it is refused (409 `would_cut_off`, each agent named) unless
 /// `accept_cut_off`; run `abort` again once they have checked in.
-pub async fn abort(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpResponse {
-    let request = match super::status::GuardedRequest::read(body) {
-        Ok(request) => request,
-        Err(error) => return error.response(),
-    };
+pub async fn abort(
+    shared: &App,
+    caller: &Caller,
+    request: GuardedRequest,
+) -> Result<KeyStatus, ApiError> {
     let _one_change_at_a_time = shared.fleet_lock.lock().await;
     let before = shared.agreement();
     let Some(withdrawn) = before.next.clone().or_else(|| before.withdrawn.clone()) else {
-        return no_rotation().response();
+        return Err(no_rotation());
     };
     let (store, sha256) = (shared.store.clone(), withdrawn.sha256.clone());
-    let (lost, plan) = match blocking(move || withdrawal_plan(&*store, &sha256)).await {
-        Ok(planned) => planned,
-        Err(error) => return error.response(),
-    };
+    let (lost, plan) = blocking(move || withdrawal_plan(&*store, &sha256)).await?;
     // Withdrawing the next key cuts nobody off (it stays accepted); removing it would cut
     // off whoever still signs under it.
     let removing = before.next.is_none() || lost == 0;
     if request.dry_run {
-        return json_response(
-            StatusCode::OK,
-            &json!({"dry_run": true, "plan": plan, "removes_key": removing}),
-        );
+        let mut status = status_of(&*shared.store, &before)?;
+        status.aborted = Some(removing);
+        status.plan = Some(plan);
+        return Ok(status);
     }
     if removing {
-        if let Some(answer) = request.answer_before(
+        super::server::refuse_if_cut_off(
+            &request,
             "removing the withdrawn agreement key",
             "wait until they check in (`ward server rotate-key status`)",
             lost,
             &plan,
-        ) {
-            return answer;
-        }
+        )?;
     }
     let data = shared.data.clone();
-    let accepted = crate::impact::cut_off_ids(&plan);
+    let accepted = plan.cut_off_ids();
     let follow_up = FollowUp::new(
         caller,
         if removing {
@@ -374,7 +377,7 @@ pub async fn abort(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpRe
         json!({"withdrawn": withdrawn.sha256.as_ref(), "cut_off_accepted": accepted}),
     )
     .bumping_everyone();
-    let committed = match blocking(move || {
+    let committed = blocking(move || {
         let mut files = ward_fs::Commit::new("rotate-key-abort").remove(data.agreement_next_key());
         files = if removing {
             files.remove(data.agreement_withdrawn_key())
@@ -387,11 +390,7 @@ pub async fn abort(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpRe
         };
         commit::put_files(&data, files, follow_up)
     })
-    .await
-    {
-        Ok(committed) => committed,
-        Err(error) => return error.response(),
-    };
+    .await?;
     let after = Agreement {
         current: before.current.clone(),
         next: None,
@@ -401,18 +400,15 @@ pub async fn abort(shared: &App, caller: &Caller, body: &bytes::Bytes) -> HttpRe
     let store = shared.store.clone();
     let result = blocking(move || {
         let bumped = committed.follow_up(&*store)?;
-        let mut answer = status_json(&*store, &after)?;
-        answer["aborted"] = json!(removing);
-        answer["agents_bumped"] = json!(bumped);
-        answer["plan"] = plan;
-        Ok(answer)
+        let mut status = status_of(&*store, &after)?;
+        status.aborted = Some(removing);
+        status.agents_bumped = Some(bumped);
+        status.plan = Some(plan);
+        Ok(status)
     })
     .await;
     shared.fleet_changed();
-    match result {
-        Ok(answer) => json_response(StatusCode::OK, &answer),
-        Err(error) => error.response(),
-    }
+    result
 }
 
 fn no_rotation() -> ApiError {

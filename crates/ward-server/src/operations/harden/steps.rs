@@ -1,7 +1,13 @@
 //! The steps of `ward tls harden` that change the server: stage (HTTP server lists, legacy
 //! groups, moves), apply (edit, configtest, reload) and rollback.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::Value;
+use ward_api::tls::{
+    AgentLine, Applied, ApplyRequest, ChangedFile, CleanedUp, CleanupRequest, RollbackRequest,
+    RolledBack, StageRequest, Staged, StagedMove,
+};
 
 use super::*;
 
@@ -29,7 +35,7 @@ async fn preflight(shared: &App, proposal: &Proposal) -> Result<(), ApiError> {
                 .map(|f| f.text.clone())
                 .collect();
             return Err(ApiError::client(
-                StatusCode::UNPROCESSABLE_ENTITY,
+                hyper::StatusCode::UNPROCESSABLE_ENTITY,
                 "config_invalid",
                 format!(
                     "the conf files have errors, so harden would stop at apply; fix them first \
@@ -44,7 +50,7 @@ async fn preflight(shared: &App, proposal: &Proposal) -> Result<(), ApiError> {
             let name = file.display().to_string();
             edit::apply_edits(&name, &text, &edits, "#:preflight#").map_err(|error| {
                 ApiError::client(
-                    StatusCode::UNPROCESSABLE_ENTITY,
+                    hyper::StatusCode::UNPROCESSABLE_ENTITY,
                     "edit_refused",
                     format!("{name}: {error} (nothing was changed)"),
                 )
@@ -291,21 +297,18 @@ fn new_run(
     }
 }
 
-pub(super) async fn stage(shared: &App, caller: &Caller, body: &Bytes) -> ApiResult {
-    let body = object(body)?;
-    only_keys(
-        &body,
-        &[
-            PROPOSAL_KEYS,
-            &["legacy_group", "legacy_name", "offline_intervals"],
-        ]
-        .concat(),
-    )?;
+/// `POST /tls/harden/stage`: for every agent the change would cut off (or that is offline),
+/// an HTTP server list and a legacy group, and the agent moved into it.
+pub async fn stage(
+    shared: &App,
+    caller: &Caller,
+    request: StageRequest,
+) -> Result<Staged, ApiError> {
     // Staging moves whoever the exact plan of any TLS change names.
-    let proposal = Proposal::from_body(&body)?;
-    let intervals = offline_intervals(&body)?;
-    let legacy_group = string(&body, "legacy_group")?;
-    let legacy_name = string(&body, "legacy_name")?.unwrap_or_else(|| LEGACY_NAME.into());
+    let proposal = Proposal::from_request(request.change())?;
+    let intervals = offline_intervals(request.offline_intervals)?;
+    let legacy_group = request.legacy_group;
+    let legacy_name = request.legacy_name.unwrap_or_else(|| LEGACY_NAME.into());
     ward_fleet::name::check_name(&legacy_name)
         .map_err(|e| ApiError::bad_request(format!("legacy_name: {e}")))?;
     preflight(shared, &proposal).await?;
@@ -317,7 +320,7 @@ pub(super) async fn stage(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
     let store = shared.store.clone();
     let caller = caller.clone();
     let _guard = shared.fleet_lock.lock().await;
-    let value = blocking(move || {
+    let staged = blocking(move || {
         let store: &dyn Store = &*store;
         let now = now_ms();
         let crate::impact::Impact {
@@ -335,7 +338,10 @@ pub(super) async fn stage(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
                 let group = fleet.group_facts(agent.group);
                 let reaches_http = group.list.is_some_and(|l| has_http(&fleet.lists, &l.name));
                 if !reaches_http {
-                    targets.entry(agent.group).or_default().push(agent.id.clone());
+                    targets
+                        .entry(agent.group)
+                        .or_default()
+                        .push(agent.id.clone());
                 }
             }
         }
@@ -345,7 +351,14 @@ pub(super) async fn stage(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         let mut sources: Vec<GroupId> = targets.keys().copied().collect();
         sources.sort_unstable();
         let single = match (&legacy_group, sources.is_empty()) {
-            (Some(path), false) => Some(ensure_group_at(store, &caller, path, &mut lists, port, &mut report)?),
+            (Some(path), false) => Some(ensure_group_at(
+                store,
+                &caller,
+                path,
+                &mut lists,
+                port,
+                &mut report,
+            )?),
             _ => None,
         };
         for source in sources {
@@ -358,8 +371,17 @@ pub(super) async fn stage(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
                         .effective(source)
                         .ok_or_else(|| internal("group vanished"))?
                         .server_list;
-                    let http = ensure_http_list(store, &caller, &mut lists, &list, port, &mut report)?;
-                    ensure_legacy_group(store, &caller, source, &legacy_name, &http, &lists, &mut report)?
+                    let http =
+                        ensure_http_list(store, &caller, &mut lists, &list, port, &mut report)?;
+                    ensure_legacy_group(
+                        store,
+                        &caller,
+                        source,
+                        &legacy_name,
+                        &http,
+                        &lists,
+                        &mut report,
+                    )?
                 }
             };
             let tree = tree_of(store)?;
@@ -386,7 +408,11 @@ pub(super) async fn stage(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
                 applied.serial.unwrap_or_default()
             ));
             for agent in agents {
-                moved.push(json!({"agent": agent, "from": tree.path(source), "to": tree.path(destination)}));
+                moved.push(StagedMove {
+                    agent: agent.clone(),
+                    from: tree.path(source),
+                    to: tree.path(destination),
+                });
                 state.moved.push(Moved {
                     agent: agent.clone(),
                     from: source,
@@ -396,12 +422,16 @@ pub(super) async fn stage(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         }
         state.updated_ms = now_ms();
         write_state(&root, &state)?;
-        Ok(json!({"steps": report, "moved": moved, "state": state}))
+        Ok(Staged {
+            steps: report,
+            moved,
+            state,
+        })
     })
     .await?;
     // A new fleet version for the settings cache (the store woke the moved push agents).
-    shared.fleet_version.send_modify(|v| *v += 1);
-    Ok(json_response(StatusCode::OK, &value))
+    shared.fleet_changed();
+    Ok(staged)
 }
 
 // ---- apply and rollback ------------------------------------------------------------------
@@ -424,17 +454,6 @@ fn saved_copy(root: &Path, file: &Path, stamp: i64) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "conf".into());
     root.join("harden").join(format!("{name}.{stamp}.orig"))
-}
-
-/// A yes/no field of a request body, false when absent.
-fn flag(body: &Map<String, Value>, key: &str) -> Result<bool, ApiError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(value)) => Ok(*value),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "'{key}' must be true or false"
-        ))),
-    }
 }
 
 /// The agents the proposed range would take the last path from, re-planned under the fleet
@@ -478,11 +497,15 @@ async fn would_lose(
 }
 
 /// The refusal of an apply that would cut agents off: 409, with who and why.
-fn refuse_cut_off(refused: &[(String, &'static str)], cut: usize) -> HttpResponse {
-    let listed: Vec<Value> = refused
+fn refuse_cut_off(refused: &[(String, &'static str)], cut: usize) -> ApiError {
+    let listed: Vec<AgentLine> = refused
         .iter()
         .take(100)
-        .map(|(id, why)| json!({"id": id, "reason": why}))
+        .map(|(id, why)| AgentLine {
+            id: id.clone(),
+            reason: Some(why.to_string()),
+            ..AgentLine::default()
+        })
         .collect();
     let message = format!(
         "{} agent(s) would lose their last path to a server: {}; nothing was changed. Stage          them first (ward tls harden moves them to an HTTP server list and waits for them), or          send {} to accept it",
@@ -499,38 +522,26 @@ fn refuse_cut_off(refused: &[(String, &'static str)], cut: usize) -> HttpRespons
             "\"accept_risk\": true"
         }
     );
-    json_response(
-        StatusCode::CONFLICT,
-        &json!({
-            "error": {"code": "would_cut_off", "message": message},
-            "count": refused.len(),
-            "agents": listed,
-        }),
-    )
+    ApiError::conflict("would_cut_off", message).with(crate::api::Detail {
+        count: Some(refused.len()),
+        agents: Some(listed),
+        ..crate::api::Detail::default()
+    })
 }
 
-pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiResult {
-    let body = object(body)?;
-    only_keys(
-        &body,
-        &[
-            "protocol",
-            "cipher_suite",
-            "cipher_suite_tls13",
-            "preset",
-            "certificate",
-            "key",
-            "listener",
-            "accept_cut_off",
-            "accept_risk",
-            "offline_intervals",
-        ],
-    )?;
-    let proposal = Proposal::from_body(&body)?;
+/// `POST /tls/harden/apply`: the conf files edited and reloaded, re-planned under the fleet
+/// lock first: 409 `would_cut_off` (nothing changed) while agents would lose their last path,
+/// unless accepted.
+pub async fn apply(
+    shared: &App,
+    caller: &Caller,
+    request: ApplyRequest,
+) -> Result<Applied, ApiError> {
+    let proposal = Proposal::from_request(request.change())?;
     let edits = proposal.edits()?;
-    let accept_cut_off = flag(&body, "accept_cut_off")?;
-    let accept_risk = flag(&body, "accept_risk")?;
-    let intervals = offline_intervals(&body)?;
+    let accept_cut_off = request.accept_cut_off.unwrap_or(false);
+    let accept_risk = request.accept_risk.unwrap_or(false);
+    let intervals = offline_intervals(request.offline_intervals)?;
     let _guard = shared.fleet_lock.lock().await;
     // The server keeps its own promise, whoever calls: nobody loses their last path unless
     // the caller says so explicitly (and that is audited).
@@ -544,7 +555,7 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
     }
     if !refused.is_empty() {
         let cut_count = if accept_cut_off { 0 } else { cut.len() };
-        return Ok(refuse_cut_off(&refused, cut_count));
+        return Err(refuse_cut_off(&refused, cut_count));
     }
     let accepted: Vec<Value> = cut
         .iter()
@@ -558,11 +569,11 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         .iter()
         .map(|role| (*role, shared.tls.current(*role).file.clone()))
         .collect();
-    let before: Map<String, Value> = files
+    let before: BTreeMap<String, String> = files
         .iter()
         .map(|(role, _)| {
             let range = shared.tls.current(*role).policy.protocol.range;
-            (role.name().to_string(), json!(range.to_string()))
+            (role.name().to_string(), range.to_string())
         })
         .collect();
     // Copies of every file first, on record before the first edit; then the edits. A failure
@@ -634,7 +645,8 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
                 Ok(EditOutcome::Changed { backup }) => changed.push((file.clone(), backup)),
                 Err(error) => {
                     return Err(ApiError {
-                        status: StatusCode::UNPROCESSABLE_ENTITY,
+                        detail: None,
+                        status: hyper::StatusCode::UNPROCESSABLE_ENTITY,
                         source: crate::api::Source::Config,
                         code: "edit_refused",
                         message: error.to_string(),
@@ -663,8 +675,9 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
             let _ = crate::state::reload(shared).await;
             forget_copies(&root, &mut state, false)?;
             return Err(ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
+                status: hyper::StatusCode::UNPROCESSABLE_ENTITY,
                 source: crate::api::Source::Config,
+                detail: None,
                 code: "reload_refused",
                 message: format!(
                     "the edited files were refused, so they were put back: {}",
@@ -678,12 +691,12 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
             });
         }
     };
-    let after: Map<String, Value> = proposal
+    let after: BTreeMap<String, String> = proposal
         .roles
         .iter()
         .map(|role| {
             let range = shared.tls.current(*role).policy.protocol.range;
-            (role.name().to_string(), json!(range.to_string()))
+            (role.name().to_string(), range.to_string())
         })
         .collect();
     if changed.is_empty() && !interrupted {
@@ -712,7 +725,7 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         caller,
         "tls.harden.apply",
         proposal.listener.clone(),
-        Some(Value::Object(before)),
+        Some(json!(before)),
         Some(json!({
             "protocol": proposal.words,
             "change": proposal.change.summary(),
@@ -733,27 +746,32 @@ pub(super) async fn apply(shared: &App, caller: &Caller, body: &Bytes) -> ApiRes
         Ok(())
     })
     .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "changed": changed.iter().map(|(file, backup)| json!({"file": file.display().to_string(), "backup": backup.display().to_string()})).collect::<Vec<_>>(),
-            "ranges": after,
-            "findings": crate::listener_tls::findings_json(&findings),
-            "state": state,
-        }),
-    ))
+    Ok(Applied {
+        changed: changed
+            .iter()
+            .map(|(file, backup)| ChangedFile {
+                file: file.display().to_string(),
+                backup: backup.display().to_string(),
+            })
+            .collect(),
+        ranges: after,
+        findings: crate::operations::server::findings(&findings),
+        state,
+    })
 }
 
-pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> ApiResult {
-    let body = if body.is_empty() {
-        Map::new()
-    } else {
-        object(body)?
-    };
-    only_keys(&body, &["move_back", "dry_run", "accept_cut_off"])?;
-    let move_back = flag(&body, "move_back")?;
-    let dry_run = flag(&body, "dry_run")?;
-    let accept_cut_off = flag(&body, "accept_cut_off")?;
+/// `POST /tls/rollback`: both conf files as before the last harden that changed them,
+/// reloaded, planned first: 409 `would_cut_off` (nothing changed) unless accepted.
+pub async fn rollback(
+    shared: &App,
+    caller: &Caller,
+    request: RollbackRequest,
+) -> Result<RolledBack, ApiError> {
+    let RollbackRequest {
+        move_back,
+        dry_run,
+        accept_cut_off,
+    } = request;
     let _guard = shared.fleet_lock.lock().await;
     let root = shared.data.root().to_path_buf();
     let mut state = read_state(&root)?
@@ -792,7 +810,7 @@ pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> Api
             let broken = restored.has_errors();
             let policy = restored.policy.filter(|_| !broken).ok_or_else(|| {
                 ApiError::client(
-                    StatusCode::UNPROCESSABLE_ENTITY,
+                    hyper::StatusCode::UNPROCESSABLE_ENTITY,
                     "rollback_invalid",
                     format!(
                         "the saved copy of {} has errors, so it is not restored",
@@ -835,28 +853,23 @@ pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> Api
     })
     .await?;
     if dry_run {
-        return Ok(json_response(
-            StatusCode::OK,
-            &json!({"dry_run": true, "plan": plan, "restores": state.originals, "moves_back": if move_back { state.moved.len() } else { 0 }}),
-        ));
+        return Ok(RolledBack {
+            dry_run: Some(true),
+            moves_back: Some(if move_back { state.moved.len() } else { 0 }),
+            restores: Some(state.originals.clone()),
+            plan: Some(plan),
+            steps: None,
+            state: None,
+        });
     }
     if lost > 0 && !accept_cut_off {
-        return Ok(json_response(
-            StatusCode::CONFLICT,
-            &json!({
-                "error": {
-                    "code": "would_cut_off",
-                    "message": format!(
-                        "rollback refused, nothing changed: {}; roll back with accept_cut_off to \
-                         go on",
-                        plan["message"].as_str().unwrap_or("agents would lose their path")
-                    ),
-                },
-                "plan": plan,
-            }),
-        ));
+        let message = format!(
+            "rollback refused, nothing changed: {}; roll back with accept_cut_off to go on",
+            plan.message
+        );
+        return Err(ApiError::would_cut_off(message, plan));
     }
-    let accepted = crate::impact::cut_off_ids(&plan);
+    let accepted = plan.cut_off_ids();
     let originals = state.originals.clone();
     blocking(move || {
         for original in &originals {
@@ -883,7 +896,8 @@ pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> Api
     )];
     if let Err(findings) = &reloaded {
         return Err(ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: None,
+            status: hyper::StatusCode::UNPROCESSABLE_ENTITY,
             source: crate::api::Source::Config,
             code: "reload_refused",
             message: format!(
@@ -977,33 +991,36 @@ pub(super) async fn rollback(shared: &App, caller: &Caller, body: &Bytes) -> Api
     state.updated_ms = now_ms();
     write_state(&root, &state)?;
     shared.fleet_version.send_modify(|v| *v += 1);
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"steps": steps, "state": state}),
-    ))
+    Ok(RolledBack {
+        dry_run: None,
+        plan: None,
+        restores: None,
+        moves_back: None,
+        steps: Some(steps),
+        state: Some(state),
+    })
 }
 
 // ---- cleanup -------------------------------------------------------------------------------
 
-/// `POST /api/v1/tls/harden/cleanup`: removes what harden made and no longer serves anyone:
+/// `POST /tls/harden/cleanup`: removes what harden made and no longer serves anyone:
 /// legacy groups it created that hold no agent and no group, HTTP server list copies it
 /// created that no group uses, conf file backups beyond the newest `keep_backups` (3 unless
 /// told), and saved copies in the harden dir that no rollback refers to. `dry_run` lists them.
-pub(super) async fn cleanup(shared: &App, caller: &Caller, body: &Bytes) -> ApiResult {
-    let body = if body.is_empty() {
-        Map::new()
-    } else {
-        object(body)?
-    };
-    only_keys(&body, &["keep_backups", "dry_run"])?;
-    let dry_run = flag(&body, "dry_run")?;
-    let keep = match body.get("keep_backups") {
-        None | Some(Value::Null) => 3,
-        Some(value) => value
-            .as_u64()
-            .filter(|n| *n <= 1000)
-            .ok_or_else(|| ApiError::bad_request("keep_backups: a number from 0 to 1000"))?
-            as usize,
+pub async fn cleanup(
+    shared: &App,
+    caller: &Caller,
+    request: CleanupRequest,
+) -> Result<CleanedUp, ApiError> {
+    let dry_run = request.dry_run;
+    let keep = match request.keep_backups {
+        None => 3,
+        Some(n) if n <= 1000 => n as usize,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "keep_backups: a number from 0 to 1000",
+            ))
+        }
     };
     let _guard = shared.fleet_lock.lock().await;
     let root = shared.data.root().to_path_buf();
@@ -1130,8 +1147,5 @@ pub(super) async fn cleanup(shared: &App, caller: &Caller, body: &Bytes) -> ApiR
     if !dry_run && !steps.is_empty() {
         shared.fleet_changed();
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"dry_run": dry_run, "steps": steps}),
-    ))
+    Ok(CleanedUp { dry_run, steps })
 }

@@ -1,0 +1,166 @@
+//! The fleet as plans read it: the tree, the lists, every agent's TLS facts (one lean pass
+//! over the store), what each group gives its agents, and each agent stack's kept ClientHello
+//! replayed through a proposed clients listener. Reading and replaying; judging is
+//! [`super::judge`]'s.
+
+use std::collections::{HashMap, HashSet};
+
+use ward_fleet::{GroupId, ServerList, Tree};
+use ward_plan::reach::{AgentFacts, Capability, GroupFacts};
+use ward_store::{AgentTls, Store, StoredHello};
+use ward_tls::{ProtocolSet, TlsVersion};
+
+use crate::api::ApiError;
+use crate::ops::tree_of;
+use crate::state::App;
+
+/// The fleet as the plan reads it: the tree, the lists, every agent's TLS facts, and what
+/// each group gives its agents.
+#[derive(Clone)]
+pub(crate) struct Fleet {
+    pub tree: Tree,
+    pub lists: Vec<ServerList>,
+    pub agents: Vec<AgentTls>,
+    /// Per group: index into `lists` of its effective list, and the offline threshold.
+    pub groups: HashMap<GroupId, (Option<usize>, i64)>,
+    /// Push agents connected right now.
+    pub held: HashSet<String>,
+    /// Per agent stack (ClientHello fingerprint): whether its real hello, replayed through
+    /// the proposed clients listener, is served. Empty when nothing is replayed.
+    pub replayed: HashMap<std::sync::Arc<str>, bool>,
+    /// Per agent stack refused by the replay: what it offers and OpenSSL's reason.
+    pub refusals: HashMap<std::sync::Arc<str>, String>,
+    /// The offline threshold, in check-in intervals.
+    pub intervals: u32,
+    /// Judge every agent as if it had acknowledged its settings (a fleet edit asks whether
+    /// the new settings give a path, not whether the agent has them yet).
+    pub acknowledged: bool,
+}
+
+/// Per group: index into `lists` of its effective list, and the offline threshold.
+pub(crate) fn index(
+    tree: &Tree,
+    lists: &[ServerList],
+    intervals: u32,
+) -> HashMap<GroupId, (Option<usize>, i64)> {
+    tree.effective_all()
+        .into_iter()
+        .map(|(id, effective)| {
+            let list = lists.iter().position(|l| l.name == effective.server_list);
+            let cycle = (effective.interval + effective.randomize).as_millis() as i64;
+            (id, (list, cycle.saturating_mul(intervals as i64)))
+        })
+        .collect()
+}
+
+impl Fleet {
+    pub fn read(
+        store: &dyn Store,
+        intervals: u32,
+        held: HashSet<String>,
+    ) -> Result<Fleet, ApiError> {
+        let tree = tree_of(store)?;
+        let lists = store.server_lists()?;
+        let agents = store.agents_tls()?;
+        let groups = index(&tree, &lists, intervals);
+        Ok(Fleet {
+            tree,
+            lists,
+            agents,
+            groups,
+            held,
+            replayed: HashMap::new(),
+            refusals: HashMap::new(),
+            intervals,
+            acknowledged: false,
+        })
+    }
+
+    /// The fleet as it would be with `tree` (a group's settings or place changed).
+    pub fn with_tree(&mut self, tree: Tree) {
+        self.groups = index(&tree, &self.lists, self.intervals);
+        self.tree = tree;
+    }
+
+    /// Replays every agent stack's kept ClientHello through `proposed` (the clients listener
+    /// as the proposal would build it): the exact evidence of [`reach::AgentFacts::replayed`].
+    pub fn replay(&mut self, hellos: &[StoredHello], proposed: &openssl::ssl::SslContextRef) {
+        // Each stack once, keyed by the agents' own shared string (one pass over the agents).
+        let wanted: HashMap<&str, &std::sync::Arc<str>> = self
+            .agents
+            .iter()
+            .filter_map(|a| a.hello.as_ref().map(|h| (&**h, h)))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let mut replayed = HashMap::new();
+        let mut refusals = HashMap::new();
+        for hello in hellos {
+            if let Some(key) = wanted.get(hello.digest.as_str()) {
+                let verdict = ward_tls::replay::replay(proposed, &hello.bytes);
+                if let ward_tls::replay::Verdict::Refused { reason } = &verdict {
+                    refusals.insert(
+                        std::sync::Arc::clone(key),
+                        super::render::refused_words(&hello.bytes, reason),
+                    );
+                }
+                replayed.insert(std::sync::Arc::clone(key), verdict.served());
+            }
+        }
+        self.replayed = replayed;
+        self.refusals = refusals;
+    }
+
+    pub fn group_facts(&self, group: GroupId) -> GroupFacts<'_> {
+        let (list, offline_after_ms) = self.groups.get(&group).copied().unwrap_or((None, 0));
+        GroupFacts {
+            list: list.map(|i| &self.lists[i]),
+            offline_after_ms,
+        }
+    }
+}
+
+pub(crate) fn facts(fleet: &Fleet, agent: &AgentTls, now: i64) -> AgentFacts {
+    // A push agent whose check-in the server holds is connected: not silent at all.
+    let silent_ms = if !fleet.held.is_empty() && fleet.held.contains(&agent.id) {
+        0
+    } else {
+        now - agent.last_checkin_ms.unwrap_or(agent.enrolled_ms)
+    };
+    AgentFacts {
+        group: agent.group,
+        capability: Capability::of(
+            version_set(agent.versions),
+            agent.negotiated.and_then(rank_version),
+        ),
+        pending: !fleet.acknowledged && agent.acked_serial < agent.serial,
+        silent_ms,
+        replayed: agent
+            .hello
+            .as_ref()
+            .and_then(|hello| fleet.replayed.get(hello).copied()),
+    }
+}
+
+/// The store's rank bits (bit 0 `TLSv1` ... bit 3 `TLSv1.3`) as a set.
+pub(crate) fn version_set(bits: u8) -> ProtocolSet {
+    TlsVersion::ALL
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| bits & (1 << index) != 0)
+        .map(|(_, version)| version)
+        .collect()
+}
+
+/// The store's rank (1 `TLSv1` ... 4 `TLSv1.3`) as a version.
+pub(crate) fn rank_version(rank: u8) -> Option<TlsVersion> {
+    TlsVersion::ALL
+        .get(usize::from(rank).checked_sub(1)?)
+        .copied()
+}
+
+/// The agents whose push check-in is held right now.
+pub(crate) fn held(shared: &App) -> HashSet<String> {
+    shared.held.snapshot()
+}
