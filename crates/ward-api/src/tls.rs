@@ -57,9 +57,9 @@ pub struct AgentLine {
     pub evidence: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// An agent at risk: `unknown`, `offline` or `pending`.
+    /// An agent at risk: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub risk: Option<String>,
+    pub risk: Option<Risk>,
     /// A guard's line: `cut_off` or `at_risk`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<String>,
@@ -71,12 +71,35 @@ pub struct AgentLine {
     pub refused: Option<RefusedHandshake>,
 }
 
+/// Why an agent may lose contact although ward cannot say it would be cut off.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    /// Nobody knows which versions it speaks.
+    CapabilityUnknown,
+    /// Silent for longer than the offline threshold: it would not be moved in time.
+    Offline,
+    /// Moved, and has not yet acknowledged its new settings.
+    Pending,
+}
+
+impl Risk {
+    /// Harden brings a pending agent along by waiting for it; an offline agent, or one whose
+    /// capability is unknown, it cannot.
+    pub fn harden_can_help(self) -> bool {
+        self == Risk::Pending
+    }
+}
+
 /// The agents by verdict.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Counts {
     pub cut_off: u64,
     pub at_risk: u64,
-    pub at_risk_by_reason: BTreeMap<String, u64>,
+    /// Agents at risk, by risk (a risk nobody runs is left out).
+    pub at_risk_by_reason: BTreeMap<Risk, u64>,
     pub unaffected: u64,
     pub unaffected_over_https: u64,
     pub unaffected_over_http: u64,
@@ -122,6 +145,13 @@ pub struct GuardPlan {
     pub peers_cut_off: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulated_ignored: Option<usize>,
+}
+
+impl Counts {
+    /// How many agents run `risk`.
+    pub fn at_risk_for(&self, risk: Risk) -> u64 {
+        self.at_risk_by_reason.get(&risk).copied().unwrap_or(0)
+    }
 }
 
 impl GuardPlan {

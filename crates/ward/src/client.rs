@@ -4,14 +4,18 @@
 //! data dir. From elsewhere it uses what `ward login` saved: the server URL, the CA file and a
 //! session token, in `$XDG_CONFIG_HOME/ward/login.json` (mode 0600).
 //!
-//! One request per connection (`Connection: close`), JSON in and out.
+//! One request per connection (`Connection: close`), JSON in and out: every request and
+//! answer is a ward-api type ([`AdminClient::send`]); a refusal comes back as an
+//! [`ApiFailure`] with the API's code, its sentence and what a guard refused on (its plan).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use ward_api::fleet::{LoginAnswer, LoginRequest};
 use ward_server::DataDir;
 use ward_tls::context::{build_connector, ClientTls, ServerVerification};
 
@@ -25,20 +29,21 @@ pub struct AdminClient {
     token: String,
 }
 
-/// A response: status code and JSON body (`Value::Null` when the body is not JSON).
+/// A response: its status code and body, as received.
 pub struct Reply {
     pub status: u16,
-    pub body: Value,
+    pub body: Vec<u8>,
 }
 
 /// A request the admin API refused, or that did not reach it: the API's stable code (or
-/// `unreachable`) and its sentence.
+/// `unreachable`), its sentence, and (a guard's refusal) what it refused on.
 #[derive(Debug)]
 pub struct ApiFailure {
     /// 0 when there was no answer.
     pub status: u16,
     pub code: String,
     pub message: String,
+    pub refusal: Option<ward_api::Refusal>,
 }
 
 impl std::fmt::Display for ApiFailure {
@@ -57,25 +62,52 @@ impl From<ApiFailure> for String {
 }
 
 impl Reply {
-    /// The body on success; otherwise the server's code and sentence.
-    pub fn into_result(self) -> Result<Value, ApiFailure> {
+    /// The typed answer on success; otherwise the server's refusal. An answer that cannot be
+    /// read is an error, never an empty result.
+    pub fn into_result<T: DeserializeOwned>(self) -> Result<T, ApiFailure> {
         if (200..300).contains(&self.status) {
-            return Ok(self.body);
+            return serde_json::from_slice(&self.body).map_err(|e| ApiFailure {
+                status: self.status,
+                code: "unreadable".into(),
+                message: format!(
+                    "the server's answer ({}) could not be read: {e}",
+                    self.status
+                ),
+                refusal: None,
+            });
         }
-        let code = self.body["error"]["code"]
-            .as_str()
-            .unwrap_or("refused")
-            .to_string();
-        let message = self.body["error"]["message"].as_str().map_or_else(
-            || format!("the server answered {}", self.status),
-            str::to_string,
-        );
-        Err(ApiFailure {
-            status: self.status,
-            code,
-            message,
-        })
+        match serde_json::from_slice::<ward_api::Refusal>(&self.body) {
+            Ok(refusal) => Err(ApiFailure {
+                status: self.status,
+                code: refusal.error.code.clone(),
+                message: refusal.error.message.clone(),
+                refusal: Some(refusal),
+            }),
+            Err(_) => Err(ApiFailure {
+                status: self.status,
+                code: "refused".into(),
+                message: format!("the server answered {}", self.status),
+                refusal: None,
+            }),
+        }
     }
+}
+
+impl ApiFailure {
+    /// The plan a guard refused on, if it sent one.
+    pub fn plan(&self) -> Option<&ward_api::tls::GuardPlan> {
+        self.refusal.as_ref().and_then(|r| r.plan.as_ref())
+    }
+}
+
+/// What `ward login` keeps: where, who, the session and the CA.
+#[derive(Serialize, Deserialize)]
+struct SavedLogin {
+    server: String,
+    user: String,
+    token: String,
+    expires: String,
+    ca_pem: String,
 }
 
 /// `https://HOST[:PORT]` → (`HOST:PORT`, `HOST`); the console's port 8445 when none is given.
@@ -173,26 +205,24 @@ impl AdminClient {
         let path = login_file();
         let text = std::fs::read_to_string(&path)
             .map_err(|_| "not logged in: run `ward login --server https://HOST:8445 --user NAME`, or use --data DIR on the server host".to_string())?;
-        let saved: Value =
+        let saved: SavedLogin =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let url = saved["server"]
-            .as_str()
-            .ok_or_else(|| format!("{}: no server", path.display()))?;
-        let (address, host) = split_url(url)?;
+        let (address, host) = split_url(&saved.server)?;
         Ok(AdminClient {
             address,
             host,
-            ca_pem: saved["ca_pem"]
-                .as_str()
-                .unwrap_or_default()
-                .as_bytes()
-                .to_vec(),
-            token: saved["token"].as_str().unwrap_or_default().to_string(),
+            ca_pem: saved.ca_pem.into_bytes(),
+            token: saved.token,
         })
     }
 
     /// Logs in with a password and saves the session for later commands.
-    pub fn login(url: &str, ca_pem: Vec<u8>, user: &str, password: &str) -> Result<Value, String> {
+    pub fn login(
+        url: &str,
+        ca_pem: Vec<u8>,
+        user: &str,
+        password: &str,
+    ) -> Result<LoginAnswer, String> {
         let (address, host) = split_url(url)?;
         let client = AdminClient {
             address,
@@ -200,30 +230,38 @@ impl AdminClient {
             ca_pem,
             token: String::new(),
         };
-        let reply = client
-            .request(
-                "POST",
-                "/api/v1/login",
-                Some(&json!({"user": user, "password": password})),
-            )?
-            .into_result()?;
-        let saved = json!({
-            "server": url,
-            "user": user,
-            "token": reply["token"],
-            "expires": reply["expires"],
-            "ca_pem": String::from_utf8_lossy(&client.ca_pem),
-        });
+        let answer: LoginAnswer = client.send(
+            "POST",
+            "/api/v1/login",
+            Some(&LoginRequest {
+                user: user.to_string(),
+                password: password.to_string(),
+            }),
+        )?;
+        let saved = SavedLogin {
+            server: url.to_string(),
+            user: user.to_string(),
+            token: answer.token.clone(),
+            expires: answer.expires.clone(),
+            ca_pem: String::from_utf8_lossy(&client.ca_pem).into_owned(),
+        };
+        let text = serde_json::to_string(&saved).map_err(|e| e.to_string())?;
         let path = login_file();
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        ward_fs::write(&path, saved.to_string().as_bytes(), 0o600)
+        ward_fs::write(&path, text.as_bytes(), 0o600)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(reply)
+        Ok(answer)
     }
 
-    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
+    /// One request; `body` is sent as JSON.
+    pub fn request<B: Serialize>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Reply, String> {
         let unreachable = |e: &dyn std::fmt::Display| {
             format!(
                 "cannot reach the server's console listener at {}: {e} (is `ward server` running?)",
@@ -254,7 +292,10 @@ impl AdminClient {
         let mut tls = connector
             .connect(&self.host, tcp)
             .map_err(|e| unreachable(&e))?;
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let body = match body {
+            Some(body) => serde_json::to_string(body).map_err(|e| e.to_string())?,
+            None => String::new(),
+        };
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -274,44 +315,45 @@ impl AdminClient {
         parse_response(&response)
     }
 
-    /// A request whose failure is the command's failure, with the API's code.
-    pub fn call(
+    /// A request whose failure is the command's failure: the typed answer, or the refusal
+    /// with the API's code.
+    pub fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ApiFailure> {
+        body: Option<&B>,
+    ) -> Result<T, ApiFailure> {
         self.request(method, path, body)
             .map_err(|message| ApiFailure {
                 status: 0,
                 code: "unreachable".into(),
                 message,
+                refusal: None,
             })?
             .into_result()
+    }
+
+    /// A GET of a typed answer.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
+        self.send::<(), T>("GET", path, None)
+    }
+
+    /// A POST (or another method) with a typed body.
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiFailure> {
+        self.send("POST", path, Some(body))
     }
 }
 
 fn parse_response(bytes: &[u8]) -> Result<Reply, String> {
     let exchange = ward_agent::transport::parse_response(bytes)
         .ok_or_else(|| "malformed HTTP response from the server".to_string())?;
-    let body = if exchange.body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        match serde_json::from_slice(&exchange.body) {
-            Ok(body) => body,
-            // An answer that cannot be read is an error, never an empty result.
-            Err(error) if (200..300).contains(&exchange.status) => {
-                return Err(format!(
-                    "the server's answer ({}) could not be read: {error}",
-                    exchange.status
-                ))
-            }
-            Err(_) => Value::Null,
-        }
-    };
     Ok(Reply {
         status: exchange.status,
-        body,
+        body: exchange.body,
     })
 }
 

@@ -1,6 +1,8 @@
-//! The map stays true: every module of every crate is named in ARCHITECTURE.md, and
-//! ward-server's modules form no cycle (the agent API, the admin API and harden build on the
-//! shared modules, never on each other; `server` is imported by no other module).
+//! The map stays true: every module of every crate is named in ARCHITECTURE.md; ward-server's
+//! modules form no cycle (the agent API and the admin API build on the operations and the
+//! shared modules, never on each other; the operations never on them; `server` is imported by
+//! no other module); the admin API and the CLI speak ward-api's types; nothing above
+//! ward-store names an engine.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -171,14 +173,77 @@ fn ward_server_has_no_module_cycle() {
             "{module} imports `server`: only the crate root may"
         );
     }
-    for api in ["agent_api", "admin", "harden"] {
-        for other in ["agent_api", "admin", "harden"] {
+    // The front ends (the agent API, the admin API) build on the operations and the shared
+    // modules, never on each other; the operations never on a front end or on HTTP.
+    let front_ends = ["agent_api", "admin"];
+    for api in front_ends {
+        for other in front_ends {
             assert!(
                 api == other || !edges[api].contains(other),
                 "{api} imports {other}: the APIs depend on the shared modules, never on each other"
             );
         }
     }
+    for below in ["agent_api", "admin", "http", "conn"] {
+        assert!(
+            !edges["operations"].contains(below),
+            "operations imports {below}: the fleet operations sit below every front end"
+        );
+    }
+}
+
+/// The code before its `#[cfg(test)]` part.
+fn without_tests(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap_or(text)
+}
+
+/// The admin API's answers are ward-api's types, built once: no JSON literal in its front end,
+/// and none in the CLI's reading of them (the policy document is free-form, read whole).
+#[test]
+fn the_admin_api_and_its_cli_speak_types_not_json_literals() {
+    let mut files: Vec<PathBuf> = sources(&root().join("crates/ward-server/src/admin"));
+    files.extend(sources(&root().join("crates/ward/src/cmd/harden")));
+    for file in [
+        "client.rs",
+        "cmd/fleet.rs",
+        "cmd/server.rs",
+        "cmd/backup.rs",
+    ] {
+        files.push(root().join("crates/ward/src").join(file));
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code = without_tests(&text);
+        for forbidden in ["json!(", "as_str().unwrap_or", "[\"error\"]", "Value::Null"] {
+            assert!(
+                !code.contains(forbidden),
+                "{}: `{forbidden}`: build and read the admin API through ward-api's types",
+                file.display()
+            );
+        }
+    }
+}
+
+/// Nothing above ward-store names a storage engine.
+#[test]
+fn no_engine_is_named_above_the_store() {
+    let mut offenders = Vec::new();
+    for krate in std::fs::read_dir(root().join("crates")).unwrap() {
+        let krate = krate.unwrap().path();
+        if krate.ends_with("ward-store") {
+            continue;
+        }
+        for file in sources(&krate) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            if text.contains("SqliteStore") || text.contains("rusqlite") {
+                offenders.push(file.display().to_string());
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "these files name a storage engine; open the store with ward_store::open: {offenders:?}"
+    );
 }
 
 #[test]

@@ -108,10 +108,23 @@ pub async fn serve(
     }
     let matched = match ward_api::route(method.as_str(), &segments) {
         Ok(matched) => matched,
-        Err(Unrouted::NotFound) => {
-            return error_response(StatusCode::NOT_FOUND, "not_found", "no such resource")
+        Err(unrouted) => {
+            // Only the public paths answer strangers; for every other path a caller without
+            // a credential learns nothing but 401.
+            let public = ward_api::ROUTES.iter().any(|route| {
+                route.access == Access::Public
+                    && route.path.trim_start_matches('/') == segments.join("/")
+            });
+            if !public && authenticate(shared, headers).await.is_none() {
+                return unauthorized();
+            }
+            return match unrouted {
+                Unrouted::NotFound => {
+                    error_response(StatusCode::NOT_FOUND, "not_found", "no such resource")
+                }
+                Unrouted::MethodNotAllowed(allow) => method_not_allowed(&allow),
+            };
         }
-        Err(Unrouted::MethodNotAllowed(allow)) => return method_not_allowed(&allow),
     };
     let route = matched.route;
     let caller = match route.access {

@@ -95,7 +95,7 @@ pub(crate) fn counts(assessment: &Assessment) -> Counts {
                 counts.at_risk += 1;
                 *counts
                     .at_risk_by_reason
-                    .entry(risk.name().to_string())
+                    .entry(super::render::risk(*risk))
                     .or_default() += 1;
             }
             Verdict::Unaffected { .. } => {}

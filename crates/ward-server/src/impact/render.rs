@@ -77,7 +77,7 @@ pub(crate) fn impact(impact: &Impact, limit: usize, now: i64) -> ImpactAnswer {
             }
             Verdict::AtRisk(risk) if at_risk.len() < limit => {
                 let mut line = reasoned_line(impact, *index, verdict, now);
-                line.risk = Some(risk.name().to_string());
+                line.risk = Some(self::risk(*risk));
                 at_risk.push(line);
             }
             _ => {}
@@ -155,6 +155,15 @@ pub(crate) fn guard_plan(
             simulated_ignored: None,
         },
     )
+}
+
+/// A risk as the API names it.
+pub(crate) fn risk(risk: reach::Risk) -> ward_api::tls::Risk {
+    match risk {
+        reach::Risk::Unknown => ward_api::tls::Risk::CapabilityUnknown,
+        reach::Risk::Offline => ward_api::tls::Risk::Offline,
+        reach::Risk::Pending => ward_api::tls::Risk::Pending,
+    }
 }
 
 /// Fills in the host name of every line, in one store read.

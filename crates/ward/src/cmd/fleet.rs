@@ -7,7 +7,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde::de::IntoDeserializer;
+use serde::{Deserialize, Serialize};
+use ward_api::fleet::{
+    AccountChanged, AccountInfo, Agent, AgentsQuery, AuditEntry, AuditQuery, CopyList,
+    CreatedAccount, DeleteAgents, Deleted, DeletedAgents, ExportRequest, ExportedSettings, Group,
+    GroupPatch, LoggedOut, MoveAgents, MoveGroup, MovedAgents, NewAccount, NewGroup, NewPassword,
+    NewServerList, NewToken, RevokedToken, ServerList, Token,
+};
 
 use super::CodedResult;
 use crate::client::{segment, AdminClient};
@@ -40,17 +47,30 @@ impl Target {
     }
 }
 
-fn print(target: &Target, value: &Value, human: impl FnOnce(&Value)) -> CodedResult {
+/// Prints an answer: as JSON with `--json`, else as `human` writes it.
+fn print<T: Serialize>(target: &Target, value: &T, human: impl FnOnce(&T)) -> CodedResult {
     if target.json {
-        println!("{value:#}");
+        println!("{}", pretty(value));
     } else {
         human(value);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn text<'a>(value: &'a Value, key: &str) -> &'a str {
-    value[key].as_str().unwrap_or("-")
+/// A typed answer as indented JSON.
+pub fn pretty<T: Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// `-` for nothing.
+fn or_dash(text: Option<&str>) -> &str {
+    text.unwrap_or("-")
+}
+
+/// A word of the command line as the API's type (`pull`, `admin`, `interval`...), or why not.
+pub fn word<T: for<'de> Deserialize<'de>>(what: &str, text: &str) -> Result<T, String> {
+    T::deserialize(text.into_deserializer())
+        .map_err(|e: serde::de::value::Error| format!("--{what}: {e}"))
 }
 
 // ---- login -------------------------------------------------------------------------------
@@ -87,18 +107,27 @@ pub fn login(args: LoginArgs) -> CodedResult {
         &args.user,
         password.trim_end_matches(['\n', '\r']),
     )?;
+    /// What `ward login --json` says (never the token).
+    #[derive(Serialize)]
+    struct LoggedIn<'a> {
+        user: &'a str,
+        role: ward_api::fleet::Role,
+        expires: &'a str,
+    }
+    let shown = LoggedIn {
+        user: &reply.user,
+        role: reply.role,
+        expires: &reply.expires,
+    };
     if args.json {
-        println!(
-            "{:#}",
-            json!({"user": reply["user"], "role": reply["role"], "expires": reply["expires"]})
-        );
+        println!("{}", pretty(&shown));
     } else {
         println!(
             "logged in to {} as {} ({}) until {}",
             args.server,
-            text(&reply, "user"),
-            text(&reply, "role"),
-            text(&reply, "expires")
+            shown.user,
+            pretty(&shown.role).trim_matches('"'),
+            shown.expires
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -199,33 +228,73 @@ pub enum TokenCommand {
 
 /// The group id behind a path.
 fn group_id(client: &AdminClient, path: &str) -> Result<i64, String> {
-    let groups = client.call("GET", "/api/v1/groups", None)?;
+    let groups: Vec<Group> = client.get("/api/v1/groups")?;
     groups
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|g| g["path"] == path)
-        .and_then(|g| g["id"].as_i64())
+        .iter()
+        .find(|g| g.path.as_deref() == Some(path))
+        .map(|g| g.id)
         .ok_or_else(|| format!("no group '{path}'"))
 }
 
-fn print_group(group: &Value) {
-    println!("{}", text(group, "path"));
-    let own = &group["own"];
-    let effective = &group["effective"];
-    for field in ["server_list", "interval", "randomize", "mode", "policy"] {
-        let own_value = match &own[field] {
-            Value::Null => "(inherit)".to_string(),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let effective_value = match &effective[field] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
+/// A value as one line (a policy document compact).
+fn shown<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        Ok(other) => other.to_string(),
+        Err(_) => "-".into(),
+    }
+}
+
+fn print_group(group: &Group) {
+    println!("{}", or_dash(group.path.as_deref()));
+    let own = &group.own;
+    let rows: [(&str, Option<String>, Option<String>, Option<&str>); 5] = match &group.effective {
+        Some(e) => [
+            (
+                "server_list",
+                own.server_list.clone(),
+                Some(e.server_list.clone()),
+                e.inherited_from.server_list.as_deref(),
+            ),
+            (
+                "interval",
+                own.interval.clone(),
+                Some(e.interval.clone()),
+                e.inherited_from.interval.as_deref(),
+            ),
+            (
+                "randomize",
+                own.randomize.clone(),
+                Some(e.randomize.clone()),
+                e.inherited_from.randomize.as_deref(),
+            ),
+            (
+                "mode",
+                own.mode.map(|m| shown(&m)),
+                Some(shown(&e.mode)),
+                e.inherited_from.mode.as_deref(),
+            ),
+            (
+                "policy",
+                own.policy.as_ref().map(shown),
+                Some(shown(&e.policy)),
+                e.inherited_from.policy.as_deref(),
+            ),
+        ],
+        None => [
+            ("server_list", own.server_list.clone(), None, None),
+            ("interval", own.interval.clone(), None, None),
+            ("randomize", own.randomize.clone(), None, None),
+            ("mode", own.mode.map(|m| shown(&m)), None, None),
+            ("policy", own.policy.as_ref().map(shown), None, None),
+        ],
+    };
+    for (field, own_value, effective_value, from) in rows {
         println!(
-            "  {field:<12} own: {own_value:<24} effective: {effective_value}  (from {})",
-            text(&effective["inherited_from"], field)
+            "  {field:<12} own: {:<24} effective: {}  (from {})",
+            own_value.unwrap_or_else(|| "(inherit)".into()),
+            effective_value.unwrap_or_else(|| "-".into()),
+            or_dash(from)
         );
     }
 }
@@ -234,39 +303,29 @@ pub fn group(target: &Target, command: GroupCommand) -> CodedResult {
     let client = target.client()?;
     match command {
         GroupCommand::Create { name, parent } => {
-            let created = client.call(
-                "POST",
-                "/api/v1/groups",
-                Some(&json!({"name": name, "parent": parent})),
-            )?;
+            let created: Group = client.post("/api/v1/groups", &NewGroup { name, parent })?;
             print(target, &created, |g| {
-                println!("created {}", text(g, "path"))
+                println!("created {}", or_dash(g.path.as_deref()))
             })
         }
         GroupCommand::List => {
-            let groups = client.call("GET", "/api/v1/groups", None)?;
-            let list: Vec<Value> = groups
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|g| json!({"path": g["path"], "name": g["name"], "parent": g["parent"], "id": g["id"], "effective": g["effective"]}))
-                .collect();
-            print(target, &Value::Array(list), |list| {
-                for g in list.as_array().into_iter().flatten() {
-                    let e = &g["effective"];
+            let groups: Vec<Group> = client.get("/api/v1/groups")?;
+            print(target, &groups, |list| {
+                for g in list {
+                    let e = g.effective.as_ref();
                     println!(
                         "{:<40} list {:<24} {:>5} {}",
-                        text(g, "path"),
-                        text(e, "server_list"),
-                        text(e, "interval"),
-                        text(e, "mode")
+                        or_dash(g.path.as_deref()),
+                        or_dash(e.map(|e| e.server_list.as_str())),
+                        or_dash(e.map(|e| e.interval.as_str())),
+                        e.map_or("-".into(), |e| shown(&e.mode))
                     );
                 }
             })
         }
         GroupCommand::Show { path } => {
             let id = group_id(&client, &path)?;
-            let group = client.call("GET", &format!("/api/v1/groups/{id}"), None)?;
+            let group: Group = client.get(&format!("/api/v1/groups/{id}"))?;
             print(target, &group, print_group)
         }
         GroupCommand::Set {
@@ -281,35 +340,46 @@ pub fn group(target: &Target, command: GroupCommand) -> CodedResult {
             accept_cut_off,
         } => {
             let id = group_id(&client, &path)?;
-            let mut body = json!({});
-            if accept_cut_off {
-                body["accept_cut_off"] = json!(true);
-            }
-            if let Some(v) = server_list {
-                body["server_list"] = json!(v);
-            }
-            if let Some(v) = interval {
-                body["interval"] = json!(v);
-            }
-            if let Some(v) = randomize {
-                body["randomize"] = json!(v);
-            }
-            if let Some(v) = mode {
-                body["mode"] = json!(v);
-            }
-            if let Some(file) = policy {
-                let text = std::fs::read_to_string(&file)
-                    .map_err(|e| format!("{}: {e}", file.display()))?;
-                body["policy"] = serde_json::from_str(&text)
-                    .map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
-            }
-            if !inherit.is_empty() {
-                body["inherit"] = json!(inherit);
-            }
-            if let Some(v) = rename {
-                body["name"] = json!(v);
-            }
-            let group = client.call("PATCH", &format!("/api/v1/groups/{id}"), Some(&body))?;
+            let policy = match policy {
+                Some(file) => {
+                    let text = std::fs::read_to_string(&file)
+                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                    match serde_json::from_str(&text)
+                        .map_err(|e| format!("{}: not JSON: {e}", file.display()))?
+                    {
+                        serde_json::Value::Object(map) => Some(map),
+                        _ => {
+                            return Err(format!(
+                                "{}: a policy document is a JSON object",
+                                file.display()
+                            )
+                            .into())
+                        }
+                    }
+                }
+                None => None,
+            };
+            let patch = GroupPatch {
+                name: rename,
+                server_list,
+                interval,
+                randomize,
+                mode: mode.map(|m| word("mode", &m)).transpose()?,
+                policy,
+                inherit: if inherit.is_empty() {
+                    None
+                } else {
+                    Some(
+                        inherit
+                            .iter()
+                            .map(|field| word("inherit", field))
+                            .collect::<Result<_, _>>()?,
+                    )
+                },
+                accept_cut_off,
+            };
+            let group: Group =
+                client.send("PATCH", &format!("/api/v1/groups/{id}"), Some(&patch))?;
             print(target, &group, print_group)
         }
         GroupCommand::Move {
@@ -318,16 +388,21 @@ pub fn group(target: &Target, command: GroupCommand) -> CodedResult {
             accept_cut_off,
         } => {
             let id = group_id(&client, &path)?;
-            let group = client.call(
-                "POST",
+            let group: Group = client.post(
                 &format!("/api/v1/groups/{id}/move"),
-                Some(&json!({"parent": parent, "accept_cut_off": accept_cut_off})),
+                &MoveGroup {
+                    parent,
+                    accept_cut_off,
+                },
             )?;
-            print(target, &group, |g| println!("moved to {}", text(g, "path")))
+            print(target, &group, |g| {
+                println!("moved to {}", or_dash(g.path.as_deref()))
+            })
         }
         GroupCommand::Delete { path } => {
             let id = group_id(&client, &path)?;
-            let deleted = client.call("DELETE", &format!("/api/v1/groups/{id}"), None)?;
+            let deleted: Deleted =
+                client.send::<(), _>("DELETE", &format!("/api/v1/groups/{id}"), None)?;
             print(target, &deleted, |_| println!("deleted {path}"))
         }
         GroupCommand::Token(command) => token(target, &client, command),
@@ -337,39 +412,47 @@ pub fn group(target: &Target, command: GroupCommand) -> CodedResult {
             uses,
             expires,
         } => {
-            use std::os::unix::fs::PermissionsExt;
             let id = group_id(&client, &path)?;
             // The file first (0600, it will hold a token): if it cannot be written, no token
             // is minted.
-            std::fs::write(&out, b"").map_err(|e| format!("{}: {e}", out.display()))?;
-            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("{}: {e}", out.display()))?;
-            let mut package = client.call(
-                "POST",
+            ward_fs::write(&out, b"", 0o600).map_err(|e| format!("{}: {e}", out.display()))?;
+            let exported: ExportedSettings = client.post(
                 &format!("/api/v1/groups/{id}/export"),
-                Some(&serde_json::json!({"uses": uses, "expires": expires})),
+                &ExportRequest {
+                    uses: Some(uses as i64),
+                    expires: Some(expires),
+                },
             )?;
-            let token_id = package
-                .as_object_mut()
-                .and_then(|p| p.remove("token_id"))
-                .and_then(|id| id.as_i64());
-            if let Err(e) = std::fs::write(&out, format!("{package:#}\n")) {
+            let written = serde_json::to_string_pretty(&exported.package)
+                .map_err(std::io::Error::other)
+                .and_then(|text| ward_fs::write(&out, format!("{text}\n").as_bytes(), 0o600));
+            if let Err(e) = written {
                 // A package that was not kept must not leave a live token behind.
-                if let Some(token_id) = token_id {
-                    let _ = client.call("POST", &format!("/api/v1/tokens/{token_id}/revoke"), None);
+                if let Some(token_id) = exported.token_id {
+                    let _: Result<RevokedToken, _> = client.send::<(), _>(
+                        "POST",
+                        &format!("/api/v1/tokens/{token_id}/revoke"),
+                        None,
+                    );
                 }
                 return Err(format!("{}: {e} (its token was revoked)", out.display()).into());
             }
-            print(
-                target,
-                &serde_json::json!({"group": path, "file": out.display().to_string()}),
-                |_| {
-                    println!(
-                        "wrote {} (mode 0600; it holds an enrollment token)",
-                        out.display()
-                    )
-                },
-            )
+            /// What `export-settings --json` says.
+            #[derive(Serialize)]
+            struct Exported {
+                group: String,
+                file: String,
+            }
+            let exported = Exported {
+                group: path,
+                file: out.display().to_string(),
+            };
+            print(target, &exported, |_| {
+                println!(
+                    "wrote {} (mode 0600; it holds an enrollment token)",
+                    out.display()
+                )
+            })
         }
     }
 }
@@ -382,36 +465,43 @@ fn token(target: &Target, client: &AdminClient, command: TokenCommand) -> CodedR
             uses,
             allow_http,
         } => {
-            let body =
-                json!({"group": path, "expires": expires, "uses": uses, "allow_http": allow_http});
-            let token = client.call("POST", "/api/v1/tokens", Some(&body))?;
+            let token: Token = client.post(
+                "/api/v1/tokens",
+                &NewToken {
+                    group: path,
+                    expires,
+                    uses: uses.map(|u| u as i64),
+                    allow_http: Some(allow_http),
+                },
+            )?;
             print(target, &token, |t| {
-                println!("{}", text(t, "token"));
+                println!("{}", or_dash(t.token.as_deref()));
                 eprintln!(
                     "enrollment token {} for {} (shown once; expires {})",
-                    t["id"],
-                    text(t, "group"),
-                    text(t, "expires")
+                    t.id,
+                    or_dash(t.group.as_deref()),
+                    or_dash(t.expires.as_deref())
                 );
             })
         }
         TokenCommand::List => {
-            let tokens = client.call("GET", "/api/v1/tokens", None)?;
+            let tokens: Vec<Token> = client.get("/api/v1/tokens")?;
             print(target, &tokens, |list| {
-                for t in list.as_array().into_iter().flatten() {
+                for t in list {
                     println!(
                         "{:>4} {:<40} expires {:<22} uses left {:<6} {}",
-                        t["id"],
-                        text(t, "group"),
-                        text(t, "expires"),
-                        t["uses_left"],
-                        if t["revoked"] == true { "revoked" } else { "" }
+                        t.id,
+                        or_dash(t.group.as_deref()),
+                        or_dash(t.expires.as_deref()),
+                        t.uses_left.map_or("any".into(), |u| u.to_string()),
+                        if t.revoked { "revoked" } else { "" }
                     );
                 }
             })
         }
         TokenCommand::Revoke { id } => {
-            let revoked = client.call("POST", &format!("/api/v1/tokens/{id}/revoke"), None)?;
+            let revoked: RevokedToken =
+                client.send::<(), _>("POST", &format!("/api/v1/tokens/{id}/revoke"), None)?;
             print(target, &revoked, |_| println!("revoked token {id}"))
         }
     }
@@ -446,19 +536,13 @@ pub enum ServerListCommand {
     },
 }
 
-fn print_list(list: &Value) {
-    println!("{}", text(list, "name"));
-    for server in list["servers"].as_array().into_iter().flatten() {
-        println!("  priority {} {}", server["priority"], text(server, "url"));
+fn print_list(list: &ServerList) {
+    println!("{}", list.name);
+    for server in &list.servers {
+        println!("  priority {} {}", server.priority, server.url);
     }
-    let used: Vec<&str> = list["used_by"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if !used.is_empty() {
-        println!("  used by: {}", used.join(", "));
+    if !list.used_by.is_empty() {
+        println!("  used by: {}", list.used_by.join(", "));
     }
 }
 
@@ -466,29 +550,21 @@ pub fn server_list(target: &Target, command: ServerListCommand) -> CodedResult {
     let client = target.client()?;
     match command {
         ServerListCommand::Create { name, servers } => {
-            let list = client.call(
-                "POST",
-                "/api/v1/serverlists",
-                Some(&json!({"name": name, "servers": servers})),
-            )?;
+            let list: ServerList =
+                client.post("/api/v1/serverlists", &NewServerList { name, servers })?;
             print(target, &list, print_list)
         }
         ServerListCommand::List => {
-            let lists = client.call("GET", "/api/v1/serverlists", None)?;
-            print(target, &lists, |lists| {
-                lists.as_array().into_iter().flatten().for_each(print_list)
-            })
+            let lists: Vec<ServerList> = client.get("/api/v1/serverlists")?;
+            print(target, &lists, |lists| lists.iter().for_each(print_list))
         }
         ServerListCommand::Show { name } => {
-            let list = client.call(
-                "GET",
-                &format!("/api/v1/serverlists/{}", segment(&name)),
-                None,
-            )?;
+            let list: ServerList =
+                client.get(&format!("/api/v1/serverlists/{}", segment(&name)))?;
             print(target, &list, print_list)
         }
         ServerListCommand::Delete { name } => {
-            let deleted = client.call(
+            let deleted: Deleted = client.send::<(), _>(
                 "DELETE",
                 &format!("/api/v1/serverlists/{}", segment(&name)),
                 None,
@@ -501,10 +577,13 @@ pub fn server_list(target: &Target, command: ServerListCommand) -> CodedResult {
             protocol,
             port,
         } => {
-            let list = client.call(
-                "POST",
+            let list: ServerList = client.post(
                 &format!("/api/v1/serverlists/{}/copy", segment(&name)),
-                Some(&json!({"name": new_name, "protocol": protocol, "port": port})),
+                &CopyList {
+                    name: new_name,
+                    protocol: Some(word("protocol", &protocol)?),
+                    port: Some(port),
+                },
             )?;
             print(target, &list, print_list)
         }
@@ -562,15 +641,11 @@ pub enum AgentsCommand {
 
 /// The TLS column: the version negotiated over HTTPS; over plain HTTP, the highest the agent
 /// can speak (marked `max`), which is what a hardening plan needs to know.
-fn tls_shown(client: &Value) -> String {
-    if let Some(version) = client["tls_version"].as_str() {
-        return version.to_string();
+fn tls_shown(agent: &Agent) -> String {
+    if let Some(version) = &agent.tls_version {
+        return version.clone();
     }
-    match client["tls_versions"].as_array().and_then(|v| {
-        v.iter()
-            .filter_map(Value::as_str)
-            .max_by_key(|v| version_rank(v))
-    }) {
+    match agent.tls_versions.iter().max_by_key(|v| version_rank(v)) {
         Some(best) => format!("max {best}"),
         None => "-".into(),
     }
@@ -580,16 +655,14 @@ fn version_rank(name: &str) -> u8 {
     ward_tls::TlsVersion::parse_loose(name).map_or(0, |v| v as u8 + 1)
 }
 
-fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let parts: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", segment(v))))
-        .collect();
-    if parts.is_empty() {
-        String::new()
+/// `PATH?QUERY` with a typed query (nothing after `?` when it is empty).
+pub fn with_query<Q: Serialize>(path: &str, query: &Q) -> Result<String, String> {
+    let query = serde_urlencoded::to_string(query).map_err(|e| e.to_string())?;
+    Ok(if query.is_empty() {
+        path.to_string()
     } else {
-        format!("?{}", parts.join("&"))
-    }
+        format!("{path}?{query}")
+    })
 }
 
 pub fn agents(target: &Target, command: AgentsCommand) -> CodedResult {
@@ -604,75 +677,80 @@ pub fn agents(target: &Target, command: AgentsCommand) -> CodedResult {
             silent_for,
             limit,
         } => {
-            let presence = match (online, offline) {
-                (true, _) => Some("true".to_string()),
-                (_, true) => Some("false".to_string()),
-                _ => None,
+            let query = AgentsQuery {
+                group,
+                pending: pending.then_some(true),
+                online: match (online, offline) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
+                tls_max: tls_max
+                    .map(|max| {
+                        ward_tls::TlsVersion::parse_loose(&max)
+                            .ok_or_else(|| format!("--tls-max: '{max}' is not a TLS version"))
+                            .and_then(|v| word("tls-max", v.name()))
+                    })
+                    .transpose()?,
+                silent_for,
+                limit: limit.map(|l| l as usize),
             };
-            let path = format!(
-                "/api/v1/agents{}",
-                query(&[
-                    ("group", group),
-                    ("pending", pending.then(|| "true".to_string())),
-                    ("online", presence),
-                    ("tls_max", tls_max),
-                    ("silent_for", silent_for),
-                    ("limit", limit.map(|l| l.to_string())),
-                ])
-            );
-            let clients = client.call("GET", &path, None)?;
-            print(target, &clients, |list| {
+            let agents: Vec<Agent> = client.get(&with_query("/api/v1/agents", &query)?)?;
+            print(target, &agents, |list| {
                 println!(
                     "{:<32} {:<20} {:<28} {:<7} {:<7} {:<7} {:<8} {:<20} SERIAL",
                     "ID", "NAME", "GROUP", "STATUS", "PENDING", "CHANNEL", "TLS", "LAST SEEN"
                 );
-                for c in list.as_array().into_iter().flatten() {
+                for a in list {
                     println!(
                         "{:<32} {:<20} {:<28} {:<7} {:<7} {:<7} {:<8} {:<20} {}/{}",
-                        text(c, "id"),
-                        text(c, "hostname"),
-                        text(c, "group"),
-                        if c["online"] == true {
-                            "online"
-                        } else {
-                            "offline"
-                        },
-                        if c["pending"] == true { "yes" } else { "no" },
-                        text(c, "channel"),
-                        tls_shown(c),
-                        text(c, "last_seen"),
-                        c["acked_serial"],
-                        c["serial"]
+                        a.id,
+                        a.hostname,
+                        or_dash(a.group.as_deref()),
+                        if a.online { "online" } else { "offline" },
+                        if a.pending { "yes" } else { "no" },
+                        or_dash(a.channel.as_deref()),
+                        tls_shown(a),
+                        or_dash(a.last_seen.as_deref()),
+                        a.acked_serial,
+                        a.serial
                     );
                 }
             })
         }
         AgentsCommand::Delete { ids } => {
-            let deleted =
-                client.call("POST", "/api/v1/agents/delete", Some(&json!({"ids": ids})))?;
+            let deleted: DeletedAgents =
+                client.post("/api/v1/agents/delete", &DeleteAgents { ids })?;
             print(target, &deleted, |d| {
                 println!(
                     "retired {} agent(s); their check-ins are refused from now on",
-                    d["deleted"].as_array().map_or(0, Vec::len)
+                    d.deleted.len()
                 )
             })
         }
         AgentsCommand::Show { id } => {
-            let shown = client.call("GET", &format!("/api/v1/agents/{}", segment(&id)), None)?;
-            print(target, &shown, |c| println!("{c:#}"))
+            let shown: Agent = client.get(&format!("/api/v1/agents/{}", segment(&id)))?;
+            print(target, &shown, |a| println!("{}", pretty(a)))
         }
         AgentsCommand::Move {
             ids,
             group,
             accept_cut_off,
         } => {
-            let moved = client.call(
-                "POST",
+            let moved: MovedAgents = client.post(
                 "/api/v1/agents/move",
-                Some(&json!({"ids": ids, "group": group, "accept_cut_off": accept_cut_off})),
+                &MoveAgents {
+                    ids,
+                    group,
+                    accept_cut_off,
+                },
             )?;
             print(target, &moved, |m| {
-                println!("moved {} agent(s) to {}", ids.len(), text(m, "group"))
+                println!(
+                    "moved {} agent(s) to {}",
+                    m.moved.len(),
+                    or_dash(m.group.as_deref())
+                )
             })
         }
     }
@@ -711,74 +789,68 @@ fn read_password() -> Result<String, String> {
     Ok(password.trim_end_matches(['\n', '\r']).to_string())
 }
 
+fn account_path(name: &str, action: &str) -> String {
+    format!("/api/v1/accounts/{}{action}", segment(name))
+}
+
 pub fn account(target: &Target, command: AccountCommand) -> CodedResult {
     let client = target.client()?;
     match command {
         AccountCommand::Create { name, role } => {
+            let role = word("role", &role)?;
             let password = read_password()?;
-            let created = client.call(
-                "POST",
+            let created: CreatedAccount = client.post(
                 "/api/v1/accounts",
-                Some(&json!({"name": name, "password": password, "role": role})),
+                &NewAccount {
+                    name,
+                    password,
+                    role,
+                },
             )?;
             print(target, &created, |a| {
-                println!("created {} ({})", text(a, "name"), text(a, "role"))
+                println!("created {} ({})", a.name, shown(&a.role))
             })
         }
         AccountCommand::List => {
-            let accounts = client.call("GET", "/api/v1/accounts", None)?;
+            let accounts: Vec<AccountInfo> = client.get("/api/v1/accounts")?;
             print(target, &accounts, |list| {
                 println!("{:<32} ROLE", "NAME");
-                for a in list.as_array().into_iter().flatten() {
-                    println!("{:<32} {}", text(a, "name"), text(a, "role"));
+                for a in list {
+                    let disabled = if a.disabled { " (disabled)" } else { "" };
+                    println!("{:<32} {}{disabled}", a.name, shown(&a.role));
                 }
             })
         }
         AccountCommand::Delete { name } => {
-            let deleted = client.call(
-                "DELETE",
-                &format!("/api/v1/accounts/{}", segment(&name)),
-                None,
-            )?;
+            let deleted: Deleted =
+                client.send::<(), _>("DELETE", &account_path(&name, ""), None)?;
             print(target, &deleted, |_| {
                 println!("deleted {name}; its sessions ended")
             })
         }
         AccountCommand::Passwd { name } => {
             let password = read_password()?;
-            let changed = client.call(
-                "POST",
-                &format!("/api/v1/accounts/{}/password", segment(&name)),
-                Some(&json!({"password": password})),
-            )?;
+            let changed: AccountChanged =
+                client.post(&account_path(&name, "/password"), &NewPassword { password })?;
             print(target, &changed, |_| {
                 println!("password of {name} changed; its sessions ended")
             })
         }
         AccountCommand::Disable { name } => {
-            let done = client.call(
-                "POST",
-                &format!("/api/v1/accounts/{}/disable", segment(&name)),
-                None,
-            )?;
+            let done: AccountChanged =
+                client.send::<(), _>("POST", &account_path(&name, "/disable"), None)?;
             print(target, &done, |_| {
                 println!("disabled {name}; its sessions ended")
             })
         }
         AccountCommand::Enable { name } => {
-            let done = client.call(
-                "POST",
-                &format!("/api/v1/accounts/{}/enable", segment(&name)),
-                None,
-            )?;
+            let done: AccountChanged =
+                client.send::<(), _>("POST", &account_path(&name, "/enable"), None)?;
             print(target, &done, |_| println!("enabled {name}"))
         }
         AccountCommand::Revoke { name } => {
-            let done = client.call(
-                "POST",
-                &format!("/api/v1/accounts/{}/revoke", segment(&name)),
-                None,
-            )?;
+            let done: AccountChanged =
+                client.send::<(), _>("POST", &account_path(&name, "/revoke"), None)?;
             print(target, &done, |_| println!("every session of {name} ended"))
         }
     }
@@ -787,10 +859,10 @@ pub fn account(target: &Target, command: AccountCommand) -> CodedResult {
 /// `ward logout`: ends the saved session on the server, then forgets it here.
 pub fn logout(json: bool) -> CodedResult {
     let client = AdminClient::saved()?;
-    let ended = client.call("DELETE", "/api/v1/session", None);
+    let ended = client.send::<(), LoggedOut>("DELETE", "/api/v1/session", None);
     AdminClient::forget_saved()?;
     match ended {
-        Ok(value) if json => println!("{value:#}"),
+        Ok(value) if json => println!("{}", pretty(&value)),
         Ok(_) => println!("logged out: the session is ended and forgotten"),
         // Expired or revoked already: forgotten here all the same.
         Err(error) => println!("the session was already over ({error}); forgotten"),
@@ -809,23 +881,14 @@ pub struct AuditArgs {
 
 pub fn audit(target: &Target, args: AuditArgs) -> CodedResult {
     let client = target.client()?;
-    let path = format!(
-        "/api/v1/audit{}",
-        query(&[
-            ("since", args.since),
-            ("limit", Some(args.limit.to_string()))
-        ])
-    );
-    let entries = client.call("GET", &path, None)?;
+    let query = AuditQuery {
+        since: args.since,
+        limit: Some(args.limit as usize),
+    };
+    let entries: Vec<AuditEntry> = client.get(&with_query("/api/v1/audit", &query)?)?;
     print(target, &entries, |list| {
-        for e in list.as_array().into_iter().flatten() {
-            println!(
-                "{} {:<14} {:<18} {}",
-                text(e, "at"),
-                text(e, "actor"),
-                text(e, "action"),
-                text(e, "target")
-            );
+        for e in list {
+            println!("{} {:<14} {:<18} {}", e.at, e.actor, e.action, e.target);
         }
     })
 }

@@ -5,12 +5,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::json;
+use serde::Serialize;
+use ward_api::server::{
+    Acknowledgement, CaDescription, CaStatus, GuardedRequest, KeyStatus, ReloadAnswer,
+    RenewRequest, SwitchAnswer,
+};
+use ward_api::tls::GuardPlan;
 use ward_server::{DataDir, Overrides};
 use ward_tls::Severity;
 
+use super::fleet::pretty;
 use super::CmdResult;
-use crate::client::AdminClient;
+use crate::client::{AdminClient, ApiFailure};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -253,113 +259,207 @@ enum Rotated {
     AgreementKey,
 }
 
+/// What a rotation step answered.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Rotation {
+    Ca(CaStatus),
+    Key(KeyStatus),
+    Switch(SwitchAnswer),
+}
+
+/// A guarded call's outcome: the answer or the API's refusal; only a server that could not be
+/// reached is the command's error.
+fn outcome<T>(result: Result<T, ApiFailure>) -> Result<Result<T, ApiFailure>, String> {
+    match result {
+        Err(failure) if failure.status == 0 => Err(failure.message),
+        other => Ok(other),
+    }
+}
+
+/// A refusal as the command shows it (its plan too), and its exit code: 2 for a guard's
+/// refusal (409), 1 otherwise.
+fn refused(failure: &ApiFailure, as_json: bool) -> ExitCode {
+    if as_json {
+        match &failure.refusal {
+            Some(refusal) => println!("{}", pretty(refusal)),
+            None => println!(
+                "{}",
+                pretty(&ward_api::ErrorDetail {
+                    code: failure.code.clone(),
+                    message: failure.message.clone(),
+                })
+            ),
+        }
+    } else {
+        if let Some(refusal) = &failure.refusal {
+            for finding in refusal.findings.iter().flatten() {
+                println!("{}: {}", finding.severity, finding.message);
+            }
+        }
+        if let Some(plan) = failure.plan() {
+            print_reload_plan(plan);
+        }
+        println!("refused ({}): {}", failure.status, failure.message);
+    }
+    if failure.status == 409 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn describe_ca(which: &str, ca: Option<&CaDescription>) {
+    if let Some(ca) = ca {
+        println!(
+            "{which:<9} CA {} ({}, {} days left)",
+            ca.fingerprint.as_deref().unwrap_or("?"),
+            ca.subject.as_deref().unwrap_or("?"),
+            ca.days_left.map_or("?".into(), |d| d.to_string())
+        );
+    }
+}
+
+fn describe_acknowledgement(ack: Option<&Acknowledgement>, what: &str) {
+    let Some(ack) = ack else {
+        return;
+    };
+    println!(
+        "{} of {} agent(s) have acknowledged the new {what}",
+        ack.acknowledged, ack.agents
+    );
+    for agent in &ack.not_acknowledged {
+        println!(
+            "  {} ({}, last check-in {}): {}",
+            agent.id,
+            agent.group.as_deref().unwrap_or("?"),
+            agent.last_checkin.as_deref().unwrap_or("never"),
+            agent.why
+        );
+    }
+}
+
+fn describe_rotation(answer: &Rotation) {
+    match answer {
+        Rotation::Ca(ca) => {
+            describe_ca("current", ca.current.as_ref());
+            describe_ca("next", ca.next.as_ref());
+            describe_ca("previous", ca.previous.as_ref());
+            describe_acknowledgement(ca.acknowledgement.as_ref(), "CA");
+            if ca.dry_run == Some(true) {
+                println!("dry run: nothing changed");
+            } else if ca.aborted == Some(true) {
+                println!("aborted: the rotation is given up");
+            }
+        }
+        Rotation::Key(key) => {
+            if let Some(plan) = &key.plan {
+                if plan.lost > 0 {
+                    print_reload_plan(plan);
+                }
+            }
+            println!("{:<9} key {}", "current", key.current);
+            if let Some(next) = &key.next {
+                println!("{:<9} key {next}", "next");
+            }
+            describe_acknowledgement(key.acknowledgement.as_ref(), "key");
+            if let Some(sha256) = &key.withdrawn {
+                println!(
+                    "withdrawn key {sha256}: still accepted, {} agent(s) sign under it; `ward \
+                     server rotate-key abort` removes it once none do",
+                    key.signing_under_withdrawn.unwrap_or(0)
+                );
+            }
+            match key.aborted {
+                Some(true) => println!("aborted: the rotation is given up"),
+                Some(false) => {
+                    println!("the next key is withdrawn: agents are handed the current key again")
+                }
+                None => {}
+            }
+        }
+        Rotation::Switch(switch) => {
+            print_reload_plan(&switch.plan);
+            if let Some(ca) = &switch.ca {
+                describe_rotation(&Rotation::Ca(ca.clone()));
+            }
+            if let Some(key) = &switch.key {
+                describe_rotation(&Rotation::Key(key.clone()));
+            }
+            if switch.dry_run == Some(true) {
+                println!("dry run: nothing changed");
+            } else if switch.ca.is_some() {
+                println!("switched: the listeners serve certificates of the new CA, and the agents' settings carry only it");
+            } else {
+                println!("switched: check-ins are accepted under the new key only");
+            }
+        }
+    }
+}
+
 fn rotate(what: Rotated, step: RotateStep) -> CmdResult {
     let base = match what {
         Rotated::Ca => "/api/v1/server/ca",
         Rotated::AgreementKey => "/api/v1/server/agreement-key",
     };
-    let (data, json, method, path, body) = match step {
-        RotateStep::Start { data, json } => (data, json, "POST", format!("{base}/rotate"), None),
-        RotateStep::Status { data, json } => (data, json, "GET", base.to_string(), None),
-        RotateStep::Switch { guarded } => (
-            guarded.data,
-            guarded.json,
-            "POST",
-            format!("{base}/switch"),
-            Some(json!({"dry_run": guarded.dry_run, "accept_cut_off": guarded.accept_cut_off})),
-        ),
-        RotateStep::Abort { guarded } => (
-            guarded.data,
-            guarded.json,
-            "POST",
-            format!("{base}/abort"),
-            Some(json!({"dry_run": guarded.dry_run, "accept_cut_off": guarded.accept_cut_off})),
-        ),
+    let guard = |guarded: &Guarded| GuardedRequest {
+        dry_run: guarded.dry_run,
+        accept_cut_off: guarded.accept_cut_off,
     };
-    let data = DataDir::new(data.data);
-    let client = AdminClient::local(&data)?;
-    let reply = client.request(method, &path, body.as_ref())?;
-    let body = &reply.body;
-    let status = match (&body["ca"], &body["key"]) {
-        (ca, _) if ca.is_object() => ca,
-        (_, key) if key.is_object() => key,
-        _ => body,
+    let (data, json) = match &step {
+        RotateStep::Start { data, json } | RotateStep::Status { data, json } => {
+            (data.clone(), *json)
+        }
+        RotateStep::Switch { guarded } | RotateStep::Abort { guarded } => {
+            (guarded.data.clone(), guarded.json)
+        }
+    };
+    let client = AdminClient::local(&DataDir::new(data.data))?;
+    let status_of = |path: &str,
+                     body: Option<GuardedRequest>|
+     -> Result<Result<Rotation, ApiFailure>, String> {
+        let method = if path == base { "GET" } else { "POST" };
+        outcome(match what {
+            Rotated::Ca => client.send(method, path, body.as_ref()).map(Rotation::Ca),
+            Rotated::AgreementKey => client.send(method, path, body.as_ref()).map(Rotation::Key),
+        })
+    };
+    let answer = match &step {
+        RotateStep::Start { .. } => status_of(&format!("{base}/rotate"), None)?,
+        RotateStep::Status { .. } => status_of(base, None)?,
+        RotateStep::Abort { guarded } => status_of(&format!("{base}/abort"), Some(guard(guarded)))?,
+        RotateStep::Switch { guarded } => outcome(
+            client
+                .post(&format!("{base}/switch"), &guard(guarded))
+                .map(Rotation::Switch),
+        )?,
+    };
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(failure) => return Ok(refused(&failure, json)),
     };
     if json {
-        println!("{body:#}");
-    } else if reply.status == 200 {
-        let describe = |which: &str, it: &serde_json::Value| {
-            if it.is_object() {
-                println!(
-                    "{which:<9} CA {} ({}, {} days left)",
-                    it["fingerprint"].as_str().unwrap_or("?"),
-                    it["subject"].as_str().unwrap_or("?"),
-                    it["days_left"]
-                );
-            } else if let Some(sha256) = it.as_str() {
-                println!("{which:<9} key {sha256}");
-            }
-        };
-        if body["dry_run"] == true || body["switched"] == true {
-            print_reload_plan(&body["plan"]);
-        }
-        describe("current", &status["current"]);
-        describe("next", &status["next"]);
-        describe("previous", &status["previous"]);
-        if status["under_way"] == true {
-            println!(
-                "{} of {} agent(s) have acknowledged the new {}",
-                status["acknowledged"],
-                status["agents"],
-                if what == Rotated::Ca { "CA" } else { "key" }
-            );
-            for agent in status["not_acknowledged"].as_array().into_iter().flatten() {
-                println!(
-                    "  {} ({}, last check-in {}): {}",
-                    agent["id"].as_str().unwrap_or("?"),
-                    agent["group"].as_str().unwrap_or("?"),
-                    agent["last_checkin"].as_str().unwrap_or("never"),
-                    agent["why"].as_str().unwrap_or("")
-                );
-            }
-        }
-        if let Some(sha256) = status["withdrawn"].as_str() {
-            println!(
-                "withdrawn key {sha256}: still accepted, {} agent(s) sign under it; `ward \
-                 server rotate-key abort` removes it once none do",
-                status["signing_under_withdrawn"]
-            );
-        }
-        if body["dry_run"] == true {
-            println!("dry run: nothing changed");
-        } else if body["aborted"] == true {
-            println!("aborted: the rotation is given up");
-        } else if body["aborted"] == false {
-            println!("the next key is withdrawn: agents are handed the current key again");
-        } else if body["switched"] == true && what == Rotated::Ca {
-            println!("switched: the listeners serve certificates of the new CA, and the agents' settings carry only it");
-        } else if body["switched"] == true {
-            println!("switched: check-ins are accepted under the new key only");
-        }
+        println!("{}", pretty(&answer));
     } else {
-        print_reload_plan(&body["plan"]);
-        println!(
-            "refused ({}): {}",
-            reply.status,
-            body["error"]["message"]
-                .as_str()
-                .unwrap_or("no reason given")
-        );
+        describe_rotation(&answer);
     }
-    let waiting = status["waiting"].as_u64().unwrap_or(0) > 0;
-    Ok(match reply.status {
-        200 if body["dry_run"] == true && body["plan"]["lost"].as_u64().unwrap_or(0) > 0 => {
-            ExitCode::from(2)
+    let waiting = match &answer {
+        Rotation::Ca(ca) => ca.acknowledgement.as_ref(),
+        Rotation::Key(key) => key.acknowledgement.as_ref(),
+        Rotation::Switch(_) => None,
+    }
+    .is_some_and(|ack| ack.waiting > 0);
+    let lost_in_dry_run = match &answer {
+        Rotation::Switch(switch) => switch.dry_run == Some(true) && switch.plan.lost > 0,
+        Rotation::Key(key) => {
+            key.plan.as_ref().is_some_and(|p| p.lost > 0) && key.aborted != Some(true)
         }
-        200 if method == "GET" && waiting => ExitCode::from(2),
-        200 => ExitCode::SUCCESS,
-        409 => ExitCode::from(2),
-        _ => ExitCode::from(1),
+        Rotation::Ca(_) => false,
+    };
+    Ok(match step {
+        RotateStep::Status { .. } if waiting => ExitCode::from(2),
+        _ if lost_in_dry_run => ExitCode::from(2),
+        _ => ExitCode::SUCCESS,
     })
 }
 
@@ -421,27 +521,38 @@ fn configtest(data: &DataDir, as_json: bool) -> CmdResult {
     let ok = findings.iter().all(|f| f.severity != Severity::Error);
     // With a server running on these files, the plan of the reload they would make: who it
     // would cut off (agents and other peers), by the server's own replay.
-    let plan = if ok && ward_server::datadir::running_console(data).is_some() {
+    let plan: Option<GuardPlan> = if ok && ward_server::datadir::running_console(data).is_some() {
         AdminClient::local(data)
-            .and_then(|client| {
-                client.request(
-                    "POST",
-                    "/api/v1/server/reload",
-                    Some(&json!({"dry_run": true})),
-                )
-            })
             .ok()
-            .map(|reply| reply.body["plan"].clone())
-            .filter(|plan| !plan.is_null())
+            .and_then(|client| {
+                client
+                    .post::<_, ReloadAnswer>(
+                        "/api/v1/server/reload",
+                        &GuardedRequest {
+                            dry_run: true,
+                            accept_cut_off: false,
+                        },
+                    )
+                    .ok()
+            })
+            .and_then(|answer| answer.plan)
     } else {
         None
     };
     if as_json {
-        let findings = ward_server::listener_tls::findings_json(&findings);
-        println!(
-            "{:#}",
-            json!({"ok": ok, "findings": findings, "reload_plan": plan})
-        );
+        /// What `configtest --json` says.
+        #[derive(Serialize)]
+        struct Configtest {
+            ok: bool,
+            findings: Vec<ward_api::server::Finding>,
+            reload_plan: Option<GuardPlan>,
+        }
+        let answer = Configtest {
+            ok,
+            findings: ward_server::operations::server::findings(&findings),
+            reload_plan: plan,
+        };
+        println!("{}", pretty(&answer));
     } else {
         for finding in &findings {
             println!("{}: {}", finding.severity, finding.text);
@@ -465,7 +576,7 @@ fn renew_cert(data: &DataDir, as_json: bool) -> CmdResult {
     }
     // No server runs while this process holds the data dir: renew here. Otherwise the server
     // renews (under its lock, never half-way through a rotation) and reloads, guarded.
-    let reply = match data.lock() {
+    let answer = match data.lock() {
         Ok(_held_until_renewed) => {
             if data.journal().exists() {
                 return Err(format!(
@@ -476,109 +587,101 @@ fn renew_cert(data: &DataDir, as_json: bool) -> CmdResult {
             }
             let written =
                 ward_server::datadir::renew_server_certificates(data).map_err(|e| e.to_string())?;
-            let renewed: Vec<serde_json::Value> = written
-                .iter()
-                .map(|(file, days)| json!({"file": file.display().to_string(), "days_left": days}))
-                .collect();
-            (0u16, json!({"renewed": renewed}))
+            ReloadAnswer {
+                reloaded: false,
+                dry_run: None,
+                findings: Vec::new(),
+                plan: None,
+                renewed: Some(
+                    written
+                        .iter()
+                        .map(|(file, days)| ward_api::server::Renewed {
+                            file: file.display().to_string(),
+                            days_left: *days,
+                        })
+                        .collect(),
+                ),
+            }
         }
         Err(_) => {
             let client = AdminClient::local(data)?;
-            let reply = client.request(
-                "POST",
+            match outcome(client.post(
                 "/api/v1/server/certificates/renew",
-                Some(&json!({})),
-            )?;
-            (reply.status, reply.body)
+                &RenewRequest::default(),
+            ))? {
+                Ok(answer) => answer,
+                Err(failure) => return Ok(refused(&failure, as_json)),
+            }
         }
     };
-    let (status, body) = reply;
     if as_json {
-        println!("{body:#}");
+        println!("{}", pretty(&answer));
     } else {
-        for renewed in body["renewed"].as_array().into_iter().flatten() {
+        for renewed in answer.renewed.iter().flatten() {
             println!(
                 "renewed {} (valid for {} days)",
-                renewed["file"].as_str().unwrap_or("?"),
-                renewed["days_left"]
+                renewed.file, renewed.days_left
             );
         }
-        match status {
-            0 => println!("no server runs on this data dir: the next start uses them"),
-            200 => println!("reloaded: new connections get the renewed certificates"),
-            status => println!(
-                "not reloaded ({status}): {}",
-                body["error"]["message"].as_str().unwrap_or("-")
-            ),
+        if answer.reloaded {
+            println!("reloaded: new connections get the renewed certificates");
+        } else {
+            println!("no server runs on this data dir: the next start uses them");
         }
     }
-    Ok(match status {
-        0 | 200 => ExitCode::SUCCESS,
-        409 => ExitCode::from(2),
-        _ => ExitCode::from(1),
-    })
+    Ok(ExitCode::SUCCESS)
 }
 
 fn reload(data: &DataDir, as_json: bool, dry_run: bool, accept_cut_off: bool) -> CmdResult {
     let client = AdminClient::local(data)?;
-    let body = serde_json::json!({"dry_run": dry_run, "accept_cut_off": accept_cut_off});
-    let reply = client.request("POST", "/api/v1/server/reload", Some(&body))?;
+    let request = GuardedRequest {
+        dry_run,
+        accept_cut_off,
+    };
+    let answer: ReloadAnswer = match outcome(client.post("/api/v1/server/reload", &request))? {
+        Ok(answer) => answer,
+        Err(failure) => return Ok(refused(&failure, as_json)),
+    };
     if as_json {
-        println!("{:#}", reply.body);
+        println!("{}", pretty(&answer));
     } else {
-        for finding in reply.body["findings"].as_array().into_iter().flatten() {
-            println!(
-                "{}: {}",
-                finding["severity"].as_str().unwrap_or(""),
-                finding["message"].as_str().unwrap_or("")
-            );
+        for finding in &answer.findings {
+            println!("{}: {}", finding.severity, finding.message);
         }
-        print_reload_plan(&reply.body["plan"]);
-        match reply.status {
-            200 if dry_run => println!("dry run: nothing changed"),
-            200 => println!("reloaded: new connections get the new settings"),
-            _ => println!(
-                "reload refused ({}): {}",
-                reply.status,
-                reply.body["error"]["message"]
-                    .as_str()
-                    .unwrap_or("no reason given")
-            ),
+        if let Some(plan) = &answer.plan {
+            print_reload_plan(plan);
+        }
+        if dry_run {
+            println!("dry run: nothing changed");
+        } else {
+            println!("reloaded: new connections get the new settings");
         }
     }
-    Ok(match reply.status {
-        200 if dry_run && reply.body["plan"]["lost"].as_u64().unwrap_or(0) > 0 => ExitCode::from(2),
-        200 => ExitCode::SUCCESS,
-        409 => ExitCode::from(2),
-        _ => ExitCode::from(1),
+    let lost = answer.plan.as_ref().is_some_and(|p| p.lost > 0);
+    Ok(if dry_run && lost {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 
 /// The reload's plan: the agents that would lose their last path, and the other peers the new
 /// listeners would refuse.
-fn print_reload_plan(plan: &serde_json::Value) {
-    if plan.is_null() {
-        return;
-    }
-    if let Some(failed) = plan["plan_failed"].as_str() {
+fn print_reload_plan(plan: &GuardPlan) {
+    if let Some(failed) = &plan.plan_failed {
         println!("plan failed: {failed}");
         return;
     }
-    let lost = plan["lost"].as_u64().unwrap_or(0);
     println!(
-        "plan: {lost} agent(s) would lose their last path; {} other peer(s) seen in the last day \
+        "plan: {} agent(s) would lose their last path; {} other peer(s) seen in the last day \
          would be refused",
-        plan["peers_cut_off"].as_u64().unwrap_or(0)
+        plan.lost,
+        plan.peers_cut_off.unwrap_or(0)
     );
     super::harden::print_cut_off_lines(plan);
-    for peer in plan["peers"].as_array().into_iter().flatten() {
-        if peer["verdict"] == "cut_off" {
-            println!(
-                "  peer {} {}: {}",
-                peer["listener"].as_str().unwrap_or("-"),
-                peer["address"].as_str().unwrap_or("-"),
-                peer["reason"].as_str().unwrap_or("-")
-            );
+    for peer in plan.peers.iter().flatten() {
+        if peer.verdict == "cut_off" {
+            println!("  peer {} {}: {}", peer.listener, peer.address, peer.reason);
         }
     }
 }

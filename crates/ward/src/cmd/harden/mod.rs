@@ -13,11 +13,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde::Serialize;
+use ward_api::fleet::Group;
+use ward_api::server::ServerStatus;
+use ward_api::tls::{
+    Applied, ApplyRequest, CleanedUp, CleanupRequest, Counts, GuardPlan, HardenStatus,
+    ListenerChoice, PlanRequest, Readiness, ReadinessQuery, RollbackRequest, RolledBack, Stack,
+    StageRequest, Staged,
+};
 use ward_tls::scan::{self, ScanConfig};
 
-use self::decide::{AgentLine, Plan, Risk};
-use super::fleet::Target;
+use self::decide::{AgentLine, Plan};
+use super::fleet::{pretty, with_query, word, Target};
 use super::CmdResult;
 use crate::client::AdminClient;
 
@@ -139,27 +146,18 @@ pub struct RollbackArgs {
     accept_cut_off: bool,
 }
 
-fn list_names(value: &Value) -> String {
-    value
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
-}
-
 /// One listed agent, as the plan shows it.
-fn agent_line(agent: &AgentLine, risk: Option<Risk>) -> String {
+fn agent_line(agent: &AgentLine) -> String {
     format!(
         "{} {} in {}{}: {}",
         agent.id,
         agent.hostname.as_deref().unwrap_or("-"),
         agent.group.as_deref().unwrap_or("-"),
-        risk.map(|r| format!(" [{}]", r.name())).unwrap_or_default(),
-        agent.reason,
+        agent
+            .risk
+            .map(|r| format!(" [{}]", pretty(&r).trim_matches('"')))
+            .unwrap_or_default(),
+        agent.reason.as_deref().unwrap_or("-"),
     )
 }
 
@@ -180,20 +178,19 @@ fn print_agent_lines(title: &str, lines: &[String], total: u64) {
 }
 
 fn print_plan(plan: &Plan) {
-    if let Some(change) = &plan.change {
-        println!("change: {change}");
+    if !plan.change.is_empty() {
+        println!("change: {}", plan.change);
     }
-    for (host, why) in &plan.untrusted_certificate {
+    for (host, why) in &plan.impact.untrusted_certificate {
         println!("certificate: agents connecting to '{host}' would not trust it: {why}");
     }
     for warning in &plan.warnings {
         println!("warning: {warning}");
     }
-    let listeners = &plan.listeners;
-    for (name, listener) in [
-        ("clients", &listeners.clients),
-        ("console", &listeners.console),
-    ] {
+    for name in ["clients", "console"] {
+        let Some(listener) = plan.listeners.get(name) else {
+            continue;
+        };
         let change = if listener.changes {
             "changes"
         } else {
@@ -206,10 +203,10 @@ fn print_plan(plan: &Plan) {
             listener.planned.join(", "),
         );
     }
-    let counts = &plan.counts;
+    let counts: &Counts = &plan.impact.counts;
     println!(
         "agents: {} — {} cut off, {} at risk, {} unaffected ({} over HTTPS, {} over HTTP)",
-        plan.agents,
+        plan.impact.agents,
         counts.cut_off,
         counts.at_risk,
         counts.unaffected,
@@ -223,15 +220,11 @@ fn print_plan(plan: &Plan) {
             counts.simulated_ignored
         );
     }
-    let cut_off: Vec<String> = plan.cut_off.iter().map(|a| agent_line(a, None)).collect();
+    let cut_off: Vec<String> = plan.impact.cut_off.iter().map(agent_line).collect();
     print_agent_lines("would be cut off", &cut_off, counts.cut_off);
-    let at_risk: Vec<String> = plan
-        .at_risk
-        .iter()
-        .map(|a| agent_line(&a.agent, Some(a.risk)))
-        .collect();
+    let at_risk: Vec<String> = plan.impact.at_risk.iter().map(agent_line).collect();
     print_agent_lines("at risk", &at_risk, counts.at_risk);
-    let cut_peers: Vec<&decide::PeerLine> = plan
+    let cut_peers: Vec<_> = plan
         .peers
         .iter()
         .filter(|p| p.verdict == "cut_off")
@@ -250,121 +243,133 @@ fn print_plan(plan: &Plan) {
 }
 
 impl ProposalArgs {
-    /// The proposal's keys of a plan or stage request. Paths become absolute (the server
-    /// reads them from its own working directory); a conf file is sent as its text.
-    fn body(&self) -> Result<serde_json::Map<String, Value>, String> {
-        let mut body = serde_json::Map::new();
-        let mut put = |key: &str, value: Option<String>| {
-            if let Some(value) = value {
-                body.insert(key.into(), Value::String(value));
-            }
-        };
+    /// The proposal as a plan request. Paths become absolute (the server reads them from its
+    /// own working directory); a conf file is sent as its text.
+    fn request(&self) -> Result<PlanRequest, String> {
         let absolute = |path: &std::path::Path| {
             std::path::absolute(path)
                 .map(|p| p.display().to_string())
                 .map_err(|e| format!("{}: {e}", path.display()))
         };
-        put("protocol", self.protocol.clone());
-        put("cipher_suite", self.cipher_suite.clone());
-        put("cipher_suite_tls13", self.cipher_suite_tls13.clone());
-        put("preset", self.preset.clone());
-        put(
-            "certificate",
-            self.certificate.as_deref().map(absolute).transpose()?,
-        );
-        put("key", self.key.as_deref().map(absolute).transpose()?);
-        if let Some(path) = &self.conf {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("--conf {}: {e}", path.display()))?;
-            put("conf", Some(text));
-            put("conf_name", Some(path.display().to_string()));
-        }
-        if body.is_empty() {
+        let (conf, conf_name) = match &self.conf {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("--conf {}: {e}", path.display()))?;
+                (Some(text), Some(path.display().to_string()))
+            }
+            None => (None, None),
+        };
+        let request = PlanRequest {
+            protocol: self.protocol.clone(),
+            cipher_suite: self.cipher_suite.clone(),
+            cipher_suite_tls13: self.cipher_suite_tls13.clone(),
+            certificate: self.certificate.as_deref().map(absolute).transpose()?,
+            key: self.key.as_deref().map(absolute).transpose()?,
+            preset: self.preset.clone(),
+            conf,
+            conf_name,
+            listener: Some(self.listener()?),
+            offline_intervals: Some(self.offline_intervals),
+            limit: None,
+        };
+        let change = request.change();
+        if change.protocol.is_none()
+            && change.cipher_suite.is_none()
+            && change.cipher_suite_tls13.is_none()
+            && change.certificate.is_none()
+            && change.preset.is_none()
+            && change.conf.is_none()
+        {
             return Err(
                 "nothing proposed: give --protocol WORDS, --cipher-suite LIST, --cipher-suite-tls13 \
                  LIST, --certificate FILE --key FILE, --preset NAME or --conf FILE"
                     .into(),
             );
         }
-        body.insert("listener".into(), json!(self.listener));
-        body.insert("offline_intervals".into(), json!(self.offline_intervals));
-        Ok(body)
+        Ok(request)
+    }
+
+    fn listener(&self) -> Result<ListenerChoice, String> {
+        word("listener", &self.listener)
     }
 }
 
-/// Asks the server for the plan of `proposal`: its answer as sent (for `--json`), and as read.
+/// Asks the server for the plan of `proposal`.
 fn request_plan(
     client: &AdminClient,
     proposal: &ProposalArgs,
     limit: usize,
-) -> Result<(Value, Plan), String> {
-    let mut body = proposal.body()?;
-    body.insert("limit".into(), json!(limit));
-    let answer = client.call("POST", "/api/v1/tls/plan", Some(&Value::Object(body)))?;
-    let plan = Plan::read(&answer)?;
-    Ok((answer, plan))
+) -> Result<Plan, String> {
+    let request = PlanRequest {
+        limit: Some(limit as u64),
+        ..proposal.request()?
+    };
+    Ok(client.post("/api/v1/tls/plan", &request)?)
 }
 
 pub fn readiness(args: ReadinessArgs) -> CmdResult {
     let client = args.target.client()?;
-    let value = client.call(
-        "GET",
-        &format!(
-            "/api/v1/tls/readiness?limit={}&offline_intervals={}",
-            args.limit, args.offline_intervals
-        ),
-        None,
-    )?;
+    let query = ReadinessQuery {
+        limit: Some(args.limit as u64),
+        offline_intervals: Some(u64::from(args.offline_intervals)),
+        silent_since: None,
+    };
+    let readiness: Readiness = client.get(&with_query("/api/v1/tls/readiness", &query)?)?;
     if args.target.json {
-        println!("{value:#}");
+        println!("{}", pretty(&readiness));
         return Ok(ExitCode::SUCCESS);
     }
     println!(
         "agents: {} ({})",
-        value["agents"],
-        knowledge_line(&value["knowledge"])
+        readiness.agents,
+        ["reported", "observed", "unknown"]
+            .iter()
+            .map(|k| format!("{} {k}", readiness.knowledge.get(*k).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let versions = ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1", "unknown"];
-    for (listener, buckets) in value["listeners"].as_object().into_iter().flatten() {
+    for (listener, buckets) in &readiness.listeners {
         println!("{listener}:");
         for version in versions {
-            let bucket = &buckets[version];
-            if let Some(n) = bucket["count"].as_u64() {
-                println!("  {version:<8} {n:>8}  {}", list_names(&bucket["agents"]));
+            if let Some(bucket) = buckets.get(version) {
+                println!(
+                    "  {version:<8} {:>8}  {}",
+                    bucket.count,
+                    bucket.agents.join(", ")
+                );
             }
         }
     }
-    let pq = &value["post_quantum"];
-    if pq["over_https"].as_u64().unwrap_or(0) > 0 {
+    let pq = &readiness.post_quantum;
+    if pq.over_https > 0 {
         println!(
             "post-quantum key exchange (X25519MLKEM768): {} of {} agents on HTTPS ({:.0}%)",
-            pq["agents"],
-            pq["over_https"],
-            pq["share"].as_f64().unwrap_or(0.0) * 100.0
+            pq.agents,
+            pq.over_https,
+            pq.share * 100.0
         );
     }
-    let stacks = value["stacks"].as_array().cloned().unwrap_or_default();
-    if !stacks.is_empty() {
+    if !readiness.stacks.is_empty() {
         println!("by TLS stack (the fingerprint of each agent's last ClientHello):");
-        for stack in &stacks {
+        for stack in &readiness.stacks {
             println!("  {}", stack_line(stack));
         }
     }
     println!("by group (highest version each agent can speak):");
-    for (group, counts) in value["groups"].as_object().into_iter().flatten() {
+    for (group, counts) in &readiness.groups {
         let parts: Vec<String> = versions
             .iter()
-            .filter_map(|v| counts[*v].as_u64().map(|n| format!("{v} {n}")))
+            .filter_map(|v| counts.get(*v).map(|n| format!("{v} {n}")))
             .collect();
         println!("  {group}: {}", parts.join(", "));
     }
-    let lost = value["lost"].as_array().cloned().unwrap_or_default();
-    if !lost.is_empty() {
+    if !readiness.lost.is_empty() {
         println!(
             "lost (silent for more than {} intervals): {}",
-            value["offline_intervals"], value["lost_count"]
+            readiness.offline_intervals, readiness.lost_count
         );
-        for agent in &lost {
+        for agent in &readiness.lost {
             println!("  {}", lost_line(agent));
         }
     }
@@ -372,77 +377,69 @@ pub fn readiness(args: ReadinessArgs) -> CmdResult {
 }
 
 /// One TLS stack of the fleet: how many agents, its fingerprint, what it offers, who.
-fn stack_line(stack: &Value) -> String {
+fn stack_line(stack: &Stack) -> String {
     // JA4 when the hello was kept, else ward's own fingerprint, shortened.
-    let fingerprint = stack["ja4"]
-        .as_str()
-        .map(str::to_string)
+    let fingerprint = stack
+        .ja4
+        .clone()
         .or_else(|| {
-            stack["fingerprint"]
-                .as_str()
+            stack
+                .fingerprint
+                .as_ref()
                 .map(|f| f[..f.len().min(12)].to_string())
         })
         .unwrap_or_else(|| "(none)".into());
-    let offers = match stack["offered_versions"].as_array() {
+    let offers = match &stack.offered_versions {
         Some(versions) => {
-            let classes: Vec<String> = stack["suite_classes"]
-                .as_object()
-                .into_iter()
+            let classes: Vec<String> = stack
+                .suite_classes
+                .iter()
                 .flatten()
                 .map(|(class, n)| format!("{class} {n}"))
                 .collect();
             format!(
                 "offers {}; suites: {}{}",
-                list_names(&Value::Array(versions.clone())),
+                versions.join(", "),
                 classes.join(", "),
-                if stack["post_quantum"] == true {
+                if stack.post_quantum == Some(true) {
                     "; post-quantum"
                 } else {
                     ""
                 }
             )
         }
-        None => stack["note"].as_str().unwrap_or_default().to_string(),
+        None => stack.note.clone().unwrap_or_default(),
     };
     format!(
         "{:>6} agent(s) {fingerprint}: {offers}: {}",
-        stack["agents"],
-        list_names(&stack["ids"])
+        stack.agents,
+        stack.ids.join(", ")
     )
-}
-
-fn knowledge_line(knowledge: &Value) -> String {
-    ["reported", "observed", "unknown"]
-        .iter()
-        .map(|k| format!("{} {k}", knowledge[*k].as_u64().unwrap_or(0)))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// An agent that stopped checking in, with the ClientHello it last offered when one was
 /// refused from its address.
-fn lost_line(agent: &Value) -> String {
+fn lost_line(agent: &AgentLine) -> String {
     let mut line = format!(
         "{} {} in {}: last check-in {}{}",
-        agent["id"].as_str().unwrap_or("-"),
-        agent["hostname"].as_str().unwrap_or("-"),
-        agent["group"].as_str().unwrap_or("-"),
-        agent["last_checkin"].as_str().unwrap_or("never"),
-        agent["silent_for"]
-            .as_str()
+        agent.id,
+        agent.hostname.as_deref().unwrap_or("-"),
+        agent.group.as_deref().unwrap_or("-"),
+        agent.last_checkin.as_deref().unwrap_or("never"),
+        agent
+            .silent_for
+            .as_ref()
             .map(|s| format!(" ({s} ago)"))
             .unwrap_or_default(),
     );
-    if let Some(refused) = agent["refused"].as_object() {
+    if let Some(refused) = &agent.refused {
         line.push_str(&format!(
             "; refused at {} on {}: offered {} ({}): {}",
-            refused["at"].as_str().unwrap_or("-"),
-            refused["listener"].as_str().unwrap_or("-"),
-            refused["offered_max"]
-                .as_str()
-                .unwrap_or("nothing readable"),
-            list_names(&refused["offered_versions"]),
-            refused["reason"].as_str().unwrap_or("-"),
+            refused.at,
+            refused.listener,
+            refused.offered_max.as_deref().unwrap_or("nothing readable"),
+            refused.offered_versions.join(", "),
+            refused.reason,
         ));
     }
     line
@@ -450,13 +447,13 @@ fn lost_line(agent: &Value) -> String {
 
 pub fn plan(args: PlanArgs) -> CmdResult {
     let client = args.target.client()?;
-    let (answer, plan) = request_plan(&client, &args.proposal, args.limit)?;
+    let plan = request_plan(&client, &args.proposal, args.limit)?;
     if args.target.json {
-        println!("{answer:#}");
+        println!("{}", pretty(&plan));
     } else {
         print_plan(&plan);
     }
-    Ok(if plan.ok {
+    Ok(if plan.impact.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_AFFECTED)
@@ -501,35 +498,39 @@ fn confirm(question: &str) -> Result<bool, String> {
 const LISTED: usize = 50;
 
 fn longest_interval(client: &AdminClient) -> Result<Duration, String> {
-    let groups = client.call("GET", "/api/v1/groups", None)?;
+    let groups: Vec<Group> = client.get("/api/v1/groups")?;
     let mut longest = Duration::ZERO;
-    for group in groups.as_array().into_iter().flatten() {
-        let effective = &group["effective"];
-        let interval = effective["interval"]
-            .as_str()
-            .and_then(|t| ward_server::config::parse_duration(t).ok());
-        let randomize = effective["randomize"]
-            .as_str()
-            .and_then(|t| ward_server::config::parse_duration(t).ok());
+    for effective in groups.iter().filter_map(|g| g.effective.as_ref()) {
+        let interval = ward_server::config::parse_duration(&effective.interval).ok();
+        let randomize = ward_server::config::parse_duration(&effective.randomize).ok();
         longest = longest.max(interval.unwrap_or_default() + randomize.unwrap_or_default());
     }
     Ok(longest)
 }
 
+/// What verify found on one listener.
+#[derive(Serialize)]
+struct Scanned {
+    listener: &'static str,
+    address: String,
+    accepted: Vec<String>,
+    planned: Vec<String>,
+    ok: bool,
+}
+
 /// Scans both HTTPS listeners and compares what they accept with the plan.
-fn verify_listeners(client: &AdminClient, plan: &Plan) -> Result<Vec<Value>, String> {
-    let status = client.call("GET", "/api/v1/server", None)?;
+fn verify_listeners(client: &AdminClient, plan: &Plan) -> Result<Vec<Scanned>, String> {
+    let status: ServerStatus = client.get("/api/v1/server")?;
     let mut results = Vec::new();
     let mut mismatches = Vec::new();
-    let listeners = &plan.listeners;
-    for (name, listener) in [
-        ("console", &listeners.console),
-        ("clients", &listeners.clients),
+    for (name, served) in [
+        ("console", &status.listeners.console),
+        ("clients", &status.listeners.clients),
     ] {
-        let address = decide::reachable(
-            status["listeners"][name]["address"].as_str().unwrap_or(""),
-            &client.server_host(),
-        )?;
+        let Some(listener) = plan.listeners.get(name) else {
+            continue;
+        };
+        let address = decide::reachable(&served.address, &client.server_host())?;
         let expected = &listener.planned;
         let config = ScanConfig {
             timeout: Duration::from_secs(5),
@@ -555,32 +556,34 @@ fn verify_listeners(client: &AdminClient, plan: &Plan) -> Result<Vec<Value>, Str
         if !ok {
             mismatches.push(name);
         }
-        results.push(json!({"listener": name, "address": address, "accepted": accepted, "planned": expected, "ok": ok}));
+        results.push(Scanned {
+            listener: name,
+            address,
+            accepted,
+            planned: expected.clone(),
+            ok,
+        });
     }
     decide::verified(&mismatches)?;
     Ok(results)
 }
 
 fn cleanup(client: &AdminClient, args: &HardenArgs) -> CmdResult {
-    let value = client.call(
-        "POST",
+    let cleaned: CleanedUp = client.post(
         "/api/v1/tls/harden/cleanup",
-        Some(&json!({"keep_backups": args.keep_backups, "dry_run": args.dry_run})),
+        &CleanupRequest {
+            keep_backups: Some(args.keep_backups as u64),
+            dry_run: args.dry_run,
+        },
     )?;
     if args.target.json {
-        println!("{value:#}");
+        println!("{}", pretty(&cleaned));
         return Ok(ExitCode::SUCCESS);
     }
-    let steps: Vec<&str> = value["steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if steps.is_empty() {
+    if cleaned.steps.is_empty() {
         println!("nothing to clean up");
     }
-    for line in steps {
+    for line in &cleaned.steps {
         if args.dry_run {
             println!("would remove {}", line.trim_start_matches("removed "));
         } else {
@@ -588,6 +591,24 @@ fn cleanup(client: &AdminClient, args: &HardenArgs) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `ward tls harden --json` prints when it is done.
+#[derive(Default, Serialize)]
+struct Summary {
+    protocol: String,
+    listener: String,
+    change: String,
+    /// The plan's counts at the start.
+    plan: Option<Counts>,
+    staged: Vec<String>,
+    acknowledged: usize,
+    unacknowledged: Vec<String>,
+    waited_seconds: f64,
+    applied: Vec<ward_api::tls::ChangedFile>,
+    scan: Vec<Scanned>,
+    silent_after_change: Vec<AgentLine>,
+    finished: String,
 }
 
 pub fn harden(args: HardenArgs) -> CmdResult {
@@ -600,32 +621,27 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     let mut legacy_group = args.legacy_group.clone();
     let mut legacy_name = args.legacy_name.clone();
     if args.resume {
-        let state = client.call("GET", "/api/v1/tls/harden", None)?["state"].clone();
-        if state.is_null() || state["step"] == "rolled_back" {
-            return Err("--resume: no interrupted harden to finish (see `ward tls harden --protocol WORDS`)".into());
-        }
-        proposal.protocol = state["protocol"]
-            .as_str()
-            .filter(|w| !w.is_empty())
-            .map(str::to_string);
-        proposal.cipher_suite = state["cipher_suite"].as_str().map(str::to_string);
-        proposal.cipher_suite_tls13 = state["cipher_suite_tls13"].as_str().map(str::to_string);
+        let status: HardenStatus = client.get("/api/v1/tls/harden")?;
+        let state = match status.state {
+            Some(state) if state.step != ward_api::tls::Step::RolledBack => state,
+            _ => return Err("--resume: no interrupted harden to finish (see `ward tls harden --protocol WORDS`)".into()),
+        };
+        proposal.protocol = Some(state.protocol.clone()).filter(|w| !w.is_empty());
+        proposal.cipher_suite = state.cipher_suite.clone();
+        proposal.cipher_suite_tls13 = state.cipher_suite_tls13.clone();
         proposal.preset = None;
-        if let Some([certificate, key]) = state["certificate"].as_array().map(Vec::as_slice) {
-            proposal.certificate = certificate.as_str().map(Into::into);
-            proposal.key = key.as_str().map(Into::into);
+        if let Some((certificate, key)) = &state.certificate {
+            proposal.certificate = Some(certificate.into());
+            proposal.key = Some(key.into());
         }
-        proposal.listener = state["listener"].as_str().unwrap_or("all").to_string();
-        legacy_group = state["legacy_group"].as_str().map(str::to_string);
-        legacy_name = state["legacy_name"]
-            .as_str()
-            .unwrap_or("Legacy TLS")
-            .to_string();
+        proposal.listener = state.listener.clone();
+        legacy_group = state.legacy_group.clone();
+        legacy_name = state.legacy_name.clone();
         eprintln!(
             "resuming the harden to '{}' on {} (last step: {})",
             proposal.protocol.as_deref().unwrap_or_default(),
             proposal.listener,
-            state["step"].as_str().unwrap_or("-")
+            pretty(&state.step).trim_matches('"')
         );
     }
     if proposal.conf.is_some() {
@@ -638,22 +654,27 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         );
     }
     // Everything below sends the proposal as given: protocol, suites or preset.
-    let proposal_body = proposal.body()?;
+    let request = proposal.request()?;
     let words = proposal.protocol.clone().unwrap_or_default();
-    let mut summary = json!({"protocol": words, "listener": proposal.listener});
+    let mut summary = Summary {
+        protocol: words.clone(),
+        listener: proposal.listener.clone(),
+        ..Summary::default()
+    };
 
-    let (answer, plan) = request_plan(&client, &proposal, LISTED)?;
-    let change = plan
-        .change
-        .clone()
-        .unwrap_or_else(|| format!("SSLProtocol {words}"));
-    summary["change"] = json!(change);
+    let plan = request_plan(&client, &proposal, LISTED)?;
+    let change = if plan.change.is_empty() {
+        format!("SSLProtocol {words}")
+    } else {
+        plan.change.clone()
+    };
+    summary.change = change.clone();
     if !args.target.json {
         print_plan(&plan);
     }
-    summary["plan"] = answer["counts"].clone();
+    summary.plan = Some(plan.impact.counts.clone());
     decide::may_start(&plan, args.accept_risk)?;
-    let to_move = plan.counts.cut_off;
+    let to_move = plan.impact.counts.cut_off;
     let legacy = legacy_group
         .clone()
         .map(|p| format!("group '{p}'"))
@@ -676,24 +697,34 @@ pub fn harden(args: HardenArgs) -> CmdResult {
 
     // 1. Stage.
     step(1, "stage");
-    let mut stage_body = proposal_body.clone();
-    stage_body.insert("legacy_group".into(), json!(legacy_group));
-    stage_body.insert("legacy_name".into(), json!(legacy_name));
-    let stage_body = Value::Object(stage_body);
-    let staged = client.call("POST", "/api/v1/tls/harden/stage", Some(&stage_body))?;
-    for line in staged["steps"].as_array().into_iter().flatten() {
-        eprintln!("  {}", line.as_str().unwrap_or_default());
+    let stage_request = StageRequest {
+        protocol: request.protocol.clone(),
+        cipher_suite: request.cipher_suite.clone(),
+        cipher_suite_tls13: request.cipher_suite_tls13.clone(),
+        certificate: request.certificate.clone(),
+        key: request.key.clone(),
+        preset: request.preset.clone(),
+        conf: None,
+        conf_name: None,
+        listener: request.listener,
+        offline_intervals: request.offline_intervals,
+        legacy_group: legacy_group.clone(),
+        legacy_name: Some(legacy_name.clone()),
+    };
+    let staged: Staged = client.post("/api/v1/tls/harden/stage", &stage_request)?;
+    for line in &staged.steps {
+        eprintln!("  {line}");
     }
-    if staged["steps"].as_array().is_none_or(|s| s.is_empty()) {
+    if staged.steps.is_empty() {
         eprintln!("  nothing to stage: no agent would be cut off");
     }
-    summary["staged"] = staged["steps"].clone();
+    summary.staged = staged.steps.clone();
 
     // 2. Wait.
     step(2, "wait for moved agents to acknowledge their new settings");
     let started = Instant::now();
     let expected = longest_interval(&client)?;
-    let mut total = staged["moved"].as_array().map_or(0, |m| m.len() as u64);
+    let mut total = staged.moved.len() as u64;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
@@ -704,10 +735,10 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     );
     loop {
         let asked = Instant::now();
-        let (_, plan) = request_plan(&client, &proposal, LISTED)?;
+        let plan = request_plan(&client, &proposal, LISTED)?;
         let pause = decide::poll_pause(asked.elapsed());
         if decide::restage(&plan) {
-            client.call("POST", "/api/v1/tls/harden/stage", Some(&stage_body))?;
+            let _: Staged = client.post("/api/v1/tls/harden/stage", &stage_request)?;
         }
         let awaited = decide::waiting_for(&plan, args.accept_risk);
         let waiting = awaited.count;
@@ -718,29 +749,23 @@ pub fn harden(args: HardenArgs) -> CmdResult {
             bar.finish_and_clear();
             // Say what the server knows, not what the count implies: an agent accepted at
             // risk (offline, say) has not acknowledged anything.
-            let acks = client.call("GET", "/api/v1/tls/harden", None)?;
-            let acknowledged = acks["acknowledged"].as_array().map_or(0, Vec::len);
-            let unacknowledged: Vec<&str> = acks["unacknowledged"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            if unacknowledged.is_empty() {
+            let acks: HardenStatus = client.get("/api/v1/tls/harden")?;
+            if acks.unacknowledged.is_empty() {
                 eprintln!(
-                    "  all {acknowledged} moved agent(s) acknowledged, after {:.1?}",
+                    "  all {} moved agent(s) acknowledged, after {:.1?}",
+                    acks.acknowledged.len(),
                     started.elapsed()
                 );
             } else {
                 eprintln!(
-                    "  {acknowledged} moved agent(s) acknowledged; {} did not (accepted at \
-                     risk): {}",
-                    unacknowledged.len(),
-                    unacknowledged.join(", ")
+                    "  {} moved agent(s) acknowledged; {} did not (accepted at risk): {}",
+                    acks.acknowledged.len(),
+                    acks.unacknowledged.len(),
+                    acks.unacknowledged.join(", ")
                 );
             }
-            summary["acknowledged"] = json!(acknowledged);
-            summary["unacknowledged"] = json!(unacknowledged);
+            summary.acknowledged = acks.acknowledged.len();
+            summary.unacknowledged = acks.unacknowledged;
             break;
         }
         bar.set_message(format!(
@@ -760,37 +785,44 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         }
         std::thread::sleep(pause);
     }
-    summary["waited_seconds"] = json!(started.elapsed().as_secs_f64());
+    summary.waited_seconds = started.elapsed().as_secs_f64();
 
     // 3. Apply.
     step(3, "apply");
-    let applied = client.call(
-        "POST",
-        "/api/v1/tls/harden/apply",
-        Some(&{
-            let mut body = proposal_body.clone();
-            body.insert("accept_risk".into(), json!(args.accept_risk));
-            Value::Object(body)
-        }),
-    )?;
-    let changed = applied["changed"].as_array().cloned().unwrap_or_default();
-    for file in &changed {
-        eprintln!(
-            "  edited {} (backup {})",
-            file["file"].as_str().unwrap_or("-"),
-            file["backup"].as_str().unwrap_or("-")
-        );
+    let apply_request = ApplyRequest {
+        protocol: request.protocol.clone(),
+        cipher_suite: request.cipher_suite.clone(),
+        cipher_suite_tls13: request.cipher_suite_tls13.clone(),
+        certificate: request.certificate.clone(),
+        key: request.key.clone(),
+        preset: request.preset.clone(),
+        listener: request.listener,
+        offline_intervals: request.offline_intervals,
+        accept_cut_off: None,
+        accept_risk: Some(args.accept_risk),
+    };
+    let applied: Applied = client.post("/api/v1/tls/harden/apply", &apply_request)?;
+    for file in &applied.changed {
+        eprintln!("  edited {} (backup {})", file.file, file.backup);
     }
-    if changed.is_empty() {
+    if applied.changed.is_empty() {
         eprintln!("  the files already say {change}: nothing to edit");
     }
-    eprintln!("  configtest passed, reloaded: {}", applied["ranges"]);
-    summary["applied"] = applied["changed"].clone();
-    let applied_ms = applied["state"]["applied_ms"].as_i64().unwrap_or(0);
+    eprintln!(
+        "  configtest passed, reloaded: {}",
+        applied
+            .ranges
+            .iter()
+            .map(|(listener, range)| format!("{listener} {range}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    summary.applied = applied.changed.clone();
+    let applied_ms = applied.state.applied_ms.unwrap_or(0);
 
     // 4. Verify.
     step(4, "verify");
-    summary["scan"] = json!(verify_listeners(&client, &plan)?);
+    summary.scan = verify_listeners(&client, &plan)?;
     let watch = match &args.watch {
         Some(text) => duration("--watch", text)?,
         None => expected.min(timeout),
@@ -800,20 +832,15 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         watch.as_secs().max(1)
     ));
     let watch_start = Instant::now();
+    let query = ReadinessQuery {
+        limit: Some(1000),
+        offline_intervals: Some(u64::from(proposal.offline_intervals)),
+        silent_since: Some(applied_ms.max(0) as u64),
+    };
     let silent = loop {
         let asked = Instant::now();
-        let readiness = client.call(
-            "GET",
-            &format!(
-                "/api/v1/tls/readiness?limit=1000&offline_intervals={}&silent_since={applied_ms}",
-                proposal.offline_intervals
-            ),
-            None,
-        )?;
-        let silent = readiness["silent_since"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let readiness: Readiness = client.get(&with_query("/api/v1/tls/readiness", &query)?)?;
+        let silent = readiness.silent_since.unwrap_or_default();
         bar.set_message(format!(
             "{} agent(s) not heard from since the change; watching for {}s",
             silent.len(),
@@ -825,15 +852,9 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         std::thread::sleep(decide::poll_pause(asked.elapsed()));
     };
     bar.finish_and_clear();
-    summary["silent_after_change"] = json!(silent);
-    summary["finished"] = json!(ward_tls::utc::format_rfc3339(SystemTime::now()));
-    if args.target.json {
-        println!("{summary:#}");
-    }
-    if silent.is_empty() {
-        eprintln!("done: every agent that was online has checked in since the change");
-        Ok(ExitCode::SUCCESS)
-    } else {
+    summary.finished = ward_tls::utc::format_rfc3339(SystemTime::now());
+    let quiet = silent.is_empty();
+    if !quiet {
         eprintln!(
             "{} agent(s) have not checked in since the change:",
             silent.len()
@@ -841,6 +862,15 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         for agent in &silent {
             eprintln!("  {}", lost_line(agent));
         }
+    }
+    summary.silent_after_change = silent;
+    if args.target.json {
+        println!("{}", pretty(&summary));
+    }
+    if quiet {
+        eprintln!("done: every agent that was online has checked in since the change");
+        Ok(ExitCode::SUCCESS)
+    } else {
         eprintln!("`ward tls rollback` puts the files back; `ward tls readiness` shows the fleet");
         Ok(ExitCode::from(EXIT_AFFECTED))
     }
@@ -850,18 +880,20 @@ pub fn rollback(args: RollbackArgs) -> CmdResult {
     let client = args.target.client()?;
     // The plan first: what the restored files (and the moves back) would do to every agent
     // that has a path now.
-    let dry = client.call(
-        "POST",
+    let dry: RolledBack = client.post(
         "/api/v1/tls/rollback",
-        Some(&json!({"move_back": args.move_back, "dry_run": true})),
+        &RollbackRequest {
+            move_back: args.move_back,
+            dry_run: true,
+            accept_cut_off: false,
+        },
     )?;
-    let plan = &dry["plan"];
-    let lost = plan["lost"].as_u64().unwrap_or(0);
-    let restores: Vec<String> = dry["restores"]
-        .as_array()
-        .into_iter()
+    let plan = dry.plan.clone().unwrap_or_default();
+    let restores: Vec<String> = dry
+        .restores
+        .iter()
         .flatten()
-        .filter_map(|o| o["file"].as_str().map(str::to_string))
+        .map(|o| o.file.display().to_string())
         .collect();
     let summary = format!(
         "restore {} as they were before the last harden and reload{}",
@@ -869,7 +901,7 @@ pub fn rollback(args: RollbackArgs) -> CmdResult {
         if args.move_back {
             format!(
                 ", and move back up to {} agent(s) harden moved",
-                dry["moves_back"].as_u64().unwrap_or(0)
+                dry.moves_back.unwrap_or(0)
             )
         } else {
             String::new()
@@ -877,42 +909,44 @@ pub fn rollback(args: RollbackArgs) -> CmdResult {
     );
     if args.dry_run {
         if args.target.json {
-            println!("{dry:#}");
+            println!("{}", pretty(&dry));
         } else {
             println!("rollback would {summary}");
-            print_cut_off(plan);
+            print_cut_off(&plan);
         }
-        return Ok(ExitCode::from(if lost > 0 { EXIT_AFFECTED } else { 0 }));
+        return Ok(ExitCode::from(if plan.lost > 0 {
+            EXIT_AFFECTED
+        } else {
+            0
+        }));
     }
     if !args.target.json {
-        print_cut_off(plan);
+        print_cut_off(&plan);
     }
-    if lost > 0 && !args.accept_cut_off {
+    if plan.lost > 0 && !args.accept_cut_off {
         return Err(format!(
             "rollback refused, nothing changed: {}; --accept-cut-off rolls back anyway",
-            plan["message"]
-                .as_str()
-                .unwrap_or("agents would lose their path")
+            plan.message
         ));
     }
     if !args.yes && !confirm(&format!("rollback: {summary}"))? {
         return Err("stopped: nothing was changed".into());
     }
-    let value = client.call(
-        "POST",
+    let done: RolledBack = client.post(
         "/api/v1/tls/rollback",
-        Some(&json!({"move_back": args.move_back, "accept_cut_off": args.accept_cut_off})),
+        &RollbackRequest {
+            move_back: args.move_back,
+            dry_run: false,
+            accept_cut_off: args.accept_cut_off,
+        },
     )?;
     if args.target.json {
-        println!("{value:#}");
+        println!("{}", pretty(&done));
     } else {
-        for line in value["steps"].as_array().into_iter().flatten() {
-            println!("{}", line.as_str().unwrap_or_default());
+        for line in done.steps.iter().flatten() {
+            println!("{line}");
         }
-        let kept = value["state"]["moved"]
-            .as_array()
-            .map(Vec::len)
-            .unwrap_or(0);
+        let kept = done.state.as_ref().map_or(0, |state| state.moved.len());
         if kept > 0 {
             println!(
                 "{kept} moved agent(s) stay in their legacy groups (--move-back moves them back)"
@@ -923,30 +957,24 @@ pub fn rollback(args: RollbackArgs) -> CmdResult {
 }
 
 /// The agents a guarded change would take the last path from, with why.
-fn print_cut_off(plan: &Value) {
-    let lost = plan["lost"].as_u64().unwrap_or(0);
-    if lost == 0 {
+fn print_cut_off(plan: &GuardPlan) {
+    if plan.lost == 0 {
         println!("plan: nobody loses their path");
         return;
     }
-    println!("plan: {}", plan["message"].as_str().unwrap_or_default());
+    println!("plan: {}", plan.message);
     print_cut_off_lines(plan);
 }
 
 /// The first agents of a guard's answer (`cut_off`): who, where, and why.
-pub(crate) fn print_cut_off_lines(plan: &Value) {
-    for line in plan["cut_off"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .take(LISTED)
-    {
+pub(crate) fn print_cut_off_lines(plan: &GuardPlan) {
+    for line in plan.cut_off.iter().take(LISTED) {
         println!(
             "  {} {} in {}: {}",
-            line["id"].as_str().unwrap_or("-"),
-            line["hostname"].as_str().unwrap_or("-"),
-            line["group"].as_str().unwrap_or("-"),
-            line["reason"].as_str().unwrap_or("-")
+            line.id,
+            line.hostname.as_deref().unwrap_or("-"),
+            line.group.as_deref().unwrap_or("-"),
+            line.reason.as_deref().unwrap_or("-")
         );
     }
 }
