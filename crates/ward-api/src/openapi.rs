@@ -158,8 +158,17 @@ fn resolve(generator: &schemars::SchemaGenerator, schema: &Value) -> Value {
 
 /// Links from what creates a resource to what uses its id (for clients that follow them,
 /// such as schemathesis's stateful phase).
+/// A creating path, the answer's field holding the id, the parameter it fills, and the
+/// (path, method) pairs that take it.
+type Link = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 fn add_links(paths: &mut Map<String, Value>) {
-    let links: [(&str, &str, &str, &[(&str, &str)]); 4] = [
+    let links: [Link; 4] = [
         (
             "/groups",
             "id",

@@ -120,14 +120,22 @@ pub fn server_entry(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
         "format": "ward-server-entry",
-        "description": "a server list entry: PRIORITY:URL[,noverify], e.g. \
+        "description": "a server list entry: PRIORITY:URL, a priority from 1 (first) to 16 \
+                        and an http or https URL with a port, e.g. \
                         1:https://mgr1.example.com:443 or 2:http://mgr2:8014",
         "example": "1:https://mgr1:443",
     })
 }
 
 pub fn server_entries(generator: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "array", "items": server_entry(generator), "minItems": 1})
+    json_schema!({
+        "type": "array",
+        "items": server_entry(generator),
+        "minItems": 1,
+        "maxItems": ward_fleet::serverlist::MAX_SERVERS,
+        "uniqueItems": true,
+        "description": "each server once (an address, protocol and port listed twice is refused)",
+    })
 }
 
 pub fn ssl_protocol_or_null(_: &mut SchemaGenerator) -> Schema {
@@ -162,12 +170,21 @@ pub fn tls13_suites_or_null(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-pub fn pem_file_or_null(_: &mut SchemaGenerator) -> Schema {
+pub fn certificate_file_or_null(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": ["string", "null"],
-        "format": "pem-file",
+        "format": "pem-certificate-file",
         "description": "a PEM file on the server (relative paths from its data dir): the \
-                        certificate (leaf first) or its private key",
+                        certificate chain, leaf first",
+    })
+}
+
+pub fn key_file_or_null(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": ["string", "null"],
+        "format": "pem-key-file",
+        "description": "a PEM file on the server (relative paths from its data dir): the \
+                        private key of the certificate's leaf",
     })
 }
 

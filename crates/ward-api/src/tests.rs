@@ -20,7 +20,8 @@ fn routing() {
             )
         })
     };
-    let cases: &[(&str, &str, Result<(Operation, &str, &str), Unrouted>)] = &[
+    type Routed<'a> = Result<(Operation, &'a str, &'a str), Unrouted>;
+    let cases: &[(&str, &str, Routed)] = &[
         ("GET", "/groups", Ok((Operation::Groups, "", ""))),
         ("HEAD", "/groups", Ok((Operation::Groups, "", ""))),
         ("POST", "/groups", Ok((Operation::GroupCreate, "", ""))),
@@ -101,12 +102,7 @@ fn every_operation_is_routed_and_documented() {
 /// Requests refuse what the server refuses: unknown fields, and a change that is no change.
 #[test]
 fn requests_refuse_unknown_fields() {
-    for body in [r#"{"name":"x","colour":"red"}"#] {
-        assert!(
-            serde_json::from_str::<fleet::NewGroup>(body).is_err(),
-            "{body}"
-        );
-    }
+    assert!(serde_json::from_str::<fleet::NewGroup>(r#"{"name":"x","colour":"red"}"#).is_err());
     assert!(
         serde_json::from_str::<tls::PlanRequest>(r#"{"protocol":"TLSv1.2","extra":1}"#).is_err()
     );

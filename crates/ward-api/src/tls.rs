@@ -199,10 +199,10 @@ pub struct TlsChange {
     pub cipher_suite_tls13: Option<String>,
     /// A certificate file (PEM, the leaf first) for the listener(s), with `key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "schema::pem_file_or_null")]
+    #[schemars(schema_with = "schema::certificate_file_or_null")]
     pub certificate: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "schema::pem_file_or_null")]
+    #[schemars(schema_with = "schema::key_file_or_null")]
     pub key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::preset_or_null")]
@@ -239,10 +239,10 @@ macro_rules! change_request {
             pub cipher_suite_tls13: Option<String>,
             /// A certificate file (PEM, the leaf first) for the listener(s), with `key`.
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            #[schemars(schema_with = "schema::pem_file_or_null")]
+            #[schemars(schema_with = "schema::certificate_file_or_null")]
             pub certificate: Option<String>,
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            #[schemars(schema_with = "schema::pem_file_or_null")]
+            #[schemars(schema_with = "schema::key_file_or_null")]
             pub key: Option<String>,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(schema_with = "schema::preset_or_null")]
@@ -334,26 +334,33 @@ fn unset() -> Value {
     json!({"type": "null"})
 }
 
-fn set(kind: &str) -> Value {
-    json!({"type": kind})
+/// A field a variant sets: a string of the field's own format (so that a generator drawing
+/// from the variant draws what the field takes).
+fn set(format: &str) -> Value {
+    json!({"type": "string", "format": format})
 }
 
 /// The ways a change may be made, as JSON Schema `anyOf` beside the body's own properties:
 /// directives (some of protocol, suites, a certificate pair; no preset, no conf), a preset
 /// (with a certificate pair or not; no protocol or suites, no conf), or a conf file alone.
 fn variants(with_conf: bool) -> Value {
+    let mut preset = schema::preset_or_null(&mut schemars::SchemaGenerator::default()).to_value();
+    preset["type"] = json!("string");
+    if let Some(names) = preset["enum"].as_array_mut() {
+        names.retain(|name| !name.is_null());
+    }
     let pair = json!({
         "oneOf": [
-            {"properties": {"certificate": set("string"), "key": set("string")}, "required": ["certificate", "key"]},
+            {"properties": {"certificate": set("pem-certificate-file"), "key": set("pem-key-file")}, "required": ["certificate", "key"]},
             {"properties": {"certificate": unset(), "key": unset()}},
         ]
     });
     let some_directive = json!({
         "anyOf": [
-            {"properties": {"protocol": set("string")}, "required": ["protocol"]},
-            {"properties": {"cipher_suite": set("string")}, "required": ["cipher_suite"]},
-            {"properties": {"cipher_suite_tls13": set("string")}, "required": ["cipher_suite_tls13"]},
-            {"properties": {"certificate": set("string")}, "required": ["certificate"]},
+            {"properties": {"protocol": set("ssl-protocol")}, "required": ["protocol"]},
+            {"properties": {"cipher_suite": set("openssl-cipher-list")}, "required": ["cipher_suite"]},
+            {"properties": {"cipher_suite_tls13": set("openssl-tls13-suites")}, "required": ["cipher_suite_tls13"]},
+            {"properties": {"certificate": set("pem-certificate-file")}, "required": ["certificate"]},
         ]
     });
     let no_conf = json!({"properties": {"conf": unset()}});
@@ -366,7 +373,7 @@ fn variants(with_conf: bool) -> Value {
         ]}),
         json!({"allOf": [
             {"properties": {
-                "preset": set("string"),
+                "preset": preset,
                 "protocol": unset(),
                 "cipher_suite": unset(),
                 "cipher_suite_tls13": unset(),
@@ -378,7 +385,7 @@ fn variants(with_conf: bool) -> Value {
     if with_conf {
         ways.push(json!({
             "properties": {
-                "conf": set("string"),
+                "conf": set("apache-ssl-conf"),
                 "protocol": unset(),
                 "cipher_suite": unset(),
                 "cipher_suite_tls13": unset(),

@@ -59,6 +59,9 @@ pub enum ChangeError {
     },
     /// The proposed conf file has errors.
     Conf(Vec<Diagnostic>),
+    /// The proposed conf file has no directive at all: it would serve every default, which
+    /// is never what a proposal that names a whole file means.
+    EmptyConf(String),
 }
 
 impl fmt::Display for ChangeError {
@@ -81,6 +84,11 @@ impl fmt::Display for ChangeError {
                 list,
                 reason,
             } => write!(f, "{field} '{list}': OpenSSL refuses it: {reason}"),
+            ChangeError::EmptyConf(name) => write!(
+                f,
+                "{name}: the proposed conf file has no directive (it would serve Apache's \
+                 defaults, TLSv1 to TLSv1.3): send the whole file"
+            ),
             ChangeError::Conf(errors) => {
                 f.write_str("the proposed conf file has errors")?;
                 for error in errors {
@@ -219,6 +227,13 @@ impl Change {
     pub fn apply(&self, current: &TlsPolicy) -> Result<TlsPolicy, ChangeError> {
         self.check()?;
         if let Some((name, text)) = &self.conf {
+            let says_nothing = text.lines().all(|line| {
+                let line = line.trim();
+                line.is_empty() || line.starts_with('#')
+            });
+            if says_nothing {
+                return Err(ChangeError::EmptyConf(name.clone()));
+            }
             let listener = conf::listener_conf(name, text);
             return match listener.policy {
                 Some(policy) if !listener.has_errors() => Ok(policy),

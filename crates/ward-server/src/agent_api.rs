@@ -16,7 +16,10 @@ use ward_proto::messages::{
     HostReport, Settings, CHECKIN_PATH,
 };
 use ward_proto::{enroll as proof, hex, now_ms, unhex, AgentKey, AuthError, RequestAuth};
-use ward_store::{AgentRecord, AuditEntry, Change, Checkin, Mutation};
+use ward_store::{
+    AgentRecord, Applied, AuditEntry, Change, Checkin, Mutation, Store, StoreError, TokenRecord,
+    TokenUse,
+};
 use ward_tls::TlsVersion;
 
 use crate::api::{blocking, ApiError, ConnTls, HttpResponse};
@@ -140,12 +143,8 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
             "the enrollment proof does not match the token",
         );
     }
-    if token.revoked || token.expires_ms.is_some_and(|e| e <= now) || token.uses_left == Some(0) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "token_unusable",
-            "the enrollment token is revoked, expired or used up",
-        );
+    if let Some(reason) = token.refusal(now) {
+        return refuse(StatusCode::FORBIDDEN, "token_unusable", reason);
     }
     if role == Role::ClientsHttp && !token.allow_http {
         return refuse(
@@ -170,17 +169,20 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
         let store = shared.store.clone();
         let handed = shared.handed();
         let public_hex = hex(&public);
+        let token = token.clone();
         let token_id = token.id;
         let group = token.group;
+        let lookup = request.token_lookup.clone();
         let result = blocking(move || {
             if store.agent_public_key(&existing)?.as_deref() != Some(public_hex.as_str()) {
                 return Ok(None);
             }
-            let applied = store.apply(&Change {
+            let applied = with_token(&*store, &lookup, token, now, |token| Change {
+                tree_version: None,
                 mutation: Mutation::Reregister {
                     agent: existing.clone(),
                     group,
-                    token: token_id,
+                    token,
                 },
                 bump_groups: vec![],
                 bump_agents: vec![existing.clone()],
@@ -194,17 +196,24 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
                     after: Some(json!({"token": token_id})),
                 },
             })?;
+            let applied = match applied {
+                Ok(applied) => applied,
+                Err(reason) => return Ok(Some(Err(reason))),
+            };
             let settings = group_settings(&*store, group, applied.serial.unwrap_or(1), &handed)?;
-            Ok(Some(EnrollResponse {
+            Ok(Some(Ok(EnrollResponse {
                 agent: existing,
                 settings,
-            }))
+            })))
         })
         .await;
         match result {
-            Ok(Some(answer)) => {
+            Ok(Some(Ok(answer))) => {
                 shared.fleet_changed();
                 return signed(&key, &request.nonce, StatusCode::OK, &answer);
+            }
+            Ok(Some(Err(reason))) => {
+                return refuse(StatusCode::FORBIDDEN, "token_unusable", reason);
             }
             Ok(None) => {} // not that agent's key: a new enrollment below
             Err(error) => return failed(error),
@@ -238,12 +247,15 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
     let public_hex = hex(&public);
     let agent_id = id.clone();
     let group = token.group;
+    let lookup = request.token_lookup.clone();
     let result = blocking(move || {
-        store.apply(&Change {
+        let token_id = token.id;
+        let applied = with_token(&*store, &lookup, token, now, |token| Change {
+            tree_version: None,
             mutation: Mutation::Enroll {
-                agent: Box::new(record),
-                public_key: public_hex,
-                token: token.id,
+                agent: Box::new(record.clone()),
+                public_key: public_hex.clone(),
+                token,
             },
             bump_groups: vec![],
             bump_agents: vec![],
@@ -254,14 +266,17 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
                 action: "agent.enroll".into(),
                 target: agent_id.clone(),
                 before: None,
-                after: Some(json!({"token": token.id})),
+                after: Some(json!({"token": token_id})),
             },
         })?;
-        group_settings(&*store, group, 1, &handed)
+        match applied {
+            Ok(_) => group_settings(&*store, group, 1, &handed).map(Ok),
+            Err(reason) => Ok(Err(reason)),
+        }
     })
     .await;
     match result {
-        Ok(settings) => {
+        Ok(Ok(settings)) => {
             shared.agent_keys.insert(&id, known);
             let answer = EnrollResponse {
                 agent: id,
@@ -269,7 +284,42 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
             };
             signed(&key, &request.nonce, StatusCode::OK, &answer)
         }
+        Ok(Err(reason)) => refuse(StatusCode::FORBIDDEN, "token_unusable", reason),
         Err(error) => failed(error),
+    }
+}
+
+/// The most times an enrollment re-reads its token after another enrollment used it first:
+/// each retry means another one succeeded, so a loop this long means a burst of enrollments
+/// on one token, answered 409 (`stale`, retryable) past it.
+const TOKEN_RETRIES: usize = 32;
+
+/// Applies the change `make` builds around one use of `token`, as read: when another
+/// enrollment used (or an admin revoked) the token since, the store refuses it as stale and
+/// the token is read again and its rule checked again (`TokenRecord::refusal`), so a token's
+/// uses are never over-spent and its rule is stated once, above the store. `Err(reason)` when
+/// the token no longer enrolls.
+fn with_token(
+    store: &dyn Store,
+    lookup: &str,
+    mut token: TokenRecord,
+    now: i64,
+    make: impl Fn(TokenUse) -> Change,
+) -> Result<Result<Applied, &'static str>, ApiError> {
+    let mut tries = 0;
+    loop {
+        match store.apply(&make(token.one_use())) {
+            Ok(applied) => return Ok(Ok(applied)),
+            Err(StoreError::Stale(_)) if tries < TOKEN_RETRIES => tries += 1,
+            Err(error) => return Err(error.into()),
+        }
+        token = match store.token_by_lookup(lookup)? {
+            Some(token) => token,
+            None => return Ok(Err("the enrollment token was deleted")),
+        };
+        if let Some(reason) = token.refusal(now) {
+            return Ok(Err(reason));
+        }
     }
 }
 

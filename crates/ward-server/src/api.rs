@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use ward_proto::messages::{encode, ErrorBody};
 use ward_store::StoreError;
 
@@ -129,6 +129,12 @@ impl ApiError {
         ApiError::client(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// A request body names something that does not exist (a group, a server list, an
+    /// agent): 409, so that 404 keeps meaning the path's own resource.
+    pub fn unknown_reference(message: impl Into<String>) -> ApiError {
+        ApiError::client(StatusCode::CONFLICT, "unknown_reference", message)
+    }
+
     pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::client(StatusCode::CONFLICT, code, message)
     }
@@ -229,6 +235,8 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", Source::Client),
             StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict", Source::Client),
             StoreError::InUse(_) => (StatusCode::CONFLICT, "in_use", Source::Client),
+            // Checked against a read another writer changed since: read again and retry.
+            StoreError::Stale(_) => (StatusCode::CONFLICT, "stale", Source::Client),
             StoreError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request", Source::Client),
             // Locked past the busy timeout: the caller may retry.
             StoreError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy", Source::Store),
@@ -291,22 +299,6 @@ pub fn too_large(limit: usize) -> HttpResponse {
     )
 }
 
-/// Parses a JSON object body; anything else is the caller's mistake.
-pub fn object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
-    if body.is_empty() {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request(
-            "the request body must be a JSON object",
-        )),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "the request body is not valid JSON: {e}"
-        ))),
-    }
-}
-
 /// A typed request body (an empty body is `{}`). With `#[serde(deny_unknown_fields)]` a typo
 /// is an error, not a no-op. Every refusal is a 400 `bad_request` that names the field (its
 /// path, for nested ones): `unknown field `colour``, `missing field `name``, `'port': invalid
@@ -320,8 +312,9 @@ pub fn typed<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
     }
     // Syntax first, then the shape: a value of the wrong kind is named as such (an enum given
     // `true` is "invalid type: boolean", not "not valid JSON").
-    let value: Value = serde_json::from_slice(body)
+    let mut value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    integral_numbers(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -333,26 +326,26 @@ pub fn typed<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
     })
 }
 
-pub fn string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::bad_request(format!("'{key}' must be a string"))),
-    }
-}
-
-pub fn required(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
-    string(body, key)?
-        .ok_or_else(|| ApiError::bad_request(format!("'{key}' (a string) is required")))
-}
-
-pub fn only_keys(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
-    match body.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(key) => Err(ApiError::bad_request(format!(
-            "unknown field '{key}' (expected {})",
-            allowed.join(", ")
-        ))),
-        None => Ok(()),
+/// JSON Schema's integers include `5.0` (a number whose fraction is zero), and so does the
+/// document: such numbers become integers before the typed read, which would refuse a float
+/// for an integer field. A policy document is the admin's own, kept as sent.
+fn integral_numbers(value: &mut Value) {
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            let float = number.as_f64().unwrap_or(f64::NAN);
+            if float.fract() == 0.0 && float.abs() < 9.0e15 {
+                *value = Value::from(float as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(fields) => {
+            for (key, field) in fields.iter_mut() {
+                if key != "policy" {
+                    integral_numbers(field);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -373,21 +366,6 @@ pub fn percent_decode(segment: &str) -> String {
         index += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Query parameters, decoded (`+` is a space).
-pub fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (
-                percent_decode(&key.replace('+', " ")),
-                percent_decode(&value.replace('+', " ")),
-            )
-        })
-        .collect()
 }
 
 /// How long ago `since` is, for `?since=1h`.
@@ -429,14 +407,30 @@ mod tests {
             "%éé",
             "no panic inside a UTF-8 character"
         );
-        assert_eq!(
-            query_pairs("group=My+Company%2FLegacy&pending=true&x"),
-            vec![
-                ("group".to_string(), "My Company/Legacy".to_string()),
-                ("pending".to_string(), "true".to_string()),
-                ("x".to_string(), String::new()),
-            ]
-        );
+    }
+
+    /// `5.0` is an integer to JSON Schema and to the typed read; `5.5` is not, and a policy
+    /// document keeps its numbers as sent.
+    #[test]
+    fn integral_floats_read_as_integers() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Body {
+            port: u16,
+            policy: Option<Value>,
+        }
+        let read: Body = typed(&Bytes::from_static(
+            br#"{"port":8014.0,"policy":{"a":1.0}}"#,
+        ))
+        .unwrap();
+        assert_eq!(read.port, 8014);
+        assert_eq!(read.policy.unwrap()["a"].as_f64(), Some(1.0));
+        assert!(read_port(br#"{"port":8014.5}"#).contains("port: invalid type: floating point"));
+        assert!(read_port(br#"{"port":70000.0}"#).contains("port: invalid value"));
+        fn read_port(body: &'static [u8]) -> String {
+            typed::<Body>(&Bytes::from_static(body))
+                .unwrap_err()
+                .message
+        }
     }
 
     #[test]
@@ -445,6 +439,7 @@ mod tests {
             (StoreError::NotFound("x".into()), StatusCode::NOT_FOUND),
             (StoreError::Conflict("x".into()), StatusCode::CONFLICT),
             (StoreError::InUse("x".into()), StatusCode::CONFLICT),
+            (StoreError::Stale("x".into()), StatusCode::CONFLICT),
             (StoreError::Invalid("x".into()), StatusCode::BAD_REQUEST),
             (
                 StoreError::Busy("x".into()),

@@ -53,6 +53,7 @@ impl FollowUp {
             vec![]
         };
         let applied = store.apply(&Change {
+            tree_version: None,
             mutation: Mutation::Nothing,
             bump_groups,
             bump_agents: vec![],

@@ -381,6 +381,15 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     if limits.max_connections == 0 {
         return Err(invalid("max_connections", "must be at least 1".into()));
     }
+    // An engine this build does not have is refused here, with the line, not at open.
+    ward_store::Database::from_setting(&parsed.database.path, std::path::Path::new(".")).map_err(
+        |e| {
+            invalid(
+                "path",
+                e.to_string().trim_start_matches("database: ").into(),
+            )
+        },
+    )?;
     Ok(Config {
         console: address("console", &parsed.listeners.console)?,
         clients: address("clients", &parsed.listeners.clients)?,

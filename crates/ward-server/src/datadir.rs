@@ -30,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use ward_store::SqliteStore;
+use ward_store::Database;
 use ward_tls::{defaults, pki};
 
 use crate::config;
@@ -313,9 +313,9 @@ impl DataDir {
         Ok(DataLock { _file: file })
     }
 
-    /// The database path from ward.toml, relative to the data dir unless absolute.
-    pub fn database(&self, config: &config::Config) -> PathBuf {
-        self.root.join(&config.database)
+    /// The database ward.toml names (a path is relative to the data dir unless absolute).
+    pub fn database(&self, config: &config::Config) -> Result<Database, String> {
+        Database::from_setting(&config.database, &self.root).map_err(|e| e.to_string())
     }
 
     /// ward.toml is written last by [`initialise`], so its presence means a complete init.
@@ -414,8 +414,8 @@ pub fn check_private(root: &Path) -> Result<(), InitError> {
 /// What others may do with the data dir's secrets, as `ward server` and configtest check it
 /// (as ssh does for a private key): the directory writable by others, or a key, the admin
 /// token, or the database readable or writable by others, each with the path and the fix.
-/// `database` is the database file as ward.toml names it.
-pub fn unsafe_modes(data: &DataDir, database: &Path) -> Vec<String> {
+/// `database` is the database ward.toml names; its file, when it has one, is a secret.
+pub fn unsafe_modes(data: &DataDir, database: &Database) -> Vec<String> {
     let mut problems = Vec::new();
     if let Ok(meta) = fs::metadata(data.root()) {
         let mode = meta.permissions().mode() & 0o777;
@@ -440,12 +440,14 @@ pub fn unsafe_modes(data: &DataDir, database: &Path) -> Vec<String> {
         data.agreement_withdrawn_key(),
         data.agreement_previous_key(),
         data.ticket_key(),
-        database.to_path_buf(),
     ];
-    for suffix in ["-wal", "-shm"] {
-        let mut name = database.as_os_str().to_owned();
-        name.push(suffix);
-        secrets.push(PathBuf::from(name));
+    if let Some(file) = database.file() {
+        secrets.push(file.to_path_buf());
+        for suffix in ["-wal", "-shm"] {
+            let mut name = file.as_os_str().to_owned();
+            name.push(suffix);
+            secrets.push(PathBuf::from(name));
+        }
     }
     for path in secrets {
         let Ok(meta) = fs::metadata(&path) else {
@@ -631,7 +633,7 @@ pub fn initialise(
     let database = data.root().join("ward.db");
     // The database holds token hashes and password hashes: private, like the keys.
     write_file(&database, b"", 0o600)?;
-    SqliteStore::open(&database).map_err(|e| InitError(e.to_string()))?;
+    ward_store::open(&Database::Sqlite(database)).map_err(|e| InitError(e.to_string()))?;
     write_file(
         &data.config(),
         config::default_toml(addresses).as_bytes(),

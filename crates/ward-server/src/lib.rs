@@ -88,7 +88,11 @@ pub fn configtest(data: &DataDir) -> Vec<Finding> {
             config.limits.max_body_bytes
         ),
     });
-    for problem in datadir::unsafe_modes(data, &data.database(&config)) {
+    let problems = match data.database(&config) {
+        Ok(database) => datadir::unsafe_modes(data, &database),
+        Err(problem) => vec![problem],
+    };
+    for problem in problems {
         findings.push(Finding {
             severity: Severity::Error,
             text: problem,

@@ -16,9 +16,51 @@ use ward_store::{AuditEntry, Change, Mutation, Store};
 use crate::api::ApiError;
 use crate::auth::Caller;
 
-pub fn tree_of(store: &dyn Store) -> Result<Tree, ApiError> {
-    Tree::new(store.groups()?)
-        .map_err(|e| ApiError::internal(format!("the stored group tree is inconsistent: {e}")))
+/// The group tree as stored, and the version it was read at: a write checked against it
+/// states that version (`Change::tree_version`), so the store refuses it as stale when
+/// another server changed the groups or server lists in between.
+pub struct TreeRead {
+    tree: Tree,
+    pub version: i64,
+}
+
+impl TreeRead {
+    pub fn into_tree(self) -> Tree {
+        self.tree
+    }
+}
+
+impl std::ops::Deref for TreeRead {
+    type Target = Tree;
+
+    fn deref(&self) -> &Tree {
+        &self.tree
+    }
+}
+
+pub fn tree_of(store: &dyn Store) -> Result<TreeRead, ApiError> {
+    let read = store.tree()?;
+    let tree = Tree::new(read.groups)
+        .map_err(|e| ApiError::internal(format!("the stored group tree is inconsistent: {e}")))?;
+    Ok(TreeRead {
+        tree,
+        version: read.version,
+    })
+}
+
+/// The group a request body names (a parent, a destination): one that does not exist is the
+/// request's conflict with the tree as it is (409 `unknown_reference`); 404 is for the
+/// resource the path names.
+pub fn referenced_group(tree: &Tree, field: &str, path: &str) -> Result<GroupId, ApiError> {
+    match tree.find(path) {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(ApiError::unknown_reference(format!(
+            "{field}: no group '{path}'"
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "{field}: group path '{path}': {e}"
+        ))),
+    }
 }
 
 pub fn find_group(tree: &Tree, path: &str) -> Result<GroupId, ApiError> {
@@ -51,7 +93,7 @@ pub fn audit(
 /// with `after`; returns the new id.
 pub fn create_group(
     store: &dyn Store,
-    tree: &Tree,
+    tree: &TreeRead,
     caller: &Caller,
     group: Group,
     action: &str,
@@ -65,6 +107,7 @@ pub fn create_group(
     .map_err(tree_error)?;
     let path = format!("{}/{}", tree.path(parent).unwrap_or_default(), group.name);
     let applied = store.apply(&Change {
+        tree_version: Some(tree.version),
         mutation: Mutation::CreateGroup(group),
         bump_groups: vec![],
         bump_agents: vec![],
@@ -78,7 +121,8 @@ pub fn create_group(
 pub fn tree_error(error: ward_fleet::TreeError) -> ApiError {
     use ward_fleet::TreeError::*;
     let status = match error {
-        DuplicateName { .. } | Cycle(_) => StatusCode::CONFLICT,
+        // Well-formed, but not possible in the tree as it is.
+        DuplicateName { .. } | Cycle(_) | TooDeep(_) | RootInherits(_) => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     };
     if status == StatusCode::CONFLICT {

@@ -172,7 +172,8 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     }
     // Secrets others can read, or a directory others can write: refused, as ssh refuses a
     // private key others can read.
-    let unsafe_modes = crate::datadir::unsafe_modes(&data, &data.database(&config));
+    let database = data.database(&config).map_err(ServerError::Config)?;
+    let unsafe_modes = crate::datadir::unsafe_modes(&data, &database);
     if !unsafe_modes.is_empty() {
         return Err(ServerError::Config(unsafe_modes.join("\n")));
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tracing::{error, info};
-use ward_store::{SqliteStore, Store};
+use ward_store::Store;
 use ward_tls::Severity;
 
 use crate::channel::{AgentKeys, HeldAgents, Replays, SettingsCache};
@@ -78,9 +78,9 @@ impl App {
     pub fn open(data: DataDir, config: Config) -> Result<(App, Vec<Finding>), OpenError> {
         let other = |e: &dyn std::fmt::Display| OpenError::Other(e.to_string());
         let wakes = crate::wakes::channel();
-        let sqlite: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&data.database(&config)).map_err(|e| other(&e))?);
-        let store: Arc<dyn Store> = Arc::new(crate::wakes::Publishing::new(sqlite, wakes.clone()));
+        let database = data.database(&config).map_err(|e| other(&e))?;
+        let opened = ward_store::open(&database).map_err(|e| other(&e))?;
+        let store: Arc<dyn Store> = Arc::new(crate::wakes::Publishing::new(opened, wakes.clone()));
         let host = if config.clients.ip().is_unspecified() {
             crate::datadir::host_names()
                 .pop()

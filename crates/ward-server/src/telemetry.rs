@@ -27,6 +27,9 @@ use ward_tls::hello::ClientHello;
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often telemetry older than the retention is deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// How long an expired enrollment token is kept before pruning deletes it.
+const TOKEN_KEPT_AFTER_EXPIRY_MS: i64 = 86_400_000;
 /// A batch is written early when this many failures wait.
 pub const MAX_BATCH_FAILURES: usize = 1000;
 /// Distinct handshake keys waiting for the writer; beyond it new keys are dropped and counted.
@@ -473,8 +476,11 @@ impl Telemetry {
         let mut next_prune = Instant::now();
         loop {
             if Instant::now() >= next_prune {
-                let before = now_ms() - retention.as_millis().min(i64::MAX as u128) as i64;
-                match store.prune_telemetry(before) {
+                let now = now_ms();
+                let before = now - retention.as_millis().min(i64::MAX as u128) as i64;
+                // An expired token is kept a day, so that an agent enrolling with it is told
+                // it expired rather than that it is unknown.
+                match store.prune_telemetry(before, now - TOKEN_KEPT_AFTER_EXPIRY_MS) {
                     Ok(0) => {}
                     Ok(rows) => tracing::info!(rows, "old telemetry deleted"),
                     Err(error) => tracing::error!(%error, "old telemetry not deleted"),
@@ -542,7 +548,8 @@ mod tests {
     #[test]
     fn a_flood_of_failures_is_counted_not_recorded() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(ward_store::SqliteStore::open(&dir.path().join("ward.db")).unwrap());
+        let store =
+            ward_store::open(&ward_store::Database::Sqlite(dir.path().join("ward.db"))).unwrap();
         let telemetry = Telemetry::start(store.clone(), 10, Duration::from_secs(86_400));
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..3 {

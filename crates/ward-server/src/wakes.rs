@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use ward_fleet::{Group, GroupId, ServerList};
 use ward_store::{
-    Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change, Checkin,
+    Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change, Checkin, FleetTree,
     HandshakeFailure, HandshakeReport, Session, Store, StoreError, TelemetryBatch, TokenRecord,
 };
 
@@ -79,8 +79,13 @@ impl Store for Publishing {
         self.inner.recent_failures(since_ms, limit)
     }
 
-    fn prune_telemetry(&self, before_ms: i64) -> Result<u64, StoreError> {
-        self.inner.prune_telemetry(before_ms)
+    fn prune_telemetry(
+        &self,
+        before_ms: i64,
+        tokens_expired_before_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .prune_telemetry(before_ms, tokens_expired_before_ms)
     }
 
     fn initialise_fleet(
@@ -93,6 +98,10 @@ impl Store for Publishing {
 
     fn groups(&self) -> Result<Vec<Group>, StoreError> {
         self.inner.groups()
+    }
+
+    fn tree(&self) -> Result<FleetTree, StoreError> {
+        self.inner.tree()
     }
 
     fn server_lists(&self) -> Result<Vec<ServerList>, StoreError> {

@@ -72,6 +72,73 @@ pub struct TokenRecord {
     pub allow_http: bool,
 }
 
+/// Why a token enrolls nobody (more) at `now_ms`: revoked, expired or used up. The one
+/// statement of the rule; the store only checks that the token is still as it was read.
+impl TokenRecord {
+    pub fn refusal(&self, now_ms: i64) -> Option<&'static str> {
+        if self.revoked {
+            Some("the enrollment token is revoked")
+        } else if self.expires_ms.is_some_and(|at| at <= now_ms) {
+            Some("the enrollment token has expired")
+        } else if self.uses_left.is_some_and(|left| left <= 0) {
+            Some("the enrollment token is used up")
+        } else {
+            None
+        }
+    }
+
+    /// One use of it, as read.
+    pub fn one_use(&self) -> TokenUse {
+        TokenUse {
+            id: self.id,
+            uses_left: self.uses_left,
+        }
+    }
+}
+
+/// One use of an enrollment token: its id, and its uses left as they were read when the rule
+/// was checked (the store takes the use only if they still are: `Stale` otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenUse {
+    pub id: i64,
+    pub uses_left: Option<i64>,
+}
+
+/// The groups and server lists, and the version they were read at (one read).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FleetTree {
+    pub groups: Vec<ward_fleet::Group>,
+    pub lists: Vec<ward_fleet::ServerList>,
+    pub version: i64,
+}
+
+/// TLS versions as ranks, the one definition the store and its readers share: `TLSv1` = 1
+/// ... `TLSv1.3` = 4; 0 for a name that is no version.
+pub mod rank {
+    pub const NAMES: [&str; 4] = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+
+    pub fn of(name: &str) -> u8 {
+        NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map_or(0, |index| index as u8 + 1)
+    }
+
+    /// The name of a rank (1 ... 4).
+    pub fn name(rank: u8) -> Option<&'static str> {
+        NAMES.get(usize::from(rank).checked_sub(1)?).copied()
+    }
+
+    /// A list of names as a set of rank bits: bit 0 `TLSv1` ... bit 3 `TLSv1.3`.
+    pub fn bits<'a>(names: impl IntoIterator<Item = &'a str>) -> u8 {
+        names
+            .into_iter()
+            .map(of)
+            .filter(|rank| *rank > 0)
+            .fold(0, |bits, rank| bits | 1 << (rank - 1))
+    }
+}
+
 /// What an agent reports at each check-in, and what the server saw of the connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkin {
@@ -232,14 +299,14 @@ pub enum Mutation {
     Enroll {
         agent: Box<AgentRecord>,
         public_key: String,
-        token: i64,
+        token: TokenUse,
     },
     /// A known agent re-registered with a token: it moves into `group`, and the token's use
     /// count goes down by one.
     Reregister {
         agent: String,
         group: GroupId,
-        token: i64,
+        token: TokenUse,
     },
 }
 
@@ -248,6 +315,11 @@ pub enum Mutation {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {
     pub mutation: Mutation,
+    /// The version of the groups and server lists this change was checked against
+    /// ([`crate::Store::tree`]): the store refuses it (`Stale`) when they changed since, so a
+    /// check made on a stale read never commits. `None` for changes that do not depend on
+    /// them (the store's own constraints guard those).
+    pub tree_version: Option<i64>,
     /// Agents in these groups get a new serial.
     pub bump_groups: Vec<GroupId>,
     /// These agents get a new serial.

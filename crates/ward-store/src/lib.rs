@@ -1,8 +1,12 @@
 //! ward-store: persistence behind one trait.
 //!
-//! Everything above this crate talks to a [`Store`]; only this crate writes SQL. SQLite (one
-//! file in the data dir, WAL) is the engine today; PostgreSQL, for several servers sharing one
-//! database, is meant to slot in as a second implementation of the same trait.
+//! Everything above this crate talks to a [`Store`] opened by [`open`] from a [`Database`]
+//! setting; only this crate writes SQL, and nothing above it names an engine. SQLite (one file
+//! in the data dir, WAL) is the engine today; PostgreSQL, for several servers sharing one
+//! database, is meant to slot in as a second implementation of the same trait and a second
+//! kind of setting. Each engine classifies its own errors into [`StoreError`]; the domain's
+//! rules (version ranks, when a token may enroll, the clock) are stated above the engines,
+//! once, and a write states the version of what it was checked against.
 
 pub mod fleet;
 mod migrate;
@@ -10,11 +14,77 @@ mod sqlite;
 
 use std::fmt;
 
+pub use fleet::{rank, FleetTree, TokenUse};
 pub use fleet::{
     Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change, Checkin, Mutation,
     Session, TokenRecord,
 };
-pub use sqlite::SqliteStore;
+
+/// Where the database is: what ward.toml's `database` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file.
+    Sqlite(std::path::PathBuf),
+}
+
+impl Database {
+    /// The setting as ward.toml writes it, resolved against the data dir: a path (relative to
+    /// `root` unless absolute). A URL of an engine this build does not have is refused.
+    pub fn from_setting(setting: &str, root: &std::path::Path) -> Result<Database, StoreError> {
+        if let Some((scheme, _)) = setting.split_once("://") {
+            return Err(StoreError::Invalid(format!(
+                "database: '{scheme}://' is not an engine this ward has (a path names an \
+                 SQLite file)"
+            )));
+        }
+        Ok(Database::Sqlite(root.join(setting)))
+    }
+
+    /// A file of the database to check the mode of, or to back up whole.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Database::Sqlite(path) => Some(path),
+        }
+    }
+}
+
+/// Opens (creating it if needed) the database and brings it to this ward's schema.
+pub fn open(database: &Database) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    match database {
+        Database::Sqlite(path) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path)?)),
+    }
+}
+
+/// Opens an existing database to read, without migrating it (commands that look while a
+/// server runs); a database of another schema is refused.
+pub fn open_read_only(database: &Database) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    match database {
+        Database::Sqlite(path) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open_read_only(
+            path,
+        )?)),
+    }
+}
+
+/// A consistent copy of the database into the file `out` (which must not exist), even while a
+/// server writes to it: what a backup holds.
+pub fn snapshot(database: &Database, out: &std::path::Path) -> Result<(), StoreError> {
+    match database {
+        Database::Sqlite(path) => sqlite::SqliteStore::snapshot(path, out),
+    }
+}
+
+/// Checks a database without changing it (a restore's): intact, and of a schema this ward
+/// reads. Its schema version.
+pub fn verify(database: &Database) -> Result<i64, StoreError> {
+    match database {
+        Database::Sqlite(path) => sqlite::SqliteStore::verify(path),
+    }
+}
+
+/// The schema version this build writes.
+pub fn schema_version() -> i64 {
+    migrate::latest()
+}
 
 use ward_fleet::{Group, ServerList};
 
@@ -161,6 +231,9 @@ pub enum StoreError {
     TooOld { found: i64, supported: i64 },
     /// The database stayed locked by another writer past the busy timeout: retry later.
     Busy(String),
+    /// The change was checked against a state that changed since (another writer): read
+    /// again, check again.
+    Stale(String),
 }
 
 impl fmt::Display for StoreError {
@@ -174,6 +247,7 @@ impl fmt::Display for StoreError {
             ),
             StoreError::Database(message) => write!(f, "database: {message}"),
             StoreError::Busy(message) => write!(f, "database busy: {message}"),
+            StoreError::Stale(message) => write!(f, "changed meanwhile: {message}"),
             StoreError::NotFound(message)
             | StoreError::Conflict(message)
             | StoreError::InUse(message)
@@ -188,18 +262,6 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> StoreError {
-        use rusqlite::ErrorCode;
-        match error.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                StoreError::Busy(error.to_string())
-            }
-            _ => StoreError::Database(error.to_string()),
-        }
-    }
-}
 
 /// ward's persistence. Implementations are safe to share between threads.
 pub trait Store: Send + Sync {
@@ -227,8 +289,13 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<HandshakeFailure>, StoreError>;
 
-    /// Deletes telemetry older than `before_ms`; returns how many rows went.
-    fn prune_telemetry(&self, before_ms: i64) -> Result<u64, StoreError>;
+    /// Deletes telemetry older than `before_ms`, and enrollment tokens that expired before
+    /// `tokens_expired_before_ms`; returns how many rows went.
+    fn prune_telemetry(
+        &self,
+        before_ms: i64,
+        tokens_expired_before_ms: i64,
+    ) -> Result<u64, StoreError>;
 
     /// Creates the root group and the default server list when there are no groups yet;
     /// returns whether it did.
@@ -236,6 +303,10 @@ pub trait Store: Send + Sync {
         -> Result<bool, StoreError>;
 
     fn groups(&self) -> Result<Vec<Group>, StoreError>;
+
+    /// The groups and server lists with their version, in one read: what a change that
+    /// depends on them is checked against (`Change::tree_version`).
+    fn tree(&self) -> Result<FleetTree, StoreError>;
 
     fn server_lists(&self) -> Result<Vec<ServerList>, StoreError>;
 

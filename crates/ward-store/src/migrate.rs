@@ -170,6 +170,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 14: each account's credential version, bumped by every change that ends its sessions,
     // so a login racing a new password cannot create a session under the old one.
     "ALTER TABLE accounts ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 0;",
+    // 15: the version of the groups and server lists, which every change of them bumps: a
+    // change checked against an older version is refused (another writer came first).
+    "INSERT INTO counters (name, value) VALUES ('tree', 0);",
 ];
 
 pub(crate) fn latest() -> i64 {

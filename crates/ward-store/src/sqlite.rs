@@ -11,12 +11,27 @@ use rusqlite::{params, Connection, OpenFlags};
 use ward_fleet::{Group, ServerList};
 
 use crate::{
-    migrate, Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change,
+    migrate, Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change, FleetTree,
     HandshakeCount, HandshakeFailure, HandshakeKey, HandshakeReport, HelloPeer, Session, Store,
     StoreError, StoredHello, TelemetryBatch, TokenRecord,
 };
 
 mod fleet;
+
+/// SQLite's errors, classified here, in the engine: a lock held past the busy timeout is
+/// `Busy` (retry later), anything else a database failure. (Constraint failures are mapped
+/// where the statement knows what they mean: `NotFound`, `Conflict`, `InUse`.)
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode;
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Busy(error.to_string())
+            }
+            _ => StoreError::Database(error.to_string()),
+        }
+    }
+}
 
 /// A list of TLS version names as stored in one TEXT column: comma-separated.
 fn join_versions(versions: &[String]) -> String {
@@ -61,7 +76,7 @@ fn failures(
     rows.collect()
 }
 
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     connection: Mutex<Connection>,
 }
 
@@ -166,11 +181,6 @@ impl SqliteStore {
             )));
         }
         Ok(found)
-    }
-
-    /// The schema version this build writes.
-    pub fn schema_version() -> i64 {
-        migrate::latest()
     }
 
     fn with<T>(
@@ -383,7 +393,11 @@ impl Store for SqliteStore {
         self.with(|connection| failures(connection, since_ms, limit))
     }
 
-    fn prune_telemetry(&self, before_ms: i64) -> Result<u64, StoreError> {
+    fn prune_telemetry(
+        &self,
+        before_ms: i64,
+        tokens_expired_before_ms: i64,
+    ) -> Result<u64, StoreError> {
         self.write(|t| {
             let minute = before_ms.div_euclid(60_000);
             let mut removed = t.execute(
@@ -397,7 +411,7 @@ impl Store for SqliteStore {
             // Enrollment tokens a day past their expiry: they enroll nobody any more.
             removed += t.execute(
                 "DELETE FROM tokens WHERE expires_ms IS NOT NULL AND expires_ms < ?1",
-                params![ward_proto::now_ms() - 86_400_000],
+                params![tokens_expired_before_ms],
             )?;
             removed += t.execute(
                 "DELETE FROM tls_failures_dropped WHERE minute < ?1",
@@ -421,6 +435,20 @@ impl Store for SqliteStore {
 
     fn server_lists(&self) -> Result<Vec<ServerList>, StoreError> {
         self.with(|c| fleet::server_lists(c))
+    }
+
+    fn tree(&self) -> Result<FleetTree, StoreError> {
+        self.with(|c| {
+            // One read transaction: the groups, the lists and the version belong together.
+            let transaction = c.transaction()?;
+            let tree = FleetTree {
+                groups: fleet::groups(&transaction)?,
+                lists: fleet::server_lists(&transaction)?,
+                version: fleet::tree_version(&transaction)?,
+            };
+            transaction.commit()?;
+            Ok(tree)
+        })
     }
 
     fn agents(&self, filter: &AgentFilter) -> Result<Vec<AgentRecord>, StoreError> {

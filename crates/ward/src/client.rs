@@ -43,7 +43,7 @@ pub struct ApiFailure {
     pub status: u16,
     pub code: String,
     pub message: String,
-    pub refusal: Option<ward_api::Refusal>,
+    pub refusal: Option<Box<ward_api::Refusal>>,
 }
 
 impl std::fmt::Display for ApiFailure {
@@ -81,7 +81,7 @@ impl Reply {
                 status: self.status,
                 code: refusal.error.code.clone(),
                 message: refusal.error.message.clone(),
-                refusal: Some(refusal),
+                refusal: Some(Box::new(refusal)),
             }),
             Err(_) => Err(ApiFailure {
                 status: self.status,

@@ -203,15 +203,13 @@ fn without_tests(text: &str) -> &str {
 fn the_admin_api_and_its_cli_speak_types_not_json_literals() {
     let mut files: Vec<PathBuf> = sources(&root().join("crates/ward-server/src/admin"));
     files.extend(sources(&root().join("crates/ward/src/cmd/harden")));
-    for file in [
-        "client.rs",
-        "cmd/fleet.rs",
-        "cmd/server.rs",
-        "cmd/backup.rs",
-    ] {
+    for file in ["client.rs", "cmd/fleet.rs", "cmd/server.rs"] {
         files.push(root().join("crates/ward/src").join(file));
     }
     for file in files {
+        if file.file_name().is_some_and(|name| name == "tests.rs") {
+            continue; // a test module: its requests are the API's raw input
+        }
         let text = std::fs::read_to_string(&file).unwrap();
         let code = without_tests(&text);
         for forbidden in ["json!(", "as_str().unwrap_or", "[\"error\"]", "Value::Null"] {
@@ -234,6 +232,9 @@ fn no_engine_is_named_above_the_store() {
             continue;
         }
         for file in sources(&krate) {
+            if file.ends_with("tests/architecture.rs") {
+                continue; // this test names what it looks for
+            }
             let text = std::fs::read_to_string(&file).unwrap();
             if text.contains("SqliteStore") || text.contains("rusqlite") {
                 offenders.push(file.display().to_string());

@@ -51,8 +51,8 @@ fn api(server: &Server, method: &str, path: &str, token: Option<&str>, body: &st
 }
 
 fn insert_agents(server: &Server, agents: &[(&str, &str, &[&str])]) {
-    use ward_store::{AgentRecord, Store};
-    let store = ward_store::SqliteStore::open(&server.path("ward.db")).unwrap();
+    use ward_store::AgentRecord;
+    let store = ward_store::open(&ward_store::Database::Sqlite(server.path("ward.db"))).unwrap();
     let root = store
         .groups()
         .unwrap()
@@ -451,7 +451,7 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "POST",
             "/api/v1/groups".into(),
             r#"{"name":"C","parent":"My Company/Nope"}"#,
-            404,
+            409,
             "no group 'My Company/Nope'",
         ),
         (
@@ -521,7 +521,7 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "PATCH",
             format!("/api/v1/groups/{a}"),
             r#"{"server_list":"Nope"}"#,
-            404,
+            409,
             "no server list 'Nope'",
         ),
         (
@@ -536,7 +536,7 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             format!("/api/v1/groups/{a}"),
             r#"{"inherit":["colour"]}"#,
             400,
-            "is not one of",
+            "inherit[0]: unknown variant `colour`",
         ),
         (
             "PATCH",
@@ -626,7 +626,7 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "POST",
             "/api/v1/clients/move".into(),
             r#"{"ids":["ghost"],"group":"My Company"}"#,
-            404,
+            409,
             "no agent 'ghost'",
         ),
         (
@@ -634,14 +634,14 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "/api/v1/clients?tls_max=TLSv9".into(),
             "",
             400,
-            "is not a TLS version",
+            "tls_max: unknown variant `TLSv9`",
         ),
         (
             "GET",
             "/api/v1/clients?colour=red".into(),
             "",
             400,
-            "unknown parameter",
+            "colour: unknown field `colour`",
         ),
         (
             "POST",
@@ -936,7 +936,7 @@ fn with_json_errors_are_json_on_stdout_with_their_code() {
                 "--data",
                 &data,
             ],
-            "not_found",
+            "unknown_reference",
         ),
         (&["group", "create", "a/b", "--data", &data], "bad_request"),
         (&["agent", "status", "--state", state], "usage"),

@@ -195,6 +195,20 @@ fn bad_proposals_are_refused_with_the_reason() {
             },
             "x.conf:1",
         ),
+        (
+            Change {
+                conf: Some(("x.conf".into(), "\n  # only a comment\n\t\n".into())),
+                ..Change::default()
+            },
+            "x.conf: the proposed conf file has no directive",
+        ),
+        (
+            Change {
+                conf: Some(("y.conf".into(), String::new())),
+                ..Change::default()
+            },
+            "y.conf: the proposed conf file has no directive",
+        ),
     ];
     for (change, word) in cases {
         let error = change.apply(&current()).expect_err(word).to_string();

@@ -52,6 +52,7 @@ async fn enrolled(app: &App) -> (String, AgentKey) {
     let root = crate::ops::tree_of(&*app.store).unwrap().root();
     app.store
         .apply(&Change {
+            tree_version: None,
             mutation: Mutation::CreateToken(TokenRecord {
                 id: 0,
                 group: root,

@@ -33,6 +33,11 @@ fn errors_name_file_and_line() {
             default_text().replace("handshake_timeout = \"10s\"", "handshake_timeout = \"0s\""),
             "ward.toml:32: handshake_timeout: must be more than 0s",
         ),
+        (
+            default_text().replace("path = \"ward.db\"", "path = \"postgres://db/ward\""),
+            "ward.toml:17: path: 'postgres://' is not an engine this ward has (a path names an \
+             SQLite file)",
+        ),
     ];
     for (text, expected) in cases {
         assert_eq!(parse("ward.toml", &text).unwrap_err().to_string(), expected);

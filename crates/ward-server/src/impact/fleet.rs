@@ -59,7 +59,7 @@ impl Fleet {
         intervals: u32,
         held: HashSet<String>,
     ) -> Result<Fleet, ApiError> {
-        let tree = tree_of(store)?;
+        let tree = tree_of(store)?.into_tree();
         let lists = store.server_lists()?;
         let agents = store.agents_tls()?;
         let groups = index(&tree, &lists, intervals);
@@ -143,24 +143,42 @@ pub(crate) fn facts(fleet: &Fleet, agent: &AgentTls, now: i64) -> AgentFacts {
     }
 }
 
-/// The store's rank bits (bit 0 `TLSv1` ... bit 3 `TLSv1.3`) as a set.
+/// The store's rank bits ([`ward_store::rank::bits`]) as a set.
 pub(crate) fn version_set(bits: u8) -> ProtocolSet {
-    TlsVersion::ALL
-        .into_iter()
-        .enumerate()
-        .filter(|(index, _)| bits & (1 << index) != 0)
-        .map(|(_, version)| version)
+    (1..=4)
+        .filter(|rank| bits & (1 << (rank - 1)) != 0)
+        .filter_map(rank_version)
         .collect()
 }
 
-/// The store's rank (1 `TLSv1` ... 4 `TLSv1.3`) as a version.
+/// The store's rank ([`ward_store::rank::of`]) as a version, by its name.
 pub(crate) fn rank_version(rank: u8) -> Option<TlsVersion> {
-    TlsVersion::ALL
-        .get(usize::from(rank).checked_sub(1)?)
-        .copied()
+    let name = ward_store::rank::name(rank)?;
+    TlsVersion::ALL.into_iter().find(|v| v.name() == name)
 }
 
 /// The agents whose push check-in is held right now.
 pub(crate) fn held(shared: &App) -> HashSet<String> {
     shared.held.snapshot()
+}
+
+#[cfg(test)]
+mod rank_tests {
+    use super::*;
+
+    /// The store ranks and ward-tls names versions alike: each rank maps to the version of
+    /// that name and back, and a rank set to the set of those versions.
+    #[test]
+    fn store_ranks_are_the_versions_of_their_names() {
+        for version in TlsVersion::ALL {
+            let rank = ward_store::rank::of(version.name());
+            assert_eq!(rank_version(rank), Some(version));
+            let bits = ward_store::rank::bits([version.name()]);
+            assert_eq!(version_set(bits), ProtocolSet::from_iter([version]));
+        }
+        assert_eq!(rank_version(0), None);
+        assert_eq!(rank_version(5), None);
+        let all = ward_store::rank::bits(TlsVersion::ALL.map(|v| v.name()));
+        assert_eq!(version_set(all), ProtocolSet::from_iter(TlsVersion::ALL));
+    }
 }

@@ -37,6 +37,7 @@ pub async fn delete(app: &App, caller: &Caller, name: String) -> Result<Deleted,
     let caller = caller.clone();
     write(app, move |ctx| {
         ctx.store().apply(&Change {
+            tree_version: None,
             mutation: Mutation::DeleteAccount(name.clone()),
             bump_groups: vec![],
             bump_agents: vec![],
@@ -67,6 +68,7 @@ pub async fn set_password(
     .await?;
     write(app, move |ctx| {
         ctx.store().apply(&Change {
+            tree_version: None,
             mutation: Mutation::SetPassword {
                 account: name.clone(),
                 password_hash,
@@ -94,6 +96,7 @@ pub async fn set_disabled(
     let caller = caller.clone();
     write(app, move |ctx| {
         ctx.store().apply(&Change {
+            tree_version: None,
             mutation: Mutation::SetDisabled {
                 account: name.clone(),
                 disabled,
@@ -130,6 +133,7 @@ pub async fn revoke_sessions(
     let caller = caller.clone();
     write(app, move |ctx| {
         ctx.store().apply(&Change {
+            tree_version: None,
             mutation: Mutation::EndSessions(name.clone()),
             bump_groups: vec![],
             bump_agents: vec![],
@@ -155,6 +159,7 @@ pub async fn logout(app: &App, caller: &Caller) -> Result<LoggedOut, ApiError> {
     let caller = caller.clone();
     write(app, move |ctx| {
         ctx.store().apply(&Change {
+            tree_version: None,
             mutation: Mutation::EndSession(session),
             bump_groups: vec![],
             bump_agents: vec![],
@@ -195,6 +200,7 @@ pub async fn create(
     let caller = caller.clone();
     write(app, move |ctx| {
         ctx.store().apply(&Change {
+            tree_version: None,
             mutation: Mutation::CreateAccount(Account {
                 name: account_name.clone(),
                 password_hash,

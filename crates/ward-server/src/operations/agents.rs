@@ -8,12 +8,12 @@ use ward_api::fleet::{
 };
 use ward_fleet::{GroupId, Tree};
 use ward_proto::now_ms;
-use ward_store::{AgentFilter, Change, Mutation};
+use ward_store::{AgentFilter, Change, Mutation, StoreError};
 
 use super::{read, render, write, MAX_LIMIT};
 use crate::api::{since_ms, ApiError};
 use crate::auth::Caller;
-use crate::ops::{audit, find_group, tree_of};
+use crate::ops::{audit, find_group, referenced_group, tree_of};
 use crate::state::App;
 
 /// Whether each agent is online, by the one rule of `ward_fleet::presence`.
@@ -108,6 +108,14 @@ pub async fn get(app: &App, id: String) -> Result<Agent, ApiError> {
     .await
 }
 
+/// An agent the body names that the store does not know: the request's own reference.
+fn named_agents(error: StoreError) -> ApiError {
+    match error {
+        StoreError::NotFound(message) => ApiError::unknown_reference(format!("ids: {message}")),
+        other => other.into(),
+    }
+}
+
 /// `POST /agents/delete`: retires agents; they are refused from then on (a retired agent
 /// that comes back must enroll again), and their keys are forgotten.
 pub async fn delete(
@@ -123,12 +131,15 @@ pub async fn delete(
         let mut ids = request.ids.clone();
         ids.sort();
         ids.dedup();
-        ctx.store().apply(&Change {
-            mutation: Mutation::DeleteAgents(ids.clone()),
-            bump_groups: vec![],
-            bump_agents: vec![],
-            audit: audit(&caller, "agent.delete", ids.join(","), None, None),
-        })?;
+        ctx.store()
+            .apply(&Change {
+                tree_version: None,
+                mutation: Mutation::DeleteAgents(ids.clone()),
+                bump_groups: vec![],
+                bump_agents: vec![],
+                audit: audit(&caller, "agent.delete", ids.join(","), None, None),
+            })
+            .map_err(named_agents)?;
         Ok(DeletedAgents { deleted: ids })
     })
     .await?;
@@ -154,7 +165,7 @@ pub async fn move_agents(
             group,
             accept_cut_off,
         } = request;
-        let group = find_group(&tree, &group)?;
+        let group = referenced_group(&tree, "group", &group)?;
         if ids.is_empty() {
             return Err(ApiError::bad_request(
                 "'ids' (a non-empty list of agent ids) is required",
@@ -176,25 +187,28 @@ pub async fn move_agents(
                 &cut,
             ));
         }
-        let applied = store.apply(&Change {
-            mutation: Mutation::MoveAgents {
-                agents: ids.clone(),
-                group,
-            },
-            bump_groups: vec![],
-            bump_agents: ids.clone(),
-            audit: audit(
-                &caller,
-                "agent.move",
-                ids.join(","),
-                None,
-                Some(serde_json::json!({
-                    "group": tree.path(group),
-                    "accept_cut_off": accept_cut_off,
-                    "cut_off": cut.iter().map(|(id, _)| id).collect::<Vec<_>>(),
-                })),
-            ),
-        })?;
+        let applied = store
+            .apply(&Change {
+                tree_version: None,
+                mutation: Mutation::MoveAgents {
+                    agents: ids.clone(),
+                    group,
+                },
+                bump_groups: vec![],
+                bump_agents: ids.clone(),
+                audit: audit(
+                    &caller,
+                    "agent.move",
+                    ids.join(","),
+                    None,
+                    Some(serde_json::json!({
+                        "group": tree.path(group),
+                        "accept_cut_off": accept_cut_off,
+                        "cut_off": cut.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+                    })),
+                ),
+            })
+            .map_err(named_agents)?;
         Ok(MovedAgents {
             moved: ids,
             group: tree.path(group),

@@ -19,7 +19,7 @@ use super::render;
 use super::{group_id, read, write, Ctx};
 use crate::api::ApiError;
 use crate::auth::{self, Caller};
-use crate::ops::{audit, create_group, find_group, tree_error, tree_of};
+use crate::ops::{audit, create_group, referenced_group, tree_error, tree_of};
 use crate::state::App;
 
 /// Every group, by path, with own and effective settings.
@@ -58,7 +58,7 @@ pub async fn create(
         let tree = tree_of(store)?;
         name::check_name(&request.name).map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
         let parent = match request.parent {
-            Some(path) => find_group(&tree, &path)?,
+            Some(path) => referenced_group(&tree, "parent", &path)?,
             None => tree.root(),
         };
         let group = Group {
@@ -105,7 +105,9 @@ fn patch_settings(store: &dyn Store, group: &mut Group, patch: GroupPatch) -> Re
     }
     if let Some(list) = patch.server_list {
         if !store.server_lists()?.iter().any(|l| l.name == list) {
-            return Err(ApiError::not_found(format!("no server list '{list}'")));
+            return Err(ApiError::unknown_reference(format!(
+                "server_list: no server list '{list}'"
+            )));
         }
         group.own.server_list = Some(list);
     }
@@ -149,10 +151,13 @@ fn patch_settings(store: &dyn Store, group: &mut Group, patch: GroupPatch) -> Re
     for setting in patch.inherit.unwrap_or_default() {
         let field = field(setting);
         if group.parent.is_none() {
-            return Err(ApiError::bad_request(format!(
-                "inherit: the root group has nothing to inherit {} from",
-                field.name()
-            )));
+            return Err(ApiError::conflict(
+                "conflict",
+                format!(
+                    "inherit: the root group has nothing to inherit {} from",
+                    field.name()
+                ),
+            ));
         }
         group.own.clear(field);
     }
@@ -217,6 +222,7 @@ pub async fn update(
             after_own["cut_off_accepted"] = render::audited(&cut);
         }
         store.apply(&Change {
+            tree_version: Some(tree.version),
             mutation: Mutation::UpdateGroup(changed),
             bump_groups,
             bump_agents: vec![],
@@ -252,6 +258,7 @@ pub async fn delete(app: &App, caller: &Caller, id: String) -> Result<Deleted, A
             ));
         }
         store.apply(&Change {
+            tree_version: Some(tree.version),
             mutation: Mutation::DeleteGroup(id),
             bump_groups: vec![],
             bump_agents: vec![],
@@ -280,7 +287,7 @@ pub async fn move_group(
         let store = ctx.store();
         let tree = tree_of(store)?;
         let id = group_id(&tree, &id)?;
-        let parent = find_group(&tree, &request.parent)?;
+        let parent = referenced_group(&tree, "parent", &request.parent)?;
         let after = tree.moved(id, parent).map_err(tree_error)?;
         let before_path = tree.path(id).unwrap_or_default();
         let cut = guard_tree(
@@ -292,6 +299,7 @@ pub async fn move_group(
         )?;
         let bump_groups = serial::affected_groups(&tree, &after, &[]);
         store.apply(&Change {
+            tree_version: Some(tree.version),
             mutation: Mutation::MoveGroup { id, parent },
             bump_groups,
             bump_agents: vec![],
@@ -364,6 +372,7 @@ pub async fn export_settings(
         };
         let path = tree.path(id).unwrap_or_default();
         let applied = store.apply(&Change {
+            tree_version: None,
             mutation: Mutation::CreateToken(record),
             bump_groups: vec![],
             bump_agents: vec![],
@@ -449,7 +458,8 @@ mod tests {
     #[test]
     fn settings_are_refused_beyond_what_agents_take() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ward_store::SqliteStore::open(&dir.path().join("ward.db")).unwrap();
+        let store =
+            ward_store::open(&ward_store::Database::Sqlite(dir.path().join("ward.db"))).unwrap();
         let nested = |depth: usize| {
             let mut text = "{}".to_string();
             for _ in 1..depth {
@@ -491,7 +501,7 @@ mod tests {
                 own: Default::default(),
             };
             let patch: GroupPatch = typed(&Bytes::from(body.clone())).unwrap();
-            let result = patch_settings(&store, &mut group, patch);
+            let result = patch_settings(&*store, &mut group, patch);
             match (refused, result) {
                 (None, Ok(())) => {}
                 (Some(expected), Err(error)) => assert!(

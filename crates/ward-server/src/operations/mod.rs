@@ -116,3 +116,6 @@ fn assert_refused<T: serde::de::DeserializeOwned + std::fmt::Debug>(cases: &[(&s
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

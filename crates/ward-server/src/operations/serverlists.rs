@@ -30,6 +30,7 @@ fn create_list(
 ) -> Result<ListAnswer, ApiError> {
     let tree = tree_of(store)?;
     store.apply(&Change {
+        tree_version: None,
         mutation: Mutation::CreateServerList(list.clone()),
         bump_groups: vec![],
         bump_agents: vec![],
@@ -104,6 +105,7 @@ pub async fn delete(app: &App, caller: &Caller, name: String) -> Result<Deleted,
         let store = ctx.store();
         let list = find_list(store, &name)?;
         store.apply(&Change {
+            tree_version: None,
             mutation: Mutation::DeleteServerList(name.clone()),
             bump_groups: vec![],
             bump_agents: vec![],

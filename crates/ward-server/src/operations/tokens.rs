@@ -9,7 +9,7 @@ use ward_store::{Change, Mutation, TokenRecord};
 use super::{read, render, write};
 use crate::api::ApiError;
 use crate::auth::{self, Caller};
-use crate::ops::{audit, find_group, tree_of};
+use crate::ops::{audit, referenced_group, tree_of};
 use crate::state::App;
 
 /// A new token's lifetime unless the request says: a week, long enough to roll an agent out
@@ -43,7 +43,7 @@ pub async fn create(app: &App, caller: &Caller, request: NewToken) -> Result<Tok
         let store = ctx.store();
         let tree = tree_of(store)?;
         let allow_http = request.allow_http.unwrap_or(false);
-        let group = find_group(&tree, &request.group)?;
+        let group = referenced_group(&tree, "group", &request.group)?;
         let expires = request
             .expires
             .unwrap_or_else(|| DEFAULT_LIFETIME.to_string());
@@ -87,6 +87,7 @@ pub async fn create(app: &App, caller: &Caller, request: NewToken) -> Result<Tok
             allow_http,
         };
         let applied = store.apply(&Change {
+            tree_version: None,
             mutation: Mutation::CreateToken(record.clone()),
             bump_groups: vec![],
             bump_agents: vec![],
@@ -119,6 +120,7 @@ pub async fn revoke(app: &App, caller: &Caller, id: String) -> Result<RevokedTok
             .parse()
             .map_err(|_| ApiError::not_found(format!("no token {id}")))?;
         ctx.store().apply(&Change {
+            tree_version: None,
             mutation: Mutation::RevokeToken(id),
             bump_groups: vec![],
             bump_agents: vec![],

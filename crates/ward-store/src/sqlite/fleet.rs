@@ -11,15 +11,9 @@ use super::{join_versions, split_versions};
 use crate::fleet::*;
 use crate::StoreError;
 
-/// `TLSv1` = 1 ... `TLSv1.3` = 4; 0 for nothing known.
+/// `TLSv1` = 1 ... `TLSv1.3` = 4; 0 for nothing known ([`crate::rank`]).
 pub(crate) fn tls_rank(name: &str) -> i64 {
-    match name {
-        "TLSv1" => 1,
-        "TLSv1.1" => 2,
-        "TLSv1.2" => 3,
-        "TLSv1.3" => 4,
-        _ => 0,
-    }
+    i64::from(crate::rank::of(name))
 }
 
 fn millis(duration: Option<Duration>) -> Option<i64> {
@@ -197,10 +191,16 @@ pub(crate) fn agents(
 
 /// The set of versions in a stored comma-separated list, as rank bits (see `AgentTls`).
 fn version_bits(list: &str) -> u8 {
-    list.split(',')
-        .map(tls_rank)
-        .filter(|rank| *rank > 0)
-        .fold(0, |bits, rank| bits | 1 << (rank - 1))
+    crate::rank::bits(list.split(','))
+}
+
+/// The version of the groups and server lists.
+pub(crate) fn tree_version(connection: &Connection) -> rusqlite::Result<i64> {
+    connection.query_row(
+        "SELECT value FROM counters WHERE name = 'tree'",
+        [],
+        |row| row.get(0),
+    )
 }
 
 /// One shared string per distinct value.
@@ -624,12 +624,7 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
             group,
             token,
         } => {
-            let now: i64 = transaction.query_row(
-                "SELECT CAST(strftime('%s','now') AS INTEGER) * 1000",
-                [],
-                |row| row.get(0),
-            )?;
-            use_token(transaction, *token, now)?;
+            use_token(transaction, token)?;
             let moved = transaction.execute(
                 "UPDATE agents SET group_id = ?1 WHERE id = ?2",
                 params![group, agent],
@@ -644,17 +639,8 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
             public_key,
             token,
         } => {
-            // The token's use: refused when it ran out meanwhile.
-            let used = transaction.execute(
-                "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND revoked = 0 \
-                 AND (uses_left IS NULL OR uses_left > 0)",
-                params![token],
-            )?;
-            if used == 0 {
-                return Err(StoreError::InUse(
-                    "the enrollment token is revoked or used up".into(),
-                ));
-            }
+            // The token's use: refused when it changed meanwhile.
+            use_token(transaction, token)?;
             insert_agents(transaction, std::slice::from_ref(&**agent))
                 .map_err(|e| constraint(e, &format!("agent '{}'", agent.id)))?;
             transaction
@@ -740,17 +726,20 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
     }
 }
 
-/// Takes one use of an enrollment token, in the same transaction as what it allows; refused
-/// when the token is revoked, expired or used up by then.
-fn use_token(transaction: &Transaction<'_>, token: i64, now_ms: i64) -> Result<(), StoreError> {
+/// Takes one use of an enrollment token, in the same transaction as what it allows, if the
+/// token is still as the rule was checked against (`TokenRecord::refusal`, above the store):
+/// not revoked, its uses left as read. Otherwise `Stale`: read it again.
+fn use_token(transaction: &Transaction<'_>, token: &TokenUse) -> Result<(), StoreError> {
     let used = transaction.execute(
         "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND revoked = 0 \
-         AND (uses_left IS NULL OR uses_left > 0) AND (expires_ms IS NULL OR expires_ms > ?2)",
-        params![token, now_ms],
+         AND uses_left IS ?2",
+        params![token.id, token.uses_left],
     )?;
     if used == 0 {
-        return Err(StoreError::InUse(
-            "the enrollment token is revoked, expired or used up".into(),
+        return Err(StoreError::Stale(
+            "the enrollment token changed while it was used (revoked, or used by another \
+             enrollment)"
+                .into(),
         ));
     }
     Ok(())
@@ -758,7 +747,31 @@ fn use_token(transaction: &Transaction<'_>, token: i64, now_ms: i64) -> Result<(
 
 /// Applies a change; the caller commits.
 pub(crate) fn apply(transaction: &Transaction<'_>, change: &Change) -> Result<Applied, StoreError> {
+    // The precondition first, under the write lock: the groups and lists as they were read.
+    if let Some(expected) = change.tree_version {
+        let current = tree_version(transaction)?;
+        if current != expected {
+            return Err(StoreError::Stale(format!(
+                "the groups or server lists changed since they were read (version {expected}, \
+                 now {current}): read them again"
+            )));
+        }
+    }
     let new_id = mutate(transaction, &change.mutation)?;
+    if matches!(
+        change.mutation,
+        Mutation::CreateGroup(_)
+            | Mutation::UpdateGroup(_)
+            | Mutation::MoveGroup { .. }
+            | Mutation::DeleteGroup(_)
+            | Mutation::CreateServerList(_)
+            | Mutation::DeleteServerList(_)
+    ) {
+        transaction.execute(
+            "UPDATE counters SET value = value + 1 WHERE name = 'tree'",
+            [],
+        )?;
+    }
     let mut applied = Applied {
         new_id: match change.mutation {
             Mutation::CreateGroup(_) | Mutation::CreateToken(_) => new_id,

@@ -99,7 +99,7 @@ fn database_from_a_newer_ward_is_refused() {
     drop(SqliteStore::open(&path).unwrap());
     let connection = Connection::open(&path).unwrap();
     connection
-        .pragma_update(None, "user_version", SqliteStore::schema_version() + 1)
+        .pragma_update(None, "user_version", crate::schema_version() + 1)
         .unwrap();
     drop(connection);
     let error = SqliteStore::open(&path).err().expect("refused");
@@ -120,7 +120,7 @@ fn database_from_an_older_ward_is_upgraded() {
     let version: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, SqliteStore::schema_version());
+    assert_eq!(version, crate::schema_version());
 }
 
 #[test]

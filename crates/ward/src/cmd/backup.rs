@@ -68,7 +68,8 @@ pub fn backup(data: &DataDir, out: &std::path::Path, as_json: bool) -> CmdResult
             .mode(0o600)
             .open(&snapshot)
             .map_err(|e| format!("{}: {e}", snapshot.display()))?;
-        ward_store::SqliteStore::snapshot(&data.database(&config), &snapshot)
+        let database = data.database(&config)?;
+        ward_store::snapshot(&database, &snapshot)
             .map_err(|e| format!("snapshot of the database: {e}"))?;
         let mut archive = tar::Builder::new(std::io::BufWriter::new(file));
         let mut add = |path: &std::path::Path, name: &std::path::Path, mode: u32| {
@@ -82,9 +83,10 @@ pub fn backup(data: &DataDir, out: &std::path::Path, as_json: bool) -> CmdResult
                 .append_data(&mut header, name, bytes.as_slice())
                 .map_err(|e| format!("{}: {e}", out.display()))
         };
-        let db_mode = std::fs::metadata(data.database(&config))
-            .map(|m| m.mode())
-            .unwrap_or(0o600);
+        let db_mode = database
+            .file()
+            .and_then(|file| std::fs::metadata(file).ok())
+            .map_or(0o600, |m| m.mode());
         add(&snapshot, std::path::Path::new(&config.database), db_mode)?;
         let files = backed_up_files(data);
         for path in &files {
@@ -322,7 +324,7 @@ fn unpack(from: &Path, staging: &Path) -> Result<usize, String> {
             }
         ));
     }
-    ward_store::SqliteStore::verify(&data.database(&config))
+    ward_store::verify(&data.database(&config)?)
         .map_err(|e| format!("entry {}: {e}", database.display()))?;
     Ok(count)
 }

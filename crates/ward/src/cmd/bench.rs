@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use ward_fleet::{Group, OwnSettings, Tree};
-use ward_store::{AgentRecord, AuditEntry, Change, Mutation, SqliteStore, Store};
+use ward_store::{AgentRecord, AuditEntry, Change, Mutation};
 
 use super::server::DataArg;
 use super::CmdResult;
@@ -59,7 +59,7 @@ fn fleet(args: FleetArgs) -> CmdResult {
         ));
     }
     let config = ward_server::config::load(&data.config()).map_err(|e| e.to_string())?;
-    let store = SqliteStore::open(&data.database(&config)).map_err(|e| e.to_string())?;
+    let store = ward_store::open(&data.database(&config)?).map_err(|e| e.to_string())?;
     let groups = store.groups().map_err(|e| e.to_string())?;
     if groups.is_empty() {
         return Err(
@@ -79,6 +79,7 @@ fn fleet(args: FleetArgs) -> CmdResult {
         let parent = ids[index as usize / 10];
         let applied = store
             .apply(&Change {
+                tree_version: None,
                 mutation: Mutation::CreateGroup(Group {
                     id: 0,
                     parent: Some(parent),

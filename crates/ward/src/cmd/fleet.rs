@@ -248,7 +248,9 @@ fn shown<T: Serialize>(value: &T) -> String {
 fn print_group(group: &Group) {
     println!("{}", or_dash(group.path.as_deref()));
     let own = &group.own;
-    let rows: [(&str, Option<String>, Option<String>, Option<&str>); 5] = match &group.effective {
+    // A setting: its name, own value, effective value, and the group it is inherited from.
+    type Row<'a> = (&'a str, Option<String>, Option<String>, Option<&'a str>);
+    let rows: [Row; 5] = match &group.effective {
         Some(e) => [
             (
                 "server_list",

@@ -265,7 +265,7 @@ enum Rotated {
 enum Rotation {
     Ca(CaStatus),
     Key(KeyStatus),
-    Switch(SwitchAnswer),
+    Switch(Box<SwitchAnswer>),
 }
 
 /// A guarded call's outcome: the answer or the API's refusal; only a server that could not be
@@ -431,7 +431,7 @@ fn rotate(what: Rotated, step: RotateStep) -> CmdResult {
         RotateStep::Switch { guarded } => outcome(
             client
                 .post(&format!("{base}/switch"), &guard(guarded))
-                .map(Rotation::Switch),
+                .map(|switch| Rotation::Switch(Box::new(switch))),
         )?,
     };
     let answer = match answer {

@@ -85,7 +85,8 @@ fn range(min: TlsVersion) -> VersionRange {
 /// (id, group, version bits, channel, silent for, the verdict's name under TLS 1.2 and up)
 #[test]
 fn each_agent_is_judged_by_what_ward_knows_of_it() {
-    let cases: &[(&str, i64, u8, Option<bool>, i64, &str)] = &[
+    type Case<'a> = (&'a str, i64, u8, Option<bool>, i64, &'a str);
+    let cases: &[Case] = &[
         ("modern", 1, 0b1100, Some(true), 1_000, "unaffected"),
         ("xp-on-https", 1, 0b0001, Some(true), 1_000, "cut_off"),
         ("xp-on-http", 2, 0b0001, Some(false), 1_000, "unaffected"),

@@ -40,7 +40,7 @@ use crate::auth::Caller;
 use crate::config::Role;
 use crate::impact::render::{agent_line, fill_hostnames};
 use crate::impact::{facts, held, Fleet};
-use crate::ops::{audit, create_group, find_group, tree_of};
+use crate::ops::{audit, create_group, referenced_group, tree_of};
 use crate::state::App;
 use model::{Risk, Verdict};
 use ward_plan::change::{CertificatePair, Change as TlsChange};

@@ -100,6 +100,7 @@ fn ensure_http_list(
         None => {}
     }
     store.apply(&Change {
+        tree_version: None,
         mutation: Mutation::CreateServerList(copy.clone()),
         bump_groups: vec![],
         bump_agents: vec![],
@@ -167,6 +168,7 @@ fn ensure_legacy_group(
             .with_group(group.clone())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         store.apply(&Change {
+            tree_version: None,
             mutation: Mutation::UpdateGroup(group),
             bump_groups: ward_fleet::serial::affected_groups(&tree, &after, &[]),
             bump_agents: vec![],
@@ -233,7 +235,9 @@ fn ensure_group_at(
         _ => {
             let trimmed = path.trim_end_matches('/');
             let (parent, name) = match trimmed.rsplit_once('/') {
-                Some((parent_path, name)) => (find_group(&tree, parent_path)?, name),
+                Some((parent_path, name)) => {
+                    (referenced_group(&tree, "legacy_group", parent_path)?, name)
+                }
                 // A bare name: a group under the root.
                 None => (tree.root(), trimmed),
             };
@@ -308,6 +312,10 @@ pub async fn stage(
     let proposal = Proposal::from_request(request.change())?;
     let intervals = offline_intervals(request.offline_intervals)?;
     let legacy_group = request.legacy_group;
+    if let Some(path) = &legacy_group {
+        ward_fleet::name::split_path(path)
+            .map_err(|e| ApiError::bad_request(format!("legacy_group: '{path}': {e}")))?;
+    }
     let legacy_name = request.legacy_name.unwrap_or_else(|| LEGACY_NAME.into());
     ward_fleet::name::check_name(&legacy_name)
         .map_err(|e| ApiError::bad_request(format!("legacy_name: {e}")))?;
@@ -386,6 +394,7 @@ pub async fn stage(
             };
             let tree = tree_of(store)?;
             let applied = store.apply(&Change {
+                tree_version: None,
                 mutation: Mutation::MoveAgents {
                     agents: agents.clone(),
                     group: destination,
@@ -508,7 +517,9 @@ fn refuse_cut_off(refused: &[(String, &'static str)], cut: usize) -> ApiError {
         })
         .collect();
     let message = format!(
-        "{} agent(s) would lose their last path to a server: {}; nothing was changed. Stage          them first (ward tls harden moves them to an HTTP server list and waits for them), or          send {} to accept it",
+        "{} agent(s) would lose their last path to a server: {}; nothing was changed. Stage \
+         them first (ward tls harden moves them to an HTTP server list and waits for them), or \
+         send {} to accept it",
         refused.len(),
         refused
             .iter()
@@ -738,6 +749,7 @@ pub async fn apply(
     );
     blocking(move || {
         store.apply(&Change {
+            tree_version: None,
             mutation: Mutation::Nothing,
             bump_groups: vec![],
             bump_agents: vec![],
@@ -948,6 +960,7 @@ pub async fn rollback(
             ));
             for (group, agents) in back {
                 store.apply(&Change {
+                    tree_version: None,
                     mutation: Mutation::MoveAgents {
                         agents: agents.clone(),
                         group,
@@ -972,6 +985,7 @@ pub async fn rollback(
             kept = moved;
         }
         store.apply(&Change {
+            tree_version: None,
             mutation: Mutation::Nothing,
             bump_groups: vec![],
             bump_agents: vec![],
@@ -1062,6 +1076,7 @@ pub async fn cleanup(
         for (path, id) in &empty {
             if !dry_run {
                 store.apply(&Change {
+                    tree_version: None,
                     mutation: Mutation::DeleteGroup(*id),
                     bump_groups: vec![],
                     bump_agents: vec![],
@@ -1080,6 +1095,7 @@ pub async fn cleanup(
             if made_lists.contains(list.name.as_str()) && !used.contains(&list.name) {
                 if !dry_run {
                     store.apply(&Change {
+                        tree_version: None,
                         mutation: Mutation::DeleteServerList(list.name.clone()),
                         bump_groups: vec![],
                         bump_agents: vec![],

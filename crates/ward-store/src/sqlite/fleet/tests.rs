@@ -1,9 +1,8 @@
 use serde_json::json;
 use ward_fleet::{serverlist, Group, Mode, OwnSettings};
 
-use crate::{
-    AgentFilter, AgentRecord, AuditEntry, Change, Mutation, SqliteStore, Store, StoreError,
-};
+use crate::sqlite::SqliteStore;
+use crate::{AgentFilter, AgentRecord, AuditEntry, Change, Mutation, Store, StoreError};
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -33,6 +32,7 @@ fn audit(action: &str) -> AuditEntry {
 
 fn change(mutation: Mutation) -> Change {
     Change {
+        tree_version: None,
         mutation,
         bump_groups: vec![],
         bump_agents: vec![],
@@ -599,7 +599,7 @@ fn a_token_is_found_by_its_lookup_and_purged_a_day_after_it_expires() {
     let found = store.token_by_lookup(&lookup).unwrap().unwrap();
     assert_eq!(found.token_sha256, "sha-live");
     assert!(store.token_by_lookup("not-a-lookup").unwrap().is_none());
-    store.prune_telemetry(0).unwrap();
+    store.prune_telemetry(0, now - 86_400_000).unwrap();
     let left: Vec<String> = store
         .tokens()
         .unwrap()
@@ -660,4 +660,136 @@ fn the_cas_an_agent_trusts_are_replaced_at_each_checkin_and_shared_when_equal() 
     store.record_checkin(&signed(&new)).unwrap();
     assert_eq!(read(&store)[0].agreement_key.as_deref(), Some(new.as_str()));
     drop(dir);
+}
+
+/// A token's use is taken only as it was read: a second enrollment that read the same uses
+/// left gets `Stale` (it re-reads and checks the rule again), so a one-use token enrolls one
+/// agent however the enrollments interleave; a revoked token takes no use; nothing of a
+/// refused enrollment is written.
+#[test]
+fn a_token_use_is_taken_only_as_it_was_read() {
+    let (_dir, store) = store();
+    let root = root_id(&store);
+    let applied = store
+        .apply(&change(Mutation::CreateToken(crate::TokenRecord {
+            id: 0,
+            group: root,
+            token_sha256: "sha-one".into(),
+            created_ms: 0,
+            expires_ms: None,
+            uses_left: Some(1),
+            revoked: false,
+            allow_http: false,
+        })))
+        .unwrap();
+    let id = applied.new_id.unwrap();
+    let read = store
+        .token_by_lookup(&ward_proto::enroll::token_lookup("sha-one"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.refusal(0), None);
+    let enroll = |agent_id: &str, token: crate::TokenUse| {
+        store.apply(&change(Mutation::Enroll {
+            agent: Box::new(agent(agent_id, root, &["TLSv1.2"])),
+            public_key: format!("key-{agent_id}"),
+            token,
+        }))
+    };
+    // Both read uses_left = 1; the first takes it.
+    enroll("first", read.one_use()).unwrap();
+    let error = enroll("second", read.one_use()).unwrap_err();
+    assert!(matches!(error, StoreError::Stale(_)), "{error:?}");
+    assert!(store.agent("second").unwrap().is_none(), "nothing written");
+    let again = store
+        .tokens()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == id)
+        .unwrap();
+    assert_eq!(again.uses_left, Some(0));
+    assert_eq!(again.refusal(0), Some("the enrollment token is used up"));
+    // Revoked after it was read: the read use is stale too.
+    let unlimited = store
+        .apply(&change(Mutation::CreateToken(crate::TokenRecord {
+            token_sha256: "sha-many".into(),
+            uses_left: None,
+            ..again.clone()
+        })))
+        .unwrap()
+        .new_id
+        .unwrap();
+    let many = crate::TokenUse {
+        id: unlimited,
+        uses_left: None,
+    };
+    enroll("third", many).unwrap();
+    store
+        .apply(&change(Mutation::RevokeToken(unlimited)))
+        .unwrap();
+    let error = enroll("fourth", many).unwrap_err();
+    assert!(matches!(error, StoreError::Stale(_)), "{error:?}");
+}
+
+/// Two servers on one database: each checks a move against the tree it read; the second
+/// move, checked against a tree the first changed, is refused as stale and writes nothing, so
+/// the stored tree never gets a cycle two checks each passed.
+#[test]
+fn a_change_checked_against_a_stale_tree_is_refused() {
+    let (dir, one) = store();
+    let two = SqliteStore::open(&dir.path().join("ward.db")).unwrap();
+    let root = root_id(&one);
+    let group = |name: &str| Group {
+        id: 0,
+        parent: Some(root),
+        name: name.into(),
+        own: OwnSettings::default(),
+    };
+    let a = one
+        .apply(&change(Mutation::CreateGroup(group("A"))))
+        .unwrap()
+        .new_id
+        .unwrap();
+    let b = one
+        .apply(&change(Mutation::CreateGroup(group("B"))))
+        .unwrap()
+        .new_id
+        .unwrap();
+    let seen_by_one = one.tree().unwrap();
+    let seen_by_two = two.tree().unwrap();
+    assert_eq!(seen_by_one.version, seen_by_two.version);
+    assert_eq!(seen_by_one.groups, seen_by_two.groups);
+    // One moves A under B; two, from the same read, moves B under A.
+    one.apply(&Change {
+        tree_version: Some(seen_by_one.version),
+        ..change(Mutation::MoveGroup { id: a, parent: b })
+    })
+    .unwrap();
+    let audit_before = two.audit(0, 100).unwrap().len();
+    let error = two
+        .apply(&Change {
+            tree_version: Some(seen_by_two.version),
+            ..change(Mutation::MoveGroup { id: b, parent: a })
+        })
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Stale(_)), "{error:?}");
+    assert_eq!(two.audit(0, 100).unwrap().len(), audit_before);
+    let now = two.tree().unwrap();
+    assert!(now.version > seen_by_two.version);
+    let parent_of = |id| now.groups.iter().find(|g| g.id == id).unwrap().parent;
+    assert_eq!(parent_of(a), Some(b));
+    assert_eq!(parent_of(b), Some(root));
+    ward_fleet::Tree::new(now.groups.clone()).expect("still a tree");
+    // Read again, the change is judged against the new tree (and would be refused above the
+    // store as a cycle); a change that states no version is not checked.
+    one.apply(&change(Mutation::CreateGroup(group("C"))))
+        .unwrap();
+    // Changes to agents or tokens leave the tree's version alone.
+    let before = one.tree().unwrap().version;
+    one.insert_agents(&[agent("x", root, &[])]).unwrap();
+    one.apply(&change(Mutation::MoveAgents {
+        agents: vec!["x".into()],
+        group: a,
+    }))
+    .unwrap();
+    assert_eq!(one.tree().unwrap().version, before);
 }
