@@ -366,7 +366,7 @@ pub struct NewToken {
     pub expires: Option<String>,
     /// How many enrollments it allows (default 1000; 0: any number).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1_000_000_000))]
     pub uses: Option<i64>,
     /// It may enroll over plain HTTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]

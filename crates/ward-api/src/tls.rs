@@ -297,6 +297,7 @@ change_request!(
     PlanRequest, change_variants, conf: conf, {
         /// Agents listed per category (default 1000).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(range(max = 10_000_000))]
         pub limit: Option<u64>,
     }
 );
@@ -456,12 +457,16 @@ pub struct Plan {
 pub struct ReadinessQuery {
     /// Agents listed per bucket (default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10_000_000))]
     pub limit: Option<u64>,
     /// An agent silent for more than this many intervals is lost (default 3; 1 to 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offline_intervals: Option<u64>,
-    /// Unix milliseconds: also list the agents heard from before it and not since.
+    #[schemars(range(min = 1, max = 1000))]
+    pub offline_intervals: Option<u32>,
+    /// Unix milliseconds: also list the agents heard from before it and not since (before
+    /// the year 2100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 4_102_444_800_000i64))]
     pub silent_since: Option<u64>,
 }
 

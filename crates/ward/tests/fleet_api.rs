@@ -606,7 +606,7 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "/api/v1/tokens".into(),
             r#"{"group":"My Company","uses":-1}"#,
             400,
-            "uses: a number of at least 1, or 0 for any number",
+            "uses: a number from 1 to 1000000000, or 0 for any number",
         ),
         (
             "POST",

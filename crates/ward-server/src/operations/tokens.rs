@@ -18,6 +18,9 @@ pub const DEFAULT_LIFETIME: &str = "7d";
 /// A new token's enrollments unless the request says: a site's rollout, not an open door.
 pub const DEFAULT_USES: i64 = 1000;
 
+/// The most enrollments a token may allow (0 allows any number).
+const MAX_USES: i64 = 1_000_000_000;
+
 /// The shortest lifetime a new token may have: one that expires before anyone can use it is
 /// a mistake.
 const MIN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
@@ -68,10 +71,10 @@ pub async fn create(app: &App, caller: &Caller, request: NewToken) -> Result<Tok
         };
         let uses_left = match request.uses.unwrap_or(DEFAULT_USES) {
             0 => None,
-            uses if uses < 0 => {
-                return Err(ApiError::bad_request(
-                    "uses: a number of at least 1, or 0 for any number",
-                ))
+            uses if !(0..=MAX_USES).contains(&uses) => {
+                return Err(ApiError::bad_request(format!(
+                    "uses: a number from 1 to {MAX_USES}, or 0 for any number"
+                )))
             }
             uses => Some(uses),
         };

@@ -268,9 +268,13 @@ fn offline_intervals(given: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-/// Agents listed per category, as a request gives it.
-fn limit(given: Option<u64>) -> usize {
-    given.map_or(DEFAULT_LIMIT, |n| n.min(10_000_000) as usize)
+/// Agents listed per category, as a request gives it (at most ten million).
+fn limit(given: Option<u64>) -> Result<usize, ApiError> {
+    match given {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if n <= 10_000_000 => Ok(n as usize),
+        Some(_) => Err(ApiError::bad_request("limit: a number from 0 to 10000000")),
+    }
 }
 
 /// `GET /tls/harden`: the last harden's state, and of the agents it moved, which have

@@ -46,7 +46,7 @@ fn listeners(
 /// The exact plan of a proposed change.
 pub async fn plan(shared: &App, request: PlanRequest) -> Result<Plan, ApiError> {
     let intervals = offline_intervals(request.offline_intervals)?;
-    let limit = limit(request.limit);
+    let limit = limit(request.limit)?;
     let proposal = Proposal::from_request(request.change())?;
     let planned = proposal.planned(shared)?;
     let listeners = listeners(shared, &planned);

@@ -19,15 +19,21 @@ fn listener_of(https: Option<bool>) -> &'static str {
     }
 }
 
+/// The latest `silent_since` taken: the year 2100, in Unix milliseconds.
+const SILENT_SINCE_MAX: u64 = 4_102_444_800_000;
+
 /// `GET /tls/readiness`.
 pub async fn readiness(shared: &App, query: ReadinessQuery) -> Result<Readiness, ApiError> {
-    let limit = query
-        .limit
-        .map_or(DEFAULT_LIMIT, |n| n.min(10_000_000) as usize);
-    let intervals = query
-        .offline_intervals
-        .map_or(OFFLINE_INTERVALS, |n| n.clamp(1, 1000) as u32);
-    let silent_since = query.silent_since.map(|n| n.min(i64::MAX as u64) as i64);
+    let limit = limit(query.limit)?;
+    let intervals = offline_intervals(query.offline_intervals)?;
+    let silent_since = match query.silent_since {
+        Some(ms) if ms > SILENT_SINCE_MAX => {
+            return Err(ApiError::bad_request(
+                "silent_since: Unix milliseconds before the year 2100",
+            ))
+        }
+        given => given.map(|ms| ms as i64),
+    };
     let held = held(shared);
     let store = shared.store.clone();
     blocking(move || {

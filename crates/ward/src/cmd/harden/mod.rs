@@ -311,7 +311,7 @@ pub fn readiness(args: ReadinessArgs) -> CmdResult {
     let client = args.target.client()?;
     let query = ReadinessQuery {
         limit: Some(args.limit as u64),
-        offline_intervals: Some(u64::from(args.offline_intervals)),
+        offline_intervals: Some(args.offline_intervals),
         silent_since: None,
     };
     let readiness: Readiness = client.get(&with_query("/api/v1/tls/readiness", &query)?)?;
@@ -834,7 +834,7 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     let watch_start = Instant::now();
     let query = ReadinessQuery {
         limit: Some(1000),
-        offline_intervals: Some(u64::from(proposal.offline_intervals)),
+        offline_intervals: Some(proposal.offline_intervals),
         silent_since: Some(applied_ms.max(0) as u64),
     };
     let silent = loop {
