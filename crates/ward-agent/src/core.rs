@@ -8,10 +8,21 @@
 //! The first server that answers ends the round; when all fail, the agent backs off with
 //! jitter, never sooner than a busy server's Retry-After. A push agent holds its check-in
 //! open only once its current serial is acknowledged, so a change is confirmed at once.
+//!
+//! **Commit confirmed.** New settings are on probation until a verified check-in completes
+//! with a server they name; the settings that brought them (the last that worked) are kept.
+//! When every server of the new settings fails on the path itself (a transport failure or an
+//! answer that cannot be verified) for [`REVERT_ROUNDS`] rounds in a row and for the
+//! probation window ([`probation_window`]: 20 s for push, three intervals for pull, never more
+//! than an hour), the agent goes back to the last settings that worked and reports the serial
+//! it left and what failed with each server ([`Reverted`]). A signed refusal or a busy
+//! server is an answer, not a broken path: such a round does not count. The server stops
+//! handing that serial; the agent refuses it too, should an older server hand it again.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ward_proto::messages::{CheckinResponse, Mode, Settings};
+use ward_proto::messages::{CheckinResponse, Mode, PathFailure, Reverted, Settings};
 
 use crate::error::AgentError;
 use crate::select::{self, Candidate};
@@ -68,6 +79,43 @@ pub enum Event {
         error: AgentError,
         pause: Option<Duration>,
     },
+    /// Every server of the settings on probation kept failing: the core follows the last
+    /// settings that worked again (at [`Core::settings`], serial [`Core::acked_serial`]) and
+    /// reports `report` at its next check-ins, which come at once.
+    Reverted { error: AgentError, report: Reverted },
+}
+
+/// The last settings that worked: those of the last completed, verified check-in before the
+/// settings on probation were taken.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fallback {
+    pub settings: Settings,
+    pub acked_serial: i64,
+}
+
+/// Rounds of failures (every server of the settings on probation failed on the path) before
+/// the agent reverts: one is a blip, three in a row over the window is a path that is gone.
+pub const REVERT_ROUNDS: u32 = 3;
+
+/// How long settings on probation may keep failing before the agent reverts: 20 s for push
+/// (a push agent is told of a change at once and checks in at once: seconds tell), three
+/// intervals for pull (a server restart or a short outage is not a reason to leave), never
+/// more than an hour.
+pub fn probation_window(mode: Mode, interval: Duration) -> Duration {
+    match mode {
+        Mode::Push => Duration::from_secs(20),
+        Mode::Pull => interval.saturating_mul(3).min(Duration::from_secs(3600)),
+    }
+}
+
+struct Probation {
+    fallback: Fallback,
+    since: Instant,
+    failed_rounds: u32,
+    /// The last path failure of each server tried, by URL.
+    failures: BTreeMap<String, String>,
+    /// The round under way met an answer (a refusal, a busy server): it does not count.
+    answered: bool,
 }
 
 struct Round {
@@ -92,6 +140,9 @@ pub struct Core {
     pause: Option<Duration>,
     last_error: Option<AgentError>,
     random: Box<dyn FnMut() -> f64 + Send>,
+    probation: Option<Probation>,
+    /// The revert to report at each check-in, until the server hands other settings.
+    reverted: Option<Reverted>,
 }
 
 impl Core {
@@ -115,7 +166,39 @@ impl Core {
             pause: None,
             last_error: None,
             random,
+            probation: None,
+            reverted: None,
         }
+    }
+
+    /// Puts the settings on probation, with the last that worked (from the settings file: a
+    /// restart keeps the probation, its window starting again), and the revert still to
+    /// report.
+    pub fn with_fallback(
+        mut self,
+        fallback: Option<Fallback>,
+        reverted: Option<Reverted>,
+        now: Instant,
+    ) -> Core {
+        self.probation = fallback.map(|fallback| Probation {
+            fallback,
+            since: now,
+            failed_rounds: 0,
+            failures: BTreeMap::new(),
+            answered: false,
+        });
+        self.reverted = reverted;
+        self
+    }
+
+    /// The last settings that worked, while the current ones are on probation.
+    pub fn fallback(&self) -> Option<&Fallback> {
+        self.probation.as_ref().map(|p| &p.fallback)
+    }
+
+    /// The revert the next check-in reports.
+    pub fn reverted(&self) -> Option<&Reverted> {
+        self.reverted.as_ref()
     }
 
     pub fn settings(&self) -> &Settings {
@@ -244,10 +327,36 @@ impl Core {
                 } else if round.prefer_higher || self.sticky_since.is_none() {
                     self.sticky_since = Some(now);
                 }
+                // A verified check-in with these settings: they work.
+                self.probation = None;
+                let refused_again = self
+                    .reverted
+                    .as_ref()
+                    .is_some_and(|r| answer.settings.as_ref().map(|s| s.serial) == Some(r.serial));
                 let changed = match answer.settings {
-                    Some(settings) => {
-                        self.acked_serial = settings.serial;
+                    // The serial this agent left: not taken again (a server that does not
+                    // know reverts hands it again).
+                    Some(_) if refused_again => false,
+                    // The same path (servers, CAs, key): nothing to put on probation.
+                    Some(settings) if same_path(&settings, &self.settings) => {
                         self.settings = settings;
+                        self.acked_serial = self.settings.serial;
+                        self.reverted = None;
+                        true
+                    }
+                    Some(settings) => {
+                        self.probation = Some(Probation {
+                            fallback: Fallback {
+                                settings: std::mem::replace(&mut self.settings, settings),
+                                acked_serial: self.acked_serial,
+                            },
+                            since: now,
+                            failed_rounds: 0,
+                            failures: BTreeMap::new(),
+                            answered: false,
+                        });
+                        self.acked_serial = self.settings.serial;
+                        self.reverted = None;
                         true
                     }
                     None => false,
@@ -272,11 +381,31 @@ impl Core {
                     round.asked_to_wait = round.asked_to_wait.max(asked.min(MAX_RETRY_AFTER));
                 }
                 self.last_error = Some(error.clone());
+                if let Some(probation) = &mut self.probation {
+                    if error.is_path_failure() {
+                        probation
+                            .failures
+                            .insert(server.url.clone(), error.detail().to_string());
+                    } else {
+                        probation.answered = true;
+                    }
+                }
                 if round.next < round.servers.len() {
                     self.round = Some(round);
                     return Event::Failed { error, pause: None };
                 }
-                let pause = self.backoff(round.asked_to_wait);
+                if let Some(report) = self.end_failed_round(now) {
+                    return Event::Reverted { error, report };
+                }
+                let mut pause = self.backoff(round.asked_to_wait);
+                if let Some(probation) = &self.probation {
+                    // The window's end is a round: never a backoff past it.
+                    let window = probation_window(self.mode(), self.interval());
+                    let left = (probation.since + window).saturating_duration_since(now);
+                    if round.asked_to_wait.is_zero() {
+                        pause = pause.min(left.max(Duration::from_secs(1)));
+                    }
+                }
                 self.pause = Some(pause);
                 Event::Failed {
                     error,
@@ -284,6 +413,60 @@ impl Core {
                 }
             }
         }
+    }
+}
+
+/// Whether two settings reach the servers the same way: the same servers (URL and whether
+/// the certificate is checked), the same CAs, the same agreement key. Settings that differ
+/// only in their policy, interval or mode cannot cut an agent off that the others did not.
+pub fn same_path(a: &Settings, b: &Settings) -> bool {
+    let servers = |s: &Settings| -> Vec<(String, bool)> {
+        s.servers()
+            .iter()
+            .map(|e| (e.url.clone(), e.verify_certificate))
+            .collect()
+    };
+    servers(a) == servers(b) && a.trust_pem == b.trust_pem && a.server_key == b.server_key
+}
+
+impl Core {
+    fn mode(&self) -> Mode {
+        self.config.mode.unwrap_or(self.settings.mode)
+    }
+
+    /// A round in which every server failed, on probation: counts it when every failure was
+    /// the path's, and reverts once the rounds and the window are both past. The report.
+    fn end_failed_round(&mut self, now: Instant) -> Option<Reverted> {
+        let window = probation_window(self.mode(), self.interval());
+        let probation = self.probation.as_mut()?;
+        if std::mem::take(&mut probation.answered) {
+            probation.failed_rounds = 0;
+            return None;
+        }
+        probation.failed_rounds += 1;
+        let due = now.saturating_duration_since(probation.since) >= window;
+        if probation.failed_rounds < REVERT_ROUNDS || !due {
+            return None;
+        }
+        let probation = self.probation.take().expect("on probation");
+        let report = Reverted {
+            serial: self.settings.serial,
+            failures: probation
+                .failures
+                .into_iter()
+                .map(|(server, error)| PathFailure { server, error })
+                .collect(),
+        };
+        self.settings = probation.fallback.settings;
+        self.acked_serial = probation.fallback.acked_serial;
+        self.reverted = Some(report.clone());
+        // The last settings that worked, at once, from their first server.
+        self.reported = None;
+        self.sticky = None;
+        self.sticky_since = None;
+        self.failures = 0;
+        self.pause = Some(Duration::ZERO);
+        Some(report)
     }
 }
 

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use ward_proto::messages::{
-    self, EnrollResponse, Hello, SettingsPackage, ENROLL_PATH, HELLO_PATH, SETTINGS_PACKAGE_FORMAT,
+    self, EnrollResponse, Hello, Scheme, ServerEntry, ServerListSettings, Settings,
+    SettingsPackage, ENROLL_PATH, HELLO_PATH, SETTINGS_PACKAGE_FORMAT,
 };
 use ward_proto::{hex, unhex, KeyPair};
 
@@ -110,6 +111,9 @@ fn enroll_as(
         ),
     };
     let host = HostFacts::local(options.name.clone());
+    // What this agent's TLS stack sends, so the server can judge it before it ever sees it.
+    let (_, server_host, _) = crate::transport::split_url(url).map_err(AgentError::Usage)?;
+    let client_hello = transport.client_hello(&server_host).ok();
     let request = enroll_request(
         &server_public,
         &pair,
@@ -117,6 +121,7 @@ fn enroll_as(
         options.offer,
         existing_id.as_deref(),
         &host,
+        client_hello.as_deref(),
     )?;
     let headers = [("Content-Type", "application/json".to_string())];
     let call = Call {
@@ -127,6 +132,18 @@ fn enroll_as(
     };
     let answer = transport.exchange(url, verify, &call, Duration::from_secs(30))?;
     let answer: EnrollResponse = verify_signed(&request.key, &request.nonce, url, &answer)?;
+    // The path it enrolled through worked: the settings it got are on probation until a
+    // check-in with one of their servers completes, and it comes back here if none does.
+    let last_working =
+        enrolled_through(url, verify, &answer.settings).map(|settings| crate::state::LastWorking {
+            settings,
+            acked_serial: 0,
+            server_public: hello.agreement_key.clone(),
+        });
+    let reported_hello = client_hello
+        .as_deref()
+        .and_then(|bytes| ward_tls::hello::parse_client_hello(bytes).ok())
+        .map(|parsed| hex(&parsed.fingerprint()));
     let state = AgentState {
         agent: answer.agent,
         private_key: hex(&pair
@@ -139,10 +156,40 @@ fn enroll_as(
         tls_max: options.offer.tls_max.map(|v| v.name().to_string()),
         client_profile: options.offer.profile.map(|p| p.name.to_string()),
         name: options.name.clone(),
+        last_working,
+        reverted: None,
+        reported_hello,
     };
     state.save(dir)?;
     write_policy(dir, &state)?;
     Ok(state)
+}
+
+/// The settings `settings` would be with only the server the agent enrolled through
+/// (`url`), when their list does not name it: where the agent comes back to if none of the
+/// listed servers works for it.
+fn enrolled_through(url: &str, verify: bool, settings: &Settings) -> Option<Settings> {
+    if settings.servers().iter().any(|entry| entry.url == url) {
+        return None;
+    }
+    let (scheme, host, port) = crate::transport::split_url(url).ok()?;
+    let mut fallback = settings.clone();
+    fallback.server_list = ServerListSettings {
+        name: format!("{} (enrolled through {url})", settings.server_list.name),
+        servers: vec![ServerEntry {
+            priority: 1,
+            url: url.to_string(),
+            address: host,
+            protocol: if scheme == "https" {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            },
+            port,
+            verify_certificate: verify,
+        }],
+    };
+    Some(fallback)
 }
 
 /// Writes the policy document the agent follows to `DIR/policy.json`, atomically.

@@ -58,6 +58,26 @@ impl AgentError {
         }
     }
 
+    /// Whether the path to the server failed (it could not be reached, or what came back
+    /// could not be verified), as opposed to a server that answered (a signed refusal, a
+    /// busy server): what puts new settings' server list in doubt.
+    pub fn is_path_failure(&self) -> bool {
+        matches!(
+            self,
+            AgentError::Transport { .. } | AgentError::Untrusted { .. }
+        )
+    }
+
+    /// What happened, without the server's name.
+    pub fn detail(&self) -> String {
+        match self {
+            AgentError::Transport { detail, .. } | AgentError::Untrusted { detail, .. } => {
+                detail.clone()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// A short class for reports (`ward simulate`).
     pub fn class(&self) -> &'static str {
         match self {

@@ -35,7 +35,8 @@ pub struct Enrollment {
 }
 
 /// An enrollment request for the key `pair` against the server's agreement key, proving
-/// `token` without sending it. `existing` re-registers that agent id (same key).
+/// `token` without sending it. `existing` re-registers that agent id (same key); `hello` is
+/// the ClientHello its TLS stack sends (self-reported).
 pub fn enroll_request(
     server_public: &[u8],
     pair: &KeyPair,
@@ -43,6 +44,7 @@ pub fn enroll_request(
     offer: Offer,
     existing: Option<&str>,
     host: &HostFacts,
+    hello: Option<&[u8]>,
 ) -> Result<Enrollment, AgentError> {
     let openssl = |e: openssl::error::ErrorStack| AgentError::state(format!("key: {e}"));
     let agent_public = pair.public_bytes().map_err(openssl)?;
@@ -64,6 +66,7 @@ pub fn enroll_request(
         time_ms: auth.time_ms,
         host: host_report(host, offer),
         agent: existing.map(str::to_string),
+        hello: hello.map(ward_proto::hex),
     };
     Ok(Enrollment {
         body: messages::encode(&request),
@@ -80,25 +83,10 @@ pub struct SignedRequest {
     pub nonce: String,
 }
 
-/// A signed check-in: what the agent acknowledges and reports, and how long the server may
-/// hold it (push).
-pub fn checkin_request(
-    agent: &str,
-    key: &AgentKey,
-    acked_serial: i64,
-    host: &HostReport,
-    server_url: &str,
-    wait: Duration,
-    trusted_cas: &[String],
-) -> SignedRequest {
-    let request = CheckinRequest {
-        acked_serial,
-        host: host.clone(),
-        server: server_url.to_string(),
-        wait_ms: wait.as_millis() as u64,
-        trusted_cas: trusted_cas.to_vec(),
-    };
-    let body = messages::encode(&request);
+/// A signed check-in: what the agent acknowledges and reports (`request`), signed with the
+/// agent's key.
+pub fn checkin_request(agent: &str, key: &AgentKey, request: &CheckinRequest) -> SignedRequest {
+    let body = messages::encode(request);
     let (signed, nonce) =
         ward_proto::signed_headers(key, agent, "POST", CHECKIN_PATH, body.as_bytes(), now_ms());
     let mut headers = vec![("Content-Type", "application/json".to_string())];

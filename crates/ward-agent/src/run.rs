@@ -8,14 +8,14 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use ward_proto::messages::{CheckinResponse, CHECKIN_PATH};
-use ward_proto::{now_ms, unhex, AgentKey, KeyPair};
+use ward_proto::messages::{CheckinRequest, CheckinResponse, Reverted, CHECKIN_PATH};
+use ward_proto::{hex, now_ms, unhex, AgentKey, KeyPair};
 
-use crate::core::{Action, Core, CoreConfig, Event};
+use crate::core::{Action, Core, CoreConfig, Event, Fallback};
 use crate::enroll::write_policy;
 use crate::error::AgentError;
 use crate::requests::{checkin_request, host_report, verify_signed};
-use crate::state::AgentState;
+use crate::state::{AgentState, LastWorking};
 use crate::transport::{Call, Exchange, Interrupt, Transport};
 use crate::{log, random_fraction, HostFacts, Offer};
 
@@ -35,6 +35,10 @@ pub struct Status {
     pub mode: String,
     pub tls_max: Option<String>,
     pub client_profile: Option<String>,
+    /// The settings are on probation: not yet confirmed by a check-in with their servers.
+    pub on_probation: bool,
+    /// The last revert, reported until the server hands other settings.
+    pub reverted: Option<String>,
 }
 
 fn rfc3339(ms: Option<i64>) -> Value {
@@ -60,6 +64,8 @@ impl Status {
             "held": self.held,
             "mode": self.mode,
             "last_error": self.last_error,
+            "on_probation": self.on_probation,
+            "reverted": self.reverted,
             "pid": std::process::id(),
         })
     }
@@ -159,6 +165,9 @@ struct Loaded {
     core: Core,
     /// The fingerprints of the CAs the transport trusts, reported at every check-in.
     trusted_cas: Vec<String>,
+    /// The ClientHello of the agent's stack and its fingerprint, while the server has not
+    /// been told of it (the stack changed since it last reported one).
+    hello: Option<(String, String)>,
 }
 
 /// Unix milliseconds `pause` from now (saturating: signed settings may say any interval).
@@ -183,6 +192,10 @@ fn load(config: &RunConfig, stopper: &Stopper) -> Result<Loaded, AgentError> {
     let transport = Transport::new(state.trust_pem().as_bytes(), offer)?;
     stopper.watch(transport.interrupt());
     let trusted_cas = ward_tls::pki::certificate_fingerprints(state.trust_pem().as_bytes());
+    let fallback = state.last_working.as_ref().map(|last| Fallback {
+        settings: last.settings.clone(),
+        acked_serial: last.acked_serial,
+    });
     let core = Core::new(
         state.settings.clone(),
         state.acked_serial,
@@ -191,7 +204,9 @@ fn load(config: &RunConfig, stopper: &Stopper) -> Result<Loaded, AgentError> {
             ..CoreConfig::default()
         },
         Box::new(random_fraction),
-    );
+    )
+    .with_fallback(fallback, state.reverted.clone(), Instant::now());
+    let hello = unreported_hello(&state, &transport);
     Ok(Loaded {
         state,
         key,
@@ -199,7 +214,21 @@ fn load(config: &RunConfig, stopper: &Stopper) -> Result<Loaded, AgentError> {
         offer,
         core,
         trusted_cas,
+        hello,
     })
+}
+
+/// The ClientHello the stack sends to the first server of its settings (hex) and its
+/// fingerprint, unless that fingerprint is the one last reported.
+fn unreported_hello(state: &AgentState, transport: &Transport) -> Option<(String, String)> {
+    let url = &state.settings.servers().first()?.url;
+    let (_, host, _) = crate::transport::split_url(url).ok()?;
+    let bytes = transport.client_hello(&host).ok()?;
+    let fingerprint = hex(&ward_tls::hello::parse_client_hello(&bytes)
+        .ok()?
+        .fingerprint());
+    (state.reported_hello.as_deref() != Some(fingerprint.as_str()))
+        .then(|| (hex(&bytes), fingerprint))
 }
 
 /// One signed check-in: the exchange and its checked answer.
@@ -210,16 +239,16 @@ fn checkin(
     acked_serial: i64,
     wait: Duration,
 ) -> Result<(Exchange, CheckinResponse), AgentError> {
-    let host = host_report(&HostFacts::local(loaded.state.name.clone()), loaded.offer);
-    let request = checkin_request(
-        &loaded.state.agent,
-        &loaded.key,
+    let report = CheckinRequest {
         acked_serial,
-        &host,
-        url,
-        wait,
-        &loaded.trusted_cas,
-    );
+        host: host_report(&HostFacts::local(loaded.state.name.clone()), loaded.offer),
+        server: url.to_string(),
+        wait_ms: wait.as_millis() as u64,
+        trusted_cas: loaded.trusted_cas.clone(),
+        reverted: loaded.core.reverted().cloned(),
+        hello: loaded.hello.as_ref().map(|(bytes, _)| bytes.clone()),
+    };
+    let request = checkin_request(&loaded.state.agent, &loaded.key, &report);
     let call = Call {
         method: "POST",
         path: CHECKIN_PATH,
@@ -307,51 +336,9 @@ pub fn run(
                         pause,
                     } => {
                         if changed {
-                            let trust_before = loaded.state.trust_pem().to_string();
-                            loaded.state.settings = loaded.core.settings().clone();
-                            loaded.state.acked_serial = loaded.core.acked_serial();
-                            // A key rotation: saved with the settings that carry it, so a
-                            // crash never leaves the one without the other.
-                            let rekeyed = loaded.state.adopt_server_key();
-                            loaded.state.save(&config.dir)?;
-                            if rekeyed {
-                                loaded.key = agent_key(&loaded.state)?;
-                                log(format_args!(
-                                    "now signing with the server's new agreement key {}",
-                                    &loaded.state.server_public[..16]
-                                ));
-                            }
-                            write_policy(&config.dir, &loaded.state)?;
-                            log(format_args!(
-                                "settings serial {} from {}: group {}, {} mode",
-                                loaded.state.acked_serial,
-                                server.url,
-                                loaded.state.settings.group,
-                                loaded.state.settings.mode.name()
-                            ));
-                            if let Some(command) = &config.on_change {
-                                run_on_change(command, config, loaded.state.acked_serial);
-                            }
-                            if loaded.state.trust_pem() != trust_before {
-                                // A CA rotation: the next connection verifies against the
-                                // CAs the new settings name, and says so at its check-in.
-                                match Transport::new(loaded.state.trust_pem().as_bytes(), loaded.offer) {
-                                    Ok(transport) => {
-                                        stopper.watch(transport.interrupt());
-                                        loaded.transport = transport;
-                                        loaded.trusted_cas = ward_tls::pki::certificate_fingerprints(
-                                            loaded.state.trust_pem().as_bytes(),
-                                        );
-                                        log(format_args!(
-                                            "now trusting {} CA(s) from the settings",
-                                            loaded.trusted_cas.len()
-                                        ));
-                                    }
-                                    Err(error) => log(format_args!(
-                                        "the settings' CAs are not usable, keeping the old ones: {error}"
-                                    )),
-                                }
-                            }
+                            adopt(config, stopper, &mut loaded, &server.url)?;
+                        } else {
+                            confirm(config, &mut loaded)?;
                         }
                         let exchange = exchange.expect("an answer came with its exchange");
                         set_status(&mut |s| {
@@ -364,6 +351,8 @@ pub fn run(
                             s.held = false;
                             s.last_error = None;
                             s.mode = loaded.core.settings().mode.name().to_string();
+                            s.on_probation = loaded.state.last_working.is_some();
+                            s.reverted = loaded.state.reverted.as_ref().map(Reverted::summary);
                         });
                     }
                     Event::Failed { error, pause } => {
@@ -376,9 +365,157 @@ pub fn run(
                             }
                         });
                     }
+                    Event::Reverted { error, report } => {
+                        log(format_args!("{error}"));
+                        revert(config, stopper, &mut loaded, report)?;
+                        set_status(&mut |s| {
+                            identity(&loaded, s);
+                            s.held = false;
+                            s.last_error = Some(error.to_string());
+                            s.on_probation = false;
+                            s.reverted = loaded.state.reverted.as_ref().map(Reverted::summary);
+                        });
+                    }
                 }
             }
         }
     }
     Ok(())
+}
+
+/// New settings from a check-in: saved with the last settings that worked (while the new
+/// ones are on probation), their policy written, the key or CAs they carry taken.
+fn adopt(
+    config: &RunConfig,
+    stopper: &Stopper,
+    loaded: &mut Loaded,
+    server: &str,
+) -> Result<(), AgentError> {
+    let trust_before = loaded.state.trust_pem().to_string();
+    let previous_key = loaded.state.server_public.clone();
+    loaded.state.settings = loaded.core.settings().clone();
+    loaded.state.acked_serial = loaded.core.acked_serial();
+    loaded.state.last_working = loaded.core.fallback().map(|fallback| LastWorking {
+        settings: fallback.settings.clone(),
+        acked_serial: fallback.acked_serial,
+        server_public: previous_key,
+    });
+    loaded.state.reverted = loaded.core.reverted().cloned();
+    if loaded.hello.is_some() {
+        // The check-in that brought these settings carried the stack's hello.
+        loaded.state.reported_hello = loaded.hello.take().map(|(_, fingerprint)| fingerprint);
+    }
+    // A key rotation: saved with the settings that carry it, so a crash never leaves the one
+    // without the other.
+    let rekeyed = loaded.state.adopt_server_key();
+    loaded.state.save(&config.dir)?;
+    if rekeyed {
+        loaded.key = agent_key(&loaded.state)?;
+        log(format_args!(
+            "now signing with the server's new agreement key {}",
+            &loaded.state.server_public[..16]
+        ));
+    }
+    write_policy(&config.dir, &loaded.state)?;
+    log(format_args!(
+        "settings serial {} from {}: group {}, {} mode{}",
+        loaded.state.acked_serial,
+        server,
+        loaded.state.settings.group,
+        loaded.state.settings.mode.name(),
+        if loaded.state.last_working.is_some() {
+            " (on probation until a check-in with their servers completes)"
+        } else {
+            ""
+        }
+    ));
+    if let Some(command) = &config.on_change {
+        run_on_change(command, config, loaded.state.acked_serial);
+    }
+    if loaded.state.trust_pem() != trust_before {
+        // A CA rotation: the next connection verifies against the CAs the new settings
+        // name, and says so at its check-in.
+        retrust(stopper, loaded);
+    }
+    Ok(())
+}
+
+/// A check-in without new settings: the settings it was made with work. Probation ends, and
+/// a stack hello the check-in carried is known to the server.
+fn confirm(config: &RunConfig, loaded: &mut Loaded) -> Result<(), AgentError> {
+    let mut changed = false;
+    if loaded.state.last_working.is_some() && loaded.core.fallback().is_none() {
+        loaded.state.last_working = None;
+        log(format_args!(
+            "settings serial {} confirmed: a check-in with their servers completed",
+            loaded.state.acked_serial
+        ));
+        changed = true;
+    }
+    if let Some((_, fingerprint)) = loaded.hello.take() {
+        loaded.state.reported_hello = Some(fingerprint);
+        changed = true;
+    }
+    if changed {
+        loaded.state.save(&config.dir)?;
+    }
+    Ok(())
+}
+
+/// The settings on probation cut the agent off: back to the last that worked (their key and
+/// CAs too), saved with the revert to report.
+fn revert(
+    config: &RunConfig,
+    stopper: &Stopper,
+    loaded: &mut Loaded,
+    report: Reverted,
+) -> Result<(), AgentError> {
+    let trust_before = loaded.state.trust_pem().to_string();
+    let last = loaded.state.last_working.take();
+    loaded.state.settings = loaded.core.settings().clone();
+    loaded.state.acked_serial = loaded.core.acked_serial();
+    let rekeyed = match last {
+        Some(last) if last.server_public != loaded.state.server_public => {
+            loaded.state.server_public = last.server_public;
+            true
+        }
+        _ => false,
+    };
+    log(format_args!(
+        "reverted to settings serial {} (the last that worked): {}",
+        loaded.state.acked_serial,
+        report.summary()
+    ));
+    loaded.state.reverted = Some(report);
+    loaded.state.save(&config.dir)?;
+    if rekeyed {
+        loaded.key = agent_key(&loaded.state)?;
+    }
+    write_policy(&config.dir, &loaded.state)?;
+    if let Some(command) = &config.on_change {
+        run_on_change(command, config, loaded.state.acked_serial);
+    }
+    if loaded.state.trust_pem() != trust_before {
+        retrust(stopper, loaded);
+    }
+    Ok(())
+}
+
+/// A transport that trusts the CAs the settings name now.
+fn retrust(stopper: &Stopper, loaded: &mut Loaded) {
+    match Transport::new(loaded.state.trust_pem().as_bytes(), loaded.offer) {
+        Ok(transport) => {
+            stopper.watch(transport.interrupt());
+            loaded.transport = transport;
+            loaded.trusted_cas =
+                ward_tls::pki::certificate_fingerprints(loaded.state.trust_pem().as_bytes());
+            log(format_args!(
+                "now trusting {} CA(s) from the settings",
+                loaded.trusted_cas.len()
+            ));
+        }
+        Err(error) => log(format_args!(
+            "the settings' CAs are not usable, keeping the old ones: {error}"
+        )),
+    }
 }

@@ -8,7 +8,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use ward_proto::messages::Settings;
+use ward_proto::messages::{Reverted, Settings};
 
 use crate::error::AgentError;
 
@@ -36,6 +36,27 @@ pub struct AgentState {
     /// The name shown in the client list (`--name`); the host name when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The last settings that worked, while `settings` are on probation (taken, not yet
+    /// confirmed by a verified check-in with a server they name): what the agent goes back
+    /// to when they cut it off. Absent when the settings are confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_working: Option<LastWorking>,
+    /// The settings serial the agent left for the last that worked, and why: reported at
+    /// each check-in until the server hands other settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverted: Option<Reverted>,
+    /// The fingerprint (hex) of the ClientHello the agent last reported of its stack: it
+    /// reports again when its stack changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_hello: Option<String>,
+}
+
+/// Settings that worked, with the agreement key the agent signed with under them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LastWorking {
+    pub settings: Settings,
+    pub acked_serial: i64,
+    pub server_public: String,
 }
 
 impl AgentState {
@@ -138,6 +159,9 @@ mod tests {
             tls_max: None,
             client_profile: None,
             name: None,
+            last_working: None,
+            reverted: None,
+            reported_hello: None,
         }
     }
 

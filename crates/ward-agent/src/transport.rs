@@ -157,6 +157,15 @@ impl Transport {
         })
     }
 
+    /// The ClientHello this transport sends to `host` on a new connection (no session to
+    /// resume), built in memory by the same OpenSSL configuration: what the agent reports of
+    /// its own stack, so the server can judge it before it ever sees it over TLS.
+    pub fn client_hello(&self, host: &str) -> Result<Vec<u8>, String> {
+        let mut config = self.verified.configure().map_err(|e| e.to_string())?;
+        config.set_use_server_name_indication(self.sni);
+        ward_tls::replay::client_hello(config, host)
+    }
+
     /// The handle that ends this transport's exchanges from another thread.
     pub fn interrupt(&self) -> Arc<Interrupt> {
         self.interrupt.clone()

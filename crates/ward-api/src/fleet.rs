@@ -314,6 +314,23 @@ pub struct Agent {
     pub enrolled: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<AgentSettings>,
+    /// It went back to the last settings that worked because its current serial cut it off
+    /// (the server no longer hands that serial; a new change gives a new one). Absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverted: Option<AgentReverted>,
+    /// The fingerprint of the ClientHello its stack reports of itself, when it differs
+    /// from the one seen over TLS (`hello`), or none was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_hello: Option<String>,
+}
+
+/// An agent's revert: the serial it left, why (per server it tried), and when it said so.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentReverted {
+    pub serial: i64,
+    pub reason: String,
+    pub at: String,
 }
 
 /// `POST /agents/move`.

@@ -86,6 +86,10 @@ pub struct EnrollRequest {
     /// Re-registration: the id the agent had, proven by holding the same key.
     #[serde(default)]
     pub agent: Option<String>,
+    /// The ClientHello the agent's TLS stack sends (hex, records included), built in memory
+    /// by its own OpenSSL: how the server judges an agent it has not seen over TLS. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello: Option<String>,
 }
 
 /// The answer to an enrollment: the agent's id and the settings it follows.
@@ -112,6 +116,44 @@ pub struct CheckinRequest {
     /// older agent that omits it is taken to trust only the CA it was enrolled with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_cas: Vec<String>,
+    /// The agent went back to the last settings that worked: the serial it refused, and why.
+    /// Sent at every check-in until the server hands it other settings. Added with the
+    /// agent's revert: optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverted: Option<Reverted>,
+    /// The ClientHello the agent's TLS stack sends (hex, records included), built in memory
+    /// by its own OpenSSL: sent when the stack changed since it last reported one. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello: Option<String>,
+}
+
+/// Why an agent went back to the last settings that worked: the settings serial it left,
+/// and what failed with each server those settings named, as it last tried them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reverted {
+    pub serial: i64,
+    pub failures: Vec<PathFailure>,
+}
+
+/// One server a reverted agent could not complete a verified check-in with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathFailure {
+    /// The server's URL.
+    pub server: String,
+    /// What failed, in the agent's words (`connection refused`, a TLS alert, ...).
+    pub error: String,
+}
+
+impl Reverted {
+    /// One line for an admin: `serial 7: https://mgr1:8014: connection refused; ...`.
+    pub fn summary(&self) -> String {
+        let failures: Vec<String> = self
+            .failures
+            .iter()
+            .map(|f| format!("{}: {}", f.server, f.error))
+            .collect();
+        format!("serial {}: {}", self.serial, failures.join("; "))
+    }
 }
 
 /// The answer to a check-in: the agent's current serial, and its settings when that serial

@@ -17,8 +17,8 @@ use ward_proto::messages::{
 };
 use ward_proto::{enroll as proof, hex, now_ms, unhex, AgentKey, AuthError, RequestAuth};
 use ward_store::{
-    AgentRecord, Applied, AuditEntry, Change, Checkin, Mutation, Store, StoreError, TokenRecord,
-    TokenUse,
+    AgentRecord, Applied, AuditEntry, Change, Checkin, HelloSeen, Mutation, Store, StoreError,
+    TelemetryBatch, TokenRecord, TokenUse,
 };
 use ward_tls::TlsVersion;
 
@@ -223,6 +223,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
     openssl::rand::rand_bytes(&mut id).expect("the system has randomness");
     let id = hex(&id);
     let host = &request.host;
+    let reported = request.hello.as_deref().and_then(reported_hello);
     let record = AgentRecord {
         id: id.clone(),
         hostname: display_name(host),
@@ -241,6 +242,8 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
         acked_serial: 0,
         enrolled_ms: now,
         simulated: request.host.simulated,
+        reverted: None,
+        reported_hello: reported.as_ref().map(|(digest, _)| digest.clone()),
     };
     let store = shared.store.clone();
     let handed = shared.handed();
@@ -269,6 +272,20 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
                 after: Some(json!({"token": token_id})),
             },
         })?;
+        if applied.is_ok() {
+            if let Some((digest, bytes)) = reported {
+                // The stack's own hello, kept like an observed one: a plan replays it.
+                store.record_telemetry(&TelemetryBatch {
+                    hellos: vec![HelloSeen {
+                        digest,
+                        bytes,
+                        at_ms: now,
+                        count: 1,
+                    }],
+                    ..TelemetryBatch::default()
+                })?;
+            }
+        }
         match applied {
             Ok(_) => group_settings(&*store, group, 1, &handed).map(Ok),
             Err(reason) => Ok(Err(reason)),
@@ -488,6 +505,11 @@ pub async fn checkin(
         nonce: Some(nonce.to_string()),
         trusted_cas: trusted_cas(&report.trusted_cas),
         agreement_key: Some(server_key.to_string()),
+        reverted: report
+            .reverted
+            .as_ref()
+            .map(|r| (r.serial, clip(&r.summary(), 1000))),
+        reported_hello: report.hello.as_deref().and_then(reported_hello),
     };
     let wait = Duration::from_millis(report.wait_ms).min(MAX_WAIT);
     let mut wakes = shared.wakes.subscribe();
@@ -498,6 +520,22 @@ pub async fn checkin(
         Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "unknown_agent", "unknown agent"),
         Err(error) => return failed(ApiError::from(error)),
     };
+    if record
+        .reverted
+        .as_ref()
+        .is_some_and(|r| r.at_ms == checkin.at_ms && checkin.reverted.is_some())
+    {
+        shared.telemetry.metrics.agent_reverted();
+        tracing::warn!(
+            agent,
+            reason = record.reverted.as_ref().map(|r| r.reason.as_str()),
+            "an agent went back to the last settings that worked"
+        );
+    }
+    // New settings for it: a newer serial than it acknowledged, unless it is the one it
+    // reverted from (it is not handed again; a change gives a new one).
+    let due =
+        |record: &AgentRecord| record.serial > checkin.acked_serial && !record.refuses_serial();
     // Push: hold the request until the agent's settings change, or the wait runs out.
     let _held = (!wait.is_zero()).then(|| shared.held.hold(agent));
     let mut shutdown = shared.shutdown.subscribe();
@@ -506,7 +544,7 @@ pub async fn checkin(
     let outdated = |reloads: &tokio::sync::watch::Receiver<u64>| {
         tls.is_some_and(|t| t.generation != *reloads.borrow())
     };
-    while record.serial <= checkin.acked_serial && tokio::time::Instant::now() < deadline {
+    while !due(&record) && tokio::time::Instant::now() < deadline {
         if *shutdown.borrow() || outdated(&reloads) {
             break;
         }
@@ -529,7 +567,7 @@ pub async fn checkin(
             _ => break,
         }
     }
-    let settings = if record.serial > checkin.acked_serial {
+    let settings = if due(&record) {
         match cached_settings(shared, record.group, record.serial).await {
             Ok(settings) => Some((*settings).clone()),
             Err(error) => return failed(error),
@@ -542,6 +580,21 @@ pub async fn checkin(
         settings,
     };
     signed(&key, nonce, StatusCode::OK, &answer)
+}
+
+/// The largest ClientHello an agent may report of itself (a post-quantum hello is about
+/// 1.6 KB): anything larger, or what does not parse as a ClientHello, is left out.
+const MAX_REPORTED_HELLO: usize = 8192;
+
+/// A ClientHello an agent reports of its own stack (hex): its fingerprint (hex) and bytes,
+/// when it is one.
+fn reported_hello(text: &str) -> Option<(String, Vec<u8>)> {
+    if text.len() > 2 * MAX_REPORTED_HELLO {
+        return None;
+    }
+    let bytes = unhex(text).ok()?;
+    let parsed = ward_tls::hello::parse_client_hello(&bytes).ok()?;
+    Some((hex(&parsed.fingerprint()), bytes))
 }
 
 /// The CAs an agent reports it trusts, as the store keeps them: SHA-256 fingerprints (64

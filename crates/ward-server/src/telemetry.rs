@@ -67,6 +67,8 @@ pub struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     telemetry_dropped: AtomicU64,
+    /// Agents that reported going back to the last settings that worked (each revert once).
+    agent_reverts: AtomicU64,
     /// Completed handshakes by (listener, key-exchange group): groups are OpenSSL's static
     /// names, few in number.
     groups: Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
@@ -112,6 +114,11 @@ impl Metrics {
             &self.reloads_failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An agent reported a revert for the first time.
+    pub fn agent_reverted(&self) {
+        self.agent_reverts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn reloads(&self) -> (u64, u64) {
@@ -213,6 +220,13 @@ impl Metrics {
              # TYPE ward_telemetry_dropped_total counter\n\
              ward_telemetry_dropped_total {}",
             get(&self.telemetry_dropped)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ward_agent_reverts_total Agents that went back to the last settings that worked because new ones cut them off.\n\
+             # TYPE ward_agent_reverts_total counter\n\
+             ward_agent_reverts_total {}",
+            get(&self.agent_reverts)
         );
         out
     }

@@ -35,9 +35,32 @@ pub struct AgentRecord {
     pub enrolled_ms: i64,
     /// Enrolled by `ward simulate` (a rehearsal), not a real machine.
     pub simulated: bool,
+    /// The last revert it reported: the serial it left for the last settings that worked.
+    pub reverted: Option<Revert>,
+    /// The fingerprint (hex) of the ClientHello its stack reports of itself.
+    pub reported_hello: Option<String>,
+}
+
+/// An agent went back to the last settings that worked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revert {
+    /// The settings serial it left.
+    pub serial: i64,
+    /// Per server it tried, what failed, in its words.
+    pub reason: String,
+    /// When it first said so (Unix milliseconds).
+    pub at_ms: i64,
 }
 
 impl AgentRecord {
+    /// Whether it refuses its current serial: it reverted from exactly that one, so the
+    /// server does not hand it again (a new serial is handed as usual).
+    pub fn refuses_serial(&self) -> bool {
+        self.reverted
+            .as_ref()
+            .is_some_and(|r| r.serial == self.serial)
+    }
+
     /// An agent is pending while it has not acknowledged its current serial.
     pub fn pending(&self) -> bool {
         self.acked_serial < self.serial
@@ -171,6 +194,11 @@ pub struct Checkin {
     /// The SHA-256 (hex) of the server agreement key the check-in was signed under (kept
     /// when `None`).
     pub agreement_key: Option<String>,
+    /// The agent reports it reverted from this serial, for this reason (recorded, and
+    /// audited, the first time it says so).
+    pub reverted: Option<(i64, String)>,
+    /// The ClientHello its stack reports of itself: the fingerprint (hex) and the bytes.
+    pub reported_hello: Option<(String, Vec<u8>)>,
 }
 
 /// What TLS readiness and hardening plans read of every agent: one lean row each, with one
@@ -205,6 +233,10 @@ pub struct AgentTls {
     /// The SHA-256 (hex) of the server agreement key its last check-in was signed under
     /// (shared); `None` before its first check-in since that was recorded.
     pub agreement_key: Option<std::sync::Arc<str>>,
+    /// The fingerprint of the ClientHello its stack reports of itself (shared).
+    pub reported_hello: Option<std::sync::Arc<str>>,
+    /// The serial it reverted from, when that is its current serial (it refuses it).
+    pub refused_serial: Option<i64>,
 }
 
 impl AgentTls {

@@ -14,7 +14,7 @@ mod sqlite;
 
 use std::fmt;
 
-pub use fleet::{rank, FleetTree, TokenUse};
+pub use fleet::{rank, FleetTree, Revert, TokenUse};
 pub use fleet::{
     Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change, Checkin, Mutation,
     Session, TokenRecord,

@@ -173,6 +173,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 15: the version of the groups and server lists, which every change of them bumps: a
     // change checked against an older version is refused (another writer came first).
     "INSERT INTO counters (name, value) VALUES ('tree', 0);",
+    // 16: an agent's revert (the serial it left for the last settings that worked, why, and
+    // when it said so), and the ClientHello its stack reports of itself (a digest of
+    // client_hellos), which plans replay for agents never seen over TLS.
+    "ALTER TABLE agents ADD COLUMN reverted_serial INTEGER;
+    ALTER TABLE agents ADD COLUMN revert_reason TEXT;
+    ALTER TABLE agents ADD COLUMN reverted_ms INTEGER;
+    ALTER TABLE agents ADD COLUMN reported_hello TEXT;",
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -728,11 +728,15 @@ fn a_captured_checkin_replayed_after_kill_9_and_a_restart_is_refused() {
     let request = checkin_request(
         &state.agent,
         &key,
-        state.acked_serial,
-        &host,
-        &http,
-        std::time::Duration::ZERO,
-        &[],
+        &ward_proto::messages::CheckinRequest {
+            acked_serial: state.acked_serial,
+            host,
+            server: http.clone(),
+            wait_ms: 0,
+            trusted_cas: Vec::new(),
+            reverted: None,
+            hello: None,
+        },
     );
     let headers: Vec<(&str, &str)> = request
         .headers

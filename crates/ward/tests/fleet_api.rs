@@ -80,6 +80,8 @@ fn insert_agents(server: &Server, agents: &[(&str, &str, &[&str])]) {
             acked_serial: 1,
             enrolled_ms: 0,
             simulated: false,
+            reverted: None,
+            reported_hello: None,
         })
         .collect();
     store.insert_agents(&records).unwrap();

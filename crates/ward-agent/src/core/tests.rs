@@ -301,3 +301,248 @@ fn the_longest_interval_does_not_overflow_the_pause() {
         other => panic!("{other:?}"),
     }
 }
+
+// ---- commit confirmed: probation and revert ----------------------------------------------
+
+/// The next check-in at `at` (sleeps skipped), answered with what `answer` gives for its
+/// server: the server asked, and the event.
+fn step(
+    core: &mut Core,
+    at: Instant,
+    answer: impl Fn(&str) -> Result<CheckinResponse, AgentError>,
+) -> (String, Event) {
+    let server = loop {
+        match core.next(at) {
+            Action::Sleep(_) => continue,
+            Action::Checkin { server, .. } => break server.url,
+        }
+    };
+    let event = core.complete(at, answer(&server));
+    (server, event)
+}
+
+/// Rounds of failures until the agent reverts or `rounds` have passed: the time and events.
+fn fail_rounds(core: &mut Core, start: Instant, every: Duration, rounds: u32) -> Vec<Event> {
+    let mut events = Vec::new();
+    for round in 0..rounds {
+        let at = start + every * round;
+        loop {
+            let (_, event) = step(core, at, down);
+            let end = !matches!(event, Event::Failed { pause: None, .. });
+            let reverted = matches!(event, Event::Reverted { .. });
+            events.push(event);
+            if reverted {
+                return events;
+            }
+            if end {
+                break;
+            }
+        }
+    }
+    events
+}
+
+#[test]
+fn settings_that_cut_a_push_agent_off_are_reverted_within_its_window() {
+    let old = settings(1, Mode::Push, &[(1, "https://a:443")]);
+    let mut agent = core(old.clone(), 0.0);
+    let start = Instant::now();
+    // A move to a list whose only server is where nothing listens.
+    let new = settings(7, Mode::Push, &[(1, "http://a:8014")]);
+    let (_, event) = step(&mut agent, start, |_| ok(Some(new.clone())));
+    assert!(matches!(event, Event::CheckedIn { changed: true, .. }));
+    assert_eq!(agent.fallback().map(|f| f.acked_serial), Some(1));
+    // Three failed rounds inside the 20 s window: still on the new settings.
+    let events = fail_rounds(&mut agent, start, Duration::from_secs(3), 3);
+    assert!(events.iter().all(|e| matches!(e, Event::Failed { .. })));
+    assert_eq!(agent.acked_serial(), 7);
+    // Past the window, the next failed round reverts.
+    let events = fail_rounds(
+        &mut agent,
+        start + Duration::from_secs(21),
+        Duration::ZERO,
+        1,
+    );
+    let Some(Event::Reverted { report, .. }) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(report.serial, 7);
+    assert_eq!(
+        report.failures,
+        [ward_proto::messages::PathFailure {
+            server: "http://a:8014".into(),
+            error: "connection refused".into()
+        }]
+    );
+    assert_eq!(
+        report.summary(),
+        "serial 7: http://a:8014: connection refused"
+    );
+    assert_eq!(agent.settings(), &old);
+    assert_eq!(agent.acked_serial(), 1);
+    assert_eq!(agent.fallback(), None);
+    // At once, with the old settings, and the report rides along until other settings come.
+    let later = start + Duration::from_secs(21);
+    assert!(
+        matches!(agent.next(later), Action::Checkin { ref server, .. } if server.url == "https://a:443")
+    );
+    assert_eq!(agent.reverted().map(|r| r.serial), Some(7));
+    agent.complete(later, ok(None));
+    assert_eq!(agent.reverted().map(|r| r.serial), Some(7));
+    // A server that does not know reverts hands serial 7 again: not taken.
+    let (_, event) = step(&mut agent, later, |_| ok(Some(new.clone())));
+    assert!(matches!(event, Event::CheckedIn { changed: false, .. }));
+    assert_eq!(agent.acked_serial(), 1);
+    // A new change (serial 8) is taken, on probation, and the report ends.
+    let fixed = settings(8, Mode::Push, &[(1, "https://b:443")]);
+    let (_, event) = step(&mut agent, later, |_| ok(Some(fixed.clone())));
+    assert!(matches!(event, Event::CheckedIn { changed: true, .. }));
+    assert_eq!(agent.reverted(), None);
+    assert_eq!(agent.fallback().map(|f| f.acked_serial), Some(1));
+    // Its first check-in with the new server completes: confirmed.
+    let (server, _) = step(&mut agent, later, |_| ok(None));
+    assert_eq!(server, "https://b:443");
+    assert_eq!(agent.fallback(), None);
+}
+
+#[test]
+fn a_pull_agent_reverts_after_three_intervals_never_more_than_an_hour() {
+    assert_eq!(
+        probation_window(Mode::Pull, Duration::from_secs(60)),
+        Duration::from_secs(180)
+    );
+    assert_eq!(
+        probation_window(Mode::Pull, Duration::from_secs(86_400)),
+        Duration::from_secs(3600)
+    );
+    assert_eq!(
+        probation_window(Mode::Push, Duration::from_secs(86_400)),
+        Duration::from_secs(20)
+    );
+    let mut agent = core(settings(1, Mode::Pull, &[(1, "https://a:443")]), 0.0);
+    let start = Instant::now();
+    let new = settings(
+        2,
+        Mode::Pull,
+        &[(1, "https://gone:443"), (2, "http://gone:8014")],
+    );
+    step(&mut agent, start, |_| ok(Some(new.clone())));
+    // Rounds every 50 s: the window is 180 s, so the fifth round (at 200 s) reverts.
+    let events = fail_rounds(&mut agent, start, Duration::from_secs(50), 5);
+    let reverted: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Event::Reverted { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(reverted, [events.len() - 1]);
+    // Two servers per round, each failed: 4 rounds of 2 failures, then the reverting one.
+    assert_eq!(events.len(), 10);
+    let Some(Event::Reverted { report, .. }) = events.last() else {
+        unreachable!()
+    };
+    assert_eq!(
+        report.failures.len(),
+        2,
+        "each server of the list, its last failure"
+    );
+    // With a day's interval, a failed round's backoff never passes the window's end.
+    let mut agent = core(settings(1, Mode::Pull, &[(1, "https://a:443")]), 0.0);
+    let mut long = new.clone();
+    long.interval = Duration::from_secs(86_400);
+    step(&mut agent, start, |_| ok(Some(long.clone())));
+    let mut at = start;
+    let mut reverted_at = None;
+    for _ in 0..40 {
+        let (_, event) = step(&mut agent, at, down);
+        match event {
+            Event::Reverted { .. } => {
+                reverted_at = Some(at);
+                break;
+            }
+            Event::Failed {
+                pause: Some(pause), ..
+            } => at += pause,
+            _ => {}
+        }
+    }
+    let after = reverted_at.expect("reverted").duration_since(start);
+    assert!(after <= Duration::from_secs(3601), "{after:?}");
+}
+
+#[test]
+fn answers_are_not_a_broken_path_and_settings_that_work_are_confirmed() {
+    let start = Instant::now();
+    let new = settings(2, Mode::Push, &[(1, "https://b:443")]);
+    let refused = |url: &str| -> Result<CheckinResponse, AgentError> {
+        Err(AgentError::Refused {
+            server: url.into(),
+            status: 401,
+            code: "unknown_agent".into(),
+            message: "unknown agent".into(),
+        })
+    };
+    // A retired agent (a signed refusal) and a busy server: however long, no revert.
+    for answer in [refused as fn(&str) -> _, |url: &str| busy(url, 5)] {
+        let mut agent = core(settings(1, Mode::Push, &[(1, "https://a:443")]), 0.0);
+        step(&mut agent, start, |_| ok(Some(new.clone())));
+        for round in 0..10 {
+            let (_, event) = step(&mut agent, start + Duration::from_secs(30 * round), answer);
+            assert!(matches!(event, Event::Failed { .. }), "{event:?}");
+        }
+        assert_eq!(agent.acked_serial(), 2);
+    }
+    // Settings that reach the same servers the same way (a policy change) are not on
+    // probation: a server that is down then is no reason to leave them.
+    let mut agent = core(settings(1, Mode::Push, &[(1, "https://a:443")]), 0.0);
+    let mut same_path = settings(3, Mode::Push, &[(1, "https://a:443")]);
+    same_path.policy = serde_json::json!({"x": 1});
+    step(&mut agent, start, |_| ok(Some(same_path.clone())));
+    assert_eq!(agent.fallback(), None);
+    let events = fail_rounds(&mut agent, start, Duration::from_secs(30), 5);
+    assert!(events.iter().all(|e| matches!(e, Event::Failed { .. })));
+    // A blip (one failed round), then a check-in that completes: confirmed, no revert.
+    let mut agent = core(settings(1, Mode::Push, &[(1, "https://a:443")]), 0.0);
+    step(&mut agent, start, |_| ok(Some(new.clone())));
+    fail_rounds(
+        &mut agent,
+        start + Duration::from_secs(30),
+        Duration::ZERO,
+        1,
+    );
+    step(&mut agent, start + Duration::from_secs(31), |_| ok(None));
+    assert_eq!(agent.fallback(), None);
+    let events = fail_rounds(
+        &mut agent,
+        start + Duration::from_secs(60),
+        Duration::from_secs(30),
+        5,
+    );
+    assert!(events.iter().all(|e| matches!(e, Event::Failed { .. })));
+}
+
+#[test]
+fn a_restart_keeps_the_probation_and_the_report() {
+    let start = Instant::now();
+    let old = settings(1, Mode::Push, &[(1, "https://a:443")]);
+    let new = settings(2, Mode::Push, &[(1, "https://gone:443")]);
+    let report = Reverted {
+        serial: 9,
+        failures: vec![],
+    };
+    let mut agent = Core::new(new, 2, CoreConfig::default(), Box::new(|| 0.0)).with_fallback(
+        Some(Fallback {
+            settings: old.clone(),
+            acked_serial: 1,
+        }),
+        Some(report.clone()),
+        start,
+    );
+    assert_eq!(agent.reverted(), Some(&report));
+    let events = fail_rounds(&mut agent, start, Duration::from_secs(10), 4);
+    assert!(
+        matches!(events.last(), Some(Event::Reverted { .. })),
+        "{events:?}"
+    );
+    assert_eq!(agent.settings(), &old);
+}

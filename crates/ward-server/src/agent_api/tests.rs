@@ -92,6 +92,7 @@ async fn enrolled(app: &App) -> (String, AgentKey) {
         time_ms: auth.time_ms,
         host: host(),
         agent: None,
+        hello: None,
     };
     let response = enroll(app, Role::ClientsHttp, encode(&request).into()).await;
     let (status, mac, body) = body_of(response).await;
@@ -120,6 +121,8 @@ fn report(acked: i64) -> String {
         server: "http://127.0.0.1:8014".into(),
         wait_ms: 0,
         trusted_cas: vec![],
+        reverted: None,
+        hello: None,
     })
 }
 
@@ -252,6 +255,7 @@ async fn enrollments_that_do_not_prove_the_token_are_refused() {
             time_ms,
             host: host(),
             agent: claimed.map(str::to_string),
+            hello: None,
         })
     };
     let wrong_token = proof::token_sha256("another token");

@@ -123,6 +123,19 @@ pub fn agent(tree: &Tree, agent: &AgentRecord, online: bool, held: bool) -> api:
         agent_version: agent.agent_version.clone(),
         enrolled: time(agent.enrolled_ms),
         settings: None,
+        reverted: agent
+            .reverted
+            .as_ref()
+            .filter(|_| agent.refuses_serial())
+            .map(|r| api::AgentReverted {
+                serial: r.serial,
+                reason: r.reason.clone(),
+                at: time(r.at_ms),
+            }),
+        reported_hello: agent
+            .reported_hello
+            .clone()
+            .filter(|reported| agent.hello.as_ref() != Some(reported)),
     }
 }
 

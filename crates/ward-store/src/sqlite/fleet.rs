@@ -128,7 +128,7 @@ pub(crate) fn server_lists(connection: &Connection) -> rusqlite::Result<Vec<Serv
 const AGENT_COLUMNS: &str =
     "id, hostname, os_name, os_version, agent_version, tls_versions, group_id, \
      last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms, simulated, \
-     tls_group, hello";
+     tls_group, hello, reverted_serial, revert_reason, reverted_ms, reported_hello";
 
 fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     let versions: String = row.get(5)?;
@@ -150,6 +150,15 @@ fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
         simulated: row.get(14)?,
         tls_group: row.get(15)?,
         hello: row.get(16)?,
+        reverted: match (row.get(17)?, row.get(18)?, row.get(19)?) {
+            (Some(serial), Some(reason), Some(at_ms)) => Some(crate::Revert {
+                serial,
+                reason,
+                at_ms,
+            }),
+            _ => None,
+        },
+        reported_hello: row.get(20)?,
     })
 }
 
@@ -224,7 +233,8 @@ pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentT
     let mut statement = connection.prepare(
         "SELECT id, group_id, tls_versions, tls_version, channel, peer, last_checkin_ms, \
          enrolled_ms, serial, acked_serial, simulated, \
-         COALESCE(tls_group LIKE '%MLKEM%', 0), hello, trusted_cas, agreement_key FROM agents",
+         COALESCE(tls_group LIKE '%MLKEM%', 0), hello, trusted_cas, agreement_key, \
+         reported_hello, CASE WHEN reverted_serial = serial THEN reverted_serial END FROM agents",
     )?;
     let mut rows = statement.query([])?;
     let mut agents = Vec::new();
@@ -251,6 +261,8 @@ pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentT
             hello: text(12)?.map(|digest| intern(&mut stacks, digest)),
             trusted_cas: text(13)?.map(|prints| intern(&mut stacks, prints)),
             agreement_key: text(14)?.map(|key| intern(&mut stacks, key)),
+            reported_hello: text(15)?.map(|digest| intern(&mut stacks, digest)),
+            refused_serial: row.get(16)?,
         });
     }
     Ok(agents)
@@ -292,7 +304,8 @@ pub(crate) fn insert_agents(
     let mut insert = transaction.prepare_cached(
         "INSERT INTO agents (id, hostname, os_name, os_version, agent_version, tls_versions, tls_rank, \
          group_id, last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms, \
-         simulated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         simulated, reported_hello) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?;
     for agent in agents {
         let rank = agent
@@ -317,7 +330,8 @@ pub(crate) fn insert_agents(
             agent.serial,
             agent.acked_serial,
             agent.enrolled_ms,
-            agent.simulated
+            agent.simulated,
+            agent.reported_hello
         ])?;
     }
     Ok(())
@@ -913,7 +927,62 @@ pub(crate) fn record_checkin(
             )?
             .execute(params![checkin.agent, nonce, checkin.at_ms])?;
     }
+    if let Some((serial, reason)) = &checkin.reverted {
+        // Recorded, and audited, the first time the agent says so; repeated at each check-in
+        // until it is handed other settings.
+        let new = transaction
+            .prepare_cached(
+                "UPDATE agents SET reverted_serial = ?2, revert_reason = ?3, reverted_ms = ?4 \
+                 WHERE id = ?1 AND reverted_serial IS NOT ?2",
+            )?
+            .execute(params![checkin.agent, serial, reason, checkin.at_ms])?;
+        if new == 1 {
+            let after = serde_json::json!({"serial": serial, "reason": reason});
+            transaction
+                .prepare_cached(
+                    "INSERT INTO audit (at_ms, actor, action, target, before, after) \
+                     VALUES (?1, ?2, 'agent.revert', ?3, NULL, ?4)",
+                )?
+                .execute(params![
+                    checkin.at_ms,
+                    format!("agent:{}", checkin.agent),
+                    checkin.agent,
+                    after.to_string()
+                ])?;
+        }
+    }
+    if let Some((digest, bytes)) = &checkin.reported_hello {
+        keep_hello(transaction, digest, bytes, checkin.at_ms)?;
+        transaction
+            .prepare_cached("UPDATE agents SET reported_hello = ?2 WHERE id = ?1")?
+            .execute(params![checkin.agent, digest])?;
+    }
     Ok(agent(transaction, &checkin.agent)?)
+}
+
+/// Keeps a ClientHello's bytes under its fingerprint (counted once more when known), up to
+/// the bound of distinct hellos.
+pub(crate) fn keep_hello(
+    transaction: &Transaction<'_>,
+    digest: &str,
+    bytes: &[u8],
+    at_ms: i64,
+) -> rusqlite::Result<()> {
+    let updated = transaction
+        .prepare_cached(
+            "UPDATE client_hellos SET last_ms = MAX(last_ms, ?2), count = count + 1 \
+             WHERE digest = ?1",
+        )?
+        .execute(params![digest, at_ms])?;
+    if updated == 0 {
+        transaction
+            .prepare_cached(
+                "INSERT INTO client_hellos (digest, bytes, first_ms, last_ms, count) \
+                 SELECT ?1, ?2, ?3, ?3, 1 WHERE (SELECT COUNT(*) FROM client_hellos) < ?4",
+            )?
+            .execute(params![digest, bytes, at_ms, crate::MAX_DISTINCT_HELLOS])?;
+    }
+    Ok(())
 }
 
 /// Forgets nonces seen before `before_ms` (past the replay window).

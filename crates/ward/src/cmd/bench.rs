@@ -158,6 +158,8 @@ fn fleet(args: FleetArgs) -> CmdResult {
                 acked_serial: 1,
                 enrolled_ms: 1_795_000_000_000,
                 simulated: false,
+                reverted: None,
+                reported_hello: None,
             })
             .collect();
         store.insert_agents(&agents).map_err(|e| e.to_string())?;

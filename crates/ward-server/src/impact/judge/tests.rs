@@ -59,6 +59,8 @@ fn agent(id: &str, group: i64, versions: u8, https: Option<bool>, silent_ms: i64
         hello: None,
         trusted_cas: None,
         agreement_key: None,
+        reported_hello: None,
+        refused_serial: None,
     }
 }
 

@@ -59,6 +59,8 @@ fn agent(id: &str, group: i64, versions: &[&str]) -> AgentRecord {
         acked_serial: 1,
         enrolled_ms: 0,
         simulated: false,
+        reverted: None,
+        reported_hello: None,
     }
 }
 
@@ -528,6 +530,8 @@ fn checkin_of(id: &str, at_ms: i64) -> crate::Checkin {
         nonce: None,
         trusted_cas: None,
         agreement_key: None,
+        reverted: None,
+        reported_hello: None,
     }
 }
 

@@ -12,8 +12,8 @@ use ward_agent::transport::split_url;
 use ward_agent::Offer;
 use ward_agent::{random_fraction, AgentError, HostFacts};
 use ward_proto::messages::{
-    CheckinResponse, EnrollResponse, Mode, Scheme, ServerEntry, ServerListSettings, Settings,
-    CHECKIN_PATH, ENROLL_PATH,
+    CheckinRequest, CheckinResponse, EnrollResponse, Mode, Scheme, ServerEntry, ServerListSettings,
+    Settings, CHECKIN_PATH, ENROLL_PATH,
 };
 use ward_proto::{hex, now_ms, KeyPair};
 
@@ -70,6 +70,7 @@ pub(super) async fn enroll(
         cap,
         None,
         &host_of(index, legacy),
+        None,
     )
     .map_err(refused)?;
     let headers = [("Content-Type", "application/json".to_string())];
@@ -208,15 +209,16 @@ pub(super) async fn agent_loop(
             } => (server, acked_serial, wait),
         };
         let wait = wait.min(plan.deadline.saturating_duration_since(Instant::now()));
-        let request = checkin_request(
-            &identity.id,
-            &identity.key,
+        let report = CheckinRequest {
             acked_serial,
-            &host,
-            &server.url,
-            wait,
-            &[],
-        );
+            host: host.clone(),
+            server: server.url.clone(),
+            wait_ms: wait.as_millis() as u64,
+            trusted_cas: Vec::new(),
+            reverted: core.reverted().cloned(),
+            hello: None,
+        };
+        let request = checkin_request(&identity.id, &identity.key, &report);
         let held = !wait.is_zero();
         if held {
             let now = shared.stats.held_now.fetch_add(1, Ordering::Relaxed) + 1;
@@ -288,6 +290,11 @@ pub(super) async fn agent_loop(
                         .push(now_ms());
                 }
                 checked_in = true;
+            }
+            Event::Reverted { .. } => {
+                // Back on the settings that worked: a failure of the new ones, counted so.
+                shared.stats.fail("reverted");
+                failed_last = false;
             }
             Event::Failed { error, pause } => {
                 shared.stats.fail(match &error {
