@@ -83,6 +83,8 @@ pub enum Risk {
     Offline,
     /// Moved, and has not yet acknowledged its new settings.
     Pending,
+    /// Went back to the last settings that worked: its group's settings cut it off.
+    Reverted,
 }
 
 impl Risk {
@@ -522,6 +524,10 @@ pub struct Readiness {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silent_since: Option<Vec<AgentLine>>,
     pub stacks: Vec<Stack>,
+    /// Agents that went back to the last settings that worked (their group's settings cut
+    /// them off), each with what failed; absent when none did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reverted: Vec<AgentLine>,
 }
 
 /// A peer whose last ClientHello this is.

@@ -88,6 +88,8 @@ pub struct AgentFacts {
     /// Exact evidence: its last real ClientHello, replayed through the proposed clients
     /// listener, is served (`Some(true)`) or refused. It overrides the capability.
     pub replayed: Option<bool>,
+    /// It refuses its current settings: it went back to the last that worked.
+    pub reverted: bool,
 }
 
 /// What the agent's group gives it, as far as the plan cares.
@@ -108,6 +110,9 @@ pub enum Risk {
     Offline,
     /// Only the settings it has not acknowledged yet give it a working path.
     Pending,
+    /// It went back to the last settings that worked: its group's settings cut it off, so
+    /// what it runs is not what its group says, and only a real check-in tells.
+    Reverted,
 }
 
 impl Risk {
@@ -116,6 +121,7 @@ impl Risk {
             Risk::Unknown => "capability_unknown",
             Risk::Offline => "offline",
             Risk::Pending => "pending",
+            Risk::Reverted => "reverted",
         }
     }
 }
@@ -210,6 +216,11 @@ pub fn judge(agent: &AgentFacts, group: GroupFacts<'_>, clients: Clients<'_>) ->
             .replayed
             .or_else(|| agent.capability.can_reach(clients.range))
     };
+    if agent.reverted {
+        // Its group's settings are not the ones it runs (they cut it off, for a reason ward
+        // could not see): no path of them can be counted on, however well it speaks TLS.
+        return Verdict::AtRisk(Risk::Reverted);
+    }
     if https && reach == Some(true) {
         return Verdict::Unaffected { via: Via::Https };
     }
@@ -296,6 +307,10 @@ pub fn explain(
         Verdict::AtRisk(Risk::Pending) => format!(
             "{speaks}; only its new server list '{list}' has an HTTP entry, and it has not \
              acknowledged those settings yet"
+        ),
+        Verdict::AtRisk(Risk::Reverted) => format!(
+            "{speaks}; it went back to the last settings that worked because its group's \
+             (server list '{list}') cut it off, so no path of that list can be counted on"
         ),
     }
 }

@@ -145,14 +145,19 @@ pub struct PathFailure {
 }
 
 impl Reverted {
-    /// One line for an admin: `serial 7: https://mgr1:8014: connection refused; ...`.
-    pub fn summary(&self) -> String {
+    /// What failed, per server: `http://mgr1:8014: connection refused; ...`.
+    pub fn failures_text(&self) -> String {
         let failures: Vec<String> = self
             .failures
             .iter()
             .map(|f| format!("{}: {}", f.server, f.error))
             .collect();
-        format!("serial {}: {}", self.serial, failures.join("; "))
+        failures.join("; ")
+    }
+
+    /// One line for an admin: `serial 7: http://mgr1:8014: connection refused; ...`.
+    pub fn summary(&self) -> String {
+        format!("serial {}: {}", self.serial, self.failures_text())
     }
 }
 

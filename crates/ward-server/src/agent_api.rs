@@ -508,7 +508,7 @@ pub async fn checkin(
         reverted: report
             .reverted
             .as_ref()
-            .map(|r| (r.serial, clip(&r.summary(), 1000))),
+            .map(|r| (r.serial, clip(&r.failures_text(), 1000))),
         reported_hello: report.hello.as_deref().and_then(reported_hello),
     };
     let wait = Duration::from_millis(report.wait_ms).min(MAX_WAIT);

@@ -249,6 +249,7 @@ fn judge_table() {
             pending,
             silent_ms,
             replayed: None,
+            reverted: false,
         };
         let group = GroupFacts {
             list,
@@ -269,6 +270,7 @@ fn the_old_range_keeps_capped_agents() {
         pending: false,
         silent_ms: 0,
         replayed: None,
+        reverted: false,
     };
     let group = GroupFacts {
         list: Some(&https),
@@ -331,6 +333,7 @@ fn a_replayed_clienthello_is_the_exact_evidence() {
             pending: false,
             silent_ms: 0,
             replayed: *replayed,
+            reverted: false,
         };
         let verdict = judge(&agent, group, Clients::serving(TLS12_UP));
         assert_eq!(&verdict, expected, "{reported:?} {replayed:?}");
@@ -377,6 +380,7 @@ fn a_certificate_the_agent_would_not_trust_takes_its_https_path() {
             pending: false,
             silent_ms: *silent_ms,
             replayed: Some(true),
+            reverted: false,
         };
         let verdict = judge(&agent, group, distrusting);
         assert_eq!(&verdict, expected, "{}", list.name);
@@ -394,5 +398,37 @@ fn a_certificate_the_agent_would_not_trust_takes_its_https_path() {
                 "{why}"
             );
         }
+    }
+}
+
+/// An agent that went back to its last working settings is not judged by its group's list:
+/// at risk, even when its own hello would be served over HTTPS (the list's HTTPS server is
+/// what it could not reach).
+#[test]
+fn a_reverted_agent_is_at_risk_whatever_its_groups_list_says() {
+    let http = list("legacy", &["1:http://mgr1:8014"]);
+    let https = list("default", &["1:https://mgr1:443"]);
+    let reverted = |replayed| AgentFacts {
+        group: 1,
+        capability: capability(&["TLSv1"], None),
+        pending: true,
+        silent_ms: 0,
+        replayed,
+        reverted: true,
+    };
+    let group = |list| GroupFacts {
+        list: Some(list),
+        offline_after_ms: 3_600_000,
+    };
+    let clients = Clients::serving(TLS12_UP);
+    for (agent, list, expected) in [
+        (reverted(None), &http, Verdict::AtRisk(Risk::Reverted)),
+        (reverted(Some(false)), &https, Verdict::AtRisk(Risk::Reverted)),
+        (reverted(Some(true)), &https, Verdict::AtRisk(Risk::Reverted)),
+    ] {
+        let verdict = judge(&agent, group(list), clients);
+        assert_eq!(verdict, expected);
+        let why = explain(&agent, group(list), clients, &verdict);
+        assert!(why.contains("went back to the last settings that worked"), "{why}");
     }
 }

@@ -89,7 +89,7 @@ impl Fleet {
         let wanted: HashMap<&str, &std::sync::Arc<str>> = self
             .agents
             .iter()
-            .filter_map(|a| a.hello.as_ref().map(|h| (&**h, h)))
+            .filter_map(|a| replay_key(a).map(|h| (&**h, h)))
             .collect();
         if wanted.is_empty() {
             return;
@@ -136,11 +136,15 @@ pub(crate) fn facts(fleet: &Fleet, agent: &AgentTls, now: i64) -> AgentFacts {
         ),
         pending: !fleet.acknowledged && agent.acked_serial < agent.serial,
         silent_ms,
-        replayed: agent
-            .hello
-            .as_ref()
-            .and_then(|hello| fleet.replayed.get(hello).copied()),
+        replayed: replay_key(agent).and_then(|hello| fleet.replayed.get(hello).copied()),
+        reverted: agent.refused_serial.is_some(),
     }
+}
+
+/// The ClientHello an agent is judged by: the one it sent over TLS, else the one its stack
+/// reports of itself (an agent seen only over plain HTTP). Observed always wins.
+pub(crate) fn replay_key(agent: &AgentTls) -> Option<&std::sync::Arc<str>> {
+    agent.hello.as_ref().or(agent.reported_hello.as_ref())
 }
 
 /// The store's rank bits ([`ward_store::rank::bits`]) as a set.

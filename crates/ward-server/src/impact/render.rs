@@ -37,10 +37,11 @@ pub(crate) fn agent_line(fleet: &Fleet, agent: &AgentTls, facts: &AgentFacts) ->
         serial: Some(agent.serial),
         acked_serial: Some(agent.acked_serial),
         evidence: Some(
-            if facts.replayed.is_some() {
-                "replayed"
-            } else {
-                facts.capability.knowledge.name()
+            match (facts.replayed, &agent.hello) {
+                (Some(_), Some(_)) => "replayed",
+                // Only the hello its stack reports of itself: never seen over TLS.
+                (Some(_), None) => "self_reported",
+                (None, _) => facts.capability.knowledge.name(),
             }
             .to_string(),
         ),
@@ -57,10 +58,14 @@ fn reasoned_line(impact: &Impact, index: usize, verdict: &Verdict, now: i64) -> 
     let mut line = agent_line(fleet, agent, &facts);
     let mut reason = reach::explain(&facts, group, impact.clients_for(agent), verdict);
     // The replay's own words: what the stack offers, and why OpenSSL refuses it.
-    if let Some(refusal) = agent.hello.as_ref().and_then(|h| fleet.refusals.get(h)) {
+    if let Some(refusal) = super::fleet::replay_key(agent).and_then(|h| fleet.refusals.get(h)) {
         reason.push_str(": ");
         reason.push_str(refusal);
     }
+    if agent.hello.is_none() && agent.reported_hello.is_some() && facts.replayed.is_some() {
+        reason.push_str(" (the ClientHello its stack reports of itself: never seen over TLS)");
+    }
+
     line.reason = Some(reason);
     line
 }
@@ -163,6 +168,7 @@ pub(crate) fn risk(risk: reach::Risk) -> ward_api::tls::Risk {
         reach::Risk::Unknown => ward_api::tls::Risk::CapabilityUnknown,
         reach::Risk::Offline => ward_api::tls::Risk::Offline,
         reach::Risk::Pending => ward_api::tls::Risk::Pending,
+        reach::Risk::Reverted => ward_api::tls::Risk::Reverted,
     }
 }
 
@@ -179,6 +185,16 @@ pub(crate) fn fill_hostnames(
     for lines in lines.iter_mut() {
         for line in lines.iter_mut() {
             line.hostname = names.get(&line.id).cloned();
+            // A reverted agent's line says what it reported: the serial and each failure.
+            if line.risk == Some(ward_api::tls::Risk::Reverted) {
+                if let Some(revert) = store.agent(&line.id)?.and_then(|a| a.reverted) {
+                    let reason = line.reason.get_or_insert_with(String::new);
+                    reason.push_str(&format!(
+                        "; it reverted serial {}: {}",
+                        revert.serial, revert.reason
+                    ));
+                }
+            }
         }
     }
     Ok(())

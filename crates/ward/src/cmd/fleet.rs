@@ -709,7 +709,13 @@ pub fn agents(target: &Target, command: AgentsCommand) -> CodedResult {
                         a.id,
                         a.hostname,
                         or_dash(a.group.as_deref()),
-                        if a.online { "online" } else { "offline" },
+                        if a.reverted.is_some() {
+                            "reverted"
+                        } else if a.online {
+                            "online"
+                        } else {
+                            "offline"
+                        },
                         if a.pending { "yes" } else { "no" },
                         or_dash(a.channel.as_deref()),
                         tls_shown(a),
@@ -717,6 +723,15 @@ pub fn agents(target: &Target, command: AgentsCommand) -> CodedResult {
                         a.acked_serial,
                         a.serial
                     );
+                }
+                for a in list {
+                    if let Some(reverted) = &a.reverted {
+                        println!(
+                            "{} went back to the last settings that worked, refusing serial {}: \
+                             {}",
+                            a.id, reverted.serial, reverted.reason
+                        );
+                    }
                 }
             })
         }

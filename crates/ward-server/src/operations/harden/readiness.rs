@@ -46,7 +46,10 @@ pub async fn readiness(shared: &App, query: ReadinessQuery) -> Result<Readiness,
         let mut answer = readiness_of(&fleet, &failures, intervals, limit, silent_since, now);
         answer.stacks = stacks(&fleet, &store.client_hellos()?, limit);
         let mut silent = answer.silent_since.take().unwrap_or_default();
-        fill_hostnames(&*store, &mut [&mut answer.lost, &mut silent])?;
+        fill_hostnames(
+            &*store,
+            &mut [&mut answer.lost, &mut silent, &mut answer.reverted],
+        )?;
         answer.silent_since = silent_since.map(|_| silent);
         Ok(answer)
     })
@@ -81,6 +84,7 @@ fn readiness_of(
     let mut knowledge: BTreeMap<String, u64> = BTreeMap::new();
     let mut lost = Vec::new();
     let mut silent = Vec::new();
+    let mut reverted = Vec::new();
     let mut lost_count = 0u64;
     // Of the agents whose last check-in was over HTTPS, how many a post-quantum group protects.
     let (mut over_https, mut post_quantum) = (0u64, 0u64);
@@ -140,6 +144,12 @@ fn readiness_of(
                 lost.push(line);
             }
         }
+        if agent.refused_serial.is_some() && reverted.len() < limit {
+            let mut line = agent_line(fleet, agent, &facts);
+            line.risk = Some(ward_api::tls::Risk::Reverted);
+            line.reason = Some("it went back to the last settings that worked".into());
+            reverted.push(line);
+        }
         if let Some(since) = silent_since {
             // Heard from before `since` but not after, while not offline at `since`. A held
             // push check-in counts as heard: reloads end held TLS check-ins, so one held now
@@ -178,6 +188,7 @@ fn readiness_of(
         },
         silent_since: silent_since.map(|_| silent),
         stacks: Vec::new(),
+        reverted,
     }
 }
 

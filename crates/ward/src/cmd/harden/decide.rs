@@ -29,13 +29,37 @@ impl Agents {
     }
 }
 
-/// The agents at a risk harden cannot help: capability unknown, or offline.
+/// The agents at a risk harden cannot help: capability unknown, offline, or reverted.
 pub fn beyond_help(plan: &Plan) -> Agents {
     let counts = &plan.impact.counts;
     Agents {
-        count: counts.at_risk_for(Risk::CapabilityUnknown) + counts.at_risk_for(Risk::Offline),
+        count: counts.at_risk_for(Risk::CapabilityUnknown)
+            + counts.at_risk_for(Risk::Offline)
+            + counts.at_risk_for(Risk::Reverted),
         ids: at_risk_ids(plan, |risk| !risk.harden_can_help()),
     }
+}
+
+/// Why the wait step stops at once: agents went back to their last working settings (their
+/// new settings cut them off, so waiting cannot bring them), each with its reason.
+pub fn reverted(plan: &Plan) -> Option<String> {
+    let lines: Vec<String> = plan
+        .impact
+        .at_risk
+        .iter()
+        .filter(|a| a.risk == Some(Risk::Reverted))
+        .map(|a| match &a.reason {
+            Some(reason) => format!("{} ({reason})", a.id),
+            None => a.id.clone(),
+        })
+        .collect();
+    let count = plan.impact.counts.at_risk_for(Risk::Reverted);
+    (count > 0).then(|| {
+        format!(
+            "{count} agent(s) reverted to the last settings that worked: {}",
+            lines.join("; ")
+        )
+    })
 }
 
 /// Whether harden may start: not while agents it cannot help are at risk, unless
@@ -46,8 +70,9 @@ pub fn may_start(plan: &Plan, accept_risk: bool) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "{} agent(s) at risk that harden cannot bring along (capability unknown, or offline): \
-         {}; nothing was changed. Bring them online, or rerun with --accept-risk",
+        "{} agent(s) at risk that harden cannot bring along (capability unknown, offline, or \
+         reverted to settings their group no longer has): {}; nothing was changed. Bring them \
+         online, or rerun with --accept-risk",
         risky.count,
         risky.some(usize::MAX)
     ))

@@ -373,6 +373,20 @@ pub fn readiness(args: ReadinessArgs) -> CmdResult {
             println!("  {}", lost_line(agent));
         }
     }
+    if !readiness.reverted.is_empty() {
+        println!(
+            "reverted (went back to the last settings that worked; their group's cut them off): {}",
+            readiness.reverted.len()
+        );
+        for agent in &readiness.reverted {
+            println!(
+                "  {} {}: {}",
+                agent.id,
+                agent.hostname.as_deref().unwrap_or("-"),
+                agent.reason.as_deref().unwrap_or("-")
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -739,6 +753,14 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         let pause = decide::poll_pause(asked.elapsed());
         if decide::restage(&plan) {
             let _: Staged = client.post("/api/v1/tls/harden/stage", &stage_request)?;
+        }
+        if let Some(stop) = decide::reverted(&plan) {
+            // An agent the moves cut off went back to its old settings: no wait brings it.
+            bar.abandon();
+            return Err(format!(
+                "wait: {stop}. TLS was not touched. Fix its path (or move it elsewhere) and run \
+                 `ward tls harden --resume`, or `ward tls rollback --move-back` to undo the moves"
+            ));
         }
         let awaited = decide::waiting_for(&plan, args.accept_risk);
         let waiting = awaited.count;
