@@ -235,3 +235,54 @@ fn a_retired_agent_on_probation_does_not_revert() {
     let log = std::fs::read_to_string(agent.dir.path().join("agent.log")).unwrap();
     assert!(!log.contains("reverted to settings"), "{log}");
 }
+
+/// Harden's wait step stops as soon as a moved agent reverts, with the reason, instead of
+/// waiting out its timeout; TLS is not touched.
+#[test]
+fn harden_stops_waiting_when_a_moved_agent_reverts() {
+    let server = fast_server();
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = group_token(&server, "My Company", false);
+    let capped = run_agent(enroll(&server, &url, &token, Some("TLSv1")), Some("TLSv1"));
+    // The legacy group harden is told to use reaches "the server over HTTP" on a port where
+    // nothing listens (a branch firewall the server cannot see).
+    let port = dead_port();
+    dead_end_group(
+        &server,
+        "Dead Legacy",
+        &format!("http://127.0.0.1:{port}"),
+        "pull",
+    );
+    let before = std::fs::read(server.path("conf/ssl/sslforclients.conf")).unwrap();
+    let started = Instant::now();
+    let out = run_cli(
+        &server,
+        &[
+            "tls",
+            "harden",
+            "--protocol",
+            "TLSv1.2 +TLSv1.3",
+            "--legacy-group",
+            "My Company/Dead Legacy",
+            "--yes",
+            "--timeout",
+            "5m",
+        ],
+    );
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(took < Duration::from_secs(60), "waited {took:?}: {stderr}");
+    assert!(stderr.contains("reverted to the last settings that worked"), "{stderr}");
+    assert!(stderr.contains(&capped.id()), "{stderr}");
+    assert!(stderr.contains(&format!("http://127.0.0.1:{port}")), "{stderr}");
+    assert!(stderr.contains("TLS was not touched"), "{stderr}");
+    assert_eq!(
+        std::fs::read(server.path("conf/ssl/sslforclients.conf")).unwrap(),
+        before
+    );
+    // And it still checks in, with the settings that work.
+    capped.until(Duration::from_secs(15), |s| {
+        !s["reverted"].is_null() && s["last_error"].is_null()
+    });
+}
