@@ -61,6 +61,7 @@ fn main() {
     let reregister: EnrollRequest = golden("enroll_request_reregister.json");
     let checkin_request: CheckinRequest = golden("checkin_request.json");
     let checkin_push: CheckinRequest = golden("checkin_request_push.json");
+    let checkin_reverted: CheckinRequest = golden("checkin_request_reverted.json");
     let enroll_response: EnrollResponse = golden("enroll_response.json");
     let with_settings: CheckinResponse = golden("checkin_response_settings.json");
     let unchanged: CheckinResponse = golden("checkin_response_unchanged.json");
@@ -75,6 +76,11 @@ fn main() {
     );
     message("agent_messages", "checkin_request.json", &checkin_request);
     message("agent_messages", "checkin_request_push.json", &checkin_push);
+    message(
+        "agent_messages",
+        "checkin_request_reverted.json",
+        &checkin_reverted,
+    );
     message("agent_messages", "enroll_response.json", &enroll_response);
     message(
         "agent_messages",

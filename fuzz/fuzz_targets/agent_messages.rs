@@ -4,8 +4,8 @@
 //! agent reads from the server's answers (`Hello`, `EnrollResponse`, `CheckinResponse`, an
 //! `ErrorBody`). A message that reads must survive a round trip unchanged, byte for byte on
 //! the second write; what each side then does with it (the versions the server keeps, the
-//! enrollment proof, the pinned key) must not panic, and a proof nobody computed never
-//! matches.
+//! enrollment proof, the pinned key, the ClientHello an agent reports of its stack, the
+//! words of a revert report) must not panic, and a proof nobody computed never matches.
 
 use libfuzzer_sys::fuzz_target;
 use ward_proto::messages::{
@@ -22,6 +22,20 @@ use common::round_trip;
 /// The server's agreement key (X25519), fixed so a run is reproducible.
 const SERVER_PRIVATE: [u8; 32] = [0x11; 32];
 
+/// The server reads the ClientHello an agent reports of its stack as it reads a check-in's
+/// or an enrollment's (hex, then `reported_fingerprint`): never a panic, the same
+/// fingerprint each time, and only within the bound.
+fn server_reads_reported_hello(hello: Option<&str>) {
+    let Some(bytes) = hello.and_then(|text| unhex(text).ok()) else {
+        return;
+    };
+    let first = ward_tls::hello::reported_fingerprint(&bytes);
+    assert_eq!(first, ward_tls::hello::reported_fingerprint(&bytes));
+    if first.is_some() {
+        assert!(bytes.len() <= ward_tls::hello::MAX_REPORTED_HELLO);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     // The server reads request bodies.
     if let Some(request) = round_trip::<EnrollRequest>("enrollment request", data) {
@@ -30,6 +44,16 @@ fuzz_target!(|data: &[u8]| {
     if let Some(request) = round_trip::<CheckinRequest>("check-in request", data) {
         for version in &request.host.tls_versions {
             let _ = TlsVersion::parse_loose(version);
+        }
+        server_reads_reported_hello(request.hello.as_deref());
+        if let Some(reverted) = &request.reverted {
+            // The words the server keeps and shows name every server the agent tried.
+            let summary = reverted.summary();
+            assert!(summary.starts_with(&format!("serial {}: ", reverted.serial)));
+            for failure in &reverted.failures {
+                assert!(summary.contains(&failure.server));
+                assert!(reverted.failures_text().contains(&failure.error));
+            }
         }
     }
 
@@ -65,6 +89,7 @@ fn server_reads_enrollment(request: &EnrollRequest) {
     for version in &request.host.tls_versions {
         let _ = TlsVersion::parse_loose(version);
     }
+    server_reads_reported_hello(request.hello.as_deref());
     let Some(public) = unhex(&request.agent_public)
         .ok()
         .filter(|bytes| bytes.len() == 32)

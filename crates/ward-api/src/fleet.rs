@@ -388,6 +388,11 @@ pub struct NewToken {
     /// It may enroll over plain HTTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_http: Option<bool>,
+    /// Enroll even an agent whose own ClientHello shows that no server of its group's list
+    /// would take it (it then goes back to the server it enrolled through, shown as
+    /// reverted); refused with the reason otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_cut_off: Option<bool>,
 }
 
 /// An enrollment token (its secret only in the answer that made it).
@@ -400,9 +405,15 @@ pub struct Token {
     pub uses_left: Option<i64>,
     pub revoked: bool,
     pub allow_http: bool,
+    /// Its enrollments go through even when the agent's stack cannot use its group's list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_cut_off: bool,
     /// The token itself: shown once, when it is made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// What an admin should know before handing it out (shown once, when it is made).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `POST /tokens/{id}/revoke`.

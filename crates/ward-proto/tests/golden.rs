@@ -107,6 +107,13 @@ const FIXTURES: &[Fixture] = &[
         retired: &[],
         check: check_as::<CheckinRequest>,
     },
+    // An agent that went back to its last working settings, reporting its stack's hello.
+    Fixture {
+        file: "checkin_request_reverted.json",
+        optional: &["wait_ms", "reverted", "hello"],
+        retired: &[],
+        check: check_as::<CheckinRequest>,
+    },
     Fixture {
         file: "checkin_response_unchanged.json",
         // `null` and absent both mean "unchanged".

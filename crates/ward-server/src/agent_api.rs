@@ -245,6 +245,30 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
         reverted: None,
         reported_hello: reported.as_ref().map(|(digest, _)| digest.clone()),
     };
+    // Enrollment is a path like the others: an agent whose own ClientHello shows that no
+    // server of its group's list would take it is refused, with the reason, unless the
+    // token accepts that (it then comes back to the server it enrolled through).
+    if let (Some((_, hello)), false) = (&reported, token.accept_cut_off) {
+        let store = shared.store.clone();
+        let context = shared.tls.current(Role::Clients).context.clone();
+        let hello = hello.clone();
+        let group = token.group;
+        match blocking(move || no_usable_server(&*store, &context, group, &hello)).await {
+            Ok(Some(why)) => {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "would_cut_off",
+                    format!(
+                        "{why}. Enroll it with a token for a group whose server list has an \
+                         HTTP entry, or create the token with --accept-cut-off (the agent then \
+                         keeps using the server it enrolled through)"
+                    ),
+                )
+            }
+            Ok(None) => {}
+            Err(error) => return failed(error),
+        }
+    }
     let store = shared.store.clone();
     let handed = shared.handed();
     let public_hex = hex(&public);
@@ -303,6 +327,47 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
         }
         Ok(Err(reason)) => refuse(StatusCode::FORBIDDEN, "token_unusable", reason),
         Err(error) => failed(error),
+    }
+}
+
+/// Why an agent whose stack sends `hello` could use no server of `group`'s list: `None` when
+/// the list has an HTTP entry (clients-http has no TLS to refuse), or the clients listener
+/// serves its hello (replayed in memory, as a plan does); else the words.
+fn no_usable_server(
+    store: &dyn Store,
+    clients: &openssl::ssl::SslContext,
+    group: i64,
+    hello: &[u8],
+) -> Result<Option<String>, ApiError> {
+    let tree = crate::ops::tree_of(store)?;
+    let Some(effective) = tree.effective(group) else {
+        return Ok(None);
+    };
+    let lists = store.server_lists()?;
+    let Some(list) = lists.iter().find(|l| l.name == effective.server_list) else {
+        return Ok(None);
+    };
+    let entries: Vec<_> = list.levels.iter().flatten().collect();
+    if entries
+        .iter()
+        .any(|e| e.protocol == ward_fleet::Protocol::Http)
+    {
+        return Ok(None);
+    }
+    match ward_tls::replay::replay(clients, hello) {
+        ward_tls::replay::Verdict::Refused { reason } => {
+            let offer = ward_tls::hello::parse_client_hello(hello)
+                .map(|parsed| ward_tls::hello::describe_offer(&parsed))
+                .unwrap_or_else(|_| "its ClientHello".into());
+            let urls: Vec<String> = entries.iter().map(|e| e.url()).collect();
+            Ok(Some(format!(
+                "this agent's TLS stack ({offer}) can use no server of its group's list '{}' \
+                 ({}): the clients listener refuses its ClientHello: {reason}",
+                list.name,
+                urls.join(", ")
+            )))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -582,19 +647,15 @@ pub async fn checkin(
     signed(&key, nonce, StatusCode::OK, &answer)
 }
 
-/// The largest ClientHello an agent may report of itself (a post-quantum hello is about
-/// 1.6 KB): anything larger, or what does not parse as a ClientHello, is left out.
-const MAX_REPORTED_HELLO: usize = 8192;
-
 /// A ClientHello an agent reports of its own stack (hex): its fingerprint (hex) and bytes,
-/// when it is one.
+/// when it is one (`ward_tls::hello::reported_fingerprint`); anything else is left out.
 fn reported_hello(text: &str) -> Option<(String, Vec<u8>)> {
-    if text.len() > 2 * MAX_REPORTED_HELLO {
+    if text.len() > 2 * ward_tls::hello::MAX_REPORTED_HELLO {
         return None;
     }
     let bytes = unhex(text).ok()?;
-    let parsed = ward_tls::hello::parse_client_hello(&bytes).ok()?;
-    Some((hex(&parsed.fingerprint()), bytes))
+    let fingerprint = ward_tls::hello::reported_fingerprint(&bytes)?;
+    Some((hex(&fingerprint), bytes))
 }
 
 /// The CAs an agent reports it trusts, as the store keeps them: SHA-256 fingerprints (64

@@ -184,7 +184,7 @@ pub fn settings_for(
 /// What every agent's settings carry besides its group's, from rotations (`App::handed`).
 #[derive(Clone, Debug, Default)]
 pub struct Handed {
-    /// The CAs agents trust (empty before a CA rotation).
+    /// The CAs agents trust: ward's CA, or the current and the next during a CA rotation.
     pub trust_pem: Arc<str>,
     /// The server's next agreement key, hex (empty but during a key rotation).
     pub server_key: String,

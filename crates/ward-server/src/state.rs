@@ -124,9 +124,14 @@ impl App {
             next,
             withdrawn,
         };
+        // The CAs every agent's settings carry: those a CA rotation wrote, else ward's CA, so
+        // that an agent enrolled over plain HTTP (pinned, without a CA) can verify the
+        // clients listener when its settings move it to HTTPS.
         let agent_trust = match std::fs::read_to_string(data.agent_trust()) {
             Ok(pem) => pem,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::read_to_string(data.ca_cert()).unwrap_or_default()
+            }
             Err(e) => return Err(other(&format!("{}: {e}", data.agent_trust().display()))),
         };
         let app = App {
@@ -174,8 +179,9 @@ impl App {
             .clone()
     }
 
-    /// What every agent's settings carry besides its group's: the CAs to trust (from a CA
-    /// rotation on) and the server's next agreement key (during a key rotation).
+    /// What every agent's settings carry besides its group's: the CAs to trust (ward's CA,
+    /// the current and the next during a CA rotation) and the server's next agreement key
+    /// (during a key rotation).
     pub fn handed(&self) -> crate::ops::Handed {
         crate::ops::Handed {
             trust_pem: self.agent_trust(),

@@ -93,6 +93,10 @@ pub struct TokenRecord {
     pub revoked: bool,
     /// Whether this token may enroll over the plain-HTTP listener.
     pub allow_http: bool,
+    /// Its enrollments go through even when the agent's own ClientHello shows that no
+    /// server of its group's list would take it (the agent then goes back to the server it
+    /// enrolled through).
+    pub accept_cut_off: bool,
 }
 
 /// Why a token enrolls nobody (more) at `now_ms`: revoked, expired or used up. The one

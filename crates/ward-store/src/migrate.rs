@@ -174,12 +174,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // change checked against an older version is refused (another writer came first).
     "INSERT INTO counters (name, value) VALUES ('tree', 0);",
     // 16: an agent's revert (the serial it left for the last settings that worked, why, and
-    // when it said so), and the ClientHello its stack reports of itself (a digest of
-    // client_hellos), which plans replay for agents never seen over TLS.
+    // when it said so), the ClientHello its stack reports of itself (a digest of
+    // client_hellos), which plans replay for agents never seen over TLS, and tokens whose
+    // enrollments go through even when the agent's stack cannot use its group's servers.
     "ALTER TABLE agents ADD COLUMN reverted_serial INTEGER;
     ALTER TABLE agents ADD COLUMN revert_reason TEXT;
     ALTER TABLE agents ADD COLUMN reverted_ms INTEGER;
-    ALTER TABLE agents ADD COLUMN reported_hello TEXT;",
+    ALTER TABLE agents ADD COLUMN reported_hello TEXT;
+    ALTER TABLE tokens ADD COLUMN accept_cut_off INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) fn latest() -> i64 {

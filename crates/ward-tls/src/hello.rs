@@ -225,6 +225,22 @@ const EXT_SIGNATURE_ALGORITHMS: u16 = 0x000d;
 const EXT_ALPN: u16 = 0x0010;
 
 /// Parses the ClientHello at the start of `bytes`.
+/// The largest ClientHello an agent may report of its own stack (a post-quantum hello is
+/// about 1.6 KB).
+pub const MAX_REPORTED_HELLO: usize = 8192;
+
+/// A ClientHello an agent reports of its own stack: its fingerprint when the bytes are one
+/// (records included) within [`MAX_REPORTED_HELLO`]; `None` for anything else, which the
+/// server leaves out rather than refusing the check-in that carried it.
+pub fn reported_fingerprint(bytes: &[u8]) -> Option<[u8; 32]> {
+    if bytes.len() > MAX_REPORTED_HELLO {
+        return None;
+    }
+    parse_client_hello(bytes)
+        .ok()
+        .map(|hello| hello.fingerprint())
+}
+
 pub fn parse_client_hello(bytes: &[u8]) -> Result<ClientHello, HelloError> {
     let Some(&first) = bytes.first() else {
         return Err(HelloError::Incomplete);

@@ -272,20 +272,23 @@ fn an_xp_ie8_agent_needs_3des_on_https_and_always_works_over_clients_http() {
     assert_eq!(reported["tls_versions"], serde_json::json!(["TLSv1"]));
 
     // Moved to the root's HTTPS-only list: the default clients listener refuses its stack.
-    // (Enrolled over HTTP, ward has never seen its ClientHello: the move guard judges it by
-    // the versions it reports, the weaker evidence, and TLSv1 is served, so it moves.)
+    // Enrolled over HTTP, ward has never seen it over TLS, but the agent reported the
+    // ClientHello its stack sends: the move guard replays it, and refuses the move.
+    let refused = run_cli(
+        &server,
+        &["agents", "move", &agent.id(), "--group", "My Company"],
+    );
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("reports of itself"), "{said}");
+    // The admin names 3DES (the seed's note for XP clients) and reloads: now it is served,
+    // the move goes through, and the agent checks in over HTTPS.
+    name_seed_3des(&server);
+    assert!(run_cli(&server, &["server", "reload"]).status.success());
     cli(
         &server,
         &["agents", "move", &agent.id(), "--group", "My Company"],
     );
-    agent.until(Duration::from_secs(15), |s| {
-        s["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("https://") && e.contains("TLS"))
-    });
-    // The admin names 3DES (the seed's note for XP clients) and reloads: it is served.
-    name_seed_3des(&server);
-    assert!(run_cli(&server, &["server", "reload"]).status.success());
     agent.until(Duration::from_secs(15), |s| {
         s["channel"] == "https" && s["tls_version"] == "TLSv1" && s["last_error"].is_null()
     });

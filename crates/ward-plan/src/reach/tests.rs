@@ -423,12 +423,23 @@ fn a_reverted_agent_is_at_risk_whatever_its_groups_list_says() {
     let clients = Clients::serving(TLS12_UP);
     for (agent, list, expected) in [
         (reverted(None), &http, Verdict::AtRisk(Risk::Reverted)),
-        (reverted(Some(false)), &https, Verdict::AtRisk(Risk::Reverted)),
-        (reverted(Some(true)), &https, Verdict::AtRisk(Risk::Reverted)),
+        (
+            reverted(Some(false)),
+            &https,
+            Verdict::AtRisk(Risk::Reverted),
+        ),
+        (
+            reverted(Some(true)),
+            &https,
+            Verdict::AtRisk(Risk::Reverted),
+        ),
     ] {
         let verdict = judge(&agent, group(list), clients);
         assert_eq!(verdict, expected);
         let why = explain(&agent, group(list), clients, &verdict);
-        assert!(why.contains("went back to the last settings that worked"), "{why}");
+        assert!(
+            why.contains("went back to the last settings that worked"),
+            "{why}"
+        );
     }
 }

@@ -62,6 +62,7 @@ async fn enrolled(app: &App) -> (String, AgentKey) {
                 uses_left: None,
                 revoked: false,
                 allow_http: true,
+                accept_cut_off: false,
             }),
             bump_groups: vec![],
             bump_agents: vec![],

@@ -528,10 +528,7 @@ pub(crate) fn fleet_guard(
             let facts = facts(&fleet, agent, now);
             let group = fleet.group_facts(agent.group);
             let mut why = reach::explain(&facts, group, listener, verdict);
-            if let Some(refusal) = agent.hello.as_ref().and_then(|h| fleet.refusals.get(h)) {
-                why.push_str(": ");
-                why.push_str(refusal);
-            }
+            render::replay_words(&fleet, agent, &facts, &mut why);
             (agent.id.clone(), why)
         })
         .collect())

@@ -57,7 +57,20 @@ fn reasoned_line(impact: &Impact, index: usize, verdict: &Verdict, now: i64) -> 
     let group = fleet.group_facts(agent.group);
     let mut line = agent_line(fleet, agent, &facts);
     let mut reason = reach::explain(&facts, group, impact.clients_for(agent), verdict);
-    // The replay's own words: what the stack offers, and why OpenSSL refuses it.
+    replay_words(fleet, agent, &facts, &mut reason);
+    line.reason = Some(reason);
+    line
+}
+
+/// What a replay adds to an agent's reason: the replay's own words (what the stack offers,
+/// and why OpenSSL refuses it), and whose hello it was when ward never saw the agent over
+/// TLS (the one its stack reports of itself).
+pub(crate) fn replay_words(
+    fleet: &Fleet,
+    agent: &AgentTls,
+    facts: &AgentFacts,
+    reason: &mut String,
+) {
     if let Some(refusal) = super::fleet::replay_key(agent).and_then(|h| fleet.refusals.get(h)) {
         reason.push_str(": ");
         reason.push_str(refusal);
@@ -65,9 +78,6 @@ fn reasoned_line(impact: &Impact, index: usize, verdict: &Verdict, now: i64) -> 
     if agent.hello.is_none() && agent.reported_hello.is_some() && facts.replayed.is_some() {
         reason.push_str(" (the ClientHello its stack reports of itself: never seen over TLS)");
     }
-
-    line.reason = Some(reason);
-    line
 }
 
 /// The agents' part of a plan: counts, and at most `limit` lines of each of cut off and at

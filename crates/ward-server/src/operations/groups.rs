@@ -369,6 +369,7 @@ pub async fn export_settings(
             uses_left: Some(uses),
             revoked: false,
             allow_http: true,
+            accept_cut_off: false,
         };
         let path = tree.path(id).unwrap_or_default();
         let applied = store.apply(&Change {

@@ -148,7 +148,9 @@ pub fn token(tree: &Tree, token: &TokenRecord) -> api::Token {
         uses_left: token.uses_left,
         revoked: token.revoked,
         allow_http: token.allow_http,
+        accept_cut_off: token.accept_cut_off,
         token: None,
+        warnings: Vec::new(),
     }
 }
 

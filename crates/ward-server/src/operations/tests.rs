@@ -84,6 +84,7 @@ async fn run(app: &App, caller: &Caller, step: &Step) -> Result<(), ApiError> {
                 expires: Some(expires.into()),
                 uses: Some(3),
                 allow_http: None,
+                accept_cut_off: None,
             };
             tokens::create(app, caller, request).await.map(drop)
         }

@@ -2,9 +2,10 @@
 //! enrollment), and revoke. Only the token's SHA-256 is stored; the token is shown once.
 
 use ward_api::fleet::{NewToken, RevokedToken, Token};
+use ward_fleet::Tree;
 use ward_proto::duration::parse as parse_duration;
 use ward_proto::now_ms;
-use ward_store::{Change, Mutation, TokenRecord};
+use ward_store::{Change, Mutation, Store, TokenRecord};
 
 use super::{read, render, write};
 use crate::api::ApiError;
@@ -88,7 +89,9 @@ pub async fn create(app: &App, caller: &Caller, request: NewToken) -> Result<Tok
             uses_left,
             revoked: false,
             allow_http,
+            accept_cut_off: request.accept_cut_off.unwrap_or(false),
         };
+        let warnings = enrollment_warnings(store, &tree, group, &record)?;
         let applied = store.apply(&Change {
             tree_version: None,
             mutation: Mutation::CreateToken(record.clone()),
@@ -99,7 +102,12 @@ pub async fn create(app: &App, caller: &Caller, request: NewToken) -> Result<Tok
                 "token.create",
                 tree.path(group).unwrap_or_default(),
                 None,
-                Some(serde_json::json!({"expires_ms": expires_ms, "uses": uses_left})),
+                Some(serde_json::json!({
+                    "expires_ms": expires_ms,
+                    "uses": uses_left,
+                    "allow_http": record.allow_http,
+                    "accept_cut_off": record.accept_cut_off,
+                })),
             ),
         })?;
         let mut answer = render::token(
@@ -110,9 +118,52 @@ pub async fn create(app: &App, caller: &Caller, request: NewToken) -> Result<Tok
             },
         );
         answer.token = Some(token);
+        answer.warnings = warnings;
         Ok(answer)
     })
     .await
+}
+
+/// What an admin should know before handing the token out: an agent that enrolls over
+/// plain HTTP into a group whose server list has no HTTP entry needs a TLS stack the clients
+/// listener serves, or its first check-in fails.
+fn enrollment_warnings(
+    store: &dyn Store,
+    tree: &Tree,
+    group: ward_fleet::GroupId,
+    token: &TokenRecord,
+) -> Result<Vec<String>, ApiError> {
+    let mut warnings = Vec::new();
+    let Some(effective) = tree.effective(group) else {
+        return Ok(warnings);
+    };
+    let lists = store.server_lists()?;
+    let has_http = lists
+        .iter()
+        .find(|l| l.name == effective.server_list)
+        .is_some_and(|l| {
+            l.levels
+                .iter()
+                .flatten()
+                .any(|e| e.protocol == ward_fleet::Protocol::Http)
+        });
+    if token.allow_http && !has_http {
+        let path = tree.path(group).unwrap_or_default();
+        warnings.push(format!(
+            "agents may enroll over plain HTTP, but '{path}' gets server list '{}', which has \
+             no HTTP entry: an agent whose TLS stack the clients listener does not serve \
+             (an XP machine without 3DES, say) {}",
+            effective.server_list,
+            if token.accept_cut_off {
+                "enrolls, cannot check in with that list, and goes back to the server it \
+                 enrolled through (shown as reverted)"
+            } else {
+                "is refused at enrollment, with the reason (its own ClientHello says so); \
+                 enroll those into a group with an HTTP server list"
+            }
+        ));
+    }
+    Ok(warnings)
 }
 
 /// `POST /tokens/{id}/revoke`.

@@ -338,8 +338,8 @@ pub(crate) fn insert_agents(
 }
 
 /// The columns [`token_row`] reads, in its order.
-const TOKEN_COLUMNS: &str =
-    "id, group_id, token_sha256, created_ms, expires_ms, uses_left, revoked, allow_http";
+const TOKEN_COLUMNS: &str = "id, group_id, token_sha256, created_ms, expires_ms, uses_left, \
+     revoked, allow_http, accept_cut_off";
 
 fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     Ok(TokenRecord {
@@ -351,6 +351,7 @@ fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
         uses_left: row.get(5)?,
         revoked: row.get(6)?,
         allow_http: row.get(7)?,
+        accept_cut_off: row.get(8)?,
     })
 }
 
@@ -605,9 +606,19 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
         Mutation::CreateToken(token) => {
             transaction
                 .execute(
-                    "INSERT INTO tokens (group_id, token_sha256, created_ms, expires_ms, uses_left, revoked, allow_http, lookup) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
-                    params![token.group, token.token_sha256, token.created_ms, token.expires_ms, token.uses_left, token.allow_http, ward_proto::enroll::token_lookup(&token.token_sha256)],
+                    "INSERT INTO tokens (group_id, token_sha256, created_ms, expires_ms, uses_left, \
+                     revoked, allow_http, lookup, accept_cut_off) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8)",
+                    params![
+                        token.group,
+                        token.token_sha256,
+                        token.created_ms,
+                        token.expires_ms,
+                        token.uses_left,
+                        token.allow_http,
+                        ward_proto::enroll::token_lookup(&token.token_sha256),
+                        token.accept_cut_off
+                    ],
                 )
                 .map_err(|e| constraint(e, "the token"))?;
             Ok(Some(transaction.last_insert_rowid()))

@@ -219,6 +219,10 @@ pub enum TokenCommand {
         /// Allow enrollment over the plain-HTTP listener (legacy agents)
         #[arg(long)]
         allow_http: bool,
+        /// Enroll even an agent whose own TLS stack cannot use the group's servers (it goes
+        /// back to the server it enrolled through, shown as reverted); refused otherwise
+        #[arg(long)]
+        accept_cut_off: bool,
     },
     /// List tokens (never the tokens themselves)
     List,
@@ -466,6 +470,7 @@ fn token(target: &Target, client: &AdminClient, command: TokenCommand) -> CodedR
             expires,
             uses,
             allow_http,
+            accept_cut_off,
         } => {
             let token: Token = client.post(
                 "/api/v1/tokens",
@@ -474,6 +479,7 @@ fn token(target: &Target, client: &AdminClient, command: TokenCommand) -> CodedR
                     expires,
                     uses: uses.map(|u| u as i64),
                     allow_http: Some(allow_http),
+                    accept_cut_off: accept_cut_off.then_some(true),
                 },
             )?;
             print(target, &token, |t| {
@@ -484,6 +490,9 @@ fn token(target: &Target, client: &AdminClient, command: TokenCommand) -> CodedR
                     or_dash(t.group.as_deref()),
                     or_dash(t.expires.as_deref())
                 );
+                for warning in &t.warnings {
+                    eprintln!("ward: warning: {warning}");
+                }
             })
         }
         TokenCommand::List => {

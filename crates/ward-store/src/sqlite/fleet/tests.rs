@@ -589,6 +589,7 @@ fn a_token_is_found_by_its_lookup_and_purged_a_day_after_it_expires() {
         uses_left: Some(5),
         revoked: false,
         allow_http: false,
+        accept_cut_off: false,
     };
     for (sha, expires) in [
         ("sha-live", Some(now + 86_400_000)),
@@ -684,6 +685,7 @@ fn a_token_use_is_taken_only_as_it_was_read() {
             uses_left: Some(1),
             revoked: false,
             allow_http: false,
+            accept_cut_off: false,
         })))
         .unwrap();
     let id = applied.new_id.unwrap();

@@ -256,9 +256,9 @@ mod tests {
             "a:capability_unknown b:offline",
             false,
             Err(
-                "4 agent(s) at risk that harden cannot bring along (capability unknown, or \
-                 offline): a, b and 2 more; nothing was changed. Bring them online, or rerun \
-                 with --accept-risk",
+                "4 agent(s) at risk that harden cannot bring along (capability unknown, \
+                 offline, or reverted to settings their group no longer has): a, b and 2 more; \
+                 nothing was changed. Bring them online, or rerun with --accept-risk",
             ),
         );
     }
