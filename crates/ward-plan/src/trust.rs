@@ -60,17 +60,26 @@ impl Certificates {
 
     /// For each of `hosts` (server list entries whose agents check the certificate): why an
     /// agent trusting `ca_pem` would refuse one of these certificates there. Hosts every
-    /// certificate passes for are not in the map. With two certificates (RSA and ECDSA), an
-    /// agent may be served either, so both must pass.
+    /// certificate passes for are not in the map. `served` is the key type of the certificate
+    /// the agent is served (what its replayed hello gets: `RSA` or `EC`); only certificates of
+    /// that key type are judged. Unknown (`None`), it may be served either, so all must pass.
     pub fn untrusted<'a>(
         &self,
         ca_pem: &[u8],
         hosts: impl IntoIterator<Item = &'a str>,
+        served: Option<openssl::pkey::Id>,
     ) -> Result<BTreeMap<String, String>, String> {
         let cas = X509::stack_from_pem(ca_pem).map_err(|e| format!("the agents' CA: {e}"))?;
+        let chains: Vec<&(String, Vec<X509>)> = self
+            .chains
+            .iter()
+            .filter(|(_, chain)| {
+                served.is_none_or(|id| chain[0].public_key().is_ok_and(|key| key.id() == id))
+            })
+            .collect();
         let mut out = BTreeMap::new();
         for host in hosts {
-            for (file, chain) in &self.chains {
+            for (file, chain) in chains.iter().copied() {
                 if let Some(why) = refusal(&cas, chain, host).map_err(|e| e.to_string())? {
                     out.insert(host.to_string(), format!("{file}: {why}"));
                     break;
@@ -195,13 +204,13 @@ mod tests {
         let hosts = ["mgr1.example", "127.0.0.1", "mgr2.example", "127.0.0.2"];
 
         let certificates = Certificates::load(&policy_with(&good_file), dir.path()).unwrap();
-        let untrusted = certificates.untrusted(&ca_pem, hosts).unwrap();
+        let untrusted = certificates.untrusted(&ca_pem, hosts, None).unwrap();
         let names: Vec<&str> = untrusted.keys().map(String::as_str).collect();
         assert_eq!(names, ["127.0.0.2", "mgr2.example"]);
         assert!(untrusted["mgr2.example"].contains("does not name 'mgr2.example'"));
 
         let certificates = Certificates::load(&policy_with(&foreign_file), dir.path()).unwrap();
-        let untrusted = certificates.untrusted(&ca_pem, hosts).unwrap();
+        let untrusted = certificates.untrusted(&ca_pem, hosts, None).unwrap();
         assert_eq!(untrusted.len(), 4);
         assert!(
             untrusted["mgr1.example"].contains("does not chain to the CA the agents trust"),
@@ -214,9 +223,50 @@ mod tests {
         assert!(!names_host(leaf, "mgr2.example") && !names_host(leaf, "127.0.0.2"));
         // An agent of the other CA would trust it.
         let theirs = certificates
-            .untrusted(&other_ca.cert_pem().unwrap(), ["mgr1.example"])
+            .untrusted(&other_ca.cert_pem().unwrap(), ["mgr1.example"], None)
             .unwrap();
         assert!(theirs.is_empty(), "{theirs:?}");
+    }
+
+    /// Two certificates, each from its own root (ECDSA and RSA): an agent is judged by the
+    /// one it is served. An agent that trusts only the ECDSA root refuses the RSA certificate;
+    /// served the ECDSA one, it has no reason to; not knowing which, both must pass.
+    #[test]
+    fn each_agent_is_judged_by_the_certificate_it_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = pki::CaBundle::new("ward CA").unwrap();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let ec = pki::new_server_cert(&ca.ecdsa, &["mgr1.example"], &[ip]).unwrap();
+        let rsa = pki::new_server_cert_of(
+            pki::KeyType::Rsa2048,
+            ca.signer(pki::KeyType::Rsa2048),
+            &["mgr1.example"],
+            &[ip],
+        )
+        .unwrap();
+        let conf = format!(
+            "SSLCertificateFile {}\nSSLCertificateFile {}\n",
+            write(dir.path(), "ec.pem", &ec.cert_pem().unwrap()),
+            write(dir.path(), "rsa.pem", &rsa.cert_pem().unwrap())
+        );
+        let policy = ward_tls::conf::listener_conf("t.conf", &conf)
+            .policy
+            .unwrap();
+        let certificates = Certificates::load(&policy, dir.path()).unwrap();
+        let ecdsa_root_only = ca.ecdsa.cert_pem().unwrap();
+        let both = ca.cert_pem().unwrap();
+        let judged = |trusted: &[u8], served| {
+            certificates
+                .untrusted(trusted, ["mgr1.example"], served)
+                .unwrap()
+                .len()
+        };
+        use openssl::pkey::Id;
+        assert_eq!(judged(&ecdsa_root_only, Some(Id::EC)), 0);
+        assert_eq!(judged(&ecdsa_root_only, Some(Id::RSA)), 1);
+        assert_eq!(judged(&ecdsa_root_only, None), 1);
+        assert_eq!(judged(&both, Some(Id::RSA)), 0);
+        assert_eq!(judged(&both, None), 0);
     }
 
     #[test]

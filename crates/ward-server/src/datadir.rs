@@ -509,10 +509,8 @@ pub fn issue_server_certificates(
 ) -> Result<[IssuedPair; 2], InitError> {
     let openssl = |e: openssl::error::ErrorStack| InitError(format!("OpenSSL: {e}"));
     let read = |path: &Path| fs::read(path).map_err(io_error(path));
-    let ca = pki::Issued {
-        cert: openssl::x509::X509::from_pem(&read(ca.0)?).map_err(openssl)?,
-        key: openssl::pkey::PKey::private_key_from_pem(&read(ca.1)?).map_err(openssl)?,
-    };
+    let ca = pki::CaBundle::from_pem(&read(ca.0)?, &read(ca.1)?)
+        .map_err(|e| InitError(format!("{}: {e}", ca.0.display())))?;
     // The names the current certificate serves, so a renewal changes nothing else.
     let (mut names, mut ips) = (Vec::new(), Vec::new());
     let current = fs::read(data.server_cert())
@@ -537,7 +535,8 @@ pub fn issue_server_certificates(
     }
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let issue = |key_type| -> Result<IssuedPair, InitError> {
-        let issued = pki::new_server_cert_of(key_type, &ca, &name_refs, &ips).map_err(openssl)?;
+        let issued = pki::new_server_cert_of(key_type, ca.signer(key_type), &name_refs, &ips)
+            .map_err(openssl)?;
         Ok(IssuedPair {
             cert_pem: issued.cert_pem().map_err(openssl)?,
             key_pem: issued.key_pem().map_err(openssl)?,
@@ -588,13 +587,19 @@ pub fn initialise(
     ward_fs::clean_leftovers(&data.state_dirs()).map_err(|e| InitError(e.to_string()))?;
     let openssl = |e: openssl::error::ErrorStack| InitError(format!("OpenSSL: {e}"));
 
-    let ca = pki::new_ca("ward private CA").map_err(openssl)?;
+    // Two roots: ECDSA for the ECDSA certificate, RSA for the RSA one.
+    let ca = pki::CaBundle::new("ward private CA").map_err(openssl)?;
     let names = host_names();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let ips: [IpAddr; 2] = [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
-    let server = pki::new_server_cert(&ca, &name_refs, &ips).map_err(openssl)?;
-    let server_rsa =
-        pki::new_server_cert_of(pki::KeyType::Rsa2048, &ca, &name_refs, &ips).map_err(openssl)?;
+    let server = pki::new_server_cert(&ca.ecdsa, &name_refs, &ips).map_err(openssl)?;
+    let server_rsa = pki::new_server_cert_of(
+        pki::KeyType::Rsa2048,
+        ca.signer(pki::KeyType::Rsa2048),
+        &name_refs,
+        &ips,
+    )
+    .map_err(openssl)?;
     let mut token = [0u8; 32];
     openssl::rand::rand_bytes(&mut token).map_err(openssl)?;
     let token = ward_proto::hex(&token);

@@ -89,9 +89,117 @@ fn common_name_only(common_name: &str) -> Result<openssl::x509::X509Name, ErrorS
     Ok(name.build())
 }
 
-/// A self-signed CA valid for ten years.
+/// ward's CA: two self-signed roots made and rotated together, one ECDSA P-256 (what signs
+/// the ECDSA server certificate) and one RSA 2048 (what signs the RSA certificate), so that a
+/// stack that verifies RSA signatures only (Windows XP's CryptoAPI, Java 6 without SunEC)
+/// can verify the chain it is served. Kept as one file of certificates (ECDSA first, then
+/// RSA) and one of keys, in that order: the files a CA rotation moves as they are. A CA of a
+/// data dir from before the RSA root has the ECDSA one only (its RSA certificate is then
+/// signed by the ECDSA root).
+#[derive(Clone)]
+pub struct CaBundle {
+    pub ecdsa: Issued,
+    pub rsa: Option<Issued>,
+}
+
+impl CaBundle {
+    /// Both roots, new, valid for ten years (`common_name`, and `common_name (RSA)`).
+    pub fn new(common_name: &str) -> Result<CaBundle, ErrorStack> {
+        Ok(CaBundle {
+            ecdsa: new_ca(common_name)?,
+            rsa: Some(new_ca_of(
+                KeyType::Rsa2048,
+                &format!("{common_name} (RSA)"),
+            )?),
+        })
+    }
+
+    /// The certificates, ECDSA first.
+    pub fn cert_pem(&self) -> Result<Vec<u8>, ErrorStack> {
+        let mut pem = self.ecdsa.cert_pem()?;
+        if let Some(rsa) = &self.rsa {
+            pem.extend(rsa.cert_pem()?);
+        }
+        Ok(pem)
+    }
+
+    /// The private keys, in the certificates' order.
+    pub fn key_pem(&self) -> Result<Vec<u8>, ErrorStack> {
+        let mut pem = self.ecdsa.key_pem()?;
+        if let Some(rsa) = &self.rsa {
+            pem.extend(rsa.key_pem()?);
+        }
+        Ok(pem)
+    }
+
+    /// Reads the two files back: each certificate with the key whose public half it holds.
+    /// The first certificate is the ECDSA root; an RSA root, if any, follows.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<CaBundle, String> {
+        let certs = X509::stack_from_pem(cert_pem).map_err(|e| e.to_string())?;
+        let keys = private_keys_from_pem(key_pem)?;
+        let mut pairs = Vec::new();
+        for cert in certs {
+            let public = cert.public_key().map_err(|e| e.to_string())?;
+            let key = keys
+                .iter()
+                .find(|key| key.public_eq(&public))
+                .ok_or_else(|| "a CA certificate without its private key".to_string())?;
+            pairs.push(Issued {
+                cert,
+                key: key.clone(),
+            });
+        }
+        let mut pairs = pairs.into_iter();
+        let ecdsa = pairs.next().ok_or("no CA certificate in it")?;
+        let rsa = pairs.find(|p| p.key.rsa().is_ok());
+        Ok(CaBundle { ecdsa, rsa })
+    }
+
+    /// The root that signs a server certificate of `key_type`: the RSA one for RSA when there
+    /// is one.
+    pub fn signer(&self, key_type: KeyType) -> &Issued {
+        match (key_type, &self.rsa) {
+            (KeyType::Rsa2048, Some(rsa)) => rsa,
+            _ => &self.ecdsa,
+        }
+    }
+}
+
+/// Every private key of a PEM text (one block after another).
+fn private_keys_from_pem(pem: &[u8]) -> Result<Vec<PKey<Private>>, String> {
+    let text = std::str::from_utf8(pem).map_err(|_| "the key file is not PEM text".to_string())?;
+    let mut keys = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block = &rest[start..];
+        let Some(end_marker) = block.find("-----END ") else {
+            break;
+        };
+        let end = block[end_marker..]
+            .find('\n')
+            .map_or(block.len(), |n| end_marker + n + 1);
+        let key =
+            PKey::private_key_from_pem(&block.as_bytes()[..end]).map_err(|e| e.to_string())?;
+        keys.push(key);
+        rest = &block[end..];
+    }
+    if keys.is_empty() {
+        return Err("no private key in it".into());
+    }
+    Ok(keys)
+}
+
+/// A self-signed ECDSA P-256 CA valid for ten years.
 pub fn new_ca(common_name: &str) -> Result<Issued, ErrorStack> {
-    let key = p256_key()?;
+    new_ca_of(KeyType::EcdsaP256, common_name)
+}
+
+/// A self-signed CA of `key_type` valid for ten years.
+pub fn new_ca_of(key_type: KeyType, common_name: &str) -> Result<Issued, ErrorStack> {
+    let key = match key_type {
+        KeyType::EcdsaP256 => p256_key()?,
+        KeyType::Rsa2048 => PKey::from_rsa(openssl::rsa::Rsa::generate(2048)?)?,
+    };
     let mut builder = base_builder(common_name, &key, 3650)?;
     let issuer = common_name_only(common_name)?;
     builder.set_issuer_name(&issuer)?;
@@ -181,6 +289,55 @@ pub fn new_server_cert_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The two roots go to their files and come back paired; each signs the server
+    /// certificate of its own key type, verifiable with that root alone; a data dir's CA
+    /// from before (ECDSA only) still reads, and signs both.
+    #[test]
+    fn a_ca_bundle_round_trips_and_each_root_signs_its_own_key_type() {
+        let bundle = CaBundle::new("ward test CA").unwrap();
+        let (cert_pem, key_pem) = (bundle.cert_pem().unwrap(), bundle.key_pem().unwrap());
+        assert_eq!(certificate_fingerprints(&cert_pem).len(), 2);
+        let read = CaBundle::from_pem(&cert_pem, &key_pem).unwrap();
+        assert_eq!(
+            read.ecdsa.cert.to_der().unwrap(),
+            bundle.ecdsa.cert.to_der().unwrap()
+        );
+        let rsa_root = read.rsa.as_ref().expect("an RSA root");
+        assert!(rsa_root.key.rsa().is_ok());
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        for (key_type, root) in [
+            (KeyType::EcdsaP256, &read.ecdsa),
+            (KeyType::Rsa2048, rsa_root),
+        ] {
+            let leaf = new_server_cert_of(key_type, read.signer(key_type), &["h"], &[ip]).unwrap();
+            assert!(leaf.cert.verify(&root.cert.public_key().unwrap()).unwrap());
+            assert_eq!(
+                leaf.cert.issuer_name().to_der().unwrap(),
+                root.cert.subject_name().to_der().unwrap()
+            );
+        }
+        // The RSA leaf is not the ECDSA root's: an RSA-only verifier needs no ECDSA.
+        let rsa_leaf =
+            new_server_cert_of(KeyType::Rsa2048, read.signer(KeyType::Rsa2048), &["h"], &[])
+                .unwrap();
+        assert!(!rsa_leaf
+            .cert
+            .verify(&read.ecdsa.cert.public_key().unwrap())
+            .unwrap_or(false));
+        // Before the RSA root: one certificate, one key.
+        let old = new_ca("old CA").unwrap();
+        let read = CaBundle::from_pem(&old.cert_pem().unwrap(), &old.key_pem().unwrap()).unwrap();
+        assert!(read.rsa.is_none());
+        assert_eq!(
+            read.signer(KeyType::Rsa2048).cert.to_der().unwrap(),
+            old.cert.to_der().unwrap()
+        );
+        // A key that belongs to no certificate is refused.
+        let other = new_ca("other").unwrap();
+        assert!(CaBundle::from_pem(&old.cert_pem().unwrap(), &other.key_pem().unwrap()).is_err());
+        assert!(CaBundle::from_pem(&old.cert_pem().unwrap(), b"").is_err());
+    }
 
     #[test]
     fn fingerprints_name_each_certificate_of_a_bundle_in_order() {

@@ -543,3 +543,66 @@ fn a_plan_judges_every_peer_by_replaying_its_real_clienthello() {
     );
     curl("127.0.0.3", &[]);
 }
+
+/// `openssl s_client` against the clients listener verifying with `ca_file` alone, offering
+/// only the signature algorithms `sigalgs`, a verify failure ending the handshake: whether it
+/// completed, and its output.
+fn verify_with(server: &Server, ca_file: &std::path::Path, sigalgs: &str) -> (bool, String) {
+    let output = std::process::Command::new(ward_testkit::tool("openssl", "openssl"))
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{}", server.clients))
+        .args([
+            "-tls1_2",
+            "-sigalgs",
+            sigalgs,
+            "-verify_return_error",
+            "-CAfile",
+        ])
+        .arg(ca_file)
+        .args(["-verify_ip", "127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        output.status.success() && text.contains("Verify return code: 0 (ok)"),
+        text,
+    )
+}
+
+/// A stack that verifies RSA signatures only (no ECDSA, as Windows XP's CryptoAPI or Java 6
+/// without SunEC) verifies the chain the clients listener serves it. The peer is `openssl
+/// s_client` offering only RSA signature algorithms (so the server must serve its RSA
+/// certificate, and every signature it accepts is RSA), trusting only the RSA root of ward's
+/// CA, with a verify failure ending the handshake: it completes, so the whole chain it was
+/// served verifies with RSA signatures alone. The ECDSA root alone does not verify it, so the
+/// chain does not pass through ECDSA.
+#[test]
+fn an_rsa_only_verifier_verifies_the_chain_it_is_served() {
+    let mut server = Server::init();
+    server.start();
+    let roots = openssl::x509::X509::stack_from_pem(&server.ca_pem()).unwrap();
+    assert_eq!(roots.len(), 2, "ward's CA: an ECDSA and an RSA root");
+    let dir = tempfile::tempdir().unwrap();
+    let (ecdsa_root, rsa_root) = (dir.path().join("ecdsa.pem"), dir.path().join("rsa.pem"));
+    std::fs::write(&ecdsa_root, roots[0].to_pem().unwrap()).unwrap();
+    std::fs::write(&rsa_root, roots[1].to_pem().unwrap()).unwrap();
+    assert!(roots[1].public_key().unwrap().rsa().is_ok());
+    let rsa_only = "RSA-PSS+SHA256:RSA+SHA256:RSA+SHA384:RSA+SHA512";
+    let (verified, text) = verify_with(&server, &rsa_root, rsa_only);
+    assert!(verified, "{text}");
+    assert!(text.contains("Server public key is 2048 bit"), "{text}");
+    let (verified, text) = verify_with(&server, &ecdsa_root, rsa_only);
+    assert!(
+        !verified,
+        "the ECDSA root must not verify the RSA chain: {text}"
+    );
+    // And a modern client still gets the ECDSA certificate, verified by the ECDSA root.
+    let (verified, text) = verify_with(&server, &ecdsa_root, "ECDSA+SHA256");
+    assert!(verified, "{text}");
+    assert!(text.contains("Server public key is 256 bit"), "{text}");
+}

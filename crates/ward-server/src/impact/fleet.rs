@@ -30,6 +30,8 @@ pub(crate) struct Fleet {
     pub replayed: HashMap<std::sync::Arc<str>, bool>,
     /// Per agent stack refused by the replay: what it offers and OpenSSL's reason.
     pub refusals: HashMap<std::sync::Arc<str>, String>,
+    /// Per agent stack served by the replay: the key type of the certificate it gets.
+    pub served_key: HashMap<std::sync::Arc<str>, openssl::pkey::Id>,
     /// The offline threshold, in check-in intervals.
     pub intervals: u32,
     /// Judge every agent as if it had acknowledged its settings (a fleet edit asks whether
@@ -71,6 +73,7 @@ impl Fleet {
             held,
             replayed: HashMap::new(),
             refusals: HashMap::new(),
+            served_key: HashMap::new(),
             intervals,
             acknowledged: false,
         })
@@ -96,20 +99,39 @@ impl Fleet {
         }
         let mut replayed = HashMap::new();
         let mut refusals = HashMap::new();
+        let mut served_key = HashMap::new();
         for hello in hellos {
             if let Some(key) = wanted.get(hello.digest.as_str()) {
                 let verdict = ward_tls::replay::replay(proposed, &hello.bytes);
-                if let ward_tls::replay::Verdict::Refused { reason } = &verdict {
-                    refusals.insert(
-                        std::sync::Arc::clone(key),
-                        super::render::refused_words(&hello.bytes, reason),
-                    );
+                match &verdict {
+                    ward_tls::replay::Verdict::Refused { reason } => {
+                        refusals.insert(
+                            std::sync::Arc::clone(key),
+                            super::render::refused_words(&hello.bytes, reason),
+                        );
+                    }
+                    ward_tls::replay::Verdict::Served { certificate, .. } => {
+                        let id = match *certificate {
+                            Some("RSA") => Some(openssl::pkey::Id::RSA),
+                            Some("EC") => Some(openssl::pkey::Id::EC),
+                            _ => None,
+                        };
+                        if let Some(id) = id {
+                            served_key.insert(std::sync::Arc::clone(key), id);
+                        }
+                    }
                 }
                 replayed.insert(std::sync::Arc::clone(key), verdict.served());
             }
         }
         self.replayed = replayed;
         self.refusals = refusals;
+        self.served_key = served_key;
+    }
+
+    /// The key type of the certificate `agent`'s replayed hello is served, when known.
+    pub fn served(&self, agent: &AgentTls) -> Option<openssl::pkey::Id> {
+        replay_key(agent).and_then(|hello| self.served_key.get(hello).copied())
     }
 
     pub fn group_facts(&self, group: GroupId) -> GroupFacts<'_> {

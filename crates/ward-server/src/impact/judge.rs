@@ -40,7 +40,7 @@ pub(crate) fn assess(
         let group = fleet.group_facts(agent.group);
         let clients = Clients {
             range,
-            untrusted: untrusted.for_agent(agent),
+            untrusted: untrusted.for_agent(agent, fleet.served(agent)),
         };
         match reach::judge(&facts, group, clients) {
             Verdict::Unaffected { via: Via::Https } => assessment.unaffected_https += 1,

@@ -53,27 +53,45 @@ impl Impact {
     pub fn clients_for(&self, agent: &AgentTls) -> Clients<'_> {
         Clients {
             range: self.range,
-            untrusted: self.untrusted.for_agent(agent),
+            untrusted: self.untrusted.for_agent(agent, self.fleet.served(agent)),
         }
     }
 }
 
-/// The hosts whose certificate check would fail, and why, by what the agent trusts: the
-/// `default` for agents that trust ward's current CA (or never said what they trust), and
-/// one map per set of CAs agents reported that names a CA of this data dir (during a CA
-/// rotation, agents that already trust the new CA as well as the old).
+/// The hosts whose certificate check would fail, and why, by what the agent trusts and which
+/// certificate it is served: the `default` for agents that trust ward's current CA (or never
+/// said what they trust), and one per set of CAs agents reported that names a CA of this data
+/// dir (during a CA rotation, agents that already trust the new CA as well as the old); each
+/// judged for the RSA certificate, the EC one, and either (an agent whose replay is unknown
+/// may be served either, so both must pass).
+/// A set of CAs agents reported (`None`: the default), and the OpenSSL id of the key type
+/// of the certificate they are served.
+type ServedKey = (Option<std::sync::Arc<str>>, i32);
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Untrusted {
     pub default: BTreeMap<String, String>,
     pub by_set: HashMap<std::sync::Arc<str>, BTreeMap<String, String>>,
+    /// The same, for agents served a certificate of a known key type: (set, the key type's
+    /// OpenSSL id) -> map; `None` for the default set.
+    pub by_served: HashMap<ServedKey, BTreeMap<String, String>>,
 }
 
 impl Untrusted {
-    pub fn for_agent(&self, agent: &AgentTls) -> &BTreeMap<String, String> {
-        agent
+    pub fn for_agent(
+        &self,
+        agent: &AgentTls,
+        served: Option<openssl::pkey::Id>,
+    ) -> &BTreeMap<String, String> {
+        let set = agent
             .trusted_cas
             .as_ref()
-            .and_then(|set| self.by_set.get(set))
+            .filter(|set| self.by_set.contains_key(*set));
+        if let Some(map) = served.and_then(|key| self.by_served.get(&(set.cloned(), key.as_raw())))
+        {
+            return map;
+        }
+        set.and_then(|set| self.by_set.get(set))
             .unwrap_or(&self.default)
     }
 }
@@ -375,12 +393,20 @@ fn untrusted_hosts(
             e,
         )
     })?;
+    let served_kinds = [openssl::pkey::Id::RSA, openssl::pkey::Id::EC];
     let mut untrusted = Untrusted {
         default: certificates
-            .untrusted(&ca_pem, hosts.iter().copied())
+            .untrusted(&ca_pem, hosts.iter().copied(), None)
             .map_err(ApiError::internal)?,
         by_set: HashMap::new(),
+        by_served: HashMap::new(),
     };
+    for key in served_kinds {
+        let map = certificates
+            .untrusted(&ca_pem, hosts.iter().copied(), Some(key))
+            .map_err(ApiError::internal)?;
+        untrusted.by_served.insert((None, key.as_raw()), map);
+    }
     // The CAs this data dir knows, by fingerprint: what a reported set can be verified with.
     let known: Vec<(String, Vec<u8>)> =
         [data.ca_cert(), data.ca_next_cert(), data.ca_previous_cert()]
@@ -408,9 +434,17 @@ fn untrusted_hosts(
             continue; // none of ward's CAs: judged as the default
         }
         let map = certificates
-            .untrusted(&bundle, hosts.iter().copied())
+            .untrusted(&bundle, hosts.iter().copied(), None)
             .map_err(ApiError::internal)?;
         untrusted.by_set.insert(set.clone(), map);
+        for key in served_kinds {
+            let map = certificates
+                .untrusted(&bundle, hosts.iter().copied(), Some(key))
+                .map_err(ApiError::internal)?;
+            untrusted
+                .by_served
+                .insert((Some(set.clone()), key.as_raw()), map);
+        }
     }
     Ok(untrusted)
 }

@@ -40,11 +40,15 @@ fn issued_by_ward(data: &DataDir, leaf: Option<&openssl::x509::X509>) -> Result<
     let Some(leaf) = leaf else {
         return Ok(());
     };
-    let ca = std::fs::read(data.ca_cert())
+    // Either root of ward's CA (ECDSA, or RSA for the RSA certificate).
+    let roots = std::fs::read(data.ca_cert())
         .ok()
-        .and_then(|pem| openssl::x509::X509::from_pem(&pem).ok())
-        .and_then(|ca| ca.public_key().ok());
-    if ca.is_some_and(|key| leaf.verify(&key).unwrap_or(false)) {
+        .and_then(|pem| openssl::x509::X509::stack_from_pem(&pem).ok())
+        .unwrap_or_default();
+    if roots.iter().any(|root| {
+        root.public_key()
+            .is_ok_and(|key| leaf.verify(&key).unwrap_or(false))
+    }) {
         return Ok(());
     }
     Err(ApiError::config(
@@ -246,7 +250,7 @@ pub async fn rotate(shared: &App, caller: &Caller) -> Result<CaStatus, ApiError>
                 "ward private CA {}",
                 ward_tls::utc::format_rfc3339(std::time::SystemTime::now())
             );
-            let ca = pki::new_ca(&name).map_err(openssl_error)?;
+            let ca = pki::CaBundle::new(&name).map_err(openssl_error)?;
             let pem = ca.cert_pem().map_err(openssl_error)?;
             files = files
                 .write(

@@ -75,6 +75,7 @@ fn fleet(agents: Vec<AgentTls>) -> Fleet {
         held: HashSet::new(),
         replayed: HashMap::new(),
         refusals: HashMap::new(),
+        served_key: HashMap::new(),
         intervals: 3,
         acknowledged: false,
     }
