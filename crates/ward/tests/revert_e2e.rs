@@ -117,6 +117,7 @@ fn reverts(mode: &str, bound: Duration) {
         !s["reverted"].is_null()
     });
     let took = taken.elapsed();
+    eprintln!("{mode}: reverted {took:.1?} after it took the settings (bound {bound:?})");
     assert!(
         took <= bound + Duration::from_secs(5),
         "{mode}: reverted after {took:?}"
