@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use ward_proto::messages::{
-    self, EnrollResponse, Hello, Scheme, ServerEntry, ServerListSettings, Settings,
-    SettingsPackage, ENROLL_PATH, HELLO_PATH, SETTINGS_PACKAGE_FORMAT,
+    self, EnrollResponse, Hello, ServerListSettings, Settings, SettingsPackage, ENROLL_PATH,
+    HELLO_PATH, SETTINGS_PACKAGE_FORMAT,
 };
 use ward_proto::{hex, unhex, KeyPair};
 
@@ -172,22 +172,10 @@ fn enrolled_through(url: &str, verify: bool, settings: &Settings) -> Option<Sett
     if settings.servers().iter().any(|entry| entry.url == url) {
         return None;
     }
-    let (scheme, host, port) = crate::transport::split_url(url).ok()?;
     let mut fallback = settings.clone();
     fallback.server_list = ServerListSettings {
         name: format!("{} (enrolled through {url})", settings.server_list.name),
-        servers: vec![ServerEntry {
-            priority: 1,
-            url: url.to_string(),
-            address: host,
-            protocol: if scheme == "https" {
-                Scheme::Https
-            } else {
-                Scheme::Http
-            },
-            port,
-            verify_certificate: verify,
-        }],
+        servers: vec![crate::transport::entry_for(url, verify).ok()?],
     };
     Some(fallback)
 }

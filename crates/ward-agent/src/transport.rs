@@ -116,6 +116,28 @@ pub fn split_url(url: &str) -> Result<(&str, String, u16), String> {
     }
 }
 
+/// The one server entry for `url` (priority 1): how an agent lists a server it was told of
+/// outside its settings (the one it enrolled through, the one a simulator starts from).
+pub fn entry_for(
+    url: &str,
+    verify_certificate: bool,
+) -> Result<ward_proto::messages::ServerEntry, String> {
+    use ward_proto::messages::{Scheme, ServerEntry};
+    let (scheme, host, port) = split_url(url)?;
+    Ok(ServerEntry {
+        priority: 1,
+        url: url.to_string(),
+        address: host,
+        protocol: if scheme == "https" {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        },
+        port,
+        verify_certificate,
+    })
+}
+
 impl Transport {
     pub fn new(ca_pem: &[u8], offer: crate::Offer) -> Result<Transport, AgentError> {
         let config = |verification| match offer.profile {

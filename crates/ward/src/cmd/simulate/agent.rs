@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use ward_agent::core::{Action, Core, CoreConfig, Event};
 use ward_agent::requests::{checkin_request, enroll_request, host_report, verify_signed};
-use ward_agent::transport::split_url;
+use ward_agent::transport::entry_for;
 use ward_agent::Offer;
 use ward_agent::{random_fraction, AgentError, HostFacts};
 use ward_proto::messages::{
-    CheckinRequest, CheckinResponse, EnrollResponse, Mode, Scheme, ServerEntry, ServerListSettings,
-    Settings, CHECKIN_PATH, ENROLL_PATH,
+    CheckinRequest, CheckinResponse, EnrollResponse, Mode, ServerListSettings, Settings,
+    CHECKIN_PATH, ENROLL_PATH,
 };
 use ward_proto::{hex, now_ms, KeyPair};
 
@@ -106,24 +106,12 @@ pub(super) async fn enroll(
 /// Settings for an identity reused from a file: the enrollment URL only, serial 0, so the
 /// first check-in brings the real ones.
 fn bootstrap_settings(url: &str) -> Settings {
-    let (scheme, host, port) = split_url(url).unwrap_or(("https", String::new(), 443));
     Settings {
         serial: 0,
         group: String::new(),
         server_list: ServerListSettings {
             name: String::new(),
-            servers: vec![ServerEntry {
-                priority: 1,
-                url: url.to_string(),
-                address: host,
-                protocol: if scheme == "http" {
-                    Scheme::Http
-                } else {
-                    Scheme::Https
-                },
-                port,
-                verify_certificate: true,
-            }],
+            servers: entry_for(url, true).into_iter().collect(),
         },
         interval: Duration::from_secs(60),
         randomize: Duration::ZERO,
