@@ -374,7 +374,18 @@ fn status(args: StatusArgs) -> CodedResult {
         } else if let Some(max) = value["tls_max"].as_str() {
             println!("  TLS cap      {max}");
         }
-        println!("  serial       {}", value["serial"]);
+        println!(
+            "  serial       {}{}",
+            value["serial"],
+            if value["on_probation"] == true {
+                " (on probation: not yet confirmed by a check-in with its servers)"
+            } else {
+                ""
+            }
+        );
+        if let Some(reverted) = value["reverted"].as_str() {
+            println!("  reverted     back on the last settings that worked, refusing {reverted}");
+        }
         println!("  last checkin {}", text("last_checkin"));
         if value["held"] == true {
             println!("  next checkin now: the server holds a push check-in open");
