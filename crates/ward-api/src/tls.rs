@@ -528,6 +528,10 @@ pub struct Readiness {
     /// them off), each with what failed; absent when none did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reverted: Vec<AgentLine>,
+    /// Addresses a connection cap refused in the last day, and the agents last seen from
+    /// each; absent when none was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capped: Vec<String>,
 }
 
 /// A peer whose last ClientHello this is.

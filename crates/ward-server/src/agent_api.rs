@@ -491,6 +491,7 @@ pub async fn checkin(
     role: Role,
     peer: std::net::SocketAddr,
     tls: Option<ConnTls>,
+    claim: &crate::api::AddressClaim,
     headers: &HeaderMap,
     body: Bytes,
 ) -> HttpResponse {
@@ -535,6 +536,9 @@ pub async fn checkin(
         }
         Err(error) => return failed(error),
     };
+    // Proven to be an agent: from now on this connection counts against the agent (one held
+    // check-in each), not against its address.
+    claim.release();
     let report: CheckinRequest = match messages::decode("check-in request", &body) {
         Ok(report) => report,
         Err(error) => {
@@ -615,6 +619,8 @@ pub async fn checkin(
         }
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
+            // The agent came back on another connection: that one is held, this one ends.
+            _ = superseded(_held.as_ref()) => break,
             wake = wakes.recv() => match wake {
                 // A change for other agents: keep waiting, no database read.
                 Ok(wake) if !wake.concerns(agent, record.group) => continue,
@@ -656,6 +662,15 @@ fn reported_hello(text: &str) -> Option<(String, Vec<u8>)> {
     let bytes = unhex(text).ok()?;
     let fingerprint = ward_tls::hello::reported_fingerprint(&bytes)?;
     Some((hex(&fingerprint), bytes))
+}
+
+/// Resolves when a newer check-in of the same agent is held (never for a check-in that is
+/// not held).
+async fn superseded(held: Option<&crate::channel::Held<'_>>) {
+    match held {
+        Some(held) => held.superseded().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The CAs an agent reports it trusts, as the store keeps them: SHA-256 fingerprints (64

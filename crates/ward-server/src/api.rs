@@ -380,6 +380,26 @@ pub fn time(ms: i64) -> String {
     ward_tls::utc::format_rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
 
+/// A connection's place in its address's count of connections not yet proven to be agents
+/// (the per-address cap): held from accept, and released once the connection carries a
+/// verified check-in, when it counts against its agent instead. Thousands of agents behind one
+/// NAT address are then held at once, while unauthenticated connections from one address stay
+/// capped.
+#[derive(Default)]
+pub struct AddressClaim(std::sync::Mutex<Option<Box<dyn Send>>>);
+
+impl AddressClaim {
+    pub fn new(guard: impl Send + 'static) -> AddressClaim {
+        AddressClaim(std::sync::Mutex::new(Some(Box::new(guard))))
+    }
+
+    /// Gives the place back (once; later calls do nothing).
+    pub fn release(&self) {
+        let guard = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(guard);
+    }
+}
+
 /// What a TLS connection negotiated, and the generation of the settings it was accepted
 /// under.
 #[derive(Clone, Copy, Debug)]

@@ -148,17 +148,37 @@ impl SettingsCache {
     }
 }
 
-/// Push agents whose check-in the server holds right now: connected, so not silent.
+/// Push agents whose check-in the server holds right now: connected, so not silent. One held
+/// check-in per agent: a newer one (the agent reconnected, behind a NAT that rebound it, or
+/// after a restart) supersedes the older, which returns at once, so an agent never ties up
+/// more than one connection however it reaches the server.
 #[derive(Default)]
-pub struct HeldAgents(Mutex<HashMap<String, u32>>);
+pub struct HeldAgents(Mutex<HashMap<String, Holding>>);
+
+struct Holding {
+    count: u32,
+    /// The generation of the newest hold.
+    latest: u64,
+    superseded: Arc<tokio::sync::Notify>,
+}
 
 impl HeldAgents {
-    /// Marks `agent` as held while the guard lives.
+    /// Marks `agent` as held while the guard lives, superseding its older holds.
     pub fn hold(&self, agent: &str) -> Held<'_> {
-        *lock(&self.0).entry(agent.to_string()).or_default() += 1;
+        let mut held = lock(&self.0);
+        let holding = held.entry(agent.to_string()).or_insert_with(|| Holding {
+            count: 0,
+            latest: 0,
+            superseded: Arc::default(),
+        });
+        holding.count += 1;
+        holding.latest += 1;
+        holding.superseded.notify_waiters();
         Held {
             agents: self,
             agent: agent.to_string(),
+            generation: holding.latest,
+            superseded: holding.superseded.clone(),
         }
     }
 
@@ -169,19 +189,47 @@ impl HeldAgents {
     pub fn is_held(&self, agent: &str) -> bool {
         lock(&self.0).contains_key(agent)
     }
+
+    /// How many agents are held right now.
+    pub fn count(&self) -> usize {
+        lock(&self.0).len()
+    }
 }
 
 pub struct Held<'a> {
     agents: &'a HeldAgents,
     agent: String,
+    generation: u64,
+    superseded: Arc<tokio::sync::Notify>,
+}
+
+impl Held<'_> {
+    fn is_superseded(&self) -> bool {
+        lock(&self.agents.0)
+            .get(&self.agent)
+            .is_some_and(|holding| holding.latest != self.generation)
+    }
+
+    /// Resolves once a newer check-in of the same agent is held.
+    pub async fn superseded(&self) {
+        loop {
+            let notified = self.superseded.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_superseded() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         let mut held = lock(&self.agents.0);
-        if let Some(count) = held.get_mut(&self.agent) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(holding) = held.get_mut(&self.agent) {
+            holding.count -= 1;
+            if holding.count == 0 {
                 held.remove(&self.agent);
             }
         }
@@ -190,6 +238,8 @@ impl Drop for Held<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -202,5 +252,27 @@ mod tests {
         drop(second);
         assert!(!held.is_held("a"));
         assert!(held.snapshot().is_empty());
+    }
+
+    /// A newer hold of the same agent supersedes the older (which returns), not another
+    /// agent's.
+    #[tokio::test]
+    async fn a_newer_check_in_of_the_same_agent_supersedes_the_held_one() {
+        let held = HeldAgents::default();
+        let first = held.hold("a");
+        let other = held.hold("b");
+        let quiet = tokio::time::timeout(Duration::from_millis(50), first.superseded()).await;
+        assert!(quiet.is_err(), "nothing newer yet");
+        let second = held.hold("a");
+        tokio::time::timeout(Duration::from_secs(5), first.superseded())
+            .await
+            .expect("superseded");
+        let quiet = tokio::time::timeout(Duration::from_millis(50), second.superseded()).await;
+        assert!(quiet.is_err(), "the newest is not superseded");
+        let quiet = tokio::time::timeout(Duration::from_millis(50), other.superseded()).await;
+        assert!(quiet.is_err(), "another agent's hold is not");
+        assert_eq!(held.count(), 2);
+        drop((first, second, other));
+        assert_eq!(held.count(), 0);
     }
 }

@@ -49,8 +49,10 @@ pub async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
+    claim: crate::api::AddressClaim,
 ) {
     shared.telemetry.metrics.connection_opened(role);
+    let claim = Arc::new(claim);
     let _guard = OpenGuard {
         shared: shared.clone(),
         role,
@@ -71,10 +73,10 @@ pub async fn serve(
                     generation,
                 });
                 let stream = done.stream;
-                serve_http(shared, role, tls, peer, stream).await;
+                serve_http(shared, role, tls, peer, claim, stream).await;
             }
         } else {
-            serve_http(shared, role, None, peer, tcp).await;
+            serve_http(shared, role, None, peer, claim, tcp).await;
         }
     }
     .instrument(span)
@@ -304,6 +306,7 @@ async fn serve_http<S>(
     role: Role,
     tls: Option<crate::api::ConnTls>,
     peer: SocketAddr,
+    claim: Arc<crate::api::AddressClaim>,
     stream: S,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -314,7 +317,8 @@ async fn serve_http<S>(
     let service_shared = shared.clone();
     let service = service_fn(move |request| {
         let shared = service_shared.clone();
-        async move { Ok::<_, Infallible>(http::handle(&shared, role, tls, peer, request).await) }
+        let claim = claim.clone();
+        async move { Ok::<_, Infallible>(http::handle(&shared, role, tls, peer, &claim, request).await) }
     });
     let mut builder = http1::Builder::new();
     builder

@@ -21,11 +21,15 @@ pub enum FailureKind {
     /// were chosen): a scanner, a health check, or a client that dislikes the certificate.
     /// Not a refusal.
     Abandoned,
+    /// Refused before the handshake: a connection cap (the listener's, or its address's
+    /// connections not yet proven to be agents) was full. The address is kept, so readiness
+    /// and plans can name the agents behind it.
+    Capped,
     Other,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 8] = [
+    pub const ALL: [FailureKind; 9] = [
         FailureKind::ProtocolVersion,
         FailureKind::NoSharedCipher,
         FailureKind::Timeout,
@@ -33,6 +37,7 @@ impl FailureKind {
         FailureKind::MalformedHello,
         FailureKind::Closed,
         FailureKind::Abandoned,
+        FailureKind::Capped,
         FailureKind::Other,
     ];
 
@@ -45,6 +50,7 @@ impl FailureKind {
             FailureKind::MalformedHello => "malformed_hello",
             FailureKind::Closed => "closed",
             FailureKind::Abandoned => "abandoned",
+            FailureKind::Capped => "connection_cap",
             FailureKind::Other => "other",
         }
     }

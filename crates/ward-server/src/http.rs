@@ -35,6 +35,7 @@ pub async fn handle(
     role: Role,
     tls: Option<ConnTls>,
     peer: SocketAddr,
+    claim: &crate::api::AddressClaim,
     request: Request<Incoming>,
 ) -> HttpResponse {
     shared.telemetry.metrics.request(role);
@@ -69,6 +70,12 @@ pub async fn handle(
             return match method {
                 Method::GET => {
                     let mut text = shared.telemetry.metrics.render();
+                    text.push_str(&format!(
+                        "# HELP ward_push_held_agents Push agents whose check-in is held open now.\n\
+                         # TYPE ward_push_held_agents gauge\n\
+                         ward_push_held_agents {}\n",
+                        shared.held.count()
+                    ));
                     text.push_str(&certificate_metrics(shared));
                     respond(StatusCode::OK, "text/plain; version=0.0.4", text)
                 }
@@ -91,7 +98,7 @@ pub async fn handle(
         return if path == ENROLL_PATH {
             agent_api::enroll(shared, role, body).await
         } else {
-            agent_api::checkin(shared, role, peer, tls, &parts.headers, body).await
+            agent_api::checkin(shared, role, peer, tls, claim, &parts.headers, body).await
         };
     }
     if role.serves_agent_api() && (path == "/agent/v1" || path.starts_with("/agent/v1/")) {

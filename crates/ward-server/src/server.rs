@@ -454,20 +454,33 @@ async fn accept_loop(
             (Some(permit), Some(from)) => {
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    let _from = from;
-                    conn::serve(shared, role, tcp, peer, permit).await;
+                    let claim = crate::api::AddressClaim::new(from);
+                    conn::serve(shared, role, tcp, peer, permit, claim).await;
                 });
             }
             (_, from) => {
                 drop(from);
                 let limit = if per_address.full(peer.ip()) {
                     format!(
-                        "{} connections from one address",
+                        "{} connections from one address not yet proven to be agents",
                         shared.config.limits.max_connections_per_address
                     )
                 } else {
                     format!("{cap} connections")
                 };
+                // Kept with the address (rate-limited like every failure): readiness and
+                // plans name the agents behind an address a cap refused.
+                shared.telemetry.failure(crate::telemetry::FailureReport {
+                    role,
+                    peer: peer.to_string(),
+                    offered_max: None,
+                    offered_versions: Vec::new(),
+                    server_name: None,
+                    kind: crate::failure::FailureKind::Capped,
+                    reason: format!(
+                        "refused before the handshake: the listener is at its limit of {limit}"
+                    ),
+                });
                 match refusals.clone().try_acquire_owned() {
                     Ok(permit) => {
                         tokio::spawn(conn::refuse(shared.clone(), role, tcp, permit, limit));

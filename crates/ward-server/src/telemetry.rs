@@ -59,7 +59,7 @@ fn kind_index(kind: FailureKind) -> usize {
 pub struct Metrics {
     handshakes: [[AtomicU64; 4]; 3],
     resumed: [AtomicU64; 3],
-    failures: [[AtomicU64; 8]; 3],
+    failures: [[AtomicU64; 9]; 3],
     connections_open: [AtomicU64; 3],
     connections_total: [AtomicU64; 3],
     connections_refused: [AtomicU64; 3],

@@ -182,7 +182,16 @@ async fn checkins_that_cannot_be_trusted_are_refused_and_change_nothing() {
         ),
     ];
     for (what, headers, body, status, expected, signed) in cases {
-        let response = checkin(&app, Role::ClientsHttp, peer(), None, &headers, body.into()).await;
+        let response = checkin(
+            &app,
+            Role::ClientsHttp,
+            peer(),
+            None,
+            &Default::default(),
+            &headers,
+            body.into(),
+        )
+        .await;
         let (got, mac, answer) = body_of(response).await;
         assert_eq!(got, status, "{what}: {}", String::from_utf8_lossy(&answer));
         assert_eq!(code(&answer), expected, "{what}");
@@ -193,7 +202,16 @@ async fn checkins_that_cannot_be_trusted_are_refused_and_change_nothing() {
     // Signed, but not a check-in: refused with a signed 400, naming the missing field.
     let bad = r#"{"acked_serial": 1}"#;
     let (headers, nonce) = signed_checkin(&agent, &key, bad, now_ms());
-    let response = checkin(&app, Role::ClientsHttp, peer(), None, &headers, bad.into()).await;
+    let response = checkin(
+        &app,
+        Role::ClientsHttp,
+        peer(),
+        None,
+        &Default::default(),
+        &headers,
+        bad.into(),
+    )
+    .await;
     let (status, mac, answer) = body_of(response).await;
     assert_eq!(status, 400);
     ward_proto::verify_response(&key, &nonce, 400, &answer, &mac.unwrap()).unwrap();
@@ -208,6 +226,7 @@ async fn checkins_that_cannot_be_trusted_are_refused_and_change_nothing() {
         Role::ClientsHttp,
         peer(),
         None,
+        &Default::default(),
         &headers,
         genuine.clone().into(),
     )
@@ -225,6 +244,7 @@ async fn checkins_that_cannot_be_trusted_are_refused_and_change_nothing() {
         Role::ClientsHttp,
         peer(),
         None,
+        &Default::default(),
         &headers,
         genuine.into(),
     )
@@ -320,7 +340,16 @@ fn the_cas_an_agent_reports_are_kept_checked_sorted_and_bounded() {
 async fn checkin_status(app: &App, agent: &str, key: &AgentKey) -> u16 {
     let body = report(1);
     let (headers, _) = signed_checkin(agent, key, &body, now_ms());
-    let response = checkin(app, Role::ClientsHttp, peer(), None, &headers, body.into()).await;
+    let response = checkin(
+        app,
+        Role::ClientsHttp,
+        peer(),
+        None,
+        &Default::default(),
+        &headers,
+        body.into(),
+    )
+    .await;
     body_of(response).await.0
 }
 

@@ -182,6 +182,54 @@ pub(crate) fn risk(risk: reach::Risk) -> ward_api::tls::Risk {
     }
 }
 
+/// What a plan or readiness says of connections a cap refused (`connection_cap` failures in
+/// `failures`): per address, how often, and the agents last seen from it. One line each.
+pub(crate) fn cap_refusals(
+    fleet: &Fleet,
+    failures: &[ward_store::HandshakeFailure],
+) -> Vec<String> {
+    let mut by_address: std::collections::BTreeMap<std::net::IpAddr, (u64, String)> =
+        std::collections::BTreeMap::new();
+    for failure in failures.iter().filter(|f| f.kind == "connection_cap") {
+        let Some(address) = peer_address(&failure.peer) else {
+            continue;
+        };
+        let entry = by_address
+            .entry(address)
+            .or_insert_with(|| (0, failure.reason.clone()));
+        entry.0 += 1;
+    }
+    by_address
+        .into_iter()
+        .map(|(address, (count, reason))| {
+            let agents: Vec<&str> = fleet
+                .agents
+                .iter()
+                .filter(|a| a.peer.map(|p| p.to_canonical()) == Some(address))
+                .map(|a| a.id.as_str())
+                .collect();
+            let behind = match agents.len() {
+                0 => "no agent was last seen from it".to_string(),
+                n => format!(
+                    "{n} agent(s) were last seen from it: {}{}",
+                    agents[..n.min(5)].join(", "),
+                    if n > 5 { ", ..." } else { "" }
+                ),
+            };
+            format!("{count} connection(s) from {address} {reason}; {behind}")
+        })
+        .collect()
+}
+
+/// The IP address of `ip:port` (or of a bare address).
+fn peer_address(peer: &str) -> Option<std::net::IpAddr> {
+    peer.parse::<std::net::SocketAddr>()
+        .map(|s| s.ip())
+        .or_else(|_| peer.parse())
+        .ok()
+        .map(|ip| ip.to_canonical())
+}
+
 /// Fills in the host name of every line, in one store read.
 pub(crate) fn fill_hostnames(
     store: &dyn Store,

@@ -66,18 +66,23 @@ pub async fn plan(shared: &App, request: PlanRequest) -> Result<Plan, ApiError> 
             now,
             now - 86_400_000,
         )?;
+        // Agents a connection cap refused in the last day: the plan cannot see them now.
+        let refused = store.recent_failures(now - 86_400_000, 10_000)?;
+        let capped = crate::impact::render::cap_refusals(&impact.fleet, &refused);
         let mut impact = crate::impact::render::impact(&impact, limit, now);
         fill_hostnames(&*store, &mut [&mut impact.cut_off, &mut impact.at_risk])?;
+        let mut warnings = proposal
+            .decision
+            .as_ref()
+            .map(|d| d.warnings.clone())
+            .unwrap_or_default();
+        warnings.extend(capped);
         Ok(Plan {
             impact,
             protocol: proposal.words.clone(),
             change: proposal.change.summary(),
             listener: proposal.listener.clone(),
-            warnings: proposal
-                .decision
-                .as_ref()
-                .map(|d| d.warnings.clone())
-                .unwrap_or_default(),
+            warnings,
             listeners,
             offline_intervals: intervals,
             peers,

@@ -44,6 +44,7 @@ pub async fn readiness(shared: &App, query: ReadinessQuery) -> Result<Readiness,
         let mut failures = store.recent_failures(now - 86_400_000, 10_000)?;
         failures.retain(|f| f.kind != "abandoned");
         let mut answer = readiness_of(&fleet, &failures, intervals, limit, silent_since, now);
+        answer.capped = crate::impact::render::cap_refusals(&fleet, &failures);
         answer.stacks = stacks(&fleet, &store.client_hellos()?, limit);
         let mut silent = answer.silent_since.take().unwrap_or_default();
         fill_hostnames(
@@ -189,6 +190,7 @@ fn readiness_of(
         silent_since: silent_since.map(|_| silent),
         stacks: Vec::new(),
         reverted,
+        capped: Vec::new(),
     }
 }
 

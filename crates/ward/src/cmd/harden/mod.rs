@@ -373,6 +373,9 @@ pub fn readiness(args: ReadinessArgs) -> CmdResult {
             println!("  {}", lost_line(agent));
         }
     }
+    for line in &readiness.capped {
+        println!("refused by a connection cap (last day): {line}");
+    }
     if !readiness.reverted.is_empty() {
         println!(
             "reverted (went back to the last settings that worked; their group's cut them off): {}",
