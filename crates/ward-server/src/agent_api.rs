@@ -495,6 +495,23 @@ pub async fn checkin(
     headers: &HeaderMap,
     body: Bytes,
 ) -> HttpResponse {
+    let response = checkin_answer(shared, role, peer, tls, claim, headers, body).await;
+    let result = crate::metrics::CheckinResult::of_status(response.status().as_u16());
+    shared.telemetry.metrics.ops.checkin_answered(role, result);
+    response
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn checkin_answer(
+    shared: &App,
+    role: Role,
+    peer: std::net::SocketAddr,
+    tls: Option<ConnTls>,
+    claim: &crate::api::AddressClaim,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> HttpResponse {
+    let started = std::time::Instant::now();
     let (Some(agent), Some(time), Some(nonce), Some(mac)) = (
         header_value(headers, header::AGENT),
         header_value(headers, header::TIME).and_then(|t| t.parse::<i64>().ok()),
@@ -589,6 +606,11 @@ pub async fn checkin(
         Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "unknown_agent", "unknown agent"),
         Err(error) => return failed(ApiError::from(error)),
     };
+    shared
+        .telemetry
+        .metrics
+        .ops
+        .checkin_recorded(role, started.elapsed());
     if record
         .reverted
         .as_ref()
@@ -613,6 +635,7 @@ pub async fn checkin(
     let outdated = |reloads: &tokio::sync::watch::Receiver<u64>| {
         tls.is_some_and(|t| t.generation != *reloads.borrow())
     };
+    let held_for_a_change = !wait.is_zero() && !due(&record);
     while !due(&record) && tokio::time::Instant::now() < deadline {
         if *shutdown.borrow() || outdated(&reloads) {
             break;
@@ -637,6 +660,10 @@ pub async fn checkin(
             Ok(Some(updated)) => record = updated,
             _ => break,
         }
+    }
+    if held_for_a_change && due(&record) {
+        // A held check-in that returns with new settings: a wake-up delivered.
+        shared.telemetry.metrics.ops.woken();
     }
     let settings = if due(&record) {
         match cached_settings(shared, record.group, record.serial).await {

@@ -19,7 +19,10 @@ pub struct CheckinWriter {
 
 impl CheckinWriter {
     /// Starts the writer thread; it ends when the writer is dropped.
-    pub fn start(store: Arc<dyn Store>) -> CheckinWriter {
+    pub fn start(
+        store: Arc<dyn Store>,
+        telemetry: Arc<crate::telemetry::Telemetry>,
+    ) -> CheckinWriter {
         let (jobs, mut queue) = mpsc::channel::<(Checkin, Reply)>(8 * MAX_BATCH);
         std::thread::Builder::new()
             .name("ward-checkins".into())
@@ -34,7 +37,13 @@ impl CheckinWriter {
                         }
                     }
                     let checkins: Vec<Checkin> = batch.iter().map(|(c, _)| c.clone()).collect();
-                    match store.record_checkins(&checkins) {
+                    let started = std::time::Instant::now();
+                    let recorded = store.record_checkins(&checkins);
+                    telemetry
+                        .metrics
+                        .ops
+                        .committed(checkins.len(), started.elapsed());
+                    match recorded {
                         Ok(records) => {
                             for ((_, reply), record) in batch.drain(..).zip(records) {
                                 let _ = reply.send(Ok(record));

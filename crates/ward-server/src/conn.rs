@@ -27,6 +27,7 @@ use crate::config::Role;
 use crate::failure::{self, HandshakeEnd};
 use crate::http;
 use crate::io::{Activity, Buffered, Tracked};
+use crate::metrics::HandshakeResult;
 use crate::state::App;
 use crate::telemetry::FailureReport;
 
@@ -121,7 +122,8 @@ async fn handshake(
     peer: SocketAddr,
 ) -> Option<Handshaken> {
     let timeout = shared.config.limits.handshake_timeout;
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let mut buffer = Vec::with_capacity(1024);
     let hello = match tokio::time::timeout(timeout, read_client_hello(&mut tcp, &mut buffer)).await
     {
@@ -206,6 +208,16 @@ async fn handshake(
                     ssl.session_reused(),
                 );
             }
+            let result = if ssl.session_reused() {
+                HandshakeResult::Resumed
+            } else {
+                HandshakeResult::Full
+            };
+            shared
+                .telemetry
+                .metrics
+                .ops
+                .handshake(role, result, started.elapsed());
             return Some(Handshaken {
                 stream,
                 version: negotiated,
@@ -238,6 +250,11 @@ async fn handshake(
         }
         Err(_) => HandshakeEnd::TimedOut,
     };
+    shared
+        .telemetry
+        .metrics
+        .ops
+        .handshake(role, HandshakeResult::Failed, started.elapsed());
     report_failure(shared, role, range, peer, Ok(&hello), &end);
     None
 }

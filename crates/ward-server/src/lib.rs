@@ -41,6 +41,7 @@ mod http;
 mod impact;
 mod io;
 pub mod listener_tls;
+pub mod metrics;
 pub mod operations;
 pub mod ops;
 pub mod server;

@@ -459,8 +459,17 @@ async fn accept_loop(
                 });
             }
             (_, from) => {
+                let by_address = from.is_none();
                 drop(from);
-                let limit = if per_address.full(peer.ip()) {
+                shared.telemetry.metrics.ops.refused(
+                    role,
+                    if by_address {
+                        crate::metrics::Cap::Address
+                    } else {
+                        crate::metrics::Cap::Listener
+                    },
+                );
+                let limit = if by_address {
                     format!(
                         "{} connections from one address not yet proven to be agents",
                         shared.config.limits.max_connections_per_address
@@ -577,13 +586,6 @@ impl PerAddress {
             table: self.clone(),
             address,
         })
-    }
-
-    fn full(&self, address: std::net::IpAddr) -> bool {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts
-            .get(&PerAddress::key(address))
-            .is_some_and(|count| *count >= self.cap)
     }
 }
 

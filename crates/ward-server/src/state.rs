@@ -134,14 +134,15 @@ impl App {
             }
             Err(e) => return Err(other(&format!("{}: {e}", data.agent_trust().display()))),
         };
+        let telemetry = Telemetry::start(
+            store.clone(),
+            config.failures_per_second,
+            config.telemetry_retention,
+        );
         let app = App {
             agent_trust: Arc::new(std::sync::RwLock::new(agent_trust.into())),
-            telemetry: Telemetry::start(
-                store.clone(),
-                config.failures_per_second,
-                config.telemetry_retention,
-            ),
-            checkins: CheckinWriter::start(store.clone()),
+            checkins: CheckinWriter::start(store.clone(), telemetry.clone()),
+            telemetry,
             store,
             agreement: std::sync::RwLock::new(Arc::new(agreement)),
             agent_keys: Default::default(),

@@ -69,6 +69,8 @@ pub struct Metrics {
     telemetry_dropped: AtomicU64,
     /// Agents that reported going back to the last settings that worked (each revert once).
     agent_reverts: AtomicU64,
+    /// The operator's histograms and counters of the server at work.
+    pub ops: crate::metrics::Operations,
     /// Completed handshakes by (listener, key-exchange group): groups are OpenSSL's static
     /// names, few in number.
     groups: Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
@@ -228,6 +230,7 @@ impl Metrics {
              ward_agent_reverts_total {}",
             get(&self.agent_reverts)
         );
+        out.push_str(&self.ops.render());
         out
     }
 }

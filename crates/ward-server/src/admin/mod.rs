@@ -127,6 +127,26 @@ pub async fn serve(
         }
     };
     let route = matched.route;
+    let started = Instant::now();
+    let response = routed(shared, peer, headers, body, query, matched).await;
+    shared
+        .telemetry
+        .metrics
+        .ops
+        .admin_request(route.method, route.path, started.elapsed());
+    response
+}
+
+/// A request the table routed: let in who may call, read it, dispatch, answer.
+async fn routed(
+    shared: &App,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Incoming,
+    query: Option<&str>,
+    matched: Matched<'_>,
+) -> HttpResponse {
+    let route = matched.route;
     let caller = match route.access {
         Access::Public => None,
         Access::Read | Access::Write => {

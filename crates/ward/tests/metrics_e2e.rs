@@ -1,0 +1,112 @@
+//! What an operator watches, from a real server with real agents: the histograms and counters
+//! of `/metrics` are there, move with the work, and pass Prometheus's own linter (`promtool
+//! check metrics`, from Debian's `prometheus` package).
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+fn metrics(server: &Server) -> String {
+    https_get(server.console, &server.ca_pem(), "/metrics", None).body
+}
+
+/// The value of the sample `name` (with its labels, exactly).
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[test]
+fn metrics_move_with_the_work_and_pass_promtool() {
+    let server = fast_server();
+    // A pull agent over HTTPS (check-ins, full then resumed handshakes, group commits), a
+    // push agent held (then woken by a change), an admin request.
+    let pull = https_agent(&server);
+    cli(&server, &["group", "create", "Push"]);
+    cli(
+        &server,
+        &["group", "set", "My Company/Push", "--mode", "push"],
+    );
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = group_token(&server, "My Company/Push", false);
+    let push = run_agent(enroll(&server, &url, &token, None), None);
+    push.until(Duration::from_secs(15), |s| s["held"] == true);
+    set_root_policy(&server, r#"{"watched": true}"#);
+    push.until(Duration::from_secs(15), |s| s["held"] == true);
+    pull.until(Duration::from_secs(15), |s| s["last_error"].is_null());
+    let text = eventually(Duration::from_secs(15), || {
+        let text = metrics(&server);
+        (sample(&text, "ward_push_wakeups_total")? >= 1.0).then_some(text)
+    })
+    .expect("a held check-in woken by the change");
+
+    let at_least = |name: &str, minimum: f64| {
+        let value = sample(&text, name).unwrap_or_else(|| panic!("no {name}:\n{text}"));
+        assert!(
+            value >= minimum,
+            "{name} = {value}, expected at least {minimum}"
+        );
+    };
+    at_least(
+        "ward_agent_checkin_seconds_count{listener=\"clients\",channel=\"https\"}",
+        3.0,
+    );
+    at_least(
+        "ward_agent_checkin_seconds_bucket{listener=\"clients\",channel=\"https\",le=\"+Inf\"}",
+        3.0,
+    );
+    at_least(
+        "ward_agent_checkins_total{listener=\"clients\",result=\"ok\"}",
+        3.0,
+    );
+    at_least(
+        "ward_tls_handshake_seconds_count{listener=\"clients\",result=\"full\"}",
+        1.0,
+    );
+    at_least(
+        "ward_tls_handshake_seconds_count{listener=\"clients\",result=\"resumed\"}",
+        1.0,
+    );
+    at_least("ward_checkin_commit_batch_size_count", 3.0);
+    at_least("ward_checkin_commit_seconds_count", 3.0);
+    at_least(
+        "ward_admin_request_seconds_count{method=\"PATCH\",route=\"/groups/{id}\"}",
+        1.0,
+    );
+    at_least("ward_push_held_agents", 1.0);
+    assert_eq!(
+        sample(
+            &text,
+            "ward_connections_capped_total{listener=\"clients\",cap=\"address\"}"
+        ),
+        Some(0.0)
+    );
+
+    // Prometheus's linter has nothing to say.
+    let mut promtool = Command::new(ward_testkit::tool("promtool", "prometheus"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
