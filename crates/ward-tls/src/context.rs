@@ -91,6 +91,9 @@ fn apply_policy(builder: &mut SslContextBuilder, policy: &TlsPolicy) -> Result<(
         options |= SslOptions::NO_TICKET;
     }
     builder.set_options(options);
+    // One TLS 1.3 ticket per handshake (OpenSSL sends two after a full one): an agent keeps
+    // one session, and each ticket costs an encryption and a record.
+    builder.set_num_tickets(1).map_err(internal)?;
     builder.set_mode(SslMode::RELEASE_BUFFERS);
     builder.set_session_cache_mode(if policy.session_cache {
         SslSessionCacheMode::SERVER

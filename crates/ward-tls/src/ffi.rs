@@ -66,10 +66,10 @@ pub fn use_ticket_keys(context: &SslContextRef) -> bool {
 }
 
 /// OpenSSL's ticket key callback (see `SSL_CTX_set_tlsext_ticket_key_evp_cb(3)`): 1 to use
-/// the current key, 2 to accept a ticket of the previous key and renew it, 0 for a key it
-/// does not know (a full handshake), -1 on failure.
+/// the current key, 2 to accept a ticket and renew it (one of the previous key, or any under
+/// TLS 1.3), 0 for a key it does not know (a full handshake), -1 on failure.
 unsafe extern "C" fn ticket_callback(
-    _ssl: *mut openssl_sys::SSL,
+    ssl: *mut openssl_sys::SSL,
     key_name: *mut u8,
     iv: *mut u8,
     cipher: *mut openssl_sys::EVP_CIPHER_CTX,
@@ -88,8 +88,12 @@ unsafe extern "C" fn ticket_callback(
         (keys.current, 1)
     } else {
         let name = std::slice::from_raw_parts(key_name, 16);
+        // TLS 1.3 tickets are for one use (RFC 8446, appendix C.4): a resumption that is not
+        // given a new one leaves the agent nothing to resume with next time, and every other
+        // check-in would be a full handshake. OpenSSL sends one only when told to renew.
+        let tls13 = !ssl.is_null() && openssl_sys::SSL_version(ssl) == openssl_sys::TLS1_3_VERSION;
         if name == &keys.current[..16] {
-            (keys.current, 1)
+            (keys.current, if tls13 { 2 } else { 1 })
         } else if let Some(previous) = keys.previous.filter(|p| name == &p[..16]) {
             (previous, 2)
         } else {

@@ -284,3 +284,48 @@ fn rotated_ticket_keys_still_accept_the_previous_key_and_no_older() {
     assert!(!reused);
     server.join().unwrap();
 }
+
+#[test]
+fn a_resumed_tls13_connection_leaves_a_ticket_that_resumes_again() {
+    use crate::ffi::{set_ticket_keys, use_ticket_keys, TicketKeys, TICKET_KEY_LEN};
+    use std::io::Read;
+    let fixture = fixture();
+    let text = "SSLProtocol TLSv1.3\nSSLSessionCache none\nSSLCertificateFile server.pem\n\
+                SSLCertificateKeyFile server.key\n";
+    let policy = listener_conf("t", text).policy.unwrap();
+    let context = build_acceptor(&policy, fixture.dir.path()).unwrap();
+    assert!(use_ticket_keys(&context));
+    set_ticket_keys(TicketKeys {
+        current: [7; TICKET_KEY_LEN],
+        previous: None,
+    });
+    let (address, server) = serve(context, 6);
+    let connector = ca_connector(&fixture);
+    // One connection resuming `session`, read to the server's close (TLS 1.3 tickets come
+    // after the handshake) and closed cleanly (OpenSSL spoils the session of a connection
+    // dropped without close_notify): (reused, the session it leaves).
+    let connect = |session: Option<&openssl::ssl::SslSession>| {
+        let mut config = connector.configure().unwrap();
+        if let Some(session) = session {
+            unsafe { config.set_session(session).unwrap() };
+        }
+        let mut tls = config
+            .connect("localhost", TcpStream::connect(address).unwrap())
+            .unwrap();
+        let _ = tls.read(&mut [0u8; 16]);
+        let _ = tls.shutdown();
+        let reused = tls.ssl().session_reused();
+        let session = tls.ssl().session().unwrap().to_owned();
+        (reused, session)
+    };
+    let (reused, mut session) = connect(None);
+    assert!(!reused);
+    // An agent checks in again and again, each time with the ticket the last one left: every
+    // one resumes (a server that issues no ticket on resumption makes every other one full).
+    for round in 0..5 {
+        let (reused, next) = connect(Some(&session));
+        assert!(reused, "connection {round} after the first resumes");
+        session = next;
+    }
+    server.join().unwrap();
+}

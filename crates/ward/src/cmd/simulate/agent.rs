@@ -18,7 +18,7 @@ use ward_proto::messages::{
 use ward_proto::{hex, now_ms, KeyPair};
 
 use super::identities::Identity;
-use super::transport::{Failure, SessionSlot, Shared};
+use super::transport::{session_der, session_slot, Failure, SessionSlot, Shared};
 
 /// What every agent is told for the run.
 pub(super) struct Plan {
@@ -100,6 +100,7 @@ pub(super) async fn enroll(
         private_hex,
         legacy,
         settings: Some(answer.settings),
+        session: session_der(&session),
     })
 }
 
@@ -123,17 +124,17 @@ fn bootstrap_settings(url: &str) -> Settings {
 }
 
 /// One agent until the deadline, driven by the agent's own state machine (server order,
-/// failover, back-off, Retry-After, push holds). Returns its id when its last attempt failed
-/// (lost contact).
+/// failover, back-off, Retry-After, push holds). Returns the identity with its last session,
+/// and whether its last attempt failed (lost contact).
 pub(super) async fn agent_loop(
     shared: &Shared,
     plan: &Plan,
     index: usize,
-    identity: Identity,
+    mut identity: Identity,
     enrolled_url: String,
     verify: bool,
-) -> Option<String> {
-    let session = SessionSlot::default();
+) -> (Identity, bool) {
+    let session = session_slot(identity.session.as_deref());
     let cap = if identity.legacy {
         shared.legacy_offer
     } else {
@@ -295,5 +296,6 @@ pub(super) async fn agent_loop(
             }
         }
     }
-    failed_last.then_some(identity.id)
+    identity.session = session_der(&session);
+    (identity, failed_last)
 }

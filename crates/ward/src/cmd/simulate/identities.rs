@@ -1,5 +1,6 @@
 //! The simulated agents' identities, and the `--identities` file that keeps them between runs
-//! (0600: the private keys are the agents' credentials) so a second run enrolls nobody.
+//! (0600: the private keys are the agents' credentials) so a second run enrolls nobody, and
+//! their TLS sessions, so a second run resumes as agents that ran all along do.
 
 use std::path::Path;
 
@@ -15,6 +16,8 @@ pub(super) struct Identity {
     pub(super) legacy: bool,
     /// The settings it enrolled with (none for identities reused from a file).
     pub(super) settings: Option<Settings>,
+    /// Its last TLS session (DER), resumed by its next connection.
+    pub(super) session: Option<Vec<u8>>,
 }
 
 /// At most `at_most` identities from `path` (none when there is no file), which must have
@@ -57,6 +60,8 @@ pub(super) fn load(
             private_hex: hex(&private),
             legacy: entry["legacy"].as_bool().unwrap_or(false),
             settings: None,
+            // A session the file cannot give back is only a full handshake more.
+            session: entry["session"].as_str().and_then(|s| unhex(s).ok()),
         });
     }
     Ok(identities)
@@ -73,7 +78,13 @@ pub(super) fn save(
     };
     let agents: Vec<Value> = identities
         .iter()
-        .map(|i| json!({"id": i.id, "private_key": i.private_hex, "legacy": i.legacy}))
+        .map(|i| {
+            let mut entry = json!({"id": i.id, "private_key": i.private_hex, "legacy": i.legacy});
+            if let Some(session) = &i.session {
+                entry["session"] = json!(hex(session));
+            }
+            entry
+        })
         .collect();
     let text = json!({"server_public": hex(server_public), "agents": agents}).to_string();
     ward_fs::write(path, text.as_bytes(), 0o600).map_err(|e| format!("{}: {e}", path.display()))

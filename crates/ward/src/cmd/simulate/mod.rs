@@ -167,16 +167,23 @@ async fn simulate(
         deadline: Instant::now() + duration,
     });
     let started = Instant::now();
-    let lost = run_agents(&args, &shared, plan, duration, verify, identities).await;
+    let cpu_before = cpu_seconds();
+    let (identities, lost) = run_agents(&args, &shared, plan, duration, verify, identities).await;
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = report::Cpu::measured(cpu_seconds() - cpu_before, elapsed, cores());
+    // Their sessions too: the next run resumes them, as agents that ran all along do.
+    identities::save(args.identities.as_deref(), &server_public, &identities)?;
     let report = Report::new(
         &shared.stats,
-        agents,
-        legacy_agents,
-        enroll_failures,
-        enroll_seconds,
-        elapsed,
-        &lost,
+        report::Run {
+            agents,
+            legacy_agents,
+            enroll_failures,
+            enroll_seconds,
+            elapsed,
+            lost: &lost,
+            cpu,
+        },
     );
     if args.json {
         println!("{:#}", report.json());
@@ -284,8 +291,28 @@ async fn enroll_missing(
     Ok(enroll_failures)
 }
 
+/// This process's CPU time so far (user and system), in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct passed.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0.0;
+        }
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// The cores this process may run on (its CPU affinity, as `taskset` sets it).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Runs every agent until the plan's deadline, with a progress bar over `duration`. Returns
-/// the ids of the agents whose last attempt failed (lost contact).
+/// the identities (with their last sessions) and the ids of the agents whose last attempt
+/// failed (lost contact).
 async fn run_agents(
     args: &SimulateArgs,
     shared: &Arc<Shared>,
@@ -293,7 +320,7 @@ async fn run_agents(
     duration: Duration,
     verify: bool,
     identities: Vec<Identity>,
-) -> Vec<String> {
+) -> (Vec<Identity>, Vec<String>) {
     let bar = ProgressBar::new(duration.as_secs().max(1));
     bar.set_style(
         ProgressStyle::with_template("running [{bar:30}] {pos}/{len}s {msg}")
@@ -323,12 +350,16 @@ async fn run_agents(
         })
     };
     let mut lost = Vec::new();
+    let mut kept = Vec::with_capacity(tasks.len());
     for task in tasks {
-        if let Ok(Some(id)) = task.await {
-            lost.push(id);
+        if let Ok((identity, failed_last)) = task.await {
+            if failed_last {
+                lost.push(identity.id.clone());
+            }
+            kept.push(identity);
         }
     }
     ticker.abort();
     bar.finish_and_clear();
-    lost
+    (kept, lost)
 }

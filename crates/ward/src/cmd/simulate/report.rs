@@ -65,6 +65,42 @@ pub(super) struct Report {
     settings_changes: SettingsChanges,
     failures: BTreeMap<String, u64>,
     lost: Lost,
+    cpu: Cpu,
+}
+
+/// What the course of a run adds to the counters.
+pub(super) struct Run<'a> {
+    pub(super) agents: usize,
+    pub(super) legacy_agents: usize,
+    pub(super) enroll_failures: usize,
+    pub(super) enroll_seconds: f64,
+    pub(super) elapsed: f64,
+    /// The agents whose last attempt failed.
+    pub(super) lost: &'a [String],
+    pub(super) cpu: Cpu,
+}
+
+/// The simulator's own CPU during the run, and whether it, not the server, was the limit.
+#[derive(Serialize)]
+pub(super) struct Cpu {
+    seconds: f64,
+    cores: usize,
+    /// CPU time over the cores' time: near 1, the simulator could go no faster.
+    busy_share: f64,
+    /// Busy above 90%: the figures measure the simulator as much as the server.
+    simulator_was_the_limit: bool,
+}
+
+impl Cpu {
+    pub(super) fn measured(seconds: f64, elapsed: f64, cores: usize) -> Cpu {
+        let busy_share = seconds / (elapsed * cores.max(1) as f64).max(f64::EPSILON);
+        Cpu {
+            seconds: (seconds * 1000.0).round() / 1000.0,
+            cores,
+            busy_share: (busy_share * 1000.0).round() / 1000.0,
+            simulator_was_the_limit: busy_share > 0.9,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -103,15 +139,16 @@ struct Lost {
 }
 
 impl Report {
-    pub(super) fn new(
-        stats: &Stats,
-        agents: usize,
-        legacy: usize,
-        enroll_failures: usize,
-        enroll_seconds: f64,
-        elapsed: f64,
-        lost: &[String],
-    ) -> Report {
+    pub(super) fn new(stats: &Stats, run: Run<'_>) -> Report {
+        let Run {
+            agents,
+            legacy_agents: legacy,
+            enroll_failures,
+            enroll_seconds,
+            elapsed,
+            lost,
+            cpu,
+        } = run;
         let mut latencies = snapshot(&stats.latencies_us);
         latencies.sort_unstable();
         let checkins = stats.checkins.load(Ordering::Relaxed);
@@ -156,6 +193,7 @@ impl Report {
                 count: lost.len(),
                 agents: lost.iter().take(50).cloned().collect(),
             },
+            cpu,
         }
     }
 
@@ -205,6 +243,18 @@ impl Report {
             self.lost.count,
             json!(self.lost.agents)
         ));
+        lines.push(format!(
+            "simulator CPU: {} s on {} core{}, {}% busy{}",
+            json!(self.cpu.seconds),
+            self.cpu.cores,
+            if self.cpu.cores == 1 { "" } else { "s" },
+            json!((self.cpu.busy_share * 1000.0).round() / 10.0),
+            if self.cpu.simulator_was_the_limit {
+                ": the simulator was the limit, not the server (give it more cores, or fewer agents)"
+            } else {
+                ""
+            }
+        ));
         lines.join("\n")
     }
 }
@@ -241,9 +291,24 @@ mod tests {
         stats
     }
 
+    fn run(lost: &[String], cpu: Cpu) -> Run<'_> {
+        Run {
+            agents: 3,
+            legacy_agents: 1,
+            enroll_failures: 0,
+            enroll_seconds: 0.5,
+            elapsed: 2.0,
+            lost,
+            cpu,
+        }
+    }
+
     #[test]
     fn the_json_report_keeps_its_shape() {
-        let report = Report::new(&stats(), 3, 1, 0, 0.5, 2.0, &["x".to_string()]);
+        let report = Report::new(
+            &stats(),
+            run(&["x".to_string()], Cpu::measured(1.9, 2.0, 1)),
+        );
         assert_eq!(
             report.json(),
             json!({
@@ -265,13 +330,17 @@ mod tests {
                 "settings_changes": {"received": 2, "first_to_last_ms": 250},
                 "failures": {"connect": 1},
                 "lost": {"count": 1, "agents": ["x"]},
+                "cpu": {"seconds": 1.9, "cores": 1, "busy_share": 0.95, "simulator_was_the_limit": true},
             })
         );
     }
 
     #[test]
     fn the_text_report_writes_numbers_as_the_json_does() {
-        let report = Report::new(&stats(), 3, 1, 0, 0.5, 2.0, &["x".to_string()]);
+        let report = Report::new(
+            &stats(),
+            run(&["x".to_string()], Cpu::measured(1.9, 2.0, 1)),
+        );
         assert_eq!(
             report.text(),
             "3 agents (1 capped at TLSv1), ran 2.0s\n\
@@ -280,9 +349,24 @@ mod tests {
              TLS: {\"TLSv1.3\":5,\"plain HTTP\":2} ; resumed 1 of 3 handshakes\n\
              settings changes received: 2 (first to last 250 ms)\n\
              failures: {\"connect\":1}\n\
-             lost contact: 1 [\"x\"]"
+             lost contact: 1 [\"x\"]\n\
+             simulator CPU: 1.9 s on 1 core, 95.0% busy: the simulator was the limit, not the \
+             server (give it more cores, or fewer agents)"
         );
-        let quiet = Report::new(&Stats::default(), 1, 0, 0, 0.0, 0.0, &[]).text();
+        let quiet = Report::new(
+            &Stats::default(),
+            Run {
+                agents: 1,
+                legacy_agents: 0,
+                elapsed: 1.0,
+                ..run(&[], Cpu::measured(0.5, 1.0, 2))
+            },
+        )
+        .text();
+        assert!(
+            quiet.ends_with("simulator CPU: 0.5 s on 2 cores, 25.0% busy"),
+            "{quiet}"
+        );
         assert!(
             !quiet.contains("settings changes") && !quiet.contains("failures"),
             "{quiet}"

@@ -24,6 +24,21 @@ use super::report::Stats;
 /// fills it, the next connection resumes it.
 pub(super) type SessionSlot = Arc<Mutex<Option<SslSession>>>;
 
+/// A slot holding the session `der` encodes (empty when there is none or it does not decode).
+pub(super) fn session_slot(der: Option<&[u8]>) -> SessionSlot {
+    Arc::new(Mutex::new(
+        der.and_then(|der| SslSession::from_der(der).ok()),
+    ))
+}
+
+/// The session in `slot`, DER-encoded, to keep in the identities file.
+pub(super) fn session_der(slot: &SessionSlot) -> Option<Vec<u8>> {
+    slot.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|session| session.to_der().ok())
+}
+
 fn session_index() -> Index<Ssl, SessionSlot> {
     static INDEX: OnceLock<Index<Ssl, SessionSlot>> = OnceLock::new();
     *INDEX.get_or_init(|| Ssl::new_ex_index().expect("an OpenSSL ex_data index"))
@@ -199,7 +214,9 @@ impl Shared {
                     );
                 }
                 if let Some(previous) = session.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                    // The session comes from this same connector's context.
+                    // The session came from this agent's earlier connection through the same
+                    // connector (this run's, or an earlier run's kept as DER, which OpenSSL
+                    // ties to no context).
                     unsafe { config.set_session(previous) }.map_err(|e| Failure {
                         class: "tls",
                         detail: e.to_string(),
