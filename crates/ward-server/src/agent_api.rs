@@ -625,8 +625,12 @@ async fn checkin_answer(
     }
     // New settings for it: a newer serial than it acknowledged, unless it is the one it
     // reverted from (it is not handed again; a change gives a new one).
-    let due =
-        |record: &AgentRecord| record.serial > checkin.acked_serial && !record.refuses_serial();
+    let acked_serial = checkin.acked_serial;
+    let due = |record: &AgentRecord| record.serial > acked_serial && !record.refuses_serial();
+    // What a held check-in no longer needs is freed before the hold: thousands are held.
+    drop(checkin);
+    drop(report);
+    drop(body);
     // Push: hold the request until the agent's settings change, or the wait runs out.
     let _held = (!wait.is_zero()).then(|| shared.held.hold(agent));
     let mut shutdown = shared.shutdown.subscribe();
@@ -636,34 +640,45 @@ async fn checkin_answer(
         tls.is_some_and(|t| t.generation != *reloads.borrow())
     };
     let held_for_a_change = !wait.is_zero() && !due(&record);
+    let mut woken_at = None;
     while !due(&record) && tokio::time::Instant::now() < deadline {
         if *shutdown.borrow() || outdated(&reloads) {
             break;
         }
-        tokio::select! {
+        let wake = tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
             // The agent came back on another connection: that one is held, this one ends.
             _ = superseded(_held.as_ref()) => break,
             wake = wakes.recv() => match wake {
                 // A change for other agents: keep waiting, no database read.
                 Ok(wake) if !wake.concerns(agent, record.group) => continue,
-                // For this agent, or too many to tell (lagged): read the record again.
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                // For this agent: its record from the one read the change makes for all it
+                // concerns.
+                Ok(wake) => Some(wake),
+                // Too many to tell (lagged): read the record again, alone.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
             _ = shutdown.changed() => break,
             _ = reloads.changed() => continue,
-        }
-        let store = shared.store.clone();
-        let id = agent.to_string();
-        match blocking(move || Ok(store.agent(&id)?)).await {
+        };
+        woken_at = wake.as_ref().map(|w| w.at);
+        let shared_read = match wake {
+            Some(wake) => wake.record(&shared.store, agent).await,
+            None => None,
+        };
+        let updated = match shared_read {
+            Some(record) => Ok(record),
+            None => {
+                let store = shared.store.clone();
+                let id = agent.to_string();
+                blocking(move || Ok(store.agent(&id)?)).await
+            }
+        };
+        match updated {
             Ok(Some(updated)) => record = updated,
             _ => break,
         }
-    }
-    if held_for_a_change && due(&record) {
-        // A held check-in that returns with new settings: a wake-up delivered.
-        shared.telemetry.metrics.ops.woken();
     }
     let settings = if due(&record) {
         match cached_settings(shared, record.group, record.serial).await {
@@ -677,7 +692,16 @@ async fn checkin_answer(
         serial: record.serial,
         settings,
     };
-    signed(&key, nonce, StatusCode::OK, &answer)
+    let response = signed(&key, nonce, StatusCode::OK, &answer);
+    if held_for_a_change && due(&record) {
+        // A held check-in that returns with new settings: a wake-up delivered.
+        shared
+            .telemetry
+            .metrics
+            .ops
+            .woken(woken_at.map(|at| at.elapsed()));
+    }
+    response
 }
 
 /// A ClientHello an agent reports of its own stack (hex): its fingerprint (hex) and bytes,

@@ -151,10 +151,13 @@ randomize = "1m"
 
 [limits]
 # Concurrent connections per listener; beyond it new connections get 503 Service Unavailable.
-# ward raises its open-file limit to the hard limit at start and lowers these to fit it, always
-# keeping room for the console (see the start-up log line "open files").
-max_connections = 10000
-# Concurrent connections from one address (an IPv6 /64) per listener.
+# Every held push agent keeps one. ward raises its open-file limit to the hard limit at start
+# and lowers these to fit it, always keeping room for the console (a tenth); the two agent
+# listeners share the rest (see the start-up log line "open files").
+max_connections = 100000
+# Concurrent connections from one address (an IPv6 /64) per listener that have not yet
+# carried a verified check-in; once one has, it counts against its agent (one held push
+# check-in each), so thousands of agents behind one NAT address are not refused.
 max_connections_per_address = 1000
 # A client must finish its TLS handshake, and send each request's headers, within these.
 handshake_timeout = "10s"
@@ -275,7 +278,7 @@ struct LimitsFile {
 impl Default for LimitsFile {
     fn default() -> LimitsFile {
         LimitsFile {
-            max_connections: 10_000,
+            max_connections: 100_000,
             max_connections_per_address: 1000,
             handshake_timeout: "10s".into(),
             header_timeout: "10s".into(),
@@ -418,18 +421,21 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionCaps {
     pub console: usize,
-    pub clients: usize,
-    pub clients_http: usize,
+    /// The two agent listeners (clients, clients-http) together: one pool, so a fleet that
+    /// is all on HTTPS (or all on plain HTTP) can use all of it.
+    pub agents: usize,
+    /// One agent listener at most (`max_connections`, within `agents`).
+    pub agent_listener: usize,
     /// Over-cap connections answered with a 503 at once, per listener (beyond: closed).
     pub refusals: usize,
 }
 
 impl ConnectionCaps {
+    /// The cap of one listener (an agent listener's connections also count in `agents`).
     pub fn of(&self, role: Role) -> usize {
         match role {
             Role::Console => self.console,
-            Role::Clients => self.clients,
-            Role::ClientsHttp => self.clients_http,
+            Role::Clients | Role::ClientsHttp => self.agent_listener,
         }
     }
 }
@@ -439,9 +445,9 @@ impl ConnectionCaps {
 pub const FILES_RESERVED: usize = 64;
 
 /// The connection caps for `open_files` (the soft limit once raised): each listener gets at
-/// most `max_connections`, and together they never take the last descriptors, so the
-/// console (which gets its share first: a tenth, at least 16) always answers however the
-/// agent listeners are flooded.
+/// most `max_connections`, the agent listeners share what the console leaves, and together
+/// they never take the last descriptors, so the console (which gets its share first: a
+/// tenth, at least 16) always answers however the agent listeners are flooded.
 pub fn connection_caps(open_files: usize, max_connections: usize) -> ConnectionCaps {
     let budget = open_files.saturating_sub(FILES_RESERVED);
     let refusals = (budget / 32).clamp(1, 256);
@@ -450,11 +456,14 @@ pub fn connection_caps(open_files: usize, max_connections: usize) -> ConnectionC
         .min((budget / 10).max(16))
         .min(budget)
         .max(1);
-    let each = budget.saturating_sub(console) / 2;
+    let agents = budget
+        .saturating_sub(console)
+        .min(2 * max_connections)
+        .max(1);
     ConnectionCaps {
         console,
-        clients: max_connections.min(each).max(1),
-        clients_http: max_connections.min(each).max(1),
+        agents,
+        agent_listener: max_connections.min(agents).max(1),
         refusals,
     }
 }

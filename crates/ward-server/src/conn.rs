@@ -43,13 +43,29 @@ impl Drop for OpenGuard {
     }
 }
 
+/// A connection's places under the caps: its listener's, and for an agent listener the
+/// agent listeners' shared pool. Given back when the connection ends.
+pub struct Slots {
+    _listener: OwnedSemaphorePermit,
+    _pool: Option<OwnedSemaphorePermit>,
+}
+
+impl Slots {
+    pub fn new(listener: OwnedSemaphorePermit, pool: Option<OwnedSemaphorePermit>) -> Slots {
+        Slots {
+            _listener: listener,
+            _pool: pool,
+        }
+    }
+}
+
 /// Serves an accepted connection that holds a slot under the listener's cap.
 pub async fn serve(
     shared: Arc<App>,
     role: Role,
     tcp: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    permit: Slots,
     claim: crate::api::AddressClaim,
 ) {
     shared.telemetry.metrics.connection_opened(role);
@@ -66,7 +82,10 @@ pub async fn serve(
             // Read before the acceptor is taken: a connection never pairs old settings with
             // a newer generation (reload swaps the settings first, then bumps it).
             let generation = *shared.tls_generation.borrow();
-            if let Some(done) = handshake(&shared, role, tcp, peer).await {
+            // Boxed, each phase: a held push connection keeps only its HTTP phase's state,
+            // not room for the handshake's as well (its task is as large as its largest
+            // phase otherwise).
+            if let Some(done) = Box::pin(handshake(&shared, role, tcp, peer)).await {
                 let tls = done.version.map(|version| crate::api::ConnTls {
                     version,
                     group: done.group,
@@ -74,10 +93,10 @@ pub async fn serve(
                     generation,
                 });
                 let stream = done.stream;
-                serve_http(shared, role, tls, peer, claim, stream).await;
+                Box::pin(serve_http(shared, role, tls, peer, claim, stream)).await;
             }
         } else {
-            serve_http(shared, role, None, peer, claim, tcp).await;
+            Box::pin(serve_http(shared, role, None, peer, claim, tcp)).await;
         }
     }
     .instrument(span)

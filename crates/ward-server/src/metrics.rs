@@ -189,6 +189,8 @@ pub struct Operations {
     admin_latency: Mutex<BTreeMap<(&'static str, &'static str), Histogram>>,
     /// Held push check-ins that returned with new settings.
     wakeups: AtomicU64,
+    /// For each of them, the time from the change's commit to its answer.
+    wakeup_latency: Histogram,
     /// Per listener and cap.
     refused: [[AtomicU64; 2]; 3],
 }
@@ -214,6 +216,7 @@ impl Default for Operations {
             commit_seconds: Histogram::latency(),
             admin_latency: Mutex::new(BTreeMap::new()),
             wakeups: AtomicU64::new(0),
+            wakeup_latency: Histogram::latency(),
             refused: Default::default(),
         }
     }
@@ -271,8 +274,13 @@ impl Operations {
             .observe_duration(took);
     }
 
-    pub fn woken(&self) {
+    /// A held check-in answered with new settings, `since_change` after the change that
+    /// woke it was committed (`None`: it found them without a wake, as after a lag).
+    pub fn woken(&self, since_change: Option<Duration>) {
         self.wakeups.fetch_add(1, Ordering::Relaxed);
+        if let Some(took) = since_change {
+            self.wakeup_latency.observe_duration(took);
+        }
     }
 
     pub fn refused(&self, role: Role, cap: Cap) {
@@ -361,6 +369,12 @@ impl Operations {
              ward_push_wakeups_total {}",
             get(&self.wakeups)
         );
+        out.push_str(
+            "# HELP ward_push_wakeup_seconds Time from a change's commit to the answer of each held push check-in it woke: the fan-out of a change.\n\
+             # TYPE ward_push_wakeup_seconds histogram\n",
+        );
+        self.wakeup_latency
+            .render(&mut out, "ward_push_wakeup_seconds", "");
         out.push_str(
             "# HELP ward_connections_capped_total Connections refused before the handshake, by listener and the cap that was full.\n\
              # TYPE ward_connections_capped_total counter\n",

@@ -230,23 +230,27 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     info!(
         raised_from = before,
         console = caps.console,
-        clients = caps.clients,
-        clients_http = caps.clients_http,
+        agents = caps.agents,
+        agent_listener = caps.agent_listener,
         per_address = shared.config.limits.max_connections_per_address,
         "open files: {open_files}; connection caps sized to fit, with room kept for the console"
     );
 
     let mut accept_tasks = Vec::new();
+    // The agent listeners' shared pool.
+    let agents = Arc::new(Semaphore::new(caps.agents));
     for (role, listener) in listeners {
         let address = listener
             .local_addr()
             .map_err(|e| ServerError::Other(e.to_string()))?;
         info!(listener = role.name(), %address, "listening");
+        let pool = (role != Role::Console).then(|| agents.clone());
         accept_tasks.push(tokio::spawn(accept_loop(
             shared.clone(),
             role,
             listener,
             caps,
+            pool,
         )));
     }
 
@@ -413,13 +417,15 @@ async fn rotate_ticket_keys(app: Arc<App>) {
     }
 }
 
-/// Accepts on one listener: within the listener's cap and the per-address cap a connection
-/// is served; beyond, it gets a 503 (as many at once as `caps.refusals`), or is closed.
+/// Accepts on one listener: within the listener's cap, the agent listeners' shared `pool`
+/// and the per-address cap a connection is served; beyond, it gets a 503 (as many at once as
+/// `caps.refusals`), or is closed.
 async fn accept_loop(
     shared: Arc<App>,
     role: Role,
     listener: TcpListener,
     caps: config::ConnectionCaps,
+    pool: Option<Arc<Semaphore>>,
 ) {
     let cap = caps.of(role);
     let slots = Arc::new(Semaphore::new(cap));
@@ -447,7 +453,18 @@ async fn accept_loop(
         };
         let from = per_address.enter(peer.ip());
         let permit = match from {
-            Some(_) => slots.clone().try_acquire_owned().ok(),
+            Some(_) => slots
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .and_then(|slot| match &pool {
+                    Some(pool) => pool
+                        .clone()
+                        .try_acquire_owned()
+                        .ok()
+                        .map(|shared| conn::Slots::new(slot, Some(shared))),
+                    None => Some(conn::Slots::new(slot, None)),
+                }),
             None => None,
         };
         match (permit, from) {
@@ -475,7 +492,13 @@ async fn accept_loop(
                         shared.config.limits.max_connections_per_address
                     )
                 } else {
-                    format!("{cap} connections")
+                    match &pool {
+                        Some(_) => format!(
+                            "{cap} connections (the two agent listeners {} together)",
+                            caps.agents
+                        ),
+                        None => format!("{cap} connections"),
+                    }
                 };
                 // Kept with the address (rate-limited like every failure): readiness and
                 // plans name the agents behind an address a cap refused.

@@ -1,7 +1,9 @@
 //! Targeted wake-ups for held push check-ins. Every change the store applies says which
 //! groups and agents get a new serial; [`Publishing`] wraps the store and broadcasts that, and
 //! a held check-in re-reads its record only when a change concerns it. 10,000 held agents no
-//! longer cost 10,000 database reads for an unrelated change.
+//! longer cost 10,000 database reads for an unrelated change, and a change that concerns them
+//! all costs one: the first check-in it wakes reads the records of every agent it concerns,
+//! and the others take theirs from that read ([`Wake::record`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,17 +16,109 @@ use ward_store::{
 };
 
 /// The agents one applied change gave a new serial: those in `groups`, and `agents`.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Wake {
     pub groups: HashSet<GroupId>,
     pub agents: HashSet<String>,
+    /// When the change was committed (and this sent).
+    pub at: std::time::Instant,
+    /// The records of the agents it concerns, as read once after the change (`None` when
+    /// that read failed); dropped [`RECORDS_KEPT`] after the read, as the channel keeps the
+    /// last [`BACKLOG`] wakes.
+    records: std::sync::Mutex<Option<Arc<Records>>>,
 }
 
+type Records = tokio::sync::OnceCell<Option<HashMap<String, AgentRecord>>>;
+
+/// How long a wake keeps the records it read: the check-ins it woke take theirs within
+/// moments; one later reads its own.
+const RECORDS_KEPT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Wake {
+    pub fn new(groups: HashSet<GroupId>, agents: HashSet<String>) -> Wake {
+        Wake {
+            groups,
+            agents,
+            at: std::time::Instant::now(),
+            records: std::sync::Mutex::new(Some(Default::default())),
+        }
+    }
+
     /// Whether the agent `id`, last seen in `group`, may have a new serial.
     pub fn concerns(&self, id: &str, group: GroupId) -> bool {
         self.groups.contains(&group) || self.agents.contains(id)
     }
+
+    /// The record of agent `id` after this change, from one read of every agent the change
+    /// concerns, made by the first check-in that asks (the rest wait for it): 15,000 held
+    /// check-ins woken by one group change cost one query, not 15,000. `Some(None)` for an
+    /// agent that is gone; `None` when that read failed or its records were dropped (the
+    /// caller reads the record alone).
+    pub async fn record(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        id: &str,
+    ) -> Option<Option<AgentRecord>> {
+        let cell = self
+            .records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let cell = cell?;
+        let records = cell
+            .get_or_init(|| {
+                let (store, groups, agents) = (
+                    store.clone(),
+                    self.groups.iter().copied().collect::<Vec<_>>(),
+                    self.agents.iter().cloned().collect::<Vec<_>>(),
+                );
+                let wake = Arc::downgrade(self);
+                async move {
+                    let records = tokio::task::spawn_blocking(move || {
+                        read_concerned(&*store, groups, agents)
+                    })
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                    // Dropped a while later: the channel keeps the last wakes, not their reads.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(RECORDS_KEPT).await;
+                        if let Some(wake) = wake.upgrade() {
+                            *wake.records.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        }
+                    });
+                    records
+                }
+            })
+            .await;
+        records.as_ref().map(|records| records.get(id).cloned())
+    }
+}
+
+/// The records of the agents in `groups` and of `agents`, by id.
+fn read_concerned(
+    store: &dyn Store,
+    groups: Vec<GroupId>,
+    agents: Vec<String>,
+) -> Result<HashMap<String, AgentRecord>, StoreError> {
+    let mut records = HashMap::new();
+    if !groups.is_empty() {
+        let filter = AgentFilter {
+            groups: Some(groups),
+            ..AgentFilter::default()
+        };
+        for record in store.agents(&filter)? {
+            records.insert(record.id.clone(), record);
+        }
+    }
+    for id in agents {
+        if let std::collections::hash_map::Entry::Vacant(entry) = records.entry(id) {
+            if let Some(record) = store.agent(entry.key())? {
+                entry.insert(record);
+            }
+        }
+    }
+    Ok(records)
 }
 
 /// How many changes a held check-in may fall behind before it re-reads its record anyway.
@@ -51,10 +145,10 @@ impl Store for Publishing {
         let applied = self.inner.apply(change)?;
         if !change.bump_groups.is_empty() || !change.bump_agents.is_empty() {
             // No receiver (nobody held) is not an error.
-            let _ = self.wakes.send(Arc::new(Wake {
-                groups: change.bump_groups.iter().copied().collect(),
-                agents: change.bump_agents.iter().cloned().collect(),
-            }));
+            let _ = self.wakes.send(Arc::new(Wake::new(
+                change.bump_groups.iter().copied().collect(),
+                change.bump_agents.iter().cloned().collect(),
+            )));
         }
         Ok(applied)
     }
@@ -186,10 +280,10 @@ mod tests {
 
     #[test]
     fn a_wake_concerns_the_agents_of_its_groups_and_its_agents() {
-        let wake = Wake {
-            groups: [2, 5].into_iter().collect(),
-            agents: ["a1".to_string()].into_iter().collect(),
-        };
+        let wake = Wake::new(
+            [2, 5].into_iter().collect(),
+            ["a1".to_string()].into_iter().collect(),
+        );
         for (id, group, concerned) in [
             ("a1", 9, true),
             ("a2", 5, true),
@@ -199,5 +293,110 @@ mod tests {
         ] {
             assert_eq!(wake.concerns(id, group), concerned, "{id} in {group}");
         }
+    }
+
+    fn agent(id: &str, group: GroupId) -> AgentRecord {
+        AgentRecord {
+            id: id.into(),
+            hostname: format!("host-{id}"),
+            os_name: "linux".into(),
+            os_version: "6".into(),
+            agent_version: "0.1.0".into(),
+            tls_versions: vec!["TLSv1.3".into()],
+            group,
+            last_checkin_ms: None,
+            channel: None,
+            server: None,
+            tls_version: None,
+            tls_group: None,
+            hello: None,
+            serial: 7,
+            acked_serial: 1,
+            enrolled_ms: 0,
+            simulated: false,
+            reverted: None,
+            reported_hello: None,
+        }
+    }
+
+    /// 200 held check-ins woken at once take their records from one shared read: the
+    /// records of the wake's groups and agents, none of another's, and a gone agent is none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_check_ins_one_change_wakes_share_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            ward_store::open(&ward_store::Database::Sqlite(dir.path().join("ward.db"))).unwrap();
+        let root = ward_fleet::group::default_root("My Company", "Default");
+        let list = ward_fleet::serverlist::build(
+            "Default",
+            vec![ward_fleet::serverlist::parse_spec("1:https://mgr1:443").unwrap()],
+        )
+        .unwrap();
+        store.initialise_fleet(&root, &list).unwrap();
+        let group = store.groups().unwrap()[0].id;
+        let child = ward_fleet::Group {
+            id: 0,
+            parent: Some(group),
+            name: "Branch".into(),
+            own: Default::default(),
+        };
+        let other_group = store
+            .apply(&ward_store::Change {
+                tree_version: None,
+                mutation: ward_store::Mutation::CreateGroup(child),
+                bump_groups: vec![],
+                bump_agents: vec![],
+                audit: ward_store::AuditEntry {
+                    id: 0,
+                    at_ms: 1,
+                    actor: "test".into(),
+                    action: "group.create".into(),
+                    target: "Branch".into(),
+                    before: None,
+                    after: None,
+                },
+            })
+            .unwrap()
+            .new_id
+            .unwrap();
+        let mut agents: Vec<AgentRecord> =
+            (0..200).map(|i| agent(&format!("g{i}"), group)).collect();
+        // One agent named by the change, in a group the change does not bump.
+        agents.push(agent("named", other_group));
+        agents.push(agent("other", other_group));
+        store.insert_agents(&agents).unwrap();
+        let wake = Arc::new(Wake::new(
+            [group].into_iter().collect(),
+            ["named".to_string(), "gone".to_string()]
+                .into_iter()
+                .collect(),
+        ));
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let (wake, store) = (wake.clone(), store.clone());
+                tokio::spawn(async move { wake.record(&store, &format!("g{i}")).await })
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            let record = task.await.unwrap().expect("from the shared read").unwrap();
+            assert_eq!(record.id, format!("g{i}"));
+            assert_eq!(record.serial, 7);
+        }
+        let read = wake.records.lock().unwrap().clone().unwrap();
+        let records = read
+            .get()
+            .expect("read once")
+            .as_ref()
+            .expect("the read worked");
+        assert_eq!(records.len(), 201, "the group's 200 and the named one");
+        assert!(!records.contains_key("other"));
+        assert_eq!(
+            wake.record(&store, "named").await.unwrap().unwrap().id,
+            "named"
+        );
+        assert_eq!(wake.record(&store, "gone").await, Some(None));
+        // Its records dropped (as a while after the read): the caller reads alone.
+        *wake.records.lock().unwrap() = None;
+        assert_eq!(wake.record(&store, "g1").await, None);
     }
 }

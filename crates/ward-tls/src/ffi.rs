@@ -10,9 +10,42 @@ use openssl::ssl::{SslContextRef, SslRef};
 use openssl_sys::{OPENSSL_sk_num, OPENSSL_sk_value, SSL_CIPHER_get_name, SSL_ctrl, OPENSSL_STACK};
 
 extern "C" {
+    fn CRYPTO_set_mem_functions(
+        malloc: unsafe extern "C" fn(usize, *const c_char, c_int) -> *mut std::ffi::c_void,
+        realloc: unsafe extern "C" fn(
+            *mut std::ffi::c_void,
+            usize,
+            *const c_char,
+            c_int,
+        ) -> *mut std::ffi::c_void,
+        free: unsafe extern "C" fn(*mut std::ffi::c_void, *const c_char, c_int),
+    ) -> c_int;
     fn SSL_get_pending_cipher(ssl: *const openssl_sys::SSL) -> *const openssl_sys::SSL_CIPHER;
     fn SSL_group_to_name(ssl: *mut openssl_sys::SSL, id: c_int) -> *const c_char;
     fn SSL_CTX_get_ciphers(ctx: *const openssl_sys::SSL_CTX) -> *mut OPENSSL_STACK;
+}
+
+/// An allocator for OpenSSL, as `CRYPTO_set_mem_functions(3)` takes it.
+pub struct Allocator {
+    pub malloc: unsafe extern "C" fn(usize, *const c_char, c_int) -> *mut std::ffi::c_void,
+    pub realloc: unsafe extern "C" fn(
+        *mut std::ffi::c_void,
+        usize,
+        *const c_char,
+        c_int,
+    ) -> *mut std::ffi::c_void,
+    pub free: unsafe extern "C" fn(*mut std::ffi::c_void, *const c_char, c_int),
+}
+
+/// Makes OpenSSL allocate with `allocator` (ward's own, not glibc's: a TLS handshake makes
+/// and frees dozens of buffers, and glibc's per-thread arenas kept them as fragmented memory,
+/// tens of KiB per held connection). Only before OpenSSL's first allocation: `false` after.
+///
+/// # Safety
+/// The three functions must be a matching malloc, realloc and free that are safe to call
+/// from any thread.
+pub unsafe fn set_allocator(allocator: Allocator) -> bool {
+    CRYPTO_set_mem_functions(allocator.malloc, allocator.realloc, allocator.free) == 1
 }
 
 /// The length of a session ticket key: 16 bytes of name, 32 of HMAC key, 32 of AES key.

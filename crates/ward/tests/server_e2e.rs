@@ -367,7 +367,7 @@ fn a_stalled_request_body_gets_408_and_frees_the_slot() {
     );
     server.replace_in(
         "ward.toml",
-        "max_connections = 10000",
+        "max_connections = 100000",
         "max_connections = 1",
     );
     server.start();
@@ -429,7 +429,7 @@ fn connection_cap_answers_503_and_oversized_bodies_413() {
     let mut server = Server::init();
     server.replace_in(
         "ward.toml",
-        "max_connections = 10000",
+        "max_connections = 100000",
         "max_connections = 2",
     );
     server.replace_in(

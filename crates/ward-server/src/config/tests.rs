@@ -11,7 +11,7 @@ fn default_file_parses_to_the_seed_ports() {
     assert_eq!(config.clients.to_string(), "0.0.0.0:443");
     assert_eq!(config.clients_http.to_string(), "0.0.0.0:8014");
     assert_eq!(config.agent_interval, Duration::from_secs(300));
-    assert_eq!(config.limits.max_connections, 10_000);
+    assert_eq!(config.limits.max_connections, 100_000);
 }
 
 #[test]
@@ -26,12 +26,12 @@ fn errors_name_file_and_line() {
             "ward.toml:21: interval: '5 minutes': unknown unit 'minutes' (ms, s, m, h or d)",
         ),
         (
-            default_text().replace("max_connections = 10000", "max_connections = 0"),
-            "ward.toml:28: max_connections: must be at least 1",
+            default_text().replace("max_connections = 100000", "max_connections = 0"),
+            "ward.toml:29: max_connections: must be at least 1",
         ),
         (
             default_text().replace("handshake_timeout = \"10s\"", "handshake_timeout = \"0s\""),
-            "ward.toml:32: handshake_timeout: must be more than 0s",
+            "ward.toml:35: handshake_timeout: must be more than 0s",
         ),
         (
             default_text().replace("path = \"ward.db\"", "path = \"postgres://db/ward\""),
@@ -109,22 +109,31 @@ fn connection_caps_fit_the_open_file_limit_and_keep_room_for_the_console() {
         (4096, 50),
     ] {
         let caps = connection_caps(files, max);
-        let total = caps.console + caps.clients + caps.clients_http + 3 * caps.refusals;
+        let total = caps.console + caps.agents + 3 * caps.refusals;
         if files > FILES_RESERVED + 64 {
             assert!(total + FILES_RESERVED <= files, "{files}/{max}: {caps:?}");
         }
-        assert!(caps.console >= 1 && caps.clients >= 1 && caps.clients_http >= 1);
-        assert!(caps.console <= max && caps.clients <= max, "{caps:?}");
+        assert!(caps.console >= 1 && caps.agents >= 1 && caps.agent_listener >= 1);
+        assert!(caps.agent_listener <= caps.agents, "{caps:?}");
+        assert!(
+            caps.console <= max && caps.agent_listener <= max,
+            "{caps:?}"
+        );
     }
     // The ulimit -n 1024 of a service manager: the console keeps its own slots.
     let caps = connection_caps(1024, 10_000);
     assert_eq!(caps.refusals, 30);
     assert_eq!(caps.console, 87);
-    assert_eq!(caps.clients_http, 391);
-    // Plenty of files: the configured cap.
+    assert_eq!((caps.agents, caps.agent_listener), (783, 783));
+    // This machine's 20,000: one agent listener may hold all the agents' share (before, each
+    // had half, and 15,000 push agents on HTTPS stopped at 8,626).
+    let caps = connection_caps(20_000, 100_000);
+    assert_eq!((caps.console, caps.agents), (1916, 17_252));
+    assert_eq!(caps.agent_listener, caps.agents);
+    // Plenty of files: the configured cap, per listener.
     let caps = connection_caps(1_048_576, 10_000);
     assert_eq!(
-        (caps.console, caps.clients, caps.clients_http),
-        (10_000, 10_000, 10_000)
+        (caps.console, caps.agents, caps.agent_listener),
+        (10_000, 20_000, 10_000)
     );
 }

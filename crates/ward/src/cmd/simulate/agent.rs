@@ -214,7 +214,7 @@ pub(super) async fn agent_loop(
             shared.stats.held_peak.fetch_max(now, Ordering::Relaxed);
         }
         let started = Instant::now();
-        let result = shared
+        let exchanged = shared
             .exchange(
                 index,
                 identity.legacy,
@@ -227,7 +227,11 @@ pub(super) async fn agent_loop(
                 request.body.as_bytes(),
                 wait + Duration::from_secs(30),
             )
-            .await
+            .await;
+        // When the answer arrived (a change's fan-out is timed by it, not by when this task
+        // got round to the answer on a simulator busy with thousands of agents).
+        let received_ms = now_ms();
+        let result = exchanged
             .map_err(|failure| failure.agent_error(&server.url))
             .and_then(|exchange| {
                 let answer: CheckinResponse =
@@ -276,7 +280,7 @@ pub(super) async fn agent_loop(
                         .settings_at_ms
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push(now_ms());
+                        .push(received_ms);
                 }
                 checked_in = true;
             }
