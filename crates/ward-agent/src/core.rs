@@ -362,7 +362,18 @@ impl Core {
                     None => false,
                 };
                 let pause = if self.push() {
-                    Duration::ZERO
+                    if changed && !round.wait.is_zero() {
+                        // A change woke every held agent of the group at once: their
+                        // acknowledgements spread over the group's randomize window (at
+                        // most an interval), or 15,000 agents behind one NAT come back in
+                        // the same second, a herd the server sheds.
+                        self.settings
+                            .randomize
+                            .min(self.interval())
+                            .mul_f64((self.random)())
+                    } else {
+                        Duration::ZERO
+                    }
                 } else {
                     let spread = self.randomize().mul_f64((self.random)());
                     // Signed settings may say any interval the codec reads (up to

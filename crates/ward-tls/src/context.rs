@@ -234,6 +234,21 @@ pub fn build_acceptor(policy: &TlsPolicy, server_root: &Path) -> Result<SslConte
         let key = policy.certificate_key_files.get(index).unwrap_or(cert);
         load_pair(&mut builder, server_root, cert, key)?;
     }
+    // Sessions are bound to what the listener serves: its policy and its certificates. A
+    // reload that changes either makes every client's next handshake a full one, so each is
+    // judged (and each checks the certificate) under the new settings; otherwise it would
+    // resume the session of the old ones for the tickets' lifetime (hours), and a plan that
+    // says a new certificate cuts an agent off would not come true until then.
+    let mut context = openssl::sha::Sha256::new();
+    context.update(format!("{policy:?}").as_bytes());
+    for cert in &policy.certificate_files {
+        if let Ok(pem) = std::fs::read(resolve(server_root, &cert.value)) {
+            context.update(&pem);
+        }
+    }
+    builder
+        .set_session_id_context(&context.finish())
+        .map_err(|e| SetupError::at(policy.protocol_location.as_ref(), first_error(&e)))?;
     Ok(builder.build())
 }
 

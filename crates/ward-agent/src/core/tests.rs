@@ -214,6 +214,51 @@ fn push_holds_only_once_the_serial_is_acknowledged() {
     assert_eq!(wait(&mut agent), Duration::from_secs(50));
 }
 
+/// A change that wakes a held check-in is acknowledged after a pause spread over the group's
+/// randomize window (all the group's held agents are woken at once); one found by a check-in
+/// that was not held is acknowledged at once.
+#[test]
+fn a_pushed_change_is_acknowledged_within_the_randomize_window() {
+    let now = Instant::now();
+    let list = [(1, "https://a:443")];
+    // (randomize of the new settings, random number, pause before the acknowledgement)
+    for (randomize, random, pause) in [
+        (10, 0.5, Duration::from_secs(5)),
+        (10, 0.0, Duration::ZERO),
+        (0, 0.9, Duration::ZERO),
+        // Never beyond an interval (60 s).
+        (3600, 0.5, Duration::from_secs(30)),
+    ] {
+        let mut agent = core(settings(1, Mode::Push, &list), random);
+        let next_wait = |agent: &mut Core| match agent.next(now) {
+            Action::Checkin { wait, .. } => wait,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(next_wait(&mut agent), Duration::ZERO);
+        agent.complete(now, ok(None));
+        assert_eq!(next_wait(&mut agent), Duration::from_secs(50), "held");
+        let mut changed = settings(2, Mode::Push, &list);
+        changed.randomize = Duration::from_secs(randomize);
+        let event = agent.complete(now, ok(Some(changed)));
+        assert!(
+            matches!(event, Event::CheckedIn { changed: true, pause: p, .. } if p == pause),
+            "randomize {randomize}s, random {random}: {event:?}"
+        );
+        if !pause.is_zero() {
+            assert_eq!(agent.next(now), Action::Sleep(pause));
+        }
+        assert_eq!(next_wait(&mut agent), Duration::ZERO, "then acknowledged");
+    }
+    // Found by a check-in that was not held: at once.
+    let mut agent = core(settings(1, Mode::Push, &list), 0.5);
+    assert!(matches!(agent.next(now), Action::Checkin { wait, .. } if wait.is_zero()));
+    let event = agent.complete(now, ok(Some(settings(2, Mode::Push, &list))));
+    assert!(
+        matches!(event, Event::CheckedIn { changed: true, pause, .. } if pause.is_zero()),
+        "{event:?}"
+    );
+}
+
 #[test]
 fn an_empty_list_is_a_failure_with_backoff() {
     let mut agent = core(settings(1, Mode::Pull, &[]), 0.0);

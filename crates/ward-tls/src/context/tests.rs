@@ -329,3 +329,49 @@ fn a_resumed_tls13_connection_leaves_a_ticket_that_resumes_again() {
     }
     server.join().unwrap();
 }
+
+/// A session resumes on a listener rebuilt from the same settings (a reload that changed
+/// nothing), and not on one whose settings changed: then the client does a full handshake and
+/// sees what the listener serves now.
+#[test]
+fn sessions_resume_only_under_the_settings_that_made_them() {
+    use crate::ffi::{set_ticket_keys, use_ticket_keys, TicketKeys, TICKET_KEY_LEN};
+    use std::io::Read;
+    let fixture = fixture();
+    let text =
+        "SSLProtocol TLSv1.3\nSSLCertificateFile server.pem\nSSLCertificateKeyFile server.key\n";
+    let acceptor = |text: &str| {
+        let policy = listener_conf("t", text).policy.unwrap();
+        let context = build_acceptor(&policy, fixture.dir.path()).unwrap();
+        assert!(use_ticket_keys(&context));
+        context
+    };
+    set_ticket_keys(TicketKeys {
+        current: [9; TICKET_KEY_LEN],
+        previous: None,
+    });
+    let connector = ca_connector(&fixture);
+    let connect = |context: SslContext, session: Option<&openssl::ssl::SslSession>| {
+        let (address, server) = serve(context, 1);
+        let mut config = connector.configure().unwrap();
+        if let Some(session) = session {
+            unsafe { config.set_session(session).unwrap() };
+        }
+        let mut tls = config
+            .connect("localhost", TcpStream::connect(address).unwrap())
+            .unwrap();
+        let _ = tls.read(&mut [0u8; 16]);
+        let _ = tls.shutdown();
+        server.join().unwrap();
+        (
+            tls.ssl().session_reused(),
+            tls.ssl().session().unwrap().to_owned(),
+        )
+    };
+    let (_, first) = connect(acceptor(text), None);
+    let (reused, second) = connect(acceptor(text), Some(&first));
+    assert!(reused, "the same settings, rebuilt: resumed");
+    let changed = format!("{text}SSLHonorCipherOrder on\n");
+    let (reused, _) = connect(acceptor(&changed), Some(&second));
+    assert!(!reused, "changed settings: a full handshake");
+}
