@@ -47,6 +47,30 @@ fn serve(
     (address, server)
 }
 
+/// One connection to `address` resuming `session`, read to the server's close (TLS 1.3
+/// tickets come after the handshake) and closed cleanly (OpenSSL spoils the session of a
+/// connection dropped without close_notify): (reused, the session it leaves).
+fn connect_resuming(
+    connector: &openssl::ssl::SslConnector,
+    address: std::net::SocketAddr,
+    session: Option<&openssl::ssl::SslSession>,
+) -> (bool, openssl::ssl::SslSession) {
+    use std::io::Read;
+    let mut config = connector.configure().unwrap();
+    if let Some(session) = session {
+        unsafe { config.set_session(session).unwrap() };
+    }
+    let mut tls = config
+        .connect("localhost", TcpStream::connect(address).unwrap())
+        .unwrap();
+    let _ = tls.read(&mut [0u8; 16]);
+    let _ = tls.shutdown();
+    (
+        tls.ssl().session_reused(),
+        tls.ssl().session().unwrap().to_owned(),
+    )
+}
+
 /// A client that trusts the fixture's CA.
 fn ca_connector(fixture: &Fixture) -> openssl::ssl::SslConnector {
     build_connector(&ClientTls {
@@ -240,20 +264,8 @@ fn rotated_ticket_keys_still_accept_the_previous_key_and_no_older() {
     });
     let (address, server) = serve(context, 5);
     let connector = ca_connector(&fixture);
-    // One connection resuming `session`: (reused, the session it leaves).
-    let connect = |session: Option<&openssl::ssl::SslSession>| {
-        let mut config = connector.configure().unwrap();
-        if let Some(session) = session {
-            unsafe { config.set_session(session).unwrap() };
-        }
-        let mut tls = config
-            .connect("localhost", TcpStream::connect(address).unwrap())
-            .unwrap();
-        let reused = tls.ssl().session_reused();
-        let session = tls.ssl().session().unwrap().to_owned();
-        let _ = tls.shutdown();
-        (reused, session)
-    };
+    let connect =
+        |session: Option<&openssl::ssl::SslSession>| connect_resuming(&connector, address, session);
     let (reused, first) = connect(None);
     assert!(!reused);
     // Rotated: the previous key still decrypts, and the ticket is renewed under the new one.
@@ -288,7 +300,6 @@ fn rotated_ticket_keys_still_accept_the_previous_key_and_no_older() {
 #[test]
 fn a_resumed_tls13_connection_leaves_a_ticket_that_resumes_again() {
     use crate::ffi::{set_ticket_keys, use_ticket_keys, TicketKeys, TICKET_KEY_LEN};
-    use std::io::Read;
     let fixture = fixture();
     let text = "SSLProtocol TLSv1.3\nSSLSessionCache none\nSSLCertificateFile server.pem\n\
                 SSLCertificateKeyFile server.key\n";
@@ -301,23 +312,8 @@ fn a_resumed_tls13_connection_leaves_a_ticket_that_resumes_again() {
     });
     let (address, server) = serve(context, 6);
     let connector = ca_connector(&fixture);
-    // One connection resuming `session`, read to the server's close (TLS 1.3 tickets come
-    // after the handshake) and closed cleanly (OpenSSL spoils the session of a connection
-    // dropped without close_notify): (reused, the session it leaves).
-    let connect = |session: Option<&openssl::ssl::SslSession>| {
-        let mut config = connector.configure().unwrap();
-        if let Some(session) = session {
-            unsafe { config.set_session(session).unwrap() };
-        }
-        let mut tls = config
-            .connect("localhost", TcpStream::connect(address).unwrap())
-            .unwrap();
-        let _ = tls.read(&mut [0u8; 16]);
-        let _ = tls.shutdown();
-        let reused = tls.ssl().session_reused();
-        let session = tls.ssl().session().unwrap().to_owned();
-        (reused, session)
-    };
+    let connect =
+        |session: Option<&openssl::ssl::SslSession>| connect_resuming(&connector, address, session);
     let (reused, mut session) = connect(None);
     assert!(!reused);
     // An agent checks in again and again, each time with the ticket the last one left: every
@@ -336,7 +332,6 @@ fn a_resumed_tls13_connection_leaves_a_ticket_that_resumes_again() {
 #[test]
 fn sessions_resume_only_under_the_settings_that_made_them() {
     use crate::ffi::{set_ticket_keys, use_ticket_keys, TicketKeys, TICKET_KEY_LEN};
-    use std::io::Read;
     let fixture = fixture();
     let text =
         "SSLProtocol TLSv1.3\nSSLCertificateFile server.pem\nSSLCertificateKeyFile server.key\n";
@@ -353,20 +348,9 @@ fn sessions_resume_only_under_the_settings_that_made_them() {
     let connector = ca_connector(&fixture);
     let connect = |context: SslContext, session: Option<&openssl::ssl::SslSession>| {
         let (address, server) = serve(context, 1);
-        let mut config = connector.configure().unwrap();
-        if let Some(session) = session {
-            unsafe { config.set_session(session).unwrap() };
-        }
-        let mut tls = config
-            .connect("localhost", TcpStream::connect(address).unwrap())
-            .unwrap();
-        let _ = tls.read(&mut [0u8; 16]);
-        let _ = tls.shutdown();
+        let resumed = connect_resuming(&connector, address, session);
         server.join().unwrap();
-        (
-            tls.ssl().session_reused(),
-            tls.ssl().session().unwrap().to_owned(),
-        )
+        resumed
     };
     let (_, first) = connect(acceptor(text), None);
     let (reused, second) = connect(acceptor(text), Some(&first));
