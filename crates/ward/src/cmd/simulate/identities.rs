@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use ward_proto::messages::Settings;
 use ward_proto::{hex, unhex, AgentKey, KeyPair};
 
@@ -18,6 +18,29 @@ pub(super) struct Identity {
     pub(super) settings: Option<Settings>,
     /// Its last TLS session (DER), resumed by its next connection.
     pub(super) session: Option<Vec<u8>>,
+}
+
+/// The `--identities` file, as it is written.
+#[derive(Serialize, Deserialize)]
+struct IdentitiesFile {
+    #[serde(default)]
+    server_public: String,
+    #[serde(default)]
+    agents: Vec<Entry>,
+}
+
+/// One agent in the file.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    private_key: String,
+    #[serde(default)]
+    legacy: bool,
+    /// Its last TLS session (DER, hex); absent for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
 }
 
 /// At most `at_most` identities from `path` (none when there is no file), which must have
@@ -35,33 +58,27 @@ pub(super) fn load(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let value: Value =
+    let file: IdentitiesFile =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    if value["server_public"] != hex(server_public) {
+    if file.server_public != hex(server_public) {
         return Err(format!(
             "{}: made for another server; remove it to enroll anew",
             path.display()
         ));
     }
     let mut identities = Vec::new();
-    for entry in value["agents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .take(at_most)
-    {
-        let private =
-            unhex(entry["private_key"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
+    for entry in file.agents.into_iter().take(at_most) {
+        let private = unhex(&entry.private_key).map_err(|e| e.to_string())?;
         let pair = KeyPair::from_private_bytes(&private).map_err(|e| e.to_string())?;
         let key = AgentKey::for_agent(&pair, server_public).map_err(|e| e.to_string())?;
         identities.push(Identity {
-            id: entry["id"].as_str().unwrap_or_default().to_string(),
+            id: entry.id,
             key,
             private_hex: hex(&private),
-            legacy: entry["legacy"].as_bool().unwrap_or(false),
+            legacy: entry.legacy,
             settings: None,
             // A session the file cannot give back is only a full handshake more.
-            session: entry["session"].as_str().and_then(|s| unhex(s).ok()),
+            session: entry.session.and_then(|s| unhex(&s).ok()),
         });
     }
     Ok(identities)
@@ -76,16 +93,66 @@ pub(super) fn save(
     let Some(path) = path else {
         return Ok(());
     };
-    let agents: Vec<Value> = identities
-        .iter()
-        .map(|i| {
-            let mut entry = json!({"id": i.id, "private_key": i.private_hex, "legacy": i.legacy});
-            if let Some(session) = &i.session {
-                entry["session"] = json!(hex(session));
-            }
-            entry
-        })
-        .collect();
-    let text = json!({"server_public": hex(server_public), "agents": agents}).to_string();
+    let file = IdentitiesFile {
+        server_public: hex(server_public),
+        agents: identities
+            .iter()
+            .map(|i| Entry {
+                id: i.id.clone(),
+                private_key: i.private_hex.clone(),
+                legacy: i.legacy,
+                session: i.session.as_deref().map(hex),
+            })
+            .collect(),
+    };
+    let text = serde_json::to_string(&file).map_err(|e| e.to_string())?;
     ward_fs::write(path, text.as_bytes(), 0o600).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `save` writes, `load` gives back: ids, keys, legacy flags and sessions; a file of
+    /// another server is refused.
+    #[test]
+    fn the_identities_file_round_trips_and_belongs_to_one_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.json");
+        let server = KeyPair::generate().unwrap();
+        let server_public = server.public_bytes().unwrap();
+        let agent = |id: &str, legacy: bool, session: Option<Vec<u8>>| {
+            let pair = KeyPair::generate().unwrap();
+            Identity {
+                id: id.into(),
+                key: AgentKey::for_agent(&pair, &server_public).unwrap(),
+                private_hex: hex(&pair.private_bytes().unwrap()),
+                legacy,
+                settings: None,
+                session,
+            }
+        };
+        let saved = [
+            agent("a", false, Some(vec![1, 2, 3])),
+            agent("b", true, None),
+        ];
+        save(Some(&path), &server_public, &saved).unwrap();
+        let loaded = load(Some(&path), &server_public, 10).unwrap();
+        assert_eq!(loaded.len(), 2);
+        for (before, after) in saved.iter().zip(&loaded) {
+            assert_eq!(
+                (&after.id, &after.private_hex, after.legacy, &after.session),
+                (
+                    &before.id,
+                    &before.private_hex,
+                    before.legacy,
+                    &before.session
+                )
+            );
+        }
+        assert_eq!(load(Some(&path), &server_public, 1).unwrap().len(), 1);
+        let other = KeyPair::generate().unwrap().public_bytes().unwrap();
+        let refused = load(Some(&path), &other, 10).err().unwrap();
+        assert!(refused.contains("made for another server"), "{refused}");
+    }
 }
