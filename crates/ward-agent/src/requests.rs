@@ -109,10 +109,17 @@ pub fn verify_signed<T: DeserializeOwned>(
     server: &str,
     exchange: &Exchange,
 ) -> Result<T, AgentError> {
+    // A signed 503's wait: the one in its (signed) body; a server from before that field
+    // gives only the header.
     let retry_after = || {
-        exchange
-            .header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
+        messages::decode::<messages::ErrorBody>("busy answer", &exchange.body)
+            .ok()
+            .and_then(|body| body.retry_after_s)
+            .or_else(|| {
+                exchange
+                    .header("retry-after")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
             .map_or(Duration::from_secs(5), Duration::from_secs)
             .min(MAX_RETRY_AFTER)
     };
@@ -234,11 +241,25 @@ mod tests {
         let error = busy.unwrap_err();
         assert!(matches!(error, AgentError::Transport { .. }), "{error:?}");
         assert_eq!(error.retry_after(), None);
-        // A signed one in full.
+        // A signed one from a server that puts no wait in its body: the header's.
         let busy = check(&exchange(503, &refusal, sign(&key, 503, &refusal)));
         assert_eq!(
             busy.unwrap_err().retry_after(),
             Some(Duration::from_secs(3600))
+        );
+        // The signed body's wait wins over the header (which the MAC does not cover).
+        let shed = encode(&ErrorBody::busy("at its limit", Duration::from_secs(17)));
+        let busy = check(&exchange(503, &shed, sign(&key, 503, &shed)));
+        assert_eq!(
+            busy.unwrap_err().retry_after(),
+            Some(Duration::from_secs(17))
+        );
+        // A changed wait breaks the MAC: no instruction at all.
+        let stretched = shed.replace("17", "3600");
+        let forged = check(&exchange(503, &stretched, sign(&key, 503, &shed)));
+        assert!(
+            matches!(forged, Err(AgentError::Untrusted { .. })),
+            "{forged:?}"
         );
 
         let malformed = "{\"serial\": \"three\"}\n";

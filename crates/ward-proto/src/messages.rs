@@ -173,6 +173,11 @@ pub struct CheckinResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
+    /// A busy server's wait before the next try, in seconds. In the body, so that a signed
+    /// 503's wait is covered by its MAC (a `Retry-After` header is not, and anyone on the
+    /// plain channel could stretch it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +193,15 @@ impl ErrorBody {
                 code: code.into(),
                 message: message.into(),
             },
+            retry_after_s: None,
+        }
+    }
+
+    /// A busy server's answer: try again after `retry_after` (whole seconds, at least 1).
+    pub fn busy(message: impl Into<String>, retry_after: Duration) -> ErrorBody {
+        ErrorBody {
+            retry_after_s: Some(retry_after.as_secs().max(1)),
+            ..ErrorBody::new("too_busy", message)
         }
     }
 }

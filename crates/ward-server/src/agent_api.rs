@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 use ward_proto::messages::{
     self, header, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ErrorBody,
-    HostReport, Settings, CHECKIN_PATH,
+    HostReport, CHECKIN_PATH,
 };
 use ward_proto::{enroll as proof, hex, now_ms, unhex, AgentKey, AuthError, RequestAuth};
 use ward_store::{
@@ -41,11 +41,74 @@ fn failed(error: ApiError) -> HttpResponse {
     error.response()
 }
 
+/// The longest wait a shed check-in is told: a random whole number of seconds from 1 to the
+/// spread, which grows with the check-ins shed over the last 5-10 s (one second more for each
+/// `SHED_RATE`), up to this. So a herd told to come back (thousands reconnecting after a
+/// restart) comes back spread out at about `SHED_RATE` a second, not at once, while a few shed
+/// check-ins are back within a second or two. Well inside every interval an agent can have,
+/// so a shed agent is back within its next one.
+pub const SHED_SPREAD: Duration = Duration::from_secs(30);
+
+/// Shed check-ins a second that a herd's spread aims at: well below what one core takes with
+/// their handshakes (about 1,500 check-ins a second with resumed TLS), so the agents that are
+/// in keep their room.
+pub const SHED_RATE: u64 = 500;
+
+/// The spread for a shed check-in when `recent` were shed over the last 5-10 s (itself
+/// included).
+pub fn shed_spread(recent: u64) -> Duration {
+    Duration::from_secs((1 + recent / SHED_RATE).min(SHED_SPREAD.as_secs()))
+}
+
+/// A wait drawn from 1..=the spread for `recent` sheds.
+fn shed_wait(recent: u64) -> Duration {
+    let mut bytes = [0u8; 8];
+    openssl::rand::rand_bytes(&mut bytes).expect("the system has randomness");
+    Duration::from_secs(1 + u64::from_le_bytes(bytes) % shed_spread(recent).as_secs())
+}
+
+/// A signed 503: the agent waits as told (the wait is in the signed body, and in
+/// `Retry-After` for anything else that reads it).
+fn busy(shared: &App, key: &AgentKey, nonce: &str, message: impl Into<String>) -> HttpResponse {
+    let recent = shared.shed_load.shed();
+    let wait = shed_wait(recent);
+    let mut response = signed(
+        key,
+        nonce,
+        StatusCode::SERVICE_UNAVAILABLE,
+        &ErrorBody::busy(message, wait),
+    );
+    response.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        HeaderValue::from(wait.as_secs()),
+    );
+    response
+}
+
+/// A failure after the agent is known: signed, so a busy store's 503 is an instruction the
+/// agent follows (an unsigned one it must treat as a transport failure).
+fn failed_signed(shared: &App, key: &AgentKey, nonce: &str, error: ApiError) -> HttpResponse {
+    error.log();
+    if error.status == StatusCode::SERVICE_UNAVAILABLE {
+        return busy(shared, key, nonce, error.message);
+    }
+    signed(
+        key,
+        nonce,
+        error.status,
+        &ErrorBody::new(error.code, error.message),
+    )
+}
+
 /// A response MAC'd with the agent's key and bound to its request's nonce.
 fn signed<T: Serialize>(key: &AgentKey, nonce: &str, status: StatusCode, body: &T) -> HttpResponse {
-    let text = messages::encode(body);
+    signed_text(key, nonce, status, &messages::encode(body))
+}
+
+/// [`signed`] for a body already encoded (an answer shared by many agents).
+fn signed_text(key: &AgentKey, nonce: &str, status: StatusCode, text: &str) -> HttpResponse {
     let mac = ward_proto::sign_response(key, nonce, status.as_u16(), text.as_bytes());
-    let mut response = crate::api::json_text(status, text);
+    let mut response = crate::api::json_text(status, text.to_string());
     if let Ok(value) = HeaderValue::from_str(&mac) {
         response.headers_mut().insert(header::MAC, value);
     }
@@ -486,6 +549,61 @@ async fn verify_checkin(
     Ok(Verified::Refused(AuthError::BadMac))
 }
 
+/// A check-in's signature headers: the agent, its request's authentication and the MAC.
+fn signed_checkin(headers: &HeaderMap) -> Option<(&str, RequestAuth, &str)> {
+    let agent = header_value(headers, header::AGENT)?;
+    let time_ms = header_value(headers, header::TIME)?.parse::<i64>().ok()?;
+    let nonce = header_value(headers, header::NONCE)?;
+    let mac = header_value(headers, header::MAC)?;
+    let auth = RequestAuth {
+        agent: agent.to_string(),
+        time_ms,
+        nonce: nonce.to_string(),
+    };
+    Some((agent, auth, mac))
+}
+
+/// A check-in the server has no room for (its agent listeners at their caps): verified like
+/// any check-in, then shed with a signed 503 whose wait is spread over [`SHED_SPREAD`], so the
+/// agent obeys it and the herd comes back spread out. Nothing is recorded. A request that
+/// does not verify gets the unsigned 503 (which an agent treats as a transport failure).
+pub async fn shed(
+    shared: &App,
+    role: Role,
+    headers: &HeaderMap,
+    body: Bytes,
+    message: &str,
+) -> HttpResponse {
+    let unsigned = || {
+        let mut response =
+            crate::api::error_response(StatusCode::SERVICE_UNAVAILABLE, "too_busy", message);
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        response
+    };
+    let Some((agent, auth, mac)) = signed_checkin(headers) else {
+        return unsigned();
+    };
+    let request = ward_proto::Request {
+        method: "POST",
+        path: CHECKIN_PATH,
+        auth: &auth,
+        body: &body,
+    };
+    match verify_checkin(shared, agent, &request, mac).await {
+        Ok(Verified::Key(key, _)) => {
+            shared
+                .telemetry
+                .metrics
+                .ops
+                .checkin_answered(role, crate::metrics::CheckinResult::Busy);
+            busy(shared, &key, &auth.nonce, message)
+        }
+        _ => unsigned(),
+    }
+}
+
 pub async fn checkin(
     shared: &App,
     role: Role,
@@ -512,23 +630,14 @@ async fn checkin_answer(
     body: Bytes,
 ) -> HttpResponse {
     let started = std::time::Instant::now();
-    let (Some(agent), Some(time), Some(nonce), Some(mac)) = (
-        header_value(headers, header::AGENT),
-        header_value(headers, header::TIME).and_then(|t| t.parse::<i64>().ok()),
-        header_value(headers, header::NONCE),
-        header_value(headers, header::MAC),
-    ) else {
+    let Some((agent, auth, mac)) = signed_checkin(headers) else {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "unsigned",
             "a check-in must carry X-Ward-Agent, X-Ward-Time, X-Ward-Nonce and X-Ward-Mac",
         );
     };
-    let auth = RequestAuth {
-        agent: agent.to_string(),
-        time_ms: time,
-        nonce: nonce.to_string(),
-    };
+    let nonce = auth.nonce.as_str();
     let request = ward_proto::Request {
         method: "POST",
         path: CHECKIN_PATH,
@@ -604,7 +713,7 @@ async fn checkin_answer(
     let mut record = match shared.checkins.record(checkin.clone()).await {
         Ok(Some(record)) => record,
         Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "unknown_agent", "unknown agent"),
-        Err(error) => return failed(ApiError::from(error)),
+        Err(error) => return failed_signed(shared, &key, nonce, ApiError::from(error)),
     };
     shared
         .telemetry
@@ -680,19 +789,18 @@ async fn checkin_answer(
             _ => break,
         }
     }
-    let settings = if due(&record) {
-        match cached_settings(shared, record.group, record.serial).await {
-            Ok(settings) => Some((*settings).clone()),
-            Err(error) => return failed(error),
+    let response = if due(&record) {
+        match cached_answer(shared, record.group, record.serial).await {
+            Ok(answer) => signed_text(&key, nonce, StatusCode::OK, &answer),
+            Err(error) => return failed_signed(shared, &key, nonce, error),
         }
     } else {
-        None
+        let answer = CheckinResponse {
+            serial: record.serial,
+            settings: None,
+        };
+        signed(&key, nonce, StatusCode::OK, &answer)
     };
-    let answer = CheckinResponse {
-        serial: record.serial,
-        settings,
-    };
-    let response = signed(&key, nonce, StatusCode::OK, &answer);
     if held_for_a_change && due(&record) {
         // A held check-in that returns with new settings: a wake-up delivered.
         shared
@@ -743,20 +851,25 @@ fn trusted_cas(reported: &[String]) -> Option<String> {
     (!prints.is_empty()).then(|| prints.join(","))
 }
 
-/// `group_settings`, computed once per (group, serial) while no admin change intervenes.
-async fn cached_settings(shared: &App, group: i64, serial: i64) -> Result<Arc<Settings>, ApiError> {
+/// The answer that hands `group`'s settings at `serial` (`CheckinResponse`, encoded),
+/// computed and encoded once per (group, serial) while no admin change intervenes.
+async fn cached_answer(shared: &App, group: i64, serial: i64) -> Result<Arc<str>, ApiError> {
     let version = *shared.fleet_version.borrow();
-    if let Some(settings) = shared.settings_cache.get(version, group, serial) {
-        return Ok(settings);
+    if let Some(answer) = shared.settings_cache.get(version, group, serial) {
+        return Ok(answer);
     }
     let store = shared.store.clone();
     let handed = shared.handed();
-    let settings =
-        Arc::new(blocking(move || group_settings(&*store, group, serial, &handed)).await?);
+    let settings = blocking(move || group_settings(&*store, group, serial, &handed)).await?;
+    let answer: Arc<str> = messages::encode(&CheckinResponse {
+        serial,
+        settings: Some(settings),
+    })
+    .into();
     shared
         .settings_cache
-        .insert(version, group, serial, settings.clone());
-    Ok(settings)
+        .insert(version, group, serial, answer.clone());
+    Ok(answer)
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ward_proto::messages::Settings;
 use ward_proto::AgentKey;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,39 +111,92 @@ impl Replays {
     }
 }
 
-/// Settings by (group, serial), valid for one fleet version: a change that wakes 10,000 held
-/// check-ins computes each group's settings once.
+/// The check-in answer that hands a group's settings at a serial (`CheckinResponse` with
+/// them, encoded), by (group, serial), valid for one fleet version: a change that wakes
+/// 15,000 held check-ins computes and encodes each group's answer once; each agent's answer
+/// differs only in its MAC.
 #[derive(Default)]
 pub struct SettingsCache(Mutex<CacheEntries>);
 
 #[derive(Default)]
 struct CacheEntries {
     version: u64,
-    entries: HashMap<(i64, i64), Arc<Settings>>,
+    entries: HashMap<(i64, i64), Arc<str>>,
 }
 
 /// The most entries kept; beyond it the cache starts over.
 const SETTINGS_CACHE_ENTRIES: usize = 10_000;
 
 impl SettingsCache {
-    pub fn get(&self, version: u64, group: i64, serial: i64) -> Option<Arc<Settings>> {
+    pub fn get(&self, version: u64, group: i64, serial: i64) -> Option<Arc<str>> {
         let cache = lock(&self.0);
         (cache.version == version)
             .then(|| cache.entries.get(&(group, serial)).cloned())
             .flatten()
     }
 
-    /// Keeps `settings` computed under `version`. Only forward: an answer computed under an
+    /// Keeps `answer` computed under `version`. Only forward: an answer computed under an
     /// older version never replaces newer entries.
-    pub fn insert(&self, version: u64, group: i64, serial: i64, settings: Arc<Settings>) {
+    pub fn insert(&self, version: u64, group: i64, serial: i64, answer: Arc<str>) {
         let mut cache = lock(&self.0);
         if version > cache.version || cache.entries.len() >= SETTINGS_CACHE_ENTRIES {
             cache.version = version;
             cache.entries.clear();
         }
         if version == cache.version {
-            cache.entries.insert((group, serial), settings);
+            cache.entries.insert((group, serial), answer);
         }
+    }
+}
+
+/// How many check-ins were shed lately (a 503 for want of room), counted in 5-second buckets:
+/// this bucket and the one before, so the count covers the last 5 to 10 seconds.
+pub struct ShedLoad {
+    origin: std::time::Instant,
+    buckets: Mutex<ShedBuckets>,
+}
+
+impl Default for ShedLoad {
+    fn default() -> ShedLoad {
+        ShedLoad {
+            origin: std::time::Instant::now(),
+            buckets: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct ShedBuckets {
+    bucket: u64,
+    this: u64,
+    last: u64,
+}
+
+/// The seconds of one bucket.
+const SHED_BUCKET_S: u64 = 5;
+
+impl ShedLoad {
+    /// Counts one shed now; how many were shed in this bucket and the one before, this one
+    /// included.
+    pub fn shed(&self) -> u64 {
+        self.shed_at(self.origin.elapsed().as_secs())
+    }
+
+    /// [`ShedLoad::shed`] at `now_s` seconds since its origin.
+    fn shed_at(&self, now_s: u64) -> u64 {
+        let mut buckets = lock(&self.buckets);
+        let bucket = now_s / SHED_BUCKET_S;
+        if bucket != buckets.bucket {
+            buckets.last = if bucket == buckets.bucket + 1 {
+                buckets.this
+            } else {
+                0
+            };
+            buckets.this = 0;
+            buckets.bucket = bucket;
+        }
+        buckets.this += 1;
+        buckets.this + buckets.last
     }
 }
 
@@ -241,6 +293,24 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn sheds_are_counted_over_this_bucket_and_the_one_before() {
+        let load = ShedLoad::default();
+        // (seconds, count it must return)
+        let table = [
+            (0, 1),
+            (1, 2),
+            (4, 3),
+            (5, 4),  // a new bucket: 3 before, 1 now
+            (9, 5),  // still the second bucket
+            (10, 3), // a third: the first is forgotten, 2 before, 1 now
+            (30, 1), // buckets skipped: nothing before
+        ];
+        for (now_s, expected) in table {
+            assert_eq!(load.shed_at(now_s), expected, "at {now_s} s");
+        }
+    }
 
     #[test]
     fn a_held_agent_stays_held_until_its_last_check_in_ends() {

@@ -403,7 +403,8 @@ async fn serve_http<S>(
 }
 
 /// A connection beyond the listener's cap: a clear 503 (after the handshake on TLS listeners,
-/// so the client can read it), then close.
+/// so the client can read it), then close. On an agent listener the one request is read, so a
+/// check-in is shed with a signed 503 and a spread-out wait the agent obeys (`http::shed`).
 pub async fn refuse(
     shared: Arc<App>,
     role: Role,
@@ -426,14 +427,57 @@ pub async fn refuse(
                 return;
             };
             if Pin::new(&mut stream).accept().await.is_ok() {
-                let _ = stream.write_all(&response).await;
-                let _ = stream.shutdown().await;
+                answer_refused(&shared, role, stream, &message, &response).await;
             }
         } else {
-            let mut tcp = tcp;
-            let _ = tcp.write_all(&response).await;
-            let _ = tcp.shutdown().await;
+            answer_refused(&shared, role, tcp, &message, &response).await;
         }
     })
     .await;
+}
+
+/// How long a connection beyond the caps may take to send its request before it gets the
+/// plain 503.
+const REFUSED_REQUEST_WAIT: Duration = Duration::from_secs(1);
+
+/// A refused connection's answer: on an agent listener, its one request through `http::shed`;
+/// elsewhere the plain 503 `response`.
+async fn answer_refused<S>(
+    shared: &Arc<App>,
+    role: Role,
+    mut stream: S,
+    message: &str,
+    response: &[u8],
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // An agent sends its request as soon as it is connected; a connection that says nothing
+    // for a moment (an idle flood) gets the plain 503 at once, not a slot until a timeout.
+    let mut first = vec![0u8; 4096];
+    let read = match role.serves_agent_api() {
+        true => tokio::time::timeout(REFUSED_REQUEST_WAIT, stream.read(&mut first)).await,
+        false => Ok(Ok(0)),
+    };
+    let Ok(Ok(read @ 1..)) = read else {
+        let _ = stream.write_all(response).await;
+        let _ = stream.shutdown().await;
+        return;
+    };
+    first.truncate(read);
+    let stream = Buffered::new(first, stream);
+    let service_shared = shared.clone();
+    let message: Arc<str> = message.into();
+    let service = service_fn(move |request| {
+        let shared = service_shared.clone();
+        let message = message.clone();
+        async move { Ok::<_, Infallible>(http::shed(&shared, role, request, &message).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.limits.header_timeout)
+        .keep_alive(false);
+    let _ = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }

@@ -107,6 +107,38 @@ pub async fn handle(
     not_found()
 }
 
+/// The one request of a connection beyond an agent listener's caps: a check-in is shed with
+/// a signed 503 (`agent_api::shed`), anything else gets the plain 503 `message`.
+pub async fn shed(
+    shared: &App,
+    role: Role,
+    request: Request<Incoming>,
+    message: &str,
+) -> HttpResponse {
+    let limit = shared.config.limits.checkin_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if role.serves_agent_api()
+        && request.method() == Method::POST
+        && request.uri().path() == CHECKIN_PATH
+        && declared.is_some_and(|length| length <= limit as u64)
+    {
+        let (parts, body) = request.into_parts();
+        if let Ok(body) = read_body(&shared.config.limits, limit, body).await {
+            return agent_api::shed(shared, role, &parts.headers, body, message).await;
+        }
+    }
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "too_busy", message);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("5"),
+    );
+    response
+}
+
 /// The admin API (the console listener only).
 async fn admin_api(
     shared: &App,

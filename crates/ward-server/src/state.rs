@@ -47,6 +47,8 @@ pub struct App {
     pub settings_cache: SettingsCache,
     /// Push agents whose check-in the server holds right now: connected, so not silent.
     pub held: HeldAgents,
+    /// Check-ins shed lately: the wait a shed one is told grows with them.
+    pub shed_load: crate::channel::ShedLoad,
     pub config: Config,
     pub tls: TlsSlots,
     pub telemetry: Arc<Telemetry>,
@@ -151,6 +153,7 @@ impl App {
             tls_generation: watch::channel(0).0,
             wakes,
             held: Default::default(),
+            shed_load: Default::default(),
             settings_cache: Default::default(),
             fleet_lock: tokio::sync::Mutex::new(()),
             argon2_permits: tokio::sync::Semaphore::new(2),

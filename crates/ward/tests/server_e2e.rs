@@ -486,6 +486,61 @@ fn connection_cap_answers_503_and_oversized_bodies_413() {
     assert_eq!(reply.json()["error"]["code"], "body_too_large");
 }
 
+/// A real agent whose check-in finds the listener at its cap: shed with a signed 503 that
+/// the agent takes as an instruction (its log gives the wait; an unsigned 503 it would log as
+/// a transport failure), counted as a busy check-in. The agent then tries the next server of
+/// its list, and waits as told only when the whole round failed (ward-agent's core tests).
+#[test]
+fn a_check_in_beyond_the_cap_is_shed_with_a_signed_wait() {
+    let mut server = Server::init();
+    server.replace_in(
+        "ward.toml",
+        "max_connections = 100000",
+        "max_connections = 2",
+    );
+    server.start();
+    fast_checkins(&server);
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = group_token(&server, "My Company", false);
+    let dir = enroll(&server, &url, &token, None);
+    // Both of the clients listener's slots taken by kept-alive connections.
+    let connect = || {
+        let stream = tls_connect(server.clients, &server.ca_pem(), None).ok()?;
+        let mut connection = HttpConnection::new(stream);
+        let reply = connection.request("GET", "/healthz", &[], "")?;
+        (reply.status == 200).then_some(connection)
+    };
+    let held = eventually(Duration::from_secs(5), || Some((connect()?, connect()?)))
+        .expect("two connections served at once");
+    let agent = start_agent(dir, None);
+    let log = agent.dir.path().join("agent.log");
+    let obeyed = eventually(Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.lines()
+            .find(|line| line.contains("the server is busy (503); retry after"))
+            .map(str::to_string)
+    });
+    let line = obeyed.unwrap_or_else(|| panic!("{}", std::fs::read_to_string(&log).unwrap()));
+    let wait: u64 = line
+        .split("retry after ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!((1..=30).contains(&wait), "{line}");
+    let metrics = https_get(server.console, &server.ca_pem(), "/metrics", None).body;
+    let busy = "ward_agent_checkins_total{listener=\"clients\",result=\"busy\"} ";
+    let shed: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(busy))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(shed >= 1.0, "{metrics}");
+    // It goes on checking in.
+    drop(held);
+    agent.until(Duration::from_secs(40), |s| !s["last_checkin"].is_null());
+}
+
 #[test]
 fn plain_http_on_the_tls_port_gets_a_clear_answer() {
     let mut server = Server::init();

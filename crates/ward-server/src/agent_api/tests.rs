@@ -393,3 +393,81 @@ async fn during_a_key_rotation_both_keys_verify_and_after_the_switch_only_the_ne
     let forged = AgentKey::from_bytes([7; 32]);
     assert_eq!(checkin_status(&app, &agent, &forged).await, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_in_beyond_the_caps_is_shed_with_a_signed_spread_out_wait_and_nothing_recorded() {
+    let (_dir, app) = test_app();
+    let (agent, key) = enrolled(&app).await;
+    let record = || app.store.agent(&agent).unwrap().unwrap();
+    let before = record();
+    let body = report(1);
+    let mut waits = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let (headers, nonce) = signed_checkin(&agent, &key, &body, now_ms());
+        let response = shed(
+            &app,
+            Role::ClientsHttp,
+            &headers,
+            body.clone().into(),
+            "at its limit",
+        )
+        .await;
+        let retry_header = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let (status, mac, answer) = body_of(response).await;
+        assert_eq!(status, 503, "{}", String::from_utf8_lossy(&answer));
+        // Signed, bound to this request: the agent obeys it.
+        ward_proto::verify_response(&key, &nonce, 503, &answer, &mac.expect("signed")).unwrap();
+        let error: ErrorBody = decode("busy", &answer).unwrap();
+        assert_eq!(error.error.code, "too_busy");
+        let wait = error.retry_after_s.expect("a wait in the signed body");
+        assert!((1..=SHED_SPREAD.as_secs()).contains(&wait), "{wait}");
+        assert!(wait <= shed_spread(40).as_secs(), "{wait}");
+        assert_eq!(retry_header, Some(wait));
+        waits.insert(wait);
+    }
+    // A few shed check-ins are told to come back soon.
+    assert!(waits.iter().all(|w| *w <= 1), "{waits:?}");
+    assert_eq!(record(), before, "a shed check-in records nothing");
+
+    // One that does not verify gets the plain, unsigned 503: no instruction for anyone.
+    let other = AgentKey::from_bytes([9; 32]);
+    let cases = [
+        ("unsigned", HeaderMap::new()),
+        ("forged", signed_checkin(&agent, &other, &body, now_ms()).0),
+    ];
+    for (what, headers) in cases {
+        let response = shed(
+            &app,
+            Role::ClientsHttp,
+            &headers,
+            body.clone().into(),
+            "at its limit",
+        )
+        .await;
+        let (status, mac, answer) = body_of(response).await;
+        assert_eq!(status, 503, "{what}");
+        assert!(mac.is_none(), "{what}");
+        assert_eq!(code(&answer), "too_busy", "{what}");
+    }
+}
+
+#[test]
+fn the_wait_of_a_shed_check_in_grows_with_the_herd_up_to_its_bound() {
+    // (check-ins shed over the last 5-10 s, the longest wait told)
+    let table = [
+        (1, 1),
+        (499, 1),
+        (500, 2),
+        (2_000, 5),
+        (6_000, 13),
+        (15_000, 30),
+        (1_000_000, 30),
+    ];
+    for (recent, spread) in table {
+        assert_eq!(shed_spread(recent).as_secs(), spread, "{recent} shed");
+    }
+}

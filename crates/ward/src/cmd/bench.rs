@@ -2,7 +2,10 @@
 //!
 //! `ward bench fleet` fills a stopped server's database with a large fleet (groups through
 //! the same one-transaction changes the API makes, agents as enrollment will insert them) and
-//! times the pure effective-settings computation over the whole tree.
+//! times the pure effective-settings computation over the whole tree. `ward bench handshakes`
+//! loads a TLS server with handshakes and requests made by ward's own OpenSSL.
+
+mod handshakes;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -20,6 +23,9 @@ pub enum BenchCommand {
     /// Fill a (stopped) server's database with groups and agents, then time the effective
     /// settings of every group
     Fleet(FleetArgs),
+    /// Load a TLS server with connections, handshakes and requests (ward's OpenSSL, so
+    /// X25519MLKEM768 too), and report requests/s
+    Handshakes(handshakes::HandshakesArgs),
 }
 
 #[derive(Args)]
@@ -47,6 +53,7 @@ pub struct FleetArgs {
 pub fn run(command: BenchCommand) -> CmdResult {
     match command {
         BenchCommand::Fleet(args) => fleet(args),
+        BenchCommand::Handshakes(args) => handshakes::run(args),
     }
 }
 

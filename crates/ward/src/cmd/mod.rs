@@ -58,3 +58,17 @@ impl From<ward_agent::AgentError> for CmdError {
         }
     }
 }
+
+/// This process's CPU time so far (user and system), in seconds.
+pub(crate) fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct passed.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0.0;
+        }
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}

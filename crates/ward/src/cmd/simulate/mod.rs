@@ -167,10 +167,10 @@ async fn simulate(
         deadline: Instant::now() + duration,
     });
     let started = Instant::now();
-    let cpu_before = cpu_seconds();
+    let cpu_before = super::cpu_seconds();
     let (identities, lost) = run_agents(&args, &shared, plan, duration, verify, identities).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = report::Cpu::measured(cpu_seconds() - cpu_before, elapsed, cores());
+    let cpu = report::Cpu::measured(super::cpu_seconds() - cpu_before, elapsed, cores());
     // Their sessions too: the next run resumes them, as agents that ran all along do.
     identities::save(args.identities.as_deref(), &server_public, &identities)?;
     let report = Report::new(
@@ -289,20 +289,6 @@ async fn enroll_missing(
     bar.finish_and_clear();
     identities::save(args.identities.as_deref(), server_public, identities)?;
     Ok(enroll_failures)
-}
-
-/// This process's CPU time so far (user and system), in seconds.
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes the struct passed.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return 0.0;
-        }
-        usage
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// The cores this process may run on (its CPU affinity, as `taskset` sets it).
