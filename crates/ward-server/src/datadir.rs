@@ -466,6 +466,11 @@ pub fn unsafe_modes(data: &DataDir, database: &Database) -> Vec<String> {
     problems
 }
 
+/// Whether users other than the owner may read or write `path` (a missing file: no).
+pub fn readable_by_others(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o077 != 0)
+}
+
 /// Re-issues the server's ECDSA and RSA certificates from ward's CA, for the names the
 /// current ECDSA certificate has (else the host's names and loopback), valid as long as new
 /// ones are. The four files change as one [`ward_fs::Commit`] (`renew-cert`): a crash leaves

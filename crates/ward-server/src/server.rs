@@ -92,12 +92,16 @@ impl From<OpenError> for ServerError {
     }
 }
 
-/// Command-line overrides of ward.toml's listener addresses.
+/// Command-line overrides of ward.toml's listener addresses and database.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub console: Option<SocketAddr>,
     pub clients: Option<SocketAddr>,
     pub clients_http: Option<SocketAddr>,
+    /// `--database` / `WARD_DATABASE`: a `postgres://` URL (or an SQLite path) in place of
+    /// ward.toml's `[database] path`. The place for a URL with a password: an environment
+    /// file only the service reads, not ward.toml, which others may read.
+    pub database: Option<String>,
 }
 
 impl Overrides {
@@ -169,6 +173,20 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
         if let Some(address) = overrides.get(role) {
             config.set_address(role, address);
         }
+    }
+    // A database password in ward.toml is a secret in a file others may read: refused
+    // unless the file is private (better: `WARD_DATABASE` in a private environment file).
+    let database = data.database(&config).map_err(ServerError::Config)?;
+    if database.has_password() && crate::datadir::readable_by_others(&data.config()) {
+        return Err(ServerError::Config(format!(
+            "{}: [database] path holds a password, and others can read the file: give the \
+             URL in WARD_DATABASE (an environment file only the service reads) or \
+             `chmod 600` it",
+            data.config().display()
+        )));
+    }
+    if let Some(setting) = &overrides.database {
+        config.database = setting.clone();
     }
     // Secrets others can read, or a directory others can write: refused, as ssh refuses a
     // private key others can read.

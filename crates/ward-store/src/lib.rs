@@ -2,14 +2,19 @@
 //!
 //! Everything above this crate talks to a [`Store`] opened by [`open`] from a [`Database`]
 //! setting; only this crate writes SQL, and nothing above it names an engine. SQLite (one file
-//! in the data dir, WAL) is the engine today; PostgreSQL, for several servers sharing one
-//! database, is meant to slot in as a second implementation of the same trait and a second
-//! kind of setting. Each engine classifies its own errors into [`StoreError`]; the domain's
+//! in the data dir, WAL) is the embedded default; PostgreSQL (`postgres`), for several servers
+//! sharing one database, is a second implementation of the same trait and a second kind of
+//! setting. One conformance suite (`conformance`, over `&dyn Store`) runs against both. Each engine classifies its own errors into [`StoreError`]; the domain's
 //! rules (version ranks, when a token may enroll, the clock) are stated above the engines,
 //! once, and a write states the version of what it was checked against.
 
+mod blocking;
+mod codec;
+#[cfg(test)]
+mod conformance;
 pub mod fleet;
 mod migrate;
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -25,33 +30,59 @@ pub use fleet::{
 pub enum Database {
     /// An SQLite file.
     Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database: a `postgres://` URL or a libpq key=value string (several hosts
+    /// with `target_session_attrs=read-write` for a primary that can fail over).
+    Postgres(String),
 }
 
 impl Database {
     /// The setting as ward.toml writes it, resolved against the data dir: a path (relative to
     /// `root` unless absolute). A URL of an engine this build does not have is refused.
     pub fn from_setting(setting: &str, root: &std::path::Path) -> Result<Database, StoreError> {
+        if setting.starts_with("postgres://") || setting.starts_with("postgresql://") {
+            return Ok(Database::Postgres(setting.to_string()));
+        }
         if let Some((scheme, _)) = setting.split_once("://") {
             return Err(StoreError::Invalid(format!(
                 "database: '{scheme}://' is not an engine this ward has (a path names an \
-                 SQLite file)"
+                 SQLite file, a postgres:// URL a PostgreSQL database)"
             )));
         }
         Ok(Database::Sqlite(root.join(setting)))
+    }
+
+    /// Whether the setting carries a password (`postgres://user:secret@host/...`).
+    pub fn has_password(&self) -> bool {
+        match self {
+            Database::Sqlite(_) => false,
+            Database::Postgres(url) => url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('@'))
+                .is_some_and(|(user_info, _)| user_info.contains(':')),
+        }
     }
 
     /// A file of the database to check the mode of, or to back up whole.
     pub fn file(&self) -> Option<&std::path::Path> {
         match self {
             Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
         }
     }
+}
+
+/// What an engine cannot do yet, as a refusal.
+fn not_for_postgres(what: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "{what} is not available for a PostgreSQL database yet (use pg_dump / pg_restore)"
+    ))
 }
 
 /// Opens (creating it if needed) the database and brings it to this ward's schema.
 pub fn open(database: &Database) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     match database {
         Database::Sqlite(path) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path)?)),
+        Database::Postgres(url) => Ok(std::sync::Arc::new(postgres::PgStore::open(url)?)),
     }
 }
 
@@ -62,6 +93,9 @@ pub fn open_read_only(database: &Database) -> Result<std::sync::Arc<dyn Store>, 
         Database::Sqlite(path) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open_read_only(
             path,
         )?)),
+        // Several servers share it: a reader opens it as they do (never migrating: the
+        // PostgreSQL schema has one version so far).
+        Database::Postgres(url) => Ok(std::sync::Arc::new(postgres::PgStore::open(url)?)),
     }
 }
 
@@ -70,6 +104,7 @@ pub fn open_read_only(database: &Database) -> Result<std::sync::Arc<dyn Store>, 
 pub fn snapshot(database: &Database, out: &std::path::Path) -> Result<(), StoreError> {
     match database {
         Database::Sqlite(path) => sqlite::SqliteStore::snapshot(path, out),
+        Database::Postgres(_) => Err(not_for_postgres("a snapshot")),
     }
 }
 
@@ -78,6 +113,7 @@ pub fn snapshot(database: &Database, out: &std::path::Path) -> Result<(), StoreE
 pub fn verify(database: &Database) -> Result<i64, StoreError> {
     match database {
         Database::Sqlite(path) => sqlite::SqliteStore::verify(path),
+        Database::Postgres(_) => Err(not_for_postgres("verifying a restored database")),
     }
 }
 

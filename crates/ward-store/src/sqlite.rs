@@ -2,6 +2,7 @@
 //! transaction survives a crash or power loss. One connection behind a mutex serves the
 //! process; a busy database is waited for (busy timeout), never reported as a failure at once.
 
+use crate::codec::{join_versions, split_versions};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,20 +32,6 @@ impl From<rusqlite::Error> for StoreError {
             _ => StoreError::Database(error.to_string()),
         }
     }
-}
-
-/// A list of TLS version names as stored in one TEXT column: comma-separated.
-fn join_versions(versions: &[String]) -> String {
-    versions.join(",")
-}
-
-/// The inverse of [`join_versions`]; an empty column is an empty list.
-fn split_versions(column: &str) -> Vec<String> {
-    column
-        .split(',')
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// Failed handshakes from `since_ms` on, newest first, at most `limit`.

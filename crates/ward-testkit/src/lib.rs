@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ward_tls::pki;
 
 pub mod peers;
+pub mod pg;
 
 /// The path of a tool from a Debian package, or a panic that says how to get it.
 pub fn tool(name: &str, package: &str) -> PathBuf {

@@ -1,28 +1,16 @@
 //! The fleet tables in SQLite: reads, bulk agent inserts, and admin changes applied with their
 //! serial bumps and audit entry in one transaction.
 
-use std::time::Duration;
-
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
-use serde_json::{json, Value};
-use ward_fleet::{Group, Mode, OwnSettings, Protocol, ServerEntry, ServerList};
+use serde_json::Value;
+use ward_fleet::{Group, Mode, OwnSettings, ServerList};
 
-use super::{join_versions, split_versions};
+use crate::codec::{
+    entries_json, from_millis, intern, join_versions, list_from_json, millis, split_versions,
+    tls_rank, version_bits,
+};
 use crate::fleet::*;
 use crate::StoreError;
-
-/// `TLSv1` = 1 ... `TLSv1.3` = 4; 0 for nothing known ([`crate::rank`]).
-pub(crate) fn tls_rank(name: &str) -> i64 {
-    i64::from(crate::rank::of(name))
-}
-
-fn millis(duration: Option<Duration>) -> Option<i64> {
-    duration.map(|d| d.as_millis() as i64)
-}
-
-fn from_millis(value: Option<i64>) -> Option<Duration> {
-    value.map(|ms| Duration::from_millis(ms.max(0) as u64))
-}
 
 /// A stored value that does not decode: corruption, reported rather than guessed around.
 fn corrupt(column: usize, what: &str) -> rusqlite::Error {
@@ -66,61 +54,12 @@ pub(crate) fn groups(connection: &Connection) -> rusqlite::Result<Vec<Group>> {
     rows.collect()
 }
 
-fn entries_json(list: &ServerList) -> String {
-    let entries: Vec<Value> = list
-        .levels
-        .iter()
-        .enumerate()
-        .flat_map(|(index, level)| {
-            level.iter().map(move |entry| {
-                json!({
-                    "priority": index + 1,
-                    "address": entry.address,
-                    "protocol": entry.protocol.name(),
-                    "port": entry.port,
-                    "verify_certificate": entry.verify_certificate,
-                })
-            })
-        })
-        .collect();
-    Value::Array(entries).to_string()
-}
-
-fn list_from_json(name: String, entries: &str) -> rusqlite::Result<ServerList> {
-    let mut levels: Vec<(u64, Vec<ServerEntry>)> = Vec::new();
-    let parsed: Vec<Value> =
-        serde_json::from_str(entries).map_err(|_| corrupt(1, "server list"))?;
-    for entry in parsed {
-        let decode = || -> Option<(u64, ServerEntry)> {
-            Some((
-                entry["priority"].as_u64()?,
-                ServerEntry {
-                    address: entry["address"].as_str()?.to_string(),
-                    protocol: Protocol::parse(entry["protocol"].as_str()?)?,
-                    port: u16::try_from(entry["port"].as_u64()?).ok()?,
-                    verify_certificate: entry["verify_certificate"].as_bool()?,
-                },
-            ))
-        };
-        let (priority, server) = decode().ok_or_else(|| corrupt(1, "server list entry"))?;
-        match levels.iter_mut().find(|(p, _)| *p == priority) {
-            Some((_, level)) => level.push(server),
-            None => levels.push((priority, vec![server])),
-        }
-    }
-    levels.sort_by_key(|(p, _)| *p);
-    Ok(ServerList {
-        name,
-        levels: levels.into_iter().map(|(_, l)| l).collect(),
-    })
-}
-
 pub(crate) fn server_lists(connection: &Connection) -> rusqlite::Result<Vec<ServerList>> {
     let mut statement =
         connection.prepare_cached("SELECT name, entries FROM server_lists ORDER BY name")?;
     let rows = statement.query_map([], |row| {
         let entries: String = row.get(1)?;
-        list_from_json(row.get(0)?, &entries)
+        list_from_json(row.get(0)?, &entries).map_err(|what| corrupt(1, what))
     })?;
     rows.collect()
 }
@@ -198,11 +137,6 @@ pub(crate) fn agents(
     rows.collect()
 }
 
-/// The set of versions in a stored comma-separated list, as rank bits (see `AgentTls`).
-fn version_bits(list: &str) -> u8 {
-    crate::rank::bits(list.split(','))
-}
-
 /// The version of the groups and server lists.
 pub(crate) fn tree_version(connection: &Connection) -> rusqlite::Result<i64> {
     connection.query_row(
@@ -210,21 +144,6 @@ pub(crate) fn tree_version(connection: &Connection) -> rusqlite::Result<i64> {
         [],
         |row| row.get(0),
     )
-}
-
-/// One shared string per distinct value.
-fn intern(
-    seen: &mut std::collections::HashMap<String, std::sync::Arc<str>>,
-    text: &str,
-) -> std::sync::Arc<str> {
-    match seen.get(text) {
-        Some(shared) => shared.clone(),
-        None => {
-            let shared: std::sync::Arc<str> = text.into();
-            seen.insert(text.to_string(), shared.clone());
-            shared
-        }
-    }
 }
 
 pub(crate) fn agents_tls(connection: &Connection) -> rusqlite::Result<Vec<AgentTls>> {
@@ -878,9 +797,6 @@ pub(crate) fn create_session(
     )?;
     Ok(inserted == 1)
 }
-
-#[cfg(test)]
-mod tests;
 
 pub(crate) fn agent_public_key(
     connection: &Connection,

@@ -56,6 +56,16 @@ pub struct RunArgs {
     /// Log format on stderr
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// The database, in place of ward.toml's [database] path: a postgres:// URL (a site of
+    /// several servers) or an SQLite file. Give a URL with a password in WARD_DATABASE, from
+    /// a file only the service reads
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WARD_DATABASE",
+        hide_env_values = true
+    )]
+    database: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -77,6 +87,7 @@ impl AddressArgs {
             console: self.console_addr,
             clients: self.clients_addr,
             clients_http: self.clients_http_addr,
+            database: None,
         }
     }
 }
@@ -487,7 +498,10 @@ fn init_logging(format: LogFormat) {
 
 fn serve(args: RunArgs) -> CmdResult {
     let data = DataDir::new(args.data.data);
-    let overrides = args.addresses.overrides();
+    let overrides = Overrides {
+        database: args.database,
+        ..args.addresses.overrides()
+    };
     if !data.is_initialised() {
         // A start that cannot listen changes nothing: check the ports before the first init.
         let addresses = ward_server::server::init_addresses(&overrides);

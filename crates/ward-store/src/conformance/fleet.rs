@@ -1,12 +1,12 @@
 use serde_json::json;
 use ward_fleet::{serverlist, Group, Mode, OwnSettings};
 
-use crate::sqlite::SqliteStore;
+use super::Subject;
 use crate::{AgentFilter, AgentRecord, AuditEntry, Change, Mutation, Store, StoreError};
 
-fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("ward.db")).unwrap();
+/// The subject's store with a fleet: the root group and the default list, made once.
+pub(super) fn fleet(subject: &Subject) -> &dyn Store {
+    let store = &*subject.store;
     let root = ward_fleet::group::default_root("My Company", "Default");
     let list = serverlist::build(
         "Default",
@@ -15,7 +15,7 @@ fn store() -> (tempfile::TempDir, SqliteStore) {
     .unwrap();
     assert!(store.initialise_fleet(&root, &list).unwrap());
     assert!(!store.initialise_fleet(&root, &list).unwrap(), "only once");
-    (dir, store)
+    store
 }
 
 fn audit(action: &str) -> AuditEntry {
@@ -30,7 +30,7 @@ fn audit(action: &str) -> AuditEntry {
     }
 }
 
-fn change(mutation: Mutation) -> Change {
+pub(super) fn change(mutation: Mutation) -> Change {
     Change {
         tree_version: None,
         mutation,
@@ -40,7 +40,7 @@ fn change(mutation: Mutation) -> Change {
     }
 }
 
-fn agent(id: &str, group: i64, versions: &[&str]) -> AgentRecord {
+pub(super) fn agent(id: &str, group: i64, versions: &[&str]) -> AgentRecord {
     AgentRecord {
         id: id.into(),
         hostname: format!("host-{id}"),
@@ -64,7 +64,7 @@ fn agent(id: &str, group: i64, versions: &[&str]) -> AgentRecord {
     }
 }
 
-fn root_id(store: &SqliteStore) -> i64 {
+pub(super) fn root_id(store: &dyn Store) -> i64 {
     store
         .groups()
         .unwrap()
@@ -74,10 +74,9 @@ fn root_id(store: &SqliteStore) -> i64 {
         .id
 }
 
-#[test]
-fn groups_round_trip_and_names_are_unique_among_siblings() {
-    let (_dir, store) = store();
-    let root = root_id(&store);
+pub(super) fn groups_round_trip_and_names_are_unique_among_siblings(subject: &Subject) {
+    let store = fleet(subject);
+    let root = root_id(store);
     let legacy = Group {
         id: 0,
         parent: Some(root),
@@ -127,9 +126,8 @@ fn groups_round_trip_and_names_are_unique_among_siblings() {
     ));
 }
 
-#[test]
-fn a_list_in_use_cannot_be_deleted() {
-    let (_dir, store) = store();
+pub(super) fn a_list_in_use_cannot_be_deleted(subject: &Subject) {
+    let store = fleet(subject);
     let error = store
         .apply(&change(Mutation::DeleteServerList("Default".into())))
         .unwrap_err();
@@ -156,10 +154,9 @@ fn a_list_in_use_cannot_be_deleted() {
     ));
 }
 
-#[test]
-fn serial_bumps_make_agents_pending_and_filters_find_them() {
-    let (_dir, store) = store();
-    let root = root_id(&store);
+pub(super) fn serial_bumps_make_agents_pending_and_filters_find_them(subject: &Subject) {
+    let store = fleet(subject);
+    let root = root_id(store);
     store
         .insert_agents(&[
             agent("a1", root, &["TLSv1"]),
@@ -232,10 +229,9 @@ fn serial_bumps_make_agents_pending_and_filters_find_them() {
     assert_eq!(limited.len(), 1);
 }
 
-#[test]
-fn moving_an_unknown_agent_changes_nothing() {
-    let (_dir, store) = store();
-    let root = root_id(&store);
+pub(super) fn moving_an_unknown_agent_changes_nothing(subject: &Subject) {
+    let store = fleet(subject);
+    let root = root_id(store);
     let child = store
         .apply(&change(Mutation::CreateGroup(Group {
             id: 0,
@@ -284,9 +280,8 @@ fn moving_an_unknown_agent_changes_nothing() {
     ));
 }
 
-#[test]
-fn audit_keeps_before_and_after() {
-    let (_dir, store) = store();
+pub(super) fn audit_keeps_before_and_after(subject: &Subject) {
+    let store = fleet(subject);
     store
         .apply(&Change {
             audit: audit("group.create"),
@@ -297,7 +292,7 @@ fn audit_keeps_before_and_after() {
         store.audit(0, 10).unwrap().is_empty(),
         "a refused change is not audited"
     );
-    let root = root_id(&store);
+    let root = root_id(store);
     store
         .apply(&Change {
             audit: audit("group.create"),
@@ -320,10 +315,9 @@ fn audit_keeps_before_and_after() {
     );
 }
 
-#[test]
-fn retired_agents_are_gone_and_a_bad_id_retires_nobody() {
-    let (_dir, store) = store();
-    let root = root_id(&store);
+pub(super) fn retired_agents_are_gone_and_a_bad_id_retires_nobody(subject: &Subject) {
+    let store = fleet(subject);
+    let root = root_id(store);
     store
         .insert_agents(&[agent("a1", root, &[]), agent("a2", root, &[])])
         .unwrap();
@@ -343,9 +337,8 @@ fn retired_agents_are_gone_and_a_bad_id_retires_nobody() {
     assert!(store.agent("a2").unwrap().is_some());
 }
 
-#[test]
-fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
-    let (_dir, store) = store();
+pub(super) fn accounts_are_listed_repassworded_and_deleted_with_their_sessions(subject: &Subject) {
+    let store = fleet(subject);
     for name in ["bob", "alice"] {
         store
             .apply(&change(Mutation::CreateAccount(crate::Account {
@@ -389,9 +382,9 @@ fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
         account: account.into(),
         expires_ms: i64::MAX,
     };
-    let version = |store: &SqliteStore| store.account("alice").unwrap().unwrap().credential_version;
+    let version = |store: &dyn Store| store.account("alice").unwrap().unwrap().credential_version;
     store
-        .create_session(&session("s-alice-2", "alice"), version(&store))
+        .create_session(&session("s-alice-2", "alice"), version(store))
         .unwrap();
     store
         .apply(&change(Mutation::SetDisabled {
@@ -409,10 +402,10 @@ fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
         .unwrap();
     assert!(!store.account("alice").unwrap().unwrap().disabled);
     store
-        .create_session(&session("s-alice-3", "alice"), version(&store))
+        .create_session(&session("s-alice-3", "alice"), version(store))
         .unwrap();
     store
-        .create_session(&session("s-alice-4", "alice"), version(&store))
+        .create_session(&session("s-alice-4", "alice"), version(store))
         .unwrap();
     store
         .apply(&change(Mutation::EndSession("s-alice-3".into())))
@@ -440,9 +433,8 @@ fn accounts_are_listed_repassworded_and_deleted_with_their_sessions() {
 
 /// Every change that ends an account's sessions also ends any session a login checked
 /// against the account as it was before: a stale login creates nothing.
-#[test]
-fn a_login_checked_against_a_stale_credential_creates_no_session() {
-    let (_dir, store) = store();
+pub(super) fn a_login_checked_against_a_stale_credential_creates_no_session(subject: &Subject) {
+    let store = fleet(subject);
     store
         .apply(&change(Mutation::CreateAccount(crate::Account {
             name: "alice".into(),
@@ -511,7 +503,7 @@ fn a_login_checked_against_a_stale_credential_creates_no_session() {
 }
 
 /// A plain-HTTP check-in of agent `id` at `at_ms`, without a nonce or CAs.
-fn checkin_of(id: &str, at_ms: i64) -> crate::Checkin {
+pub(super) fn checkin_of(id: &str, at_ms: i64) -> crate::Checkin {
     crate::Checkin {
         agent: id.into(),
         at_ms,
@@ -535,9 +527,10 @@ fn checkin_of(id: &str, at_ms: i64) -> crate::Checkin {
     }
 }
 
-#[test]
-fn checkin_nonces_are_kept_with_the_checkin_and_pruned_past_the_window() {
-    let (dir, store) = store();
+pub(super) fn checkin_nonces_are_kept_with_the_checkin_and_pruned_past_the_window(
+    subject: &Subject,
+) {
+    let store = fleet(subject);
     store
         .insert_agents(&[agent("a1", 1, &["TLSv1.2"])])
         .unwrap();
@@ -561,8 +554,7 @@ fn checkin_nonces_are_kept_with_the_checkin_and_pruned_past_the_window() {
         ]
     );
     // Reopened (as after a crash), they are still there; past the window they are pruned.
-    drop(store);
-    let store = SqliteStore::open(&dir.path().join("ward.db")).unwrap();
+    let store = subject.reopen();
     assert_eq!(store.recent_nonces(t0 - 1).unwrap().len(), 2);
     store
         .record_checkin(&checkin("n3", t0 + crate::NONCE_WINDOW_MS + 10))
@@ -576,9 +568,8 @@ fn checkin_nonces_are_kept_with_the_checkin_and_pruned_past_the_window() {
     assert_eq!(left, ["n3"]);
 }
 
-#[test]
-fn a_token_is_found_by_its_lookup_and_purged_a_day_after_it_expires() {
-    let (_dir, store) = store();
+pub(super) fn a_token_is_found_by_its_lookup_and_purged_a_day_after_it_expires(subject: &Subject) {
+    let store = fleet(subject);
     let now = ward_proto::now_ms();
     let token = |sha: &str, expires_ms: Option<i64>| crate::TokenRecord {
         id: 0,
@@ -614,9 +605,10 @@ fn a_token_is_found_by_its_lookup_and_purged_a_day_after_it_expires() {
     assert_eq!(left, ["sha-live", "sha-forever"]);
 }
 
-#[test]
-fn the_cas_an_agent_trusts_are_replaced_at_each_checkin_and_shared_when_equal() {
-    let (dir, store) = store();
+pub(super) fn the_cas_an_agent_trusts_are_replaced_at_each_checkin_and_shared_when_equal(
+    subject: &Subject,
+) {
+    let store = fleet(subject);
     store
         .insert_agents(&[agent("a1", 1, &["TLSv1.2"]), agent("a2", 1, &["TLSv1.2"])])
         .unwrap();
@@ -633,12 +625,12 @@ fn the_cas_an_agent_trusts_are_replaced_at_each_checkin_and_shared_when_equal() 
             checkin("a2", t0, Some(both.clone())),
         ])
         .unwrap();
-    let read = |store: &SqliteStore| {
+    let read = |store: &dyn Store| {
         let mut agents = store.agents_tls().unwrap();
         agents.sort_by(|a, b| a.id.cmp(&b.id));
         agents
     };
-    let agents = read(&store);
+    let agents = read(store);
     assert!(agents
         .iter()
         .all(|a| a.trusts_ca(&old) && a.trusts_ca(&new)));
@@ -649,7 +641,7 @@ fn the_cas_an_agent_trusts_are_replaced_at_each_checkin_and_shared_when_equal() 
     ));
     // An agent that stops saying (an older build put back) trusts what it was enrolled with.
     store.record_checkin(&checkin("a1", t0 + 1, None)).unwrap();
-    let agents = read(&store);
+    let agents = read(store);
     assert_eq!(agents[0].trusted_cas, None);
     assert!(!agents[0].trusts_ca(&old));
     assert!(agents[1].trusts_ca(&new));
@@ -661,20 +653,18 @@ fn the_cas_an_agent_trusts_are_replaced_at_each_checkin_and_shared_when_equal() 
     };
     store.record_checkin(&signed(&old)).unwrap();
     store.record_checkin(&checkin("a1", t0 + 3, None)).unwrap();
-    assert_eq!(read(&store)[0].agreement_key.as_deref(), Some(old.as_str()));
+    assert_eq!(read(store)[0].agreement_key.as_deref(), Some(old.as_str()));
     store.record_checkin(&signed(&new)).unwrap();
-    assert_eq!(read(&store)[0].agreement_key.as_deref(), Some(new.as_str()));
-    drop(dir);
+    assert_eq!(read(store)[0].agreement_key.as_deref(), Some(new.as_str()));
 }
 
 /// A token's use is taken only as it was read: a second enrollment that read the same uses
 /// left gets `Stale` (it re-reads and checks the rule again), so a one-use token enrolls one
 /// agent however the enrollments interleave; a revoked token takes no use; nothing of a
 /// refused enrollment is written.
-#[test]
-fn a_token_use_is_taken_only_as_it_was_read() {
-    let (_dir, store) = store();
-    let root = root_id(&store);
+pub(super) fn a_token_use_is_taken_only_as_it_was_read(subject: &Subject) {
+    let store = fleet(subject);
+    let root = root_id(store);
     let applied = store
         .apply(&change(Mutation::CreateToken(crate::TokenRecord {
             id: 0,
@@ -739,11 +729,12 @@ fn a_token_use_is_taken_only_as_it_was_read() {
 /// Two servers on one database: each checks a move against the tree it read; the second
 /// move, checked against a tree the first changed, is refused as stale and writes nothing, so
 /// the stored tree never gets a cycle two checks each passed.
-#[test]
-fn a_change_checked_against_a_stale_tree_is_refused() {
-    let (dir, one) = store();
-    let two = SqliteStore::open(&dir.path().join("ward.db")).unwrap();
-    let root = root_id(&one);
+pub(super) fn a_change_checked_against_a_stale_tree_is_refused(subject: &Subject) {
+    let one = fleet(subject);
+    // A second handle on the same database: another server, or the same one restarted.
+    let two = subject.reopen();
+    let two = &*two;
+    let root = root_id(one);
     let group = |name: &str| Group {
         id: 0,
         parent: Some(root),

@@ -1,0 +1,134 @@
+//! ward on PostgreSQL: a real server process whose database is a private PostgreSQL cluster
+//! (`ward_testkit::pg`), real agents checking in through it, changes reaching them, and the
+//! fleet kept in PostgreSQL across a restart; a database ward cannot use is refused with the
+//! reason and changed in no way.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use ward_testkit::pg::Cluster;
+
+/// How many rows `table` holds in the cluster's database.
+fn rows(cluster: &Cluster, table: &str) -> i64 {
+    cluster
+        .client()
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_server_on_postgresql_serves_agents_and_keeps_its_fleet_across_a_restart() {
+    let cluster = Cluster::start();
+    let mut server = Server::init();
+    let env = [("WARD_DATABASE", cluster.uri())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    server.start_with_env(&[], &env);
+    fast_checkins(&server);
+    let agent = https_agent(&server);
+    // The fleet lives in PostgreSQL: the agent, its check-ins, the audit of the change above.
+    assert_eq!(rows(&cluster, "agents"), 1);
+    assert!(rows(&cluster, "audit") >= 1);
+    let clients = cli(&server, &["client", "list"]);
+    assert_eq!(clients.as_array().map(Vec::len), Some(1), "{clients}");
+
+    // A change through the admin API reaches the agent.
+    let before = agent.status().unwrap()["serial"].as_i64().unwrap();
+    let policy = server.dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"antivirus": "strict"}"#).unwrap();
+    cli(
+        &server,
+        &[
+            "group",
+            "set",
+            "My Company",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    let status = agent.until(Duration::from_secs(15), |s| {
+        s["serial"].as_i64().is_some_and(|serial| serial > before)
+    });
+    let serial = status["serial"].as_i64().unwrap();
+    let pending = cli(&server, &["client", "list", "--pending"]);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let pending = cli(&server, &["client", "list", "--pending"]);
+            pending.as_array().is_some_and(Vec::is_empty).then_some(())
+        })
+        .is_some(),
+        "the agent acknowledged serial {serial}: {pending}"
+    );
+
+    // Restarted on the same database: the same fleet, and the agent goes on checking in.
+    assert!(server
+        .terminate(Duration::from_secs(20))
+        .is_some_and(|s| s.success()));
+    server.start_with_env(&[], &env);
+    let clients = cli(&server, &["client", "list"]);
+    assert_eq!(clients.as_array().map(Vec::len), Some(1), "{clients}");
+    let seen = clients[0]["last_seen"].clone();
+    let later = eventually(Duration::from_secs(15), || {
+        let clients = cli(&server, &["client", "list"]);
+        (clients[0]["last_seen"] != seen).then_some(clients)
+    });
+    assert!(later.is_some(), "{}", server.log_text());
+}
+
+#[test]
+fn a_database_ward_cannot_use_is_refused_with_the_reason_and_left_alone() {
+    let cluster = Cluster::start();
+    // Another application's tables, and no ward site.
+    cluster
+        .client()
+        .batch_execute(
+            "CREATE TABLE invoices (id BIGINT PRIMARY KEY); INSERT INTO invoices VALUES (7);",
+        )
+        .unwrap();
+    let mut server = Server::init();
+    let cases = [
+        (cluster.uri(), "holds tables but no ward site"),
+        (
+            // Nothing listens there.
+            format!(
+                "postgres://postgres@127.0.0.1:{}/postgres",
+                ward_testkit::free_port()
+            ),
+            "",
+        ),
+    ];
+    for (url, reason) in cases {
+        let mut child = std::process::Command::new(ward_bin())
+            .args(["server", "--data", &server.data_str(), "--database", &url])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "{url}: still running");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{url}: {stderr}");
+        assert!(stderr.contains("ward: error:"), "{url}: {stderr}");
+        assert!(stderr.contains(reason), "{url}: {stderr}");
+    }
+    // The other application's database is as it was.
+    let tables: i64 = cluster
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1);
+    assert_eq!(rows(&cluster, "invoices"), 1);
+    // And the server starts on its own SQLite file as before.
+    server.start();
+}
