@@ -16,7 +16,6 @@
 //! is expected on the same host or a trusted network (the tests use loopback). A URL that
 //! requires TLS (`sslmode=require`) is refused at connect.
 
-use crate::codec::{join_versions, split_versions};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -29,6 +28,7 @@ use postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statem
 
 use ward_fleet::{Group, ServerList};
 
+use crate::codec::{join_versions, split_versions};
 use crate::{
     migrate, Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change, FleetTree,
     HandshakeCount, HandshakeFailure, HandshakeKey, HandshakeReport, HelloPeer, Session, Store,
@@ -48,6 +48,20 @@ const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(30);
 /// How long connecting may take when the URL does not say (`connect_timeout`): an
 /// unreachable host is `Busy` after this, not after the system's TCP timeout of minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The postgres crate's keepalive idle time when the URL sets none (libpq's and the
+/// system's: two hours), replaced by [`KEEPALIVES_IDLE`].
+const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// Keepalive probes on an idle connection (one waiting for a long statement is idle too):
+/// the first after this, then every [`KEEPALIVES_INTERVAL`], and the connection is dead after
+/// [`KEEPALIVES_RETRIES`] unanswered.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVES_RETRIES: u32 = 3;
+
+/// How long sent data may go unacknowledged before the connection is dead (Linux).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a statement waits for a lock (a row another transaction holds, or the write
 /// lock) before it gives up as `Busy`: the SQLite engine's busy timeout, the same 10 s.
@@ -600,6 +614,21 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("ward");
         }
+        // A database host that vanished (a failover, a cut network) is noticed within about a
+        // minute, not after TCP's own timeouts of a quarter of an hour or more, during which
+        // every call on its connections would hang: unless the URL says otherwise.
+        if config.get_keepalives_idle() == DEFAULT_KEEPALIVES_IDLE {
+            config.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVES_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVES_RETRIES);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
         let store = PgStore {
             pool: Pool {
                 config,
@@ -896,8 +925,18 @@ impl Store for PgStore {
         if batch.is_empty() {
             return Ok(());
         }
+        // Rows are locked in one order by every writer (see `record_checkins`): each kind by
+        // its key, hellos by fingerprint.
+        let mut handshakes: Vec<&HandshakeCount> = batch.handshakes.iter().collect();
+        handshakes.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut hellos: Vec<&crate::HelloSeen> = batch.hellos.iter().collect();
+        hellos.sort_by(|a, b| a.digest.cmp(&b.digest));
+        let mut peers: Vec<&HelloPeer> = batch.hello_peers.iter().collect();
+        peers.sort_by(|a, b| (&a.listener, &a.peer).cmp(&(&b.listener, &b.peer)));
+        let mut dropped = batch.dropped_failures.clone();
+        dropped.sort_unstable();
         self.write(|db| {
-            for HandshakeCount { key, count } in &batch.handshakes {
+            for HandshakeCount { key, count } in &handshakes {
                 db.execute(
                     "INSERT INTO tls_handshakes
                         (minute, listener, peer, version, cipher, grp, resumed, count)
@@ -934,11 +973,12 @@ impl Store for PgStore {
                 )?;
             }
             // Distinct hellos: counted when known; kept, up to the bound, when new.
-            for hello in &batch.hellos {
+            for hello in &hellos {
+                let seen = (hello.at_ms, hello.at_ms);
                 let count = hello.count as i64;
-                fleet::count_hello(db, &text(&hello.digest), &hello.bytes, hello.at_ms, count)?;
+                fleet::count_hello(db, &text(&hello.digest), &hello.bytes, seen, count)?;
             }
-            for peer in &batch.hello_peers {
+            for peer in &peers {
                 db.execute(
                     "INSERT INTO hello_peers (listener, peer, digest, last_ms) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (listener, peer) DO UPDATE SET digest = excluded.digest,
@@ -951,7 +991,7 @@ impl Store for PgStore {
                     ],
                 )?;
             }
-            for (minute, count) in &batch.dropped_failures {
+            for (minute, count) in &dropped {
                 db.execute(
                     "INSERT INTO tls_failures_dropped (minute, count) VALUES ($1, $2)
                      ON CONFLICT (minute) DO UPDATE
@@ -1204,11 +1244,21 @@ impl Store for PgStore {
         &self,
         checkins: &[crate::Checkin],
     ) -> Result<Vec<Option<AgentRecord>>, StoreError> {
+        // Rows are locked in one order by every writer: agents by id (so do bumps), then
+        // hellos by fingerprint (so does telemetry). Two servers' batches, or a batch and a
+        // bump, then wait for each other instead of deadlocking (which PostgreSQL detects
+        // only after a second, and breaks by aborting one). Each agent's check-ins keep
+        // their order, and each answer is its agent's record right after its check-in, as
+        // in arrival order.
+        let mut order: Vec<usize> = (0..checkins.len()).collect();
+        order.sort_by(|&a, &b| checkins[a].agent.cmp(&checkins[b].agent));
         self.write(|db| {
-            let recorded = checkins
-                .iter()
-                .map(|checkin| fleet::record_checkin(db, checkin))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut recorded = vec![None; checkins.len()];
+            let mut hellos = fleet::Hellos::default();
+            for &index in &order {
+                recorded[index] = fleet::record_checkin(db, &checkins[index], &mut hellos)?;
+            }
+            hellos.count(db)?;
             // Nonces older than the replay window protect nothing.
             if let Some(newest) = checkins.iter().map(|c| c.at_ms).max() {
                 fleet::prune_nonces(db, newest - crate::NONCE_WINDOW_MS)?;

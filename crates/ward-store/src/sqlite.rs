@@ -2,7 +2,6 @@
 //! transaction survives a crash or power loss. One connection behind a mutex serves the
 //! process; a busy database is waited for (busy timeout), never reported as a failure at once.
 
-use crate::codec::{join_versions, split_versions};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use rusqlite::{params, Connection, OpenFlags};
 
 use ward_fleet::{Group, ServerList};
 
+use crate::codec::{join_versions, split_versions};
 use crate::{
     migrate, Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change, FleetTree,
     HandshakeCount, HandshakeFailure, HandshakeKey, HandshakeReport, HelloPeer, Session, Store,

@@ -34,14 +34,21 @@ fn errors_name_file_and_line() {
             "ward.toml:35: handshake_timeout: must be more than 0s",
         ),
         (
-            default_text().replace("path = \"ward.db\"", "path = \"postgres://db/ward\""),
-            "ward.toml:17: path: 'postgres://' is not an engine this ward has (a path names an \
-             SQLite file)",
+            default_text().replace("path = \"ward.db\"", "path = \"mysql://db/ward\""),
+            "ward.toml:17: path: 'mysql://' is not an engine this ward has (a path names an \
+             SQLite file, a postgres:// URL a PostgreSQL database)",
         ),
     ];
     for (text, expected) in cases {
         assert_eq!(parse("ward.toml", &text).unwrap_err().to_string(), expected);
     }
+    // A PostgreSQL URL is a database setting like a path.
+    let config = parse(
+        "ward.toml",
+        &default_text().replace("path = \"ward.db\"", "path = \"postgres://db/ward\""),
+    )
+    .unwrap();
+    assert_eq!(config.database, "postgres://db/ward");
     let error = parse(
         "ward.toml",
         &default_text().replace("[agents]", "[agents]\ncolour = 1"),

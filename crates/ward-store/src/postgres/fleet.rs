@@ -6,7 +6,7 @@
 //! first.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use postgres::error::SqlState;
@@ -813,9 +813,12 @@ pub(super) fn apply(db: &mut Db<'_, impl GenericClient>, change: &Change) -> Res
             )?
             .try_get(0)?;
         let mut bumped = 0;
+        // The rows are locked in id order, the order a batch of check-ins takes them in:
+        // a bump beside check-ins waits for them or they for it, never both (a deadlock).
         if !change.bump_groups.is_empty() {
             bumped += db.execute(
-                "UPDATE agents SET serial = $1 WHERE group_id = ANY($2)",
+                "UPDATE agents SET serial = $1 WHERE id IN \
+                 (SELECT id FROM agents WHERE group_id = ANY($2) ORDER BY id FOR UPDATE)",
                 &[&serial, &change.bump_groups],
             )?;
         }
@@ -823,7 +826,9 @@ pub(super) fn apply(db: &mut Db<'_, impl GenericClient>, change: &Change) -> Res
             // Counted once each, and not again when a group's bump got it already (as the
             // SQLite engine's statement per agent counts them).
             bumped += db.execute(
-                "UPDATE agents SET serial = $1 WHERE id = ANY($2) AND serial <> $1",
+                "UPDATE agents SET serial = $1 WHERE id IN \
+                 (SELECT id FROM agents WHERE id = ANY($2) ORDER BY id FOR UPDATE) \
+                 AND serial <> $1",
                 &[&serial, &change.bump_agents],
             )?;
         }
@@ -894,9 +899,12 @@ pub(super) fn agent_public_key(
     Ok(row.map(|row| row.try_get(0)).transpose()?)
 }
 
-pub(super) fn record_checkin(
+/// Records one check-in; the hello its stack reported is counted with the batch's
+/// (`hellos`).
+pub(super) fn record_checkin<'a>(
     db: &mut Db<'_, impl GenericClient>,
-    checkin: &Checkin,
+    checkin: &'a Checkin,
+    hellos: &mut Hellos<'a>,
 ) -> Result<Option<AgentRecord>, Fail> {
     // The agent as updated comes back with the update (one round trip, not two); a revert or
     // a reported hello changes it again below, and it is read again then.
@@ -961,11 +969,11 @@ pub(super) fn record_checkin(
     }
     if let Some((digest, bytes)) = &checkin.reported_hello {
         let digest = text(digest);
-        count_hello(db, &digest, bytes, checkin.at_ms, 1)?;
         db.execute(
             "UPDATE agents SET reported_hello = $2 WHERE id = $1",
             &[&checkin.agent, &digest],
         )?;
+        hellos.saw(digest, bytes, checkin.at_ms);
     }
     if checkin.reverted.is_some() || checkin.reported_hello.is_some() {
         return agent(db, &checkin.agent);
@@ -973,30 +981,80 @@ pub(super) fn record_checkin(
     updated.as_ref().map(agent_from_row).transpose()
 }
 
-/// Keeps a ClientHello's bytes under its fingerprint, or counts it `count` times more when
-/// known, up to the bound of distinct hellos. Another writer may keep the same hello at the
-/// same moment: the insert then counts it on that row instead (no unique violation).
+/// The ClientHellos a batch of check-ins reported, per fingerprint, counted at the end of
+/// its transaction in fingerprint order (see `PgStore::record_checkins`): as the SQLite
+/// engine counts them one check-in at a time, the first one's bytes and time kept.
+#[derive(Default)]
+pub(super) struct Hellos<'a> {
+    by_digest: BTreeMap<Cow<'a, str>, Sighting<'a>>,
+}
+
+struct Sighting<'a> {
+    bytes: &'a [u8],
+    first_ms: i64,
+    last_ms: i64,
+    count: i64,
+}
+
+impl<'a> Hellos<'a> {
+    fn saw(&mut self, digest: Cow<'a, str>, bytes: &'a [u8], at_ms: i64) {
+        let seen = self.by_digest.entry(digest).or_insert(Sighting {
+            bytes,
+            first_ms: at_ms,
+            last_ms: at_ms,
+            count: 0,
+        });
+        seen.last_ms = seen.last_ms.max(at_ms);
+        seen.count += 1;
+    }
+
+    /// Counts them, in fingerprint order.
+    pub(super) fn count(self, db: &mut Db<'_, impl GenericClient>) -> Result<(), Fail> {
+        for (digest, seen) in &self.by_digest {
+            count_hello(
+                db,
+                digest,
+                seen.bytes,
+                (seen.first_ms, seen.last_ms),
+                seen.count,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps a ClientHello's bytes under its fingerprint (first and last seen at `seen`), or
+/// counts it `count` times more when known, up to the bound of distinct hellos. Another
+/// writer may keep the same hello at the same moment: the insert then counts it on that row
+/// instead (no unique violation).
 pub(super) fn count_hello(
     db: &mut Db<'_, impl GenericClient>,
     digest: &str,
     bytes: &[u8],
-    at_ms: i64,
+    (first_ms, last_ms): (i64, i64),
     count: i64,
 ) -> Result<(), Fail> {
     let updated = db.execute(
         "UPDATE client_hellos SET last_ms = GREATEST(last_ms, $2), count = count + $3 \
          WHERE digest = $1",
-        &[&digest, &at_ms, &count],
+        &[&digest, &last_ms, &count],
     )?;
     if updated == 0 {
         db.execute(
             "INSERT INTO client_hellos (digest, bytes, first_ms, last_ms, count) \
-             SELECT $1::TEXT, $2::BYTEA, $3::BIGINT, $3::BIGINT, $4::BIGINT \
-             WHERE (SELECT COUNT(*) FROM client_hellos) < $5 \
+             SELECT $1::TEXT, $2::BYTEA, $3::BIGINT, $4::BIGINT, $5::BIGINT \
+             WHERE (SELECT COUNT(*) FROM client_hellos) < $6 \
              ON CONFLICT (digest) DO UPDATE SET \
                 last_ms = GREATEST(client_hellos.last_ms, excluded.last_ms), \
                 count = client_hellos.count + excluded.count",
-            &[&digest, &bytes, &at_ms, &count, &crate::MAX_DISTINCT_HELLOS],
+            &[
+                &digest,
+                &bytes,
+                &first_ms,
+                &last_ms,
+                &count,
+                &crate::MAX_DISTINCT_HELLOS,
+            ],
         )?;
     }
     Ok(())
