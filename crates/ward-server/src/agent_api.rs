@@ -574,14 +574,7 @@ pub async fn shed(
     body: Bytes,
     message: &str,
 ) -> HttpResponse {
-    let unsigned = || {
-        let mut response =
-            crate::api::error_response(StatusCode::SERVICE_UNAVAILABLE, "too_busy", message);
-        response
-            .headers_mut()
-            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
-        response
-    };
+    let unsigned = || crate::api::too_busy(message);
     let Some((agent, auth, mac)) = signed_checkin(headers) else {
         return unsigned();
     };

@@ -60,6 +60,17 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResp
     json_text(status, encode(&ErrorBody::new(code, message)))
 }
 
+/// An unsigned 503 `too_busy` with `Retry-After: 5`: what a server over its caps says to a
+/// request it cannot verify (an agent takes it as a transport failure, and backs off as it
+/// would).
+pub fn too_busy(message: &str) -> HttpResponse {
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "too_busy", message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
 pub fn method_not_allowed(allowed: &'static str) -> HttpResponse {
     let mut response = error_response(
         StatusCode::METHOD_NOT_ALLOWED,

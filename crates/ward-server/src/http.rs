@@ -131,12 +131,7 @@ pub async fn shed(
             return agent_api::shed(shared, role, &parts.headers, body, message).await;
         }
     }
-    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "too_busy", message);
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        hyper::header::HeaderValue::from_static("5"),
-    );
-    response
+    crate::api::too_busy(message)
 }
 
 /// The admin API (the console listener only).

@@ -82,6 +82,11 @@ impl App {
         let wakes = crate::wakes::channel();
         let database = data.database(&config).map_err(|e| other(&e))?;
         let opened = ward_store::open(&database).map_err(|e| other(&e))?;
+        // Changes other servers on the database commit wake this server's held check-ins too.
+        let remote = wakes.clone();
+        opened.watch(Arc::new(move |note| {
+            let _ = remote.send(Arc::new(crate::wakes::Wake::of_note(note)));
+        }));
         let store: Arc<dyn Store> = Arc::new(crate::wakes::Publishing::new(opened, wakes.clone()));
         let host = if config.clients.ip().is_unspecified() {
             crate::datadir::host_names()

@@ -22,6 +22,8 @@ pub struct Wake {
     pub agents: HashSet<String>,
     /// When the change was committed (and this sent).
     pub at: std::time::Instant,
+    /// It may concern anyone.
+    everyone: bool,
     /// The records of the agents it concerns, as read once after the change (`None` when
     /// that read failed); dropped [`RECORDS_KEPT`] after the read, as the channel keeps the
     /// last [`BACKLOG`] wakes.
@@ -40,13 +42,36 @@ impl Wake {
             groups,
             agents,
             at: std::time::Instant::now(),
+            everyone: false,
             records: std::sync::Mutex::new(Some(Default::default())),
+        }
+    }
+
+    /// A change that may concern anyone (another server's, when a notification may have been
+    /// missed): every held check-in reads its own record again.
+    pub fn everyone() -> Wake {
+        Wake {
+            groups: HashSet::new(),
+            agents: HashSet::new(),
+            at: std::time::Instant::now(),
+            everyone: true,
+            records: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// What another server's change says (`ward_store::Store::watch`), as a wake.
+    pub fn of_note(note: ward_store::ChangeNote) -> Wake {
+        match note {
+            ward_store::ChangeNote::Bumped { groups, agents } => {
+                Wake::new(groups.into_iter().collect(), agents.into_iter().collect())
+            }
+            ward_store::ChangeNote::Unknown => Wake::everyone(),
         }
     }
 
     /// Whether the agent `id`, last seen in `group`, may have a new serial.
     pub fn concerns(&self, id: &str, group: GroupId) -> bool {
-        self.groups.contains(&group) || self.agents.contains(id)
+        self.everyone || self.groups.contains(&group) || self.agents.contains(id)
     }
 
     /// The record of agent `id` after this change, from one read of every agent the change

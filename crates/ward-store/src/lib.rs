@@ -299,8 +299,30 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A change another server committed on the same database, as its notification says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeNote {
+    /// The groups and agents whose serial it bumped.
+    Bumped {
+        groups: Vec<i64>,
+        agents: Vec<String>,
+    },
+    /// Anything may have changed: the listening connection was down for a while (a
+    /// notification sent meanwhile is lost), or a change bumped too many to name.
+    Unknown,
+}
+
 /// ward's persistence. Implementations are safe to share between threads.
 pub trait Store: Send + Sync {
+    /// Hands `note` every change another server commits on this database that bumps serials,
+    /// from a thread of the store's own, until the store is dropped; after any gap in
+    /// listening, [`ChangeNote::Unknown`] first, so no change is missed for good. `false`:
+    /// nothing to watch (an SQLite file has one server) or it could not start.
+    fn watch(&self, note: std::sync::Arc<dyn Fn(ChangeNote) + Send + Sync>) -> bool {
+        let _ = note;
+        false
+    }
+
     /// Adds one batch of telemetry, atomically.
     fn record_telemetry(&self, batch: &TelemetryBatch) -> Result<(), StoreError>;
 

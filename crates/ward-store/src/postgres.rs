@@ -18,7 +18,8 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
@@ -36,6 +37,9 @@ use crate::{
 };
 
 mod fleet;
+mod notes;
+#[cfg(test)]
+mod tests;
 
 /// The most connections one store opens; a call that finds them all in use waits for one.
 /// Enough for the server's writers and its blocking pool's readers, few enough that a
@@ -589,6 +593,11 @@ enum Mode {
 /// The PostgreSQL store: a pool of connections to one database.
 pub struct PgStore {
     pool: Pool,
+    /// This store among the others on the database (random): the origin its change
+    /// notifications carry, so its own are not reported back to it.
+    origin: String,
+    /// Stops the notification listener, if [`Store::watch`] started one.
+    stop_listening: Arc<AtomicBool>,
 }
 
 impl PgStore {
@@ -638,6 +647,8 @@ impl PgStore {
                 }),
                 freed: Condvar::new(),
             },
+            origin: random_origin(),
+            stop_listening: Arc::new(AtomicBool::new(false)),
         };
         {
             let mut lease = store.pool.lease()?;
@@ -801,6 +812,7 @@ impl Drop for PgStore {
     /// small runtime to close, which panics inside an async context (a server's last
     /// reference to the store may go there).
     fn drop(&mut self) {
+        self.stop_listening.store(true, Ordering::Relaxed);
         let idle = std::mem::take(&mut self.pool.lock().connections);
         if !idle.is_empty() {
             let _ = std::thread::spawn(move || drop(idle)).join();
@@ -1268,6 +1280,38 @@ impl Store for PgStore {
     }
 
     fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
-        self.serialized(|db| fleet::apply(db, change))
+        let note = notes::payload(&self.origin, change);
+        self.serialized(|db| {
+            let applied = fleet::apply(db, change)?;
+            // Sent at commit, and only if the change commits: the other servers wake their
+            // held check-ins for it.
+            if let Some(note) = &note {
+                db.execute("SELECT pg_notify($1, $2)", &[&notes::CHANNEL, note])?;
+            }
+            Ok(applied)
+        })
     }
+
+    fn watch(&self, note: Arc<dyn Fn(crate::ChangeNote) + Send + Sync>) -> bool {
+        notes::listen(
+            self.pool.config.clone(),
+            self.origin.clone(),
+            self.stop_listening.clone(),
+            note,
+        )
+        .is_ok()
+    }
+}
+
+/// A random name for one store among those on a database.
+fn random_origin() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
 }
