@@ -93,9 +93,9 @@ pub fn open_read_only(database: &Database) -> Result<std::sync::Arc<dyn Store>, 
         Database::Sqlite(path) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open_read_only(
             path,
         )?)),
-        // Several servers share it: a reader opens it as they do (never migrating: the
-        // PostgreSQL schema has one version so far).
-        Database::Postgres(url) => Ok(std::sync::Arc::new(postgres::PgStore::open(url)?)),
+        // Never creating a site where there is none (nor migrating: the PostgreSQL schema
+        // has one version so far).
+        Database::Postgres(url) => Ok(std::sync::Arc::new(postgres::PgStore::open_existing(url)?)),
     }
 }
 

@@ -607,10 +607,16 @@ impl PgStore {
     /// yet: PostgreSQL starts at the latest version) and a database that holds other tables
     /// (it is someone else's: nothing is changed).
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
-        crate::blocking::off_runtime(|| PgStore::open_here(url))
+        crate::blocking::off_runtime(|| PgStore::open_here(url, true))
     }
 
-    fn open_here(url: &str) -> Result<PgStore, StoreError> {
+    /// [`PgStore::open`] for a database that must hold a ward site already: an empty one is
+    /// refused and left empty (commands that only look).
+    pub fn open_existing(url: &str) -> Result<PgStore, StoreError> {
+        crate::blocking::off_runtime(|| PgStore::open_here(url, false))
+    }
+
+    fn open_here(url: &str, create: bool) -> Result<PgStore, StoreError> {
         let mut config: Config = url.parse().map_err(|error| {
             StoreError::Invalid(format!(
                 "database: not a PostgreSQL connection string: {}",
@@ -653,7 +659,7 @@ impl PgStore {
         {
             let mut lease = store.pool.lease()?;
             let conn = lease.conn()?;
-            let result = prepare_schema(&mut conn.client);
+            let result = prepare_schema(&mut conn.client, create);
             if let Err(Fail::Pg(error)) = &result {
                 lease.broken = unreachable(error);
             }
@@ -856,11 +862,18 @@ fn foreign(schema: &str, tables: i64) -> Fail {
 
 /// Creates the schema in an empty database (once, however many servers open it at once),
 /// then checks its version.
-fn prepare_schema(client: &mut Client) -> Result<(), Fail> {
+fn prepare_schema(client: &mut Client, create: bool) -> Result<(), Fail> {
     let (schema, ward, tables) = look(client)?;
     if !ward {
         if tables > 0 {
             return Err(foreign(&schema, tables));
+        }
+        if !create {
+            return Err(StoreError::Database(format!(
+                "the database holds no ward site yet (schema '{schema}' is empty): start \
+                 `ward server` on it once to create one"
+            ))
+            .into());
         }
         let mut transaction = client.transaction()?;
         transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;

@@ -30,6 +30,30 @@ fn change(groups: Vec<i64>, agents: Vec<String>) -> Change {
 }
 
 #[test]
+fn a_reader_never_creates_a_site_in_an_empty_database() {
+    let cluster = Cluster::start();
+    let error = crate::open_read_only(&crate::Database::Postgres(cluster.url()))
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("holds no ward site yet"),
+        "{error}"
+    );
+    let tables: i64 = cluster
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing created");
+    // Once a server made it, a reader opens it.
+    drop(PgStore::open(&cluster.url()).unwrap());
+    crate::open_read_only(&crate::Database::Postgres(cluster.url())).unwrap();
+}
+
+#[test]
 fn a_database_of_a_newer_ward_is_refused_and_left_as_it_is() {
     let cluster = Cluster::start();
     drop(PgStore::open(&cluster.url()).unwrap());
