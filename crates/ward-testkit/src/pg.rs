@@ -1,23 +1,25 @@
 //! A private PostgreSQL cluster for one test (ward-store's conformance suite, ward's site
-//! tests): made from a template cluster (`initdb` once per
-//! machine and PostgreSQL version, then copied, which takes a fraction of initdb's time),
-//! started on a free loopback port with its socket in its own directory, and stopped and
-//! removed when dropped. As root, the server runs as the `postgres` user (`setpriv`), since
-//! PostgreSQL refuses to run as root.
+//! tests): made from a template cluster (`initdb` once per machine and PostgreSQL version,
+//! then copied, which takes a fraction of initdb's time), started on a free loopback port
+//! with its socket in its own directory, stopped and started again when a test wants the
+//! database to go away and come back, and removed when dropped. As root, the server runs as
+//! the `postgres` user (`setpriv`), since PostgreSQL refuses to run as root.
 //!
-//! Durability is switched off in these clusters (`fsync`, `synchronous_commit`,
-//! `full_page_writes`): the suite checks what the engine writes and reads, not the disk; the
-//! crash tests of the product run on its real settings.
+//! These clusters do not sync to disk (`fsync`, `full_page_writes` off): a test kills the
+//! server process, never the machine, and what a commit wrote to the WAL survives that.
+//! Commits stay synchronous, so a transaction acknowledged before a kill is there after it.
 
-use crate::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::free_port;
+
 pub struct Cluster {
     dir: PathBuf,
     port: u16,
-    server: Child,
+    /// `None` while stopped.
+    server: Option<Child>,
 }
 
 /// The directory of PostgreSQL's programs (`initdb`, `postgres`): `pg_config --bindir`, or
@@ -152,33 +154,13 @@ impl Cluster {
         // A port taken between our check and the server's bind: try another.
         for _ in 0..5 {
             let port = free_port();
-            let log = std::fs::File::create(dir.join("server.log")).unwrap();
-            let mut server = as_postgres(&bin.join("postgres"))
-                .arg("-D")
-                .arg(&dir)
-                .args(["-p", &port.to_string(), "-k"])
-                .arg(&dir)
-                .args([
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
-                    "shared_buffers=16MB",
-                    "-c",
-                    "max_connections=60",
-                ])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start postgres");
+            let mut server = spawn(&bin, &dir, port);
             if wait_ready(&mut server, &url(port)) {
-                return Cluster { dir, port, server };
+                return Cluster {
+                    dir,
+                    port,
+                    server: Some(server),
+                };
             }
             let _ = server.kill();
             let _ = server.wait();
@@ -187,6 +169,30 @@ impl Cluster {
             "PostgreSQL did not start: {}",
             std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
         );
+    }
+
+    /// Stops the server at once (an immediate shutdown, as a crash of the database host
+    /// looks to its clients); its data stays for [`Cluster::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            // SAFETY: kill on our own child's pid, which we have not waited for yet.
+            unsafe {
+                libc::kill(server.id() as i32, libc::SIGQUIT);
+            }
+            let _ = server.wait();
+        }
+    }
+
+    /// Starts the stopped server again on the same data and port.
+    pub fn restart(&mut self) {
+        assert!(self.server.is_none(), "the cluster is running");
+        let mut server = spawn(&bindir(), &self.dir, self.port);
+        assert!(
+            wait_ready(&mut server, &self.url()),
+            "PostgreSQL did not start again: {}",
+            std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        );
+        self.server = Some(server);
     }
 
     /// Its database's connection string (libpq's key=value form).
@@ -227,12 +233,38 @@ fn wait_ready(server: &mut Child, url: &str) -> bool {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // SIGQUIT: immediate shutdown (nothing here needs keeping).
-        // SAFETY: kill on our own child's pid, which we have not waited for yet.
-        unsafe {
-            libc::kill(self.server.id() as i32, libc::SIGQUIT);
-        }
-        let _ = self.server.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The cluster's server on `dir` and `port`, its log appended to `dir/server.log`.
+fn spawn(bin: &Path, dir: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    as_postgres(&bin.join("postgres"))
+        .arg("-D")
+        .arg(dir)
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(dir)
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "shared_buffers=16MB",
+            "-c",
+            "max_connections=60",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start postgres")
 }

@@ -19,6 +19,18 @@ fn rows(cluster: &Cluster, table: &str) -> i64 {
         .get(0)
 }
 
+/// Waits up to `bound` for `agent` to take a serial newer than `before`; its status.
+fn newer_serial(agent: &Agent, before: i64, bound: Duration) -> serde_json::Value {
+    agent.until(bound, |s| {
+        s["serial"].as_i64().is_some_and(|serial| serial > before)
+    })
+}
+
+/// The serial `agent` follows now.
+fn serial_of(agent: &Agent) -> i64 {
+    agent.status().unwrap()["serial"].as_i64().unwrap()
+}
+
 #[test]
 fn a_server_on_postgresql_serves_agents_and_keeps_its_fleet_across_a_restart() {
     let cluster = Cluster::start();
@@ -35,22 +47,9 @@ fn a_server_on_postgresql_serves_agents_and_keeps_its_fleet_across_a_restart() {
     assert_eq!(clients.as_array().map(Vec::len), Some(1), "{clients}");
 
     // A change through the admin API reaches the agent.
-    let before = agent.status().unwrap()["serial"].as_i64().unwrap();
-    let policy = server.dir.path().join("policy.json");
-    std::fs::write(&policy, r#"{"antivirus": "strict"}"#).unwrap();
-    cli(
-        &server,
-        &[
-            "group",
-            "set",
-            "My Company",
-            "--policy",
-            policy.to_str().unwrap(),
-        ],
-    );
-    let status = agent.until(Duration::from_secs(15), |s| {
-        s["serial"].as_i64().is_some_and(|serial| serial > before)
-    });
+    let before = serial_of(&agent);
+    set_root_policy(&server, r#"{"antivirus": "strict"}"#);
+    let status = newer_serial(&agent, before, Duration::from_secs(15));
     let serial = status["serial"].as_i64().unwrap();
     let pending = cli(&server, &["client", "list", "--pending"]);
     assert!(
@@ -192,27 +191,62 @@ fn a_change_through_one_server_wakes_a_push_agent_held_on_the_other() {
             .then_some(())
     });
     assert!(held.is_some(), "{}", first.log_text());
-    let before = agent.status().unwrap()["serial"].as_i64().unwrap();
-    let policy = second.dir.path().join("policy.json");
-    std::fs::write(&policy, r#"{"from": "the second server"}"#).unwrap();
+    let before = serial_of(&agent);
     let started = std::time::Instant::now();
-    cli(
-        &second,
-        &[
-            "group",
-            "set",
-            "My Company",
-            "--policy",
-            policy.to_str().unwrap(),
-        ],
-    );
-    agent.until(Duration::from_secs(10), |s| {
-        s["serial"].as_i64().is_some_and(|serial| serial > before)
-    });
+    set_root_policy(&second, r#"{"from": "the second server"}"#);
+    newer_serial(&agent, before, Duration::from_secs(10));
     let took = started.elapsed();
     eprintln!("the change reached the agent held on the other server in {took:?} (CLI included)");
     assert!(
         took < Duration::from_secs(3),
         "the change took {took:?} to reach the agent held on the other server"
     );
+}
+
+/// The database goes away under a running server: the server stays up (its console answers),
+/// an agent's check-ins get a signed 503 it obeys (not an unsigned failure), and when the
+/// database comes back the server recovers by itself; what was acknowledged before is there.
+#[test]
+fn a_server_outlives_its_database_going_away_and_recovers_when_it_returns() {
+    let mut cluster = Cluster::start();
+    let env = [("WARD_DATABASE", cluster.uri())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut server = Server::init();
+    server.start_with_env(&[], &env);
+    fast_checkins(&server);
+    let agent = https_agent(&server);
+    // A change acknowledged before the outage.
+    set_root_policy(&server, r#"{"before": "the outage"}"#);
+    let acknowledged = eventually(Duration::from_secs(15), || {
+        let clients = cli(&server, &["client", "list"]);
+        let client = &clients[0];
+        (client["pending"] == false).then(|| client["serial"].clone())
+    })
+    .expect("acknowledged before the outage");
+
+    cluster.stop();
+    // Check-ins now find the database gone: the agent is told, signed, to wait.
+    let told = agent.until(Duration::from_secs(20), |s| {
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the server is busy (503); retry after"))
+    });
+    assert!(told["last_error"].is_string());
+    assert!(
+        server.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the server runs"
+    );
+    let health = https_get(server.console, &server.ca_pem(), "/healthz", None);
+    assert_eq!(health.status, 200);
+
+    cluster.restart();
+    // Back by itself: the agent checks in again, and what it acknowledged is kept.
+    agent.until(Duration::from_secs(40), |s| s["last_error"].is_null());
+    let clients = cli(&server, &["client", "list"]);
+    assert_eq!(clients[0]["serial"], acknowledged, "{clients}");
+    assert_eq!(clients[0]["pending"], false, "{clients}");
+    // And a change made now reaches it.
+    let before = serial_of(&agent);
+    set_root_policy(&server, r#"{"after": "the outage"}"#);
+    newer_serial(&agent, before, Duration::from_secs(15));
 }
