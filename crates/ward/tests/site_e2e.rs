@@ -74,6 +74,21 @@ fn a_server_on_postgresql_serves_agents_and_keeps_its_fleet_across_a_restart() {
         (clients[0]["last_seen"] != seen).then_some(clients)
     });
     assert!(later.is_some(), "{}", server.log_text());
+
+    // A backup of this server cannot be a copy of the unused SQLite file ward.toml names: it
+    // reads the database the server writes, and says how to back that up.
+    let out = server.dir.path().join("site-backup.tar");
+    let backup = std::process::Command::new(ward_bin())
+        .args(["server", "backup", "--data", &server.data_str()])
+        .arg("--out")
+        .arg(&out)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&backup.stderr);
+    assert!(!backup.status.success(), "{stderr}");
+    assert!(stderr.contains("pg_dump"), "{stderr}");
+    assert!(!out.exists());
 }
 
 #[test]

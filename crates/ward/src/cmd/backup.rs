@@ -68,7 +68,7 @@ pub fn backup(data: &DataDir, out: &std::path::Path, as_json: bool) -> CmdResult
             .mode(0o600)
             .open(&snapshot)
             .map_err(|e| format!("{}: {e}", snapshot.display()))?;
-        let database = data.database(&config)?;
+        let database = super::database(data, &config)?;
         ward_store::snapshot(&database, &snapshot)
             .map_err(|e| format!("snapshot of the database: {e}"))?;
         let mut archive = tar::Builder::new(std::io::BufWriter::new(file));
@@ -324,7 +324,7 @@ fn unpack(from: &Path, staging: &Path) -> Result<usize, String> {
             }
         ));
     }
-    ward_store::verify(&data.database(&config)?)
+    ward_store::verify(&super::database(&data, &config)?)
         .map_err(|e| format!("entry {}: {e}", database.display()))?;
     Ok(count)
 }

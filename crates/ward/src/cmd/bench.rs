@@ -66,7 +66,7 @@ fn fleet(args: FleetArgs) -> CmdResult {
         ));
     }
     let config = ward_server::config::load(&data.config()).map_err(|e| e.to_string())?;
-    let store = ward_store::open(&data.database(&config)?).map_err(|e| e.to_string())?;
+    let store = ward_store::open(&super::database(&data, &config)?).map_err(|e| e.to_string())?;
     let groups = store.groups().map_err(|e| e.to_string())?;
     if groups.is_empty() {
         return Err(

@@ -72,3 +72,19 @@ pub(crate) fn cpu_seconds() -> f64 {
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
+
+/// The database a command on `data` uses: `WARD_DATABASE` when it is set (as `ward server`
+/// takes it: a backup or a look at the fleet must read the database the server writes, not
+/// the unused file ward.toml names), else ward.toml's `[database] path`.
+pub(crate) fn database(
+    data: &ward_server::DataDir,
+    config: &ward_server::config::Config,
+) -> Result<ward_store::Database, String> {
+    match std::env::var("WARD_DATABASE") {
+        Ok(setting) if !setting.is_empty() => {
+            ward_store::Database::from_setting(&setting, data.root())
+                .map_err(|e| format!("WARD_DATABASE: {e}"))
+        }
+        _ => data.database(config),
+    }
+}

@@ -590,7 +590,8 @@ fn handshakes(args: HandshakesArgs) -> CmdResult {
     let data = ward_server::DataDir::new(&args.data.data);
     let config = ward_server::config::load(&data.config()).map_err(|e| e.to_string())?;
     // Read-only: a report never migrates or writes the database of a running server.
-    let store = ward_store::open_read_only(&data.database(&config)?).map_err(|e| e.to_string())?;
+    let store =
+        ward_store::open_read_only(&super::database(&data, &config)?).map_err(|e| e.to_string())?;
     let since_time = SystemTime::now() - since;
     let since_ms = since_time
         .duration_since(SystemTime::UNIX_EPOCH)
