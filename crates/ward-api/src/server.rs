@@ -50,6 +50,39 @@ pub struct ServerStatus {
     pub reloads: Reloads,
 }
 
+/// `GET /servers`: the ward servers on this server's database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Servers {
+    pub servers: Vec<SiteServer>,
+}
+
+/// One server on the database, as its heartbeat says.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SiteServer {
+    /// Its host name and console port.
+    pub name: String,
+    /// The one answering this request.
+    pub this: bool,
+    /// Its last heartbeat is recent (within three heartbeat periods).
+    pub alive: bool,
+    pub version: String,
+    /// RFC 3339, UTC.
+    pub started: String,
+    /// RFC 3339, UTC.
+    pub last_heartbeat: String,
+    pub listeners: Vec<SiteListener>,
+}
+
+/// A listener of a server on the database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SiteListener {
+    /// `console`, `clients` or `clients-http`.
+    pub role: String,
+    pub address: String,
+    /// The TLS versions it accepts (`TLSv1.2-TLSv1.3`), or `plain HTTP`.
+    pub tls: String,
+}
+
 /// What a guarded change may say (`POST /server/reload`, the switches and aborts); an empty
 /// body says neither.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

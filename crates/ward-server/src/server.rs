@@ -273,6 +273,7 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     }
 
     tokio::spawn(rotate_ticket_keys(shared.clone()));
+    tokio::spawn(heartbeat(shared.clone()));
     if shared.config.auto_renew_certificates {
         tokio::spawn(renew_certificates(shared.clone()));
     }
@@ -396,6 +397,30 @@ async fn sighup(app: &App) {
             );
         }
         Reloaded::Swapped(..) | Reloaded::Invalid(_) => {}
+    }
+}
+
+/// Records this server and what it serves in the database's servers table, at start and
+/// every [`crate::operations::server::HEARTBEAT`], so `ward server list` on any server of the
+/// database says which are alive. A failed heartbeat (the database away) is logged at most
+/// once a minute and tried again at the next.
+async fn heartbeat(app: Arc<App>) {
+    let mut shutdown = app.shutdown.subscribe();
+    let mut tick = tokio::time::interval(crate::operations::server::HEARTBEAT);
+    let mut failures = Throttled::new(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let record = crate::operations::server::heartbeat_record(&app);
+        let store = app.store.clone();
+        let beat = tokio::task::spawn_blocking(move || store.register_server(&record)).await;
+        if let Ok(Err(error)) = beat {
+            if let Some(suppressed) = failures.ready(Instant::now()) {
+                warn!(%error, suppressed, "heartbeat not recorded");
+            }
+        }
     }
 }
 

@@ -182,6 +182,14 @@ impl Store for Publishing {
         self.inner.record_telemetry(batch)
     }
 
+    fn register_server(&self, server: &ward_store::ServerRecord) -> Result<(), StoreError> {
+        self.inner.register_server(server)
+    }
+
+    fn servers(&self) -> Result<Vec<ward_store::ServerRecord>, StoreError> {
+        self.inner.servers()
+    }
+
     fn handshake_report(
         &self,
         since_ms: i64,

@@ -101,3 +101,13 @@ pub(crate) fn list_from_json(name: String, entries: &str) -> Result<ServerList, 
         levels: levels.into_iter().map(|(_, l)| l).collect(),
     })
 }
+
+/// A server's listeners as stored: JSON.
+pub(crate) fn listeners_json(listeners: &[crate::ListenerRecord]) -> String {
+    serde_json::to_string(listeners).unwrap_or_else(|_| "[]".into())
+}
+
+/// The inverse of [`listeners_json`]; `Err` names what does not decode.
+pub(crate) fn listeners_from_json(text: &str) -> Result<Vec<crate::ListenerRecord>, &'static str> {
+    serde_json::from_str(text).map_err(|_| "server listeners")
+}

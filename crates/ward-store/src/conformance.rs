@@ -78,6 +78,7 @@ on_every_engine!(
     telemetry::reopening_keeps_data_and_schema,
     telemetry::client_hellos_are_kept_once_each_counted_and_the_last_per_peer_wins,
     telemetry::recent_failures_and_host_names_are_read_as_asked,
+    telemetry::servers_register_by_name_and_their_heartbeats_move,
     fleet::groups_round_trip_and_names_are_unique_among_siblings,
     fleet::a_list_in_use_cannot_be_deleted,
     fleet::serial_bumps_make_agents_pending_and_filters_find_them,

@@ -299,6 +299,29 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A ward server on the database: what it serves, and when it last said it is alive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerRecord {
+    /// Unique per server: its host name and console port (`mgr1:8445`).
+    pub name: String,
+    pub listeners: Vec<ListenerRecord>,
+    /// The ward version it runs.
+    pub version: String,
+    pub started_ms: i64,
+    /// Its last heartbeat (unix ms).
+    pub heartbeat_ms: i64,
+}
+
+/// One listener of a server.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListenerRecord {
+    /// `console`, `clients` or `clients-http`.
+    pub role: String,
+    pub address: String,
+    /// The TLS versions it accepts (`TLSv1.2-TLSv1.3`), or `plain HTTP`.
+    pub tls: String,
+}
+
 /// A change another server committed on the same database, as its notification says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChangeNote {
@@ -428,4 +451,11 @@ pub trait Store: Send + Sync {
     /// Applies an admin change with its serial bumps and audit entry, in one transaction that
     /// is durable when this returns.
     fn apply(&self, change: &Change) -> Result<Applied, StoreError>;
+
+    /// Records `server` (by its name: a second call is its heartbeat, with what it serves
+    /// now).
+    fn register_server(&self, server: &ServerRecord) -> Result<(), StoreError>;
+
+    /// Every server that registered on this database, by name.
+    fn servers(&self) -> Result<Vec<ServerRecord>, StoreError>;
 }

@@ -182,6 +182,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE agents ADD COLUMN reverted_ms INTEGER;
     ALTER TABLE agents ADD COLUMN reported_hello TEXT;
     ALTER TABLE tokens ADD COLUMN accept_cut_off INTEGER NOT NULL DEFAULT 0;",
+    // 17: the servers on the database, their listeners (JSON) and heartbeats: `ward server
+    // list` says which are alive.
+    "CREATE TABLE servers (
+        name TEXT PRIMARY KEY,
+        listeners TEXT NOT NULL,
+        version TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        heartbeat_ms INTEGER NOT NULL
+    );",
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -202,6 +202,13 @@ const SCHEMA: &str = r#"
         value BIGINT NOT NULL
     );
     INSERT INTO counters (name, value) VALUES ('serial', 1), ('tree', 0);
+    CREATE TABLE servers (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        listeners TEXT COLLATE "C" NOT NULL,
+        version TEXT COLLATE "C" NOT NULL,
+        started_ms BIGINT NOT NULL,
+        heartbeat_ms BIGINT NOT NULL
+    );
     CREATE TABLE client_hellos (
         digest TEXT COLLATE "C" PRIMARY KEY,
         bytes BYTEA NOT NULL,
@@ -1302,6 +1309,54 @@ impl Store for PgStore {
                 db.execute("SELECT pg_notify($1, $2)", &[&notes::CHANNEL, note])?;
             }
             Ok(applied)
+        })
+    }
+
+    fn register_server(&self, server: &crate::ServerRecord) -> Result<(), StoreError> {
+        let listeners = crate::codec::listeners_json(&server.listeners);
+        self.write(|db| {
+            db.execute(
+                "INSERT INTO servers (name, listeners, version, started_ms, heartbeat_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET \
+                 listeners = excluded.listeners, version = excluded.version, \
+                 started_ms = excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms",
+                &[
+                    &server.name,
+                    &listeners,
+                    &server.version,
+                    &server.started_ms,
+                    &server.heartbeat_ms,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn servers(&self) -> Result<Vec<crate::ServerRecord>, StoreError> {
+        self.read(|db| {
+            let rows = db.query(
+                "SELECT name, listeners, version, started_ms, heartbeat_ms FROM servers \
+                 ORDER BY name",
+                &[],
+            )?;
+            rows.iter()
+                .map(|row| {
+                    let listeners: String = row.try_get(1)?;
+                    Ok(crate::ServerRecord {
+                        name: row.try_get(0)?,
+                        listeners: crate::codec::listeners_from_json(&listeners).map_err(
+                            |what| {
+                                Fail::Store(StoreError::Database(format!(
+                                    "stored {what} do not decode"
+                                )))
+                            },
+                        )?,
+                        version: row.try_get(2)?,
+                        started_ms: row.try_get(3)?,
+                        heartbeat_ms: row.try_get(4)?,
+                    })
+                })
+                .collect()
         })
     }
 

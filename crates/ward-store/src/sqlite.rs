@@ -524,6 +524,51 @@ impl Store for SqliteStore {
     fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
         self.write(|t| fleet::apply(t, change))
     }
+
+    fn register_server(&self, server: &crate::ServerRecord) -> Result<(), StoreError> {
+        self.write(|t| {
+            t.execute(
+                "INSERT INTO servers (name, listeners, version, started_ms, heartbeat_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET \
+                 listeners = excluded.listeners, version = excluded.version, \
+                 started_ms = excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms",
+                params![
+                    server.name,
+                    crate::codec::listeners_json(&server.listeners),
+                    server.version,
+                    server.started_ms,
+                    server.heartbeat_ms
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn servers(&self) -> Result<Vec<crate::ServerRecord>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT name, listeners, version, started_ms, heartbeat_ms FROM servers \
+                 ORDER BY name",
+            )?;
+            let rows = statement.query_map([], |row| {
+                let listeners: String = row.get(1)?;
+                Ok(crate::ServerRecord {
+                    name: row.get(0)?,
+                    listeners: crate::codec::listeners_from_json(&listeners).map_err(|what| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            1,
+                            rusqlite::types::Type::Text,
+                            format!("stored {what} do not decode").into(),
+                        )
+                    })?,
+                    version: row.get(2)?,
+                    started_ms: row.get(3)?,
+                    heartbeat_ms: row.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
 }
 
 impl SqliteStore {

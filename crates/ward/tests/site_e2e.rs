@@ -195,6 +195,35 @@ fn a_change_through_one_server_wakes_a_push_agent_held_on_the_other() {
             "0s",
         ],
     );
+    // Each server lists both, alive, with what each serves; the one asked says so.
+    let listed = eventually(Duration::from_secs(15), || {
+        let listed = cli(&first, &["server", "list"]);
+        (listed["servers"].as_array()?.len() == 2).then_some(listed)
+    })
+    .expect("both servers registered");
+    let servers = listed["servers"].as_array().unwrap();
+    assert!(servers.iter().all(|s| s["alive"] == true), "{listed}");
+    let this: Vec<&serde_json::Value> = servers.iter().filter(|s| s["this"] == true).collect();
+    assert_eq!(this.len(), 1, "{listed}");
+    assert!(this[0]["name"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!(":{}", first.console)));
+    for server in servers {
+        let listener = |role: &str| {
+            server["listeners"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["role"] == role)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {role} listener: {listed}"))
+        };
+        assert!(listener("clients")["tls"]
+            .as_str()
+            .is_some_and(|tls| tls.starts_with("TLSv1") && tls.ends_with("TLSv1.3")));
+        assert_eq!(listener("clients-http")["tls"], "plain HTTP", "{listed}");
+    }
     let agent = https_agent(&first);
     agent.until(Duration::from_secs(15), |s| s["mode"] == "push");
     // Held on the first server now (a push check-in waits there for a change).

@@ -298,6 +298,7 @@ async fn dispatch(
             answer(ok, agreement::switch(shared, caller, request.body()?).await)
         }
         Operation::KeyAbort => answer(ok, agreement::abort(shared, caller, request.body()?).await),
+        Operation::Servers => answer(ok, server::servers(shared).await),
         Operation::Groups => answer(ok, groups::list(shared).await),
         Operation::GroupCreate => answer(
             ok,

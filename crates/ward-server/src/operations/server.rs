@@ -56,6 +56,89 @@ pub fn status(app: &App) -> ServerStatus {
     }
 }
 
+/// How often a server says it is alive (`servers` table); three periods without a word and
+/// it is listed as not alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// This server's name among the servers on its database: its host name and console port.
+pub fn server_name(app: &App) -> String {
+    // The name the server's certificate is made for first (as `App::open` picks it).
+    let host = crate::datadir::host_names()
+        .pop()
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", app.config.address(Role::Console).port())
+}
+
+/// What this server serves now, as its heartbeat records it.
+pub fn heartbeat_record(app: &App) -> ward_store::ServerRecord {
+    let listeners = Role::ALL
+        .iter()
+        .map(|&role| ward_store::ListenerRecord {
+            role: role.name().to_string(),
+            address: app.config.address(role).to_string(),
+            tls: if role.is_tls() {
+                let range = app.tls.current(role).policy.protocol.range;
+                let names: Vec<&str> = range.versions().map(|v| v.name()).collect();
+                match (names.first(), names.last()) {
+                    (Some(low), Some(high)) if low == high => low.to_string(),
+                    (Some(low), Some(high)) => format!("{low}-{high}"),
+                    _ => "none".to_string(),
+                }
+            } else {
+                "plain HTTP".to_string()
+            },
+        })
+        .collect();
+    ward_store::ServerRecord {
+        name: server_name(app),
+        listeners,
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_ms: app
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+        heartbeat_ms: ward_proto::now_ms(),
+    }
+}
+
+/// Whether a server whose last heartbeat was at `heartbeat_ms` is alive at `now_ms`: it said
+/// so within three heartbeat periods (a clock a little ahead counts as alive).
+fn alive(now_ms: i64, heartbeat_ms: i64) -> bool {
+    now_ms - heartbeat_ms <= 3 * HEARTBEAT.as_millis() as i64
+}
+
+/// `GET /servers`.
+pub async fn servers(app: &App) -> Result<ward_api::server::Servers, ApiError> {
+    let this = server_name(app);
+    let records = super::read(app, |ctx| Ok(ctx.store().servers()?)).await?;
+    let now = ward_proto::now_ms();
+    let time = |ms: i64| {
+        ward_tls::utc::format_rfc3339(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+    };
+    Ok(ward_api::server::Servers {
+        servers: records
+            .into_iter()
+            .map(|record| ward_api::server::SiteServer {
+                this: record.name == this,
+                alive: alive(now, record.heartbeat_ms),
+                version: record.version,
+                started: time(record.started_ms),
+                last_heartbeat: time(record.heartbeat_ms),
+                listeners: record
+                    .listeners
+                    .into_iter()
+                    .map(|l| ward_api::server::SiteListener {
+                        role: l.role,
+                        address: l.address,
+                        tls: l.tls,
+                    })
+                    .collect(),
+                name: record.name,
+            })
+            .collect(),
+    })
+}
+
 /// The findings of a configtest or reload, as answered.
 pub fn findings(findings: &[Finding]) -> Vec<FindingAnswer> {
     findings
@@ -228,4 +311,26 @@ pub async fn renew(
     let mut answer = reload(app, caller, guarded).await?;
     answer.renewed = Some(renewed);
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_server_is_alive_within_three_heartbeats() {
+        // (milliseconds since its last heartbeat, alive)
+        let table = [
+            (0, true),
+            (10_000, true),
+            (30_000, true),
+            (30_001, false),
+            (-5_000, true),
+        ];
+        for (since, expected) in table {
+            assert_eq!(
+                super::alive(1_000_000 + since, 1_000_000),
+                expected,
+                "{since} ms"
+            );
+        }
+    }
 }

@@ -183,3 +183,32 @@ pub(super) fn recent_failures_and_host_names_are_read_as_asked(subject: &Subject
     assert_eq!(names["h2"], "host-h2");
     assert!(store.hostnames(&[]).unwrap().is_empty());
 }
+
+/// Servers register by name: a second registration is a heartbeat with what the server
+/// serves now; the list comes by name.
+pub(super) fn servers_register_by_name_and_their_heartbeats_move(subject: &Subject) {
+    let store = &*subject.store;
+    assert!(store.servers().unwrap().is_empty());
+    let listener = |role: &str, address: &str, tls: &str| ListenerRecord {
+        role: role.into(),
+        address: address.into(),
+        tls: tls.into(),
+    };
+    let server = |name: &str, heartbeat_ms: i64| ServerRecord {
+        name: name.into(),
+        listeners: vec![
+            listener("console", "10.0.0.1:8445", "TLSv1.2-TLSv1.3"),
+            listener("clients-http", "10.0.0.1:8014", "plain HTTP"),
+        ],
+        version: "0.1.0".into(),
+        started_ms: 1_000,
+        heartbeat_ms,
+    };
+    store.register_server(&server("mgr2:8445", 2_000)).unwrap();
+    store.register_server(&server("mgr1:8445", 2_000)).unwrap();
+    let mut later = server("mgr2:8445", 9_000);
+    later.listeners.truncate(1);
+    subject.reopen().register_server(&later).unwrap();
+    let servers = store.servers().unwrap();
+    assert_eq!(servers, vec![server("mgr1:8445", 2_000), later]);
+}

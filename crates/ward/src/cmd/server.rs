@@ -129,6 +129,15 @@ pub enum ServerAction {
         #[arg(long)]
         json: bool,
     },
+    /// The ward servers on this server's database: their listeners and TLS ranges, and
+    /// whether each is alive (its heartbeat, every 10 s). Asks the running server
+    List {
+        #[command(flatten)]
+        data: DataArg,
+        /// Print JSON: the server's answer
+        #[arg(long)]
+        json: bool,
+    },
     /// Bring a backup back into a new data dir (refused if the dir exists and is not empty)
     Restore {
         /// The backup file
@@ -252,6 +261,7 @@ pub fn run(args: ServerArgs) -> CmdResult {
         Some(ServerAction::Restore { from, data, json }) => {
             super::backup::restore(&from, &data, json)
         }
+        Some(ServerAction::List { data, json }) => list(&DataDir::new(data.data), json),
         Some(ServerAction::Reload { guarded }) => reload(
             &DataDir::new(guarded.data.data),
             guarded.json,
@@ -582,6 +592,34 @@ fn configtest(data: &DataDir, as_json: bool) -> CmdResult {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn list(data: &DataDir, as_json: bool) -> CmdResult {
+    let client = AdminClient::local(data)?;
+    let answer: ward_api::server::Servers = client
+        .get("/api/v1/servers")
+        .map_err(|failure| failure.to_string())?;
+    if as_json {
+        println!("{}", super::fleet::pretty(&answer));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for server in &answer.servers {
+        println!(
+            "{}{}  {}  ward {}  last heartbeat {}",
+            server.name,
+            if server.this { " (this one)" } else { "" },
+            if server.alive { "alive" } else { "NOT ALIVE" },
+            server.version,
+            server.last_heartbeat
+        );
+        for listener in &server.listeners {
+            println!(
+                "  {:<13} {:<22} {}",
+                listener.role, listener.address, listener.tls
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn renew_cert(data: &DataDir, as_json: bool) -> CmdResult {
