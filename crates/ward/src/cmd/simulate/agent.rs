@@ -104,9 +104,9 @@ pub(super) async fn enroll(
     })
 }
 
-/// Settings for an identity reused from a file: the enrollment URL only, serial 0, so the
-/// first check-in brings the real ones.
-fn bootstrap_settings(url: &str) -> Settings {
+/// Settings for an identity reused from a file that kept none: the enrollment URL only,
+/// serial 0, so the first check-in brings the real ones.
+pub(super) fn bootstrap_settings(url: &str) -> Settings {
     Settings {
         serial: 0,
         group: String::new(),
@@ -301,5 +301,10 @@ pub(super) async fn agent_loop(
         }
     }
     identity.session = session_der(&session);
+    // What it follows now, kept for the next run as a real agent keeps its settings file (not
+    // the bootstrap settings of one that never got an answer).
+    if checked_in || identity.settings.is_some() {
+        identity.settings = Some(core.settings().clone());
+    }
     (identity, failed_last)
 }

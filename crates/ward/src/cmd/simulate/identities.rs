@@ -1,6 +1,8 @@
 //! The simulated agents' identities, and the `--identities` file that keeps them between runs
-//! (0600: the private keys are the agents' credentials) so a second run enrolls nobody, and
-//! their TLS sessions, so a second run resumes as agents that ran all along do.
+//! (0600: the private keys are the agents' credentials) so a second run enrolls nobody, their
+//! TLS sessions, so a second run resumes as agents that ran all along do, and the settings
+//! each follows (kept once per distinct settings, as a real agent keeps its settings file), so
+//! a second run does not start from bootstrap settings whose first answer is on probation.
 
 use std::path::Path;
 
@@ -14,7 +16,7 @@ pub(super) struct Identity {
     pub(super) key: AgentKey,
     pub(super) private_hex: String,
     pub(super) legacy: bool,
-    /// The settings it enrolled with (none for identities reused from a file).
+    /// The settings it follows (none for identities from a file that kept none).
     pub(super) settings: Option<Settings>,
     /// Its last TLS session (DER), resumed by its next connection.
     pub(super) session: Option<Vec<u8>>,
@@ -27,6 +29,9 @@ struct IdentitiesFile {
     server_public: String,
     #[serde(default)]
     agents: Vec<Entry>,
+    /// The distinct settings the agents follow; an entry names its own by index.
+    #[serde(default)]
+    settings: Vec<Settings>,
 }
 
 /// One agent in the file.
@@ -41,6 +46,9 @@ struct Entry {
     /// Its last TLS session (DER, hex); absent for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     session: Option<String>,
+    /// The index of its settings in the file's `settings`; absent for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    settings: Option<usize>,
 }
 
 /// At most `at_most` identities from `path` (none when there is no file), which must have
@@ -76,7 +84,10 @@ pub(super) fn load(
             key,
             private_hex: hex(&private),
             legacy: entry.legacy,
-            settings: None,
+            settings: entry
+                .settings
+                .and_then(|index| file.settings.get(index))
+                .cloned(),
             // A session the file cannot give back is only a full handshake more.
             session: entry.session.and_then(|s| unhex(&s).ok()),
         });
@@ -93,17 +104,30 @@ pub(super) fn save(
     let Some(path) = path else {
         return Ok(());
     };
+    // 15,000 agents follow a handful of distinct settings: each is written once.
+    let mut distinct: Vec<Settings> = Vec::new();
+    let mut index_of = std::collections::HashMap::new();
+    let mut agents = Vec::with_capacity(identities.len());
+    for identity in identities {
+        let settings = identity.settings.as_ref().map(|settings| {
+            let key = (settings.group.clone(), settings.serial);
+            *index_of.entry(key).or_insert_with(|| {
+                distinct.push(settings.clone());
+                distinct.len() - 1
+            })
+        });
+        agents.push(Entry {
+            id: identity.id.clone(),
+            private_key: identity.private_hex.clone(),
+            legacy: identity.legacy,
+            session: identity.session.as_deref().map(hex),
+            settings,
+        });
+    }
     let file = IdentitiesFile {
         server_public: hex(server_public),
-        agents: identities
-            .iter()
-            .map(|i| Entry {
-                id: i.id.clone(),
-                private_key: i.private_hex.clone(),
-                legacy: i.legacy,
-                session: i.session.as_deref().map(hex),
-            })
-            .collect(),
+        agents,
+        settings: distinct,
     };
     let text = serde_json::to_string(&file).map_err(|e| e.to_string())?;
     ward_fs::write(path, text.as_bytes(), 0o600).map_err(|e| format!("{}: {e}", path.display()))
@@ -113,8 +137,8 @@ pub(super) fn save(
 mod tests {
     use super::*;
 
-    /// What `save` writes, `load` gives back: ids, keys, legacy flags and sessions; a file of
-    /// another server is refused.
+    /// What `save` writes, `load` gives back: ids, keys, legacy flags, sessions and settings
+    /// (each distinct settings written once); a file of another server is refused.
     #[test]
     fn the_identities_file_round_trips_and_belongs_to_one_server() {
         let dir = tempfile::tempdir().unwrap();
@@ -132,21 +156,47 @@ mod tests {
                 session,
             }
         };
+        let followed = {
+            let mut settings = super::super::agent::bootstrap_settings("https://mgr1:443");
+            settings.serial = 7;
+            settings.group = "My Company".into();
+            settings.policy = serde_json::json!({"antivirus": "strict"});
+            settings
+        };
+        let with_settings = |mut identity: Identity| {
+            identity.settings = Some(followed.clone());
+            identity
+        };
         let saved = [
-            agent("a", false, Some(vec![1, 2, 3])),
+            with_settings(agent("a", false, Some(vec![1, 2, 3]))),
             agent("b", true, None),
+            with_settings(agent("c", false, None)),
         ];
         save(Some(&path), &server_public, &saved).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let written: IdentitiesFile = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            written.settings.len(),
+            1,
+            "one copy of settings two agents follow"
+        );
         let loaded = load(Some(&path), &server_public, 10).unwrap();
-        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded.len(), 3);
         for (before, after) in saved.iter().zip(&loaded) {
             assert_eq!(
-                (&after.id, &after.private_hex, after.legacy, &after.session),
+                (
+                    &after.id,
+                    &after.private_hex,
+                    after.legacy,
+                    &after.session,
+                    &after.settings
+                ),
                 (
                     &before.id,
                     &before.private_hex,
                     before.legacy,
-                    &before.session
+                    &before.session,
+                    &before.settings
                 )
             );
         }
