@@ -844,6 +844,9 @@ fn trusted_cas(reported: &[String]) -> Option<String> {
     (!prints.is_empty()).then(|| prints.join(","))
 }
 
+/// How long settings wait for this server to take a change of the site's files it heard of.
+const SITE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The answer that hands `group`'s settings at `serial` (`CheckinResponse`, encoded),
 /// computed and encoded once per (group, serial) while no admin change intervenes.
 async fn cached_answer(shared: &App, group: i64, serial: i64) -> Result<Arc<str>, ApiError> {
@@ -851,6 +854,9 @@ async fn cached_answer(shared: &App, group: i64, serial: i64) -> Result<Arc<str>
     if let Some(answer) = shared.settings_cache.get(version, group, serial) {
         return Ok(answer);
     }
+    // On a site, a change of its CAs or keys another server made is taken first: a serial
+    // it bumped must not be answered with what it replaced.
+    shared.site.current(SITE_WAIT).await;
     let store = shared.store.clone();
     let handed = shared.handed();
     let settings = blocking(move || group_settings(&*store, group, serial, &handed)).await?;

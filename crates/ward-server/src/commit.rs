@@ -77,7 +77,7 @@ impl FollowUp {
 pub struct Committed {
     follow_up: FollowUp,
     pending: ward_fs::Pending,
-    journal: std::path::PathBuf,
+    data: DataDir,
 }
 
 /// Puts `files` in place as one step, keeping `follow_up` in the journal; the caller updates
@@ -96,20 +96,35 @@ pub fn put_files(
     Ok(Committed {
         follow_up,
         pending,
-        journal: data.journal(),
+        data: data.clone(),
     })
 }
 
 impl Committed {
-    /// Applies the follow-up (audit, bumps) and lets the journal go; how many agents got a
-    /// new serial.
+    /// On a site, publishes the files first (see [`crate::site`]): before any agent gets a
+    /// serial whose settings carry them, every server can learn them. Then applies the
+    /// follow-up (audit, bumps) and lets the journal go; how many agents got a new serial.
+    /// A publication the site refused (another server changed its files meanwhile) is said
+    /// after the follow-up is recorded: this server then takes the site's files.
     pub fn follow_up(self, store: &dyn Store) -> Result<u64, ApiError> {
+        let published = crate::site::publish_change(&self.data, store);
         let bumped = self.follow_up.apply(store)?;
         ward_fs::fault::point("commit:followed-up");
+        let journal = self.data.journal();
         self.pending
             .done()
-            .map_err(|e| ApiError::internal(format!("{}: {e}", self.journal.display())))?;
-        Ok(bumped)
+            .map_err(|e| ApiError::internal(format!("{}: {e}", journal.display())))?;
+        match published {
+            Ok(()) => Ok(bumped),
+            Err(ward_store::StoreError::Stale(why)) => Err(ApiError::conflict(
+                "site_changed",
+                format!(
+                    "{why}: this server takes the site's files in a moment and this change \
+                     does not hold for the site; run the command again"
+                ),
+            )),
+            Err(error) => Err(ApiError::from(error)),
+        }
     }
 }
 

@@ -335,6 +335,57 @@ pub struct InitReport {
     pub root: PathBuf,
     pub addresses: [SocketAddr; 3],
     pub host_names: Vec<String>,
+    /// On a shared database: the site it created or joined.
+    pub site: Option<SiteReport>,
+}
+
+/// The site a data dir was initialised on.
+#[derive(Debug)]
+pub struct SiteReport {
+    /// The database, its password left out.
+    pub database: String,
+    /// It joined a site another server created (else it created one).
+    pub joined: bool,
+    /// The database setting is in ward.toml (else it has a password, and every start needs
+    /// it in `WARD_DATABASE`).
+    pub in_toml: bool,
+}
+
+/// The setting a database was given as.
+fn database_setting(database: &Database) -> Option<String> {
+    match database {
+        Database::Postgres(url) => Some(url.clone()),
+        Database::Sqlite(_) => None,
+    }
+}
+
+/// A URL with its password left out.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user_info, host)) if user_info.contains(':') => {
+                let user = user_info.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut quoted = String::from('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 impl InitReport {
@@ -359,7 +410,20 @@ impl InitReport {
             ca = data.ca_cert().display(),
             cert = data.server_cert().display(),
             names = self.host_names.join(", "),
-            db = data.root().join("ward.db").display(),
+            db = match &self.site {
+                None => data.root().join("ward.db").display().to_string(),
+                Some(site) => format!(
+                    "{} ({} a site: its CA, agreement and ticket keys are shared through the \
+                     database, as secret as they are){}",
+                    site.database,
+                    if site.joined { "joined" } else { "created" },
+                    if site.in_toml {
+                        ""
+                    } else {
+                        "; the URL holds a password: start with it in WARD_DATABASE"
+                    }
+                ),
+            },
             token = data.admin_token().display(),
             port = console.port(),
         )
@@ -572,9 +636,30 @@ pub fn initialise(
     data: &DataDir,
     addresses: [SocketAddr; 3],
 ) -> Result<Option<InitReport>, InitError> {
+    initialise_with(data, addresses, None)
+}
+
+/// A data dir initialised on a shared database (see `crate::site::initialise`).
+pub struct SiteInit<'a> {
+    /// The database; its URL goes into ward.toml unless it holds a password.
+    pub database: Database,
+    /// Takes the site's files, or puts this data dir's when there is no site yet, once the
+    /// data dir has its own; whether it joined a site that existed.
+    pub join: &'a mut dyn FnMut(&DataDir) -> Result<bool, String>,
+}
+
+/// [`initialise`], on a site's shared database when `site` says so: the data dir's own CA and
+/// keys are made as for a single server, then `site.join` replaces them with the site's (and
+/// its certificates with ones from the site's CA), all before ward.toml is written.
+pub fn initialise_with(
+    data: &DataDir,
+    addresses: [SocketAddr; 3],
+    mut site: Option<SiteInit<'_>>,
+) -> Result<Option<InitReport>, InitError> {
     if data.is_initialised() {
         return Ok(None);
     }
+    let store_error = |e: ward_store::StoreError| InitError(e.to_string());
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -640,19 +725,44 @@ pub fn initialise(
         defaults::SSL_FOR_CLIENTS_CONF.as_bytes(),
         0o644,
     )?;
-    let database = data.root().join("ward.db");
-    // The database holds token hashes and password hashes: private, like the keys.
-    write_file(&database, b"", 0o600)?;
-    ward_store::open(&Database::Sqlite(database)).map_err(|e| InitError(e.to_string()))?;
-    write_file(
-        &data.config(),
-        config::default_toml(addresses).as_bytes(),
-        0o644,
-    )?;
+    let mut toml = config::default_toml(addresses);
+    let joined = match &mut site {
+        Some(site) => {
+            let joined = (site.join)(data).map_err(InitError)?;
+            if let (false, Some(setting)) = (
+                site.database.has_password(),
+                database_setting(&site.database),
+            ) {
+                toml = toml.replace(
+                    "path = \"ward.db\"",
+                    &format!("path = {}", toml_string(&setting)),
+                );
+            }
+            joined
+        }
+        None => false,
+    };
+    if site
+        .as_ref()
+        .is_none_or(|site| site.database.has_password())
+    {
+        let database = data.root().join("ward.db");
+        // The database holds token hashes and password hashes: private, like the keys.
+        write_file(&database, b"", 0o600)?;
+        ward_store::open(&Database::Sqlite(database)).map_err(store_error)?;
+    }
+    write_file(&data.config(), toml.as_bytes(), 0o644)?;
     Ok(Some(InitReport {
         root: data.root().to_path_buf(),
         addresses,
         host_names: names,
+        site: site.map(|site| SiteReport {
+            database: database_setting(&site.database)
+                .map(|url| redact(&url))
+                .unwrap_or_default(),
+            joined,
+            in_toml: !site.database.has_password(),
+        }),
     }))
 }
 

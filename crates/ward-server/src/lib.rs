@@ -24,6 +24,9 @@
 //!   `ward_plan::reach`; harden, the reload guard, rollback and fleet edits ask it.
 //! - [`harden`]: TLS readiness, plans, and the steps of `ward tls harden`.
 //! - [`telemetry`]: metrics and the batched telemetry writer.
+//! - [`site`]: the files a site's servers share through the database (CA, agreement and
+//!   ticket keys): taken at start, put by the change that makes them.
+//! - `site_follow`: the running server takes the site's changes as they are made.
 //! - `wakes`: the store wrapper that tells held push check-ins which changes concern them.
 
 pub mod admin;
@@ -45,6 +48,8 @@ pub mod metrics;
 pub mod operations;
 pub mod ops;
 pub mod server;
+pub mod site;
+mod site_follow;
 pub mod state;
 pub mod telemetry;
 mod wakes;

@@ -274,6 +274,10 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
 
     tokio::spawn(rotate_ticket_keys(shared.clone()));
     tokio::spawn(heartbeat(shared.clone()));
+    tokio::spawn(crate::site_follow::follow(
+        shared.clone(),
+        crate::operations::server::HEARTBEAT,
+    ));
     if shared.config.auto_renew_certificates {
         tokio::spawn(renew_certificates(shared.clone()));
     }
@@ -441,18 +445,27 @@ async fn rotate_ticket_keys(app: Arc<App>) {
         if !due {
             continue;
         }
-        // Not while a reload reads the file: it would install the keys it read last.
+        // Not while a change of the site's files runs (the fleet lock), nor while a reload
+        // reads the file: it would install the keys it read last.
+        let _no_change = app.fleet_lock.lock().await;
         let _one_at_a_time = app.reload_lock.lock().await;
-        let data = app.data.clone();
+        let (data, store) = (app.data.clone(), app.store.clone());
         let rotated = tokio::task::spawn_blocking(move || {
             let old = data.load_ticket_keys()?;
-            data.rotate_ticket_keys(Some(old))
+            let keys = data.rotate_ticket_keys(Some(old))?;
+            // The site's servers share the keys. Another server that rotated them at the same
+            // time wins: this one takes its keys at its next look at the site.
+            let published = crate::site::publish_change(&data, &*store);
+            Ok::<_, crate::datadir::InitError>((keys, published))
         })
         .await;
         match rotated {
-            Ok(Ok(keys)) => {
+            Ok(Ok((keys, published))) => {
                 ward_tls::ffi::set_ticket_keys(keys);
                 info!("rotated the session ticket key (the previous one still resumes)");
+                if let Err(error) = published {
+                    warn!(%error, "the rotated session ticket key is not the site's (yet)");
+                }
             }
             Ok(Err(error)) => error!(%error, "session ticket key not rotated"),
             Err(error) => error!(%error, "session ticket key rotation failed"),

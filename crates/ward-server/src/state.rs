@@ -61,6 +61,40 @@ pub struct App {
     /// The CAs every agent's settings tell it to trust (`certs/agent-trust.pem`); empty until
     /// a CA rotation, when agents keep the CA they were enrolled with.
     pub agent_trust: Arc<std::sync::RwLock<Arc<str>>>,
+    /// The generation of the site's files this server holds, and the newest it heard of.
+    pub site: Arc<crate::site::SiteWatch>,
+}
+
+/// The agents' agreement keys of `data`: the current one, a rotation's next and an aborted
+/// rotation's withdrawn one.
+pub fn load_agreement(data: &DataDir) -> Result<crate::channel::Agreement, String> {
+    let error = |e: &dyn std::fmt::Display| e.to_string();
+    let current = data.load_agreement_key().map_err(|e| error(&e))?;
+    let key = |path: &std::path::Path| -> Result<Option<crate::channel::ServerKey>, String> {
+        crate::datadir::read_agreement_key(path)
+            .map_err(|e| error(&e))?
+            .map(crate::channel::ServerKey::new)
+            .transpose()
+            .map_err(|e| error(&e))
+    };
+    Ok(crate::channel::Agreement {
+        current: crate::channel::ServerKey::new(current).map_err(|e| error(&e))?,
+        next: key(&data.agreement_next_key())?,
+        withdrawn: key(&data.agreement_withdrawn_key())?,
+    })
+}
+
+/// The CAs every agent's settings carry: those a CA rotation wrote, else ward's CA, so that an
+/// agent enrolled over plain HTTP (pinned, without a CA) can verify the clients listener when
+/// its settings move it to HTTPS.
+pub fn load_agent_trust(data: &DataDir) -> Result<String, String> {
+    match std::fs::read_to_string(data.agent_trust()) {
+        Ok(pem) => Ok(pem),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(std::fs::read_to_string(data.ca_cert()).unwrap_or_default())
+        }
+        Err(e) => Err(format!("{}: {e}", data.agent_trust().display())),
+    }
 }
 
 /// Why the app could not be opened.
@@ -83,9 +117,24 @@ impl App {
         let database = data.database(&config).map_err(|e| other(&e))?;
         let opened = ward_store::open(&database).map_err(|e| other(&e))?;
         // Changes other servers on the database commit wake this server's held check-ins too.
-        let remote = wakes.clone();
+        // Servers of a site share its CA and keys: this data dir takes the site's (or gives
+        // its own, the first server) before anything reads them.
+        let synced = crate::site::sync_files(&data, &*opened).map_err(|e| other(&e))?;
+        if let crate::site::Synced::Took { generation, .. }
+        | crate::site::Synced::Put { generation } = synced
+        {
+            tracing::info!(generation, ?synced, "the site's files are in line");
+        }
+        let site = Arc::new(crate::site::SiteWatch::new(
+            crate::site::local_generation(&data).map_err(|e| other(&e))?,
+        ));
+        let (remote, heard) = (wakes.clone(), site.clone());
         opened.watch(Arc::new(move |note| {
-            let _ = remote.send(Arc::new(crate::wakes::Wake::of_note(note)));
+            if let ward_store::ChangeNote::Site { generation } = note {
+                heard.heard(generation);
+            } else if let Some(wake) = crate::wakes::Wake::of_note(note) {
+                let _ = remote.send(Arc::new(wake));
+            }
         }));
         let store: Arc<dyn Store> = Arc::new(crate::wakes::Publishing::new(opened, wakes.clone()));
         let host = if config.clients.ip().is_unspecified() {
@@ -106,7 +155,7 @@ impl App {
         let admin_token = data
             .read_admin_token()
             .map_err(|e| OpenError::Other(format!("{}: {e}", data.admin_token().display())))?;
-        let agreement = data.load_agreement_key().map_err(|e| other(&e))?;
+        let agreement = load_agreement(&data).map_err(|e| other(&e))?;
         // The replay window as the last run left it: check-ins it accepted stay refused.
         let replay = Replays::default();
         let since = ward_proto::now_ms() - ward_store::NONCE_WINDOW_MS;
@@ -116,37 +165,14 @@ impl App {
                 cache.remember(agent, nonce, *at_ms);
             }
         });
-        let next = crate::datadir::read_agreement_key(&data.agreement_next_key())
-            .map_err(|e| other(&e))?
-            .map(crate::channel::ServerKey::new)
-            .transpose()
-            .map_err(|e| other(&e))?;
-        let withdrawn = crate::datadir::read_agreement_key(&data.agreement_withdrawn_key())
-            .map_err(|e| other(&e))?
-            .map(crate::channel::ServerKey::new)
-            .transpose()
-            .map_err(|e| other(&e))?;
-        let agreement = crate::channel::Agreement {
-            current: crate::channel::ServerKey::new(agreement).map_err(|e| other(&e))?,
-            next,
-            withdrawn,
-        };
-        // The CAs every agent's settings carry: those a CA rotation wrote, else ward's CA, so
-        // that an agent enrolled over plain HTTP (pinned, without a CA) can verify the
-        // clients listener when its settings move it to HTTPS.
-        let agent_trust = match std::fs::read_to_string(data.agent_trust()) {
-            Ok(pem) => pem,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::read_to_string(data.ca_cert()).unwrap_or_default()
-            }
-            Err(e) => return Err(other(&format!("{}: {e}", data.agent_trust().display()))),
-        };
+        let agent_trust = load_agent_trust(&data).map_err(|e| other(&e))?;
         let telemetry = Telemetry::start(
             store.clone(),
             config.failures_per_second,
             config.telemetry_retention,
         );
         let app = App {
+            site,
             agent_trust: Arc::new(std::sync::RwLock::new(agent_trust.into())),
             checkins: CheckinWriter::start(store.clone(), telemetry.clone()),
             telemetry,

@@ -60,12 +60,16 @@ impl Wake {
     }
 
     /// What another server's change says (`ward_store::Store::watch`), as a wake.
-    pub fn of_note(note: ward_store::ChangeNote) -> Wake {
+    /// The wake a change another server made calls for (`None` for a change of the site's
+    /// files, which [`crate::site`] follows, and which wakes nobody by itself).
+    pub fn of_note(note: ward_store::ChangeNote) -> Option<Wake> {
         match note {
-            ward_store::ChangeNote::Bumped { groups, agents } => {
-                Wake::new(groups.into_iter().collect(), agents.into_iter().collect())
-            }
-            ward_store::ChangeNote::Unknown => Wake::everyone(),
+            ward_store::ChangeNote::Bumped { groups, agents } => Some(Wake::new(
+                groups.into_iter().collect(),
+                agents.into_iter().collect(),
+            )),
+            ward_store::ChangeNote::Unknown => Some(Wake::everyone()),
+            ward_store::ChangeNote::Site { .. } => None,
         }
     }
 
@@ -188,6 +192,26 @@ impl Store for Publishing {
 
     fn servers(&self) -> Result<Vec<ward_store::ServerRecord>, StoreError> {
         self.inner.servers()
+    }
+
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+
+    fn site_files(&self) -> Result<Option<ward_store::SiteFiles>, StoreError> {
+        self.inner.site_files()
+    }
+
+    fn site_generation(&self) -> Result<i64, StoreError> {
+        self.inner.site_generation()
+    }
+
+    fn put_site_files(
+        &self,
+        expected: i64,
+        files: &std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Result<i64, StoreError> {
+        self.inner.put_site_files(expected, files)
     }
 
     fn handshake_report(

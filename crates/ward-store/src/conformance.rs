@@ -79,6 +79,7 @@ on_every_engine!(
     telemetry::client_hellos_are_kept_once_each_counted_and_the_last_per_peer_wins,
     telemetry::recent_failures_and_host_names_are_read_as_asked,
     telemetry::servers_register_by_name_and_their_heartbeats_move,
+    telemetry::site_files_are_replaced_whole_and_only_from_the_generation_read,
     fleet::groups_round_trip_and_names_are_unique_among_siblings,
     fleet::a_list_in_use_cannot_be_deleted,
     fleet::serial_bumps_make_agents_pending_and_filters_find_them,

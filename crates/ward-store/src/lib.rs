@@ -71,6 +71,14 @@ impl Database {
     }
 }
 
+/// The refusal of a write of the site's files checked against generation `expected`.
+fn site_changed(expected: i64, current: i64) -> StoreError {
+    StoreError::Stale(format!(
+        "the site's files changed since they were read (generation {expected}, now {current}): \
+         another server of the site changed its keys meanwhile"
+    ))
+}
+
 /// What an engine cannot do yet, as a refusal.
 fn not_for_postgres(what: &str) -> StoreError {
     StoreError::Invalid(format!(
@@ -322,6 +330,17 @@ pub struct ListenerRecord {
     pub tls: String,
 }
 
+/// The files the servers of a site share, as the database keeps them: the site's CA, the
+/// agents' agreement keys, the session ticket keys and the CAs agents are told to trust, by
+/// their path inside a data dir (`certs/ca.pem`, `keys/agreement.key`, ...). The database is
+/// as secret as these keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteFiles {
+    /// Bumped by every change of the files; 0 before the first.
+    pub generation: i64,
+    pub files: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
 /// A change another server committed on the same database, as its notification says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChangeNote {
@@ -333,6 +352,8 @@ pub enum ChangeNote {
     /// Anything may have changed: the listening connection was down for a while (a
     /// notification sent meanwhile is lost), or a change bumped too many to name.
     Unknown,
+    /// The site's files changed (see [`Store::put_site_files`]): now at `generation`.
+    Site { generation: i64 },
 }
 
 /// ward's persistence. Implementations are safe to share between threads.
@@ -458,4 +479,26 @@ pub trait Store: Send + Sync {
 
     /// Every server that registered on this database, by name.
     fn servers(&self) -> Result<Vec<ServerRecord>, StoreError>;
+
+    /// Whether other servers may share this database (a site): they then share the files of
+    /// [`SiteFiles`] through it. An SQLite file has one server.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// The site's shared files; `None` before any server put them.
+    fn site_files(&self) -> Result<Option<SiteFiles>, StoreError>;
+
+    /// The generation of the site's files (0 before any): one small read, to learn whether
+    /// they changed.
+    fn site_generation(&self) -> Result<i64, StoreError>;
+
+    /// Replaces the site's files, only if their generation is still `expected` (0: no files
+    /// yet); returns the new generation. `Stale` when another server changed them since, and
+    /// nothing changes. Other servers hear of it ([`ChangeNote::Site`]).
+    fn put_site_files(
+        &self,
+        expected: i64,
+        files: &std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Result<i64, StoreError>;
 }

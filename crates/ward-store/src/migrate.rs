@@ -191,6 +191,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         started_ms INTEGER NOT NULL,
         heartbeat_ms INTEGER NOT NULL
     );",
+    // 18: the files a site's servers share (its CA, agreement and ticket keys), and their
+    // generation.
+    "CREATE TABLE site_files (
+        name TEXT PRIMARY KEY,
+        bytes BLOB NOT NULL
+    );
+    INSERT INTO counters (name, value) VALUES ('site', 0);",
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -201,7 +201,11 @@ const SCHEMA: &str = r#"
         name TEXT COLLATE "C" PRIMARY KEY,
         value BIGINT NOT NULL
     );
-    INSERT INTO counters (name, value) VALUES ('serial', 1), ('tree', 0);
+    INSERT INTO counters (name, value) VALUES ('serial', 1), ('tree', 0), ('site', 0);
+    CREATE TABLE site_files (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        bytes BYTEA NOT NULL
+    );
     CREATE TABLE servers (
         name TEXT COLLATE "C" PRIMARY KEY,
         listeners TEXT COLLATE "C" NOT NULL,
@@ -913,14 +917,61 @@ fn prepare_schema(client: &mut Client, create: bool) -> Result<(), Fail> {
     if found > supported {
         return Err(StoreError::TooNew { found, supported }.into());
     }
-    if found < supported {
+    let found = if found < supported && found >= FIRST_VERSION && create {
+        upgrade(client)?
+    } else {
+        found
+    };
+    if found < FIRST_VERSION {
         return Err(StoreError::Database(format!(
-            "the database has schema version {found}, and there is no PostgreSQL migration \
-             from it to {supported} yet (a PostgreSQL database starts at version {supported})"
+            "the database has schema version {found}, older than any PostgreSQL database ward \
+             made ({FIRST_VERSION}): not a database this ward wrote"
         ))
         .into());
     }
+    if found < supported {
+        // Only a server upgrades a database (as for SQLite): a command that only looks does
+        // not change it.
+        return Err(StoreError::TooOld { found, supported }.into());
+    }
     Ok(())
+}
+
+/// The schema version the first PostgreSQL database was created at: every later version
+/// has a step in [`UPGRADES`].
+const FIRST_VERSION: i64 = 17;
+
+/// The steps from each version after [`FIRST_VERSION`] to the next: step `i` brings version
+/// `FIRST_VERSION + i` to the one after. [`SCHEMA`] is the latest version whole, so a new
+/// step is also written into it. Never edit one that has shipped.
+const UPGRADES: &[&str] = &[
+    // 18: the files a site's servers share, and their generation.
+    "CREATE TABLE site_files (
+        name TEXT COLLATE \"C\" PRIMARY KEY,
+        bytes BYTEA NOT NULL
+    );
+    INSERT INTO counters (name, value) VALUES ('site', 0);",
+];
+
+/// Brings an older ward database up to the latest version, one step per transaction, under
+/// the schema lock (so two servers starting at once upgrade it once); the version it is now.
+fn upgrade(client: &mut Client) -> Result<i64, Fail> {
+    loop {
+        let mut transaction = client.transaction()?;
+        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+        let found: i64 = transaction
+            .query_one("SELECT version FROM ward_schema", &[])?
+            .try_get(0)?;
+        let Some(step) = usize::try_from(found - FIRST_VERSION)
+            .ok()
+            .and_then(|i| UPGRADES.get(i))
+        else {
+            return Ok(found);
+        };
+        transaction.batch_execute(step)?;
+        transaction.execute("UPDATE ward_schema SET version = $1", &[&(found + 1)])?;
+        transaction.commit()?;
+    }
 }
 
 /// Failed handshakes from `since_ms` on, newest first, at most `limit`.
@@ -1357,6 +1408,71 @@ impl Store for PgStore {
                     })
                 })
                 .collect()
+        })
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn site_files(&self) -> Result<Option<crate::SiteFiles>, StoreError> {
+        self.write(|db| {
+            let generation: i64 = db
+                .query_one(
+                    "SELECT value FROM counters WHERE name = 'site' FOR SHARE",
+                    &[],
+                )?
+                .try_get(0)?;
+            if generation == 0 {
+                return Ok(None);
+            }
+            let files = db
+                .query("SELECT name, bytes FROM site_files ORDER BY name", &[])?
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<Result<_, Fail>>()?;
+            Ok(Some(crate::SiteFiles { generation, files }))
+        })
+    }
+
+    fn site_generation(&self) -> Result<i64, StoreError> {
+        self.read(|db| {
+            Ok(db
+                .query_one("SELECT value FROM counters WHERE name = 'site'", &[])?
+                .try_get(0)?)
+        })
+    }
+
+    fn put_site_files(
+        &self,
+        expected: i64,
+        files: &std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Result<i64, StoreError> {
+        self.serialized(|db| {
+            let current: i64 = db
+                .query_one(
+                    "SELECT value FROM counters WHERE name = 'site' FOR UPDATE",
+                    &[],
+                )?
+                .try_get(0)?;
+            if current != expected {
+                return Err(crate::site_changed(expected, current).into());
+            }
+            db.execute("DELETE FROM site_files", &[])?;
+            for (name, bytes) in files {
+                db.execute(
+                    "INSERT INTO site_files (name, bytes) VALUES ($1, $2)",
+                    &[name, bytes],
+                )?;
+            }
+            let generation = current + 1;
+            db.execute(
+                "UPDATE counters SET value = $1 WHERE name = 'site'",
+                &[&generation],
+            )?;
+            let note = notes::site_payload(&self.origin, generation);
+            db.execute("SELECT pg_notify($1, $2)", &[&notes::CHANNEL, &note])?;
+            Ok(generation)
         })
     }
 

@@ -569,6 +569,60 @@ impl Store for SqliteStore {
             rows.collect()
         })
     }
+
+    fn site_files(&self) -> Result<Option<crate::SiteFiles>, StoreError> {
+        self.with(|c| {
+            let transaction = c.transaction()?;
+            let generation = site_generation(&transaction)?;
+            if generation == 0 {
+                return Ok(None);
+            }
+            let mut statement =
+                transaction.prepare_cached("SELECT name, bytes FROM site_files ORDER BY name")?;
+            let files = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Some(crate::SiteFiles { generation, files }))
+        })
+    }
+
+    fn site_generation(&self) -> Result<i64, StoreError> {
+        self.with(|c| site_generation(c))
+    }
+
+    fn put_site_files(
+        &self,
+        expected: i64,
+        files: &std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Result<i64, StoreError> {
+        self.write(|t| {
+            let current = site_generation(t)?;
+            if current != expected {
+                return Err(crate::site_changed(expected, current));
+            }
+            t.execute("DELETE FROM site_files", [])?;
+            for (name, bytes) in files {
+                t.execute(
+                    "INSERT INTO site_files (name, bytes) VALUES (?1, ?2)",
+                    params![name, bytes],
+                )?;
+            }
+            t.execute(
+                "UPDATE counters SET value = ?1 WHERE name = 'site'",
+                params![current + 1],
+            )?;
+            Ok(current + 1)
+        })
+    }
+}
+
+/// The generation of the site's files.
+fn site_generation(connection: &Connection) -> rusqlite::Result<i64> {
+    connection.query_row(
+        "SELECT value FROM counters WHERE name = 'site'",
+        [],
+        |row| row.get(0),
+    )
 }
 
 impl SqliteStore {

@@ -26,6 +26,31 @@ fn newer_serial(agent: &Agent, before: i64, bound: Duration) -> serde_json::Valu
     })
 }
 
+/// Waits until `count` push check-ins are held on `server` (its metrics say so).
+fn wait_held(server: &Server, count: usize) {
+    let line = format!("ward_push_held_agents {count}");
+    let held = eventually(Duration::from_secs(15), || {
+        let metrics = https_get(server.console, &server.ca_pem(), "/metrics", None).body;
+        metrics.lines().any(|l| l == line).then_some(())
+    });
+    assert!(held.is_some(), "{}", server.log_text());
+}
+
+/// A change made through `server` reaches `agent`, held on another server, within 3 s (the
+/// CLI's own time included).
+fn reaches_from(server: &Server, agent: &Agent) {
+    let before = serial_of(agent);
+    let started = std::time::Instant::now();
+    set_root_policy(server, r#"{"from": "the other server"}"#);
+    newer_serial(agent, before, Duration::from_secs(10));
+    let took = started.elapsed();
+    eprintln!("the change reached the agent held on the other server in {took:?} (CLI included)");
+    assert!(
+        took < Duration::from_secs(3),
+        "the change took {took:?} to reach the agent held on the other server"
+    );
+}
+
 /// The serial `agent` follows now.
 fn serial_of(agent: &Agent) -> i64 {
     agent.status().unwrap()["serial"].as_i64().unwrap()
@@ -131,6 +156,18 @@ fn a_database_ward_cannot_use_is_refused_with_the_reason_and_left_alone() {
         assert!(!output.status.success(), "{url}: {stderr}");
         assert!(stderr.contains("ward: error:"), "{url}: {stderr}");
         assert!(stderr.contains(reason), "{url}: {stderr}");
+        // `ward server init` on it refuses too, before it writes anything.
+        let fresh = server.dir.path().join("fresh");
+        let init = std::process::Command::new(ward_bin())
+            .args(["server", "init", "--data"])
+            .arg(&fresh)
+            .args(["--database", &url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&init.stderr);
+        assert!(!init.status.success(), "{url}: {stderr}");
+        assert!(stderr.contains(reason), "{url}: {stderr}");
+        assert!(!fresh.exists(), "{url}: init wrote {}", fresh.display());
     }
     // The other application's database is as it was.
     let tables: i64 = cluster
@@ -227,24 +264,8 @@ fn a_change_through_one_server_wakes_a_push_agent_held_on_the_other() {
     let agent = https_agent(&first);
     agent.until(Duration::from_secs(15), |s| s["mode"] == "push");
     // Held on the first server now (a push check-in waits there for a change).
-    let held = eventually(Duration::from_secs(15), || {
-        let metrics = https_get(first.console, &first.ca_pem(), "/metrics", None).body;
-        metrics
-            .lines()
-            .any(|l| l == "ward_push_held_agents 1")
-            .then_some(())
-    });
-    assert!(held.is_some(), "{}", first.log_text());
-    let before = serial_of(&agent);
-    let started = std::time::Instant::now();
-    set_root_policy(&second, r#"{"from": "the second server"}"#);
-    newer_serial(&agent, before, Duration::from_secs(10));
-    let took = started.elapsed();
-    eprintln!("the change reached the agent held on the other server in {took:?} (CLI included)");
-    assert!(
-        took < Duration::from_secs(3),
-        "the change took {took:?} to reach the agent held on the other server"
-    );
+    wait_held(&first, 1);
+    reaches_from(&second, &agent);
 }
 
 /// The database goes away under a running server: the server stays up (its console answers),
@@ -293,4 +314,184 @@ fn a_server_outlives_its_database_going_away_and_recovers_when_it_returns() {
     let before = serial_of(&agent);
     set_root_policy(&server, r#"{"after": "the outage"}"#);
     newer_serial(&agent, before, Duration::from_secs(15));
+}
+
+/// A site of two servers on one database, as an admin builds it: `ward server init
+/// --database URL` creates the site on the first and joins it on the second, which takes the
+/// site's CA, agreement and ticket keys and gets its own certificates from that CA. An agent
+/// enrolled through the first, with both in its server list, is woken there by a change made
+/// through the second; a CA rotation through the first switches both servers; the plan
+/// through the second names an agent only the first has seen; and when the first is killed
+/// (`kill -9`) the agent moves to the second and goes on, with every change acknowledged
+/// through the second before the kill kept.
+#[test]
+fn a_site_of_two_servers_shares_its_keys_rotates_as_one_and_survives_the_loss_of_one() {
+    let cluster = Cluster::start();
+    let url = cluster.uri();
+    let mut first = Server::init_with(&["--database", &url]);
+    let mut second = Server::init_with(&["--database", &url]);
+    // The URL has no password: ward.toml keeps it, and the servers start without it.
+    let toml = std::fs::read_to_string(first.path("ward.toml")).unwrap();
+    assert!(toml.contains(&url), "{toml}");
+    assert!(!first.path("ward.db").exists());
+    for shared in [
+        "certs/ca.pem",
+        "certs/ca.key",
+        "keys/agreement.key",
+        "keys/tickets.key",
+    ] {
+        assert_eq!(
+            std::fs::read(first.path(shared)).unwrap(),
+            std::fs::read(second.path(shared)).unwrap(),
+            "{shared} is the site's"
+        );
+    }
+    assert_ne!(
+        std::fs::read(first.path("certs/server.key")).unwrap(),
+        std::fs::read(second.path("certs/server.key")).unwrap(),
+        "each server has its own certificate"
+    );
+    first.start();
+    second.start();
+    // The second server's certificate is the site CA's: the first's CA file verifies it.
+    let health = https_get(second.clients, &first.ca_pem(), "/healthz", None);
+    assert_eq!(health.status, 200);
+
+    // Agents enrolled through the first server, with both servers in their list.
+    let list = [
+        format!("1:https://127.0.0.1:{}", first.clients),
+        format!("2:https://127.0.0.1:{}", second.clients),
+    ];
+    cli(
+        &first,
+        &[
+            "serverlist",
+            "create",
+            "Site",
+            "--server",
+            &list[0],
+            "--server",
+            &list[1],
+        ],
+    );
+    cli(
+        &first,
+        &[
+            "group",
+            "set",
+            "My Company",
+            "--server-list",
+            "Site",
+            "--mode",
+            "push",
+            "--interval",
+            "2s",
+            "--randomize",
+            "0s",
+        ],
+    );
+    let agent = https_agent(&first);
+    let url_first = format!("https://127.0.0.1:{}", first.clients);
+    let token = group_token(&first, "My Company", false);
+    let capped = run_agent(
+        enroll(&first, &url_first, &token, Some("TLSv1.2")),
+        Some("TLSv1.2"),
+    );
+    let capped_id = capped.id();
+    for one in [&agent, &capped] {
+        one.until(Duration::from_secs(15), |s| s["mode"] == "push");
+    }
+    wait_held(&first, 2);
+    // A change through the second server reaches the agent held on the first.
+    reaches_from(&second, &agent);
+
+    // The plan through the second server names the agent only the first has seen (its
+    // ClientHello, recorded by the first server, replayed by the second).
+    let plan = run_cli(
+        &second,
+        &["tls", "plan", "--protocol", "-all +TLSv1.3", "--json"],
+    );
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan_text.contains(&capped_id),
+        "the plan through B names {capped_id}: {plan_text}"
+    );
+
+    // A CA rotation through the first server: the second takes the next CA at once, every
+    // agent acknowledges it, and the switch through the first switches both.
+    cli(&first, &["server", "rotate-ca", "start"]);
+    let next = eventually(Duration::from_secs(10), || {
+        std::fs::read(second.path("certs/ca-next.pem")).ok()
+    })
+    .expect("the second server took the next CA");
+    assert_eq!(
+        next,
+        std::fs::read(first.path("certs/ca-next.pem")).unwrap()
+    );
+    let acknowledged = eventually(Duration::from_secs(30), || {
+        let status = run_cli(&second, &["server", "rotate-ca", "status", "--json"]);
+        status.status.success().then_some(())
+    });
+    assert!(
+        acknowledged.is_some(),
+        "{}",
+        String::from_utf8_lossy(&run_cli(&second, &["server", "rotate-ca", "status"]).stdout)
+    );
+    cli(&first, &["server", "rotate-ca", "switch"]);
+    let switched = eventually(Duration::from_secs(10), || {
+        (std::fs::read(second.path("certs/ca.pem")).ok()? == next).then_some(())
+    });
+    assert!(switched.is_some(), "{}", second.log_text());
+    // The second server's listeners serve a certificate of the new CA now.
+    let served = eventually(Duration::from_secs(10), || {
+        let ok = std::panic::catch_unwind(|| https_get(second.clients, &next, "/healthz", None));
+        ok.ok().filter(|reply| reply.status == 200)
+    });
+    assert!(served.is_some(), "{}", second.log_text());
+
+    // Twenty changes acknowledged through the second server.
+    for n in 0..20 {
+        cli(&second, &["group", "create", &format!("Branch {n}")]);
+    }
+
+    // Both agents held on the first server again (their first priority; a change brings
+    // back one that went to the second meanwhile).
+    let held_on_first = || {
+        let metrics = https_get(first.console, &next, "/metrics", None).body;
+        metrics.lines().any(|l| l == "ward_push_held_agents 2")
+    };
+    let mut round = 0;
+    while !held_on_first() {
+        round += 1;
+        assert!(
+            round <= 10,
+            "not held on the first server: {}",
+            first.log_text()
+        );
+        set_root_policy(&second, &format!(r#"{{"round": {round}}}"#));
+        std::thread::sleep(Duration::from_secs(3));
+    }
+
+    // The first server is killed: the agents move to the second and go on checking in (a
+    // push agent's check-in returns when a change is made for it).
+    send_signal(first.pid(), 9);
+    assert!(first.wait_exit(Duration::from_secs(10)).is_some());
+    let url_second = format!("https://127.0.0.1:{}", second.clients);
+    for change in 0..2 {
+        let before = [serial_of(&agent), serial_of(&capped)];
+        set_root_policy(&second, &format!(r#"{{"after the kill": {change}}}"#));
+        for (one, before) in [&agent, &capped].into_iter().zip(before) {
+            one.until(Duration::from_secs(40), |s| {
+                s["server"].as_str() == Some(url_second.as_str())
+                    && s["serial"].as_i64().is_some_and(|serial| serial > before)
+            });
+        }
+    }
+    let groups = cli(&second, &["group", "list"]);
+    for n in 0..20 {
+        assert!(
+            groups.to_string().contains(&format!("Branch {n}")),
+            "Branch {n} kept: {groups}"
+        );
+    }
 }

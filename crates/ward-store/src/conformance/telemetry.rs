@@ -212,3 +212,37 @@ pub(super) fn servers_register_by_name_and_their_heartbeats_move(subject: &Subje
     let servers = store.servers().unwrap();
     assert_eq!(servers, vec![server("mgr1:8445", 2_000), later]);
 }
+
+/// The site's files: none at first (generation 0), then replaced whole, each time only by a
+/// writer that read the generation they are at; a second handle (another server) sees them.
+pub(super) fn site_files_are_replaced_whole_and_only_from_the_generation_read(subject: &Subject) {
+    let store = &*subject.store;
+    assert_eq!(store.site_generation().unwrap(), 0);
+    assert_eq!(store.site_files().unwrap(), None);
+    let files = |pairs: &[(&str, &[u8])]| -> std::collections::BTreeMap<String, Vec<u8>> {
+        pairs
+            .iter()
+            .map(|(name, bytes)| (name.to_string(), bytes.to_vec()))
+            .collect()
+    };
+    let first = files(&[
+        ("certs/ca.pem", b"ca one"),
+        ("keys/tickets.key", &[0, 1, 255]),
+    ]);
+    assert_eq!(store.put_site_files(0, &first).unwrap(), 1);
+    // A writer that read generation 0 too comes late: refused, nothing changes.
+    let late = files(&[("certs/ca.pem", b"other")]);
+    assert!(matches!(
+        store.put_site_files(0, &late),
+        Err(StoreError::Stale(_))
+    ));
+    let other = subject.reopen();
+    let seen = other.site_files().unwrap().expect("files");
+    assert_eq!(seen.generation, 1);
+    assert_eq!(seen.files, first);
+    // The next generation replaces them whole: a file left out goes.
+    let second = files(&[("certs/ca.pem", b"ca two"), ("keys/agreement.key", b"k")]);
+    assert_eq!(other.put_site_files(1, &second).unwrap(), 2);
+    assert_eq!(store.site_generation().unwrap(), 2);
+    assert_eq!(store.site_files().unwrap().expect("files").files, second);
+}

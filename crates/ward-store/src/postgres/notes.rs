@@ -36,6 +36,19 @@ struct Payload {
     origin: String,
     /// `None`: too many to name.
     bumped: Option<(Vec<i64>, Vec<String>)>,
+    /// The site's files changed: their new generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    site: Option<i64>,
+}
+
+/// The payload that says the site's files are now at `generation`.
+pub(super) fn site_payload(origin: &str, generation: i64) -> String {
+    serde_json::to_string(&Payload {
+        origin: origin.to_string(),
+        bumped: None,
+        site: Some(generation),
+    })
+    .unwrap_or_default()
 }
 
 /// The payload of `change`'s notification, when it bumps anyone.
@@ -46,6 +59,7 @@ pub(super) fn payload(origin: &str, change: &Change) -> Option<String> {
     let named = Payload {
         origin: origin.to_string(),
         bumped: Some((change.bump_groups.clone(), change.bump_agents.clone())),
+        site: None,
     };
     let text = serde_json::to_string(&named).ok()?;
     if text.len() <= MAX_PAYLOAD {
@@ -54,6 +68,7 @@ pub(super) fn payload(origin: &str, change: &Change) -> Option<String> {
     serde_json::to_string(&Payload {
         origin: origin.to_string(),
         bumped: None,
+        site: None,
     })
     .ok()
 }
@@ -63,6 +78,10 @@ pub(super) fn payload(origin: &str, change: &Change) -> Option<String> {
 fn read(origin: &str, text: &str) -> Option<ChangeNote> {
     match serde_json::from_str::<Payload>(text) {
         Ok(payload) if payload.origin == origin => None,
+        Ok(Payload {
+            site: Some(generation),
+            ..
+        }) => Some(ChangeNote::Site { generation }),
         Ok(Payload {
             bumped: Some((groups, agents)),
             ..

@@ -159,3 +159,65 @@ fn a_change_one_server_commits_is_heard_by_the_others_and_a_gap_is_said() {
         "{heard:?}"
     );
 }
+
+#[test]
+fn a_change_of_the_site_files_is_heard_by_the_other_servers() {
+    let cluster = Cluster::start();
+    let (one, two) = (
+        PgStore::open(&cluster.url()).unwrap(),
+        PgStore::open(&cluster.url()).unwrap(),
+    );
+    let heard = Heard::default();
+    heard.watch(&one);
+    std::thread::sleep(Duration::from_millis(500));
+    let files = [("certs/ca.pem".to_string(), b"pem".to_vec())].into();
+    assert_eq!(two.put_site_files(0, &files).unwrap(), 1);
+    let notes = heard.until(Duration::from_secs(5), |h| !h.is_empty());
+    assert_eq!(notes, vec![ChangeNote::Site { generation: 1 }]);
+}
+
+/// A database made at the first PostgreSQL schema (17) is upgraded step by step by a server
+/// that opens it, keeping its rows; a command that only looks refuses it as too old and
+/// leaves it so.
+#[test]
+fn a_database_of_an_older_ward_is_upgraded_by_a_server_and_only_by_one() {
+    let cluster = Cluster::start();
+    let store = PgStore::open(&cluster.url()).unwrap();
+    store.apply(&change(vec![], vec![])).unwrap();
+    drop(store);
+    // Back to version 17 as it was made: without what later versions added.
+    cluster
+        .client()
+        .batch_execute(
+            "DROP TABLE site_files; DELETE FROM counters WHERE name = 'site';
+             UPDATE ward_schema SET version = 17;",
+        )
+        .unwrap();
+    let error = crate::open_read_only(&crate::Database::Postgres(cluster.url()))
+        .err()
+        .expect("a reader does not upgrade");
+    assert!(
+        matches!(error, StoreError::TooOld { found: 17, .. }),
+        "{error:?}"
+    );
+    // Two servers at once: one upgrades, the other finds it done.
+    let url = cluster.url();
+    let racing: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::open(&url).map(drop))
+        })
+        .collect();
+    for one in racing {
+        one.join().unwrap().unwrap();
+    }
+    let store = PgStore::open(&cluster.url()).unwrap();
+    assert_eq!(store.site_generation().unwrap(), 0);
+    assert_eq!(store.audit(0, 10).unwrap().len(), 1, "rows kept");
+    let version: i64 = cluster
+        .client()
+        .query_one("SELECT version FROM ward_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, crate::migrate::latest());
+}

@@ -56,9 +56,15 @@ pub struct RunArgs {
     /// Log format on stderr
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    database: DatabaseArg,
+}
+
+#[derive(Args, Clone)]
+pub struct DatabaseArg {
     /// The database, in place of ward.toml's [database] path: a postgres:// URL (a site of
-    /// several servers) or an SQLite file. Give a URL with a password in WARD_DATABASE, from
-    /// a file only the service reads
+    /// several servers; `init` creates the site on an empty database or joins the one it
+    /// finds). Give a URL with a password in WARD_DATABASE, from a file only the service reads
     #[arg(
         long,
         value_name = "URL",
@@ -107,6 +113,8 @@ pub enum ServerAction {
         data: DataArg,
         #[command(flatten)]
         addresses: AddressArgs,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
     /// Check ward.toml and both TLS conf files; print every error and warning with file:line
     Configtest {
@@ -248,9 +256,17 @@ pub struct Guarded {
 pub fn run(args: ServerArgs) -> CmdResult {
     match args.action {
         None => serve(args.run),
-        Some(ServerAction::Init { data, addresses }) => {
+        Some(ServerAction::Init {
+            data,
+            addresses,
+            database,
+        }) => {
             let data = DataDir::new(data.data);
-            initialise(&data, &addresses.overrides())?;
+            let overrides = Overrides {
+                database: database.database,
+                ..addresses.overrides()
+            };
+            initialise(&data, &overrides)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(ServerAction::Configtest { data, json }) => configtest(&DataDir::new(data.data), json),
@@ -486,7 +502,9 @@ fn rotate(what: Rotated, step: RotateStep) -> CmdResult {
 
 fn initialise(data: &DataDir, overrides: &Overrides) -> Result<(), String> {
     let addresses = ward_server::server::init_addresses(overrides);
-    match ward_server::datadir::initialise(data, addresses).map_err(|e| e.to_string())? {
+    match ward_server::site::initialise(data, addresses, overrides.database.as_deref())
+        .map_err(|e| e.to_string())?
+    {
         Some(report) => eprint!("{}", report.message(data)),
         None => eprintln!("ward: {} is already initialised", data.root().display()),
     }
@@ -509,7 +527,7 @@ fn init_logging(format: LogFormat) {
 fn serve(args: RunArgs) -> CmdResult {
     let data = DataDir::new(args.data.data);
     let overrides = Overrides {
-        database: args.database,
+        database: args.database.database,
         ..args.addresses.overrides()
     };
     if !data.is_initialised() {

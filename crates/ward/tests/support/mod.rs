@@ -34,21 +34,33 @@ impl Server {
     /// Initialises a data dir on three free loopback ports; `edit` may change files before
     /// the server starts.
     pub fn init() -> Server {
+        Server::init_with(&[])
+    }
+
+    /// [`Server::init`] with extra arguments to `ward server init` (`--database URL`).
+    pub fn init_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let (console, clients, clients_http) = (free_port(), free_port(), free_port());
         let data = dir.path().join("data");
-        let output = ward(&[
+        let (console_addr, clients_addr, clients_http_addr) = (
+            format!("127.0.0.1:{console}"),
+            format!("127.0.0.1:{clients}"),
+            format!("127.0.0.1:{clients_http}"),
+        );
+        let mut args = vec![
             "server",
             "init",
             "--data",
             data.to_str().unwrap(),
             "--console-addr",
-            &format!("127.0.0.1:{console}"),
+            &console_addr,
             "--clients-addr",
-            &format!("127.0.0.1:{clients}"),
+            &clients_addr,
             "--clients-http-addr",
-            &format!("127.0.0.1:{clients_http}"),
-        ]);
+            &clients_http_addr,
+        ];
+        args.extend(extra);
+        let output = ward(&args);
         assert!(output.status.success(), "init failed: {output:?}");
         let log = dir.path().join("server.log");
         Server {
