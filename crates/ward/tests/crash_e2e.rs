@@ -556,3 +556,53 @@ fn no_live_file_is_opened_for_writing() {
     }
     server.child = None;
 }
+
+/// A server of a site killed at every step of taking the site's files (another server's CA
+/// rotation): it starts again with every file whole, holds the site's files, and serves; the
+/// site goes on (the switch through the other server takes it along).
+#[test]
+fn a_crash_while_a_server_takes_the_sites_files_leaves_a_server_that_starts() {
+    let cluster = ward_testkit::pg::Cluster::start();
+    let url = cluster.uri();
+    let mut first = Server::init_with(&["--database", &url]);
+    let mut second = Server::init_with(&["--database", &url]);
+    first.start();
+    let data = second.data();
+    // Each round makes the site's files change once: a rotation started, then aborted.
+    let steps: [&[&str]; 2] = [
+        &["server", "rotate-ca", "start"],
+        &["server", "rotate-ca", "abort"],
+    ];
+    for (round, point) in commit_points("site-take").iter().enumerate() {
+        let before = snapshot(&data);
+        second.start_with_env(&[], &[("WARD_FAULT_POINT", point)]);
+        let output = run_cli(&first, steps[round % 2]);
+        assert!(output.status.success(), "{output:?}");
+        let status = second
+            .wait_exit(Duration::from_secs(60))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{point}: the second server never reached it: {}",
+                    second.log_text()
+                )
+            });
+        assert_eq!(status.signal(), Some(9), "{point}: {status:?}");
+        second.start();
+        check_whole(&data, &before, point);
+        for shared in ["certs/ca.pem", "certs/ca.key", "keys/agreement.key"] {
+            assert_eq!(
+                std::fs::read(data.join(shared)).unwrap(),
+                std::fs::read(first.path(shared)).unwrap(),
+                "{point}: {shared} is the site's"
+            );
+        }
+        assert_eq!(
+            data.join("certs/ca-next.pem").exists(),
+            first.path("certs/ca-next.pem").exists(),
+            "{point}: the rotation under way is the site's"
+        );
+        let health = https_get(second.clients, &first.ca_pem(), "/healthz", None);
+        assert_eq!(health.status, 200, "{point}");
+        second.terminate(Duration::from_secs(10));
+    }
+}
