@@ -199,6 +199,14 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     // what crashes left half-made goes.
     let follow_up = crate::commit::recover_files(&data).map_err(ServerError::Other)?;
     let (app, findings) = App::open(data, config)?;
+    match app.store.warnings() {
+        Ok(warnings) => {
+            for warning in warnings {
+                warn!("database: {warning}");
+            }
+        }
+        Err(error) => warn!(%error, "database: its replication could not be read"),
+    }
     if let Some(follow_up) = follow_up {
         crate::commit::finish_follow_up(&*app.store, follow_up).map_err(ServerError::Other)?;
     }

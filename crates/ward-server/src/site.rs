@@ -54,8 +54,11 @@ pub const SITE_FILES: [&str; 12] = [
 /// again.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Taken {
-    /// The CAs, or this server's certificates (re-issued by the site's CA).
+    /// The site's CAs.
     pub certificates: bool,
+    /// This server's own certificates, re-issued by the site's CA: its listeners must load
+    /// them.
+    pub own_certificates: bool,
     /// The agents' agreement keys.
     pub agreement: bool,
     /// The CAs agents are told to trust.
@@ -66,7 +69,7 @@ pub struct Taken {
 
 impl Taken {
     pub fn any(&self) -> bool {
-        self.certificates || self.agreement || self.trust || self.tickets
+        self.certificates || self.own_certificates || self.agreement || self.trust || self.tickets
     }
 }
 
@@ -307,12 +310,12 @@ fn reissue_if_needed(data: &DataDir, mut synced: Synced) -> Result<Synced, Strin
         "this server's certificates re-issued by the site's CA"
     );
     match &mut synced {
-        Synced::Took { taken, .. } => taken.certificates = true,
+        Synced::Took { taken, .. } => taken.own_certificates = true,
         _ => {
             synced = Synced::Took {
                 generation: local_generation(data)?,
                 taken: Taken {
-                    certificates: true,
+                    own_certificates: true,
                     ..Taken::default()
                 },
             }
@@ -323,8 +326,9 @@ fn reissue_if_needed(data: &DataDir, mut synced: Synced) -> Result<Synced, Strin
 
 /// `ward server init` (and a first start) with `database`: on a shared database the data dir
 /// joins the site it finds there, or creates it (see [`crate::datadir::initialise_with`]);
-/// without one (or with an SQLite file), a single server's data dir. A database that cannot be opened (a wrong URL, a
-/// newer ward's, one that holds other tables) is refused before anything is written.
+/// without one (or with an SQLite file), a single server's data dir. A database that cannot
+/// be opened (a wrong URL, a newer ward's, one that holds other tables) is refused before
+/// anything is written.
 pub fn initialise(
     data: &DataDir,
     addresses: [std::net::SocketAddr; 3],

@@ -51,19 +51,28 @@ pub async fn refresh(app: &App) -> Result<crate::site::Synced, String> {
         synced
     };
     if let crate::site::Synced::Took { generation, taken } = synced {
-        if taken.certificates {
-            let reloaded = crate::state::reload_checked(app, None).await;
-            if !matches!(reloaded, crate::state::Reloaded::Swapped(..)) {
-                tracing::error!(
-                    "the site's certificates are in place but the listeners did not load \
-                     them: run `ward server reload`, whose answer says why"
-                );
+        if taken.own_certificates {
+            // Guarded as a SIGHUP is: the conf files may also hold edits not loaded yet.
+            let check = crate::impact::reload_check(app, false, false);
+            match crate::state::reload_checked(app, Some(check)).await {
+                crate::state::Reloaded::Swapped(..) => {}
+                crate::state::Reloaded::Kept(_, plan) => tracing::error!(
+                    why = plan.map(|p| p.message).unwrap_or_default(),
+                    "this server's certificates from the site's CA are in place, but loading \
+                     them was refused: run `ward server reload`, whose answer says why"
+                ),
+                crate::state::Reloaded::Invalid(findings) => tracing::error!(
+                    findings = ?findings.iter().map(|f| f.text.clone()).collect::<Vec<_>>(),
+                    "this server's certificates from the site's CA are in place, but the \
+                     listeners could not load them"
+                ),
             }
         }
         app.fleet_changed();
         tracing::info!(
             generation,
             certificates = taken.certificates,
+            own_certificates = taken.own_certificates,
             agreement = taken.agreement,
             trust = taken.trust,
             tickets = taken.tickets,

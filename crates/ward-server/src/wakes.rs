@@ -198,6 +198,10 @@ impl Store for Publishing {
         self.inner.is_shared()
     }
 
+    fn warnings(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.warnings()
+    }
+
     fn site_files(&self) -> Result<Option<ward_store::SiteFiles>, StoreError> {
         self.inner.site_files()
     }

@@ -486,6 +486,12 @@ pub trait Store: Send + Sync {
         false
     }
 
+    /// What the server should warn of about the database (a replication that can lose
+    /// acknowledged changes in a failover); read at start.
+    fn warnings(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// The site's shared files; `None` before any server put them.
     fn site_files(&self) -> Result<Option<SiteFiles>, StoreError>;
 

@@ -582,8 +582,13 @@ impl Pool {
                 StoreError::Busy(format!("database unreachable: {}", describe(&error)))
             }
         })?;
+        // `synchronous_commit = on` whatever the database's default: a commit returns once it
+        // is durable on the primary and on every synchronous standby the admin configured,
+        // so a failover to one loses nothing ward acknowledged.
         client
-            .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))
+            .batch_execute(&format!(
+                "SET lock_timeout = '{LOCK_TIMEOUT}'; SET synchronous_commit = on"
+            ))
             .map_err(|error| classify(&error))?;
         Ok(Conn {
             client,
@@ -1415,6 +1420,22 @@ impl Store for PgStore {
         true
     }
 
+    fn warnings(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|db| {
+            let row = db.query_one(
+                "SELECT current_setting('synchronous_standby_names'), \
+                 (SELECT count(*) FROM pg_stat_replication), \
+                 (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum'))",
+                &[],
+            )?;
+            let (names, replicas, synchronous): (String, i64, i64) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            Ok(durability(&names, replicas, synchronous)
+                .into_iter()
+                .collect())
+        })
+    }
+
     fn site_files(&self) -> Result<Option<crate::SiteFiles>, StoreError> {
         self.write(|db| {
             let generation: i64 = db
@@ -1485,6 +1506,23 @@ impl Store for PgStore {
         )
         .is_ok()
     }
+}
+
+/// What the replication of the database can lose of what ward acknowledged, from the
+/// primary's `synchronous_standby_names` and its streaming replicas (how many, how many of
+/// them synchronous): `None` when a failover to a replica loses nothing, or there is none.
+fn durability(standby_names: &str, replicas: i64, synchronous: i64) -> Option<String> {
+    if replicas == 0 {
+        return None;
+    }
+    if standby_names.trim().is_empty() || synchronous == 0 {
+        return Some(format!(
+            "the database streams to {replicas} replica(s), none of them synchronous: a \
+             failover to one can lose changes ward acknowledged; name it in the primary's \
+             synchronous_standby_names"
+        ));
+    }
+    None
 }
 
 /// A random name for one store among those on a database.

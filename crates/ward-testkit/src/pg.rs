@@ -195,6 +195,100 @@ impl Cluster {
         self.server = Some(server);
     }
 
+    /// A streaming replica of this cluster, made with `pg_basebackup -R` (it follows this
+    /// one) and started on a port of its own, once it streams. With `synchronous`, this
+    /// cluster then waits for the replica at every commit (`synchronous_standby_names`), so a
+    /// commit it acknowledged is on the replica too; the replica itself has no such setting,
+    /// so once promoted it commits alone.
+    pub fn replica(&self, synchronous: bool) -> Cluster {
+        let bin = bindir();
+        let dir = tempfile::Builder::new()
+            .prefix("ward-pg-replica-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        chown_to_postgres(&dir);
+        let output = as_postgres(&bin.join("pg_basebackup"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-X", "stream", "-R", "--no-sync", "-D"])
+            .arg(&dir)
+            .output()
+            .expect("pg_basebackup");
+        assert!(
+            output.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let _ = std::fs::remove_file(dir.join("server.log"));
+        // PostgreSQL refuses a data directory others can read (a temporary directory's mode).
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("chmod 700");
+        let mut replica = None;
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = spawn(&bin, &dir, port);
+            if wait_ready(&mut server, &url(port)) {
+                replica = Some(Cluster {
+                    dir: dir.clone(),
+                    port,
+                    server: Some(server),
+                });
+                break;
+            }
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        let replica = replica.unwrap_or_else(|| {
+            panic!(
+                "the replica did not start: {}",
+                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+            )
+        });
+        let mut client = self.client();
+        let streaming = |client: &mut postgres::Client, state: &str| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let rows = client
+                    .query(
+                        "SELECT sync_state FROM pg_stat_replication WHERE state = 'streaming'",
+                        &[],
+                    )
+                    .expect("pg_stat_replication");
+                if rows.iter().any(|row| row.get::<_, String>(0) == state) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            panic!("the replica never streamed ({state})");
+        };
+        streaming(&mut client, "async");
+        if synchronous {
+            // Two statements: ALTER SYSTEM cannot run in the one transaction a batch is.
+            client
+                .batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+                .expect("synchronous_standby_names");
+            client
+                .batch_execute("SELECT pg_reload_conf()")
+                .expect("pg_reload_conf");
+            streaming(&mut client, "sync");
+        }
+        replica
+    }
+
+    /// Promotes this replica to a primary (and waits until it is one).
+    pub fn promote(&self) {
+        let promoted: bool = self
+            .client()
+            .query_one("SELECT pg_promote(true, 30)", &[])
+            .expect("pg_promote")
+            .get(0);
+        assert!(promoted, "the replica was not promoted");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Its database's connection string (libpq's key=value form).
     pub fn url(&self) -> String {
         url(self.port)

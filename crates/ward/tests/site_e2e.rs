@@ -26,6 +26,72 @@ fn newer_serial(agent: &Agent, before: i64, bound: Duration) -> serde_json::Valu
     })
 }
 
+/// Admin changes made through a server one after another on a thread of their own until
+/// stopped (at most 2,000): each creates a group, and the names of those the server
+/// acknowledged (the command exited 0) are kept.
+struct Changes {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Changes {
+    fn start(server: &Server, prefix: &str) -> Changes {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (data, prefix, stopped) = (server.data_str(), prefix.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut acknowledged = Vec::new();
+            for n in 0..2000 {
+                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let name = format!("{prefix}-{n}");
+                if ward(&["group", "create", &name, "--data", &data])
+                    .status
+                    .success()
+                {
+                    acknowledged.push(name);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            acknowledged
+        });
+        Changes { stop, thread }
+    }
+
+    /// Stops them; what was acknowledged.
+    fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Every change in `acknowledged` is in the fleet `server` serves.
+fn all_kept(server: &Server, acknowledged: &[String]) {
+    let groups = cli(server, &["group", "list"]).to_string();
+    for name in acknowledged {
+        assert!(
+            groups.contains(&format!("\"{name}\"")),
+            "{name} lost: {groups}"
+        );
+    }
+}
+
+/// Waits until each of `agents` has checked in again since now, without an error; how long
+/// the slowest took.
+fn all_back(agents: &[Agent], bound: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    let seen: Vec<serde_json::Value> = agents
+        .iter()
+        .map(|a| a.status().unwrap()["last_checkin"].clone())
+        .collect();
+    for (agent, seen) in agents.iter().zip(seen) {
+        agent.until(bound, |s| {
+            s["last_error"].is_null() && s["last_checkin"] != seen
+        });
+    }
+    started.elapsed()
+}
+
 /// Waits until `count` push check-ins are held on `server` (its metrics say so).
 fn wait_held(server: &Server, count: usize) {
     let line = format!("ward_push_held_agents {count}");
@@ -289,6 +355,9 @@ fn a_server_outlives_its_database_going_away_and_recovers_when_it_returns() {
     })
     .expect("acknowledged before the outage");
 
+    // Admin changes all along, through the outage.
+    let changes = Changes::start(&server, "outage");
+    std::thread::sleep(Duration::from_secs(1));
     cluster.stop();
     // Check-ins now find the database gone: the agent is told, signed, to wait.
     let told = agent.until(Duration::from_secs(20), |s| {
@@ -307,6 +376,9 @@ fn a_server_outlives_its_database_going_away_and_recovers_when_it_returns() {
     cluster.restart();
     // Back by itself: the agent checks in again, and what it acknowledged is kept.
     agent.until(Duration::from_secs(40), |s| s["last_error"].is_null());
+    let changed = changes.stop();
+    assert!(!changed.is_empty());
+    all_kept(&server, &changed);
     let clients = cli(&server, &["client", "list"]);
     assert_eq!(clients[0]["serial"], acknowledged, "{clients}");
     assert_eq!(clients[0]["pending"], false, "{clients}");
@@ -494,4 +566,57 @@ fn a_site_of_two_servers_shares_its_keys_rotates_as_one_and_survives_the_loss_of
             "Branch {n} kept: {groups}"
         );
     }
+}
+
+/// The database's primary fails over to its synchronous streaming replica (a real second
+/// cluster made with `pg_basebackup`, promoted) while agents check in every second and admin
+/// changes are made one after another: the server, given both hosts with
+/// `target_session_attrs=read-write`, goes on with the new primary by itself; every agent is
+/// back, and every change it acknowledged (before, during, after) is there.
+#[test]
+fn the_database_fails_over_to_its_synchronous_replica_under_load_losing_nothing_acknowledged() {
+    let mut primary = Cluster::start();
+    let replica = primary.replica(true);
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        primary.port(),
+        replica.port()
+    );
+    let mut server = Server::init();
+    server.start_with_env(&[], &[("WARD_DATABASE", url.as_str())]);
+    fast_checkins(&server);
+    let agents: Vec<Agent> = (0..3).map(|_| https_agent(&server)).collect();
+    let changes = Changes::start(&server, "failover");
+    std::thread::sleep(Duration::from_secs(2));
+    primary.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    replica.promote();
+    let took = all_back(&agents, Duration::from_secs(60));
+    eprintln!("every agent checked in again {took:?} after the replica was promoted");
+    // Changes go on after the failover too.
+    std::thread::sleep(Duration::from_secs(2));
+    let acknowledged = changes.stop();
+    eprintln!(
+        "{} changes acknowledged before, during and after",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() >= 10,
+        "few changes acknowledged: {acknowledged:?}"
+    );
+    assert!(
+        server.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the server runs"
+    );
+    all_kept(&server, &acknowledged);
+    // Read on the new primary itself, not through the server.
+    let stored: i64 = replica
+        .client()
+        .query_one(
+            "SELECT count(*) FROM groups WHERE name LIKE 'failover-%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(stored as usize >= acknowledged.len(), "{stored} stored");
 }

@@ -221,3 +221,47 @@ fn a_database_of_an_older_ward_is_upgraded_by_a_server_and_only_by_one() {
         .get(0);
     assert_eq!(version, crate::migrate::latest());
 }
+
+/// What a failover can lose, by the primary's replication: nothing without replicas, or
+/// with a synchronous one; acknowledged changes with asynchronous replicas only.
+#[test]
+fn a_replication_that_can_lose_acknowledged_changes_is_said() {
+    let table: [(&str, i64, i64, bool); 5] = [
+        ("", 0, 0, false),
+        ("", 1, 0, true),
+        ("*", 1, 1, false),
+        ("standby2", 2, 0, true),
+        ("ANY 1 (a, b)", 2, 2, false),
+    ];
+    for (names, replicas, synchronous, warned) in table {
+        assert_eq!(
+            super::durability(names, replicas, synchronous).is_some(),
+            warned,
+            "{names:?} {replicas} {synchronous}"
+        );
+    }
+}
+
+/// A real synchronous replica: nothing to say; the same replica asynchronous: said.
+#[test]
+fn the_replication_of_a_real_primary_is_read() {
+    let primary = Cluster::start();
+    let store = PgStore::open(&primary.url()).unwrap();
+    assert!(store.warnings().unwrap().is_empty());
+    let _replica = primary.replica(true);
+    assert!(store.warnings().unwrap().is_empty(), "synchronous");
+    let mut client = primary.client();
+    client
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = ''")
+        .unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    // The primary takes the setting, and the replica's state follows, a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut said = store.warnings().unwrap();
+    while said.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        said = store.warnings().unwrap();
+    }
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains("none of them synchronous"), "{said:?}");
+}
