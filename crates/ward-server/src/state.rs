@@ -116,7 +116,6 @@ impl App {
         let wakes = crate::wakes::channel();
         let database = data.database(&config).map_err(|e| other(&e))?;
         let opened = ward_store::open(&database).map_err(|e| other(&e))?;
-        // Changes other servers on the database commit wake this server's held check-ins too.
         // Servers of a site share its CA and keys: this data dir takes the site's (or gives
         // its own, the first server) before anything reads them.
         let synced = crate::site::sync_files(&data, &*opened).map_err(|e| other(&e))?;
@@ -128,6 +127,8 @@ impl App {
         let site = Arc::new(crate::site::SiteWatch::new(
             crate::site::local_generation(&data).map_err(|e| other(&e))?,
         ));
+        // Changes other servers on the database commit wake this server's held check-ins
+        // too; a change of the site's files is taken (`site_follow`).
         let (remote, heard) = (wakes.clone(), site.clone());
         opened.watch(Arc::new(move |note| {
             if let ward_store::ChangeNote::Site { generation } = note {

@@ -458,11 +458,21 @@ fn judge_peers(
     proposed: &[(Role, SslContext)],
     since_ms: i64,
 ) -> Result<Vec<PeerLine>, ApiError> {
+    let peers = store.hello_peers(since_ms)?;
+    // A peer first seen after the caller read the hellos (a telemetry batch committed in
+    // between: each batch writes a peer and its hello together) has its hello in a second
+    // read.
+    let read: std::collections::HashSet<&str> = hellos.iter().map(|h| h.digest.as_str()).collect();
+    let later = if peers.iter().any(|p| !read.contains(p.digest.as_str())) {
+        store.client_hellos()?
+    } else {
+        Vec::new()
+    };
     let hellos: HashMap<&str, &[u8]> = hellos
         .iter()
+        .chain(&later)
         .map(|h| (h.digest.as_str(), h.bytes.as_slice()))
         .collect();
-    let peers = store.hello_peers(since_ms)?;
     let mut verdicts: HashMap<(Role, &str), ward_tls::replay::Verdict> = HashMap::new();
     let mut out = Vec::new();
     for peer in &peers {
