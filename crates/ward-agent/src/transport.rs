@@ -294,6 +294,10 @@ impl Transport {
             read_all(&mut tcp, &mut raw).map_err(|e| format!("{url}: {e}"))?;
             ("http", None)
         };
+        if raw.is_empty() {
+            // A server that went away (killed, its host down) under a held check-in.
+            return Err(format!("{url}: the connection closed before an answer"));
+        }
         let mut exchange =
             parse_response(&raw).ok_or_else(|| format!("{url}: malformed HTTP response"))?;
         exchange.channel = channel;
@@ -359,4 +363,52 @@ pub fn parse_response(raw: &[u8]) -> Option<Exchange> {
         channel: "http",
         tls_version: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that takes the request and goes away without an answer (a server killed
+    /// under a held check-in) is said as such, not as a malformed answer; one that answers
+    /// garbage is malformed.
+    #[test]
+    fn a_connection_closed_before_an_answer_is_said_so() {
+        let cases: [(&[u8], &str); 2] = [
+            (b"", "the connection closed before an answer"),
+            (b"not HTTP at all\r\n\r\n", "malformed HTTP response"),
+        ];
+        for (answer, said) in cases {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = std::thread::spawn(move || {
+                let (mut tcp, _) = listener.accept().unwrap();
+                // The whole request (head, then its body `{}`), so closing sends no reset.
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !request.ends_with(b"\r\n\r\n{}") {
+                    match tcp.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                tcp.write_all(answer).unwrap();
+                let _ = tcp.shutdown(Shutdown::Write);
+                let _ = tcp.read_to_end(&mut request);
+            });
+            let mut transport = Transport::new(b"", crate::Offer::default()).unwrap();
+            let call = Call {
+                method: "POST",
+                path: "/agent/v1/checkin",
+                headers: &[],
+                body: b"{}",
+            };
+            let url = format!("http://127.0.0.1:{port}");
+            let Err(error) = transport.exchange(&url, false, &call, Duration::from_secs(5)) else {
+                panic!("an answer from a server that gave none");
+            };
+            server.join().unwrap();
+            assert!(error.to_string().contains(said), "{error}");
+        }
+    }
 }
