@@ -489,6 +489,25 @@ fn a_site_of_two_servers_shares_its_keys_rotates_as_one_and_survives_the_loss_of
         "the plan through B names {capped_id}: {plan_text}"
     );
 
+    // A harden through the first server says that it leaves the second's listeners alone.
+    let harden = run_cli(
+        &first,
+        &[
+            "tls",
+            "harden",
+            "--protocol",
+            "all -SSLv2 -SSLv3",
+            "--dry-run",
+        ],
+    );
+    let said = String::from_utf8_lossy(&harden.stderr);
+    assert!(harden.status.success(), "{said}");
+    assert!(
+        said.contains("changes this server's listeners only")
+            && said.contains(&format!(":{} (alive)", second.console)),
+        "{said}"
+    );
+
     // A CA rotation through the first server: the second takes the next CA at once, every
     // agent acknowledges it, and the switch through the first switches both.
     cli(&first, &["server", "rotate-ca", "start"]);

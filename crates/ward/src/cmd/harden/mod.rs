@@ -625,7 +625,19 @@ struct Summary {
     applied: Vec<ward_api::tls::ChangedFile>,
     scan: Vec<Scanned>,
     silent_after_change: Vec<AgentLine>,
+    /// The site's other servers (on one shared database), whose listeners this run leaves
+    /// as they are.
+    other_servers: Vec<String>,
     finished: String,
+}
+
+/// The site's other servers: a harden through this one changes only this one's listeners.
+/// Empty for a server alone on its database (or one too old to say).
+fn other_servers(client: &AdminClient) -> Vec<ward_api::server::SiteServer> {
+    client
+        .get::<ward_api::server::Servers>("/api/v1/servers")
+        .map(|answer| answer.servers.into_iter().filter(|s| !s.this).collect())
+        .unwrap_or_default()
 }
 
 pub fn harden(args: HardenArgs) -> CmdResult {
@@ -690,6 +702,27 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         print_plan(&plan);
     }
     summary.plan = Some(plan.impact.counts.clone());
+    let others = other_servers(&client);
+    if !others.is_empty() {
+        let names: Vec<String> = others
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ({})",
+                    s.name,
+                    if s.alive { "alive" } else { "not alive" }
+                )
+            })
+            .collect();
+        eprintln!(
+            "note: this harden changes this server's listeners only; the site's other \
+             server(s) keep their TLS settings: {}. Run it on each of them too (`ward tls \
+             harden --data DIR` on its host): the fleet is shared, so their plans see every \
+             agent",
+            names.join(", ")
+        );
+        summary.other_servers = others.into_iter().map(|s| s.name).collect();
+    }
     decide::may_start(&plan, args.accept_risk)?;
     let to_move = plan.impact.counts.cut_off;
     let legacy = legacy_group
