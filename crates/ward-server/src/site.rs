@@ -281,12 +281,13 @@ fn take(
 
 /// Whether `cert` (PEM) was issued by one of the CAs in `cas` (PEM).
 fn issued_by(cert: &[u8], cas: &[u8]) -> bool {
-    let (Ok(leaf), Ok(roots)) = (
-        openssl::x509::X509::from_pem(cert),
-        openssl::x509::X509::stack_from_pem(cas),
-    ) else {
-        return false;
-    };
+    openssl::x509::X509::from_pem(cert).is_ok_and(|leaf| signed_by_any(&leaf, cas))
+}
+
+/// Whether `leaf` is signed by one of the CAs in `cas` (PEM: ward's CA file holds an ECDSA
+/// and an RSA root).
+pub(crate) fn signed_by_any(leaf: &openssl::x509::X509, cas: &[u8]) -> bool {
+    let roots = openssl::x509::X509::stack_from_pem(cas).unwrap_or_default();
     roots.iter().any(|root| {
         root.public_key()
             .is_ok_and(|key| leaf.verify(&key).unwrap_or(false))

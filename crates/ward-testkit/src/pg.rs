@@ -151,10 +151,15 @@ impl Cluster {
             .expect("cp");
         assert!(status.success(), "copying the template cluster");
         chown_to_postgres(&dir);
+        Cluster::serve(&bin, dir)
+    }
+
+    /// Starts the cluster in `dir` on a free port, ready for connections.
+    fn serve(bin: &Path, dir: PathBuf) -> Cluster {
         // A port taken between our check and the server's bind: try another.
         for _ in 0..5 {
             let port = free_port();
-            let mut server = spawn(&bin, &dir, port);
+            let mut server = spawn(bin, &dir, port);
             if wait_ready(&mut server, &url(port)) {
                 return Cluster {
                     dir,
@@ -166,7 +171,8 @@ impl Cluster {
             let _ = server.wait();
         }
         panic!(
-            "PostgreSQL did not start: {}",
+            "PostgreSQL did not start in {}: {}",
+            dir.display(),
             std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
         );
     }
@@ -223,27 +229,7 @@ impl Cluster {
         // PostgreSQL refuses a data directory others can read (a temporary directory's mode).
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .expect("chmod 700");
-        let mut replica = None;
-        for _ in 0..5 {
-            let port = free_port();
-            let mut server = spawn(&bin, &dir, port);
-            if wait_ready(&mut server, &url(port)) {
-                replica = Some(Cluster {
-                    dir: dir.clone(),
-                    port,
-                    server: Some(server),
-                });
-                break;
-            }
-            let _ = server.kill();
-            let _ = server.wait();
-        }
-        let replica = replica.unwrap_or_else(|| {
-            panic!(
-                "the replica did not start: {}",
-                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-            )
-        });
+        let replica = Cluster::serve(&bin, dir);
         let mut client = self.client();
         let streaming = |client: &mut postgres::Client, state: &str| {
             let deadline = Instant::now() + Duration::from_secs(30);
