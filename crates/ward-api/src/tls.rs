@@ -329,6 +329,12 @@ change_request!(
         /// Apply even though agents are at risk (unknown capability, offline, pending).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub accept_risk: Option<bool>,
+        /// Check only, change nothing: both listeners' files load, each file takes the edit,
+        /// and the plan lets the change through (the same refusals as an apply). `changed`
+        /// then names the files an apply would edit (no backup yet). A site's harden asks
+        /// every server this before it applies on any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub dry_run: Option<bool>,
     }
 );
 
@@ -652,6 +658,9 @@ pub struct ChangedFile {
 /// `POST /tls/harden/apply`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Applied {
+    /// A check only (`dry_run`): nothing was changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
     pub changed: Vec<ChangedFile>,
     /// The versions each listener serves after.
     pub ranges: Ranges,

@@ -3,6 +3,8 @@
 //! agreement keys, the session ticket keys and the CAs agents are told to trust
 //! ([`SITE_FILES`]). Then an agent enrolled through one server checks in to any other (its
 //! server list's failover), and a rotation made through one server holds for all of them.
+//! They share the local admin token too, so the CLI on any server's host can drive every
+//! server of the site (a harden applies on each through its admin API).
 //!
 //! Each server keeps these as files in its data dir, exactly as a single server does (so
 //! everything that reads them is unchanged), plus `site.json`: the generation of the site's
@@ -23,7 +25,7 @@
 //!   computed, and at every heartbeat (a notification missed while the database was away).
 //!
 //! The database is as secret as these keys: whoever reads it can impersonate the servers to
-//! the agents.
+//! the agents, and call any server's admin API.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,7 +37,8 @@ use ward_store::{SiteFiles, Store, StoreError};
 use crate::datadir::DataDir;
 
 /// The files of a data dir that belong to the site, by their path inside it.
-pub const SITE_FILES: [&str; 12] = [
+pub const SITE_FILES: [&str; 13] = [
+    "admin.token",
     "certs/ca.pem",
     "certs/ca.key",
     "certs/ca-next.pem",
@@ -65,11 +68,18 @@ pub struct Taken {
     pub trust: bool,
     /// The session ticket keys.
     pub tickets: bool,
+    /// The local admin token.
+    pub admin_token: bool,
 }
 
 impl Taken {
     pub fn any(&self) -> bool {
-        self.certificates || self.own_certificates || self.agreement || self.trust || self.tickets
+        self.certificates
+            || self.own_certificates
+            || self.agreement
+            || self.trust
+            || self.tickets
+            || self.admin_token
     }
 }
 
@@ -242,7 +252,9 @@ fn take(
     let mut taken = Taken::default();
     for name in SITE_FILES {
         let (now, then) = (files.get(name), site.files.get(name));
-        if now == then {
+        if now == then || (then.is_none() && name == "admin.token") {
+            // A site from before its servers shared the admin token: this server keeps its
+            // own (and puts it at its next look).
             continue;
         }
         if name.starts_with("certs/ca") {
@@ -253,6 +265,8 @@ fn take(
             taken.agreement = true;
         } else if name == "keys/tickets.key" {
             taken.tickets = true;
+        } else if name == "admin.token" {
+            taken.admin_token = true;
         }
         let path = data.root().join(name);
         commit = match then {

@@ -76,6 +76,7 @@ pub async fn refresh(app: &App) -> Result<crate::site::Synced, String> {
             agreement = taken.agreement,
             trust = taken.trust,
             tickets = taken.tickets,
+            admin_token = taken.admin_token,
             "took the site's files"
         );
     }
@@ -104,6 +105,13 @@ fn load(app: &App, taken: crate::site::Taken) -> Result<(), String> {
     if taken.tickets {
         let keys = app.data.load_ticket_keys().map_err(|e| e.to_string())?;
         ward_tls::ffi::set_ticket_keys(keys);
+    }
+    if taken.admin_token {
+        let token = app
+            .data
+            .read_admin_token()
+            .map_err(|e| format!("{}: {e}", app.data.admin_token().display()))?;
+        *app.admin_token.write().unwrap_or_else(|p| p.into_inner()) = token;
     }
     Ok(())
 }

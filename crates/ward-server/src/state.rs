@@ -54,7 +54,9 @@ pub struct App {
     pub telemetry: Arc<Telemetry>,
     /// Check-ins, written in batches (group commit).
     pub checkins: CheckinWriter,
-    pub admin_token: String,
+    /// The local admin token (`admin.token`); on a site, the site's, so the CLI on any
+    /// server's host can drive every server (it is taken again when the site's changes).
+    pub admin_token: std::sync::RwLock<String>,
     pub started: SystemTime,
     pub shutdown: watch::Sender<bool>,
     pub reload_lock: tokio::sync::Mutex<()>,
@@ -196,7 +198,7 @@ impl App {
             )),
             tls: TlsSlots::new(console_tls, clients_tls),
             data,
-            admin_token,
+            admin_token: std::sync::RwLock::new(admin_token),
             started: SystemTime::now(),
             shutdown: watch::channel(false).0,
             reload_lock: tokio::sync::Mutex::new(()),

@@ -174,6 +174,19 @@ impl AdminClient {
         })
     }
 
+    /// A client for another server of the same site, at `address` (`host:port`), whose
+    /// certificate names `host`: the same CAs and credential. The servers of a site share
+    /// the local admin token, and a `ward login` session lives in the site's database, so
+    /// either works on every server.
+    pub fn peer(&self, address: String, host: String) -> AdminClient {
+        AdminClient {
+            address,
+            host,
+            ca_pem: self.ca_pem.clone(),
+            token: self.token.clone(),
+        }
+    }
+
     /// The host this client connects to (name or address, IPv6 without brackets).
     pub fn server_host(&self) -> String {
         let host = self

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use support::*;
 use ward_testkit::pg::Cluster;
+use ward_tls::TlsVersion;
 
 /// How many rows `table` holds in the cluster's database.
 fn rows(cluster: &Cluster, table: &str) -> i64 {
@@ -407,6 +408,7 @@ fn a_site_of_two_servers_shares_its_keys_rotates_as_one_and_survives_the_loss_of
     assert!(toml.contains(&url), "{toml}");
     assert!(!first.path("ward.db").exists());
     for shared in [
+        "admin.token",
         "certs/ca.pem",
         "certs/ca.key",
         "keys/agreement.key",
@@ -489,24 +491,84 @@ fn a_site_of_two_servers_shares_its_keys_rotates_as_one_and_survives_the_loss_of
         "the plan through B names {capped_id}: {plan_text}"
     );
 
-    // A harden through the first server says that it leaves the second's listeners alone.
-    let harden = run_cli(
-        &first,
-        &[
-            "tls",
-            "harden",
-            "--protocol",
-            "all -SSLv2 -SSLv3",
-            "--dry-run",
-        ],
-    );
-    let said = String::from_utf8_lossy(&harden.stderr);
-    assert!(harden.status.success(), "{said}");
+    // Harden across the site, as the seed does it (TLS 1.2 only), through the first server:
+    // both servers' listeners change, each in its own conf files.
+    let names = [site_name(&first), site_name(&second)];
+    let clients_conf = "conf/ssl/sslforclients.conf";
+    let tls12 = "-all +TLSv1.2";
+    // A server whose files would not take the change stops it before any server changes.
+    let good = std::fs::read_to_string(second.path(clients_conf)).unwrap();
+    let first_before = std::fs::read_to_string(first.path(clients_conf)).unwrap();
+    std::fs::write(
+        second.path(clients_conf),
+        format!("{good}\nSSLNoSuchDirective on\n"),
+    )
+    .unwrap();
+    let refused = run_cli(&first, &["tls", "harden", "--protocol", tls12, "--yes"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
     assert!(
-        said.contains("changes this server's listeners only")
-            && said.contains(&format!(":{} (alive)", second.console)),
+        said.contains(&format!("server {} would not apply it", names[1]))
+            && said.contains("No server's listeners were changed"),
         "{said}"
     );
+    assert_eq!(
+        std::fs::read_to_string(first.path(clients_conf)).unwrap(),
+        first_before,
+        "the first server's file is untouched"
+    );
+    std::fs::write(second.path(clients_conf), &good).unwrap();
+    let hardened = harden_site(&first, tls12, &[]);
+    let applied: Vec<&str> = hardened["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(applied, names, "{hardened}");
+    for (server, summary) in [&first, &second]
+        .iter()
+        .zip(hardened["servers"].as_array().unwrap())
+    {
+        for scanned in summary["scan"].as_array().unwrap() {
+            assert_eq!(
+                scanned["accepted"],
+                serde_json::json!(["TLSv1.2"]),
+                "{hardened}"
+            );
+        }
+        assert!(std::fs::read_to_string(server.path(clients_conf))
+            .unwrap()
+            .contains(&format!("SSLProtocol {tls12}")));
+    }
+    // Real peers: neither server's clients listener speaks TLS 1.3 any more.
+    for server in [&first, &second] {
+        assert_eq!(s_client(server.clients, TlsVersion::Tls1_3), None);
+        assert_eq!(
+            s_client(server.clients, TlsVersion::Tls1_2).as_deref(),
+            Some("TLSv1.2")
+        );
+    }
+    // Every agent keeps checking in.
+    let before = [serial_of(&agent), serial_of(&capped)];
+    set_root_policy(&second, r#"{"hardened": true}"#);
+    for (one, before) in [&agent, &capped].into_iter().zip(before) {
+        newer_serial(one, before, Duration::from_secs(20));
+    }
+    // A rollback through the second server undoes it on both.
+    let rolled = cli(&second, &["tls", "rollback", "--yes"]);
+    assert_eq!(rolled["servers"].as_array().unwrap().len(), 2, "{rolled}");
+    for server in [&first, &second] {
+        assert_eq!(
+            s_client(server.clients, TlsVersion::Tls1_3).as_deref(),
+            Some("TLSv1.3")
+        );
+    }
+    // Hardened again, now through the second server: the site stays so from here on.
+    harden_site(&second, tls12, &[]);
+    for server in [&first, &second] {
+        assert_eq!(s_client(server.clients, TlsVersion::Tls1_3), None);
+    }
 
     // A CA rotation through the first server: the second takes the next CA at once, every
     // agent acknowledges it, and the switch through the first switches both.
@@ -585,6 +647,56 @@ fn a_site_of_two_servers_shares_its_keys_rotates_as_one_and_survives_the_loss_of
             "Branch {n} kept: {groups}"
         );
     }
+
+    // With the first server gone, a rollback through the second stops, naming it, and
+    // changes nothing; left out by name, the second's listeners are rolled back alone.
+    let stopped = run_cli(&second, &["tls", "rollback", "--yes"]);
+    let said = String::from_utf8_lossy(&stopped.stderr);
+    assert!(!stopped.status.success(), "{said}");
+    assert!(
+        said.contains(&names[0]) && said.contains(&format!("--exclude {}", names[0])),
+        "{said}"
+    );
+    assert_eq!(s_client(second.clients, TlsVersion::Tls1_3), None);
+    let alone = cli(
+        &second,
+        &["tls", "rollback", "--yes", "--exclude", &names[0]],
+    );
+    assert_eq!(alone["excluded"], serde_json::json!([names[0]]), "{alone}");
+    assert_eq!(alone["servers"][0]["name"], names[1].as_str(), "{alone}");
+    assert_eq!(
+        s_client(second.clients, TlsVersion::Tls1_3).as_deref(),
+        Some("TLSv1.3")
+    );
+}
+
+/// A server's name on its site: its host name and console port (`ward server list`).
+fn site_name(server: &Server) -> String {
+    let listed = cli(server, &["server", "list"]);
+    listed["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["this"] == true)
+        .and_then(|s| s["name"].as_str())
+        .unwrap()
+        .to_string()
+}
+
+/// `ward tls harden --protocol WORDS --yes --json` through `server`, which must succeed; its
+/// summary.
+fn harden_site(server: &Server, protocol: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["tls", "harden", "--protocol", protocol, "--yes", "--json"];
+    args.extend(["--watch", "10s"]);
+    args.extend(extra);
+    let out = run_cli(server, &args);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The database's primary fails over to its synchronous streaming replica (a real second

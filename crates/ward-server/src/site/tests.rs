@@ -44,13 +44,15 @@ fn data_dirs_on_one_database_share_the_sites_files_and_keep_their_own_certificat
             taken,
         } => {
             assert!(
-                taken.certificates && taken.agreement && taken.tickets,
+                taken.certificates && taken.agreement && taken.tickets && taken.admin_token,
                 "{taken:?}"
             )
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(local_files(&one).unwrap(), local_files(&two).unwrap());
+    // One admin token for the site: the CLI on either host can drive both servers.
+    assert_eq!(one.read_admin_token().unwrap(), two.read_admin_token().unwrap());
     assert_ne!(read(&two, "certs/server.pem"), own_cert);
     assert!(issued_by(
         &read(&two, "certs/server.pem"),
@@ -107,6 +109,40 @@ fn data_dirs_on_one_database_share_the_sites_files_and_keep_their_own_certificat
         Synced::Took { generation: 4, taken } if taken.tickets
     ));
     assert_eq!(read(&two, "keys/tickets.key"), vec![9u8; 80]);
+
+    // A site made before the admin token was one of its files: the site's set lacks it.
+    // A server that takes that set keeps its own token, and puts it at its next look; the
+    // other takes it (and says so, so a running server accepts the new token at once).
+    let mut older = store.site_files().unwrap().unwrap().files;
+    older.remove("admin.token");
+    let generation = store.put_site_files(4, &older).unwrap();
+    std::fs::write(two.admin_token(), "a token of its own\n").unwrap();
+    let token = one.read_admin_token().unwrap();
+    assert_eq!(
+        sync_files(&one, &*store).unwrap(),
+        Synced::Took {
+            generation,
+            taken: Taken::default()
+        }
+    );
+    assert_eq!(one.read_admin_token().unwrap(), token);
+    assert_eq!(
+        sync_files(&one, &*store).unwrap(),
+        Synced::Put {
+            generation: generation + 1
+        }
+    );
+    assert_eq!(
+        sync_files(&two, &*store).unwrap(),
+        Synced::Took {
+            generation: generation + 1,
+            taken: Taken {
+                admin_token: true,
+                ..Taken::default()
+            }
+        }
+    );
+    assert_eq!(one.read_admin_token().unwrap(), two.read_admin_token().unwrap());
 }
 
 #[test]

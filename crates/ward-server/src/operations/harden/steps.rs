@@ -13,10 +13,11 @@ use super::*;
 
 // ---- stage ---------------------------------------------------------------------------------
 
-/// Before harden stages anything: both listeners' files load as they are (a reload now would
-/// succeed), and every file harden will edit takes the edit. Otherwise 422 with every
-/// finding, and nothing changes: no agent moved only to wait for an apply that cannot come.
-async fn preflight(shared: &App, proposal: &Proposal) -> Result<(), ApiError> {
+/// Before harden stages anything (and an apply's dry run): both listeners' files load as they
+/// are (a reload now would succeed), and every file harden will edit takes the edit.
+/// Otherwise 422 with every finding, and nothing changes: no agent moved only to wait for an
+/// apply that cannot come. Answers the files the edit would change.
+async fn preflight(shared: &App, proposal: &Proposal) -> Result<Vec<PathBuf>, ApiError> {
     let data = shared.data.clone();
     let config = shared.config.clone();
     let files: Vec<PathBuf> = proposal
@@ -44,19 +45,24 @@ async fn preflight(shared: &App, proposal: &Proposal) -> Result<(), ApiError> {
                 ),
             ));
         }
-        for file in &files {
-            let text = std::fs::read_to_string(file)
+        let mut changing = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file)
                 .map_err(|e| internal(format!("{}: {e}", file.display())))?;
             let name = file.display().to_string();
-            edit::apply_edits(&name, &text, &edits, "#:preflight#").map_err(|error| {
-                ApiError::client(
-                    hyper::StatusCode::UNPROCESSABLE_ENTITY,
-                    "edit_refused",
-                    format!("{name}: {error} (nothing was changed)"),
-                )
-            })?;
+            let edited =
+                edit::apply_edits(&name, &text, &edits, "#:preflight#").map_err(|error| {
+                    ApiError::client(
+                        hyper::StatusCode::UNPROCESSABLE_ENTITY,
+                        "edit_refused",
+                        format!("{name}: {error} (nothing was changed)"),
+                    )
+                })?;
+            if edited.is_some() {
+                changing.push(file);
+            }
         }
-        Ok(())
+        Ok(changing)
     })
     .await
 }
@@ -553,6 +559,12 @@ pub async fn apply(
     let accept_cut_off = request.accept_cut_off.unwrap_or(false);
     let accept_risk = request.accept_risk.unwrap_or(false);
     let intervals = offline_intervals(request.offline_intervals)?;
+    let dry_run = request.dry_run.unwrap_or(false);
+    let would_edit = if dry_run {
+        preflight(shared, &proposal).await?
+    } else {
+        Vec::new()
+    };
     let _guard = shared.fleet_lock.lock().await;
     // The server keeps its own promise, whoever calls: nobody loses their last path unless
     // the caller says so explicitly (and that is audited).
@@ -568,13 +580,34 @@ pub async fn apply(
         let cut_count = if accept_cut_off { 0 } else { cut.len() };
         return Err(refuse_cut_off(&refused, cut_count));
     }
+    let root = shared.data.root().to_path_buf();
+    if dry_run {
+        // Every check an apply makes passed; nothing was changed.
+        let ranges = proposal
+            .planned(shared)?
+            .iter()
+            .map(|(role, policy)| (role.name().to_string(), policy.protocol.range.to_string()))
+            .collect();
+        return Ok(Applied {
+            dry_run: Some(true),
+            changed: would_edit
+                .iter()
+                .map(|file| ChangedFile {
+                    file: file.display().to_string(),
+                    backup: String::new(),
+                })
+                .collect(),
+            ranges,
+            findings: Vec::new(),
+            state: read_state(&root)?.unwrap_or_default(),
+        });
+    }
     let accepted: Vec<Value> = cut
         .iter()
         .chain(risky.iter())
         .take(1000)
         .map(|(id, why)| json!({"id": id, "reason": why}))
         .collect();
-    let root = shared.data.root().to_path_buf();
     let files: Vec<(Role, PathBuf)> = proposal
         .roles
         .iter()
@@ -759,6 +792,7 @@ pub async fn apply(
     })
     .await?;
     Ok(Applied {
+        dry_run: None,
         changed: changed
             .iter()
             .map(|(file, backup)| ChangedFile {

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use ward_api::server::SiteServer;
 pub use ward_api::tls::{AgentLine, Plan, Risk};
 
 /// Some agents: how many there are in all, and the first the plan lists.
@@ -149,6 +150,80 @@ pub fn reachable(address: &str, server_host: &str) -> Result<String, String> {
     } else {
         format!("{server_host}:{}", parsed.port())
     })
+}
+
+/// One of the site's other servers that a harden or rollback acts on: its name, where its
+/// console is reached, and the name its certificate carries (its host name).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub address: String,
+    pub host: String,
+}
+
+/// Which of the site's servers besides the one this command talks to a harden or rollback
+/// acts on (`servers` as `GET /servers` lists them), with `excluded` (`--exclude NAME`) left
+/// out. Refused, before anything changes: an excluded name that is no other server of the
+/// site, and a server that is not alive (the site would be left half done).
+pub fn members(servers: &[SiteServer], excluded: &[String]) -> Result<Vec<Member>, String> {
+    let names = || {
+        servers
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for name in excluded {
+        match servers.iter().find(|s| &s.name == name) {
+            None => {
+                return Err(format!(
+                    "--exclude {name}: no server of that name on the site (its servers: {})",
+                    names()
+                ))
+            }
+            Some(server) if server.this => {
+                return Err(format!(
+                    "--exclude {name}: that is the server this command talks to; run it \
+                     through another server of the site"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let mut members = Vec::new();
+    for server in servers
+        .iter()
+        .filter(|s| !s.this && !excluded.contains(&s.name))
+    {
+        if !server.alive {
+            return Err(format!(
+                "server {name} is not alive (last heartbeat {at}), so its listeners cannot be \
+                 changed with the others': nothing was changed. Start it again, or leave it \
+                 out with --exclude {name} (its listeners then stay as they are)",
+                name = server.name,
+                at = server.last_heartbeat
+            ));
+        }
+        let console = server
+            .listeners
+            .iter()
+            .find(|l| l.role == "console")
+            .ok_or_else(|| format!("server {}: no console listener on record", server.name))?;
+        let (host, _) = server
+            .name
+            .rsplit_once(':')
+            .ok_or_else(|| format!("server {}: its name has no console port", server.name))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        members.push(Member {
+            name: server.name.clone(),
+            address: reachable(&console.address, &host)?,
+            host,
+        });
+    }
+    Ok(members)
 }
 
 #[cfg(test)]
@@ -387,5 +462,89 @@ mod tests {
                 "{took_ms} ms"
             );
         }
+    }
+
+    fn server(name: &str, this: bool, alive: bool, console: &str) -> SiteServer {
+        SiteServer {
+            name: name.into(),
+            this,
+            alive,
+            version: "0".into(),
+            started: "2026-12-05T00:00:00Z".into(),
+            last_heartbeat: "2026-12-05T00:00:00Z".into(),
+            listeners: vec![ward_api::server::SiteListener {
+                role: "console".into(),
+                address: console.into(),
+                tls: "TLSv1.2-TLSv1.3".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_site_harden_acts_on_every_other_live_server_unless_excluded() {
+        let site = [
+            server("mgr1:8445", true, true, "0.0.0.0:8445"),
+            server("mgr2:8445", false, true, "0.0.0.0:8445"),
+            server("mgr3:9445", false, false, "10.0.0.3:9445"),
+            server("[fd00::4]:8445", false, true, "[::]:8445"),
+        ];
+        let excluded = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        // (excluded, the members as (name, address, host), or the start of the refusal)
+        type Expected = Result<&'static [(&'static str, &'static str, &'static str)], &'static str>;
+        let table: &[(&[&str], Expected)] = &[
+            // A server that is down stops it, by name, with the way out.
+            (&[], Err("server mgr3:9445 is not alive")),
+            (
+                &["mgr3:9445"],
+                Ok(&[
+                    ("mgr2:8445", "mgr2:8445", "mgr2"),
+                    ("[fd00::4]:8445", "[fd00::4]:8445", "fd00::4"),
+                ]),
+            ),
+            (&["mgr3:9445", "mgr2:8445", "[fd00::4]:8445"], Ok(&[])),
+            // Only the site's other servers can be left out.
+            (
+                &["mgr9:8445"],
+                Err("--exclude mgr9:8445: no server of that name"),
+            ),
+            (
+                &["mgr1:8445"],
+                Err("--exclude mgr1:8445: that is the server this command"),
+            ),
+        ];
+        for (names, expected) in table {
+            let got = members(&site, &excluded(names));
+            match (got, expected) {
+                (Ok(got), Ok(expected)) => {
+                    let got: Vec<(&str, &str, &str)> = got
+                        .iter()
+                        .map(|m| (m.name.as_str(), m.address.as_str(), m.host.as_str()))
+                        .collect();
+                    assert_eq!(&got, expected, "{names:?}");
+                }
+                (Err(got), Err(expected)) => {
+                    assert!(got.starts_with(expected), "{names:?}: {got}");
+                }
+                (got, expected) => panic!("{names:?}: {got:?}, expected {expected:?}"),
+            }
+        }
+        let down = members(&site, &[]).unwrap_err();
+        assert!(
+            down.contains("nothing was changed") && down.contains("--exclude mgr3:9445"),
+            "{down}"
+        );
+        // A site of one server (or a server alone on its database): nobody else.
+        assert_eq!(members(&site[..1], &[]), Ok(vec![]));
+        assert_eq!(members(&[], &[]), Ok(vec![]));
+        // A listener on one address is reached there; its certificate still by host name.
+        let bound = [server("mgr5:8445", false, true, "10.0.0.5:8445")];
+        assert_eq!(
+            members(&bound, &[]),
+            Ok(vec![Member {
+                name: "mgr5:8445".into(),
+                address: "10.0.0.5:8445".into(),
+                host: "mgr5".into(),
+            }])
+        );
     }
 }

@@ -125,6 +125,18 @@ pub struct HardenArgs {
     /// With --cleanup: how many backups of each conf file to keep
     #[arg(long, default_value_t = 3, value_name = "N", requires = "cleanup")]
     keep_backups: usize,
+    #[command(flatten)]
+    site: SiteArgs,
+}
+
+/// On a site (several servers on one database), which servers a harden or rollback leaves out.
+#[derive(Args, Clone)]
+pub struct SiteArgs {
+    /// On a site: leave out this server (its name as `ward server list` shows it): its
+    /// listeners stay as they are. Repeat for more. A server of the site that is down stops
+    /// harden and rollback before anything changes, unless it is left out
+    #[arg(long, value_name = "NAME")]
+    exclude: Vec<String>,
 }
 
 #[derive(Args)]
@@ -144,6 +156,95 @@ pub struct RollbackArgs {
     /// Roll back even if agents would lose their last path (audited, with whom)
     #[arg(long)]
     accept_cut_off: bool,
+    #[command(flatten)]
+    site: SiteArgs,
+}
+
+/// A server a harden or rollback acts on: its name on the site and its admin API.
+struct Member<'a> {
+    name: &'a str,
+    client: &'a AdminClient,
+}
+
+/// The servers a harden or rollback acts on: the one this command talks to, then the site's
+/// other live servers, each reached through its admin API (with the same credential: a
+/// site's servers share the local admin token, and sessions live in the site's database).
+struct Site {
+    this: String,
+    others: Vec<(String, AdminClient)>,
+    excluded: Vec<String>,
+}
+
+impl Site {
+    /// The site of the server `client` talks to. A server of the site that is down or cannot
+    /// be reached stops it, before anything changes, unless `args` leaves it out. A server
+    /// alone on its database is a site of one.
+    fn of(client: &AdminClient, args: &SiteArgs) -> Result<Site, String> {
+        let listed = client
+            .get::<ward_api::server::Servers>("/api/v1/servers")?
+            .servers;
+        let this = listed
+            .iter()
+            .find(|s| s.this)
+            .map_or_else(|| "this server".to_string(), |s| s.name.clone());
+        let mut others = Vec::new();
+        for member in decide::members(&listed, &args.exclude)? {
+            let peer = client.peer(member.address.clone(), member.host.clone());
+            peer.get::<ServerStatus>("/api/v1/server").map_err(|e| {
+                format!(
+                    "server {name} at {address} cannot be reached ({e}): nothing was changed. \
+                     Bring it back, or leave it out with --exclude {name} (its listeners then \
+                     stay as they are)",
+                    name = member.name,
+                    address = member.address
+                )
+            })?;
+            others.push((member.name, peer));
+        }
+        Ok(Site {
+            this,
+            others,
+            excluded: args.exclude.clone(),
+        })
+    }
+
+    /// Every server it acts on, this one first.
+    fn all<'a>(&'a self, this: &'a AdminClient) -> Vec<Member<'a>> {
+        let mut all = vec![Member {
+            name: &self.this,
+            client: this,
+        }];
+        all.extend(
+            self.others
+                .iter()
+                .map(|(name, client)| Member { name, client }),
+        );
+        all
+    }
+
+    fn names(&self) -> String {
+        std::iter::once(self.this.as_str())
+            .chain(self.others.iter().map(|(name, _)| name.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Says which servers it acts on (when there are several) and which it leaves out.
+    fn announce(&self, what: &str) {
+        if !self.others.is_empty() {
+            eprintln!(
+                "site: {what} on {} servers: {}",
+                self.others.len() + 1,
+                self.names()
+            );
+        }
+        if !self.excluded.is_empty() {
+            eprintln!(
+                "site: left out (their listeners stay as they are): {}",
+                self.excluded.join(", ")
+            );
+        }
+    }
 }
 
 /// One listed agent, as the plan shows it.
@@ -526,7 +627,7 @@ fn longest_interval(client: &AdminClient) -> Result<Duration, String> {
 }
 
 /// What verify found on one listener.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct Scanned {
     listener: &'static str,
     address: String,
@@ -622,22 +723,82 @@ struct Summary {
     acknowledged: usize,
     unacknowledged: Vec<String>,
     waited_seconds: f64,
+    /// What apply changed on the server this command talks to.
     applied: Vec<ward_api::tls::ChangedFile>,
+    /// What verify found on the server this command talks to.
     scan: Vec<Scanned>,
+    /// Every server harden changed (this one first): a site's servers each keep their own
+    /// conf files.
+    servers: Vec<ServerSummary>,
+    /// The site's servers left out (`--exclude`), whose listeners stay as they are.
+    excluded: Vec<String>,
     silent_after_change: Vec<AgentLine>,
-    /// The site's other servers (on one shared database), whose listeners this run leaves
-    /// as they are.
-    other_servers: Vec<String>,
     finished: String,
 }
 
-/// The site's other servers: a harden through this one changes only this one's listeners.
-/// Empty for a server alone on its database (or one too old to say).
-fn other_servers(client: &AdminClient) -> Vec<ward_api::server::SiteServer> {
-    client
-        .get::<ward_api::server::Servers>("/api/v1/servers")
-        .map(|answer| answer.servers.into_iter().filter(|s| !s.this).collect())
-        .unwrap_or_default()
+/// What harden did on one server.
+#[derive(Serialize)]
+struct ServerSummary {
+    name: String,
+    applied: Vec<ward_api::tls::ChangedFile>,
+    ranges: ward_api::server::Ranges,
+    scan: Vec<Scanned>,
+}
+
+/// Asks every server whether it would apply `request` now (its files load and take the
+/// edit, and its own plan lets the change through), before any is changed.
+fn check_all(site: &Site, this: &AdminClient, request: &ApplyRequest) -> Result<(), String> {
+    let check = ApplyRequest {
+        dry_run: Some(true),
+        ..request.clone()
+    };
+    for member in site.all(this) {
+        member
+            .client
+            .post::<_, Applied>("/api/v1/tls/harden/apply", &check)
+            .map_err(|e| {
+                format!(
+                    "server {} would not apply it: {e}. No server's listeners were changed",
+                    member.name
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// After an apply failed part-way: rolls back the servers it changed (newest first), so the
+/// site's listeners are as they were. Says what it did.
+fn undo(done: &[(Member<'_>, Applied)]) -> String {
+    let mut said = Vec::new();
+    for (member, applied) in done.iter().rev() {
+        if applied.changed.is_empty() {
+            continue;
+        }
+        let request = RollbackRequest {
+            move_back: false,
+            dry_run: false,
+            accept_cut_off: false,
+        };
+        match member
+            .client
+            .post::<_, RolledBack>("/api/v1/tls/rollback", &request)
+        {
+            Ok(_) => said.push(format!("rolled back on {}", member.name)),
+            Err(e) => said.push(format!(
+                "could not roll back on {} ({e}): run `ward tls rollback` there",
+                member.name
+            )),
+        }
+    }
+    if said.is_empty() {
+        "No server's files had been changed".into()
+    } else {
+        format!(
+            "{}. The moved agents stay in their legacy groups (`ward tls rollback --move-back` \
+             moves them back)",
+            said.join("; ")
+        )
+    }
 }
 
 pub fn harden(args: HardenArgs) -> CmdResult {
@@ -702,27 +863,10 @@ pub fn harden(args: HardenArgs) -> CmdResult {
         print_plan(&plan);
     }
     summary.plan = Some(plan.impact.counts.clone());
-    let others = other_servers(&client);
-    if !others.is_empty() {
-        let names: Vec<String> = others
-            .iter()
-            .map(|s| {
-                format!(
-                    "{} ({})",
-                    s.name,
-                    if s.alive { "alive" } else { "not alive" }
-                )
-            })
-            .collect();
-        eprintln!(
-            "note: this harden changes this server's listeners only; the site's other \
-             server(s) keep their TLS settings: {}. Run it on each of them too (`ward tls \
-             harden --data DIR` on its host): the fleet is shared, so their plans see every \
-             agent",
-            names.join(", ")
-        );
-        summary.other_servers = others.into_iter().map(|s| s.name).collect();
-    }
+    // A site's servers each keep their own conf files: harden changes every one of them.
+    let site = Site::of(&client, &args.site)?;
+    site.announce("harden applies");
+    summary.excluded = site.excluded.clone();
     decide::may_start(&plan, args.accept_risk)?;
     let to_move = plan.impact.counts.cut_off;
     let legacy = legacy_group
@@ -732,9 +876,42 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     let steps = [
         format!("stage: copy server lists to HTTP variants on the clients-http port and move {to_move} agent(s) into {legacy}"),
         format!("wait: up to {} for every moved agent to acknowledge its new settings", args.timeout),
-        format!("apply: set {change} in the {} listener file(s), configtest, reload", proposal.listener),
-        "verify: scan both HTTPS listeners, then watch the fleet check in".to_string(),
+        format!(
+            "apply: set {change} in the {} listener file(s){}, configtest, reload",
+            proposal.listener,
+            if site.others.is_empty() {
+                String::new()
+            } else {
+                format!(" of each of {} servers, once every one would", site.others.len() + 1)
+            }
+        ),
+        "verify: scan the HTTPS listeners of each server, then watch the fleet check in"
+            .to_string(),
     ];
+    let apply_request = ApplyRequest {
+        protocol: request.protocol.clone(),
+        cipher_suite: request.cipher_suite.clone(),
+        cipher_suite_tls13: request.cipher_suite_tls13.clone(),
+        certificate: request.certificate.clone(),
+        key: request.key.clone(),
+        preset: request.preset.clone(),
+        listener: request.listener,
+        offline_intervals: request.offline_intervals,
+        accept_cut_off: None,
+        accept_risk: Some(args.accept_risk),
+        dry_run: None,
+    };
+    // Every server's files load and take the edit, before anything moves (its plan is asked
+    // again before apply, once the agents are staged).
+    check_all(
+        &site,
+        &client,
+        &ApplyRequest {
+            accept_cut_off: Some(true),
+            accept_risk: Some(true),
+            ..apply_request.clone()
+        },
+    )?;
     if args.dry_run {
         for (i, text) in steps.iter().enumerate() {
             println!("{}. {text}", i + 1);
@@ -845,42 +1022,67 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     }
     summary.waited_seconds = started.elapsed().as_secs_f64();
 
-    // 3. Apply.
+    // 3. Apply: every server says it would, then each applies; one that fails has the ones
+    // before it rolled back, so the site is never left half hardened.
     step(3, "apply");
-    let apply_request = ApplyRequest {
-        protocol: request.protocol.clone(),
-        cipher_suite: request.cipher_suite.clone(),
-        cipher_suite_tls13: request.cipher_suite_tls13.clone(),
-        certificate: request.certificate.clone(),
-        key: request.key.clone(),
-        preset: request.preset.clone(),
-        listener: request.listener,
-        offline_intervals: request.offline_intervals,
-        accept_cut_off: None,
-        accept_risk: Some(args.accept_risk),
-    };
-    let applied: Applied = client.post("/api/v1/tls/harden/apply", &apply_request)?;
-    for file in &applied.changed {
-        eprintln!("  edited {} (backup {})", file.file, file.backup);
+    check_all(&site, &client, &apply_request)?;
+    let mut done: Vec<(Member<'_>, Applied)> = Vec::new();
+    for member in site.all(&client) {
+        let applied: Applied = match member
+            .client
+            .post("/api/v1/tls/harden/apply", &apply_request)
+        {
+            Ok(applied) => applied,
+            Err(e) => {
+                return Err(format!(
+                    "apply: server {} failed: {e}. {}",
+                    member.name,
+                    undo(&done)
+                ))
+            }
+        };
+        let prefix = if site.others.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", member.name)
+        };
+        for file in &applied.changed {
+            eprintln!("  {prefix}edited {} (backup {})", file.file, file.backup);
+        }
+        if applied.changed.is_empty() {
+            eprintln!("  {prefix}the files already say {change}: nothing to edit");
+        }
+        eprintln!(
+            "  {prefix}configtest passed, reloaded: {}",
+            applied
+                .ranges
+                .iter()
+                .map(|(listener, range)| format!("{listener} {range}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        done.push((member, applied));
     }
-    if applied.changed.is_empty() {
-        eprintln!("  the files already say {change}: nothing to edit");
-    }
-    eprintln!(
-        "  configtest passed, reloaded: {}",
-        applied
-            .ranges
-            .iter()
-            .map(|(listener, range)| format!("{listener} {range}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let applied = done[0].1.clone();
     summary.applied = applied.changed.clone();
     let applied_ms = applied.state.applied_ms.unwrap_or(0);
 
-    // 4. Verify.
+    // 4. Verify: each server's listeners scanned.
     step(4, "verify");
-    summary.scan = verify_listeners(&client, &plan)?;
+    for (member, applied) in &done {
+        if !site.others.is_empty() {
+            eprintln!("  {}:", member.name);
+        }
+        let scan = verify_listeners(member.client, &plan)
+            .map_err(|e| format!("server {}: {e}", member.name))?;
+        summary.servers.push(ServerSummary {
+            name: member.name.to_string(),
+            applied: applied.changed.clone(),
+            ranges: applied.ranges.clone(),
+            scan,
+        });
+    }
+    summary.scan = summary.servers[0].scan.clone();
     let watch = match &args.watch {
         Some(text) => duration("--watch", text)?,
         None => expected.min(timeout),
@@ -934,82 +1136,191 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     }
 }
 
+/// What `ward tls rollback --json` prints: each server's answer (its plan with `--dry-run`).
+#[derive(Serialize)]
+struct RollbackSummary<'a> {
+    servers: Vec<ServerRollback<'a>>,
+    /// Servers of the site with nothing to roll back (no harden changed their files).
+    unchanged: Vec<&'a str>,
+    /// The site's servers left out (`--exclude`).
+    excluded: &'a [String],
+}
+
+#[derive(Serialize)]
+struct ServerRollback<'a> {
+    name: &'a str,
+    #[serde(flatten)]
+    answer: RolledBack,
+}
+
 pub fn rollback(args: RollbackArgs) -> CmdResult {
     let client = args.target.client()?;
-    // The plan first: what the restored files (and the moves back) would do to every agent
-    // that has a path now.
-    let dry: RolledBack = client.post(
-        "/api/v1/tls/rollback",
-        &RollbackRequest {
-            move_back: args.move_back,
+    let site = Site::of(&client, &args.site)?;
+    site.announce("rollback restores the files");
+    // The site's other servers first, this one last: its moves back (which only this one
+    // recorded) happen once every listener is as it was.
+    let mut order = site.all(&client);
+    order.rotate_left(1);
+    let last = order.len() - 1;
+    // The plan first, on every server: what its restored files (and the moves back) would do
+    // to every agent that has a path now. Nothing changes unless every server may.
+    let mut planned: Vec<(Member<'_>, bool, RolledBack)> = Vec::new();
+    let mut unchanged = Vec::new();
+    for (index, member) in order.into_iter().enumerate() {
+        let move_back = args.move_back && index == last;
+        let request = RollbackRequest {
+            move_back,
             dry_run: true,
             accept_cut_off: false,
-        },
-    )?;
-    let plan = dry.plan.clone().unwrap_or_default();
-    let restores: Vec<String> = dry
-        .restores
-        .iter()
-        .flatten()
-        .map(|o| o.file.display().to_string())
-        .collect();
-    let summary = format!(
-        "restore {} as they were before the last harden and reload{}",
-        restores.join(" and "),
-        if args.move_back {
-            format!(
+        };
+        match member
+            .client
+            .post::<_, RolledBack>("/api/v1/tls/rollback", &request)
+        {
+            Ok(dry) => planned.push((member, move_back, dry)),
+            Err(e) if e.code == "nothing_to_roll_back" && !site.others.is_empty() => {
+                unchanged.push(member.name)
+            }
+            Err(e) if site.others.is_empty() => return Err(e.into()),
+            Err(e) => {
+                return Err(format!(
+                    "server {}: {e}; nothing was rolled back",
+                    member.name
+                ))
+            }
+        }
+    }
+    if planned.is_empty() {
+        return Err(
+            "no harden has changed the conf files of any server of the site: nothing \
+                    to roll back"
+                .into(),
+        );
+    }
+    let several = planned.len() > 1 || !site.others.is_empty();
+    let mut summaries = Vec::new();
+    let mut lost = Vec::new();
+    for (member, move_back, dry) in &planned {
+        let plan = dry.plan.clone().unwrap_or_default();
+        let restores: Vec<String> = dry
+            .restores
+            .iter()
+            .flatten()
+            .map(|o| o.file.display().to_string())
+            .collect();
+        let mut summary = format!(
+            "restore {} as they were before the last harden and reload",
+            restores.join(" and ")
+        );
+        if *move_back {
+            summary.push_str(&format!(
                 ", and move back up to {} agent(s) harden moved",
                 dry.moves_back.unwrap_or(0)
-            )
-        } else {
-            String::new()
+            ));
         }
-    );
-    if args.dry_run {
-        if args.target.json {
-            println!("{}", pretty(&dry));
-        } else {
-            println!("rollback would {summary}");
+        if several {
+            summary = format!("{}: {summary}", member.name);
+        }
+        if !args.target.json {
+            if args.dry_run {
+                println!("rollback would {summary}");
+            }
+            if several {
+                print!("{}: ", member.name);
+            }
             print_cut_off(&plan);
         }
-        return Ok(ExitCode::from(if plan.lost > 0 {
-            EXIT_AFFECTED
-        } else {
+        if plan.lost > 0 {
+            lost.push(format!("{}: {}", member.name, plan.message));
+        }
+        summaries.push(summary);
+    }
+    if args.dry_run {
+        if args.target.json {
+            let servers = planned
+                .into_iter()
+                .map(|(member, _, dry)| ServerRollback {
+                    name: member.name,
+                    answer: dry,
+                })
+                .collect();
+            let summary = RollbackSummary {
+                servers,
+                unchanged,
+                excluded: &site.excluded,
+            };
+            println!("{}", pretty(&summary));
+        }
+        return Ok(ExitCode::from(if lost.is_empty() {
             0
+        } else {
+            EXIT_AFFECTED
         }));
     }
-    if !args.target.json {
-        print_cut_off(&plan);
-    }
-    if plan.lost > 0 && !args.accept_cut_off {
+    if !lost.is_empty() && !args.accept_cut_off {
         return Err(format!(
             "rollback refused, nothing changed: {}; --accept-cut-off rolls back anyway",
-            plan.message
+            lost.join("; ")
         ));
     }
-    if !args.yes && !confirm(&format!("rollback: {summary}"))? {
+    if !args.yes && !confirm(&format!("rollback: {}", summaries.join("; ")))? {
         return Err("stopped: nothing was changed".into());
     }
-    let done: RolledBack = client.post(
-        "/api/v1/tls/rollback",
-        &RollbackRequest {
-            move_back: args.move_back,
+    let mut servers = Vec::new();
+    for (member, move_back, _) in &planned {
+        let request = RollbackRequest {
+            move_back: *move_back,
             dry_run: false,
             accept_cut_off: args.accept_cut_off,
-        },
-    )?;
+        };
+        let done: RolledBack = member
+            .client
+            .post("/api/v1/tls/rollback", &request)
+            .map_err(|e| {
+                let before: Vec<&str> = servers.iter().map(|s: &ServerRollback| s.name).collect();
+                format!(
+                    "rollback on server {} failed: {e}{}",
+                    member.name,
+                    if before.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; rolled back already: {} (run `ward tls rollback` again: each \
+                             server's own is done once)",
+                            before.join(", ")
+                        )
+                    }
+                )
+            })?;
+        if !args.target.json {
+            let prefix = if several {
+                format!("{}: ", member.name)
+            } else {
+                String::new()
+            };
+            for line in done.steps.iter().flatten() {
+                println!("{prefix}{line}");
+            }
+            let kept = done.state.as_ref().map_or(0, |state| state.moved.len());
+            if kept > 0 {
+                println!(
+                    "{prefix}{kept} moved agent(s) stay in their legacy groups (--move-back \
+                     moves them back)"
+                );
+            }
+        }
+        servers.push(ServerRollback {
+            name: member.name,
+            answer: done,
+        });
+    }
     if args.target.json {
-        println!("{}", pretty(&done));
-    } else {
-        for line in done.steps.iter().flatten() {
-            println!("{line}");
-        }
-        let kept = done.state.as_ref().map_or(0, |state| state.moved.len());
-        if kept > 0 {
-            println!(
-                "{kept} moved agent(s) stay in their legacy groups (--move-back moves them back)"
-            );
-        }
+        let summary = RollbackSummary {
+            servers,
+            unchanged,
+            excluded: &site.excluded,
+        };
+        println!("{}", pretty(&summary));
     }
     Ok(ExitCode::SUCCESS)
 }
