@@ -784,6 +784,9 @@ pub enum FileKind {
     Config,
     AdminToken,
     Database,
+    /// `site.dump`: a backup's snapshot of a site's PostgreSQL database (`pg_dump`), which a
+    /// restore puts into an empty database; no data dir keeps it.
+    SiteDump,
     /// `conf/ssl/*.conf`.
     TlsConf,
     /// `certs/*.pem`: certificates (the CAs agents are told to trust too).
@@ -804,6 +807,7 @@ impl FileKind {
         let kind = match parts.as_slice() {
             ["ward.toml"] => FileKind::Config,
             ["admin.token"] => FileKind::AdminToken,
+            [SITE_DUMP] => FileKind::SiteDump,
             [name] if name.ends_with(".db") => FileKind::Database,
             ["conf", "ssl", name] if name.ends_with(".conf") => FileKind::TlsConf,
             ["certs", name] if name.ends_with(".pem") => FileKind::Certificate,
@@ -823,7 +827,7 @@ impl FileKind {
     /// The largest such file a restore takes.
     pub fn max_bytes(self) -> u64 {
         match self {
-            FileKind::Database => 1 << 40,
+            FileKind::Database | FileKind::SiteDump => 1 << 40,
             _ => 1 << 20,
         }
     }
@@ -834,6 +838,7 @@ impl FileKind {
             self,
             FileKind::AdminToken
                 | FileKind::Database
+                | FileKind::SiteDump
                 | FileKind::PrivateKey
                 | FileKind::AgreementKey
                 | FileKind::TicketKeys
@@ -863,7 +868,7 @@ impl FileKind {
                     ))
                 }
             }
-            FileKind::Database => Ok(()),
+            FileKind::Database | FileKind::SiteDump => Ok(()),
             FileKind::TlsConf => text().map(drop),
             FileKind::Certificate => openssl::x509::X509::stack_from_pem(bytes)
                 .map_err(|e| format!("not a PEM certificate: {e}"))
@@ -900,6 +905,9 @@ impl FileKind {
         }
     }
 }
+
+/// The name of a backup's snapshot of a site's database ([`FileKind::SiteDump`]).
+pub const SITE_DUMP: &str = "site.dump";
 
 /// The files every data dir holds (besides its database), relative to it.
 pub const REQUIRED_FILES: &[&str] = &[

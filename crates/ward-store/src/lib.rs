@@ -112,7 +112,29 @@ pub fn open_read_only(database: &Database) -> Result<std::sync::Arc<dyn Store>, 
 pub fn snapshot(database: &Database, out: &std::path::Path) -> Result<(), StoreError> {
     match database {
         Database::Sqlite(path) => sqlite::SqliteStore::snapshot(path, out),
-        Database::Postgres(_) => Err(not_for_postgres("a snapshot")),
+        Database::Postgres(url) => postgres::dump::dump(url, out),
+    }
+}
+
+/// Checks that `file` is a snapshot of a site's database ([`snapshot`] on PostgreSQL: a
+/// `pg_dump` of a ward site), without restoring it.
+pub fn check_site_snapshot(file: &std::path::Path) -> Result<(), StoreError> {
+    postgres::dump::check(file)
+}
+
+/// Restores a site's database from a [`snapshot`] into the PostgreSQL database `database`,
+/// which must be empty (a site or other tables there are refused, and left as they are), in
+/// one transaction.
+pub fn restore_site_snapshot(
+    database: &Database,
+    file: &std::path::Path,
+) -> Result<(), StoreError> {
+    match database {
+        Database::Postgres(url) => postgres::dump::restore(url, file),
+        Database::Sqlite(path) => Err(StoreError::Invalid(format!(
+            "a site's database is restored into PostgreSQL, not into {}",
+            path.display()
+        ))),
     }
 }
 

@@ -36,6 +36,7 @@ use crate::{
     StoreError, StoredHello, TelemetryBatch, TokenRecord,
 };
 
+pub(crate) mod dump;
 mod fleet;
 mod notes;
 #[cfg(test)]
@@ -632,13 +633,24 @@ impl PgStore {
         crate::blocking::off_runtime(|| PgStore::open_here(url, false))
     }
 
+    /// What the database at `url` holds in its current schema, without changing it: nothing,
+    /// a ward site, or someone else's tables (a restore goes only into an empty one).
+    pub fn probe(url: &str) -> Result<Probe, StoreError> {
+        crate::blocking::off_runtime(|| {
+            let mut client = parse_config(url)?.connect(NoTls).map_err(|e| {
+                StoreError::Database(format!("cannot connect to PostgreSQL: {}", describe(&e)))
+            })?;
+            let (schema, site, tables) = look(&mut client).map_err(Fail::into_store_error)?;
+            Ok(match (site, tables) {
+                (true, _) => Probe::Site,
+                (false, 0) => Probe::Empty,
+                (false, tables) => Probe::Foreign { schema, tables },
+            })
+        })
+    }
+
     fn open_here(url: &str, create: bool) -> Result<PgStore, StoreError> {
-        let mut config: Config = url.parse().map_err(|error| {
-            StoreError::Invalid(format!(
-                "database: not a PostgreSQL connection string: {}",
-                describe(&error)
-            ))
-        })?;
+        let mut config = parse_config(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -840,6 +852,27 @@ impl Drop for PgStore {
             let _ = std::thread::spawn(move || drop(idle)).join();
         }
     }
+}
+
+/// A connection string as the postgres crate reads it, or why not.
+fn parse_config(url: &str) -> Result<Config, StoreError> {
+    url.parse().map_err(|error| {
+        StoreError::Invalid(format!(
+            "database: not a PostgreSQL connection string: {}",
+            describe(&error)
+        ))
+    })
+}
+
+/// What a database holds ([`PgStore::probe`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// No table in its current schema.
+    Empty,
+    /// A ward site.
+    Site,
+    /// Tables, none of them ward's.
+    Foreign { schema: String, tables: i64 },
 }
 
 /// The state of the schema in the database's current schema (the first of `search_path`

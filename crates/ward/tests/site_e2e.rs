@@ -166,21 +166,86 @@ fn a_server_on_postgresql_serves_agents_and_keeps_its_fleet_across_a_restart() {
         (clients[0]["last_seen"] != seen).then_some(clients)
     });
     assert!(later.is_some(), "{}", server.log_text());
+}
 
-    // A backup of this server cannot be a copy of the unused SQLite file ward.toml names: it
-    // reads the database the server writes, and says how to back that up.
-    let out = server.dir.path().join("site-backup.tar");
-    let backup = std::process::Command::new(ward_bin())
-        .args(["server", "backup", "--data", &server.data_str()])
-        .arg("--out")
-        .arg(&out)
-        .envs(env.iter().copied())
-        .output()
+/// A site server's backup, taken while it runs, holds the site's database (`pg_dump`). After
+/// the server's data dir and the database are both lost, a restore into an empty database
+/// brings back a working site: the fleet as it was at the backup, and its agent checking in.
+/// A restore into a database that holds the site is refused and writes nothing.
+#[test]
+fn a_site_backed_up_while_it_runs_comes_back_into_an_empty_database() {
+    let cluster = Cluster::start();
+    cluster
+        .client()
+        .batch_execute("CREATE DATABASE site")
         .unwrap();
-    let stderr = String::from_utf8_lossy(&backup.stderr);
-    assert!(!backup.status.success(), "{stderr}");
-    assert!(stderr.contains("pg_dump"), "{stderr}");
-    assert!(!out.exists());
+    let url = format!("postgres://postgres@127.0.0.1:{}/site", cluster.port());
+    let mut server = Server::init_with(&["--database", &url]);
+    server.start();
+    fast_checkins(&server);
+    let agent = https_agent(&server);
+    cli(&server, &["group", "create", "Before the backup"]);
+    let out = server.dir.path().join("site-backup.tar");
+    let out_text = out.display().to_string();
+    let backup = cli(&server, &["server", "backup", "--out", &out_text]);
+    assert_eq!(backup["site"], true, "{backup}");
+    cli(&server, &["group", "create", "After the backup"]);
+
+    // The database still holds the site: restoring its snapshot there is refused.
+    let elsewhere = server.dir.path().join("elsewhere");
+    let elsewhere_text = elsewhere.display().to_string();
+    let refused = ward(&[
+        "server",
+        "restore",
+        "--from",
+        &out_text,
+        "--data",
+        &elsewhere_text,
+    ]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("holds a ward site already") && said.contains("--files-only"),
+        "{said}"
+    );
+    assert!(!elsewhere.exists());
+
+    // The disaster: the server, its data dir and its database are lost.
+    assert!(server.terminate(Duration::from_secs(20)).is_some());
+    std::fs::remove_dir_all(server.data()).unwrap();
+    let mut admin = cluster.client();
+    admin
+        .batch_execute("DROP DATABASE site WITH (FORCE)")
+        .unwrap();
+    admin.batch_execute("CREATE DATABASE site").unwrap();
+    let restored = ward(&[
+        "server",
+        "restore",
+        "--from",
+        &out_text,
+        "--data",
+        &server.data_str(),
+        "--json",
+    ]);
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let restored: serde_json::Value = serde_json::from_slice(&restored.stdout).unwrap();
+    assert_eq!(restored["database"], url.as_str(), "{restored}");
+    assert!(
+        !server.path("site.dump").exists(),
+        "no copy of the database stays"
+    );
+    server.start();
+    let groups = cli(&server, &["group", "list"]).to_string();
+    assert!(groups.contains("Before the backup"), "{groups}");
+    assert!(!groups.contains("After the backup"), "{groups}");
+    // The agent goes on checking in, and takes a change.
+    let before = serial_of(&agent);
+    set_root_policy(&server, r#"{"restored": true}"#);
+    newer_serial(&agent, before, Duration::from_secs(30));
 }
 
 #[test]

@@ -52,7 +52,10 @@ fn data_dirs_on_one_database_share_the_sites_files_and_keep_their_own_certificat
     }
     assert_eq!(local_files(&one).unwrap(), local_files(&two).unwrap());
     // One admin token for the site: the CLI on either host can drive both servers.
-    assert_eq!(one.read_admin_token().unwrap(), two.read_admin_token().unwrap());
+    assert_eq!(
+        one.read_admin_token().unwrap(),
+        two.read_admin_token().unwrap()
+    );
     assert_ne!(read(&two, "certs/server.pem"), own_cert);
     assert!(issued_by(
         &read(&two, "certs/server.pem"),
@@ -142,7 +145,10 @@ fn data_dirs_on_one_database_share_the_sites_files_and_keep_their_own_certificat
             }
         }
     );
-    assert_eq!(one.read_admin_token().unwrap(), two.read_admin_token().unwrap());
+    assert_eq!(
+        one.read_admin_token().unwrap(),
+        two.read_admin_token().unwrap()
+    );
 }
 
 #[test]

@@ -1,6 +1,10 @@
 //! `ward server backup` and `ward server restore`: one tar file with a consistent snapshot of
 //! the database and every file of the data dir, and its way back, verified before anything is
 //! put in place.
+//!
+//! On a site (PostgreSQL), the snapshot is `site.dump`, made by `pg_dump` while the servers
+//! run; a restore puts it into an empty database in one transaction (a database that holds
+//! the site already is refused unless only the data dir is restored, `--files-only`).
 
 use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -8,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::json;
-use ward_server::datadir::{FileKind, REQUIRED_FILES};
+use ward_server::datadir::{FileKind, REQUIRED_FILES, SITE_DUMP};
 use ward_server::DataDir;
 
 use super::CmdResult;
@@ -48,7 +52,7 @@ pub fn backup(data: &DataDir, out: &std::path::Path, as_json: bool) -> CmdResult
         .mode(0o600)
         .open(out)
         .map_err(|e| format!("{}: {e}", out.display()))?;
-    let result = (|| -> Result<usize, String> {
+    let result = (|| -> Result<(usize, bool), String> {
         // The database first: one consistent snapshot, whatever the server writes meanwhile.
         let mut name = out.as_os_str().to_owned();
         name.push(".db-snapshot");
@@ -83,11 +87,14 @@ pub fn backup(data: &DataDir, out: &std::path::Path, as_json: bool) -> CmdResult
                 .append_data(&mut header, name, bytes.as_slice())
                 .map_err(|e| format!("{}: {e}", out.display()))
         };
-        let db_mode = database
-            .file()
-            .and_then(|file| std::fs::metadata(file).ok())
-            .map_or(0o600, |m| m.mode());
-        add(&snapshot, std::path::Path::new(&config.database), db_mode)?;
+        match database.file() {
+            Some(file) => {
+                let mode = std::fs::metadata(file).map_or(0o600, |m| m.mode());
+                add(&snapshot, std::path::Path::new(&config.database), mode)?;
+            }
+            // A site's database: its pg_dump, which a restore puts into an empty database.
+            None => add(&snapshot, std::path::Path::new(SITE_DUMP), 0o600)?,
+        }
         let files = backed_up_files(data);
         for path in &files {
             let mode = std::fs::metadata(path)
@@ -104,20 +111,25 @@ pub fn backup(data: &DataDir, out: &std::path::Path, as_json: bool) -> CmdResult
             .map_err(|e| format!("{}: {e}", out.display()))?;
         file.sync_all()
             .map_err(|e| format!("{}: {e}", out.display()))?;
-        Ok(files.len() + 1)
+        Ok((files.len() + 1, database.file().is_none()))
     })();
     match result {
-        Ok(count) => {
+        Ok((count, site)) => {
             if as_json {
                 println!(
                     "{:#}",
-                    json!({"backup": out.display().to_string(), "files": count})
+                    json!({"backup": out.display().to_string(), "files": count, "site": site})
                 );
             } else {
                 println!(
-                    "backed up {} ({count} files, the database as one snapshot) to {} (mode 0600: it \
-                     holds the keys)",
+                    "backed up {} ({count} files, the database as one snapshot{}) to {} (mode \
+                     0600: it holds the keys)",
                     data.root().display(),
+                    if site {
+                        ", the site's PostgreSQL database by pg_dump"
+                    } else {
+                        ""
+                    },
                     out.display()
                 );
             }
@@ -137,7 +149,7 @@ pub fn backup(data: &DataDir, out: &std::path::Path, as_json: bool) -> CmdResult
 /// SQLite's integrity check and has a schema this ward reads; every file a data dir needs is
 /// there), then that directory is renamed to `dir`. Anything else is refused naming the
 /// entry, and leaves nothing behind.
-pub fn restore(from: &Path, dir: &Path, as_json: bool) -> CmdResult {
+pub fn restore(from: &Path, dir: &Path, as_json: bool, files_only: bool) -> CmdResult {
     if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(format!(
             "{}: not empty; restore into a new directory (nothing was changed)",
@@ -158,7 +170,27 @@ pub fn restore(from: &Path, dir: &Path, as_json: bool) -> CmdResult {
         .mode(0o700)
         .create(&staging)
         .map_err(|e| format!("{}: {e}", staging.display()))?;
+    let mut restored_into = None;
     let result = unpack(from, &staging).and_then(|count| {
+        // A site's database: into its (empty) database first, in one transaction; the data
+        // dir keeps no copy of it.
+        let dump = staging.join(SITE_DUMP);
+        if dump.exists() {
+            if !files_only {
+                let data = DataDir::new(&staging);
+                let config =
+                    ward_server::config::load(&data.config()).map_err(|e| e.to_string())?;
+                let database = super::database(&data, &config)?;
+                ward_store::restore_site_snapshot(&database, &dump).map_err(|e| {
+                    format!("the site's database: {e}; or --files-only restores the data dir alone")
+                })?;
+                restored_into = Some(match std::env::var("WARD_DATABASE") {
+                    Ok(set) if !set.is_empty() => "the database WARD_DATABASE names".to_string(),
+                    _ => config.database.clone(),
+                });
+            }
+            std::fs::remove_file(&dump).map_err(|e| format!("{}: {e}", dump.display()))?;
+        }
         ward_fs::fault::point("restore:before-rename");
         // An empty target directory gives way to the verified one.
         if dir.exists() {
@@ -181,9 +213,16 @@ pub fn restore(from: &Path, dir: &Path, as_json: bool) -> CmdResult {
     if as_json {
         println!(
             "{:#}",
-            json!({"restored": dir.display().to_string(), "files": count})
+            json!({
+                "restored": dir.display().to_string(),
+                "files": count,
+                "database": restored_into,
+            })
         );
     } else {
+        if let Some(database) = &restored_into {
+            println!("restored the site's database into {database}");
+        }
         println!(
             "restored {count} files into {}; start it with `ward server --data {}`",
             dir.display(),
@@ -213,6 +252,18 @@ fn remove_dead_stagings(parent: &Path, prefix: &str) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// The databases an archive held, for a refusal.
+fn names(databases: &[PathBuf]) -> String {
+    if databases.is_empty() {
+        return "none".to_string();
+    }
+    databases
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Unpacks and checks the archive at `from` into `staging`; how many files it held.
@@ -290,7 +341,7 @@ fn unpack(from: &Path, staging: &Path) -> Result<usize, String> {
         drop(out);
         std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(mode))
             .map_err(|e| format!("{}: {e}", target.display()))?;
-        if kind == FileKind::Database {
+        if matches!(kind, FileKind::Database | FileKind::SiteDump) {
             databases.push(name.clone());
         } else {
             let bytes = std::fs::read(&target).map_err(|e| format!("{}: {e}", target.display()))?;
@@ -308,20 +359,27 @@ fn unpack(from: &Path, staging: &Path) -> Result<usize, String> {
     let data = DataDir::new(staging);
     let config =
         ward_server::config::load(&data.config()).map_err(|e| format!("ward.toml: {e}"))?;
+    // As the server would run it: WARD_DATABASE, else ward.toml's.
+    let on_site = super::database(&data, &config)?.file().is_none();
+    if on_site {
+        // A site's server: its database is the site's snapshot.
+        if databases.as_slice() != [PathBuf::from(SITE_DUMP)] {
+            return Err(format!(
+                "ward.toml names a PostgreSQL database, so the backup's one database must be \
+                 {SITE_DUMP}, found {}",
+                names(&databases)
+            ));
+        }
+        ward_store::check_site_snapshot(&staging.join(SITE_DUMP))
+            .map_err(|e| format!("entry {SITE_DUMP}: {e}"))?;
+        return Ok(count);
+    }
     let database = Path::new(&config.database);
     if databases.as_slice() != [database.to_path_buf()] {
         return Err(format!(
             "the database ward.toml names ({}) must be its one database, found {}",
             database.display(),
-            if databases.is_empty() {
-                "none".to_string()
-            } else {
-                databases
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
+            names(&databases)
         ));
     }
     ward_store::verify(&super::database(&data, &config)?)

@@ -125,8 +125,9 @@ pub enum ServerAction {
         json: bool,
     },
     /// Take a consistent snapshot of a data dir, even of a running server: the database
-    /// (SQLite's VACUUM INTO, one read transaction), ward.toml, the conf files, certificates,
-    /// keys and the admin token, each with its mode, in one tar file (mode 0600)
+    /// (SQLite's VACUUM INTO, one read transaction; a site's PostgreSQL database by `pg_dump`),
+    /// ward.toml, the conf files, certificates, keys and the admin token, each with its mode,
+    /// in one tar file (mode 0600)
     Backup {
         #[command(flatten)]
         data: DataArg,
@@ -146,7 +147,9 @@ pub enum ServerAction {
         #[arg(long)]
         json: bool,
     },
-    /// Bring a backup back into a new data dir (refused if the dir exists and is not empty)
+    /// Bring a backup back into a new data dir (refused if the dir exists and is not empty);
+    /// a site server's backup also brings the site's database back, into an empty database
+    /// (`pg_restore`, one transaction)
     Restore {
         /// The backup file
         #[arg(long = "from", value_name = "FILE")]
@@ -154,6 +157,10 @@ pub enum ServerAction {
         /// The new data dir
         #[arg(long, value_name = "DIR")]
         data: std::path::PathBuf,
+        /// A site server's backup: restore the data dir alone, not the site's database (which
+        /// must otherwise be empty: the data dir takes the site's files when it starts)
+        #[arg(long)]
+        files_only: bool,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -274,9 +281,12 @@ pub fn run(args: ServerArgs) -> CmdResult {
         Some(ServerAction::Backup { data, out, json }) => {
             super::backup::backup(&DataDir::new(data.data), &out, json)
         }
-        Some(ServerAction::Restore { from, data, json }) => {
-            super::backup::restore(&from, &data, json)
-        }
+        Some(ServerAction::Restore {
+            from,
+            data,
+            files_only,
+            json,
+        }) => super::backup::restore(&from, &data, json, files_only),
         Some(ServerAction::List { data, json }) => list(&DataDir::new(data.data), json),
         Some(ServerAction::Reload { guarded }) => reload(
             &DataDir::new(guarded.data.data),
