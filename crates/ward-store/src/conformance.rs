@@ -91,7 +91,7 @@ on_every_engine!(
     fleet::checkin_nonces_are_kept_with_the_checkin_and_pruned_past_the_window,
     fleet::a_token_is_found_by_its_lookup_and_purged_a_day_after_it_expires,
     fleet::the_cas_an_agent_trusts_are_replaced_at_each_checkin_and_shared_when_equal,
-    fleet::a_token_use_is_taken_only_as_it_was_read,
+    fleet::a_token_use_is_taken_only_while_its_rule_holds,
     fleet::a_change_checked_against_a_stale_tree_is_refused,
     concurrency::writers_racing_for_one_name_make_it_once,
     concurrency::writes_checked_against_one_tree_version_go_through_once,

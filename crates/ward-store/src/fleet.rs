@@ -124,7 +124,9 @@ impl TokenRecord {
 }
 
 /// One use of an enrollment token: its id, and its uses left as they were read when the rule
-/// was checked (the store takes the use only if they still are: `Stale` otherwise).
+/// was checked. The store takes the use only while the rule still holds (not revoked; still
+/// unlimited, or still some left: uses other enrollments took meanwhile do not matter), in
+/// the transaction of what it allows: `Stale` otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenUse {
     pub id: i64,

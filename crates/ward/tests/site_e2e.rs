@@ -77,6 +77,111 @@ fn all_kept(server: &Server, acknowledged: &[String]) {
     }
 }
 
+/// Simulated agents (`ward simulate`, their own processes' worth of real TLS check-ins)
+/// loading a server: enrolled once, then run for a while, pulling every two seconds.
+struct SimulatedFleet {
+    command: Vec<String>,
+    running: Option<std::process::Child>,
+}
+
+/// The simulated agents' check-in interval.
+const SIMULATED_INTERVAL: Duration = Duration::from_secs(2);
+
+impl SimulatedFleet {
+    /// `agents` simulated agents enrolled through `server` (their identities kept, so a run
+    /// checks in from its first second).
+    fn enroll(server: &Server, agents: usize) -> SimulatedFleet {
+        let token = group_token(server, "My Company", false);
+        let command: Vec<String> = [
+            "simulate",
+            "--server",
+            &format!("https://127.0.0.1:{}", server.clients),
+            "--token",
+            &token,
+            "--ca",
+            &server.path("certs/ca.pem").display().to_string(),
+            "--agents",
+            &agents.to_string(),
+            "--mode",
+            "pull",
+            "--interval",
+            &format!("{}s", SIMULATED_INTERVAL.as_secs()),
+            "--identities",
+            &server.dir.path().join("fleet.json").display().to_string(),
+            "--json",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let mut fleet = SimulatedFleet {
+            command,
+            running: None,
+        };
+        let enrolled = fleet.output("1s");
+        assert_eq!(enrolled["enrollment"]["failed"], 0, "{enrolled}");
+        fleet
+    }
+
+    fn spawn(&self, duration: &str) -> std::process::Child {
+        std::process::Command::new(ward_bin())
+            .args(&self.command)
+            .args(["--duration", duration])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn output(&mut self, duration: &str) -> serde_json::Value {
+        let child = self.spawn(duration);
+        Self::report(child)
+    }
+
+    /// Starts a run of `duration` in the background.
+    fn start(&mut self, duration: &str) {
+        self.running = Some(self.spawn(duration));
+    }
+
+    /// The running run's report, once it ends.
+    fn finish(&mut self) -> serde_json::Value {
+        Self::report(self.running.take().expect("a run"))
+    }
+
+    fn report(child: std::process::Child) -> serde_json::Value {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "simulate: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+/// What a simulated fleet's run says of an outage that ended at `back_ms` (unix ms): every
+/// agent lost contact during it and was back before the run ended (none lost), and how long
+/// after `back_ms` the last one was back.
+fn fleet_came_back(report: &serde_json::Value, back_ms: i64) -> Duration {
+    assert_eq!(report["lost"]["count"], 0, "every agent is back: {report}");
+    assert!(
+        report["recovered"]["checkins"].as_u64() > Some(0),
+        "the outage reached the simulated agents: {report}"
+    );
+    let last = report["recovered"]["last_at_ms"].as_i64().unwrap();
+    let after = Duration::from_millis((last - back_ms).max(0) as u64);
+    eprintln!(
+        "{} simulated agents ({} check-ins at {:.0}/s): the last was back {after:?} after the \
+         database ({} intervals of {SIMULATED_INTERVAL:?}); failures meanwhile: {}",
+        report["agents"],
+        report["checkins"],
+        report["checkins_per_second"].as_f64().unwrap_or(0.0),
+        after.as_secs_f64() / SIMULATED_INTERVAL.as_secs_f64(),
+        report["failures"]
+    );
+    after
+}
+
 /// Waits until each of `agents` has checked in again since now, without an error; how long
 /// the slowest took.
 fn all_back(agents: &[Agent], bound: Duration) -> Duration {
@@ -421,9 +526,11 @@ fn a_server_outlives_its_database_going_away_and_recovers_when_it_returns() {
     })
     .expect("acknowledged before the outage");
 
-    // Admin changes all along, through the outage.
+    // Admin changes all along, through the outage, and simulated agents checking in.
+    let mut fleet = SimulatedFleet::enroll(&server, 200);
+    fleet.start("20s");
     let changes = Changes::start(&server, "outage");
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(3));
     cluster.stop();
     // Check-ins now find the database gone: the agent is told, signed, to wait.
     let told = agent.until(Duration::from_secs(20), |s| {
@@ -439,15 +546,26 @@ fn a_server_outlives_its_database_going_away_and_recovers_when_it_returns() {
     let health = https_get(server.console, &server.ca_pem(), "/healthz", None);
     assert_eq!(health.status, 200);
 
+    // Long enough that every simulated agent finds it gone (more than its interval).
+    std::thread::sleep(SIMULATED_INTERVAL + Duration::from_secs(1));
     cluster.restart();
+    let back_ms = ward_proto::now_ms();
     // Back by itself: the agent checks in again, and what it acknowledged is kept.
     agent.until(Duration::from_secs(40), |s| s["last_error"].is_null());
+    fleet_came_back(&fleet.finish(), back_ms);
     let changed = changes.stop();
     assert!(!changed.is_empty());
     all_kept(&server, &changed);
     let clients = cli(&server, &["client", "list"]);
-    assert_eq!(clients[0]["serial"], acknowledged, "{clients}");
-    assert_eq!(clients[0]["pending"], false, "{clients}");
+    let id = agent.id();
+    let real = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(real["serial"], acknowledged, "{real}");
+    assert_eq!(real["pending"], false, "{real}");
     // And a change made now reaches it.
     let before = serial_of(&agent);
     set_root_policy(&server, r#"{"after": "the outage"}"#);
@@ -713,8 +831,29 @@ fn a_site_of_two_servers_shares_its_keys_rotates_as_one_and_survives_the_loss_of
         );
     }
 
-    // With the first server gone, a rollback through the second stops, naming it, and
-    // changes nothing; left out by name, the second's listeners are rolled back alone.
+    // With the first server gone, a harden or a rollback through the second stops, naming
+    // it, and changes nothing; left out by name, the second's listeners are rolled back alone.
+    let conf_before = std::fs::read_to_string(second.path(clients_conf)).unwrap();
+    let stopped = run_cli(
+        &second,
+        &[
+            "tls",
+            "harden",
+            "--protocol",
+            "-all +TLSv1.2 +TLSv1.3",
+            "--yes",
+        ],
+    );
+    let said = String::from_utf8_lossy(&stopped.stderr);
+    assert!(!stopped.status.success(), "{said}");
+    assert!(
+        said.contains(&names[0]) && said.contains(&format!("--exclude {}", names[0])),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(second.path(clients_conf)).unwrap(),
+        conf_before
+    );
     let stopped = run_cli(&second, &["tls", "rollback", "--yes"]);
     let said = String::from_utf8_lossy(&stopped.stderr);
     assert!(!stopped.status.success(), "{said}");
@@ -782,12 +921,16 @@ fn the_database_fails_over_to_its_synchronous_replica_under_load_losing_nothing_
     server.start_with_env(&[], &[("WARD_DATABASE", url.as_str())]);
     fast_checkins(&server);
     let agents: Vec<Agent> = (0..3).map(|_| https_agent(&server)).collect();
+    let mut fleet = SimulatedFleet::enroll(&server, 200);
+    fleet.start("15s");
     let changes = Changes::start(&server, "failover");
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(3));
     primary.stop();
     std::thread::sleep(Duration::from_secs(1));
     replica.promote();
+    let back_ms = ward_proto::now_ms();
     let took = all_back(&agents, Duration::from_secs(60));
+    fleet_came_back(&fleet.finish(), back_ms);
     eprintln!("every agent checked in again {took:?} after the replica was promoted");
     // Changes go on after the failover too.
     std::thread::sleep(Duration::from_secs(2));

@@ -658,11 +658,12 @@ pub(super) fn the_cas_an_agent_trusts_are_replaced_at_each_checkin_and_shared_wh
     assert_eq!(read(store)[0].agreement_key.as_deref(), Some(new.as_str()));
 }
 
-/// A token's use is taken only as it was read: a second enrollment that read the same uses
-/// left gets `Stale` (it re-reads and checks the rule again), so a one-use token enrolls one
-/// agent however the enrollments interleave; a revoked token takes no use; nothing of a
-/// refused enrollment is written.
-pub(super) fn a_token_use_is_taken_only_as_it_was_read(subject: &Subject) {
+/// A token's use is taken only while the rule it was checked by holds: a second enrollment
+/// that read the last use left gets `Stale` (it re-reads and checks the rule again), so a
+/// one-use token enrolls one agent however the enrollments interleave, while enrollments that
+/// read the same uses of a token with more left all get one (a fleet enrolling at once); a
+/// revoked token takes no use; nothing of a refused enrollment is written.
+pub(super) fn a_token_use_is_taken_only_while_its_rule_holds(subject: &Subject) {
     let store = fleet(subject);
     let root = root_id(store);
     let applied = store
@@ -704,6 +705,25 @@ pub(super) fn a_token_use_is_taken_only_as_it_was_read(subject: &Subject) {
         .unwrap();
     assert_eq!(again.uses_left, Some(0));
     assert_eq!(again.refusal(0), Some("the enrollment token is used up"));
+    // Two uses left, read by three enrollments at once: two get one, the third is stale.
+    let two = store
+        .apply(&change(Mutation::CreateToken(crate::TokenRecord {
+            token_sha256: "sha-two".into(),
+            uses_left: Some(2),
+            ..again.clone()
+        })))
+        .unwrap()
+        .new_id
+        .unwrap();
+    let read_two = crate::TokenUse {
+        id: two,
+        uses_left: Some(2),
+    };
+    enroll("two-a", read_two).unwrap();
+    enroll("two-b", read_two).unwrap();
+    let error = enroll("two-c", read_two).unwrap_err();
+    assert!(matches!(error, StoreError::Stale(_)), "{error:?}");
+    assert!(store.agent("two-c").unwrap().is_none(), "nothing written");
     // Revoked after it was read: the read use is stale too.
     let unlimited = store
         .apply(&change(Mutation::CreateToken(crate::TokenRecord {

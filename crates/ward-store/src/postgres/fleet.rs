@@ -751,12 +751,14 @@ fn mutate(db: &mut Db<'_, impl GenericClient>, mutation: &Mutation) -> Result<Op
 }
 
 /// Takes one use of an enrollment token, in the same transaction as what it allows, if the
-/// token is still as the rule was checked against (`TokenRecord::refusal`, above the store):
-/// not revoked, its uses left as read. Otherwise `Stale`: read it again.
+/// rule checked above the store (`TokenRecord::refusal`) still holds: not revoked, and uses
+/// left (unlimited as read, or still above zero: other enrollments taking uses meanwhile do
+/// not make this one stale). Otherwise `Stale`: read it again.
 fn use_token(db: &mut Db<'_, impl GenericClient>, token: &TokenUse) -> Result<(), Fail> {
     let used = db.execute(
         "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = $1 AND NOT revoked \
-         AND uses_left IS NOT DISTINCT FROM $2::BIGINT",
+         AND (($2::BIGINT IS NULL AND uses_left IS NULL) \
+              OR ($2::BIGINT IS NOT NULL AND uses_left > 0))",
         &[&token.id, &token.uses_left],
     )?;
     if used == 0 {

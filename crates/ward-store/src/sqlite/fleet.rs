@@ -674,9 +674,11 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
 /// token is still as the rule was checked against (`TokenRecord::refusal`, above the store):
 /// not revoked, its uses left as read. Otherwise `Stale`: read it again.
 fn use_token(transaction: &Transaction<'_>, token: &TokenUse) -> Result<(), StoreError> {
+    // The rule checked above the store still holds: not revoked, and uses left (unlimited
+    // as read, or still above zero whatever other enrollments took meanwhile).
     let used = transaction.execute(
         "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND revoked = 0 \
-         AND uses_left IS ?2",
+         AND ((?2 IS NULL AND uses_left IS NULL) OR (?2 IS NOT NULL AND uses_left > 0))",
         params![token.id, token.uses_left],
     )?;
     if used == 0 {

@@ -170,6 +170,8 @@ pub(super) async fn agent_loop(
     );
     let mut checked_in = false;
     let mut failed_last = false;
+    // Its last check-in failed (any failure, even one it retries at once).
+    let mut failing = false;
     // Pull agents start at a random point of their first interval, as a fleet does; push
     // agents within the ramp (all at once without one: the herd after a server restart).
     let window = if core.push() {
@@ -247,6 +249,14 @@ pub(super) async fn agent_loop(
         };
         match core.complete(Instant::now(), answer) {
             Event::CheckedIn { changed, .. } => {
+                if failing {
+                    shared.stats.recovered.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .last_recovered_ms
+                        .fetch_max(received_ms.max(0) as u64, Ordering::Relaxed);
+                }
+                failing = false;
                 failed_last = false;
                 if held {
                     shared.stats.polls.fetch_add(1, Ordering::Relaxed);
@@ -290,6 +300,7 @@ pub(super) async fn agent_loop(
                 failed_last = false;
             }
             Event::Failed { error, pause } => {
+                failing = true;
                 shared.stats.fail(match &error {
                     AgentError::Transport { detail, .. } => {
                         detail.split(':').next().unwrap_or("transport")

@@ -22,6 +22,10 @@ pub(super) struct Stats {
     pub(super) failures: Mutex<BTreeMap<String, u64>>,
     /// Unix ms at which each agent got new settings during the run (push fan-out).
     pub(super) settings_at_ms: Mutex<Vec<i64>>,
+    /// Check-ins that succeeded after the agent's last one failed (an outage's end).
+    pub(super) recovered: AtomicU64,
+    /// Unix ms of the latest of those: when the last agent was back.
+    pub(super) last_recovered_ms: AtomicU64,
 }
 
 impl Stats {
@@ -64,6 +68,7 @@ pub(super) struct Report {
     tls: Tls,
     settings_changes: SettingsChanges,
     failures: BTreeMap<String, u64>,
+    recovered: Recovered,
     lost: Lost,
     cpu: Cpu,
 }
@@ -131,6 +136,16 @@ struct SettingsChanges {
     first_to_last_ms: Option<i64>,
 }
 
+/// Agents back after failed check-ins (the server or its database away, a failover).
+#[derive(Serialize)]
+struct Recovered {
+    /// Successful check-ins that followed a failed one.
+    checkins: u64,
+    /// Unix ms at which the last of them was answered: when every agent that lost contact
+    /// was back.
+    last_at_ms: Option<u64>,
+}
+
 #[derive(Serialize)]
 struct Lost {
     count: usize,
@@ -189,6 +204,11 @@ impl Report {
                 first_to_last_ms: fanout.last().zip(fanout.first()).map(|(l, f)| l - f),
             },
             failures: snapshot(&stats.failures),
+            recovered: Recovered {
+                checkins: stats.recovered.load(Ordering::Relaxed),
+                last_at_ms: Some(stats.last_recovered_ms.load(Ordering::Relaxed))
+                    .filter(|ms| *ms > 0),
+            },
             lost: Lost {
                 count: lost.len(),
                 agents: lost.iter().take(50).cloned().collect(),
@@ -237,6 +257,12 @@ impl Report {
         }
         if !self.failures.is_empty() {
             lines.push(format!("failures: {}", json!(self.failures)));
+        }
+        if let Some(at) = self.recovered.last_at_ms {
+            lines.push(format!(
+                "back after failures: {} check-ins, the last at {} (unix ms)",
+                self.recovered.checkins, at
+            ));
         }
         lines.push(format!(
             "lost contact: {} {}",
@@ -288,6 +314,10 @@ mod tests {
         *stats.settings_at_ms.lock().unwrap() = vec![1_700_000_000_250, 1_700_000_000_000];
         *stats.versions.lock().unwrap() = [("TLSv1.3".into(), 5), ("plain HTTP".into(), 2)].into();
         stats.fail("connect");
+        stats.recovered.store(1, Ordering::Relaxed);
+        stats
+            .last_recovered_ms
+            .store(1_700_000_000_900, Ordering::Relaxed);
         stats
     }
 
@@ -329,6 +359,7 @@ mod tests {
                 },
                 "settings_changes": {"received": 2, "first_to_last_ms": 250},
                 "failures": {"connect": 1},
+                "recovered": {"checkins": 1, "last_at_ms": 1_700_000_000_900u64},
                 "lost": {"count": 1, "agents": ["x"]},
                 "cpu": {"seconds": 1.9, "cores": 1, "busy_share": 0.95, "simulator_was_the_limit": true},
             })
@@ -349,6 +380,7 @@ mod tests {
              TLS: {\"TLSv1.3\":5,\"plain HTTP\":2} ; resumed 1 of 3 handshakes\n\
              settings changes received: 2 (first to last 250 ms)\n\
              failures: {\"connect\":1}\n\
+             back after failures: 1 check-ins, the last at 1700000000900 (unix ms)\n\
              lost contact: 1 [\"x\"]\n\
              simulator CPU: 1.9 s on 1 core, 95.0% busy: the simulator was the limit, not the \
              server (give it more cores, or fewer agents)"
@@ -368,7 +400,9 @@ mod tests {
             "{quiet}"
         );
         assert!(
-            !quiet.contains("settings changes") && !quiet.contains("failures"),
+            !quiet.contains("settings changes")
+                && !quiet.contains("failures")
+                && !quiet.contains("back after"),
             "{quiet}"
         );
         assert!(
