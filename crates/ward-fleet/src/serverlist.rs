@@ -217,6 +217,17 @@ pub fn http_copy(
     protocol: Protocol,
     port: u16,
 ) -> Result<ServerList, ListError> {
+    http_copy_with(list, name, protocol, |_| port)
+}
+
+/// [`http_copy`] with each entry's port chosen by `port_of` (on a site, each server's own
+/// clients-http port: [`site_http_port`]).
+pub fn http_copy_with(
+    list: &ServerList,
+    name: &str,
+    protocol: Protocol,
+    port_of: impl Fn(&ServerEntry) -> u16,
+) -> Result<ServerList, ListError> {
     let mut entries = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (index, level) in list.levels.iter().enumerate() {
@@ -224,7 +235,7 @@ pub fn http_copy(
             let copy = ServerEntry {
                 address: entry.address.clone(),
                 protocol,
-                port,
+                port: port_of(entry),
                 verify_certificate: entry.verify_certificate,
             };
             if seen.insert(copy.url()) {
@@ -235,9 +246,89 @@ pub fn http_copy(
     build(name, entries)
 }
 
+/// One server of a site as an HTTP copy of a list sees it: the names it is known by (its
+/// host name, its clients listener's address), its clients port and its clients-http port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteServer {
+    pub hosts: Vec<String>,
+    pub clients_port: u16,
+    pub http_port: u16,
+}
+
+/// The clients-http port an HTTPS `entry` becomes on a site: that of the server whose
+/// clients listener the entry names. The servers listening on the entry's port decide when
+/// they agree on one clients-http port (the usual site: 443 and 8014 everywhere); else the one
+/// of them the entry's host names; else `fallback` (the port of the server making the copy).
+pub fn site_http_port(entry: &ServerEntry, site: &[SiteServer], fallback: u16) -> u16 {
+    let on_port: Vec<&SiteServer> = site
+        .iter()
+        .filter(|s| s.clients_port == entry.port)
+        .collect();
+    if let Some(first) = on_port.first() {
+        if on_port.iter().all(|s| s.http_port == first.http_port) {
+            return first.http_port;
+        }
+    }
+    on_port
+        .iter()
+        .find(|s| {
+            s.hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&entry.address))
+        })
+        .map_or(fallback, |s| s.http_port)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_a_site_each_entry_becomes_its_own_servers_clients_http_port() {
+        let server = |hosts: &[&str], clients_port, http_port| SiteServer {
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            clients_port,
+            http_port,
+        };
+        let https = |address: &str, port| entry(address, Protocol::Https, port);
+        // Two servers on one host (one machine, ports apart), a usual pair, one odd one out.
+        let site = [
+            server(&["mgr1", "127.0.0.1"], 8443, 8014),
+            server(&["mgr1", "127.0.0.1"], 9443, 9014),
+            server(&["mgr3", "10.0.0.3"], 443, 8014),
+            server(&["mgr4", "10.0.0.4"], 443, 8014),
+            server(&["mgr5", "10.0.0.5"], 4443, 8014),
+            server(&["mgr6", "10.0.0.6"], 4443, 8015),
+        ];
+        // (entry, its clients-http port)
+        let table = [
+            (https("127.0.0.1", 8443), 8014),
+            (https("127.0.0.1", 9443), 9014),
+            (https("mgr1", 9443), 9014),
+            // Both servers on 443 agree on 8014.
+            (https("mgr3.example", 443), 8014),
+            // Servers on 4443 disagree: the host decides.
+            (https("MGR6", 4443), 8015),
+            (https("10.0.0.5", 4443), 8014),
+            // Nobody on that port, or nobody of that name: the copying server's own.
+            (https("mgr9", 4443), 7014),
+            (https("mgr1", 1443), 7014),
+        ];
+        for (entry, port) in table {
+            assert_eq!(site_http_port(&entry, &site, 7014), port, "{}", entry.url());
+        }
+        let list = build(
+            "Site",
+            vec![(1, https("127.0.0.1", 8443)), (2, https("127.0.0.1", 9443))],
+        )
+        .unwrap();
+        let copy = http_copy_with(&list, "Site (HTTP)", Protocol::Http, |e| {
+            site_http_port(e, &site, 7014)
+        })
+        .unwrap();
+        let urls: Vec<String> = copy.levels.iter().flatten().map(ServerEntry::url).collect();
+        assert_eq!(urls, ["http://127.0.0.1:8014", "http://127.0.0.1:9014"]);
+    }
 
     fn entry(address: &str, protocol: Protocol, port: u16) -> ServerEntry {
         ServerEntry {

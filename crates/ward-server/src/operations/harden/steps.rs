@@ -67,13 +67,56 @@ async fn preflight(shared: &App, proposal: &Proposal) -> Result<Vec<PathBuf>, Ap
     .await
 }
 
-/// Makes sure the HTTP variant of `list` exists: the same servers on the clients-http port.
+/// The clients-http ports an HTTP copy of a server list uses: this server's, and on a site
+/// each entry's own server's (as the servers table records their listeners).
+struct HttpPorts {
+    site: Vec<serverlist::SiteServer>,
+    own: u16,
+}
+
+impl HttpPorts {
+    fn read(store: &dyn Store, own: u16) -> Result<HttpPorts, ApiError> {
+        let site = store.servers()?.iter().filter_map(site_server).collect();
+        Ok(HttpPorts { site, own })
+    }
+
+    fn of(&self, entry: &serverlist::ServerEntry) -> u16 {
+        serverlist::site_http_port(entry, &self.site, self.own)
+    }
+}
+
+/// A server of the site as an HTTP copy sees it (`None` when its record lacks a listener).
+fn site_server(record: &ward_store::ServerRecord) -> Option<serverlist::SiteServer> {
+    let address = |role: Role| {
+        record
+            .listeners
+            .iter()
+            .find(|l| l.role == role.name())
+            .and_then(|l| l.address.parse::<std::net::SocketAddr>().ok())
+    };
+    let (clients, http) = (address(Role::Clients)?, address(Role::ClientsHttp)?);
+    let mut hosts = Vec::new();
+    if let Some((host, _)) = record.name.rsplit_once(':') {
+        hosts.push(host.trim_matches(['[', ']']).to_string());
+    }
+    if !clients.ip().is_unspecified() {
+        hosts.push(clients.ip().to_string());
+    }
+    Some(serverlist::SiteServer {
+        hosts,
+        clients_port: clients.port(),
+        http_port: http.port(),
+    })
+}
+
+/// Makes sure the HTTP variant of `list` exists: the same servers, each on its clients-http
+/// port.
 fn ensure_http_list(
     store: &dyn Store,
     caller: &Caller,
     lists: &mut Vec<ServerList>,
     list: &str,
-    port: u16,
+    ports: &HttpPorts,
     report: &mut Vec<String>,
 ) -> Result<String, ApiError> {
     // A list that already reaches clients-http is its own HTTP variant: no copy of a copy.
@@ -85,8 +128,14 @@ fn ensure_http_list(
         .iter()
         .find(|l| l.name == list)
         .ok_or_else(|| ApiError::not_found(format!("no server list '{list}'")))?;
-    let copy = serverlist::http_copy(source, &name, Protocol::Http, port)
+    let copy = serverlist::http_copy_with(source, &name, Protocol::Http, |e| ports.of(e))
         .map_err(|e| ApiError::bad_request(format!("{name}: {e}")))?;
+    let urls: Vec<String> = copy
+        .levels
+        .iter()
+        .flatten()
+        .map(serverlist::ServerEntry::url)
+        .collect();
     match lists.iter().find(|l| l.name == name) {
         Some(existing)
             if existing
@@ -115,11 +164,12 @@ fn ensure_http_list(
             "harden.stage.serverlist",
             name.clone(),
             None,
-            Some(json!({"copy_of": list, "port": port})),
+            Some(json!({"copy_of": list, "port": ports.own, "servers": urls})),
         ),
     })?;
     report.push(format!(
-        "created server list '{name}' (HTTP copy of '{list}', port {port})"
+        "created server list '{name}' (HTTP copy of '{list}': {})",
+        urls.join(", ")
     ));
     lists.push(copy);
     Ok(name)
@@ -223,7 +273,7 @@ fn ensure_group_at(
     caller: &Caller,
     path: &str,
     lists: &mut Vec<ServerList>,
-    port: u16,
+    ports: &HttpPorts,
     report: &mut Vec<String>,
 ) -> Result<GroupId, ApiError> {
     let tree = tree_of(store)?;
@@ -256,7 +306,7 @@ fn ensure_group_at(
         .effective(tree.root())
         .ok_or_else(|| internal("no root group"))?
         .server_list;
-    let http_list = ensure_http_list(store, caller, lists, &root_list, port, report)?;
+    let http_list = ensure_http_list(store, caller, lists, &root_list, ports, report)?;
     ensure_legacy_group(store, caller, parent, &name, &http_list, lists, report)
 }
 
@@ -362,6 +412,7 @@ pub async fn stage(
         let mut lists = fleet.lists.clone();
         let mut report = Vec::new();
         let mut moved = Vec::new();
+        let ports = HttpPorts::read(store, port)?;
         let mut sources: Vec<GroupId> = targets.keys().copied().collect();
         sources.sort_unstable();
         let single = match (&legacy_group, sources.is_empty()) {
@@ -370,7 +421,7 @@ pub async fn stage(
                 &caller,
                 path,
                 &mut lists,
-                port,
+                &ports,
                 &mut report,
             )?),
             _ => None,
@@ -386,7 +437,7 @@ pub async fn stage(
                         .ok_or_else(|| internal("group vanished"))?
                         .server_list;
                     let http =
-                        ensure_http_list(store, &caller, &mut lists, &list, port, &mut report)?;
+                        ensure_http_list(store, &caller, &mut lists, &list, &ports, &mut report)?;
                     ensure_legacy_group(
                         store,
                         &caller,

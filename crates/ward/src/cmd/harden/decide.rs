@@ -152,6 +152,15 @@ pub fn reachable(address: &str, server_host: &str) -> Result<String, String> {
     })
 }
 
+/// The agents silent on both of two servers' readiness (`silent_since`): on a site, an agent
+/// whose push check-in one server holds is heard from, though the others do not hold it.
+pub fn silent_on_both(first: Vec<AgentLine>, second: &[AgentLine]) -> Vec<AgentLine> {
+    first
+        .into_iter()
+        .filter(|agent| second.iter().any(|other| other.id == agent.id))
+        .collect()
+}
+
 /// One of the site's other servers that a harden or rollback acts on: its name, where its
 /// console is reached, and the name its certificate carries (its host name).
 #[derive(Debug, PartialEq, Eq)]
@@ -546,5 +555,39 @@ mod tests {
                 host: "mgr5".into(),
             }])
         );
+    }
+
+    #[test]
+    fn an_agent_is_silent_on_a_site_only_when_silent_on_every_server() {
+        let lines = |ids: &str| -> Vec<AgentLine> {
+            ids.split_whitespace()
+                .map(|id| AgentLine {
+                    id: id.into(),
+                    ..AgentLine::default()
+                })
+                .collect()
+        };
+        let ids = |agents: Vec<AgentLine>| {
+            agents
+                .into_iter()
+                .map(|a| a.id)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        // (silent on the first server, on the second, on the site)
+        let table = [
+            ("a b c", "a b c", "a b c"),
+            // b is held on the second server: heard from.
+            ("a b c", "a c", "a c"),
+            ("a", "", ""),
+            ("", "a", ""),
+        ];
+        for (first, second, site) in table {
+            assert_eq!(
+                ids(silent_on_both(lines(first), &lines(second))),
+                site,
+                "{first} / {second}"
+            );
+        }
     }
 }

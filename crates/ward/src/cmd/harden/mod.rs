@@ -1099,8 +1099,20 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     };
     let silent = loop {
         let asked = Instant::now();
-        let readiness: Readiness = client.get(&with_query("/api/v1/tls/readiness", &query)?)?;
-        let silent = readiness.silent_since.unwrap_or_default();
+        // Check-ins are recorded in the shared database, but each server knows only the push
+        // check-ins it holds (a held one counts as heard): silent means silent on every one.
+        let mut silent: Option<Vec<AgentLine>> = None;
+        for member in site.all(&client) {
+            let readiness: Readiness = member
+                .client
+                .get(&with_query("/api/v1/tls/readiness", &query)?)?;
+            let here = readiness.silent_since.unwrap_or_default();
+            silent = Some(match silent {
+                None => here,
+                Some(so_far) => decide::silent_on_both(so_far, &here),
+            });
+        }
+        let silent = silent.unwrap_or_default();
         bar.set_message(format!(
             "{} agent(s) not heard from since the change; watching for {}s",
             silent.len(),
