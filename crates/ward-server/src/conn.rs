@@ -23,10 +23,11 @@ use tracing::{debug, info_span, Instrument};
 use ward_tls::context::version_from_openssl;
 use ward_tls::hello::{self, ClientHello, HelloError};
 
+use crate::checkin_conn::{self, First};
 use crate::config::Role;
 use crate::failure::{self, HandshakeEnd};
 use crate::http;
-use crate::io::{Activity, Buffered, Tracked};
+use crate::io::{Activity, Buffered, ReadWhenReady, Tracked};
 use crate::metrics::HandshakeResult;
 use crate::state::App;
 use crate::telemetry::FailureReport;
@@ -92,11 +93,23 @@ pub async fn serve(
                     hello: Some(done.hello),
                     generation,
                 });
-                let stream = done.stream;
-                Box::pin(serve_http(shared, role, tls, peer, claim, stream)).await;
+                let stream = ReadWhenReady(done.stream);
+                let accepted = Accepted {
+                    role,
+                    tls,
+                    peer,
+                    claim,
+                };
+                Box::pin(serve_agent_or_http(shared, accepted, stream)).await;
             }
         } else {
-            Box::pin(serve_http(shared, role, None, peer, claim, tcp)).await;
+            let accepted = Accepted {
+                role,
+                tls: None,
+                peer,
+                claim,
+            };
+            Box::pin(serve_agent_or_http(shared, accepted, tcp)).await;
         }
     }
     .instrument(span)
@@ -335,18 +348,47 @@ pub fn plain_response(status: u16, message: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// HTTP/1.1 on an established stream until the client goes, the idle timeout passes, or the
-/// server shuts down (in-flight requests finish first).
-async fn serve_http<S>(
-    shared: Arc<App>,
+/// Who a connection is, once accepted (and its TLS handshaken).
+struct Accepted {
     role: Role,
     tls: Option<crate::api::ConnTls>,
     peer: SocketAddr,
     claim: Arc<crate::api::AddressClaim>,
-    stream: S,
-) where
+}
+
+/// On an agent listener, a check-in first (`checkin_conn`: a held one keeps no HTTP
+/// buffers), then hyper for anything else; hyper alone elsewhere.
+async fn serve_agent_or_http<S>(shared: Arc<App>, accepted: Accepted, stream: S)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    if !accepted.role.serves_agent_api() {
+        return serve_http(shared, accepted, stream).await;
+    }
+    let Accepted {
+        role,
+        tls,
+        peer,
+        ref claim,
+    } = accepted;
+    let first = Box::pin(checkin_conn::serve(&shared, role, tls, peer, claim, stream)).await;
+    if let First::Hyper(stream) = first {
+        Box::pin(serve_http(shared, accepted, stream)).await;
+    }
+}
+
+/// HTTP/1.1 on an established stream until the client goes, the idle timeout passes, or the
+/// server shuts down (in-flight requests finish first).
+async fn serve_http<S>(shared: Arc<App>, accepted: Accepted, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Accepted {
+        role,
+        tls,
+        peer,
+        claim,
+    } = accepted;
     let activity = Activity::new();
     let io = TokioIo::new(Tracked::new(stream, activity.clone()));
     let limits = shared.config.limits.clone();

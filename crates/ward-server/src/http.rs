@@ -76,6 +76,13 @@ pub async fn handle(
                          ward_push_held_agents {}\n",
                         shared.held.count()
                     ));
+                    if let Some(bytes) = ward_tls::ffi::allocated_bytes() {
+                        text.push_str(&format!(
+                            "# HELP ward_tls_library_bytes Memory the TLS library (OpenSSL) holds now: contexts, sessions and each connection's state.\n\
+                             # TYPE ward_tls_library_bytes gauge\n\
+                             ward_tls_library_bytes {bytes}\n"
+                        ));
+                    }
                     text.push_str(&certificate_metrics(shared));
                     respond(StatusCode::OK, "text/plain; version=0.0.4", text)
                 }

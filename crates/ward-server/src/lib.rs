@@ -34,6 +34,7 @@ pub(crate) mod agent_api;
 pub mod api;
 pub mod auth;
 mod channel;
+mod checkin_conn;
 mod checkins;
 pub mod commit;
 pub mod config;

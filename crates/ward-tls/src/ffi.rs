@@ -48,6 +48,26 @@ pub unsafe fn set_allocator(allocator: Allocator) -> bool {
     CRYPTO_set_mem_functions(allocator.malloc, allocator.realloc, allocator.free) == 1
 }
 
+/// The bytes OpenSSL holds now, as the installed allocator counts them (see
+/// [`count_allocated`]); `None` when no counting allocator is installed.
+pub fn allocated_bytes() -> Option<u64> {
+    use std::sync::atomic::Ordering;
+    COUNTING
+        .load(Ordering::Relaxed)
+        .then(|| ALLOCATED.load(Ordering::Relaxed).max(0) as u64)
+}
+
+/// Called by an installed allocator on each allocation (`delta` > 0) and free (`delta` < 0),
+/// so [`allocated_bytes`] tells what OpenSSL holds (`ward_tls_library_bytes` on /metrics).
+pub fn count_allocated(delta: isize) {
+    use std::sync::atomic::Ordering;
+    ALLOCATED.fetch_add(delta as i64, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+}
+
+static ALLOCATED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The length of a session ticket key: 16 bytes of name, 32 of HMAC key, 32 of AES key.
 pub const TICKET_KEY_LEN: usize = 80;
 

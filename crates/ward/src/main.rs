@@ -19,8 +19,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod openssl_allocator {
     use std::ffi::{c_char, c_int, c_void};
 
+    /// What OpenSSL holds is counted (by mimalloc's usable size, so free and realloc need no
+    /// header): `ward_tls_library_bytes` on /metrics.
+    unsafe fn usable(pointer: *const c_void) -> isize {
+        if pointer.is_null() {
+            0
+        } else {
+            libmimalloc_sys::mi_usable_size(pointer) as isize
+        }
+    }
+
     unsafe extern "C" fn malloc(size: usize, _file: *const c_char, _line: c_int) -> *mut c_void {
-        libmimalloc_sys::mi_malloc(size)
+        let pointer = libmimalloc_sys::mi_malloc(size);
+        ward_tls::ffi::count_allocated(usable(pointer));
+        pointer
     }
 
     unsafe extern "C" fn realloc(
@@ -29,10 +41,16 @@ mod openssl_allocator {
         _file: *const c_char,
         _line: c_int,
     ) -> *mut c_void {
-        libmimalloc_sys::mi_realloc(pointer, size)
+        let before = usable(pointer);
+        let moved = libmimalloc_sys::mi_realloc(pointer, size);
+        if !moved.is_null() || size == 0 {
+            ward_tls::ffi::count_allocated(usable(moved) - before);
+        }
+        moved
     }
 
     unsafe extern "C" fn free(pointer: *mut c_void, _file: *const c_char, _line: c_int) {
+        ward_tls::ffi::count_allocated(-usable(pointer));
         libmimalloc_sys::mi_free(pointer)
     }
 
