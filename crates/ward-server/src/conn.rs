@@ -27,7 +27,7 @@ use crate::checkin_conn::{self, First};
 use crate::config::Role;
 use crate::failure::{self, HandshakeEnd};
 use crate::http;
-use crate::io::{Activity, Buffered, ReadWhenReady, Tracked};
+use crate::io::{Activity, Buffered, Tracked};
 use crate::metrics::HandshakeResult;
 use crate::state::App;
 use crate::telemetry::FailureReport;
@@ -93,7 +93,7 @@ pub async fn serve(
                     hello: Some(done.hello),
                     generation,
                 });
-                let stream = ReadWhenReady(done.stream);
+                let stream = done.stream;
                 let accepted = Accepted {
                     role,
                     tls,

@@ -34,15 +34,6 @@ impl<S> Buffered<S> {
         }
     }
 
-    /// Bytes read ahead and not yet yielded.
-    pub fn has_buffered(&self) -> bool {
-        self.position < self.buffer.len()
-    }
-
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// Copies buffered bytes into `out`; frees the buffer once it is drained.
     fn drain_into(&mut self, out: &mut ReadBuf<'_>) {
         let rest = &self.buffer[self.position..];
@@ -140,50 +131,6 @@ mod tests {
             reader.buffer.capacity() <= READ_AHEAD,
             "no buffer kept beyond a chunk"
         );
-    }
-}
-
-/// A TLS stream that calls OpenSSL to read only once the socket has bytes (or OpenSSL or the
-/// read-ahead still holds some).
-///
-/// hyper keeps a read pending on a connection whose request is in flight, to see the client
-/// leave. Straight through OpenSSL, that read allocates its record buffer (about 17 KiB) and
-/// keeps it until a record arrives, so every held push check-in held one while it waited.
-/// Here the pending read waits on the socket's readiness instead, and OpenSSL (with
-/// `SSL_MODE_RELEASE_BUFFERS`) holds no buffer between records. A client that closes still
-/// makes the socket readable, so hyper still sees it leave.
-pub struct ReadWhenReady(pub tokio_openssl::SslStream<Buffered<tokio::net::TcpStream>>);
-
-impl AsyncRead for ReadWhenReady {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let stream = &mut self.get_mut().0;
-        let held_inside = stream.ssl().pending() > 0 || stream.get_ref().has_buffered();
-        if !held_inside {
-            std::task::ready!(stream.get_ref().get_ref().poll_read_ready(cx))?;
-        }
-        Pin::new(stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for ReadWhenReady {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
