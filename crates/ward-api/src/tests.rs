@@ -111,3 +111,37 @@ fn requests_refuse_unknown_fields() {
     assert_eq!(plan.change().protocol.as_deref(), Some("TLSv1.2"));
     assert_eq!(plan.change().listener, Some(tls::ListenerChoice::Clients));
 }
+
+#[test]
+fn a_harden_stages_and_applies_the_planned_directives_but_never_a_whole_conf_file() {
+    use crate::tls::{ApplyRequest, ListenerChoice, PlanRequest, StageRequest};
+    let plan = PlanRequest {
+        protocol: Some("-all +TLSv1.2".into()),
+        cipher_suite: Some("HIGH".into()),
+        cipher_suite_tls13: Some("TLS_AES_256_GCM_SHA384".into()),
+        certificate: Some("/etc/ward/new.pem".into()),
+        key: Some("/etc/ward/new.key".into()),
+        preset: Some("modern".into()),
+        conf: Some("SSLProtocol -all +TLSv1.3\n".into()),
+        conf_name: Some("ssl.conf".into()),
+        listener: Some(ListenerChoice::Clients),
+        offline_intervals: Some(7),
+        limit: Some(5),
+    };
+    let stage = StageRequest::of_directives(&plan.change(), plan.offline_intervals);
+    let apply = ApplyRequest::of_directives(&plan.change(), plan.offline_intervals);
+    let mut directives = plan.change();
+    directives.conf = None;
+    directives.conf_name = None;
+    assert_eq!(stage.change(), directives);
+    assert_eq!(apply.change(), directives);
+    assert_eq!(
+        (stage.offline_intervals, apply.offline_intervals),
+        (Some(7), Some(7))
+    );
+    assert_eq!(stage.legacy_group, None);
+    assert_eq!(
+        (apply.accept_cut_off, apply.accept_risk, apply.dry_run),
+        (None, None, None)
+    );
+}

@@ -270,6 +270,23 @@ macro_rules! change_request {
         }
 
         impl $name {
+            /// A request for `change`'s directives and listener (never a whole conf file),
+            /// everything else at its default: what a harden stages and applies after its
+            /// plan.
+            pub fn of_directives(change: &TlsChange, offline_intervals: Option<u32>) -> Self {
+                Self {
+                    protocol: change.protocol.clone(),
+                    cipher_suite: change.cipher_suite.clone(),
+                    cipher_suite_tls13: change.cipher_suite_tls13.clone(),
+                    certificate: change.certificate.clone(),
+                    key: change.key.clone(),
+                    preset: change.preset.clone(),
+                    listener: change.listener,
+                    offline_intervals,
+                    ..Self::default()
+                }
+            }
+
             /// The change it proposes.
             pub fn change(&self) -> TlsChange {
                 #[allow(unused_mut)]

@@ -889,17 +889,8 @@ pub fn harden(args: HardenArgs) -> CmdResult {
             .to_string(),
     ];
     let apply_request = ApplyRequest {
-        protocol: request.protocol.clone(),
-        cipher_suite: request.cipher_suite.clone(),
-        cipher_suite_tls13: request.cipher_suite_tls13.clone(),
-        certificate: request.certificate.clone(),
-        key: request.key.clone(),
-        preset: request.preset.clone(),
-        listener: request.listener,
-        offline_intervals: request.offline_intervals,
-        accept_cut_off: None,
         accept_risk: Some(args.accept_risk),
-        dry_run: None,
+        ..ApplyRequest::of_directives(&request.change(), request.offline_intervals)
     };
     // Every server's files load and take the edit, before anything moves (its plan is asked
     // again before apply, once the agents are staged).
@@ -925,18 +916,9 @@ pub fn harden(args: HardenArgs) -> CmdResult {
     // 1. Stage.
     step(1, "stage");
     let stage_request = StageRequest {
-        protocol: request.protocol.clone(),
-        cipher_suite: request.cipher_suite.clone(),
-        cipher_suite_tls13: request.cipher_suite_tls13.clone(),
-        certificate: request.certificate.clone(),
-        key: request.key.clone(),
-        preset: request.preset.clone(),
-        conf: None,
-        conf_name: None,
-        listener: request.listener,
-        offline_intervals: request.offline_intervals,
         legacy_group: legacy_group.clone(),
         legacy_name: Some(legacy_name.clone()),
+        ..StageRequest::of_directives(&request.change(), request.offline_intervals)
     };
     let staged: Staged = client.post("/api/v1/tls/harden/stage", &stage_request)?;
     for line in &staged.steps {
