@@ -92,6 +92,9 @@ pub async fn handle(
         if path == "/api/v1" || path.starts_with("/api/v1/") {
             return admin_api(shared, peer, &path, request).await;
         }
+        if let Some(web) = shared.web.get() {
+            return web.serve(shared, peer, request).await;
+        }
     }
     if role.serves_agent_api() && (path == ENROLL_PATH || path == CHECKIN_PATH) {
         if method != Method::POST {

@@ -28,6 +28,7 @@
 //!   ticket keys): taken at start, put by the change that makes them.
 //! - `site_follow`: the running server takes the site's changes as they are made.
 //! - `wakes`: the store wrapper that tells held push check-ins which changes concern them.
+//! - [`web`]: the seam the web console (`ward-console`) serves the console listener's pages through.
 
 pub mod admin;
 pub(crate) mod agent_api;
@@ -54,13 +55,14 @@ mod site_follow;
 pub mod state;
 pub mod telemetry;
 mod wakes;
+pub mod web;
 
 use ward_tls::Severity;
 
 pub use config::Role;
 pub use datadir::DataDir;
 pub use listener_tls::Finding;
-pub use server::{run, Overrides, ServerError};
+pub use server::{run, run_with, Overrides, ServerError};
 
 /// `ward server configtest`: checks ward.toml and both conf files (including what OpenSSL
 /// says of cipher lists and certificates) and returns every finding. The settings are good

@@ -157,8 +157,18 @@ fn bind(role: Role, address: SocketAddr) -> Result<TcpSocket, ServerError> {
     Ok(socket)
 }
 
-/// Starts the server on an initialised data dir and runs until SIGTERM or SIGINT.
+/// Starts the server on an initialised data dir and runs until SIGTERM or SIGINT, without a web
+/// console (its pages answer 404).
 pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError> {
+    run_with(data, overrides, None).await
+}
+
+/// [`run`], with `web` serving the console listener's pages.
+pub async fn run_with(
+    data: DataDir,
+    overrides: Overrides,
+    web: Option<Arc<dyn crate::web::WebConsole>>,
+) -> Result<(), ServerError> {
     // Signal handlers first: a SIGTERM that arrives once the ports are open must find them.
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| ServerError::Other(e.to_string()))?;
     let mut terminate =
@@ -199,6 +209,9 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
     // what crashes left half-made goes.
     let follow_up = crate::commit::recover_files(&data).map_err(ServerError::Other)?;
     let (app, findings) = App::open(data, config)?;
+    if let Some(web) = web {
+        let _ = app.web.set(web);
+    }
     match app.store.warnings() {
         Ok(warnings) => {
             for warning in warnings {

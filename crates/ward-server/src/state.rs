@@ -65,6 +65,9 @@ pub struct App {
     pub agent_trust: Arc<std::sync::RwLock<Arc<str>>>,
     /// The generation of the site's files this server holds, and the newest it heard of.
     pub site: Arc<crate::site::SiteWatch>,
+    /// The web console's pages on the console listener, when the binary gives one
+    /// (`crate::run_with`); set once, before the listeners accept.
+    pub web: std::sync::OnceLock<Arc<dyn crate::web::WebConsole>>,
 }
 
 /// The agents' agreement keys of `data`: the current one, a rotation's next and an aborted
@@ -202,6 +205,7 @@ impl App {
             started: SystemTime::now(),
             shutdown: watch::channel(false).0,
             reload_lock: tokio::sync::Mutex::new(()),
+            web: std::sync::OnceLock::new(),
             config,
         };
         Ok((app, findings))

@@ -13,19 +13,16 @@ use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use ward_api::fleet::{LoginAnswer, LoginRequest};
+use ward_api::fleet::LoginRequest;
 use ward_api::routes::Body;
 use ward_api::{Access, Matched, Operation, Unrouted};
-use ward_proto::now_ms;
-use ward_store::Session;
 
 use crate::api::{
-    blocking, error_response, percent_decode, read_body, typed, typed_response, ApiError,
-    HttpResponse,
+    error_response, percent_decode, read_body, typed, typed_response, ApiError, HttpResponse,
 };
 use crate::auth::{self, Caller, Role};
 use crate::operations::{
-    accounts, agents, agreement, audit, ca, groups, harden, render, server, serverlists, tokens,
+    accounts, agents, agreement, audit, ca, groups, harden, login, server, serverlists, tokens,
 };
 use crate::state::App;
 
@@ -51,29 +48,7 @@ async fn authenticate(shared: &App, headers: &HeaderMap) -> Option<Caller> {
             session: None,
         });
     }
-    let hash = auth::sha256_hex(presented);
-    let store = shared.store.clone();
-    let found = blocking(move || {
-        let Some(session) = store.session(&hash)? else {
-            return Ok(None);
-        };
-        if session.expires_ms <= now_ms() {
-            return Ok(None);
-        }
-        // A disabled account's sessions are ended when it is disabled; checked here too.
-        Ok(store
-            .account(&session.account)?
-            .filter(|account| !account.disabled)
-            .map(|account| (account, session)))
-    })
-    .await
-    .ok()??;
-    let (account, session) = found;
-    Some(Caller {
-        role: Role::parse(&account.role)?,
-        name: account.name,
-        session: Some(session.token_sha256),
-    })
+    login::session_caller(shared, presented).await
 }
 
 fn unauthorized() -> HttpResponse {
@@ -403,128 +378,30 @@ async fn dispatch(
 }
 
 /// `POST /login`: a session for an account whose password matches, limited per account and
-/// address.
+/// address (`operations::login`); past the limit a 429 with `Retry-After`.
 async fn login(
     shared: &App,
     peer: SocketAddr,
     request: LoginRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let LoginRequest { user, password } = request;
-    if user.chars().count() > crate::auth::MAX_USER_CHARS {
-        return Err(ApiError::bad_request("'user' is too long"));
-    }
-    let begun = shared
-        .login_limiter
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .begin(&user, peer.ip(), Instant::now());
-    if let Err(wait) = begun {
-        let mut response = error_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_failures",
-            "too many failed logins for this account from this address (or from this address); \
-             wait as Retry-After says, each further failure doubles the wait",
-        );
-        let seconds = wait.as_secs().max(1).to_string();
-        if let Ok(value) = HeaderValue::from_str(&seconds) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+    match login::login(shared, peer.ip(), request).await {
+        Ok(answer) => Ok(typed_response(StatusCode::OK, &answer)),
+        Err(login::LoginRefused::Refused(error)) => Err(error),
+        Err(login::LoginRefused::Wait(wait)) => {
+            let mut response = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                "too many failed logins for this account from this address (or from this \
+                 address); wait as Retry-After says, each further failure doubles the wait",
+            );
+            let seconds = wait.as_secs().max(1).to_string();
+            if let Ok(value) = HeaderValue::from_str(&seconds) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            Ok(response)
         }
-        return Ok(response);
     }
-    // Few password checks at once: each takes argon2's memory and a blocking thread.
-    let permit = shared.argon2_permits.acquire().await;
-    let store = shared.store.clone();
-    let account_name = user.clone();
-    let verified = blocking(move || {
-        let account = store.account(&account_name)?;
-        Ok(checked_login(account, &password, auth::verify_password))
-    })
-    .await;
-    drop(permit);
-    let finish = |failed: bool| {
-        shared
-            .login_limiter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .finish(&user, peer.ip(), Instant::now(), failed);
-    };
-    let verified = match verified {
-        Ok(verified) => verified,
-        Err(error) => {
-            finish(false);
-            return Err(error);
-        }
-    };
-    finish(verified.is_none());
-    let Some(account) = verified else {
-        tracing::warn!(user, %peer, "failed login");
-        return Err(ApiError::client(
-            StatusCode::UNAUTHORIZED,
-            "invalid_login",
-            "invalid user or password",
-        ));
-    };
-    if account.disabled {
-        // Said only to who knows the password: the account exists, and is disabled.
-        return Err(ApiError::client(
-            StatusCode::FORBIDDEN,
-            "account_disabled",
-            format!(
-                "account '{}' is disabled; an admin can enable it",
-                account.name
-            ),
-        ));
-    }
-    let (token, hash) = auth::new_token();
-    let expires_ms = now_ms() + auth::SESSION_LIFETIME.as_millis() as i64;
-    let store = shared.store.clone();
-    let session = Session {
-        token_sha256: hash,
-        account: account.name.clone(),
-        expires_ms,
-    };
-    // Only if no password change, disable or revoke came in since the password was checked.
-    let checked_against = account.credential_version;
-    match blocking(move || Ok(store.create_session(&session, checked_against))).await? {
-        Ok(()) => {}
-        Err(ward_store::StoreError::Conflict(_)) => {
-            tracing::warn!(user, %peer, "login raced a credential change: no session");
-            return Err(ApiError::client(
-                StatusCode::UNAUTHORIZED,
-                "invalid_login",
-                "invalid user or password",
-            ));
-        }
-        Err(error) => return Err(error.into()),
-    }
-    Ok(typed_response(
-        StatusCode::OK,
-        &LoginAnswer {
-            token,
-            user: account.name.clone(),
-            role: render::stored_role(&account.role),
-            expires: render::time(expires_ms),
-        },
-    ))
 }
-
-/// The account `password` opens, if any. An unknown account costs one password check too,
-/// against [`DUMMY_HASH`], exactly as a known one does: timing does not tell which names exist.
-fn checked_login(
-    account: Option<ward_store::Account>,
-    password: &str,
-    verify: impl Fn(&str, &str) -> bool,
-) -> Option<ward_store::Account> {
-    let hash = account
-        .as_ref()
-        .map_or(DUMMY_HASH, |a| a.password_hash.as_str());
-    let matches = verify(password, hash);
-    account.filter(|_| matches)
-}
-
-/// An argon2id hash of a random password, verified against when the account does not exist.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Bi4EuvQbUc9L+MwYXv4D4HxU8LCbxJSP6c9o9NqkPc";
 
 #[cfg(test)]
 mod tests;

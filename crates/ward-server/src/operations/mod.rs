@@ -8,7 +8,7 @@
 //! (`App::fleet_changed`): never at a call site. Reads run through [`read`].
 //!
 //! Children: [`groups`], [`serverlists`], [`agents`], [`tokens`], [`accounts`], [`audit`]
-//! (the fleet), [`server`] (status, reload, renewal), [`ca`] and [`agreement`] (rotations),
+//! (the fleet), [`login`] (a session, and who a session is), [`server`] (status, reload, renewal), [`ca`] and [`agreement`] (rotations),
 //! [`harden`] (readiness, the exact plan, stage, apply, rollback, cleanup), and [`render`]
 //! (domain and store types to ward-api's answers). The children use this module and the
 //! crate's shared modules, never each other (but harden, which stages with the fleet's).
@@ -20,6 +20,7 @@ pub mod audit;
 pub mod ca;
 pub mod groups;
 pub mod harden;
+pub mod login;
 pub mod render;
 pub mod server;
 pub mod serverlists;

@@ -556,7 +556,11 @@ fn serve(args: RunArgs) -> CmdResult {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime
-        .block_on(ward_server::run(data, overrides))
+        .block_on(ward_server::run_with(
+            data,
+            overrides,
+            Some(std::sync::Arc::new(ward_console::Console)),
+        ))
         .map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }

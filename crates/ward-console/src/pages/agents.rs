@@ -1,0 +1,625 @@
+//! Agents: a searchable, sortable, paginated table with filters, CSV of the current filter,
+//! one agent's page, and moving the ticked agents to a group (the guard's refusal shown per
+//! agent). Filters the operation knows (group, online, pending, highest TLS version) go to
+//! `operations::agents::list`; the search, the stack filter, the order and the page are this
+//! page's own ([`select`], pure and table-tested).
+
+use std::cmp::Ordering;
+
+use hyper::StatusCode;
+use maud::{html, Markup};
+use ward_api::fleet::{Agent, AgentsQuery, MoveAgents, TlsVersionName};
+use ward_server::api::{ApiError, HttpResponse};
+use ward_server::operations::{agents, groups};
+use ward_server::state::App;
+
+use crate::layout::{self, View};
+use crate::respond::{self, Form};
+
+/// Rows per page.
+pub const PAGE_SIZE: usize = 50;
+
+const VERSION_ORDER: [&str; 5] = ["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+
+/// A column the table sorts by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sort {
+    #[default]
+    Id,
+    Name,
+    Group,
+    Online,
+    Channel,
+    Tls,
+    Highest,
+    LastSeen,
+    Pending,
+}
+
+const COLUMNS: [(Sort, &str, &str); 9] = [
+    (Sort::Id, "id", "Id"),
+    (Sort::Name, "name", "Name"),
+    (Sort::Group, "group", "Group"),
+    (Sort::Online, "online", "Online"),
+    (Sort::Channel, "channel", "Channel"),
+    (Sort::Tls, "tls", "TLS version"),
+    (Sort::Highest, "highest", "Highest it speaks"),
+    (Sort::LastSeen, "last_seen", "Last seen"),
+    (Sort::Pending, "pending", "Pending"),
+];
+
+impl Sort {
+    fn parse(word: &str) -> Option<Sort> {
+        COLUMNS
+            .iter()
+            .find(|(_, key, _)| *key == word)
+            .map(|(sort, _, _)| *sort)
+    }
+
+    fn key(self) -> &'static str {
+        COLUMNS
+            .iter()
+            .find(|(sort, _, _)| *sort == self)
+            .map_or("id", |(_, key, _)| key)
+    }
+}
+
+/// The table's filters, order and page, from the query string.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Filter {
+    /// A case-insensitive part of the id or the name.
+    pub search: Option<String>,
+    pub online: Option<bool>,
+    pub pending: Option<bool>,
+    /// Only agents whose highest version is at most this.
+    pub tls_max: Option<String>,
+    pub group: Option<String>,
+    /// The fingerprint of a TLS stack (its ClientHello).
+    pub stack: Option<String>,
+    pub sort: Sort,
+    pub descending: bool,
+    /// From 1.
+    pub page: usize,
+}
+
+fn yes_no(word: Option<&str>) -> Option<bool> {
+    match word {
+        Some("true") | Some("yes") => Some(true),
+        Some("false") | Some("no") => Some(false),
+        _ => None,
+    }
+}
+
+impl Filter {
+    pub fn parse(query: &Form) -> Filter {
+        Filter {
+            search: query.text("q"),
+            online: yes_no(query.get("online")),
+            pending: yes_no(query.get("pending")),
+            tls_max: query.text("tls_max"),
+            group: query.text("group"),
+            stack: query.text("stack"),
+            sort: query.get("sort").and_then(Sort::parse).unwrap_or_default(),
+            descending: query.get("dir") == Some("desc"),
+            page: query
+                .get("page")
+                .and_then(|p| p.parse().ok())
+                .filter(|p| *p >= 1)
+                .unwrap_or(1),
+        }
+    }
+
+    /// This filter as a query string, with `sort`/`dir`/`page` replaced.
+    pub fn query(&self, sort: Sort, descending: bool, page: usize) -> String {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        let mut push = |key: &'static str, value: Option<String>| {
+            if let Some(value) = value {
+                pairs.push((key, value));
+            }
+        };
+        push("q", self.search.clone());
+        push("online", self.online.map(|b| b.to_string()));
+        push("pending", self.pending.map(|b| b.to_string()));
+        push("tls_max", self.tls_max.clone());
+        push("group", self.group.clone());
+        push("stack", self.stack.clone());
+        if sort != Sort::Id {
+            push("sort", Some(sort.key().into()));
+        }
+        if descending {
+            push("dir", Some("desc".into()));
+        }
+        if page > 1 {
+            push("page", Some(page.to_string()));
+        }
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", respond::encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// What the operation filters.
+    fn operation_query(&self) -> Result<AgentsQuery, (&'static str, String)> {
+        let tls_max = match &self.tls_max {
+            None => None,
+            Some(word) => Some(
+                serde_json::from_value::<TlsVersionName>(serde_json::Value::String(word.clone()))
+                    .map_err(|_| {
+                    (
+                        "tls_max",
+                        format!("'{word}' is not a TLS version (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)"),
+                    )
+                })?,
+            ),
+        };
+        Ok(AgentsQuery {
+            group: self.group.clone(),
+            pending: self.pending.filter(|p| *p),
+            online: self.online,
+            tls_max,
+            silent_for: None,
+            limit: None,
+        })
+    }
+}
+
+/// The highest version an agent says it speaks.
+pub fn highest(agent: &Agent) -> Option<&str> {
+    agent
+        .tls_versions
+        .iter()
+        .filter_map(|v| {
+            VERSION_ORDER
+                .iter()
+                .position(|known| known == v)
+                .map(|i| (i, v))
+        })
+        .max_by_key(|(i, _)| *i)
+        .map(|(_, v)| v.as_str())
+}
+
+fn version_rank(version: Option<&str>) -> Option<usize> {
+    version.and_then(|v| VERSION_ORDER.iter().position(|known| *known == v))
+}
+
+fn compare(sort: Sort, a: &Agent, b: &Agent) -> Ordering {
+    let by = match sort {
+        Sort::Id => Ordering::Equal,
+        Sort::Name => a.hostname.to_lowercase().cmp(&b.hostname.to_lowercase()),
+        Sort::Group => a.group.cmp(&b.group),
+        Sort::Online => a.online.cmp(&b.online),
+        Sort::Channel => a.channel.cmp(&b.channel),
+        Sort::Tls => {
+            version_rank(a.tls_version.as_deref()).cmp(&version_rank(b.tls_version.as_deref()))
+        }
+        Sort::Highest => version_rank(highest(a)).cmp(&version_rank(highest(b))),
+        // RFC 3339 in UTC sorts as text.
+        Sort::LastSeen => a.last_seen.cmp(&b.last_seen),
+        Sort::Pending => a.pending.cmp(&b.pending),
+    };
+    by.then_with(|| a.id.cmp(&b.id))
+}
+
+/// The agents the search and the stack filter keep.
+fn keep(mut agents: Vec<Agent>, filter: &Filter) -> Vec<Agent> {
+    if let Some(search) = &filter.search {
+        let search = search.to_lowercase();
+        agents.retain(|agent| {
+            agent.id.to_lowercase().contains(&search)
+                || agent.hostname.to_lowercase().contains(&search)
+        });
+    }
+    if let Some(stack) = &filter.stack {
+        agents.retain(|agent| agent.hello.as_deref() == Some(stack.as_str()));
+    }
+    agents
+}
+
+fn order(filter: &Filter, a: &Agent, b: &Agent) -> Ordering {
+    let by = compare(filter.sort, a, b);
+    if filter.descending {
+        by.reverse()
+    } else {
+        by
+    }
+}
+
+/// The rows the page shows, how many the filter keeps in all, and the page shown: search and
+/// stack applied, sorted (ties by id), one page cut out (a page past the end shows the last).
+pub fn select(agents: Vec<Agent>, filter: &Filter) -> (usize, usize, Vec<Agent>) {
+    let mut agents = keep(agents, filter);
+    let total = agents.len();
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = filter.page.min(pages);
+    let start = (page - 1) * PAGE_SIZE;
+    let end = (start + PAGE_SIZE).min(total);
+    // Only the page is sorted in full: the rest is partitioned around it (a million agents
+    // are not sorted to show fifty).
+    let order = |a: &Agent, b: &Agent| order(filter, a, b);
+    if start < total {
+        if start > 0 {
+            agents.select_nth_unstable_by(start, order);
+        }
+        let rest = &mut agents[start..];
+        if end - start < rest.len() {
+            rest.select_nth_unstable_by(end - start, order);
+        }
+        rest[..end - start].sort_by(order);
+    }
+    let rows = agents.drain(start..end).collect();
+    (total, page, rows)
+}
+
+fn badge(on: bool, yes: &str, no: &str, class_yes: &str) -> Markup {
+    html! {
+        @if on { span class=(format!("badge {class_yes}")) { (yes) } } @else { span.badge.off { (no) } }
+    }
+}
+
+fn filters(
+    view: &View,
+    filter: &Filter,
+    groups: &[String],
+    error: Option<&(&str, String)>,
+) -> Markup {
+    let field_error = |field: &str| -> Markup {
+        html! {
+            @if let Some((name, message)) = error {
+                @if *name == field { span.field-error id=(format!("{field}-error")) role="alert" { (message) } }
+            }
+        }
+    };
+    let _ = view;
+    html! {
+        form.filters method="get" action="/agents" role="search" aria-label="Filter agents" {
+            label for="q" { "Search (id or name)"
+                input #q type="search" name="q" value=(filter.search.as_deref().unwrap_or(""));
+            }
+            label for="online" { "Online"
+                select #online name="online" {
+                    option value="" selected[filter.online.is_none()] { "any" }
+                    option value="true" selected[filter.online == Some(true)] { "online" }
+                    option value="false" selected[filter.online == Some(false)] { "offline" }
+                }
+            }
+            label for="pending" { "Settings"
+                select #pending name="pending" {
+                    option value="" selected[filter.pending.is_none()] { "any" }
+                    option value="true" selected[filter.pending == Some(true)] { "pending" }
+                }
+            }
+            label for="tls_max" { "Highest TLS at most"
+                select #tls_max name="tls_max" aria-describedby="tls_max-error" {
+                    option value="" selected[filter.tls_max.is_none()] { "any" }
+                    @for version in ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] {
+                        option value=(version) selected[filter.tls_max.as_deref() == Some(version)] { (version) }
+                    }
+                }
+                (field_error("tls_max"))
+            }
+            label for="group" { "Group"
+                select #group name="group" aria-describedby="group-error" {
+                    option value="" selected[filter.group.is_none()] { "any" }
+                    @for path in groups {
+                        option value=(path) selected[filter.group.as_deref() == Some(path.as_str())] { (path) }
+                    }
+                }
+                (field_error("group"))
+            }
+            label for="stack" { "TLS stack (fingerprint)"
+                input #stack type="text" name="stack" value=(filter.stack.as_deref().unwrap_or(""));
+            }
+            button type="submit" #apply-filters { "Apply" }
+            a href="/agents" { "Clear" }
+        }
+    }
+}
+
+async fn group_paths(app: &App) -> Vec<String> {
+    let mut paths: Vec<String> = groups::list(app)
+        .await
+        .map(|groups| groups.into_iter().filter_map(|g| g.path).collect())
+        .unwrap_or_default();
+    paths.sort();
+    paths
+}
+
+/// Where an operation's refusal belongs on this page: the field it names, if any.
+fn field_of(error: &ApiError) -> Option<&'static str> {
+    ["group", "tls_max", "ids"].into_iter().find(|field| {
+        error.message.starts_with(&format!("{field}:"))
+            || error.message.contains(&format!("'{field}'"))
+    })
+}
+
+/// `GET /agents`.
+pub async fn list(app: &App, view: &View, query: &Form) -> HttpResponse {
+    let filter = Filter::parse(query);
+    let groups = group_paths(app).await;
+    let listed = match filter.operation_query() {
+        Ok(operation_query) => agents::list(app, operation_query).await.map_err(|error| {
+            let field = field_of(&error).unwrap_or(
+                if filter.group.is_some() && error.status == StatusCode::NOT_FOUND {
+                    "group"
+                } else {
+                    ""
+                },
+            );
+            (field, error.message)
+        }),
+        Err(error) => Err(error),
+    };
+    let (status, error, rows, total, page) = match listed {
+        Ok(agents) => {
+            let (total, page, rows) = select(agents, &filter);
+            (StatusCode::OK, None, rows, total, page)
+        }
+        Err(error) => (StatusCode::BAD_REQUEST, Some(error), Vec::new(), 0, 1),
+    };
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let body = html! {
+        (filters(view, &filter, &groups, error.as_ref()))
+        @if let Some((field, message)) = &error {
+            @if field.is_empty() { (layout::refusal("bad_request", message)) }
+        }
+        p #agents-count { (total) " agents match. "
+            a href=(format!("/agents.csv?{}", filter.query(filter.sort, filter.descending, 1))) #csv { "Download as CSV" }
+        }
+        form method="post" action="/agents/move" #move-form {
+            (view.csrf_field())
+            table #agents {
+                caption.muted { "Page " (page) " of " (pages) }
+                thead {
+                    tr {
+                        @if view.may_change() {
+                            th scope="col" { input #select-all type="checkbox" aria-label="Select every agent on this page"; }
+                        }
+                        @for (sort, _, label) in COLUMNS {
+                            @let active = filter.sort == sort;
+                            @let descending = active && !filter.descending;
+                            th scope="col" aria-sort=(if active { if filter.descending { "descending" } else { "ascending" } } else { "none" }) {
+                                a href=(format!("/agents?{}", filter.query(sort, descending, 1))) { (label) }
+                            }
+                        }
+                        th scope="col" { "Stack" }
+                    }
+                }
+                tbody {
+                    @for agent in &rows {
+                        tr {
+                            @if view.may_change() {
+                                td { input type="checkbox" name="id" value=(agent.id) aria-label=(format!("Select {}", agent.hostname)); }
+                            }
+                            td { a href=(format!("/agents/{}", respond::encode(&agent.id))) { code { (agent.id) } } }
+                            td { (agent.hostname) }
+                            td { (agent.group.as_deref().unwrap_or("")) }
+                            td { (badge(agent.online, "online", "offline", "on")) }
+                            td { (agent.channel.as_deref().unwrap_or("—")) }
+                            td { (agent.tls_version.as_deref().unwrap_or("—")) }
+                            td { (highest(agent).unwrap_or("unknown")) }
+                            td { (layout::time(agent.last_seen.as_deref())) }
+                            td { (badge(agent.pending, "pending", "acknowledged", "pending")) }
+                            td { @if let Some(hello) = &agent.hello {
+                                a href=(format!("/agents?stack={}", respond::encode(hello))) title=(hello) { code { (&hello[..hello.len().min(12)]) } }
+                            } }
+                        }
+                    }
+                }
+            }
+            nav.pager aria-label="Pages" {
+                @if page > 1 {
+                    a href=(format!("/agents?{}", filter.query(filter.sort, filter.descending, page - 1))) rel="prev" { "← Previous" }
+                }
+                span { "Page " (page) " of " (pages) }
+                @if page < pages {
+                    a href=(format!("/agents?{}", filter.query(filter.sort, filter.descending, page + 1))) rel="next" #next-page { "Next →" }
+                }
+            }
+            @if view.may_change() {
+                fieldset {
+                    legend { "Move the ticked agents" }
+                    label for="move-group" { "To group"
+                        select #move-group name="group" required {
+                            @for path in &groups { option value=(path) { (path) } }
+                        }
+                    }
+                    label for="accept_cut_off" {
+                        span { input #accept_cut_off type="checkbox" name="accept_cut_off" value="true";
+                            " Move even agents the move would cut off (audited)" }
+                    }
+                    button type="submit" #move { "Move" }
+                }
+            }
+        }
+    };
+    respond::page(status, layout::shell(Some(view), "Agents", body))
+}
+
+fn csv_field(text: &str) -> String {
+    // A cell a spreadsheet would run as a formula is quoted as text.
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// The agents the filter keeps, every page, as CSV (RFC 4180).
+pub fn to_csv(agents: &[Agent]) -> String {
+    let mut out = String::from(
+        "id,name,group,online,channel,tls_version,highest,stack,last_seen,pending\r\n",
+    );
+    for agent in agents {
+        let row = [
+            agent.id.as_str(),
+            agent.hostname.as_str(),
+            agent.group.as_deref().unwrap_or(""),
+            if agent.online { "true" } else { "false" },
+            agent.channel.as_deref().unwrap_or(""),
+            agent.tls_version.as_deref().unwrap_or(""),
+            highest(agent).unwrap_or(""),
+            agent.hello.as_deref().unwrap_or(""),
+            agent.last_seen.as_deref().unwrap_or(""),
+            if agent.pending { "true" } else { "false" },
+        ];
+        out.push_str(&row.map(csv_field).join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// `GET /agents.csv`: every agent the filter keeps (all pages), in the table's order.
+pub async fn csv(app: &App, query: &Form) -> HttpResponse {
+    let filter = Filter::parse(query);
+    let operation_query = match filter.operation_query() {
+        Ok(operation_query) => operation_query,
+        Err((field, message)) => {
+            return ApiError::bad_request(format!("{field}: {message}")).response()
+        }
+    };
+    match agents::list(app, operation_query).await {
+        Ok(agents) => {
+            let mut kept = keep(agents, &filter);
+            kept.sort_by(|a, b| order(&filter, a, b));
+            respond::download("text/csv; charset=utf-8", "agents.csv", to_csv(&kept))
+        }
+        Err(error) => error.response(),
+    }
+}
+
+/// `GET /agents/{id}`.
+pub async fn show(app: &App, view: &View, id: &str) -> HttpResponse {
+    let id = ward_server::api::percent_decode(id);
+    let agent = match agents::get(app, id.clone()).await {
+        Ok(agent) => agent,
+        Err(error) => {
+            return respond::page(
+                error.status,
+                layout::shell(
+                    Some(view),
+                    "Agent",
+                    layout::refusal(error.code, &error.message),
+                ),
+            )
+        }
+    };
+    let hello = match &agent.hello {
+        Some(digest) => ward_server::operations::harden::hellos(app)
+            .await
+            .ok()
+            .and_then(|hellos| hellos.hellos.into_iter().find(|h| &h.digest == digest)),
+        None => None,
+    };
+    let body = html! {
+        dl.facts #agent-facts {
+            dt { "Id" } dd { code { (agent.id) } }
+            dt { "Name" } dd { (agent.hostname) }
+            dt { "Group" } dd { (agent.group.as_deref().unwrap_or("")) }
+            dt { "Online" } dd { (badge(agent.online, "online", "offline", "on")) @if agent.held { " (push check-in held now)" } }
+            dt { "Channel" } dd { (agent.channel.as_deref().unwrap_or("never checked in")) }
+            dt { "Negotiated TLS" } dd { (agent.tls_version.as_deref().unwrap_or("—")) " " (agent.tls_group.as_deref().unwrap_or("")) }
+            dt { "Versions it speaks" } dd { (agent.tls_versions.join(", ")) }
+            dt { "Last seen" } dd { (layout::time(agent.last_seen.as_deref())) }
+            dt { "Last check-in" } dd { (layout::time(agent.last_checkin.as_deref())) }
+            dt { "Server" } dd { (agent.server.as_deref().unwrap_or("—")) }
+            dt { "Settings" } dd { "serial " (agent.serial) ", acknowledged " (agent.acked_serial)
+                @if agent.pending { " " span.badge.pending { "pending" } } }
+            @if let Some(settings) = &agent.settings {
+                dt { "From its group" } dd { "server list " code { (settings.server_list) } ", every " (settings.interval) }
+            }
+            @if let Some(reverted) = &agent.reverted {
+                dt { "Reverted" } dd.error { (format!("{reverted:?}")) }
+            }
+            dt { "System" } dd { (agent.os.name) " " (agent.os.version) ", agent " (agent.agent_version) }
+            dt { "Enrolled" } dd { (layout::time(Some(&agent.enrolled))) }
+        }
+        h2 { "The ClientHello it offered" }
+        @match (&agent.hello, &hello) {
+            (None, _) => p.muted { "None kept: it never checked in over HTTPS, or reported no hello." },
+            (Some(digest), None) => p { "Fingerprint " code { (digest) } " (its bytes are not kept)." },
+            (Some(_), Some(hello)) => dl.facts #agent-hello {
+                dt { "Fingerprint" } dd { code { (hello.digest) } }
+                dt { "JA4" } dd { code { (hello.ja4.as_deref().unwrap_or("—")) } }
+                dt { "Versions offered" } dd { (hello.offered_versions.as_ref().map(|v| v.join(", ")).unwrap_or_default()) }
+                dt { "Cipher suites" } dd { (hello.cipher_suites.map(|n| n.to_string()).unwrap_or_default()) }
+                dt { "Server name" } dd { (hello.server_name.as_deref().unwrap_or("—")) }
+                dt { "Size" } dd { (hello.bytes) " bytes" }
+                dt { "Seen" } dd { (hello.count) " times, last " (layout::time(Some(&hello.last_seen))) }
+            },
+        }
+    };
+    respond::page(
+        StatusCode::OK,
+        layout::shell(Some(view), &format!("Agent {}", agent.hostname), body),
+    )
+}
+
+/// `POST /agents/move`: through the same guarded operation as the admin API.
+pub async fn move_agents(app: &App, view: &View, form: &Form) -> HttpResponse {
+    let ids = form.all("id");
+    let group = form.text("group").unwrap_or_default();
+    let accept_cut_off = form.get("accept_cut_off") == Some("true");
+    let result = if ids.is_empty() {
+        Err(ApiError::bad_request(
+            "ids: tick at least one agent to move",
+        ))
+    } else {
+        agents::move_agents(
+            app,
+            &view.caller,
+            MoveAgents {
+                ids,
+                group: group.clone(),
+                accept_cut_off,
+            },
+        )
+        .await
+    };
+    let (status, body) = match result {
+        Ok(moved) => (
+            StatusCode::OK,
+            html! {
+                p.notice role="status" #moved {
+                    "Moved " (moved.moved.len()) " agents to " strong { (moved.group.as_deref().unwrap_or(&group)) }
+                    @if let Some(serial) = moved.serial { " (their new serial: " (serial) ")" } "."
+                }
+                p { a href="/agents" { "Back to the agents" } }
+            },
+        ),
+        Err(error) => {
+            let plan = error.detail.as_ref().and_then(|d| d.plan.clone());
+            (
+                error.status,
+                html! {
+                    (layout::refusal(error.code, &error.message))
+                    @if let Some(plan) = plan {
+                        table #cut-off {
+                            caption { "Agents the move would cut off, and why" }
+                            thead { tr { th scope="col" { "Agent" } th scope="col" { "Name" } th scope="col" { "Why" } } }
+                            tbody {
+                                @for line in &plan.cut_off {
+                                    tr {
+                                        td { a href=(format!("/agents/{}", respond::encode(&line.id))) { code { (line.id) } } }
+                                        td { (line.hostname.as_deref().unwrap_or("")) }
+                                        td { (line.reason.as_deref().unwrap_or("")) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    p { a href="/agents" { "Back to the agents" } }
+                },
+            )
+        }
+    };
+    respond::page(status, layout::shell(Some(view), "Move agents", body))
+}
+
+#[cfg(test)]
+mod tests;
