@@ -32,8 +32,7 @@ use maud::html;
 use ward_server::api::HttpResponse;
 use ward_server::auth::Role;
 use ward_server::operations::login;
-use ward_server::state::App;
-use ward_server::web::{Answer, WebConsole};
+use ward_server::state::{Answer, App, WebConsole};
 
 use crate::layout::View;
 
@@ -79,6 +78,10 @@ async fn route(app: &App, peer: SocketAddr, request: Request<Incoming>) -> HttpR
         if let Some(response) = assets::serve(&path, &parts.headers) {
             return response;
         }
+    }
+    // Browsers ask for an icon on their own: answered here, never sent through the login.
+    if path == "/favicon.ico" {
+        return not_found(None);
     }
     if path == "/login" {
         return match method {

@@ -7,7 +7,8 @@
 //! - [`config`]: ward.toml and the listener roles.
 //! - [`datadir`]: the data directory and its first initialisation.
 //! - [`listener_tls`]: building, checking and swapping each listener's acceptor.
-//! - [`state`]: the app state every connection shares, and the reload.
+//! - [`state`]: the app state every connection shares, the reload, and the seam the web
+//!   console (`ward-console`) serves the console listener's pages through (`WebConsole`).
 //! - [`api`]: HTTP plumbing: responses, errors by source, bodies, queries.
 //! - [`auth`]: admin credentials, passwords, sessions, the login limiter.
 //! - [`ops`]: fleet operations shared by the APIs (tree, groups, audit, agent settings).
@@ -28,7 +29,6 @@
 //!   ticket keys): taken at start, put by the change that makes them.
 //! - `site_follow`: the running server takes the site's changes as they are made.
 //! - `wakes`: the store wrapper that tells held push check-ins which changes concern them.
-//! - [`web`]: the seam the web console (`ward-console`) serves the console listener's pages through.
 
 pub mod admin;
 pub(crate) mod agent_api;
@@ -55,7 +55,6 @@ mod site_follow;
 pub mod state;
 pub mod telemetry;
 mod wakes;
-pub mod web;
 
 use ward_tls::Severity;
 

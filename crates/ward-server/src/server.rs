@@ -167,7 +167,7 @@ pub async fn run(data: DataDir, overrides: Overrides) -> Result<(), ServerError>
 pub async fn run_with(
     data: DataDir,
     overrides: Overrides,
-    web: Option<Arc<dyn crate::web::WebConsole>>,
+    web: Option<Arc<dyn crate::state::WebConsole>>,
 ) -> Result<(), ServerError> {
     // Signal handlers first: a SIGTERM that arrives once the ports are open must find them.
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| ServerError::Other(e.to_string()))?;

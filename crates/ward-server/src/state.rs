@@ -67,7 +67,7 @@ pub struct App {
     pub site: Arc<crate::site::SiteWatch>,
     /// The web console's pages on the console listener, when the binary gives one
     /// (`crate::run_with`); set once, before the listeners accept.
-    pub web: std::sync::OnceLock<Arc<dyn crate::web::WebConsole>>,
+    pub web: std::sync::OnceLock<Arc<dyn WebConsole>>,
 }
 
 /// The agents' agreement keys of `data`: the current one, a rotation's next and an aborted
@@ -343,4 +343,22 @@ pub(crate) fn test_app() -> (tempfile::TempDir, Arc<App>) {
     let config = crate::config::load(&data.config()).expect("the new ward.toml loads");
     let (app, _) = App::open(data, config).expect("the app opens");
     (dir, Arc::new(app))
+}
+
+/// A boxed future of a web console page's response.
+pub type Answer<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = crate::api::HttpResponse> + Send + 'a>>;
+
+/// The seam for the web console: what serves the console listener's pages (every path that is
+/// not `/healthz`, `/metrics` or the admin API). The console itself (`ward-console`) lives in a
+/// crate of its own on top of `operations`, and the `ward` binary hands it to
+/// [`crate::run_with`]; without one, those paths answer 404.
+pub trait WebConsole: Send + Sync + 'static {
+    /// One request to a path of the console's (never `/api/v1/...`, `/metrics`, `/healthz`).
+    fn serve<'a>(
+        &'a self,
+        app: &'a App,
+        peer: std::net::SocketAddr,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Answer<'a>;
 }

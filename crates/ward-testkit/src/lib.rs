@@ -13,6 +13,7 @@ use ward_tls::pki;
 
 pub mod peers;
 pub mod pg;
+pub mod webdriver;
 
 /// The path of a tool from a Debian package, or a panic that says how to get it.
 pub fn tool(name: &str, package: &str) -> PathBuf {

@@ -23,11 +23,20 @@ use crate::{respond, session};
 pub fn form(request: &Parts, error: Option<(StatusCode, String)>) -> HttpResponse {
     let query = respond::query(request.uri.query());
     let next = session::safe_next(query.get("next").unwrap_or("/")).to_string();
-    page(&next, None, error)
+    page(request, &next, None, error)
 }
 
-fn page(next: &str, user: Option<&str>, error: Option<(StatusCode, String)>) -> HttpResponse {
-    let token = session::random_token();
+/// The login page. The double-submit token is the one the browser already holds, if any: a
+/// second tab or a background request that loads the page must not void the first form.
+fn page(
+    request: &Parts,
+    next: &str,
+    user: Option<&str>,
+    error: Option<(StatusCode, String)>,
+) -> HttpResponse {
+    let token = session::cookie(&request.headers, session::LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(session::random_token);
     let status = error.as_ref().map_or(StatusCode::OK, |(status, _)| *status);
     let body = html! {
         div.login {
@@ -72,6 +81,7 @@ pub async fn submit(app: &App, peer: SocketAddr, request: &Parts, body: Incoming
     if !session::login_token_matches(cookie.as_deref(), form.get("login_csrf")) {
         tracing::warn!(%peer, "console login form without its token");
         return page(
+            request,
             &next,
             Some(&user),
             Some((
@@ -82,11 +92,11 @@ pub async fn submit(app: &App, peer: SocketAddr, request: &Parts, body: Incoming
             )),
         );
     }
-    let request = LoginRequest {
+    let credentials = LoginRequest {
         user: user.clone(),
         password: form.get("password").unwrap_or("").to_string(),
     };
-    match login::login(app, peer.ip(), request).await {
+    match login::login(app, peer.ip(), credentials).await {
         Ok(answer) => respond::redirect(
             &next,
             &[
@@ -101,6 +111,7 @@ pub async fn submit(app: &App, peer: SocketAddr, request: &Parts, body: Incoming
         Err(login::LoginRefused::Wait(wait)) => {
             let seconds = wait.as_secs().max(1);
             let mut response = page(
+                request,
                 &next,
                 Some(&user),
                 Some((
@@ -116,9 +127,12 @@ pub async fn submit(app: &App, peer: SocketAddr, request: &Parts, body: Incoming
             }
             response
         }
-        Err(login::LoginRefused::Refused(error)) => {
-            page(&next, Some(&user), Some((error.status, error.message)))
-        }
+        Err(login::LoginRefused::Refused(error)) => page(
+            request,
+            &next,
+            Some(&user),
+            Some((error.status, error.message)),
+        ),
     }
 }
 

@@ -1,0 +1,238 @@
+//! The web console in a real browser: Debian's headless Chromium driven through
+//! chromedriver (WebDriver), against a real server with real agent processes. Logs in, reads
+//! the dashboard and the agents, creates a group and moves an agent into it, and checks what
+//! must be refused: no session, a forged form, an auditor's change, a disabled account's
+//! session. No page may log a JavaScript error.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+use ward_testkit::webdriver::Browser;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn account(server: &Server, name: &str, role: &str) {
+    let mut child = Command::new(ward_bin())
+        .args([
+            "account",
+            "--data",
+            &server.data_str(),
+            "create",
+            name,
+            "--role",
+            role,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "account create {name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn log_in(browser: &Browser, base: &str, user: &str) {
+    browser.goto(&format!("{base}/login"));
+    browser.fill(&browser.find("#user"), user);
+    browser.fill(&browser.find("#password"), PASSWORD);
+    browser.click(&browser.find("#login"));
+    assert!(
+        browser.until(Duration::from_secs(10), |b| !b.url().contains("/login")),
+        "{user} was not logged in: {}",
+        browser.source()
+    );
+}
+
+/// A POST sent from the page by script, as a forged or hand-made form would be; its status and
+/// body.
+fn post_from_page(browser: &Browser, path: &str, body: &str) -> (u64, String) {
+    let answer = browser.execute(
+        "const r = await fetch(arguments[0], {method: 'POST', body: arguments[1], \
+         headers: {'Content-Type': 'application/x-www-form-urlencoded'}, redirect: 'manual'}); \
+         return {status: r.status, body: await r.text()};",
+        json!([path, body]),
+    );
+    (
+        answer["status"].as_u64().unwrap_or(0),
+        answer["body"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+fn csrf(browser: &Browser) -> String {
+    browser
+        .execute(
+            "return document.querySelector('input[name=csrf]').value;",
+            json!([]),
+        )
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Every page visited so far logged no error to the browser's console.
+fn no_errors(browser: &Browser, page: &str) {
+    let errors: Vec<Value> = browser
+        .console_log()
+        .into_iter()
+        .filter(|entry| entry["level"] == "SEVERE")
+        // A page answered 403 or 422 on purpose shows up as a failed resource load.
+        .filter(|entry| {
+            !entry["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("the server responded with a status of")
+        })
+        .collect();
+    assert!(errors.is_empty(), "{page}: JavaScript errors: {errors:?}");
+}
+
+fn group_paths(server: &Server) -> Vec<String> {
+    cli(server, &["group", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["path"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn an_admin_and_an_auditor_use_the_console_in_a_real_browser() {
+    let mut server = Server::init();
+    server.start();
+    account(&server, "alice", "admin");
+    account(&server, "audra", "auditor");
+    let modern = https_agent(&server);
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = group_token(&server, "My Company", false);
+    let capped = run_agent(
+        enroll(&server, &url, &token, Some("TLSv1.2")),
+        Some("TLSv1.2"),
+    );
+    let base = format!("https://127.0.0.1:{}", server.console);
+    let browser = Browser::start();
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // Without a session every page sends the browser to the login page, and back after it.
+    browser.goto(&format!("{base}/agents"));
+    assert!(
+        browser.url().contains("/login?next=%2Fagents"),
+        "{}",
+        browser.url()
+    );
+    // The local admin token is no login; nor is a wrong password.
+    browser.fill(&browser.find("#user"), "alice");
+    browser.fill(&browser.find("#password"), "wrong password");
+    browser.click(&browser.find("#login"));
+    assert!(browser.until(Duration::from_secs(10), |b| b
+        .find_all("#login-error")
+        .len()
+        == 1));
+    no_errors(&browser, "login");
+    log_in(&browser, &base, "alice");
+
+    // The dashboard: both agents, by the version each really negotiated.
+    browser.goto(&format!("{base}/"));
+    let dashboard = browser.source();
+    assert!(dashboard.contains("clients · TLSv1.3: 1"), "{dashboard}");
+    assert!(dashboard.contains("clients · TLSv1.2: 1"), "{dashboard}");
+    assert_eq!(browser.text(&browser.find("#agents-total .figure")), "2");
+    browser.screenshot(&shots.join("console-dashboard.png"));
+    no_errors(&browser, "dashboard");
+
+    // Find an agent by a part of its id, and open its page.
+    let id = capped.id();
+    browser.goto(&format!("{base}/agents?q={}", &id[..10]));
+    assert!(browser
+        .text(&browser.find("#agents-count"))
+        .starts_with("1 agents"));
+    browser.goto(&format!("{base}/agents"));
+    assert!(browser.source().contains(&modern.id()));
+    browser.screenshot(&shots.join("console-agents.png"));
+    browser.goto(&format!("{base}/agents/{id}"));
+    let page = browser.source();
+    assert!(page.contains("TLSv1.2"), "{page}");
+    assert!(page.contains("The ClientHello it offered"), "{page}");
+    no_errors(&browser, "agents");
+
+    // Create a group; a second one of the same name is refused next to the field.
+    browser.goto(&format!("{base}/groups"));
+    browser.fill(&browser.find("#group-name"), "Branch");
+    browser.click(&browser.find("#create-group"));
+    assert!(browser.until(Duration::from_secs(10), |b| b.url().contains("created=")));
+    assert!(group_paths(&server).contains(&"My Company/Branch".to_string()));
+    browser.fill(&browser.find("#group-name"), "Branch");
+    browser.click(&browser.find("#create-group"));
+    assert!(browser.until(Duration::from_secs(10), |b| !b
+        .find_all("#name-error")
+        .is_empty()));
+    assert!(browser
+        .text(&browser.find("#name-error"))
+        .contains("already exists"));
+
+    // Move the capped agent into it, through the guarded operation.
+    browser.goto(&format!("{base}/agents"));
+    browser.click(&browser.find(&format!("input[name=id][value='{id}']")));
+    browser.click(&browser.find("#move-group option[value='My Company/Branch']"));
+    browser.click(&browser.find("#move"));
+    assert!(browser.until(Duration::from_secs(10), |b| !b
+        .find_all("#moved")
+        .is_empty()));
+    let shown = cli(&server, &["client", "show", &id]);
+    assert_eq!(shown["group"], "My Company/Branch", "{shown}");
+    no_errors(&browser, "groups and move");
+
+    // A form without the session's CSRF token changes nothing, even from the console's origin.
+    browser.goto(&format!("{base}/groups"));
+    let (status, _) = post_from_page(&browser, "/groups", "name=Forged");
+    assert_eq!(status, 403);
+    let (status, _) = post_from_page(&browser, "/groups", "name=Forged&csrf=0000");
+    assert_eq!(status, 403);
+    assert!(!group_paths(&server).iter().any(|p| p.ends_with("Forged")));
+
+    // Logging out ends the session.
+    browser.click(&browser.find("#logout"));
+    assert!(browser.until(Duration::from_secs(10), |b| b.url().contains("/login")));
+    browser.goto(&format!("{base}/groups"));
+    assert!(browser.url().contains("/login"), "{}", browser.url());
+
+    // An auditor sees everything, is shown no write control, and is refused if it sends one.
+    log_in(&browser, &base, "audra");
+    browser.goto(&format!("{base}/groups"));
+    assert!(browser.find_all("#new-group").is_empty());
+    assert!(browser.source().contains("Branch"));
+    browser.goto(&format!("{base}/agents"));
+    assert!(browser.find_all("#move").is_empty());
+    assert!(browser.find_all("input[name=id]").is_empty());
+    let token = csrf(&browser);
+    let (status, body) =
+        post_from_page(&browser, "/groups", &format!("name=ByAuditor&csrf={token}"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Auditors read"), "{body}");
+    assert!(!group_paths(&server)
+        .iter()
+        .any(|p| p.ends_with("ByAuditor")));
+    browser.goto(&format!("{base}/audit"));
+    assert!(browser.source().contains("group.create"));
+    no_errors(&browser, "auditor");
+
+    // Disabling the account ends its session at once.
+    cli(&server, &["account", "disable", "audra"]);
+    browser.goto(&format!("{base}/audit"));
+    assert!(browser.url().contains("/login"), "{}", browser.url());
+}
