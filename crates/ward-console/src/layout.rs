@@ -28,10 +28,11 @@ impl View {
     }
 }
 
-const SECTIONS: [(&str, &str); 4] = [
+const SECTIONS: [(&str, &str); 5] = [
     ("/", "Dashboard"),
     ("/agents", "Agents"),
     ("/groups", "Groups"),
+    ("/tls", "TLS"),
     ("/audit", "Audit log"),
 ];
 

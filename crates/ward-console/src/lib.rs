@@ -143,6 +143,7 @@ async fn route(app: &App, peer: SocketAddr, request: Request<Incoming>) -> HttpR
         "/agents.csv" => pages::agents::csv(app, &query).await,
         "/groups" => pages::groups::list(app, &view, None).await,
         "/audit" => pages::audit::list(app, &view, &query).await,
+        "/tls" => pages::tls::page(app, &view, &query).await,
         "/logout" => respond::redirect("/", &[]),
         other => match other.strip_prefix("/agents/") {
             Some(id) if !id.is_empty() && !id.contains('/') => {

@@ -197,6 +197,29 @@ fn an_admin_and_an_auditor_use_the_console_in_a_real_browser() {
     assert_eq!(shown["group"], "My Company/Branch", "{shown}");
     no_errors(&browser, "groups and move");
 
+    // A plan from the form: TLS 1.3 only on the clients listener cuts off the agent capped at
+    // TLS 1.2 (its real ClientHello replayed), and names it; a bad word is refused, in words.
+    browser.goto(&format!("{base}/tls"));
+    browser.fill(&browser.find("#protocol"), "-all +TLSv1.3");
+    browser.click(&browser.find("#listener option[value=clients]"));
+    browser.click(&browser.find("#plan"));
+    assert!(browser.until(Duration::from_secs(20), |b| !b
+        .find_all("#verdict")
+        .is_empty()));
+    assert!(
+        !browser.find_all("#plan-not-ok").is_empty(),
+        "{}",
+        browser.source()
+    );
+    let cut_off = browser.text(&browser.find("#plan-cut-off"));
+    assert!(cut_off.contains(&id), "{cut_off}");
+    assert!(!cut_off.contains(&modern.id()), "{cut_off}");
+    browser.screenshot(&shots.join("console-plan.png"));
+    browser.goto(&format!("{base}/tls?protocol=TLSv1.0"));
+    assert!(browser.source().contains("TLSv1.0"), "{}", browser.source());
+    assert!(browser.find_all("#verdict").is_empty());
+    no_errors(&browser, "plan");
+
     // A form without the session's CSRF token changes nothing, even from the console's origin.
     browser.goto(&format!("{base}/groups"));
     let (status, _) = post_from_page(&browser, "/groups", "name=Forged");

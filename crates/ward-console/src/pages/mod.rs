@@ -8,3 +8,4 @@ pub mod groups;
 pub mod login;
 #[cfg(test)]
 mod test_agents;
+pub mod tls;

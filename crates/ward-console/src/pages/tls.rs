@@ -1,0 +1,256 @@
+//! TLS: the exact plan as a form. The words an admin would put in `SSLProtocol` and
+//! `SSLCipherSuite` (or a preset), for one listener or both, planned by the same operation as
+//! `POST /api/v1/tls/plan` and `ward tls plan`: each listener's range now and after, every agent
+//! cut off or at risk and why (its real ClientHello replayed through the proposed listener),
+//! and every other peer's verdict. A plan changes nothing, so the form is a GET: a plan is a
+//! link an admin can send.
+
+use hyper::StatusCode;
+use maud::{html, Markup};
+use ward_api::tls::{AgentLine, ListenerChoice, PlanRequest};
+use ward_server::api::HttpResponse;
+use ward_server::operations::harden;
+use ward_server::state::App;
+
+use crate::layout::{self, View};
+use crate::respond::{self, Form};
+
+/// The fields of the form, in the order the operation's refusals name them.
+const FIELDS: [&str; 5] = [
+    "protocol",
+    "cipher_suite_tls13",
+    "cipher_suite",
+    "preset",
+    "listener",
+];
+
+/// The form's field a refusal concerns (its message names it first), or none.
+pub fn field_of(message: &str) -> Option<&'static str> {
+    FIELDS.into_iter().find(|field| {
+        message.starts_with(&format!("{field}:")) || message.starts_with(&format!("'{field}'"))
+    })
+}
+
+/// The plan request a query asks for; `None` when it asks for nothing yet.
+pub fn request(query: &Form) -> Option<PlanRequest> {
+    let protocol = query.text("protocol");
+    let cipher_suite = query.text("cipher_suite");
+    let cipher_suite_tls13 = query.text("cipher_suite_tls13");
+    let preset = query.text("preset");
+    if protocol.is_none()
+        && cipher_suite.is_none()
+        && cipher_suite_tls13.is_none()
+        && preset.is_none()
+    {
+        return None;
+    }
+    let listener = match query.get("listener") {
+        Some("clients") => Some(ListenerChoice::Clients),
+        Some("console") => Some(ListenerChoice::Console),
+        _ => None,
+    };
+    Some(PlanRequest {
+        protocol,
+        cipher_suite,
+        cipher_suite_tls13,
+        preset,
+        listener,
+        limit: Some(1000),
+        ..PlanRequest::default()
+    })
+}
+
+fn agents_table(id: &str, caption: &str, lines: &[AgentLine]) -> Markup {
+    html! {
+        table id=(id) {
+            caption { (caption) }
+            thead { tr {
+                th scope="col" { "Agent" } th scope="col" { "Name" } th scope="col" { "Group" }
+                th scope="col" { "Highest" } th scope="col" { "Evidence" } th scope="col" { "Why" }
+            } }
+            tbody {
+                @for line in lines {
+                    tr {
+                        td { a href=(format!("/agents/{}", respond::encode(&line.id))) { code { (line.id) } } }
+                        td { (line.hostname.as_deref().unwrap_or("")) }
+                        td { (line.group.as_deref().unwrap_or("")) }
+                        td { (line.highest.as_deref().unwrap_or("unknown")) }
+                        td { (line.evidence.as_deref().unwrap_or("")) }
+                        td { (line.reason.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /tls` (and `GET /tls?protocol=...`: the plan).
+pub async fn page(app: &App, view: &View, query: &Form) -> HttpResponse {
+    let asked = request(query);
+    let planned = match asked {
+        Some(request) => Some(harden::plan(app, request).await),
+        None => None,
+    };
+    let refusal = match &planned {
+        Some(Err(error)) => Some((field_of(&error.message), error.code, error.message.clone())),
+        _ => None,
+    };
+    let error_for = |field: &str| -> Markup {
+        html! {
+            @if let Some((Some(name), _, message)) = &refusal {
+                @if *name == field { span.field-error id=(format!("{field}-error")) role="alert" { (message) } }
+            }
+        }
+    };
+    let value = |field: &str| query.get(field).unwrap_or("").to_string();
+    let status = match &planned {
+        Some(Err(error)) => error.status,
+        _ => StatusCode::OK,
+    };
+    let body = html! {
+        p { "Propose a change in the words of Apache's directives. The plan replays what each agent
+            really sent through the proposed listener: nothing changes until a harden applies it." }
+        form.stacked method="get" action="/tls" #plan-form {
+            label for="protocol" { "SSLProtocol"
+                input #protocol type="text" name="protocol" value=(value("protocol"))
+                    placeholder="-all +TLSv1.2" aria-describedby="protocol-error";
+                (error_for("protocol"))
+            }
+            label for="cipher_suite" { "SSLCipherSuite (TLS 1.2 and below)"
+                input #cipher_suite type="text" name="cipher_suite" value=(value("cipher_suite"))
+                    aria-describedby="cipher_suite-error";
+                (error_for("cipher_suite"))
+            }
+            label for="cipher_suite_tls13" { "SSLCipherSuite TLSv1.3"
+                input #cipher_suite_tls13 type="text" name="cipher_suite_tls13" value=(value("cipher_suite_tls13"))
+                    aria-describedby="cipher_suite_tls13-error";
+                (error_for("cipher_suite_tls13"))
+            }
+            label for="preset" { "Or a preset"
+                select #preset name="preset" aria-describedby="preset-error" {
+                    option value="" { "none" }
+                    @for preset in ward_plan::preset::PRESETS {
+                        option value=(preset.name) selected[query.get("preset") == Some(preset.name)] {
+                            (preset.name) " — " (preset.title)
+                        }
+                    }
+                }
+                (error_for("preset"))
+            }
+            label for="listener" { "Listener"
+                select #listener name="listener" {
+                    option value="all" selected[query.get("listener").is_none_or(|l| l == "all")] { "both" }
+                    option value="clients" selected[query.get("listener") == Some("clients")] { "clients (agents)" }
+                    option value="console" selected[query.get("listener") == Some("console")] { "console" }
+                }
+            }
+            button type="submit" #plan { "Plan" }
+        }
+        @if let Some((None, code, message)) = &refusal { (layout::refusal(code, message)) }
+        @if let Some(Ok(plan)) = &planned {
+            section aria-labelledby="verdict-heading" #verdict {
+                h2 #verdict-heading { "Verdict: " (plan.change) }
+                @if plan.impact.ok {
+                    p.notice role="status" #plan-ok { "Nobody is cut off and nobody is at risk: "
+                        (plan.impact.agents) " agents keep a path." }
+                } @else {
+                    p.refusal role="status" #plan-not-ok {
+                        (plan.impact.counts.cut_off) " agents would be cut off and "
+                        (plan.impact.counts.at_risk) " are at risk, of " (plan.impact.agents)
+                        ". A harden moves the ones cut off to the plain-HTTP listener first." }
+                }
+                @for warning in &plan.warnings { p.muted { "Apache: " (warning) } }
+                table #plan-listeners {
+                    caption { "Each listener now and after" }
+                    thead { tr { th scope="col" { "Listener" } th scope="col" { "File" } th scope="col" { "Now" } th scope="col" { "After" } } }
+                    tbody {
+                        @for (name, listener) in &plan.listeners {
+                            tr {
+                                td { (name) } td { code { (listener.file) } }
+                                td { (listener.current.join(", ")) }
+                                td { @if listener.changes { strong { (listener.planned.join(", ")) } } @else { (listener.planned.join(", ")) } }
+                            }
+                        }
+                    }
+                }
+                @if !plan.impact.cut_off.is_empty() {
+                    (agents_table("plan-cut-off", "Agents cut off", &plan.impact.cut_off))
+                }
+                @if !plan.impact.at_risk.is_empty() {
+                    (agents_table("plan-at-risk", "Agents at risk", &plan.impact.at_risk))
+                }
+                @if !plan.peers.is_empty() {
+                    table #plan-peers {
+                        caption { "Other peers seen on these listeners (the last day)" }
+                        thead { tr { th scope="col" { "Listener" } th scope="col" { "Address" } th scope="col" { "Verdict" } th scope="col" { "Why" } } }
+                        tbody {
+                            @for peer in &plan.peers {
+                                tr { td { (peer.listener) } td { (peer.address) } td { (peer.verdict.replace('_', " ")) } td { (peer.reason) } }
+                            }
+                        }
+                    }
+                }
+                p.muted { "To apply it without orphaning anyone: "
+                    code { "ward tls harden" } " with the same words (the console's harden wizard is still to come)." }
+            }
+        }
+    };
+    let _ = view.may_change();
+    respond::page(status, layout::shell(Some(view), "TLS plan", body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_is_asked_only_with_something_to_plan() {
+        let cases = [
+            ("", None),
+            ("listener=clients", None),
+            (
+                "protocol=-all+%2BTLSv1.2",
+                Some(("-all +TLSv1.2", None, "all")),
+            ),
+            (
+                "protocol=TLSv1.2&listener=clients",
+                Some(("TLSv1.2", None, "clients")),
+            ),
+            (
+                "preset=mozilla-modern&listener=console",
+                Some(("", Some("mozilla-modern"), "console")),
+            ),
+        ];
+        for (query, expected) in cases {
+            let asked = request(&Form::parse(query.as_bytes()));
+            let got = asked.map(|r| {
+                (
+                    r.protocol.unwrap_or_default(),
+                    r.preset,
+                    r.listener.unwrap_or_default().name(),
+                )
+            });
+            let expected = expected.map(|(p, preset, l): (&str, Option<&str>, &str)| {
+                (p.to_string(), preset.map(str::to_string), l)
+            });
+            assert_eq!(got, expected, "{query}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_goes_next_to_the_field_it_names() {
+        let cases = [
+            ("protocol: Illegal protocol 'TLSv1.0'", Some("protocol")),
+            (
+                "cipher_suite_tls13: no suite matches",
+                Some("cipher_suite_tls13"),
+            ),
+            ("cipher_suite: no suite matches", Some("cipher_suite")),
+            ("'preset' is not known", Some("preset")),
+            ("the plan could not be made", None),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(field_of(message), expected, "{message}");
+        }
+    }
+}
