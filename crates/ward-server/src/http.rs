@@ -92,7 +92,10 @@ pub async fn handle(
         if path == "/api/v1" || path.starts_with("/api/v1/") {
             return admin_api(shared, peer, &path, request).await;
         }
-        if let Some(web) = shared.web.get() {
+        // The web console has every other path, but never the agent API's: those stay 404
+        // here, as if they did not exist.
+        let agent_path = path == "/agent" || path.starts_with("/agent/");
+        if let Some(web) = shared.web.get().filter(|_| !agent_path) {
             return web.serve(shared, peer, request).await;
         }
     }
