@@ -228,6 +228,41 @@ impl Browser {
         .unwrap_or_default()
     }
 
+    /// axe-core's serious and critical accessibility violations on the page shown now, one line
+    /// each (the rule, its help, the elements). axe-core is the pinned copy `scripts/test`
+    /// installs from npm into `target/axe`.
+    pub fn accessibility_violations(&self) -> Vec<String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/axe/node_modules/axe-core/axe.min.js");
+        let source = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: run scripts/test, which installs axe-core (pinned) from npm",
+                path.display()
+            )
+        });
+        let found = self.execute(
+            "(0, eval)(arguments[0]); \
+             const results = await window.axe.run(document, {resultTypes: ['violations']}); \
+             return results.violations \
+               .filter(v => v.impact === 'serious' || v.impact === 'critical') \
+               .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' (' + \
+                    v.nodes.map(n => n.target.join(' ')).join(', ') + ')');",
+            json!([source]),
+        );
+        if let Some(error) = found.get("__error") {
+            panic!("axe-core did not run: {error}");
+        }
+        found
+            .as_array()
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| l.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// A PNG of the viewport, written to `path`.
     pub fn screenshot(&self, path: &Path) {
         let encoded = self.call("GET", &self.session_path("/screenshot"), None);

@@ -84,8 +84,15 @@ fn csrf(browser: &Browser) -> String {
         .to_string()
 }
 
-/// Every page visited so far logged no error to the browser's console.
+/// The page shown has no serious or critical accessibility violation (axe-core), and every
+/// page visited so far logged no error to the browser's console.
 fn no_errors(browser: &Browser, page: &str) {
+    let violations = browser.accessibility_violations();
+    assert!(
+        violations.is_empty(),
+        "{page} ({}): accessibility: {violations:#?}",
+        browser.url()
+    );
     let errors: Vec<Value> = browser
         .console_log()
         .into_iter()
@@ -164,6 +171,7 @@ fn an_admin_and_an_auditor_use_the_console_in_a_real_browser() {
     browser.goto(&format!("{base}/agents"));
     assert!(browser.source().contains(&modern.id()));
     browser.screenshot(&shots.join("console-agents.png"));
+    no_errors(&browser, "agents list");
     browser.goto(&format!("{base}/agents/{id}"));
     let page = browser.source();
     assert!(page.contains("TLSv1.2"), "{page}");
@@ -215,6 +223,7 @@ fn an_admin_and_an_auditor_use_the_console_in_a_real_browser() {
     assert!(cut_off.contains(&id), "{cut_off}");
     assert!(!cut_off.contains(&modern.id()), "{cut_off}");
     browser.screenshot(&shots.join("console-plan.png"));
+    no_errors(&browser, "plan verdict");
     browser.goto(&format!("{base}/tls?protocol=TLSv1.0"));
     assert!(browser.source().contains("TLSv1.0"), "{}", browser.source());
     assert!(browser.find_all("#verdict").is_empty());
