@@ -18,6 +18,9 @@ pub struct Browser {
     driver: Child,
     port: u16,
     session: String,
+    /// The browser's profile dir: named on its command line, so a browser its driver left
+    /// behind (a test that panicked mid-command) can be found and stopped.
+    user_data: std::path::PathBuf,
     _profile: tempfile::TempDir,
 }
 
@@ -52,6 +55,7 @@ impl Browser {
             driver,
             port,
             session: String::new(),
+            user_data: user_data.clone(),
             _profile: profile,
         };
         let capabilities = json!({"capabilities": {"alwaysMatch": {
@@ -351,5 +355,11 @@ impl Drop for Browser {
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Whatever of the browser outlived its driver.
+        let _ = Command::new("pkill")
+            .arg("-KILL")
+            .args(["-f", "--"])
+            .arg(format!("--user-data-dir={}", self.user_data.display()))
+            .status();
     }
 }
