@@ -19,8 +19,6 @@ use crate::respond::{self, Form};
 /// Rows per page.
 pub const PAGE_SIZE: usize = 50;
 
-const VERSION_ORDER: [&str; 5] = ["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
-
 /// A column the table sorts by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Sort {
@@ -169,18 +167,13 @@ pub fn highest(agent: &Agent) -> Option<&str> {
     agent
         .tls_versions
         .iter()
-        .filter_map(|v| {
-            VERSION_ORDER
-                .iter()
-                .position(|known| known == v)
-                .map(|i| (i, v))
-        })
-        .max_by_key(|(i, _)| *i)
-        .map(|(_, v)| v.as_str())
+        .map(String::as_str)
+        .filter(|v| version_rank(Some(v)).is_some())
+        .max_by_key(|v| version_rank(Some(v)))
 }
 
 fn version_rank(version: Option<&str>) -> Option<usize> {
-    version.and_then(|v| VERSION_ORDER.iter().position(|known| *known == v))
+    version.and_then(|v| super::TLS_VERSIONS.iter().position(|known| *known == v))
 }
 
 fn compare(sort: Sort, a: &Agent, b: &Agent) -> Ordering {
@@ -257,12 +250,7 @@ fn badge(on: bool, yes: &str, no: &str, class_yes: &str) -> Markup {
     }
 }
 
-fn filters(
-    view: &View,
-    filter: &Filter,
-    groups: &[String],
-    error: Option<&(&str, String)>,
-) -> Markup {
+fn filters(filter: &Filter, groups: &[String], error: Option<&(&str, String)>) -> Markup {
     let field_error = |field: &str| -> Markup {
         html! {
             @if let Some((name, message)) = error {
@@ -270,7 +258,6 @@ fn filters(
             }
         }
     };
-    let _ = view;
     html! {
         form.filters method="get" action="/agents" role="search" aria-label="Filter agents" {
             label for="q" { "Search (id or name)"
@@ -327,10 +314,7 @@ async fn group_paths(app: &App) -> Vec<String> {
 
 /// Where an operation's refusal belongs on this page: the field it names, if any.
 fn field_of(error: &ApiError) -> Option<&'static str> {
-    ["group", "tls_max", "ids"].into_iter().find(|field| {
-        error.message.starts_with(&format!("{field}:"))
-            || error.message.contains(&format!("'{field}'"))
-    })
+    super::field_named(&error.message, &["group", "tls_max", "ids"])
 }
 
 /// `GET /agents`.
@@ -359,7 +343,7 @@ pub async fn list(app: &App, view: &View, query: &Form) -> HttpResponse {
     };
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let body = html! {
-        (filters(view, &filter, &groups, error.as_ref()))
+        (filters(&filter, &groups, error.as_ref()))
         @if let Some((field, message)) = &error {
             @if field.is_empty() { (layout::refusal("bad_request", message)) }
         }
@@ -498,16 +482,7 @@ pub async fn show(app: &App, view: &View, id: &str) -> HttpResponse {
     let id = ward_server::api::percent_decode(id);
     let agent = match agents::get(app, id.clone()).await {
         Ok(agent) => agent,
-        Err(error) => {
-            return respond::page(
-                error.status,
-                layout::shell(
-                    Some(view),
-                    "Agent",
-                    layout::refusal(error.code, &error.message),
-                ),
-            )
-        }
+        Err(error) => return super::refused(view, "Agent", &error),
     };
     let hello = match &agent.hello {
         Some(digest) => ward_server::operations::harden::hellos(app)

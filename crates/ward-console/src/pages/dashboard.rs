@@ -17,9 +17,6 @@ use crate::chart::{self, Bar};
 use crate::layout::{self, View};
 use crate::respond;
 
-/// Versions from the newest down, so the charts read the same way on every page.
-const VERSIONS: [&str; 5] = ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1", "SSLv3"];
-
 /// What the dashboard counts of the agents' list (pure: table-tested).
 #[derive(Debug, Default, PartialEq)]
 pub struct Counts {
@@ -66,7 +63,8 @@ pub fn count(agents: &[Agent]) -> Counts {
 /// first, then plain HTTP and never.
 pub fn version_bars(counts: &Counts) -> Vec<Bar> {
     let mut bars = Vec::new();
-    for version in VERSIONS {
+    // Newest first, so the chart reads top down from the versions a hardening keeps.
+    for version in super::TLS_VERSIONS.into_iter().rev() {
         if let Some(&value) = counts.https_by_version.get(version) {
             let class = if matches!(version, "TLSv1.3" | "TLSv1.2") {
                 ""
@@ -81,7 +79,7 @@ pub fn version_bars(counts: &Counts) -> Vec<Bar> {
         }
     }
     for (version, &value) in &counts.https_by_version {
-        if !VERSIONS.contains(&version.as_str()) {
+        if !super::TLS_VERSIONS.contains(&version.as_str()) {
             bars.push(Bar {
                 label: format!("clients · {version}"),
                 value,
@@ -138,16 +136,7 @@ pub async fn page(app: &App, view: &View) -> HttpResponse {
     let key = agreement::status(app).await.ok();
     let agents = match listed {
         Ok(agents) => agents,
-        Err(error) => {
-            return respond::page(
-                error.status,
-                layout::shell(
-                    Some(view),
-                    "Dashboard",
-                    layout::refusal(error.code, &error.message),
-                ),
-            )
-        }
+        Err(error) => return super::refused(view, "Dashboard", &error),
     };
     let counts = count(&agents);
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();

@@ -21,12 +21,7 @@ struct FieldError {
 }
 
 fn field_error(error: &ApiError) -> FieldError {
-    let field = ["name", "parent"]
-        .into_iter()
-        .find(|field| {
-            error.message.starts_with(&format!("{field}:"))
-                || error.message.contains(&format!("'{field}'"))
-        })
+    let field = super::field_named(&error.message, &["name", "parent"])
         .unwrap_or(if error.code == "conflict" { "name" } else { "" });
     FieldError {
         field,
@@ -79,16 +74,7 @@ pub async fn list(
 ) -> HttpResponse {
     let groups = match groups::list(app).await {
         Ok(groups) => groups,
-        Err(error) => {
-            return respond::page(
-                error.status,
-                layout::shell(
-                    Some(view),
-                    "Groups",
-                    layout::refusal(error.code, &error.message),
-                ),
-            )
-        }
+        Err(error) => return super::refused(view, "Groups", &error),
     };
     let mut children: BTreeMap<Option<String>, Vec<&Group>> = BTreeMap::new();
     for group in &groups {

@@ -1,6 +1,13 @@
 //! One module per section of the console. Each reads through `ward_server::operations` and
 //! renders the typed answer; each change goes through the same operation the admin API calls.
 
+use hyper::StatusCode;
+use maud::html;
+use ward_server::api::{ApiError, HttpResponse};
+
+use crate::layout::{self, View};
+use crate::respond;
+
 pub mod agents;
 pub mod audit;
 pub mod dashboard;
@@ -8,4 +15,55 @@ pub mod groups;
 pub mod login;
 #[cfg(test)]
 mod test_agents;
+
+/// TLS versions as ward names them, oldest first: the order every page sorts and charts by.
+pub const TLS_VERSIONS: [&str; 5] = ["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+
+/// The form field an operation's refusal concerns, of `fields`: the one its message starts
+/// with (`name: ...`), else the first it quotes (`'name'`); `None` when it names none.
+pub fn field_named(message: &str, fields: &[&'static str]) -> Option<&'static str> {
+    let named = |field: &&'static str| message.starts_with(&format!("{field}:"));
+    let quoted = |field: &&'static str| message.contains(&format!("'{field}'"));
+    let fields = || fields.iter().copied();
+    fields().find(named).or_else(|| fields().find(quoted))
+}
+
+/// A page that shows only an operation's refusal, with the refusal's status.
+pub fn refused(view: &View, title: &str, error: &ApiError) -> HttpResponse {
+    let status = if error.status.is_client_error() || error.status.is_server_error() {
+        error.status
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    respond::page(
+        status,
+        layout::shell(
+            Some(view),
+            title,
+            html! { (layout::refusal(error.code, &error.message)) },
+        ),
+    )
+}
 pub mod tls;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_refusal_is_placed_by_the_field_it_names_first() {
+        let fields = ["name", "parent"];
+        let cases = [
+            ("name: too long", Some("name")),
+            ("parent: no group 'x'", Some("parent")),
+            // Else the first of the fields (in their order) it quotes.
+            ("no group 'parent' here, see 'name'", Some("name")),
+            (
+                "a group named 'name' exists; parent: unknown",
+                Some("parent"),
+            ),
+            ("nothing named", None),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(super::field_named(message, &fields), expected, "{message}");
+        }
+    }
+}

@@ -24,11 +24,9 @@ const FIELDS: [&str; 5] = [
     "listener",
 ];
 
-/// The form's field a refusal concerns (its message names it first), or none.
+/// The form's field a refusal concerns, or none.
 pub fn field_of(message: &str) -> Option<&'static str> {
-    FIELDS.into_iter().find(|field| {
-        message.starts_with(&format!("{field}:")) || message.starts_with(&format!("'{field}'"))
-    })
+    super::field_named(message, &FIELDS)
 }
 
 /// The plan request a query asks for; `None` when it asks for nothing yet.
@@ -195,7 +193,6 @@ pub async fn page(app: &App, view: &View, query: &Form) -> HttpResponse {
             }
         }
     };
-    let _ = view.may_change();
     respond::page(status, layout::shell(Some(view), "TLS plan", body))
 }
 
