@@ -56,10 +56,8 @@ mod tests {
             ("parent: no group 'x'", Some("parent")),
             // Else the first of the fields (in their order) it quotes.
             ("no group 'parent' here, see 'name'", Some("name")),
-            (
-                "a group named 'name' exists; parent: unknown",
-                Some("parent"),
-            ),
+            // A message that starts with a field is about it, whatever else it quotes.
+            ("parent: no group 'name' under it", Some("parent")),
             ("nothing named", None),
         ];
         for (message, expected) in cases {
