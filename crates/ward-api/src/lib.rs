@@ -6,6 +6,8 @@
 //! - [`fleet`], [`server`], [`tls`]: the requests (serde types that refuse unknown fields and
 //!   state their constraints) and the answers, shared by the server that writes them, the CLI
 //!   that reads them and the console.
+//! - [`harden`]: what a client of the harden engine decides from its answers (pure), shared
+//!   by `ward tls harden` and the console's wizard.
 //! - [`schema`]: what the document says of a value beyond its type (names and paths by
 //!   ward-fleet's own rules, durations, TLS values).
 //!
@@ -15,6 +17,7 @@
 //! The error shape is ward-proto's `ErrorBody`, as for the agent API ([`Refusal`] reads it).
 
 pub mod fleet;
+pub mod harden;
 pub mod openapi;
 pub mod routes;
 pub mod schema;

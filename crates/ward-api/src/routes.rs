@@ -60,6 +60,7 @@ pub enum Operation {
     HardenApply,
     HardenCleanup,
     Rollback,
+    Verify,
 }
 
 /// Who may call an operation.
@@ -270,6 +271,9 @@ pub static ROUTES: &[Route] = &[
     route!(Rollback, "POST", "/tls/rollback", Write,
         "both conf files as before the last harden, reloaded, planned first (409 would_cut_off unless accept_cut_off)",
         params: &[], query: None, body: Optional(of::<tls::RollbackRequest>), 200 => tls::RolledBack),
+    route!(Verify, "GET", "/tls/verify", Read,
+        "this server's HTTPS listeners scanned from the server itself: the versions each accepts against those its file enables",
+        params: &[], query: None, body: NoBody, 200 => tls::Verified),
 ];
 
 /// A request the table routes: the route and its path parameters (decoded), by name.

@@ -716,6 +716,28 @@ pub struct RolledBack {
     pub state: Option<HardenState>,
 }
 
+/// `GET /tls/verify`: this server's HTTPS listeners scanned from the server itself, each
+/// version offered in turn: what each accepts against what its file enables.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Verified {
+    pub listeners: Vec<VerifiedListener>,
+}
+
+/// One listener as `GET /tls/verify` scanned it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VerifiedListener {
+    /// `console` or `clients`.
+    pub listener: String,
+    /// Where it was reached.
+    pub address: String,
+    /// The versions a handshake succeeded with, oldest first.
+    pub accepted: Vec<String>,
+    /// The versions its file enables, oldest first.
+    pub enabled: Vec<String>,
+    /// Whether the two are the same.
+    pub ok: bool,
+}
+
 /// `POST /tls/harden/cleanup`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -32,9 +32,34 @@
       });
     });
   }
+  // A section marked data-poll is asked for again every two seconds and swapped in, until the
+  // answer no longer carries data-poll (nothing is awaited any more).
+  function poll() {
+    var section = document.querySelector("[data-poll]");
+    if (!section) { return; }
+    window.setTimeout(function () {
+      fetch(section.getAttribute("data-poll"), { credentials: "same-origin", redirect: "error" })
+        .then(function (answer) {
+          if (!answer.ok) { throw new Error("status " + answer.status); }
+          return answer.text();
+        })
+        .then(function (text) {
+          var holder = document.createElement("div");
+          holder.innerHTML = text;
+          var fresh = holder.querySelector("#" + section.id);
+          if (fresh) {
+            section.replaceWith(fresh);
+            localTimes();
+          }
+          poll();
+        })
+        .catch(function () { window.setTimeout(poll, 5000); });
+    }, 2000);
+  }
   document.addEventListener("DOMContentLoaded", function () {
     localTimes();
     selectAll();
     confirms();
+    poll();
   });
 })();

@@ -46,6 +46,12 @@ fn current(path: &str, section: &str) -> bool {
 
 /// A whole page.
 pub fn shell(view: Option<&View>, title: &str, body: Markup) -> Markup {
+    document(view, title, body, None)
+}
+
+/// A whole page that, when `refresh` is given and the script does not run, reloads itself
+/// every that many seconds (a page that follows something under way).
+pub fn document(view: Option<&View>, title: &str, body: Markup, refresh: Option<u32>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -55,6 +61,9 @@ pub fn shell(view: Option<&View>, title: &str, body: Markup) -> Markup {
                 title { (title) " · ward" }
                 link rel="stylesheet" href=(assets::css_url());
                 script src=(assets::js_url()) defer {}
+                @if let Some(seconds) = refresh {
+                    noscript { meta http-equiv="refresh" content=(seconds); }
+                }
             }
             body {
                 a.skip href="#main" { "Skip to content" }

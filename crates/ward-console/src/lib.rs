@@ -4,13 +4,15 @@
 //! it logs in through `operations::login`, reads and changes the fleet only through the
 //! operations, and renders their typed answers (ward-api) and refusals. It never writes to the
 //! store itself: there is one write path. Pages read without JavaScript; the one script only
-//! shows times in the browser's zone and ticks every box of a table.
+//! shows times in the browser's zone, ticks every box of a table and
+//! follows the harden wizard's live parts (without it, those pages refresh themselves).
 //!
 //! - [`session`]: the session cookie, CSRF tokens, where a login may go next (pure);
 //! - [`respond`]: pages with their security headers (a strict CSP), redirects, assets, forms;
 //! - [`assets`]: the embedded stylesheet and script;
 //! - [`layout`]: the page shell and shared pieces; [`chart`]: inline SVG charts (pure);
-//! - `pages`: one module per section (login, dashboard, agents, groups, audit).
+//! - `pages`: one module per section (login, dashboard, agents, groups, TLS plan, the harden
+//!   wizard, audit).
 //!
 //! Every request but the login page and the assets needs a live session (else the browser is
 //! sent to `/login`); every POST needs the session's CSRF token (else 403, nothing changed);
@@ -130,6 +132,9 @@ async fn route(app: &App, peer: SocketAddr, request: Request<Incoming>) -> HttpR
         return match path.as_str() {
             "/agents/move" => pages::agents::move_agents(app, &view, &form).await,
             "/groups" => pages::groups::create(app, &view, &form).await,
+            "/tls/harden/stage" => pages::harden::stage(app, &view, &form).await,
+            "/tls/harden/apply" => pages::harden::apply(app, &view).await,
+            "/tls/rollback" => pages::harden::rollback(app, &view, &form).await,
             _ => not_found(Some(&view)),
         };
     }
@@ -144,6 +149,8 @@ async fn route(app: &App, peer: SocketAddr, request: Request<Incoming>) -> HttpR
         "/groups" => pages::groups::list(app, &view, None).await,
         "/audit" => pages::audit::list(app, &view, &query).await,
         "/tls" => pages::tls::page(app, &view, &query).await,
+        "/tls/harden" => pages::harden::page(app, &view, &query).await,
+        "/tls/harden/progress" => pages::harden::progress(app, &view).await,
         "/logout" => respond::redirect("/", &[]),
         other => match other.strip_prefix("/agents/") {
             Some(id) if !id.is_empty() && !id.contains('/') => {

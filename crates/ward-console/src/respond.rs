@@ -127,6 +127,13 @@ impl Form {
         )
     }
 
+    /// The fields again as a query string (`a=1&b=2`), in their order.
+    pub fn encode(&self) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.0.iter())
+            .finish()
+    }
+
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

@@ -108,6 +108,15 @@ fn no_errors(browser: &Browser, page: &str) {
     assert!(errors.is_empty(), "{page}: JavaScript errors: {errors:?}");
 }
 
+/// Sends a signal to an agent process (`STOP` pauses it, `CONT` lets it go on).
+fn signal(agent: &Agent, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &agent.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name}");
+}
+
 fn group_paths(server: &Server) -> Vec<String> {
     cli(server, &["group", "list"])
         .as_array()
@@ -119,8 +128,7 @@ fn group_paths(server: &Server) -> Vec<String> {
 
 #[test]
 fn an_admin_and_an_auditor_use_the_console_in_a_real_browser() {
-    let mut server = Server::init();
-    server.start();
+    let server = fast_server();
     account(&server, "alice", "admin");
     account(&server, "audra", "auditor");
     let modern = https_agent(&server);
@@ -229,6 +237,92 @@ fn an_admin_and_an_auditor_use_the_console_in_a_real_browser() {
     assert!(browser.find_all("#verdict").is_empty());
     no_errors(&browser, "plan");
 
+    // The harden wizard, from the plan to done, with the real agents: TLS 1.3 only on the
+    // clients listener. The capped agent is paused, so the wait step has someone to wait for.
+    let clients_conf = server.path("conf/ssl/sslforclients.conf");
+    let before = std::fs::read_to_string(&clients_conf).unwrap();
+    browser.goto(&format!(
+        "{base}/tls?protocol=-all+%2BTLSv1.3&listener=clients"
+    ));
+    browser.click(&browser.find("#harden-this"));
+    assert!(browser.until(Duration::from_secs(20), |b| !b
+        .find_all("#harden-confirm")
+        .is_empty()));
+    assert!(browser.text(&browser.find("#plan-cut-off")).contains(&id));
+    no_errors(&browser, "harden review");
+    signal(&capped, "STOP");
+    browser.click(&browser.find("#harden-start"));
+    assert!(
+        browser.until(Duration::from_secs(20), |b| !b
+            .find_all("#harden-waiting")
+            .is_empty()),
+        "{}",
+        browser.source()
+    );
+    let pending = browser.text(&browser.find("#progress"));
+    assert!(pending.contains(&id), "{pending}");
+    assert!(!pending.contains(&modern.id()), "{pending}");
+    browser.screenshot(&shots.join("console-harden.png"));
+    no_errors(&browser, "harden wait");
+    // The page follows by itself: once the agent runs again and acknowledges, the apply button
+    // appears in the same page (no reload: the mark set on it stays).
+    browser.execute("window.wardMark = 'same page'; return null;", json!([]));
+    signal(&capped, "CONT");
+    assert!(
+        browser.until(Duration::from_secs(60), |b| !b
+            .find_all("#harden-apply")
+            .is_empty()),
+        "{}",
+        browser.source()
+    );
+    assert_eq!(
+        browser.execute("return window.wardMark || null;", json!([])),
+        json!("same page")
+    );
+    assert_eq!(
+        cli(&server, &["client", "show", &id])["group"],
+        "My Company/Branch/Legacy TLS"
+    );
+    browser.click(&browser.find("#harden-apply"));
+    assert!(
+        browser.until(Duration::from_secs(30), |b| !b
+            .find_all("#verify")
+            .is_empty()),
+        "{}",
+        browser.source()
+    );
+    let verify = browser.text(&browser.find("#verify"));
+    // Both listeners answer as their files say (the clients one now TLS 1.3 only).
+    assert_eq!(verify.matches("as planned").count(), 2, "{verify}");
+    assert!(!verify.contains("differs"), "{verify}");
+    let hardened = std::fs::read_to_string(&clients_conf).unwrap();
+    assert!(hardened.contains("SSLProtocol -all +TLSv1.3"), "{hardened}");
+    // Both agents come back after the change: the capped one on the plain-HTTP listener.
+    assert!(
+        browser.until(Duration::from_secs(60), |b| !b
+            .find_all("#all-back")
+            .is_empty()),
+        "{}",
+        browser.source()
+    );
+    no_errors(&browser, "harden done");
+    // Roll back, moving the agent back where it was.
+    browser.click(&browser.find("#move_back"));
+    browser.click(&browser.find("#rollback"));
+    assert!(
+        browser.until(Duration::from_secs(30), |b| !b
+            .find_all("#rolled-back")
+            .is_empty()),
+        "{}",
+        browser.source()
+    );
+    assert_eq!(std::fs::read_to_string(&clients_conf).unwrap(), before);
+    assert_eq!(
+        cli(&server, &["client", "show", &id])["group"],
+        "My Company/Branch"
+    );
+    no_errors(&browser, "rollback");
+
     // A form without the session's CSRF token changes nothing, even from the console's origin.
     browser.goto(&format!("{base}/groups"));
     let (status, _) = post_from_page(&browser, "/groups", "name=Forged");
@@ -259,6 +353,22 @@ fn an_admin_and_an_auditor_use_the_console_in_a_real_browser() {
     assert!(!group_paths(&server)
         .iter()
         .any(|p| p.ends_with("ByAuditor")));
+    browser.goto(&format!(
+        "{base}/tls/harden?protocol=-all+%2BTLSv1.3&listener=clients"
+    ));
+    assert!(!browser.find_all("#verdict").is_empty());
+    assert!(browser.find_all("#harden-confirm").is_empty());
+    let (status, _) = post_from_page(
+        &browser,
+        "/tls/harden/stage",
+        &format!("protocol=TLSv1.3&listener=clients&csrf={token}"),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(std::fs::read_to_string(&clients_conf).unwrap(), before);
+    assert_eq!(
+        cli(&server, &["client", "show", &id])["group"],
+        "My Company/Branch"
+    );
     browser.goto(&format!("{base}/audit"));
     assert!(browser.source().contains("group.create"));
     no_errors(&browser, "auditor");

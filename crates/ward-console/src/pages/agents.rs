@@ -567,31 +567,13 @@ pub async fn move_agents(app: &App, view: &View, form: &Form) -> HttpResponse {
                 p { a href="/agents" { "Back to the agents" } }
             },
         ),
-        Err(error) => {
-            let plan = error.detail.as_ref().and_then(|d| d.plan.clone());
-            (
-                error.status,
-                html! {
-                    (layout::refusal(error.code, &error.message))
-                    @if let Some(plan) = plan {
-                        table #cut-off {
-                            caption { "Agents the move would cut off, and why" }
-                            thead { tr { th scope="col" { "Agent" } th scope="col" { "Name" } th scope="col" { "Why" } } }
-                            tbody {
-                                @for line in &plan.cut_off {
-                                    tr {
-                                        td { a href=(format!("/agents/{}", respond::encode(&line.id))) { code { (line.id) } } }
-                                        td { (line.hostname.as_deref().unwrap_or("")) }
-                                        td { (line.reason.as_deref().unwrap_or("")) }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    p { a href="/agents" { "Back to the agents" } }
-                },
-            )
-        }
+        Err(error) => (
+            error.status,
+            html! {
+                (super::guard_refusal(&error, "Agents the move would cut off, and why"))
+                p { a href="/agents" { "Back to the agents" } }
+            },
+        ),
     };
     respond::page(status, layout::shell(Some(view), "Move agents", body))
 }

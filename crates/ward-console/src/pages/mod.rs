@@ -2,7 +2,7 @@
 //! renders the typed answer; each change goes through the same operation the admin API calls.
 
 use hyper::StatusCode;
-use maud::html;
+use maud::{html, Markup};
 use ward_server::api::{ApiError, HttpResponse};
 
 use crate::layout::{self, View};
@@ -12,6 +12,7 @@ pub mod agents;
 pub mod audit;
 pub mod dashboard;
 pub mod groups;
+pub mod harden;
 pub mod login;
 #[cfg(test)]
 mod test_agents;
@@ -26,6 +27,30 @@ pub fn field_named(message: &str, fields: &[&'static str]) -> Option<&'static st
     let quoted = |field: &&'static str| message.contains(&format!("'{field}'"));
     let fields = || fields.iter().copied();
     fields().find(named).or_else(|| fields().find(quoted))
+}
+
+/// A guard's refusal: its sentence, and the agents it names as cut off (`caption` says by
+/// what), each with why.
+pub fn guard_refusal(error: &ApiError, caption: &str) -> Markup {
+    let plan = error.detail.as_ref().and_then(|d| d.plan.as_ref());
+    html! {
+        (layout::refusal(error.code, &error.message))
+        @if let Some(plan) = plan.filter(|p| !p.cut_off.is_empty()) {
+            table #cut-off {
+                caption { (caption) }
+                thead { tr { th scope="col" { "Agent" } th scope="col" { "Name" } th scope="col" { "Why" } } }
+                tbody {
+                    @for line in &plan.cut_off {
+                        tr {
+                            td { a href=(format!("/agents/{}", respond::encode(&line.id))) { code { (line.id) } } }
+                            td { (line.hostname.as_deref().unwrap_or("")) }
+                            td { (line.reason.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A page that shows only an operation's refusal, with the refusal's status.

@@ -7,8 +7,8 @@
 
 use hyper::StatusCode;
 use maud::{html, Markup};
-use ward_api::tls::{AgentLine, ListenerChoice, PlanRequest};
-use ward_server::api::HttpResponse;
+use ward_api::tls::{AgentLine, ListenerChoice, Plan, PlanRequest};
+use ward_server::api::{ApiError, HttpResponse};
 use ward_server::operations::harden;
 use ward_server::state::App;
 
@@ -58,7 +58,8 @@ pub fn request(query: &Form) -> Option<PlanRequest> {
     })
 }
 
-fn agents_table(id: &str, caption: &str, lines: &[AgentLine]) -> Markup {
+/// Agents a plan lists, with the evidence and the reason.
+pub fn agents_table(id: &str, caption: &str, lines: &[AgentLine]) -> Markup {
     html! {
         table id=(id) {
             caption { (caption) }
@@ -82,6 +83,112 @@ fn agents_table(id: &str, caption: &str, lines: &[AgentLine]) -> Markup {
     }
 }
 
+/// A refusal of a proposal: the field it names (if any), its code and its sentence.
+pub type Refused = (Option<&'static str>, &'static str, String);
+
+/// The refusal of `error`, placed by the field it names.
+pub fn refused_field(error: &ApiError) -> Refused {
+    (field_of(&error.message), error.code, error.message.clone())
+}
+
+/// The proposal's fields (SSLProtocol, both suite lists, a preset, the listener), filled from
+/// `query`, with `refusal` shown next to the field it names.
+pub fn proposal_fields(query: &Form, refusal: Option<&Refused>) -> Markup {
+    let error_for = |field: &str| -> Markup {
+        html! {
+            @if let Some((Some(name), _, message)) = refusal {
+                @if *name == field { span.field-error id=(format!("{field}-error")) role="alert" { (message) } }
+            }
+        }
+    };
+    let value = |field: &str| query.get(field).unwrap_or("").to_string();
+    html! {
+        label for="protocol" { "SSLProtocol"
+            input #protocol type="text" name="protocol" value=(value("protocol"))
+                placeholder="-all +TLSv1.2" aria-describedby="protocol-error";
+            (error_for("protocol"))
+        }
+        label for="cipher_suite" { "SSLCipherSuite (TLS 1.2 and below)"
+            input #cipher_suite type="text" name="cipher_suite" value=(value("cipher_suite"))
+                aria-describedby="cipher_suite-error";
+            (error_for("cipher_suite"))
+        }
+        label for="cipher_suite_tls13" { "SSLCipherSuite TLSv1.3"
+            input #cipher_suite_tls13 type="text" name="cipher_suite_tls13" value=(value("cipher_suite_tls13"))
+                aria-describedby="cipher_suite_tls13-error";
+            (error_for("cipher_suite_tls13"))
+        }
+        label for="preset" { "Or a preset"
+            select #preset name="preset" aria-describedby="preset-error" {
+                option value="" { "none" }
+                @for preset in ward_plan::preset::PRESETS {
+                    option value=(preset.name) selected[query.get("preset") == Some(preset.name)] {
+                        (preset.name) " — " (preset.title)
+                    }
+                }
+            }
+            (error_for("preset"))
+        }
+        label for="listener" { "Listener"
+            select #listener name="listener" {
+                option value="all" selected[query.get("listener").is_none_or(|l| l == "all")] { "both" }
+                option value="clients" selected[query.get("listener") == Some("clients")] { "clients (agents)" }
+                option value="console" selected[query.get("listener") == Some("console")] { "console" }
+            }
+        }
+    }
+}
+
+/// A plan's verdict: each listener now and after, the agents cut off or at risk and why, the
+/// other peers.
+pub fn verdict(plan: &Plan) -> Markup {
+    html! {
+        section aria-labelledby="verdict-heading" #verdict {
+            h2 #verdict-heading { "Verdict: " (plan.change) }
+            @if plan.impact.ok {
+                p.notice role="status" #plan-ok { "Nobody is cut off and nobody is at risk: "
+                    (plan.impact.agents) " agents keep a path." }
+            } @else {
+                p.refusal role="status" #plan-not-ok {
+                    (plan.impact.counts.cut_off) " agents would be cut off and "
+                    (plan.impact.counts.at_risk) " are at risk, of " (plan.impact.agents)
+                    ". A harden moves the ones cut off to the plain-HTTP listener first." }
+            }
+            @for warning in &plan.warnings { p.muted { "Apache: " (warning) } }
+            table #plan-listeners {
+                caption { "Each listener now and after" }
+                thead { tr { th scope="col" { "Listener" } th scope="col" { "File" } th scope="col" { "Now" } th scope="col" { "After" } } }
+                tbody {
+                    @for (name, listener) in &plan.listeners {
+                        tr {
+                            td { (name) } td { code { (listener.file) } }
+                            td { (listener.current.join(", ")) }
+                            td { @if listener.changes { strong { (listener.planned.join(", ")) } } @else { (listener.planned.join(", ")) } }
+                        }
+                    }
+                }
+            }
+            @if !plan.impact.cut_off.is_empty() {
+                (agents_table("plan-cut-off", "Agents cut off", &plan.impact.cut_off))
+            }
+            @if !plan.impact.at_risk.is_empty() {
+                (agents_table("plan-at-risk", "Agents at risk", &plan.impact.at_risk))
+            }
+            @if !plan.peers.is_empty() {
+                table #plan-peers {
+                    caption { "Other peers seen on these listeners (the last day)" }
+                    thead { tr { th scope="col" { "Listener" } th scope="col" { "Address" } th scope="col" { "Verdict" } th scope="col" { "Why" } } }
+                    tbody {
+                        @for peer in &plan.peers {
+                            tr { td { (peer.listener) } td { (peer.address) } td { (peer.verdict.replace('_', " ")) } td { (peer.reason) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `GET /tls` (and `GET /tls?protocol=...`: the plan).
 pub async fn page(app: &App, view: &View, query: &Form) -> HttpResponse {
     let asked = request(query);
@@ -90,17 +197,9 @@ pub async fn page(app: &App, view: &View, query: &Form) -> HttpResponse {
         None => None,
     };
     let refusal = match &planned {
-        Some(Err(error)) => Some((field_of(&error.message), error.code, error.message.clone())),
+        Some(Err(error)) => Some(refused_field(error)),
         _ => None,
     };
-    let error_for = |field: &str| -> Markup {
-        html! {
-            @if let Some((Some(name), _, message)) = &refusal {
-                @if *name == field { span.field-error id=(format!("{field}-error")) role="alert" { (message) } }
-            }
-        }
-    };
-    let value = |field: &str| query.get(field).unwrap_or("").to_string();
     let status = match &planned {
         Some(Err(error)) => error.status,
         _ => StatusCode::OK,
@@ -109,88 +208,14 @@ pub async fn page(app: &App, view: &View, query: &Form) -> HttpResponse {
         p { "Propose a change in the words of Apache's directives. The plan replays what each agent
             really sent through the proposed listener: nothing changes until a harden applies it." }
         form.stacked method="get" action="/tls" #plan-form {
-            label for="protocol" { "SSLProtocol"
-                input #protocol type="text" name="protocol" value=(value("protocol"))
-                    placeholder="-all +TLSv1.2" aria-describedby="protocol-error";
-                (error_for("protocol"))
-            }
-            label for="cipher_suite" { "SSLCipherSuite (TLS 1.2 and below)"
-                input #cipher_suite type="text" name="cipher_suite" value=(value("cipher_suite"))
-                    aria-describedby="cipher_suite-error";
-                (error_for("cipher_suite"))
-            }
-            label for="cipher_suite_tls13" { "SSLCipherSuite TLSv1.3"
-                input #cipher_suite_tls13 type="text" name="cipher_suite_tls13" value=(value("cipher_suite_tls13"))
-                    aria-describedby="cipher_suite_tls13-error";
-                (error_for("cipher_suite_tls13"))
-            }
-            label for="preset" { "Or a preset"
-                select #preset name="preset" aria-describedby="preset-error" {
-                    option value="" { "none" }
-                    @for preset in ward_plan::preset::PRESETS {
-                        option value=(preset.name) selected[query.get("preset") == Some(preset.name)] {
-                            (preset.name) " — " (preset.title)
-                        }
-                    }
-                }
-                (error_for("preset"))
-            }
-            label for="listener" { "Listener"
-                select #listener name="listener" {
-                    option value="all" selected[query.get("listener").is_none_or(|l| l == "all")] { "both" }
-                    option value="clients" selected[query.get("listener") == Some("clients")] { "clients (agents)" }
-                    option value="console" selected[query.get("listener") == Some("console")] { "console" }
-                }
-            }
+            (proposal_fields(query, refusal.as_ref()))
             button type="submit" #plan { "Plan" }
         }
         @if let Some((None, code, message)) = &refusal { (layout::refusal(code, message)) }
         @if let Some(Ok(plan)) = &planned {
-            section aria-labelledby="verdict-heading" #verdict {
-                h2 #verdict-heading { "Verdict: " (plan.change) }
-                @if plan.impact.ok {
-                    p.notice role="status" #plan-ok { "Nobody is cut off and nobody is at risk: "
-                        (plan.impact.agents) " agents keep a path." }
-                } @else {
-                    p.refusal role="status" #plan-not-ok {
-                        (plan.impact.counts.cut_off) " agents would be cut off and "
-                        (plan.impact.counts.at_risk) " are at risk, of " (plan.impact.agents)
-                        ". A harden moves the ones cut off to the plain-HTTP listener first." }
-                }
-                @for warning in &plan.warnings { p.muted { "Apache: " (warning) } }
-                table #plan-listeners {
-                    caption { "Each listener now and after" }
-                    thead { tr { th scope="col" { "Listener" } th scope="col" { "File" } th scope="col" { "Now" } th scope="col" { "After" } } }
-                    tbody {
-                        @for (name, listener) in &plan.listeners {
-                            tr {
-                                td { (name) } td { code { (listener.file) } }
-                                td { (listener.current.join(", ")) }
-                                td { @if listener.changes { strong { (listener.planned.join(", ")) } } @else { (listener.planned.join(", ")) } }
-                            }
-                        }
-                    }
-                }
-                @if !plan.impact.cut_off.is_empty() {
-                    (agents_table("plan-cut-off", "Agents cut off", &plan.impact.cut_off))
-                }
-                @if !plan.impact.at_risk.is_empty() {
-                    (agents_table("plan-at-risk", "Agents at risk", &plan.impact.at_risk))
-                }
-                @if !plan.peers.is_empty() {
-                    table #plan-peers {
-                        caption { "Other peers seen on these listeners (the last day)" }
-                        thead { tr { th scope="col" { "Listener" } th scope="col" { "Address" } th scope="col" { "Verdict" } th scope="col" { "Why" } } }
-                        tbody {
-                            @for peer in &plan.peers {
-                                tr { td { (peer.listener) } td { (peer.address) } td { (peer.verdict.replace('_', " ")) } td { (peer.reason) } }
-                            }
-                        }
-                    }
-                }
-                p.muted { "To apply it without orphaning anyone: "
-                    code { "ward tls harden" } " with the same words (the console's harden wizard is still to come)." }
-            }
+            (verdict(plan))
+            p { a href=(format!("/tls/harden?{}", query.encode())) #harden-this { "Harden with this plan" }
+                " — the wizard moves whoever it would cut off to the plain-HTTP listener first, waits for them, then applies it." }
         }
     };
     respond::page(status, layout::shell(Some(view), "TLS plan", body))

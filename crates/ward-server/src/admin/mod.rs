@@ -374,6 +374,7 @@ async fn dispatch(
             answer(ok, harden::cleanup(shared, caller, request.body()?).await)
         }
         Operation::Rollback => answer(ok, harden::rollback(shared, caller, request.body()?).await),
+        Operation::Verify => answer(ok, harden::verify(shared).await),
     }
 }
 

@@ -5,6 +5,7 @@
 //!
 //! - [`model`]: the decisions, pure and table-tested;
 //! - `readiness`, `plan`: the read-only answers;
+//! - `verify`: the listeners scanned from the server itself;
 //! - `steps`: stage, apply and rollback, which write through `Store::apply` (audited, serials
 //!   bumped) and edit the conf files with ward-tls's editor;
 //! - this file: the proposal, the fleet as plans read it, the state of the last harden
@@ -17,10 +18,12 @@ pub use ward_plan::reach as model;
 mod plan;
 mod readiness;
 mod steps;
+mod verify;
 
 pub use plan::plan;
 pub use readiness::{hellos, readiness};
 pub use steps::{apply, cleanup, rollback, stage};
+pub use verify::verify;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -5,8 +5,6 @@
 //! This module asks the server and talks to the operator; what harden decides from the
 //! server's answers is in [`decide`], pure and table-tested.
 
-mod decide;
-
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
@@ -23,10 +21,10 @@ use ward_api::tls::{
 };
 use ward_tls::scan::{self, ScanConfig};
 
-use self::decide::{AgentLine, Plan};
 use super::fleet::{pretty, with_query, word, Target};
 use super::CmdResult;
 use crate::client::AdminClient;
+use ward_api::harden::{self as decide, AgentLine, Plan};
 
 /// Exit code when someone would be cut off or is at risk, so scripts can gate on it.
 const EXIT_AFFECTED: u8 = 2;

@@ -1,15 +1,16 @@
-//! What `ward tls harden` decides, pure: from the server's plan (ward-api's type, the one the
-//! server writes),
-//! which agents are at a risk harden cannot help, whether harden may start, what the wait step
-//! still waits for (with or without `--accept-risk`), whether to stage again, whether verify's
-//! scan of a listener matches the plan, where to reach a listener and how long to pause
-//! between questions. The I/O (the admin API, the scanner, the terminal) stays in `mod.rs`.
+//! What a client of the harden engine decides, pure: from the server's plan (the type the
+//! server writes), which agents are at a risk harden cannot help, whether harden may start,
+//! what the wait step still waits for (with or without accepting risk), whether to stage
+//! again, whether verify's scan of a listener matches the plan, where to reach a listener and
+//! how long to pause between questions. `ward tls harden` and the console's harden wizard
+//! both decide by it; their I/O (the admin API, the scanner, the terminal, the browser) stays
+//! with them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use ward_api::server::SiteServer;
-pub use ward_api::tls::{AgentLine, Plan, Risk};
+pub use crate::server::SiteServer;
+pub use crate::tls::{AgentLine, HardenState, ListenerChoice, Plan, Risk, TlsChange};
 
 /// Some agents: how many there are in all, and the first the plan lists.
 #[derive(Debug, PartialEq, Eq)]
@@ -235,6 +236,29 @@ pub fn members(servers: &[SiteServer], excluded: &[String]) -> Result<Vec<Member
     Ok(members)
 }
 
+/// The change a recorded harden makes (its state as the server keeps it): what resuming it,
+/// planning it again while it waits, and applying it send.
+pub fn change_of(state: &HardenState) -> TlsChange {
+    let listener = match state.listener.as_str() {
+        "clients" => ListenerChoice::Clients,
+        "console" => ListenerChoice::Console,
+        _ => ListenerChoice::All,
+    };
+    let (certificate, key) = match &state.certificate {
+        Some((certificate, key)) => (Some(certificate.clone()), Some(key.clone())),
+        None => (None, None),
+    };
+    TlsChange {
+        protocol: Some(state.protocol.clone()).filter(|words| !words.is_empty()),
+        cipher_suite: state.cipher_suite.clone(),
+        cipher_suite_tls13: state.cipher_suite_tls13.clone(),
+        certificate,
+        key,
+        listener: Some(listener),
+        ..TlsChange::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -258,9 +282,9 @@ mod tests {
         .filter(|(_, n)| *n > 0)
         .collect();
         Plan {
-            impact: ward_api::tls::Impact {
+            impact: crate::tls::Impact {
                 agents: 100,
-                counts: ward_api::tls::Counts {
+                counts: crate::tls::Counts {
                     cut_off: cut,
                     at_risk: unknown + offline + pending,
                     at_risk_by_reason: by_reason,
@@ -481,7 +505,7 @@ mod tests {
             version: "0".into(),
             started: "2026-12-05T00:00:00Z".into(),
             last_heartbeat: "2026-12-05T00:00:00Z".into(),
-            listeners: vec![ward_api::server::SiteListener {
+            listeners: vec![crate::server::SiteListener {
                 role: "console".into(),
                 address: console.into(),
                 tls: "TLSv1.2-TLSv1.3".into(),
@@ -589,5 +613,49 @@ mod tests {
                 "{first} / {second}"
             );
         }
+    }
+
+    #[test]
+    fn a_recorded_harden_is_the_change_it_makes() {
+        let state = |protocol: &str, listener: &str, suite: Option<&str>| HardenState {
+            protocol: protocol.into(),
+            cipher_suite: suite.map(str::to_string),
+            listener: listener.into(),
+            ..HardenState::default()
+        };
+        let cases = [
+            (
+                state("-all +TLSv1.2", "clients", None),
+                Some("-all +TLSv1.2"),
+                ListenerChoice::Clients,
+                None,
+            ),
+            (
+                state("TLSv1.3", "console", None),
+                Some("TLSv1.3"),
+                ListenerChoice::Console,
+                None,
+            ),
+            (
+                state("", "all", Some("ECDHE+AESGCM")),
+                None,
+                ListenerChoice::All,
+                Some("ECDHE+AESGCM"),
+            ),
+        ];
+        for (recorded, protocol, listener, suite) in cases {
+            let change = change_of(&recorded);
+            assert_eq!(change.protocol.as_deref(), protocol, "{recorded:?}");
+            assert_eq!(change.listener, Some(listener), "{recorded:?}");
+            assert_eq!(change.cipher_suite.as_deref(), suite, "{recorded:?}");
+            assert_eq!(change.preset, None);
+        }
+        let mut with_pair = state("TLSv1.2", "all", None);
+        with_pair.certificate = Some(("/c.pem".into(), "/k.pem".into()));
+        let change = change_of(&with_pair);
+        assert_eq!(
+            (change.certificate.as_deref(), change.key.as_deref()),
+            (Some("/c.pem"), Some("/k.pem"))
+        );
     }
 }
