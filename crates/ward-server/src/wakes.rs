@@ -267,6 +267,10 @@ impl Store for Publishing {
         self.inner.agents(filter)
     }
 
+    fn count_agents(&self, filter: &AgentFilter) -> Result<u64, StoreError> {
+        self.inner.count_agents(filter)
+    }
+
     fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
         self.inner.agent(id)
     }

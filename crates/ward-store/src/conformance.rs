@@ -83,6 +83,7 @@ on_every_engine!(
     fleet::groups_round_trip_and_names_are_unique_among_siblings,
     fleet::a_list_in_use_cannot_be_deleted,
     fleet::serial_bumps_make_agents_pending_and_filters_find_them,
+    fleet::agents_are_searched_sorted_and_paged_where_they_are_stored,
     fleet::moving_an_unknown_agent_changes_nothing,
     fleet::audit_keeps_before_and_after,
     fleet::retired_agents_are_gone_and_a_bad_id_retires_nobody,

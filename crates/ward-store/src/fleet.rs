@@ -67,7 +67,8 @@ impl AgentRecord {
     }
 }
 
-/// Which agents `agents()` returns. Every condition given must hold.
+/// Which agents `agents()` returns (and `count_agents()` counts), in which order. Every
+/// condition given must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AgentFilter {
     /// Only agents in these groups.
@@ -78,7 +79,56 @@ pub struct AgentFilter {
     pub tls_max: Option<String>,
     /// Only agents whose last check-in is before this unix millisecond (or never).
     pub offline_before_ms: Option<i64>,
+    /// Only agents whose id or host name contains this, ignoring ASCII case.
+    pub search: Option<String>,
+    /// Only agents whose last ClientHello has this fingerprint (`AgentRecord::hello`).
+    pub hello: Option<String>,
+    /// Only agents online (`true`) or offline (`false`) by `presence` (without one, nobody
+    /// is online).
+    pub online: Option<bool>,
+    /// The presence rule, for `online` and [`AgentOrder::Online`].
+    pub presence: Option<Presence>,
+    pub order: AgentOrder,
+    /// Every key reversed, the id too.
+    pub descending: bool,
+    /// Agents skipped, in the order, before the first returned.
+    pub offset: usize,
     pub limit: Option<usize>,
+}
+
+/// The order of `agents()`: by one key, then by id. A missing value (an agent that never
+/// checked in, say) comes first. Text compares as the database does (byte order in SQLite;
+/// the database's collation in PostgreSQL, which ward's clusters create without a locale).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AgentOrder {
+    #[default]
+    Id,
+    /// The host name, in lower case (ASCII).
+    Hostname,
+    /// The group's path (`parent/child`).
+    Group,
+    /// Offline first.
+    Online,
+    /// The channel of the last check-in.
+    Channel,
+    /// The TLS version of the last check-in, by name (`SSLv3` < `TLSv1` < ... < `TLSv1.3`).
+    TlsVersion,
+    /// The highest version the agent reported it speaks.
+    Highest,
+    LastCheckin,
+    /// Acknowledged first.
+    Pending,
+}
+
+/// Who is online, as the caller's presence rule (`ward_fleet::presence`) puts it for the
+/// store: an agent whose check-in is held now, or whose last check-in is at or after its
+/// group's threshold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Presence {
+    /// The agents whose check-in is held now.
+    pub held: Vec<String>,
+    /// A threshold (unix milliseconds) and the groups it is for.
+    pub since: Vec<(i64, Vec<GroupId>)>,
 }
 
 /// A per-group enrollment token. The token itself is never stored, only its SHA-256.

@@ -8,6 +8,7 @@
 //! rules (version ranks, when a token may enroll, the clock) are stated above the engines,
 //! once, and a write states the version of what it was checked against.
 
+mod agent_query;
 mod blocking;
 mod codec;
 #[cfg(test)]
@@ -21,8 +22,8 @@ use std::fmt;
 
 pub use fleet::{rank, FleetTree, Revert, TokenUse};
 pub use fleet::{
-    Account, AgentFilter, AgentRecord, AgentTls, Applied, AuditEntry, Change, Checkin, Mutation,
-    Session, TokenRecord,
+    Account, AgentFilter, AgentOrder, AgentRecord, AgentTls, Applied, AuditEntry, Change, Checkin,
+    Mutation, Presence, Session, TokenRecord,
 };
 
 /// Where the database is: what ward.toml's `database` says.
@@ -434,7 +435,11 @@ pub trait Store: Send + Sync {
 
     fn server_lists(&self) -> Result<Vec<ServerList>, StoreError>;
 
+    /// The agents `filter` keeps, in its order, from its offset, at most its limit.
     fn agents(&self, filter: &AgentFilter) -> Result<Vec<AgentRecord>, StoreError>;
+
+    /// How many agents `filter` keeps in all (its order, offset and limit aside).
+    fn count_agents(&self, filter: &AgentFilter) -> Result<u64, StoreError>;
 
     fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
 

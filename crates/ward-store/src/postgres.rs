@@ -1301,6 +1301,10 @@ impl Store for PgStore {
         self.read(|db| fleet::agents(db, filter))
     }
 
+    fn count_agents(&self, filter: &AgentFilter) -> Result<u64, StoreError> {
+        self.read(|db| fleet::count_agents(db, filter))
+    }
+
     fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
         self.read(|db| fleet::agent(db, id))
     }

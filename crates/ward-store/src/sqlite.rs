@@ -442,6 +442,10 @@ impl Store for SqliteStore {
         self.with(|c| fleet::agents(c, filter))
     }
 
+    fn count_agents(&self, filter: &AgentFilter) -> Result<u64, StoreError> {
+        self.with(|c| fleet::count_agents(c, filter))
+    }
+
     fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
         self.with(|c| fleet::agent(c, id))
     }

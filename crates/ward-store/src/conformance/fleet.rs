@@ -2,7 +2,9 @@ use serde_json::json;
 use ward_fleet::{serverlist, Group, Mode, OwnSettings};
 
 use super::Subject;
-use crate::{AgentFilter, AgentRecord, AuditEntry, Change, Mutation, Store, StoreError};
+use crate::{
+    AgentFilter, AgentOrder, AgentRecord, AuditEntry, Change, Mutation, Presence, Store, StoreError,
+};
 
 /// The subject's store with a fleet: the root group and the default list, made once.
 pub(super) fn fleet(subject: &Subject) -> &dyn Store {
@@ -227,6 +229,204 @@ pub(super) fn serial_bumps_make_agents_pending_and_filters_find_them(subject: &S
         })
         .unwrap();
     assert_eq!(limited.len(), 1);
+}
+
+pub(super) fn agents_are_searched_sorted_and_paged_where_they_are_stored(subject: &Subject) {
+    let store = fleet(subject);
+    let root = root_id(store);
+    let child = store
+        .apply(&change(Mutation::CreateGroup(Group {
+            id: 0,
+            parent: Some(root),
+            name: "Branch".into(),
+            own: OwnSettings::default(),
+        })))
+        .unwrap()
+        .new_id
+        .unwrap();
+    // Each agent as enrolled, then (but one) as its last check-in left it.
+    let agents = [
+        (
+            "a1",
+            root,
+            "Web-01",
+            vec!["TLSv1.2"],
+            Some((5000, "https", "TLSv1.2", "h1")),
+        ),
+        (
+            "a2",
+            child,
+            "db-02",
+            vec!["TLSv1.2", "TLSv1.3"],
+            Some((9000, "http", "TLSv1.3", "h2")),
+        ),
+        ("a3", root, "web-03", vec![], None),
+        (
+            "b_4",
+            child,
+            "50%-off",
+            vec!["TLSv1"],
+            Some((1000, "https", "TLSv1", "h1")),
+        ),
+    ];
+    for (id, group, hostname, versions, seen) in &agents {
+        let mut record = agent(id, *group, versions);
+        record.hostname = hostname.to_string();
+        // a1 is pending: it has not acknowledged serial 2.
+        record.serial = if *id == "a1" { 2 } else { 1 };
+        store.insert_agents(&[record]).unwrap();
+        if let Some((at_ms, channel, version, hello)) = seen {
+            store
+                .record_checkin(&crate::Checkin {
+                    acked_serial: 1,
+                    hostname: hostname.to_string(),
+                    tls_versions: versions.iter().map(|v| v.to_string()).collect(),
+                    channel: channel.to_string(),
+                    tls_version: Some(version.to_string()),
+                    hello: Some(hello.to_string()),
+                    ..checkin_of(id, *at_ms)
+                })
+                .unwrap();
+        }
+    }
+    let presence = Presence {
+        held: vec!["a3".into()],
+        since: vec![(4000, vec![root]), (9500, vec![child])],
+    };
+    let check = |filter: AgentFilter, expected: &[&str], total: u64| {
+        let ids: Vec<String> = store
+            .agents(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(ids, expected, "{filter:?}");
+        assert_eq!(store.count_agents(&filter).unwrap(), total, "{filter:?}");
+    };
+    let search = |text: &str| AgentFilter {
+        search: Some(text.into()),
+        ..AgentFilter::default()
+    };
+    let order = |order: AgentOrder, descending: bool| AgentFilter {
+        order,
+        descending,
+        presence: Some(presence.clone()),
+        ..AgentFilter::default()
+    };
+    // Search: a part of the id or the host name, any ASCII case, wildcards taken literally.
+    check(search("WEB"), &["a1", "a3"], 2);
+    check(search("_"), &["b_4"], 1);
+    check(search("%"), &["b_4"], 1);
+    check(search("nobody"), &[], 0);
+    check(
+        AgentFilter {
+            groups: Some(vec![child]),
+            ..search("0")
+        },
+        &["a2", "b_4"],
+        2,
+    );
+    check(
+        AgentFilter {
+            hello: Some("h1".into()),
+            ..AgentFilter::default()
+        },
+        &["a1", "b_4"],
+        2,
+    );
+    // Each order, ties by id, a missing value first; descending reverses every key.
+    check(order(AgentOrder::Id, false), &["a1", "a2", "a3", "b_4"], 4);
+    check(order(AgentOrder::Id, true), &["b_4", "a3", "a2", "a1"], 4);
+    check(
+        order(AgentOrder::Hostname, false),
+        &["b_4", "a2", "a1", "a3"],
+        4,
+    );
+    check(
+        order(AgentOrder::Group, false),
+        &["a1", "a3", "a2", "b_4"],
+        4,
+    );
+    check(
+        order(AgentOrder::Group, true),
+        &["b_4", "a2", "a3", "a1"],
+        4,
+    );
+    check(
+        order(AgentOrder::LastCheckin, false),
+        &["a3", "b_4", "a1", "a2"],
+        4,
+    );
+    check(
+        order(AgentOrder::LastCheckin, true),
+        &["a2", "a1", "b_4", "a3"],
+        4,
+    );
+    check(
+        order(AgentOrder::Channel, false),
+        &["a3", "a2", "a1", "b_4"],
+        4,
+    );
+    check(
+        order(AgentOrder::TlsVersion, false),
+        &["a3", "b_4", "a1", "a2"],
+        4,
+    );
+    check(
+        order(AgentOrder::Highest, false),
+        &["a3", "b_4", "a1", "a2"],
+        4,
+    );
+    check(
+        order(AgentOrder::Pending, false),
+        &["a2", "a3", "b_4", "a1"],
+        4,
+    );
+    // Online by the caller's rule: held now, or checked in since its group's threshold.
+    check(
+        order(AgentOrder::Online, false),
+        &["a2", "b_4", "a1", "a3"],
+        4,
+    );
+    check(
+        AgentFilter {
+            online: Some(true),
+            ..order(AgentOrder::Id, false)
+        },
+        &["a1", "a3"],
+        2,
+    );
+    check(
+        AgentFilter {
+            online: Some(false),
+            ..order(AgentOrder::Id, false)
+        },
+        &["a2", "b_4"],
+        2,
+    );
+    let no_rule = |online: bool| AgentFilter {
+        online: Some(online),
+        ..AgentFilter::default()
+    };
+    check(no_rule(true), &[], 0);
+    check(no_rule(false), &["a1", "a2", "a3", "b_4"], 4);
+    // A page: the count is of everything the filter keeps.
+    let page = |offset: usize, limit: Option<usize>| AgentFilter {
+        offset,
+        limit,
+        ..AgentFilter::default()
+    };
+    check(page(1, Some(2)), &["a2", "a3"], 4);
+    check(page(3, None), &["b_4"], 4);
+    check(page(10, Some(2)), &[], 4);
+    check(
+        AgentFilter {
+            groups: Some(Vec::new()),
+            ..AgentFilter::default()
+        },
+        &[],
+        0,
+    );
 }
 
 pub(super) fn moving_an_unknown_agent_changes_nothing(subject: &Subject) {

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use ward_fleet::{Group, Mode, OwnSettings, ServerList};
 
 use super::{opt_text, text, Db, Fail};
+use crate::agent_query::{self, Dialect, Param};
 use crate::codec::{
     entries_json, from_millis, intern, join_versions, list_from_json, millis, split_versions,
     tls_rank, version_bits,
@@ -154,43 +155,62 @@ fn agent_from_row(row: &Row) -> Result<AgentRecord, Fail> {
     })
 }
 
+/// PostgreSQL's numbered placeholders; a list is bound as an array.
+struct Postgres;
+
+impl Dialect for Postgres {
+    fn placeholder(&self, n: usize) -> String {
+        format!("${n}")
+    }
+    fn in_list(&self, column: &str, placeholder: &str) -> String {
+        format!("{column} = ANY({placeholder})")
+    }
+}
+
+fn bound(params: Vec<Param>) -> Vec<Box<dyn ToSql + Sync>> {
+    params
+        .into_iter()
+        .map(|param| -> Box<dyn ToSql + Sync> {
+            match param {
+                Param::Int(n) => Box::new(n),
+                Param::Text(text) => Box::new(text),
+                Param::Ints(list) => Box::new(list),
+                Param::Texts(list) => Box::new(list),
+            }
+        })
+        .collect()
+}
+
 pub(super) fn agents(
     db: &mut Db<'_, impl GenericClient>,
     filter: &AgentFilter,
 ) -> Result<Vec<AgentRecord>, Fail> {
-    let mut sql = concat!("SELECT ", agent_columns!(), " FROM agents WHERE TRUE").to_string();
-    let mut values: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-    if filter.pending {
-        sql.push_str(" AND acked_serial < serial");
-    }
-    if let Some(groups) = &filter.groups {
-        if groups.is_empty() {
-            return Ok(Vec::new());
-        }
-        values.push(Box::new(groups.clone()));
-        sql.push_str(&format!(" AND group_id = ANY(${})", values.len()));
-    }
-    if let Some(max) = &filter.tls_max {
-        values.push(Box::new(tls_rank(max)));
-        sql.push_str(&format!(" AND tls_rank <= ${}", values.len()));
-    }
-    if let Some(before) = filter.offline_before_ms {
-        values.push(Box::new(before));
-        sql.push_str(&format!(
-            " AND (last_checkin_ms IS NULL OR last_checkin_ms < ${})",
-            values.len()
-        ));
-    }
-    sql.push_str(" ORDER BY id");
-    if let Some(limit) = filter.limit {
-        sql.push_str(&format!(" LIMIT {}", limit.min(i64::MAX as usize)));
-    }
+    let Some(sql) = agent_query::select(filter, agent_columns!(), &Postgres) else {
+        return Ok(Vec::new());
+    };
+    let values = bound(sql.params);
     let mut agents = Vec::new();
-    db.for_each_row(&sql, values.iter().map(|v| &**v), |row| {
+    db.for_each_row(&sql.text, values.iter().map(|v| &**v), |row| {
         agents.push(agent_from_row(row)?);
         Ok(())
     })?;
     Ok(agents)
+}
+
+pub(super) fn count_agents(
+    db: &mut Db<'_, impl GenericClient>,
+    filter: &AgentFilter,
+) -> Result<u64, Fail> {
+    let Some(sql) = agent_query::count(filter, &Postgres) else {
+        return Ok(0);
+    };
+    let values = bound(sql.params);
+    let mut count = 0;
+    db.for_each_row(&sql.text, values.iter().map(|v| &**v), |row| {
+        count = row.try_get::<_, i64>(0)?.max(0) as u64;
+        Ok(())
+    })?;
+    Ok(count)
 }
 
 /// The version of the groups and server lists.

@@ -5,6 +5,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Tra
 use serde_json::Value;
 use ward_fleet::{Group, Mode, OwnSettings, ServerList};
 
+use crate::agent_query::{self, Dialect, Param};
 use crate::codec::{
     entries_json, from_millis, intern, join_versions, list_from_json, millis, split_versions,
     tls_rank, version_bits,
@@ -101,40 +102,51 @@ fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     })
 }
 
+/// SQLite's placeholders; a list is bound as one JSON array.
+struct Sqlite;
+
+impl Dialect for Sqlite {
+    fn placeholder(&self, _n: usize) -> String {
+        "?".into()
+    }
+    fn in_list(&self, column: &str, placeholder: &str) -> String {
+        format!("{column} IN (SELECT value FROM json_each({placeholder}))")
+    }
+}
+
+fn bound(params: Vec<Param>) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value as V;
+    params
+        .into_iter()
+        .map(|param| match param {
+            Param::Int(n) => V::Integer(n),
+            Param::Text(text) => V::Text(text),
+            Param::Ints(list) => V::Text(serde_json::json!(list).to_string()),
+            Param::Texts(list) => V::Text(serde_json::json!(list).to_string()),
+        })
+        .collect()
+}
+
 pub(crate) fn agents(
     connection: &Connection,
     filter: &AgentFilter,
 ) -> rusqlite::Result<Vec<AgentRecord>> {
-    let mut sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE 1");
-    let mut values: Vec<rusqlite::types::Value> = Vec::new();
-    if filter.pending {
-        sql.push_str(" AND acked_serial < serial");
-    }
-    if let Some(groups) = &filter.groups {
-        if groups.is_empty() {
-            return Ok(Vec::new());
-        }
-        sql.push_str(&format!(
-            " AND group_id IN ({})",
-            vec!["?"; groups.len()].join(",")
-        ));
-        values.extend(groups.iter().map(|g| rusqlite::types::Value::Integer(*g)));
-    }
-    if let Some(max) = &filter.tls_max {
-        sql.push_str(" AND tls_rank <= ?");
-        values.push(rusqlite::types::Value::Integer(tls_rank(max)));
-    }
-    if let Some(before) = filter.offline_before_ms {
-        sql.push_str(" AND (last_checkin_ms IS NULL OR last_checkin_ms < ?)");
-        values.push(rusqlite::types::Value::Integer(before));
-    }
-    sql.push_str(" ORDER BY id");
-    if let Some(limit) = filter.limit {
-        sql.push_str(&format!(" LIMIT {}", limit.min(i64::MAX as usize)));
-    }
-    let mut statement = connection.prepare(&sql)?;
-    let rows = statement.query_map(params_from_iter(values), agent_from_row)?;
+    let Some(sql) = agent_query::select(filter, AGENT_COLUMNS, &Sqlite) else {
+        return Ok(Vec::new());
+    };
+    let mut statement = connection.prepare(&sql.text)?;
+    let rows = statement.query_map(params_from_iter(bound(sql.params)), agent_from_row)?;
     rows.collect()
+}
+
+pub(crate) fn count_agents(connection: &Connection, filter: &AgentFilter) -> rusqlite::Result<u64> {
+    let Some(sql) = agent_query::count(filter, &Sqlite) else {
+        return Ok(0);
+    };
+    let mut statement = connection.prepare(&sql.text)?;
+    statement.query_row(params_from_iter(bound(sql.params)), |row| {
+        row.get::<_, i64>(0).map(|n| n.max(0) as u64)
+    })
 }
 
 /// The version of the groups and server lists.
