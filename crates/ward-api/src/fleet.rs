@@ -236,9 +236,83 @@ pub struct AgentsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::lookback")]
     pub silent_for: Option<String>,
+    /// Only agents whose id or host name contains this (ASCII case ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::search_or_null")]
+    pub search: Option<String>,
+    /// Only agents whose last ClientHello has this fingerprint (an agent's `hello`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::fingerprint_or_null")]
+    pub stack: Option<String>,
+    /// The order (default `id`); ties by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<AgentSort>,
+    /// Every key of the order reversed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descending: Option<bool>,
+    /// Agents skipped, in the order, before the first listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10_000_000))]
+    pub offset: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10_000_000))]
     pub limit: Option<usize>,
+}
+
+/// What agents are listed by; a missing value (never checked in) comes first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentSort {
+    #[default]
+    Id,
+    /// The host name, ASCII case ignored.
+    Hostname,
+    /// The group's path.
+    Group,
+    /// Offline first.
+    Online,
+    Channel,
+    /// The TLS version negotiated at the last check-in.
+    TlsVersion,
+    /// The highest TLS version the agent speaks.
+    Highest,
+    /// The last check-in.
+    LastSeen,
+    /// Acknowledged first.
+    Pending,
+}
+
+/// One page of agents and how many the query keeps in all (what the console lists).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentsPage {
+    pub total: u64,
+    pub agents: Vec<Agent>,
+}
+
+/// The fleet in figures (what the console's dashboard shows): counted where the agents are
+/// stored, in one scan.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FleetSummary {
+    pub agents: u64,
+    pub online: u64,
+    /// Agents that have not acknowledged their settings yet.
+    pub pending: u64,
+    /// Agents that went back from their current settings (they cut them off).
+    pub reverted: u64,
+    /// Agents whose last check-in came over HTTPS, and of those, with a post-quantum key
+    /// exchange.
+    pub over_https: u64,
+    pub post_quantum: u64,
+    /// Agents per channel of their last check-in and the TLS version it negotiated.
+    pub by_version: Vec<VersionCount>,
+}
+
+/// Agents of one channel (`https`, `http`; none: never checked in) and negotiated version.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VersionCount {
+    pub channel: Option<String>,
+    pub tls_version: Option<String>,
+    pub agents: u64,
 }
 
 /// A TLS version as ward names it.

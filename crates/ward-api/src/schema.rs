@@ -49,6 +49,27 @@ pub fn path_or_null(_: &mut SchemaGenerator) -> Schema {
     or_null(path_value())
 }
 
+/// The longest search text an agents query takes.
+pub const SEARCH_MAX: usize = 200;
+
+pub fn search_or_null(_: &mut SchemaGenerator) -> Schema {
+    or_null(json!({
+        "type": "string",
+        "maxLength": SEARCH_MAX,
+        "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
+        "description": "a part of an agent's id or host name (ASCII case ignored), without \
+                        control characters",
+    }))
+}
+
+pub fn fingerprint_or_null(_: &mut SchemaGenerator) -> Schema {
+    or_null(json!({
+        "type": "string",
+        "pattern": "^[0-9a-f]{64}$",
+        "description": "a ClientHello's fingerprint: its SHA-256, in lower-case hex",
+    }))
+}
+
 pub fn account_name(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",

@@ -32,11 +32,22 @@ pub fn online(
     let Some(last) = last_checkin_ms else {
         return false;
     };
-    let window = match effective.mode {
+    last >= since_ms(effective, now_ms)
+}
+
+/// How long after its last check-in an agent not held counts as online, under its group's
+/// `effective` settings.
+pub fn window(effective: &Effective) -> Duration {
+    match effective.mode {
         Mode::Push => grace(effective.interval).min(Duration::from_secs(10)),
         Mode::Pull => effective.interval + effective.randomize + grace(effective.interval),
-    };
-    now_ms.saturating_sub(last) <= window.as_millis().min(i64::MAX as u128) as i64
+    }
+}
+
+/// The earliest last check-in (unix milliseconds) that leaves an agent not held online at
+/// `now_ms`: what a store is asked to compare with.
+pub fn since_ms(effective: &Effective, now_ms: i64) -> i64 {
+    now_ms.saturating_sub(window(effective).as_millis().min(i64::MAX as u128) as i64)
 }
 
 #[cfg(test)]

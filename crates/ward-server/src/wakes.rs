@@ -271,6 +271,13 @@ impl Store for Publishing {
         self.inner.count_agents(filter)
     }
 
+    fn agent_tally(
+        &self,
+        presence: &ward_store::Presence,
+    ) -> Result<Vec<ward_store::AgentTally>, StoreError> {
+        self.inner.agent_tally(presence)
+    }
+
     fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
         self.inner.agent(id)
     }

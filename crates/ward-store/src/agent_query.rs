@@ -28,7 +28,8 @@ pub(crate) trait Dialect {
     fn in_list(&self, column: &str, placeholder: &str) -> String;
 }
 
-/// A statement and its parameters, in placeholder order.
+/// A statement and its parameters: the `n`th is placeholder `n` (both dialects number them, so
+/// the text may name them in any order).
 #[derive(Debug)]
 pub(crate) struct Sql {
     pub text: String,
@@ -38,9 +39,25 @@ pub(crate) struct Sql {
 struct Builder<'d, D: Dialect> {
     dialect: &'d D,
     params: Vec<Param>,
+    /// Common table expressions the statement needs (`name (columns) AS (...)`).
+    ctes: Vec<String>,
+    /// Joins after `FROM agents`.
+    joins: Vec<String>,
+    /// The online condition, once made (a filter and an order share it).
+    online: Option<String>,
 }
 
-impl<D: Dialect> Builder<'_, D> {
+impl<'d, D: Dialect> Builder<'d, D> {
+    fn new(dialect: &'d D) -> Self {
+        Builder {
+            dialect,
+            params: Vec::new(),
+            ctes: Vec::new(),
+            joins: Vec::new(),
+            online: None,
+        }
+    }
+
     fn bind(&mut self, param: Param) -> String {
         self.params.push(param);
         self.dialect.placeholder(self.params.len())
@@ -51,27 +68,59 @@ impl<D: Dialect> Builder<'_, D> {
         self.dialect.in_list(column, &placeholder)
     }
 
-    /// Whether an agent is online by `presence`, as a condition that is never NULL.
-    fn online(&mut self, presence: &Presence) -> String {
-        let mut parts = Vec::new();
-        if !presence.held.is_empty() {
-            parts.push(self.in_list("id", Param::Texts(presence.held.clone())));
-        }
-        for (since_ms, groups) in &presence.since {
-            if groups.is_empty() {
-                continue;
-            }
-            let groups = self.in_list("group_id", Param::Ints(groups.clone()));
-            let since = self.bind(Param::Int(*since_ms));
-            parts.push(format!(
-                "({groups} AND last_checkin_ms IS NOT NULL AND last_checkin_ms >= {since})"
-            ));
-        }
-        if parts.is_empty() {
-            "(1 = 0)".into()
+    /// `WITH ... SELECT columns FROM agents` and its joins.
+    fn from(&self, columns: &str) -> String {
+        let with = if self.ctes.is_empty() {
+            String::new()
         } else {
-            format!("({})", parts.join(" OR "))
+            format!("WITH RECURSIVE {} ", self.ctes.join(", "))
+        };
+        let mut text = format!("{with}SELECT {columns} FROM agents");
+        for join in &self.joins {
+            text.push(' ');
+            text.push_str(join);
         }
+        text
+    }
+
+    /// Whether an agent is online by `presence`, as a condition that is never NULL. The
+    /// groups whose threshold is not the default are a small table joined by group, so each
+    /// agent costs one lookup however many intervals the tree has.
+    fn online(&mut self, presence: &Presence) -> String {
+        if let Some(online) = &self.online {
+            return online.clone();
+        }
+        let mut rows = Vec::new();
+        for (since_ms, groups) in &presence.since {
+            for group in groups {
+                let group = self.bind(Param::Int(*group));
+                let since = self.bind(Param::Int(*since_ms));
+                rows.push(format!(
+                    "(CAST({group} AS BIGINT), CAST({since} AS BIGINT))"
+                ));
+            }
+        }
+        let default = self.bind(Param::Int(presence.default_since));
+        let threshold = if rows.is_empty() {
+            default
+        } else {
+            self.ctes.push(format!(
+                "thresholds (gid, since) AS (VALUES {})",
+                rows.join(", ")
+            ));
+            self.joins
+                .push("LEFT JOIN thresholds ON thresholds.gid = agents.group_id".into());
+            format!("COALESCE(thresholds.since, {default})")
+        };
+        let recent = format!("(last_checkin_ms IS NOT NULL AND last_checkin_ms >= {threshold})");
+        let online = if presence.held.is_empty() {
+            recent
+        } else {
+            let held = self.in_list("id", Param::Texts(presence.held.clone()));
+            format!("({held} OR {recent})")
+        };
+        self.online = Some(online.clone());
+        online
     }
 
     /// The conditions, or `None` when nothing can match (an empty group list).
@@ -119,8 +168,8 @@ impl<D: Dialect> Builder<'_, D> {
         Some(conditions.join(" AND "))
     }
 
-    /// The sort keys, ascending, ties by id; and whether they need the group paths.
-    fn order(&mut self, filter: &AgentFilter) -> (Vec<String>, bool) {
+    /// The sort keys, ascending, ties by id.
+    fn order(&mut self, filter: &AgentFilter) -> Vec<String> {
         // NULL first, in both engines (PostgreSQL puts it last by default).
         let nulls_first = |column: &str| {
             vec![
@@ -131,7 +180,12 @@ impl<D: Dialect> Builder<'_, D> {
         let mut keys = match filter.order {
             AgentOrder::Id => Vec::new(),
             AgentOrder::Hostname => vec!["lower(hostname)".to_string()],
-            AgentOrder::Group => nulls_first("paths.path"),
+            AgentOrder::Group => {
+                self.ctes.push(GROUP_PATHS.into());
+                self.joins
+                    .push("LEFT JOIN paths ON paths.gid = agents.group_id".into());
+                nulls_first("paths.path")
+            }
             AgentOrder::Online => {
                 let online = self.online(&filter.presence.clone().unwrap_or_default());
                 vec![format!("CASE WHEN {online} THEN 1 ELSE 0 END")]
@@ -145,7 +199,7 @@ impl<D: Dialect> Builder<'_, D> {
             }
         };
         keys.push("id".into());
-        (keys, filter.order == AgentOrder::Group)
+        keys
     }
 }
 
@@ -162,34 +216,27 @@ fn escape_like(text: &str) -> String {
 }
 
 /// Every group's path (`parent/child`), for the order by group.
-const GROUP_PATHS: &str = "WITH RECURSIVE paths (gid, path) AS (\
+const GROUP_PATHS: &str = "paths (gid, path) AS (\
      SELECT id, name FROM groups WHERE parent IS NULL \
      UNION ALL SELECT groups.id, paths.path || '/' || groups.name \
-     FROM groups JOIN paths ON groups.parent = paths.gid) ";
+     FROM groups JOIN paths ON groups.parent = paths.gid)";
 
 /// `SELECT columns` of the agents `filter` keeps, in its order, from its offset, at most its
 /// limit; `None` when none can match.
 pub(crate) fn select(filter: &AgentFilter, columns: &str, dialect: &impl Dialect) -> Option<Sql> {
-    let mut builder = Builder {
-        dialect,
-        params: Vec::new(),
-    };
+    let mut builder = Builder::new(dialect);
     let conditions = builder.conditions(filter)?;
-    let (keys, paths) = builder.order(filter);
+    let keys = builder.order(filter);
     let direction = if filter.descending { " DESC" } else { "" };
     let order = keys
         .iter()
         .map(|key| format!("{key}{direction}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut text = if paths {
-        format!(
-            "{GROUP_PATHS}SELECT {columns} FROM agents LEFT JOIN paths ON paths.gid = agents.group_id \
-             WHERE {conditions} ORDER BY {order}"
-        )
-    } else {
-        format!("SELECT {columns} FROM agents WHERE {conditions} ORDER BY {order}")
-    };
+    let mut text = format!(
+        "{} WHERE {conditions} ORDER BY {order}",
+        builder.from(columns)
+    );
     if let Some(limit) = filter.limit {
         text.push_str(&format!(" LIMIT {}", limit.min(i64::MAX as usize)));
     }
@@ -209,15 +256,31 @@ pub(crate) fn select(filter: &AgentFilter, columns: &str, dialect: &impl Dialect
 /// `SELECT count(*)` of the agents `filter` keeps (its order, offset and limit aside); `None`
 /// when none can match.
 pub(crate) fn count(filter: &AgentFilter, dialect: &impl Dialect) -> Option<Sql> {
-    let mut builder = Builder {
-        dialect,
-        params: Vec::new(),
-    };
+    let mut builder = Builder::new(dialect);
     let conditions = builder.conditions(filter)?;
     Some(Sql {
-        text: format!("SELECT count(*) FROM agents WHERE {conditions}"),
+        text: format!("{} WHERE {conditions}", builder.from("count(*)")),
         params: builder.params,
     })
+}
+
+/// The fleet in figures, one row per channel and negotiated version: how many agents, how many
+/// online by `presence`, pending, with a post-quantum key exchange, reverted. One scan.
+pub(crate) fn tally(presence: &Presence, dialect: &impl Dialect) -> Sql {
+    let mut builder = Builder::new(dialect);
+    let online = builder.online(presence);
+    let counted = |condition: &str| format!("sum(CASE WHEN {condition} THEN 1 ELSE 0 END)");
+    let columns = format!(
+        "channel, tls_version, count(*), {}, {}, {}, {}",
+        counted(&online),
+        counted("acked_serial < serial"),
+        counted("tls_group LIKE '%MLKEM%'"),
+        counted("reverted_serial = serial"),
+    );
+    Sql {
+        text: format!("{} GROUP BY channel, tls_version", builder.from(&columns)),
+        params: builder.params,
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +328,7 @@ mod tests {
             online: Some(false),
             presence: Some(Presence {
                 held: vec!["a".into()],
+                default_since: 3000,
                 since: vec![(1000, vec![1]), (2000, Vec::new())],
             }),
             order: AgentOrder::LastCheckin,
@@ -280,15 +344,32 @@ mod tests {
                 Param::Ints(vec![1, 2]),
                 Param::Text("%web\\_1%".into()),
                 Param::Text("%web\\_1%".into()),
-                Param::Texts(vec!["a".into()]),
-                Param::Ints(vec![1]),
+                // The threshold table: group 1 at 1000; then the default; then who is held.
+                Param::Int(1),
                 Param::Int(1000),
+                Param::Int(3000),
+                Param::Texts(vec!["a".into()]),
             ]
         );
-        for n in 1..=6 {
-            assert!(sql.text.contains(&format!("${n}")), "{n}: {}", sql.text);
+        // Every placeholder is named in the text (in any order: both dialects number them).
+        for n in 1..=7 {
+            assert!(
+                [")", " ", ","]
+                    .iter()
+                    .any(|end| sql.text.contains(&format!("${n}{end}"))),
+                "${n} missing: {}",
+                sql.text
+            );
         }
-        assert!(!sql.text.contains("$7"), "{}", sql.text);
+        assert!(!sql.text.contains("$8"), "{}", sql.text);
+        assert!(
+            sql.text.starts_with(
+                "WITH RECURSIVE thresholds (gid, since) AS (VALUES (CAST($4 AS BIGINT), CAST($5 AS BIGINT))) \
+                 SELECT id FROM agents LEFT JOIN thresholds ON thresholds.gid = agents.group_id WHERE"
+            ),
+            "{}",
+            sql.text
+        );
         assert!(
             sql.text.ends_with(
                 "ORDER BY CASE WHEN last_checkin_ms IS NULL THEN 0 ELSE 1 END DESC, \
@@ -297,8 +378,13 @@ mod tests {
             "{}",
             sql.text
         );
-        assert!(sql
-            .text
-            .contains("NOT (id = ANY($4) OR (group_id = ANY($5)"));
+        assert!(
+            sql.text.contains(
+                "NOT (id = ANY($7) OR (last_checkin_ms IS NOT NULL AND last_checkin_ms >= \
+                 COALESCE(thresholds.since, $6)))"
+            ),
+            "{}",
+            sql.text
+        );
     }
 }

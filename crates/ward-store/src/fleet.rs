@@ -120,15 +120,47 @@ pub enum AgentOrder {
     Pending,
 }
 
+/// Agents of one channel and negotiated version, in figures (`Store::agent_tally`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentTally {
+    /// `https`, `http`, or `None`: never checked in.
+    pub channel: Option<String>,
+    /// The TLS version of the last check-in (`None` over plain HTTP, or never).
+    pub tls_version: Option<String>,
+    pub agents: u64,
+    /// Online by the presence rule asked with.
+    pub online: u64,
+    /// Not yet acknowledged their settings.
+    pub pending: u64,
+    /// Whose last check-in's key exchange was post-quantum (ML-KEM).
+    pub post_quantum: u64,
+    /// That went back from their current serial (it cut them off).
+    pub reverted: u64,
+}
+
 /// Who is online, as the caller's presence rule (`ward_fleet::presence`) puts it for the
 /// store: an agent whose check-in is held now, or whose last check-in is at or after its
 /// group's threshold.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Presence {
     /// The agents whose check-in is held now.
     pub held: Vec<String>,
-    /// A threshold (unix milliseconds) and the groups it is for.
+    /// The threshold (unix milliseconds) of every group `since` does not name: the one most
+    /// groups share, so a fleet with one interval is asked one comparison.
+    pub default_since: i64,
+    /// Other thresholds, each with the groups it is for.
     pub since: Vec<(i64, Vec<GroupId>)>,
+}
+
+impl Default for Presence {
+    /// Nobody online: nobody held, and a threshold no check-in reaches.
+    fn default() -> Presence {
+        Presence {
+            held: Vec::new(),
+            default_since: i64::MAX,
+            since: Vec::new(),
+        }
+    }
 }
 
 /// A per-group enrollment token. The token itself is never stored, only its SHA-256.

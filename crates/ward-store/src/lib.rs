@@ -22,8 +22,8 @@ use std::fmt;
 
 pub use fleet::{rank, FleetTree, Revert, TokenUse};
 pub use fleet::{
-    Account, AgentFilter, AgentOrder, AgentRecord, AgentTls, Applied, AuditEntry, Change, Checkin,
-    Mutation, Presence, Session, TokenRecord,
+    Account, AgentFilter, AgentOrder, AgentRecord, AgentTally, AgentTls, Applied, AuditEntry,
+    Change, Checkin, Mutation, Presence, Session, TokenRecord,
 };
 
 /// Where the database is: what ward.toml's `database` says.
@@ -440,6 +440,10 @@ pub trait Store: Send + Sync {
 
     /// How many agents `filter` keeps in all (its order, offset and limit aside).
     fn count_agents(&self, filter: &AgentFilter) -> Result<u64, StoreError>;
+
+    /// The fleet in figures per channel and negotiated version (in no particular order), with
+    /// who is online by `presence`: one scan where the agents are stored.
+    fn agent_tally(&self, presence: &Presence) -> Result<Vec<AgentTally>, StoreError>;
 
     fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
 

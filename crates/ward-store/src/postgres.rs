@@ -1305,6 +1305,13 @@ impl Store for PgStore {
         self.read(|db| fleet::count_agents(db, filter))
     }
 
+    fn agent_tally(
+        &self,
+        presence: &crate::Presence,
+    ) -> Result<Vec<crate::AgentTally>, StoreError> {
+        self.read(|db| fleet::agent_tally(db, presence))
+    }
+
     fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
         self.read(|db| fleet::agent(db, id))
     }

@@ -446,6 +446,13 @@ impl Store for SqliteStore {
         self.with(|c| fleet::count_agents(c, filter))
     }
 
+    fn agent_tally(
+        &self,
+        presence: &crate::Presence,
+    ) -> Result<Vec<crate::AgentTally>, StoreError> {
+        self.with(|c| fleet::agent_tally(c, presence))
+    }
+
     fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
         self.with(|c| fleet::agent(c, id))
     }

@@ -295,6 +295,26 @@ fn every_command_works() {
             .len(),
         2
     );
+    // Search, order and pages are done by the server (where the agents are stored).
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut command = vec!["client", "list"];
+        command.extend_from_slice(args);
+        ok(&server, &command)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&["--search", "W10"]), ["agent-w10"]);
+    assert_eq!(ids(&["--sort", "hostname"]), ["agent-w10", "agent-xp"]);
+    assert_eq!(
+        ids(&["--sort", "group", "--descending"]),
+        ["agent-xp", "agent-w10"]
+    );
+    assert_eq!(ids(&["--offset", "1", "--limit", "1"]), ["agent-xp"]);
+    assert!(ids(&["--online"]).is_empty());
+    assert_eq!(ids(&["--offline", "--sort", "online"]).len(), 2);
     // A change to the group's settings reaches its agents' serials.
     let before = pending[0]["serial"].as_i64().unwrap();
     ok(
@@ -428,6 +448,17 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         api(&server, "POST", "/api/v1/groups", t, r#"{"name":"A"}"#).status,
         201
     );
+    // An agents query the server cannot run as asked is refused, naming the parameter.
+    for (query, word) in [
+        ("stack=not-a-fingerprint", "stack"),
+        ("search=a%01b", "search"),
+        ("offset=99999999", "offset"),
+        ("sort=nonsense", "sort"),
+    ] {
+        let reply = api(&server, "GET", &format!("/api/v1/agents?{query}"), t, "");
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+        assert!(reply.body.contains(word), "{query}: {}", reply.body);
+    }
     assert_eq!(
         api(
             &server,

@@ -1,14 +1,12 @@
 //! Agents: a searchable, sortable, paginated table with filters, CSV of the current filter,
 //! one agent's page, and moving the ticked agents to a group (the guard's refusal shown per
-//! agent). Filters the operation knows (group, online, pending, highest TLS version) go to
-//! `operations::agents::list`; the search, the stack filter, the order and the page are this
-//! page's own ([`select`], pure and table-tested).
-
-use std::cmp::Ordering;
+//! agent). Every filter, the search, the order and the page go to `operations::agents::page`,
+//! which has the store do them where the agents are: a page of a million agents reads one
+//! page of rows and one count.
 
 use hyper::StatusCode;
 use maud::{html, Markup};
-use ward_api::fleet::{Agent, AgentsQuery, MoveAgents, TlsVersionName};
+use ward_api::fleet::{Agent, AgentSort, AgentsPage, AgentsQuery, MoveAgents, TlsVersionName};
 use ward_server::api::{ApiError, HttpResponse};
 use ward_server::operations::{agents, groups};
 use ward_server::state::App;
@@ -19,47 +17,31 @@ use crate::respond::{self, Form};
 /// Rows per page.
 pub const PAGE_SIZE: usize = 50;
 
-/// A column the table sorts by.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Sort {
-    #[default]
-    Id,
-    Name,
-    Group,
-    Online,
-    Channel,
-    Tls,
-    Highest,
-    LastSeen,
-    Pending,
-}
-
-const COLUMNS: [(Sort, &str, &str); 9] = [
-    (Sort::Id, "id", "Id"),
-    (Sort::Name, "name", "Name"),
-    (Sort::Group, "group", "Group"),
-    (Sort::Online, "online", "Online"),
-    (Sort::Channel, "channel", "Channel"),
-    (Sort::Tls, "tls", "TLS version"),
-    (Sort::Highest, "highest", "Highest it speaks"),
-    (Sort::LastSeen, "last_seen", "Last seen"),
-    (Sort::Pending, "pending", "Pending"),
+/// The table's columns: what each sorts by, its word in the query string, its heading.
+const COLUMNS: [(AgentSort, &str, &str); 9] = [
+    (AgentSort::Id, "id", "Id"),
+    (AgentSort::Hostname, "name", "Name"),
+    (AgentSort::Group, "group", "Group"),
+    (AgentSort::Online, "online", "Online"),
+    (AgentSort::Channel, "channel", "Channel"),
+    (AgentSort::TlsVersion, "tls", "TLS version"),
+    (AgentSort::Highest, "highest", "Highest it speaks"),
+    (AgentSort::LastSeen, "last_seen", "Last seen"),
+    (AgentSort::Pending, "pending", "Pending"),
 ];
 
-impl Sort {
-    fn parse(word: &str) -> Option<Sort> {
-        COLUMNS
-            .iter()
-            .find(|(_, key, _)| *key == word)
-            .map(|(sort, _, _)| *sort)
-    }
+fn sort_named(word: &str) -> Option<AgentSort> {
+    COLUMNS
+        .iter()
+        .find(|(_, key, _)| *key == word)
+        .map(|(sort, _, _)| *sort)
+}
 
-    fn key(self) -> &'static str {
-        COLUMNS
-            .iter()
-            .find(|(sort, _, _)| *sort == self)
-            .map_or("id", |(_, key, _)| key)
-    }
+fn sort_word(sort: AgentSort) -> &'static str {
+    COLUMNS
+        .iter()
+        .find(|(column, _, _)| *column == sort)
+        .map_or("id", |(_, key, _)| key)
 }
 
 /// The table's filters, order and page, from the query string.
@@ -74,7 +56,7 @@ pub struct Filter {
     pub group: Option<String>,
     /// The fingerprint of a TLS stack (its ClientHello).
     pub stack: Option<String>,
-    pub sort: Sort,
+    pub sort: AgentSort,
     pub descending: bool,
     /// From 1.
     pub page: usize,
@@ -97,7 +79,7 @@ impl Filter {
             tls_max: query.text("tls_max"),
             group: query.text("group"),
             stack: query.text("stack"),
-            sort: query.get("sort").and_then(Sort::parse).unwrap_or_default(),
+            sort: query.get("sort").and_then(sort_named).unwrap_or_default(),
             descending: query.get("dir") == Some("desc"),
             page: query
                 .get("page")
@@ -108,7 +90,7 @@ impl Filter {
     }
 
     /// This filter as a query string, with `sort`/`dir`/`page` replaced.
-    pub fn query(&self, sort: Sort, descending: bool, page: usize) -> String {
+    pub fn query(&self, sort: AgentSort, descending: bool, page: usize) -> String {
         let mut pairs: Vec<(&str, String)> = Vec::new();
         let mut push = |key: &'static str, value: Option<String>| {
             if let Some(value) = value {
@@ -121,8 +103,8 @@ impl Filter {
         push("tls_max", self.tls_max.clone());
         push("group", self.group.clone());
         push("stack", self.stack.clone());
-        if sort != Sort::Id {
-            push("sort", Some(sort.key().into()));
+        if sort != AgentSort::Id {
+            push("sort", Some(sort_word(sort).into()));
         }
         if descending {
             push("dir", Some("desc".into()));
@@ -137,8 +119,9 @@ impl Filter {
             .join("&")
     }
 
-    /// What the operation filters.
-    fn operation_query(&self) -> Result<AgentsQuery, (&'static str, String)> {
+    /// What the operation is asked: every agent the filter keeps, in its order (`page`:
+    /// only that page of [`PAGE_SIZE`]).
+    fn operation_query(&self, page: Option<usize>) -> Result<AgentsQuery, (&'static str, String)> {
         let tls_max = match &self.tls_max {
             None => None,
             Some(word) => Some(
@@ -157,7 +140,12 @@ impl Filter {
             online: self.online,
             tls_max,
             silent_for: None,
-            limit: None,
+            search: self.search.clone(),
+            stack: self.stack.clone(),
+            sort: Some(self.sort),
+            descending: Some(self.descending),
+            offset: page.map(|page| (page.max(1) - 1) * PAGE_SIZE),
+            limit: page.map(|_| PAGE_SIZE),
         })
     }
 }
@@ -174,74 +162,6 @@ pub fn highest(agent: &Agent) -> Option<&str> {
 
 fn version_rank(version: Option<&str>) -> Option<usize> {
     version.and_then(|v| super::TLS_VERSIONS.iter().position(|known| *known == v))
-}
-
-fn compare(sort: Sort, a: &Agent, b: &Agent) -> Ordering {
-    let by = match sort {
-        Sort::Id => Ordering::Equal,
-        Sort::Name => a.hostname.to_lowercase().cmp(&b.hostname.to_lowercase()),
-        Sort::Group => a.group.cmp(&b.group),
-        Sort::Online => a.online.cmp(&b.online),
-        Sort::Channel => a.channel.cmp(&b.channel),
-        Sort::Tls => {
-            version_rank(a.tls_version.as_deref()).cmp(&version_rank(b.tls_version.as_deref()))
-        }
-        Sort::Highest => version_rank(highest(a)).cmp(&version_rank(highest(b))),
-        // RFC 3339 in UTC sorts as text.
-        Sort::LastSeen => a.last_seen.cmp(&b.last_seen),
-        Sort::Pending => a.pending.cmp(&b.pending),
-    };
-    by.then_with(|| a.id.cmp(&b.id))
-}
-
-/// The agents the search and the stack filter keep.
-fn keep(mut agents: Vec<Agent>, filter: &Filter) -> Vec<Agent> {
-    if let Some(search) = &filter.search {
-        let search = search.to_lowercase();
-        agents.retain(|agent| {
-            agent.id.to_lowercase().contains(&search)
-                || agent.hostname.to_lowercase().contains(&search)
-        });
-    }
-    if let Some(stack) = &filter.stack {
-        agents.retain(|agent| agent.hello.as_deref() == Some(stack.as_str()));
-    }
-    agents
-}
-
-fn order(filter: &Filter, a: &Agent, b: &Agent) -> Ordering {
-    let by = compare(filter.sort, a, b);
-    if filter.descending {
-        by.reverse()
-    } else {
-        by
-    }
-}
-
-/// The rows the page shows, how many the filter keeps in all, and the page shown: search and
-/// stack applied, sorted (ties by id), one page cut out (a page past the end shows the last).
-pub fn select(agents: Vec<Agent>, filter: &Filter) -> (usize, usize, Vec<Agent>) {
-    let mut agents = keep(agents, filter);
-    let total = agents.len();
-    let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let page = filter.page.min(pages);
-    let start = (page - 1) * PAGE_SIZE;
-    let end = (start + PAGE_SIZE).min(total);
-    // Only the page is sorted in full: the rest is partitioned around it (a million agents
-    // are not sorted to show fifty).
-    let order = |a: &Agent, b: &Agent| order(filter, a, b);
-    if start < total {
-        if start > 0 {
-            agents.select_nth_unstable_by(start, order);
-        }
-        let rest = &mut agents[start..];
-        if end - start < rest.len() {
-            rest.select_nth_unstable_by(end - start, order);
-        }
-        rest[..end - start].sort_by(order);
-    }
-    let rows = agents.drain(start..end).collect();
-    (total, page, rows)
 }
 
 fn badge(on: bool, yes: &str, no: &str, class_yes: &str) -> Markup {
@@ -261,7 +181,9 @@ fn filters(filter: &Filter, groups: &[String], error: Option<&(&str, String)>) -
     html! {
         form.filters method="get" action="/agents" role="search" aria-label="Filter agents" {
             label for="q" { "Search (id or name)"
-                input #q type="search" name="q" value=(filter.search.as_deref().unwrap_or(""));
+                input #q type="search" name="q" value=(filter.search.as_deref().unwrap_or(""))
+                    aria-describedby="search-error";
+                (field_error("search"))
             }
             label for="online" { "Online"
                 select #online name="online" {
@@ -295,7 +217,9 @@ fn filters(filter: &Filter, groups: &[String], error: Option<&(&str, String)>) -
                 (field_error("group"))
             }
             label for="stack" { "TLS stack (fingerprint)"
-                input #stack type="text" name="stack" value=(filter.stack.as_deref().unwrap_or(""));
+                input #stack type="text" name="stack" value=(filter.stack.as_deref().unwrap_or(""))
+                    aria-describedby="stack-error";
+                (field_error("stack"))
             }
             button type="submit" #apply-filters { "Apply" }
             a href="/agents" { "Clear" }
@@ -314,34 +238,54 @@ async fn group_paths(app: &App) -> Vec<String> {
 
 /// Where an operation's refusal belongs on this page: the field it names, if any.
 fn field_of(error: &ApiError) -> Option<&'static str> {
-    super::field_named(&error.message, &["group", "tls_max", "ids"])
+    super::field_named(
+        &error.message,
+        &["group", "tls_max", "ids", "search", "stack"],
+    )
+}
+
+/// How many pages `total` agents fill (at least one, empty).
+pub fn pages_of(total: u64) -> usize {
+    (total.div_ceil(PAGE_SIZE as u64) as usize).max(1)
+}
+
+/// One page of the agents `filter` keeps, and how many it keeps in all.
+async fn fetch(app: &App, filter: &Filter, page: usize) -> Result<AgentsPage, ApiError> {
+    let query = filter
+        .operation_query(Some(page))
+        .map_err(|(field, message)| ApiError::bad_request(format!("{field}: {message}")))?;
+    agents::page(app, query).await
 }
 
 /// `GET /agents`.
 pub async fn list(app: &App, view: &View, query: &Form) -> HttpResponse {
     let filter = Filter::parse(query);
     let groups = group_paths(app).await;
-    let listed = match filter.operation_query() {
-        Ok(operation_query) => agents::list(app, operation_query).await.map_err(|error| {
-            let field = field_of(&error).unwrap_or(
-                if filter.group.is_some() && error.status == StatusCode::NOT_FOUND {
-                    "group"
-                } else {
-                    ""
-                },
-            );
-            (field, error.message)
-        }),
-        Err(error) => Err(error),
+    let refused = |error: ApiError| {
+        let field = field_of(&error).unwrap_or(
+            if filter.group.is_some() && error.status == StatusCode::NOT_FOUND {
+                "group"
+            } else {
+                ""
+            },
+        );
+        (field, error.message)
     };
-    let (status, error, rows, total, page) = match listed {
-        Ok(agents) => {
-            let (total, page, rows) = select(agents, &filter);
-            (StatusCode::OK, None, rows, total, page)
+    let mut page = filter.page;
+    let mut listed = fetch(app, &filter, page).await.map_err(refused);
+    // A page past the end shows the last.
+    if let Ok(found) = &listed {
+        let last = pages_of(found.total);
+        if page > last {
+            page = last;
+            listed = fetch(app, &filter, page).await.map_err(refused);
         }
-        Err(error) => (StatusCode::BAD_REQUEST, Some(error), Vec::new(), 0, 1),
+    }
+    let (status, error, rows, total) = match listed {
+        Ok(found) => (StatusCode::OK, None, found.agents, found.total),
+        Err(error) => (StatusCode::BAD_REQUEST, Some(error), Vec::new(), 0),
     };
-    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let pages = pages_of(total);
     let body = html! {
         (filters(&filter, &groups, error.as_ref()))
         @if let Some((field, message)) = &error {
@@ -461,18 +405,14 @@ pub fn to_csv(agents: &[Agent]) -> String {
 /// `GET /agents.csv`: every agent the filter keeps (all pages), in the table's order.
 pub async fn csv(app: &App, query: &Form) -> HttpResponse {
     let filter = Filter::parse(query);
-    let operation_query = match filter.operation_query() {
+    let operation_query = match filter.operation_query(None) {
         Ok(operation_query) => operation_query,
         Err((field, message)) => {
             return ApiError::bad_request(format!("{field}: {message}")).response()
         }
     };
     match agents::list(app, operation_query).await {
-        Ok(agents) => {
-            let mut kept = keep(agents, &filter);
-            kept.sort_by(|a, b| order(&filter, a, b));
-            respond::download("text/csv; charset=utf-8", "agents.csv", to_csv(&kept))
-        }
+        Ok(agents) => respond::download("text/csv; charset=utf-8", "agents.csv", to_csv(&agents)),
         Err(error) => error.response(),
     }
 }

@@ -6,18 +6,17 @@ use std::collections::BTreeMap;
 
 use hyper::StatusCode;
 use maud::{html, Markup};
-use ward_api::fleet::{Agent, AgentsQuery};
-use ward_api::tls::ReadinessQuery;
+use ward_api::fleet::FleetSummary;
 use ward_server::api::HttpResponse;
 use ward_server::config::Role;
-use ward_server::operations::{self, agents, agreement, ca, harden};
+use ward_server::operations::{self, agents, agreement, ca};
 use ward_server::state::App;
 
 use crate::chart::{self, Bar};
 use crate::layout::{self, View};
 use crate::respond;
 
-/// What the dashboard counts of the agents' list (pure: table-tested).
+/// What the dashboard shows of the fleet's figures (pure: table-tested).
 #[derive(Debug, Default, PartialEq)]
 pub struct Counts {
     pub agents: u64,
@@ -33,27 +32,23 @@ pub struct Counts {
     pub never: u64,
 }
 
-pub fn count(agents: &[Agent]) -> Counts {
-    let mut counts = Counts::default();
-    for agent in agents {
-        counts.agents += 1;
-        if agent.online {
-            counts.online += 1;
-        } else {
-            counts.offline += 1;
-        }
-        counts.pending += u64::from(agent.pending);
-        counts.reverted += u64::from(agent.reverted.is_some());
-        match agent.channel.as_deref() {
+pub fn count(summary: &FleetSummary) -> Counts {
+    let mut counts = Counts {
+        agents: summary.agents,
+        online: summary.online,
+        offline: summary.agents.saturating_sub(summary.online),
+        pending: summary.pending,
+        reverted: summary.reverted,
+        ..Counts::default()
+    };
+    for row in &summary.by_version {
+        match row.channel.as_deref() {
             Some("https") => {
-                let version = agent
-                    .tls_version
-                    .clone()
-                    .unwrap_or_else(|| "unknown".into());
-                *counts.https_by_version.entry(version).or_default() += 1;
+                let version = row.tls_version.clone().unwrap_or_else(|| "unknown".into());
+                *counts.https_by_version.entry(version).or_default() += row.agents;
             }
-            Some(_) => counts.plain_http += 1,
-            None => counts.never += 1,
+            Some(_) => counts.plain_http += row.agents,
+            None => counts.never += row.agents,
         }
     }
     counts
@@ -118,15 +113,10 @@ fn card(id: &str, figure: impl std::fmt::Display, label: &str, href: Option<Stri
 }
 
 pub async fn page(app: &App, view: &View) -> HttpResponse {
-    let listed = agents::list(app, AgentsQuery::default()).await;
-    let readiness = harden::readiness(
-        app,
-        ReadinessQuery {
-            limit: Some(0),
-            ..Default::default()
-        },
-    )
-    .await;
+    let summary = match agents::summary(app).await {
+        Ok(summary) => summary,
+        Err(error) => return super::refused(view, "Dashboard", &error),
+    };
     let since = ward_proto::now_ms() - 86_400_000;
     let refused = operations::read(app, move |ctx| {
         Ok(ctx.store().recent_failures(since, 100_000)?)
@@ -134,11 +124,12 @@ pub async fn page(app: &App, view: &View) -> HttpResponse {
     .await;
     let ca = ca::status(app).await.ok();
     let key = agreement::status(app).await.ok();
-    let agents = match listed {
-        Ok(agents) => agents,
-        Err(error) => return super::refused(view, "Dashboard", &error),
+    let counts = count(&summary);
+    let post_quantum_share = if summary.over_https == 0 {
+        0.0
+    } else {
+        summary.post_quantum as f64 / summary.over_https as f64
     };
-    let counts = count(&agents);
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     if let Ok(failures) = &refused {
         for failure in failures {
@@ -171,11 +162,9 @@ pub async fn page(app: &App, view: &View) -> HttpResponse {
                 (card("agents-online", counts.online, "online", Some("/agents?online=true".into())))
                 (card("agents-offline", counts.offline, "offline", Some("/agents?online=false".into())))
                 (card("agents-pending", counts.pending, "pending settings", Some("/agents?pending=true".into())))
-                @if let Ok(readiness) = &readiness {
-                    (card("post-quantum", format!("{:.0}%", readiness.post_quantum.share * 100.0),
-                        &format!("post-quantum key exchange ({} of {} over HTTPS)",
-                            readiness.post_quantum.agents, readiness.post_quantum.over_https), None))
-                }
+                (card("post-quantum", format!("{:.0}%", post_quantum_share * 100.0),
+                    &format!("post-quantum key exchange ({} of {} over HTTPS)",
+                        summary.post_quantum, summary.over_https), None))
                 @if counts.reverted > 0 {
                     (card("agents-reverted", counts.reverted, "reverted their settings", None))
                 }

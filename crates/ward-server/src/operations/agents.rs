@@ -4,11 +4,13 @@
 use std::collections::{HashMap, HashSet};
 
 use ward_api::fleet::{
-    Agent, AgentSettings, AgentsQuery, DeleteAgents, DeletedAgents, MoveAgents, MovedAgents,
+    Agent, AgentSettings, AgentSort, AgentsPage, AgentsQuery, DeleteAgents, DeletedAgents,
+    FleetSummary, MoveAgents, MovedAgents, VersionCount,
 };
+use ward_api::schema::SEARCH_MAX;
 use ward_fleet::{GroupId, Tree};
 use ward_proto::now_ms;
-use ward_store::{AgentFilter, Change, Mutation, StoreError};
+use ward_store::{AgentFilter, AgentOrder, Change, Mutation, StoreError};
 
 use super::{read, render, write, MAX_LIMIT};
 use crate::api::{since_ms, ApiError};
@@ -47,44 +49,173 @@ impl<'a> Presence<'a> {
     }
 }
 
-/// `GET /agents`: the agents the filters keep.
+/// The store's presence rule: each group's threshold by `ward_fleet::presence`, and who is
+/// held now.
+fn store_presence(tree: &Tree, held: &HashSet<String>, now: i64) -> ward_store::Presence {
+    let mut since: HashMap<i64, Vec<GroupId>> = HashMap::new();
+    for (group, effective) in tree.effective_all() {
+        since
+            .entry(ward_fleet::presence::since_ms(&effective, now))
+            .or_default()
+            .push(group);
+    }
+    let mut since: Vec<(i64, Vec<GroupId>)> = since.into_iter().collect();
+    // The threshold most groups share goes without a group list.
+    since.sort_unstable_by_key(|(at, groups)| (std::cmp::Reverse(groups.len()), *at));
+    let default_since = if since.is_empty() {
+        i64::MAX
+    } else {
+        since.remove(0).0
+    };
+    let mut held: Vec<String> = held.iter().cloned().collect();
+    held.sort_unstable();
+    ward_store::Presence {
+        held,
+        default_since,
+        since,
+    }
+}
+
+fn store_order(sort: AgentSort) -> AgentOrder {
+    match sort {
+        AgentSort::Id => AgentOrder::Id,
+        AgentSort::Hostname => AgentOrder::Hostname,
+        AgentSort::Group => AgentOrder::Group,
+        AgentSort::Online => AgentOrder::Online,
+        AgentSort::Channel => AgentOrder::Channel,
+        AgentSort::TlsVersion => AgentOrder::TlsVersion,
+        AgentSort::Highest => AgentOrder::Highest,
+        AgentSort::LastSeen => AgentOrder::LastCheckin,
+        AgentSort::Pending => AgentOrder::Pending,
+    }
+}
+
+/// What the store is asked for `query`: the filters, the order and the page, all done where
+/// the agents are stored.
+fn filter_of(
+    tree: &Tree,
+    held: &HashSet<String>,
+    query: &AgentsQuery,
+) -> Result<AgentFilter, ApiError> {
+    let mut filter = AgentFilter::default();
+    if let Some(group) = &query.group {
+        filter.groups = Some(tree.descendants(find_group(tree, group)?));
+    }
+    filter.pending = query.pending.unwrap_or(false);
+    filter.tls_max = query.tls_max.map(|v| v.name().to_string());
+    if let Some(silent_for) = &query.silent_for {
+        filter.offline_before_ms = Some(since_ms(silent_for).map_err(|_| {
+            ApiError::bad_request(format!(
+                "silent_for: '{silent_for}' is not a duration (e.g. 1h)"
+            ))
+        })?);
+    }
+    if let Some(search) = &query.search {
+        if search.chars().count() > SEARCH_MAX || search.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(format!(
+                "search: at most {SEARCH_MAX} characters, without control characters"
+            )));
+        }
+        filter.search = Some(search.clone()).filter(|s| !s.is_empty());
+    }
+    if let Some(stack) = &query.stack {
+        let hex = stack.len() == 64
+            && stack
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !hex {
+            return Err(ApiError::bad_request(format!(
+                "stack: '{stack}' is not a ClientHello fingerprint (64 lower-case hex digits)"
+            )));
+        }
+        filter.hello = Some(stack.clone());
+    }
+    let sort = query.sort.unwrap_or_default();
+    filter.online = query.online;
+    if query.online.is_some() || sort == AgentSort::Online {
+        filter.presence = Some(store_presence(tree, held, now_ms()));
+    }
+    filter.order = store_order(sort);
+    filter.descending = query.descending.unwrap_or(false);
+    filter.offset = match query.offset {
+        Some(offset) if offset > MAX_LIMIT => {
+            return Err(ApiError::bad_request(format!(
+                "offset: a number from 0 to {MAX_LIMIT}"
+            )))
+        }
+        offset => offset.unwrap_or(0),
+    };
+    filter.limit = match query.limit {
+        Some(limit) if !(1..=MAX_LIMIT).contains(&limit) => {
+            return Err(ApiError::bad_request(format!(
+                "limit: a number from 1 to {MAX_LIMIT}"
+            )))
+        }
+        limit => limit,
+    };
+    Ok(filter)
+}
+
+/// `GET /agents`: the agents the filters keep, in the order asked, from the offset asked.
 pub async fn list(app: &App, query: AgentsQuery) -> Result<Vec<Agent>, ApiError> {
     read(app, move |ctx| {
         let store = ctx.store();
         let tree = tree_of(store)?;
-        let mut filter = AgentFilter::default();
-        if let Some(group) = &query.group {
-            filter.groups = Some(tree.descendants(find_group(&tree, group)?));
-        }
-        filter.pending = query.pending.unwrap_or(false);
-        filter.tls_max = query.tls_max.map(|v| v.name().to_string());
-        if let Some(silent_for) = &query.silent_for {
-            filter.offline_before_ms = Some(since_ms(silent_for).map_err(|_| {
-                ApiError::bad_request(format!(
-                    "silent_for: '{silent_for}' is not a duration (e.g. 1h)"
-                ))
-            })?);
-        }
-        let limit = match query.limit {
-            Some(limit) if !(1..=MAX_LIMIT).contains(&limit) => {
-                return Err(ApiError::bad_request(format!(
-                    "limit: a number from 1 to {MAX_LIMIT}"
-                )))
-            }
-            limit => limit,
-        };
-        // The online rule is applied here, so the limit counts only the agents it keeps.
-        if query.online.is_none() {
-            filter.limit = limit;
-        }
-        let agents = store.agents(&filter)?;
+        let filter = filter_of(&tree, &ctx.held, &query)?;
         let presence = Presence::new(&tree, &ctx.held);
-        Ok(agents
+        Ok(store
+            .agents(&filter)?
             .iter()
-            .filter(|a| query.online.is_none_or(|wanted| presence.of(a).0 == wanted))
-            .take(limit.unwrap_or(usize::MAX))
             .map(|a| presence.render(&tree, a))
             .collect())
+    })
+    .await
+}
+
+/// One page of `GET /agents` and how many agents its filters keep in all (the console's
+/// list): the page and the count are each one query where the agents are stored.
+pub async fn page(app: &App, query: AgentsQuery) -> Result<AgentsPage, ApiError> {
+    read(app, move |ctx| {
+        let store = ctx.store();
+        let tree = tree_of(store)?;
+        let filter = filter_of(&tree, &ctx.held, &query)?;
+        let total = store.count_agents(&filter)?;
+        let presence = Presence::new(&tree, &ctx.held);
+        let agents = store
+            .agents(&filter)?
+            .iter()
+            .map(|a| presence.render(&tree, a))
+            .collect();
+        Ok(AgentsPage { total, agents })
+    })
+    .await
+}
+
+/// The fleet in figures: one scan where the agents are stored, whatever their number.
+pub async fn summary(app: &App) -> Result<FleetSummary, ApiError> {
+    read(app, move |ctx| {
+        let store = ctx.store();
+        let tree = tree_of(store)?;
+        let presence = store_presence(&tree, &ctx.held, now_ms());
+        let mut tallies = store.agent_tally(&presence)?;
+        tallies.sort_by(|a, b| (&a.channel, &a.tls_version).cmp(&(&b.channel, &b.tls_version)));
+        let mut summary = FleetSummary::default();
+        for tally in tallies {
+            summary.agents += tally.agents;
+            summary.online += tally.online;
+            summary.pending += tally.pending;
+            summary.reverted += tally.reverted;
+            if tally.channel.as_deref() == Some("https") {
+                summary.over_https += tally.agents;
+                summary.post_quantum += tally.post_quantum;
+            }
+            summary.by_version.push(VersionCount {
+                channel: tally.channel,
+                tls_version: tally.tls_version,
+                agents: tally.agents,
+            });
+        }
+        Ok(summary)
     })
     .await
 }

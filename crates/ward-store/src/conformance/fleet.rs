@@ -3,7 +3,8 @@ use ward_fleet::{serverlist, Group, Mode, OwnSettings};
 
 use super::Subject;
 use crate::{
-    AgentFilter, AgentOrder, AgentRecord, AuditEntry, Change, Mutation, Presence, Store, StoreError,
+    AgentFilter, AgentOrder, AgentRecord, AgentTally, AuditEntry, Change, Mutation, Presence,
+    Store, StoreError,
 };
 
 /// The subject's store with a fleet: the root group and the default list, made once.
@@ -284,6 +285,7 @@ pub(super) fn agents_are_searched_sorted_and_paged_where_they_are_stored(subject
                     channel: channel.to_string(),
                     tls_version: Some(version.to_string()),
                     hello: Some(hello.to_string()),
+                    tls_group: (*id == "a1").then(|| "X25519MLKEM768".to_string()),
                     ..checkin_of(id, *at_ms)
                 })
                 .unwrap();
@@ -291,7 +293,8 @@ pub(super) fn agents_are_searched_sorted_and_paged_where_they_are_stored(subject
     }
     let presence = Presence {
         held: vec!["a3".into()],
-        since: vec![(4000, vec![root]), (9500, vec![child])],
+        default_since: 4000,
+        since: vec![(9500, vec![child])],
     };
     let check = |filter: AgentFilter, expected: &[&str], total: u64| {
         let ids: Vec<String> = store
@@ -404,12 +407,48 @@ pub(super) fn agents_are_searched_sorted_and_paged_where_they_are_stored(subject
         &["a2", "b_4"],
         2,
     );
+    // One threshold for every group.
+    check(
+        AgentFilter {
+            online: Some(true),
+            presence: Some(Presence {
+                held: Vec::new(),
+                default_since: 4000,
+                since: Vec::new(),
+            }),
+            ..AgentFilter::default()
+        },
+        &["a1", "a2"],
+        2,
+    );
     let no_rule = |online: bool| AgentFilter {
         online: Some(online),
         ..AgentFilter::default()
     };
     check(no_rule(true), &[], 0);
     check(no_rule(false), &["a1", "a2", "a3", "b_4"], 4);
+    // The same fleet in figures, per channel and negotiated version.
+    let mut tally = store.agent_tally(&presence).unwrap();
+    tally.sort_by(|a, b| (&a.channel, &a.tls_version).cmp(&(&b.channel, &b.tls_version)));
+    let row = |channel: Option<&str>, version: Option<&str>, agents, online, pending| AgentTally {
+        channel: channel.map(str::to_string),
+        tls_version: version.map(str::to_string),
+        agents,
+        online,
+        pending,
+        // a1 (the only one over TLSv1.2) negotiated ML-KEM.
+        post_quantum: u64::from(version == Some("TLSv1.2")),
+        reverted: 0,
+    };
+    assert_eq!(
+        tally,
+        vec![
+            row(None, None, 1, 1, 0),
+            row(Some("http"), Some("TLSv1.3"), 1, 0, 0),
+            row(Some("https"), Some("TLSv1"), 1, 0, 0),
+            row(Some("https"), Some("TLSv1.2"), 1, 1, 1),
+        ]
+    );
     // A page: the count is of everything the filter keeps.
     let page = |offset: usize, limit: Option<usize>| AgentFilter {
         offset,

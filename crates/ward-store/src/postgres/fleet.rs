@@ -213,6 +213,30 @@ pub(super) fn count_agents(
     Ok(count)
 }
 
+pub(super) fn agent_tally(
+    db: &mut Db<'_, impl GenericClient>,
+    presence: &Presence,
+) -> Result<Vec<AgentTally>, Fail> {
+    let sql = agent_query::tally(presence, &Postgres);
+    let values = bound(sql.params);
+    let mut tallies = Vec::new();
+    db.for_each_row(&sql.text, values.iter().map(|v| &**v), |row| {
+        let count =
+            |index: usize| -> Result<u64, Fail> { Ok(row.try_get::<_, i64>(index)?.max(0) as u64) };
+        tallies.push(AgentTally {
+            channel: row.try_get(0)?,
+            tls_version: row.try_get(1)?,
+            agents: count(2)?,
+            online: count(3)?,
+            pending: count(4)?,
+            post_quantum: count(5)?,
+            reverted: count(6)?,
+        });
+        Ok(())
+    })?;
+    Ok(tallies)
+}
+
 /// The version of the groups and server lists.
 pub(super) fn tree_version(db: &mut Db<'_, impl GenericClient>) -> Result<i64, Fail> {
     Ok(db

@@ -102,12 +102,12 @@ fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     })
 }
 
-/// SQLite's placeholders; a list is bound as one JSON array.
+/// SQLite's numbered placeholders (`?N`); a list is bound as one JSON array.
 struct Sqlite;
 
 impl Dialect for Sqlite {
-    fn placeholder(&self, _n: usize) -> String {
-        "?".into()
+    fn placeholder(&self, n: usize) -> String {
+        format!("?{n}")
     }
     fn in_list(&self, column: &str, placeholder: &str) -> String {
         format!("{column} IN (SELECT value FROM json_each({placeholder}))")
@@ -147,6 +147,27 @@ pub(crate) fn count_agents(connection: &Connection, filter: &AgentFilter) -> rus
     statement.query_row(params_from_iter(bound(sql.params)), |row| {
         row.get::<_, i64>(0).map(|n| n.max(0) as u64)
     })
+}
+
+pub(crate) fn agent_tally(
+    connection: &Connection,
+    presence: &Presence,
+) -> rusqlite::Result<Vec<AgentTally>> {
+    let sql = agent_query::tally(presence, &Sqlite);
+    let mut statement = connection.prepare(&sql.text)?;
+    let count = |row: &Row<'_>, index: usize| row.get::<_, i64>(index).map(|n| n.max(0) as u64);
+    let rows = statement.query_map(params_from_iter(bound(sql.params)), |row| {
+        Ok(AgentTally {
+            channel: row.get(0)?,
+            tls_version: row.get(1)?,
+            agents: count(row, 2)?,
+            online: count(row, 3)?,
+            pending: count(row, 4)?,
+            post_quantum: count(row, 5)?,
+            reverted: count(row, 6)?,
+        })
+    })?;
+    rows.collect()
 }
 
 /// The version of the groups and server lists.

@@ -626,7 +626,20 @@ pub enum AgentsCommand {
         /// Only agents not seen for this long (e.g. 1h)
         #[arg(long, value_name = "DURATION")]
         silent_for: Option<String>,
+        /// Only agents whose id or host name contains this (ASCII case ignored)
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
+        /// The order (ties by id)
+        #[arg(long, default_value = "id", value_parser = ["id", "hostname", "group", "online", "channel", "tls_version", "highest", "last_seen", "pending"])]
+        sort: String,
+        /// Reverse the order
         #[arg(long)]
+        descending: bool,
+        /// Skip this many agents of the order first (with --limit: one page)
+        #[arg(long, value_name = "N")]
+        offset: Option<u64>,
+        /// At most this many agents
+        #[arg(long, value_name = "N")]
         limit: Option<u64>,
     },
     /// Retire agents: the server forgets them and refuses their check-ins from then on (an
@@ -686,6 +699,10 @@ pub fn agents(target: &Target, command: AgentsCommand) -> CodedResult {
             online,
             offline,
             silent_for,
+            search,
+            sort,
+            descending,
+            offset,
             limit,
         } => {
             let query = AgentsQuery {
@@ -704,6 +721,11 @@ pub fn agents(target: &Target, command: AgentsCommand) -> CodedResult {
                     })
                     .transpose()?,
                 silent_for,
+                search,
+                stack: None,
+                sort: Some(word("sort", &sort)?),
+                descending: descending.then_some(true),
+                offset: offset.map(|o| o as usize),
                 limit: limit.map(|l| l as usize),
             };
             let agents: Vec<Agent> = client.get(&with_query("/api/v1/agents", &query)?)?;

@@ -5,24 +5,6 @@ fn filter(query: &str) -> Filter {
     Filter::parse(&Form::parse(query.as_bytes()))
 }
 
-fn fleet(n: usize) -> Vec<Agent> {
-    (0..n)
-        .map(|i| {
-            let version = ["TLSv1", "TLSv1.2", "TLSv1.3"][i % 3];
-            agent(
-                &format!("id{i:04}"),
-                &format!("Host-{:04}", n - i),
-                Some("https"),
-                Some(version),
-                &[version],
-                i % 2 == 0,
-                false,
-                Some(&format!("2026-12-04T16:{:02}:00Z", i % 60)),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn the_query_is_read_and_written_back() {
     let cases = [
@@ -40,7 +22,7 @@ fn the_query_is_read_and_written_back() {
                 search: Some("web".into()),
                 online: Some(true),
                 tls_max: Some("TLSv1.2".into()),
-                sort: Sort::Name,
+                sort: AgentSort::Hostname,
                 descending: true,
                 page: 3,
                 ..Filter::default()
@@ -79,48 +61,56 @@ fn the_query_is_read_and_written_back() {
 
 #[test]
 fn a_wrong_version_is_refused_naming_the_field() {
-    let error = filter("tls_max=TLSv9").operation_query().unwrap_err();
+    let error = filter("tls_max=TLSv9").operation_query(None).unwrap_err();
     assert_eq!(error.0, "tls_max");
     assert!(error.1.contains("TLSv9"), "{}", error.1);
     let query = filter("tls_max=TLSv1.1&pending=true")
-        .operation_query()
+        .operation_query(None)
         .unwrap();
     assert_eq!(query.tls_max, Some(TlsVersionName::Tls11));
     assert_eq!(query.pending, Some(true));
 }
 
 #[test]
-fn a_page_is_cut_from_the_whole_order() {
-    let agents = fleet(120);
-    // Each case: the query, the total, the page shown, the first and last ids of the page.
+fn a_page_is_asked_of_the_operation() {
     let cases = [
-        ("", 120, 1, "id0000", "id0049"),
-        ("page=3", 120, 3, "id0100", "id0119"),
-        ("page=9", 120, 3, "id0100", "id0119"),
-        ("dir=desc", 120, 1, "id0119", "id0070"),
-        // Names run the other way from ids.
-        ("sort=name", 120, 1, "id0119", "id0070"),
-        ("sort=name&page=2", 120, 2, "id0069", "id0020"),
-        ("q=host-000", 9, 1, "id0111", "id0119"),
-        ("q=ID011", 10, 1, "id0110", "id0119"),
-        ("q=nobody", 0, 1, "", ""),
+        // The query, the offset and limit of its page, the order and the direction.
+        ("", Some(0), AgentSort::Id, false),
+        (
+            "page=3&sort=name&dir=desc",
+            Some(100),
+            AgentSort::Hostname,
+            true,
+        ),
+        (
+            "sort=last_seen&page=2",
+            Some(50),
+            AgentSort::LastSeen,
+            false,
+        ),
+        ("sort=tls", Some(0), AgentSort::TlsVersion, false),
     ];
-    for (query, total, page, first, last) in cases {
-        let (counted, shown, rows) = select(agents.clone(), &filter(query));
-        assert_eq!((counted, shown), (total, page), "{query}");
-        assert_eq!(rows.first().map_or("", |a| a.id.as_str()), first, "{query}");
-        assert_eq!(rows.last().map_or("", |a| a.id.as_str()), last, "{query}");
+    for (query, offset, sort, descending) in cases {
+        let parsed = filter(query);
+        let asked = parsed.operation_query(Some(parsed.page)).unwrap();
+        assert_eq!(asked.offset, offset, "{query}");
+        assert_eq!(asked.limit, Some(PAGE_SIZE), "{query}");
+        assert_eq!(asked.sort, Some(sort), "{query}");
+        assert_eq!(asked.descending, Some(descending), "{query}");
+        // The CSV asks for every page.
+        let all = parsed.operation_query(None).unwrap();
+        assert_eq!((all.offset, all.limit), (None, None), "{query}");
     }
-    // By TLS version, ties by id: the 40 TLSv1 agents first.
-    let (_, _, rows) = select(agents.clone(), &filter("sort=tls"));
-    assert!(rows[..40]
-        .iter()
-        .all(|a| a.tls_version.as_deref() == Some("TLSv1")));
-    assert!(rows[40..]
-        .iter()
-        .all(|a| a.tls_version.as_deref() == Some("TLSv1.2")));
-    let ids: Vec<&str> = rows[..3].iter().map(|a| a.id.as_str()).collect();
-    assert_eq!(ids, ["id0000", "id0003", "id0006"]);
+    let searched = filter("q=web&stack=ab").operation_query(Some(1)).unwrap();
+    assert_eq!(searched.search.as_deref(), Some("web"));
+    assert_eq!(searched.stack.as_deref(), Some("ab"));
+}
+
+#[test]
+fn pages_are_counted_from_the_total() {
+    for (total, pages) in [(0, 1), (1, 1), (50, 1), (51, 2), (1_000_000, 20_000)] {
+        assert_eq!(pages_of(total), pages, "{total}");
+    }
 }
 
 #[test]

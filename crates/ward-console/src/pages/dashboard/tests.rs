@@ -1,42 +1,25 @@
 use super::*;
-use crate::pages::test_agents::agent;
+use ward_api::fleet::VersionCount;
 
 #[test]
 fn the_fleet_is_counted_by_channel_and_negotiated_version() {
-    let agents = [
-        agent(
-            "a",
-            "a",
-            Some("https"),
-            Some("TLSv1.3"),
-            &["TLSv1.3"],
-            true,
-            false,
-            None,
-        ),
-        agent(
-            "b",
-            "b",
-            Some("https"),
-            Some("TLSv1.3"),
-            &["TLSv1.3"],
-            false,
-            true,
-            None,
-        ),
-        agent(
-            "c",
-            "c",
-            Some("https"),
-            Some("TLSv1"),
-            &["TLSv1"],
-            true,
-            false,
-            None,
-        ),
-        agent("d", "d", Some("http"), None, &["TLSv1"], true, true, None),
-        agent("e", "e", None, None, &[], false, true, None),
-    ];
+    let row = |channel: Option<&str>, version: Option<&str>, agents| VersionCount {
+        channel: channel.map(str::to_string),
+        tls_version: version.map(str::to_string),
+        agents,
+    };
+    let agents = FleetSummary {
+        agents: 5,
+        online: 3,
+        pending: 3,
+        by_version: vec![
+            row(None, None, 1),
+            row(Some("http"), None, 1),
+            row(Some("https"), Some("TLSv1"), 1),
+            row(Some("https"), Some("TLSv1.3"), 2),
+        ],
+        ..FleetSummary::default()
+    };
     let counts = count(&agents);
     assert_eq!(
         (counts.agents, counts.online, counts.offline, counts.pending),
@@ -61,7 +44,7 @@ fn the_fleet_is_counted_by_channel_and_negotiated_version() {
 
 #[test]
 fn an_empty_fleet_draws_no_bar() {
-    let counts = count(&[]);
+    let counts = count(&FleetSummary::default());
     assert_eq!(counts, Counts::default());
     assert!(version_bars(&counts).is_empty());
 }
