@@ -28,12 +28,15 @@ impl View {
     }
 }
 
-const SECTIONS: [(&str, &str); 5] = [
-    ("/", "Dashboard"),
-    ("/agents", "Agents"),
-    ("/groups", "Groups"),
-    ("/tls", "TLS"),
-    ("/audit", "Audit log"),
+/// The sections: the path, the label, and whether auditors are shown it.
+const SECTIONS: [(&str, &str, bool); 7] = [
+    ("/", "Dashboard", true),
+    ("/agents", "Agents", true),
+    ("/groups", "Groups", true),
+    ("/serverlists", "Server lists", true),
+    ("/tls", "TLS", true),
+    ("/audit", "Audit log", true),
+    ("/accounts", "Accounts", false),
 ];
 
 fn current(path: &str, section: &str) -> bool {
@@ -72,7 +75,7 @@ pub fn document(view: Option<&View>, title: &str, body: Markup, refresh: Option<
                         span.brand { "ward" }
                         nav aria-label="Sections" {
                             ul {
-                                @for (href, label) in SECTIONS {
+                                @for (href, label, _) in SECTIONS.iter().filter(|(_, _, all)| *all || view.may_change()) {
                                     li {
                                         @if current(&view.path, href) {
                                             a href=(href) aria-current="page" { (label) }

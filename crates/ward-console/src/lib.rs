@@ -11,8 +11,8 @@
 //! - [`respond`]: pages with their security headers (a strict CSP), redirects, assets, forms;
 //! - [`assets`]: the embedded stylesheet and script;
 //! - [`layout`]: the page shell and shared pieces; [`chart`]: inline SVG charts (pure);
-//! - `pages`: one module per section (login, dashboard, agents, groups, TLS plan, the harden
-//!   wizard, audit).
+//! - `pages`: one module per section (login, dashboard, agents, groups, server lists, TLS
+//!   plan, the harden wizard, rotations, audit, accounts).
 //!
 //! Every request but the login page and the assets needs a live session (else the browser is
 //! sent to `/login`); every POST needs the session's CSRF token (else 403, nothing changed);
@@ -135,7 +135,14 @@ async fn route(app: &App, peer: SocketAddr, request: Request<Incoming>) -> HttpR
             "/tls/harden/stage" => pages::harden::stage(app, &view, &form).await,
             "/tls/harden/apply" => pages::harden::apply(app, &view).await,
             "/tls/rollback" => pages::harden::rollback(app, &view, &form).await,
-            _ => not_found(Some(&view)),
+            "/tls/rotations" => pages::rotations::step(app, &view, &form).await,
+            "/serverlists" => pages::serverlists::change(app, &view, &form).await,
+            "/accounts" => pages::accounts::change(app, &view, &form).await,
+            other => match group_path(other) {
+                Some((id, false)) => pages::groups::update(app, &view, id, &form).await,
+                Some((id, true)) => pages::groups::move_to(app, &view, id, &form).await,
+                None => not_found(Some(&view)),
+            },
         };
     }
     if method != Method::GET && method != Method::HEAD {
@@ -151,14 +158,29 @@ async fn route(app: &App, peer: SocketAddr, request: Request<Incoming>) -> HttpR
         "/tls" => pages::tls::page(app, &view, &query).await,
         "/tls/harden" => pages::harden::page(app, &view, &query).await,
         "/tls/harden/progress" => pages::harden::progress(app, &view).await,
+        "/tls/rotations" => pages::rotations::page(app, &view, None).await,
+        "/serverlists" => pages::serverlists::page(app, &view, None).await,
+        "/accounts" => pages::accounts::page(app, &view, None).await,
         "/logout" => respond::redirect("/", &[]),
-        other => match other.strip_prefix("/agents/") {
-            Some(id) if !id.is_empty() && !id.contains('/') => {
+        other => match (other.strip_prefix("/agents/"), group_path(other)) {
+            (Some(id), _) if !id.is_empty() && !id.contains('/') => {
                 pages::agents::show(app, &view, id).await
             }
+            (_, Some((id, false))) => pages::groups::edit(app, &view, id, None).await,
             _ => not_found(Some(&view)),
         },
     }
+}
+
+/// A group's page (`/groups/{id}`, the id a number) or its move (`/groups/{id}/move`): the id,
+/// and whether it is the move.
+fn group_path(path: &str) -> Option<(&str, bool)> {
+    let rest = path.strip_prefix("/groups/")?;
+    let (id, moving) = match rest.strip_suffix("/move") {
+        Some(id) => (id, true),
+        None => (rest, false),
+    };
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then_some((id, moving))
 }
 
 fn forbidden(view: Option<&View>, message: &str) -> HttpResponse {
@@ -197,4 +219,23 @@ fn not_allowed(allow: &'static str) -> HttpResponse {
         hyper::header::HeaderValue::from_static(allow),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_group_is_named_by_its_number() {
+        let cases = [
+            ("/groups/2", Some(("2", false))),
+            ("/groups/17/move", Some(("17", true))),
+            ("/groups", None),
+            ("/groups/", None),
+            ("/groups/My%20Company", None),
+            ("/groups/2/delete", None),
+            ("/groups//move", None),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(super::group_path(path), expected, "{path}");
+        }
+    }
 }

@@ -323,6 +323,120 @@ fn an_admin_and_an_auditor_use_the_console_in_a_real_browser() {
     );
     no_errors(&browser, "rollback");
 
+    // The TLS page: each listener as it runs, and the fleet by stack.
+    browser.goto(&format!("{base}/tls"));
+    let listeners = browser.text(&browser.find("#listeners"));
+    assert!(listeners.contains("sslforclients.conf"), "{listeners}");
+    assert!(!browser.find_all("#stacks").is_empty());
+    no_errors(&browser, "TLS overview");
+
+    // A group's own page: a bad interval is refused next to its field; a good one is saved.
+    browser.goto(&format!("{base}/groups"));
+    browser.click(&browser.find("a[aria-label='Open My Company/Branch']"));
+    assert!(browser.until(Duration::from_secs(10), |b| !b
+        .find_all("#group-form")
+        .is_empty()));
+    browser.fill(&browser.find("#interval"), "soon");
+    browser.click(&browser.find("#save-group"));
+    assert!(
+        browser.until(Duration::from_secs(10), |b| !b
+            .find_all("#interval-error")
+            .is_empty()),
+        "{}",
+        browser.source()
+    );
+    no_errors(&browser, "group refusal");
+    browser.fill(&browser.find("#interval"), "2s");
+    browser.click(&browser.find("#save-group"));
+    assert!(browser.until(Duration::from_secs(10), |b| !b
+        .find_all("#group-done")
+        .is_empty()));
+    let shown = cli(&server, &["group", "show", "My Company/Branch"]);
+    assert_eq!(shown["own"]["interval"], "2s", "{shown}");
+    no_errors(&browser, "group");
+
+    // Server lists: a new list, a refused entry next to its field, the seed's copy to HTTP.
+    browser.goto(&format!("{base}/serverlists"));
+    browser.fill(&browser.find("#list-name"), "Extra");
+    browser.fill(&browser.find("#list-servers"), "1:nonsense");
+    browser.click(&browser.find("#create-list"));
+    assert!(
+        browser.until(Duration::from_secs(10), |b| !b
+            .find_all("#create-servers-error")
+            .is_empty()),
+        "{}",
+        browser.source()
+    );
+    browser.fill(
+        &browser.find("#list-servers"),
+        "1:https://mgr9:443\n2:https://mgr8:443",
+    );
+    browser.click(&browser.find("#create-list"));
+    assert!(browser.until(Duration::from_secs(10), |b| !b
+        .find_all("#list-done")
+        .is_empty()));
+    browser.click(&browser.find("#copy-from option[value='Extra']"));
+    browser.fill(&browser.find("#copy-name"), "Extra-http");
+    browser.click(&browser.find("#copy"));
+    assert!(browser.until(Duration::from_secs(10), |b| b
+        .find_all("#list-done")
+        .first()
+        .is_some_and(|done| b.text(done).contains("Extra-http"))));
+    let copy = cli(&server, &["serverlist", "show", "Extra-http"]);
+    assert_eq!(copy["servers"][0]["url"], "http://mgr9:8014", "{copy}");
+    assert_eq!(copy["servers"].as_array().unwrap().len(), 2, "{copy}");
+    no_errors(&browser, "server lists");
+
+    // Accounts: made and disabled from the console.
+    browser.goto(&format!("{base}/accounts"));
+    browser.fill(&browser.find("#account-name"), "carol");
+    browser.fill(&browser.find("#account-password"), PASSWORD);
+    browser.click(&browser.find("#create-account"));
+    assert!(browser.until(Duration::from_secs(20), |b| !b
+        .find_all("#account-done")
+        .is_empty()));
+    browser.click(&browser.find("#disable-carol"));
+    assert!(browser.until(Duration::from_secs(10), |b| !b
+        .find_all("#enable-carol")
+        .is_empty()));
+    let carol = cli(&server, &["account", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "carol")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (carol["role"].as_str(), carol["disabled"].as_bool()),
+        (Some("auditor"), Some(true))
+    );
+    no_errors(&browser, "accounts");
+
+    // Rotations: a key rotation started and aborted from the console.
+    browser.goto(&format!("{base}/tls/rotations"));
+    assert!(browser
+        .text(&browser.find("#key-state"))
+        .contains("No rotation"));
+    no_errors(&browser, "rotations");
+    browser.click(&browser.find("#key-rotate"));
+    assert!(browser.until(Duration::from_secs(20), |b| !b
+        .find_all("#rotation-done")
+        .is_empty()));
+    assert!(browser
+        .text(&browser.find("#key-state"))
+        .contains("under way"));
+    assert!(!browser.find_all("#key-ack").is_empty());
+    browser.click(&browser.find("#key-abort"));
+    assert!(
+        browser.until(Duration::from_secs(20), |b| b
+            .find_all("#rotation-done")
+            .first()
+            .is_some_and(|done| b.text(done).contains("aborted"))),
+        "{}",
+        browser.source()
+    );
+    no_errors(&browser, "rotation steps");
+
     // A form without the session's CSRF token changes nothing, even from the console's origin.
     browser.goto(&format!("{base}/groups"));
     let (status, _) = post_from_page(&browser, "/groups", "name=Forged");

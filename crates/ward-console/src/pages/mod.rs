@@ -8,12 +8,15 @@ use ward_server::api::{ApiError, HttpResponse};
 use crate::layout::{self, View};
 use crate::respond;
 
+pub mod accounts;
 pub mod agents;
 pub mod audit;
 pub mod dashboard;
 pub mod groups;
 pub mod harden;
 pub mod login;
+pub mod rotations;
+pub mod serverlists;
 #[cfg(test)]
 mod test_agents;
 
@@ -50,6 +53,36 @@ pub fn guard_refusal(error: &ApiError, caption: &str) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// A change's outcome, as the page shows it again: the form sent, what came of it, the status
+/// to answer with, and the field its refusal names (of `fields`).
+pub struct Shown<'a> {
+    pub form: Option<&'a respond::Form>,
+    pub result: Option<&'a Result<String, ApiError>>,
+    pub status: StatusCode,
+    pub field: Option<&'static str>,
+}
+
+/// What a page shows of `outcome` (`None`: the page asked for itself).
+pub fn shown<'a>(
+    outcome: &'a Option<(&'a respond::Form, Result<String, ApiError>)>,
+    fields: &[&'static str],
+) -> Shown<'a> {
+    let (form, result) = match outcome {
+        Some((form, result)) => (Some(*form), Some(result)),
+        None => (None, None),
+    };
+    let (status, field) = match result {
+        Some(Err(error)) => (error.status, field_named(&error.message, fields)),
+        _ => (StatusCode::OK, None),
+    };
+    Shown {
+        form,
+        result,
+        status,
+        field,
     }
 }
 

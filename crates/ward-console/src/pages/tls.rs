@@ -189,6 +189,78 @@ pub fn verdict(plan: &Plan) -> Markup {
     }
 }
 
+/// Each HTTPS listener as it runs now: its file, versions, suites, groups and certificates.
+fn listeners(app: &App) -> Markup {
+    use ward_server::config::Role;
+    let default = |text: Option<String>| text.unwrap_or_else(|| "(OpenSSL's default)".into());
+    html! {
+        table #listeners {
+            caption { "The HTTPS listeners now" }
+            thead { tr {
+                th scope="col" { "Listener" } th scope="col" { "File" } th scope="col" { "Versions" }
+                th scope="col" { "Suites (TLS 1.2 and below)" } th scope="col" { "TLS 1.3 suites" }
+                th scope="col" { "Key exchange groups" } th scope="col" { "Certificates (days left)" }
+            } }
+            tbody {
+                @for role in [Role::Console, Role::Clients] {
+                    @let tls = app.tls.current(role);
+                    @let policy = &tls.policy;
+                    tr {
+                        td { (role.name()) }
+                        td { code { (tls.file.display()) } }
+                        td { (policy.protocol.range.versions().map(|v| v.name()).collect::<Vec<_>>().join(", ")) }
+                        td { code { (default(policy.cipher_list.as_ref().map(|c| c.value.clone()))) } }
+                        td { code { (default(policy.tls13_ciphersuites.as_ref().map(|c| c.value.clone()))) } }
+                        td { code { (policy.groups.as_ref().map(|g| g.value.clone()).unwrap_or_else(|| "(ward's default, post-quantum first)".into())) } }
+                        td {
+                            @for (file, seconds) in ward_server::listener_tls::certificate_expiry(policy, app.data.root()) {
+                                code { (file) } " (" (seconds.div_euclid(86_400)) ")" br;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The fleet by TLS stack (one ClientHello each): what each offers, and how many agents run it.
+async fn stacks(app: &App) -> Markup {
+    let readiness = harden::readiness(
+        app,
+        ward_api::tls::ReadinessQuery {
+            limit: Some(0),
+            ..Default::default()
+        },
+    )
+    .await;
+    html! {
+        @match readiness {
+            Ok(readiness) => {
+                table #stacks {
+                    caption { "Readiness by TLS stack (each agent's last ClientHello)" }
+                    thead { tr { th scope="col" { "Stack (JA4)" } th.num scope="col" { "Agents" } th scope="col" { "Offers" } th scope="col" { "Post-quantum" } th scope="col" { "Note" } } }
+                    tbody {
+                        @for stack in &readiness.stacks {
+                            tr {
+                                td { @match &stack.fingerprint {
+                                    Some(digest) => a href=(format!("/agents?stack={}", respond::encode(digest))) { code { (stack.ja4.as_deref().unwrap_or(digest)) } },
+                                    None => span.muted { "no ClientHello kept" },
+                                } }
+                                td.num { (stack.agents) }
+                                td { (stack.offered_versions.as_ref().map(|v| v.join(", ")).unwrap_or_default()) }
+                                td { (match stack.post_quantum { Some(true) => "yes", Some(false) => "no", None => "" }) }
+                                td { (stack.note.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => (layout::refusal(error.code, &error.message)),
+        }
+    }
+}
+
 /// `GET /tls` (and `GET /tls?protocol=...`: the plan).
 pub async fn page(app: &App, view: &View, query: &Form) -> HttpResponse {
     let asked = request(query);
@@ -204,7 +276,15 @@ pub async fn page(app: &App, view: &View, query: &Form) -> HttpResponse {
         Some(Err(error)) => error.status,
         _ => StatusCode::OK,
     };
+    let overview = match &planned {
+        None => Some(stacks(app).await),
+        Some(_) => None,
+    };
     let body = html! {
+        (listeners(app))
+        @if let Some(stacks) = overview { (stacks) }
+        p { a href="/tls/harden" { "Harden TLS (the wizard)" } " · " a href="/tls/rotations" { "CA and key rotations" } }
+        h2 { "Plan a change" }
         p { "Propose a change in the words of Apache's directives. The plan replays what each agent
             really sent through the proposed listener: nothing changes until a harden applies it." }
         form.stacked method="get" action="/tls" #plan-form {

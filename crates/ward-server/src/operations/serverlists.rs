@@ -72,7 +72,7 @@ pub async fn create(
             .iter()
             .map(|spec| serverlist::parse_spec(spec))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            .map_err(|e| ApiError::bad_request(format!("servers: {e}")))?;
         let list = serverlist::build(&request.name, entries)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         create_list(ctx.store(), &caller, list)
