@@ -170,6 +170,19 @@ pub struct NewServerList {
     pub servers: Vec<String>,
 }
 
+/// `PUT /serverlists/{name}`: the list's servers, all of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerListEdit {
+    /// Entries such as `1:https://mgr1:443`.
+    #[schemars(schema_with = "schema::server_entries")]
+    pub servers: Vec<String>,
+    /// Change it even though agents would lose their last path (audited); otherwise 409
+    /// `would_cut_off`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_cut_off: bool,
+}
+
 /// `http` or `https`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

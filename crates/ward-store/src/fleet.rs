@@ -386,6 +386,8 @@ pub enum Mutation {
     CreateServerList(ServerList),
     /// Refused while a group uses the list.
     DeleteServerList(String),
+    /// The list of that name with new entries (`NotFound` when there is none).
+    UpdateServerList(ServerList),
     /// A new token; its `id` is assigned by the store.
     CreateToken(TokenRecord),
     RevokeToken(i64),

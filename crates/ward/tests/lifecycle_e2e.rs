@@ -366,11 +366,12 @@ fn import_settings_on_a_running_agent_takes_effect_at_once() {
     assert_eq!(agent_processes(state).len(), 1);
 }
 
-#[test]
-fn moving_a_tls1_agent_into_an_https_only_group_is_refused_unless_accepted() {
+/// A server whose clients listener serves TLS 1.2 and later (the seed's step 5 done), and a
+/// TLS 1.0 agent running in `My Company/Legacy` on the plain-HTTP list: the server, the agent's
+/// state dir and its id.
+fn tls1_agent_on_the_http_list() -> (Server, tempfile::TempDir, String) {
     let server = fast_server();
     legacy_http_group(&server);
-    // The clients listener serves TLS 1.2 and later (the seed's step 5 done).
     server.set_protocol(
         "conf/ssl/sslforclients.conf",
         "all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1",
@@ -379,14 +380,17 @@ fn moving_a_tls1_agent_into_an_https_only_group_is_refused_unless_accepted() {
     let token = group_token(&server, "My Company/Legacy", true);
     let http = format!("http://127.0.0.1:{}", server.clients_http);
     let dir = enroll(&server, &http, &token, Some("TLSv1"));
-    let state = dir.path();
-    let _cleanup = Background(state);
-    assert!(agent_cmd("start", state, &[]).status.success());
-    let id = {
-        let value: Value =
-            serde_json::from_slice(&std::fs::read(state.join("agent.json")).unwrap()).unwrap();
-        value["agent"].as_str().unwrap().to_string()
-    };
+    assert!(agent_cmd("start", dir.path(), &[]).status.success());
+    let value: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("agent.json")).unwrap()).unwrap();
+    let id = value["agent"].as_str().unwrap().to_string();
+    (server, dir, id)
+}
+
+#[test]
+fn moving_a_tls1_agent_into_an_https_only_group_is_refused_unless_accepted() {
+    let (server, dir, id) = tls1_agent_on_the_http_list();
+    let _cleanup = Background(dir.path());
     let audit_before = cli(&server, &["audit"]).as_array().unwrap().len();
     // Into the root group, whose list is HTTPS only: it would be orphaned.
     let refused = run_cli(
@@ -428,6 +432,75 @@ fn moving_a_tls1_agent_into_an_https_only_group_is_refused_unless_accepted() {
     assert_eq!(entry["after"]["accept_cut_off"], true, "{entry}");
     assert_eq!(
         entry["after"]["cut_off"],
+        serde_json::json!([id]),
+        "{entry}"
+    );
+}
+
+#[test]
+fn replacing_a_lists_servers_is_guarded_like_a_move() {
+    let (server, dir, id) = tls1_agent_on_the_http_list();
+    let _cleanup = Background(dir.path());
+    let https = format!("1:https://127.0.0.1:{}", server.clients);
+    // The TLS 1.0 agent's only list, made HTTPS only: it would be orphaned, so nothing changes.
+    let refused = run_cli(
+        &server,
+        &[
+            "serverlist",
+            "set",
+            "Default-http",
+            "--server",
+            &https,
+            "--json",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let answer: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(answer["error"]["code"], "would_cut_off", "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains(&id));
+    let shown = cli(&server, &["serverlist", "show", "Default-http"]);
+    assert_eq!(shown["servers"].as_array().unwrap().len(), 1, "{shown}");
+    assert_eq!(shown["servers"][0]["protocol"], "http", "{shown}");
+    // An HTTPS server added in front of the HTTP one leaves it a path: allowed, and its
+    // agents get a new serial.
+    let before = cli(&server, &["agents", "show", &id])["serial"]
+        .as_i64()
+        .unwrap();
+    let second = format!("2:http://127.0.0.1:{}", server.clients_http);
+    let set = cli(
+        &server,
+        &[
+            "serverlist",
+            "set",
+            "Default-http",
+            "--server",
+            &https,
+            "--server",
+            &second,
+        ],
+    );
+    assert_eq!(set["servers"].as_array().unwrap().len(), 2, "{set}");
+    let after = cli(&server, &["agents", "show", &id])["serial"]
+        .as_i64()
+        .unwrap();
+    assert!(after > before, "{before} -> {after}");
+    // Accepted explicitly, the HTTPS-only list is saved, and the audit says whom it cut off.
+    cli(
+        &server,
+        &[
+            "serverlist",
+            "set",
+            "Default-http",
+            "--server",
+            &https,
+            "--accept-cut-off",
+        ],
+    );
+    let entry = audit_entry(&server, |e| {
+        e["action"] == "serverlist.update" && !e["after"]["cut_off_accepted"].is_null()
+    });
+    assert_eq!(
+        entry["after"]["cut_off_accepted"],
         serde_json::json!([id]),
         "{entry}"
     );

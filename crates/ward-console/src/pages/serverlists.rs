@@ -1,10 +1,11 @@
-//! Server lists: each list's servers by priority and the groups that use it, a new list, the
-//! seed's copy to plain HTTP (every server on the clients-http port, 8014 by default), and
+//! Server lists: each list's servers by priority and the groups that use it, a new list, its
+//! servers edited (guarded: a change that would cut agents off is refused with their names),
+//! the seed's copy to plain HTTP (every server on the clients-http port, 8014 by default), and
 //! deleting a list nobody uses. Each through `operations::serverlists`; a refusal is shown
 //! next to the field it names.
 
 use maud::{html, Markup};
-use ward_api::fleet::{CopyList, NewServerList, Protocol};
+use ward_api::fleet::{CopyList, NewServerList, Protocol, ServerListEdit};
 use ward_server::api::{ApiError, HttpResponse};
 use ward_server::operations::serverlists;
 use ward_server::state::App;
@@ -62,7 +63,7 @@ pub async fn page(
     let body = html! {
         @match result {
             Some(Ok(done)) => p.notice role="status" #list-done { (done) },
-            Some(Err(error)) if field.is_none() => (layout::refusal(error.code, &error.message)),
+            Some(Err(error)) if field.is_none() || !sent_by("edit", "list").is_empty() => (super::guard_refusal(error, "Agents the change would cut off, and why")),
             _ => {}
         }
         @for list in &lists {
@@ -81,6 +82,28 @@ pub async fn page(
                             td.num { (server.port) }
                             td { @if server.verify_certificate { "yes" } @else { "no" } }
                         }
+                    }
+                }
+            }
+            @if view.may_change() {
+                @let slug = list.name.replace(' ', "-");
+                @let current = list.servers.iter().map(|s| format!("{}:{}", s.priority, s.url)).collect::<Vec<_>>().join("\n");
+                details.edit-list open[sent_by("edit", "list") == list.name] {
+                    summary { "Edit the servers of " (list.name) }
+                    form.stacked method="post" action="/serverlists" id=(format!("edit-{slug}")) {
+                        (view.csrf_field())
+                        input type="hidden" name="action" value="edit";
+                        input type="hidden" name="list" value=(list.name);
+                        label for=(format!("servers-{slug}")) { "Servers, one per line (priority:URL)"
+                            textarea id=(format!("servers-{slug}")) name="servers" rows="3" required {
+                                @if sent_by("edit", "list") == list.name { (sent_by("edit", "servers")) } @else { (current) }
+                            }
+                        }
+                        label.inline for=(format!("accept-{slug}")) {
+                            span { input id=(format!("accept-{slug}")) type="checkbox" name="accept_cut_off" value="true";
+                                " Save even if agents would lose their last path (audited)" }
+                        }
+                        button type="submit" id=(format!("save-{slug}")) { "Save servers" }
                     }
                 }
             }
@@ -182,6 +205,25 @@ pub async fn change(app: &App, view: &View, form: &Form) -> HttpResponse {
             }),
             _ => Err(ApiError::bad_request("port: a number from 1 to 65535")),
         },
+        Some("edit") => {
+            let list = form.text("list").unwrap_or_default();
+            serverlists::update(
+                app,
+                caller,
+                list.clone(),
+                ServerListEdit {
+                    servers: entries(form.get("servers").unwrap_or("")),
+                    accept_cut_off: form.get("accept_cut_off") == Some("true"),
+                },
+            )
+            .await
+            .map(|saved| {
+                format!(
+                    "Saved {list}: {} server(s); its agents get the change at their next check-in.",
+                    saved.servers.len()
+                )
+            })
+        }
         Some("delete") => {
             let list = form.text("list").unwrap_or_default();
             serverlists::delete(app, caller, list.clone())

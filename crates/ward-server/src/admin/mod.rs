@@ -310,6 +310,10 @@ async fn dispatch(
             ok,
             serverlists::delete(shared, caller, request.param("name")).await,
         ),
+        Operation::ServerListUpdate => answer(
+            ok,
+            serverlists::update(shared, caller, request.param("name"), request.required()?).await,
+        ),
         Operation::ServerListCopy => answer(
             ok,
             serverlists::copy(shared, caller, request.param("name"), request.required()?).await,

@@ -79,6 +79,12 @@ impl Fleet {
         })
     }
 
+    /// The fleet as it would be with `lists` (a list's servers changed).
+    pub fn with_lists(&mut self, lists: Vec<ServerList>) {
+        self.groups = index(&self.tree, &lists, self.intervals);
+        self.lists = lists;
+    }
+
     /// The fleet as it would be with `tree` (a group's settings or place changed).
     pub fn with_tree(&mut self, tree: Tree) {
         self.groups = index(&tree, &self.lists, self.intervals);

@@ -527,9 +527,12 @@ pub(crate) struct FleetEdit<'a> {
     pub tree: Option<ward_fleet::Tree>,
     /// Agents the edit moves: agent -> group.
     pub moves: &'a HashMap<String, GroupId>,
+    /// The server lists after the edit, when the edit changes a list's servers.
+    pub lists: Option<Vec<ward_fleet::ServerList>>,
 }
 
-/// The guard of a fleet edit (moving agents, a group's server list, moving a group): the
+/// The guard of a fleet edit (moving agents, a group's server list, moving a group, a list's
+/// servers): the
 /// agents that have a working path now and would have none after `edit`, with why. Each agent
 /// is judged exactly where ward can (its kept ClientHello replayed through the clients
 /// listener serving now, `clients`), as if it had acknowledged the new settings, and offline
@@ -554,6 +557,9 @@ pub(crate) fn fleet_guard(
         .iter()
         .map(|(index, _)| fleet.agents[*index].id.clone())
         .collect();
+    if let Some(lists) = edit.lists {
+        fleet.with_lists(lists);
+    }
     if let Some(tree) = edit.tree {
         fleet.with_tree(tree);
     }

@@ -310,6 +310,7 @@ pub async fn move_agents(
             crate::impact::FleetEdit {
                 tree: None,
                 moves: &moves,
+                lists: None,
             },
         )?;
         if !cut.is_empty() && !accept_cut_off {

@@ -180,6 +180,7 @@ fn guard_tree(
         crate::impact::FleetEdit {
             tree: Some(after.clone()),
             moves: &Default::default(),
+            lists: None,
         },
     )?;
     if !cut.is_empty() && !accept_cut_off {

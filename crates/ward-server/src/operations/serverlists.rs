@@ -1,7 +1,9 @@
 //! Server lists: list, create, read, delete, and copy a list as the plain-HTTP list of a
 //! legacy group (`serverlist::http_copy`).
 
-use ward_api::fleet::{CopyList, Deleted, NewServerList, Protocol, ServerList as ListAnswer};
+use ward_api::fleet::{
+    CopyList, Deleted, NewServerList, Protocol, ServerList as ListAnswer, ServerListEdit,
+};
 use ward_fleet::serverlist;
 use ward_fleet::{ServerList, Tree};
 use ward_store::{Change, Mutation, Store};
@@ -59,6 +61,15 @@ pub async fn list(app: &App) -> Result<Vec<ListAnswer>, ApiError> {
     .await
 }
 
+/// A request's server entries (`1:https://mgr1:443`), or the first it cannot read.
+fn entries(specs: &[String]) -> Result<Vec<(u32, ward_fleet::serverlist::ServerEntry)>, ApiError> {
+    specs
+        .iter()
+        .map(|spec| serverlist::parse_spec(spec))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad_request(format!("servers: {e}")))
+}
+
 /// `POST /serverlists`.
 pub async fn create(
     app: &App,
@@ -67,12 +78,7 @@ pub async fn create(
 ) -> Result<ListAnswer, ApiError> {
     let caller = caller.clone();
     write(app, move |ctx| {
-        let entries = request
-            .servers
-            .iter()
-            .map(|spec| serverlist::parse_spec(spec))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::bad_request(format!("servers: {e}")))?;
+        let entries = entries(&request.servers)?;
         let list = serverlist::build(&request.name, entries)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         create_list(ctx.store(), &caller, list)
@@ -118,6 +124,80 @@ pub async fn delete(app: &App, caller: &Caller, name: String) -> Result<Deleted,
             ),
         })?;
         Ok(Deleted { deleted: name })
+    })
+    .await
+}
+
+/// `PUT /serverlists/{name}`: the list's servers replaced, guarded: 409 `would_cut_off` when
+/// agents of the groups that use it would lose their last path, unless accepted. Those
+/// agents get a new serial.
+pub async fn update(
+    app: &App,
+    caller: &Caller,
+    name: String,
+    request: ServerListEdit,
+) -> Result<ListAnswer, ApiError> {
+    let caller = caller.clone();
+    write(app, move |ctx| {
+        let store = ctx.store();
+        let current = find_list(store, &name)?;
+        let entries = entries(&request.servers)?;
+        let edited = serverlist::build(&name, entries)
+            .map_err(|e| ApiError::bad_request(format!("servers: {e}")))?;
+        let tree = tree_of(store)?;
+        let lists: Vec<ServerList> = store
+            .server_lists()?
+            .into_iter()
+            .map(|list| {
+                if list.name == name {
+                    edited.clone()
+                } else {
+                    list
+                }
+            })
+            .collect();
+        let cut = crate::impact::fleet_guard(
+            store,
+            &ctx.clients.context,
+            ctx.clients.policy.protocol.range,
+            crate::impact::FleetEdit {
+                tree: None,
+                moves: &Default::default(),
+                lists: Some(lists),
+            },
+        )?;
+        if !cut.is_empty() && !request.accept_cut_off {
+            return Err(crate::impact::refuse_fleet_edit(
+                &format!("changing server list '{name}'"),
+                &cut,
+            ));
+        }
+        // Every group whose agents use the list, set there or inherited.
+        let bump_groups: Vec<_> = tree
+            .effective_all()
+            .into_iter()
+            .filter(|(_, effective)| effective.server_list == name)
+            .map(|(group, _)| group)
+            .collect();
+        let mut after = render::audited(&render::list(&edited, vec![]));
+        if !cut.is_empty() {
+            let ids: Vec<&String> = cut.iter().map(|(id, _)| id).collect();
+            after["cut_off_accepted"] = render::audited(&ids);
+        }
+        store.apply(&Change {
+            tree_version: Some(tree.version),
+            mutation: Mutation::UpdateServerList(edited.clone()),
+            bump_groups,
+            bump_agents: vec![],
+            audit: audit(
+                &caller,
+                "serverlist.update",
+                name.clone(),
+                Some(render::audited(&render::list(&current, vec![]))),
+                Some(after),
+            ),
+        })?;
+        Ok(render::list(&edited, used_by(&tree, &name)))
     })
     .await
 }

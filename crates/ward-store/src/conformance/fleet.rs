@@ -148,6 +148,31 @@ pub(super) fn a_list_in_use_cannot_be_deleted(subject: &Subject) {
         .apply(&change(Mutation::CreateServerList(other.clone())))
         .unwrap();
     assert_eq!(store.server_lists().unwrap()[1], other);
+    // Its entries replaced, the tree's version moves; a list that is not there is not made.
+    let version = store.tree().unwrap().version;
+    let edited = serverlist::build(
+        "Other",
+        vec![
+            serverlist::parse_spec("1:https://mgr2:443").unwrap(),
+            serverlist::parse_spec("2:http://mgr2:8014").unwrap(),
+        ],
+    )
+    .unwrap();
+    store
+        .apply(&change(Mutation::UpdateServerList(edited.clone())))
+        .unwrap();
+    assert_eq!(store.server_lists().unwrap()[1], edited);
+    assert!(store.tree().unwrap().version > version);
+    let ghost = serverlist::build(
+        "Ghost",
+        vec![serverlist::parse_spec("1:https://mgr3:443").unwrap()],
+    )
+    .unwrap();
+    assert!(matches!(
+        store.apply(&change(Mutation::UpdateServerList(ghost))),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.server_lists().unwrap().len(), 2);
     store
         .apply(&change(Mutation::DeleteServerList("Other".into())))
         .unwrap();

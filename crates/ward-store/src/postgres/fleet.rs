@@ -615,6 +615,16 @@ fn mutate(db: &mut Db<'_, impl GenericClient>, mutation: &Mutation) -> Result<Op
             .map_err(|e| constraint(e, &format!("server list '{}'", list.name)))?;
             Ok(None)
         }
+        Mutation::UpdateServerList(list) => {
+            let updated = db.execute(
+                "UPDATE server_lists SET entries = $1 WHERE name = $2",
+                &[&entries_json(list), &list.name],
+            )?;
+            if updated == 0 {
+                return Err(StoreError::NotFound(format!("no server list '{}'", list.name)).into());
+            }
+            Ok(None)
+        }
         Mutation::DeleteServerList(name) => {
             let users = count(
                 db,
@@ -837,6 +847,7 @@ pub(super) fn apply(db: &mut Db<'_, impl GenericClient>, change: &Change) -> Res
             | Mutation::MoveGroup { .. }
             | Mutation::DeleteGroup(_)
             | Mutation::CreateServerList(_)
+            | Mutation::UpdateServerList(_)
             | Mutation::DeleteServerList(_)
     ) {
         db.execute(

@@ -538,6 +538,19 @@ fn mutate(transaction: &Transaction<'_>, mutation: &Mutation) -> Result<Option<i
                 .map_err(|e| constraint(e, &format!("server list '{}'", list.name)))?;
             Ok(None)
         }
+        Mutation::UpdateServerList(list) => {
+            let updated = transaction.execute(
+                "UPDATE server_lists SET entries = ?1 WHERE name = ?2",
+                params![entries_json(list), list.name],
+            )?;
+            if updated == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "no server list '{}'",
+                    list.name
+                )));
+            }
+            Ok(None)
+        }
         Mutation::DeleteServerList(name) => {
             let users = count(
                 transaction,
@@ -744,6 +757,7 @@ pub(crate) fn apply(transaction: &Transaction<'_>, change: &Change) -> Result<Ap
             | Mutation::MoveGroup { .. }
             | Mutation::DeleteGroup(_)
             | Mutation::CreateServerList(_)
+            | Mutation::UpdateServerList(_)
             | Mutation::DeleteServerList(_)
     ) {
         transaction.execute(

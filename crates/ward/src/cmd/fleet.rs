@@ -13,7 +13,7 @@ use ward_api::fleet::{
     AccountChanged, AccountInfo, Agent, AgentsQuery, AuditEntry, AuditQuery, CopyList,
     CreatedAccount, DeleteAgents, Deleted, DeletedAgents, ExportRequest, ExportedSettings, Group,
     GroupPatch, LoggedOut, MoveAgents, MoveGroup, MovedAgents, NewAccount, NewGroup, NewPassword,
-    NewServerList, NewToken, RevokedToken, ServerList, Token,
+    NewServerList, NewToken, RevokedToken, ServerList, ServerListEdit, Token,
 };
 
 use super::CodedResult;
@@ -532,6 +532,16 @@ pub enum ServerListCommand {
     Show {
         name: String,
     },
+    /// Replace a list's servers: --server 'PRIORITY:PROTO://ADDRESS:PORT', repeated. Refused
+    /// (nothing changed) when agents of the groups using it would lose their last path
+    Set {
+        name: String,
+        #[arg(long = "server", value_name = "SPEC", required = true)]
+        servers: Vec<String>,
+        /// Change it even though agents would lose their last path (audited)
+        #[arg(long)]
+        accept_cut_off: bool,
+    },
     /// Delete a list no group uses
     Delete {
         name: String,
@@ -563,6 +573,21 @@ pub fn server_list(target: &Target, command: ServerListCommand) -> CodedResult {
         ServerListCommand::Create { name, servers } => {
             let list: ServerList =
                 client.post("/api/v1/serverlists", &NewServerList { name, servers })?;
+            print(target, &list, print_list)
+        }
+        ServerListCommand::Set {
+            name,
+            servers,
+            accept_cut_off,
+        } => {
+            let list: ServerList = client.send(
+                "PUT",
+                &format!("/api/v1/serverlists/{}", segment(&name)),
+                Some(&ServerListEdit {
+                    servers,
+                    accept_cut_off,
+                }),
+            )?;
             print(target, &list, print_list)
         }
         ServerListCommand::List => {
