@@ -235,6 +235,20 @@ fn an_admin_and_an_auditor_use_the_console_in_a_real_browser() {
     browser.goto(&format!("{base}/tls?protocol=TLSv1.0"));
     assert!(browser.source().contains("TLSv1.0"), "{}", browser.source());
     assert!(browser.find_all("#verdict").is_empty());
+    // A certificate pair that is not there is refused, naming the file.
+    browser.goto(&format!(
+        "{base}/tls?certificate=%2Fnonexistent%2Fcert.pem&key=%2Fnonexistent%2Fkey.pem&listener=clients"
+    ));
+    assert!(browser.find_all("#verdict").is_empty());
+    let refusals: Vec<String> = browser
+        .find_all("[role=alert]")
+        .iter()
+        .map(|e| browser.text(e))
+        .collect();
+    assert!(
+        refusals.iter().any(|r| r.contains("/nonexistent/cert.pem")),
+        "{refusals:?}"
+    );
     no_errors(&browser, "plan");
 
     // The harden wizard, from the plan to done, with the real agents: TLS 1.3 only on the

@@ -146,13 +146,9 @@ fn change_fields(change: &TlsChange) -> Markup {
     }
 }
 
-/// The change a posted form (or a query) asks for: the plan form's fields, and a certificate
-/// pair when a recorded harden carries one.
+/// The change a posted form (or a query) asks for: the plan form's fields.
 fn change_of_form(form: &Form) -> Option<TlsChange> {
-    let mut change = tls::request(form)?.change();
-    change.certificate = form.text("certificate");
-    change.key = form.text("key");
-    Some(change)
+    Some(tls::request(form)?.change())
 }
 
 fn rollback_form(view: &View, staged: bool) -> Markup {

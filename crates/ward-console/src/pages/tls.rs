@@ -16,10 +16,12 @@ use crate::layout::{self, View};
 use crate::respond::{self, Form};
 
 /// The fields of the form, in the order the operation's refusals name them.
-const FIELDS: [&str; 5] = [
+const FIELDS: [&str; 7] = [
     "protocol",
     "cipher_suite_tls13",
     "cipher_suite",
+    "certificate",
+    "key",
     "preset",
     "listener",
 ];
@@ -35,10 +37,13 @@ pub fn request(query: &Form) -> Option<PlanRequest> {
     let cipher_suite = query.text("cipher_suite");
     let cipher_suite_tls13 = query.text("cipher_suite_tls13");
     let preset = query.text("preset");
+    let certificate = query.text("certificate");
+    let key = query.text("key");
     if protocol.is_none()
         && cipher_suite.is_none()
         && cipher_suite_tls13.is_none()
         && preset.is_none()
+        && certificate.is_none()
     {
         return None;
     }
@@ -51,6 +56,8 @@ pub fn request(query: &Form) -> Option<PlanRequest> {
         protocol,
         cipher_suite,
         cipher_suite_tls13,
+        certificate,
+        key,
         preset,
         listener,
         limit: Some(1000),
@@ -117,6 +124,15 @@ pub fn proposal_fields(query: &Form, refusal: Option<&Refused>) -> Markup {
             input #cipher_suite_tls13 type="text" name="cipher_suite_tls13" value=(value("cipher_suite_tls13"))
                 aria-describedby="cipher_suite_tls13-error";
             (error_for("cipher_suite_tls13"))
+        }
+        label for="certificate" { "SSLCertificateFile (a file on the server, PEM, the leaf first)"
+            input #certificate type="text" name="certificate" value=(value("certificate"))
+                placeholder="/etc/ward/new-cert.pem" aria-describedby="certificate-error";
+            (error_for("certificate"))
+        }
+        label for="key" { "SSLCertificateKeyFile"
+            input #key type="text" name="key" value=(value("key")) aria-describedby="key-error";
+            (error_for("key"))
         }
         label for="preset" { "Or a preset"
             select #preset name="preset" aria-describedby="preset-error" {
@@ -337,6 +353,16 @@ mod tests {
             });
             assert_eq!(got, expected, "{query}");
         }
+    }
+
+    #[test]
+    fn a_certificate_pair_alone_is_something_to_plan() {
+        let asked = request(&Form::parse(b"certificate=%2Fc.pem&key=%2Fk.pem")).unwrap();
+        assert_eq!(
+            (asked.certificate.as_deref(), asked.key.as_deref()),
+            (Some("/c.pem"), Some("/k.pem"))
+        );
+        assert_eq!(asked.protocol, None);
     }
 
     #[test]
