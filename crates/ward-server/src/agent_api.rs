@@ -708,6 +708,17 @@ async fn checkin_answer(
         Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "unknown_agent", "unknown agent"),
         Err(error) => return failed_signed(shared, &key, nonce, ApiError::from(error)),
     };
+    // A collector reads who checked in, through which listener, from where, as fields.
+    tracing::debug!(
+        agent,
+        listener = role.name(),
+        %peer,
+        channel = checkin.channel.as_str(),
+        tls_version = checkin.tls_version.as_deref(),
+        acked_serial = checkin.acked_serial,
+        serial = record.serial,
+        "check-in recorded"
+    );
     shared
         .telemetry
         .metrics
@@ -721,6 +732,8 @@ async fn checkin_answer(
         shared.telemetry.metrics.agent_reverted();
         tracing::warn!(
             agent,
+            listener = role.name(),
+            %peer,
             reason = record.reverted.as_ref().map(|r| r.reason.as_str()),
             "an agent went back to the last settings that worked"
         );

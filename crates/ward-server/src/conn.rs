@@ -320,7 +320,14 @@ fn report_failure(
     };
     // Logged when recorded: the same rate limit keeps a flood out of the log.
     if shared.telemetry.failure(report) {
-        tracing::info!(kind = kind.name(), reason, offered, "handshake failed");
+        tracing::info!(
+            listener = role.name(),
+            %peer,
+            kind = kind.name(),
+            reason,
+            offered,
+            "handshake failed"
+        );
     }
 }
 

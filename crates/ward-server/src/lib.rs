@@ -29,6 +29,8 @@
 //!   ticket keys): taken at start, put by the change that makes them.
 //! - `site_follow`: the running server takes the site's changes as they are made.
 //! - `wakes`: the store wrapper that tells held push check-ins which changes concern them.
+//! - [`notify`]: the service manager's readiness protocol (`READY=1` once every listener
+//!   accepts).
 
 pub mod admin;
 pub(crate) mod agent_api;
@@ -47,6 +49,7 @@ mod impact;
 mod io;
 pub mod listener_tls;
 pub mod metrics;
+pub mod notify;
 pub mod operations;
 pub mod ops;
 pub mod server;

@@ -293,6 +293,14 @@ pub async fn run_with(
         )));
     }
 
+    // Every listener accepts from here: a service manager waiting on `Type=notify` may go on.
+    crate::notify::tell(&format!(
+        "READY=1\nMAINPID={}\nSTATUS=serving: console {}, clients {}, clients-http {}",
+        std::process::id(),
+        shared.config.address(Role::Console),
+        shared.config.address(Role::Clients),
+        shared.config.address(Role::ClientsHttp),
+    ));
     tokio::spawn(rotate_ticket_keys(shared.clone()));
     tokio::spawn(heartbeat(shared.clone()));
     tokio::spawn(crate::site_follow::follow(
@@ -307,7 +315,9 @@ pub async fn run_with(
         tokio::select! {
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading");
+                crate::notify::tell("RELOADING=1");
                 sighup(&shared).await;
+                crate::notify::tell("READY=1");
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -315,6 +325,7 @@ pub async fn run_with(
     }
 
     info!("shutting down: no new connections, finishing in-flight requests");
+    crate::notify::tell("STOPPING=1");
     let _ = shared.shutdown.send(true);
     for task in accept_tasks {
         let _ = task.await;

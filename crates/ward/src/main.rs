@@ -144,6 +144,19 @@ enum Command {
         #[command(flatten)]
         args: cmd::fleet::AuditArgs,
     },
+    /// Tab completion for a shell, on standard output (`ward completions bash >
+    /// /usr/share/bash-completion/completions/ward`)
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// The manual pages, made from the commands' own definitions: ward(1) and one page per
+    /// subcommand, written into a directory
+    Man {
+        /// Where to write the pages (made if missing)
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
 }
 
 /// Whether the command line asks for JSON (before any `--`): errors are JSON then too.
@@ -177,14 +190,34 @@ fn output_ends_quietly() {
     }
 }
 
+/// `ward man --out DIR`: ward.1 and a page per subcommand (`ward-server.1`, ...), each as
+/// `man -l` renders it.
+fn man_pages(out: &std::path::Path) -> cmd::CmdResult {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    clap_mangen::generate_to(Cli::command(), out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let written = std::fs::read_dir(out)
+        .map_err(|e| format!("{}: {e}", out.display()))?
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "1"))
+        })
+        .count();
+    eprintln!("ward: {written} manual pages in {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
     openssl_allocator::install();
-    // `ward --version` names the TLS library too: what ward can serve depends on it.
+    // `ward --version` names the commit it was built from and the TLS library: what ward can
+    // serve depends on it.
     let version: &'static str = Box::leak(
         format!(
-            "{} (TLS: {})",
+            "{} (commit {}; TLS: {})",
             env!("CARGO_PKG_VERSION"),
+            env!("WARD_GIT_COMMIT"),
             ward_tls::openssl_build()
         )
         .into_boxed_str(),
@@ -210,6 +243,11 @@ fn main() -> ExitCode {
         Command::Audit { target, args } => cmd::fleet::audit(&target, args),
         Command::Bench(command) => cmd::bench::run(command).map_err(Into::into),
         Command::Simulate(args) => cmd::simulate::run(args).map_err(Into::into),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ward", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out } => man_pages(&out).map_err(Into::into),
     };
     match result {
         Ok(code) => code,

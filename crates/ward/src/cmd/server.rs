@@ -521,16 +521,20 @@ fn initialise(data: &DataDir, overrides: &Overrides) -> Result<(), String> {
     Ok(())
 }
 
+/// Logs to stderr: text (without its own timestamps under journald, which stamps each line
+/// itself: `JOURNAL_STREAM` is set), or JSON, one object per line.
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        .with_ansi(!journald && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match (format, journald) {
+        (LogFormat::Text, false) => builder.init(),
+        (LogFormat::Text, true) => builder.without_time().init(),
+        (LogFormat::Json, _) => builder.json().init(),
     }
 }
 
