@@ -528,10 +528,10 @@ pub enum ServerListCommand {
         #[arg(long = "server", value_name = "SPEC", required = true)]
         servers: Vec<String>,
     },
+    /// Every list, by name, with its servers by priority and the groups that use it
     List,
-    Show {
-        name: String,
-    },
+    /// One list, with its servers by priority and the groups that use it
+    Show { name: String },
     /// Replace a list's servers: --server 'PRIORITY:PROTO://ADDRESS:PORT', repeated. Refused
     /// (nothing changed) when agents of the groups using it would lose their last path
     Set {
@@ -543,9 +543,7 @@ pub enum ServerListCommand {
         accept_cut_off: bool,
     },
     /// Delete a list no group uses
-    Delete {
-        name: String,
-    },
+    Delete { name: String },
     /// Copy a list with every server on one protocol and port (the seed's HTTP 8014 list)
     Copy {
         name: String,

@@ -77,13 +77,13 @@ pub struct DatabaseArg {
 #[derive(Args, Clone)]
 pub struct AddressArgs {
     /// Console listener address (admin API, TLS from conf/ssl/ssl.conf) [ward.toml: 0.0.0.0:8445]
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", env = "WARD_CONSOLE_ADDR")]
     console_addr: Option<SocketAddr>,
     /// Clients listener address (HTTPS agent API, conf/ssl/sslforclients.conf) [ward.toml: 0.0.0.0:443]
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", env = "WARD_CLIENTS_ADDR")]
     clients_addr: Option<SocketAddr>,
     /// Clients-http listener address (plain-HTTP agent API for legacy agents) [ward.toml: 0.0.0.0:8014]
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", env = "WARD_CLIENTS_HTTP_ADDR")]
     clients_http_addr: Option<SocketAddr>,
 }
 
