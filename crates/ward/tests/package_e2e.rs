@@ -245,14 +245,17 @@ fn the_package_installs_and_runs_its_server_as_an_unprivileged_service() {
     std::fs::create_dir_all(&state).unwrap();
     std::os::unix::fs::chown(&state, Some(uid), Some(uid)).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let argv: Vec<String> = exec_start
-        .split_whitespace()
-        .map(|word| match word {
-            "/usr/bin/ward" => root.join("usr/bin/ward").display().to_string(),
-            "/var/lib/ward" => state.display().to_string(),
-            other => other.to_string(),
-        })
-        .collect();
+    // A unit's command line with its paths in the scratch root.
+    let installed = |line: &str| -> Vec<String> {
+        line.split_whitespace()
+            .map(|word| match word {
+                "/usr/bin/ward" => root.join("usr/bin/ward").display().to_string(),
+                "/var/lib/ward" => state.display().to_string(),
+                other => other.to_string(),
+            })
+            .collect()
+    };
+    let argv = installed(exec_start);
     let notify_dir = work.path().join("notify");
     std::fs::create_dir_all(&notify_dir).unwrap();
     std::fs::set_permissions(&notify_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -342,4 +345,26 @@ fn the_package_installs_and_runs_its_server_as_an_unprivileged_service() {
         .unwrap();
     let said = String::from_utf8_lossy(&handshake.stderr);
     assert!(said.contains("Protocol version: TLSv1.3"), "{said}");
+    // `systemctl reload` runs ExecReload as the same user: a guarded reload that goes through.
+    let exec_reload = server_unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecReload="))
+        .unwrap();
+    assert_eq!(
+        exec_reload,
+        "/usr/bin/ward server reload --data /var/lib/ward"
+    );
+    let reload_argv = installed(exec_reload);
+    let reloaded = as_service(uid, false)
+        .args(&reload_argv)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(
+        reloaded.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&reloaded.stdout),
+        String::from_utf8_lossy(&reloaded.stderr)
+    );
 }
