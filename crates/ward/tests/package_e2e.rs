@@ -5,7 +5,8 @@
 //! and a `ward` system user. The server is then started exactly as the unit's `ExecStart` says,
 //! as that user with only `CAP_NET_BIND_SERVICE` (through `setpriv`): it binds a port below
 //! 1024 on loopback, says `READY=1` on the `NOTIFY_SOCKET` the test provides, and answers a
-//! TLS handshake there. Without the capability the same start is refused the port.
+//! TLS handshake there; its ExecReload works as the same user. Without the capability the same
+//! start is refused the port. Removing the package keeps the data dir; purging deletes it.
 //!
 //! Run when `dpkg-deb` and `setpriv` are there and the test runs as root (as CI does); on
 //! another machine it says why it did nothing.
@@ -367,4 +368,16 @@ fn the_package_installs_and_runs_its_server_as_an_unprivileged_service() {
         String::from_utf8_lossy(&reloaded.stdout),
         String::from_utf8_lossy(&reloaded.stderr)
     );
+    drop(server);
+    // Removing the package keeps the data (the CA, the keys, the fleet); purging deletes it.
+    let postrm = |action: &str| {
+        run(Command::new("sh")
+            .arg(control.join("postrm"))
+            .arg(action)
+            .env("DPKG_ROOT", &root));
+    };
+    postrm("remove");
+    assert!(state.join("ward.toml").exists(), "kept on remove");
+    postrm("purge");
+    assert!(!state.exists(), "deleted on purge");
 }
