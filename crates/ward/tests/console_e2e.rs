@@ -410,8 +410,19 @@ fn an_admin_and_an_auditor_use_the_console_in_a_real_browser() {
     assert_eq!(edited["servers"].as_array().unwrap().len(), 1, "{edited}");
     no_errors(&browser, "server lists");
 
-    // Accounts: made and disabled from the console.
+    // Accounts: made and disabled from the console; a reserved name is refused, in words.
     browser.goto(&format!("{base}/accounts"));
+    browser.fill(&browser.find("#account-name"), "local-admin");
+    browser.fill(&browser.find("#account-password"), PASSWORD);
+    browser.click(&browser.find("#create-account"));
+    assert!(browser.until(Duration::from_secs(20), |b| b
+        .find_all("[role=alert]")
+        .iter()
+        .any(|alert| b.text(alert).contains("local-admin"))));
+    assert!(!cli(&server, &["account", "list"])
+        .to_string()
+        .contains("local-admin"));
+    no_errors(&browser, "accounts refusal");
     browser.fill(&browser.find("#account-name"), "carol");
     browser.fill(&browser.find("#account-password"), PASSWORD);
     browser.click(&browser.find("#create-account"));

@@ -91,11 +91,13 @@ fn row_action(view: &View, name: &str, action: &str, label: &str) -> Markup {
     }
 }
 
-/// `GET /accounts` (and the page again after a change, with its outcome).
+/// `GET /accounts` (and the page again after a change, with its outcome; `from_create`: the
+/// new-account form sent it, so a refusal goes next to that form's field).
 pub async fn page(
     app: &App,
     view: &View,
     outcome: Option<Result<String, ApiError>>,
+    from_create: bool,
 ) -> HttpResponse {
     if let Some(refusal) = admins_only(view) {
         return refusal;
@@ -109,7 +111,9 @@ pub async fn page(
         _ => StatusCode::OK,
     };
     let field = match &outcome {
-        Some(Err(error)) => super::field_named(&error.message, &["name", "password", "role"]),
+        Some(Err(error)) if from_create => {
+            super::field_named(&error.message, &["name", "password"])
+        }
         _ => None,
     };
     let error_for = |name: &str| -> Markup {
@@ -197,6 +201,7 @@ pub async fn change(app: &App, view: &View, form: &Form) -> HttpResponse {
         return refusal;
     }
     let caller = &view.caller;
+    let from_create = form.get("action") == Some("create");
     let outcome = match action(form) {
         Err(error) => Err(error),
         Ok(Action::Create {
@@ -232,7 +237,7 @@ pub async fn change(app: &App, view: &View, form: &Form) -> HttpResponse {
             .await
             .map(|_| format!("Deleted {name}.")),
     };
-    page(app, view, Some(outcome)).await
+    page(app, view, Some(outcome), from_create).await
 }
 
 #[cfg(test)]

@@ -256,14 +256,14 @@ pub fn patch_of(group: &Group, form: &Form) -> Result<Option<GroupPatch>, ApiErr
     Ok(changed.then_some(patch))
 }
 
-const GROUP_FIELDS: [&str; 8] = [
+/// The fields a refusal is shown next to (any other refusal goes above the form).
+const GROUP_FIELDS: [&str; 7] = [
     "name",
     "server_list",
     "interval",
     "randomize",
     "mode",
     "policy",
-    "inherit",
     "parent",
 ];
 

@@ -15,8 +15,9 @@ use crate::respond::{self, Form};
 
 const TITLE: &str = "Server lists";
 
-/// The fields a refusal may name, in the order they are looked for.
-const FIELDS: [&str; 4] = ["servers", "name", "port", "list"];
+/// The fields a refusal is shown next to, in the order they are looked for (any other refusal
+/// goes above the forms).
+const FIELDS: [&str; 3] = ["servers", "name", "port"];
 
 /// The entries typed in the new-list form: one per line (`1:https://mgr1:443`), blank lines
 /// left out.
