@@ -410,6 +410,9 @@ pub struct Agent {
     /// from the one seen over TLS (`hello`), or none was seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reported_hello: Option<String>,
+    /// The IP address its last check-in came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 /// An agent's revert: the serial it left, why (per server it tried), and when it said so.

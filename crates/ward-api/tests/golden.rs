@@ -110,6 +110,7 @@ const FIXTURES: &[Fixture] = &[
             "hello",
             "last_checkin",
             "last_seen",
+            "peer",
             "server",
             "settings",
             "tls_group",

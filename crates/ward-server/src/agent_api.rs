@@ -307,6 +307,7 @@ pub async fn enroll(shared: &App, role: Role, body: Bytes) -> HttpResponse {
         simulated: request.host.simulated,
         reverted: None,
         reported_hello: reported.as_ref().map(|(digest, _)| digest.clone()),
+        peer: None,
     };
     // Enrollment is a path like the others: an agent whose own ClientHello shows that no
     // server of its group's list would take it is refused, with the reason, unless the

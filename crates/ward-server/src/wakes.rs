@@ -388,6 +388,7 @@ mod tests {
             simulated: false,
             reverted: None,
             reported_hello: None,
+            peer: None,
         }
     }
 

@@ -39,6 +39,8 @@ pub struct AgentRecord {
     pub reverted: Option<Revert>,
     /// The fingerprint (hex) of the ClientHello its stack reports of itself.
     pub reported_hello: Option<String>,
+    /// The IP address its last check-in came from (set by check-ins, not by an insert).
+    pub peer: Option<String>,
 }
 
 /// An agent went back to the last settings that worked.

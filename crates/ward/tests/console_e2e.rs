@@ -185,6 +185,22 @@ fn an_admin_and_an_auditor_use_the_console_in_a_real_browser() {
     assert!(page.contains("TLSv1.2"), "{page}");
     assert!(page.contains("The ClientHello it offered"), "{page}");
     no_errors(&browser, "agents");
+    // A handshake refused from the agent's address shows on its page.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.clients)).unwrap();
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    drop(stream);
+    assert!(
+        browser.until(Duration::from_secs(30), |b| {
+            b.goto(&format!("{base}/agents/{id}"));
+            !b.find_all("#agent-refused").is_empty()
+        }),
+        "{}",
+        browser.source()
+    );
+    assert!(browser
+        .text(&browser.find("#agent-refused"))
+        .contains("clients"));
+    no_errors(&browser, "agent with refusals");
 
     // Create a group; a second one of the same name is refused next to the field.
     browser.goto(&format!("{base}/groups"));

@@ -82,6 +82,7 @@ fn insert_agents(server: &Server, agents: &[(&str, &str, &[&str])]) {
             simulated: false,
             reverted: None,
             reported_hello: None,
+            peer: None,
         })
         .collect();
     store.insert_agents(&records).unwrap();

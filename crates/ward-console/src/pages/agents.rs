@@ -431,6 +431,13 @@ pub async fn show(app: &App, view: &View, id: &str) -> HttpResponse {
             .and_then(|hellos| hellos.hellos.into_iter().find(|h| &h.digest == digest)),
         None => None,
     };
+    let refused = agents::refused_from(
+        app,
+        agent.id.clone(),
+        std::time::Duration::from_secs(86_400),
+        50,
+    )
+    .await;
     let body = html! {
         dl.facts #agent-facts {
             dt { "Id" } dd { code { (agent.id) } }
@@ -443,6 +450,7 @@ pub async fn show(app: &App, view: &View, id: &str) -> HttpResponse {
             dt { "Last seen" } dd { (layout::time(agent.last_seen.as_deref())) }
             dt { "Last check-in" } dd { (layout::time(agent.last_checkin.as_deref())) }
             dt { "Server" } dd { (agent.server.as_deref().unwrap_or("—")) }
+            dt { "From" } dd { (agent.peer.as_deref().unwrap_or("—")) }
             dt { "Settings" } dd { "serial " (agent.serial) ", acknowledged " (agent.acked_serial)
                 @if agent.pending { " " span.badge.pending { "pending" } } }
             @if let Some(settings) = &agent.settings {
@@ -468,6 +476,29 @@ pub async fn show(app: &App, view: &View, id: &str) -> HttpResponse {
                 dt { "Seen" } dd { (hello.count) " times, last " (layout::time(Some(&hello.last_seen))) }
             },
         }
+        h2 { "Refused handshakes from its address, last 24 hours" }
+        @match &refused {
+            Ok(refused) if refused.is_empty() => p.muted #agent-refused-none { "None." },
+            Ok(refused) => {
+                table #agent-refused {
+                    caption.muted { "The newest 50, from " (agent.peer.as_deref().unwrap_or("")) " (this agent, or anything behind the same address)" }
+                    thead { tr { th scope="col" { "When" } th scope="col" { "Listener" } th scope="col" { "Peer" } th scope="col" { "Offered" } th scope="col" { "Why" } } }
+                    tbody {
+                        @for failure in refused {
+                            tr {
+                                td { (layout::time(Some(&failure.at))) }
+                                td { (failure.listener) }
+                                td { code { (failure.peer) } }
+                                td { (if failure.offered_versions.is_empty() { "—".to_string() } else { failure.offered_versions.join(", ") }) }
+                                td { (failure.reason) }
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => (layout::refusal(error.code, &error.message)),
+        }
+        p.muted { "ward keeps each agent's last check-in and ClientHello; the history of its check-ins is in the server's log (debug level, one line each, with the agent, the listener and the peer)." }
     };
     respond::page(
         StatusCode::OK,

@@ -220,6 +220,56 @@ pub async fn summary(app: &App) -> Result<FleetSummary, ApiError> {
     .await
 }
 
+/// The IP address of a `host:port` peer as the telemetry records it (`[v6]:port` too).
+fn address_of(peer: &str) -> &str {
+    match peer.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+            host.trim_start_matches('[').trim_end_matches(']')
+        }
+        _ => peer,
+    }
+}
+
+/// The handshakes the server refused in the last `within` from the address of agent `id`'s
+/// last check-in, newest first, at most `limit`: what it (or anything behind the same
+/// address) tried and failed. None before its first check-in.
+pub async fn refused_from(
+    app: &App,
+    id: String,
+    within: std::time::Duration,
+    limit: usize,
+) -> Result<Vec<ward_api::tls::RefusedHandshake>, ApiError> {
+    read(app, move |ctx| {
+        let store = ctx.store();
+        let agent = store
+            .agent(&id)?
+            .ok_or_else(|| ApiError::not_found(format!("no agent '{id}'")))?;
+        let Some(address) = agent.peer else {
+            return Ok(Vec::new());
+        };
+        let since = now_ms() - within.as_millis().min(i64::MAX as u128) as i64;
+        let mut refused: Vec<_> = store
+            .recent_failures(since, 100_000)?
+            .into_iter()
+            .filter(|failure| address_of(&failure.peer) == address)
+            .collect();
+        refused.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+        Ok(refused
+            .into_iter()
+            .take(limit)
+            .map(|failure| ward_api::tls::RefusedHandshake {
+                at: crate::api::time(failure.at_ms),
+                listener: failure.listener,
+                peer: failure.peer,
+                offered_max: failure.offered_max,
+                offered_versions: failure.offered_versions,
+                reason: failure.reason,
+            })
+            .collect())
+    })
+    .await
+}
+
 /// `GET /agents/{id}`: the agent and what its group gives it.
 pub async fn get(app: &App, id: String) -> Result<Agent, ApiError> {
     read(app, move |ctx| {
@@ -348,4 +398,18 @@ pub async fn move_agents(
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_peer_is_matched_by_its_address() {
+        for (peer, address) in [
+            ("127.0.0.1:443", "127.0.0.1"),
+            ("[::1]:8443", "::1"),
+            ("192.0.2.7", "192.0.2.7"),
+        ] {
+            assert_eq!(super::address_of(peer), address, "{peer}");
+        }
+    }
 }

@@ -136,6 +136,7 @@ pub fn agent(tree: &Tree, agent: &AgentRecord, online: bool, held: bool) -> api:
             .reported_hello
             .clone()
             .filter(|reported| agent.hello.as_ref() != Some(reported)),
+        peer: agent.peer.clone(),
     }
 }
 

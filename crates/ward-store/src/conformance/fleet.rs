@@ -64,6 +64,7 @@ pub(super) fn agent(id: &str, group: i64, versions: &[&str]) -> AgentRecord {
         simulated: false,
         reverted: None,
         reported_hello: None,
+        peer: None,
     }
 }
 
@@ -311,11 +312,18 @@ pub(super) fn agents_are_searched_sorted_and_paged_where_they_are_stored(subject
                     tls_version: Some(version.to_string()),
                     hello: Some(hello.to_string()),
                     tls_group: (*id == "a1").then(|| "X25519MLKEM768".to_string()),
+                    peer: Some("192.0.2.7".into()),
                     ..checkin_of(id, *at_ms)
                 })
                 .unwrap();
         }
     }
+    // The address of the last check-in is read back (none before the first).
+    assert_eq!(
+        store.agent("a1").unwrap().unwrap().peer.as_deref(),
+        Some("192.0.2.7")
+    );
+    assert_eq!(store.agent("a3").unwrap().unwrap().peer, None);
     let presence = Presence {
         held: vec!["a3".into()],
         default_since: 4000,

@@ -118,7 +118,8 @@ macro_rules! agent_columns {
     () => {
         "id, hostname, os_name, os_version, agent_version, tls_versions, group_id, \
          last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms, \
-         simulated, tls_group, hello, reverted_serial, revert_reason, reverted_ms, reported_hello"
+         simulated, tls_group, hello, reverted_serial, revert_reason, reverted_ms, reported_hello, \
+         peer"
     };
 }
 
@@ -152,6 +153,7 @@ fn agent_from_row(row: &Row) -> Result<AgentRecord, Fail> {
         hello: row.try_get(16)?,
         reverted,
         reported_hello: row.try_get(20)?,
+        peer: row.try_get(21)?,
     })
 }
 

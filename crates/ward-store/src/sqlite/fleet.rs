@@ -68,7 +68,7 @@ pub(crate) fn server_lists(connection: &Connection) -> rusqlite::Result<Vec<Serv
 const AGENT_COLUMNS: &str =
     "id, hostname, os_name, os_version, agent_version, tls_versions, group_id, \
      last_checkin_ms, channel, server, tls_version, serial, acked_serial, enrolled_ms, simulated, \
-     tls_group, hello, reverted_serial, revert_reason, reverted_ms, reported_hello";
+     tls_group, hello, reverted_serial, revert_reason, reverted_ms, reported_hello, peer";
 
 fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     let versions: String = row.get(5)?;
@@ -99,6 +99,7 @@ fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
             _ => None,
         },
         reported_hello: row.get(20)?,
+        peer: row.get(21)?,
     })
 }
 

@@ -167,6 +167,7 @@ fn fleet(args: FleetArgs) -> CmdResult {
                 simulated: false,
                 reverted: None,
                 reported_hello: None,
+                peer: None,
             })
             .collect();
         store.insert_agents(&agents).map_err(|e| e.to_string())?;
