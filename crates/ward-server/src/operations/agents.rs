@@ -253,7 +253,7 @@ pub async fn refused_from(
             .into_iter()
             .filter(|failure| address_of(&failure.peer) == address)
             .collect();
-        refused.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+        refused.sort_by_key(|failure| std::cmp::Reverse(failure.at_ms));
         Ok(refused
             .into_iter()
             .take(limit)
