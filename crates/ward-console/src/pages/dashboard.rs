@@ -3,13 +3,14 @@
 //! post-quantum share; certificates and the days they have left; rotations under way.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use hyper::StatusCode;
 use maud::{html, Markup};
 use ward_api::fleet::FleetSummary;
 use ward_server::api::HttpResponse;
 use ward_server::config::Role;
-use ward_server::operations::{self, agents, agreement, ca};
+use ward_server::operations::{agents, agreement, ca, server};
 use ward_server::state::App;
 
 use crate::chart::{self, Bar};
@@ -117,11 +118,7 @@ pub async fn page(app: &App, view: &View) -> HttpResponse {
         Ok(summary) => summary,
         Err(error) => return super::refused(view, "Dashboard", &error),
     };
-    let since = ward_proto::now_ms() - 86_400_000;
-    let refused = operations::read(app, move |ctx| {
-        Ok(ctx.store().recent_failures(since, 100_000)?)
-    })
-    .await;
+    let refused = server::refused_by_kind(app, Duration::from_secs(86_400)).await;
     let ca = ca::status(app).await.ok();
     let key = agreement::status(app).await.ok();
     let counts = count(&summary);
@@ -130,20 +127,19 @@ pub async fn page(app: &App, view: &View) -> HttpResponse {
     } else {
         summary.post_quantum as f64 / summary.over_https as f64
     };
-    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
-    if let Ok(failures) = &refused {
-        for failure in failures {
-            *reasons.entry(failure.kind.clone()).or_default() += 1;
-        }
-    }
-    let mut reason_bars: Vec<Bar> = reasons
-        .into_iter()
-        .map(|(kind, value)| Bar {
-            label: kind.replace('_', " "),
-            value,
-            class: "legacy",
+    let mut reason_bars: Vec<Bar> = refused
+        .as_ref()
+        .map(|kinds| {
+            kinds
+                .iter()
+                .map(|(kind, value)| Bar {
+                    label: kind.replace('_', " "),
+                    value: *value,
+                    class: "legacy",
+                })
+                .collect()
         })
-        .collect();
+        .unwrap_or_default();
     reason_bars.sort_by(|a, b| b.value.cmp(&a.value).then(a.label.cmp(&b.label)));
     let mut certificates = Vec::new();
     for role in [Role::Console, Role::Clients] {

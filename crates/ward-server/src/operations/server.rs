@@ -107,6 +107,23 @@ fn alive(now_ms: i64, heartbeat_ms: i64) -> bool {
     now_ms - heartbeat_ms <= 3 * HEARTBEAT.as_millis() as i64
 }
 
+/// The handshakes refused in the last `within`, counted by why (the failure's kind:
+/// `protocol_version`, `not_tls`, `timeout`, ...): what the dashboard charts.
+pub async fn refused_by_kind(
+    app: &App,
+    within: Duration,
+) -> Result<std::collections::BTreeMap<String, u64>, ApiError> {
+    let since = ward_proto::now_ms() - within.as_millis().min(i64::MAX as u128) as i64;
+    super::read(app, move |ctx| {
+        let mut kinds = std::collections::BTreeMap::new();
+        for failure in ctx.store().recent_failures(since, 100_000)? {
+            *kinds.entry(failure.kind).or_default() += 1;
+        }
+        Ok(kinds)
+    })
+    .await
+}
+
 /// `GET /servers`.
 pub async fn servers(app: &App) -> Result<ward_api::server::Servers, ApiError> {
     let this = server_name(app);
