@@ -353,22 +353,15 @@ pub async fn move_agents(
             ));
         }
         let moves: HashMap<String, GroupId> = ids.iter().map(|id| (id.clone(), group)).collect();
-        let cut = crate::impact::fleet_guard(
-            store,
-            &ctx.clients.context,
-            ctx.clients.policy.protocol.range,
+        let cut = ctx.guard(
             crate::impact::FleetEdit {
                 tree: None,
                 moves: &moves,
                 lists: None,
             },
+            &format!("moving them into {}", tree.path(group).unwrap_or_default()),
+            accept_cut_off,
         )?;
-        if !cut.is_empty() && !accept_cut_off {
-            return Err(crate::impact::refuse_fleet_edit(
-                &format!("moving them into {}", tree.path(group).unwrap_or_default()),
-                &cut,
-            ));
-        }
         let applied = store
             .apply(&Change {
                 tree_version: None,
@@ -386,7 +379,7 @@ pub async fn move_agents(
                     Some(serde_json::json!({
                         "group": tree.path(group),
                         "accept_cut_off": accept_cut_off,
-                        "cut_off": cut.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+                        "cut_off": cut,
                     })),
                 ),
             })

@@ -167,26 +167,20 @@ fn patch_settings(store: &dyn Store, group: &mut Group, patch: GroupPatch) -> Re
 /// The guard of a group edit: 409 `would_cut_off` when the tree `after` would leave agents
 /// that have a path now with none, unless accepted; the agents cut off (accepted) otherwise.
 fn guard_tree(
-    store: &dyn Store,
     ctx: &Ctx,
     after: &ward_fleet::Tree,
     what: &str,
     accept_cut_off: bool,
 ) -> Result<Vec<String>, ApiError> {
-    let cut = crate::impact::fleet_guard(
-        store,
-        &ctx.clients.context,
-        ctx.clients.policy.protocol.range,
+    ctx.guard(
         crate::impact::FleetEdit {
             tree: Some(after.clone()),
             moves: &Default::default(),
             lists: None,
         },
-    )?;
-    if !cut.is_empty() && !accept_cut_off {
-        return Err(crate::impact::refuse_fleet_edit(what, &cut));
-    }
-    Ok(cut.into_iter().map(|(id, _)| id).collect())
+        what,
+        accept_cut_off,
+    )
 }
 
 /// `PATCH /groups/{id}`: a new name, settings set or inherited again; guarded.
@@ -210,13 +204,7 @@ pub async fn update(
         let mut changed = current.clone();
         patch_settings(store, &mut changed, patch)?;
         let after = tree.with_group(changed.clone()).map_err(tree_error)?;
-        let cut = guard_tree(
-            store,
-            ctx,
-            &after,
-            &format!("changing {path}"),
-            accept_cut_off,
-        )?;
+        let cut = guard_tree(ctx, &after, &format!("changing {path}"), accept_cut_off)?;
         let bump_groups = serial::affected_groups(&tree, &after, &[]);
         let mut after_own = render::audited(&render::own(&changed));
         if !cut.is_empty() {
@@ -292,7 +280,6 @@ pub async fn move_group(
         let after = tree.moved(id, parent).map_err(tree_error)?;
         let before_path = tree.path(id).unwrap_or_default();
         let cut = guard_tree(
-            store,
             ctx,
             &after,
             &format!("moving {before_path} under {}", request.parent),

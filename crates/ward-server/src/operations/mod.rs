@@ -61,6 +61,28 @@ impl Ctx {
     pub fn store(&self) -> &dyn Store {
         &*self.store
     }
+
+    /// The guard of a fleet edit, judged against the clients listener serving now: 409
+    /// `would_cut_off` naming `what` when agents that have a path would have none, unless
+    /// `accept_cut_off`; otherwise the ids of the agents it cuts off (accepted, for the audit).
+    /// Blocking.
+    pub(crate) fn guard(
+        &self,
+        edit: crate::impact::FleetEdit<'_>,
+        what: &str,
+        accept_cut_off: bool,
+    ) -> Result<Vec<String>, ApiError> {
+        let cut = crate::impact::fleet_guard(
+            self.store(),
+            &self.clients.context,
+            self.clients.policy.protocol.range,
+            edit,
+        )?;
+        if !cut.is_empty() && !accept_cut_off {
+            return Err(crate::impact::refuse_fleet_edit(what, &cut));
+        }
+        Ok(cut.into_iter().map(|(id, _)| id).collect())
+    }
 }
 
 /// A read, off the async threads.

@@ -156,22 +156,15 @@ pub async fn update(
                 }
             })
             .collect();
-        let cut = crate::impact::fleet_guard(
-            store,
-            &ctx.clients.context,
-            ctx.clients.policy.protocol.range,
+        let cut = ctx.guard(
             crate::impact::FleetEdit {
                 tree: None,
                 moves: &Default::default(),
                 lists: Some(lists),
             },
+            &format!("changing server list '{name}'"),
+            request.accept_cut_off,
         )?;
-        if !cut.is_empty() && !request.accept_cut_off {
-            return Err(crate::impact::refuse_fleet_edit(
-                &format!("changing server list '{name}'"),
-                &cut,
-            ));
-        }
         // Every group whose agents use the list, set there or inherited.
         let bump_groups: Vec<_> = tree
             .effective_all()
@@ -181,8 +174,7 @@ pub async fn update(
             .collect();
         let mut after = render::audited(&render::list(&edited, vec![]));
         if !cut.is_empty() {
-            let ids: Vec<&String> = cut.iter().map(|(id, _)| id).collect();
-            after["cut_off_accepted"] = render::audited(&ids);
+            after["cut_off_accepted"] = render::audited(&cut);
         }
         store.apply(&Change {
             tree_version: Some(tree.version),
