@@ -160,7 +160,7 @@ async fn route(app: &App, peer: SocketAddr, request: Request<Incoming>) -> HttpR
         "/tls/harden/progress" => pages::harden::progress(app, &view).await,
         "/tls/rotations" => pages::rotations::page(app, &view, None).await,
         "/serverlists" => pages::serverlists::page(app, &view, None).await,
-        "/accounts" => pages::accounts::page(app, &view, None, false).await,
+        "/accounts" => pages::accounts::page(app, &view, None).await,
         "/logout" => respond::redirect("/", &[]),
         other => match (other.strip_prefix("/agents/"), group_path(other)) {
             (Some(id), _) if !id.is_empty() && !id.contains('/') => {

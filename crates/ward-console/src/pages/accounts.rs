@@ -91,13 +91,12 @@ fn row_action(view: &View, name: &str, action: &str, label: &str) -> Markup {
     }
 }
 
-/// `GET /accounts` (and the page again after a change, with its outcome; `from_create`: the
-/// new-account form sent it, so a refusal goes next to that form's field).
+/// `GET /accounts` (and the page again after a change, with the form sent and its outcome; a
+/// refusal of the new-account form goes next to that form's field).
 pub async fn page(
     app: &App,
     view: &View,
-    outcome: Option<Result<String, ApiError>>,
-    from_create: bool,
+    outcome: Option<(&Form, Result<String, ApiError>)>,
 ) -> HttpResponse {
     if let Some(refusal) = admins_only(view) {
         return refusal;
@@ -106,25 +105,22 @@ pub async fn page(
         Ok(listed) => listed,
         Err(error) => return super::refused(view, TITLE, &error),
     };
-    let status = match &outcome {
-        Some(Err(error)) => error.status,
-        _ => StatusCode::OK,
-    };
-    let field = match &outcome {
-        Some(Err(error)) if from_create => {
-            super::field_named(&error.message, &["name", "password"])
-        }
-        _ => None,
-    };
+    let super::Shown {
+        form,
+        result,
+        status,
+        field,
+    } = super::shown(&outcome, &["name", "password"]);
+    let field = field.filter(|_| form.and_then(|f| f.get("action")) == Some("create"));
     let error_for = |name: &str| -> Markup {
         html! {
-            @if let (Some(Err(error)), Some(field)) = (&outcome, field) {
+            @if let (Some(Err(error)), Some(field)) = (result, field) {
                 @if field == name { span.field-error id=(format!("account-{name}-error")) role="alert" { (error.message) } }
             }
         }
     };
     let body = html! {
-        @match &outcome {
+        @match result {
             Some(Ok(done)) => p.notice role="status" #account-done { (done) },
             Some(Err(error)) if field.is_none() => (layout::refusal(error.code, &error.message)),
             _ => {}
@@ -201,7 +197,6 @@ pub async fn change(app: &App, view: &View, form: &Form) -> HttpResponse {
         return refusal;
     }
     let caller = &view.caller;
-    let from_create = form.get("action") == Some("create");
     let outcome = match action(form) {
         Err(error) => Err(error),
         Ok(Action::Create {
@@ -237,7 +232,7 @@ pub async fn change(app: &App, view: &View, form: &Form) -> HttpResponse {
             .await
             .map(|_| format!("Deleted {name}.")),
     };
-    page(app, view, Some(outcome), from_create).await
+    page(app, view, Some((form, outcome))).await
 }
 
 #[cfg(test)]
