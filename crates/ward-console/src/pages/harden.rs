@@ -279,6 +279,7 @@ async fn run(app: &App, view: &View, phase: Phase, status: &HardenStatus) -> Htt
         Phase::Done => Some(harden::verify(app).await),
         _ => None,
     };
+    let live = progress_of(app, view, state, status).await;
     let body = html! {
         (steps(phase))
         p #harden-change { "Harden: " strong { (described(state)) } ", started " (layout::time(Some(&ward_server::api::time(state.started_ms)))) "." }
@@ -301,7 +302,7 @@ async fn run(app: &App, view: &View, phase: Phase, status: &HardenStatus) -> Htt
             Some(Err(error)) => { (layout::refusal(error.code, &error.message)) }
             None => {}
         }
-        (progress_of(app, view, state, status).await)
+        (live.markup)
         h2 { "Undo" }
         @if phase == Phase::Wait {
             p.muted { "TLS has not been touched yet. Undoing puts the moved agents back where they were." }
@@ -311,23 +312,18 @@ async fn run(app: &App, view: &View, phase: Phase, status: &HardenStatus) -> Htt
         }
         (rollback_form(view, phase == Phase::Wait))
     };
-    // Without the script, a page that awaits something asks again by itself.
-    let refresh = awaiting(app, state).await.then_some(REFRESH_SECONDS);
+    // Without the script, a page that awaits something asks again by itself: all through the
+    // wait, and after the apply while the live part is watched.
+    let awaiting = match state.step {
+        Step::Staged => true,
+        Step::Applied => live.polled,
+        Step::RolledBack => false,
+    };
+    let refresh = awaiting.then_some(REFRESH_SECONDS);
     respond::page(
         StatusCode::OK,
         layout::document(Some(view), TITLE, body, refresh),
     )
-}
-
-/// Whether the page still waits for something (and so asks again).
-async fn awaiting(app: &App, state: &HardenState) -> bool {
-    match state.step {
-        Step::Staged => true,
-        Step::Applied => {
-            watching(state) && !silent(app, state).await.unwrap_or_default().is_empty()
-        }
-        Step::RolledBack => false,
-    }
 }
 
 fn watching(state: &HardenState) -> bool {
@@ -355,23 +351,33 @@ pub async fn progress(app: &App, view: &View) -> HttpResponse {
         Err(error) => return super::refused(view, TITLE, &error),
     };
     let markup = match &status.state {
-        Some(state) => progress_of(app, view, state, &status).await,
+        Some(state) => progress_of(app, view, state, &status).await.markup,
         None => html! { section #progress { p { "No harden is under way." } } },
     };
     respond::page(StatusCode::OK, markup)
 }
 
+/// The live section, and whether it carries `data-poll` (something is awaited, so the script
+/// asks for it again).
+struct Live {
+    markup: Markup,
+    polled: bool,
+}
+
 /// The live section: in the wait, who is still pending; after the apply, who has not checked
-/// in since. It carries `data-poll` while something is awaited.
-async fn progress_of(app: &App, view: &View, state: &HardenState, status: &HardenStatus) -> Markup {
+/// in since.
+async fn progress_of(app: &App, view: &View, state: &HardenState, status: &HardenStatus) -> Live {
     match state.step {
         Step::Staged => waiting(app, view, state, status).await,
         Step::Applied => watched(app, state).await,
-        Step::RolledBack => html! { section #progress { p { "This harden was rolled back." } } },
+        Step::RolledBack => Live {
+            markup: html! { section #progress { p { "This harden was rolled back." } } },
+            polled: false,
+        },
     }
 }
 
-async fn waiting(app: &App, view: &View, state: &HardenState, status: &HardenStatus) -> Markup {
+async fn waiting(app: &App, view: &View, state: &HardenState, status: &HardenStatus) -> Live {
     let change = decide::change_of(state);
     let request = PlanRequest {
         limit: Some(1000),
@@ -380,23 +386,29 @@ async fn waiting(app: &App, view: &View, state: &HardenState, status: &HardenSta
     let plan = match harden::plan(app, request).await {
         Ok(plan) => plan,
         Err(error) => {
-            return html! { section #progress data-poll="/tls/harden/progress" { (layout::refusal(error.code, &error.message)) } }
+            return Live {
+                markup: html! { section #progress data-poll="/tls/harden/progress" { (layout::refusal(error.code, &error.message)) } },
+                polled: true,
+            }
         }
     };
     let moved = state.moved.len();
     let acknowledged = status.acknowledged.len();
     let awaited = decide::waiting_for(&plan, false);
     if let Some(stop) = decide::reverted(&plan) {
-        return html! {
-            section #progress {
-                div.refusal role="alert" #harden-reverted {
-                    strong { "The wait cannot finish: " } (stop)
-                    ". TLS was not touched. Fix its path (or move it elsewhere), or undo the moves below."
+        return Live {
+            markup: html! {
+                section #progress {
+                    div.refusal role="alert" #harden-reverted {
+                        strong { "The wait cannot finish: " } (stop)
+                        ". TLS was not touched. Fix its path (or move it elsewhere), or undo the moves below."
+                    }
                 }
-            }
+            },
+            polled: false,
         };
     }
-    html! {
+    let markup = html! {
         @if awaited.count > 0 {
             section #progress data-poll="/tls/harden/progress" aria-live="polite" {
                 h2 { "Waiting for the moved agents" }
@@ -436,18 +448,25 @@ async fn waiting(app: &App, view: &View, state: &HardenState, status: &HardenSta
                 }
             }
         }
+    };
+    Live {
+        markup,
+        polled: awaited.count > 0,
     }
 }
 
-async fn watched(app: &App, state: &HardenState) -> Markup {
+async fn watched(app: &App, state: &HardenState) -> Live {
     let silent = match silent(app, state).await {
         Ok(silent) => silent,
         Err(error) => {
-            return html! { section #progress { (layout::refusal(error.code, &error.message)) } }
+            return Live {
+                markup: html! { section #progress { (layout::refusal(error.code, &error.message)) } },
+                polled: false,
+            }
         }
     };
     let live = watching(state) && !silent.is_empty();
-    html! {
+    let markup = html! {
         section #progress data-poll=[live.then_some("/tls/harden/progress")] aria-live="polite" {
             h2 { "Since the change" }
             @if silent.is_empty() {
@@ -460,6 +479,10 @@ async fn watched(app: &App, state: &HardenState) -> Markup {
                 (tls::agents_table("silent", "Not heard from since the change", &silent))
             }
         }
+    };
+    Live {
+        markup,
+        polled: live,
     }
 }
 
