@@ -91,10 +91,10 @@ impl Filter {
 
     /// This filter as a query string, with `sort`/`dir`/`page` replaced.
     pub fn query(&self, sort: AgentSort, descending: bool, page: usize) -> String {
-        let mut pairs: Vec<(&str, String)> = Vec::new();
-        let mut push = |key: &'static str, value: Option<String>| {
+        let mut pairs = Form::default();
+        let mut push = |key: &str, value: Option<String>| {
             if let Some(value) = value {
-                pairs.push((key, value));
+                pairs.0.push((key.to_string(), value));
             }
         };
         push("q", self.search.clone());
@@ -112,11 +112,7 @@ impl Filter {
         if page > 1 {
             push("page", Some(page.to_string()));
         }
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={}", respond::encode(v)))
-            .collect::<Vec<_>>()
-            .join("&")
+        pairs.encode()
     }
 
     /// What the operation is asked: every agent the filter keeps, in its order (`page`:
