@@ -257,3 +257,34 @@ fn a_rehearsals_leftover_agents_never_block_a_harden() {
     assert_eq!(plan["counts"]["at_risk"], 0, "{plan}");
     assert_eq!(code, Some(0), "nobody is affected: {plan}");
 }
+
+#[test]
+fn simulated_agents_offer_the_key_exchange_groups_they_are_told() {
+    let (server, token) = started_server();
+    let args = ["--agents", "3", "--interval", "1s", "--duration", "2s"];
+    // ward's own offer: the post-quantum hybrid, which the server prefers too.
+    let default = report(simulate(&server, &token, &args).output().unwrap());
+    let groups = default["tls"]["groups"].as_object().unwrap();
+    assert_eq!(
+        groups.keys().collect::<Vec<_>>(),
+        ["X25519MLKEM768"],
+        "{default:#}"
+    );
+    // Told X25519 only (a reference without ML-KEM), they get it.
+    let mut told = args.to_vec();
+    told.extend(["--groups", "X25519"]);
+    let x25519 = report(simulate(&server, &token, &told).output().unwrap());
+    assert_eq!(x25519["lost"]["count"], 0, "{x25519:#}");
+    let groups = x25519["tls"]["groups"].as_object().unwrap();
+    assert_eq!(groups.keys().collect::<Vec<_>>(), ["x25519"], "{x25519:#}");
+    // A list OpenSSL does not know is refused before anything runs.
+    let mut bad = args.to_vec();
+    bad.extend(["--groups", "X25519:nosuchgroup"]);
+    let output = simulate(&server, &token, &bad).output().unwrap();
+    assert!(!output.status.success());
+    let refusal: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        refusal["error"]["message"],
+        "--groups: X25519:nosuchgroup: not groups this OpenSSL knows"
+    );
+}

@@ -18,6 +18,7 @@ use ward_proto::messages::{
 use ward_proto::{hex, now_ms, KeyPair};
 
 use super::identities::Identity;
+use super::report::tally;
 use super::transport::{session_der, session_slot, Failure, SessionSlot, Shared};
 
 /// What every agent is told for the run.
@@ -272,13 +273,7 @@ pub(super) async fn agent_loop(
                 let version = exchange
                     .and_then(|e| e.tls_version)
                     .unwrap_or_else(|| "plain HTTP".into());
-                *shared
-                    .stats
-                    .versions
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(version)
-                    .or_default() += 1;
+                tally(&shared.stats.versions, version);
                 // A change while running (the first answer only confirms enrollment).
                 if changed && checked_in {
                     shared

@@ -71,6 +71,11 @@ pub struct SimulateArgs {
     /// enrollment)
     #[arg(long, value_name = "FILE")]
     identities: Option<PathBuf>,
+    /// The key-exchange groups the agents offer, most preferred first (OpenSSL's names, e.g.
+    /// X25519 to measure against a reference without post-quantum key exchange) [default:
+    /// ward's own, X25519MLKEM768 first]
+    #[arg(long, value_name = "LIST")]
+    groups: Option<String>,
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
@@ -121,7 +126,10 @@ pub fn run(args: SimulateArgs) -> CmdResult {
         },
         None => ward_agent::Offer::capped(Some(ward_tls::TlsVersion::Tls1_0)),
     };
-    let shared = Arc::new(Shared::new(&ca_pem, sources, legacy_offer)?);
+    let shared = Arc::new(
+        Shared::new(&ca_pem, sources, legacy_offer, args.groups.as_deref())
+            .map_err(|e| format!("--groups: {e}"))?,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -19,6 +19,8 @@ pub(super) struct Stats {
     pub(super) settings_received: AtomicU64,
     pub(super) latencies_us: Mutex<Vec<u64>>,
     pub(super) versions: Mutex<BTreeMap<String, u64>>,
+    /// TLS handshakes by the key-exchange group they used.
+    pub(super) groups: Mutex<BTreeMap<&'static str, u64>>,
     pub(super) failures: Mutex<BTreeMap<String, u64>>,
     /// Unix ms at which each agent got new settings during the run (push fan-out).
     pub(super) settings_at_ms: Mutex<Vec<i64>>,
@@ -30,13 +32,17 @@ pub(super) struct Stats {
 
 impl Stats {
     pub(super) fn fail(&self, reason: &str) {
-        *self
-            .failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(reason.to_string())
-            .or_default() += 1;
+        tally(&self.failures, reason.to_string());
     }
+}
+
+/// Counts one more `key` in `counts` (a task that panicked holding it left it usable).
+pub(super) fn tally<K: Ord>(counts: &Mutex<BTreeMap<K, u64>>, key: K) {
+    *counts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default() += 1;
 }
 
 /// A copy of what `mutex` holds (a task that panicked holding it left it usable).
@@ -125,6 +131,7 @@ struct Latency {
 #[derive(Serialize)]
 struct Tls {
     versions: BTreeMap<String, u64>,
+    groups: BTreeMap<&'static str, u64>,
     resumed: u64,
     full_handshakes: u64,
     resumed_share: f64,
@@ -191,6 +198,7 @@ impl Report {
             },
             tls: Tls {
                 versions: snapshot(&stats.versions),
+                groups: snapshot(&stats.groups),
                 resumed,
                 full_handshakes: full,
                 resumed_share: if resumed + full == 0 {
@@ -243,8 +251,9 @@ impl Report {
             json!(l.max)
         ));
         lines.push(format!(
-            "TLS: {} ; resumed {} of {} handshakes",
+            "TLS: {} ; key exchange {} ; resumed {} of {} handshakes",
             json!(self.tls.versions),
+            json!(self.tls.groups),
             self.tls.resumed,
             self.tls.resumed + self.tls.full_handshakes
         ));
@@ -313,6 +322,7 @@ mod tests {
         *stats.latencies_us.lock().unwrap() = vec![3000, 1000, 2000];
         *stats.settings_at_ms.lock().unwrap() = vec![1_700_000_000_250, 1_700_000_000_000];
         *stats.versions.lock().unwrap() = [("TLSv1.3".into(), 5), ("plain HTTP".into(), 2)].into();
+        *stats.groups.lock().unwrap() = [("X25519MLKEM768", 5)].into();
         stats.fail("connect");
         stats.recovered.store(1, Ordering::Relaxed);
         stats
@@ -353,6 +363,7 @@ mod tests {
                 "latency_ms": {"p50": 2.0, "p90": 3.0, "p99": 3.0, "max": 3.0},
                 "tls": {
                     "versions": {"TLSv1.3": 5, "plain HTTP": 2},
+                    "groups": {"X25519MLKEM768": 5},
                     "resumed": 1,
                     "full_handshakes": 2,
                     "resumed_share": 1.0 / 3.0,
@@ -377,7 +388,7 @@ mod tests {
             "3 agents (1 capped at TLSv1), ran 2.0s\n\
              check-ins: 3 (1.5/s); held polls returned: 4, held at once at most: 2\n\
              latency ms: p50 2.0 p90 3.0 p99 3.0 max 3.0\n\
-             TLS: {\"TLSv1.3\":5,\"plain HTTP\":2} ; resumed 1 of 3 handshakes\n\
+             TLS: {\"TLSv1.3\":5,\"plain HTTP\":2} ; key exchange {\"X25519MLKEM768\":5} ; resumed 1 of 3 handshakes\n\
              settings changes received: 2 (first to last 250 ms)\n\
              failures: {\"connect\":1}\n\
              back after failures: 1 check-ins, the last at 1700000000900 (unix ms)\n\

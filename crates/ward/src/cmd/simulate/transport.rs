@@ -18,7 +18,7 @@ use ward_agent::AgentError;
 use ward_agent::Offer;
 use ward_tls::context::{connector_builder, ClientTls, ServerVerification};
 
-use super::report::Stats;
+use super::report::{tally, Stats};
 
 /// One agent's TLS session, kept between its connections: OpenSSL's new-session callback
 /// fills it, the next connection resumes it.
@@ -46,7 +46,13 @@ fn session_index() -> Index<Ssl, SessionSlot> {
 
 /// A connector for agents offering `offer` (ward's own, capped or not, or a real stack's
 /// profile).
-fn connector(ca_pem: &[u8], verify: bool, offer: Offer) -> Result<SslConnector, String> {
+/// `groups` replaces ward's own key-exchange groups for an offer without a profile.
+fn connector(
+    ca_pem: &[u8],
+    verify: bool,
+    offer: Offer,
+    groups: Option<&str>,
+) -> Result<SslConnector, String> {
     let verification = match (verify, ca_pem.is_empty()) {
         (false, _) => ServerVerification::None,
         (true, true) => ServerVerification::System,
@@ -66,6 +72,10 @@ fn connector(ca_pem: &[u8], verify: bool, offer: Offer) -> Result<SslConnector, 
         profile
             .apply_groups(&mut builder)
             .map_err(|e| e.to_string())?;
+    } else if let Some(groups) = groups {
+        builder
+            .set_groups_list(groups)
+            .map_err(|_| format!("{groups}: not groups this OpenSSL knows"))?;
     }
     // Each connection carries its agent's session slot; OpenSSL hands new sessions (a TLS 1.3
     // ticket arrives after the handshake) to it.
@@ -106,13 +116,19 @@ pub(super) struct Shared {
 impl Shared {
     /// Connectors trusting `ca_pem` (the system's CAs when empty), connections spread over
     /// `sources` addresses 127.0.0.1, 127.0.0.2, ...
-    pub(super) fn new(ca_pem: &[u8], sources: u8, legacy_offer: Offer) -> Result<Shared, String> {
+    /// `groups`: the key-exchange groups ward's own offer makes instead of its default.
+    pub(super) fn new(
+        ca_pem: &[u8],
+        sources: u8,
+        legacy_offer: Offer,
+        groups: Option<&str>,
+    ) -> Result<Shared, String> {
         let modern = Offer::default();
         Ok(Shared {
-            modern: connector(ca_pem, true, modern)?,
-            legacy: connector(ca_pem, true, legacy_offer)?,
-            unverified_modern: connector(ca_pem, false, modern)?,
-            unverified_legacy: connector(ca_pem, false, legacy_offer)?,
+            modern: connector(ca_pem, true, modern, groups)?,
+            legacy: connector(ca_pem, true, legacy_offer, groups)?,
+            unverified_modern: connector(ca_pem, false, modern, groups)?,
+            unverified_legacy: connector(ca_pem, false, legacy_offer, groups)?,
             legacy_offer,
             sources: (1..=sources)
                 .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
@@ -239,6 +255,9 @@ impl Shared {
                         detail: e.to_string(),
                     })?;
                 let version = stream.ssl().version_str().to_string();
+                if let Some(group) = ward_tls::ffi::negotiated_group(stream.ssl()) {
+                    tally(&self.stats.groups, group);
+                }
                 if stream.ssl().session_reused() {
                     self.stats.resumed.fetch_add(1, Ordering::Relaxed);
                 } else {
