@@ -7,11 +7,18 @@
 //!   randomisation window, plus a grace of half an interval (at least 1 s, at most 5 min) for
 //!   a slow network or a busy server.
 //!
+//! - Either is given [`RECORDING_LAG`] more: a check-in that changes nothing is recorded
+//!   that much later than it was answered (the server writes those in batches).
+//!
 //! So an agent that stops shows as offline within two intervals (plus its randomisation).
 
 use std::time::Duration;
 
 use crate::group::{Effective, Mode};
+
+/// How much later than its answer a check-in may be recorded: the server writes those that
+/// change nothing but the time in one batch each this often.
+pub const RECORDING_LAG: Duration = Duration::from_secs(1);
 
 /// The grace beyond the expected next check-in.
 pub fn grace(interval: Duration) -> Duration {
@@ -38,10 +45,11 @@ pub fn online(
 /// How long after its last check-in an agent not held counts as online, under its group's
 /// `effective` settings.
 pub fn window(effective: &Effective) -> Duration {
-    match effective.mode {
-        Mode::Push => grace(effective.interval).min(Duration::from_secs(10)),
-        Mode::Pull => effective.interval + effective.randomize + grace(effective.interval),
-    }
+    RECORDING_LAG
+        + match effective.mode {
+            Mode::Push => grace(effective.interval).min(Duration::from_secs(10)),
+            Mode::Pull => effective.interval + effective.randomize + grace(effective.interval),
+        }
 }
 
 /// The earliest last check-in (unix milliseconds) that leaves an agent not held online at
@@ -73,16 +81,17 @@ mod tests {
         type Row = (Mode, u64, u64, Option<i64>, bool, bool);
         let table: &[Row] = &[
             (Mode::Pull, 60, 0, Some(59), false, true),
-            (Mode::Pull, 60, 0, Some(90), false, true),
-            (Mode::Pull, 60, 0, Some(91), false, false),
-            (Mode::Pull, 60, 30, Some(120), false, true),
-            (Mode::Pull, 60, 30, Some(121), false, false),
-            (Mode::Pull, 1, 0, Some(2), false, true),
-            (Mode::Pull, 1, 0, Some(3), false, false),
+            (Mode::Pull, 60, 0, Some(91), false, true),
+            (Mode::Pull, 60, 0, Some(92), false, false),
+            (Mode::Pull, 60, 30, Some(121), false, true),
+            (Mode::Pull, 60, 30, Some(122), false, false),
+            (Mode::Pull, 1, 0, Some(3), false, true),
+            (Mode::Pull, 1, 0, Some(4), false, false),
             (Mode::Pull, 300, 0, None, false, false),
             (Mode::Push, 300, 0, Some(200), true, true),
             (Mode::Push, 300, 0, Some(5), false, true),
-            (Mode::Push, 300, 0, Some(11), false, false),
+            (Mode::Push, 300, 0, Some(11), false, true),
+            (Mode::Push, 300, 0, Some(12), false, false),
             (Mode::Push, 300, 0, None, true, true),
         ];
         for &(mode, interval, randomize, ago, held, expected) in table {

@@ -24,6 +24,7 @@ use ward_tls::TlsVersion;
 
 use crate::api::{blocking, ApiError, ConnTls, HttpResponse};
 use crate::channel::KnownKey;
+use crate::checkins::Standing;
 use crate::config::Role;
 use crate::ops::group_settings;
 use crate::state::App;
@@ -704,8 +705,8 @@ async fn checkin_answer(
     let mut wakes = shared.wakes.subscribe();
     let mut reloads = shared.tls_generation.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
-    let mut record = match shared.checkins.record(checkin.clone()).await {
-        Ok(Some(record)) => record,
+    let recorded = match shared.checkins.record(checkin.clone()).await {
+        Ok(Some(recorded)) => recorded,
         Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "unknown_agent", "unknown agent"),
         Err(error) => return failed_signed(shared, &key, nonce, ApiError::from(error)),
     };
@@ -717,7 +718,8 @@ async fn checkin_answer(
         channel = checkin.channel.as_str(),
         tls_version = checkin.tls_version.as_deref(),
         acked_serial = checkin.acked_serial,
-        serial = record.serial,
+        serial = recorded.standing.serial,
+        touch = recorded.record.is_none(),
         "check-in recorded"
     );
     shared
@@ -725,26 +727,30 @@ async fn checkin_answer(
         .metrics
         .ops
         .checkin_recorded(role, started.elapsed());
-    if record
-        .reverted
-        .as_ref()
-        .is_some_and(|r| r.at_ms == checkin.at_ms && checkin.reverted.is_some())
-    {
+    let reverted_now = recorded.record.as_ref().and_then(|record| {
+        record
+            .reverted
+            .as_ref()
+            .filter(|r| r.at_ms == checkin.at_ms && checkin.reverted.is_some())
+    });
+    if let Some(reverted) = reverted_now {
         shared.telemetry.metrics.agent_reverted();
         tracing::warn!(
             agent,
             listener = role.name(),
             %peer,
-            reason = record.reverted.as_ref().map(|r| r.reason.as_str()),
+            reason = reverted.reason.as_str(),
             "an agent went back to the last settings that worked"
         );
     }
     // New settings for it: a newer serial than it acknowledged, unless it is the one it
     // reverted from (it is not handed again; a change gives a new one).
     let acked_serial = checkin.acked_serial;
-    let due = |record: &AgentRecord| record.serial > acked_serial && !record.refuses_serial();
+    let due = |standing: &Standing| standing.serial > acked_serial && !standing.refuses_serial;
+    let mut standing = recorded.standing;
     // What a held check-in no longer needs is freed before the hold: thousands are held.
     drop(checkin);
+    drop(recorded);
     drop(report);
     drop(body);
     // Push: hold the request until the agent's settings change, or the wait runs out.
@@ -755,9 +761,9 @@ async fn checkin_answer(
     let outdated = |reloads: &tokio::sync::watch::Receiver<u64>| {
         tls.is_some_and(|t| t.generation != *reloads.borrow())
     };
-    let held_for_a_change = !wait.is_zero() && !due(&record);
+    let held_for_a_change = !wait.is_zero() && !due(&standing);
     let mut woken_at = None;
-    while !due(&record) && tokio::time::Instant::now() < deadline {
+    while !due(&standing) && tokio::time::Instant::now() < deadline {
         if *shutdown.borrow() || outdated(&reloads) {
             break;
         }
@@ -767,7 +773,7 @@ async fn checkin_answer(
             _ = superseded(_held.as_ref()) => break,
             wake = wakes.recv() => match wake {
                 // A change for other agents: keep waiting, no database read.
-                Ok(wake) if !wake.concerns(agent, record.group) => continue,
+                Ok(wake) if !wake.concerns(agent, standing.group) => continue,
                 // For this agent: its record from the one read the change makes for all it
                 // concerns.
                 Ok(wake) => Some(wake),
@@ -792,23 +798,23 @@ async fn checkin_answer(
             }
         };
         match updated {
-            Ok(Some(updated)) => record = updated,
+            Ok(Some(updated)) => standing = Standing::from(&updated),
             _ => break,
         }
     }
-    let response = if due(&record) {
-        match cached_answer(shared, record.group, record.serial).await {
+    let response = if due(&standing) {
+        match cached_answer(shared, standing.group, standing.serial).await {
             Ok(answer) => signed_text(&key, nonce, StatusCode::OK, &answer),
             Err(error) => return failed_signed(shared, &key, nonce, error),
         }
     } else {
         let answer = CheckinResponse {
-            serial: record.serial,
+            serial: standing.serial,
             settings: None,
         };
         signed(&key, nonce, StatusCode::OK, &answer)
     };
-    if held_for_a_change && due(&record) {
+    if held_for_a_change && due(&standing) {
         // A held check-in that returns with new settings: a wake-up delivered.
         shared
             .telemetry

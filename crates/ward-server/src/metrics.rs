@@ -23,6 +23,11 @@ const BATCH_BUCKETS: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
+/// Batch-size buckets of the touches' writes (a second of them; written early past 8192).
+const TOUCH_BUCKETS: [f64; 9] = [
+    1.0, 8.0, 64.0, 256.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0,
+];
+
 /// A histogram with fixed buckets: a count per bucket (not cumulative; summed when
 /// rendered), the sum of the values in micro-units, and the count.
 pub struct Histogram {
@@ -185,6 +190,11 @@ pub struct Operations {
     handshake_latency: [[Histogram; 3]; 2],
     commit_batch: Histogram,
     commit_seconds: Histogram,
+    /// Check-ins that changed nothing but when they came, answered at once.
+    touches: AtomicU64,
+    /// The writes of those, each of many.
+    touch_batch: Histogram,
+    touch_seconds: Histogram,
     /// By admin API route (method and path template).
     admin_latency: Mutex<BTreeMap<(&'static str, &'static str), Histogram>>,
     /// Held push check-ins that returned with new settings.
@@ -214,6 +224,9 @@ impl Default for Operations {
             ],
             commit_batch: Histogram::new(&BATCH_BUCKETS),
             commit_seconds: Histogram::latency(),
+            touches: AtomicU64::new(0),
+            touch_batch: Histogram::new(&TOUCH_BUCKETS),
+            touch_seconds: Histogram::latency(),
             admin_latency: Mutex::new(BTreeMap::new()),
             wakeups: AtomicU64::new(0),
             wakeup_latency: Histogram::latency(),
@@ -264,6 +277,15 @@ impl Operations {
     pub fn committed(&self, batch: usize, took: Duration) {
         self.commit_batch.observe(batch as f64);
         self.commit_seconds.observe_duration(took);
+    }
+
+    pub fn touched(&self) {
+        self.touches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn touches_written(&self, batch: usize, took: Duration) {
+        self.touch_batch.observe(batch as f64);
+        self.touch_seconds.observe_duration(took);
     }
 
     pub fn admin_request(&self, method: &'static str, path: &'static str, took: Duration) {
@@ -346,6 +368,25 @@ impl Operations {
         );
         self.commit_seconds
             .render(&mut out, "ward_checkin_commit_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP ward_checkin_touches_total Check-ins that changed nothing but when they came: answered at once, their times written in batches.\n\
+             # TYPE ward_checkin_touches_total counter\n\
+             ward_checkin_touches_total {}",
+            get(&self.touches)
+        );
+        out.push_str(
+            "# HELP ward_checkin_touch_batch_size Touches written by one transaction.\n\
+             # TYPE ward_checkin_touch_batch_size histogram\n",
+        );
+        self.touch_batch
+            .render(&mut out, "ward_checkin_touch_batch_size", "");
+        out.push_str(
+            "# HELP ward_checkin_touch_write_seconds Time of one write of touches, durable.\n\
+             # TYPE ward_checkin_touch_write_seconds histogram\n",
+        );
+        self.touch_seconds
+            .render(&mut out, "ward_checkin_touch_write_seconds", "");
         out.push_str(
             "# HELP ward_admin_request_seconds Admin API requests, by route (the operation).\n\
              # TYPE ward_admin_request_seconds histogram\n",

@@ -343,6 +343,9 @@ pub async fn run_with(
             "closing connections still open after the grace period"
         );
     }
+    // The last second's check-in times, then the telemetry.
+    let app = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || app.checkins.flush()).await;
     let telemetry = shared.telemetry.clone();
     let _ = tokio::task::spawn_blocking(move || telemetry.flush_and_stop()).await;
     let _ = std::fs::remove_file(shared.data.pid_file());

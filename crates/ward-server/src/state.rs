@@ -134,15 +134,22 @@ impl App {
         ));
         // Changes other servers on the database commit wake this server's held check-ins
         // too; a change of the site's files is taken (`site_follow`).
-        let (remote, heard) = (wakes.clone(), site.clone());
+        let changes = Arc::new(crate::wakes::FleetChanges::default());
+        let (remote, heard, changed) = (wakes.clone(), site.clone(), changes.clone());
         opened.watch(Arc::new(move |note| {
             if let ward_store::ChangeNote::Site { generation } = note {
                 heard.heard(generation);
             } else if let Some(wake) = crate::wakes::Wake::of_note(note) {
+                // Before the wake: a check-in it wakes is not answered from before the change.
+                changed.bump();
                 let _ = remote.send(Arc::new(wake));
             }
         }));
-        let store: Arc<dyn Store> = Arc::new(crate::wakes::Publishing::new(opened, wakes.clone()));
+        let store: Arc<dyn Store> = Arc::new(crate::wakes::Publishing::new(
+            opened,
+            wakes.clone(),
+            changes.clone(),
+        ));
         let host = if config.clients.ip().is_unspecified() {
             crate::datadir::host_names()
                 .pop()
@@ -180,7 +187,7 @@ impl App {
         let app = App {
             site,
             agent_trust: Arc::new(std::sync::RwLock::new(agent_trust.into())),
-            checkins: CheckinWriter::start(store.clone(), telemetry.clone()),
+            checkins: CheckinWriter::start(store.clone(), telemetry.clone(), changes),
             telemetry,
             store,
             agreement: std::sync::RwLock::new(Arc::new(agreement)),

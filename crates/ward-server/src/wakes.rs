@@ -6,6 +6,7 @@
 //! and the others take theirs from that read ([`Wake::record`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
@@ -157,21 +158,51 @@ pub fn channel() -> broadcast::Sender<Arc<Wake>> {
     broadcast::channel(BACKLOG).0
 }
 
+/// Counts the changes to the fleet that may change an agent's standing: each one ends every
+/// touch ([`crate::checkins`]) until the agent's next written check-in. Bumped by every change this server applies
+/// and by every note of another server's.
+#[derive(Debug, Default)]
+pub struct FleetChanges(AtomicU64);
+
+impl FleetChanges {
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// A store that broadcasts the serial bumps of every change it applies, once committed.
+/// Every write of agents but a check-in's counts in `changes`: it ends the check-ins answered
+/// without a write ([`crate::checkins`]).
 pub struct Publishing {
     inner: Arc<dyn Store>,
     wakes: broadcast::Sender<Arc<Wake>>,
+    changes: Arc<FleetChanges>,
 }
 
 impl Publishing {
-    pub fn new(inner: Arc<dyn Store>, wakes: broadcast::Sender<Arc<Wake>>) -> Publishing {
-        Publishing { inner, wakes }
+    pub fn new(
+        inner: Arc<dyn Store>,
+        wakes: broadcast::Sender<Arc<Wake>>,
+        changes: Arc<FleetChanges>,
+    ) -> Publishing {
+        Publishing {
+            inner,
+            wakes,
+            changes,
+        }
     }
 }
 
 impl Store for Publishing {
     fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
-        let applied = self.inner.apply(change)?;
+        let applied = self.inner.apply(change);
+        // Counted even when it failed (it may have committed before the error reached here).
+        self.changes.bump();
+        let applied = applied?;
         if !change.bump_groups.is_empty() || !change.bump_agents.is_empty() {
             // No receiver (nobody held) is not an error.
             let _ = self.wakes.send(Arc::new(Wake::new(
@@ -248,7 +279,9 @@ impl Store for Publishing {
         root: &Group,
         default_list: &ServerList,
     ) -> Result<bool, StoreError> {
-        self.inner.initialise_fleet(root, default_list)
+        let initialised = self.inner.initialise_fleet(root, default_list);
+        self.changes.bump();
+        initialised
     }
 
     fn groups(&self) -> Result<Vec<Group>, StoreError> {
@@ -291,7 +324,9 @@ impl Store for Publishing {
     }
 
     fn insert_agents(&self, agents: &[AgentRecord]) -> Result<(), StoreError> {
-        self.inner.insert_agents(agents)
+        let inserted = self.inner.insert_agents(agents);
+        self.changes.bump();
+        inserted
     }
 
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
@@ -337,6 +372,10 @@ impl Store for Publishing {
         self.inner.record_checkins(checkins)
     }
 
+    fn touch_checkins(&self, touches: &[ward_store::Touch]) -> Result<Vec<bool>, StoreError> {
+        self.inner.touch_checkins(touches)
+    }
+
     fn token_by_lookup(&self, lookup: &str) -> Result<Option<ward_store::TokenRecord>, StoreError> {
         self.inner.token_by_lookup(lookup)
     }
@@ -347,7 +386,7 @@ impl Store for Publishing {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -367,7 +406,23 @@ mod tests {
         }
     }
 
-    fn agent(id: &str, group: GroupId) -> AgentRecord {
+    /// A new SQLite store in `dir` with the default fleet: the store and its root group.
+    pub(crate) fn fleet_store(dir: &tempfile::TempDir) -> (Arc<dyn Store>, GroupId) {
+        let store =
+            ward_store::open(&ward_store::Database::Sqlite(dir.path().join("ward.db"))).unwrap();
+        let root = ward_fleet::group::default_root("My Company", "Default");
+        let list = ward_fleet::serverlist::build(
+            "Default",
+            vec![ward_fleet::serverlist::parse_spec("1:https://mgr1:443").unwrap()],
+        )
+        .unwrap();
+        store.initialise_fleet(&root, &list).unwrap();
+        let group = store.groups().unwrap()[0].id;
+        (store, group)
+    }
+
+    /// An enrolled agent `id` in `group`, at serial 7, never seen.
+    pub(crate) fn agent(id: &str, group: GroupId) -> AgentRecord {
         AgentRecord {
             id: id.into(),
             hostname: format!("host-{id}"),
@@ -397,16 +452,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_check_ins_one_change_wakes_share_one_read() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            ward_store::open(&ward_store::Database::Sqlite(dir.path().join("ward.db"))).unwrap();
-        let root = ward_fleet::group::default_root("My Company", "Default");
-        let list = ward_fleet::serverlist::build(
-            "Default",
-            vec![ward_fleet::serverlist::parse_spec("1:https://mgr1:443").unwrap()],
-        )
-        .unwrap();
-        store.initialise_fleet(&root, &list).unwrap();
-        let group = store.groups().unwrap()[0].id;
+        let (store, group) = fleet_store(&dir);
         let child = ward_fleet::Group {
             id: 0,
             parent: Some(group),

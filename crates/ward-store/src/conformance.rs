@@ -90,6 +90,7 @@ on_every_engine!(
     fleet::accounts_are_listed_repassworded_and_deleted_with_their_sessions,
     fleet::a_login_checked_against_a_stale_credential_creates_no_session,
     fleet::checkin_nonces_are_kept_with_the_checkin_and_pruned_past_the_window,
+    fleet::a_touch_moves_last_seen_forward_only_and_keeps_its_nonce,
     fleet::a_token_is_found_by_its_lookup_and_purged_a_day_after_it_expires,
     fleet::the_cas_an_agent_trusts_are_replaced_at_each_checkin_and_shared_when_equal,
     fleet::a_token_use_is_taken_only_while_its_rule_holds,

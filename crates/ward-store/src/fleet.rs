@@ -291,6 +291,20 @@ pub struct Checkin {
     pub reported_hello: Option<(String, Vec<u8>)>,
 }
 
+/// A check-in that changed nothing but when it came: what the server keeps of it
+/// ([`crate::Store::touch_checkins`]), written in batches a moment after it was answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Touch {
+    pub agent: String,
+    pub at_ms: i64,
+    /// The request's nonce, kept for the replay window as a full check-in's is.
+    pub nonce: Option<String>,
+    /// The server URL the agent used, as its last full check-in recorded it: the touch applies
+    /// only while the row still says so (another server's check-in of the agent since then
+    /// wrote other facts, which a touch must not cover up).
+    pub server: String,
+}
+
 /// What TLS readiness and hardening plans read of every agent: one lean row each, with one
 /// allocation (the id), so a million agents are read in well under a second.
 #[derive(Clone, Debug, PartialEq, Eq)]

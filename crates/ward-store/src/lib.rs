@@ -23,7 +23,7 @@ use std::fmt;
 pub use fleet::{rank, FleetTree, Revert, TokenUse};
 pub use fleet::{
     Account, AgentFilter, AgentOrder, AgentRecord, AgentTally, AgentTls, Applied, AuditEntry,
-    Change, Checkin, Mutation, Presence, Session, TokenRecord,
+    Change, Checkin, Mutation, Presence, Session, TokenRecord, Touch,
 };
 
 /// Where the database is: what ward.toml's `database` says.
@@ -499,6 +499,12 @@ pub trait Store: Send + Sync {
     /// request's nonce; returns each agent's current record, in order.
     fn record_checkins(&self, checkins: &[Checkin])
         -> Result<Vec<Option<AgentRecord>>, StoreError>;
+
+    /// Records check-ins that changed nothing but when they came, in one transaction: each
+    /// agent's last check-in time (never moved back: a later full check-in may already be
+    /// recorded) and each nonce. Says for each whether it applied: `false` when the agent is
+    /// gone or its row no longer names `server` (another check-in since wrote other facts).
+    fn touch_checkins(&self, touches: &[Touch]) -> Result<Vec<bool>, StoreError>;
 
     /// Applies an admin change with its serial bumps and audit entry, in one transaction that
     /// is durable when this returns.

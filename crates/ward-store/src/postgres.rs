@@ -1399,6 +1399,22 @@ impl Store for PgStore {
         })
     }
 
+    fn touch_checkins(&self, touches: &[crate::Touch]) -> Result<Vec<bool>, StoreError> {
+        // Agents locked by id, as every writer does (see `record_checkins`).
+        let mut order: Vec<usize> = (0..touches.len()).collect();
+        order.sort_by(|&a, &b| touches[a].agent.cmp(&touches[b].agent));
+        self.write(|db| {
+            let mut applied = vec![false; touches.len()];
+            for &index in &order {
+                applied[index] = fleet::touch_checkin(db, &touches[index])?;
+            }
+            if let Some(newest) = touches.iter().map(|c| c.at_ms).max() {
+                fleet::prune_nonces(db, newest - crate::NONCE_WINDOW_MS)?;
+            }
+            Ok(applied)
+        })
+    }
+
     fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
         let note = notes::payload(&self.origin, change);
         self.serialized(|db| {

@@ -524,6 +524,19 @@ impl Store for SqliteStore {
         })
     }
 
+    fn touch_checkins(&self, touches: &[crate::Touch]) -> Result<Vec<bool>, StoreError> {
+        self.write(|t| {
+            let applied = touches
+                .iter()
+                .map(|touch| fleet::touch_checkin(t, touch))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(newest) = touches.iter().map(|c| c.at_ms).max() {
+                fleet::prune_nonces(t, newest - crate::NONCE_WINDOW_MS)?;
+            }
+            Ok(applied)
+        })
+    }
+
     fn token_by_lookup(&self, lookup: &str) -> Result<Option<TokenRecord>, StoreError> {
         self.with(|c| fleet::token_by_lookup(c, lookup))
     }

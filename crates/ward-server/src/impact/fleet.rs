@@ -50,7 +50,9 @@ pub(crate) fn index(
         .map(|(id, effective)| {
             let list = lists.iter().position(|l| l.name == effective.server_list);
             let cycle = (effective.interval + effective.randomize).as_millis() as i64;
-            (id, (list, cycle.saturating_mul(intervals as i64)))
+            // A check-in that changed nothing is recorded up to the lag late.
+            let lag = ward_fleet::presence::RECORDING_LAG.as_millis() as i64;
+            (id, (list, cycle.saturating_mul(intervals as i64) + lag))
         })
         .collect()
 }

@@ -840,6 +840,61 @@ pub(super) fn checkin_nonces_are_kept_with_the_checkin_and_pruned_past_the_windo
     assert_eq!(left, ["n3"]);
 }
 
+pub(super) fn a_touch_moves_last_seen_forward_only_and_keeps_its_nonce(subject: &Subject) {
+    let store = fleet(subject);
+    store
+        .insert_agents(&[agent("a1", 1, &["TLSv1.2"]), agent("a2", 1, &["TLSv1.2"])])
+        .unwrap();
+    let t0 = 1_800_000_000_000;
+    let full = store
+        .record_checkin(&checkin_of("a1", t0))
+        .unwrap()
+        .unwrap();
+    store.record_checkin(&checkin_of("a2", t0)).unwrap();
+    let touch = |id: &str, at_ms: i64, nonce: &str, server: &str| crate::Touch {
+        agent: id.into(),
+        at_ms,
+        nonce: Some(nonce.into()),
+        server: server.into(),
+    };
+    let server = full.server.clone().unwrap();
+    let applied = store
+        .touch_checkins(&[
+            touch("a1", t0 + 1_000, "t1", &server),
+            // Late: a later check-in is already recorded; last-seen does not move back.
+            touch("a2", t0 - 5_000, "t2", &server),
+            // Another server's check-in wrote other facts since: not covered up.
+            touch("a2", t0 + 2_000, "t3", "https://mgr2:443"),
+            touch("gone", t0 + 1_000, "t4", &server),
+        ])
+        .unwrap();
+    assert_eq!(applied, [true, true, false, false]);
+    let a1 = store.agent("a1").unwrap().unwrap();
+    assert_eq!(a1.last_checkin_ms, Some(t0 + 1_000));
+    // Nothing else about it changed.
+    assert_eq!(
+        crate::AgentRecord {
+            last_checkin_ms: full.last_checkin_ms,
+            ..a1
+        },
+        full
+    );
+    assert_eq!(
+        store.agent("a2").unwrap().unwrap().last_checkin_ms,
+        Some(t0)
+    );
+    // The nonces are kept for the replay window, as a full check-in's are, across a reopen.
+    let store = subject.reopen();
+    let mut seen: Vec<String> = store
+        .recent_nonces(t0 - 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|(_, nonce, _)| nonce)
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["t1", "t2", "t3", "t4"]);
+}
+
 pub(super) fn a_token_is_found_by_its_lookup_and_purged_a_day_after_it_expires(subject: &Subject) {
     let store = fleet(subject);
     let now = ward_proto::now_ms();

@@ -998,11 +998,7 @@ pub(super) fn record_checkin<'a>(
         ],
     )?;
     if let Some(nonce) = &checkin.nonce {
-        db.execute(
-            "INSERT INTO seen_nonces (agent, nonce, at_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (agent, nonce) DO NOTHING",
-            &[&checkin.agent, &text(nonce), &checkin.at_ms],
-        )?;
+        keep_nonce(db, &checkin.agent, nonce, checkin.at_ms)?;
     }
     if let Some((serial, reason)) = &checkin.reverted {
         // Recorded, and audited, the first time the agent says so; repeated at each check-in
@@ -1125,6 +1121,38 @@ pub(super) fn prune_nonces(
     before_ms: i64,
 ) -> Result<(), Fail> {
     db.execute("DELETE FROM seen_nonces WHERE at_ms < $1", &[&before_ms])?;
+    Ok(())
+}
+
+/// Records a check-in that changed nothing but when it came; whether the agent's row still
+/// names its server.
+pub(super) fn touch_checkin(
+    db: &mut Db<'_, impl GenericClient>,
+    touch: &crate::Touch,
+) -> Result<bool, Fail> {
+    let applied = db.execute(
+        "UPDATE agents SET last_checkin_ms = GREATEST(last_checkin_ms, $2) \
+         WHERE id = $1 AND server = $3",
+        &[&touch.agent, &touch.at_ms, &text(&touch.server)],
+    )?;
+    if let Some(nonce) = &touch.nonce {
+        keep_nonce(db, &touch.agent, nonce, touch.at_ms)?;
+    }
+    Ok(applied == 1)
+}
+
+/// Keeps a check-in's nonce for the replay window (once: a held check-in records again).
+fn keep_nonce(
+    db: &mut Db<'_, impl GenericClient>,
+    agent: &str,
+    nonce: &str,
+    at_ms: i64,
+) -> Result<(), Fail> {
+    db.execute(
+        "INSERT INTO seen_nonces (agent, nonce, at_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (agent, nonce) DO NOTHING",
+        &[&agent, &text(nonce), &at_ms],
+    )?;
     Ok(())
 }
 

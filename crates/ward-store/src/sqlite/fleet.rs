@@ -898,11 +898,7 @@ pub(crate) fn record_checkin(
             checkin.agreement_key
         ])?;
     if let Some(nonce) = &checkin.nonce {
-        transaction
-            .prepare_cached(
-                "INSERT OR IGNORE INTO seen_nonces (agent, nonce, at_ms) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![checkin.agent, nonce, checkin.at_ms])?;
+        keep_nonce(transaction, &checkin.agent, nonce, checkin.at_ms)?;
     }
     if let Some((serial, reason)) = &checkin.reverted {
         // Recorded, and audited, the first time the agent says so; repeated at each check-in
@@ -935,6 +931,39 @@ pub(crate) fn record_checkin(
             .execute(params![checkin.agent, digest])?;
     }
     Ok(agent(transaction, &checkin.agent)?)
+}
+
+/// Records a check-in that changed nothing but when it came; whether the agent's row still
+/// names its server.
+pub(crate) fn touch_checkin(
+    transaction: &Transaction<'_>,
+    touch: &crate::Touch,
+) -> Result<bool, StoreError> {
+    let applied = transaction
+        .prepare_cached(
+            "UPDATE agents SET last_checkin_ms = MAX(COALESCE(last_checkin_ms, ?2), ?2) \
+             WHERE id = ?1 AND server = ?3",
+        )?
+        .execute(params![touch.agent, touch.at_ms, touch.server])?;
+    if let Some(nonce) = &touch.nonce {
+        keep_nonce(transaction, &touch.agent, nonce, touch.at_ms)?;
+    }
+    Ok(applied == 1)
+}
+
+/// Keeps a check-in's nonce for the replay window (once: a held check-in records again).
+fn keep_nonce(
+    transaction: &Transaction<'_>,
+    agent: &str,
+    nonce: &str,
+    at_ms: i64,
+) -> rusqlite::Result<()> {
+    transaction
+        .prepare_cached(
+            "INSERT OR IGNORE INTO seen_nonces (agent, nonce, at_ms) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![agent, nonce, at_ms])?;
+    Ok(())
 }
 
 /// Keeps a ClientHello's bytes under its fingerprint (counted once more when known), up to
