@@ -763,6 +763,8 @@ async fn checkin_answer(
     };
     let held_for_a_change = !wait.is_zero() && !due(&standing);
     let mut woken_at = None;
+    // Counted from the wake until the answer is made: new handshakes wait for it.
+    let mut _answering = None;
     while !due(&standing) && tokio::time::Instant::now() < deadline {
         if *shutdown.borrow() || outdated(&reloads) {
             break;
@@ -785,6 +787,7 @@ async fn checkin_answer(
             _ = reloads.changed() => continue,
         };
         woken_at = wake.as_ref().map(|w| w.at);
+        let delivering = shared.deliveries.start();
         let shared_read = match wake {
             Some(wake) => wake.record(&shared.store, agent).await,
             None => None,
@@ -800,6 +803,9 @@ async fn checkin_answer(
         match updated {
             Ok(Some(updated)) => standing = Standing::from(&updated),
             _ => break,
+        }
+        if due(&standing) {
+            _answering = Some(delivering);
         }
     }
     let response = if due(&standing) {

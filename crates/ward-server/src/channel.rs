@@ -4,6 +4,7 @@
 //! reads who is held).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ward_proto::AgentKey;
@@ -200,6 +201,127 @@ impl ShedLoad {
     }
 }
 
+/// Refused connections answered a second (see [`RefusalBudget`]): at about 0.35 ms of a core
+/// each, a sixth of one core at most; as many as a herd's spread aims to let back a second
+/// (`agent_api::SHED_RATE`), so the answers keep up with what they spread.
+pub const REFUSALS_ANSWERED_PER_SECOND: u64 = 500;
+
+/// How many connections refused at a cap are answered a second, and how many at once after a
+/// quiet spell: a token bucket. An answer costs a whole TLS handshake (and, for a check-in, its
+/// MAC check and a signed 503 whose wait spreads the herd out), about as much as a check-in
+/// served. Beyond this budget a refused connection is closed at once, at the cost of an accept,
+/// and its agent backs off on its own: so an overload spends at most a small, fixed share of the
+/// server on refusals, and the check-ins it serves keep the rest.
+pub struct RefusalBudget {
+    origin: std::time::Instant,
+    /// Answers a second, and the most kept for a burst.
+    rate: u64,
+    state: Mutex<Bucket>,
+}
+
+/// Tokens in thousandths, and when they were last counted (milliseconds since the origin).
+struct Bucket {
+    milli_tokens: u64,
+    at_ms: u64,
+}
+
+impl RefusalBudget {
+    /// `rate` answers a second, starting full (one second's worth).
+    pub fn new(rate: u64) -> RefusalBudget {
+        RefusalBudget {
+            origin: std::time::Instant::now(),
+            rate,
+            state: Mutex::new(Bucket {
+                milli_tokens: rate * 1000,
+                at_ms: 0,
+            }),
+        }
+    }
+
+    /// Whether a refused connection may be answered now (the answer is taken from the budget).
+    pub fn take(&self) -> bool {
+        let now_ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.take_at(now_ms)
+    }
+
+    /// [`RefusalBudget::take`] at `now_ms` milliseconds since its origin.
+    fn take_at(&self, now_ms: u64) -> bool {
+        let mut bucket = lock(&self.state);
+        // A rate of n a second is n thousandths of a token a millisecond.
+        let earned = now_ms
+            .saturating_sub(bucket.at_ms)
+            .saturating_mul(self.rate);
+        bucket.milli_tokens = bucket
+            .milli_tokens
+            .saturating_add(earned)
+            .min(self.rate * 1000);
+        bucket.at_ms = bucket.at_ms.max(now_ms);
+        match bucket.milli_tokens.checked_sub(1000) {
+            Some(left) => {
+                bucket.milli_tokens = left;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The longest a new connection waits for held check-ins' answers before its handshake.
+pub const DELIVERIES_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Held check-ins that a change has woken and that are not answered yet. While there are any,
+/// a new connection to an agent listener waits before its handshake (up to
+/// [`DELIVERIES_FIRST`]): the server answers every held agent a change concerns first, and
+/// takes the handshakes of those that come back after, instead of interleaving them (one
+/// handshake costs as much as several answers, so 15,000 answers would otherwise stretch over
+/// seconds).
+#[derive(Default)]
+pub struct Deliveries {
+    pending: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One held check-in being answered; counted until dropped.
+pub struct Delivering<'a>(&'a Deliveries);
+
+impl Drop for Delivering<'_> {
+    fn drop(&mut self) {
+        if self.0.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Deliveries {
+    /// A woken check-in starts its answer.
+    pub fn start(&self) -> Delivering<'_> {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        Delivering(self)
+    }
+
+    /// Answers under way.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Returns once no answer is under way, or after `longest`.
+    pub async fn wait(&self, longest: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + longest;
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read: a last answer in between still wakes it.
+            notified.as_mut().enable();
+            if self.pending() == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// Push agents whose check-in the server holds right now: connected, so not silent. One held
 /// check-in per agent: a newer one (the agent reconnected, behind a NAT that rebound it, or
 /// after a restart) supersedes the older, which returns at once, so an agent never ties up
@@ -310,6 +432,63 @@ mod tests {
         for (now_s, expected) in table {
             assert_eq!(load.shed_at(now_s), expected, "at {now_s} s");
         }
+    }
+
+    #[test]
+    fn refusals_are_answered_within_the_budget_and_it_refills_with_time() {
+        let budget = RefusalBudget::new(2);
+        // (milliseconds, answered?)
+        let table = [
+            (0, true),     // full: two a second, two at once
+            (0, true),     //
+            (0, false),    // spent
+            (499, false),  // 0.998 of a token earned
+            (500, true),   // one whole
+            (500, false),  //
+            (5000, true),  // a long quiet spell refills to the burst, no more
+            (5000, true),  //
+            (5000, false), //
+            (4000, false), // a clock read late earns nothing and takes nothing back
+            (5500, true),  //
+        ];
+        for (at_ms, expected) in table {
+            assert_eq!(budget.take_at(at_ms), expected, "at {at_ms} ms");
+        }
+        let none = RefusalBudget::new(0);
+        assert!(
+            !none.take_at(0) && !none.take_at(60_000),
+            "a zero budget answers nobody"
+        );
+    }
+
+    /// A connection waits while answers are under way, and goes on when the last one is done,
+    /// or when its longest wait has passed.
+    #[tokio::test]
+    async fn a_handshake_waits_for_the_answers_under_way_and_no_longer_than_told() {
+        let deliveries = Arc::new(Deliveries::default());
+        let long = Duration::from_secs(30);
+        tokio::time::timeout(Duration::from_secs(5), deliveries.wait(long))
+            .await
+            .expect("nothing under way: no wait");
+        let first = deliveries.start();
+        let second = deliveries.start();
+        let waiting = {
+            let deliveries = deliveries.clone();
+            tokio::spawn(async move { deliveries.wait(long).await })
+        };
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "one answer is still under way");
+        drop(second);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the last answer ends the wait")
+            .unwrap();
+        let _stuck = deliveries.start();
+        let started = std::time::Instant::now();
+        deliveries.wait(Duration::from_millis(100)).await;
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert_eq!(deliveries.pending(), 1);
     }
 
     #[test]

@@ -208,6 +208,14 @@ async fn handshake(
     // What this client really sent, kept (deduplicated) for exact plans: replayed through a
     // proposed listener, it says whether the change would cut this client off.
     let hello_digest = shared.telemetry.hello(role, peer.ip(), &hello, &buffer);
+    if role.serves_agent_api() {
+        // Held agents a change woke are answered first (`channel::Deliveries`).
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        shared
+            .deliveries
+            .wait(crate::channel::DELIVERIES_FIRST.min(remaining))
+            .await;
+    }
     let ssl = match Ssl::new(&tls.context) {
         Ok(ssl) => ssl,
         Err(error) => {

@@ -203,6 +203,8 @@ pub struct Operations {
     wakeup_latency: Histogram,
     /// Per listener and cap.
     refused: [[AtomicU64; 2]; 3],
+    /// Per listener: refused connections closed at once, unanswered.
+    unanswered: [AtomicU64; 3],
 }
 
 impl Default for Operations {
@@ -231,6 +233,7 @@ impl Default for Operations {
             wakeups: AtomicU64::new(0),
             wakeup_latency: Histogram::latency(),
             refused: Default::default(),
+            unanswered: Default::default(),
         }
     }
 }
@@ -311,6 +314,12 @@ impl Operations {
             Cap::Address => 1,
         };
         self.refused[role_index(role)][position].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection refused at a cap and closed at once, beyond the refusal budget or the
+    /// refusals in flight.
+    pub fn unanswered(&self, role: Role) {
+        self.unanswered[role_index(role)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text of all of them.
@@ -428,6 +437,17 @@ impl Operations {
                     get(&self.refused[role_index(role)][position])
                 );
             }
+        }
+        out.push_str(
+            "# HELP ward_connections_unanswered_total Connections refused at a cap and closed at once, without a handshake or an answer: beyond the refusal budget (answers a second) or the refusals in flight.\n\
+             # TYPE ward_connections_unanswered_total counter\n",
+        );
+        for role in Role::ALL {
+            let _ = writeln!(
+                out,
+                "ward_connections_unanswered_total{{listener=\"{role}\"}} {}",
+                get(&self.unanswered[role_index(role)])
+            );
         }
         out
     }

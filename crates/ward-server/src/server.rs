@@ -510,7 +510,7 @@ async fn rotate_ticket_keys(app: Arc<App>) {
 
 /// Accepts on one listener: within the listener's cap, the agent listeners' shared `pool`
 /// and the per-address cap a connection is served; beyond, it gets a 503 (as many at once as
-/// `caps.refusals`), or is closed.
+/// `caps.refusals`, and as many a second as the refusal budget), or is closed.
 async fn accept_loop(
     shared: Arc<App>,
     role: Role,
@@ -604,12 +604,15 @@ async fn accept_loop(
                         "refused before the handshake: the listener is at its limit of {limit}"
                     ),
                 });
+                // Answered within the refusal budget (a handshake each), else closed at once:
+                // under overload the refusals cannot eat the capacity the served need.
                 match refusals.clone().try_acquire_owned() {
-                    Ok(permit) => {
+                    Ok(permit) if shared.refusal_budget.take() => {
                         tokio::spawn(conn::refuse(shared.clone(), role, tcp, permit, limit));
                     }
-                    Err(_) => {
+                    _ => {
                         shared.telemetry.metrics.connection_refused(role);
+                        shared.telemetry.metrics.ops.unanswered(role);
                         drop(tcp);
                     }
                 }

@@ -49,6 +49,11 @@ pub struct App {
     pub held: HeldAgents,
     /// Check-ins shed lately: the wait a shed one is told grows with them.
     pub shed_load: crate::channel::ShedLoad,
+    /// Connections refused at a cap that may still be answered (handshaken, and a check-in
+    /// shed with a signed wait); the rest are closed at once.
+    pub refusal_budget: crate::channel::RefusalBudget,
+    /// Held check-ins woken by a change and not yet answered: new handshakes wait for them.
+    pub deliveries: crate::channel::Deliveries,
     pub config: Config,
     pub tls: TlsSlots,
     pub telemetry: Arc<Telemetry>,
@@ -198,6 +203,10 @@ impl App {
             wakes,
             held: Default::default(),
             shed_load: Default::default(),
+            deliveries: Default::default(),
+            refusal_budget: crate::channel::RefusalBudget::new(
+                crate::channel::REFUSALS_ANSWERED_PER_SECOND,
+            ),
             settings_cache: Default::default(),
             fleet_lock: tokio::sync::Mutex::new(()),
             argon2_permits: tokio::sync::Semaphore::new(2),
