@@ -123,13 +123,15 @@ fn parse(buffer: &[u8], body_limit: usize) -> Parsed {
 
 /// Serves the connection's first request when it is a check-in; hands anything else to
 /// hyper. Closes a connection that stays silent past the header timeout, or that the server
-/// shuts down before it sent a byte.
+/// shuts down before it sent a byte. `socket` is the TCP socket under `stream`, corked for a
+/// last answer.
 pub async fn serve<S>(
     shared: &App,
     role: Role,
     tls: Option<ConnTls>,
     peer: SocketAddr,
     claim: &AddressClaim,
+    socket: Option<std::os::fd::RawFd>,
     mut stream: S,
 ) -> First<S>
 where
@@ -206,9 +208,24 @@ where
         debug!("the agent left while its check-in was held");
         return First::Done;
     };
+    if head.close {
+        // The answer, close_notify and the FIN in one segment.
+        if let Some(socket) = socket {
+            crate::io::cork(socket);
+        }
+    }
     match write_response(&mut stream, &response, head.close).await {
         Ok(()) if !head.close => First::Hyper(Buffered::new(rest, stream)),
-        _ => First::Done,
+        _ => {
+            // The agent has its answer and the FIN. Freeing the connection (its TLS object,
+            // the descriptor, the poller's registration) waits while a change's answers to
+            // other held agents are under way: they come first (`channel::Deliveries`).
+            shared
+                .deliveries
+                .wait(crate::channel::DELIVERIES_FIRST)
+                .await;
+            First::Done
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +100,7 @@ pub async fn serve(
                     tls,
                     peer,
                     claim,
+                    socket: Some(stream.get_ref().get_ref().as_raw_fd()),
                 };
                 Box::pin(serve_agent_or_http(shared, accepted, stream)).await;
             }
@@ -108,6 +110,7 @@ pub async fn serve(
                 tls: None,
                 peer,
                 claim,
+                socket: Some(tcp.as_raw_fd()),
             };
             Box::pin(serve_agent_or_http(shared, accepted, tcp)).await;
         }
@@ -369,6 +372,8 @@ struct Accepted {
     tls: Option<crate::api::ConnTls>,
     peer: SocketAddr,
     claim: Arc<crate::api::AddressClaim>,
+    /// The TCP socket under the stream (valid while the stream lives).
+    socket: Option<std::os::fd::RawFd>,
 }
 
 /// On an agent listener, a check-in first (`checkin_conn`: a held one keeps no HTTP
@@ -385,8 +390,12 @@ where
         tls,
         peer,
         ref claim,
+        socket,
     } = accepted;
-    let first = Box::pin(checkin_conn::serve(&shared, role, tls, peer, claim, stream)).await;
+    let first = Box::pin(checkin_conn::serve(
+        &shared, role, tls, peer, claim, socket, stream,
+    ))
+    .await;
     if let First::Hyper(stream) = first {
         Box::pin(serve_http(shared, accepted, stream)).await;
     }
@@ -403,6 +412,7 @@ where
         tls,
         peer,
         claim,
+        socket: _,
     } = accepted;
     let activity = Activity::new();
     let io = TokioIo::new(Tracked::new(stream, activity.clone()));

@@ -40,11 +40,15 @@ fn metrics_move_with_the_work_and_pass_promtool() {
     set_root_policy(&server, r#"{"watched": true}"#);
     push.until(Duration::from_secs(15), |s| s["held"] == true);
     pull.until(Duration::from_secs(15), |s| s["last_error"].is_null());
+    // Woken by the change, and held again: between its answer and its next check-in the
+    // agent is not held, so the two are read from one scrape.
     let text = eventually(Duration::from_secs(15), || {
         let text = metrics(&server);
-        (sample(&text, "ward_push_wakeups_total")? >= 1.0).then_some(text)
+        (sample(&text, "ward_push_wakeups_total")? >= 1.0
+            && sample(&text, "ward_push_held_agents")? >= 1.0)
+            .then_some(text)
     })
-    .expect("a held check-in woken by the change");
+    .expect("a held check-in woken by the change, and the agent held again");
 
     let at_least = |name: &str, minimum: f64| {
         let value = sample(&text, name).unwrap_or_else(|| panic!("no {name}:\n{text}"));

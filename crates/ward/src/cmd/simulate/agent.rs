@@ -89,7 +89,8 @@ pub(super) async fn enroll(
             request.body.as_bytes(),
             Duration::from_secs(60),
         )
-        .await?;
+        .await
+        .map(|(exchange, _)| exchange)?;
     let answer: EnrollResponse =
         verify_signed(&request.key, &request.nonce, url, &exchange).map_err(refused)?;
     let private_hex = hex(&pair
@@ -231,12 +232,16 @@ pub(super) async fn agent_loop(
                 wait + Duration::from_secs(30),
             )
             .await;
-        // When the answer arrived (a change's fan-out is timed by it, not by when this task
-        // got round to the answer on a simulator busy with thousands of agents).
-        let received_ms = now_ms();
+        // When the answer arrived: read to its end, before this side closed and checked it (a
+        // change's fan-out is timed by it, not by when this task got round to the answer on a
+        // simulator busy with thousands of agents).
+        let received_ms = match &exchanged {
+            Ok((_, at)) => *at,
+            Err(_) => now_ms(),
+        };
         let result = exchanged
             .map_err(|failure| failure.agent_error(&server.url))
-            .and_then(|exchange| {
+            .and_then(|(exchange, _)| {
                 let answer: CheckinResponse =
                     verify_signed(&identity.key, &request.nonce, &server.url, &exchange)?;
                 Ok((exchange, answer))

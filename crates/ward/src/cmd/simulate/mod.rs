@@ -222,6 +222,7 @@ async fn server_key(args: &SimulateArgs, shared: &Shared, verify: bool) -> Resul
             Duration::from_secs(30),
         )
         .await
+        .map(|(exchange, _)| exchange)
         .map_err(|f| format!("{}: {}", args.target.server, f.detail))?;
     let hello: Hello = messages::decode("hello", &hello.body).map_err(|e| e.to_string())?;
     let server_public = unhex(&hello.agreement_key).map_err(|e| format!("hello: {e}"))?;

@@ -163,7 +163,8 @@ impl Shared {
         Ok(address)
     }
 
-    /// One `Connection: close` exchange, resuming `session` over HTTPS.
+    /// One `Connection: close` exchange, resuming `session` over HTTPS: the answer, and when
+    /// it had arrived (ms since the epoch: read to its end, before this side's close).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn exchange(
         &self,
@@ -177,7 +178,7 @@ impl Shared {
         headers: &[(&str, String)],
         body: &[u8],
         timeout: Duration,
-    ) -> Result<Exchange, Failure> {
+    ) -> Result<(Exchange, i64), Failure> {
         let failure = |class: &'static str| {
             move |e: std::io::Error| Failure {
                 class,
@@ -212,6 +213,7 @@ impl Shared {
         let head = request_head(method, path, &host, headers, body.len());
         let work = async {
             let mut raw = Vec::new();
+            let received_ms;
             let (channel, version) = if scheme == "https" {
                 let connector = match (verify, legacy) {
                     (true, false) => &self.modern,
@@ -271,6 +273,7 @@ impl Shared {
                 read_to_end(&mut stream, &mut raw)
                     .await
                     .map_err(failure("read"))?;
+                received_ms = ward_proto::now_ms();
                 let _ = stream.shutdown().await;
                 ("https", Some(version))
             } else {
@@ -282,6 +285,7 @@ impl Shared {
                 read_to_end(&mut tcp, &mut raw)
                     .await
                     .map_err(failure("read"))?;
+                received_ms = ward_proto::now_ms();
                 ("http", None)
             };
             let mut exchange = parse_response(&raw).ok_or(Failure {
@@ -290,7 +294,7 @@ impl Shared {
             })?;
             exchange.channel = channel;
             exchange.tls_version = version;
-            Ok(exchange)
+            Ok((exchange, received_ms))
         };
         tokio::time::timeout(timeout, work)
             .await
