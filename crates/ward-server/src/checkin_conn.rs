@@ -131,7 +131,7 @@ pub async fn serve<S>(
     tls: Option<ConnTls>,
     peer: SocketAddr,
     claim: &AddressClaim,
-    socket: Option<std::os::fd::RawFd>,
+    socket: std::os::fd::RawFd,
     mut stream: S,
 ) -> First<S>
 where
@@ -210,9 +210,7 @@ where
     };
     if head.close {
         // The answer, close_notify and the FIN in one segment.
-        if let Some(socket) = socket {
-            crate::io::cork(socket);
-        }
+        crate::io::cork(socket);
     }
     match write_response(&mut stream, &response, head.close).await {
         Ok(()) if !head.close => First::Hyper(Buffered::new(rest, stream)),

@@ -100,7 +100,7 @@ pub async fn serve(
                     tls,
                     peer,
                     claim,
-                    socket: Some(stream.get_ref().get_ref().as_raw_fd()),
+                    socket: stream.get_ref().get_ref().as_raw_fd(),
                 };
                 Box::pin(serve_agent_or_http(shared, accepted, stream)).await;
             }
@@ -110,7 +110,7 @@ pub async fn serve(
                 tls: None,
                 peer,
                 claim,
-                socket: Some(tcp.as_raw_fd()),
+                socket: tcp.as_raw_fd(),
             };
             Box::pin(serve_agent_or_http(shared, accepted, tcp)).await;
         }
@@ -373,7 +373,7 @@ struct Accepted {
     peer: SocketAddr,
     claim: Arc<crate::api::AddressClaim>,
     /// The TCP socket under the stream (valid while the stream lives).
-    socket: Option<std::os::fd::RawFd>,
+    socket: std::os::fd::RawFd,
 }
 
 /// On an agent listener, a check-in first (`checkin_conn`: a held one keeps no HTTP
