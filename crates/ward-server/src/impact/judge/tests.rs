@@ -64,6 +64,19 @@ fn agent(id: &str, group: i64, versions: u8, https: Option<bool>, silent_ms: i64
     }
 }
 
+/// A threshold beyond what i64 holds (long intervals, many of them) is the largest there is,
+/// not an overflow: the fuzzer found `+ RECORDING_LAG` after a saturated product.
+#[test]
+fn an_offline_threshold_too_large_to_hold_saturates() {
+    let (_, lists) = tree_and_lists();
+    let mut root = ward_fleet::group::default_root("My Company", "Default");
+    root.id = 1;
+    root.own.interval = Some(std::time::Duration::from_millis(i64::MAX as u64 / 2));
+    let tree = Tree::new(vec![root]).unwrap();
+    let groups = index(&tree, &lists, 3);
+    assert_eq!(groups[&1].1, i64::MAX);
+}
+
 fn fleet(agents: Vec<AgentTls>) -> Fleet {
     let (tree, lists) = tree_and_lists();
     let groups = index(&tree, &lists, 3);
