@@ -129,7 +129,14 @@ fn main() {
             (header::NONCE, auth.nonce.clone()),
             (header::MAC, mac),
         ];
-        let head = request_head("POST", CHECKIN_PATH, "mgr1:8014", &headers, body.len());
+        let head = request_head(
+            "POST",
+            CHECKIN_PATH,
+            "mgr1:8014",
+            &headers,
+            body.len(),
+            false,
+        );
         [&[0u8][..], head.as_bytes(), body.as_bytes()].concat()
     };
     let fresh = RequestAuth {
@@ -158,6 +165,7 @@ fn main() {
         "mgr1:8014",
         &[("Content-Type", "application/json".to_string())],
         encode(&proven).len(),
+        false,
     );
     write(
         "envelope",

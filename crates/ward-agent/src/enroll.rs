@@ -77,6 +77,7 @@ fn enroll_as(
         path: HELLO_PATH,
         headers: &[],
         body: b"",
+        keep_alive: false,
     };
     let answer = transport.exchange(url, verify, &call, Duration::from_secs(30))?;
     if answer.status == 404 {
@@ -129,6 +130,7 @@ fn enroll_as(
         path: ENROLL_PATH,
         headers: &headers,
         body: request.body.as_bytes(),
+        keep_alive: false,
     };
     let answer = transport.exchange(url, verify, &call, Duration::from_secs(30))?;
     let answer: EnrollResponse = verify_signed(&request.key, &request.nonce, url, &answer)?;

@@ -254,6 +254,9 @@ fn checkin(
         path: CHECKIN_PATH,
         headers: &request.headers,
         body: request.body.as_bytes(),
+        // A push agent's: its next check-in (an acknowledgement, a hold) goes on the same
+        // connection.
+        keep_alive: loaded.core.push(),
     };
     let timeout = wait + Duration::from_secs(30);
     let exchange = loaded

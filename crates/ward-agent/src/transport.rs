@@ -1,14 +1,22 @@
 //! One HTTP/1.1 exchange with a server, over HTTPS (with the agent's TLS cap, the CA from its
 //! settings, and session resumption) or plain HTTP. I/O at the edge.
+//!
+//! A push agent keeps its connection ([`Call::keep_alive`]): its next check-in to the same
+//! server, verified the same way, goes out on it, so a change's answer costs neither side a
+//! teardown and its acknowledgement no handshake. Everything else is one request per
+//! connection (`Connection: close`). A kept connection the server has closed meanwhile (its
+//! idle timeout, a reload) is seen before it is used, and a request that got nothing back on
+//! it goes once more on a new connection.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openssl::ssl::{SslConnector, SslSession};
+use openssl::ssl::{SslConnector, SslSession, SslStream};
 
 use crate::error::AgentError;
 
@@ -27,6 +35,17 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// Whether the connection may carry another request: the answer had its length and did
+    /// not say `Connection: close`.
+    pub fn reusable(&self) -> bool {
+        self.header("content-length").is_some()
+            && !self.header("connection").is_some_and(|value| {
+                value
+                    .split(',')
+                    .any(|token| token.trim().eq_ignore_ascii_case("close"))
+            })
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -41,6 +60,67 @@ pub struct Call<'a> {
     pub path: &'a str,
     pub headers: &'a [(&'a str, String)],
     pub body: &'a [u8],
+    /// Keep the connection for the next request to the same server (push check-ins); the
+    /// server may still close it.
+    pub keep_alive: bool,
+}
+
+/// A connection kept after an exchange, for the next one to the same server.
+struct Kept {
+    url: String,
+    verify: bool,
+    stream: Stream,
+}
+
+enum Stream {
+    Tls(Box<SslStream<TcpStream>>),
+    Plain(TcpStream),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Tls(tls) => tls.get_ref(),
+            Stream::Plain(tcp) => tcp,
+        }
+    }
+
+    fn io(&mut self) -> &mut dyn ReadWrite {
+        match self {
+            Stream::Tls(tls) => tls.as_mut(),
+            Stream::Plain(tcp) => tcp,
+        }
+    }
+
+    /// Ends the connection: close_notify over TLS (OpenSSL marks the session of a connection
+    /// dropped without one as not resumable), then the socket closes.
+    fn close(mut self) {
+        if let Stream::Tls(tls) = &mut self {
+            let _ = tls.shutdown();
+        }
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// Whether a kept connection is still open and quiet: nothing to read (a close_notify, a
+/// FIN or a reset would be), checked without blocking or consuming.
+pub fn still_open(socket: &impl AsRawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local, on a descriptor the caller owns.
+    let read = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    read < 0 && {
+        let error = std::io::Error::last_os_error().kind();
+        error == std::io::ErrorKind::WouldBlock || error == std::io::ErrorKind::Interrupted
+    }
 }
 
 pub struct Transport {
@@ -54,6 +134,8 @@ pub struct Transport {
     interrupt: Arc<Interrupt>,
     /// Whether to send the server name (old stacks' profiles do not).
     sni: bool,
+    /// The connection the last push check-in kept.
+    kept: Option<Kept>,
 }
 
 /// Ends the exchange under way at once, from another thread: `ward agent stop` must not wait
@@ -176,6 +258,7 @@ impl Transport {
             latest,
             interrupt: Arc::default(),
             sni: offer.profile.is_none_or(|p| p.sni),
+            kept: None,
         })
     }
 
@@ -193,7 +276,8 @@ impl Transport {
         self.interrupt.clone()
     }
 
-    /// Sends `method path` with `headers` and `body` to `url`; `Connection: close`.
+    /// Sends `method path` with `headers` and `body` to `url`: on the connection the last
+    /// exchange kept for this server, or a new one.
     pub fn exchange(
         &mut self,
         url: &str,
@@ -221,15 +305,81 @@ impl Transport {
         call: &Call<'_>,
         timeout: Duration,
     ) -> Result<Exchange, String> {
+        let (_, host, _) = split_url(url)?;
+        let request = request_head(
+            call.method,
+            call.path,
+            &host,
+            call.headers,
+            call.body.len(),
+            call.keep_alive,
+        );
+        if let Some(kept) = self.kept.take() {
+            if kept.url == url && kept.verify == verify && still_open(kept.stream.tcp()) {
+                match self.on_kept(kept, &request, call, timeout) {
+                    Ok(exchange) => return Ok(exchange),
+                    // Nothing came back: the server closed it as the request went. Once more,
+                    // on a new connection.
+                    Err(None) => {}
+                    Err(Some(error)) => return Err(format!("{url}: {error}")),
+                }
+            } else {
+                kept.stream.close();
+            }
+        }
+        self.fresh(url, verify, call, &request, timeout)
+    }
+
+    /// The request on a kept connection. `Err(None)` when nothing came back (a new connection
+    /// may carry it); `Err(Some(_))` when the exchange failed after its answer began.
+    fn on_kept(
+        &mut self,
+        mut kept: Kept,
+        request: &str,
+        call: &Call<'_>,
+        timeout: Duration,
+    ) -> Result<Exchange, Option<String>> {
+        let tcp = kept.stream.tcp();
+        if !self.interrupt.register(tcp) {
+            return Err(Some("interrupted".into()));
+        }
+        tcp.set_read_timeout(Some(timeout))
+            .map_err(|e| Some(e.to_string()))?;
+        let io = kept.stream.io();
+        if io
+            .write_all(request.as_bytes())
+            .and_then(|_| io.write_all(call.body))
+            .is_err()
+        {
+            return Err(None);
+        }
+        let mut raw = Vec::new();
+        let read = read_response(io, &mut raw);
+        if raw.is_empty() {
+            return Err(None);
+        }
+        read.map_err(|e| Some(e.to_string()))?;
+        let (channel, tls_version) = match &kept.stream {
+            Stream::Tls(tls) => ("https", Some(tls.ssl().version_str().to_string())),
+            Stream::Plain(_) => ("http", None),
+        };
+        let exchange = finish(&raw, channel, tls_version).map_err(Some)?;
+        self.keep(kept, call, &exchange);
+        Ok(exchange)
+    }
+
+    /// The request on a new connection.
+    fn fresh(
+        &mut self,
+        url: &str,
+        verify: bool,
+        call: &Call<'_>,
+        request: &str,
+        timeout: Duration,
+    ) -> Result<Exchange, String> {
         // A session left over from an exchange that failed after its handshake belongs to
         // another server (and maybe another connector): never file it under this one.
         self.latest.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let Call {
-            method,
-            path,
-            headers,
-            body,
-        } = *call;
         let (scheme, host, port) = split_url(url)?;
         // Every address the name has, in turn (`localhost` may be ::1 first, with the
         // server listening on 127.0.0.1 only).
@@ -255,9 +405,7 @@ impl Transport {
             .map_err(|e| e.to_string())?;
         tcp.set_write_timeout(Some(Duration::from_secs(30)))
             .map_err(|e| e.to_string())?;
-        let request = request_head(method, path, &host, headers, body.len());
-        let mut raw = Vec::new();
-        let (channel, tls_version) = if scheme == "https" {
+        let mut stream = if scheme == "https" {
             let connector = if verify {
                 &self.verified
             } else {
@@ -269,66 +417,148 @@ impl Transport {
                 // The session comes from this same connector's context, as OpenSSL requires.
                 unsafe { config.set_session(session).map_err(|e| e.to_string())? };
             }
-            let mut tls = config
+            let tls = config
                 .connect(&host, tcp)
                 .map_err(|e| format!("{url}: TLS: {e}"))?;
-            let version = tls.ssl().version_str().to_string();
-            tls.write_all(request.as_bytes())
-                .and_then(|_| tls.write_all(body))
-                .map_err(|e| format!("{url}: {e}"))?;
-            read_all(&mut tls, &mut raw).map_err(|e| format!("{url}: {e}"))?;
-            // A clean close_notify: OpenSSL marks the session of a connection dropped without
-            // one as not resumable.
-            let _ = tls.shutdown();
-            // The session OpenSSL handed to the callback during this exchange (a TLS 1.3
-            // ticket arrives after the handshake), kept for the next connection to this URL.
-            if let Some(session) = self.latest.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                self.sessions.insert((url.to_string(), verify), session);
-            }
-            ("https", Some(version))
+            Stream::Tls(Box::new(tls))
         } else {
-            let mut tcp = tcp;
-            tcp.write_all(request.as_bytes())
-                .and_then(|_| tcp.write_all(body))
-                .map_err(|e| format!("{url}: {e}"))?;
-            read_all(&mut tcp, &mut raw).map_err(|e| format!("{url}: {e}"))?;
-            ("http", None)
+            Stream::Plain(tcp)
         };
-        if raw.is_empty() {
-            // A server that went away (killed, its host down) under a held check-in.
-            return Err(format!("{url}: the connection closed before an answer"));
+        let io = stream.io();
+        let mut raw = Vec::new();
+        io.write_all(request.as_bytes())
+            .and_then(|_| io.write_all(call.body))
+            .and_then(|_| read_response(io, &mut raw))
+            .map_err(|e| format!("{url}: {e}"))?;
+        let (channel, tls_version) = match &stream {
+            Stream::Tls(tls) => ("https", Some(tls.ssl().version_str().to_string())),
+            Stream::Plain(_) => ("http", None),
+        };
+        let exchange = finish(&raw, channel, tls_version).map_err(|e| format!("{url}: {e}"))?;
+        let kept = Kept {
+            url: url.to_string(),
+            verify,
+            stream,
+        };
+        self.keep(kept, call, &exchange);
+        // The session OpenSSL handed to the callback during this exchange (a TLS 1.3 ticket
+        // arrives after the handshake), kept for the next connection to this URL.
+        if let Some(session) = self.latest.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            self.sessions.insert((url.to_string(), verify), session);
         }
-        let mut exchange =
-            parse_response(&raw).ok_or_else(|| format!("{url}: malformed HTTP response"))?;
-        exchange.channel = channel;
-        exchange.tls_version = tls_version;
         Ok(exchange)
     }
+
+    /// Keeps the connection after `exchange` when the call asked and the server agreed (its
+    /// answer had a length and no `Connection: close`); closes it otherwise.
+    fn keep(&mut self, kept: Kept, call: &Call<'_>, exchange: &Exchange) {
+        if call.keep_alive && exchange.reusable() {
+            self.kept = Some(kept);
+        } else {
+            kept.stream.close();
+        }
+    }
+}
+
+/// The exchange `raw` holds, or why it is none.
+fn finish(
+    raw: &[u8],
+    channel: &'static str,
+    tls_version: Option<String>,
+) -> Result<Exchange, String> {
+    if raw.is_empty() {
+        // A server that went away (killed, its host down) under a held check-in.
+        return Err("the connection closed before an answer".into());
+    }
+    let mut exchange = parse_response(raw).ok_or("malformed HTTP response")?;
+    exchange.channel = channel;
+    exchange.tls_version = tls_version;
+    Ok(exchange)
 }
 
 /// The largest answer the agent reads; a server (or an attacker on plain HTTP) cannot make
 /// it buffer more.
 pub const MAX_RESPONSE: u64 = 4 << 20;
 
-fn read_all(stream: &mut impl Read, out: &mut Vec<u8>) -> std::io::Result<()> {
-    match stream.take(MAX_RESPONSE).read_to_end(out) {
-        Ok(_) => Ok(()),
-        // A peer that closes without close_notify still sent a whole response.
-        Err(_) if !out.is_empty() => Ok(()),
-        Err(e) => Err(e),
+/// Reads one response into `out`: to the end of its `Content-Length` (the connection may
+/// carry the next request), or to the end of the stream when it gives none; at most
+/// [`MAX_RESPONSE`] bytes.
+fn read_response(stream: &mut dyn ReadWrite, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if response_read(out) {
+            return Ok(());
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A peer that closes without close_notify still sent a whole response.
+            Err(_) if !out.is_empty() => return Ok(()),
+            Err(e) => return Err(e),
+        }
     }
 }
 
-/// An HTTP/1.1 request head (`Connection: close`), up to and including the blank line.
+/// Whether `out` holds a whole response (cut to it) or as much as an agent reads of one
+/// ([`MAX_RESPONSE`]): reading stops. A response without a length ends with the stream.
+pub fn response_read(out: &mut Vec<u8>) -> bool {
+    if let Framing::Complete(length) = framing(out) {
+        out.truncate(length);
+        return true;
+    }
+    out.len() as u64 >= MAX_RESPONSE
+}
+
+/// How much of a response the bytes read so far hold.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Its head is not all there yet, or its body is short of its length.
+    Partial,
+    /// The head has no length: the response ends with the stream.
+    ToEnd,
+    /// The response is the first this many bytes.
+    Complete(usize),
+}
+
+/// How much of a response `raw` holds (pure, table-tested).
+pub fn framing(raw: &[u8]) -> Framing {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Framing::Partial;
+    };
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let length = head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .map(|(_, value)| value.trim().parse::<usize>());
+    match length {
+        Some(Ok(length)) if raw.len() >= split + 4 + length => {
+            Framing::Complete(split + 4 + length)
+        }
+        Some(Ok(_)) => Framing::Partial,
+        Some(Err(_)) | None => Framing::ToEnd,
+    }
+}
+
+/// An HTTP/1.1 request head (`Connection: close` unless `keep_alive`), up to and including
+/// the blank line.
 pub fn request_head(
     method: &str,
     path: &str,
     host: &str,
     headers: &[(&str, String)],
     body_len: usize,
+    keep_alive: bool,
 ) -> String {
+    let close = if keep_alive {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {body_len}\r\nConnection: close\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {body_len}\r\n{close}"
     );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -369,6 +599,161 @@ pub fn parse_response(raw: &[u8]) -> Option<Exchange> {
 mod tests {
     use super::*;
 
+    /// (bytes read so far, what they hold, why)
+    #[test]
+    fn a_response_is_complete_at_its_length_or_at_the_end_of_the_stream() {
+        let table: &[(&str, Framing, &str)] = &[
+            ("", Framing::Partial, "nothing yet"),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",
+                Framing::Partial,
+                "no blank line yet",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no",
+                Framing::Partial,
+                "short of its length",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                Framing::Complete(40),
+                "all there",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length:2\r\n\r\nokHTTP",
+                Framing::Complete(39),
+                "bytes beyond it are not its",
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+                Framing::Complete(46),
+                "empty",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\n\r\nok",
+                Framing::ToEnd,
+                "no length: to the end",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: two\r\n\r\nok",
+                Framing::ToEnd,
+                "a length that is none",
+            ),
+            (
+                "Content-Length: 2\r\n\r\nok",
+                Framing::ToEnd,
+                "a status line is not a header",
+            ),
+        ];
+        for (raw, expected, why) in table {
+            assert_eq!(&framing(raw.as_bytes()), expected, "{why}: {raw:?}");
+        }
+        let answer = Exchange {
+            status: 200,
+            headers: vec![("Content-Length".into(), "2".into())],
+            body: b"ok".to_vec(),
+            channel: "http",
+            tls_version: None,
+        };
+        assert!(answer.reusable());
+        let closing = Exchange {
+            headers: vec![
+                ("content-length".into(), "2".into()),
+                ("Connection".into(), "keep-alive, Close".into()),
+            ],
+            ..answer
+        };
+        assert!(!closing.reusable());
+        let unframed = Exchange {
+            headers: Vec::new(),
+            ..closing
+        };
+        assert!(!unframed.reusable());
+    }
+
+    /// Reads one request (its head, then a body of `{}`) from `tcp`; `None` at its end.
+    fn request(tcp: &mut TcpStream) -> Option<String> {
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n{}") {
+            match tcp.read(&mut byte) {
+                Ok(1) => request.push(byte[0]),
+                _ => return None,
+            }
+        }
+        Some(String::from_utf8_lossy(&request).into_owned())
+    }
+
+    /// A push check-in's connection carries the next one; one the server has closed since is
+    /// not used, and the request goes on a new connection. A call that does not ask to keep
+    /// the connection says `Connection: close`.
+    #[test]
+    fn a_kept_connection_carries_the_next_request_until_the_server_closes_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let server = std::thread::spawn(move || {
+            let mut heads = Vec::new();
+            let (mut first, _) = listener.accept().unwrap();
+            first
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            for _ in 0..2 {
+                heads.push(request(&mut first).expect("two requests on the first connection"));
+                first.write_all(answer).unwrap();
+            }
+            // The server's idle timeout: the kept connection closes.
+            drop(first);
+            let (mut second, _) = listener.accept().unwrap();
+            second
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            heads.push(request(&mut second).expect("the third request, on a new connection"));
+            second.write_all(answer).unwrap();
+            heads
+        });
+        let mut transport = Transport::new(b"", crate::Offer::default()).unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let call = |keep_alive| Call {
+            method: "POST",
+            path: "/agent/v1/checkin",
+            headers: &[],
+            body: b"{}",
+            keep_alive,
+        };
+        for (n, keep_alive) in [(1, true), (2, true), (3, false)] {
+            if n == 3 {
+                // The server's FIN has arrived.
+                let closed = eventually_closed(&transport);
+                assert!(closed, "the closed connection is seen as closed");
+            }
+            let exchange = transport
+                .exchange(&url, false, &call(keep_alive), Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("request {n}: {e}"));
+            assert_eq!(exchange.body, b"ok", "request {n}");
+        }
+        assert!(
+            transport.kept.is_none(),
+            "a Connection: close call keeps nothing"
+        );
+        let heads = server.join().unwrap();
+        assert!(!heads[0].contains("Connection: close"), "{}", heads[0]);
+        assert!(!heads[1].contains("Connection: close"), "{}", heads[1]);
+        assert!(heads[2].contains("Connection: close"), "{}", heads[2]);
+    }
+
+    fn eventually_closed(transport: &Transport) -> bool {
+        for _ in 0..100 {
+            match &transport.kept {
+                Some(kept) if still_open(kept.stream.tcp()) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => return true,
+            }
+        }
+        false
+    }
+
     /// A server that takes the request and goes away without an answer (a server killed
     /// under a held check-in) is said as such, not as a malformed answer; one that answers
     /// garbage is malformed.
@@ -402,6 +787,7 @@ mod tests {
                 path: "/agent/v1/checkin",
                 headers: &[],
                 body: b"{}",
+                keep_alive: false,
             };
             let url = format!("http://127.0.0.1:{port}");
             let Err(error) = transport.exchange(&url, false, &call, Duration::from_secs(5)) else {

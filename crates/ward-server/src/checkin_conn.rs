@@ -1,7 +1,7 @@
 //! An agent listener's connection whose request is a check-in, served without hyper.
 //!
-//! Agents send one request per connection, and a push agent's check-in is held open for
-//! minutes. Through hyper, every held check-in kept hyper's read and write buffers (8 KiB
+//! A pull agent sends one request per connection; a push agent keeps its connection and holds
+//! each check-in on it for minutes. Through hyper, every held check-in kept hyper's read and write buffers (8 KiB
 //! each), its dispatcher and a pending read on the socket for the whole hold. Here the head and
 //! body are read into one buffer that is freed before the check-in is handled, so a held
 //! check-in keeps only its own state; the socket is watched for the agent leaving, as hyper
@@ -11,7 +11,7 @@
 //! `Content-Length` within the check-in limit, no `Transfer-Encoding`, no `Expect`. Anything
 //! else, or anything unusual about it, goes to hyper with the bytes read so far, so hyper
 //! answers it exactly as before ([`First::Hyper`]). After a check-in whose client did not ask
-//! to close, the connection goes on in hyper too.
+//! to close, the connection waits for the next one (a push agent holds its next check-in on it).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -121,10 +121,16 @@ fn parse(buffer: &[u8], body_limit: usize) -> Parsed {
     }
 }
 
-/// Serves the connection's first request when it is a check-in; hands anything else to
-/// hyper. Closes a connection that stays silent past the header timeout, or that the server
-/// shuts down before it sent a byte. `socket` is the TCP socket under `stream`, corked for a
-/// last answer.
+/// Serves the connection's check-ins while it carries them; hands anything else to hyper.
+///
+/// A check-in without `Connection: close` keeps the connection: a push agent holds its next
+/// check-in on it, so a change's answer costs no teardown and its acknowledgement no
+/// handshake. A kept connection waits for its next request up to the idle timeout, and is
+/// closed (with its answer, or while it waits) once the listener's TLS settings are reloaded:
+/// a connection never outlives the settings it was accepted under by more than one answer.
+/// Closes a connection that stays silent past the header timeout (the idle timeout between
+/// requests), or that the server shuts down between requests. `socket` is the TCP socket
+/// under `stream`, corked for a last answer.
 pub async fn serve<S>(
     shared: &App,
     role: Role,
@@ -138,91 +144,116 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = &shared.config.limits;
-    let mut buffer = Vec::with_capacity(1024);
     let mut shutdown = shared.shutdown.subscribe();
-    let head = tokio::time::timeout(limits.header_timeout, async {
-        loop {
-            match parse(&buffer, limits.checkin_body_bytes) {
-                Parsed::Partial => {}
-                Parsed::Checkin(head) => return Some(Some(head)),
-                Parsed::Other => return Some(None),
-            }
-            if buffer.capacity() - buffer.len() < 512 {
-                buffer.reserve(1024);
-            }
-            let read = tokio::select! {
-                read = stream.read_buf(&mut buffer) => read,
-                _ = shutdown.wait_for(|closing| *closing), if buffer.is_empty() => return None,
-            };
-            match read {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    let head = match head {
-        Ok(Some(Some(head))) => head,
-        Ok(Some(None)) => return First::Hyper(Buffered::new(buffer, stream)),
-        // Closed, shut down, or silent past the header timeout (as hyper closes it).
-        Ok(None) | Err(_) => return First::Done,
+    let mut reloads = shared.tls_generation.subscribe();
+    // Accepted under settings a reload has replaced since.
+    let outdated = |reloads: &tokio::sync::watch::Receiver<u64>| {
+        tls.is_some_and(|t| t.generation != *reloads.borrow())
     };
-    shared.telemetry.metrics.request(role);
-    debug!(method = "POST", path = CHECKIN_PATH, %peer, "request");
-    let whole = head.head_len + head.body_len;
-    let body_read = tokio::time::timeout(limits.header_timeout, async {
-        while buffer.len() < whole {
-            buffer.reserve(whole - buffer.len());
-            match stream.read_buf(&mut buffer).await {
-                Ok(0) | Err(_) => return false,
-                Ok(_) => {}
+    // Bytes of the next request read with the last one (agents pipeline none).
+    let mut carried = Vec::new();
+    let mut first = true;
+    loop {
+        let mut buffer = std::mem::take(&mut carried);
+        buffer.reserve(1024);
+        let wait = if first {
+            limits.header_timeout
+        } else {
+            limits.idle_timeout
+        };
+        let head = tokio::time::timeout(wait, async {
+            loop {
+                match parse(&buffer, limits.checkin_body_bytes) {
+                    Parsed::Partial => {}
+                    Parsed::Checkin(head) => return Some(Some(head)),
+                    Parsed::Other => return Some(None),
+                }
+                if buffer.capacity() - buffer.len() < 512 {
+                    buffer.reserve(1024);
+                }
+                let read = tokio::select! {
+                    read = stream.read_buf(&mut buffer) => read,
+                    _ = shutdown.wait_for(|closing| *closing), if buffer.is_empty() => return None,
+                    // A kept connection between requests: closed with the settings it was
+                    // accepted under.
+                    _ = reloads.wait_for(|now| tls.is_some_and(|t| t.generation != *now)), if buffer.is_empty() && !first => return None,
+                };
+                match read {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        let head = match head {
+            Ok(Some(Some(head))) => head,
+            Ok(Some(None)) => return First::Hyper(Buffered::new(buffer, stream)),
+            // Closed, shut down, reloaded, or silent past the timeout (as hyper closes it).
+            Ok(None) | Err(_) => return First::Done,
+        };
+        first = false;
+        shared.telemetry.metrics.request(role);
+        debug!(method = "POST", path = CHECKIN_PATH, %peer, "request");
+        let whole = head.head_len + head.body_len;
+        let body_read = tokio::time::timeout(limits.header_timeout, async {
+            while buffer.len() < whole {
+                buffer.reserve(whole - buffer.len());
+                match stream.read_buf(&mut buffer).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(_) => {}
+                }
+            }
+            true
+        })
+        .await;
+        match body_read {
+            Ok(true) => {}
+            // The client left mid-body.
+            Ok(false) => return First::Done,
+            Err(_) => {
+                let refused = crate::api::error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    &format!(
+                        "the request body did not arrive within {}s",
+                        limits.header_timeout.as_secs()
+                    ),
+                );
+                let _ = write_response(&mut stream, &refused, true).await;
+                return First::Done;
             }
         }
-        true
-    })
-    .await;
-    match body_read {
-        Ok(true) => {}
-        // The client left mid-body.
-        Ok(false) => return First::Done,
-        Err(_) => {
-            let refused = crate::api::error_response(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                &format!(
-                    "the request body did not arrive within {}s",
-                    limits.header_timeout.as_secs()
-                ),
-            );
-            let _ = write_response(&mut stream, &refused, true).await;
+        let body = Bytes::copy_from_slice(&buffer[head.head_len..whole]);
+        // What a held check-in no longer needs is freed before the hold.
+        let mut rest = buffer.split_off(whole);
+        drop(buffer);
+        rest.shrink_to_fit();
+        let checkin =
+            crate::agent_api::checkin(shared, role, peer, tls, claim, &head.headers, body);
+        let Some(response) = watched(checkin, &mut stream, &mut rest).await else {
+            debug!("the agent left while its check-in was held");
             return First::Done;
+        };
+        // Kept only for a client that asked, under the settings it was accepted under, while
+        // the server runs on.
+        let close = head.close || outdated(&reloads) || *shutdown.borrow();
+        if close {
+            // The answer, close_notify and the FIN in one segment.
+            crate::io::cork(socket);
         }
-    }
-    let body = Bytes::copy_from_slice(&buffer[head.head_len..whole]);
-    // What a held check-in no longer needs is freed before the hold.
-    let mut rest = buffer.split_off(whole);
-    drop(buffer);
-    rest.shrink_to_fit();
-    let checkin = crate::agent_api::checkin(shared, role, peer, tls, claim, &head.headers, body);
-    let Some(response) = watched(checkin, &mut stream, &mut rest).await else {
-        debug!("the agent left while its check-in was held");
-        return First::Done;
-    };
-    if head.close {
-        // The answer, close_notify and the FIN in one segment.
-        crate::io::cork(socket);
-    }
-    match write_response(&mut stream, &response, head.close).await {
-        Ok(()) if !head.close => First::Hyper(Buffered::new(rest, stream)),
-        _ => {
-            // The agent has its answer and the FIN. Freeing the connection (its TLS object,
-            // the descriptor, the poller's registration) waits while a change's answers to
-            // other held agents are under way: they come first (`channel::Deliveries`).
-            shared
-                .deliveries
-                .wait(crate::channel::DELIVERIES_FIRST)
-                .await;
-            First::Done
+        match write_response(&mut stream, &response, close).await {
+            Ok(()) if !close => carried = rest,
+            _ => {
+                // The agent has its answer and the FIN. Freeing the connection (its TLS
+                // object, the descriptor, the poller's registration) waits while a change's
+                // answers to other held agents are under way: they come first
+                // (`channel::Deliveries`).
+                shared
+                    .deliveries
+                    .wait(crate::channel::DELIVERIES_FIRST)
+                    .await;
+                return First::Done;
+            }
         }
     }
 }

@@ -154,3 +154,57 @@ fn a_held_check_in_is_let_go_as_soon_as_its_agent_dies() {
         server.log_text()
     );
 }
+
+/// A push agent (a real `ward agent run`) takes a change's answer on the connection its
+/// check-in was held on, and acknowledges and holds again on that same connection: two
+/// changes cost the server no new connection and no handshake. A reload of the listener's TLS
+/// settings closes the kept connection, so the agent's next check-in comes on a new one, under
+/// the new settings.
+#[test]
+fn a_push_agent_keeps_its_connection_across_changes_until_a_reload() {
+    let server = fast_server();
+    cli(&server, &["group", "set", "My Company", "--mode", "push"]);
+    let url = format!("https://127.0.0.1:{}", server.clients);
+    let token = group_token(&server, "My Company", false);
+    let agent = run_agent(enroll(&server, &url, &token, None), None);
+    agent.until(Duration::from_secs(15), |s| s["held"] == true);
+    let connections = |text: &str| sample(text, "ward_connections_total{listener=\"clients\"}");
+    let before = metrics(&server);
+    let opened = connections(&before).expect("a connection counter");
+    let wakeups = sample(&before, "ward_push_wakeups_total").unwrap_or(0.0);
+    for change in 1..=2 {
+        let serial = agent.status().unwrap()["serial"].as_i64().unwrap();
+        set_root_policy(&server, &format!(r#"{{"change": {change}}}"#));
+        agent.until(Duration::from_secs(15), |s| {
+            s["serial"].as_i64().unwrap() > serial && s["held"] == true
+        });
+        // The acknowledgement is recorded, and the check-in that carried it is held.
+        let acknowledged = eventually(Duration::from_secs(15), || {
+            let pending = cli(&server, &["client", "list", "--pending"]);
+            let text = metrics(&server);
+            (pending.as_array()?.is_empty()
+                && sample(&text, "ward_push_held_agents")? == 1.0
+                && sample(&text, "ward_push_wakeups_total")? >= wakeups + change as f64)
+                .then_some(text)
+        })
+        .unwrap_or_else(|| panic!("change {change} acknowledged and held again"));
+        assert_eq!(
+            connections(&acknowledged),
+            Some(opened),
+            "change {change}: the agent's connection carried the answer, the acknowledgement \
+             and the next hold"
+        );
+    }
+    assert!(run_cli(&server, &["server", "reload"]).status.success());
+    let reconnected = eventually(Duration::from_secs(15), || {
+        let text = metrics(&server);
+        (connections(&text)? > opened && sample(&text, "ward_push_held_agents")? == 1.0)
+            .then_some(())
+    });
+    assert!(
+        reconnected.is_some(),
+        "after the reload the agent holds its check-in on a new connection"
+    );
+    let status = agent.status().unwrap();
+    assert!(status["last_error"].is_null(), "{status}");
+}

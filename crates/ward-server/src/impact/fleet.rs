@@ -52,7 +52,13 @@ pub(crate) fn index(
             let cycle = (effective.interval + effective.randomize).as_millis() as i64;
             // A check-in that changed nothing is recorded up to the lag late.
             let lag = ward_fleet::presence::RECORDING_LAG.as_millis() as i64;
-            (id, (list, cycle.saturating_mul(intervals as i64).saturating_add(lag)))
+            (
+                id,
+                (
+                    list,
+                    cycle.saturating_mul(intervals as i64).saturating_add(lag),
+                ),
+            )
         })
         .collect()
 }

@@ -83,6 +83,8 @@ pub(super) async fn enroll(
             url,
             verify,
             &session,
+            &mut None,
+            false,
             "POST",
             ENROLL_PATH,
             &headers,
@@ -172,6 +174,8 @@ pub(super) async fn agent_loop(
     );
     let mut checked_in = false;
     let mut failed_last = false;
+    // The connection its last push check-in kept.
+    let mut kept = None;
     // Its last check-in failed (any failure, even one it retries at once).
     let mut failing = false;
     // Pull agents start at a random point of their first interval, as a fleet does; push
@@ -225,6 +229,10 @@ pub(super) async fn agent_loop(
                 &server.url,
                 server.verify_certificate && verify,
                 &session,
+                &mut kept,
+                // A push agent's: its next check-in (an acknowledgement, a hold) goes on the same
+                // connection, as the agent's does.
+                core.push(),
                 "POST",
                 CHECKIN_PATH,
                 &request.headers,
@@ -310,6 +318,9 @@ pub(super) async fn agent_loop(
                 failed_last = pause.is_some();
             }
         }
+    }
+    if let Some(kept) = kept.take() {
+        kept.close().await;
     }
     identity.session = session_der(&session);
     // What it follows now, kept for the next run as a real agent keeps its settings file (not

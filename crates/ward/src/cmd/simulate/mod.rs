@@ -215,6 +215,8 @@ async fn server_key(args: &SimulateArgs, shared: &Shared, verify: bool) -> Resul
             &args.target.server,
             verify,
             &SessionSlot::default(),
+            &mut None,
+            false,
             "GET",
             HELLO_PATH,
             &[],

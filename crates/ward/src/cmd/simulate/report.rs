@@ -14,6 +14,8 @@ pub(super) struct Stats {
     pub(super) polls: AtomicU64,
     pub(super) resumed: AtomicU64,
     pub(super) full_handshakes: AtomicU64,
+    /// Exchanges on a connection an earlier push check-in kept (no handshake).
+    pub(super) reused: AtomicU64,
     pub(super) held_now: AtomicUsize,
     pub(super) held_peak: AtomicUsize,
     pub(super) settings_received: AtomicU64,
@@ -135,6 +137,8 @@ struct Tls {
     resumed: u64,
     full_handshakes: u64,
     resumed_share: f64,
+    /// Exchanges on a connection a push check-in kept: no handshake at all.
+    connections_reused: u64,
 }
 
 #[derive(Serialize)]
@@ -206,6 +210,7 @@ impl Report {
                 } else {
                     resumed as f64 / (resumed + full) as f64
                 },
+                connections_reused: stats.reused.load(Ordering::Relaxed),
             },
             settings_changes: SettingsChanges {
                 received: stats.settings_received.load(Ordering::Relaxed),
@@ -251,11 +256,12 @@ impl Report {
             json!(l.max)
         ));
         lines.push(format!(
-            "TLS: {} ; key exchange {} ; resumed {} of {} handshakes",
+            "TLS: {} ; key exchange {} ; resumed {} of {} handshakes ; {} exchanges on kept connections",
             json!(self.tls.versions),
             json!(self.tls.groups),
             self.tls.resumed,
-            self.tls.resumed + self.tls.full_handshakes
+            self.tls.resumed + self.tls.full_handshakes,
+            self.tls.connections_reused
         ));
         if self.settings_changes.received > 0 {
             lines.push(format!(

@@ -1,5 +1,6 @@
-//! How simulated agents reach the server: one `Connection: close` exchange over tokio, TLS
-//! through tokio-openssl with the shared connectors (modern or capped at TLSv1, verified or
+//! How simulated agents reach the server: one exchange over tokio (on the connection the
+//! agent's last push check-in kept, as the real agent does, or a new one), TLS through
+//! tokio-openssl with the shared connectors (modern or capped at TLSv1, verified or
 //! not), each agent's session slot for resumption, the resolved-address cache, source
 //! addresses spread over 127.0.0.x, and the open-files limit every held connection needs.
 
@@ -13,7 +14,9 @@ use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslConnector, SslSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
-use ward_agent::transport::{parse_response, request_head, split_url, Exchange, MAX_RESPONSE};
+use ward_agent::transport::{
+    parse_response, request_head, response_read, split_url, still_open, Exchange,
+};
 use ward_agent::AgentError;
 use ward_agent::Offer;
 use ward_tls::context::{connector_builder, ClientTls, ServerVerification};
@@ -85,6 +88,69 @@ fn connector(
         }
     });
     Ok(builder.build())
+}
+
+/// The connection an agent's last push check-in kept, for its next one to the same server.
+pub(super) struct Kept {
+    url: String,
+    verify: bool,
+    stream: Stream,
+}
+
+impl Kept {
+    /// Ends the connection (the run is over).
+    pub(super) async fn close(self) {
+        self.stream.close().await;
+    }
+}
+
+enum Stream {
+    Tls(Box<tokio_openssl::SslStream<tokio::net::TcpStream>>),
+    Plain(tokio::net::TcpStream),
+}
+
+impl Stream {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        match self {
+            Stream::Tls(tls) => tls.get_ref(),
+            Stream::Plain(tcp) => tcp,
+        }
+    }
+
+    async fn write(&mut self, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Tls(tls) => {
+                tls.write_all(head).await?;
+                tls.write_all(body).await
+            }
+            Stream::Plain(tcp) => {
+                tcp.write_all(head).await?;
+                tcp.write_all(body).await
+            }
+        }
+    }
+
+    async fn read(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        match self {
+            Stream::Tls(tls) => read_response(tls.as_mut(), out).await,
+            Stream::Plain(tcp) => read_response(tcp, out).await,
+        }
+    }
+
+    fn version(&self) -> (&'static str, Option<String>) {
+        match self {
+            Stream::Tls(tls) => ("https", Some(tls.ssl().version_str().to_string())),
+            Stream::Plain(_) => ("http", None),
+        }
+    }
+
+    /// close_notify over TLS (a session dropped without one is not resumable), then the
+    /// socket closes.
+    async fn close(self) {
+        if let Stream::Tls(mut tls) = self {
+            let _ = tls.shutdown().await;
+        }
+    }
 }
 
 /// Why an exchange failed, as a short class for the report.
@@ -163,8 +229,10 @@ impl Shared {
         Ok(address)
     }
 
-    /// One `Connection: close` exchange, resuming `session` over HTTPS: the answer, and when
-    /// it had arrived (ms since the epoch: read to its end, before this side's close).
+    /// One exchange: on the connection in `kept` when it is to this server and still open,
+    /// or on a new one resuming `session` over HTTPS. With `keep_alive` (a push check-in),
+    /// the connection is left in `kept` when the server keeps it too. The answer, and when it
+    /// had arrived (ms since the epoch: read to its end, before this side checked it).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn exchange(
         &self,
@@ -173,12 +241,120 @@ impl Shared {
         url: &str,
         verify: bool,
         session: &SessionSlot,
+        kept: &mut Option<Kept>,
+        keep_alive: bool,
         method: &str,
         path: &str,
         headers: &[(&str, String)],
         body: &[u8],
         timeout: Duration,
     ) -> Result<(Exchange, i64), Failure> {
+        let (_, host, _) = split_url(url).map_err(|detail| Failure {
+            class: "url",
+            detail,
+        })?;
+        let head = request_head(method, path, &host, headers, body.len(), keep_alive);
+        let work = async {
+            let mut stream = match kept.take() {
+                Some(previous)
+                    if previous.url == url
+                        && previous.verify == verify
+                        && still_open(previous.stream.tcp()) =>
+                {
+                    let mut stream = previous.stream;
+                    let mut raw = Vec::new();
+                    let sent = stream.write(head.as_bytes(), body).await;
+                    let read = match sent {
+                        Ok(()) => stream.read(&mut raw).await,
+                        Err(e) => Err(e),
+                    };
+                    // Nothing came back: the server closed it as the request went. Once more,
+                    // on a new connection, as the agent does.
+                    if !raw.is_empty() {
+                        read.map_err(|e| Failure {
+                            class: "read",
+                            detail: e.to_string(),
+                        })?;
+                        self.stats.reused.fetch_add(1, Ordering::Relaxed);
+                        return self
+                            .finish((url, verify), raw, stream, kept, keep_alive)
+                            .await;
+                    }
+                    self.connect(agent, legacy, url, verify, session).await?
+                }
+                Some(previous) => {
+                    previous.stream.close().await;
+                    self.connect(agent, legacy, url, verify, session).await?
+                }
+                None => self.connect(agent, legacy, url, verify, session).await?,
+            };
+            let mut raw = Vec::new();
+            stream
+                .write(head.as_bytes(), body)
+                .await
+                .map_err(|e| Failure {
+                    class: "write",
+                    detail: e.to_string(),
+                })?;
+            stream.read(&mut raw).await.map_err(|e| Failure {
+                class: "read",
+                detail: e.to_string(),
+            })?;
+            self.finish((url, verify), raw, stream, kept, keep_alive)
+                .await
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| Failure {
+                class: "timeout",
+                detail: format!("{url}: no answer in {timeout:?}"),
+            })?
+    }
+
+    /// The answer in `raw`, timed now; the connection kept in `kept` or closed.
+    async fn finish(
+        &self,
+        (url, verify): (&str, bool),
+        raw: Vec<u8>,
+        stream: Stream,
+        kept: &mut Option<Kept>,
+        keep_alive: bool,
+    ) -> Result<(Exchange, i64), Failure> {
+        let received_ms = ward_proto::now_ms();
+        let malformed = || Failure {
+            class: "malformed_response",
+            detail: format!("{url}: not an HTTP response"),
+        };
+        let mut exchange = if raw.is_empty() {
+            return Err(Failure {
+                class: "read",
+                detail: format!("{url}: the connection closed before an answer"),
+            });
+        } else {
+            parse_response(&raw).ok_or_else(malformed)?
+        };
+        (exchange.channel, exchange.tls_version) = stream.version();
+        if keep_alive && exchange.reusable() {
+            *kept = Some(Kept {
+                url: url.to_string(),
+                verify,
+                stream,
+            });
+        } else {
+            stream.close().await;
+        }
+        Ok((exchange, received_ms))
+    }
+
+    /// A new connection to `url`, through its TLS handshake over HTTPS.
+    async fn connect(
+        &self,
+        agent: usize,
+        legacy: bool,
+        url: &str,
+        verify: bool,
+        session: &SessionSlot,
+    ) -> Result<Stream, Failure> {
         let failure = |class: &'static str| {
             move |e: std::io::Error| Failure {
                 class,
@@ -210,111 +386,70 @@ impl Shared {
             })?
             .map_err(failure("connect"))?;
         let _ = tcp.set_nodelay(true);
-        let head = request_head(method, path, &host, headers, body.len());
-        let work = async {
-            let mut raw = Vec::new();
-            let received_ms;
-            let (channel, version) = if scheme == "https" {
-                let connector = match (verify, legacy) {
-                    (true, false) => &self.modern,
-                    (true, true) => &self.legacy,
-                    (false, false) => &self.unverified_modern,
-                    (false, true) => &self.unverified_legacy,
-                };
-                let mut config = connector.configure().map_err(|e| Failure {
-                    class: "tls",
-                    detail: e.to_string(),
-                })?;
-                // Old stacks' profiles send no server name.
-                if legacy {
-                    config.set_use_server_name_indication(
-                        self.legacy_offer.profile.is_none_or(|p| p.sni),
-                    );
-                }
-                if let Some(previous) = session.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                    // The session came from this agent's earlier connection through the same
-                    // connector (this run's, or an earlier run's kept as DER, which OpenSSL
-                    // ties to no context).
-                    unsafe { config.set_session(previous) }.map_err(|e| Failure {
-                        class: "tls",
-                        detail: e.to_string(),
-                    })?;
-                }
-                let mut ssl = config.into_ssl(&host).map_err(|e| Failure {
-                    class: "tls",
-                    detail: e.to_string(),
-                })?;
-                ssl.set_ex_data(session_index(), session.clone());
-                let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(|e| Failure {
-                    class: "tls",
-                    detail: e.to_string(),
-                })?;
-                std::pin::Pin::new(&mut stream)
-                    .connect()
-                    .await
-                    .map_err(|e| Failure {
-                        class: "tls_handshake",
-                        detail: e.to_string(),
-                    })?;
-                let version = stream.ssl().version_str().to_string();
-                if let Some(group) = ward_tls::ffi::negotiated_group(stream.ssl()) {
-                    tally(&self.stats.groups, group);
-                }
-                if stream.ssl().session_reused() {
-                    self.stats.resumed.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.stats.full_handshakes.fetch_add(1, Ordering::Relaxed);
-                }
-                stream
-                    .write_all(head.as_bytes())
-                    .await
-                    .map_err(failure("write"))?;
-                stream.write_all(body).await.map_err(failure("write"))?;
-                read_to_end(&mut stream, &mut raw)
-                    .await
-                    .map_err(failure("read"))?;
-                received_ms = ward_proto::now_ms();
-                let _ = stream.shutdown().await;
-                ("https", Some(version))
-            } else {
-                let mut tcp = tcp;
-                tcp.write_all(head.as_bytes())
-                    .await
-                    .map_err(failure("write"))?;
-                tcp.write_all(body).await.map_err(failure("write"))?;
-                read_to_end(&mut tcp, &mut raw)
-                    .await
-                    .map_err(failure("read"))?;
-                received_ms = ward_proto::now_ms();
-                ("http", None)
-            };
-            let mut exchange = parse_response(&raw).ok_or(Failure {
-                class: "malformed_response",
-                detail: format!("{url}: not an HTTP response"),
-            })?;
-            exchange.channel = channel;
-            exchange.tls_version = version;
-            Ok((exchange, received_ms))
+        if scheme != "https" {
+            return Ok(Stream::Plain(tcp));
+        }
+        let tls = |e: openssl::error::ErrorStack| Failure {
+            class: "tls",
+            detail: e.to_string(),
         };
-        tokio::time::timeout(timeout, work)
+        let connector = match (verify, legacy) {
+            (true, false) => &self.modern,
+            (true, true) => &self.legacy,
+            (false, false) => &self.unverified_modern,
+            (false, true) => &self.unverified_legacy,
+        };
+        let mut config = connector.configure().map_err(tls)?;
+        // Old stacks' profiles send no server name.
+        if legacy {
+            config.set_use_server_name_indication(self.legacy_offer.profile.is_none_or(|p| p.sni));
+        }
+        if let Some(previous) = session.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            // The session came from this agent's earlier connection through the same
+            // connector (this run's, or an earlier run's kept as DER, which OpenSSL ties to
+            // no context).
+            unsafe { config.set_session(previous) }.map_err(tls)?;
+        }
+        let mut ssl = config.into_ssl(&host).map_err(tls)?;
+        ssl.set_ex_data(session_index(), session.clone());
+        let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(tls)?;
+        std::pin::Pin::new(&mut stream)
+            .connect()
             .await
-            .map_err(|_| Failure {
-                class: "timeout",
-                detail: format!("{url}: no answer in {timeout:?}"),
-            })?
+            .map_err(|e| Failure {
+                class: "tls_handshake",
+                detail: e.to_string(),
+            })?;
+        if let Some(group) = ward_tls::ffi::negotiated_group(stream.ssl()) {
+            tally(&self.stats.groups, group);
+        }
+        if stream.ssl().session_reused() {
+            self.stats.resumed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.full_handshakes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Stream::Tls(Box::new(stream)))
     }
 }
 
-/// Reads to the end, at most 4 MiB; a peer that closes without close_notify still sent a
-/// whole response.
-async fn read_to_end<S: tokio::io::AsyncRead + Unpin>(
+/// Reads one response: to the end of its `Content-Length` (the connection may carry the next
+/// request), or to the end of the stream when it gives none; at most 4 MiB. A peer that
+/// closes without close_notify still sent a whole response.
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(
     stream: &mut S,
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    match stream.take(MAX_RESPONSE).read_to_end(out).await {
-        Ok(_) => Ok(()),
-        Err(_) if !out.is_empty() => Ok(()),
-        Err(e) => Err(e),
+    loop {
+        if response_read(out) {
+            return Ok(());
+        }
+        out.reserve(4096);
+        match stream.read_buf(out).await {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(_) if !out.is_empty() => return Ok(()),
+            Err(e) => return Err(e),
+        }
     }
 }
 
