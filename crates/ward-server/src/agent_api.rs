@@ -614,6 +614,20 @@ pub async fn checkin(
     response
 }
 
+/// A check-in verified and recorded: what its answer and its hold need, and no more (a held
+/// check-in keeps this for minutes).
+struct Admitted<'a> {
+    agent: &'a str,
+    key: AgentKey,
+    nonce: String,
+    acked_serial: i64,
+    standing: Standing,
+    wait: Duration,
+    /// Subscribed before the check-in was recorded: no change after it is missed.
+    wakes: tokio::sync::broadcast::Receiver<Arc<crate::wakes::Wake>>,
+    reloads: tokio::sync::watch::Receiver<u64>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn checkin_answer(
     shared: &App,
@@ -624,13 +638,33 @@ async fn checkin_answer(
     headers: &HeaderMap,
     body: Bytes,
 ) -> HttpResponse {
+    // Verified and recorded in its own box, freed before the hold: a held check-in's state
+    // keeps room only for the hold (thousands are held; see checkin_conn).
+    let admitted = match Box::pin(admit(shared, role, peer, tls, claim, headers, body)).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    hold_and_answer(shared, tls, admitted).await
+}
+
+/// Verifies and records a check-in; the answer when it goes no further.
+#[allow(clippy::too_many_arguments)]
+async fn admit<'a>(
+    shared: &App,
+    role: Role,
+    peer: std::net::SocketAddr,
+    tls: Option<ConnTls>,
+    claim: &crate::api::AddressClaim,
+    headers: &'a HeaderMap,
+    body: Bytes,
+) -> Result<Admitted<'a>, HttpResponse> {
     let started = std::time::Instant::now();
     let Some((agent, auth, mac)) = signed_checkin(headers) else {
-        return refuse(
+        return Err(refuse(
             StatusCode::UNAUTHORIZED,
             "unsigned",
             "a check-in must carry X-Ward-Agent, X-Ward-Time, X-Ward-Nonce and X-Ward-Mac",
-        );
+        ));
     };
     let nonce = auth.nonce.as_str();
     let request = ward_proto::Request {
@@ -642,20 +676,20 @@ async fn checkin_answer(
     let (key, server_key) = match verify_checkin(shared, agent, &request, mac).await {
         Ok(Verified::Key(key, server_key)) => (key, server_key),
         Ok(Verified::Unknown) => {
-            return refuse(
+            return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 "unknown_agent",
                 "unknown agent: enroll again, or import a settings package",
-            )
+            ))
         }
         Ok(Verified::Refused(error)) => {
-            return refuse(
+            return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 "bad_signature",
                 format!("agent {agent}: {error}"),
-            )
+            ))
         }
-        Err(error) => return failed(error),
+        Err(error) => return Err(failed(error)),
     };
     // Proven to be an agent: from now on this connection counts against the agent (one held
     // check-in each), not against its address.
@@ -664,12 +698,12 @@ async fn checkin_answer(
         Ok(report) => report,
         Err(error) => {
             ApiError::agent(StatusCode::BAD_REQUEST, "bad_request", error.to_string()).log();
-            return signed(
+            return Err(signed(
                 &key,
                 nonce,
                 StatusCode::BAD_REQUEST,
                 &ErrorBody::new("bad_request", error.to_string()),
-            );
+            ));
         }
     };
     let checkin = Checkin {
@@ -702,13 +736,18 @@ async fn checkin_answer(
         reported_hello: report.hello.as_deref().and_then(reported_hello),
     };
     let wait = Duration::from_millis(report.wait_ms).min(MAX_WAIT);
-    let mut wakes = shared.wakes.subscribe();
-    let mut reloads = shared.tls_generation.subscribe();
-    let deadline = tokio::time::Instant::now() + wait;
+    let wakes = shared.wakes.subscribe();
+    let reloads = shared.tls_generation.subscribe();
     let recorded = match shared.checkins.record(checkin.clone()).await {
         Ok(Some(recorded)) => recorded,
-        Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "unknown_agent", "unknown agent"),
-        Err(error) => return failed_signed(shared, &key, nonce, ApiError::from(error)),
+        Ok(None) => {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "unknown_agent",
+                "unknown agent",
+            ))
+        }
+        Err(error) => return Err(failed_signed(shared, &key, nonce, ApiError::from(error))),
     };
     // A collector reads who checked in, through which listener, from where, as fields.
     tracing::debug!(
@@ -743,16 +782,40 @@ async fn checkin_answer(
             "an agent went back to the last settings that worked"
         );
     }
+    Ok(Admitted {
+        agent,
+        key,
+        nonce: nonce.to_string(),
+        acked_serial: checkin.acked_serial,
+        standing: recorded.standing,
+        wait,
+        wakes,
+        reloads,
+    })
+}
+
+/// Holds a push check-in until its agent's settings change (or the wait runs out, the agent
+/// comes back on another connection, a reload or the shutdown), then answers it.
+async fn hold_and_answer(
+    shared: &App,
+    tls: Option<ConnTls>,
+    admitted: Admitted<'_>,
+) -> HttpResponse {
+    let Admitted {
+        agent,
+        key,
+        nonce,
+        acked_serial,
+        mut standing,
+        wait,
+        mut wakes,
+        mut reloads,
+    } = admitted;
+    let nonce = nonce.as_str();
+    let deadline = tokio::time::Instant::now() + wait;
     // New settings for it: a newer serial than it acknowledged, unless it is the one it
     // reverted from (it is not handed again; a change gives a new one).
-    let acked_serial = checkin.acked_serial;
     let due = |standing: &Standing| standing.serial > acked_serial && !standing.refuses_serial;
-    let mut standing = recorded.standing;
-    // What a held check-in no longer needs is freed before the hold: thousands are held.
-    drop(checkin);
-    drop(recorded);
-    drop(report);
-    drop(body);
     // Push: hold the request until the agent's settings change, or the wait runs out.
     let _held = (!wait.is_zero()).then(|| shared.held.hold(agent));
     let mut shutdown = shared.shutdown.subscribe();
@@ -789,7 +852,7 @@ async fn checkin_answer(
         woken_at = wake.as_ref().map(|w| w.at);
         let delivering = shared.deliveries.start();
         let shared_read = match wake {
-            Some(wake) => wake.record(&shared.store, agent).await,
+            Some(wake) => Box::pin(wake.record(&shared.store, agent)).await,
             None => None,
         };
         let updated = match shared_read {
@@ -797,7 +860,7 @@ async fn checkin_answer(
             None => {
                 let store = shared.store.clone();
                 let id = agent.to_string();
-                blocking(move || Ok(store.agent(&id)?)).await
+                Box::pin(blocking(move || Ok(store.agent(&id)?))).await
             }
         };
         match updated {
@@ -809,7 +872,7 @@ async fn checkin_answer(
         }
     }
     let response = if due(&standing) {
-        match cached_answer(shared, standing.group, standing.serial).await {
+        match Box::pin(cached_answer(shared, standing.group, standing.serial)).await {
             Ok(answer) => signed_text(&key, nonce, StatusCode::OK, &answer),
             Err(error) => return failed_signed(shared, &key, nonce, error),
         }

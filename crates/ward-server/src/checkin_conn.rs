@@ -161,7 +161,10 @@ where
         } else {
             limits.idle_timeout
         };
-        let head = tokio::time::timeout(wait, async {
+        // Each phase is boxed while it runs: the connection's task keeps room only for the
+        // phase it is in (a held check-in waits for minutes; the whole function's state
+        // machine, sized for its largest phase, was about 14.7 KiB).
+        let head = Box::pin(tokio::time::timeout(wait, async {
             loop {
                 match parse(&buffer, limits.checkin_body_bytes) {
                     Parsed::Partial => {}
@@ -183,7 +186,7 @@ where
                     Ok(_) => {}
                 }
             }
-        })
+        }))
         .await;
         let head = match head {
             Ok(Some(Some(head))) => head,
@@ -195,7 +198,7 @@ where
         shared.telemetry.metrics.request(role);
         debug!(method = "POST", path = CHECKIN_PATH, %peer, "request");
         let whole = head.head_len + head.body_len;
-        let body_read = tokio::time::timeout(limits.header_timeout, async {
+        let body_read = Box::pin(tokio::time::timeout(limits.header_timeout, async {
             while buffer.len() < whole {
                 buffer.reserve(whole - buffer.len());
                 match stream.read_buf(&mut buffer).await {
@@ -204,7 +207,7 @@ where
                 }
             }
             true
-        })
+        }))
         .await;
         match body_read {
             Ok(true) => {}
@@ -219,7 +222,7 @@ where
                         limits.header_timeout.as_secs()
                     ),
                 );
-                let _ = write_response(&mut stream, &refused, true).await;
+                let _ = Box::pin(write_response(&mut stream, &refused, true)).await;
                 return First::Done;
             }
         }
@@ -228,8 +231,17 @@ where
         let mut rest = buffer.split_off(whole);
         drop(buffer);
         rest.shrink_to_fit();
-        let checkin =
-            crate::agent_api::checkin(shared, role, peer, tls, claim, &head.headers, body);
+        // Built straight into its box: a future moved into another still takes room in the
+        // caller's state machine.
+        let checkin = Box::pin(crate::agent_api::checkin(
+            shared,
+            role,
+            peer,
+            tls,
+            claim,
+            &head.headers,
+            body,
+        ));
         let Some(response) = watched(checkin, &mut stream, &mut rest).await else {
             debug!("the agent left while its check-in was held");
             return First::Done;
@@ -241,7 +253,7 @@ where
             // The answer, close_notify and the FIN in one segment.
             crate::io::cork(socket);
         }
-        match write_response(&mut stream, &response, close).await {
+        match Box::pin(write_response(&mut stream, &response, close)).await {
             Ok(()) if !close => carried = rest,
             _ => {
                 // The agent has its answer and the FIN. Freeing the connection (its TLS
@@ -261,12 +273,15 @@ where
 /// Runs `checkin` while watching `stream`: `None` when the client leaves first (its check-in
 /// is dropped, as hyper drops a request whose client went). Bytes the client sends meanwhile
 /// are kept in `rest`.
-async fn watched<S, F>(checkin: F, stream: &mut S, rest: &mut Vec<u8>) -> Option<HttpResponse>
+async fn watched<S, F>(
+    mut checkin: std::pin::Pin<Box<F>>,
+    stream: &mut S,
+    rest: &mut Vec<u8>,
+) -> Option<HttpResponse>
 where
     S: AsyncRead + Unpin,
     F: std::future::Future<Output = HttpResponse>,
 {
-    tokio::pin!(checkin);
     let mut probe = [0u8; 256];
     let mut watching = true;
     loop {
