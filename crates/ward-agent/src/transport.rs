@@ -5,8 +5,9 @@
 //! server, verified the same way, goes out on it, so a change's answer costs neither side a
 //! teardown and its acknowledgement no handshake. Everything else is one request per
 //! connection (`Connection: close`). A kept connection the server has closed meanwhile (its
-//! idle timeout, a reload) is seen before it is used, and a request that got nothing back on
-//! it goes once more on a new connection.
+//! idle timeout, a reload) is seen before it is used, and a request that could not be written
+//! on it goes once more on a new connection. A request that was sent is never sent again: the
+//! server may have recorded it, and its nonce with it.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -318,8 +319,7 @@ impl Transport {
             if kept.url == url && kept.verify == verify && still_open(kept.stream.tcp()) {
                 match self.on_kept(kept, &request, call, timeout) {
                     Ok(exchange) => return Ok(exchange),
-                    // Nothing came back: the server closed it as the request went. Once more,
-                    // on a new connection.
+                    // Not written: the server had closed it. Once more, on a new connection.
                     Err(None) => {}
                     Err(Some(error)) => return Err(format!("{url}: {error}")),
                 }
@@ -330,8 +330,9 @@ impl Transport {
         self.fresh(url, verify, call, &request, timeout)
     }
 
-    /// The request on a kept connection. `Err(None)` when nothing came back (a new connection
-    /// may carry it); `Err(Some(_))` when the exchange failed after its answer began.
+    /// The request on a kept connection. `Err(None)` when it could not be written (the server
+    /// had closed the connection: a new one may carry it); `Err(Some(_))` when it failed after
+    /// it was sent.
     fn on_kept(
         &mut self,
         mut kept: Kept,
@@ -353,12 +354,10 @@ impl Transport {
         {
             return Err(None);
         }
+        // Sent: never sent again, whatever comes back (the server may have recorded it, and
+        // its nonce with it). No answer is a failure like any other.
         let mut raw = Vec::new();
-        let read = read_response(io, &mut raw);
-        if raw.is_empty() {
-            return Err(None);
-        }
-        read.map_err(|e| Some(e.to_string()))?;
+        read_response(io, &mut raw).map_err(|e| Some(e.to_string()))?;
         let (channel, tls_version) = match &kept.stream {
             Stream::Tls(tls) => ("https", Some(tls.ssl().version_str().to_string())),
             Stream::Plain(_) => ("http", None),
@@ -740,6 +739,53 @@ mod tests {
         assert!(!heads[0].contains("Connection: close"), "{}", heads[0]);
         assert!(!heads[1].contains("Connection: close"), "{}", heads[1]);
         assert!(heads[2].contains("Connection: close"), "{}", heads[2]);
+    }
+
+    /// A request sent on a kept connection is never sent again, on that connection or a new
+    /// one: the server may have recorded it, and its nonce with it. One that gets no answer
+    /// fails, and the agent's next check-in is a new request.
+    #[test]
+    fn a_request_sent_on_a_kept_connection_is_not_sent_again() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            request(&mut tcp).expect("the first request");
+            tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            request(&mut tcp).expect("the second request, on the kept connection");
+            // Read, and then the server goes away without an answer.
+            drop(tcp);
+            listener.set_nonblocking(true).unwrap();
+            let until = std::time::Instant::now() + Duration::from_secs(1);
+            while std::time::Instant::now() < until {
+                if listener.accept().is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        });
+        let mut transport = Transport::new(b"", crate::Offer::default()).unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let call = Call {
+            method: "POST",
+            path: "/agent/v1/checkin",
+            headers: &[],
+            body: b"{}",
+            keep_alive: true,
+        };
+        let first = transport.exchange(&url, false, &call, Duration::from_secs(5));
+        assert_eq!(first.unwrap().body, b"ok");
+        let Err(error) = transport.exchange(&url, false, &call, Duration::from_secs(5)) else {
+            panic!("an answer from a server that gave none");
+        };
+        assert!(
+            error.to_string().contains("closed before an answer"),
+            "{error}"
+        );
+        assert!(!server.join().unwrap(), "the request was sent again");
     }
 
     fn eventually_closed(transport: &Transport) -> bool {

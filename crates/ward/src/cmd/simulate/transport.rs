@@ -262,23 +262,17 @@ impl Shared {
                         && still_open(previous.stream.tcp()) =>
                 {
                     let mut stream = previous.stream;
-                    let mut raw = Vec::new();
-                    let sent = stream.write(head.as_bytes(), body).await;
-                    let read = match sent {
-                        Ok(()) => stream.read(&mut raw).await,
-                        Err(e) => Err(e),
-                    };
-                    // Nothing came back: the server closed it as the request went. Once more,
-                    // on a new connection, as the agent does.
-                    if !raw.is_empty() {
-                        read.map_err(|e| Failure {
+                    // Not written: the server had closed it. Once more, on a new connection.
+                    // Sent: never sent again, whatever comes back (the server may have
+                    // recorded it, and its nonce with it), as the agent does.
+                    if stream.write(head.as_bytes(), body).await.is_ok() {
+                        let mut raw = Vec::new();
+                        stream.read(&mut raw).await.map_err(|e| Failure {
                             class: "read",
                             detail: e.to_string(),
                         })?;
                         self.stats.reused.fetch_add(1, Ordering::Relaxed);
-                        return self
-                            .finish((url, verify), raw, stream, kept, keep_alive)
-                            .await;
+                        return self.finish((url, verify), raw, stream, kept, keep_alive).await;
                     }
                     self.connect(agent, legacy, url, verify, session).await?
                 }
