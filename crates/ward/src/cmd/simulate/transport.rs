@@ -272,7 +272,9 @@ impl Shared {
                             detail: e.to_string(),
                         })?;
                         self.stats.reused.fetch_add(1, Ordering::Relaxed);
-                        return self.finish((url, verify), raw, stream, kept, keep_alive).await;
+                        return self
+                            .finish((url, verify), raw, stream, kept, keep_alive)
+                            .await;
                     }
                     self.connect(agent, legacy, url, verify, session).await?
                 }
