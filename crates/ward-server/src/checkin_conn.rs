@@ -1,11 +1,11 @@
 //! An agent listener's connection whose request is a check-in, served without hyper.
 //!
 //! A pull agent sends one request per connection; a push agent keeps its connection and holds
-//! each check-in on it for minutes. Through hyper, every held check-in kept hyper's read and write buffers (8 KiB
-//! each), its dispatcher and a pending read on the socket for the whole hold. Here the head and
-//! body are read into one buffer that is freed before the check-in is handled, so a held
-//! check-in keeps only its own state; the socket is watched for the agent leaving, as hyper
-//! did, without a buffer.
+//! each check-in on it for minutes. Through hyper, every held check-in kept hyper's read and
+//! write buffers (8 KiB each), its dispatcher and a pending read on the socket for the whole
+//! hold. Here the head and body are read into one buffer that is freed before the check-in is
+//! handled, so a held check-in keeps only its own state; the socket is watched for the agent
+//! leaving, as hyper did, without a buffer.
 //!
 //! Only one shape of request is served here: `POST /agent/v1/checkin` over HTTP/1.1 with one
 //! `Content-Length` within the check-in limit, no `Transfer-Encoding`, no `Expect`. Anything

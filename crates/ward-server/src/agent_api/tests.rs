@@ -471,36 +471,3 @@ fn the_wait_of_a_shed_check_in_grows_with_the_herd_up_to_its_bound() {
         assert_eq!(shed_spread(recent).as_secs(), spread, "{recent} shed");
     }
 }
-
-/// Thousands of push check-ins are held at once, each for minutes, and a held check-in's task
-/// keeps its whole state machine: room for its largest step. Verifying and recording, and
-/// each step of the connection around it, are boxed while they run, so what stays is the
-/// hold's own state. Before the split (release build): 14,712 bytes for the connection's
-/// state with the check-in inside it; after: 1,168 and 1,976.
-#[test]
-fn a_held_check_in_keeps_only_the_state_of_its_hold() {
-    let (_dir, app) = test_app();
-    let headers = HeaderMap::new();
-    let claim = Default::default();
-    let held = checkin(
-        &app,
-        Role::Clients,
-        peer(),
-        None,
-        &claim,
-        &headers,
-        Bytes::new(),
-    );
-    let (stream, _other) = tokio::io::duplex(64);
-    let connection =
-        crate::checkin_conn::serve(&app, Role::Clients, None, peer(), &claim, 0, stream);
-    let (held, connection) = (
-        std::mem::size_of_val(&held),
-        std::mem::size_of_val(&connection),
-    );
-    assert!(held <= 3 * 1024, "a held check-in's state: {held} bytes");
-    assert!(
-        connection <= 2 * 1024,
-        "a kept connection's state: {connection} bytes"
-    );
-}

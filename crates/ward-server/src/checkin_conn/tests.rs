@@ -96,3 +96,36 @@ fn a_response_is_written_with_its_length_and_close_when_asked() {
         "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
     );
 }
+
+/// Thousands of push check-ins are held at once, each for minutes, and a held check-in's task
+/// keeps its whole state machine: room for its largest step. Verifying and recording, and
+/// each step of the connection around it, are boxed while they run, so what stays is the
+/// hold's own state. Before the split (release build): 14,712 bytes for the connection's
+/// state with the check-in inside it; after: 1,168 and 1,976.
+#[test]
+fn a_held_check_in_keeps_only_the_state_of_its_hold() {
+    let (_dir, app) = crate::state::test_app();
+    let headers = HeaderMap::new();
+    let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let claim = Default::default();
+    let held = crate::agent_api::checkin(
+        &app,
+        Role::Clients,
+        peer,
+        None,
+        &claim,
+        &headers,
+        bytes::Bytes::new(),
+    );
+    let (stream, _other) = tokio::io::duplex(64);
+    let connection = serve(&app, Role::Clients, None, peer, &claim, 0, stream);
+    let (held, connection) = (
+        std::mem::size_of_val(&held),
+        std::mem::size_of_val(&connection),
+    );
+    assert!(held <= 3 * 1024, "a held check-in's state: {held} bytes");
+    assert!(
+        connection <= 2 * 1024,
+        "a kept connection's state: {connection} bytes"
+    );
+}

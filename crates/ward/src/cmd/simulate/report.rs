@@ -256,12 +256,15 @@ impl Report {
             json!(l.max)
         ));
         lines.push(format!(
-            "TLS: {} ; key exchange {} ; resumed {} of {} handshakes ; {} exchanges on kept connections",
+            "TLS: {} ; key exchange {} ; resumed {} of {} handshakes{}",
             json!(self.tls.versions),
             json!(self.tls.groups),
             self.tls.resumed,
             self.tls.resumed + self.tls.full_handshakes,
-            self.tls.connections_reused
+            match self.tls.connections_reused {
+                0 => String::new(),
+                reused => format!(" ; {reused} check-ins on kept connections (no handshake)"),
+            }
         ));
         if self.settings_changes.received > 0 {
             lines.push(format!(
@@ -324,6 +327,7 @@ mod tests {
         stats.held_peak.store(2, Ordering::Relaxed);
         stats.resumed.store(1, Ordering::Relaxed);
         stats.full_handshakes.store(2, Ordering::Relaxed);
+        stats.reused.store(6, Ordering::Relaxed);
         stats.settings_received.store(2, Ordering::Relaxed);
         *stats.latencies_us.lock().unwrap() = vec![3000, 1000, 2000];
         *stats.settings_at_ms.lock().unwrap() = vec![1_700_000_000_250, 1_700_000_000_000];
@@ -373,6 +377,7 @@ mod tests {
                     "resumed": 1,
                     "full_handshakes": 2,
                     "resumed_share": 1.0 / 3.0,
+                    "connections_reused": 6,
                 },
                 "settings_changes": {"received": 2, "first_to_last_ms": 250},
                 "failures": {"connect": 1},
@@ -394,7 +399,7 @@ mod tests {
             "3 agents (1 capped at TLSv1), ran 2.0s\n\
              check-ins: 3 (1.5/s); held polls returned: 4, held at once at most: 2\n\
              latency ms: p50 2.0 p90 3.0 p99 3.0 max 3.0\n\
-             TLS: {\"TLSv1.3\":5,\"plain HTTP\":2} ; key exchange {\"X25519MLKEM768\":5} ; resumed 1 of 3 handshakes\n\
+             TLS: {\"TLSv1.3\":5,\"plain HTTP\":2} ; key exchange {\"X25519MLKEM768\":5} ; resumed 1 of 3 handshakes ; 6 check-ins on kept connections (no handshake)\n\
              settings changes received: 2 (first to last 250 ms)\n\
              failures: {\"connect\":1}\n\
              back after failures: 1 check-ins, the last at 1700000000900 (unix ms)\n\
@@ -419,7 +424,8 @@ mod tests {
         assert!(
             !quiet.contains("settings changes")
                 && !quiet.contains("failures")
-                && !quiet.contains("back after"),
+                && !quiet.contains("back after")
+                && !quiet.contains("kept connections"),
             "{quiet}"
         );
         assert!(
