@@ -86,6 +86,14 @@ impl Stream {
         }
     }
 
+    /// The channel, and the TLS version over HTTPS.
+    fn version(&self) -> (&'static str, Option<String>) {
+        match self {
+            Stream::Tls(tls) => ("https", Some(tls.ssl().version_str().to_string())),
+            Stream::Plain(_) => ("http", None),
+        }
+    }
+
     fn io(&mut self) -> &mut dyn ReadWrite {
         match self {
             Stream::Tls(tls) => tls.as_mut(),
@@ -358,11 +366,7 @@ impl Transport {
         // its nonce with it). No answer is a failure like any other.
         let mut raw = Vec::new();
         read_response(io, &mut raw).map_err(|e| Some(e.to_string()))?;
-        let (channel, tls_version) = match &kept.stream {
-            Stream::Tls(tls) => ("https", Some(tls.ssl().version_str().to_string())),
-            Stream::Plain(_) => ("http", None),
-        };
-        let exchange = finish(&raw, channel, tls_version).map_err(Some)?;
+        let exchange = finish(&raw, kept.stream.version()).map_err(Some)?;
         self.keep(kept, call, &exchange);
         Ok(exchange)
     }
@@ -429,11 +433,7 @@ impl Transport {
             .and_then(|_| io.write_all(call.body))
             .and_then(|_| read_response(io, &mut raw))
             .map_err(|e| format!("{url}: {e}"))?;
-        let (channel, tls_version) = match &stream {
-            Stream::Tls(tls) => ("https", Some(tls.ssl().version_str().to_string())),
-            Stream::Plain(_) => ("http", None),
-        };
-        let exchange = finish(&raw, channel, tls_version).map_err(|e| format!("{url}: {e}"))?;
+        let exchange = finish(&raw, stream.version()).map_err(|e| format!("{url}: {e}"))?;
         let kept = Kept {
             url: url.to_string(),
             verify,
@@ -462,8 +462,7 @@ impl Transport {
 /// The exchange `raw` holds, or why it is none.
 fn finish(
     raw: &[u8],
-    channel: &'static str,
-    tls_version: Option<String>,
+    (channel, tls_version): (&'static str, Option<String>),
 ) -> Result<Exchange, String> {
     if raw.is_empty() {
         // A server that went away (killed, its host down) under a held check-in.

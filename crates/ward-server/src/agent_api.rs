@@ -821,9 +821,8 @@ async fn hold_and_answer(
     let mut shutdown = shared.shutdown.subscribe();
     // A connection accepted under settings a reload has replaced is not held: the agent
     // reconnects under the new ones (which may refuse it: that is the point).
-    let outdated = |reloads: &tokio::sync::watch::Receiver<u64>| {
-        tls.is_some_and(|t| t.generation != *reloads.borrow())
-    };
+    let outdated =
+        |reloads: &tokio::sync::watch::Receiver<u64>| crate::api::outdated(tls, *reloads.borrow());
     let held_for_a_change = !wait.is_zero() && !due(&standing);
     let mut woken_at = None;
     // Counted from the wake until the answer is made: new handshakes wait for it.

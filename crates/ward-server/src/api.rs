@@ -423,6 +423,12 @@ pub struct ConnTls {
     pub generation: u64,
 }
 
+/// Whether a connection that negotiated `tls` was accepted under listener settings a reload
+/// has replaced since (`generation` is the current one). Plain HTTP has none to outlive.
+pub fn outdated(tls: Option<ConnTls>, generation: u64) -> bool {
+    tls.is_some_and(|t| t.generation != generation)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,15 +147,13 @@ where
     let mut shutdown = shared.shutdown.subscribe();
     let mut reloads = shared.tls_generation.subscribe();
     // Accepted under settings a reload has replaced since.
-    let outdated = |reloads: &tokio::sync::watch::Receiver<u64>| {
-        tls.is_some_and(|t| t.generation != *reloads.borrow())
-    };
+    let outdated =
+        |reloads: &tokio::sync::watch::Receiver<u64>| crate::api::outdated(tls, *reloads.borrow());
     // Bytes of the next request read with the last one (agents pipeline none).
     let mut carried = Vec::new();
     let mut first = true;
     loop {
         let mut buffer = std::mem::take(&mut carried);
-        buffer.reserve(1024);
         let wait = if first {
             limits.header_timeout
         } else {
@@ -179,7 +177,7 @@ where
                     _ = shutdown.wait_for(|closing| *closing), if buffer.is_empty() => return None,
                     // A kept connection between requests: closed with the settings it was
                     // accepted under.
-                    _ = reloads.wait_for(|now| tls.is_some_and(|t| t.generation != *now)), if buffer.is_empty() && !first => return None,
+                    _ = reloads.wait_for(|now| crate::api::outdated(tls, *now)), if buffer.is_empty() && !first => return None,
                 };
                 match read {
                     Ok(0) | Err(_) => return None,

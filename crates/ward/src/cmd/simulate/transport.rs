@@ -255,47 +255,47 @@ impl Shared {
         })?;
         let head = request_head(method, path, &host, headers, body.len(), keep_alive);
         let work = async {
-            let mut stream = match kept.take() {
+            let (mut stream, mut reused) = match kept.take() {
                 Some(previous)
                     if previous.url == url
                         && previous.verify == verify
                         && still_open(previous.stream.tcp()) =>
                 {
-                    let mut stream = previous.stream;
-                    // Not written: the server had closed it. Once more, on a new connection.
-                    // Sent: never sent again, whatever comes back (the server may have
-                    // recorded it, and its nonce with it), as the agent does.
-                    if stream.write(head.as_bytes(), body).await.is_ok() {
-                        let mut raw = Vec::new();
-                        stream.read(&mut raw).await.map_err(|e| Failure {
-                            class: "read",
-                            detail: e.to_string(),
-                        })?;
-                        self.stats.reused.fetch_add(1, Ordering::Relaxed);
-                        return self
-                            .finish((url, verify), raw, stream, kept, keep_alive)
-                            .await;
-                    }
-                    self.connect(agent, legacy, url, verify, session).await?
+                    (previous.stream, true)
                 }
                 Some(previous) => {
                     previous.stream.close().await;
-                    self.connect(agent, legacy, url, verify, session).await?
+                    (
+                        self.connect(agent, legacy, url, verify, session).await?,
+                        false,
+                    )
                 }
-                None => self.connect(agent, legacy, url, verify, session).await?,
+                None => (
+                    self.connect(agent, legacy, url, verify, session).await?,
+                    false,
+                ),
             };
+            let mut written = stream.write(head.as_bytes(), body).await;
+            if written.is_err() && reused {
+                // Not written on the kept connection: the server had closed it. Once more, on a
+                // new one. A request that was sent is never sent again, whatever comes back
+                // (the server may have recorded it, and its nonce with it), as the agent does.
+                stream = self.connect(agent, legacy, url, verify, session).await?;
+                reused = false;
+                written = stream.write(head.as_bytes(), body).await;
+            }
+            written.map_err(|e| Failure {
+                class: "write",
+                detail: e.to_string(),
+            })?;
             let mut raw = Vec::new();
-            stream
-                .write(head.as_bytes(), body)
-                .await
-                .map_err(|e| Failure {
-                    class: "write",
-                    detail: e.to_string(),
-                })?;
             stream.read(&mut raw).await.map_err(|e| Failure {
                 class: "read",
                 detail: e.to_string(),
             })?;
+            if reused {
+                self.stats.reused.fetch_add(1, Ordering::Relaxed);
+            }
             self.finish((url, verify), raw, stream, kept, keep_alive)
                 .await
         };
@@ -321,14 +321,13 @@ impl Shared {
             class: "malformed_response",
             detail: format!("{url}: not an HTTP response"),
         };
-        let mut exchange = if raw.is_empty() {
+        if raw.is_empty() {
             return Err(Failure {
                 class: "read",
                 detail: format!("{url}: the connection closed before an answer"),
             });
-        } else {
-            parse_response(&raw).ok_or_else(malformed)?
-        };
+        }
+        let mut exchange = parse_response(&raw).ok_or_else(malformed)?;
         (exchange.channel, exchange.tls_version) = stream.version();
         if keep_alive && exchange.reusable() {
             *kept = Some(Kept {
