@@ -34,7 +34,10 @@ impl RequestAuth {
 }
 
 fn body_hash(body: &[u8]) -> [u8; 32] {
-    openssl::sha::sha256(body)
+    // The context, not the one-shot `sha256()`: OpenSSL 3's one-shot fetches SHA-256 by name.
+    let mut hasher = openssl::sha::Sha256::new();
+    hasher.update(body);
+    hasher.finish()
 }
 
 /// Why a message was refused. `Display` is the reason the server logs and answers.

@@ -41,15 +41,16 @@ impl ClientHello {
     /// groups and whether it names the server. Random parts (the random, key shares, session
     /// ids, tickets) and the extensions only a resumption or its padding adds are left out.
     pub fn fingerprint(&self) -> [u8; 32] {
-        let mut text = format!(
-            "ward-fp-1|{:04x}|{:?}|{:?}|",
-            self.legacy_version,
-            self.supported_versions,
-            self.cipher_suites
-                .iter()
-                .filter(|s| !is_grease(**s))
-                .collect::<Vec<_>>()
-        );
+        use std::fmt::Write;
+        /// The text goes straight into the hash: no string is built, and the SHA-256 context
+        /// needs no fetch (OpenSSL 3's one-shot `SHA256()` looks it up by name each call).
+        struct Hashing(openssl::sha::Sha256);
+        impl Write for Hashing {
+            fn write_str(&mut self, text: &str) -> std::fmt::Result {
+                self.0.update(text.as_bytes());
+                Ok(())
+            }
+        }
         let mut extensions: Vec<u16> = self
             .extensions
             .iter()
@@ -58,12 +59,21 @@ impl ClientHello {
             .filter(|e| !matches!(e, 0x0015 | 0x0029 | 0x002a))
             .collect();
         extensions.sort_unstable();
-        text.push_str(&format!(
-            "{extensions:?}|{:?}|{}",
+        let mut hashing = Hashing(openssl::sha::Sha256::new());
+        write!(
+            hashing,
+            "ward-fp-1|{:04x}|{:?}|{:?}|{extensions:?}|{:?}|{}",
+            self.legacy_version,
+            self.supported_versions,
+            self.cipher_suites
+                .iter()
+                .filter(|s| !is_grease(**s))
+                .collect::<Vec<_>>(),
             self.groups,
             self.server_name.is_some()
-        ));
-        openssl::sha::sha256(text.as_bytes())
+        )
+        .expect("hashing text cannot fail");
+        hashing.0.finish()
     }
 
     /// The client's JA4 fingerprint (FoxIO's JA4 TLS client fingerprint, over TCP):

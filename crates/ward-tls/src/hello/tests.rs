@@ -292,3 +292,20 @@ fn ja4_matches_the_reference_example() {
     assert_eq!(ja4.len(), 36, "{ja4}");
     assert!(!parsed.signature_algorithms.is_empty());
 }
+
+#[test]
+fn a_fingerprint_is_the_sha256_of_its_stored_text_form() {
+    // Fingerprints are kept in the store; their value must not move between versions. This
+    // is the text form the first version hashed, built here the slow way.
+    let hello = ClientHello {
+        legacy_version: 0x0303,
+        supported_versions: vec![0x0304, 0x0303],
+        cipher_suites: vec![0x0a0a, 0x1301, 0xc02b],
+        extensions: vec![0x002b, 0x000a, 0x0029, 0x0000, 0x0015, 0x000d],
+        groups: vec![0x11ec, 0x001d],
+        server_name: Some("a.example".into()),
+        ..parse_client_hello(&openssl_hello(None, None, "a.example")).unwrap()
+    };
+    let text = "ward-fp-1|0303|[772, 771]|[4865, 49195]|[0, 10, 13, 43]|[4588, 29]|true";
+    assert_eq!(hello.fingerprint(), openssl::sha::sha256(text.as_bytes()));
+}
