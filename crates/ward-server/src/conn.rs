@@ -233,6 +233,9 @@ async fn handshake(
             let ssl = stream.ssl();
             let cipher = ssl.current_cipher().map(|c| c.name()).unwrap_or("");
             let group = ward_tls::ffi::negotiated_group(ssl);
+            // The client's key share is spent: about 7 KiB of a held push connection with
+            // X25519MLKEM768, which OpenSSL would keep until the connection ends.
+            ward_tls::ffi::release_peer_key_share(ssl);
             let negotiated = version_from_openssl(ssl.version_str());
             if let Some(version) = negotiated {
                 debug!(

@@ -23,6 +23,9 @@ extern "C" {
     fn SSL_get_pending_cipher(ssl: *const openssl_sys::SSL) -> *const openssl_sys::SSL_CIPHER;
     fn SSL_group_to_name(ssl: *mut openssl_sys::SSL, id: c_int) -> *const c_char;
     fn SSL_CTX_get_ciphers(ctx: *const openssl_sys::SSL_CTX) -> *mut OPENSSL_STACK;
+    fn EVP_PKEY_set_type(pkey: *mut openssl_sys::EVP_PKEY, kind: c_int) -> c_int;
+    fn ERR_set_mark() -> c_int;
+    fn ERR_pop_to_mark() -> c_int;
 }
 
 /// An allocator for OpenSSL, as `CRYPTO_set_mem_functions(3)` takes it.
@@ -238,6 +241,47 @@ pub fn chosen_cipher(ssl: &SslRef) -> Option<&openssl::ssl::SslCipherRef> {
 
 /// `SSL_CTRL_GET_NEGOTIATED_GROUP` (OpenSSL 3.0 and later).
 const SSL_CTRL_GET_NEGOTIATED_GROUP: c_int = 134;
+const SSL_CTRL_GET_PEER_TMP_KEY: c_int = 109;
+
+/// Frees the key share the peer sent, which OpenSSL keeps until `SSL_free` though a finished
+/// TLS 1.3 handshake never reads it again (it is not part of the session, and TLS 1.3 has no
+/// renegotiation). For X25519MLKEM768 that is the client's ML-KEM-768 encapsulation key with
+/// its expanded matrix: about 7 KiB of a held connection's 29 KiB in OpenSSL, which has no call
+/// to free it. Returns whether there was a key to free.
+///
+/// How: `SSL_get_peer_tmp_key` lends a reference to the key (`s3.peer_tmp`), and
+/// `EVP_PKEY_set_type(key, EVP_PKEY_NONE)` frees its key data before it fails to find a method
+/// for "no type". The shell stays with OpenSSL's reference, empty, and `SSL_free` frees it as
+/// before. The failure's error is popped, so the thread's error queue is as it was.
+///
+/// Only after a TLS 1.3 handshake has finished (the caller's word for it): below TLS 1.3 the
+/// key is not the peer's share, and mid-handshake the server still needs it.
+pub fn release_peer_key_share(ssl: &SslRef) -> bool {
+    if ssl.version_str() != "TLSv1.3" {
+        return false;
+    }
+    let mut key: *mut openssl_sys::EVP_PKEY = std::ptr::null_mut();
+    // SAFETY: `ssl` is live for the borrow. The ctrl stores an up-referenced key or nothing;
+    // the key is emptied (its data freed, the shell kept) and our reference dropped. Nothing
+    // of OpenSSL's reads `s3.peer_tmp` after a TLS 1.3 handshake but `SSL_get_peer_tmp_key`
+    // and `SSL_free`, and both take an empty key.
+    unsafe {
+        let found = SSL_ctrl(
+            ssl.as_ptr(),
+            SSL_CTRL_GET_PEER_TMP_KEY,
+            0,
+            &mut key as *mut _ as *mut std::ffi::c_void,
+        );
+        if found != 1 || key.is_null() {
+            return false;
+        }
+        ERR_set_mark();
+        EVP_PKEY_set_type(key, 0 /* EVP_PKEY_NONE */);
+        ERR_pop_to_mark();
+        openssl_sys::EVP_PKEY_free(key);
+    }
+    true
+}
 
 /// The key-exchange group a finished handshake used (`X25519MLKEM768`, `x25519`,
 /// `secp256r1`, ...), or `None` for RSA key exchange (or no handshake yet). The name is
