@@ -254,10 +254,10 @@ const SSL_CTRL_GET_PEER_TMP_KEY: c_int = 109;
 /// for "no type". The shell stays with OpenSSL's reference, empty, and `SSL_free` frees it as
 /// before. The failure's error is popped, so the thread's error queue is as it was.
 ///
-/// Only after a TLS 1.3 handshake has finished (the caller's word for it): below TLS 1.3 the
-/// key is not the peer's share, and mid-handshake the server still needs it.
+/// Only once a TLS 1.3 handshake has finished (checked; otherwise nothing is touched): below
+/// TLS 1.3 the key is not the peer's share, and mid-handshake the server still needs it.
 pub fn release_peer_key_share(ssl: &SslRef) -> bool {
-    if ssl.version_str() != "TLSv1.3" {
+    if !ssl.is_init_finished() || ssl.version_str() != "TLSv1.3" {
         return false;
     }
     let mut key: *mut openssl_sys::EVP_PKEY = std::ptr::null_mut();
