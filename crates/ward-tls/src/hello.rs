@@ -35,22 +35,71 @@ pub struct ClientHello {
     pub signature_algorithms: Vec<u16>,
 }
 
+/// Text fed to SHA-256 through a small buffer (the fingerprint's; see there).
+struct HashedText {
+    hasher: openssl::sha::Sha256,
+    buffer: [u8; 256],
+    len: usize,
+}
+
+impl HashedText {
+    fn new() -> HashedText {
+        HashedText {
+            // The context, not the one-shot `SHA256()`, which OpenSSL 3 looks up by name.
+            hasher: openssl::sha::Sha256::new(),
+            buffer: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.buffer.len() {
+            self.hasher.update(&self.buffer[..self.len]);
+            self.len = 0;
+        }
+        if bytes.len() > self.buffer.len() {
+            self.hasher.update(bytes);
+        } else {
+            self.buffer[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+
+    /// `[1, 22, 333]`, as `{:?}` writes a list of numbers.
+    fn list(&mut self, values: impl Iterator<Item = u16>) {
+        self.push(b"[");
+        for (i, value) in values.enumerate() {
+            if i > 0 {
+                self.push(b", ");
+            }
+            let mut digits = [0u8; 5];
+            let mut at = digits.len();
+            let mut rest = value;
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (rest % 10) as u8;
+                rest /= 10;
+                if rest == 0 {
+                    break;
+                }
+            }
+            self.push(&digits[at..]);
+        }
+        self.push(b"]");
+    }
+
+    fn finish(mut self) -> [u8; 32] {
+        self.hasher.update(&self.buffer[..self.len]);
+        self.hasher.finish()
+    }
+}
+
 impl ClientHello {
     /// A fingerprint of the client's TLS stack, the same on every connection it makes (in the
     /// spirit of JA4): versions, suites, extension types (sorted: some stacks shuffle them),
     /// groups and whether it names the server. Random parts (the random, key shares, session
     /// ids, tickets) and the extensions only a resumption or its padding adds are left out.
     pub fn fingerprint(&self) -> [u8; 32] {
-        use std::fmt::Write;
-        /// The text goes straight into the hash: no string is built, and the SHA-256 context
-        /// needs no fetch (OpenSSL 3's one-shot `SHA256()` looks it up by name each call).
-        struct Hashing(openssl::sha::Sha256);
-        impl Write for Hashing {
-            fn write_str(&mut self, text: &str) -> std::fmt::Result {
-                self.0.update(text.as_bytes());
-                Ok(())
-            }
-        }
         let mut extensions: Vec<u16> = self
             .extensions
             .iter()
@@ -59,21 +108,34 @@ impl ClientHello {
             .filter(|e| !matches!(e, 0x0015 | 0x0029 | 0x002a))
             .collect();
         extensions.sort_unstable();
-        let mut hashing = Hashing(openssl::sha::Sha256::new());
-        write!(
-            hashing,
-            "ward-fp-1|{:04x}|{:?}|{:?}|{extensions:?}|{:?}|{}",
-            self.legacy_version,
-            self.supported_versions,
+        // The text, "ward-fp-1|0303|[772, 771]|[4865, 49195]|[0, 10]|[29]|true" (the lists
+        // as Rust's `{:?}` writes them: the stored fingerprints were made so), is written
+        // by hand into a buffer that is hashed as it fills: no string, no formatting
+        // machinery, one SHA-256 update per block (a check-in's handshake computes it).
+        let mut text = HashedText::new();
+        text.push(b"ward-fp-1|");
+        for shift in [12, 8, 4, 0] {
+            text.push(&[b"0123456789abcdef"[usize::from((self.legacy_version >> shift) & 0xf)]]);
+        }
+        text.push(b"|");
+        text.list(self.supported_versions.iter().copied());
+        text.push(b"|");
+        text.list(
             self.cipher_suites
                 .iter()
-                .filter(|s| !is_grease(**s))
-                .collect::<Vec<_>>(),
-            self.groups,
-            self.server_name.is_some()
-        )
-        .expect("hashing text cannot fail");
-        hashing.0.finish()
+                .copied()
+                .filter(|s| !is_grease(*s)),
+        );
+        text.push(b"|");
+        text.list(extensions.into_iter());
+        text.push(b"|");
+        text.list(self.groups.iter().copied());
+        text.push(if self.server_name.is_some() {
+            b"|true"
+        } else {
+            b"|false"
+        });
+        text.finish()
     }
 
     /// The client's JA4 fingerprint (FoxIO's JA4 TLS client fingerprint, over TCP):

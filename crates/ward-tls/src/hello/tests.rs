@@ -308,4 +308,54 @@ fn a_fingerprint_is_the_sha256_of_its_stored_text_form() {
     };
     let text = "ward-fp-1|0303|[772, 771]|[4865, 49195]|[0, 10, 13, 43]|[4588, 29]|true";
     assert_eq!(hello.fingerprint(), openssl::sha::sha256(text.as_bytes()));
+
+    // The first version's formula, against hellos of every shape: empty lists, no SNI, the
+    // extreme values, a text longer than the hashing buffer, and real OpenSSL hellos.
+    let first_version = |h: &ClientHello| {
+        let suites: Vec<&u16> = h.cipher_suites.iter().filter(|s| !is_grease(**s)).collect();
+        let mut extensions: Vec<u16> = h
+            .extensions
+            .iter()
+            .copied()
+            .filter(|e| !matches!(e, 0x0015 | 0x0029 | 0x002a))
+            .collect();
+        extensions.sort_unstable();
+        let text = format!(
+            "ward-fp-1|{:04x}|{:?}|{:?}|{extensions:?}|{:?}|{}",
+            h.legacy_version,
+            h.supported_versions,
+            suites,
+            h.groups,
+            h.server_name.is_some()
+        );
+        openssl::sha::sha256(text.as_bytes())
+    };
+    let real = parse_client_hello(&openssl_hello(None, None, "a.example")).unwrap();
+    let capped =
+        parse_client_hello(&openssl_hello(None, Some(TlsVersion::Tls1_0), "b.example")).unwrap();
+    let cases = [
+        ClientHello {
+            legacy_version: 0,
+            supported_versions: vec![],
+            cipher_suites: vec![],
+            extensions: vec![],
+            groups: vec![],
+            server_name: None,
+            ..real.clone()
+        },
+        ClientHello {
+            legacy_version: 0xffff,
+            supported_versions: vec![0, 9, 10, 99, 100, 65535],
+            cipher_suites: (0..200).collect(),
+            extensions: (0..120).rev().collect(),
+            groups: vec![u16::MAX; 40],
+            server_name: None,
+            ..real.clone()
+        },
+        real,
+        capped,
+    ];
+    for hello in &cases {
+        assert_eq!(hello.fingerprint(), first_version(hello), "{hello:?}");
+    }
 }
