@@ -100,14 +100,7 @@ impl ClientHello {
     /// groups and whether it names the server. Random parts (the random, key shares, session
     /// ids, tickets) and the extensions only a resumption or its padding adds are left out.
     pub fn fingerprint(&self) -> [u8; 32] {
-        let mut extensions: Vec<u16> = self
-            .extensions
-            .iter()
-            .copied()
-            // padding, pre_shared_key, early_data: present or not by chance of the moment.
-            .filter(|e| !matches!(e, 0x0015 | 0x0029 | 0x002a))
-            .collect();
-        extensions.sort_unstable();
+        let extensions = self.fingerprinted_extensions();
         // The text, "ward-fp-1|0303|[772, 771]|[4865, 49195]|[0, 10]|[29]|true" (the lists
         // as Rust's `{:?}` writes them: the stored fingerprints were made so), is written
         // by hand into a buffer that is hashed as it fills: no string, no formatting
@@ -136,6 +129,19 @@ impl ClientHello {
             b"|false"
         });
         text.finish()
+    }
+
+    /// The extension types a fingerprint counts, sorted: without padding, pre_shared_key
+    /// and early_data, which are present or not by chance of the moment.
+    fn fingerprinted_extensions(&self) -> Vec<u16> {
+        let mut extensions: Vec<u16> = self
+            .extensions
+            .iter()
+            .copied()
+            .filter(|e| !matches!(e, 0x0015 | 0x0029 | 0x002a))
+            .collect();
+        extensions.sort_unstable();
+        extensions
     }
 
     /// The client's JA4 fingerprint (FoxIO's JA4 TLS client fingerprint, over TCP):

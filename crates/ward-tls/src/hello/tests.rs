@@ -313,13 +313,7 @@ fn a_fingerprint_is_the_sha256_of_its_stored_text_form() {
     // extreme values, a text longer than the hashing buffer, and real OpenSSL hellos.
     let first_version = |h: &ClientHello| {
         let suites: Vec<&u16> = h.cipher_suites.iter().filter(|s| !is_grease(**s)).collect();
-        let mut extensions: Vec<u16> = h
-            .extensions
-            .iter()
-            .copied()
-            .filter(|e| !matches!(e, 0x0015 | 0x0029 | 0x002a))
-            .collect();
-        extensions.sort_unstable();
+        let extensions = h.fingerprinted_extensions();
         let text = format!(
             "ward-fp-1|{:04x}|{:?}|{:?}|{extensions:?}|{:?}|{}",
             h.legacy_version,
