@@ -104,7 +104,7 @@ impl ClientHello {
         // The text, "ward-fp-1|0303|[772, 771]|[4865, 49195]|[0, 10]|[29]|true" (the lists
         // as Rust's `{:?}` writes them: the stored fingerprints were made so), is written
         // by hand into a buffer that is hashed as it fills: no string, no formatting
-        // machinery, one SHA-256 update per block (a check-in's handshake computes it).
+        // machinery, one SHA-256 update per 256 bytes (every handshake computes it).
         let mut text = HashedText::new();
         text.push(b"ward-fp-1|");
         for shift in [12, 8, 4, 0] {
