@@ -34,10 +34,7 @@ impl RequestAuth {
 }
 
 fn body_hash(body: &[u8]) -> [u8; 32] {
-    // The context, not the one-shot `sha256()`: OpenSSL 3's one-shot fetches SHA-256 by name.
-    let mut hasher = openssl::sha::Sha256::new();
-    hasher.update(body);
-    hasher.finish()
+    crate::encoding::sha256(body)
 }
 
 /// Why a message was refused. `Display` is the reason the server logs and answers.

@@ -99,9 +99,7 @@ impl HmacSha256 {
         use openssl::sha::Sha256;
         let mut block = [0u8; Self::BLOCK];
         if key.len() > Self::BLOCK {
-            let mut long = Sha256::new();
-            long.update(key);
-            block[..32].copy_from_slice(&long.finish());
+            block[..32].copy_from_slice(&crate::encoding::sha256(key));
         } else {
             block[..key.len()].copy_from_slice(key);
         }
