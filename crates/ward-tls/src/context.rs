@@ -249,6 +249,8 @@ pub fn build_acceptor(policy: &TlsPolicy, server_root: &Path) -> Result<SslConte
     builder
         .set_session_id_context(&context.finish())
         .map_err(|e| SetupError::at(policy.protocol_location.as_ref(), first_error(&e)))?;
+    // A connection the server marks can hand its records over after the handshake.
+    crate::handoff::enable(&mut builder);
     Ok(builder.build())
 }
 

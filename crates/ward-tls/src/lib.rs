@@ -7,6 +7,10 @@
 //! - [`context`]: OpenSSL server and client contexts from a policy.
 //! - [`ffi`]: the few OpenSSL calls the `openssl` crate does not wrap (negotiated group,
 //!   enabled ciphers), with safe wrappers.
+//! - [`record`]: the record layer of an established connection (AEAD, TLS 1.2 and 1.3),
+//!   for connections OpenSSL hands over (pure).
+//! - [`handoff`]: watching a connection's handshake so OpenSSL can hand its records over to
+//!   [`record`] and free its SSL object.
 //! - [`replay`]: a real ClientHello replayed in memory through a listener's context: the
 //!   exact plan's verdict (OpenSSL, no socket).
 //! - [`scan`]: the protocol scanner (sockets).
@@ -21,10 +25,12 @@ pub mod context;
 pub mod defaults;
 pub mod edit;
 pub mod ffi;
+pub mod handoff;
 pub mod hello;
 pub mod pki;
 pub mod profile;
 pub mod protocol;
+pub mod record;
 pub mod replay;
 pub mod scan;
 pub mod utc;
