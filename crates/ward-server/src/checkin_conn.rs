@@ -26,6 +26,7 @@ use ward_proto::messages::CHECKIN_PATH;
 use crate::api::{AddressClaim, ConnTls, HttpResponse};
 use crate::config::Role;
 use crate::io::Buffered;
+use crate::records::HandOver;
 use crate::state::App;
 
 /// The largest request head served here; a larger one goes to hyper (which allows more).
@@ -141,7 +142,7 @@ pub async fn serve<S>(
     mut stream: S,
 ) -> First<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + HandOver + Unpin,
 {
     let limits = &shared.config.limits;
     let mut shutdown = shared.shutdown.subscribe();
@@ -222,6 +223,19 @@ where
                 );
                 let _ = Box::pin(write_response(&mut stream, &refused, true)).await;
                 return First::Done;
+            }
+        }
+        if !head.close {
+            // A kept connection (a push agent holds its check-ins on it): its TLS records
+            // leave OpenSSL, whose SSL object is freed (`records`).
+            if let Some(result) = stream.hand_over() {
+                shared.telemetry.metrics.ops.handover(result.is_ok());
+                if let Err(refusal) = result {
+                    debug!(
+                        reason = refusal.reason(),
+                        "the connection stays with OpenSSL"
+                    );
+                }
             }
         }
         let body = Bytes::copy_from_slice(&buffer[head.head_len..whole]);

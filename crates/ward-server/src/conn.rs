@@ -30,6 +30,7 @@ use crate::failure::{self, HandshakeEnd};
 use crate::http;
 use crate::io::{Activity, Buffered, Tracked};
 use crate::metrics::HandshakeResult;
+use crate::records::{HandOver, TlsConn};
 use crate::state::App;
 use crate::telemetry::FailureReport;
 
@@ -94,14 +95,14 @@ pub async fn serve(
                     hello: Some(done.hello),
                     generation,
                 });
-                let stream = done.stream;
                 let accepted = Accepted {
                     role,
                     tls,
                     peer,
                     claim,
-                    socket: stream.get_ref().get_ref().as_raw_fd(),
+                    socket: done.socket,
                 };
+                let stream = TlsConn::OpenSsl(done.stream);
                 Box::pin(serve_agent_or_http(shared, accepted, stream)).await;
             }
         } else {
@@ -144,6 +145,8 @@ type TlsStream = SslStream<Buffered<TcpStream>>;
 /// A finished handshake: the stream, and what was negotiated and offered.
 struct Handshaken {
     stream: TlsStream,
+    /// The TCP socket under the stream.
+    socket: std::os::fd::RawFd,
     version: Option<ward_tls::TlsVersion>,
     group: Option<&'static str>,
     /// The fingerprint of the client's ClientHello.
@@ -219,13 +222,18 @@ async fn handshake(
             .wait(crate::channel::DELIVERIES_FIRST.min(remaining))
             .await;
     }
-    let ssl = match Ssl::new(&tls.context) {
+    let mut ssl = match Ssl::new(&tls.context) {
         Ok(ssl) => ssl,
         Err(error) => {
             tracing::error!(%error, "cannot create a TLS session");
             return None;
         }
     };
+    if role.serves_agent_api() {
+        // A kept connection's records leave OpenSSL later (`records`): watched from the start.
+        ward_tls::handoff::watch(&mut ssl);
+    }
+    let socket = tcp.as_raw_fd();
     let mut stream = SslStream::new(ssl, Buffered::new(buffer, tcp)).ok()?;
     let remaining = deadline.saturating_duration_since(Instant::now());
     let end = match tokio::time::timeout(remaining, Pin::new(&mut stream).accept()).await {
@@ -266,6 +274,7 @@ async fn handshake(
                 .handshake(role, result, started.elapsed());
             return Some(Handshaken {
                 stream,
+                socket,
                 version: negotiated,
                 group,
                 hello: hello_digest,
@@ -383,7 +392,7 @@ struct Accepted {
 /// buffers), then hyper for anything else; hyper alone elsewhere.
 async fn serve_agent_or_http<S>(shared: Arc<App>, accepted: Accepted, stream: S)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + HandOver + Unpin + Send + 'static,
 {
     if !accepted.role.serves_agent_api() {
         return serve_http(shared, accepted, stream).await;

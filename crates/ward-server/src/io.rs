@@ -22,21 +22,33 @@ const READ_AHEAD: usize = 4096;
 pub struct Buffered<S> {
     buffer: Vec<u8>,
     position: usize,
-    inner: S,
+    /// `None` once [`Buffered::detach`]ed.
+    inner: Option<S>,
 }
 
 impl<S> Buffered<S> {
-    /// The stream under the buffer.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     pub fn new(prefix: Vec<u8>, inner: S) -> Buffered<S> {
         Buffered {
             buffer: prefix,
             position: 0,
-            inner,
+            inner: Some(inner),
         }
+    }
+
+    /// Takes the stream out, with the bytes read ahead and not yet consumed; after it, the
+    /// adapter reads and writes nothing (`NotConnected`). `None` if it was taken before.
+    pub fn detach(&mut self) -> Option<(Vec<u8>, S)> {
+        let inner = self.inner.take()?;
+        let mut rest = std::mem::take(&mut self.buffer);
+        rest.drain(..self.position);
+        self.position = 0;
+        Some((rest, inner))
+    }
+
+    fn inner(&mut self) -> io::Result<&mut S> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
     }
 
     /// Copies buffered bytes into `out`; frees the buffer once it is drained.
@@ -63,13 +75,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Buffered<S> {
             this.drain_into(out);
             return Poll::Ready(Ok(()));
         }
+        let inner = this.inner()?;
         // A large read goes straight to the caller's buffer.
         if out.remaining() >= READ_AHEAD {
-            return Pin::new(&mut this.inner).poll_read(cx, out);
+            return Pin::new(inner).poll_read(cx, out);
         }
         let mut chunk = vec![0u8; READ_AHEAD];
         let mut chunk_buf = ReadBuf::new(&mut chunk);
-        match Pin::new(&mut this.inner).poll_read(cx, &mut chunk_buf) {
+        match Pin::new(inner).poll_read(cx, &mut chunk_buf) {
             Poll::Ready(Ok(())) => {
                 let filled = chunk_buf.filled().len();
                 chunk.truncate(filled);
@@ -91,15 +104,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Buffered<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        Pin::new(self.inner()?).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        Pin::new(self.inner()?).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        Pin::new(self.inner()?).poll_shutdown(cx)
     }
 }
 

@@ -52,6 +52,7 @@ pub mod metrics;
 pub mod notify;
 pub mod operations;
 pub mod ops;
+mod records;
 pub mod server;
 pub mod site;
 mod site_follow;

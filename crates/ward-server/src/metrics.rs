@@ -205,6 +205,8 @@ pub struct Operations {
     refused: [[AtomicU64; 2]; 3],
     /// Per listener: refused connections closed at once, unanswered.
     unanswered: [AtomicU64; 3],
+    /// Kept TLS connections whose records left OpenSSL (0), and those OpenSSL kept (1).
+    handovers: [AtomicU64; 2],
 }
 
 impl Default for Operations {
@@ -234,6 +236,7 @@ impl Default for Operations {
             wakeup_latency: Histogram::latency(),
             refused: Default::default(),
             unanswered: Default::default(),
+            handovers: Default::default(),
         }
     }
 }
@@ -320,6 +323,11 @@ impl Operations {
     /// refusals in flight.
     pub fn unanswered(&self, role: Role) {
         self.unanswered[role_index(role)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A kept TLS connection's records left OpenSSL (`true`), or OpenSSL kept them.
+    pub fn handover(&self, handed_over: bool) {
+        self.handovers[usize::from(!handed_over)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text of all of them.
@@ -412,6 +420,15 @@ impl Operations {
                 &format!("method=\"{method}\",route=\"{path}\""),
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP ward_tls_handovers_total Kept agent connections whose TLS records left OpenSSL for ward's record layer (handed_over), or stayed with OpenSSL (kept: a suite or state the hand-over does not take).\n\
+             # TYPE ward_tls_handovers_total counter\n\
+             ward_tls_handovers_total{{result=\"handed_over\"}} {}\n\
+             ward_tls_handovers_total{{result=\"kept\"}} {}",
+            get(&self.handovers[0]),
+            get(&self.handovers[1])
+        );
         let _ = writeln!(
             out,
             "# HELP ward_push_wakeups_total Held push check-ins that returned with new settings.\n\

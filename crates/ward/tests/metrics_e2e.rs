@@ -195,6 +195,18 @@ fn a_push_agent_keeps_its_connection_across_changes_until_a_reload() {
              and the next hold"
         );
     }
+    // The kept connection's records left OpenSSL before its first hold; the agent (OpenSSL)
+    // took both changes and sent both acknowledgements through ward's record layer.
+    let text = metrics(&server);
+    assert_eq!(
+        sample(&text, "ward_tls_handovers_total{result=\"handed_over\"}"),
+        Some(1.0),
+        "the kept connection was handed over once"
+    );
+    assert_eq!(
+        sample(&text, "ward_tls_handovers_total{result=\"kept\"}"),
+        Some(0.0)
+    );
     assert!(run_cli(&server, &["server", "reload"]).status.success());
     let reconnected = eventually(Duration::from_secs(15), || {
         let text = metrics(&server);
