@@ -408,7 +408,11 @@ where
         &shared, role, tls, peer, claim, socket, stream,
     ))
     .await;
-    if let First::Hyper(stream) = first {
+    if let First::Hyper(mut stream) = first {
+        // hyper's requests (keep-alive ones above all) go through ward's record layer too.
+        if let Some(Some(result)) = stream.get_mut().map(HandOver::hand_over) {
+            shared.telemetry.metrics.ops.handover(result.is_ok());
+        }
         Box::pin(serve_http(shared, accepted, stream)).await;
     }
 }

@@ -45,6 +45,11 @@ impl<S> Buffered<S> {
         Some((rest, inner))
     }
 
+    /// The stream under the buffer, unless detached.
+    pub fn get_mut(&mut self) -> Option<&mut S> {
+        self.inner.as_mut()
+    }
+
     fn inner(&mut self) -> io::Result<&mut S> {
         self.inner
             .as_mut()
