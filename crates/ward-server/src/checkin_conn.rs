@@ -38,8 +38,12 @@ const MAX_HEADERS: usize = 32;
 pub enum First<S> {
     /// Answered and closed, or closed (the client left, or a timeout passed).
     Done,
-    /// For hyper: the stream, with the bytes read from it and not yet consumed.
-    Hyper(Buffered<S>),
+    /// For hyper: the stream, with the bytes read from it and not yet consumed, and whether
+    /// its first request keeps the connection ([`keeps_alive`]).
+    Hyper {
+        stream: Buffered<S>,
+        keep_alive: bool,
+    },
 }
 
 /// What the head of a request says, when it is a check-in served here.
@@ -62,6 +66,27 @@ enum Parsed {
     Checkin(CheckinHead),
     /// Anything else: hyper's to answer.
     Other,
+}
+
+/// Whether the request whose head starts `buffer` keeps its connection for another: a whole
+/// HTTP/1.1 head without `Connection: close`. Pure, table-tested.
+fn keeps_alive(buffer: &[u8]) -> bool {
+    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut lines);
+    match request.parse(buffer) {
+        Ok(httparse::Status::Complete(_)) if request.version == Some(1) => !request
+            .headers
+            .iter()
+            .any(|line| line.name.eq_ignore_ascii_case("connection") && asks_to_close(line.value)),
+        _ => false,
+    }
+}
+
+/// A `Connection` header's value names `close`.
+fn asks_to_close(value: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 /// Parses `buffer` as the start of a request: pure, table-tested.
@@ -104,10 +129,7 @@ fn parse(buffer: &[u8], body_limit: usize) -> Parsed {
             }
         }
         if name == hyper::header::CONNECTION {
-            close |= line
-                .value
-                .split(|b| *b == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+            close |= asks_to_close(line.value);
         }
         headers.append(name, value);
     }
@@ -189,7 +211,12 @@ where
         .await;
         let head = match head {
             Ok(Some(Some(head))) => head,
-            Ok(Some(None)) => return First::Hyper(Buffered::new(buffer, stream)),
+            Ok(Some(None)) => {
+                return First::Hyper {
+                    keep_alive: keeps_alive(&buffer),
+                    stream: Buffered::new(buffer, stream),
+                }
+            }
             // Closed, shut down, reloaded, or silent past the timeout (as hyper closes it).
             Ok(None) | Err(_) => return First::Done,
         };

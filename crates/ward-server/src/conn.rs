@@ -408,10 +408,18 @@ where
         &shared, role, tls, peer, claim, socket, stream,
     ))
     .await;
-    if let First::Hyper(mut stream) = first {
-        // hyper's requests (keep-alive ones above all) go through ward's record layer too.
-        if let Some(Some(result)) = stream.get_mut().map(HandOver::hand_over) {
-            shared.telemetry.metrics.ops.handover(result.is_ok());
+    if let First::Hyper {
+        mut stream,
+        keep_alive,
+    } = first
+    {
+        // A kept connection's requests for hyper go through ward's record layer: cheaper per
+        // request than OpenSSL's. One request then a close is left to OpenSSL (the hand-over's
+        // key derivation would cost more than it saves).
+        if keep_alive {
+            if let Some(Some(result)) = stream.get_mut().map(HandOver::hand_over) {
+                shared.telemetry.metrics.ops.handover(result.is_ok());
+            }
         }
         Box::pin(serve_http(shared, accepted, stream)).await;
     }

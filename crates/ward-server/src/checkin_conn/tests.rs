@@ -7,6 +7,28 @@ fn head(text: &str) -> Parsed {
 }
 
 #[test]
+fn a_request_keeps_its_connection_when_http_1_1_says_so() {
+    for (head, kept) in [
+        ("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", true),
+        (
+            "GET /healthz HTTP/1.1\r\nConnection: keep-alive\r\n\r\n",
+            true,
+        ),
+        ("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", false),
+        (
+            "GET /healthz HTTP/1.1\r\nconnection: Upgrade , CLOSE\r\n\r\n",
+            false,
+        ),
+        ("GET /healthz HTTP/1.0\r\nHost: a\r\n\r\n", false),
+        ("GET /healthz HTTP/1.1\r\nHost: a\r\n", false),
+        ("not http at all\r\n\r\n", false),
+        ("", false),
+    ] {
+        assert_eq!(keeps_alive(head.as_bytes()), kept, "{head:?}");
+    }
+}
+
+#[test]
 fn only_a_plain_checkin_is_served_here_and_everything_else_goes_to_hyper() {
     let checkin = "POST /agent/v1/checkin HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nConnection: close\r\nX-Ward-Agent: ag-1\r\n\r\n";
     let Parsed::Checkin(parsed) = head(checkin) else {
