@@ -6,11 +6,11 @@
 //! 22 KiB for it meanwhile. Handed over, an idle connection keeps its keys and sequence
 //! numbers (a few hundred bytes with the socket): no buffer, since one is allocated only
 //! while bytes are in flight. A connection is handed over when it is kept for a next request
-//! (`checkin_conn`), or when its request goes to hyper (`conn::serve_agent_or_http`: keep-alive
-//! requests then cost ward's record layer, not OpenSSL's: about 5% less CPU per request), and
-//! only when the hand-over is exact; otherwise OpenSSL keeps it. A pull check-in
-//! (`Connection: close`, one record each way) stays with OpenSSL: the hand-over's key
-//! derivation would cost more than it saves.
+//! (`checkin_conn`), or when its first request for hyper keeps it (`conn::serve_agent_or_http`:
+//! keep-alive requests then cost ward's record layer, not OpenSSL's: about 5% less CPU per
+//! request), and only when the hand-over is exact; otherwise OpenSSL keeps it. A pull check-in
+//! or any other request that closes its connection (one record each way) stays with OpenSSL:
+//! the hand-over's key derivation would cost more than it saves.
 
 use std::io;
 use std::ops::Range;
