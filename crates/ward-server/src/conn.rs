@@ -102,7 +102,7 @@ pub async fn serve(
                     claim,
                     socket: done.socket,
                 };
-                let stream = TlsConn::OpenSsl(done.stream);
+                let stream = TlsConn::new(done.stream);
                 Box::pin(serve_agent_or_http(shared, accepted, stream)).await;
             }
         } else {

@@ -32,33 +32,57 @@ const WRITE_CHUNK: usize = 4 * MAX_PLAINTEXT;
 
 /// A TLS connection on an agent listener.
 pub enum TlsConn {
-    OpenSsl(SslStream<Buffered<TcpStream>>),
+    /// OpenSSL's; `settled` once a hand-over was refused for good (a CBC suite, TLS 1.0), so
+    /// it is not tried again on each later request.
+    OpenSsl {
+        stream: SslStream<Buffered<TcpStream>>,
+        settled: bool,
+    },
     /// Boxed: the keys are larger than OpenSSL's stream handle.
     HandedOver(Box<RecordStream>),
 }
 
 impl TlsConn {
+    /// A connection that OpenSSL has just handshaken.
+    pub fn new(stream: SslStream<Buffered<TcpStream>>) -> TlsConn {
+        TlsConn::OpenSsl {
+            stream,
+            settled: false,
+        }
+    }
+
     /// Hands the connection's records over from OpenSSL, between two requests; the SSL
-    /// object is freed. `Ok` when it is (or already was) handed over.
-    pub fn hand_over(&mut self) -> Result<(), Refusal> {
-        let TlsConn::OpenSsl(stream) = self else {
-            return Ok(());
+    /// object is freed. `None` when there is nothing (more) to try: already handed over, or
+    /// refused for good before.
+    pub fn hand_over(&mut self) -> Option<Result<(), Refusal>> {
+        let TlsConn::OpenSsl { stream, settled } = self else {
+            return None;
         };
-        let records = handoff::take(stream.ssl())?;
+        if *settled {
+            return None;
+        }
+        let records = match handoff::take(stream.ssl()) {
+            Ok(records) => records,
+            Err(refusal) => {
+                *settled = refusal.is_final();
+                return Some(Err(refusal));
+            }
+        };
         let Some((read_ahead, tcp)) = stream.get_mut().detach() else {
-            return Err(Refusal::NotEstablished);
+            return Some(Err(Refusal::NotEstablished));
         };
         // Dropping the OpenSSL stream frees the SSL object; it writes nothing (no shutdown),
         // and its socket is already out.
         *self = TlsConn::HandedOver(Box::new(RecordStream::new(records, read_ahead, tcp)));
-        Ok(())
+        Some(Ok(()))
     }
 }
 
 /// A stream whose TLS records can be handed over from OpenSSL ([`TlsConn`]); plain TCP has
 /// none to hand.
 pub trait HandOver {
-    /// `None` when there is nothing to hand over (no TLS); otherwise whether it was.
+    /// `None` when there is nothing to hand over (no TLS, or nothing more to try); otherwise
+    /// whether it was.
     fn hand_over(&mut self) -> Option<Result<(), Refusal>>;
 }
 
@@ -77,10 +101,7 @@ impl HandOver for tokio::io::DuplexStream {
 
 impl HandOver for TlsConn {
     fn hand_over(&mut self) -> Option<Result<(), Refusal>> {
-        if matches!(self, TlsConn::HandedOver(_)) {
-            return None;
-        }
-        Some(TlsConn::hand_over(self))
+        TlsConn::hand_over(self)
     }
 }
 
@@ -290,7 +311,7 @@ impl AsyncRead for TlsConn {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            TlsConn::OpenSsl(stream) => Pin::new(stream).poll_read(cx, out),
+            TlsConn::OpenSsl { stream, .. } => Pin::new(stream).poll_read(cx, out),
             TlsConn::HandedOver(stream) => Pin::new(&mut **stream).poll_read(cx, out),
         }
     }
@@ -303,21 +324,21 @@ impl AsyncWrite for TlsConn {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            TlsConn::OpenSsl(stream) => Pin::new(stream).poll_write(cx, buf),
+            TlsConn::OpenSsl { stream, .. } => Pin::new(stream).poll_write(cx, buf),
             TlsConn::HandedOver(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            TlsConn::OpenSsl(stream) => Pin::new(stream).poll_flush(cx),
+            TlsConn::OpenSsl { stream, .. } => Pin::new(stream).poll_flush(cx),
             TlsConn::HandedOver(stream) => Pin::new(&mut **stream).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            TlsConn::OpenSsl(stream) => Pin::new(stream).poll_shutdown(cx),
+            TlsConn::OpenSsl { stream, .. } => Pin::new(stream).poll_shutdown(cx),
             TlsConn::HandedOver(stream) => Pin::new(&mut **stream).poll_shutdown(cx),
         }
     }

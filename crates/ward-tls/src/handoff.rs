@@ -220,6 +220,13 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Whether the same connection would be refused again later: its suite, version or
+    /// history does not change. Only bytes pending inside OpenSSL, or a handshake not yet
+    /// finished, can pass.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Refusal::Pending | Refusal::NotEstablished)
+    }
+
     pub fn reason(self) -> &'static str {
         match self {
             Refusal::NotWatched => "not watched from the start",

@@ -87,7 +87,7 @@ async fn a_handed_over_connection_goes_on_as_before_for_an_openssl_client() {
         ward_tls::handoff::watch(&mut ssl);
         let mut openssl = SslStream::new(ssl, Buffered::new(Vec::new(), tcp)).unwrap();
         Pin::new(&mut openssl).accept().await.unwrap();
-        let mut stream = TlsConn::OpenSsl(openssl);
+        let mut stream = TlsConn::new(openssl);
         assert_eq!(read_exactly(&mut stream, 5).await, b"first");
         stream.write_all(b"answer").await.unwrap();
         stream.flush().await.unwrap();
@@ -116,4 +116,64 @@ async fn a_handed_over_connection_goes_on_as_before_for_an_openssl_client() {
             assert!(handed.incoming.capacity() == 0 && handed.outgoing.capacity() == 0);
         }
     }
+}
+
+#[tokio::test]
+async fn a_connection_refused_for_good_is_not_tried_again_and_works_on() {
+    // TLS 1.2 with a CBC suite: the hand-over does not take it, and never will.
+    let ca = ward_tls::pki::new_ca("records test").unwrap();
+    let leaf = ward_tls::pki::new_server_cert(&ca, &["localhost"], &[]).unwrap();
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+    builder.set_certificate(&leaf.cert).unwrap();
+    builder.set_private_key(&leaf.key).unwrap();
+    builder
+        .set_max_proto_version(Some(SslVersion::TLS1_2))
+        .unwrap();
+    builder
+        .set_cipher_list("ECDHE-ECDSA-AES128-SHA256")
+        .unwrap();
+    ward_tls::handoff::enable(&mut builder);
+    let context = builder.build().into_context();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let client = std::thread::spawn(move || {
+        let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        connector.set_verify(SslVerifyMode::NONE);
+        connector
+            .set_cipher_list("ECDHE-ECDSA-AES128-SHA256")
+            .unwrap();
+        let tcp = std::net::TcpStream::connect(address).unwrap();
+        let mut stream = connector
+            .build()
+            .configure()
+            .unwrap()
+            .verify_hostname(false)
+            .connect("localhost", tcp)
+            .unwrap();
+        for round in 0u8..3 {
+            stream.write_all(&[round; 4]).unwrap();
+            let mut answer = [0u8; 4];
+            stream.read_exact(&mut answer).unwrap();
+            assert_eq!(answer, [round + 10; 4]);
+        }
+    });
+    let (tcp, _) = listener.accept().await.unwrap();
+    let mut ssl = Ssl::new(&context).unwrap();
+    ward_tls::handoff::watch(&mut ssl);
+    let mut openssl = SslStream::new(ssl, Buffered::new(Vec::new(), tcp)).unwrap();
+    Pin::new(&mut openssl).accept().await.unwrap();
+    let mut stream = TlsConn::new(openssl);
+    for round in 0u8..3 {
+        assert_eq!(read_exactly(&mut stream, 4).await, [round; 4]);
+        let tried = HandOver::hand_over(&mut stream);
+        if round == 0 {
+            assert_eq!(tried, Some(Err(Refusal::Suite)));
+        } else {
+            assert_eq!(tried, None, "round {round}: not tried again");
+        }
+        stream.write_all(&[round + 10; 4]).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    client.join().unwrap();
+    assert!(matches!(stream, TlsConn::OpenSsl { settled: true, .. }));
 }
