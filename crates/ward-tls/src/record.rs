@@ -79,6 +79,15 @@ impl Suite {
         }
     }
 
+    /// TLS 1.2: the explicit nonce each record carries (AES-GCM's 8 bytes; none for
+    /// ChaCha20-Poly1305, whose nonce is the IV XOR the sequence number).
+    fn tls12_explicit_nonce_len(self) -> usize {
+        match self {
+            Suite::Aes128Gcm | Suite::Aes256Gcm => EXPLICIT_NONCE_LEN,
+            Suite::ChaCha20Poly1305 => 0,
+        }
+    }
+
     fn cipher(self) -> &'static CipherRef {
         match self {
             Suite::Aes128Gcm => openssl::cipher::Cipher::aes_128_gcm(),
@@ -295,6 +304,18 @@ impl Protection {
         nonce
     }
 
+    /// TLS 1.2's nonce of record `seq`: AES-GCM's salt then the record's `explicit` nonce
+    /// (RFC 5288), or, with no explicit nonce, the IV XOR the sequence number (RFC 7905).
+    fn tls12_nonce(&self, seq: u64, explicit: &[u8]) -> [u8; 12] {
+        if explicit.is_empty() {
+            return self.xor_nonce(seq);
+        }
+        let mut nonce = [0u8; 12];
+        nonce[..4].copy_from_slice(&self.iv[..4]);
+        nonce[4..].copy_from_slice(explicit);
+        nonce
+    }
+
     fn next_seq(&mut self) -> Result<u64, RecordError> {
         let seq = self.seq;
         self.seq = seq.checked_add(1).ok_or(RecordError::SequenceExhausted)?;
@@ -323,30 +344,21 @@ impl Protection {
                 out.push(content_type);
                 let nonce = self.xor_nonce(seq);
                 let (header, body) = out[start..].split_at_mut(HEADER_LEN);
-                let mut tag = [0u8; TAG_LEN];
-                aead(self.suite, true, &self.key, &nonce, header, body, &mut tag)?;
+                let tag = seal_in_place(self.suite, &self.key, &nonce, header, body)?;
                 out.extend_from_slice(&tag);
             }
             Version::Tls12 => {
-                let explicit = self.suite.tls12_iv_len() == 4;
-                let nonce_len = if explicit { EXPLICIT_NONCE_LEN } else { 0 };
-                let length = nonce_len + data.len() + TAG_LEN;
+                // AES-GCM's explicit nonce is the sequence number.
+                let explicit = &seq.to_be_bytes()[..self.suite.tls12_explicit_nonce_len()];
+                let length = explicit.len() + data.len() + TAG_LEN;
                 out.extend_from_slice(&[content_type, 3, 3]);
                 out.extend_from_slice(&(length as u16).to_be_bytes());
-                let nonce = if explicit {
-                    out.extend_from_slice(&seq.to_be_bytes());
-                    let mut nonce = [0u8; 12];
-                    nonce[..4].copy_from_slice(&self.iv[..4]);
-                    nonce[4..].copy_from_slice(&seq.to_be_bytes());
-                    nonce
-                } else {
-                    self.xor_nonce(seq)
-                };
+                out.extend_from_slice(explicit);
                 out.extend_from_slice(data);
+                let nonce = self.tls12_nonce(seq, explicit);
                 let aad = tls12_aad(seq, content_type, data.len());
-                let body = &mut out[start + HEADER_LEN + nonce_len..];
-                let mut tag = [0u8; TAG_LEN];
-                aead(self.suite, true, &self.key, &nonce, &aad, body, &mut tag)?;
+                let body = &mut out[start + HEADER_LEN + explicit.len()..];
+                let tag = seal_in_place(self.suite, &self.key, &nonce, &aad, body)?;
                 out.extend_from_slice(&tag);
             }
         }
@@ -372,17 +384,7 @@ impl Protection {
                 let nonce = self.xor_nonce(seq);
                 let (header, body) = record.split_at_mut(HEADER_LEN);
                 let (sealed, tag) = body.split_at_mut(length - TAG_LEN);
-                let mut tag_bytes = [0u8; TAG_LEN];
-                tag_bytes.copy_from_slice(tag);
-                aead(
-                    self.suite,
-                    false,
-                    &self.key,
-                    &nonce,
-                    header,
-                    sealed,
-                    &mut tag_bytes,
-                )?;
+                open_in_place(self.suite, &self.key, &nonce, header, sealed, tag)?;
                 self.next_seq()?;
                 // The inner plaintext: content, its type, then zero padding.
                 let Some(last) = sealed.iter().rposition(|&b| b != 0) else {
@@ -402,8 +404,7 @@ impl Protection {
                 ) {
                     return Err(RecordError::Unexpected("record type after the handshake"));
                 }
-                let explicit = self.suite.tls12_iv_len() == 4;
-                let nonce_len = if explicit { EXPLICIT_NONCE_LEN } else { 0 };
+                let nonce_len = self.suite.tls12_explicit_nonce_len();
                 if length < nonce_len + TAG_LEN {
                     return Err(RecordError::BadRecordMac);
                 }
@@ -412,28 +413,11 @@ impl Protection {
                     return Err(RecordError::Overflow(plain_len));
                 }
                 let seq = self.seq;
-                let nonce = if explicit {
-                    let mut nonce = [0u8; 12];
-                    nonce[..4].copy_from_slice(&self.iv[..4]);
-                    nonce[4..].copy_from_slice(&record[HEADER_LEN..HEADER_LEN + nonce_len]);
-                    nonce
-                } else {
-                    self.xor_nonce(seq)
-                };
-                let aad = tls12_aad(seq, content_type, plain_len);
                 let start = HEADER_LEN + nonce_len;
+                let nonce = self.tls12_nonce(seq, &record[HEADER_LEN..start]);
+                let aad = tls12_aad(seq, content_type, plain_len);
                 let (sealed, tag) = record[start..].split_at_mut(plain_len);
-                let mut tag_bytes = [0u8; TAG_LEN];
-                tag_bytes.copy_from_slice(tag);
-                aead(
-                    self.suite,
-                    false,
-                    &self.key,
-                    &nonce,
-                    &aad,
-                    sealed,
-                    &mut tag_bytes,
-                )?;
+                open_in_place(self.suite, &self.key, &nonce, &aad, sealed, tag)?;
                 self.next_seq()?;
                 Ok((content_type, start..start + plain_len))
             }
@@ -492,17 +476,12 @@ thread_local! {
     static CONTEXT: RefCell<Option<(Suite, CipherCtx)>> = const { RefCell::new(None) };
 }
 
-/// Seals (`encrypt`) or opens `data` in place with the AEAD: the tag is written to `tag` when
-/// sealing and checked against it when opening.
-fn aead(
+/// Runs `f` on this thread's cipher context, with the cipher to initialise it with when it
+/// last served another suite (`None`: re-keying is enough).
+fn with_context<R>(
     suite: Suite,
-    encrypt: bool,
-    key: &[u8; 32],
-    nonce: &[u8; 12],
-    aad: &[u8],
-    data: &mut [u8],
-    tag: &mut [u8; TAG_LEN],
-) -> Result<(), RecordError> {
+    f: impl FnOnce(&mut CipherCtx, Option<&CipherRef>) -> Result<R, RecordError>,
+) -> Result<R, RecordError> {
     CONTEXT.with(|slot| {
         let mut slot = slot.borrow_mut();
         let cipher = match &*slot {
@@ -515,27 +494,52 @@ fn aead(
         let Some((_, ctx)) = slot.as_mut() else {
             unreachable!("the context was just set");
         };
-        let key = &key[..suite.key_len()];
-        if encrypt {
-            ctx.encrypt_init(cipher, Some(key), Some(nonce))?;
-        } else {
-            ctx.decrypt_init(cipher, Some(key), Some(nonce))?;
-            ctx.set_tag(tag)?;
-        }
+        f(ctx, cipher)
+    })
+}
+
+/// Encrypts `data` in place with the AEAD and returns its tag.
+fn seal_in_place(
+    suite: Suite,
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    data: &mut [u8],
+) -> Result<[u8; TAG_LEN], RecordError> {
+    with_context(suite, |ctx, cipher| {
+        ctx.encrypt_init(cipher, Some(&key[..suite.key_len()]), Some(nonce))?;
         ctx.cipher_update(aad, None)?;
         let len = data.len();
         if len > 0 {
             ctx.cipher_update_inplace(data, len)?;
         }
-        if encrypt {
-            ctx.cipher_final(&mut [])?;
-            ctx.tag(tag)?;
-            Ok(())
-        } else {
-            ctx.cipher_final(&mut [])
-                .map(|_| ())
-                .map_err(|_| RecordError::BadRecordMac)
+        ctx.cipher_final(&mut [])?;
+        let mut tag = [0u8; TAG_LEN];
+        ctx.tag(&mut tag)?;
+        Ok(tag)
+    })
+}
+
+/// Decrypts `data` in place with the AEAD, checking it against `tag`.
+fn open_in_place(
+    suite: Suite,
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    data: &mut [u8],
+    tag: &[u8],
+) -> Result<(), RecordError> {
+    with_context(suite, |ctx, cipher| {
+        ctx.decrypt_init(cipher, Some(&key[..suite.key_len()]), Some(nonce))?;
+        ctx.set_tag(tag)?;
+        ctx.cipher_update(aad, None)?;
+        let len = data.len();
+        if len > 0 {
+            ctx.cipher_update_inplace(data, len)?;
         }
+        ctx.cipher_final(&mut [])
+            .map(|_| ())
+            .map_err(|_| RecordError::BadRecordMac)
     })
 }
 
