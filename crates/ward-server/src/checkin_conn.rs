@@ -255,15 +255,7 @@ where
         if !head.close {
             // A kept connection (a push agent holds its check-ins on it): its TLS records
             // leave OpenSSL, whose SSL object is freed (`records`).
-            if let Some(result) = stream.hand_over() {
-                shared.telemetry.metrics.ops.handover(result.is_ok());
-                if let Err(refusal) = result {
-                    debug!(
-                        reason = refusal.reason(),
-                        "the connection stays with OpenSSL"
-                    );
-                }
-            }
+            crate::records::hand_over_counted(&mut stream, &shared.telemetry.metrics.ops);
         }
         let body = Bytes::copy_from_slice(&buffer[head.head_len..whole]);
         // What a held check-in no longer needs is freed before the hold.

@@ -416,10 +416,8 @@ where
         // A kept connection's requests for hyper go through ward's record layer: cheaper per
         // request than OpenSSL's. One request then a close is left to OpenSSL (the hand-over's
         // key derivation would cost more than it saves).
-        if keep_alive {
-            if let Some(Some(result)) = stream.get_mut().map(HandOver::hand_over) {
-                shared.telemetry.metrics.ops.handover(result.is_ok());
-            }
+        if let Some(inner) = stream.get_mut().filter(|_| keep_alive) {
+            crate::records::hand_over_counted(inner, &shared.telemetry.metrics.ops);
         }
         Box::pin(serve_http(shared, accepted, stream)).await;
     }

@@ -86,6 +86,21 @@ pub trait HandOver {
     fn hand_over(&mut self) -> Option<Result<(), Refusal>>;
 }
 
+/// Tries to hand `stream`'s records over (see [`HandOver`]), counting the outcome on
+/// /metrics (`ward_tls_handovers_total`) and saying at debug why OpenSSL keeps a connection.
+pub fn hand_over_counted(stream: &mut impl HandOver, metrics: &crate::metrics::Operations) {
+    let Some(result) = stream.hand_over() else {
+        return;
+    };
+    metrics.handover(result.is_ok());
+    if let Err(refusal) = result {
+        tracing::debug!(
+            reason = refusal.reason(),
+            "the connection stays with OpenSSL"
+        );
+    }
+}
+
 impl HandOver for TcpStream {
     fn hand_over(&mut self) -> Option<Result<(), Refusal>> {
         None

@@ -10,8 +10,8 @@ use std::os::unix::net::UnixStream;
 use foreign_types::ForeignTypeRef;
 
 use openssl::ssl::{
-    ErrorCode, Ssl, SslAcceptor, SslConnector, SslContext, SslMethod, SslSession, SslStream,
-    SslVerifyMode, SslVersion,
+    ErrorCode, Ssl, SslAcceptor, SslConnector, SslContext, SslContextBuilder, SslMethod,
+    SslSession, SslStream, SslVerifyMode, SslVersion,
 };
 use ward_tls::handoff::{self, Refusal};
 use ward_tls::record::{self, Received, Records};
@@ -42,13 +42,7 @@ fn server_context(case: Case) -> SslContext {
     let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
     builder.set_certificate(&leaf.cert).unwrap();
     builder.set_private_key(&leaf.key).unwrap();
-    builder.set_min_proto_version(Some(case.version)).unwrap();
-    builder.set_max_proto_version(Some(case.version)).unwrap();
-    if case.version == SslVersion::TLS1_3 {
-        builder.set_ciphersuites(case.suite).unwrap();
-    } else {
-        builder.set_cipher_list(case.suite).unwrap();
-    }
+    offer(&mut builder, case);
     builder.set_num_tickets(case.tickets).unwrap();
     handoff::enable(&mut builder);
     builder.build().into_context()
@@ -57,14 +51,19 @@ fn server_context(case: Case) -> SslContext {
 fn connector(case: Case) -> SslConnector {
     let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
     connector.set_verify(SslVerifyMode::NONE);
-    connector.set_min_proto_version(Some(case.version)).unwrap();
-    connector.set_max_proto_version(Some(case.version)).unwrap();
-    if case.version == SslVersion::TLS1_3 {
-        connector.set_ciphersuites(case.suite).unwrap();
-    } else {
-        connector.set_cipher_list(case.suite).unwrap();
-    }
+    offer(&mut connector, case);
     connector.build()
+}
+
+/// The case's one version and suite, on either side.
+fn offer(builder: &mut SslContextBuilder, case: Case) {
+    builder.set_min_proto_version(Some(case.version)).unwrap();
+    builder.set_max_proto_version(Some(case.version)).unwrap();
+    if case.version == SslVersion::TLS1_3 {
+        builder.set_ciphersuites(case.suite).unwrap();
+    } else {
+        builder.set_cipher_list(case.suite).unwrap();
+    }
 }
 
 /// The client: OpenSSL from start to end. Returns its session and whether it resumed.

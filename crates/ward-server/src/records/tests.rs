@@ -29,6 +29,18 @@ async fn read_exactly(stream: &mut TlsConn, len: usize) -> Vec<u8> {
     out
 }
 
+/// At most `version`, and (TLS 1.2) only `ciphers` when given: on either side.
+fn offer(
+    builder: &mut openssl::ssl::SslContextBuilder,
+    version: SslVersion,
+    ciphers: Option<&str>,
+) {
+    builder.set_max_proto_version(Some(version)).unwrap();
+    if let Some(ciphers) = ciphers {
+        builder.set_cipher_list(ciphers).unwrap();
+    }
+}
+
 /// A server and a client of one version and (TLS 1.2) cipher list: the server's half on a
 /// loopback listener, the client's half (a blocking OpenSSL client, as the agents are) in its
 /// own thread, running `client` once connected.
@@ -44,10 +56,7 @@ impl Pair {
         let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
         builder.set_certificate(&leaf.cert).unwrap();
         builder.set_private_key(&leaf.key).unwrap();
-        builder.set_max_proto_version(Some(version)).unwrap();
-        if let Some(ciphers) = ciphers {
-            builder.set_cipher_list(ciphers).unwrap();
-        }
+        offer(&mut builder, version, ciphers);
         ward_tls::handoff::enable(&mut builder);
         Pair {
             listener: TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -70,10 +79,7 @@ impl Pair {
         let thread = std::thread::spawn(move || {
             let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
             connector.set_verify(SslVerifyMode::NONE);
-            connector.set_max_proto_version(Some(version)).unwrap();
-            if let Some(ciphers) = ciphers {
-                connector.set_cipher_list(ciphers).unwrap();
-            }
+            offer(&mut connector, version, ciphers);
             let tcp = std::net::TcpStream::connect(address).unwrap();
             let stream = connector
                 .build()
