@@ -417,8 +417,12 @@ impl Transport {
             let mut config = connector.configure().map_err(|e| e.to_string())?;
             config.set_use_server_name_indication(self.sni);
             if let Some(session) = self.sessions.get(&(url.to_string(), verify)) {
-                // The session comes from this same connector's context, as OpenSSL requires.
-                unsafe { config.set_session(session).map_err(|e| e.to_string())? };
+                // A copy, so the session kept stays resumable after a TLS 1.3 connection used
+                // it (the server gives a new one only when it is half spent). It comes from
+                // this same connector's context, as OpenSSL requires.
+                if let Some(copy) = ward_tls::ffi::session_to_offer(session) {
+                    unsafe { config.set_session(&copy).map_err(|e| e.to_string())? };
+                }
             }
             let tls = config
                 .connect(&host, tcp)

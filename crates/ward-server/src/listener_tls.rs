@@ -127,7 +127,14 @@ pub fn load(
                     Ok(None) => {}
                     Ok(Some(keys)) => {
                         ward_tls::ffi::set_ticket_keys(keys);
-                        if !ward_tls::ffi::use_ticket_keys(&context) {
+                        // Browsers use a TLS 1.3 ticket once; agents keep theirs.
+                        let renewal = match role {
+                            Role::Console => ward_tls::ffi::Renewal::EveryResumption,
+                            Role::Clients | Role::ClientsHttp => {
+                                ward_tls::ffi::Renewal::WhenHalfSpent
+                            }
+                        };
+                        if !ward_tls::ffi::use_ticket_keys(&context, renewal) {
                             findings.push(Finding::new(
                                 Severity::Warning,
                                 format!(

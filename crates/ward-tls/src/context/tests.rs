@@ -1,8 +1,18 @@
 use super::*;
 use crate::conf::listener_conf;
+use crate::ffi::{set_ticket_keys, use_ticket_keys, Renewal, TicketKeys, TICKET_KEY_LEN};
 use crate::pki;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
+
+/// The ticket keys are the process's: a test that sets them holds this while it runs, or a
+/// test running alongside could change them under it.
+fn ticket_keys_held() -> MutexGuard<'static, ()> {
+    static HELD: Mutex<()> = Mutex::new(());
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -58,7 +68,9 @@ fn connect_resuming(
     use std::io::Read;
     let mut config = connector.configure().unwrap();
     if let Some(session) = session {
-        unsafe { config.set_session(session).unwrap() };
+        // A copy, as agents offer: the session kept stays resumable.
+        let copy = crate::ffi::session_to_offer(session).unwrap();
+        unsafe { config.set_session(&copy).unwrap() };
     }
     let mut tls = config
         .connect("localhost", TcpStream::connect(address).unwrap())
@@ -249,14 +261,14 @@ fn resumption_follows_the_session_directives() {
 
 #[test]
 fn rotated_ticket_keys_still_accept_the_previous_key_and_no_older() {
-    use crate::ffi::{set_ticket_keys, use_ticket_keys, TicketKeys, TICKET_KEY_LEN};
+    let _keys = ticket_keys_held();
     let fixture = fixture();
     // Tickets only: no server-side session cache to resume from.
     let text = "SSLProtocol TLSv1.2\nSSLSessionCache none\nSSLCertificateFile server.pem\n\
                 SSLCertificateKeyFile server.key\n";
     let policy = listener_conf("t", text).policy.unwrap();
     let context = build_acceptor(&policy, fixture.dir.path()).unwrap();
-    assert!(use_ticket_keys(&context));
+    assert!(use_ticket_keys(&context, Renewal::WhenHalfSpent));
     let key = |byte: u8| [byte; TICKET_KEY_LEN];
     set_ticket_keys(TicketKeys {
         current: key(1),
@@ -297,32 +309,115 @@ fn rotated_ticket_keys_still_accept_the_previous_key_and_no_older() {
     server.join().unwrap();
 }
 
-#[test]
-fn a_resumed_tls13_connection_leaves_a_ticket_that_resumes_again() {
-    use crate::ffi::{set_ticket_keys, use_ticket_keys, TicketKeys, TICKET_KEY_LEN};
-    let fixture = fixture();
+/// A client that counts the sessions (tickets) the server gives it.
+fn counting_connector(fixture: &Fixture) -> (openssl::ssl::SslConnector, Arc<AtomicUsize>) {
+    let given = Arc::new(AtomicUsize::new(0));
+    let mut builder = connector_builder(&ClientTls {
+        min: None,
+        max: None,
+        verification: ServerVerification::Ca(fixture.ca_pem.clone()),
+        cipher_list: None,
+    })
+    .unwrap();
+    let count = given.clone();
+    builder.set_new_session_callback(move |_, _| {
+        count.fetch_add(1, Ordering::SeqCst);
+    });
+    (builder.build(), given)
+}
+
+/// A TLS 1.3 listener with tickets only, lifetime `lifetime` seconds, its tickets renewed as
+/// `renewal` says, for `connections` handshakes.
+fn tls13_ticket_listener(
+    fixture: &Fixture,
+    renewal: Renewal,
+    lifetime: i64,
+    connections: usize,
+) -> (std::net::SocketAddr, thread::JoinHandle<()>) {
     let text = "SSLProtocol TLSv1.3\nSSLSessionCache none\nSSLCertificateFile server.pem\n\
                 SSLCertificateKeyFile server.key\n";
     let policy = listener_conf("t", text).policy.unwrap();
     let context = build_acceptor(&policy, fixture.dir.path()).unwrap();
-    assert!(use_ticket_keys(&context));
+    extern "C" {
+        fn SSL_CTX_set_timeout(
+            ctx: *mut openssl_sys::SSL_CTX,
+            seconds: std::ffi::c_long,
+        ) -> std::ffi::c_long;
+    }
+    // SAFETY: the context is alive and not yet shared.
+    unsafe { SSL_CTX_set_timeout(foreign_types::ForeignType::as_ptr(&context), lifetime as _) };
+    assert!(use_ticket_keys(&context, renewal));
     set_ticket_keys(TicketKeys {
         current: [7; TICKET_KEY_LEN],
         previous: None,
     });
-    let (address, server) = serve(context, 6);
-    let connector = ca_connector(&fixture);
+    serve(context, connections)
+}
+
+/// The console's listener: a browser uses a TLS 1.3 ticket once, so each resumption leaves a
+/// new one that resumes again.
+#[test]
+fn a_resumed_tls13_connection_leaves_a_ticket_that_resumes_again() {
+    let _keys = ticket_keys_held();
+    let fixture = fixture();
+    let (address, server) = tls13_ticket_listener(&fixture, Renewal::EveryResumption, 7200, 6);
+    let (connector, given) = counting_connector(&fixture);
     let connect =
         |session: Option<&openssl::ssl::SslSession>| connect_resuming(&connector, address, session);
     let (reused, mut session) = connect(None);
     assert!(!reused);
-    // An agent checks in again and again, each time with the ticket the last one left: every
+    // A browser connects again and again, each time with the ticket the last one left: every
     // one resumes (a server that issues no ticket on resumption makes every other one full).
     for round in 0..5 {
         let (reused, next) = connect(Some(&session));
         assert!(reused, "connection {round} after the first resumes");
         session = next;
     }
+    assert_eq!(given.load(Ordering::SeqCst), 6, "one ticket per connection");
+    server.join().unwrap();
+}
+
+/// The agents' listeners: an agent keeps its session until it is given another, so a young
+/// ticket is used again without a new one; once half its lifetime is spent, it is renewed.
+#[test]
+fn an_agent_keeps_its_tls13_ticket_until_half_its_lifetime_is_spent() {
+    let _keys = ticket_keys_held();
+    let fixture = fixture();
+    let (address, server) = tls13_ticket_listener(&fixture, Renewal::WhenHalfSpent, 4, 5);
+    let (connector, given) = counting_connector(&fixture);
+    let connect =
+        |session: Option<&openssl::ssl::SslSession>| connect_resuming(&connector, address, session);
+    let (reused, first) = connect(None);
+    assert!(!reused);
+    assert_eq!(
+        given.load(Ordering::SeqCst),
+        1,
+        "a full handshake gives a ticket"
+    );
+    // Within the first second of a 4-second lifetime: used again, no new ticket.
+    for round in 0..2 {
+        let (reused, _) = connect(Some(&first));
+        assert!(reused, "connection {round} with the first ticket resumes");
+    }
+    assert_eq!(
+        given.load(Ordering::SeqCst),
+        1,
+        "a young ticket is not renewed"
+    );
+    // Half the lifetime spent: it still resumes, and a new ticket comes with it.
+    thread::sleep(std::time::Duration::from_millis(2100));
+    let (reused, _) = connect(Some(&first));
+    assert!(reused, "a ticket half spent resumes");
+    assert_eq!(
+        given.load(Ordering::SeqCst),
+        2,
+        "a ticket half spent is renewed"
+    );
+    // Past its lifetime: a full handshake, and a new ticket.
+    thread::sleep(std::time::Duration::from_millis(2100));
+    let (reused, _) = connect(Some(&first));
+    assert!(!reused, "a ticket past its lifetime does not resume");
+    assert_eq!(given.load(Ordering::SeqCst), 3);
     server.join().unwrap();
 }
 
@@ -331,14 +426,14 @@ fn a_resumed_tls13_connection_leaves_a_ticket_that_resumes_again() {
 /// sees what the listener serves now.
 #[test]
 fn sessions_resume_only_under_the_settings_that_made_them() {
-    use crate::ffi::{set_ticket_keys, use_ticket_keys, TicketKeys, TICKET_KEY_LEN};
+    let _keys = ticket_keys_held();
     let fixture = fixture();
     let text =
         "SSLProtocol TLSv1.3\nSSLCertificateFile server.pem\nSSLCertificateKeyFile server.key\n";
     let acceptor = |text: &str| {
         let policy = listener_conf("t", text).policy.unwrap();
         let context = build_acceptor(&policy, fixture.dir.path()).unwrap();
-        assert!(use_ticket_keys(&context));
+        assert!(use_ticket_keys(&context, Renewal::WhenHalfSpent));
         context
     };
     set_ticket_keys(TicketKeys {

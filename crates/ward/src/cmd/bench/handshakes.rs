@@ -255,8 +255,9 @@ async fn one_connection(
         .map_err(|e| format!("connect: {}", e.kind()))?;
     let _ = tcp.set_nodelay(true);
     let mut config = connector.configure().map_err(|e| e.to_string())?;
-    if let Some(session) = session {
-        // SAFETY: the session comes from this connector's own context.
+    if let Some(session) = session.as_deref().and_then(ward_tls::ffi::session_to_offer) {
+        // A copy, as agents offer (ward's agents' listener renews a TLS 1.3 ticket only when
+        // it is half spent). SAFETY: the session comes from this connector's own context.
         unsafe { config.set_session(&session) }.map_err(|e| e.to_string())?;
     }
     let ssl = config

@@ -399,11 +399,16 @@ impl Shared {
         if legacy {
             config.set_use_server_name_indication(self.legacy_offer.profile.is_none_or(|p| p.sni));
         }
-        if let Some(previous) = session.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            // The session came from this agent's earlier connection through the same
-            // connector (this run's, or an earlier run's kept as DER, which OpenSSL ties to
-            // no context).
-            unsafe { config.set_session(previous) }.map_err(tls)?;
+        let previous = session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+            .and_then(ward_tls::ffi::session_to_offer);
+        if let Some(previous) = previous {
+            // A copy, as the agent offers, so the session kept stays resumable. It came from
+            // this agent's earlier connection through the same connector (this run's, or an
+            // earlier run's kept as DER, which OpenSSL ties to no context).
+            unsafe { config.set_session(&previous) }.map_err(tls)?;
         }
         let mut ssl = config.into_ssl(&host).map_err(tls)?;
         ssl.set_ex_data(session_index(), session.clone());
