@@ -86,6 +86,15 @@ impl Stream {
         }
     }
 
+    /// Open, with nothing from the server waiting: not on the socket (see [`still_open`]) and
+    /// not inside OpenSSL, which reads ahead (a close_notify it took with the last answer).
+    fn quiet(&self) -> bool {
+        match self {
+            Stream::Tls(tls) => still_open(tls.get_ref()) && !ward_tls::ffi::has_pending(tls.ssl()),
+            Stream::Plain(tcp) => still_open(tcp),
+        }
+    }
+
     /// The channel, and the TLS version over HTTPS.
     fn version(&self) -> (&'static str, Option<String>) {
         match self {
@@ -324,7 +333,7 @@ impl Transport {
             call.keep_alive,
         );
         if let Some(kept) = self.kept.take() {
-            if kept.url == url && kept.verify == verify && still_open(kept.stream.tcp()) {
+            if kept.url == url && kept.verify == verify && kept.stream.quiet() {
                 match self.on_kept(kept, &request, call, timeout) {
                     Ok(exchange) => return Ok(exchange),
                     // Not written: the server had closed it. Once more, on a new connection.
@@ -355,11 +364,7 @@ impl Transport {
         tcp.set_read_timeout(Some(timeout))
             .map_err(|e| Some(e.to_string()))?;
         let io = kept.stream.io();
-        if io
-            .write_all(request.as_bytes())
-            .and_then(|_| io.write_all(call.body))
-            .is_err()
-        {
+        if send(io, request, call.body).is_err() {
             return Err(None);
         }
         // Sent: never sent again, whatever comes back (the server may have recorded it, and
@@ -433,8 +438,7 @@ impl Transport {
         };
         let io = stream.io();
         let mut raw = Vec::new();
-        io.write_all(request.as_bytes())
-            .and_then(|_| io.write_all(call.body))
+        send(io, request, call.body)
             .and_then(|_| read_response(io, &mut raw))
             .map_err(|e| format!("{url}: {e}"))?;
         let exchange = finish(&raw, stream.version()).map_err(|e| format!("{url}: {e}"))?;
@@ -481,6 +485,15 @@ fn finish(
 /// The largest answer the agent reads; a server (or an attacker on plain HTTP) cannot make
 /// it buffer more.
 pub const MAX_RESPONSE: u64 = 4 << 20;
+
+/// Writes a request's head and body in one write: one TLS record and one segment, where two
+/// writes made two of each.
+fn send(stream: &mut dyn ReadWrite, head: &str, body: &[u8]) -> std::io::Result<()> {
+    let mut message = Vec::with_capacity(head.len() + body.len());
+    message.extend_from_slice(head.as_bytes());
+    message.extend_from_slice(body);
+    stream.write_all(&message)
+}
 
 /// Reads one response into `out`: to the end of its `Content-Length` (the connection may
 /// carry the next request), or to the end of the stream when it gives none; at most

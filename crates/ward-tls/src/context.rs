@@ -381,6 +381,11 @@ pub fn connector_builder(
         ServerVerification::None => builder.set_verify(SslVerifyMode::NONE),
     }
     builder.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+    // OpenSSL reads a record in two reads (its header, then its body) unless it may read
+    // ahead, which it does once the handshake is done (a handshake it reads exactly): the
+    // answer and its close_notify then come in one `recv`. (Servers read ahead through their
+    // own buffer, which an idle connection frees; a client's connection is short or its own.)
+    builder.set_read_ahead(true);
     set_default_groups(&mut builder)?;
     Ok(builder)
 }

@@ -104,29 +104,40 @@ impl Kept {
     }
 }
 
+/// The read buffer under OpenSSL: a resumed handshake's flight and an answer fit.
+const READ_BUFFER: usize = 4096;
+
 enum Stream {
-    Tls(Box<tokio_openssl::SslStream<tokio::net::TcpStream>>),
+    /// OpenSSL reads a handshake record by record, each in two reads (header, then body):
+    /// under it, a small buffer takes what the socket has in one `recv` (as the server's
+    /// `io::Buffered` does), about 7 calls fewer per resumed check-in.
+    Tls(Box<tokio_openssl::SslStream<tokio::io::BufReader<tokio::net::TcpStream>>>),
     Plain(tokio::net::TcpStream),
 }
 
 impl Stream {
-    fn tcp(&self) -> &tokio::net::TcpStream {
+    /// Open, with nothing from the server waiting, on the socket or inside OpenSSL (which
+    /// reads ahead), as the agent checks.
+    fn quiet(&self) -> bool {
         match self {
-            Stream::Tls(tls) => tls.get_ref(),
-            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => {
+                still_open(tls.get_ref().get_ref())
+                    && tls.get_ref().buffer().is_empty()
+                    && !ward_tls::ffi::has_pending(tls.ssl())
+            }
+            Stream::Plain(tcp) => still_open(tcp),
         }
     }
 
+    /// The request's head and body in one write, as the agent sends them: one TLS record and
+    /// one segment.
     async fn write(&mut self, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+        let mut message = Vec::with_capacity(head.len() + body.len());
+        message.extend_from_slice(head);
+        message.extend_from_slice(body);
         match self {
-            Stream::Tls(tls) => {
-                tls.write_all(head).await?;
-                tls.write_all(body).await
-            }
-            Stream::Plain(tcp) => {
-                tcp.write_all(head).await?;
-                tcp.write_all(body).await
-            }
+            Stream::Tls(tls) => tls.write_all(&message).await,
+            Stream::Plain(tcp) => tcp.write_all(&message).await,
         }
     }
 
@@ -259,7 +270,7 @@ impl Shared {
                 Some(previous)
                     if previous.url == url
                         && previous.verify == verify
-                        && still_open(previous.stream.tcp()) =>
+                        && previous.stream.quiet() =>
                 {
                     (previous.stream, true)
                 }
@@ -412,6 +423,7 @@ impl Shared {
         }
         let mut ssl = config.into_ssl(&host).map_err(tls)?;
         ssl.set_ex_data(session_index(), session.clone());
+        let tcp = tokio::io::BufReader::with_capacity(READ_BUFFER, tcp);
         let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(tls)?;
         std::pin::Pin::new(&mut stream)
             .connect()
