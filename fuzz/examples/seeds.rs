@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
-use ward_agent::transport::request_head;
+use ward_agent::transport::request_message;
 use ward_proto::messages::{
     decode, encode, header, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse,
     ErrorBody, Hello, Mode, Settings, SettingsPackage, CHECKIN_PATH, ENROLL_PATH,
@@ -129,15 +129,15 @@ fn main() {
             (header::NONCE, auth.nonce.clone()),
             (header::MAC, mac),
         ];
-        let head = request_head(
+        let message = request_message(
             "POST",
             CHECKIN_PATH,
             "mgr1:8014",
             &headers,
-            body.len(),
+            body.as_bytes(),
             false,
         );
-        [&[0u8][..], head.as_bytes(), body.as_bytes()].concat()
+        [&[0u8][..], &message].concat()
     };
     let fresh = RequestAuth {
         agent: AGENT.into(),
@@ -159,18 +159,18 @@ fn main() {
         "checkin_push_stale.http",
         signed_request(&stale, &push_body),
     );
-    let unsigned = request_head(
+    let unsigned = request_message(
         "POST",
         ENROLL_PATH,
         "mgr1:8014",
         &[("Content-Type", "application/json".to_string())],
-        encode(&proven).len(),
+        encode(&proven).as_bytes(),
         false,
     );
     write(
         "envelope",
         "enroll_unsigned.http",
-        [&[0u8][..], unsigned.as_bytes(), encode(&proven).as_bytes()].concat(),
+        [&[0u8][..], &unsigned].concat(),
     );
 
     // envelope, agent side (first byte 1): the server's HTTP answers, as hyper writes them.

@@ -324,12 +324,12 @@ impl Transport {
         timeout: Duration,
     ) -> Result<Exchange, String> {
         let (_, host, _) = split_url(url)?;
-        let request = request_head(
+        let request = request_message(
             call.method,
             call.path,
             &host,
             call.headers,
-            call.body.len(),
+            call.body,
             call.keep_alive,
         );
         if let Some(kept) = self.kept.take() {
@@ -353,7 +353,7 @@ impl Transport {
     fn on_kept(
         &mut self,
         mut kept: Kept,
-        request: &str,
+        request: &[u8],
         call: &Call<'_>,
         timeout: Duration,
     ) -> Result<Exchange, Option<String>> {
@@ -364,7 +364,7 @@ impl Transport {
         tcp.set_read_timeout(Some(timeout))
             .map_err(|e| Some(e.to_string()))?;
         let io = kept.stream.io();
-        if send(io, request, call.body).is_err() {
+        if io.write_all(request).is_err() {
             return Err(None);
         }
         // Sent: never sent again, whatever comes back (the server may have recorded it, and
@@ -382,7 +382,7 @@ impl Transport {
         url: &str,
         verify: bool,
         call: &Call<'_>,
-        request: &str,
+        request: &[u8],
         timeout: Duration,
     ) -> Result<Exchange, String> {
         // A session left over from an exchange that failed after its handshake belongs to
@@ -438,7 +438,7 @@ impl Transport {
         };
         let io = stream.io();
         let mut raw = Vec::new();
-        send(io, request, call.body)
+        io.write_all(request)
             .and_then(|_| read_response(io, &mut raw))
             .map_err(|e| format!("{url}: {e}"))?;
         let exchange = finish(&raw, stream.version()).map_err(|e| format!("{url}: {e}"))?;
@@ -485,15 +485,6 @@ fn finish(
 /// The largest answer the agent reads; a server (or an attacker on plain HTTP) cannot make
 /// it buffer more.
 pub const MAX_RESPONSE: u64 = 4 << 20;
-
-/// Writes a request's head and body in one write: one TLS record and one segment, where two
-/// writes made two of each.
-fn send(stream: &mut dyn ReadWrite, head: &str, body: &[u8]) -> std::io::Result<()> {
-    let mut message = Vec::with_capacity(head.len() + body.len());
-    message.extend_from_slice(head.as_bytes());
-    message.extend_from_slice(body);
-    stream.write_all(&message)
-}
 
 /// Reads one response into `out`: to the end of its `Content-Length` (the connection may
 /// carry the next request), or to the end of the stream when it gives none; at most
@@ -557,29 +548,33 @@ pub fn framing(raw: &[u8]) -> Framing {
     }
 }
 
-/// An HTTP/1.1 request head (`Connection: close` unless `keep_alive`), up to and including
-/// the blank line.
-pub fn request_head(
+/// A whole HTTP/1.1 request (`Connection: close` unless `keep_alive`): its head and its body
+/// in one buffer, so it goes in one write (one TLS record and one segment, where a head and a
+/// body written apart made two of each).
+pub fn request_message(
     method: &str,
     path: &str,
     host: &str,
     headers: &[(&str, String)],
-    body_len: usize,
+    body: &[u8],
     keep_alive: bool,
-) -> String {
+) -> Vec<u8> {
     let close = if keep_alive {
         ""
     } else {
         "Connection: close\r\n"
     };
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {body_len}\r\n{close}"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n{close}",
+        body.len()
     );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    head
+    let mut message = head.into_bytes();
+    message.extend_from_slice(body);
+    message
 }
 
 /// A whole HTTP/1.1 response, as read to the end of a `Connection: close` exchange;

@@ -15,7 +15,7 @@ use openssl::ssl::{Ssl, SslConnector, SslSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use ward_agent::transport::{
-    parse_response, request_head, response_read, split_url, still_open, Exchange,
+    parse_response, request_message, response_read, split_url, still_open, Exchange,
 };
 use ward_agent::AgentError;
 use ward_agent::Offer;
@@ -129,15 +129,11 @@ impl Stream {
         }
     }
 
-    /// The request's head and body in one write, as the agent sends them: one TLS record and
-    /// one segment.
-    async fn write(&mut self, head: &[u8], body: &[u8]) -> std::io::Result<()> {
-        let mut message = Vec::with_capacity(head.len() + body.len());
-        message.extend_from_slice(head);
-        message.extend_from_slice(body);
+    /// A whole request ([`request_message`]) in one write, as the agent sends it.
+    async fn write(&mut self, message: &[u8]) -> std::io::Result<()> {
         match self {
-            Stream::Tls(tls) => tls.write_all(&message).await,
-            Stream::Plain(tcp) => tcp.write_all(&message).await,
+            Stream::Tls(tls) => tls.write_all(message).await,
+            Stream::Plain(tcp) => tcp.write_all(message).await,
         }
     }
 
@@ -264,7 +260,7 @@ impl Shared {
             class: "url",
             detail,
         })?;
-        let head = request_head(method, path, &host, headers, body.len(), keep_alive);
+        let message = request_message(method, path, &host, headers, body, keep_alive);
         let work = async {
             let (mut stream, mut reused) = match kept.take() {
                 Some(previous)
@@ -286,14 +282,14 @@ impl Shared {
                     false,
                 ),
             };
-            let mut written = stream.write(head.as_bytes(), body).await;
+            let mut written = stream.write(&message).await;
             if written.is_err() && reused {
                 // Not written on the kept connection: the server had closed it. Once more, on a
                 // new one. A request that was sent is never sent again, whatever comes back
                 // (the server may have recorded it, and its nonce with it), as the agent does.
                 stream = self.connect(agent, legacy, url, verify, session).await?;
                 reused = false;
-                written = stream.write(head.as_bytes(), body).await;
+                written = stream.write(&message).await;
             }
             written.map_err(|e| Failure {
                 class: "write",
